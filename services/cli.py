@@ -1,0 +1,153 @@
+"""The ``citeplus`` command: one entry point for operators, analysts and tests.
+
+Subcommands grow with the services; each one explains itself with ``--help``
+and every expected failure prints a sentence saying what to do, not a trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from services.runtime.errors import CiteplusError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _cmd_topics_apply(args: argparse.Namespace) -> int:
+    from services.runtime.config import load_node_config
+    from services.runtime.provisioning import provision_topics
+
+    report = provision_topics(load_node_config())
+    for name in report.created:
+        print(f"created   {name}")
+    for name in report.verified:
+        print(f"verified  {name}")
+    return 0
+
+
+def _cmd_topics_list(args: argparse.Namespace) -> int:
+    from services.runtime.topics import load_topics
+
+    print(f"{'topic':32} {'value':18} {'parts':>5} {'cleanup':8} {'retention':>12}  key")
+    for spec in load_topics().values():
+        retention = "forever" if spec.retention_ms < 0 else f"{spec.retention_ms / 86_400_000:g} d"
+        print(
+            f"{spec.name:32} {spec.value:18} {spec.partitions:>5} {spec.cleanup_policy:8} "
+            f"{retention:>12}  {spec.key}"
+        )
+    return 0
+
+
+def _cmd_schemas_register(args: argparse.Namespace) -> int:
+    from services.runtime.codec import schema_summary
+    from services.runtime.config import load_node_config
+    from services.runtime.provisioning import connect_contracts
+
+    contracts = connect_contracts(load_node_config())
+    for topic in contracts.topics():
+        print(schema_summary(contracts.codec(topic)))
+    return 0
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from services.infra.kafka_broker import start_broker
+    from services.infra.registry_server import start_registry
+    from services.runtime.config import load_node_config
+    from services.runtime.provisioning import prepare_node
+
+    node = load_node_config()
+    bootstrap = start_broker()
+    registry = start_registry(storage=args.storage, bootstrap=bootstrap)
+    report, contracts = prepare_node(node)
+    print(f"Kafka broker     {bootstrap}")
+    print(f"Schema registry  {registry} (storage: {args.storage})")
+    print(
+        f"Topics           {len(report.created)} created, {len(report.verified)} verified "
+        f"({', '.join(contracts.topics())})"
+    )
+    print("Cité+ node infrastructure is ready.")
+    return 0
+
+
+def _cmd_down(args: argparse.Namespace) -> int:
+    from services.infra.kafka_broker import stop_broker
+    from services.infra.registry_server import stop_registry
+
+    stop_registry()
+    stop_broker()
+    print("Cité+ node infrastructure stopped.")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="citeplus",
+        description=(
+            "Cité+: the common data layer of a group of cities. Runs a node "
+            "(Kafka broker, schema registry, pipeline services) and operates it."
+        ),
+        epilog="Configuration: deploy/node.yaml (override with CITEPLUS_<SECTION>_<KEY>).",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    up = commands.add_parser(
+        "up",
+        help="start the node: broker, registry, topics and schemas",
+        description="Start the local Kafka broker and schema registry (fetching them on "
+        "first use), create or verify the declared topics and register the Avro contracts.",
+    )
+    up.add_argument(
+        "--storage",
+        choices=["kafkasql", "memory"],
+        default="kafkasql",
+        help="where the registry keeps schemas: in Kafka (survives restarts, default) or memory",
+    )
+    up.set_defaults(handler=_cmd_up)
+    down = commands.add_parser("down", help="stop the node's broker and registry")
+    down.set_defaults(handler=_cmd_down)
+
+    topics = commands.add_parser("topics", help="the topics declared in deploy/topics.yaml")
+    topic_commands = topics.add_subparsers(dest="topics_command", metavar="ACTION")
+    topic_commands.required = True
+    apply = topic_commands.add_parser(
+        "apply", help="create missing topics and verify existing ones (mismatches fail)"
+    )
+    apply.set_defaults(handler=_cmd_topics_apply)
+    listing = topic_commands.add_parser("list", help="print the declared topics")
+    listing.set_defaults(handler=_cmd_topics_list)
+
+    schemas = commands.add_parser("schemas", help="the Avro contracts in avro/")
+    schema_commands = schemas.add_subparsers(dest="schemas_command", metavar="ACTION")
+    schema_commands.required = True
+    register = schema_commands.add_parser(
+        "register", help="register every topic's value schema under <topic>-value"
+    )
+    register.set_defaults(handler=_cmd_schemas_register)
+
+    try:
+        from services.infra.cli import add_infra_commands
+    except ImportError:  # pragma: no cover - infra package always ships with the CLI
+        pass
+    else:
+        add_infra_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except CiteplusError as exc:
+        print(f"citeplus: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""Typed node configuration from ``deploy/node.yaml`` plus environment overrides.
+
+All configuration is read and validated here, once, so that a bad value stops a
+service at start with the file (or variable), the key and what is expected,
+instead of failing later somewhere deep in a Kafka callback.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+import typing
+from dataclasses import dataclass, fields, is_dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from services.runtime.errors import ConfigError
+from services.runtime.paths import NODE_FILE, REPO_ROOT
+
+ENV_PREFIX = "CITEPLUS"
+
+# Metrics port offsets: one node runs every service on one machine.
+SERVICE_PORT_OFFSETS: dict[str, int] = {
+    "ingest": 1,
+    "anonymise": 2,
+    "normalise": 3,
+    "energy-analytics": 4,
+    "publish": 5,
+}
+
+
+@dataclass(frozen=True)
+class NodeSection:
+    id: str = "dev-node"
+    state_dir: str = "var"
+
+
+@dataclass(frozen=True)
+class KafkaSection:
+    bootstrap: str = "127.0.0.1:9092"
+    replication_factor: int = 1
+
+
+@dataclass(frozen=True)
+class RegistrySection:
+    url: str = "http://127.0.0.1:8081/apis/ccompat/v7"
+
+
+@dataclass(frozen=True)
+class ProcessingSection:
+    batch_size: int = 500
+    batch_timeout_s: float = 0.5
+    transaction_timeout_ms: int = 60000
+
+
+@dataclass(frozen=True)
+class MetricsSection:
+    host: str = "127.0.0.1"
+    base_port: int = 9400
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything a service of this node needs to reach Kafka, the registry and disk."""
+
+    node: NodeSection = NodeSection()
+    kafka: KafkaSection = KafkaSection()
+    registry: RegistrySection = RegistrySection()
+    processing: ProcessingSection = ProcessingSection()
+    metrics: MetricsSection = MetricsSection()
+    source: str = "<defaults>"
+
+    @property
+    def state_dir(self) -> Path:
+        path = Path(self.node.state_dir)
+        return path if path.is_absolute() else REPO_ROOT / path
+
+    def metrics_port(self, service: str) -> int:
+        return self.metrics.base_port + SERVICE_PORT_OFFSETS.get(service, 0)
+
+
+T = TypeVar("T")
+
+
+def _coerce(value: Any, kind: Any, where: str, source: str) -> Any:
+    """Convert a YAML or environment value to the declared type, or explain why not."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        return value
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {
+            "1",
+            "true",
+            "yes",
+            "on",
+            "0",
+            "false",
+            "no",
+            "off",
+        }:
+            return value.lower() in {"1", "true", "yes", "on"}
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif kind is str:
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+            return str(value)
+    else:
+        return value
+    raise ConfigError(f"expected {kind.__name__}, got {value!r}", source=source, key=where)
+
+
+def _section(cls: type[T], raw: Any, name: str, source: str, env: dict[str, str]) -> T:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("expected a mapping", source=source, key=name)
+    allowed = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+    unknown = set(raw) - allowed
+    if unknown:
+        raise ConfigError(
+            f"unknown keys {sorted(unknown)} (allowed: {sorted(allowed)})", source=source, key=name
+        )
+    values: dict[str, Any] = {}
+    hints = typing.get_type_hints(cls)
+    for f in fields(cls):  # type: ignore[arg-type]
+        variable = f"{ENV_PREFIX}_{name}_{f.name}".upper()
+        if variable in env:
+            values[f.name] = _coerce(env[variable], hints[f.name], variable, "environment")
+        elif f.name in raw:
+            values[f.name] = _coerce(raw[f.name], hints[f.name], f"{name}.{f.name}", source)
+    return cls(**values)
+
+
+def load_node_config(path: Path | None = None, env: dict[str, str] | None = None) -> NodeConfig:
+    """Load the node file (``CITEPLUS_NODE_FILE`` or ``deploy/node.yaml``) with env overrides."""
+    env = dict(os.environ if env is None else env)
+    if path is None:
+        path = Path(env["CITEPLUS_NODE_FILE"]) if "CITEPLUS_NODE_FILE" in env else NODE_FILE
+    source = str(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(
+            "node file not found; copy deploy/node.yaml or unset CITEPLUS_NODE_FILE",
+            source=source,
+        ) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML ({exc})", source=source) from exc
+    if not isinstance(document, dict):
+        raise ConfigError("expected a mapping at the top level", source=source)
+    sections = {f.name: f for f in fields(NodeConfig) if f.name != "source"}
+    unknown = set(document) - set(sections)
+    if unknown:
+        raise ConfigError(
+            f"unknown sections {sorted(unknown)} (allowed: {sorted(sections)})", source=source
+        )
+    built: dict[str, Any] = {}
+    for name, f in sections.items():
+        cls = f.default.__class__
+        assert is_dataclass(cls)
+        built[name] = _section(cls, document.get(name), name, source, env)
+    config = NodeConfig(**built, source=source)
+    _validate(config)
+    return config
+
+
+def _validate(config: NodeConfig) -> None:
+    if config.kafka.replication_factor < 1:
+        raise ConfigError(
+            "must be at least 1", source=config.source, key="kafka.replication_factor"
+        )
+    if config.processing.batch_size < 1:
+        raise ConfigError("must be at least 1", source=config.source, key="processing.batch_size")
+    if config.processing.batch_timeout_s <= 0:
+        raise ConfigError(
+            "must be positive", source=config.source, key="processing.batch_timeout_s"
+        )
+    if not config.registry.url.startswith(("http://", "https://")):
+        raise ConfigError(
+            f"expected an http(s) URL, got {config.registry.url!r}",
+            source=config.source,
+            key="registry.url",
+        )
+    if ":" not in config.kafka.bootstrap:
+        raise ConfigError(
+            f"expected host:port[,host:port], got {config.kafka.bootstrap!r}",
+            source=config.source,
+            key="kafka.bootstrap",
+        )

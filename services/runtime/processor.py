@@ -1,0 +1,365 @@
+"""The exactly-once consume → decode → transform → encode → produce loop.
+
+Written once here so that a service is only its transform and its settings
+(STYLE.md). Each batch is one Kafka transaction: the outputs, the dead letters
+and the consumer offsets commit together or not at all, so a process killed at
+any instant and restarted neither loses nor duplicates a record for a
+``read_committed`` reader.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicPartition,
+)
+
+from services.runtime import dlq
+from services.runtime.codec import Contracts
+from services.runtime.config import NodeConfig
+from services.runtime.errors import CiteplusError, RejectedInput, SchemaError, WireFormatError
+from services.runtime.kafka import make_consumer, make_producer, produce_bytes
+from services.runtime.metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+
+LAG_REFRESH_S = 5.0
+
+
+@dataclass(frozen=True)
+class Emit:
+    """One record a transform wants produced."""
+
+    topic: str
+    key: str | bytes | None
+    value: dict[str, Any]
+    readings: int = 1
+
+
+@dataclass(frozen=True)
+class InputMeta:
+    """Where a consumed record came from, for dead letters and lineage."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    timestamp_ms: int
+
+
+class Stage(Protocol):
+    """What a service provides: a name, its inputs and a pure transform.
+
+    ``process`` raises :class:`RejectedInput` for input it cannot handle; the
+    runner turns that into a dead letter. ``redact`` returns the bytes a dead
+    letter may carry (a stage that sees personal data removes it there).
+    """
+
+    name: str
+    input_topics: Sequence[str]
+
+    def process(self, record: dict[str, Any], meta: InputMeta) -> Iterable[Emit]: ...
+
+    def redact(self, original: bytes | None, record: dict[str, Any] | None) -> bytes | None: ...
+
+
+class BaseStage:
+    """Defaults for the optional parts of :class:`Stage`."""
+
+    name: str = "stage"
+    input_topics: Sequence[str] = ()
+
+    def redact(self, original: bytes | None, record: dict[str, Any] | None) -> bytes | None:
+        return original
+
+
+@dataclass
+class RunSummary:
+    batches: int = 0
+    records_in: int = 0
+    records_out: int = 0
+    dead_letters: int = 0
+    aborted: int = 0
+    dead_letter_reasons: dict[str, int] = field(default_factory=dict)
+
+
+class StageRunner:
+    """Runs one stage against Kafka with transactions, dead letters and metrics."""
+
+    def __init__(
+        self,
+        stage: Stage,
+        node: NodeConfig,
+        contracts: Contracts,
+        *,
+        instance: str = "0",
+        metrics: ServiceMetrics | None = None,
+        consumer: Consumer | None = None,
+        producer: Producer | None = None,
+    ):
+        self.stage = stage
+        self.node = node
+        self.contracts = contracts
+        self.metrics = metrics or ServiceMetrics(stage.name)
+        self.batch_size = node.processing.batch_size
+        self.batch_timeout = node.processing.batch_timeout_s
+        self.consumer = consumer or make_consumer(node, group_id=f"citeplus.{stage.name}")
+        self.producer = producer or make_producer(
+            node, transactional_id=f"citeplus.{node.node.id}.{stage.name}.{instance}"
+        )
+        self.summary = RunSummary()
+        self._lag_refreshed = 0.0
+        self._started = False
+
+    # -- lifecycle -----------------------------------------------------------
+    def start(self) -> None:
+        """Fence earlier instances of the same transactional id and subscribe."""
+        if self._started:
+            return
+        for topic in self.stage.input_topics:
+            self.contracts.codec(topic)  # fail at start, not on the first message
+        self.producer.init_transactions(30)
+        self.consumer.subscribe(list(self.stage.input_topics))
+        self._started = True
+        self.metrics.ready = True
+        log.info(
+            "stage started",
+            extra={"stage": self.stage.name, "inputs": list(self.stage.input_topics)},
+        )
+
+    def close(self) -> None:
+        """Leave the group cleanly; nothing half-done is ever committed."""
+        self.metrics.ready = False
+        try:
+            self.consumer.close()
+        finally:
+            self.producer.flush(10)
+
+    def run(
+        self,
+        stop: threading.Event | None = None,
+        *,
+        idle_exit_s: float | None = None,
+        max_batches: int | None = None,
+    ) -> RunSummary:
+        """Process batches until ``stop`` is set, ``idle_exit_s`` passes without
+        input, or ``max_batches`` batches have committed."""
+        self.start()
+        stop = stop or threading.Event()
+        idle_since = time.monotonic()
+        try:
+            while not stop.is_set():
+                if max_batches is not None and self.summary.batches >= max_batches:
+                    break
+                self.metrics.mark_progress()
+                processed = self.run_once()
+                now = time.monotonic()
+                if processed:
+                    idle_since = now
+                elif idle_exit_s is not None and now - idle_since >= idle_exit_s:
+                    break
+        finally:
+            self.close()
+        return self.summary
+
+    # -- one batch -----------------------------------------------------------
+    def run_once(self) -> int:
+        """Consume one batch and commit it in one transaction; returns messages consumed."""
+        messages = self.consumer.consume(self.batch_size, self.batch_timeout)
+        self._refresh_lag()
+        good = [m for m in messages if not self._is_error(m)]
+        if not good:
+            return 0
+        started = time.perf_counter()
+        self.producer.begin_transaction()
+        try:
+            out, dead = self._process_batch(good)
+            self.producer.send_offsets_to_transaction(
+                self._next_offsets(good), self.consumer.consumer_group_metadata(), 30
+            )
+            self._commit()
+        except KafkaException as exc:
+            self._abort(exc)
+            return len(good)
+        self.metrics.batch_seconds.labels(self.stage.name).observe(time.perf_counter() - started)
+        self.metrics.records_in.labels(self.stage.name).inc(len(good))
+        self.summary.batches += 1
+        self.summary.records_in += len(good)
+        self.summary.records_out += out
+        self.summary.dead_letters += dead
+        return len(good)
+
+    def _process_batch(self, messages: list[Message]) -> tuple[int, int]:
+        produced = dead = 0
+        for message in messages:
+            meta = InputMeta(
+                message.topic(),
+                message.partition(),
+                message.offset(),
+                message.key(),
+                message.timestamp()[1],
+            )
+            record: dict[str, Any] | None = None
+            try:
+                record = self.contracts.codec(meta.topic).decode(message.value())
+                encoded = [
+                    (emit, self.contracts.codec(emit.topic).encode(emit.value))
+                    for emit in self.stage.process(record, meta)
+                ]
+            except RejectedInput as exc:
+                self._dead_letter(message, meta, record, exc.reason, str(exc))
+                dead += 1
+                continue
+            except WireFormatError as exc:
+                self._dead_letter(message, meta, record, "undecodable", str(exc))
+                dead += 1
+                continue
+            except SchemaError as exc:
+                self._dead_letter(message, meta, record, "unencodable-output", str(exc))
+                dead += 1
+                continue
+            except CiteplusError as exc:
+                self._dead_letter(message, meta, record, "rejected", str(exc))
+                dead += 1
+                continue
+            except Exception as exc:  # a bug must not stop the node nor lose the record
+                log.exception("transform failed", extra={"stage": self.stage.name})
+                self._dead_letter(
+                    message, meta, record, "stage-error", f"{type(exc).__name__}: {exc}"
+                )
+                dead += 1
+                continue
+            for emit, value in encoded:
+                produce_bytes(self.producer, emit.topic, emit.key, value)
+                self.metrics.records_out.labels(self.stage.name, emit.topic).inc()
+                self.metrics.readings_out.labels(self.stage.name).inc(emit.readings)
+                produced += 1
+        return produced, dead
+
+    def _dead_letter(
+        self,
+        message: Message,
+        meta: InputMeta,
+        record: dict[str, Any] | None,
+        reason: str,
+        text: str,
+    ) -> None:
+        city = record.get("city") if isinstance(record, dict) else None
+        source = record.get("source") if isinstance(record, dict) else None
+        letter = dlq.dead_letter(
+            stage=self.stage.name,
+            reason=reason,
+            message=text,
+            original_value=self.stage.redact(message.value(), record),
+            original_key=meta.key,
+            source_topic=meta.topic,
+            source_partition=meta.partition,
+            source_offset=meta.offset,
+            city=city if isinstance(city, str) else None,
+            source=source if isinstance(source, str) else None,
+        )
+        produce_bytes(
+            self.producer,
+            dlq.DLQ_TOPIC,
+            dlq.dead_letter_key(self.stage.name, letter["city"]),
+            self.contracts.codec(dlq.DLQ_TOPIC).encode(letter),
+        )
+        self.metrics.dead_letters.labels(self.stage.name, reason).inc()
+        self.summary.dead_letter_reasons[reason] = (
+            self.summary.dead_letter_reasons.get(reason, 0) + 1
+        )
+        log.warning(
+            "dead letter",
+            extra={
+                "stage": self.stage.name,
+                "reason": reason,
+                "topic": meta.topic,
+                "partition": meta.partition,
+                "offset": meta.offset,
+                "detail": text[:300],
+            },
+        )
+
+    # -- transactions ------------------------------------------------------------
+    def _commit(self) -> None:
+        for _ in range(10):
+            try:
+                self.producer.commit_transaction(60)
+                self.metrics.transactions.labels(self.stage.name, "committed").inc()
+                return
+            except KafkaException as exc:
+                if not exc.args[0].retriable():
+                    raise
+                time.sleep(0.2)
+        raise KafkaException(
+            KafkaError(KafkaError._TIMED_OUT, "commit kept failing", retriable=False)
+        )
+
+    def _abort(self, exc: KafkaException) -> None:
+        """Abort the open transaction and rewind, so the batch is processed again."""
+        error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        if error is not None and error.fatal():
+            self.metrics.errors.labels(self.stage.name, "fatal").inc()
+            log.error("fatal Kafka error; the process must restart", extra={"error": str(exc)})
+            raise exc
+        self.metrics.errors.labels(self.stage.name, "aborted").inc()
+        self.metrics.transactions.labels(self.stage.name, "aborted").inc()
+        self.summary.aborted += 1
+        log.warning("batch aborted; it will be processed again", extra={"error": str(exc)})
+        self.producer.abort_transaction(60)
+        self.rewind()
+
+    def rewind(self) -> None:
+        """Seek every assigned partition back to its last committed offset."""
+        assignment = self.consumer.assignment()
+        if not assignment:
+            return
+        for tp in self.consumer.committed(assignment, timeout=30):
+            if tp.offset < 0:
+                tp = TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING)
+            self.consumer.seek(tp)
+
+    # -- helpers -------------------------------------------------------------
+    def _is_error(self, message: Message) -> bool:
+        error = message.error()
+        if error is None:
+            return False
+        if error.code() != KafkaError._PARTITION_EOF:
+            self.metrics.errors.labels(self.stage.name, "consume").inc()
+            log.warning("consume error", extra={"error": str(error)})
+        return True
+
+    @staticmethod
+    def _next_offsets(messages: list[Message]) -> list[TopicPartition]:
+        highest: dict[tuple[str, int], int] = {}
+        for m in messages:
+            key = (m.topic(), m.partition())
+            highest[key] = max(highest.get(key, -1), m.offset())
+        return [TopicPartition(t, p, o + 1) for (t, p), o in highest.items()]
+
+    def _refresh_lag(self) -> None:
+        now = time.monotonic()
+        if now - self._lag_refreshed < LAG_REFRESH_S:
+            return
+        self._lag_refreshed = now
+        try:
+            for tp in self.consumer.position(self.consumer.assignment()):
+                _, high = self.consumer.get_watermark_offsets(tp, timeout=1, cached=False)
+                lag = max(0, high - tp.offset) if tp.offset >= 0 else high
+                self.metrics.consumer_lag.labels(self.stage.name, tp.topic, str(tp.partition)).set(
+                    lag
+                )
+        except KafkaException as exc:
+            log.debug("lag refresh failed", extra={"error": str(exc)})

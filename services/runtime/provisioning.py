@@ -1,0 +1,44 @@
+"""Bring a node's Kafka side to its declared state: topics and registered schemas.
+
+Every service calls this at start-up (idempotent), so a node never runs against
+a topic that is missing or configured differently from ``deploy/topics.yaml``.
+"""
+
+from __future__ import annotations
+
+from confluent_kafka.admin import AdminClient
+
+from services.runtime.codec import Contracts
+from services.runtime.config import NodeConfig
+from services.runtime.errors import InfrastructureError
+from services.runtime.registry import SchemaRegistry
+from services.runtime.topics import ProvisionReport, TopicSpec, load_topics, provision
+
+
+def admin_client(node: NodeConfig) -> AdminClient:
+    return AdminClient({"bootstrap.servers": node.kafka.bootstrap})
+
+
+def provision_topics(node: NodeConfig, specs: list[TopicSpec] | None = None) -> ProvisionReport:
+    """Create or verify the declared topics; a mismatch raises with every detail."""
+    specs = list(load_topics().values()) if specs is None else specs
+    report = provision(admin_client(node), specs, node.kafka.replication_factor)
+    if not report.ok:
+        details = "\n  ".join(report.mismatches)
+        raise InfrastructureError(
+            "existing topics differ from deploy/topics.yaml:\n  "
+            f"{details}\nfix the topic (kafka-configs / kafka-topics) or the declaration"
+        )
+    return report
+
+
+def connect_contracts(node: NodeConfig, specs: list[TopicSpec] | None = None) -> Contracts:
+    """Register every topic's schema under ``<topic>-value`` and bind codecs."""
+    specs = list(load_topics().values()) if specs is None else specs
+    return Contracts.register(SchemaRegistry(node.registry.url), specs)
+
+
+def prepare_node(node: NodeConfig) -> tuple[ProvisionReport, Contracts]:
+    """Topics, then schemas: what a service needs before its first message."""
+    report = provision_topics(node)
+    return report, connect_contracts(node)

@@ -1,0 +1,187 @@
+"""Topics declared in ``deploy/topics.yaml``, created or verified against a broker.
+
+Declaring topics in one file and checking them at start-up is what lets every
+node look the same: a topic created by hand with other settings is reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+from services.runtime.errors import ConfigError, InfrastructureError
+from services.runtime.paths import TOPICS_FILE
+from services.runtime.schemas import load_schemas
+
+_CLEANUP_POLICIES = {"delete", "compact", "compact,delete"}
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One declared topic."""
+
+    name: str
+    value: str
+    key: str
+    partitions: int
+    retention_ms: int
+    cleanup_policy: str
+
+    @property
+    def subject(self) -> str:
+        """Registry subject of the topic's values (TopicNameStrategy)."""
+        return f"{self.name}-value"
+
+    def configs(self) -> dict[str, str]:
+        return {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms)}
+
+
+@dataclass
+class ProvisionReport:
+    """What provisioning found: topics created, already right, and mismatches."""
+
+    created: list[str] = field(default_factory=list)
+    verified: list[str] = field(default_factory=list)
+    mismatches: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+
+def _require(entry: dict[str, Any], key: str, kind: type, where: str, source: str) -> Any:
+    if key not in entry:
+        raise ConfigError("missing required key", source=source, key=f"{where}.{key}")
+    value = entry[key]
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
+        raise ConfigError(
+            f"expected {kind.__name__}, got {value!r}", source=source, key=f"{where}.{key}"
+        )
+    return value
+
+
+def load_topics(path: Path = TOPICS_FILE) -> dict[str, TopicSpec]:
+    """Read and validate the topics file; errors name the file and the key."""
+    source = str(path)
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("file not found", source=source) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML ({exc})", source=source) from exc
+    if not isinstance(document, dict) or not isinstance(document.get("topics"), list):
+        raise ConfigError("expected a list under `topics:`", source=source, key="topics")
+    known_values = load_schemas()
+    specs: dict[str, TopicSpec] = {}
+    for index, entry in enumerate(document["topics"]):
+        where = f"topics[{index}]"
+        if not isinstance(entry, dict):
+            raise ConfigError("expected a mapping", source=source, key=where)
+        unknown = set(entry) - {
+            "name",
+            "value",
+            "key",
+            "partitions",
+            "retention_ms",
+            "cleanup_policy",
+        }
+        if unknown:
+            raise ConfigError(f"unknown keys {sorted(unknown)}", source=source, key=where)
+        spec = TopicSpec(
+            name=_require(entry, "name", str, where, source),
+            value=_require(entry, "value", str, where, source),
+            key=_require(entry, "key", str, where, source),
+            partitions=_require(entry, "partitions", int, where, source),
+            retention_ms=_require(entry, "retention_ms", int, where, source),
+            cleanup_policy=_require(entry, "cleanup_policy", str, where, source),
+        )
+        if spec.value not in known_values:
+            raise ConfigError(
+                f"no Avro contract {spec.value!r} in avro/ (known: {sorted(known_values)})",
+                source=source,
+                key=f"{where}.value",
+            )
+        if spec.partitions < 1:
+            raise ConfigError("must be at least 1", source=source, key=f"{where}.partitions")
+        if spec.cleanup_policy not in _CLEANUP_POLICIES:
+            raise ConfigError(
+                f"must be one of {sorted(_CLEANUP_POLICIES)}",
+                source=source,
+                key=f"{where}.cleanup_policy",
+            )
+        if spec.name in specs:
+            raise ConfigError(f"topic {spec.name!r} declared twice", source=source, key=where)
+        specs[spec.name] = spec
+    return specs
+
+
+def provision(
+    admin: AdminClient, specs: list[TopicSpec], replication_factor: int, timeout: float = 30.0
+) -> ProvisionReport:
+    """Create missing topics and verify existing ones against their declaration."""
+    report = ProvisionReport()
+    try:
+        existing = admin.list_topics(timeout=timeout).topics
+    except KafkaException as exc:
+        raise InfrastructureError(f"cannot list topics: {exc}; is the broker running?") from exc
+    missing = [spec for spec in specs if spec.name not in existing]
+    if missing:
+        futures = admin.create_topics(
+            [
+                NewTopic(
+                    spec.name,
+                    num_partitions=spec.partitions,
+                    replication_factor=replication_factor,
+                    config=spec.configs(),
+                )
+                for spec in missing
+            ],
+            operation_timeout=timeout,
+        )
+        for name, future in futures.items():
+            try:
+                future.result()
+                report.created.append(name)
+            except KafkaException as exc:
+                if exc.args[0].code() != exc.args[0].TOPIC_ALREADY_EXISTS:
+                    raise InfrastructureError(f"cannot create topic {name}: {exc}") from exc
+                report.verified.append(name)
+    present = [spec for spec in specs if spec.name in existing]
+    if present:
+        _verify(admin, present, existing, replication_factor, report, timeout)
+    return report
+
+
+def _verify(
+    admin: AdminClient,
+    specs: list[TopicSpec],
+    existing: dict[str, Any],
+    replication_factor: int,
+    report: ProvisionReport,
+    timeout: float,
+) -> None:
+    resources = [ConfigResource(ConfigResource.Type.TOPIC, spec.name) for spec in specs]
+    described = admin.describe_configs(resources, request_timeout=timeout)
+    configs_by_name = {res.name: future.result() for res, future in described.items()}
+    for spec in specs:
+        problems = []
+        metadata = existing[spec.name]
+        if len(metadata.partitions) != spec.partitions:
+            problems.append(f"partitions {len(metadata.partitions)} (declared {spec.partitions})")
+        replicas = {len(p.replicas) for p in metadata.partitions.values()}
+        if replicas and replicas != {replication_factor}:
+            problems.append(f"replication {sorted(replicas)} (node wants {replication_factor})")
+        actual = configs_by_name[spec.name]
+        for key, wanted in spec.configs().items():
+            have = actual[key].value if key in actual else None
+            if have != wanted:
+                problems.append(f"{key}={have} (declared {wanted})")
+        if problems:
+            report.mismatches.append(f"{spec.name}: " + "; ".join(problems))
+        else:
+            report.verified.append(spec.name)

@@ -1,0 +1,70 @@
+"""Node configuration: every bad value stops with the file or variable and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from services.runtime.config import load_node_config
+from services.runtime.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "node.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_repository_node_file_loads() -> None:
+    config = load_node_config(env={})
+    assert config.kafka.bootstrap == "127.0.0.1:9092"
+    assert config.processing.batch_size == 500
+    assert config.metrics_port("anonymise") == config.metrics.base_port + 2
+
+
+def test_environment_overrides_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "kafka:\n  bootstrap: a:1\n")
+    config = load_node_config(path, env={"CITEPLUS_KAFKA_BOOTSTRAP": "b:2"})
+    assert config.kafka.bootstrap == "b:2"
+
+
+def test_bad_type_in_file_names_file_and_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "processing:\n  batch_size: lots\n")
+    with pytest.raises(ConfigError) as caught:
+        load_node_config(path, env={})
+    assert str(path) in str(caught.value)
+    assert "processing.batch_size" in str(caught.value)
+    assert "expected int" in str(caught.value)
+
+
+def test_bad_environment_value_names_variable(tmp_path: Path) -> None:
+    path = write(tmp_path, "{}\n")
+    with pytest.raises(ConfigError, match="CITEPLUS_PROCESSING_BATCH_TIMEOUT_S: expected float"):
+        load_node_config(path, env={"CITEPLUS_PROCESSING_BATCH_TIMEOUT_S": "soon"})
+
+
+def test_unknown_key_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "kafka:\n  bootstrap: a:1\n  bootstrapp: b:2\n")
+    with pytest.raises(ConfigError, match=r"kafka: unknown keys \['bootstrapp'\]"):
+        load_node_config(path, env={})
+
+
+def test_unknown_section_is_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "kafak: {}\n")
+    with pytest.raises(ConfigError, match="unknown sections"):
+        load_node_config(path, env={})
+
+
+def test_missing_file_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="node file not found"):
+        load_node_config(tmp_path / "absent.yaml", env={})
+
+
+def test_invalid_values_are_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, "registry:\n  url: localhost:8081\n")
+    with pytest.raises(ConfigError, match=r"registry\.url"):
+        load_node_config(path, env={})
+    path = write(tmp_path, "processing:\n  batch_size: 0\n")
+    with pytest.raises(ConfigError, match=r"processing\.batch_size: must be at least 1"):
+        load_node_config(path, env={})
