@@ -108,8 +108,10 @@ class StageRunner:
         metrics: ServiceMetrics | None = None,
         consumer: Consumer | None = None,
         producer: Producer | None = None,
+        dead_letter_topic: str = dlq.DLQ_TOPIC,
     ):
         self.stage = stage
+        self.dead_letter_topic = dead_letter_topic
         self.node = node
         self.contracts = contracts
         self.metrics = metrics or ServiceMetrics(stage.name)
@@ -128,7 +130,7 @@ class StageRunner:
         """Fence earlier instances of the same transactional id and subscribe."""
         if self._started:
             return
-        for topic in self.stage.input_topics:
+        for topic in [*self.stage.input_topics, self.dead_letter_topic]:
             self.contracts.codec(topic)  # fail at start, not on the first message
         self.producer.init_transactions(30)
         self.consumer.subscribe(list(self.stage.input_topics))
@@ -272,9 +274,9 @@ class StageRunner:
         )
         produce_bytes(
             self.producer,
-            dlq.DLQ_TOPIC,
+            self.dead_letter_topic,
             dlq.dead_letter_key(self.stage.name, letter["city"]),
-            self.contracts.codec(dlq.DLQ_TOPIC).encode(letter),
+            self.contracts.codec(self.dead_letter_topic).encode(letter),
         )
         self.metrics.dead_letters.labels(self.stage.name, reason).inc()
         self.summary.dead_letter_reasons[reason] = (

@@ -1,0 +1,60 @@
+# Cité+ — every command installs what it needs first (Python packages with uv
+# from uv.lock; the Kafka broker's jars and the schema registry from Maven Central).
+#   make run    start a node on its embedded defaults
+#   make test   run the whole test suite against a real broker and registry
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export UV_PYTHON_DOWNLOADS := never
+UV_VERSION := 0.13.9
+PYTHON := python3.11
+UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+RUN := $(UV) run --frozen --python $(PYTHON)
+CITEPLUS := $(RUN) citeplus
+
+# Tests get a broker and registry of their own, away from a node started by `make run`.
+TEST_ENV := CITEPLUS_STATE=$(CURDIR)/var/test CITEPLUS_KAFKA_PORT=19092 CITEPLUS_REGISTRY_PORT=18081
+
+.PHONY: help setup run stop test test-unit bench lint format clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(UV):
+	@echo "==> installing uv $(UV_VERSION) (Python package manager)" >&2
+	@$(PYTHON) -m pip install --quiet --user "uv==$(UV_VERSION)" || $(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
+
+setup: $(UV) ## install Python packages (uv.lock) and fetch Kafka + registry artifacts
+	@echo "==> Python packages (uv.lock)" >&2
+	@$(UV) sync --frozen --python $(PYTHON) --quiet
+	@$(CITEPLUS) infra fetch
+
+run: setup ## start the node (broker, registry with Kafka storage, topics, schemas)
+	@$(CITEPLUS) up
+
+stop: ## stop the node started by `make run`
+	@$(CITEPLUS) down
+
+test: setup ## run every test against a real Kafka broker and schema registry
+	@$(TEST_ENV) $(CITEPLUS) infra up --storage memory
+	@status=0; $(TEST_ENV) $(RUN) pytest -q -p no:cacheprovider $(PYTEST_ARGS) || status=$$?; \
+	  $(TEST_ENV) $(CITEPLUS) infra down; exit $$status
+
+test-unit: setup ## run only the tests that need no broker
+	@$(RUN) pytest -q tests/unit
+
+bench: setup ## run the benchmarks (they print their figures)
+	@$(TEST_ENV) $(CITEPLUS) infra up --storage memory
+	@status=0; $(TEST_ENV) $(RUN) python bench/kafka_ceiling.py || status=$$?; \
+	  $(TEST_ENV) $(CITEPLUS) infra down; exit $$status
+
+lint: setup ## ruff check and format check
+	@$(RUN) ruff check .
+	@$(RUN) ruff format --check .
+
+format: setup ## apply ruff's formatting and safe fixes
+	@$(RUN) ruff check --fix .
+	@$(RUN) ruff format .
+
+clean: ## stop servers and remove local state (data, logs) under var/
+	-@$(CITEPLUS) down
+	rm -rf var

@@ -1,0 +1,152 @@
+"""CSV exports (open-data portals, meter-data platforms), as each source declares.
+
+French exports mostly use ``;`` and a decimal comma, often start with a BOM and
+quote fields holding separators, line breaks or GeoJSON. Cells stay text except
+the source's ``numeric`` fields; an empty cell is ``None`` (no value). A line
+that cannot be read is rejected alone, so one broken line never costs a batch.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+
+from services.ingest.batch import BatchBuilder, Cell, ParseResult
+from services.ingest.values import parse_number
+from services.runtime.cities import CsvOptions, SourceConfig
+
+
+def parse(data: bytes, source: SourceConfig) -> ParseResult:
+    """Group the rows of one CSV payload per entity (the ``entity`` column)."""
+    options = source.csv or CsvOptions()
+    out = BatchBuilder()
+    encoding = options.encoding
+    if codecs.lookup(encoding).name == "utf-8":
+        encoding = "utf-8-sig"  # tolerate the BOM spreadsheet tools write
+    try:
+        text = data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        out.reject(
+            f"byte {exc.start}",
+            "bad-encoding",
+            f"the payload is not valid {options.encoding}; declare the real encoding "
+            "in the source's csv.encoding (e.g. cp1252)",
+            data,
+        )
+        return out.result()
+
+    # Keep physical lines so a rejected record can return its exact text.
+    lines = io.StringIO(text, newline="").readlines()
+    reader = csv.reader(iter(lines), delimiter=options.separator, quotechar='"')
+    names: tuple[str, ...] | None = options.columns if not options.header else None
+    entity_index = -1
+    numeric: list[int] = []
+    rows: dict[str, list[list[Cell]]] = {}
+    consumed = 0
+
+    while True:
+        start = consumed
+        try:
+            record = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            consumed = reader.line_num
+            out.reject(
+                f"line {start + 1}",
+                "bad-csv",
+                f"unreadable CSV: {exc}",
+                _text(lines, start, consumed, encoding),
+            )
+            continue
+        consumed = reader.line_num
+        if not record:
+            continue  # blank line
+        position = f"line {start + 1}"
+        if names is None:
+            problem = _header_problem(record)
+            if problem:
+                out.reject(position, "bad-header", problem, data)
+                return out.result()
+            names = tuple(record)
+        if entity_index < 0:
+            try:
+                entity_index, numeric = _indexes(names, source)
+            except LookupError as exc:
+                out.reject(position, exc.args[0], exc.args[1], data)
+                return out.result()
+            if options.header:
+                continue
+        if len(record) != len(names):
+            out.reject(
+                position,
+                "wrong-column-count",
+                f"expected {len(names)} fields separated by {options.separator!r}, "
+                f"found {len(record)}",
+                _text(lines, start, consumed, encoding),
+            )
+            continue
+        entity = record[entity_index].strip()
+        if not entity:
+            out.reject(
+                position,
+                "missing-entity",
+                f"the entity field {source.entity!r} is empty",
+                _text(lines, start, consumed, encoding),
+            )
+            continue
+        row: list[Cell] = [cell if cell != "" else None for cell in record]
+        try:
+            for index in numeric:
+                cell = record[index]
+                if cell.strip():
+                    row[index] = parse_number(cell, options.decimal)
+                else:
+                    row[index] = None
+        except ValueError as exc:
+            out.reject(
+                position,
+                "bad-number",
+                f"field {names[index]!r}: {exc}",
+                _text(lines, start, consumed, encoding),
+            )
+            continue
+        rows.setdefault(entity, []).append(row)
+
+    for entity, entity_rows in rows.items():
+        transposed = zip(*entity_rows, strict=True)
+        columns = {name: list(values) for name, values in zip(names, transposed, strict=True)}
+        out.add_columns(entity, None, columns, len(entity_rows))
+    return out.result()
+
+
+def _header_problem(record: list[str]) -> str | None:
+    for i, name in enumerate(record):
+        if not name.strip():
+            return f"header column {i + 1} has no name"
+    if len(set(record)) != len(record):
+        repeated = sorted({name for name in record if record.count(name) > 1})
+        return f"header repeats column names: {', '.join(repeated)}"
+    return None
+
+
+def _indexes(names: tuple[str, ...], source: SourceConfig) -> tuple[int, list[int]]:
+    """Column positions of the entity and numeric fields, or LookupError(reason, message)."""
+    if source.entity not in names:
+        raise LookupError(
+            "missing-entity-column",
+            f"no column {source.entity!r} (the source's entity field); columns: {', '.join(names)}",
+        )
+    missing = [name for name in source.numeric if name not in names]
+    if missing:
+        raise LookupError(
+            "missing-column",
+            f"numeric field(s) {', '.join(map(repr, missing))} declared by the source are not "
+            f"in the file; columns: {', '.join(names)}",
+        )
+    return names.index(source.entity), [names.index(name) for name in source.numeric]
+
+
+def _text(lines: list[str], start: int, end: int, encoding: str) -> bytes:
+    return "".join(lines[start:end]).encode(encoding.replace("-sig", ""))

@@ -1,0 +1,132 @@
+"""Plain JSON records: NDJSON (one object per line) or one JSON array of objects.
+
+Values keep their JSON types; nested objects and arrays travel as JSON text.
+In NDJSON a bad line is rejected alone; a JSON document is all or nothing for
+its syntax, then record by record. A GBFS-style document whose records sit
+inside an object is read through the source's ``json.records`` path.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from services.ingest.batch import BatchBuilder, Cell, ParseResult
+from services.ingest.values import json_cell, parse_number
+from services.runtime.cities import SourceConfig
+
+
+def parse(data: bytes, source: SourceConfig) -> ParseResult:
+    """NDJSON or JSON array, as the source's format says."""
+    if source.format == "ndjson":
+        return parse_ndjson(data, source)
+    return parse_array(data, source)
+
+
+def parse_ndjson(data: bytes, source: SourceConfig) -> ParseResult:
+    out = BatchBuilder()
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    for number, line in enumerate(data.split(b"\n"), start=1):
+        if not line.strip():
+            continue
+        position = f"line {number}"
+        try:
+            record = json.loads(line)
+        except (ValueError, UnicodeDecodeError) as exc:
+            out.reject(position, "bad-json", f"not valid JSON: {exc}", line)
+            continue
+        _add(out, record, source, position, line)
+    return out.result()
+
+
+def parse_array(data: bytes, source: SourceConfig) -> ParseResult:
+    out = BatchBuilder()
+    try:
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        out.reject("payload", "bad-json", f"not valid JSON: {exc}", data)
+        return out.result()
+    records = _records(document, source.json_records)
+    if isinstance(records, str):
+        out.reject("payload", "not-an-array", records, data)
+        return out.result()
+    for number, record in enumerate(records, start=1):
+        original = json.dumps(record, ensure_ascii=False).encode()
+        _add(out, record, source, f"item {number}", original)
+    return out.result()
+
+
+def _records(document: Any, path: str | None) -> list[Any] | str:
+    """The list of records, or a message saying why there is none."""
+    if path is None:
+        if isinstance(document, list):
+            return document
+        return (
+            "expected a JSON array of records at the top level, "
+            f"got a JSON {_json_kind(document)}; send an array, or declare where the "
+            "records are with json.records (e.g. data.stations)"
+        )
+    node = document
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return f"no {path!r} in the document (the source's json.records path)"
+        node = node[part]
+    if not isinstance(node, list):
+        return f"{path!r} is a JSON {_json_kind(node)}, expected an array of records"
+    return node
+
+
+def _add(
+    out: BatchBuilder, record: Any, source: SourceConfig, position: str, original: bytes
+) -> None:
+    if not isinstance(record, dict):
+        out.reject(
+            position,
+            "not-an-object",
+            f"expected a JSON object, got a JSON {_json_kind(record)}",
+            original,
+        )
+        return
+    entity = record.get(source.entity)
+    if entity is None or entity == "":
+        out.reject(
+            position, "missing-entity", f"no value for the entity field {source.entity!r}", original
+        )
+        return
+    if isinstance(entity, bool) or not isinstance(entity, str | int):
+        out.reject(
+            position,
+            "bad-entity",
+            f"the entity field {source.entity!r} must be a string or an integer, "
+            f"got a JSON {_json_kind(entity)}",
+            original,
+        )
+        return
+    row: dict[str, Cell] = {name: json_cell(value) for name, value in record.items()}
+    for name in source.numeric:
+        value = row.get(name)
+        if isinstance(value, bool) or not isinstance(value, str | int | float | None):
+            out.reject(position, "bad-number", f"field {name!r} is not a number", original)
+            return
+        if isinstance(value, str):
+            try:
+                row[name] = parse_number(value) if value.strip() else None
+            except ValueError as exc:
+                out.reject(position, "bad-number", f"field {name!r}: {exc}", original)
+                return
+    out.add_row(str(entity), None, row)
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, bool):
+        return "boolean"
+    if value is None:
+        return "null"
+    return "number"

@@ -1,0 +1,210 @@
+"""The shared runtime against the real broker and registry: wire format read by
+confluent-kafka's stock deserializer, transactions, dead letters, provisioning."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka.admin import NewTopic
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from services.runtime.errors import RejectedInput
+from services.runtime.kafka import RecordProducer, make_producer
+from services.runtime.processor import BaseStage, Emit, InputMeta, StageRunner
+from services.runtime.provisioning import admin_client, provision_topics
+from services.runtime.topics import TopicSpec, provision
+from tests.integration.kafka_helpers import read_all
+from tests.integration.records import SAMPLES_BY_TOPIC, observation
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.mark.parametrize("declared", sorted(SAMPLES_BY_TOPIC))
+def test_every_record_type_round_trips_through_stock_deserializer(
+    node, isolated_topics, declared: str
+) -> None:
+    specs, contracts = isolated_topics(declared, partitions=1)
+    topic = specs[declared].name
+    record = SAMPLES_BY_TOPIC[declared]()
+    producer = RecordProducer(make_producer(node), contracts)
+    producer.produce(topic, "key-1", record)
+    assert producer.flush() == 0
+
+    [message] = read_all(node, topic, expected=1)
+    stock = AvroDeserializer(SchemaRegistryClient({"url": node.registry.url}))
+    decoded = stock(message.value(), SerializationContext(topic, MessageField.VALUE))
+    ours = contracts.codec(topic).decode(message.value())
+
+    assert ours == {**ours, **record}  # our codec: exactly what was written
+    assert message.value()[0] == 0  # magic byte
+    assert int.from_bytes(message.value()[1:5], "big") == contracts.codec(topic).schema_id
+    for name, value in record.items():
+        got = decoded[name]
+        if isinstance(got, dt.datetime):  # the stock reader honours timestamp-micros
+            assert got == dt.datetime.fromtimestamp(value / 1e6, tz=dt.UTC), name
+        elif name == "event_times":
+            assert [int(t.timestamp() * 1e6) for t in got] == value
+        else:
+            assert got == value, name
+
+
+def test_aborted_transaction_is_invisible_to_read_committed(node, isolated_topics) -> None:
+    specs, contracts = isolated_topics("observations.v1", partitions=1)
+    topic = specs["observations.v1"].name
+    producer = make_producer(node, transactional_id=f"test-abort-{uuid.uuid4().hex}")
+    producer.init_transactions(30)
+    writer = RecordProducer(producer, contracts)
+
+    producer.begin_transaction()
+    writer.produce(topic, "meter-1", observation())
+    producer.flush(10)
+    producer.abort_transaction(30)
+
+    producer.begin_transaction()
+    writer.produce(topic, "meter-2", observation(entity="kept"))
+    producer.commit_transaction(30)
+
+    committed = read_all(node, topic, expected=1)
+    uncommitted = read_all(node, topic, expected=2, isolation="read_uncommitted")
+    assert [m.key() for m in committed] == [b"meter-2"]
+    assert sorted(m.key() for m in uncommitted) == [b"meter-1", b"meter-2"]  # it was written
+
+
+class DoublingStage(BaseStage):
+    """Doubles every value; refuses series from the city 'refused'."""
+
+    name = "test-doubling"
+
+    def __init__(self, source: str, target: str):
+        self.input_topics = [source]
+        self.target = target
+
+    def process(self, record: dict[str, Any], meta: InputMeta) -> Iterable[Emit]:
+        if record["city"] == "refused":
+            raise RejectedInput("refused-city", "this test refuses the city 'refused'")
+        if record["city"] == "buggy":
+            raise ZeroDivisionError("a bug in the transform")
+        doubled = {**record, "values": [2 * v for v in record["values"]]}
+        yield Emit(self.target, meta.key, doubled, readings=len(doubled["values"]))
+
+
+def make_runner(node, contracts, specs, instance: str, runner_class=StageRunner) -> StageRunner:
+    stage = DoublingStage(specs["observations.v1"].name, specs["public.observations.v1"].name)
+    stage.name = f"test-doubling-{instance}"
+    return runner_class(
+        stage, node, contracts, instance=instance, dead_letter_topic=specs["dlq.v1"].name
+    )
+
+
+def test_stage_runner_transforms_and_routes_dead_letters(node, isolated_topics) -> None:
+    specs, contracts = isolated_topics(
+        "observations.v1", "public.observations.v1", "dlq.v1", partitions=2
+    )
+    source = specs["observations.v1"].name
+    writer = RecordProducer(make_producer(node), contracts)
+    for i in range(20):
+        writer.produce(source, f"m{i}", observation(points=4, entity=f"m{i}"))
+    writer.produce(source, "bad", {**observation(), "city": "refused"})
+    writer.produce(source, "bug", {**observation(), "city": "buggy"})
+    writer.producer.produce(source, key=b"garbage", value=b"not avro at all")
+    assert writer.flush() == 0
+
+    instance = uuid.uuid4().hex[:6]
+    summary = make_runner(node, contracts, specs, instance).run(idle_exit_s=3)
+    assert summary.records_in == 23
+    assert summary.records_out == 20
+    assert summary.dead_letter_reasons == {"refused-city": 1, "stage-error": 1, "undecodable": 1}
+
+    outputs = read_all(node, specs["public.observations.v1"].name, expected=20)
+    values = [contracts.codec(m.topic()).decode(m.value())["values"] for m in outputs]
+    assert len(outputs) == 20 and all(v == [0.0, 0.2, 0.4, 0.6000000000000001] for v in values)
+
+    letters = read_all(node, specs["dlq.v1"].name, expected=3)
+    decoded = {
+        contracts.codec(m.topic()).decode(m.value())["reason"]: contracts.codec(m.topic()).decode(
+            m.value()
+        )
+        for m in letters
+    }
+    assert decoded["undecodable"]["original_value"] == b"not avro at all"
+    assert decoded["undecodable"]["source_topic"] == source
+    assert "magic byte" in decoded["undecodable"]["message"]
+    assert decoded["refused-city"]["city"] == "refused"
+    assert "ZeroDivisionError" in decoded["stage-error"]["message"]
+
+    # Offsets moved with the transactions: the same group finds nothing left.
+    again = make_runner(node, contracts, specs, instance).run(idle_exit_s=2)
+    assert again.records_in == 0
+
+
+class CommitFailsOnce(StageRunner):
+    """Injects a broker-side failure at the worst moment: after producing, before commit."""
+
+    failed = False
+
+    def _commit(self) -> None:
+        if not CommitFailsOnce.failed:
+            CommitFailsOnce.failed = True
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "injected", retriable=True))
+        super()._commit()
+
+
+def test_failed_commit_aborts_and_reprocesses_exactly_once(node, isolated_topics) -> None:
+    specs, contracts = isolated_topics(
+        "observations.v1", "public.observations.v1", "dlq.v1", partitions=1
+    )
+    writer = RecordProducer(make_producer(node), contracts)
+    for i in range(10):
+        writer.produce(
+            specs["observations.v1"].name, f"m{i}", observation(points=2, entity=f"m{i}")
+        )
+    assert writer.flush() == 0
+
+    runner = make_runner(node, contracts, specs, uuid.uuid4().hex[:6], CommitFailsOnce)
+    summary = runner.run(idle_exit_s=3)
+    assert summary.aborted == 1
+    outputs = read_all(node, specs["public.observations.v1"].name, expected=10)
+    assert sorted(m.key() for m in outputs) == sorted(f"m{i}".encode() for i in range(10))
+    raw = read_all(node, specs["public.observations.v1"].name, isolation="read_uncommitted")
+    assert len(raw) > len(outputs)  # the aborted copies exist, but no reader sees them
+
+
+def test_provisioning_creates_then_verifies_then_reports_mismatch(node) -> None:
+    name = f"test.{uuid.uuid4().hex[:8]}.prov"
+    spec = TopicSpec(name, "Observation", "k", 2, 86_400_000, "delete")
+    first = provision_topics(node, [spec])
+    second = provision_topics(node, [spec])
+    assert first.created == [name] and second.verified == [name]
+
+    admin = admin_client(node)
+    other = f"{name}.hand-made"
+    admin.create_topics([NewTopic(other, num_partitions=1, replication_factor=1)])[other].result()
+    report = provision(admin, [replace(spec, name=other, cleanup_policy="compact")], 1)
+    assert not report.ok
+    [problem] = report.mismatches
+    assert "partitions 1 (declared 2)" in problem and "cleanup.policy=delete" in problem
+
+
+def test_transactional_producer_writes_are_fenced_by_a_newer_instance(
+    node, isolated_topics
+) -> None:
+    """Two processes with one transactional id: the older one can no longer commit."""
+    specs, contracts = isolated_topics("observations.v1", partitions=1)
+    txn_id = f"test-fence-{uuid.uuid4().hex}"
+    old: Producer = make_producer(node, transactional_id=txn_id)
+    old.init_transactions(30)
+    old.begin_transaction()
+    RecordProducer(old, contracts).produce(specs["observations.v1"].name, "z", observation())
+    newer = make_producer(node, transactional_id=txn_id)
+    newer.init_transactions(30)
+    with pytest.raises(KafkaException):
+        old.commit_transaction(30)
+    assert read_all(node, specs["observations.v1"].name, expected=0, settle_s=1) == []
