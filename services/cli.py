@@ -54,10 +54,14 @@ def _cmd_schemas_register(args: argparse.Namespace) -> int:
 def _cmd_up(args: argparse.Namespace) -> int:
     from services.infra.kafka_broker import start_broker
     from services.infra.registry_server import start_registry
+    from services.runtime.cities import load_cities
     from services.runtime.config import load_node_config
+    from services.runtime.dev_secrets import ensure_dev_tokens
+    from services.runtime.paths import CITIES_DIR
     from services.runtime.provisioning import prepare_node
 
     node = load_node_config()
+    secrets_file = ensure_dev_tokens(node.state_dir, load_cities(CITIES_DIR))
     bootstrap = start_broker()
     registry = start_registry(storage=args.storage, bootstrap=bootstrap)
     report, contracts = prepare_node(node)
@@ -67,6 +71,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         f"Topics           {len(report.created)} created, {len(report.verified)} verified "
         f"({', '.join(contracts.topics())})"
     )
+    print(f"Dev secrets      {secrets_file} (source tokens; never commit)")
     print("Cité+ node infrastructure is ready.")
     return 0
 
@@ -127,6 +132,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     register.set_defaults(handler=_cmd_schemas_register)
 
+    service = commands.add_parser(
+        "service",
+        help="run one pipeline service in the foreground (what supervisors and containers run)",
+    )
+    service_commands = service.add_subparsers(dest="service_name", metavar="SERVICE")
+    service_commands.required = True
+    from services.ingest import main as ingest_main
+
+    ingest = service_commands.add_parser(
+        "ingest", help="the HTTP edge: city systems push batches, RawRecords go to raw.v1"
+    )
+    ingest_main.add_arguments(ingest)
+    ingest.set_defaults(handler=ingest_main.serve)
+    ingest_main.add_file_command(commands)
+
     try:
         from services.infra.cli import add_infra_commands
     except ImportError:  # pragma: no cover - infra package always ships with the CLI
@@ -136,11 +156,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _load_dev_secrets() -> None:
+    """Make a local node's generated tokens and keys visible to every command."""
+    from services.runtime.config import load_node_config
+    from services.runtime.dev_secrets import dev_env_file, load_env_file
+
+    try:
+        load_env_file(dev_env_file(load_node_config().state_dir))
+    except CiteplusError:
+        pass  # a bad node file is reported by the command that needs it
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler: Handler = args.handler
+    handler: Handler = getattr(args, "handler", None) or args.func
     try:
+        _load_dev_secrets()
         return handler(args)
     except CiteplusError as exc:
         print(f"citeplus: error: {exc}", file=sys.stderr)

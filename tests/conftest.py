@@ -24,10 +24,12 @@ SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
 def infrastructure() -> tuple[str, str]:
     """(bootstrap, registry URL) of the running local broker and registry."""
     from services.infra.kafka_broker import start_broker
-    from services.infra.registry_server import start_registry
+    from services.infra.registry_server import registry_status, start_registry
 
     bootstrap = start_broker()
-    registry = start_registry(storage="memory")
+    running = registry_status()
+    # Any running registry will do (memory or kafkasql): tests register their own subjects.
+    registry = running["url"] if running["answering"] else start_registry(storage="memory")
     return bootstrap, registry
 
 

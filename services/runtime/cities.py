@@ -9,17 +9,25 @@ a setting off.
 
 Credentials are never written in these files, only a reference to them
 (``env:VAR`` or ``file:/path``) resolved at run time by :func:`resolve_secret`.
+
+A source whose transport does not say where an entity is or what it is (Linky
+frames carry a meter serial, nothing else) may name an entity registry: a CSV
+file ``entity,zone,sector`` beside the city files, read by :func:`load_registry`
+and checked when the city loads, so a broken registry stops the node at start-up
+rather than leaving meters without a zone later.
 """
 
 from __future__ import annotations
 
 import codecs
+import csv
+import io
 import os
 import re
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -39,6 +47,7 @@ DOMAINS = ("energy", "mobility", "environment", "water", "waste", "parking", "we
 SDM_FORMATS = ("sdm-keyvalues", "ngsi-v2-normalized", "ngsi-ld")
 LINKY_ENTITY_LABELS = ("ADSC", "ADCO")
 DEFAULT_TIMEZONE = "Europe/Paris"
+REGISTRY_HEADER = ("entity", "zone", "sector")
 
 # Sections owned by later stages (anonymise, normalise, publish). They are kept as
 # raw dicts and deliberately NOT validated here: each owning service validates its
@@ -57,6 +66,7 @@ _SOURCE_KEYS = (
     "csv",
     "json",
     "numeric",
+    "registry",
     *PASSTHROUGH_SECTIONS,
 )
 _CSV_KEYS = ("separator", "decimal", "header", "encoding", "columns")
@@ -91,6 +101,8 @@ class SourceConfig:
     csv/ndjson/json, ``id`` for Smart Data Models / NGSI, the ``ADSC`` or ``ADCO``
     label for Linky frames. ``json_records`` is a dotted path to the array of
     records inside a JSON document (``data.stations`` for a GBFS feed).
+    ``registry`` is the absolute path of the source's entity registry (declared
+    relative to the city file's folder), or None.
     """
 
     city: str
@@ -103,9 +115,67 @@ class SourceConfig:
     csv: CsvOptions | None = None
     json_records: str | None = None
     numeric: tuple[str, ...] = ()
+    registry: Path | None = None
     privacy: dict[str, Any] | None = field(default=None, hash=False)
     mapping: dict[str, Any] | None = field(default=None, hash=False)
     sharing: dict[str, Any] | None = field(default=None, hash=False)
+
+
+class RegistryEntry(NamedTuple):
+    """Where an entity is (an IRIS-like zone code) and what it is (its sector)."""
+
+    zone: str
+    sector: str
+
+
+def load_registry(path: Path) -> dict[str, RegistryEntry]:
+    """Read an entity registry (``entity,zone,sector``), refusing anything ambiguous.
+
+    A repeated entity would make its zone depend on which line wins, and an
+    empty cell would put a meter nowhere: both are errors naming the line.
+    """
+    path = Path(path)
+    where = str(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ConfigError(f"cannot read the registry: {exc.strerror}", source=where) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError("the registry is not valid UTF-8", source=where) from exc
+    rows = csv.reader(io.StringIO(text, newline=""))
+    header = next(rows, None)
+    if header is None or tuple(cell.strip() for cell in header) != REGISTRY_HEADER:
+        raise ConfigError(
+            f"the first line must be the header {','.join(REGISTRY_HEADER)}, "
+            f"got {','.join(header or [])!r}",
+            source=where,
+            key="line 1",
+        )
+    entries: dict[str, RegistryEntry] = {}
+    first_line: dict[str, int] = {}
+    for record in rows:
+        line = rows.line_num
+        if not record:
+            continue
+        cells = [cell.strip() for cell in record]
+        if len(cells) != len(REGISTRY_HEADER) or not all(cells):
+            raise ConfigError(
+                "expected three non-empty fields: entity, zone, sector",
+                source=where,
+                key=f"line {line}",
+            )
+        entity, zone, sector = cells
+        if entity in entries:
+            raise ConfigError(
+                f"entity {entity!r} is listed twice (first on line {first_line[entity]})",
+                source=where,
+                key=f"line {line}",
+            )
+        entries[entity] = RegistryEntry(zone, sector)
+        first_line[entity] = line
+    if not entries:
+        raise ConfigError("the registry lists no entity", source=where)
+    return entries
 
 
 class UnknownSourceError(ConfigError, KeyError):
@@ -337,6 +407,7 @@ class _Reader:
                     f"{key}.numeric", f"only csv, ndjson and json sources take 'numeric', not {fmt}"
                 )
             numeric = self.string_list(data["numeric"], f"{key}.numeric")
+        registry = self.registry(data, f"{key}.registry") if "registry" in data else None
         sections: dict[str, dict[str, Any] | None] = {}
         for section in PASSTHROUGH_SECTIONS:
             value = data.get(section)
@@ -354,6 +425,7 @@ class _Reader:
             csv=csv,
             json_records=json_records,
             numeric=numeric,
+            registry=registry,
             **sections,
         )
 
@@ -390,6 +462,24 @@ class _Reader:
                 "never write the secret itself in a city file",
             )
         return value
+
+    def registry(self, data: dict[str, Any], key: str) -> Path:
+        value = self.string(data, "registry", key)
+        relative = Path(value)
+        if relative.is_absolute():
+            raise self.fail(
+                key,
+                f"{value!r} must be relative to the city file's folder "
+                "(e.g. registries/lyon-linky.csv), so the configuration can move as a whole",
+            )
+        path = (Path(self.where).parent / relative).resolve()
+        if not path.is_file():
+            raise self.fail(key, f"the registry file {str(path)!r} does not exist")
+        try:
+            load_registry(path)
+        except ConfigError as exc:
+            raise self.fail(key, f"invalid registry: {exc}") from exc
+        return path
 
     def csv(self, raw: Any, key: str, fmt: str) -> CsvOptions:
         if fmt != "csv":

@@ -148,7 +148,7 @@ def _section(cls: type[T], raw: Any, name: str, source: str, env: dict[str, str]
 
 def load_node_config(path: Path | None = None, env: dict[str, str] | None = None) -> NodeConfig:
     """Load the node file (``CITEPLUS_NODE_FILE`` or ``deploy/node.yaml``) with env overrides."""
-    env = dict(os.environ if env is None else env)
+    env = _with_local_aliases(dict(os.environ if env is None else env))
     if path is None:
         path = Path(env["CITEPLUS_NODE_FILE"]) if "CITEPLUS_NODE_FILE" in env else NODE_FILE
     source = str(path)
@@ -177,6 +177,21 @@ def load_node_config(path: Path | None = None, env: dict[str, str] | None = None
     config = NodeConfig(**built, source=source)
     _validate(config)
     return config
+
+
+def _with_local_aliases(env: dict[str, str]) -> dict[str, str]:
+    """The variables that place the local broker and registry (CITEPLUS_STATE,
+    CITEPLUS_KAFKA_PORT, CITEPLUS_REGISTRY_PORT, used by `citeplus infra`) also
+    place the node that talks to them, unless the node's own keys are set."""
+    aliases = {
+        "CITEPLUS_NODE_STATE_DIR": ("CITEPLUS_STATE", "{}"),
+        "CITEPLUS_KAFKA_BOOTSTRAP": ("CITEPLUS_KAFKA_PORT", "127.0.0.1:{}"),
+        "CITEPLUS_REGISTRY_URL": ("CITEPLUS_REGISTRY_PORT", "http://127.0.0.1:{}/apis/ccompat/v7"),
+    }
+    for target, (variable, template) in aliases.items():
+        if target not in env and env.get(variable):
+            env[target] = template.format(env[variable])
+    return env
 
 
 def _validate(config: NodeConfig) -> None:

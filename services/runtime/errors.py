@@ -46,3 +46,10 @@ class RejectedInput(CiteplusError):
     def __init__(self, reason: str, message: str):
         super().__init__(message)
         self.reason = reason
+
+
+class BrokerUnavailable(InfrastructureError):
+    """Kafka did not durably accept a batch; nothing of it is visible to readers.
+
+    Callers answer "retry later" (HTTP 503) rather than acknowledging.
+    """

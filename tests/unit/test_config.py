@@ -68,3 +68,18 @@ def test_invalid_values_are_refused(tmp_path: Path) -> None:
     path = write(tmp_path, "processing:\n  batch_size: 0\n")
     with pytest.raises(ConfigError, match=r"processing\.batch_size: must be at least 1"):
         load_node_config(path, env={})
+
+
+def test_local_infrastructure_variables_place_the_node(tmp_path: Path) -> None:
+    path = write(tmp_path, "{}\n")
+    env = {
+        "CITEPLUS_KAFKA_PORT": "19092",
+        "CITEPLUS_REGISTRY_PORT": "18081",
+        "CITEPLUS_STATE": "/x",
+    }
+    config = load_node_config(path, env=env)
+    assert config.kafka.bootstrap == "127.0.0.1:19092"
+    assert config.registry.url == "http://127.0.0.1:18081/apis/ccompat/v7"
+    assert config.state_dir == Path("/x")
+    explicit = load_node_config(path, env={**env, "CITEPLUS_KAFKA_BOOTSTRAP": "k:1"})
+    assert explicit.kafka.bootstrap == "k:1"

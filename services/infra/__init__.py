@@ -1,0 +1,7 @@
+"""Local infrastructure that Cité+ fetches, starts and stops by itself.
+
+There is no Docker engine and no Apache download site on the machines this
+project runs on, so a real Kafka broker and a real Apicurio schema registry are
+fetched from Maven Central and run on the installed JDK, with their data, logs
+and pid files under one state directory the project owns.
+"""

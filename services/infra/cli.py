@@ -1,0 +1,130 @@
+"""``citeplus infra up|down|status``: the local Kafka broker and schema registry.
+
+Handlers return an exit code instead of raising, so the main CLI can
+``sys.exit(args.func(args))``; errors are printed as their message, which says
+what to do, not as a stack trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from services.infra.kafka_broker import broker_status, ensure_kafka_jars, start_broker, stop_broker
+from services.infra.registry_server import (
+    STORAGES,
+    ensure_registry_app,
+    registry_status,
+    start_registry,
+    stop_registry,
+)
+from services.runtime.errors import InfrastructureError
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_NOT_RUNNING = 3  # like `systemctl status`: not an error, but not up either
+
+
+def add_infra_commands(subparsers: Any) -> None:
+    """Add ``infra up|down|status`` to the main CLI's argparse subparsers."""
+    infra = subparsers.add_parser(
+        "infra",
+        help="fetch, start and stop the local Kafka broker and schema registry",
+        description="Fetch (first run only), start, stop and inspect the local Kafka broker "
+        "and Apicurio schema registry that development and tests use.",
+    )
+    add_actions(infra.add_subparsers(dest="infra_command", metavar="ACTION", required=True))
+
+
+def add_actions(subparsers: Any) -> None:
+    """Add ``up``, ``down`` and ``status`` (shared with ``python -m services.infra``)."""
+    up = subparsers.add_parser(
+        "up",
+        help="start Kafka and the schema registry (no-op for what already runs)",
+        description="Start the Kafka broker and the schema registry, fetching them on first use. "
+        "Ports: CITEPLUS_KAFKA_PORT (9092), CITEPLUS_REGISTRY_PORT (8081). "
+        "State (data, logs, pids): CITEPLUS_STATE (<repo>/var).",
+    )
+    up.add_argument(
+        "--storage",
+        choices=STORAGES,
+        default="memory",
+        help="registry storage: memory (empty at each start, default) or kafkasql "
+        "(schemas kept in a Kafka topic, survive restarts)",
+    )
+    up.set_defaults(func=cmd_up)
+    fetch = subparsers.add_parser(
+        "fetch",
+        help="download Kafka's jars and the registry from Maven Central (once; cached)",
+    )
+    fetch.set_defaults(func=cmd_fetch)
+    down = subparsers.add_parser("down", help="stop the schema registry, then Kafka")
+    down.set_defaults(func=cmd_down)
+    status = subparsers.add_parser(
+        "status", help="show what runs (exit 0 when both answer, 3 otherwise)"
+    )
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    status.set_defaults(func=cmd_status)
+
+
+def _fail(exc: InfrastructureError) -> int:
+    sys.stderr.write(f"citeplus infra: error: {exc}\n")
+    return EXIT_FAILED
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    try:
+        bootstrap = start_broker()
+        url = start_registry(storage=args.storage, bootstrap=bootstrap)
+    except InfrastructureError as exc:
+        return _fail(exc)
+    print(f"kafka     {bootstrap}")
+    print(f"registry  {url}  ({args.storage} storage)")
+    return EXIT_OK
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    try:
+        libs = ensure_kafka_jars()
+        app = ensure_registry_app()
+    except InfrastructureError as exc:
+        return _fail(exc)
+    print(f"kafka jars  {libs}")
+    print(f"registry    {app}")
+    return EXIT_OK
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    # The registry first: with kafkasql storage it still talks to the broker.
+    try:
+        stop_registry()
+        stop_broker()
+    except InfrastructureError as exc:
+        return _fail(exc)
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    try:
+        kafka, registry = broker_status(), registry_status()
+    except InfrastructureError as exc:
+        return _fail(exc)
+    if args.json:
+        print(json.dumps({"kafka": kafka, "registry": registry}, indent=2))
+    else:
+        print(_describe(kafka, kafka["bootstrap"]))
+        print(_describe(registry, registry["url"], registry["storage"]))
+    up = kafka["answering"] and registry["answering"]
+    return EXIT_OK if up else EXIT_NOT_RUNNING
+
+
+def _describe(status: dict[str, Any], address: str | None, storage: str | None = None) -> str:
+    name = f"{status['name']} {status['version']}"
+    if not status["running"]:
+        stale = f" (stale pid file: pid {status['stale_pid']})" if status["stale_pid"] else ""
+        return f"{name:<16} stopped{stale}"
+    health = "" if status["answering"] else ", NOT ANSWERING"
+    extra = f", {storage} storage" if storage else ""
+    return f"{name:<16} running  pid {status['pid']}  {address}{extra}{health}  log {status['log']}"

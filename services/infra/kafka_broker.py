@@ -1,0 +1,412 @@
+"""Fetch, format, start and stop the single-node Kafka broker used in development and tests.
+
+There is no Kafka distribution to download on these machines, only Maven
+Central: the broker's jars come from ``deploy/kafka/pom.xml`` and run on the
+installed JDK in KRaft combined mode (broker and controller in one JVM).
+Everything the broker writes lives under ``<state>/kafka``; the pid file there is
+the only record of a running broker, so every command starts by checking it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import shutil
+import socket
+import string
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from services.infra import paths
+from services.infra.java import find_java
+from services.infra.maven import pom_property, run_maven
+from services.infra.process import (
+    is_alive,
+    locked,
+    port_in_use,
+    progress_to_stderr,
+    read_pid,
+    remove_file,
+    rotate_log,
+    runs_with,
+    stop_process,
+    tail,
+    wait_until,
+    write_pid,
+)
+from services.runtime.errors import InfrastructureError
+
+log = logging.getLogger(__name__)
+
+KAFKA_DEPLOY = paths.DEPLOY_DIR / "kafka"
+POM = KAFKA_DEPLOY / "pom.xml"
+TEMPLATE = KAFKA_DEPLOY / "server.properties.template"
+LOG4J_CONFIG = KAFKA_DEPLOY / "log4j2.properties"
+
+DEFAULT_PORT = 9092
+HOST = "127.0.0.1"
+MIN_JAVA = 17  # Kafka 4.x brokers need Java 17
+START_TIMEOUT_S = 60.0
+STOP_GRACE_S = 30.0
+JVM_OPTIONS = (
+    "-Xms256m",
+    "-Xmx1g",
+    "-XX:+UseG1GC",
+    "-XX:MaxGCPauseMillis=20",
+    "-XX:+ExitOnOutOfMemoryError",
+    "-Djava.awt.headless=true",
+)
+
+
+def kafka_version() -> str:
+    """The pinned Kafka version, from ``deploy/kafka/pom.xml`` (its only home)."""
+    return pom_property(POM, "kafka.version")
+
+
+def libs_dir() -> Path:
+    return paths.cache_dir() / "kafka" / "libs"
+
+
+def _jars_complete(libs: Path, version: str) -> bool:
+    return all(
+        (libs / name).is_file()
+        for name in (f"kafka_2.13-{version}.jar", f"kafka-clients-{version}.jar")
+    )
+
+
+def ensure_kafka_jars() -> Path:
+    """Directory holding the broker's jars, fetched with Maven on first use.
+
+    Jars are fetched into a side directory and swapped in whole, so an
+    interrupted fetch never leaves a half-filled classpath, and a version bump
+    in the pom replaces the old jars instead of mixing two versions.
+    """
+    progress_to_stderr()
+    version = kafka_version()
+    libs = libs_dir()
+    if _jars_complete(libs, version):
+        return libs
+    partial = libs.with_name("libs.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    run_maven(
+        ["dependency:copy-dependencies", f"-DoutputDirectory={partial}"],
+        cwd=KAFKA_DEPLOY,
+        what=f"Apache Kafka {version} jars",
+    )
+    if not _jars_complete(partial, version):
+        raise InfrastructureError(
+            f"Maven ran but {partial} lacks kafka_2.13-{version}.jar; check {POM} and retry."
+        )
+    shutil.rmtree(libs, ignore_errors=True)
+    partial.rename(libs)
+    log.info("Kafka %s jars ready in %s", version, libs)
+    return libs
+
+
+# --- files under the state directory -------------------------------------------------
+
+
+def broker_dir() -> Path:
+    return paths.state_dir() / "kafka"
+
+
+def _pid_file() -> Path:
+    return broker_dir() / "broker.pid"
+
+
+def _run_file() -> Path:
+    return broker_dir() / "broker.json"
+
+
+def _log_file() -> Path:
+    return broker_dir() / "broker.log"
+
+
+def _properties_file() -> Path:
+    return broker_dir() / "server.properties"
+
+
+def _data_dir() -> Path:
+    return broker_dir() / "data"
+
+
+# --- pure helpers ------------------------------------------------------------------
+
+
+def resolve_ports(port: int | None = None) -> tuple[int, int]:
+    """(client port, controller port): the argument, else ``$CITEPLUS_KAFKA_PORT``, else 9092.
+
+    The controller listens on the next port (9093 by default) unless
+    ``$CITEPLUS_KAFKA_CONTROLLER_PORT`` says otherwise.
+    """
+    if port is None:
+        port = _env_port("CITEPLUS_KAFKA_PORT", DEFAULT_PORT)
+    controller = _env_port("CITEPLUS_KAFKA_CONTROLLER_PORT", port + 1)
+    if controller == port:
+        raise InfrastructureError(
+            f"the Kafka client and controller ports are both {port}; "
+            "set CITEPLUS_KAFKA_CONTROLLER_PORT to another port."
+        )
+    return port, controller
+
+
+def _env_port(name: str, default: int) -> int:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise InfrastructureError(f"{name}={raw!r} is not a TCP port; use a number like 19092.")
+    return int(raw)
+
+
+def render_server_properties(template: str, port: int, controller_port: int, data_dir: Path) -> str:
+    """The broker's server.properties: the template with ports and data directory filled in."""
+    try:
+        return string.Template(template).substitute(
+            port=port, controller_port=controller_port, data_dir=data_dir
+        )
+    except (KeyError, ValueError) as exc:
+        raise InfrastructureError(f"{TEMPLATE} has an unknown placeholder: {exc}") from exc
+
+
+def new_cluster_id() -> str:
+    """A KRaft cluster id as Kafka writes them: 16 random bytes, base64url, no padding.
+
+    Like Kafka's own ``Uuid.randomUuid`` it never starts with '-', which a
+    command line would take for an option.
+    """
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode("ascii").rstrip("=")
+        if not text.startswith("-"):
+            return text
+
+
+def broker_answers(bootstrap: str, timeout: float = 3.0) -> bool:
+    """True when a broker at ``bootstrap`` returns metadata naming at least one broker."""
+    host, _, port = bootstrap.rpartition(":")
+    if not port.isdigit() or not _connects(host, int(port)):
+        return False
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient(
+        {
+            "bootstrap.servers": bootstrap,
+            "socket.timeout.ms": int(timeout * 1000),
+            "log_level": 0,  # connection errors while it boots are expected, not news
+        }
+    )
+    try:
+        return bool(admin.list_topics(timeout=timeout).brokers)
+    except KafkaException:
+        return False
+
+
+def _connects(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        return probe.connect_ex((host, port)) == 0
+
+
+# --- lifecycle ---------------------------------------------------------------------
+
+
+def _running_pid(*, clean_stale: bool) -> int | None:
+    """Pid of this state directory's broker, if it runs.
+
+    The marker is our server.properties path, which only our broker has on its
+    command line: a recycled pid belonging to another program does not count.
+    """
+    pid_file = _pid_file()
+    pid = read_pid(pid_file)
+    if pid is not None and runs_with(pid, str(_properties_file())):
+        return pid
+    if clean_stale and pid_file.exists():
+        what = f"pid {pid} is not running" if pid else "unreadable"
+        log.warning("removed stale Kafka pid file %s (%s)", pid_file, what)
+        remove_file(pid_file)
+        remove_file(_run_file())
+    return None
+
+
+def _recorded_bootstrap() -> str | None:
+    try:
+        return json.loads(_run_file().read_text())["bootstrap"]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def _java_command(java: str, libs: Path, main: str, *args: str) -> list[str]:
+    return [
+        java,
+        f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+        f"-Dkafka.logs.dir={broker_dir()}",
+        "-cp",
+        f"{libs}/*",  # expanded by the JVM itself
+        main,
+        *args,
+    ]
+
+
+def _format_storage(java: str, libs: Path) -> None:
+    """Format the data directory once; its meta.properties marks it done."""
+    if (_data_dir() / "meta.properties").exists():
+        return
+    id_file = broker_dir() / "cluster.id"
+    cluster_id = id_file.read_text().strip() if id_file.exists() else ""
+    if not cluster_id:
+        cluster_id = new_cluster_id()
+        id_file.write_text(cluster_id + "\n")
+    log.info("formatting Kafka storage in %s (cluster id %s)", _data_dir(), cluster_id)
+    cmd = _java_command(
+        java,
+        libs,
+        "kafka.tools.StorageTool",
+        "format",
+        "-t",
+        cluster_id,
+        "-c",
+        str(_properties_file()),
+    )
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise InfrastructureError(
+            f"formatting Kafka storage in {_data_dir()} failed (exit {done.returncode}); "
+            f"delete {broker_dir()} to start from scratch.\n{(done.stdout + done.stderr).strip()}"
+        )
+
+
+def start_broker(port: int | None = None) -> str:
+    """Start the broker unless it already runs; return its bootstrap address.
+
+    Safe to call from every test and script: a running broker is left alone
+    and its address returned.
+    """
+    progress_to_stderr()
+    with locked(broker_dir() / ".lock"):
+        pid = _running_pid(clean_stale=True)
+        if pid is not None:
+            return _already_running(pid, port)
+        port, controller_port = resolve_ports(port)
+        for busy, name in ((port, "client"), (controller_port, "controller")):
+            if port_in_use(busy, HOST):
+                raise InfrastructureError(
+                    f"port {busy} on {HOST} (the Kafka {name} port) is already in use by "
+                    f"another program, not by the Cité+ broker of {broker_dir()}. Stop that "
+                    "program, or pick free ports: CITEPLUS_KAFKA_PORT=19092 "
+                    "(the controller then uses 19093, or CITEPLUS_KAFKA_CONTROLLER_PORT)."
+                )
+        java = find_java(MIN_JAVA, f"Kafka {kafka_version()}")
+        libs = ensure_kafka_jars()
+        return _launch(java, libs, port, controller_port)
+
+
+def _already_running(pid: int, port: int | None) -> str:
+    bootstrap = _recorded_bootstrap() or f"{HOST}:{resolve_ports()[0]}"
+    if port is not None and not bootstrap.endswith(f":{port}"):
+        raise InfrastructureError(
+            f"the Cité+ broker of {broker_dir()} already runs (pid {pid}) on {bootstrap}, "
+            f"not on port {port}; stop it first (citeplus infra down) or use another "
+            "CITEPLUS_STATE directory."
+        )
+    if not wait_until(
+        lambda: broker_answers(bootstrap), START_TIMEOUT_S, give_up=lambda: not is_alive(pid)
+    ):
+        raise InfrastructureError(
+            f"the Kafka broker (pid {pid}) runs but does not answer on {bootstrap}; restart it "
+            f"(citeplus infra down; citeplus infra up). Last lines of {_log_file()}:\n"
+            f"{tail(_log_file())}"
+        )
+    log.info("Kafka broker already running (pid %d) on %s", pid, bootstrap)
+    return bootstrap
+
+
+def _launch(java: str, libs: Path, port: int, controller_port: int) -> str:
+    bootstrap = f"{HOST}:{port}"
+    broker_dir().mkdir(parents=True, exist_ok=True)
+    _properties_file().write_text(
+        render_server_properties(TEMPLATE.read_text(), port, controller_port, _data_dir())
+    )
+    _format_storage(java, libs)
+    log_file = _log_file()
+    rotate_log(log_file)
+    cmd = _java_command(java, libs, "kafka.Kafka", str(_properties_file()))
+    cmd[1:1] = JVM_OPTIONS
+    log.info("starting Kafka %s on %s (log: %s)...", kafka_version(), bootstrap, log_file)
+    started = time.monotonic()
+    with log_file.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=broker_dir(),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # survives the terminal (and Ctrl-C) that started it
+        )
+    write_pid(_pid_file(), proc.pid)
+    _run_file().write_text(
+        json.dumps({"pid": proc.pid, "bootstrap": bootstrap, "controller_port": controller_port})
+    )
+    if wait_until(
+        lambda: broker_answers(bootstrap), START_TIMEOUT_S, give_up=lambda: proc.poll() is not None
+    ):
+        log.info(
+            "Kafka broker up on %s (pid %d) after %.1f s",
+            bootstrap,
+            proc.pid,
+            time.monotonic() - started,
+        )
+        return bootstrap
+    code = proc.poll()
+    if code is None:
+        stop_process(proc.pid, grace=5.0)
+        why = f"did not answer within {START_TIMEOUT_S:.0f} s"
+    else:
+        why = f"exited with code {code}"
+    remove_file(_pid_file())
+    remove_file(_run_file())
+    raise InfrastructureError(
+        f"the Kafka broker {why} on {bootstrap}. Last lines of {log_file}:\n{tail(log_file)}"
+    )
+
+
+def stop_broker() -> None:
+    """Stop this state directory's broker (SIGTERM, then SIGKILL after 30 s); no-op if stopped."""
+    progress_to_stderr()
+    with locked(broker_dir() / ".lock"):
+        pid = _running_pid(clean_stale=True)
+        if pid is None:
+            log.info("Kafka broker is not running")
+            return
+        log.info("stopping Kafka broker (pid %d)...", pid)
+        clean = stop_process(pid, grace=STOP_GRACE_S)
+        remove_file(_pid_file())
+        remove_file(_run_file())
+        if clean:
+            log.info("Kafka broker stopped")
+        else:
+            log.warning("Kafka broker did not stop within %.0f s and was killed", STOP_GRACE_S)
+
+
+def broker_status() -> dict[str, Any]:
+    """What runs, where, and whether it answers; changes nothing (stale files stay)."""
+    pid = read_pid(_pid_file())
+    running = pid is not None and runs_with(pid, str(_properties_file()))
+    bootstrap = _recorded_bootstrap() if running else None
+    return {
+        "name": "kafka",
+        "version": kafka_version(),
+        "running": running,
+        "pid": pid if running else None,
+        "stale_pid": pid if pid is not None and not running else None,
+        "bootstrap": bootstrap,
+        "answering": bool(bootstrap) and broker_answers(bootstrap),
+        "log": str(_log_file()),
+        "state_dir": str(broker_dir()),
+    }

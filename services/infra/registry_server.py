@@ -1,0 +1,426 @@
+"""Fetch, start and stop the Apicurio schema registry used in development and tests.
+
+Apicurio Registry ships on Maven Central as a Quarkus application archive
+(``deploy/registry/pom.xml`` pins it). Its Confluent-compatible API at
+``/apis/ccompat/v7`` is what confluent-kafka's ``SchemaRegistryClient`` and
+Avro serializers talk to, so the URL returned by :func:`start_registry` can be
+given to them as it is.
+
+Two storages: ``memory`` (Apicurio's default, an in-memory H2 database: fast
+and empty at every start, right for tests) and ``kafkasql`` (every change is
+written to a Kafka topic and replayed at start, so schemas survive restarts).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tarfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from services.infra import paths
+from services.infra.java import class_file_java_major, find_java
+from services.infra.kafka_broker import broker_answers, broker_status
+from services.infra.maven import pom_property, run_maven
+from services.infra.process import (
+    is_alive,
+    locked,
+    port_in_use,
+    progress_to_stderr,
+    read_pid,
+    remove_file,
+    rotate_log,
+    runs_with,
+    stop_process,
+    tail,
+    wait_until,
+    write_pid,
+)
+from services.runtime.errors import InfrastructureError
+
+log = logging.getLogger(__name__)
+
+REGISTRY_DEPLOY = paths.DEPLOY_DIR / "registry"
+POM = REGISTRY_DEPLOY / "pom.xml"
+ARTIFACT = "apicurio-registry-app"
+
+DEFAULT_PORT = 8081
+HOST = "127.0.0.1"
+STORAGES = ("memory", "kafkasql")
+CCOMPAT_PATH = "/apis/ccompat/v7"
+START_TIMEOUT_S = 120.0
+STOP_GRACE_S = 30.0
+
+
+def registry_version() -> str:
+    """The pinned Apicurio version, from ``deploy/registry/pom.xml`` (its only home)."""
+    return pom_property(POM, "apicurio.version")
+
+
+def _app_root(version: str) -> Path:
+    return paths.cache_dir() / "registry" / f"{ARTIFACT}-{version}"
+
+
+def _find_runner(root: Path) -> Path | None:
+    if not root.is_dir():
+        return None
+    return next(iter(sorted(root.rglob("quarkus-run.jar"))), None)
+
+
+def ensure_registry_app() -> Path:
+    """Directory holding Apicurio's ``quarkus-run.jar``, fetched and unpacked on first use.
+
+    The archive is fetched with Maven and unpacked into a side directory that
+    is renamed into place only when complete, so an interrupted first run is
+    simply redone by the next one.
+    """
+    progress_to_stderr()
+    version = registry_version()
+    root = _app_root(version)
+    runner = _find_runner(root)
+    if runner is not None:
+        return runner.parent
+    archive = root.parent / f"{ARTIFACT}-{version}-all.tar.gz"
+    if not archive.is_file():
+        _fetch_archive(archive, version)
+    partial = root.with_name(root.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    log.info("unpacking %s...", archive.name)
+    try:
+        with tarfile.open(archive) as bundle:
+            bundle.extractall(partial, filter="data")
+    except (tarfile.TarError, OSError) as exc:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise InfrastructureError(
+            f"cannot unpack {archive} ({exc}); delete it so the next run fetches it again."
+        ) from exc
+    if _find_runner(partial) is None:
+        raise InfrastructureError(f"{archive} holds no quarkus-run.jar; delete it and retry.")
+    shutil.rmtree(root, ignore_errors=True)
+    partial.rename(root)
+    # Maven's local repository keeps its own copy: a third one here is 160 MB for nothing.
+    archive.unlink()
+    runner = _find_runner(root)
+    assert runner is not None
+    log.info("Apicurio Registry %s ready in %s", version, runner.parent)
+    return runner.parent
+
+
+def _fetch_archive(archive: Path, version: str) -> None:
+    partial = archive.parent / "download.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    run_maven(
+        ["dependency:copy-dependencies", f"-DoutputDirectory={partial}"],
+        cwd=REGISTRY_DEPLOY,
+        what=f"Apicurio Registry {version} (about 160 MB)",
+    )
+    fetched = partial / archive.name
+    if not fetched.is_file():
+        raise InfrastructureError(f"Maven ran but did not produce {fetched.name}; check {POM}.")
+    fetched.replace(archive)
+    shutil.rmtree(partial, ignore_errors=True)
+
+
+# --- files under the state directory -------------------------------------------------
+
+
+def registry_dir() -> Path:
+    return paths.state_dir() / "registry"
+
+
+def _pid_file() -> Path:
+    return registry_dir() / "registry.pid"
+
+
+def _run_file() -> Path:
+    return registry_dir() / "registry.json"
+
+
+def _log_file() -> Path:
+    return registry_dir() / "registry.log"
+
+
+def _marker() -> str:
+    """A system property only this state directory's registry is started with."""
+    return f"-Dciteplus.state={registry_dir()}"
+
+
+# --- pure helpers ------------------------------------------------------------------
+
+
+def resolve_port(port: int | None = None) -> int:
+    """The argument, else ``$CITEPLUS_REGISTRY_PORT``, else 8081."""
+    if port is not None:
+        return port
+    raw = os.environ.get("CITEPLUS_REGISTRY_PORT", "").strip()
+    if not raw:
+        return DEFAULT_PORT
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise InfrastructureError(
+            f"CITEPLUS_REGISTRY_PORT={raw!r} is not a TCP port; use a number like 18081."
+        )
+    return int(raw)
+
+
+def ccompat_url(port: int) -> str:
+    return f"http://{HOST}:{port}{CCOMPAT_PATH}"
+
+
+def registry_properties(storage: str, port: int, bootstrap: str | None) -> dict[str, str]:
+    """Quarkus/Apicurio settings for one run, passed as ``-D`` system properties."""
+    props = {
+        "quarkus.http.host": HOST,
+        "quarkus.http.port": str(port),
+        # The management interface (health, metrics) is built in and would take
+        # port 9000 on all interfaces, clashing between two registries: a random
+        # loopback port keeps it out of the way.
+        "quarkus.management.host": HOST,
+        "quarkus.management.port": "0",
+        # One log line per HTTP request drowns the log in tests.
+        "quarkus.http.access-log.enabled": "false",
+        # Kafka clients (kafkasql) dump their whole configuration at INFO.
+        'quarkus.log.category."org.apache.kafka".level': "WARN",
+        # Upstream's console format has a typo in its date pattern.
+        "quarkus.log.console.format": "%d{yyyy-MM-dd HH:mm:ss,SSS} %p [%c{3.}] (%t) %m%n",
+        # Confluent semantics for ccompat ids: one id per distinct schema content,
+        # the same in every subject (these are Apicurio 3's defaults, pinned here).
+        "apicurio.ccompat.legacy-id-mode.enabled": "false",
+        "apicurio.storage.snapshot.location": str(registry_dir() / "snapshots"),
+    }
+    if storage == "kafkasql":
+        if not bootstrap:
+            raise InfrastructureError("kafkasql storage needs the Kafka bootstrap address.")
+        props["apicurio.storage.kind"] = "kafkasql"
+        props["apicurio.kafkasql.bootstrap.servers"] = bootstrap
+        # One journal partition: the registry replays it at every start and
+        # derives schema ids from its order, which only one partition fixes.
+        props["apicurio.kafkasql.topic.partitions"] = "1"
+        props["apicurio.kafkasql.snapshots.topic.partitions"] = "1"
+        # Replay polls the (tiny) snapshots topic until a poll comes back empty;
+        # the 5 s default makes every start 10 s slower for nothing.
+        props["apicurio.kafkasql.consumer.poll.timeout"] = "1000"
+    elif storage != "memory":
+        raise InfrastructureError(
+            f"unknown registry storage {storage!r}; use one of: {', '.join(STORAGES)}."
+        )
+    return props
+
+
+def registry_answers(url: str, timeout: float = 3.0) -> bool:
+    """True when ``GET <url>/subjects`` answers 200, i.e. storage is ready too."""
+    # urllib rather than httpx: this is polled twice a second while the
+    # registry boots, and httpx logs every request at INFO.
+    try:
+        with urllib.request.urlopen(f"{url}/subjects", timeout=timeout) as answer:
+            return answer.status == 200
+    except (OSError, ValueError):  # URLError, HTTPError, timeouts are OSErrors
+        return False
+
+
+# --- lifecycle ---------------------------------------------------------------------
+
+
+def _running_pid(*, clean_stale: bool) -> int | None:
+    pid_file = _pid_file()
+    pid = read_pid(pid_file)
+    if pid is not None and runs_with(pid, _marker()):
+        return pid
+    if clean_stale and pid_file.exists():
+        what = f"pid {pid} is not running" if pid else "unreadable"
+        log.warning("removed stale registry pid file %s (%s)", pid_file, what)
+        remove_file(pid_file)
+        remove_file(_run_file())
+    return None
+
+
+def _recorded_run() -> dict[str, Any]:
+    try:
+        return json.loads(_run_file().read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def start_registry(
+    storage: str = "memory", port: int | None = None, bootstrap: str | None = None
+) -> str:
+    """Start the registry unless it already runs; return its ccompat base URL.
+
+    With ``kafkasql`` and no ``bootstrap``, the broker of the same state
+    directory is used (start it first). A running registry is left alone when
+    its storage matches; a different storage is an error rather than a silent
+    mismatch.
+    """
+    progress_to_stderr()
+    if storage not in STORAGES:
+        raise InfrastructureError(
+            f"unknown registry storage {storage!r}; use one of: {', '.join(STORAGES)}."
+        )
+    with locked(registry_dir() / ".lock"):
+        pid = _running_pid(clean_stale=True)
+        if pid is not None:
+            return _already_running(pid, storage, port)
+        port = resolve_port(port)
+        bootstrap = _kafkasql_bootstrap(bootstrap) if storage == "kafkasql" else None
+        if port_in_use(port, HOST):
+            raise InfrastructureError(
+                f"port {port} on {HOST} (the schema registry port) is already in use by another "
+                f"program, not by the Cité+ registry of {registry_dir()}. Stop that program, or "
+                "pick a free port: CITEPLUS_REGISTRY_PORT=18081."
+            )
+        app = ensure_registry_app()
+        jars = sorted((app / "app").glob(f"{ARTIFACT}-*.jar"))
+        minimum = class_file_java_major(jars[0]) if jars else 21
+        java = find_java(minimum, f"Apicurio Registry {registry_version()}")
+        return _launch(java, app, storage, port, bootstrap)
+
+
+def _kafkasql_bootstrap(bootstrap: str | None) -> str:
+    if bootstrap is None:
+        status = broker_status()
+        if not status["running"]:
+            raise InfrastructureError(
+                "kafkasql storage keeps schemas in Kafka, but no Cité+ broker runs; start it "
+                "first (citeplus infra up --storage kafkasql starts both) or pass bootstrap=."
+            )
+        bootstrap = status["bootstrap"]
+    if not broker_answers(bootstrap):
+        raise InfrastructureError(
+            f"kafkasql storage needs Kafka at {bootstrap}, which does not answer; start the "
+            "broker first (citeplus infra up --storage kafkasql)."
+        )
+    return bootstrap
+
+
+def _already_running(pid: int, storage: str, port: int | None) -> str:
+    run = _recorded_run()
+    url = run.get("url") or ccompat_url(resolve_port())
+    if run.get("storage", storage) != storage:
+        raise InfrastructureError(
+            f"the registry already runs (pid {pid}) with {run['storage']} storage, not "
+            f"{storage}; stop it first (citeplus infra down) to switch."
+        )
+    if port is not None and run.get("port", port) != port:
+        raise InfrastructureError(
+            f"the registry of {registry_dir()} already runs (pid {pid}) at {url}, not on port "
+            f"{port}; stop it first (citeplus infra down) or use another CITEPLUS_STATE."
+        )
+    if not wait_until(
+        lambda: registry_answers(url), START_TIMEOUT_S, give_up=lambda: not is_alive(pid)
+    ):
+        raise InfrastructureError(
+            f"the registry (pid {pid}) runs but does not answer at {url}; restart it "
+            f"(citeplus infra down; citeplus infra up). Last lines of {_log_file()}:\n"
+            f"{tail(_log_file())}"
+        )
+    log.info("schema registry already running (pid %d) at %s", pid, url)
+    return url
+
+
+def _launch(java: str, app: Path, storage: str, port: int, bootstrap: str | None) -> str:
+    url = ccompat_url(port)
+    registry_dir().mkdir(parents=True, exist_ok=True)
+    props = registry_properties(storage, port, bootstrap)
+    cmd = [
+        java,
+        "-Xms128m",
+        "-Xmx512m",
+        "-XX:+ExitOnOutOfMemoryError",
+        _marker(),
+        *(f"-D{key}={value}" for key, value in props.items()),
+        "-jar",
+        str(app / "quarkus-run.jar"),
+    ]
+    log_file = _log_file()
+    rotate_log(log_file)
+    where = f"{storage} storage" + (f" in Kafka at {bootstrap}" if bootstrap else "")
+    log.info(
+        "starting Apicurio Registry %s at %s, %s (log: %s)...",
+        registry_version(),
+        url,
+        where,
+        log_file,
+    )
+    started = time.monotonic()
+    with log_file.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=registry_dir(),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    write_pid(_pid_file(), proc.pid)
+    _run_file().write_text(
+        json.dumps(
+            {"pid": proc.pid, "url": url, "port": port, "storage": storage, "bootstrap": bootstrap}
+        )
+    )
+    if wait_until(
+        lambda: registry_answers(url), START_TIMEOUT_S, give_up=lambda: proc.poll() is not None
+    ):
+        log.info(
+            "schema registry up at %s (pid %d) after %.1f s",
+            url,
+            proc.pid,
+            time.monotonic() - started,
+        )
+        return url
+    code = proc.poll()
+    if code is None:
+        stop_process(proc.pid, grace=5.0)
+        why = f"did not answer within {START_TIMEOUT_S:.0f} s"
+    else:
+        why = f"exited with code {code}"
+    remove_file(_pid_file())
+    remove_file(_run_file())
+    raise InfrastructureError(
+        f"the schema registry {why} at {url}. Last lines of {log_file}:\n{tail(log_file)}"
+    )
+
+
+def stop_registry() -> None:
+    """Stop this state directory's registry (SIGTERM, then SIGKILL after 30 s); no-op if stopped."""
+    progress_to_stderr()
+    with locked(registry_dir() / ".lock"):
+        pid = _running_pid(clean_stale=True)
+        if pid is None:
+            log.info("schema registry is not running")
+            return
+        log.info("stopping schema registry (pid %d)...", pid)
+        clean = stop_process(pid, grace=STOP_GRACE_S)
+        remove_file(_pid_file())
+        remove_file(_run_file())
+        if clean:
+            log.info("schema registry stopped")
+        else:
+            log.warning("schema registry did not stop within %.0f s and was killed", STOP_GRACE_S)
+
+
+def registry_status() -> dict[str, Any]:
+    """What runs, where, with which storage, and whether it answers; changes nothing."""
+    pid = read_pid(_pid_file())
+    running = pid is not None and runs_with(pid, _marker())
+    run = _recorded_run() if running else {}
+    url = run.get("url")
+    return {
+        "name": "registry",
+        "version": registry_version(),
+        "running": running,
+        "pid": pid if running else None,
+        "stale_pid": pid if pid is not None and not running else None,
+        "url": url,
+        "storage": run.get("storage"),
+        "bootstrap": run.get("bootstrap"),
+        "answering": bool(url) and registry_answers(url),
+        "log": str(_log_file()),
+        "state_dir": str(registry_dir()),
+    }

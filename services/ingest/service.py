@@ -1,0 +1,83 @@
+"""Assembling the ingest service: configuration in, a running HTTP edge out."""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+
+from aiohttp import web
+
+from services.ingest.auth import SourceTokens
+from services.ingest.core import IngestCore, IngestTopics
+from services.ingest.http_api import DEFAULT_MAX_BODY, build_app
+from services.runtime.cities import CityConfig
+from services.runtime.codec import Contracts
+from services.runtime.config import NodeConfig
+from services.runtime.group_commit import GroupCommitProducer
+from services.runtime.metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+
+
+def reference_attributes(cities: dict[str, CityConfig]) -> dict[str, dict[str, dict[str, str]]]:
+    """Per source, the attributes its registry file gives each entity (zone, sector).
+
+    Sources whose transport carries no zone (Linky frames) declare a registry
+    of their meters; ingest joins it at the edge, before anything else sees
+    the entity id.
+    """
+    out: dict[str, dict[str, dict[str, str]]] = {}
+    for city in cities.values():
+        for source in city.sources:
+            registry = getattr(source, "registry", None)
+            if not registry:
+                continue
+            path = Path(registry)
+            if not path.is_absolute() and city.path:
+                path = Path(city.path).parent / path
+            with path.open(encoding="utf-8", newline="") as handle:
+                out[f"{city.code}/{source.id}"] = {
+                    row["entity"]: {k: v for k, v in row.items() if k != "entity" and v}
+                    for row in csv.DictReader(handle)
+                }
+    return out
+
+
+def build_core(
+    node: NodeConfig,
+    contracts: Contracts,
+    cities: dict[str, CityConfig],
+    *,
+    topics: IngestTopics | None = None,
+    instance: str = "0",
+    timeout_s: float = 10.0,
+) -> IngestCore:
+    sink = GroupCommitProducer(
+        node, f"citeplus.{node.node.id}.ingest.{instance}", timeout_s=timeout_s
+    ).start()
+    return IngestCore(
+        contracts,
+        sink,
+        topics=topics,
+        metrics=ServiceMetrics("ingest"),
+        attributes=reference_attributes(cities),
+    )
+
+
+def make_app(
+    core: IngestCore, cities: dict[str, CityConfig], *, max_body: int = DEFAULT_MAX_BODY
+) -> web.Application:
+    tokens = SourceTokens(cities)
+    if tokens.unconfigured:
+        log.warning(
+            "sources without a token cannot push",
+            extra={"sources": tokens.unconfigured},
+        )
+    app = build_app(core, cities, tokens, max_body=max_body)
+
+    async def close_sink(_: web.Application) -> None:
+        core.sink.close()
+
+    app.on_cleanup.append(close_sink)
+    return app

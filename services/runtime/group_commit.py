@@ -1,0 +1,164 @@
+"""Many small writers, one Kafka transaction: group commit for edge services.
+
+Ingest receives concurrent HTTP batches and must acknowledge only what Kafka
+has durably accepted, all of a batch or none of it. A transaction per batch
+gives all-or-none; sharing one transaction among the batches that arrive
+together keeps the per-commit cost (a few milliseconds) off each request.
+A batch whose transaction fails is aborted, invisible to ``read_committed``
+readers, and its caller is told so: retrying it cannot create a duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from services.runtime.config import NodeConfig
+from services.runtime.errors import BrokerUnavailable
+from services.runtime.kafka import make_producer, produce_bytes
+
+log = logging.getLogger(__name__)
+
+OutgoingMessage = tuple[str, str | bytes | None, bytes]
+
+
+@dataclass
+class _Job:
+    messages: list[OutgoingMessage]
+    future: Future[int] = field(default_factory=Future)
+
+
+class GroupCommitProducer:
+    """A background thread that commits queued batches together, transactionally."""
+
+    def __init__(
+        self,
+        node: NodeConfig,
+        transactional_id: str,
+        *,
+        timeout_s: float = 10.0,
+        max_messages_per_commit: int = 50_000,
+    ):
+        self.node = node
+        self.transactional_id = transactional_id
+        self.timeout_s = timeout_s
+        self.max_messages = max_messages_per_commit
+        self._jobs: queue.Queue[_Job | None] = queue.Queue()
+        self._producer: Producer | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name="group-commit")
+        self._closed = threading.Event()
+        self.commits = 0
+        self.failures = 0
+
+    def start(self) -> GroupCommitProducer:
+        self._thread.start()
+        return self
+
+    def submit(self, messages: list[OutgoingMessage]) -> Future[int]:
+        """Queue a batch; the future resolves to its size once committed, or raises
+        BrokerUnavailable once it is certain none of it is visible."""
+        if self._closed.is_set():
+            raise BrokerUnavailable("the producer is shutting down; retry on another instance")
+        job = _Job(list(messages))
+        if not job.messages:
+            job.future.set_result(0)
+        else:
+            self._jobs.put(job)
+        return job.future
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Commit what is queued, then stop."""
+        self._closed.set()
+        self._jobs.put(None)
+        self._thread.join(timeout)
+        if self._producer is not None:
+            self._producer.flush(5)
+
+    # -- the commit thread ---------------------------------------------------------
+    def _run(self) -> None:
+        stopping = False
+        while not stopping:
+            first = self._jobs.get()
+            if first is None:
+                break
+            jobs, size = [first], len(first.messages)
+            while size < self.max_messages:
+                try:
+                    more = self._jobs.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stopping = True
+                    break
+                jobs.append(more)
+                size += len(more.messages)
+            self._commit(jobs)
+
+    def _ensure_producer(self) -> Producer:
+        if self._producer is None:
+            producer = make_producer(
+                self.node,
+                transactional_id=self.transactional_id,
+                **{"message.timeout.ms": int(self.timeout_s * 1000), "socket.timeout.ms": 5000},
+            )
+            try:
+                producer.init_transactions(self.timeout_s)
+            except KafkaException as exc:
+                raise BrokerUnavailable(f"Kafka is unreachable ({exc.args[0]})") from exc
+            self._producer = producer
+        return self._producer
+
+    def _commit(self, jobs: list[_Job]) -> None:
+        started = time.monotonic()
+        try:
+            producer = self._ensure_producer()
+            producer.begin_transaction()
+            for job in jobs:
+                for topic, key, value in job.messages:
+                    produce_bytes(producer, topic, key, value)
+            producer.commit_transaction(self.timeout_s)
+        except (KafkaException, BrokerUnavailable) as exc:
+            self.failures += 1
+            self._abandon(exc)
+            error = (
+                exc
+                if isinstance(exc, BrokerUnavailable)
+                else BrokerUnavailable(
+                    f"Kafka did not accept the batch ({_describe(exc)}); nothing of it was kept, "
+                    "retry later"
+                )
+            )
+            for job in jobs:
+                job.future.set_exception(error)
+            return
+        self.commits += 1
+        for job in jobs:
+            job.future.set_result(len(job.messages))
+        log.debug(
+            "committed",
+            extra={"batches": len(jobs), "seconds": round(time.monotonic() - started, 4)},
+        )
+
+    def _abandon(self, exc: Exception) -> None:
+        """Abort the open transaction; if even that fails, drop the producer so the
+        next batch starts from a fresh one (which fences this one's transaction)."""
+        log.warning("transaction failed", extra={"error": str(exc)})
+        if self._producer is None:
+            return
+        try:
+            self._producer.abort_transaction(self.timeout_s)
+        except KafkaException as abort_error:
+            log.warning("abort failed; recreating producer", extra={"error": str(abort_error)})
+            self._producer = None
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        return exc.args[0].str()
+    return str(exc)

@@ -1,0 +1,100 @@
+"""When Kafka is down, ingest answers 503 and keeps nothing of the batch; what it
+acknowledged before survives, and the retried batch lands exactly once.
+
+Uses a broker of its own (own state directory and ports) so it can stop it
+without disturbing the other tests.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from dataclasses import replace
+
+import httpx
+import pytest
+
+from services.infra.kafka_broker import start_broker, stop_broker
+from services.ingest.core import IngestTopics
+from services.ingest.service import build_core
+from services.runtime.cities import load_cities
+from services.runtime.provisioning import connect_contracts, provision_topics
+from services.runtime.topics import load_topics
+from tests.integration.ingest_helpers import serve_ingest
+from tests.integration.kafka_helpers import read_all
+
+pytestmark = pytest.mark.integration
+
+CITY = """
+code: downtown
+name: Downtown
+sources:
+  - {id: meters, format: ndjson, dataset: load-curves, domain: energy, entity: meter,
+     token: "env:DOWNTOWN_METERS"}
+"""
+
+
+def free_port_pair() -> int:
+    while True:
+        with socket.socket() as first:
+            first.bind(("127.0.0.1", 0))
+            port = first.getsockname()[1]
+        with socket.socket() as second:
+            try:
+                second.bind(("127.0.0.1", port + 1))
+                return port
+            except OSError:
+                continue
+
+
+def batch(first: int, count: int) -> bytes:
+    return "\n".join(
+        f'{{"meter": "m{i}", "wh": {i}}}' for i in range(first, first + count)
+    ).encode()
+
+
+def test_broker_down_gives_503_and_loses_nothing_acknowledged(
+    node, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    port = free_port_pair()
+    monkeypatch.setenv("CITEPLUS_STATE", str(tmp_path / "state"))
+    monkeypatch.setenv("CITEPLUS_KAFKA_PORT", str(port))
+    monkeypatch.setenv("CITEPLUS_KAFKA_CONTROLLER_PORT", str(port + 1))
+    monkeypatch.setenv("DOWNTOWN_METERS", "tok")
+    (tmp_path / "cities").mkdir()
+    (tmp_path / "cities" / "downtown.yaml").write_text(CITY)
+    cities = load_cities(tmp_path / "cities")
+
+    own = replace(node, kafka=replace(node.kafka, bootstrap=start_broker(port=port)))
+    try:
+        declared = load_topics()
+        specs = [replace(declared[n], name=f"down.{n}", partitions=1) for n in ("raw.v1", "dlq.v1")]
+        provision_topics(own, specs)
+        contracts = connect_contracts(own, specs)
+        topics = IngestTopics(raw="down.raw.v1", dead_letters="down.dlq.v1")
+        core = build_core(own, contracts, cities, topics=topics, timeout_s=4)
+        url = None
+        with serve_ingest(core, cities) as running:
+            url = f"{running.url}/v1/cities/downtown/sources/meters/records"
+            headers = {"Authorization": "Bearer tok"}
+            first = httpx.post(url, content=batch(0, 5), headers=headers, timeout=60)
+            assert first.status_code == 200 and first.json()["accepted"] == 5
+
+            stop_broker()
+            started = time.monotonic()
+            refused = httpx.post(url, content=batch(100, 5), headers=headers, timeout=60)
+            waited = time.monotonic() - started
+            assert refused.status_code == 503, refused.text
+            assert refused.json()["retry"] is True and "retry later" in refused.json()["error"]
+            assert waited < 30
+
+            start_broker(port=port)
+            retried = httpx.post(url, content=batch(100, 5), headers=headers, timeout=60)
+            assert retried.status_code == 200, retried.text
+
+        keys = sorted(m.key() for m in read_all(own, "down.raw.v1", expected=10))
+        assert keys == sorted(
+            f"downtown|meters|m{i}".encode() for i in [*range(5), *range(100, 105)]
+        )
+    finally:
+        stop_broker()
