@@ -86,3 +86,15 @@ def ingest_files(args: argparse.Namespace) -> int:
     for reason, count in sorted(summary.reasons.items(), key=lambda kv: -kv[1]):
         print(f"  rejected {count:>6} × {reason} (details on the dead-letter topic dlq.v1)")
     return 0 if summary.accepted or not summary.rejected else 1
+
+
+def register(
+    commands: argparse._SubParsersAction, service_commands: argparse._SubParsersAction
+) -> None:
+    """Add ``citeplus service ingest`` and ``citeplus ingest``."""
+    parser = service_commands.add_parser(
+        "ingest", help="the HTTP edge: city systems push batches, RawRecords go to raw.v1"
+    )
+    add_arguments(parser)
+    parser.set_defaults(handler=serve)
+    add_file_command(commands)

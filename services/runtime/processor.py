@@ -46,6 +46,7 @@ class Emit:
     key: str | bytes | None
     value: dict[str, Any]
     readings: int = 1
+    partition: int | None = None  # None: by key (state changelogs pin their partition)
 
 
 @dataclass(frozen=True)
@@ -76,13 +77,45 @@ class Stage(Protocol):
 
 
 class BaseStage:
-    """Defaults for the optional parts of :class:`Stage`."""
+    """Defaults for the optional parts of :class:`Stage`.
+
+    Stateful stages override the hooks: ``on_assign``/``on_revoke`` receive the
+    input partition numbers this instance gains or loses (restore or drop state),
+    ``on_commit``/``on_abort`` tell whether the batch's state writes became real.
+    """
 
     name: str = "stage"
     input_topics: Sequence[str] = ()
 
     def redact(self, original: bytes | None, record: dict[str, Any] | None) -> bytes | None:
         return original
+
+    def on_assign(self, partitions: list[int]) -> None:
+        return None
+
+    def on_revoke(self, partitions: list[int]) -> None:
+        return None
+
+    def on_commit(self) -> None:
+        return None
+
+    def on_abort(self) -> None:
+        return None
+
+    def on_record_failed(self) -> None:
+        """The record just processed went to the dead letters: undo its state writes."""
+        return None
+
+
+@dataclass
+class _BatchTally:
+    """What one batch did; applied to metrics and summary only once it commits."""
+
+    produced: int = 0
+    dead: int = 0
+    readings: int = 0
+    by_topic: dict[str, int] = field(default_factory=dict)
+    reasons: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -133,7 +166,9 @@ class StageRunner:
         for topic in [*self.stage.input_topics, self.dead_letter_topic]:
             self.contracts.codec(topic)  # fail at start, not on the first message
         self.producer.init_transactions(30)
-        self.consumer.subscribe(list(self.stage.input_topics))
+        self.consumer.subscribe(
+            list(self.stage.input_topics), on_assign=self._assigned, on_revoke=self._revoked
+        )
         self._started = True
         self.metrics.ready = True
         log.info(
@@ -187,7 +222,7 @@ class StageRunner:
         started = time.perf_counter()
         self.producer.begin_transaction()
         try:
-            out, dead = self._process_batch(good)
+            tally = self._process_batch(good)
             self.producer.send_offsets_to_transaction(
                 self._next_offsets(good), self.consumer.consumer_group_metadata(), 30
             )
@@ -195,16 +230,29 @@ class StageRunner:
         except KafkaException as exc:
             self._abort(exc)
             return len(good)
-        self.metrics.batch_seconds.labels(self.stage.name).observe(time.perf_counter() - started)
-        self.metrics.records_in.labels(self.stage.name).inc(len(good))
-        self.summary.batches += 1
-        self.summary.records_in += len(good)
-        self.summary.records_out += out
-        self.summary.dead_letters += dead
+        self._hook("on_commit")
+        self._count(len(good), tally, time.perf_counter() - started)
         return len(good)
 
-    def _process_batch(self, messages: list[Message]) -> tuple[int, int]:
-        produced = dead = 0
+    def _count(self, consumed: int, tally: _BatchTally, seconds: float) -> None:
+        name = self.stage.name
+        self.metrics.batch_seconds.labels(name).observe(seconds)
+        self.metrics.records_in.labels(name).inc(consumed)
+        self.metrics.readings_out.labels(name).inc(tally.readings)
+        for topic, count in tally.by_topic.items():
+            self.metrics.records_out.labels(name, topic).inc(count)
+        for reason, count in tally.reasons.items():
+            self.metrics.dead_letters.labels(name, reason).inc(count)
+            self.summary.dead_letter_reasons[reason] = (
+                self.summary.dead_letter_reasons.get(reason, 0) + count
+            )
+        self.summary.batches += 1
+        self.summary.records_in += consumed
+        self.summary.records_out += tally.produced
+        self.summary.dead_letters += tally.dead
+
+    def _process_batch(self, messages: list[Message]) -> _BatchTally:
+        tally = _BatchTally()
         for message in messages:
             meta = InputMeta(
                 message.topic(),
@@ -221,37 +269,48 @@ class StageRunner:
                     for emit in self.stage.process(record, meta)
                 ]
             except RejectedInput as exc:
-                self._dead_letter(message, meta, record, exc.reason, str(exc))
-                dead += 1
+                self._hook("on_record_failed")
+                self._dead_letter(tally, message, meta, record, exc.reason, str(exc))
+                tally.dead += 1
                 continue
             except WireFormatError as exc:
-                self._dead_letter(message, meta, record, "undecodable", str(exc))
-                dead += 1
+                self._hook("on_record_failed")
+                self._dead_letter(tally, message, meta, record, "undecodable", str(exc))
+                tally.dead += 1
                 continue
             except SchemaError as exc:
-                self._dead_letter(message, meta, record, "unencodable-output", str(exc))
-                dead += 1
+                self._hook("on_record_failed")
+                self._dead_letter(tally, message, meta, record, "unencodable-output", str(exc))
+                tally.dead += 1
                 continue
             except CiteplusError as exc:
-                self._dead_letter(message, meta, record, "rejected", str(exc))
-                dead += 1
+                self._hook("on_record_failed")
+                self._dead_letter(tally, message, meta, record, "rejected", str(exc))
+                tally.dead += 1
                 continue
             except Exception as exc:  # a bug must not stop the node nor lose the record
                 log.exception("transform failed", extra={"stage": self.stage.name})
+                self._hook("on_record_failed")
                 self._dead_letter(
-                    message, meta, record, "stage-error", f"{type(exc).__name__}: {exc}"
+                    tally, message, meta, record, "stage-error", f"{type(exc).__name__}: {exc}"
                 )
-                dead += 1
+                tally.dead += 1
                 continue
             for emit, value in encoded:
-                produce_bytes(self.producer, emit.topic, emit.key, value)
-                self.metrics.records_out.labels(self.stage.name, emit.topic).inc()
-                self.metrics.readings_out.labels(self.stage.name).inc(emit.readings)
-                produced += 1
-        return produced, dead
+                if emit.partition is None:
+                    produce_bytes(self.producer, emit.topic, emit.key, value)
+                else:
+                    produce_bytes(
+                        self.producer, emit.topic, emit.key, value, partition=emit.partition
+                    )
+                tally.by_topic[emit.topic] = tally.by_topic.get(emit.topic, 0) + 1
+                tally.readings += emit.readings
+                tally.produced += 1
+        return tally
 
     def _dead_letter(
         self,
+        tally: _BatchTally,
         message: Message,
         meta: InputMeta,
         record: dict[str, Any] | None,
@@ -278,10 +337,7 @@ class StageRunner:
             dlq.dead_letter_key(self.stage.name, letter["city"]),
             self.contracts.codec(self.dead_letter_topic).encode(letter),
         )
-        self.metrics.dead_letters.labels(self.stage.name, reason).inc()
-        self.summary.dead_letter_reasons[reason] = (
-            self.summary.dead_letter_reasons.get(reason, 0) + 1
-        )
+        tally.reasons[reason] = tally.reasons.get(reason, 0) + 1
         log.warning(
             "dead letter",
             extra={
@@ -321,6 +377,7 @@ class StageRunner:
         self.summary.aborted += 1
         log.warning("batch aborted; it will be processed again", extra={"error": str(exc)})
         self.producer.abort_transaction(60)
+        self._hook("on_abort")
         self.rewind()
 
     def rewind(self) -> None:
@@ -332,6 +389,20 @@ class StageRunner:
             if tp.offset < 0:
                 tp = TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING)
             self.consumer.seek(tp)
+
+    # -- hooks -----------------------------------------------------------------
+    def _hook(self, name: str, *args: Any) -> None:
+        hook = getattr(self.stage, name, None)
+        if hook is not None:
+            hook(*args)
+
+    def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        numbers = sorted({tp.partition for tp in partitions})
+        log.info("partitions assigned", extra={"stage": self.stage.name, "partitions": numbers})
+        self._hook("on_assign", numbers)
+
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._hook("on_revoke", sorted({tp.partition for tp in partitions}))
 
     # -- helpers -------------------------------------------------------------
     def _is_error(self, message: Message) -> bool:

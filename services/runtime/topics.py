@@ -6,6 +6,7 @@ node look the same: a topic created by hand with other settings is reported.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,7 @@ def provision(
     except KafkaException as exc:
         raise InfrastructureError(f"cannot list topics: {exc}; is the broker running?") from exc
     missing = [spec for spec in specs if spec.name not in existing]
+    raced: list[str] = []
     if missing:
         futures = admin.create_topics(
             [
@@ -150,11 +152,25 @@ def provision(
             except KafkaException as exc:
                 if exc.args[0].code() != exc.args[0].TOPIC_ALREADY_EXISTS:
                     raise InfrastructureError(f"cannot create topic {name}: {exc}") from exc
-                report.verified.append(name)
+                raced.append(name)  # created meanwhile by someone else: verify it too
+    if raced:
+        existing = _wait_for_metadata(admin, raced, timeout)
     present = [spec for spec in specs if spec.name in existing]
     if present:
         _verify(admin, present, existing, replication_factor, report, timeout)
     return report
+
+
+def _wait_for_metadata(admin: AdminClient, names: list[str], timeout: float) -> dict[str, Any]:
+    """Topic metadata once every name in ``names`` is visible (creation propagates)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        topics = admin.list_topics(timeout=timeout).topics
+        if all(name in topics and topics[name].partitions for name in names):
+            return topics
+        if time.monotonic() > deadline:
+            raise InfrastructureError(f"topics {names} exist but their metadata never appeared")
+        time.sleep(0.2)
 
 
 def _verify(

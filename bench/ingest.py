@@ -1,0 +1,181 @@
+"""Ingest throughput: readings/s accepted through the HTTP API (NDJSON batches of
+1,000 readings, several requests in flight) and through the file path, on the
+local broker, each compared with a bare confluent-kafka producer sending the
+very same RawRecord messages (the ceiling for this message shape).
+
+A reading here is one accepted row (one meter, one time, one value). The ingest
+service runs as its own process (`citeplus service ingest`), as in production.
+Run with `make bench`, or directly against a running broker and registry.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+import httpx
+
+from services.ingest.core import IngestTopics
+from services.ingest.files import ingest_paths
+from services.ingest.service import build_core
+from services.runtime.cities import load_cities
+from services.runtime.config import load_node_config
+from services.runtime.kafka import make_producer, produce_bytes
+from services.runtime.provisioning import connect_contracts, prepare_node
+
+CITY = """
+code: benchville
+name: Benchville
+sources:
+  - {id: meters, format: ndjson, dataset: load-curves, domain: energy, entity: meter,
+     token: "env:CITEPLUS_TOKEN_BENCH_METERS", numeric: [wh]}
+"""
+T0 = 1_736_755_200
+
+
+def ndjson_batch(index: int, meters: int, per_meter: int) -> bytes:
+    """One batch: ``meters`` meters × ``per_meter`` consecutive 10-minute readings."""
+    lines = []
+    for m in range(meters):
+        meter = f"{(index * meters + m) % 20_000:012d}"
+        for k in range(per_meter):
+            t = T0 + 600 * (index * per_meter + k)
+            lines.append(json.dumps({"meter": meter, "t": t, "wh": 100 + (m * 7 + k) % 900}))
+    return ("\n".join(lines) + "\n").encode()
+
+
+async def push_all(url: str, token: str, batches: list[bytes], in_flight: int) -> int:
+    accepted = 0
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in batches:
+        queue.put_nowait(body)
+
+    async def worker(client: httpx.AsyncClient) -> None:
+        nonlocal accepted
+        while not queue.empty():
+            body = queue.get_nowait()
+            response = await client.post(
+                url, content=body, headers={"Authorization": f"Bearer {token}"}
+            )
+            response.raise_for_status()
+            accepted += response.json()["accepted"]
+
+    async with httpx.AsyncClient(timeout=120) as client:
+        await asyncio.gather(*(worker(client) for _ in range(in_flight)))
+    return accepted
+
+
+def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"ingest service exited with {process.returncode}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    raise SystemExit("ingest service did not answer in time")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batches", type=int, default=200, help="batches of 1,000 readings")
+    parser.add_argument("--in-flight", type=int, default=4, help="concurrent HTTP requests")
+    parser.add_argument("--port", type=int, default=18000)
+    args = parser.parse_args(argv)
+
+    work = Path(tempfile.mkdtemp(prefix="citeplus-bench-ingest-"))
+    (work / "cities").mkdir()
+    (work / "cities" / "benchville.yaml").write_text(CITY)
+    token = uuid.uuid4().hex
+    os.environ["CITEPLUS_TOKEN_BENCH_METERS"] = token
+    node = load_node_config()
+    prepare_node(node)
+    cities = load_cities(work / "cities")
+    source = cities["benchville"].source("meters")
+    batches = [ndjson_batch(i, meters=100, per_meter=10) for i in range(args.batches)]
+    readings = 1000 * len(batches)
+    print(
+        f"Ingest bench: {readings:,} readings in {len(batches)} NDJSON batches of 1,000 "
+        f"(100 meters x 10 readings -> 100 RawRecords per batch), broker {node.kafka.bootstrap}",
+        flush=True,
+    )
+
+    # 1. HTTP: the service in its own process.
+    url = f"http://127.0.0.1:{args.port}"
+    service = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "service",
+            "ingest",
+            "--port",
+            str(args.port),
+            "--cities",
+            str(work / "cities"),
+        ],
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until_up(url, service)
+        endpoint = f"{url}/v1/cities/benchville/sources/meters/records"
+        started = time.perf_counter()
+        accepted = asyncio.run(push_all(endpoint, token, batches, args.in_flight))
+        http_s = time.perf_counter() - started
+    finally:
+        service.terminate()
+        service.wait(30)
+    assert accepted == readings, (accepted, readings)
+
+    # 2. Files: the same batches as files, through `ingest_paths` in this process.
+    files = work / "files"
+    files.mkdir()
+    for i, body in enumerate(batches):
+        (files / f"{i:05d}.ndjson").write_bytes(body)
+    contracts = connect_contracts(node)
+    core = build_core(node, contracts, cities, instance="bench-files")
+    started = time.perf_counter()
+    summary = ingest_paths(core, source, sorted(files.iterdir()), show_progress=False)
+    file_s = time.perf_counter() - started
+    core.sink.close()
+    assert summary.accepted == readings
+
+    # 3. Ceiling: a bare producer sending the same encoded RawRecords.
+    prepared = [core.prepare(source, body).messages for body in batches]
+    messages = [m for batch in prepared for m in batch]
+    producer = make_producer(replace(node))
+    started = time.perf_counter()
+    for topic, key, value in messages:
+        produce_bytes(producer, topic, key, value)
+    producer.flush(120)
+    bare_s = time.perf_counter() - started
+    size = sum(len(v) for _, _, v in messages) / len(messages)
+
+    print(f"{'path':28} {'seconds':>8} {'readings/s':>12} {'ratio to bare':>14}")
+    rows = [
+        ("HTTP API (NDJSON, 1,000/batch)", http_s),
+        ("files (citeplus ingest)", file_s),
+        ("bare producer, same messages", bare_s),
+    ]
+    for name, seconds in rows:
+        print(f"{name:28} {seconds:>8.2f} {readings / seconds:>12,.0f} {bare_s / seconds:>14.2f}")
+    print(
+        f"\n{len(messages):,} RawRecord messages of {size:,.0f} B on average "
+        f"({readings / len(messages):.0f} readings each); topic {IngestTopics().raw}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Per-key state of a stage that survives restarts: an in-memory map whose changes
+are written to a compacted changelog topic inside the stage's transaction.
+
+Because the changelog records commit together with the outputs and the consumer
+offsets, a restarted (or moved) stage restores exactly the state that matches
+the offsets it resumes from. Writes of an aborted batch are discarded, so the
+re-processed batch sees the state as it was before it.
+
+A key's changes go to the changelog partition of the same number as the input
+partition that carried them; on assignment a stage restores only those.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+
+from services.runtime.config import NodeConfig
+from services.runtime.kafka import consumer_settings
+from services.runtime.processor import Emit
+
+_DELETED = object()
+_ABSENT = object()
+
+
+class ChangelogStore:
+    """A JSON-valued key-value store with transactional writes."""
+
+    def __init__(self, name: str, topic: str):
+        self.name = name
+        self.topic = topic
+        self._committed: dict[str, Any] = {}
+        self._partition_of: dict[str, int] = {}
+        self._pending: dict[str, Any] = {}
+        self._pending_partition: dict[str, int] = {}
+        self._record_journal: list[tuple[str, Any, int | None]] = []
+
+    # -- one input record -----------------------------------------------------------
+    def begin_record(self) -> None:
+        """Start a savepoint: a record that is then rejected leaves no state behind."""
+        self._record_journal.clear()
+
+    def rollback_record(self) -> None:
+        """Undo the writes made since :meth:`begin_record`."""
+        for key, previous, partition in reversed(self._record_journal):
+            if previous is _ABSENT:
+                self._pending.pop(key, None)
+                self._pending_partition.pop(key, None)
+            else:
+                self._pending[key] = previous
+                self._pending_partition[key] = partition  # type: ignore[assignment]
+        self._record_journal.clear()
+
+    def _remember(self, key: str) -> None:
+        self._record_journal.append(
+            (key, self._pending.get(key, _ABSENT), self._pending_partition.get(key))
+        )
+
+    # -- reads and writes during a batch ------------------------------------------
+    def get(self, key: str, default: Any = None) -> Any:
+        if key in self._pending:
+            value = self._pending[key]
+            return default if value is _DELETED else value
+        return self._committed.get(key, default)
+
+    def put(self, key: str, value: Any, partition: int) -> Emit:
+        """Stage a new value; yield the returned Emit with the batch's outputs."""
+        self._remember(key)
+        self._pending[key] = value
+        self._pending_partition[key] = partition
+        return self._emit(key, json.dumps(value, separators=(",", ":")), partition)
+
+    def delete(self, key: str, partition: int) -> Emit:
+        self._remember(key)
+        self._pending[key] = _DELETED
+        self._pending_partition[key] = partition
+        return self._emit(key, None, partition)
+
+    def _emit(self, key: str, value: str | None, partition: int) -> Emit:
+        record = {
+            "store": self.name,
+            "key": key,
+            "value": value,
+            "updated_at": time.time_ns() // 1000,
+        }
+        return Emit(self.topic, f"{self.name}|{key}", record, readings=0, partition=partition)
+
+    # -- transaction outcome ----------------------------------------------------------
+    def commit(self) -> None:
+        for key, value in self._pending.items():
+            if value is _DELETED:
+                self._committed.pop(key, None)
+                self._partition_of.pop(key, None)
+            else:
+                self._committed[key] = value
+                self._partition_of[key] = self._pending_partition[key]
+        self.abort()
+
+    def abort(self) -> None:
+        self._pending.clear()
+        self._pending_partition.clear()
+        self._record_journal.clear()
+
+    # -- assignment -----------------------------------------------------------------
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Drop the keys of partitions this instance no longer owns."""
+        gone = set(partitions)
+        for key in [k for k, p in self._partition_of.items() if p in gone]:
+            self._committed.pop(key, None)
+            self._partition_of.pop(key, None)
+
+    def apply(self, record: dict[str, Any], partition: int) -> None:
+        """Apply one changelog record while restoring."""
+        if record["store"] != self.name:
+            return
+        key = record["key"]
+        if record["value"] is None:
+            self._committed.pop(key, None)
+            self._partition_of.pop(key, None)
+        else:
+            self._committed[key] = json.loads(record["value"])
+            self._partition_of[key] = partition
+
+    def __len__(self) -> int:
+        return len(self._committed)
+
+
+def restore(
+    node: NodeConfig,
+    stores: list[ChangelogStore],
+    partitions: Iterable[int],
+    decode: Any,
+    timeout_s: float = 60.0,
+) -> int:
+    """Replay the committed changelog of ``partitions`` into ``stores``; returns records read.
+
+    Reads ``read_committed`` up to the end of each partition (the partition-EOF
+    event comes at the last stable offset, past transaction markers).
+    """
+    by_topic: dict[str, list[ChangelogStore]] = {}
+    for store in stores:
+        by_topic.setdefault(store.topic, []).append(store)
+    wanted = sorted(set(partitions))
+    read = 0
+    for topic, topic_stores in by_topic.items():
+        if not wanted:
+            continue
+        consumer = Consumer(
+            consumer_settings(
+                node,
+                group_id=f"citeplus.restore.{uuid.uuid4().hex}",
+                **{"enable.partition.eof": True},
+            )
+        )
+        try:
+            consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in wanted])
+            remaining = set(wanted)
+            deadline = time.monotonic() + timeout_s
+            while remaining and time.monotonic() < deadline:
+                for message in consumer.consume(1000, 0.5):
+                    error = message.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            remaining.discard(message.partition())
+                        continue
+                    record = decode(message.value())
+                    for store in topic_stores:
+                        store.apply(record, message.partition())
+                    read += 1
+            if remaining:
+                raise TimeoutError(f"restoring {topic} partitions {sorted(remaining)} timed out")
+        finally:
+            consumer.close()
+    return read
