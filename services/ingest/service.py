@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 from pathlib import Path
 
@@ -11,7 +10,7 @@ from aiohttp import web
 from services.ingest.auth import SourceTokens
 from services.ingest.core import IngestCore, IngestTopics
 from services.ingest.http_api import DEFAULT_MAX_BODY, build_app
-from services.runtime.cities import CityConfig
+from services.runtime.cities import CityConfig, load_registry
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
 from services.runtime.group_commit import GroupCommitProducer
@@ -25,21 +24,15 @@ def reference_attributes(cities: dict[str, CityConfig]) -> dict[str, dict[str, d
 
     Sources whose transport carries no zone (Linky frames) declare a registry
     of their meters; ingest joins it at the edge, before anything else sees
-    the entity id.
+    the entity id, and carries it in the RawRecord's attributes.
     """
     out: dict[str, dict[str, dict[str, str]]] = {}
     for city in cities.values():
         for source in city.sources:
-            registry = getattr(source, "registry", None)
-            if not registry:
-                continue
-            path = Path(registry)
-            if not path.is_absolute() and city.path:
-                path = Path(city.path).parent / path
-            with path.open(encoding="utf-8", newline="") as handle:
+            if source.registry:
                 out[f"{city.code}/{source.id}"] = {
-                    row["entity"]: {k: v for k, v in row.items() if k != "entity" and v}
-                    for row in csv.DictReader(handle)
+                    entity: {"zone": entry.zone, "sector": entry.sector}
+                    for entity, entry in load_registry(Path(source.registry)).items()
                 }
     return out
 
