@@ -106,6 +106,10 @@ class BaseStage:
         """The record just processed went to the dead letters: undo its state writes."""
         return None
 
+    def end_batch(self) -> Iterable[Emit]:
+        """Records that summarise the batch (audit counts), committed with it."""
+        return ()
+
 
 @dataclass
 class _BatchTally:
@@ -223,6 +227,7 @@ class StageRunner:
         self.producer.begin_transaction()
         try:
             tally = self._process_batch(good)
+            self._produce_batch_end(tally)
             self.producer.send_offsets_to_transaction(
                 self._next_offsets(good), self.consumer.consumer_group_metadata(), 30
             )
@@ -307,6 +312,15 @@ class StageRunner:
                 tally.readings += emit.readings
                 tally.produced += 1
         return tally
+
+    def _produce_batch_end(self, tally: _BatchTally) -> None:
+        end_batch = getattr(self.stage, "end_batch", None)
+        if end_batch is None:
+            return
+        for emit in end_batch():
+            value = self.contracts.codec(emit.topic).encode(emit.value)
+            produce_bytes(self.producer, emit.topic, emit.key, value)
+            tally.by_topic[emit.topic] = tally.by_topic.get(emit.topic, 0) + 1
 
     def _dead_letter(
         self,
