@@ -443,7 +443,10 @@ class StageRunner:
         self._lag_refreshed = now
         try:
             for tp in self.consumer.position(self.consumer.assignment()):
-                _, high = self.consumer.get_watermark_offsets(tp, timeout=1, cached=False)
+                # Cached: the high watermark each fetch response carries; no broker round trip.
+                _, high = self.consumer.get_watermark_offsets(tp, cached=True)
+                if high < 0:
+                    continue
                 lag = max(0, high - tp.offset) if tp.offset >= 0 else high
                 self.metrics.consumer_lag.labels(self.stage.name, tp.topic, str(tp.partition)).set(
                     lag
