@@ -1,0 +1,50 @@
+"""The warehouse port: what the rest of Cité+ needs from ClickHouse.
+
+Two adapters run the same DDL and SQL: chDB (the ClickHouse engine in this
+process, on-disk tables under the node's state directory, the default) and a
+ClickHouse server through clickhouse-connect. With chDB only one process may
+open the data directory, so the publish service owns it and answers queries.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Protocol
+
+import pyarrow as pa
+
+from services.runtime.config import NodeConfig
+
+
+class Warehouse(Protocol):
+    """Narrow on purpose: DDL, queries to Arrow, Arrow inserts with a dedup token."""
+
+    description: str
+
+    def command(self, sql: str) -> None: ...
+
+    def query_arrow(self, sql: str) -> pa.Table: ...
+
+    def insert_arrow(
+        self, table: str, data: pa.Table, *, dedup_token: str | None = None
+    ) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def warehouse_url(node: NodeConfig | None = None) -> str | None:
+    """A ClickHouse server to use instead of chDB, if one is configured."""
+    return os.environ.get("CLICKHOUSE_URL") or None
+
+
+def open_warehouse(node: NodeConfig, *, path: Path | None = None) -> Warehouse:
+    """The node's warehouse: a ClickHouse server when CLICKHOUSE_URL names one, else chDB."""
+    url = warehouse_url(node)
+    if url:
+        from services.publish.clickhouse_server import ClickHouseServerWarehouse
+
+        return ClickHouseServerWarehouse(url)
+    from services.publish.chdb_embedded import ChdbWarehouse
+
+    return ChdbWarehouse(path or node.state_dir / "warehouse")
