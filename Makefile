@@ -26,6 +26,7 @@ $(UV):
 setup: $(UV) ## install Python packages (uv.lock) and fetch Kafka + registry artifacts
 	@echo "==> Python packages (uv.lock)" >&2
 	@$(UV) sync --frozen --python $(PYTHON) --quiet
+	@deploy/dev/system-packages.sh
 	@$(CITEPLUS) infra fetch
 
 run: setup ## start the node (broker, registry with Kafka storage, topics, schemas)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -86,12 +87,21 @@ class ServiceMetrics:
         return generate_latest(self.registry)
 
 
+PostHandler = Callable[[bytes], tuple[int, str, bytes]]
+
+
 class MetricsServer:
     """Serves `/metrics` (Prometheus text) and `/healthz` (JSON, 200 or 503)."""
 
-    def __init__(self, metrics: ServiceMetrics, host: str, port: int):
+    def __init__(
+        self,
+        metrics: ServiceMetrics,
+        host: str,
+        port: int,
+        post_routes: dict[str, PostHandler] | None = None,
+    ):
         self.metrics = metrics
-        handler = self._handler(metrics)
+        handler = self._handler(metrics, post_routes or {})
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True, name="metrics")
@@ -109,8 +119,19 @@ class MetricsServer:
         self.httpd.server_close()
 
     @staticmethod
-    def _handler(metrics: ServiceMetrics) -> type[BaseHTTPRequestHandler]:
+    def _handler(
+        metrics: ServiceMetrics, post_routes: dict[str, PostHandler]
+    ) -> type[BaseHTTPRequestHandler]:
         class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                route = post_routes.get(self.path.split("?")[0])
+                if route is None:
+                    self._send(404, "text/plain", b"no such endpoint\n")
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                status, content_type, body = route(self.rfile.read(length))
+                self._send(status, content_type, body)
+
             def do_GET(self) -> None:
                 if self.path.startswith("/metrics"):
                     self._send(200, CONTENT_TYPE_LATEST, metrics.exposition())

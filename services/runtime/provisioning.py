@@ -19,9 +19,26 @@ def admin_client(node: NodeConfig) -> AdminClient:
     return AdminClient({"bootstrap.servers": node.kafka.bootstrap})
 
 
+def declared_topics() -> list[TopicSpec]:
+    """Every topic of deploy/topics.yaml, partner templates expanded for the partners
+    that the city files' sharing sections name."""
+    from services.runtime.cities import load_cities
+    from services.runtime.paths import CITIES_DIR
+
+    partners = sorted(
+        {
+            partner
+            for city in load_cities(CITIES_DIR).values()
+            for source in city.sources
+            for partner in (source.sharing or {}).get("partners", [])
+        }
+    )
+    return list(load_topics(partners=partners).values())
+
+
 def provision_topics(node: NodeConfig, specs: list[TopicSpec] | None = None) -> ProvisionReport:
     """Create or verify the declared topics; a mismatch raises with every detail."""
-    specs = list(load_topics().values()) if specs is None else specs
+    specs = declared_topics() if specs is None else specs
     report = provision(admin_client(node), specs, node.kafka.replication_factor)
     if not report.ok:
         details = "\n  ".join(report.mismatches)
@@ -34,7 +51,7 @@ def provision_topics(node: NodeConfig, specs: list[TopicSpec] | None = None) -> 
 
 def connect_contracts(node: NodeConfig, specs: list[TopicSpec] | None = None) -> Contracts:
     """Register every topic's schema under ``<topic>-value`` and bind codecs."""
-    specs = list(load_topics().values()) if specs is None else specs
+    specs = declared_topics() if specs is None else specs
     return Contracts.register(SchemaRegistry(node.registry.url), specs)
 
 

@@ -7,7 +7,7 @@ node look the same: a topic created by hand with other settings is reported.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +66,18 @@ def _require(entry: dict[str, Any], key: str, kind: type, where: str, source: st
     return value
 
 
-def load_topics(path: Path = TOPICS_FILE) -> dict[str, TopicSpec]:
-    """Read and validate the topics file; errors name the file and the key."""
+PARTNER_PLACEHOLDER = "{partner}"
+
+
+def load_topics(
+    path: Path = TOPICS_FILE, *, partners: list[str] | None = None
+) -> dict[str, TopicSpec]:
+    """Read and validate the topics file; errors name the file and the key.
+
+    A name holding ``{partner}`` is a template: one topic per partner city named
+    in the sharing sections of the city files (``partners``); without partners
+    templates are left out.
+    """
     source = str(path)
     try:
         document = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -117,8 +127,17 @@ def load_topics(path: Path = TOPICS_FILE) -> dict[str, TopicSpec]:
             )
         if spec.name in specs:
             raise ConfigError(f"topic {spec.name!r} declared twice", source=source, key=where)
+        if PARTNER_PLACEHOLDER in spec.name:
+            for partner in partners or ():
+                name = spec.name.replace(PARTNER_PLACEHOLDER, partner)
+                specs[name] = replace(spec, name=name)
+            continue
         specs[spec.name] = spec
     return specs
+
+
+def partner_topic(template: str, partner: str) -> str:
+    return template.replace(PARTNER_PLACEHOLDER, partner)
 
 
 def provision(

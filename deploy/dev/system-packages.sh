@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# System tools the tests use, from Debian's packages, installed only when missing:
+#   kcat  - an independent Kafka client (reads our topics and their wire-format header)
+# Java 17 and Maven are expected on the machine (the broker and the registry fetch).
+set -euo pipefail
+missing=()
+command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ] && ! command -v sudo >/dev/null 2>&1; then
+  echo "citeplus setup: please install ${missing[*]} (Debian packages); tests that need them will fail" >&2
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO=sudo
+echo "==> installing Debian packages: ${missing[*]}" >&2
+$SUDO apt-get update -qq >/dev/null
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null

@@ -1,0 +1,137 @@
+"""Entry points of publish: the service process and ``citeplus sql``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+from pathlib import Path
+
+import httpx
+import pyarrow as pa
+
+from services.publish.query import FORMATS, ensure_read_only, from_ipc, render
+from services.publish.service import PublishService
+from services.publish.warehouse import open_warehouse, warehouse_url
+from services.runtime.cities import load_cities
+from services.runtime.config import NodeConfig, load_node_config
+from services.runtime.errors import CiteplusError
+from services.runtime.logs import configure_logging
+from services.runtime.metrics import MetricsServer, ServiceMetrics
+from services.runtime.provisioning import prepare_node
+from services.runtime.service_main import add_stage_arguments, install_stop_signals
+
+log = logging.getLogger(__name__)
+
+
+def serve(args: argparse.Namespace) -> int:
+    configure_logging("publish")
+    node = load_node_config()
+    cities = load_cities(args.cities)
+    _, contracts = prepare_node(node)
+    metrics = ServiceMetrics("publish")
+    service = PublishService(node, contracts, cities, metrics, instance=args.instance)
+    port = args.metrics_port if args.metrics_port is not None else node.metrics_port("publish")
+    server = MetricsServer(
+        metrics, node.metrics.host, port, post_routes=service.post_routes
+    ).start()
+    stop = threading.Event()
+    install_stop_signals(stop)
+    log.info(
+        "publish running",
+        extra={
+            "warehouse": service.warehouse.description,
+            "endpoint": f"http://{node.metrics.host}:{server.port}",
+        },
+    )
+    try:
+        healthy = service.run(stop)
+    finally:
+        server.stop()
+    return 0 if healthy else 1
+
+
+def run_query(node: NodeConfig, sql: str) -> pa.Table:
+    """Ask the node's warehouse: a ClickHouse server directly; with chDB, the publish
+    service that owns it, or the chDB directory itself when publish is not running."""
+    statement = ensure_read_only(sql)
+    if warehouse_url(node):
+        warehouse = open_warehouse(node)
+        try:
+            return warehouse.query_arrow(statement)
+        finally:
+            warehouse.close()
+    endpoint = f"http://{node.metrics.host}:{node.metrics_port('publish')}/v1/sql"
+    try:
+        response = httpx.post(endpoint, content=statement.encode(), timeout=300)
+    except httpx.ConnectError:
+        warehouse = open_warehouse(node)  # publish is not running: open the directory ourselves
+        try:
+            return warehouse.query_arrow(statement)
+        finally:
+            warehouse.close()
+    if response.status_code != 200:
+        raise CiteplusError(f"query refused: {response.text.strip()}")
+    return from_ipc(response.content)
+
+
+def sql_command(args: argparse.Namespace) -> int:
+    node = load_node_config()
+    if args.query:
+        return _print(run_query(node, args.query), args.format, args.output)
+    if args.format == "parquet" and not args.output:
+        raise CiteplusError("--format parquet needs --output FILE")
+    print("Cité+ SQL on the node's warehouse. End a query with ';'. Ctrl-D quits.", file=sys.stderr)
+    buffer: list[str] = []
+    while True:
+        try:
+            line = input("citeplus> " if not buffer else "      ..> ")
+        except EOFError:
+            print(file=sys.stderr)
+            return 0
+        buffer.append(line)
+        if line.rstrip().endswith(";"):
+            query, buffer = "\n".join(buffer), []
+            try:
+                _print(run_query(node, query), args.format, args.output)
+            except CiteplusError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+
+
+def _print(table: pa.Table, fmt: str, output: Path | None) -> int:
+    data = render(table, fmt)
+    if output:
+        output.write_bytes(data)
+        print(f"{table.num_rows} rows written to {output}", file=sys.stderr)
+    elif fmt == "parquet":
+        raise CiteplusError("--format parquet needs --output FILE")
+    else:
+        sys.stdout.buffer.write(data)
+    return 0
+
+
+def register(
+    commands: argparse._SubParsersAction, service_commands: argparse._SubParsersAction
+) -> None:
+    parser = service_commands.add_parser(
+        "publish",
+        help="land observations, aggregates and dead letters in ClickHouse; feed public topics",
+    )
+    add_stage_arguments(parser)
+    parser.set_defaults(handler=serve)
+
+    sql = commands.add_parser(
+        "sql",
+        help="query the node's warehouse (ClickHouse SQL); no query opens a prompt",
+        description="Run a read query on the node's warehouse (chDB or the ClickHouse server of "
+        "CLICKHOUSE_URL). Tables: observations (one row per reading), energy_aggregates "
+        "(use FINAL), dead_letters, observations_hourly and observations_daily (rollups: "
+        "sumMerge(total), countMerge(readings), uniqMerge(entities)).",
+    )
+    sql.add_argument("query", nargs="?", help="the query; omit it for an interactive prompt")
+    sql.add_argument(
+        "--format", choices=FORMATS, default="table", help="output format (default: table)"
+    )
+    sql.add_argument("--output", type=Path, help="write to FILE instead of standard output")
+    sql.set_defaults(handler=sql_command)

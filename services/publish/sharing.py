@@ -1,0 +1,85 @@
+"""Sharing levels of each city source: what may leave the node, and for whom.
+
+``sharing: {level: open | shared | internal, partners: [...], licence: ...}`` in a
+source of a city file. Deny by default: a source without a sharing section is
+internal and never reaches a ``public.*`` topic or a partner.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from services.runtime.cities import CityConfig
+from services.runtime.errors import ConfigError
+
+LEVELS = ("open", "shared", "internal")
+_CODE = re.compile(r"^[a-z][a-z0-9-]*$")
+
+
+@dataclass(frozen=True)
+class SharingPolicy:
+    level: str = "internal"
+    partners: tuple[str, ...] = ()
+    licence: str | None = None
+
+    def allows(self, partner: str | None) -> bool:
+        """May ``partner`` (None: anyone) see this dataset?"""
+        if self.level == "open":
+            return True
+        return self.level == "shared" and partner is not None and partner in self.partners
+
+
+def parse_sharing(raw: object, *, source: str, key: str) -> SharingPolicy:
+    if raw is None:
+        return SharingPolicy()
+    if not isinstance(raw, dict):
+        raise ConfigError("expected a mapping {level, partners, licence}", source=source, key=key)
+    unknown = set(raw) - {"level", "partners", "licence"}
+    if unknown:
+        raise ConfigError(f"unknown keys {sorted(unknown)}", source=source, key=key)
+    level = raw.get("level", "internal")
+    if level not in LEVELS:
+        raise ConfigError(
+            f"level must be one of {LEVELS}, got {level!r}", source=source, key=f"{key}.level"
+        )
+    partners = raw.get("partners", [])
+    if not isinstance(partners, list) or not all(
+        isinstance(p, str) and _CODE.match(p) for p in partners
+    ):
+        raise ConfigError(
+            "partners must be a list of city codes", source=source, key=f"{key}.partners"
+        )
+    if level == "shared" and not partners:
+        raise ConfigError(
+            "a shared dataset must name its partners", source=source, key=f"{key}.partners"
+        )
+    if level != "shared" and partners:
+        raise ConfigError(
+            f"partners only apply to level shared (this is {level})",
+            source=source,
+            key=f"{key}.partners",
+        )
+    licence = raw.get("licence")
+    if level == "open" and not licence:
+        raise ConfigError(
+            "an open dataset must declare its licence (e.g. ODbL-1.0, Licence-Ouverte-2.0)",
+            source=source,
+            key=f"{key}.licence",
+        )
+    return SharingPolicy(level, tuple(partners), licence)
+
+
+def sharing_policies(cities: dict[str, CityConfig]) -> dict[tuple[str, str], SharingPolicy]:
+    """Every source's policy, validated at start (errors name the file and key)."""
+    policies = {}
+    for city in cities.values():
+        for index, source in enumerate(city.sources):
+            policies[(city.code, source.id)] = parse_sharing(
+                source.sharing, source=city.path or city.code, key=f"sources[{index}].sharing"
+            )
+    return policies
+
+
+def partners_of(policies: dict[tuple[str, str], SharingPolicy]) -> list[str]:
+    return sorted({p for policy in policies.values() for p in policy.partners})

@@ -1,0 +1,133 @@
+"""Public topics as a partner city sees them: only open and shared datasets, read
+with confluent-kafka's stock AvroDeserializer + SchemaRegistryClient, and with
+kcat (Debian's build, without Avro) as a second, independent client."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import replace
+
+import pytest
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from services.publish.republish import PublicTopics, Republisher
+from services.publish.sharing import SharingPolicy
+from services.runtime.kafka import RecordProducer, make_producer
+from services.runtime.processor import StageRunner
+from services.runtime.provisioning import connect_contracts, provision_topics
+from services.runtime.topics import load_topics
+from tests.integration.kafka_helpers import read_all
+from tests.integration.records import energy_aggregate, observation
+
+pytestmark = pytest.mark.integration
+
+POLICIES = {
+    ("lyon", "open-air"): SharingPolicy("open", (), "ODbL-1.0"),
+    ("lyon", "meters-shared"): SharingPolicy("shared", ("marseille",), None),
+    ("lyon", "meters-internal"): SharingPolicy("internal"),
+}
+
+
+def test_partner_reads_open_and_shared_never_internal(node, isolated_topics) -> None:
+    specs, _ = isolated_topics(
+        "observations.v1",
+        "energy.aggregates.v1",
+        "public.observations.v1",
+        "public.energy.aggregates.v1",
+        "dlq.v1",
+        partitions=1,
+    )
+    prefix = specs["observations.v1"].name.removesuffix("observations.v1")
+    template = load_topics(partners=["marseille"])["public.shared.marseille.observations.v1"]
+    shared = replace(
+        template, name=f"{prefix}public.shared.marseille.observations.v1", partitions=1
+    )
+    provision_topics(node, [shared])
+    contracts = connect_contracts(node, [*specs.values(), shared])
+    topics = PublicTopics(
+        observations_in=specs["observations.v1"].name,
+        aggregates_in=specs["energy.aggregates.v1"].name,
+        public_observations=specs["public.observations.v1"].name,
+        shared_observations=f"{prefix}public.shared.{{partner}}.observations.v1",
+        public_aggregates=specs["public.energy.aggregates.v1"].name,
+    )
+    writer = RecordProducer(make_producer(node), contracts)
+    for source in ("open-air", "meters-shared", "meters-internal", "undeclared"):
+        for i in range(3):
+            record = {**observation(points=24, entity=f"{source}-{i}"), "source": source}
+            writer.produce(topics.observations_in, f"lyon|{source}-{i}", record)
+    writer.produce(topics.aggregates_in, "lyon|69381", energy_aggregate())
+    assert writer.flush() == 0
+
+    stage = Republisher(POLICIES, topics)
+    StageRunner(stage, node, contracts, instance="t", dead_letter_topic=specs["dlq.v1"].name).run(
+        idle_exit_s=3
+    )
+
+    stock = AvroDeserializer(SchemaRegistryClient({"url": node.registry.url}))
+
+    def partner_read(topic: str, expected: int) -> list[dict]:
+        return [
+            stock(m.value(), SerializationContext(topic, MessageField.VALUE))
+            for m in read_all(node, topic, expected=expected)
+        ]
+
+    open_records = partner_read(topics.public_observations, 3)
+    shared_records = partner_read(shared.name, 3)
+    aggregates = partner_read(topics.public_aggregates, 1)
+    assert {r["source"] for r in open_records} == {"open-air"}
+    assert {r["source"] for r in shared_records} == {"meters-shared"}
+    assert aggregates[0]["energy_kwh"] == 1234.5
+    everything = open_records + shared_records
+    assert not [r for r in everything if r["source"] in ("meters-internal", "undeclared")]
+
+    kcat = shutil.which("kcat")
+    assert kcat, "kcat is missing: `make setup` installs it (deploy/dev/system-packages.sh)"
+    host = node.kafka.bootstrap
+    out = subprocess.run(
+        [
+            kcat,
+            "-C",
+            "-b",
+            host,
+            "-t",
+            topics.public_observations,
+            "-e",
+            "-q",
+            "-X",
+            "isolation.level=read_committed",
+            "-f",
+            "%k\t%S\t%h\n",
+        ],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    lines = [line for line in out.decode().splitlines() if line]
+    assert sorted(line.split("\t")[0] for line in lines) == [f"lyon|open-air-{i}" for i in range(3)]
+    raw = subprocess.run(
+        [
+            kcat,
+            "-C",
+            "-b",
+            host,
+            "-t",
+            topics.public_observations,
+            "-e",
+            "-q",
+            "-c",
+            "1",
+            "-X",
+            "isolation.level=read_committed",
+            "-f",
+            "%s",
+        ],
+        capture_output=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    schema_id = contracts.codec(topics.public_observations).schema_id
+    assert raw[0] == 0 and int.from_bytes(raw[1:5], "big") == schema_id  # magic byte + schema id
