@@ -8,7 +8,7 @@ CREATE TABLE IF NOT EXISTS observations_hourly
     unit     LowCardinality(String),
     zone     LowCardinality(String),
     sector   LowCardinality(String),
-    hour     DateTime('UTC'),
+    hour     DateTime64(0, 'UTC'),
     total    AggregateFunction(sum, Float64),
     readings AggregateFunction(count),
     minimum  AggregateFunction(min, Float64),
@@ -20,7 +20,7 @@ PARTITION BY toYYYYMM(hour)
 ORDER BY (city, domain, metric, zone, sector, unit, hour);
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS observations_hourly_mv TO observations_hourly AS
-SELECT city, domain, metric, unit, zone, sector, toStartOfHour(ts) AS hour,
+SELECT city, domain, metric, unit, zone, sector, toDateTime64(toStartOfHour(ts), 0, 'UTC') AS hour,
        sumState(value) AS total, countState() AS readings,
        minState(value) AS minimum, maxState(value) AS maximum, uniqState(entity) AS entities
 FROM observations

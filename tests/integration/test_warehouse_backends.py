@@ -1,0 +1,136 @@
+"""One suite for both warehouse backends: the same DDL and the same SQL on chDB
+(always) and on a ClickHouse server through clickhouse-connect (where
+CLICKHOUSE_URL names one; reported as skipped otherwise)."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+
+from services.publish.migrations import migrate
+from services.publish.questions import QUESTIONS, question
+from services.publish.rows import Landed, aggregates_table, observations_table
+from services.runtime.paths import REPO_ROOT
+from tests.integration.records import T0, energy_aggregate, observation
+
+HOUR = 3_600_000_000
+
+
+@pytest.fixture(params=["chdb", "clickhouse-server"])
+def warehouse(request, tmp_path: Path):
+    if request.param == "chdb":
+        from services.publish.chdb_embedded import ChdbWarehouse
+
+        wh = ChdbWarehouse(tmp_path / "warehouse")
+    else:
+        url = os.environ.get("CLICKHOUSE_URL")
+        if not url:
+            pytest.skip("no ClickHouse server: set CLICKHOUSE_URL to run this suite against one")
+        import clickhouse_connect
+
+        database = f"citeplus_test_{uuid.uuid4().hex[:8]}"
+        clickhouse_connect.get_client(dsn=url).command(f"CREATE DATABASE {database}")
+        from services.publish.clickhouse_server import ClickHouseServerWarehouse
+
+        wh = ClickHouseServerWarehouse(url.rstrip("/") + f"/{database}")
+    yield wh
+    wh.close()
+
+
+def lyon_day() -> list[Landed]:
+    """Two zones of Lyon, hourly energy over one day; NO2 with one exceedance."""
+    batch = []
+    for meter, zone, base in (
+        ("a", "693810101", 1.0),
+        ("b", "693810101", 2.0),
+        ("c", "693810102", 4.0),
+    ):
+        values = [base * (3.0 if h == 18 else 1.0) for h in range(24)]
+        record = {
+            **observation(points=24, entity=meter),
+            "metric": "active_energy_import",
+            "zone": zone,
+            "step_seconds": 3600,
+            "values": values,
+            "sector": "residential",
+        }
+        batch.append(Landed(record, "observations.v1", 0, len(batch)))
+    no2 = {
+        **observation(points=3, entity="station-1"),
+        "domain": "environment",
+        "metric": "no2",
+        "unit": "µg/m3",
+        "zone": "693810101",
+        "step_seconds": 3600,
+        "values": [80.0, 240.0, 120.0],
+    }
+    batch.append(Landed(no2, "observations.v1", 0, len(batch)))
+    return batch
+
+
+def test_migrations_are_idempotent(warehouse) -> None:
+    first = migrate(warehouse)
+    assert first and migrate(warehouse) == []
+
+
+def test_insert_with_the_same_token_counts_once(warehouse) -> None:
+    migrate(warehouse)
+    table = observations_table(lyon_day())
+    warehouse.insert_arrow("observations", table, dedup_token="observations.v1:0:0-3")
+    warehouse.insert_arrow("observations", table, dedup_token="observations.v1:0:0-3")
+    count = warehouse.query_arrow("SELECT count() AS n FROM observations").column("n")[0].as_py()
+    assert count == 3 * 24 + 3
+
+
+def run(warehouse, slug: str) -> list[dict]:
+    return warehouse.query_arrow(question(slug).sql).to_pylist()
+
+
+def test_analyst_questions_give_hand_computed_answers(warehouse) -> None:
+    migrate(warehouse)
+    warehouse.insert_arrow("observations", observations_table(lyon_day()))
+    aggregates = [
+        Landed(
+            {
+                **energy_aggregate(),
+                "granularity": "P1D",
+                "zone": zone,
+                "sector": "*",
+                "energy_kwh": kwh,
+                "version": version,
+            },
+            "energy.aggregates.v1",
+            0,
+            i,
+        )
+        for i, (zone, kwh, version) in enumerate(
+            [("693810101", 50.0, 1), ("693810101", 80.0, 2), ("693810102", 60.0, 1)]
+        )
+    ]
+    warehouse.insert_arrow("energy_aggregates", aggregates_table(aggregates))
+
+    per_zone = run(warehouse, "consumption-per-zone-per-day")
+    # Days are local (Europe/Paris): the day's last UTC hour is the next local day.
+    assert [(r["zone"], r["kwh"], r["meters"]) for r in per_zone] == [
+        ("693810102", 22 * 4.0 + 12.0, 1),  # 22 hours at 4 kWh, the 18:00 UTC hour at 12
+        ("693810101", 22 * 3.0 + 9.0, 2),
+        ("693810102", 4.0, 1),
+        ("693810101", 3.0, 2),
+    ]
+    [peak] = run(warehouse, "peak-hour-per-city")
+    assert peak["city"] == "lyon" and peak["peak_hour"].hour == 18 and peak["peak_kwh"] == 21.0
+    [exceedance] = run(warehouse, "no2-exceedances")
+    assert exceedance["no2_ugm3"] == 240.0 and exceedance["hour"].timestamp() * 1e6 == T0 + HOUR
+    top = run(warehouse, "top-consuming-zones")
+    assert [(r["zone"], r["kwh"]) for r in top] == [("693810101", 80.0), ("693810102", 60.0)]
+    profile = run(warehouse, "daily-load-profile")
+    assert len(profile) == 24 and max(profile, key=lambda r: r["avg_kwh"])["hour_utc"] == 18
+
+
+def test_readme_shows_every_question_verbatim() -> None:
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    missing = [q.slug for q in QUESTIONS if q.sql not in readme]
+    assert not missing, f"README.md lacks the SQL of {missing} (services/publish/questions.py)"
