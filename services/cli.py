@@ -24,6 +24,7 @@ SERVICE_MODULES = (
     "services.energy.main",
     "services.publish.main",
     "services.simulate.cli",
+    "services.node.main",
 )
 
 
@@ -63,41 +64,6 @@ def _cmd_schemas_register(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_up(args: argparse.Namespace) -> int:
-    from services.infra.kafka_broker import start_broker
-    from services.infra.registry_server import start_registry
-    from services.runtime.cities import load_cities
-    from services.runtime.config import load_node_config
-    from services.runtime.dev_secrets import ensure_dev_tokens
-    from services.runtime.paths import CITIES_DIR
-    from services.runtime.provisioning import prepare_node
-
-    node = load_node_config()
-    secrets_file = ensure_dev_tokens(node.state_dir, load_cities(CITIES_DIR))
-    bootstrap = start_broker()
-    registry = start_registry(storage=args.storage, bootstrap=bootstrap)
-    report, contracts = prepare_node(node)
-    print(f"Kafka broker     {bootstrap}")
-    print(f"Schema registry  {registry} (storage: {args.storage})")
-    print(
-        f"Topics           {len(report.created)} created, {len(report.verified)} verified "
-        f"({', '.join(contracts.topics())})"
-    )
-    print(f"Dev secrets      {secrets_file} (source tokens; never commit)")
-    print("Cité+ node infrastructure is ready.")
-    return 0
-
-
-def _cmd_down(args: argparse.Namespace) -> int:
-    from services.infra.kafka_broker import stop_broker
-    from services.infra.registry_server import stop_registry
-
-    stop_registry()
-    stop_broker()
-    print("Cité+ node infrastructure stopped.")
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="citeplus",
@@ -109,22 +75,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-
-    up = commands.add_parser(
-        "up",
-        help="start the node: broker, registry, topics and schemas",
-        description="Start the local Kafka broker and schema registry (fetching them on "
-        "first use), create or verify the declared topics and register the Avro contracts.",
-    )
-    up.add_argument(
-        "--storage",
-        choices=["kafkasql", "memory"],
-        default="kafkasql",
-        help="where the registry keeps schemas: in Kafka (survives restarts, default) or memory",
-    )
-    up.set_defaults(handler=_cmd_up)
-    down = commands.add_parser("down", help="stop the node's broker and registry")
-    down.set_defaults(handler=_cmd_down)
 
     topics = commands.add_parser("topics", help="the topics declared in deploy/topics.yaml")
     topic_commands = topics.add_subparsers(dest="topics_command", metavar="ACTION")

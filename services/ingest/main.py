@@ -17,16 +17,10 @@ from services.runtime.logs import configure_logging
 from services.runtime.paths import CITIES_DIR
 from services.runtime.provisioning import prepare_node
 
-DEFAULT_PORT = 8000
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--host", default="127.0.0.1", help="address to listen on (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORT, help="HTTP port (default: %(default)s)"
-    )
+    parser.add_argument("--host", help="address to listen on (default: node.yaml ingest.host)")
+    parser.add_argument("--port", type=int, help="HTTP port (default: node.yaml ingest.port)")
     parser.add_argument(
         "--max-body-mb",
         type=int,
@@ -44,8 +38,9 @@ def serve(args: argparse.Namespace) -> int:
     _, contracts = prepare_node(node)
     core = build_core(node, contracts, cities)
     app = make_app(core, cities, max_body=args.max_body_mb * 1024 * 1024)
-    print(f"ingest listening on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
-    web.run_app(app, host=args.host, port=args.port, print=None, handle_signals=True)
+    host, port = args.host or node.ingest.host, args.port or node.ingest.port
+    print(f"ingest listening on http://{host}:{port}", file=sys.stderr, flush=True)
+    web.run_app(app, host=host, port=port, print=None, handle_signals=True)
     return 0
 
 

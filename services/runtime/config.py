@@ -62,6 +62,12 @@ class MetricsSection:
 
 
 @dataclass(frozen=True)
+class IngestSection:
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """Everything a service of this node needs to reach Kafka, the registry and disk."""
 
@@ -70,6 +76,7 @@ class NodeConfig:
     registry: RegistrySection = RegistrySection()
     processing: ProcessingSection = ProcessingSection()
     metrics: MetricsSection = MetricsSection()
+    ingest: IngestSection = IngestSection()
     source: str = "<defaults>"
 
     @property

@@ -1,0 +1,225 @@
+"""Operator commands of a node: up, down, status, logs, replay, and the
+supervisor process itself (`citeplus node supervise`)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import threading
+import time
+
+from services.node import control
+from services.node.status import render_status, sample_service
+from services.node.supervisor import PIPELINE, Supervisor, read_state, tail
+from services.runtime.config import NodeConfig, load_node_config
+from services.runtime.errors import CiteplusError
+from services.runtime.logs import configure_logging
+from services.runtime.service_main import install_stop_signals
+
+
+def available_services() -> list[str]:
+    """The pipeline services this build has (`citeplus service --help`)."""
+    from services.cli import build_parser
+
+    parser = build_parser()
+    service_parser = parser._subparsers._group_actions[0].choices["service"]  # type: ignore[union-attr]
+    names = set(service_parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    return [name for name in PIPELINE if name in names]
+
+
+def bring_up(node: NodeConfig, storage: str, services: list[str], wait_s: float) -> dict[str, bool]:
+    """Infrastructure, secrets, topics and schemas, then the supervised services."""
+    from services.infra.kafka_broker import start_broker
+    from services.infra.registry_server import start_registry
+    from services.runtime.cities import load_cities
+    from services.runtime.dev_secrets import ensure_dev_tokens
+    from services.runtime.paths import CITIES_DIR
+    from services.runtime.provisioning import prepare_node
+
+    cities = load_cities(CITIES_DIR)
+    ensure_dev_tokens(node.state_dir, cities)
+    try:
+        from services.runtime.dev_secrets import ensure_dev_keyrings  # type: ignore[attr-defined]
+    except ImportError:
+        pass
+    else:
+        ensure_dev_keyrings(node.state_dir, cities)
+    bootstrap = start_broker()
+    start_registry(storage=storage, bootstrap=bootstrap)
+    prepare_node(node)
+    control.start_supervisor(node, services)
+    return wait_healthy(node, services, wait_s)
+
+
+def wait_healthy(node: NodeConfig, services: list[str], wait_s: float) -> dict[str, bool]:
+    deadline = time.monotonic() + wait_s
+    healthy: dict[str, bool] = dict.fromkeys(services, False)
+    while time.monotonic() < deadline and not all(healthy.values()):
+        for name in services:
+            if not healthy[name]:
+                sample = sample_service(node, name, timeout=1.0)
+                healthy[name] = bool(sample and sample.healthy)
+        time.sleep(0.5)
+    return healthy
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    node = load_node_config()
+    services = available_services() if not args.services else args.services.split(",")
+    healthy = bring_up(node, args.storage, services, args.wait)
+    print(f"Cité+ node {node.node.id}: Kafka {node.kafka.bootstrap}, registry {node.registry.url}")
+    for name in services:
+        verdict = "healthy" if healthy[name] else f"NOT HEALTHY (see: citeplus logs {name})"
+        print(f"  {name:18} {verdict}")
+    print(
+        f"Ingest API: http://{node.ingest.host}:{node.ingest.port}/v1/cities/{{city}}/sources/{{source}}/records"
+    )
+    print("Watch it: citeplus status --watch   Stop it: citeplus down")
+    return 0 if all(healthy.values()) else 1
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    from services.infra.kafka_broker import stop_broker
+    from services.infra.registry_server import stop_registry
+
+    node = load_node_config()
+    if control.stop_supervisor(node):
+        print("services stopped")
+    if not args.keep_infra:
+        stop_registry()
+        stop_broker()
+        print("broker and registry stopped")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    node = load_node_config()
+    services = available_services()
+    before = {name: sample_service(node, name) for name in services}
+    while True:
+        time.sleep(args.interval)
+        now = {name: sample_service(node, name) for name in services}
+        table = render_status(services, read_state(control.state_file(node)), now, before)
+        if args.watch:
+            sys.stdout.write("\033[2J\033[H")
+            stamp = dt.datetime.now().strftime("%H:%M:%S")
+            print(
+                f"Cité+ node {node.node.id} at {stamp} (every {args.interval:g} s, Ctrl-C to quit)"
+            )
+        print(table, flush=True)
+        if not args.watch:
+            return 0 if control.supervisor_pid(node) else 3
+        before = now
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    node = load_node_config()
+    path = control.log_dir(node) / f"{args.service}.log"
+    if not path.exists():
+        raise CiteplusError(f"no log for {args.service!r} at {path}; is the node up (citeplus up)?")
+    for line in tail(path, args.lines):
+        print(line)
+    if args.follow:
+        with path.open("rb") as handle:
+            handle.seek(0, 2)
+            while True:
+                chunk = handle.readline()
+                if chunk:
+                    sys.stdout.write(chunk.decode("utf-8", "replace"))
+                    sys.stdout.flush()
+                else:
+                    time.sleep(0.3)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from services.node.replay import replay
+
+    node = load_node_config()
+    moved = replay(node, args.service, from_time=args.from_time, from_offset=args.from_offset)
+    for line in moved:
+        print(line)
+    return 0
+
+
+def cmd_supervise(args: argparse.Namespace) -> int:
+    configure_logging("supervisor")
+    node = load_node_config()
+    supervisor = Supervisor(
+        args.services.split(","),
+        log_dir=control.log_dir(node),
+        state_file=control.state_file(node),
+        hold_dir=control.hold_dir(node),
+    )
+    stop = threading.Event()
+    install_stop_signals(stop)
+    supervisor.run(stop)
+    return 0
+
+
+def register(
+    commands: argparse._SubParsersAction, service_commands: argparse._SubParsersAction
+) -> None:
+    up = commands.add_parser(
+        "up",
+        help="start the node: broker, registry, topics, schemas and every service, supervised",
+        description="Start the local Kafka broker and schema registry (fetched on first use), "
+        "create or verify topics, register the Avro contracts, generate development secrets "
+        "(tokens, pseudonymisation keys) under the state directory, and start the pipeline "
+        "services as separate supervised processes (restarted with back-off if they crash).",
+    )
+    up.add_argument(
+        "--storage",
+        choices=["kafkasql", "memory"],
+        default="kafkasql",
+        help="where the registry keeps schemas (default: kafkasql, survives restarts)",
+    )
+    up.add_argument("--services", help="comma-separated subset (default: all)")
+    up.add_argument(
+        "--wait", type=float, default=120, help="seconds to wait for health (default 120)"
+    )
+    up.set_defaults(handler=cmd_up)
+
+    down = commands.add_parser("down", help="stop the services, then the broker and registry")
+    down.add_argument("--keep-infra", action="store_true", help="stop only the services")
+    down.set_defaults(handler=cmd_down)
+
+    status = commands.add_parser(
+        "status", help="health, records/s, consumer lag, dead letters and restarts per service"
+    )
+    status.add_argument("--watch", "-w", action="store_true", help="refresh until Ctrl-C")
+    status.add_argument("--interval", type=float, default=2.0, help="seconds between samples")
+    status.set_defaults(handler=cmd_status)
+
+    logs = commands.add_parser("logs", help="the log of one service (JSON lines)")
+    logs.add_argument(
+        "service", help="ingest, anonymise, normalise, energy-analytics, publish, supervisor"
+    )
+    logs.add_argument("-n", "--lines", type=int, default=40)
+    logs.add_argument("-f", "--follow", action="store_true")
+    logs.set_defaults(handler=cmd_logs)
+
+    replay = commands.add_parser(
+        "replay",
+        help="re-run a stage from a time or an offset (downstream stays exact)",
+        description="Hold the stage stopped, move its consumer group(s) back to the first "
+        "offset at or after --from-time (ISO 8601) or to --from-offset on every partition, then "
+        "let the supervisor restart it. Downstream is idempotent: normalise drops duplicate "
+        "readings and the ClickHouse sink skips what it already landed.",
+    )
+    replay.add_argument("service", help="anonymise, normalise, energy-analytics or publish")
+    where = replay.add_mutually_exclusive_group(required=True)
+    where.add_argument(
+        "--from-time", type=dt.datetime.fromisoformat, help="e.g. 2025-01-14T00:00:00+01:00"
+    )
+    where.add_argument(
+        "--from-offset", type=int, help="offset on every partition (0: the beginning)"
+    )
+    replay.set_defaults(handler=cmd_replay)
+
+    node = commands.add_parser("node", help="internal: the supervisor process (started by `up`)")
+    node_commands = node.add_subparsers(dest="node_command", metavar="ACTION", required=True)
+    supervise = node_commands.add_parser("supervise", help="run the supervisor in the foreground")
+    supervise.add_argument("--services", default=",".join(PIPELINE))
+    supervise.set_defaults(handler=cmd_supervise)

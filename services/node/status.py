@@ -1,0 +1,117 @@
+"""What `citeplus status` shows: per service, health, throughput, lag, dead
+letters and restarts, from the supervisor's state and each /metrics endpoint."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+from services.runtime.config import NodeConfig
+
+
+@dataclass
+class Sample:
+    """Counters of one service at one instant."""
+
+    at: float
+    healthy: bool | None
+    records_in: float = 0.0
+    records_out: float = 0.0
+    readings_out: float = 0.0
+    dead_letters: float = 0.0
+    lag: float = 0.0
+    dead_letter_reasons: dict[str, float] = field(default_factory=dict)
+
+
+def endpoint(node: NodeConfig, service: str) -> str:
+    if service == "ingest":
+        return f"http://127.0.0.1:{node.ingest.port}"
+    return f"http://{node.metrics.host}:{node.metrics_port(service)}"
+
+
+def parse_metrics(text: str) -> Sample:
+    sample = Sample(at=time.monotonic(), healthy=None)
+    for family in text_string_to_metric_families(text):
+        for metric in family.samples:
+            name, value = metric.name, metric.value
+            if name == "citeplus_records_in_total":
+                sample.records_in += value
+            elif name == "citeplus_records_out_total" and not metric.labels.get(
+                "topic", ""
+            ).startswith("dlq"):
+                sample.records_out += value
+            elif name == "citeplus_readings_out_total":
+                sample.readings_out += value
+            elif name == "citeplus_dead_letters_total":
+                sample.dead_letters += value
+                reason = metric.labels.get("reason", "?")
+                sample.dead_letter_reasons[reason] = (
+                    sample.dead_letter_reasons.get(reason, 0) + value
+                )
+            elif name == "citeplus_consumer_lag":
+                sample.lag += value
+    return sample
+
+
+def sample_service(node: NodeConfig, service: str, timeout: float = 2.0) -> Sample | None:
+    base = endpoint(node, service)
+    try:
+        metrics = httpx.get(f"{base}/metrics", timeout=timeout)
+        health = httpx.get(f"{base}/healthz", timeout=timeout)
+    except httpx.HTTPError:
+        return None
+    sample = parse_metrics(metrics.text)
+    sample.healthy = health.status_code == 200
+    return sample
+
+
+def rate(new: Sample | None, old: Sample | None, attribute: str) -> float | None:
+    if new is None or old is None or new.at <= old.at:
+        return None
+    return max(0.0, (getattr(new, attribute) - getattr(old, attribute)) / (new.at - old.at))
+
+
+def render_status(
+    services: list[str],
+    supervisor: dict,
+    now: dict[str, Sample | None],
+    before: dict[str, Sample | None],
+) -> str:
+    states = {s["name"]: s for s in supervisor.get("services", [])}
+    header = (
+        f"{'service':18} {'state':11} {'pid':>7} {'health':8} {'in/s':>9} {'out/s':>9} "
+        f"{'readings/s':>11} {'lag':>8} {'dead':>6} {'restarts':>8}"
+    )
+    lines = [header, "-" * len(header)]
+    for name in services:
+        state = states.get(name, {})
+        sample = now.get(name)
+        if state.get("pid"):
+            status = "running"
+        elif state.get("next_start_at"):
+            status = "restarting"
+        else:
+            status = "stopped"
+        health = "-" if sample is None else ("ok" if sample.healthy else "failing")
+
+        def fmt(value: float | None, digits: int = 0) -> str:
+            return "-" if value is None else f"{value:,.{digits}f}"
+
+        lines.append(
+            f"{name:18} {status:11} {state.get('pid') or '-':>7} {health:8} "
+            f"{fmt(rate(sample, before.get(name), 'records_in')):>9} "
+            f"{fmt(rate(sample, before.get(name), 'records_out')):>9} "
+            f"{fmt(rate(sample, before.get(name), 'readings_out')):>11} "
+            f"{fmt(None if sample is None else sample.lag):>8} "
+            f"{fmt(None if sample is None else sample.dead_letters):>6} "
+            f"{state.get('restarts', 0):>8}"
+        )
+        if state.get("last_exit") not in (None, 0) and status != "running":
+            lines.append(
+                f"{'':18} last exit {state['last_exit']}: "
+                + " | ".join(state.get("last_log_lines", [])[-2:])[:160]
+            )
+    return "\n".join(lines)
