@@ -25,6 +25,7 @@ SERVICE_MODULES = (
     "services.publish.main",
     "services.simulate.cli",
     "services.node.main",
+    "services.node.demo",
 )
 
 

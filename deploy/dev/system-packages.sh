@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # System tools the tests use, from Debian's packages, installed only when missing:
-#   kcat  - an independent Kafka client (reads our topics and their wire-format header)
+#   kcat      - an independent Kafka client (reads our topics and their wire-format header)
+#   chromium  - headless browser that renders the demo's HTML report in a test
 # Java 17 and Maven are expected on the machine (the broker and the registry fetch).
 set -euo pipefail
 missing=()
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
