@@ -29,8 +29,8 @@ setup: $(UV) ## install Python packages (uv.lock) and fetch Kafka + registry art
 	@deploy/dev/system-packages.sh
 	@$(CITEPLUS) infra fetch
 
-run: setup ## start the node (broker, registry with Kafka storage, topics, schemas)
-	@$(CITEPLUS) up
+run: setup ## start a node with sample data for five cities, print answers, write a report
+	@$(CITEPLUS) demo $(DEMO_ARGS)
 
 stop: ## stop the node started by `make run`
 	@$(CITEPLUS) down
