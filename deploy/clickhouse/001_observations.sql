@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS observations
     lineage_id    String CODEC(ZSTD(1)),
     _topic        LowCardinality(String),
     _partition    UInt16,
-    _offset       UInt64 CODEC(Delta, ZSTD(1))
+    _offset       UInt64 CODEC(Delta, ZSTD(1)),
+    landed_at     DateTime64(3, 'UTC') DEFAULT now64(3) CODEC(DoubleDelta, ZSTD(1))
 )
 ENGINE = MergeTree
 PARTITION BY toYYYYMM(ts)

@@ -1,0 +1,125 @@
+"""A whole node on loopback with its own state directory and ports, driven
+through the `citeplus` command as an operator would: for the crash-safety test
+and the pipeline benchmark, which must not disturb a node already running."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pyarrow as pa
+
+from services.node.supervisor import read_state
+from services.publish.query import from_ipc
+
+
+def free_port_block(size: int) -> int:
+    """A base port with ``size`` consecutive free ports above it."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base + size > 65000:
+            continue
+        sockets: list[socket.socket] = []
+        try:
+            for port in range(base, base + size):
+                taken = socket.socket()
+                sockets.append(taken)
+                taken.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for taken in sockets:
+                taken.close()
+        return base
+    raise RuntimeError("no block of free ports")
+
+
+@dataclass
+class LocalNode:
+    state: Path
+    base_port: int = field(default_factory=lambda: free_port_block(20))
+    secrets: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def env(self) -> dict[str, str]:
+        b = self.base_port
+        return {
+            **os.environ,
+            "CITEPLUS_STATE": str(self.state),
+            "CITEPLUS_KAFKA_PORT": str(b),
+            "CITEPLUS_KAFKA_CONTROLLER_PORT": str(b + 1),
+            "CITEPLUS_REGISTRY_PORT": str(b + 2),
+            "CITEPLUS_INGEST_PORT": str(b + 3),
+            "CITEPLUS_METRICS_BASE_PORT": str(b + 10),
+            **self.secrets,
+        }
+
+    @property
+    def ingest_url(self) -> str:
+        return f"http://127.0.0.1:{self.base_port + 3}"
+
+    @property
+    def publish_url(self) -> str:
+        return f"http://127.0.0.1:{self.base_port + 10 + 5}"
+
+    def citeplus(
+        self, *args: str, timeout: float = 600, check: bool = True
+    ) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "services.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=check,
+        )
+
+    def up(self) -> None:
+        result = self.citeplus("up", "--storage", "memory", "--wait", "180", check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"citeplus up failed:\n{result.stdout}\n{result.stderr[-3000:]}")
+
+    def down(self) -> None:
+        self.citeplus("down", check=False, timeout=180)
+
+    def sql(self, query: str) -> pa.Table:
+        response = httpx.post(f"{self.publish_url}/v1/sql", content=query.encode(), timeout=120)
+        response.raise_for_status()
+        return from_ipc(response.content)
+
+    def service_pids(self) -> dict[str, int]:
+        state = read_state(self.state / "node" / "status.json")
+        return {s["name"]: s["pid"] for s in state.get("services", []) if s.get("pid")}
+
+    def restarts(self) -> dict[str, int]:
+        state = read_state(self.state / "node" / "status.json")
+        return {s["name"]: s["restarts"] for s in state.get("services", [])}
+
+    def kill_service(self, name: str) -> bool:
+        pid = self.service_pids().get(name)
+        if not pid:
+            return False
+        os.kill(pid, signal.SIGKILL)
+        return True
+
+    def broker_pid(self) -> int | None:
+        try:
+            return int((self.state / "kafka" / "broker.pid").read_text().strip())
+        except (OSError, ValueError):
+            return None
+
+    def restart_broker_after_kill(self, down_s: float = 3.0) -> None:
+        pid = self.broker_pid()
+        if pid:
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(down_s)
+        self.citeplus("infra", "up", "--storage", "memory", timeout=180)
