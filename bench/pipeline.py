@@ -1,0 +1,217 @@
+"""The whole node on this machine: the five services, the broker and the
+registry, measured from the HTTP ingest API to rows in ClickHouse.
+
+(1) sustained readings/s with meter load curves sent as a city would (a day of
+    10-minute readings per meter per payload) and with single readings (one
+    reading per meter per payload);
+(2) end-to-end latency p50/p99 at a fixed offered load (default 5,000 readings/s),
+    from the HTTP push to the row in ClickHouse (observations.landed_at);
+(3) resident memory of every process;
+and the throughput as a ratio to the Kafka ceiling measured in the same run.
+The node is a private one (own state, ports and broker): nothing else is disturbed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+from services.node.local import LocalNode
+
+T0 = 1_736_722_800  # 2025-01-13T00:00:00+01:00, epoch seconds
+
+
+def bordeaux_lines(meters: range, start: int, intervals: int, step: int = 600) -> bytes:
+    """Bordeaux's NDJSON transport: integer Wh per interval, epoch seconds."""
+    lines = []
+    for meter in meters:
+        for k in range(intervals):
+            lines.append(
+                json.dumps(
+                    {
+                        "pdl": f"{33_000_000_000_000 + meter:014d}",
+                        "iris": f"33063{meter % 60:04d}",
+                        "segment": "RES" if meter % 4 else "PRO",
+                        "debut": start + k * step,
+                        "duree_s": step,
+                        "energie_wh": 40 + (meter * 7 + k * 13) % 300,
+                    }
+                )
+            )
+    return ("\n".join(lines) + "\n").encode()
+
+
+def push(client: httpx.Client, url: str, token: str, body: bytes) -> dict:
+    for attempt in range(20):
+        response = client.post(url, content=body, headers={"Authorization": f"Bearer {token}"})
+        if response.status_code == 200:
+            return response.json()
+        time.sleep(0.2 * (attempt + 1))
+    response.raise_for_status()
+    return {}
+
+
+def landed(node: LocalNode) -> int:
+    return (
+        node.sql("SELECT count() AS n FROM observations WHERE city = 'bordeaux'")
+        .column("n")[0]
+        .as_py()
+    )
+
+
+def throughput(
+    node: LocalNode, url: str, token: str, payloads: list[bytes], readings: int, workers: int
+) -> float:
+    before = landed(node)
+    started = time.perf_counter()
+    with httpx.Client(timeout=120) as client, ThreadPoolExecutor(workers) as pool:
+        list(pool.map(lambda body: push(client, url, token, body), payloads))
+    pushed_s = time.perf_counter() - started
+    while landed(node) < before + readings:
+        time.sleep(0.25)
+        if time.perf_counter() - started > 900:
+            raise SystemExit("readings did not all land within 15 minutes")
+    total_s = time.perf_counter() - started
+    print(f"    pushed in {pushed_s:.1f} s, all in ClickHouse after {total_s:.1f} s", flush=True)
+    return readings / total_s
+
+
+def latency(node: LocalNode, url: str, token: str, rate: int, seconds: int) -> list[float]:
+    """Offer `rate` readings/s in 10 batches per second; latency per batch to ClickHouse."""
+    per_batch = max(1, rate // 10)
+    sent: dict[str, float] = {}
+    meter_base = 500_000
+    with httpx.Client(timeout=60) as client:
+        next_at = time.perf_counter()
+        for i in range(seconds * 10):
+            body = bordeaux_lines(
+                range(meter_base + i * per_batch, meter_base + (i + 1) * per_batch),
+                T0 + 86400 * 30,
+                1,
+            )
+            answer = push(client, url, token, body)
+            sent[answer["lineage_id"]] = time.time()
+            next_at += 0.1
+            time.sleep(max(0.0, next_at - time.perf_counter()))
+    deadline = time.time() + 120
+    done: dict[str, float] = {}
+    while time.time() < deadline and len(done) < len(sent):
+        rows = node.sql(
+            "SELECT lineage_id, toUnixTimestamp64Milli(max(landed_at)) AS at FROM observations "
+            "WHERE city = 'bordeaux' GROUP BY lineage_id"
+        ).to_pylist()
+        done = {r["lineage_id"]: r["at"] / 1000 for r in rows if r["lineage_id"] in sent}
+        time.sleep(1.0)
+    return sorted(done[k] - sent[k] for k in done)
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--meters", type=int, default=2000, help="meters for the load-curve run")
+    parser.add_argument(
+        "--singles", type=int, default=100_000, help="readings for the single-reading run"
+    )
+    parser.add_argument(
+        "--rate", type=int, default=5000, help="offered load for latency (readings/s)"
+    )
+    parser.add_argument("--seconds", type=int, default=20, help="duration of the latency run")
+    args = parser.parse_args(argv)
+
+    node = LocalNode(Path(tempfile.mkdtemp(prefix="citeplus-bench-pipeline-")))
+    print(f"starting a private node in {node.state} ...", flush=True)
+    node.up()
+    try:
+        from services.runtime.cities import load_cities
+        from services.runtime.dev_secrets import dev_env_file, read_env_file
+        from services.runtime.paths import CITIES_DIR
+
+        reference = load_cities(CITIES_DIR)["bordeaux"].source("releves-compteurs").token
+        token = read_env_file(dev_env_file(node.state))[reference.removeprefix("env:")]
+        url = f"{node.ingest_url}/v1/cities/bordeaux/sources/releves-compteurs/records"
+
+        print(
+            "\n(1a) load curves: a day of 10-minute readings per meter, 20 meters per payload",
+            flush=True,
+        )
+        payloads = [bordeaux_lines(range(m, m + 20), T0, 144) for m in range(0, args.meters, 20)]
+        curves = throughput(node, url, token, payloads, args.meters * 144, workers=4)
+        print(f"    {curves:,.0f} readings/s ingest -> ClickHouse ({args.meters * 144:,} readings)")
+
+        print("\n(1b) single readings: one reading per meter, 1,000 meters per payload", flush=True)
+        payloads = [
+            bordeaux_lines(range(100_000 + m, 100_000 + m + 1000), T0 + 86400 * 10, 1)
+            for m in range(0, args.singles, 1000)
+        ]
+        singles = throughput(node, url, token, payloads, args.singles, workers=4)
+        print(f"    {singles:,.0f} readings/s ingest -> ClickHouse ({args.singles:,} readings)")
+
+        print(f"\n(2) latency at {args.rate:,} readings/s offered for {args.seconds} s", flush=True)
+        lat = latency(node, url, token, args.rate, args.seconds)
+        if lat:
+            p50 = statistics.median(lat)
+            p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+            print(f"    {len(lat)} batches: p50 {p50 * 1000:,.0f} ms, p99 {p99 * 1000:,.0f} ms")
+
+        print("\n(3) resident memory", flush=True)
+        pids = {**node.service_pids(), "kafka broker": node.broker_pid()}
+        registry_pid = node.state / "registry" / "registry.pid"
+        if registry_pid.exists():
+            pids["schema registry"] = int(registry_pid.read_text().strip())
+        for name, pid in pids.items():
+            if pid:
+                print(f"    {name:18} {rss_mb(pid):8.0f} MB")
+
+        print(
+            "\n(4) Kafka ceiling in the same run (bare confluent-kafka, 144-point series)",
+            flush=True,
+        )
+        from dataclasses import replace
+
+        from bench.kafka_ceiling import consume_bare, produce_bare, records
+        from services.runtime.config import load_node_config
+        from services.runtime.provisioning import connect_contracts, provision_topics
+        from services.runtime.topics import load_topics
+
+        config = load_node_config(env=node.env)
+        spec = replace(load_topics()["observations.v1"], name="bench.ceiling.observations")
+        provision_topics(config, [spec])
+        contracts = connect_contracts(config, [spec])
+        data = records(144, 3000)
+        started = time.perf_counter()
+        produce_bare(config, contracts, spec.name, data)
+        consume_bare(config, contracts, spec.name, len(data))
+        ceiling = len(data) * 144 / (time.perf_counter() - started)
+        print(f"    produce + consume: {ceiling:,.0f} readings/s")
+        print(
+            f"\nratio pipeline/ceiling: load curves {curves / ceiling:.3f}, "
+            f"single readings {singles / ceiling:.4f}"
+        )
+        print(
+            "goal: 57,000 readings/s (every French meter at 10 minutes): "
+            f"load curves at {curves / 57_000:.2f}x the goal"
+        )
+    finally:
+        node.down()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
