@@ -23,6 +23,8 @@ SERVICE_MODULES = (
     "services.normalise.main",
     "services.energy.main",
     "services.publish.main",
+    "services.publish.warehouse_cli",
+    "services.federation.main",
     "services.simulate.cli",
     "services.node.main",
     "services.node.demo",
