@@ -28,6 +28,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="largest accepted batch in MiB; larger bodies get 413 (default: %(default)s)",
     )
     parser.add_argument("--cities", type=Path, default=CITIES_DIR, help="directory of city files")
+    parser.add_argument(
+        "--instance",
+        default="0",
+        help="instance id, unique per ingest process (part of its transactional id)",
+    )
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -36,7 +41,7 @@ def serve(args: argparse.Namespace) -> int:
     node = load_node_config()
     cities = load_cities(args.cities)
     _, contracts = prepare_node(node)
-    core = build_core(node, contracts, cities)
+    core = build_core(node, contracts, cities, instance=args.instance)
     app = make_app(core, cities, max_body=args.max_body_mb * 1024 * 1024)
     host, port = args.host or node.ingest.host, args.port or node.ingest.port
     print(f"ingest listening on http://{host}:{port}", file=sys.stderr, flush=True)
