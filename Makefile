@@ -27,6 +27,7 @@ setup: $(UV) ## install Python packages (uv.lock) and fetch Kafka + registry art
 	@echo "==> Python packages (uv.lock)" >&2
 	@$(UV) sync --frozen --python $(PYTHON) --quiet
 	@deploy/dev/system-packages.sh
+	@$(CITEPLUS) federation codegen
 	@$(CITEPLUS) infra fetch
 
 run: setup ## start a node with sample data for five cities, print answers, write a report

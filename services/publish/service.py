@@ -112,6 +112,12 @@ class PublishService:
             metrics=metrics,
         )
         self.post_routes = {"/v1/sql": sql_endpoint(self.warehouse)}
+        # The federation API (services/federation) serves from this process's warehouse.
+        from services.federation.hook import federation_beside_publish
+
+        self.federation = federation_beside_publish(
+            node, contracts, cities, self.warehouse, metrics.registry
+        )
 
     def run(self, stop: threading.Event) -> bool:
         """Run until ``stop``; False when a component failed (the supervisor restarts us)."""
@@ -131,9 +137,13 @@ class PublishService:
         threads = [guarded("sink", self.sink.run), guarded("republish", self.republisher.run)]
         for thread in threads:
             thread.start()
+        if self.federation:
+            self.federation.start()
         try:
             stop.wait()
         finally:
+            if self.federation:
+                self.federation.stop()
             for thread in threads:
                 thread.join(60)
             self.warehouse.close()

@@ -55,7 +55,10 @@ REGISTRY_HEADER = ("entity", "zone", "sector")
 # whenever one of them grows a setting.
 PASSTHROUGH_SECTIONS = ("privacy", "mapping", "sharing")
 
-_CITY_KEYS = ("code", "name", "timezone", "sources")
+# City-level sections owned by one service, kept raw like PASSTHROUGH_SECTIONS:
+# ``secrecy`` (energy-analytics: min_meters, dominance_share).
+CITY_PASSTHROUGH_SECTIONS = ("secrecy",)
+_CITY_KEYS = ("code", "name", "timezone", "sources", *CITY_PASSTHROUGH_SECTIONS)
 _SOURCE_KEYS = (
     "id",
     "format",
@@ -193,6 +196,7 @@ class CityConfig:
     timezone: str
     sources: tuple[SourceConfig, ...]
     path: str | None = None
+    secrecy: dict[str, Any] | None = field(default=None, hash=False)
 
     def source(self, source_id: str) -> SourceConfig:
         for source in self.sources:
@@ -389,7 +393,10 @@ class _Reader:
                 )
             seen[source.id] = i
             sources.append(source)
-        return CityConfig(code, name, timezone, tuple(sources), path=self.where)
+        secrecy = data.get("secrecy")
+        if secrecy is not None and not isinstance(secrecy, dict):
+            raise self.fail("secrecy", f"expected a mapping, got {_kind(secrecy)}")
+        return CityConfig(code, name, timezone, tuple(sources), path=self.where, secrecy=secrecy)
 
     def source(self, raw: Any, key: str, city: str) -> SourceConfig:
         data = self.mapping(raw, key, _SOURCE_KEYS)

@@ -68,6 +68,19 @@ class IngestSection:
 
 
 @dataclass(frozen=True)
+class FederationSection:
+    """The gRPC federation API (services/federation): where it listens, who this node
+    is to its partners, its certificates and the file listing its partner nodes."""
+
+    enabled: bool = True  # served inside publish when this node has a certificate
+    identity: str = ""  # this node's city or syndicate code; empty: node.id
+    listen: str = "127.0.0.1:7443"
+    certs_dir: str = ""  # empty: <state_dir>/federation/certs
+    peers_file: str = "deploy/federation.yaml"
+    peer_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """Everything a service of this node needs to reach Kafka, the registry and disk."""
 
@@ -77,6 +90,7 @@ class NodeConfig:
     processing: ProcessingSection = ProcessingSection()
     metrics: MetricsSection = MetricsSection()
     ingest: IngestSection = IngestSection()
+    federation: FederationSection = FederationSection()
     source: str = "<defaults>"
 
     @property
@@ -218,6 +232,15 @@ def _validate(config: NodeConfig) -> None:
             source=config.source,
             key="registry.url",
         )
+    host, _, port = config.federation.listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(
+            f"expected host:port, got {config.federation.listen!r}",
+            source=config.source,
+            key="federation.listen",
+        )
+    if config.federation.peer_timeout_s <= 0:
+        raise ConfigError("must be positive", source=config.source, key="federation.peer_timeout_s")
     if ":" not in config.kafka.bootstrap:
         raise ConfigError(
             f"expected host:port[,host:port], got {config.kafka.bootstrap!r}",

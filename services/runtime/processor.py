@@ -87,8 +87,16 @@ class BaseStage:
     name: str = "stage"
     input_topics: Sequence[str] = ()
 
+    # A stage that sees personal data in clear sets this: dead-letter messages then
+    # carry the error's type only, never a library's text that may quote a value.
+    sensitive: bool = False
+
     def redact(self, original: bytes | None, record: dict[str, Any] | None) -> bytes | None:
         return original
+
+    def redact_key(self, key: bytes | None, record: dict[str, Any] | None) -> bytes | None:
+        """The key a dead letter may carry (the input key may name a person's meter)."""
+        return key
 
     def on_assign(self, partitions: list[int]) -> None:
         return None
@@ -319,7 +327,10 @@ class StageRunner:
             return
         for emit in end_batch():
             value = self.contracts.codec(emit.topic).encode(emit.value)
-            produce_bytes(self.producer, emit.topic, emit.key, value)
+            if emit.partition is None:
+                produce_bytes(self.producer, emit.topic, emit.key, value)
+            else:  # state changelogs pin their partition, here as in process()
+                produce_bytes(self.producer, emit.topic, emit.key, value, partition=emit.partition)
             tally.by_topic[emit.topic] = tally.by_topic.get(emit.topic, 0) + 1
 
     def _dead_letter(
@@ -331,6 +342,13 @@ class StageRunner:
         reason: str,
         text: str,
     ) -> None:
+        if getattr(self.stage, "sensitive", False) and reason in (
+            "unencodable-output",
+            "stage-error",
+        ):
+            text = text.split(":", 1)[0] + " (details withheld: this stage sees personal data)"
+        redact_key = getattr(self.stage, "redact_key", None)
+        key = redact_key(meta.key, record) if redact_key is not None else meta.key
         city = record.get("city") if isinstance(record, dict) else None
         source = record.get("source") if isinstance(record, dict) else None
         letter = dlq.dead_letter(
@@ -338,7 +356,7 @@ class StageRunner:
             reason=reason,
             message=text,
             original_value=self.stage.redact(message.value(), record),
-            original_key=meta.key,
+            original_key=key,
             source_topic=meta.topic,
             source_partition=meta.partition,
             source_offset=meta.offset,

@@ -1,0 +1,273 @@
+"""Anonymise throughput: readings/s through the stage on the local broker, and
+the ratio to the foundation ceiling measured in the same run on the same messages.
+
+Messages are RawRecords of one meter-day at 10 minutes (144 rows) with a
+realistic policy: one identifier (the delivery point), two quasi-identifiers
+(the IRIS code truncated to the commune, the position to a 250 m grid cell) and
+measures (time text, energy, a quality label the safety net scans).
+
+Three passes over the same messages on the local broker:
+
+1. ``bare bytes``: a confluent-kafka consumer copies the raw bytes to another
+   topic (no decode, no transaction): Kafka alone;
+2. ``bare avro`` (the ceiling): the same, decoding each message with fastavro
+   and encoding it again: what any stage pays before doing anything;
+3. ``anonymise``: the stage through the runtime's StageRunner (transactions,
+   read_committed, audit records per batch), as `citeplus service anonymise` runs it.
+
+Run with `make bench`, or directly with CITEPLUS_KAFKA_BOOTSTRAP /
+CITEPLUS_REGISTRY_URL pointing at running ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import fastavro
+from confluent_kafka import Consumer
+
+from services.anonymise.keys import KeyStore
+from services.anonymise.policy import load_policies
+from services.anonymise.stage import AnonymiseStage, AnonymiseTopics
+from services.anonymise.transform import anonymise
+from services.runtime import wire
+from services.runtime.cities import load_cities
+from services.runtime.codec import Contracts
+from services.runtime.config import NodeConfig, load_node_config
+from services.runtime.kafka import consumer_settings, make_producer, produce_bytes
+from services.runtime.metrics import ServiceMetrics
+from services.runtime.processor import StageRunner
+from services.runtime.provisioning import connect_contracts, provision_topics
+from services.runtime.topics import load_topics
+
+CITY = """
+code: benchville
+name: Benchville
+sources:
+  - id: courbes
+    format: csv
+    dataset: load-curves
+    domain: energy
+    entity: pdl
+    token: env:CITEPLUS_TOKEN_BENCH
+    privacy:
+      version: bench-1
+      fields:
+        pdl: identifier
+        iris: {class: quasi-identifier, prefix: 5}
+        position: {class: quasi-identifier, grid: 250}
+        horodate: measure
+        energie_kwh: measure
+        qualite: measure
+"""
+T0 = 1_736_722_800_000_000  # 2025-01-13T00:00:00+01:00
+ROWS = 144
+
+
+def column(name: str, kind: str, values: list[Any]) -> dict[str, Any]:
+    out = {"name": name, "kind": kind, "strings": [], "doubles": [], "longs": [], "booleans": []}
+    out[{"string": "strings", "double": "doubles"}[kind]] = values
+    out["missing"] = []
+    return out
+
+
+def raw_record(meter: int, day: int) -> dict[str, Any]:
+    """One meter-day: 144 ten-minute readings, column-wise."""
+    start = T0 + day * 86_400_000_000
+    pdl = f"{30001234500000 + meter:014d}"
+    times = [f"2025-01-{13 + day:02d} {k // 6:02d}:{k % 6 * 10:02d}:00" for k in range(ROWS)]
+    return {
+        "city": "benchville",
+        "source": "courbes",
+        "dataset": "load-curves",
+        "format": "csv",
+        "entity_id": pdl,
+        "entity_type": None,
+        "lineage_id": f"bench-{day}",
+        "received_at": start + 86_400_000_000,
+        "row_count": ROWS,
+        "event_times": [start + k * 600_000_000 for k in range(ROWS)],
+        "columns": [
+            column("pdl", "string", [pdl] * ROWS),
+            column("iris", "string", [f"3306301{meter % 40:02d}"] * ROWS),
+            column(
+                "position", "string", [f"44.{8300 + meter % 997},-0.{5700 + meter % 991}"] * ROWS
+            ),
+            column("horodate", "string", times),
+            column(
+                "energie_kwh", "double", [0.05 + 0.001 * ((meter + k) % 300) for k in range(ROWS)]
+            ),
+            column("qualite", "string", ["reel" if k % 50 else "estime" for k in range(ROWS)]),
+        ],
+        "attributes": {},
+    }
+
+
+def produce_inputs(node: NodeConfig, contracts: Contracts, topic: str, messages: int) -> int:
+    codec = contracts.codec(topic)
+    templates = [
+        (r["entity_id"], codec.encode(r)) for r in (raw_record(m, m % 3) for m in range(500))
+    ]
+    producer = make_producer(node)
+    for i in range(messages):
+        key, value = templates[i % len(templates)]
+        produce_bytes(producer, topic, f"benchville|courbes|{key}", value)
+        if i % 5000 == 0:
+            producer.poll(0)
+    producer.flush(120)
+    return sum(len(v) for _, v in templates) // len(templates)
+
+
+def bare_copy(
+    node: NodeConfig, contracts: Contracts, source: str, target: str, expected: int, avro: bool
+) -> float:
+    """Consume ``source`` and produce every message to ``target``; seconds taken."""
+    codec = contracts.codec(source)
+    parsed, header = codec._reader, wire.HEADER.pack(0, codec.schema_id)
+    consumer = Consumer(consumer_settings(node, group_id=f"bench-{uuid.uuid4().hex}"))
+    producer = make_producer(node)
+    consumer.subscribe([source])
+    seen = 0
+    started = time.perf_counter()
+    while seen < expected:
+        for message in consumer.consume(500, 1.0):
+            if message.error():
+                continue
+            value = message.value()
+            if avro:
+                reader = io.BytesIO(value)
+                reader.seek(5)
+                record = fastavro.schemaless_reader(reader, parsed, None)
+                buffer = io.BytesIO()
+                buffer.write(header)
+                fastavro.schemaless_writer(buffer, parsed, record)
+                value = buffer.getvalue()
+            produce_bytes(producer, target, message.key(), value)
+            seen += 1
+        producer.poll(0)
+    producer.flush(120)
+    seconds = time.perf_counter() - started
+    consumer.close()
+    return seconds
+
+
+def through_stage(
+    node: NodeConfig, contracts: Contracts, stage: AnonymiseStage, dlq: str, expected: int
+) -> tuple[float, StageRunner]:
+    stage.name = f"bench-anonymise-{uuid.uuid4().hex[:8]}"
+    runner = StageRunner(stage, node, contracts, metrics=stage.metrics, dead_letter_topic=dlq)
+    runner.start()
+    started = time.perf_counter()
+    try:
+        while runner.summary.records_in < expected:
+            runner.run_once()
+    finally:
+        seconds = time.perf_counter() - started
+        runner.close()
+    return seconds, runner
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=10_000, help="RawRecords of 144 readings")
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the node's")
+    args = parser.parse_args(argv)
+
+    base = load_node_config()
+    batch = args.batch_size or base.processing.batch_size
+    node = replace(base, processing=replace(base.processing, batch_size=batch, batch_timeout_s=0.2))
+    declared = load_topics()
+    prefix = f"bench.{uuid.uuid4().hex[:6]}."
+    names = {
+        "raw": ("raw.v1", "raw"),
+        "copy_bytes": ("raw.v1", "copy.bytes"),
+        "copy_avro": ("raw.v1", "copy.avro"),
+        "anonymised": ("anonymised.v1", "anonymised"),
+        "audit": ("audit.v1", "audit"),
+        "dlq": ("dlq.v1", "dlq"),
+    }
+    specs = {
+        key: replace(declared[kind], name=prefix + suffix, partitions=args.partitions)
+        for key, (kind, suffix) in names.items()
+    }
+    provision_topics(node, list(specs.values()))
+    contracts = connect_contracts(node, list(specs.values()))
+    topic = {key: spec.name for key, spec in specs.items()}
+
+    work = Path(tempfile.mkdtemp(prefix="citeplus-bench-anonymise-"))
+    (work / "benchville.yaml").write_text(CITY)
+    policies = load_policies(load_cities(work))
+    keys = KeyStore(work / "keys", environ={"CITEPLUS_PSEUDONYM_SECRET_BENCHVILLE": "b" * 43})
+    stage = AnonymiseStage(
+        policies,
+        keys,
+        contracts,
+        topics=AnonymiseTopics(topic["raw"], topic["anonymised"], topic["audit"]),
+        metrics=ServiceMetrics("anonymise"),
+    )
+
+    messages = args.messages
+    readings = messages * ROWS
+    size = produce_inputs(node, contracts, topic["raw"], messages)
+    print(
+        f"Anonymise bench: {messages:,} RawRecords x {ROWS} readings = {readings:,} readings "
+        f"({size:,} B per message), broker {node.kafka.bootstrap}, {args.partitions} partitions, "
+        f"batches of {batch}",
+        flush=True,
+    )
+    print("policy: 1 identifier, 2 quasi-identifiers (prefix, 250 m grid), 3 measures\n")
+
+    # Transform alone, in this process, for the record (no Kafka, no Avro).
+    sample = [raw_record(m, m % 3) for m in range(500)]
+    policy = policies.get("benchville", "courbes")
+    pseudonymise = keys.pseudonymiser("benchville", "2025-01")
+    started = time.perf_counter()
+    for record in sample:
+        anonymise(record, policy, pseudonymise)
+    transform_s = (time.perf_counter() - started) * messages / len(sample)
+
+    results = [
+        (
+            "bare bytes",
+            bare_copy(node, contracts, topic["raw"], topic["copy_bytes"], messages, False),
+        ),
+        (
+            "bare avro (ceiling)",
+            bare_copy(node, contracts, topic["raw"], topic["copy_avro"], messages, True),
+        ),
+    ]
+    stage_s, runner = through_stage(node, contracts, stage, topic["dlq"], messages)
+    results.append(("anonymise (StageRunner, EOS)", stage_s))
+    assert runner.summary.records_out >= messages and runner.summary.dead_letters == 0
+
+    ceiling = dict(results)["bare avro (ceiling)"]
+    print(f"{'path':30} {'seconds':>8} {'messages/s':>11} {'readings/s':>12} {'vs ceiling':>10}")
+    for name, seconds in results:
+        print(
+            f"{name:30} {seconds:>8.2f} {messages / seconds:>11,.0f} {readings / seconds:>12,.0f} "
+            f"{ceiling / seconds:>10.2f}"
+        )
+    only = "transform only (no Kafka/Avro)"
+    rate = messages / transform_s
+    print(f"{only:30} {transform_s:>8.2f} {rate:>11,.0f} {rate * ROWS:>12,.0f}")
+    audits = runner.metrics.registry.get_sample_value(
+        "citeplus_records_out_total", {"service": stage.name, "topic": topic["audit"]}
+    )
+    print(
+        f"\n{ROWS} readings per message; {runner.summary.batches} transactions, "
+        f"{audits or 0:.0f} audit records"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Column records (avro/Column.avsc) as anonymise reads and writes them.
+
+A column holds one typed array (named by ``kind``) and the positions that have
+no value; the placeholder at those positions is meaningless. Helpers here work
+on whole arrays so that no per-reading object is ever built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+Cell = str | float | int | bool | None
+
+ARRAY_OF = {"string": "strings", "double": "doubles", "long": "longs", "boolean": "booleans"}
+PLACEHOLDER: dict[str, Any] = {"string": "", "double": 0.0, "long": 0, "boolean": False}
+
+
+def typed(column: dict[str, Any]) -> list[Any]:
+    """The column's value array (placeholders at missing positions)."""
+    return column[ARRAY_OF[column["kind"]]]
+
+
+def present(column: dict[str, Any]) -> int:
+    """How many positions hold a value."""
+    return len(typed(column)) - len(column["missing"])
+
+
+def make(name: str, kind: str, values: list[Any], missing: Sequence[int] = ()) -> dict[str, Any]:
+    """A Column record whose ``kind`` array is ``values`` (placeholders already in place)."""
+    column: dict[str, Any] = {
+        "name": name,
+        "kind": kind,
+        "strings": [],
+        "doubles": [],
+        "longs": [],
+        "booleans": [],
+        "missing": sorted(missing),
+    }
+    column[ARRAY_OF[kind]] = values
+    return column
+
+
+def renamed(column: dict[str, Any], name: str) -> dict[str, Any]:
+    return {**column, "name": name}
+
+
+def with_removed(column: dict[str, Any], positions: Sequence[int]) -> dict[str, Any]:
+    """The same column with the values at ``positions`` removed (made missing)."""
+    if not positions:
+        return column
+    kind = column["kind"]
+    values = list(typed(column))
+    placeholder = PLACEHOLDER[kind]
+    for i in positions:
+        values[i] = placeholder
+    return make(column["name"], kind, values, set(column["missing"]).union(positions))
+
+
+def cells(column: dict[str, Any]) -> list[Cell]:
+    """The values with ``None`` at missing positions."""
+    values: list[Cell] = list(typed(column))
+    for i in column["missing"]:
+        values[i] = None
+    return values
+
+
+def as_text(column: dict[str, Any]) -> list[str]:
+    """The values as text (placeholders stay in place), as identifiers are hashed."""
+    kind = column["kind"]
+    values = typed(column)
+    if kind == "string":
+        return values
+    if kind == "boolean":
+        return ["true" if v else "false" for v in values]
+    if kind == "long":
+        return [str(v) for v in values]
+    return [repr(v) for v in values]

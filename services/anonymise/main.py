@@ -1,0 +1,185 @@
+"""Commands of anonymise: the service, key management and a policy check.
+
+- ``citeplus service anonymise``: run the stage (raw.v1 -> anonymised.v1, audit.v1);
+- ``citeplus keys init --city C | --all``: create missing keyrings;
+- ``citeplus keys rotate --city C [--from-epoch YYYY-MM]``: a new secret from an epoch;
+- ``citeplus keys list``: where each city's secret comes from and its epochs;
+- ``citeplus privacy check``: validate every source's privacy policy.
+
+No command ever prints a secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from services.runtime.paths import CITIES_DIR
+
+
+def _keys_dir(args: argparse.Namespace) -> Path:
+    from services.anonymise.keys import keys_dir_of
+    from services.runtime.config import load_node_config
+
+    if args.keys_dir is not None:
+        return Path(args.keys_dir)
+    return keys_dir_of(load_node_config().state_dir)
+
+
+def _city_codes(args: argparse.Namespace) -> list[str]:
+    from services.runtime.cities import load_cities
+    from services.runtime.errors import CiteplusError
+
+    cities = load_cities(Path(args.cities))
+    if getattr(args, "all", False):
+        return sorted(cities)
+    if args.city not in cities:
+        raise CiteplusError(f"unknown city {args.city!r}; known: {', '.join(sorted(cities))}")
+    return [args.city]
+
+
+def serve(args: argparse.Namespace) -> int:
+    from services.anonymise.stage import build_stage
+    from services.runtime.service_main import run_stage
+
+    keys_dir = Path(args.keys_dir) if args.keys_dir else None
+    return run_stage(
+        "anonymise",
+        lambda node, contracts, cities, metrics: build_stage(
+            node, contracts, cities, metrics, keys_dir=keys_dir
+        ),
+        args,
+    )
+
+
+def keys_init(args: argparse.Namespace) -> int:
+    from services.anonymise.keys import env_variable, init_keyring, keyring_from_env
+
+    keys_dir = _keys_dir(args)
+    for city in _city_codes(args):
+        if keyring_from_env(city) is not None:
+            print(f"{city:10} secret from {env_variable(city)} (environment); no file needed")
+            continue
+        path, created = init_keyring(keys_dir, city)
+        state = "created" if created else "exists, left unchanged"
+        print(f"{city:10} {path} ({state}; mode 0600)")
+    return 0
+
+
+def keys_rotate(args: argparse.Namespace) -> int:
+    from services.anonymise.keys import current_epoch, rotate_keyring
+
+    [city] = _city_codes(args)
+    path, epoch = rotate_keyring(_keys_dir(args), city, args.from_epoch)
+    print(f"{city}: new secret effective from epoch {epoch} ({path}).")
+    print("Records of earlier epochs keep their keys, so replays give the same pseudonyms.")
+    if epoch <= current_epoch():
+        print(
+            "This epoch has begun: restart `citeplus service anonymise` now. Records of "
+            f"{epoch} anonymised before the restart keep pseudonyms of the previous secret."
+        )
+    else:
+        print("Running anonymise services pick it up at the first record of that epoch.")
+    return 0
+
+
+def keys_list(args: argparse.Namespace) -> int:
+    from services.anonymise.keys import KeyStore
+    from services.runtime.errors import ConfigError
+
+    store = KeyStore(_keys_dir(args))
+    args.all = True
+    for city in _city_codes(args):
+        try:
+            keyring = store.keyring(city)
+        except ConfigError as exc:
+            print(f"{city:10} MISSING  {exc}")
+            continue
+        epochs = ", ".join(f"from {e}" for e in keyring.epochs)
+        print(f"{city:10} {keyring.origin}  secrets: {epochs}")
+    return 0
+
+
+def privacy_check(args: argparse.Namespace) -> int:
+    from collections import Counter
+
+    from services.anonymise.policy import load_policies
+    from services.runtime.cities import load_cities
+
+    policies = load_policies(load_cities(Path(args.cities)))
+    for policy in policies:
+        classes = Counter(rule.cls for rule in policy.fields.values())
+        summary = ", ".join(f"{count} {name}" for name, count in sorted(classes.items()))
+        coarsen = policy.coarsening
+        extra = f"; coarsened to {coarsen.step}" if coarsen else ""
+        extra += "; consent declared" if policy.consent else ""
+        print(f"{policy.city}/{policy.source}: version {policy.version}: {summary}{extra}")
+    print(f"{len(policies)} privacy policies valid.")
+    return 0
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--cities", type=str, default=str(CITIES_DIR), help="directory of city files"
+    )
+    parser.add_argument(
+        "--keys-dir",
+        default=None,
+        help="directory of the keyrings (default: <node state dir>/secrets/keys)",
+    )
+
+
+def register(
+    commands: argparse._SubParsersAction, service_commands: argparse._SubParsersAction
+) -> None:
+    """Add ``citeplus service anonymise``, ``citeplus keys ...`` and ``citeplus privacy check``."""
+    from services.runtime.service_main import add_stage_arguments
+
+    service = service_commands.add_parser(
+        "anonymise",
+        help="apply each source's privacy policy: raw.v1 -> anonymised.v1 (+ audit.v1)",
+    )
+    add_stage_arguments(service)
+    service.add_argument(
+        "--keys-dir",
+        default=None,
+        help="directory of the keyrings (default: <node state dir>/secrets/keys)",
+    )
+    service.set_defaults(handler=serve)
+
+    keys = commands.add_parser(
+        "keys",
+        help="pseudonymisation keys of each city (never printed)",
+        description="Each city's secret lives in a keyring file outside the repository "
+        "(mode 0600) or in CITEPLUS_PSEUDONYM_SECRET_<CITY>; keys are derived per "
+        "epoch (UTC month) so that pseudonyms of different months cannot be linked.",
+    )
+    actions = keys.add_subparsers(dest="keys_command", metavar="ACTION")
+    actions.required = True
+    init = actions.add_parser("init", help="create the missing keyring(s)")
+    target = init.add_mutually_exclusive_group(required=True)
+    target.add_argument("--city", help="city code")
+    target.add_argument("--all", action="store_true", help="every city of the city files")
+    _add_common(init)
+    init.set_defaults(handler=keys_init)
+    rotate = actions.add_parser(
+        "rotate", help="add a new secret effective from an epoch (default: next month)"
+    )
+    rotate.add_argument("--city", required=True, help="city code")
+    rotate.add_argument(
+        "--from-epoch", default=None, metavar="YYYY-MM", help="first epoch of the new secret"
+    )
+    _add_common(rotate)
+    rotate.set_defaults(handler=keys_rotate)
+    listing = actions.add_parser("list", help="where each city's secret comes from, its epochs")
+    _add_common(listing)
+    listing.set_defaults(handler=keys_list)
+
+    privacy = commands.add_parser("privacy", help="the privacy policies of the city files")
+    privacy_actions = privacy.add_subparsers(dest="privacy_command", metavar="ACTION")
+    privacy_actions.required = True
+    check = privacy_actions.add_parser("check", help="validate every source's privacy policy")
+    check.add_argument(
+        "--cities", type=str, default=str(CITIES_DIR), help="directory of city files"
+    )
+    check.set_defaults(handler=privacy_check)

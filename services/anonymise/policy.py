@@ -1,0 +1,490 @@
+"""The privacy policy of a source (its ``privacy:`` section), validated at start.
+
+Every field a source sends gets one class; anything the policy does not name is
+removed (deny by default). A policy looks like::
+
+    privacy:
+      version: "2025-02"          # recorded on every output record
+      consent: false              # load curves: consent to keep them finer (default false)
+      fields:
+        prm: identifier           # keyed pseudonym (HMAC, city key of the epoch)
+        iris: measure             # kept as is
+        commune: {class: quasi-identifier, prefix: 5}       # code truncated
+        position: {class: quasi-identifier, grid: 500}      # to a 500 m grid cell
+        heure: {class: quasi-identifier, bucket: PT1H, format: iso8601}
+        age: {class: quasi-identifier, band: 10}            # lower bound of its band
+        commentaire: free-text    # removed
+        photo: drop               # removed
+      attributes:                 # RawRecord attributes (registry zone, transport metadata)
+        zone: measure
+      coarsen:                    # only when consent is false
+        to: P1D
+        sum: [energie_kwh]
+        time: {field: horodate, format: "%Y-%m-%d %H:%M:%S", timezone: Europe/Paris}
+
+Classes: ``identifier``, ``quasi-identifier`` (with exactly one generalisation:
+``grid: <metres>`` for coordinates, ``bucket: <step>`` for times, ``band: <width>``
+for numbers, ``prefix: <characters>`` for codes), ``measure``, ``free-text``,
+``drop``. A measured field's NGSI qualifier columns (``<field>@unitCode``,
+``@observedAt``, ``@datasetId``) follow it; its sub-properties
+(``<field>.<sub>``) follow it only if ``subproperties`` lists them (e.g.
+``[measurementType]``), else they must be named themselves. Every error is a
+:class:`ConfigError` naming the city file and the dotted key.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.runtime.cities import CityConfig, SourceConfig
+from services.runtime.errors import ConfigError
+from services.runtime.timeparse import TimeSpec
+
+IDENTIFIER = "identifier"
+QUASI = "quasi-identifier"
+MEASURE = "measure"
+FREE_TEXT = "free-text"
+DROP = "drop"
+CLASSES = (IDENTIFIER, QUASI, MEASURE, FREE_TEXT, DROP)
+GENERALISATIONS = ("grid", "bucket", "band", "prefix")
+QUALIFIERS = ("unitCode", "observedAt", "datasetId")
+GRID_OUTPUTS = ("centre", "cell", "both")
+# Steps a bucket or a coarsening may use: divisors of an hour (aligned on UTC,
+# the same as local time in whole-hour zones) and the local day.
+STEPS_S = {"PT5M": 300, "PT10M": 600, "PT15M": 900, "PT30M": 1800, "PT1H": 3600, "P1D": 86400}
+COARSENED_ROWS = "coarsened_rows"  # column added by coarsening: rows summed per bucket
+COARSENED_ATTRIBUTE = "anonymise.coarsened"  # attribute added by coarsening: its step
+
+_POLICY_KEYS = ("version", "consent", "fields", "subproperties", "attributes", "coarsen")
+_COARSEN_KEYS = ("to", "sum", "mean", "time", "set")
+_TIME_KEYS = ("field", "format", "timezone")
+_OPTIONS = {
+    "grid": ("output", "lon"),
+    "bucket": ("format", "timezone"),
+    "band": (),
+    "prefix": (),
+}
+
+
+@dataclass(frozen=True)
+class Grid:
+    """Coordinates to the cell of a square-ish grid of ``metres`` (see generalise)."""
+
+    metres: float
+    output: str = "centre"
+    lon: str | None = None  # the longitude column when this field is a numeric latitude
+
+
+@dataclass(frozen=True)
+class Bucket:
+    """Times to the start of their bucket, written as ISO 8601 UTC."""
+
+    step: str
+    seconds: int
+    time: TimeSpec
+
+
+@dataclass(frozen=True)
+class Band:
+    """Numbers to the lower bound of their band of ``width``."""
+
+    width: float
+
+
+@dataclass(frozen=True)
+class Prefix:
+    """Codes to their first ``length`` characters (IRIS 751010203 -> commune 75101)."""
+
+    length: int
+
+
+Generalisation = Grid | Bucket | Band | Prefix
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    name: str
+    cls: str
+    generalisation: Generalisation | None = None
+
+    @property
+    def kept(self) -> bool:
+        """Whether the field's values reach the output in some form."""
+        return self.cls in (IDENTIFIER, QUASI, MEASURE)
+
+
+@dataclass(frozen=True)
+class Coarsening:
+    """Load curve to ``step``: ``sum`` and ``mean`` fields aggregated per bucket,
+    other kept fields take the bucket's first value (a cumulative index: its value
+    at the bucket start); ``set`` overrides fields (the interval length) with
+    constants. Times from ``time``, else the record's event times."""
+
+    step: str
+    seconds: int
+    sum: tuple[str, ...] = ()
+    mean: tuple[str, ...] = ()
+    time: TimeSpec | None = None
+    set: dict[str, str | int | float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One source's validated policy."""
+
+    city: str
+    source: str
+    version: str
+    fields: dict[str, FieldRule]
+    attributes: dict[str, FieldRule] = field(default_factory=dict)
+    coarsen: Coarsening | None = None
+    consent: bool = False
+    timezone: str = "Europe/Paris"
+    path: str | None = None
+    partners: dict[str, str] = field(default_factory=dict)  # longitude field -> its latitude
+    subproperties: frozenset[str] = frozenset()  # NGSI sub-properties that follow kept fields
+
+    def rule(self, column: str) -> FieldRule | None:
+        """The rule of a column: its own, or the kept field it qualifies (``no2@unitCode``)."""
+        rule = self.fields.get(column)
+        if rule is not None:
+            return rule
+        base, at, qualifier = column.rpartition("@")
+        if not (at and qualifier in QUALIFIERS):
+            base, dot, sub = column.rpartition(".")
+            if not (dot and sub in self.subproperties):
+                return None
+        parent = self.fields.get(base)
+        if parent is not None and parent.cls in (MEASURE, QUASI):
+            return FieldRule(column, MEASURE)
+        return None
+
+    @property
+    def coarsening(self) -> Coarsening | None:
+        """The coarsening that applies (none when the source declares consent)."""
+        return None if self.consent else self.coarsen
+
+    def output_names(self) -> set[str]:
+        """Column names this policy may emit, besides qualifiers of kept fields."""
+        names = {name for name, rule in self.fields.items() if rule.kept}
+        for rule in self.fields.values():
+            grid = rule.generalisation
+            if isinstance(grid, Grid) and grid.output == "both":
+                names.add(f"{rule.name}@cell")
+            if isinstance(grid, Grid) and grid.lon and grid.output != "cell":
+                names.add(grid.lon)
+        if self.coarsening is not None:
+            names.add(COARSENED_ROWS)
+        return names
+
+
+class PolicySet:
+    """Every source's policy, by (city, source)."""
+
+    def __init__(self, policies: Iterable[Policy]):
+        self._by_key = {(p.city, p.source): p for p in policies}
+
+    def get(self, city: str, source: str) -> Policy | None:
+        return self._by_key.get((city, source))
+
+    def __iter__(self):
+        return iter(self._by_key.values())
+
+    def __len__(self) -> int:
+        return len(self._by_key)
+
+
+def load_policies(cities: Mapping[str, CityConfig]) -> PolicySet:
+    """Validate the privacy section of every source; the first problem stops the start."""
+    return PolicySet(
+        parse_policy(source, city, index)
+        for city in cities.values()
+        for index, source in enumerate(city.sources)
+    )
+
+
+def parse_policy(source: SourceConfig, city: CityConfig, index: int) -> Policy:
+    """The policy of the ``index``-th source of ``city`` (errors name file and key)."""
+    return _Reader(city.path or f"{city.code}.yaml", f"sources[{index}].privacy").policy(
+        source, city
+    )
+
+
+class _Reader:
+    def __init__(self, where: str, key: str):
+        self.where = where
+        self.key = key
+
+    def fail(self, key: str, message: str) -> ConfigError:
+        return ConfigError(message, source=self.where, key=key)
+
+    def mapping(self, value: Any, key: str, allowed: tuple[str, ...]) -> dict[str, Any]:
+        if not isinstance(value, dict):
+            raise self.fail(key, f"expected a mapping, got {_kind(value)}")
+        for name in value:
+            if name not in allowed:
+                raise self.fail(
+                    f"{key}.{name}", f"unknown key {name!r}; allowed keys: {', '.join(allowed)}"
+                )
+        return value
+
+    def names(self, value: Any, key: str) -> tuple[str, ...]:
+        if not isinstance(value, list) or not value:
+            raise self.fail(key, f"expected a non-empty list of field names, got {_kind(value)}")
+        for i, item in enumerate(value):
+            if not isinstance(item, str) or not item:
+                raise self.fail(f"{key}[{i}]", f"expected a field name, got {_kind(item)}")
+        if len(set(value)) != len(value):
+            raise self.fail(key, "names must not repeat")
+        return tuple(value)
+
+    # -- the section -------------------------------------------------------------
+    def policy(self, source: SourceConfig, city: CityConfig) -> Policy:
+        key = self.key
+        if source.privacy is None:
+            raise self.fail(
+                key,
+                f"source {source.id!r} has no privacy policy; anonymise refuses to start "
+                "without one (declare version and fields: every field the source sends, "
+                "with its class: identifier, quasi-identifier, measure, free-text or drop)",
+            )
+        data = self.mapping(source.privacy, key, _POLICY_KEYS)
+        version = data.get("version")
+        if isinstance(version, bool) or not isinstance(version, str | int) or not str(version):
+            raise self.fail(f"{key}.version", 'required: the policy version, e.g. "2025-02" or 1')
+        consent = data.get("consent", False)
+        if not isinstance(consent, bool):
+            raise self.fail(f"{key}.consent", f"expected true or false, got {_kind(consent)}")
+        if "fields" not in data:
+            raise self.fail(f"{key}.fields", "required: the class of every field the source sends")
+        raw_fields = data["fields"]
+        if not isinstance(raw_fields, dict) or not raw_fields:
+            raise self.fail(
+                f"{key}.fields", f"expected a non-empty mapping, got {_kind(raw_fields)}"
+            )
+        for name in raw_fields:
+            self.field_name(name, f"{key}.fields")
+        fields = {
+            name: self.rule(name, value, f"{key}.fields.{name}", city.timezone)
+            for name, value in raw_fields.items()
+        }
+        subproperties = (
+            frozenset(self.names(data["subproperties"], f"{key}.subproperties"))
+            if "subproperties" in data
+            else frozenset()
+        )
+        partners = self.grid_partners(fields, f"{key}.fields")
+        attributes: dict[str, FieldRule] = {}
+        if "attributes" in data:
+            raw = data["attributes"]
+            if not isinstance(raw, dict):
+                raise self.fail(f"{key}.attributes", f"expected a mapping, got {_kind(raw)}")
+            for name, value in raw.items():
+                self.field_name(name, f"{key}.attributes")
+                where = f"{key}.attributes.{name}"
+                rule = self.rule(str(name), value, where, city.timezone)
+                if isinstance(rule.generalisation, Grid) and rule.generalisation.lon:
+                    raise self.fail(f"{where}.lon", "an attribute is one value: no 'lon' partner")
+                attributes[str(name)] = rule
+            if COARSENED_ATTRIBUTE in attributes:
+                raise self.fail(
+                    f"{key}.attributes.{COARSENED_ATTRIBUTE}", "this name is reserved by anonymise"
+                )
+        coarsen = (
+            self.coarsen(data["coarsen"], f"{key}.coarsen", fields, city.timezone)
+            if data.get("coarsen") is not None
+            else None
+        )
+        return Policy(
+            city=city.code,
+            source=source.id,
+            version=str(version),
+            fields=fields,
+            attributes=attributes,
+            coarsen=coarsen,
+            consent=consent,
+            timezone=city.timezone,
+            path=self.where,
+            partners=partners,
+            subproperties=subproperties,
+        )
+
+    # -- one field -----------------------------------------------------------------
+    def field_name(self, name: Any, key: str) -> None:
+        if not isinstance(name, str) or not name:
+            raise self.fail(
+                f"{key}.{name}",
+                f"a field name must be text, got {_kind(name)}; quote it (YAML reads "
+                'no, yes, on, off, true and false as booleans): "no": measure',
+            )
+
+    def rule(self, name: str, value: Any, key: str, timezone: str) -> FieldRule:
+        if name == COARSENED_ROWS:
+            raise self.fail(key, f"{COARSENED_ROWS!r} is reserved for the rows coarsening sums")
+        if isinstance(value, str):
+            if value not in CLASSES:
+                raise self.fail(
+                    key, f"unknown class {value!r}; expected one of: {', '.join(CLASSES)}"
+                )
+            if value == QUASI:
+                raise self.fail(
+                    key,
+                    "a quasi-identifier needs a generalisation, e.g. "
+                    "{class: quasi-identifier, grid: 500} (grid, bucket, band or prefix)",
+                )
+            return FieldRule(name, value)
+        if not isinstance(value, dict):
+            raise self.fail(key, f"expected a class name or a mapping, got {_kind(value)}")
+        cls = value.get("class")
+        if cls not in CLASSES:
+            raise self.fail(
+                f"{key}.class",
+                f"unknown class {cls!r}; expected one of: {', '.join(CLASSES)}",
+            )
+        if cls != QUASI:
+            self.mapping(value, key, ("class",))
+            return FieldRule(name, cls)
+        chosen = [g for g in GENERALISATIONS if g in value]
+        unknown = [k for k in value if k != "class" and k not in GENERALISATIONS]
+        if len(chosen) != 1:
+            extra = f" (unknown: {', '.join(map(str, unknown))})" if unknown else ""
+            raise self.fail(
+                key,
+                "a quasi-identifier takes exactly one generalisation: "
+                f"{', '.join(GENERALISATIONS)}{extra}",
+            )
+        kind = chosen[0]
+        self.mapping(value, key, ("class", kind, *_OPTIONS[kind]))
+        return FieldRule(name, QUASI, self.generalisation(kind, value, name, key, timezone))
+
+    def generalisation(
+        self, kind: str, value: dict[str, Any], name: str, key: str, timezone: str
+    ) -> Generalisation:
+        setting = value[kind]
+        where = f"{key}.{kind}"
+        if kind == "grid":
+            metres = self.positive(setting, where, "a cell size in metres, e.g. 500")
+            if metres < 1:
+                raise self.fail(where, "a grid cell is at least 1 metre")
+            output = value.get("output", "centre")
+            if output not in GRID_OUTPUTS:
+                raise self.fail(
+                    f"{key}.output", f"{output!r}: expected one of {', '.join(GRID_OUTPUTS)}"
+                )
+            lon = value.get("lon")
+            if lon is not None and (not isinstance(lon, str) or not lon or lon == name):
+                raise self.fail(f"{key}.lon", "expected the name of the longitude field")
+            return Grid(float(metres), output, lon)
+        if kind == "bucket":
+            if setting not in STEPS_S:
+                raise self.fail(
+                    where, f"{setting!r}: expected one of {', '.join(STEPS_S)} (ISO 8601 durations)"
+                )
+            spec = {"field": name, **{k: value[k] for k in ("format", "timezone") if k in value}}
+            spec.setdefault("timezone", timezone)
+            return Bucket(
+                setting, STEPS_S[setting], TimeSpec.from_config(spec, source=self.where, key=key)
+            )
+        if kind == "band":
+            return Band(float(self.positive(setting, where, "a band width, e.g. 10")))
+        length = setting
+        if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+            raise self.fail(where, f"expected a number of characters to keep, got {_kind(length)}")
+        return Prefix(length)
+
+    def positive(self, value: Any, key: str, expected: str) -> float:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+            or value <= 0
+        ):
+            raise self.fail(key, f"expected {expected}, got {_kind(value)}")
+        return value
+
+    def grid_partners(self, fields: dict[str, FieldRule], key: str) -> dict[str, str]:
+        partners: dict[str, str] = {}
+        for rule in fields.values():
+            grid = rule.generalisation
+            if isinstance(grid, Grid) and grid.lon:
+                if grid.lon in fields:
+                    raise self.fail(
+                        f"{key}.{grid.lon}",
+                        f"{grid.lon!r} is the longitude of the grid of {rule.name!r}; "
+                        "declare it only there",
+                    )
+                if grid.lon in partners:
+                    raise self.fail(
+                        f"{key}.{rule.name}.lon",
+                        f"{grid.lon!r} is already paired with {partners[grid.lon]!r}",
+                    )
+                partners[grid.lon] = rule.name
+        return partners
+
+    # -- coarsening ----------------------------------------------------------------
+    def coarsen(
+        self, value: Any, key: str, fields: dict[str, FieldRule], timezone: str
+    ) -> Coarsening:
+        data = self.mapping(value, key, _COARSEN_KEYS)
+        step = data.get("to")
+        if step not in STEPS_S:
+            raise self.fail(
+                f"{key}.to", f"{step!r}: expected one of {', '.join(STEPS_S)} (ISO 8601 durations)"
+            )
+        summed = self.names(data["sum"], f"{key}.sum") if "sum" in data else ()
+        mean = self.names(data["mean"], f"{key}.mean") if "mean" in data else ()
+        for group, names in (("sum", summed), ("mean", mean)):
+            for i, name in enumerate(names):
+                rule = fields.get(name)
+                if rule is None or rule.cls != MEASURE:
+                    raise self.fail(
+                        f"{key}.{group}[{i}]",
+                        f"{name!r} must be a field declared as measure under fields",
+                    )
+        both = set(summed) & set(mean)
+        if both:
+            raise self.fail(key, f"{', '.join(sorted(both))} cannot be both summed and averaged")
+        time = None
+        if "time" in data:
+            raw = data["time"]
+            if isinstance(raw, dict):
+                self.mapping(raw, f"{key}.time", _TIME_KEYS)
+                raw = {"timezone": timezone, **raw}
+            time = TimeSpec.from_config(raw, source=self.where, key=f"{key}.time")
+            if time.field not in fields:
+                raise self.fail(
+                    f"{key}.time.field", f"{time.field!r} must be a field declared under fields"
+                )
+        overrides: dict[str, str | int | float] = {}
+        if "set" in data:
+            raw_set = data["set"]
+            if not isinstance(raw_set, dict) or not raw_set:
+                raise self.fail(
+                    f"{key}.set", f"expected a mapping field: value, got {_kind(raw_set)}"
+                )
+            for name, constant in raw_set.items():
+                where = f"{key}.set.{name}"
+                rule = fields.get(str(name))
+                if rule is None or rule.cls != MEASURE:
+                    raise self.fail(where, f"{name!r} must be a field declared as measure")
+                if name in summed or name in mean:
+                    raise self.fail(where, f"{name!r} is already aggregated")
+                if isinstance(constant, bool) or not isinstance(constant, str | int | float):
+                    raise self.fail(where, f"expected a text or a number, got {_kind(constant)}")
+                overrides[str(name)] = constant
+        return Coarsening(step, STEPS_S[step], summed, mean, time, overrides)
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return f"{type(value).__name__} {value!r}"

@@ -1,0 +1,341 @@
+"""The federation server: the API of ``proto/`` on mutual TLS, gRPC health checking
+and server reflection.
+
+It runs inside the publish service by default (with chDB only that process may
+open the warehouse, so it serves through publish's warehouse object), or alone
+with ``citeplus federation serve`` when the warehouse is a ClickHouse server (or
+publish is not running).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry
+
+from services.federation import queries
+from services.federation.calls import (
+    CallMetrics,
+    CallRecord,
+    FederationError,
+    handled,
+    invalid,
+)
+from services.federation.catalog import (
+    Datasets,
+    FederationTopics,
+    HoldingsCache,
+    vocabulary_metrics,
+)
+from services.federation.certs import server_credentials
+from services.federation.config import FederationConfig
+from services.federation.fanout import Fanout
+from services.federation.protos import pb, rpc
+from services.federation.queries import set_timestamp_ms
+from services.federation.subscribe import subscribe
+from services.publish.warehouse import Warehouse
+from services.runtime.cities import CityConfig
+from services.runtime.codec import Contracts
+from services.runtime.config import NodeConfig
+from services.runtime.errors import CiteplusError, InfrastructureError, SchemaError
+from services.runtime.registry import SchemaRegistry
+
+log = logging.getLogger(__name__)
+
+SERVICE = pb.DESCRIPTOR.services_by_name["Federation"].full_name
+LEVELS = {"open": pb.SHARING_LEVEL_OPEN, "shared": pb.SHARING_LEVEL_SHARED}
+KINDS = {True: pb.DATASET_KIND_ENERGY_AGGREGATES, False: pb.DATASET_KIND_OBSERVATIONS}
+MAX_SUBSCRIPTIONS = 16
+_DOMAIN = r"^[a-z][a-z0-9_-]{0,31}$"
+
+
+class FederationServicer(rpc.FederationServicer):
+    def __init__(
+        self,
+        *,
+        node: NodeConfig,
+        config: FederationConfig,
+        cities: dict[str, CityConfig],
+        warehouse: Warehouse,
+        contracts: Contracts,
+        topics: FederationTopics,
+        registry: CollectorRegistry | None = None,
+        max_subscriptions: int = MAX_SUBSCRIPTIONS,
+    ):
+        self.node = node
+        self.config = config
+        self.identity = config.identity
+        self.datasets = Datasets(cities, config.energy_aggregates, config.identity)
+        self.warehouse = warehouse
+        self.contracts = contracts
+        self.topics = topics
+        self.holdings = HoldingsCache(warehouse)
+        self.vocabulary = vocabulary_metrics()
+        self.schemas = SchemaRegistry(node.registry.url)
+        self.fanout = Fanout(config)
+        self.call_metrics = CallMetrics(registry)
+        self._subscriptions = threading.BoundedSemaphore(max_subscriptions)
+
+    def close(self) -> None:
+        self.fanout.close()
+        self.schemas.close()
+
+    # -- catalogue and schemas ---------------------------------------------------------
+    @handled("GetCatalog")
+    def GetCatalog(self, request: Any, context: grpc.ServicerContext, call: CallRecord) -> Any:
+        for domain in request.domains:
+            if not re.match(_DOMAIN, domain):
+                raise invalid("domains", f"{domain[:40]!r} is not a domain name")
+        domains = set(request.domains)
+        holdings = self.holdings.get()
+        catalog = pb.Catalog(
+            node=self.identity, caller=call.caller.identity, cities=self.datasets.cities
+        )
+        for info in sorted(self.datasets.visible(call.caller), key=lambda d: d.id):
+            if domains and info.domain not in domains:
+                continue
+            topic = info.topic_for(call.caller, self.topics)
+            entry = pb.Dataset(
+                id=info.id,
+                kind=KINDS[info.is_aggregates],
+                city=info.city,
+                source=info.source,
+                name=info.name,
+                domain=info.domain,
+                level=LEVELS[info.policy.level],
+                licence=info.policy.licence or "",
+                schema_subject=f"{topic}-value",
+                topic=topic,
+                record_type=f"citeplus.v1.{info.record_type}",
+            )
+            held = holdings.get((info.city, info.source))
+            if held:
+                entry.metrics.extend(held.metrics)
+                set_timestamp_ms(entry.coverage.first, held.first_ms)
+                set_timestamp_ms(entry.coverage.last, held.last_ms)
+                entry.coverage.count = held.count
+            catalog.datasets.append(entry)
+        catalog.generated_at.GetCurrentTime()
+        call.details["datasets_listed"] = len(catalog.datasets)
+        return catalog
+
+    @handled("GetSchema")
+    def GetSchema(self, request: Any, context: grpc.ServicerContext, call: CallRecord) -> Any:
+        info = self.datasets.require(request.dataset, call.caller)
+        call.datasets = [info.id]
+        topic = info.topic_for(call.caller, self.topics)
+        if topic not in self.contracts:
+            raise FederationError(
+                grpc.StatusCode.UNAVAILABLE, f"the topic of {info.id} ({topic}) is not set up"
+            )
+        codec = self.contracts.codec(topic)
+        schema_id, text = codec.schema_id, codec.schema.text
+        if request.schema_id < 0:
+            raise invalid("schema_id", "0 (current) or an id a Record carried")
+        if request.schema_id and request.schema_id != schema_id:
+            try:
+                text = self.schemas.schema_text(request.schema_id)
+                document = json.loads(text)
+            except InfrastructureError as exc:
+                raise FederationError(grpc.StatusCode.UNAVAILABLE, str(exc)) from exc
+            except (SchemaError, ValueError):
+                document = {}
+            name = f"{document.get('namespace', '')}.{document.get('name', '')}"
+            if name != codec.schema.fullname:
+                raise FederationError(
+                    grpc.StatusCode.NOT_FOUND,
+                    f"schema id {request.schema_id} is not a version of {codec.schema.fullname}",
+                )
+            schema_id = request.schema_id
+        return pb.Schema(
+            dataset=info.id,
+            subject=f"{topic}-value",
+            record_type=codec.schema.fullname,
+            schema_id=schema_id,
+            avro_schema=text,
+        )
+
+    # -- aggregates ----------------------------------------------------------------------
+    def _known_metrics(self, call: CallRecord) -> frozenset[str]:
+        held = self.holdings.get()
+        visible = {(d.city, d.source) for d in self.datasets.visible(call.caller)}
+        return self.vocabulary | {m for key, h in held.items() if key in visible for m in h.metrics}
+
+    def answer(self, request: Any, call: CallRecord, budget_s: float | None) -> Iterator[Any]:
+        question = queries.validate(request, call.caller, self.datasets, self._known_metrics(call))
+        call.datasets = list(question.datasets)
+        return queries.run(
+            self.warehouse, question, self.datasets.timezones, budget_s, node=self.identity
+        )
+
+    @handled("QueryAggregates")
+    def QueryAggregates(
+        self, request: Any, context: grpc.ServicerContext, call: CallRecord
+    ) -> Iterator[Any]:
+        rows = 0
+        for page in self.answer(request, call, context.time_remaining()):
+            rows += queries.rows_of(page)
+            call.details["rows"] = rows
+            yield page
+
+    # -- subscriptions -------------------------------------------------------------------
+    @handled("Subscribe")
+    def Subscribe(
+        self, request: Any, context: grpc.ServicerContext, call: CallRecord
+    ) -> Iterator[Any]:
+        info = self.datasets.require(request.dataset, call.caller)
+        call.datasets = [info.id]
+        topic = info.topic_for(call.caller, self.topics)
+        if topic not in self.contracts:
+            raise FederationError(
+                grpc.StatusCode.UNAVAILABLE, f"the topic of {info.id} ({topic}) is not set up"
+            )
+        if not self._subscriptions.acquire(blocking=False):
+            raise FederationError(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "this node serves as many subscriptions as it can; retry later",
+            )
+        sent = {"records": 0}
+
+        def count(n: int) -> None:
+            sent["records"] += n
+            call.details["records"] = sent["records"]
+
+        try:
+            yield from subscribe(
+                self.node,
+                self.contracts,
+                info,
+                topic,
+                request,
+                context.is_active,
+                self.schemas,
+                count,
+            )
+        finally:
+            self._subscriptions.release()
+
+    # -- federated queries ---------------------------------------------------------------
+    @handled("FederatedQuery")
+    def FederatedQuery(
+        self, request: Any, context: grpc.ServicerContext, call: CallRecord
+    ) -> Iterator[Any]:
+        if call.caller.on_behalf_of:
+            raise FederationError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                "a federated query is asked by its own caller, not relayed on behalf of another",
+            )
+        if not request.HasField("query"):
+            raise invalid("query", "required")
+        if request.query.page_token or request.query.datasets:
+            raise invalid(
+                "query", "page_token and datasets are one node's; leave them empty across nodes"
+            )
+        peers = self.fanout.choose(request)
+        timeout = self.fanout.peer_timeout(request, context.time_remaining())
+        local = None
+        if not request.exclude_local:
+            pages = self.answer(request.query, call, timeout)  # validated here, before fan-out
+            local = lambda: pages  # noqa: E731
+        else:
+            queries.validate(request.query, call.caller, self.datasets, self._known_metrics(call))
+        call.details["peers"] = ",".join(p.code for p in peers)
+        started = time.monotonic()
+        for item in self.fanout.run(request, call.caller, peers, timeout, local):
+            if item.HasField("summary"):
+                call.details["rows"] = item.summary.rows
+                call.details["outcomes"] = ",".join(
+                    f"{s.node}:{pb.PeerOutcome.Name(s.outcome).removeprefix('PEER_OUTCOME_')}"
+                    for s in item.summary.peers
+                )
+            yield item
+        call.details["fanout_ms"] = round((time.monotonic() - started) * 1000, 1)
+
+
+class FederationServer:
+    """The gRPC server: federation API, health, reflection; mutual TLS only."""
+
+    def __init__(
+        self,
+        node: NodeConfig,
+        config: FederationConfig,
+        cities: dict[str, CityConfig],
+        warehouse: Warehouse,
+        contracts: Contracts,
+        *,
+        topics: FederationTopics | None = None,
+        registry: CollectorRegistry | None = None,
+        max_workers: int = 48,
+    ):
+        self.config = config
+        self.servicer = FederationServicer(
+            node=node,
+            config=config,
+            cities=cities,
+            warehouse=warehouse,
+            contracts=contracts,
+            topics=topics or FederationTopics(),
+            registry=registry,
+        )
+        self.server = grpc.server(
+            ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="federation"),
+            options=[
+                ("grpc.so_reuseport", 0),
+                ("grpc.max_send_message_length", 64 * 1024 * 1024),
+                ("grpc.keepalive_permit_without_calls", 1),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ],
+            maximum_concurrent_rpcs=max_workers * 2,
+        )
+        rpc.add_FederationServicer_to_server(self.servicer, self.server)
+        self.health = health.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
+        )
+        try:
+            self.port = self.server.add_secure_port(
+                config.listen, server_credentials(config.certificates)
+            )
+        except RuntimeError as exc:
+            raise CiteplusError(
+                f"cannot listen on {config.listen} for the federation API ({exc}); "
+                "is another node using that port? (federation.listen)"
+            ) from exc
+
+    @property
+    def address(self) -> str:
+        host = self.config.listen.rpartition(":")[0]
+        return f"{host}:{self.port}"
+
+    def start(self) -> FederationServer:
+        self.server.start()
+        for name in ("", SERVICE):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info(
+            "federation API serving",
+            extra={
+                "address": self.address,
+                "identity": self.config.identity,
+                "peers": [p.code for p in self.config.peers],
+            },
+        )
+        return self
+
+    def stop(self, grace: float = 5.0) -> None:
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait(grace + 1)
+        self.servicer.close()
+
+    def wait(self) -> None:
+        self.server.wait_for_termination()

@@ -1,0 +1,61 @@
+"""Process entry points of normalise: ``citeplus service normalise`` and
+``citeplus normalise check`` (validate the vocabulary and every mapping)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from services.runtime.paths import CITIES_DIR
+from services.runtime.service_main import add_stage_arguments, run_stage
+
+
+def serve(args: argparse.Namespace) -> int:
+    from services.normalise.stage import build_stage
+
+    return run_stage("normalise", build_stage, args)
+
+
+def check(args: argparse.Namespace) -> int:
+    from services.normalise.stage import compile_mappings
+    from services.normalise.vocabulary import load_vocabulary
+    from services.runtime.cities import load_cities
+
+    vocabulary = load_vocabulary()
+    cities = load_cities(args.cities)
+    mappings = compile_mappings(cities, vocabulary)
+    print(f"vocabulary: {len(vocabulary.metrics)} metrics, {len(vocabulary.models)} SDM types")
+    for city in cities.values():
+        for source in city.sources:
+            mapping = mappings.get((city.code, source.id))
+            if mapping is None:
+                state = "no mapping (records go to the dead letters)"
+            elif mapping.smart_data_models:
+                extra = f" + {len(mapping.measures)} measures" if mapping.measures else ""
+                state = f"Smart Data Models built-in{extra}"
+            else:
+                state = ", ".join(
+                    f"{m.column}->{m.metric.name} ({m.kind})" for m in mapping.measures
+                )
+            print(f"{city.code}/{source.id}: {state}")
+    return 0
+
+
+def register(commands: argparse._SubParsersAction, service_commands: argparse._SubParsersAction):
+    service = service_commands.add_parser(
+        "normalise",
+        help="map anonymised records to the common model (observations.v1)",
+        description="Consume anonymised.v1, map each source to the controlled vocabulary "
+        "(deploy/vocabulary.yaml, city mapping sections), produce observations.v1 exactly once.",
+    )
+    add_stage_arguments(service)
+    service.set_defaults(handler=serve)
+
+    tool = commands.add_parser(
+        "normalise",
+        help="normalise tools (check the vocabulary and mappings)",
+    )
+    sub = tool.add_subparsers(dest="normalise_command", required=True)
+    checker = sub.add_parser("check", help="validate deploy/vocabulary.yaml and every mapping")
+    checker.add_argument("--cities", type=Path, default=CITIES_DIR, help="directory of city files")
+    checker.set_defaults(handler=check)

@@ -1,0 +1,292 @@
+"""Each source's ``mapping:`` section of its city file, validated at start.
+
+A mapping says where a record's time is (field, format, zone), how long an
+interval lasts, which fields are measures (metric, unit, kind), where the zone
+and the sector are, and what the entity is::
+
+    mapping:
+      entity_type: ElectricityMeter
+      time: {field: horodate, format: "%Y-%m-%d %H:%M:%S", timezone: Europe/Paris}
+      step: {field: pas, format: iso8601}          # or {seconds: 600}
+      zone: {field: iris}                          # or {attribute: zone} (meter registry)
+      sector: {field: secteur, values: {residentiel: residential, tertiaire: tertiary}}
+      measures:
+        energie_kwh: {metric: active_energy_import, unit: kWh, kind: interval}
+
+Smart Data Models sources (``sdm-keyvalues``, ``ngsi-v2-normalized``, ``ngsi-ld``)
+need no ``measures`` nor ``time``: the vocabulary's built-in mapping of the
+record's entity type applies (``smart_data_models: true``, the default for those
+formats); ``zone``, ``sector`` and extra ``measures`` may still be given.
+
+Every error is a :class:`ConfigError` naming the city file and the dotted key.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from services.normalise.units import Unit, find_unit
+from services.normalise.vocabulary import KINDS, Metric, Vocabulary, check_kind
+from services.runtime.cities import SDM_FORMATS, CityConfig, SourceConfig
+from services.runtime.errors import ConfigError
+from services.runtime.timeparse import TimeSpec
+
+STEP_FORMATS = ("seconds", "minutes", "iso8601")
+_MAPPING_KEYS = (
+    "entity_type",
+    "time",
+    "step",
+    "zone",
+    "sector",
+    "measures",
+    "smart_data_models",
+)
+_MEASURE_KEYS = ("metric", "unit", "unit_field", "kind", "rollover", "time")
+_DURATION = re.compile(
+    r"P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?"
+)
+
+
+@dataclass(frozen=True)
+class MeasureSpec:
+    """A field that is a measure: which metric, in which unit, holding what."""
+
+    column: str
+    metric: Metric
+    kind: str
+    unit: Unit | None  # the unit, or the default when unit_field is empty
+    unit_field: str | None = None
+    rollover: float | None = None  # register wraps at this value (source unit)
+    times: tuple[TimeSpec, ...] = ()  # where this measure's time is (first present wins)
+
+
+@dataclass(frozen=True)
+class StepSpec:
+    seconds: int | None = None
+    field: str | None = None
+    format: str = "seconds"
+
+
+@dataclass(frozen=True)
+class FieldRef:
+    """A record field, or a record attribute (from a registry), optionally translated."""
+
+    field: str | None = None
+    attribute: str | None = None
+    values: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class SourceMapping:
+    city: str
+    source: str
+    format: str
+    timezone: str
+    where: str  # "<file>" for errors
+    times: tuple[TimeSpec, ...] = ()
+    step: StepSpec | None = None
+    zone: FieldRef | None = None
+    sector: FieldRef | None = None
+    entity_type: str | None = None
+    measures: tuple[MeasureSpec, ...] = ()
+    smart_data_models: bool = False
+
+
+def compile_city(city: CityConfig, vocabulary: Vocabulary) -> dict[str, SourceMapping]:
+    """The mappings of a city's sources, by source id (sources without one are absent)."""
+    out: dict[str, SourceMapping] = {}
+    for index, source in enumerate(city.sources):
+        mapping = compile_source(
+            city, source, vocabulary, key=f"sources[{index}].mapping", where=city.path or ""
+        )
+        if mapping is not None:
+            out[source.id] = mapping
+    return out
+
+
+def compile_source(
+    city: CityConfig, source: SourceConfig, vocabulary: Vocabulary, *, key: str, where: str
+) -> SourceMapping | None:
+    raw = source.mapping
+    sdm_format = source.format in SDM_FORMATS
+    if raw is None:
+        if not sdm_format:
+            return None
+        raw = {}
+
+    def fail(sub: str, message: str) -> ConfigError:
+        return ConfigError(message, source=where, key=f"{key}.{sub}" if sub else key)
+
+    for name in raw:
+        if name not in _MAPPING_KEYS:
+            raise fail(name, f"unknown key {name!r}; allowed keys: {', '.join(_MAPPING_KEYS)}")
+    sdm = raw.get("smart_data_models", sdm_format)
+    if not isinstance(sdm, bool):
+        raise fail("smart_data_models", "expected true or false")
+    if sdm and not sdm_format:
+        raise fail(
+            "smart_data_models",
+            f"only sdm-keyvalues, ngsi-v2-normalized and ngsi-ld sources carry Smart Data "
+            f"Models entities, not {source.format}",
+        )
+    timezone = city.timezone
+    times = ()
+    if "time" in raw:
+        times = (_time(raw["time"], timezone, where, f"{key}.time"),)
+    measures = tuple(_measures(raw.get("measures"), vocabulary, timezone, where, f"{key}.measures"))
+    if not sdm:
+        if not measures:
+            raise fail("measures", "required: name at least one field and its metric")
+        if not times and any(not m.times for m in measures) and source.format != "linky-tic":
+            raise fail("time", "required: which field holds the time (field, format)")
+    entity_type = raw.get("entity_type")
+    if entity_type is not None and (not isinstance(entity_type, str) or not entity_type):
+        raise fail("entity_type", "expected a non-empty string")
+    return SourceMapping(
+        city=city.code,
+        source=source.id,
+        format=source.format,
+        timezone=timezone,
+        where=where,
+        times=times,
+        step=_step(raw["step"], fail) if "step" in raw else None,
+        zone=_field_ref(raw["zone"], fail, "zone", None) if "zone" in raw else None,
+        sector=_field_ref(raw["sector"], fail, "sector", vocabulary.sectors)
+        if "sector" in raw
+        else None,
+        entity_type=entity_type,
+        measures=measures,
+        smart_data_models=sdm,
+    )
+
+
+def _time(raw: Any, timezone: str, where: str, key: str) -> TimeSpec:
+    if isinstance(raw, dict) and "timezone" not in raw:
+        raw = {**raw, "timezone": timezone}
+    elif isinstance(raw, str):
+        raw = {"field": raw, "timezone": timezone}
+    return TimeSpec.from_config(raw, source=where, key=key)
+
+
+def _measures(
+    raw: Any, vocabulary: Vocabulary, timezone: str, where: str, key: str
+) -> list[MeasureSpec]:
+    if raw is None:
+        return []
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            "expected a mapping of field name to {metric, unit, kind}", source=where, key=key
+        )
+    out = []
+    for column, specs in raw.items():
+        entries = specs if isinstance(specs, list) else [specs]
+        for i, spec in enumerate(entries):
+            sub = f"{key}.{column}" + (f"[{i}]" if isinstance(specs, list) else "")
+            out.append(_measure(column, spec, vocabulary, timezone, where, sub))
+    return out
+
+
+def _measure(
+    column: str, raw: Any, vocabulary: Vocabulary, timezone: str, where: str, key: str
+) -> MeasureSpec:
+    def fail(sub: str, message: str) -> ConfigError:
+        return ConfigError(message, source=where, key=f"{key}.{sub}" if sub else key)
+
+    if not isinstance(raw, dict):
+        raise fail("", "expected {metric, unit, kind}")
+    for name in raw:
+        if name not in _MEASURE_KEYS:
+            raise fail(name, f"unknown key {name!r}; allowed keys: {', '.join(_MEASURE_KEYS)}")
+    metric = vocabulary.metric(str(raw.get("metric")), source=where, key=f"{key}.metric")
+    default_kind = "interval" if metric.temporal == "interval" else "instantaneous"
+    kind = raw.get("kind", default_kind)
+    if kind not in KINDS:
+        raise fail("kind", f"{kind!r} is not a kind; expected one of {', '.join(KINDS)}")
+    unit = None
+    if "unit" in raw:
+        unit = find_unit(str(raw["unit"]))
+        if unit is None:
+            raise fail("unit", f"unknown unit {raw['unit']!r} (see services/normalise/units.py)")
+    unit_field = raw.get("unit_field")
+    if unit_field is not None and (not isinstance(unit_field, str) or not unit_field):
+        raise fail("unit_field", "expected the name of the field that holds the unit")
+    if unit is None and unit_field is None:
+        raise fail("unit", "required: the unit of the values (or unit_field naming a field)")
+    if unit is not None:
+        check_kind(metric, kind, unit, fail=lambda message: fail("unit", message))
+    rollover = raw.get("rollover")
+    if rollover is not None and (
+        kind != "cumulative" or not isinstance(rollover, int | float) or rollover <= 0
+    ):
+        raise fail("rollover", "a positive number, for cumulative registers only")
+    times = (_time(raw["time"], timezone, where, f"{key}.time"),) if "time" in raw else ()
+    return MeasureSpec(column, metric, kind, unit, unit_field, rollover, times)
+
+
+def _step(raw: Any, fail) -> StepSpec:
+    if isinstance(raw, int) and raw > 0:
+        return StepSpec(seconds=raw)
+    if not isinstance(raw, dict):
+        raise fail(
+            "step", "expected {seconds: N} or {field: name, format: seconds|minutes|iso8601}"
+        )
+    if "seconds" in raw:
+        seconds = raw["seconds"]
+        if not isinstance(seconds, int) or seconds <= 0 or set(raw) != {"seconds"}:
+            raise fail("step.seconds", "expected a positive whole number of seconds, alone")
+        return StepSpec(seconds=seconds)
+    field = raw.get("field")
+    if not isinstance(field, str) or not field:
+        raise fail("step.field", "expected the field holding the interval length")
+    fmt = raw.get("format", "seconds")
+    if fmt not in STEP_FORMATS or set(raw) - {"field", "format"}:
+        raise fail("step.format", f"expected one of {', '.join(STEP_FORMATS)}")
+    return StepSpec(field=field, format=fmt)
+
+
+def _field_ref(raw: Any, fail, name: str, allowed: tuple[str, ...] | None) -> FieldRef:
+    if not isinstance(raw, dict):
+        raise fail(name, "expected {field: name} or {attribute: name}")
+    extra = set(raw) - {"field", "attribute", "values"}
+    if extra:
+        raise fail(f"{name}.{sorted(extra)[0]}", "unknown key; allowed: field, attribute, values")
+    if ("field" in raw) == ("attribute" in raw):
+        raise fail(
+            name, "give exactly one of field (a record field) or attribute (from a registry)"
+        )
+    values = raw.get("values")
+    if values is not None:
+        if not isinstance(values, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in values.items()
+        ):
+            raise fail(f"{name}.values", "expected a mapping of source value to canonical value")
+        if allowed is not None:
+            for source_value, canonical in values.items():
+                if canonical not in allowed:
+                    raise fail(
+                        f"{name}.values.{source_value}",
+                        f"{canonical!r} is not a sector of the vocabulary ({', '.join(allowed)})",
+                    )
+    return FieldRef(raw.get("field"), raw.get("attribute"), values)
+
+
+def parse_duration(text: str, fmt: str) -> int | None:
+    """Seconds of a step value (``600``, ``10`` minutes, ``PT10M``); None if unreadable."""
+    try:
+        if fmt == "seconds":
+            seconds = float(text)
+        elif fmt == "minutes":
+            seconds = float(text) * 60
+        else:
+            match = _DURATION.fullmatch(str(text).strip())
+            if match is None or not any(match.groupdict().values()):
+                return None
+            parts = {k: float(v) if v else 0.0 for k, v in match.groupdict().items()}
+            seconds = parts["d"] * 86400 + parts["h"] * 3600 + parts["m"] * 60 + parts["s"]
+    except (TypeError, ValueError):
+        return None
+    whole = round(seconds)
+    return whole if whole > 0 and abs(whole - seconds) < 1e-6 else None

@@ -1,0 +1,741 @@
+"""One AnonymisedRecord → Observation series, column-wise, with no I/O.
+
+For each mapped measure of the record: read its time column (UTC µs, DST-safe),
+convert its values to the metric's canonical unit once per series (one factor,
+or one per distinct unit of a unit field), turn registers into interval
+consumption by difference with the previous reading of the same entity, drop
+what was already published, and cut the points into series: interval metrics
+into regular runs (start + step: the value covers [t, t + step)), instant
+metrics into one regular series when evenly spaced, else one with ``times``.
+
+State reads go through ``get_state(key)``; the new states come back in
+:class:`Outcome` for the stage to write to its changelog.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from itertools import pairwise
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from services.normalise import memory
+from services.normalise.mapping import MeasureSpec, SourceMapping, StepSpec, parse_duration
+from services.normalise.quality import (
+    COUNTER_RESET,
+    COUNTER_ROLLOVER,
+    OUT_OF_RANGE,
+    STEP_INFERRED,
+    TIME_FROM_RECEPTION,
+)
+from services.normalise.units import (
+    Conversion,
+    IncompatibleUnit,
+    UnknownUnit,
+    conversion,
+    find_unit,
+)
+from services.normalise.vocabulary import Metric, SdmModel, Vocabulary, check_kind
+from services.runtime.errors import RejectedInput
+from services.runtime.timeparse import TIME_INVALID, TIME_NONEXISTENT, TimeSpec, parse_time_column
+
+US = 1_000_000
+COARSENED = "anonymise.coarsened"  # attribute anonymise sets on coarsened records: the step
+BUCKET_SECONDS = {"PT5M": 300, "PT10M": 600, "PT15M": 900, "PT30M": 1800, "PT1H": 3600}
+_ARRAYS = {"string": "strings", "double": "doubles", "long": "longs", "boolean": "booleans"}
+
+StateGetter = Callable[[str], dict[str, Any] | None]
+
+
+@dataclass
+class Outcome:
+    observations: list[dict[str, Any]] = field(default_factory=list)
+    states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dropped: Counter[str] = field(default_factory=Counter)  # reason -> readings
+
+    @property
+    def readings(self) -> int:
+        return sum(len(o["values"]) for o in self.observations)
+
+
+def state_key(city: str, pseudonym: str, metric: str) -> str:
+    return f"{city}|{pseudonym}|{metric}"
+
+
+def column_values(column: dict[str, Any]) -> list[Any]:
+    """The values of a Column record, ``None`` where missing (avro/Column.avsc)."""
+    values = list(column[_ARRAYS[column["kind"]]])
+    for i in column.get("missing") or ():
+        values[i] = None
+    return values
+
+
+def numbers(column: dict[str, Any]) -> tuple[list[float | None], int]:
+    """A column as floats (None where missing or unreadable) and how many were unreadable."""
+    kind = column["kind"]
+    bad = 0
+    if kind == "double":
+        values: list[Any] = list(column["doubles"])
+    elif kind == "long":
+        values = [float(v) for v in column["longs"]]
+    elif kind == "string":
+        try:
+            values = list(map(float, column["strings"]))
+        except ValueError:
+            values = []
+            for text in column["strings"]:
+                try:
+                    values.append(float(text))
+                except ValueError:
+                    values.append(None)
+                    bad += 1
+    else:
+        return [None] * len(column["booleans"]), len(column["booleans"])
+    for i in column.get("missing") or ():
+        if values[i] is None:
+            bad -= 1  # an empty cell is missing, not unreadable
+        values[i] = None
+    return values, bad
+
+
+class Normaliser:
+    """Holds the compiled mappings; :meth:`normalise` is the pure transform."""
+
+    def __init__(
+        self,
+        vocabulary: Vocabulary,
+        mappings: dict[tuple[str, str], SourceMapping],
+        *,
+        window_us: int = memory.WINDOW_US,
+        max_runs: int = memory.MAX_RUNS,
+    ):
+        self.vocabulary = vocabulary
+        self.mappings = mappings
+        self.window_us = window_us
+        self.max_runs = max_runs
+        self._sdm_times: dict[tuple[str, str, str], tuple[TimeSpec, ...]] = {}
+        # (measure, unit, integrate) -> checked conversion; measures live as long as we do
+        self._conversions_seen: dict[tuple[int, str, bool], Conversion] = {}
+        self._sdm_specs: dict[tuple[str, str, str], MeasureSpec] = {}
+
+    # -- entry point --------------------------------------------------------------
+    def normalise(self, record: dict[str, Any], get_state: StateGetter) -> Outcome:
+        city, source = record["city"], record["source"]
+        mapping = self.mappings.get((city, source))
+        if mapping is None:
+            raise RejectedInput(
+                "unmapped-source",
+                f"source {city}/{source} has no `mapping:` section in deploy/cities/{city}.yaml "
+                "(or the city is unknown to this node); add one and replay this dead letter",
+            )
+        columns = {c["name"]: c for c in record["columns"]}
+        n = record["row_count"]
+        model: SdmModel | None = None
+        measures = [m for m in mapping.measures if m.column in columns]
+        if mapping.smart_data_models:
+            entity_type = record.get("entity_type")
+            model = self.vocabulary.models.get(entity_type or "")
+            if model is None and not mapping.measures:
+                raise RejectedInput(
+                    "unknown-entity-type",
+                    f"entity type {entity_type!r} has no built-in Smart Data Models mapping; "
+                    f"known types: {', '.join(sorted(self.vocabulary.models))}",
+                )
+            if model is not None:
+                explicit = {m.column for m in measures}
+                measures += self._sdm_measures(model, columns, mapping, explicit)
+        if not measures:
+            wanted = ", ".join(sorted({m.column for m in mapping.measures})) or "(built-in)"
+            raise RejectedInput(
+                "no-measure",
+                f"none of the mapped measures ({wanted}) is in the record "
+                f"(fields: {', '.join(sorted(columns)) or 'none'}); check the privacy policy "
+                f"keeps them and the mapping of {city}/{source}",
+            )
+        pseudonym = record["entity_pseudonym"]
+        base = {
+            "city": city,
+            "entity_pseudonym": pseudonym,
+            "entity_type": mapping.entity_type or record.get("entity_type"),
+            "zone": self._zone(mapping, columns, record),
+            "sector": self._sector(mapping, columns, record),
+            "position": None,
+            "source": source,
+            "dataset": record["dataset"],
+            "lineage_id": record["lineage_id"],
+            "key_epoch": record.get("key_epoch"),
+        }
+        out = Outcome()
+        coarse = (record.get("attributes") or {}).get(COARSENED)
+        if coarse:
+            # anonymise summed the rows per bucket: times are the bucket starts (UTC)
+            events = list(record.get("event_times") or [])
+            if len(events) != n:
+                raise RejectedInput(
+                    "malformed-record", "a coarsened record must carry one event time per row"
+                )
+            steps = _bucket_steps(events, coarse, mapping.timezone)
+            lineage = record["lineage_id"]
+            for measure in measures:
+                self._measure(
+                    measure, columns, events, [0] * n, steps, base, get_state, out, lineage
+                )
+            return out
+        steps = self._steps(mapping.step, model, columns, n, mapping)
+        time_cache: dict[Any, tuple[list[int | None], list[int]]] = {}
+        for measure in measures:
+            specs = measure.times or (
+                self._sdm_time_specs(model, measure.column, mapping) if model else mapping.times
+            )
+            times, tflags = self._times(specs, columns, record, n, model is not None, time_cache)
+            self._measure(measure, columns, times, tflags, steps, base, get_state, out)
+        return out
+
+    # -- one measure ------------------------------------------------------------------
+    def _measure(
+        self,
+        spec: MeasureSpec,
+        columns: dict[str, Any],
+        times: list[int | None],
+        tflags: list[int],
+        steps: list[int | None] | None,
+        base: dict[str, Any],
+        get_state: StateGetter,
+        out: Outcome,
+        lineage: str | None = None,
+    ) -> None:
+        metric = spec.metric
+        values, bad = numbers(columns[spec.column])
+        if bad:
+            out.dropped["bad-value"] += bad
+        integrate = spec.kind == "average" and metric.temporal == "interval"
+        convs = self._conversions(spec, columns, len(values), integrate)
+
+        # readings with a value and a time, in time order, each time once
+        idx = _select(values, times, tflags, out)
+        if idx is None:
+            ts, raw, qs = list(times), values, list(tflags)
+            sel_steps = list(steps) if steps is not None else None
+            sel_convs = convs
+        else:
+            if not idx:
+                return
+            ts = [times[i] for i in idx]
+            raw = [values[i] for i in idx]
+            qs = [tflags[i] for i in idx]
+            sel_steps = [steps[i] for i in idx] if steps is not None else None
+            sel_convs = convs if isinstance(convs, Conversion) else [convs[i] for i in idx]
+        if not ts:
+            return
+
+        key = state_key(base["city"], base["entity_pseudonym"], metric.name)
+        state = get_state(key)
+        decimals = metric.decimals
+        if spec.kind == "cumulative":
+            ts, vs, qs, st, reg = self._differences(spec, ts, raw, qs, sel_convs, state, out)
+            if reg is None:
+                return
+            new_state = memory.remember(state, [], register=reg, window_us=self.window_us)
+            interval = True
+        else:
+            interval = metric.temporal == "interval"
+            st = sel_steps
+            if (integrate or interval) and (st is None or None in st):
+                st = _infer_steps(ts, st, qs)
+            if st is None:
+                st = [None] * len(ts)
+            if isinstance(sel_convs, Conversion):
+                conv = sel_convs
+                if conv.integrate:
+                    if None in st:
+                        keep = [k for k, step in enumerate(st) if step is not None]
+                        out.dropped["no-step"] += len(ts) - len(keep)
+                        ts, raw, qs, st = _pick(keep, ts, raw, qs, st)
+                    factor = conv.scale / 3600
+                    vs = [
+                        round(v * factor * step, decimals) for v, step in zip(raw, st, strict=True)
+                    ]
+                elif conv.identity:
+                    vs = list(raw)
+                else:
+                    scale, offset = conv.scale, conv.offset
+                    vs = [round(v * scale + offset, decimals) for v in raw]
+            else:
+                vs = []
+                keep = []
+                for k, (v, conv, step) in enumerate(zip(raw, sel_convs, st, strict=True)):
+                    if conv.integrate:
+                        if step is None:
+                            out.dropped["no-step"] += 1
+                            continue
+                        vs.append(round(v * conv.scale * step / 3600, decimals))
+                    else:
+                        vs.append(round(v * conv.scale + conv.offset, decimals))
+                    keep.append(k)
+                if len(keep) != len(ts):
+                    ts, _, qs, st = _pick(keep, ts, raw, qs, st)
+            seen, late = memory.seen(state, ts, lineage=lineage)
+            if late:
+                out.dropped["too-late"] += late
+            if True in seen:
+                dups = sum(seen) - late
+                if dups:
+                    out.dropped["duplicate"] += dups
+                keep = [k for k, s in enumerate(seen) if not s]
+                ts, vs, qs, st = _pick(keep, ts, vs, qs, st)
+            if not ts:
+                return
+            new_state = memory.remember(
+                state, ts, lineage=lineage, window_us=self.window_us, max_runs=self.max_runs
+            )
+        out.states[key] = new_state
+        if not ts:
+            return
+        _check_range(metric, vs, qs, interval)
+        for start, step, times_out, vals, quality in _series(ts, vs, qs, st, interval):
+            out.observations.append(
+                {
+                    **base,
+                    "domain": metric.domain,
+                    "carrier": metric.carrier if metric.domain == "energy" else None,
+                    "metric": metric.name,
+                    "unit": metric.unit.symbol,
+                    "start": start,
+                    "step_seconds": step,
+                    "times": times_out,
+                    "values": vals,
+                    "quality": quality if any(quality) else [],
+                }
+            )
+
+    def _differences(self, spec, ts, raw, qs, convs, state, out):
+        """Interval consumption between consecutive register readings."""
+        decimals = spec.metric.decimals
+        if isinstance(convs, Conversion):
+            scale = convs.scale
+            readings = [v * scale for v in raw] if scale != 1.0 else raw
+            wrap = spec.rollover * scale if spec.rollover else None
+        else:
+            readings = [v * c.scale for v, c in zip(raw, convs, strict=True)]
+            wrap = spec.rollover * convs[-1].scale if spec.rollover else None
+        prev = memory.register(state)
+        if prev is None or ts[0] > prev[0]:
+            fast = _register_run(ts, readings, qs, prev, wrap, decimals)
+            if fast is not None:
+                return fast
+        prev_flags = 0
+        out_t: list[int] = []
+        out_v: list[float] = []
+        out_q: list[int] = []
+        out_s: list[int | None] = []
+        stale = 0
+        for t, reading, flags in zip(ts, readings, qs, strict=True):
+            if prev is not None:
+                prev_t, prev_v = prev
+                if t <= prev_t:
+                    stale += 1
+                    continue
+                diff = reading - prev_v
+                quality = flags | prev_flags
+                if diff < 0:
+                    if wrap and prev_v > wrap / 2 and diff + wrap < wrap / 2:
+                        diff += wrap
+                        quality |= COUNTER_ROLLOVER
+                    else:
+                        diff = 0.0
+                        quality |= COUNTER_RESET
+                out_t.append(prev_t)
+                out_v.append(round(diff, decimals))
+                out_q.append(quality)
+                step_us = t - prev_t
+                out_s.append(step_us // US if step_us % US == 0 else None)
+            prev = (t, reading)
+            prev_flags = flags
+        if stale:
+            out.dropped["stale-register"] += stale
+        return out_t, out_v, out_q, out_s, prev if stale < len(ts) else None
+
+    # -- units -------------------------------------------------------------------------
+    def _conversions(
+        self, spec: MeasureSpec, columns: dict[str, Any], n: int, integrate: bool
+    ) -> Conversion | list[Conversion]:
+        metric = spec.metric
+        unit_column = columns.get(spec.unit_field) if spec.unit_field else None
+        if unit_column is None:
+            if spec.unit is None:
+                raise UnknownUnit(
+                    f"{spec.column}: the unit field {spec.unit_field!r} is not in the record and "
+                    "the mapping gives no default unit"
+                )
+            return self._conversion(spec, spec.unit, integrate)
+        names = column_values(unit_column)
+        distinct = set(names)
+        by_name: dict[Any, Conversion] = {}
+        for name in distinct:
+            if name is None or name == "":
+                if spec.unit is None:
+                    raise UnknownUnit(
+                        f"{spec.column}: a value has no unit and no default is mapped"
+                    )
+                by_name[name] = self._conversion(spec, spec.unit, integrate)
+                continue
+            unit = find_unit(str(name))
+            if unit is None:
+                raise UnknownUnit(
+                    f"{spec.column}: unknown unit {name!r} in field {spec.unit_field!r} "
+                    f"(metric {metric.name} is in {metric.unit.symbol})"
+                )
+            by_name[name] = self._conversion(spec, unit, integrate)
+        if len(by_name) == 1:
+            return next(iter(by_name.values()))
+        return [by_name[name] for name in names]
+
+    def _conversion(self, spec: MeasureSpec, unit, integrate: bool) -> Conversion:
+        key = (id(spec), unit.symbol, integrate)
+        found = self._conversions_seen.get(key)
+        if found is None:
+            found = self._conversions_seen[key] = self._check_conversion(spec, unit, integrate)
+        return found
+
+    @staticmethod
+    def _check_conversion(spec: MeasureSpec, unit, integrate: bool) -> Conversion:
+        metric = spec.metric
+
+        def incompatible(message: str) -> IncompatibleUnit:
+            return IncompatibleUnit(
+                f"{spec.column} in {unit.symbol} cannot be {metric.name} "
+                f"({metric.unit.symbol}): {message}"
+            )
+
+        check_kind(metric, spec.kind, unit, fail=incompatible)
+        return conversion(unit, metric.unit, integrate=integrate)
+
+    # -- time, step, zone, sector ------------------------------------------------------
+    def _times(self, specs, columns, record, n, sdm: bool, cache):
+        cache_key = specs
+        found = cache.get(cache_key)
+        if found is not None:
+            return found
+        times: list[int | None] = [None] * n
+        flags = [0] * n
+        missing = n
+        for spec in specs:
+            column = columns.get(spec.field)
+            if column is None:
+                continue
+            parsed = cache.get(spec)
+            if parsed is None:
+                raw = column_values(column)
+                if sdm:
+                    raw = [
+                        v.split("/", 1)[0] if isinstance(v, str) and "/" in v else v for v in raw
+                    ]
+                parsed = parse_time_column(raw, spec)
+                cache[spec] = parsed
+            parsed_times, parsed_flags = parsed
+            if missing == n and None not in parsed_times:
+                times, flags, missing = list(parsed_times), list(parsed_flags), 0
+                break
+            for i in range(n):
+                if times[i] is None:
+                    if parsed_times[i] is not None:
+                        times[i] = parsed_times[i]
+                        flags[i] = parsed_flags[i]
+                    else:
+                        flags[i] |= parsed_flags[i] & ~TIME_INVALID
+            missing = times.count(None)
+            if not missing:
+                break
+        if missing:
+            events = record.get("event_times") or []
+            fallback: list[int] | None = list(events) if len(events) == n else None
+            fallback_flag = 0
+            if fallback is None and sdm and record.get("received_at") is not None:
+                fallback = [record["received_at"]] * n
+                fallback_flag = TIME_FROM_RECEPTION
+            for i in range(n):
+                if times[i] is None:
+                    if fallback is not None and not flags[i] & TIME_NONEXISTENT:
+                        times[i] = fallback[i]
+                        flags[i] |= fallback_flag
+                    elif not flags[i] & TIME_NONEXISTENT:
+                        flags[i] |= TIME_INVALID
+        result = (times, flags)
+        cache[cache_key] = result
+        return result
+
+    def _steps(
+        self,
+        step: StepSpec | None,
+        model: SdmModel | None,
+        columns: dict[str, Any],
+        n: int,
+        mapping: SourceMapping,
+    ) -> list[int | None] | None:
+        if step is not None:
+            if step.seconds is not None:
+                return [step.seconds] * n
+            column = columns.get(step.field or "")
+            if column is None:
+                return None
+            raw = column_values(column)
+            distinct = set(raw)
+            if len(distinct) == 1:
+                value = raw[0]
+                return [None if value is None else parse_duration(value, step.format)] * n
+            parsed: dict[Any, int | None] = {}
+            out = []
+            for value in raw:
+                if value not in parsed:
+                    parsed[value] = None if value is None else parse_duration(value, step.format)
+                out.append(parsed[value])
+            return out
+        if model is not None and model.period is not None:
+            start_field, end_field = model.period
+            if start_field in columns and end_field in columns:
+                spec_a = TimeSpec(start_field, "iso8601", mapping.timezone)
+                spec_b = TimeSpec(end_field, "iso8601", mapping.timezone)
+                a, _ = parse_time_column(column_values(columns[start_field]), spec_a)
+                b, _ = parse_time_column(column_values(columns[end_field]), spec_b)
+                return [
+                    (y - x) // US if x is not None and y is not None and y > x else None
+                    for x, y in zip(a, b, strict=True)
+                ]
+        return None
+
+    def _zone(self, mapping: SourceMapping, columns, record) -> str | None:
+        ref = mapping.zone
+        if ref is None:
+            return (record.get("attributes") or {}).get("zone") or None
+        value = _first(ref, columns, record)
+        if value is not None and ref.values:
+            value = ref.values.get(value, value)
+        return value
+
+    def _sector(self, mapping: SourceMapping, columns, record) -> str | None:
+        ref = mapping.sector
+        if ref is None:
+            value = (record.get("attributes") or {}).get("sector") or None
+            values = None
+        else:
+            value = _first(ref, columns, record)
+            values = ref.values
+        if value is None:
+            return None
+        if values and value in values:
+            return values[value]
+        if value in self.vocabulary.sectors:
+            return value
+        raise RejectedInput(
+            "unknown-sector",
+            f"sector {value!r} of {mapping.city}/{mapping.source} is neither a sector of the "
+            f"vocabulary ({', '.join(self.vocabulary.sectors)}) nor translated by the "
+            "mapping's sector.values",
+        )
+
+    # -- Smart Data Models ----------------------------------------------------------------
+    def _sdm_measures(
+        self, model: SdmModel, columns: dict[str, Any], mapping: SourceMapping, explicit: set[str]
+    ) -> list[MeasureSpec]:
+        out = []
+        for name in columns:
+            if name in explicit:
+                continue
+            entries = self.vocabulary.sdm_attributes.get(f"{model.type}.{name}")
+            if not entries:
+                continue
+            for _name, entry, metric in entries:
+                if entry.when and not all(
+                    _first_value(columns.get(attribute)) == expected
+                    for attribute, expected in entry.when
+                ):
+                    continue
+                key = (model.type, name, metric.name)
+                spec = self._sdm_specs.get(key)
+                if spec is None:
+                    spec = self._sdm_specs[key] = MeasureSpec(
+                        column=name,
+                        metric=metric,
+                        kind=entry.kind,
+                        unit=entry.unit,
+                        unit_field=f"{name}@unitCode",
+                    )
+                out.append(spec)
+                break
+        return out
+
+    def _sdm_time_specs(
+        self, model: SdmModel, attribute: str, mapping: SourceMapping
+    ) -> tuple[TimeSpec, ...]:
+        key = (model.type, attribute, mapping.timezone)
+        found = self._sdm_times.get(key)
+        if found is None:
+            names = (f"{attribute}@observedAt", f"{attribute}.timestamp", *model.time)
+            found = tuple(TimeSpec(name, "iso8601", mapping.timezone) for name in names)
+            found = (*mapping.times, *found) if mapping.times else found
+            self._sdm_times[key] = found
+        return found
+
+
+# -- helpers -----------------------------------------------------------------------------
+def _first(ref, columns, record) -> str | None:
+    if ref.attribute is not None:
+        return (record.get("attributes") or {}).get(ref.attribute) or None
+    column = columns.get(ref.field)
+    value = _first_value(column)
+    return None if value is None or value == "" else str(value)
+
+
+def _first_value(column: dict[str, Any] | None) -> Any:
+    if column is None:
+        return None
+    missing = set(column.get("missing") or ())
+    for i, value in enumerate(column[_ARRAYS[column["kind"]]]):
+        if i not in missing:
+            return value
+    return None
+
+
+def _bucket_steps(starts: list[int], step: str, timezone: str) -> list[int | None]:
+    """Length of each coarsened bucket: fixed, or the local day (23, 24 or 25 hours)."""
+    fixed = BUCKET_SECONDS.get(step)
+    if fixed is not None:
+        return [fixed] * len(starts)
+    if step != "P1D":
+        return [None] * len(starts)
+    zone = ZoneInfo(timezone)
+    out: list[int | None] = []
+    for start in starts:
+        day = datetime.fromtimestamp(start / US, zone).date() + timedelta(days=1)
+        end = datetime.combine(day, time(0), tzinfo=zone).timestamp()
+        out.append(round(end - start / US))
+    return out
+
+
+def _register_run(ts, readings, qs, prev, wrap, decimals):
+    """The common case of :meth:`Normaliser._differences`, column-wise: readings
+    newer than the register, never going down, whole-second steps."""
+    if prev is None:
+        times, values, flags = ts, readings, qs
+    else:
+        times, values, flags = [prev[0], *ts], [prev[1], *readings], [0, *qs]
+    if len(times) < 2:
+        return [], [], [], [], (ts[-1], readings[-1])
+    diffs = [b - a for a, b in pairwise(values)]
+    if min(diffs) < 0:
+        return None
+    steps_us = [b - a for a, b in pairwise(times)]
+    if any(step % US for step in steps_us):
+        return None
+    quality = [a | b for a, b in pairwise(flags)] if any(flags) else [0] * len(diffs)
+    return (
+        times[:-1],
+        [round(d, decimals) for d in diffs],
+        quality,
+        [step // US for step in steps_us],
+        (ts[-1], readings[-1]),
+    )
+
+
+def _select(values, times, tflags, out: Outcome) -> list[int] | None:
+    """Positions of the readings to use, in time order, each time once; None: all of
+    them as they are (the common case, checked without building anything)."""
+    if None not in values and None not in times:
+        if times == sorted(times) and len(set(times)) == len(times):
+            return None
+        rows = sorted((t, i) for i, t in enumerate(times))
+    else:
+        rows = []
+        for i, v in enumerate(values):
+            if v is None:
+                continue
+            t = times[i]
+            if t is None:
+                reason = "time-nonexistent" if tflags[i] & TIME_NONEXISTENT else "time-invalid"
+                out.dropped[reason] += 1
+                continue
+            rows.append((t, i))
+        rows.sort()
+    idx = []
+    last = None
+    for t, i in rows:
+        if t == last:
+            out.dropped["duplicate"] += 1
+            continue
+        idx.append(i)
+        last = t
+    return idx
+
+
+def _pick(keep: list[int], *lists: list) -> tuple[list, ...]:
+    return tuple([items[k] for k in keep] for items in lists)
+
+
+def _infer_steps(ts: list[int], steps: list[int | None] | None, qs: list[int]):
+    """Fill unknown steps with the most common spacing of the readings (flagged)."""
+    spacings = Counter(b - a for a, b in pairwise(ts) if (b - a) % US == 0)
+    if not spacings:
+        return steps
+    spacing = spacings.most_common(1)[0][0] // US
+    out = list(steps) if steps is not None else [None] * len(ts)
+    for k, step in enumerate(out):
+        if step is None:
+            out[k] = spacing
+            qs[k] |= STEP_INFERRED
+    return out
+
+
+def _check_range(metric: Metric, values: list[float], quality: list[int], interval: bool) -> None:
+    low, high = metric.min, metric.max
+    if low is None and high is None:
+        return
+    if (low is None or min(values) >= low) and (high is None or max(values) <= high):
+        return
+    for k, v in enumerate(values):
+        if (low is not None and v < low) or (high is not None and v > high):
+            quality[k] |= OUT_OF_RANGE
+            if interval and low is not None and v < low:
+                values[k] = float(low)
+
+
+def _series(ts, vs, qs, steps, interval: bool):
+    """(start, step_seconds, times, values, quality) per series to publish."""
+    n = len(ts)
+    if interval:
+        step = steps[0]
+        if step is not None and steps.count(step) == n and _regular(ts, step * US):
+            yield ts[0], step, [], vs, qs
+            return
+        k = 0
+        while k < n:
+            step = steps[k]
+            if step is None:
+                j = k + 1
+                while j < n and steps[j] is None:
+                    j += 1
+                yield ts[k], 0, ts[k:j], vs[k:j], qs[k:j]
+                k = j
+                continue
+            step_us = step * US
+            j = k + 1
+            while j < n and steps[j] == step and ts[j] == ts[j - 1] + step_us:
+                j += 1
+            yield ts[k], step, [], vs[k:j], qs[k:j]
+            k = j
+        return
+    if n >= 2:
+        spacing = ts[1] - ts[0]
+        if spacing > 0 and spacing % US == 0 and _regular(ts, spacing):
+            yield ts[0], spacing // US, [], vs, qs
+            return
+    yield ts[0], 0, list(ts), vs, qs
+
+
+def _regular(ts: list[int], step_us: int) -> bool:
+    """Whether ``ts`` is exactly ``ts[0], ts[0] + step, ...`` (compared in C)."""
+    return ts[-1] - ts[0] == step_us * (len(ts) - 1) and ts == list(
+        range(ts[0], ts[-1] + 1, step_us)
+    )

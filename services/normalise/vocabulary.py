@@ -1,0 +1,249 @@
+"""The controlled vocabulary (``deploy/vocabulary.yaml``), loaded and checked once.
+
+Every metric names a canonical unit of :mod:`services.normalise.units`; its Smart
+Data Models entries say which attribute of which entity type carries it, so the
+built-in mapping of those types is data, not per-city code.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from services.normalise import quality
+from services.normalise.units import BY_SYMBOL, Unit, find_unit
+from services.runtime.cities import DOMAINS
+from services.runtime.errors import ConfigError
+from services.runtime.paths import REPO_ROOT
+
+VOCABULARY_FILE = REPO_ROOT / "deploy" / "vocabulary.yaml"
+TEMPORALS = ("interval", "instant")
+KINDS = ("interval", "average", "cumulative", "instantaneous")
+
+
+@dataclass(frozen=True)
+class SdmEntry:
+    """One Smart Data Models attribute that carries a metric."""
+
+    type: str
+    attribute: str
+    kind: str
+    unit: Unit
+    when: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    domain: str
+    unit: Unit
+    temporal: str
+    description: str
+    decimals: int = 6
+    carrier: str | None = None
+    min: float | None = None
+    max: float | None = None
+    sdm: tuple[SdmEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class SdmModel:
+    """Where an entity type says when it was observed, and what period it covers."""
+
+    type: str
+    time: tuple[str, ...]
+    period: tuple[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    metrics: dict[str, Metric]
+    sectors: tuple[str, ...]
+    models: dict[str, SdmModel]
+    # (type, attribute) -> entries, conditional ones first
+    sdm_attributes: dict[str, list[tuple[str, SdmEntry, Metric]]] = field(default_factory=dict)
+    source: str = str(VOCABULARY_FILE)
+
+    def metric(self, name: str, *, source: str, key: str) -> Metric:
+        found = self.metrics.get(name)
+        if found is None:
+            raise ConfigError(
+                f"unknown metric {name!r}; the vocabulary ({self.source}) has: "
+                f"{', '.join(sorted(self.metrics))}",
+                source=source,
+                key=key,
+            )
+        return found
+
+
+def load_vocabulary(path: Path = VOCABULARY_FILE) -> Vocabulary:
+    where = str(path)
+    try:
+        document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"cannot read the vocabulary: {exc.strerror}", source=where) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"not valid YAML: {exc}", source=where) from exc
+    if not isinstance(document, dict):
+        raise ConfigError("expected a mapping with metrics, sectors, ...", source=where)
+
+    def fail(key: str, message: str) -> ConfigError:
+        return ConfigError(message, source=where, key=key)
+
+    sectors = document.get("sectors")
+    if not isinstance(sectors, list) or not all(isinstance(s, str) and s for s in sectors):
+        raise fail("sectors", "expected a list of sector names")
+    _check_flags(document.get("quality_flags"), fail)
+
+    models: dict[str, SdmModel] = {}
+    for type_name, raw in (document.get("smart_data_models") or {}).items():
+        key = f"smart_data_models.{type_name}"
+        if not isinstance(raw, dict) or not _names(raw.get("time")):
+            raise fail(f"{key}.time", "expected a list of time attribute names")
+        period = raw.get("period")
+        if period is not None and (not _names(period) or len(period) != 2):
+            raise fail(f"{key}.period", "expected [from attribute, to attribute]")
+        models[type_name] = SdmModel(
+            type_name, tuple(raw["time"]), tuple(period) if period else None
+        )
+
+    raw_metrics = document.get("metrics")
+    if not isinstance(raw_metrics, dict) or not raw_metrics:
+        raise fail("metrics", "expected a mapping of metric name to its definition")
+    metrics: dict[str, Metric] = {}
+    by_attribute: dict[str, list[tuple[str, SdmEntry, Metric]]] = {}
+    for name, raw in raw_metrics.items():
+        key = f"metrics.{name}"
+        if not isinstance(name, str) or not isinstance(raw, dict):
+            raise fail(key, "expected a mapping (domain, unit, temporal, description)")
+        unknown = set(raw) - {
+            "domain",
+            "unit",
+            "temporal",
+            "description",
+            "decimals",
+            "carrier",
+            "min",
+            "max",
+            "sdm",
+        }
+        if unknown:
+            raise fail(f"{key}.{sorted(unknown)[0]}", "unknown key")
+        if raw.get("domain") not in DOMAINS:
+            raise fail(f"{key}.domain", f"expected one of {', '.join(DOMAINS)}")
+        unit = BY_SYMBOL.get(str(raw.get("unit")))
+        if unit is None:
+            raise fail(
+                f"{key}.unit",
+                f"{raw.get('unit')!r} is not a unit symbol of services/normalise/units.py",
+            )
+        if raw.get("temporal") not in TEMPORALS:
+            raise fail(f"{key}.temporal", f"expected one of {', '.join(TEMPORALS)}")
+        if not isinstance(raw.get("description"), str):
+            raise fail(f"{key}.description", "a description is required")
+        decimals = raw.get("decimals", 6)
+        if not isinstance(decimals, int) or not 0 <= decimals <= 12:
+            raise fail(f"{key}.decimals", "expected an integer from 0 to 12")
+        for bound in ("min", "max"):
+            if bound in raw and not isinstance(raw[bound], int | float):
+                raise fail(f"{key}.{bound}", "expected a number")
+        metric = Metric(
+            name=name,
+            domain=raw["domain"],
+            unit=unit,
+            temporal=raw["temporal"],
+            description=raw["description"],
+            decimals=decimals,
+            carrier=raw.get("carrier"),
+            min=raw.get("min"),
+            max=raw.get("max"),
+        )
+        entries = []
+        for i, entry in enumerate(raw.get("sdm") or ()):
+            entries.append(_sdm_entry(entry, f"{key}.sdm[{i}]", metric, models, fail))
+        metric = Metric(**{**metric.__dict__, "sdm": tuple(entries)})
+        metrics[name] = metric
+        for entry in entries:
+            by_attribute.setdefault(f"{entry.type}.{entry.attribute}", []).append(
+                (name, entry, metric)
+            )
+    for entries in by_attribute.values():
+        entries.sort(key=lambda item: not item[1].when)  # conditional entries first
+        plain = [e for e in entries if not e[1].when]
+        if len(plain) > 1:
+            raise fail(
+                f"metrics.{plain[1][0]}.sdm",
+                f"{plain[1][1].type}.{plain[1][1].attribute} is already mapped to "
+                f"{plain[0][0]} (add a `when` condition to one of them)",
+            )
+    return Vocabulary(metrics, tuple(sectors), models, by_attribute, where)
+
+
+def _sdm_entry(raw: Any, key: str, metric: Metric, models, fail) -> SdmEntry:
+    if not isinstance(raw, dict):
+        raise fail(key, "expected {type, attribute, kind, unit}")
+    if raw.get("type") not in models:
+        raise fail(f"{key}.type", f"{raw.get('type')!r} is not declared under smart_data_models")
+    if not isinstance(raw.get("attribute"), str):
+        raise fail(f"{key}.attribute", "expected the attribute name")
+    kind = raw.get("kind")
+    if kind not in KINDS:
+        raise fail(f"{key}.kind", f"expected one of {', '.join(KINDS)}")
+    unit = find_unit(str(raw.get("unit")))
+    if unit is None:
+        raise fail(f"{key}.unit", f"unknown unit {raw.get('unit')!r}")
+    check_kind(metric, kind, unit, fail=lambda message: fail(key, message))
+    when = raw.get("when") or {}
+    if not isinstance(when, dict):
+        raise fail(f"{key}.when", "expected {attribute: value}")
+    return SdmEntry(
+        raw["type"],
+        raw["attribute"],
+        kind,
+        unit,
+        tuple((str(k), str(v)) for k, v in when.items()),
+    )
+
+
+def check_kind(metric: Metric, kind: str, unit: Unit, *, fail) -> None:
+    """Refuse a kind/unit that cannot give the metric (raises what ``fail`` returns)."""
+    from services.normalise.units import INTEGRATES_TO
+
+    dimension = metric.unit.dimension
+    if kind == "cumulative" and metric.temporal != "interval":
+        raise fail(f"a cumulative register gives an interval metric; {metric.name} is not one")
+    if kind == "interval" and metric.temporal != "interval":
+        raise fail(f"{metric.name} is an instant metric; use kind instantaneous or average")
+    if kind == "instantaneous" and metric.temporal != "instant":
+        raise fail(f"{metric.name} is an interval metric; use kind interval or cumulative")
+    integrates = kind == "average" and metric.temporal == "interval"
+    if integrates:
+        if INTEGRATES_TO.get(unit.dimension) != dimension:
+            raise fail(
+                f"an average {unit.dimension} ({unit.symbol}) over the step cannot give "
+                f"{metric.name} ({dimension}, {metric.unit.symbol})"
+            )
+    elif unit.dimension != dimension:
+        raise fail(
+            f"{unit.symbol} ({unit.dimension}) cannot be converted to {metric.name}'s "
+            f"unit {metric.unit.symbol} ({dimension})"
+        )
+
+
+def _names(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
+
+
+def _check_flags(raw: Any, fail) -> None:
+    if not isinstance(raw, list):
+        raise fail("quality_flags", "expected the list of quality bits")
+    declared = {(item.get("bit"), item.get("name")) for item in raw if isinstance(item, dict)}
+    expected = {(bit, name) for name, bit in quality.BITS.items()}
+    if declared != expected:
+        raise fail(
+            "quality_flags",
+            f"must list exactly the bits the code sets: {sorted(expected)}, got {sorted(declared)}",
+        )

@@ -1,0 +1,130 @@
+"""The normalise stage on the real broker and registry: register differences across a
+restart (state restored from the changelog), replays publish nothing twice, unit
+errors go to the dead-letter topic."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+
+from services.normalise.stage import NormaliseStage, NormaliseTopics
+from services.runtime.cities import load_cities
+from services.runtime.kafka import RecordProducer, make_producer
+from services.runtime.processor import StageRunner
+from tests.integration.kafka_helpers import read_all
+from tests.normalise_helpers import CURVES, LINKY, MIN10, T0, city_file, curves, linky
+
+pytestmark = pytest.mark.integration
+
+METERS = ("meter-a", "meter-b", "meter-c")
+DAY = 144
+
+
+@pytest.fixture()
+def setup(node, isolated_topics, tmp_path: Path):
+    specs, contracts = isolated_topics(
+        "anonymised.v1", "observations.v1", "normalise.state.v1", "dlq.v1", partitions=2
+    )
+    city_file(tmp_path, "testville", [LINKY, CURVES])
+    cities = load_cities(tmp_path)
+    topics = NormaliseTopics(
+        input=specs["anonymised.v1"].name,
+        output=specs["observations.v1"].name,
+        state=specs["normalise.state.v1"].name,
+    )
+    group = f"normalise-test-{uuid.uuid4().hex[:6]}"
+    writer = RecordProducer(make_producer(node), contracts)
+
+    def send(records: list[dict]) -> None:
+        for rec in records:
+            writer.produce(topics.input, f"{rec['city']}|{rec['entity_pseudonym']}", rec)
+        assert writer.flush() == 0
+
+    def run(instance: str):
+        stage = NormaliseStage(node, contracts, cities, topics=topics)
+        stage.name = group  # same consumer group: a restart resumes after committed offsets
+        runner = StageRunner(
+            stage, node, contracts, instance=instance, dead_letter_topic=specs["dlq.v1"].name
+        )
+        return stage, runner.run(idle_exit_s=3)
+
+    def observations() -> list[dict]:
+        codec = contracts.codec(topics.output)
+        return [codec.decode(m.value()) for m in read_all(node, topics.output)]
+
+    def dead_letters() -> list[dict]:
+        codec = contracts.codec(specs["dlq.v1"].name)
+        return [codec.decode(m.value()) for m in read_all(node, specs["dlq.v1"].name)]
+
+    return send, run, observations, dead_letters
+
+
+def registers(day: int, meter: int) -> list[int]:
+    """Wh registers of a meter at each 10-minute boundary of a day (grows by meter+1 Wh)."""
+    base = 5_000_000 + meter * 1_000_000
+    return [base + (day * DAY + k) * (100 + meter) for k in range(DAY)]
+
+
+def expanded(observations: list[dict]) -> dict[tuple[str, int], float]:
+    out = {}
+    for o in observations:
+        for k, value in enumerate(o["values"]):
+            key = (o["entity_pseudonym"], o["start"] + k * o["step_seconds"] * 1_000_000)
+            assert key not in out, f"published twice: {key}"
+            out[key] = value
+    return out
+
+
+def test_register_differences_across_a_restart_and_replays(setup):
+    send, run, observations, dead_letters = setup
+    send([linky(registers(0, m), 0, entity=e, lineage="day-1") for m, e in enumerate(METERS)])
+    _, summary = run("a")
+    assert summary.records_in == 3 and summary.dead_letters == 0
+    first = expanded(observations())
+    assert len(first) == 3 * (DAY - 1)  # the first reading of a meter only sets its register
+
+    # a new process (empty memory) restores the registers from the changelog
+    send([linky(registers(1, m), DAY, entity=e, lineage="day-2") for m, e in enumerate(METERS)])
+    _, summary = run("b")
+    assert summary.records_in == 3 and summary.dead_letters == 0
+    both = expanded(observations())
+    assert len(both) == 3 * (2 * DAY - 1)
+    for m, entity in enumerate(METERS):
+        # the interval between the two days' records, computed from the restored register
+        assert both[(entity, T0 + (DAY - 1) * MIN10)] == pytest.approx((100 + m) / 1000)
+        assert all(both[(entity, T0 + k * MIN10)] == (100 + m) / 1000 for k in range(2 * DAY - 1))
+
+    # replays of both days, and of a load curve already published, publish nothing new
+    send([linky(registers(0, m), 0, entity=e, lineage="day-1") for m, e in enumerate(METERS)])
+    send([linky(registers(1, m), DAY, entity=e, lineage="day-2") for m, e in enumerate(METERS)])
+    send([curves([0.1] * DAY, entity="curve-1", lineage="c1")])
+    run("c")
+    count = len(observations())
+    send([curves([0.1] * DAY, entity="curve-1", lineage="c1-again")])
+    _, summary = run("d")
+    assert summary.records_in == 1 and summary.records_out == 0
+    assert len(observations()) == count
+    final = expanded(observations())  # (asserts nothing was published twice)
+    assert len(final) == 3 * (2 * DAY - 1) + DAY
+    assert dead_letters() == []
+
+
+def test_unit_errors_go_to_the_dead_letter_topic(setup):
+    send, run, observations, dead_letters = setup
+    send(
+        [
+            curves([0.1, 0.2], unit=["kWh", "kW"], entity="bad-dimension"),
+            curves([0.1, 0.2], unit=["kWh", "furlongs"], entity="bad-unit"),
+            curves([150.0, 250.0], unit="Wh", entity="good"),
+        ]
+    )
+    _, summary = run("a")
+    assert summary.dead_letter_reasons == {"incompatible-unit": 1, "unknown-unit": 1}
+    letters = {letter["reason"]: letter for letter in dead_letters()}
+    assert letters["incompatible-unit"]["stage"].startswith("normalise")
+    assert "kW" in letters["incompatible-unit"]["message"]
+    assert letters["unknown-unit"]["original_value"]  # the bytes, for a replay once fixed
+    published = observations()
+    assert [(o["entity_pseudonym"], o["values"]) for o in published] == [("good", [0.15, 0.25])]
