@@ -44,10 +44,14 @@ test: setup ## run every test against a real Kafka broker and schema registry
 test-unit: setup ## run only the tests that need no broker
 	@$(RUN) pytest -q tests/unit
 
-bench: setup ## run the benchmarks (they print their figures)
+BENCHES := kafka_ceiling ingest anonymise normalise energy_analytics publish federation
+bench: setup ## run the benchmarks (they print their figures); then the whole pipeline
 	@$(TEST_ENV) $(CITEPLUS) infra up --storage memory
-	@status=0; $(TEST_ENV) $(RUN) python bench/kafka_ceiling.py || status=$$?; \
-	  $(TEST_ENV) $(CITEPLUS) infra down; exit $$status
+	@status=0; for b in $(BENCHES); do echo "==> bench/$$b.py"; \
+	  $(TEST_ENV) $(RUN) python bench/$$b.py || status=$$?; done; \
+	  $(TEST_ENV) $(CITEPLUS) infra down; \
+	  echo "==> bench/pipeline.py (a private node)"; $(RUN) python bench/pipeline.py || status=$$?; \
+	  exit $$status
 
 lint: setup ## ruff check and format check
 	@$(RUN) ruff check .
