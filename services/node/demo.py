@@ -21,7 +21,7 @@ from services.runtime.config import NodeConfig, load_node_config
 AIR_SQL = """SELECT city, hour, round(sumMerge(total) / countMerge(readings), 1) AS no2
 FROM observations_hourly WHERE metric = 'no2'
 GROUP BY city, hour ORDER BY city, hour"""
-SUPPRESSION_SQL = """SELECT city, count() AS cells, countIf(suppressed) AS suppressed,
+SUPPRESSION_SQL = """SELECT city, count() AS cells, countIf(suppressed) AS suppressed_cells,
        arrayStringConcat(groupUniqArrayIf(suppression_reason, suppressed), ', ') AS reasons
 FROM energy_aggregates FINAL GROUP BY city ORDER BY city"""
 COUNTS_SQL = """SELECT domain, metric, count() AS readings, uniqExact(entity) AS entities

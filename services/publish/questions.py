@@ -34,7 +34,7 @@ ORDER BY day, kwh DESC""",
 FROM (
     SELECT city, toDate(hour) AS day, hour, sumMerge(total) AS kwh
     FROM observations_hourly
-    WHERE metric = 'active_energy_import'
+    WHERE metric = 'active_energy_import' AND step_seconds <= 3600
     GROUP BY city, day, hour
 )
 GROUP BY city, day
@@ -67,7 +67,7 @@ LIMIT 10""",
 FROM (
     SELECT city, hour, sumMerge(total) AS kwh
     FROM observations_hourly
-    WHERE metric = 'active_energy_import'
+    WHERE metric = 'active_energy_import' AND step_seconds <= 3600
     GROUP BY city, hour
 )
 GROUP BY city, hour_utc
