@@ -14,7 +14,6 @@ The node is a private one (own state, ports and broker): nothing else is disturb
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -29,23 +28,22 @@ from services.node.local import LocalNode
 T0 = 1_736_722_800  # 2025-01-13T00:00:00+01:00, epoch seconds
 
 
-def bordeaux_lines(meters: range, start: int, intervals: int, step: int = 600) -> bytes:
-    """Bordeaux's NDJSON transport: integer Wh per interval, epoch seconds."""
-    lines = []
+def paris_csv(meters: range, start: int, intervals: int, step: int = 600) -> bytes:
+    """Paris's transport (Enedis-style export): `;`, decimal comma, naive local times,
+    kWh per interval. Its source declares consent, so 10-minute curves are kept."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    paris = ZoneInfo("Europe/Paris")
+    lines = ["prm;iris;secteur;horodate;pas;energie_kwh"]
     for meter in meters:
+        prm = f"{19_000_000_000_000 + meter:014d}"
+        zone = f"75101{meter % 60:04d}"
+        sector = "residentiel" if meter % 4 else "professionnel"
         for k in range(intervals):
-            lines.append(
-                json.dumps(
-                    {
-                        "pdl": f"{33_000_000_000_000 + meter:014d}",
-                        "iris": f"33063{meter % 60:04d}",
-                        "segment": "RES" if meter % 4 else "PRO",
-                        "debut": start + k * step,
-                        "duree_s": step,
-                        "energie_wh": 40 + (meter * 7 + k * 13) % 300,
-                    }
-                )
-            )
+            local = dt.datetime.fromtimestamp(start + k * step, paris).strftime("%Y-%m-%d %H:%M:%S")
+            kwh = f"{0.04 + ((meter * 7 + k * 13) % 300) / 1000:.3f}".replace(".", ",")
+            lines.append(f"{prm};{zone};{sector};{local};PT10M;{kwh}")
     return ("\n".join(lines) + "\n").encode()
 
 
@@ -61,7 +59,10 @@ def push(client: httpx.Client, url: str, token: str, body: bytes) -> dict:
 
 def landed(node: LocalNode) -> int:
     return (
-        node.sql("SELECT count() AS n FROM observations WHERE city = 'bordeaux'")
+        node.sql(
+            "SELECT count() AS n FROM observations "
+            "WHERE city = 'paris' AND metric = 'active_energy_import'"
+        )
         .column("n")[0]
         .as_py()
     )
@@ -92,7 +93,7 @@ def latency(node: LocalNode, url: str, token: str, rate: int, seconds: int) -> l
     with httpx.Client(timeout=60) as client:
         next_at = time.perf_counter()
         for i in range(seconds * 10):
-            body = bordeaux_lines(
+            body = paris_csv(
                 range(meter_base + i * per_batch, meter_base + (i + 1) * per_batch),
                 T0 + 86400 * 30,
                 1,
@@ -106,7 +107,7 @@ def latency(node: LocalNode, url: str, token: str, rate: int, seconds: int) -> l
     while time.time() < deadline and len(done) < len(sent):
         rows = node.sql(
             "SELECT lineage_id, toUnixTimestamp64Milli(max(landed_at)) AS at FROM observations "
-            "WHERE city = 'bordeaux' GROUP BY lineage_id"
+            "WHERE city = 'paris' AND metric = 'active_energy_import' GROUP BY lineage_id"
         ).to_pylist()
         done = {r["lineage_id"]: r["at"] / 1000 for r in rows if r["lineage_id"] in sent}
         time.sleep(1.0)
@@ -143,21 +144,21 @@ def main(argv: list[str] | None = None) -> int:
         from services.runtime.dev_secrets import dev_env_file, read_env_file
         from services.runtime.paths import CITIES_DIR
 
-        reference = load_cities(CITIES_DIR)["bordeaux"].source("releves-compteurs").token
+        reference = load_cities(CITIES_DIR)["paris"].source("enedis-courbes-charge").token
         token = read_env_file(dev_env_file(node.state))[reference.removeprefix("env:")]
-        url = f"{node.ingest_url}/v1/cities/bordeaux/sources/releves-compteurs/records"
+        url = f"{node.ingest_url}/v1/cities/paris/sources/enedis-courbes-charge/records"
 
         print(
             "\n(1a) load curves: a day of 10-minute readings per meter, 20 meters per payload",
             flush=True,
         )
-        payloads = [bordeaux_lines(range(m, m + 20), T0, 144) for m in range(0, args.meters, 20)]
+        payloads = [paris_csv(range(m, m + 20), T0, 144) for m in range(0, args.meters, 20)]
         curves = throughput(node, url, token, payloads, args.meters * 144, workers=4)
         print(f"    {curves:,.0f} readings/s ingest -> ClickHouse ({args.meters * 144:,} readings)")
 
         print("\n(1b) single readings: one reading per meter, 1,000 meters per payload", flush=True)
         payloads = [
-            bordeaux_lines(range(100_000 + m, 100_000 + m + 1000), T0 + 86400 * 10, 1)
+            paris_csv(range(100_000 + m, 100_000 + m + 1000), T0 + 86400 * 10, 1)
             for m in range(0, args.singles, 1000)
         ]
         singles = throughput(node, url, token, payloads, args.singles, workers=4)
