@@ -1,0 +1,1 @@
+"""energy-analytics: windowed energy aggregates with statistical secrecy (see stage.py)."""

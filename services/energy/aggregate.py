@@ -1,0 +1,199 @@
+"""One city x carrier x UTC day as a table of windows, and the records it publishes.
+
+Pure functions over the cell-day states of :mod:`services.energy.windows`:
+:func:`day_table` computes every window's figures for every cell and the city
+totals, :func:`publish` applies the secrecy plan and builds EnergyAggregate
+records (avro/EnergyAggregate.avsc).
+
+Totals: ``("*", sector)`` is a sector's city total, ``("*", "*")`` the city's.
+Their meter count is the sum of their cells' (a meter that moved zone within
+a window counts in both), their largest meter the largest of their cells', and
+their peak the peak of the summed power of all their meters (not a sum of peaks).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from services.energy import secrecy
+from services.energy.secrecy import TOTAL, Cell, Figures, SecrecyPolicy
+from services.energy.windows import (
+    HOURS,
+    QUARTERS,
+    WINDOW_US,
+    quarter_peaks,
+)
+
+Window = tuple[str, int]  # (granularity, index within the day)
+
+
+@dataclass
+class DayTable:
+    """Figures and peak of every cell and total in every window of the day that has data."""
+
+    day: int
+    windows: dict[Window, dict[Cell, tuple[Figures, float]]] = field(default_factory=dict)
+
+    def figures(self) -> dict[Window, dict[Cell, Figures]]:
+        return {w: {c: f for c, (f, _) in cells.items()} for w, cells in self.windows.items()}
+
+    def cells(self) -> set[Cell]:
+        return {cell for cells in self.windows.values() for cell in cells}
+
+
+def _window_peaks(peaks: list[float]) -> dict[Window, float]:
+    out: dict[Window, float] = {("PT15M", q): peaks[q] for q in range(QUARTERS)}
+    for h in range(HOURS):
+        out[("PT1H", h)] = max(peaks[h * 4 : h * 4 + 4])
+    out[("P1D", 0)] = max(peaks)
+    return out
+
+
+def _series(state: Mapping[str, Any], peaks: list[float]) -> dict[Window, tuple[Figures, float]]:
+    e, n, x = state["e"], state["n"], state["x"]
+    at = _window_peaks(peaks)
+    out: dict[Window, tuple[Figures, float]] = {}
+    for q in range(QUARTERS):
+        out[("PT15M", q)] = (_figures(n[q], e[q], x[q]), at[("PT15M", q)])
+    for h in range(HOURS):
+        energy = sum(e[h * 4 : h * 4 + 4])
+        out[("PT1H", h)] = (_figures(state["hn"][h], energy, state["hx"][h]), at[("PT1H", h)])
+    out[("P1D", 0)] = (_figures(state["dn"], sum(e), state["dx"]), at[("P1D", 0)])
+    return out
+
+
+def _figures(meters: int, energy: float, largest: float) -> Figures:
+    """Figures rounded to the published precision (1 Wh / 1e-6 kWh): sums made in
+    another order (a restart, other batches) then give the same figures and the
+    same secrecy decisions, not ones a rounding error apart."""
+    return Figures(meters, round(energy, 6) + 0.0, round(largest, 6) + 0.0)
+
+
+def day_table(day: int, states: Mapping[Cell, Mapping[str, Any]]) -> DayTable:
+    """Every window of the day where at least one meter of the group reported."""
+    per_cell: dict[Cell, dict[Window, tuple[Figures, float]]] = {}
+    for cell, state in states.items():
+        per_cell[cell] = _series(state, quarter_peaks([state["p"]]))
+    sectors = sorted({sector for _, sector in states})
+    totals: dict[Cell, list[Cell]] = {(TOTAL, s): [c for c in states if c[1] == s] for s in sectors}
+    totals[(TOTAL, TOTAL)] = list(states)
+    for total, parts in totals.items():
+        peaks = quarter_peaks(states[c]["p"] for c in parts)
+        series: dict[Window, tuple[Figures, float]] = {}
+        for window, peak in _window_peaks(peaks).items():
+            meters = energy = largest = 0
+            for c in parts:
+                f = per_cell[c][window][0]
+                meters += f.meters
+                energy += f.energy
+                largest = max(largest, f.largest)
+            series[window] = (_figures(meters, energy, largest), peak)
+        per_cell[total] = series
+    table = DayTable(day)
+    everything = per_cell.get((TOTAL, TOTAL), {})
+    for window, (figures, _) in everything.items():
+        if figures.meters > 0:
+            table.windows[window] = {cell: series[window] for cell, series in per_cell.items()}
+    return table
+
+
+def window_bounds(day: int, window: Window) -> tuple[int, int]:
+    granularity, index = window
+    size = WINDOW_US[granularity]
+    start = day + index * size
+    return start, start + size
+
+
+@lru_cache(maxsize=65_536)
+def _iso(t_us: int) -> str:
+    return dt.datetime.fromtimestamp(t_us / 1e6, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def aggregate_key(city: str, cell: Cell, carrier: str, granularity: str, start: int) -> str:
+    """Kafka key of a window's record: city|zone|carrier|sector|granularity|window_start."""
+    zone, sector = cell
+    return f"{city}|{zone}|{carrier}|{sector}|{granularity}|{_iso(start)}"
+
+
+def windows_of_quarters(quarters: Iterable[int]) -> set[Window]:
+    """The windows (quarters, their hours, the day) that hold these quarters."""
+    out: set[Window] = set()
+    for q in quarters:
+        out.add(("PT15M", q))
+        out.add(("PT1H", q // 4))
+        out.add(("P1D", 0))
+    return out
+
+
+def plan_table(table: DayTable, policy: SecrecyPolicy) -> secrecy.Plan:
+    """The secrecy plan of a day's table; complements ranked by their day's energy."""
+    day = table.windows.get(("P1D", 0))
+    sizes = {cell: f.energy for cell, (f, _) in day.items()} if day else None
+    return secrecy.plan(table.figures(), policy, sizes)
+
+
+def publish(
+    table: DayTable,
+    *,
+    city: str,
+    carrier: str,
+    plan: secrecy.Plan,
+    version: int,
+    computed_at: int,
+    only: set[Window] | None = None,
+) -> list[tuple[str, dict[str, Any]]]:
+    """(key, EnergyAggregate) of every cell and total in the table's windows (or ``only``).
+
+    Every cell of the day gets a record in every window where the city has data
+    (zeros where the cell has none): a withheld cell looks the same whether it
+    had data or not. (The stage re-sends only changed windows, so a cell that
+    appears late in a day may lack its zero records elsewhere: missing = zero.)
+    """
+    withheld, own = plan
+    records: list[tuple[str, dict[str, Any]]] = []
+    for window in sorted(table.windows):
+        if only is not None and window not in only:
+            continue
+        start, end = window_bounds(table.day, window)
+        granularity = window[0]
+        for cell, (f, peak) in sorted(table.windows[window].items()):
+            why = secrecy.reason(withheld, own, window, cell)
+            record: dict[str, Any] = {
+                "city": city,
+                "zone": cell[0],
+                "carrier": carrier,
+                "sector": cell[1],
+                "granularity": granularity,
+                "window_start": start,
+                "window_end": end,
+                "version": version,
+                "energy_kwh": None,
+                "meter_count": None,
+                "peak_kw": None,
+                "largest_share": None,
+                "suppressed": why is not None,
+                "suppression_reason": why,
+                "computed_at": computed_at,
+            }
+            if why is None:
+                record["energy_kwh"] = f.energy
+                record["meter_count"] = f.meters
+                record["peak_kw"] = round(peak, 6) + 0.0
+                record["largest_share"] = round(f.largest / f.energy, 2) if f.energy > 0 else 0.0
+            records.append((aggregate_key(city, cell, carrier, granularity, start), record))
+    return records
+
+
+__all__ = [
+    "DayTable",
+    "aggregate_key",
+    "day_table",
+    "plan_table",
+    "publish",
+    "window_bounds",
+    "windows_of_quarters",
+]

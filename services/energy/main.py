@@ -1,0 +1,217 @@
+"""Process entry points of energy-analytics: ``citeplus service energy-analytics``
+and ``citeplus energy report``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import threading
+import uuid
+from dataclasses import replace
+from pathlib import Path
+
+from services.runtime.paths import CITIES_DIR
+
+log = logging.getLogger(__name__)
+
+
+def topic_specs(prefix: str = ""):
+    """The stage's topics (declared in deploy/topics.yaml), under ``prefix`` if given."""
+    from services.energy.stage import EnergyTopics
+    from services.runtime.errors import ConfigError
+    from services.runtime.paths import TOPICS_FILE
+    from services.runtime.topics import load_topics
+
+    declared = load_topics()
+    base = EnergyTopics()
+    specs = {
+        name: replace(declared[name], name=prefix + name)
+        for name in (
+            base.observations,
+            base.regrouped,
+            base.aggregates,
+            base.state,
+            base.dead_letters,
+        )
+    }
+    counts = {specs[n].partitions for n in (base.observations, base.regrouped, base.state)}
+    if len(counts) != 1:
+        raise ConfigError(
+            f"{base.observations}, {base.regrouped} and {base.state} must have the same "
+            "number of partitions (state follows the regrouped partition)",
+            source=str(TOPICS_FILE),
+        )
+    return base.prefixed(prefix) if prefix else base, list(specs.values())
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the stage until SIGTERM/SIGINT; the open batch commits (or aborts) first."""
+    from services.energy.stage import NAME, EnergyStage, policies_from_cities
+    from services.energy.windows import HOUR_US
+    from services.runtime.cities import load_cities
+    from services.runtime.config import load_node_config
+    from services.runtime.logs import configure_logging
+    from services.runtime.metrics import MetricsServer, ServiceMetrics
+    from services.runtime.processor import StageRunner
+    from services.runtime.provisioning import connect_contracts, prepare_node, provision_topics
+    from services.runtime.service_main import install_stop_signals
+
+    configure_logging(NAME)
+    node = load_node_config()
+    policies = policies_from_cities(load_cities(Path(args.cities)))
+    topics, specs = topic_specs(args.topic_prefix)
+    if args.topic_prefix:
+        provision_topics(node, specs)
+        contracts = connect_contracts(node, specs)
+    else:
+        _, contracts = prepare_node(node)
+    metrics = ServiceMetrics(NAME)
+    stage = EnergyStage(
+        topics,
+        node=node,
+        contracts=contracts,
+        policies=policies,
+        lateness_us=int(args.lateness_hours * HOUR_US),
+        metrics=metrics,
+        name=f"{args.topic_prefix}{NAME}",
+        partitions=next(s.partitions for s in specs if s.name == topics.regrouped),
+    )
+    port = args.metrics_port if args.metrics_port is not None else node.metrics_port(NAME)
+    server = MetricsServer(metrics, node.metrics.host, port).start()
+    stop = threading.Event()
+    install_stop_signals(stop)
+    log.info(
+        "service starting",
+        extra={
+            "metrics": f"http://{node.metrics.host}:{server.port}",
+            "inputs": stage.input_topics,
+            "lateness_hours": args.lateness_hours,
+            "policies": {c: [p.min_meters, p.dominance_share] for c, p in policies.items()},
+        },
+    )
+    runner = StageRunner(
+        stage,
+        node,
+        contracts,
+        instance=args.instance,
+        metrics=metrics,
+        dead_letter_topic=topics.dead_letters,
+    )
+    try:
+        summary = runner.run(stop)
+    finally:
+        server.stop()
+    log.info(
+        "service stopped",
+        extra={
+            "records_in": summary.records_in,
+            "batches": summary.batches,
+            "readings_aggregated": stage.readings_aggregated,
+        },
+    )
+    return 0
+
+
+def report(args: argparse.Namespace) -> int:
+    """Read the aggregates topic (latest version per window) and print the figures."""
+    from confluent_kafka import KafkaError
+
+    from services.energy.report import latest, render
+    from services.runtime.cities import load_cities
+    from services.runtime.config import load_node_config
+    from services.runtime.errors import CiteplusError
+    from services.runtime.kafka import make_consumer
+    from services.runtime.provisioning import connect_contracts
+
+    cities = load_cities(Path(args.cities))
+    if args.city not in cities:
+        raise CiteplusError(f"unknown city {args.city!r}; known: {', '.join(sorted(cities))}")
+    node = load_node_config()
+    topics, specs = topic_specs(args.topic_prefix)
+    contracts = connect_contracts(node, specs)
+    codec = contracts.codec(topics.aggregates)
+    consumer = make_consumer(
+        node, group_id=f"citeplus.report.{uuid.uuid4().hex}", **{"enable.partition.eof": True}
+    )
+    metadata = consumer.list_topics(topics.aggregates, timeout=15).topics[topics.aggregates]
+    if metadata.error is not None:
+        raise CiteplusError(f"cannot read {topics.aggregates}: {metadata.error}")
+    consumer.subscribe([topics.aggregates])
+    remaining, records = set(metadata.partitions), []
+    try:
+        while remaining:
+            for message in consumer.consume(1000, 2.0):
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        remaining.discard(message.partition())
+                    continue
+                record = codec.decode(message.value())
+                if record["city"] == args.city and record["carrier"] == args.carrier:
+                    records.append(record)
+    finally:
+        consumer.close()
+    current = latest(records)
+    print(
+        render(
+            current,
+            city=args.city,
+            zone=args.zone,
+            sector=args.sector,
+            carrier=args.carrier,
+            tz=cities[args.city].timezone,
+        )
+    )
+    return 0
+
+
+def register(
+    commands: argparse._SubParsersAction, service_commands: argparse._SubParsersAction
+) -> None:
+    """Add ``citeplus service energy-analytics`` and ``citeplus energy report``."""
+    parser = service_commands.add_parser(
+        "energy-analytics",
+        help="windowed energy aggregates with statistical secrecy -> energy.aggregates.v1",
+        description="Aggregate energy observations per city x zone x carrier x sector in UTC "
+        "windows of 15 minutes, 1 hour and 1 day, apply each city's statistical-secrecy "
+        "policy (its city file's `secrecy:` block) and publish upserts.",
+    )
+    parser.add_argument("--cities", default=str(CITIES_DIR), help="directory of city files")
+    parser.add_argument(
+        "--instance",
+        default="0",
+        help="instance id, unique per process of this service (part of its transactional id)",
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, default=None, help="port of /metrics and /healthz"
+    )
+    parser.add_argument(
+        "--lateness-hours",
+        type=float,
+        default=48.0,
+        help="how long after a UTC day ends its windows still accept data (default: 48)",
+    )
+    parser.add_argument(
+        "--topic-prefix",
+        default="",
+        help="run on prefixed copies of the topics (tests, side-by-side runs)",
+    )
+    parser.set_defaults(handler=serve)
+
+    energy = commands.add_parser("energy", help="energy aggregates: figures for energy teams")
+    actions = energy.add_subparsers(dest="energy_command", metavar="ACTION")
+    actions.required = True
+    show = actions.add_parser(
+        "report",
+        help="average day, peak hour per day, week-on-week and year-on-year change",
+        description="Read energy.aggregates.v1 (latest version of each window) and print "
+        "a zone's load profile, its peak hour per day and its day-to-day changes. Withheld "
+        "cells are left out.",
+    )
+    show.add_argument("--city", required=True, help="city code")
+    show.add_argument("--zone", default="*", help="zone code, or * for the city (default)")
+    show.add_argument("--sector", default="*", help="sector, or * for all (default)")
+    show.add_argument("--carrier", default="electricity", help="default: electricity")
+    show.add_argument("--cities", default=str(CITIES_DIR), help="directory of city files")
+    show.add_argument("--topic-prefix", default="", help=argparse.SUPPRESS)
+    show.set_defaults(handler=report)

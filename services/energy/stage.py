@@ -1,0 +1,579 @@
+"""energy-analytics: event-time windowed energy aggregates with statistical secrecy.
+
+What is aggregated, over which windows, with which lateness:
+
+- input: energy Observations of ``observations.v1`` (interval energy in kWh of one
+  meter: ``active_energy_import``, and ``active_energy_export`` as the
+  ``production`` carrier; other carriers come from the record, default
+  electricity); a missing zone or sector is ``unknown``;
+- cells: city x zone x carrier x sector, plus city totals per sector
+  (zone ``*``) and for the city (zone ``*``, sector ``*``);
+- windows: tumbling UTC quarters, hours and days (:mod:`services.energy.windows`);
+- lateness: a UTC day stays open until the group's event-time watermark (the
+  latest reading end seen for the city and carrier, in the slowest of the
+  observations partitions that carry it) passes the day's end plus
+  the lateness (48 h by default), so every window accepts data for at least the
+  lateness after it ends. Readings of a closed day go to the dead letters
+  (``too-late``); the day's state is dropped when it closes;
+- upserts: each update re-emits the changed windows of the day, keyed by
+  city|zone|carrier|sector|granularity|window_start, with a version that grows
+  with every record that changed the day (consumers keep the highest);
+- secrecy: the whole day's table is planned at once (:mod:`services.energy.secrecy`)
+  before any record leaves.
+
+Two steps in one consumer group and one Kafka transaction per batch:
+observations are keyed by meter, a city's table needs all its meters, so each
+record is first sent to its city and carrier's partition of
+``energy.regrouped.v1`` (same partition count as ``observations.v1``; key
+city|carrier|source partition) and aggregated when it comes back from there.
+State lives in a ChangelogStore on ``energy.state.v1``, whose partition is the
+regrouped partition of its city and carrier.
+
+Why not faust's tables and ``processing_guarantee="exactly_once"``: measured here
+with faust-streaming 0.15.3 / aiokafka 0.14 against Kafka 4.1.2, faust opens one
+transactional producer per *input* partition number and puts each output in the
+transaction of the partition number the record is *written to*: (1) a
+``group_by`` repartition record bound for partition 0 of the repartition topic,
+caused by input partition 1, waits in partition 0's transaction, which commits
+only when input partition 0 has offsets to commit; with all input on partition 1,
+half the records stayed invisible to read_committed readers while partition 1's
+offsets were committed, until the broker aborted them (lost); (2) records sent
+to a topic the worker does not consume (our sink) bypass the transactions: a
+worker killed after sending left its output visible while its table changelog
+write was aborted and its offsets uncommitted (duplicated on restart). The
+runtime's StageRunner commits outputs, state changes and offsets of a batch in
+one transaction, which is what exactly once needs; faust's ideas stay (tables
+with changelogs, declared windows, a plain per-record function).
+
+Readings are kept per meter and day (replace, never add: a reading sent twice,
+replayed or corrected replaces the first), so nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import zlib
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+from prometheus_client import Counter
+
+from services.energy import secrecy
+from services.energy.aggregate import day_table, plan_table, publish, windows_of_quarters
+from services.energy.secrecy import SecrecyPolicy
+from services.energy.windows import (
+    DAY_US,
+    HOUR_US,
+    QUARTER_US,
+    Piece,
+    apply_meter_change,
+    empty_cell_day,
+    merge_pieces,
+    pieces_by_day,
+    reading_span,
+)
+from services.runtime import dlq
+from services.runtime.codec import Contracts
+from services.runtime.config import NodeConfig
+from services.runtime.errors import RejectedInput
+from services.runtime.metrics import ServiceMetrics
+from services.runtime.processor import BaseStage, Emit, InputMeta
+from services.runtime.state import _DELETED, ChangelogStore, restore
+
+log = logging.getLogger(__name__)
+
+NAME = "energy-analytics"
+STORE = "energy"
+DEFAULT_LATENESS_US = 48 * HOUR_US
+DEFAULT_POLICY = SecrecyPolicy()
+FUTURE_TOLERANCE_US = DAY_US
+SOURCE_SKEW_US = 7 * DAY_US
+UNKNOWN = "unknown"
+DEFAULT_CARRIER = "electricity"
+CARRIERS = ("electricity", "gas", "heat", "production")
+# Interval energy metrics of deploy/vocabulary.yaml that are summed, with the
+# carrier they count under (None: the record's carrier, electricity when missing).
+METRIC_CARRIERS: dict[str, str | None] = {
+    "active_energy_import": None,
+    "active_energy_export": "production",
+}
+
+
+@dataclass(frozen=True)
+class EnergyTopics:
+    """The topics this stage reads and writes (deploy/topics.yaml)."""
+
+    observations: str = "observations.v1"
+    regrouped: str = "energy.regrouped.v1"
+    aggregates: str = "energy.aggregates.v1"
+    state: str = "energy.state.v1"
+    dead_letters: str = dlq.DLQ_TOPIC
+
+    def prefixed(self, prefix: str) -> EnergyTopics:
+        return replace(self, **{f.name: prefix + getattr(self, f.name) for f in fields(self)})
+
+
+class EnergyStore(ChangelogStore):
+    """The runtime's changelog store, plus the list of its keys (days expire by key)."""
+
+    def all_keys(self) -> list[str]:
+        live = [k for k, v in self._pending.items() if v is not _DELETED]
+        return list({*self._committed, *live})
+
+
+_ABSENT = object()
+
+
+class BatchState:
+    """The batch's state changes, written to the store once per key at the end of
+    the batch (a day touched by 500 records is one changelog record, not 500).
+
+    ``begin_record``/``rollback_record`` undo one rejected record's changes.
+    """
+
+    def __init__(self, store: EnergyStore):
+        self.store = store
+        self.changes: dict[str, tuple[Any, int]] = {}
+        self._journal: list[tuple[str, Any]] = []
+
+    def get(self, key: str) -> Any:
+        if key in self.changes:
+            value = self.changes[key][0]
+            return None if value is _DELETED else value
+        return self.store.get(key)
+
+    def set(self, key: str, value: Any, partition: int) -> None:
+        self._journal.append((key, self.changes.get(key, _ABSENT)))
+        self.changes[key] = (value, partition)
+
+    def delete(self, key: str, partition: int) -> None:
+        self.set(key, _DELETED, partition)
+
+    def begin_record(self) -> None:
+        self._journal.clear()
+
+    def rollback_record(self) -> None:
+        for key, previous in reversed(self._journal):
+            if previous is _ABSENT:
+                self.changes.pop(key, None)
+            else:
+                self.changes[key] = previous
+        self._journal.clear()
+
+    def flush(self) -> list[Emit]:
+        emits = [
+            self.store.delete(key, partition)
+            if value is _DELETED
+            else self.store.put(key, value, partition)
+            for key, (value, partition) in self.changes.items()
+        ]
+        self.clear()
+        return emits
+
+    def clear(self) -> None:
+        self.changes.clear()
+        self._journal.clear()
+
+
+def group_partition(city: str, carrier: str, partitions: int) -> int:
+    """The regrouped (and state) partition of a city and carrier: stable everywhere."""
+    return zlib.crc32(f"{city}|{carrier}".encode()) % partitions
+
+
+def _day_key(kind: str, city: str, carrier: str, day: int, *rest: str) -> str:
+    return "|".join((kind, city, carrier, str(day), *rest))
+
+
+class EnergyStage(BaseStage):
+    """Observations in, EnergyAggregate upserts out (see the module's docstring)."""
+
+    name = NAME
+
+    def __init__(
+        self,
+        topics: EnergyTopics,
+        *,
+        node: NodeConfig,
+        contracts: Contracts,
+        policies: Mapping[str, SecrecyPolicy] | None = None,
+        default_policy: SecrecyPolicy = DEFAULT_POLICY,
+        lateness_us: int = DEFAULT_LATENESS_US,
+        metrics: ServiceMetrics | None = None,
+        clock: Callable[[], int] = time.time_ns,
+        name: str = NAME,
+        partitions: int = 6,
+        source_skew_us: int = SOURCE_SKEW_US,
+    ):
+        self.name = name
+        self.partitions = partitions
+        self.source_skew_us = source_skew_us
+        self.topics = topics
+        self.input_topics = [topics.observations, topics.regrouped]
+        self.node = node
+        self.contracts = contracts
+        self.policies = dict(policies or {})
+        self.default_policy = default_policy
+        self.lateness_us = lateness_us
+        self.clock = clock
+        self.store = EnergyStore(STORE, topics.state)
+        self.state = BatchState(self.store)
+        # (city, carrier, day) -> quarters changed in this batch
+        self._dirty: dict[tuple[str, str, int], set[int]] = defaultdict(set)
+        # (city, carrier) -> day -> meter-day keys, for expiry
+        self._days: dict[tuple[str, str], dict[int, set[str]]] = defaultdict(
+            lambda: defaultdict(set)
+        )
+        # What was last published, to skip unchanged windows (lost on restart: the
+        # first update of a day then re-emits it whole, with a higher version).
+        self._published: dict[tuple[str, str, int], dict[str, tuple]] = defaultdict(dict)
+        self._patterns: dict[tuple[str, str, int], dict] = {}
+        self._pending_published: dict[tuple[str, str, int], dict[str, tuple]] = defaultdict(dict)
+        self._pending_patterns: dict[tuple[str, str, int], dict] = {}
+        # (city, carrier, day) -> (meter-day keys, partition): closed by this batch
+        self._closing: dict[tuple[str, str, int], tuple[set[str], int]] = {}
+        self._readings = 0
+        self._emitted = 0
+        self.readings_aggregated = 0
+        self.aggregates_published = 0
+        self._counter = (
+            Counter(
+                "citeplus_energy_readings_aggregated",
+                "Readings added to energy aggregates",
+                ["service"],
+                registry=metrics.registry,
+            )
+            if metrics is not None
+            else None
+        )
+
+    # -- per record ----------------------------------------------------------------
+    def process(self, record: dict[str, Any], meta: InputMeta) -> Iterator[Emit]:
+        self.state.begin_record()
+        if meta.topic == self.topics.regrouped:
+            yield from self._aggregate(record, meta)
+        else:
+            yield from self._regroup(record, meta)
+
+    def _regroup(self, record: dict[str, Any], meta: InputMeta) -> Iterator[Emit]:
+        """Keep energy readings, send them to their city and carrier's partition.
+
+        The key also names the observations partition they came from: the
+        watermark follows each source partition (see :meth:`_aggregate`).
+        """
+        if record["domain"] != "energy" or record["metric"] not in METRIC_CARRIERS:
+            return
+        if record["unit"] != "kWh":
+            raise RejectedInput(
+                "energy-unit",
+                f"{record['metric']} must be in kWh per interval, got {record['unit']!r}; "
+                "fix the unit conversion in normalise",
+            )
+        values = record["values"]
+        if not values:
+            return
+        if record["step_seconds"] < 0 or (
+            record["step_seconds"] == 0 and len(record["times"]) != len(values)
+        ):
+            raise RejectedInput(
+                "energy-series",
+                "a series needs step_seconds > 0, or one time per value when step_seconds is 0",
+            )
+        if any(not math.isfinite(v) or v < 0 for v in values):
+            raise RejectedInput(
+                "energy-value",
+                "interval energy must be a finite number >= 0 "
+                "(production is its own carrier, not a negative consumption)",
+            )
+        carrier = METRIC_CARRIERS[record["metric"]] or record.get("carrier") or DEFAULT_CARRIER
+        if carrier not in CARRIERS:
+            raise RejectedInput(
+                "energy-carrier", f"carrier {carrier!r} is not one of {', '.join(CARRIERS)}"
+            )
+        zone = record.get("zone") or UNKNOWN
+        sector = record.get("sector") or UNKNOWN
+        for label, value in (("city", record["city"]), ("zone", zone), ("sector", sector)):
+            if "|" in value or value == secrecy.TOTAL:
+                raise RejectedInput(
+                    "energy-name", f"{label} {value!r} may not be '*' nor contain '|'"
+                )
+        yield Emit(
+            self.topics.regrouped,
+            f"{record['city']}|{carrier}|{meta.partition}",
+            {**record, "carrier": carrier, "zone": zone, "sector": sector},
+            readings=len(values),
+            partition=group_partition(record["city"], carrier, self.partitions),
+        )
+
+    def _aggregate(self, record: dict[str, Any], meta: InputMeta) -> Iterator[Emit]:
+        city, carrier = record["city"], record["carrier"]
+        zone, sector, meter = record["zone"], record["sector"], record["entity_pseudonym"]
+        first, _ = reading_span(record)
+        if meta.timestamp_ms > 0 and first > meta.timestamp_ms * 1000 + FUTURE_TOLERANCE_US:
+            raise RejectedInput(
+                "future-reading",
+                "readings start more than a day after the record was written: "
+                "a wrong clock would close every open window",
+            )
+        source = (meta.key or b"").decode().rsplit("|", 1)[-1]
+        wm_key = f"wm|{city}|{carrier}"
+        marks = self.state.get(wm_key) or {"p": {}, "f": first}
+        sources, earliest = dict(marks["p"]), min(marks["f"], first)
+        watermark = self._watermark(sources, earliest) if sources else None
+        by_day = pieces_by_day(record)
+        open_days = {
+            d: p for d, p in by_day.items() if watermark is None or self._open(d, watermark)
+        }
+        late = len(by_day) - len(open_days)
+        if not open_days:
+            raise RejectedInput(
+                "too-late",
+                f"every reading falls in a UTC day closed more than "
+                f"{self.lateness_us / HOUR_US:g} h ago (lateness); nothing was aggregated",
+            )
+        readings = 0
+        newest = sources.get(source, 0)
+        for day, pieces in sorted(open_days.items()):
+            self._apply(city, carrier, zone, sector, meter, day, pieces, meta.partition)
+            readings += len(pieces)
+            newest = max(newest, max(day + a + length for a, length, _ in pieces))
+        self._readings += readings
+        letter = self._late_letter(record, meta, late, len(by_day)) if late else None
+        if newest > sources.get(source, 0) or earliest < marks["f"]:
+            sources[source] = max(newest, sources.get(source, 0))
+            self.state.set(wm_key, {"p": sources, "f": earliest}, meta.partition)
+            advanced = self._watermark(sources, earliest)
+            if watermark is None or advanced > watermark:
+                self._close_days(city, carrier, advanced, meta.partition)
+        if letter is not None:
+            yield letter
+
+    def _watermark(self, sources: Mapping[str, int], earliest: int) -> int:
+        """The group's event time: the slowest observations partition's latest reading end.
+
+        Partitions move at their own pace (a backfill, a slow producer), so the
+        latest reading of all would close days that a slower partition still
+        feeds. A partition not heard of yet counts as being at the group's
+        earliest reading; one more than ``source_skew_us`` behind the fastest
+        (or never heard of by then: a city with few meters) stops holding the
+        others back. Deterministic: it depends only on the records.
+        """
+        marks = [sources.get(str(p), earliest) for p in range(self.partitions)]
+        marks += [v for k, v in sources.items() if not (k.isdigit() and int(k) < self.partitions)]
+        top = max(marks)
+        return min(m for m in marks if m >= top - self.source_skew_us)
+
+    def _open(self, day: int, watermark: int) -> bool:
+        return day + DAY_US + self.lateness_us > watermark
+
+    def _apply(
+        self,
+        city: str,
+        carrier: str,
+        zone: str,
+        sector: str,
+        meter: str,
+        day: int,
+        pieces: list[Piece],
+        partition: int,
+    ) -> None:
+        md_key = _day_key("md", city, carrier, day, zone, sector, meter)
+        stored = self.state.get(md_key)
+        old: list[Piece] = (
+            list(zip(stored["o"], stored["l"], stored["v"], strict=True)) if stored else []
+        )
+        merged, removed, added = merge_pieces(old, pieces)
+        if not removed and not added:
+            return
+        cd_key = _day_key("cd", city, carrier, day, zone, sector)
+        cell = self.state.get(cd_key) or empty_cell_day()
+        self.state.set(cd_key, apply_meter_change(cell, old, merged, removed, added), partition)
+        self.state.set(
+            md_key,
+            {
+                "o": [p[0] for p in merged],
+                "l": [p[1] for p in merged],
+                "v": [p[2] for p in merged],
+            },
+            partition,
+        )
+        gd_key = _day_key("gd", city, carrier, day)
+        group_day = self.state.get(gd_key) or {"v": 0, "cells": []}
+        name = f"{zone}|{sector}"
+        cells = group_day["cells"] if name in group_day["cells"] else [*group_day["cells"], name]
+        self.state.set(gd_key, {"v": group_day["v"] + 1, "cells": sorted(cells)}, partition)
+        changed = (*removed, *added)
+        low = min(a for a, _, _ in changed)
+        high = max(a + max(length, 1) - 1 for a, length, _ in changed)
+        self._dirty[(city, carrier, day)].update(range(low // QUARTER_US, high // QUARTER_US + 1))
+        self._days[(city, carrier)][day].add(md_key)
+
+    def _close_days(self, city: str, carrier: str, watermark: int, partition: int) -> None:
+        """Days no reading may change any more: published one last time if the batch
+        changed them, then their state is dropped (at the end of the batch)."""
+        days = self._days.get((city, carrier), {})
+        for day in sorted(d for d in days if not self._open(d, watermark)):
+            self._closing[(city, carrier, day)] = (days.pop(day), partition)
+
+    def _drop_closed_days(self) -> None:
+        for (city, carrier, day), (meter_keys, partition) in sorted(self._closing.items()):
+            gd_key = _day_key("gd", city, carrier, day)
+            group_day = self.state.get(gd_key)
+            for name in group_day["cells"] if group_day else ():
+                self.state.delete(_day_key("cd", city, carrier, day, name), partition)
+            self.state.delete(gd_key, partition)
+            for md_key in meter_keys:
+                self.state.delete(md_key, partition)
+            self._patterns.pop((city, carrier, day), None)
+            self._published.pop((city, carrier, day), None)
+            log.info("energy day closed", extra={"city": city, "carrier": carrier, "day": day})
+
+    def _late_letter(self, record: dict[str, Any], meta: InputMeta, late: int, days: int) -> Emit:
+        letter = dlq.dead_letter(
+            stage=self.name,
+            reason="too-late",
+            message=(
+                f"{late} of {days} UTC days of this series were closed (lateness "
+                f"{self.lateness_us / HOUR_US:g} h): their readings were not aggregated, "
+                "the other days were"
+            ),
+            original_value=self.contracts.codec(meta.topic).encode(record),
+            original_key=meta.key,
+            source_topic=meta.topic,
+            source_partition=meta.partition,
+            source_offset=meta.offset,
+            city=record["city"],
+            source=record.get("source"),
+        )
+        return Emit(
+            self.topics.dead_letters,
+            dlq.dead_letter_key(self.name, record["city"]),
+            letter,
+            readings=0,
+        )
+
+    # -- per batch -----------------------------------------------------------------
+    def end_batch(self) -> Iterable[Emit]:
+        """Publish the changed windows of every day touched by the batch, then the
+        batch's state changes; all of it commits with the batch's offsets."""
+        now = self.clock() // 1000
+        emits: list[Emit] = []
+        for (city, carrier, day), quarters in sorted(self._dirty.items()):
+            group_day = self.state.get(_day_key("gd", city, carrier, day))
+            if group_day is None:
+                continue
+            states = {}
+            for name in group_day["cells"]:
+                zone, sector = name.split("|")
+                states[(zone, sector)] = self.state.get(_day_key("cd", city, carrier, day, name))
+            table = day_table(day, states)
+            policy = self.policies.get(city, self.default_policy)
+            pattern = plan_table(table, policy)
+            changed = self._patterns.get((city, carrier, day)) != pattern[0]
+            records = publish(
+                table,
+                city=city,
+                carrier=carrier,
+                plan=pattern,
+                version=group_day["v"],
+                computed_at=now,
+                only=None if changed else windows_of_quarters(quarters),
+            )
+            self._pending_patterns[(city, carrier, day)] = pattern[0]
+            for key, value in records:
+                fingerprint = tuple(value[k] for k in _FINGERPRINT)
+                if self._published[(city, carrier, day)].get(key) == fingerprint:
+                    continue
+                self._pending_published[(city, carrier, day)][key] = fingerprint
+                emits.append(Emit(self.topics.aggregates, key, value, readings=0))
+                self._emitted += 1
+        self._drop_closed_days()
+        emits.extend(self.state.flush())
+        return emits
+
+    def on_commit(self) -> None:
+        self.store.commit()
+        for group_day, fingerprints in self._pending_published.items():
+            if group_day not in self._closing:
+                self._published[group_day].update(fingerprints)
+        self._patterns.update(
+            (k, v) for k, v in self._pending_patterns.items() if k not in self._closing
+        )
+        self.readings_aggregated += self._readings
+        self.aggregates_published += self._emitted
+        if self._counter is not None:
+            self._counter.labels(self.name).inc(self._readings)
+        self._reset_batch()
+
+    def on_abort(self) -> None:
+        self.store.abort()
+        self.state.clear()
+        self._reset_batch()
+        self._reindex()  # days closed by the aborted batch are open again
+
+    def on_record_failed(self) -> None:
+        self.state.rollback_record()
+
+    def _reset_batch(self) -> None:
+        self._dirty.clear()
+        self._closing.clear()
+        self._pending_published.clear()
+        self._pending_patterns.clear()
+        self._readings = 0
+        self._emitted = 0
+
+    # -- partitions ----------------------------------------------------------------
+    def on_assign(self, partitions: list[int]) -> None:
+        """Restore the state of the regrouped partitions this instance now owns.
+
+        The consumer's range assignment gives partition i of both inputs to the
+        same instance (they have the same partition count), and the state of a
+        city and carrier lives in the changelog partition of its regrouped one.
+        """
+        codec = self.contracts.codec(self.topics.state)
+        started = time.monotonic()
+        read = restore(self.node, [self.store], partitions, codec.decode)
+        self._reindex()
+        log.info(
+            "energy state restored",
+            extra={
+                "partitions": partitions,
+                "records": read,
+                "keys": len(self.store),
+                "seconds": round(time.monotonic() - started, 3),
+            },
+        )
+
+    def on_revoke(self, partitions: list[int]) -> None:
+        self.store.forget(partitions)
+        self._reindex()
+
+    def _reindex(self) -> None:
+        self._days.clear()
+        self._published.clear()
+        self._patterns.clear()
+        for key in self.store.all_keys():
+            if key.startswith("md|"):
+                _, city, carrier, day, _rest = key.split("|", 4)
+                self._days[(city, carrier)][int(day)].add(key)
+
+
+_FINGERPRINT = (
+    "energy_kwh",
+    "meter_count",
+    "peak_kw",
+    "largest_share",
+    "suppressed",
+    "suppression_reason",
+)
+
+
+def policies_from_cities(cities: Mapping[str, Any]) -> dict[str, SecrecyPolicy]:
+    """Each city's ``secrecy:`` block (defaults where a city has none)."""
+    return {
+        code: SecrecyPolicy.from_config(getattr(city, "secrecy", None), source=city.path)
+        for code, city in cities.items()
+    }

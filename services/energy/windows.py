@@ -1,0 +1,284 @@
+"""Event time for energy aggregates: UTC windows, and what one meter's readings
+add to the windows of one UTC day.
+
+Everything here is pure arithmetic on integers (epoch microseconds) and floats.
+
+- A reading is energy (kWh) over an interval ``[t, t + step)``. A reading whose
+  interval straddles window boundaries is split in proportion to time (a 10-minute
+  reading at 00:10 puts half its energy in the 00:00 quarter, half in 00:15).
+  A reading of an irregular series (``times``, step 0) has no known length: its
+  energy goes to the quarter holding its time and it takes no part in the peak.
+- Windows are tumbling, aligned on UTC: 96 quarters (PT15M), 24 hours (PT1H) and
+  the day (P1D). Hours and the day are sums of quarters, so the three
+  granularities always agree.
+- A meter's power over an interval is its energy divided by the interval's
+  length in hours; a cell's summed power is piecewise constant, kept as a sweep
+  of breakpoints (+p where an interval starts, -p where it ends). The peak of a
+  window is the highest summed power over any instant of it, so an hour's peak
+  is the highest of its quarters' and the day's the highest of all.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from itertools import pairwise
+from typing import Any
+
+US = 1_000_000
+QUARTER_US = 900 * US
+HOUR_US = 3600 * US
+DAY_US = 86_400 * US
+QUARTERS = 96
+HOURS = 24
+QUARTERS_PER_HOUR = 4
+
+GRANULARITIES = ("PT15M", "PT1H", "P1D")
+WINDOW_US = {"PT15M": QUARTER_US, "PT1H": HOUR_US, "P1D": DAY_US}
+
+# A piece of a reading inside one UTC day: (offset from the day's start in µs,
+# length in µs (0 for an instant), energy in kWh).
+Piece = tuple[int, int, float]
+
+
+def day_start(t_us: int) -> int:
+    """Start of the UTC day holding ``t_us``."""
+    return t_us - t_us % DAY_US
+
+
+def pieces_by_day(record: Mapping[str, Any]) -> dict[int, list[Piece]]:
+    """Split an Observation's readings into pieces per UTC day, in time order."""
+    values: Sequence[float] = record["values"]
+    step = record["step_seconds"]
+    out: dict[int, list[Piece]] = defaultdict(list)
+    if step and step > 0:
+        step_us = step * US
+        t = record["start"]
+        for value in values:
+            end = t + step_us
+            day = day_start(t)
+            if end <= day + DAY_US:
+                out[day].append((t - day, step_us, value))
+            else:  # a reading across midnight (UTC) is shared in proportion to time
+                a = t
+                while a < end:
+                    day = day_start(a)
+                    b = min(end, day + DAY_US)
+                    out[day].append((a - day, b - a, value * (b - a) / step_us))
+                    a = b
+            t = end
+    else:
+        for t, value in zip(record["times"], values, strict=True):
+            day = day_start(t)
+            out[day].append((t - day, 0, value))
+    return dict(out)
+
+
+def reading_span(record: Mapping[str, Any]) -> tuple[int, int]:
+    """(first instant, end of the last interval) of an Observation, in µs."""
+    if record["step_seconds"] and record["step_seconds"] > 0:
+        start = record["start"]
+        return start, start + record["step_seconds"] * US * len(record["values"])
+    times = record["times"]
+    return min(times), max(times)
+
+
+# -- one meter's day: replace, never add twice -------------------------------------------
+
+
+def _overlaps(a1: int, l1: int, a2: int, l2: int) -> bool:
+    if l1 == 0 and l2 == 0:
+        return a1 == a2
+    if l1 == 0:
+        return a2 <= a1 < a2 + l2
+    if l2 == 0:
+        return a1 <= a2 < a1 + l1
+    return a1 < a2 + l2 and a2 < a1 + l1
+
+
+def merge_pieces(
+    old: Sequence[Piece], new: Iterable[Piece]
+) -> tuple[list[Piece], list[Piece], list[Piece]]:
+    """(merged, removed, added): ``new`` pieces replace every old piece they overlap.
+
+    A reading sent twice (a replayed batch, a corrected value) therefore replaces
+    the first one instead of being counted again. Old pieces equal to a new one
+    are neither removed nor added (no change at all).
+    """
+    cleaned = list(new)
+    if any(a[0] + a[1] > b[0] or a[0] == b[0] for a, b in pairwise(cleaned)):
+        # Not in order or overlapping (an irregular series): within one record, a
+        # later reading wins over an earlier one it overlaps.
+        fresh: dict[int, Piece] = {}
+        for piece in new:
+            fresh[piece[0]] = piece
+        cleaned = []
+        for piece in sorted(fresh.values()):
+            if cleaned and _overlaps(*cleaned[-1][:2], *piece[:2]):
+                cleaned[-1] = piece
+            else:
+                cleaned.append(piece)
+    if not old:
+        return cleaned, [], cleaned
+    starts = [p[0] for p in old]
+    removed_idx: set[int] = set()
+    unchanged: set[int] = set()
+    for a, length, value in cleaned:
+        j = bisect_left(starts, a)
+        if j > 0 and _overlaps(*old[j - 1][:2], a, length):
+            removed_idx.add(j - 1)
+        k = j
+        while k < len(old) and (old[k][0] < a + length or old[k][0] == a):
+            if _overlaps(*old[k][:2], a, length):
+                if old[k] == (a, length, value):
+                    unchanged.add(k)
+                else:
+                    removed_idx.add(k)
+            k += 1
+    removed_idx -= unchanged
+    kept_unchanged = {old[i] for i in unchanged}
+    added = [p for p in cleaned if p not in kept_unchanged]
+    removed = [old[i] for i in sorted(removed_idx)]
+    merged = sorted([p for i, p in enumerate(old) if i not in removed_idx and i not in unchanged])
+    merged = sorted(merged + cleaned)
+    return merged, removed, added
+
+
+def quarter_energy(pieces: Iterable[Piece]) -> tuple[list[float], list[bool]]:
+    """Energy per quarter of the day, and in which quarters the meter reported."""
+    energy = [0.0] * QUARTERS
+    present = [False] * QUARTERS
+    for a, length, value in pieces:
+        if length == 0:
+            q = a // QUARTER_US
+            energy[q] += value
+            present[q] = True
+            continue
+        end = a + length
+        q = a // QUARTER_US
+        while a < end:
+            boundary = (q + 1) * QUARTER_US
+            seg = min(end, boundary) - a
+            energy[q] += value * seg / length
+            present[q] = True
+            a += seg
+            q += 1
+    return energy, present
+
+
+def hour_sums(quarters: Sequence[float]) -> list[float]:
+    return [sum(quarters[h * 4 : h * 4 + 4]) for h in range(HOURS)]
+
+
+def hour_any(present: Sequence[bool]) -> list[bool]:
+    return [any(present[h * 4 : h * 4 + 4]) for h in range(HOURS)]
+
+
+# -- a cell's day ------------------------------------------------------------------------
+
+
+def empty_cell_day() -> dict[str, Any]:
+    """State of one city x zone x carrier x sector for one UTC day (JSON-ready).
+
+    e: energy per quarter; n / hn / dn: meters that reported per quarter / hour /
+    day; x / hx / dx: largest single meter's energy per quarter / hour / day;
+    p: power sweep, offset (µs, as text) -> change of summed power (kW).
+    """
+    return {
+        "e": [0.0] * QUARTERS,
+        "n": [0] * QUARTERS,
+        "x": [0.0] * QUARTERS,
+        "hn": [0] * HOURS,
+        "hx": [0.0] * HOURS,
+        "dn": 0,
+        "dx": 0.0,
+        "p": {},
+    }
+
+
+def apply_meter_change(
+    cell: Mapping[str, Any], old: Sequence[Piece], new: Sequence[Piece], removed, added
+) -> dict[str, Any]:
+    """A new cell-day state after one meter's day went from ``old`` to ``new`` pieces.
+
+    Energies and meter counts are exact. The largest meter's energy only grows
+    (it is the highest value any meter ever reached): a correction downwards
+    leaves it high, which errs on the side of suppressing.
+    """
+    if old:
+        old_q, old_p = quarter_energy(old)
+        new_q, new_p = quarter_energy(new)
+    else:  # the usual case: the meter's first readings of the day
+        new_q, new_p = quarter_energy(new)
+        old_q, old_p = [0.0] * QUARTERS, [False] * QUARTERS
+    touched = [q for q in range(QUARTERS) if old_p[q] or new_p[q]]
+    e, n, x = list(cell["e"]), list(cell["n"]), list(cell["x"])
+    for q in touched:
+        if old_q[q] != new_q[q]:
+            e[q] += new_q[q] - old_q[q]
+        if old_p[q] != new_p[q]:
+            n[q] += 1 if new_p[q] else -1
+        if new_p[q] and new_q[q] > x[q]:
+            x[q] = new_q[q]
+    hn, hx = list(cell["hn"]), list(cell["hx"])
+    for h in sorted({q // QUARTERS_PER_HOUR for q in touched}):
+        quarters = slice(h * QUARTERS_PER_HOUR, (h + 1) * QUARTERS_PER_HOUR)
+        was, now = any(old_p[quarters]), any(new_p[quarters])
+        if was != now:
+            hn[h] += 1 if now else -1
+        total = sum(new_q[quarters])
+        if now and total > hx[h]:
+            hx[h] = total
+    dn, dx = cell["dn"], cell["dx"]
+    old_any, new_any = bool(old) and any(old_p), any(new_p)
+    if old_any != new_any:
+        dn += 1 if new_any else -1
+    day_total = sum(new_q)
+    if new_any and day_total > dx:
+        dx = day_total
+    changes: dict[int, float] = defaultdict(float)
+    for sign, pieces in ((-1.0, removed), (1.0, added)):
+        for a, length, value in pieces:
+            if length:
+                kw = sign * value * HOUR_US / length
+                changes[a] += kw
+                changes[a + length] -= kw
+    sweep = dict(cell["p"])
+    for at, change in changes.items():
+        key = str(at)
+        level = sweep.get(key, 0.0) + change
+        if -1e-9 < level < 1e-9:
+            sweep.pop(key, None)
+        else:
+            sweep[key] = level
+    return {"e": e, "n": n, "x": x, "hn": hn, "hx": hx, "dn": dn, "dx": dx, "p": sweep}
+
+
+def quarter_peaks(sweeps: Iterable[Mapping[str, float]]) -> list[float]:
+    """Highest summed power (kW) within each quarter, over the union of ``sweeps``."""
+    changes: dict[int, float] = defaultdict(float)
+    for sweep in sweeps:
+        for at, change in sweep.items():
+            changes[int(at)] += change
+    points = sorted(changes.items())
+    peaks = [0.0] * QUARTERS
+    level = 0.0
+    for i, (at, change) in enumerate(points):
+        level += change
+        following = points[i + 1][0] if i + 1 < len(points) else DAY_US
+        if following <= at or level <= 1e-9:
+            continue
+        for q in range(at // QUARTER_US, min(QUARTERS, (following - 1) // QUARTER_US + 1)):
+            if level > peaks[q]:
+                peaks[q] = level
+    return peaks
+
+
+def window_starts(day: int) -> dict[str, list[int]]:
+    """Start of every window of a UTC day, per granularity."""
+    return {
+        "PT15M": [day + q * QUARTER_US for q in range(QUARTERS)],
+        "PT1H": [day + h * HOUR_US for h in range(HOURS)],
+        "P1D": [day],
+    }

@@ -1,0 +1,285 @@
+"""energy-analytics on the real broker and registry: hand-computed aggregates, late
+data, and a worker killed mid-stream that ends with the same aggregates as a run
+without the kill (nothing lost, nothing counted twice)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+import pytest
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroDeserializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from services.energy.stage import EnergyStage, EnergyTopics
+from services.energy.windows import DAY_US, HOUR_US
+from services.runtime.kafka import RecordProducer, make_producer
+from services.runtime.paths import REPO_ROOT
+from services.runtime.processor import StageRunner
+from tests.integration.kafka_helpers import read_all
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_763_769_600_000_000  # 2025-11-22T00:00:00Z
+ENERGY_TOPICS = (
+    "observations.v1",
+    "energy.regrouped.v1",
+    "energy.aggregates.v1",
+    "energy.state.v1",
+    "dlq.v1",
+)
+
+
+def observation(meter: str, values: list[float], start: int, zone: str, step: int = 600) -> dict:
+    return {
+        "city": "lyon",
+        "domain": "energy",
+        "metric": "active_energy_import",
+        "unit": "kWh",
+        "entity_pseudonym": meter,
+        "entity_type": "ElectricityMeter",
+        "zone": zone,
+        "position": None,
+        "start": start,
+        "step_seconds": step,
+        "times": [],
+        "values": values,
+        "quality": [],
+        "source": "enedis-courbes-charge",
+        "dataset": "courbes-de-charge-10min",
+        "lineage_id": "test",
+        "key_epoch": "2025-11",
+        "sector": "residential",
+        "carrier": "electricity",
+    }
+
+
+def make_topics(isolated_topics) -> tuple[EnergyTopics, str, Any]:
+    specs, contracts = isolated_topics(*ENERGY_TOPICS)
+    prefix = specs["dlq.v1"].name[: -len("dlq.v1")]
+    return EnergyTopics().prefixed(prefix), prefix, contracts
+
+
+def produce(node, contracts, topic: str, records: list[dict]) -> None:
+    writer = RecordProducer(make_producer(node), contracts)
+    for record in records:
+        writer.produce(topic, f"{record['city']}|{record['entity_pseudonym']}", record)
+    assert writer.flush() == 0
+
+
+def run_stage(node, contracts, topics: EnergyTopics, name: str, **kwargs) -> EnergyStage:
+    stage = EnergyStage(topics, node=node, contracts=contracts, name=name, **kwargs)
+    StageRunner(stage, node, contracts, instance=name, dead_letter_topic=topics.dead_letters).run(
+        idle_exit_s=4
+    )
+    return stage
+
+
+def latest(node, contracts, topic: str) -> dict[str, dict]:
+    """The highest version of every window, as a compacted-topic reader keeps it."""
+    out: dict[str, dict] = {}
+    codec = contracts.codec(topic)
+    for message in read_all(node, topic, settle_s=1.0):
+        record = codec.decode(message.value())
+        key = message.key().decode()
+        if key not in out or record["version"] > out[key]["version"]:
+            out[key] = record
+    return out
+
+
+def figures(records: dict[str, dict]) -> dict[str, tuple]:
+    """What must be equal between two runs (versions and computing times may differ)."""
+    return {
+        key: (
+            r["energy_kwh"] and round(r["energy_kwh"], 6),
+            r["meter_count"],
+            r["peak_kw"] and round(r["peak_kw"], 6),
+            r["largest_share"],
+            r["suppressed"],
+            r["suppression_reason"],
+        )
+        for key, r in records.items()
+    }
+
+
+def day_of(meter: str, kwh: float, zone: str, start: int = T0) -> dict:
+    return observation(meter, [kwh] * 144, start, zone)
+
+
+def key(zone: str, granularity: str, start: str, sector: str = "residential") -> str:
+    return f"lyon|{zone}|electricity|{sector}|{granularity}|{start}"
+
+
+def test_aggregates_match_hand_computed_figures(node, isolated_topics) -> None:
+    topics, prefix, contracts = make_topics(isolated_topics)
+    produce(
+        node,
+        contracts,
+        topics.observations,
+        [
+            *(day_of(f"z1-{i}", 0.2, "69381-0001") for i in range(12)),
+            *(day_of(f"z2-{i}", 0.3, "69381-0002") for i in range(11)),
+            *(day_of(f"z3-{i}", 0.1, "69381-0003") for i in range(3)),
+        ],
+    )
+    stage = run_stage(node, contracts, topics, f"{prefix}energy-analytics")
+    assert stage.readings_aggregated == 26 * 144
+    records = latest(node, contracts, topics.aggregates)
+    assert len(records) == 5 * (96 + 24 + 1)  # 3 zones, the sector total, the city total
+
+    z2_hour = records[key("69381-0002", "PT1H", "2025-11-22T07:00:00Z")]
+    assert z2_hour["energy_kwh"] == pytest.approx(11 * 0.3 * 6)
+    assert z2_hour["meter_count"] == 11 and z2_hour["largest_share"] == 0.09
+    assert z2_hour["peak_kw"] == pytest.approx(11 * 0.3 * 6)  # 3.3 kWh per 10 min = 19.8 kW
+    assert z2_hour["window_end"] - z2_hour["window_start"] == HOUR_US
+    # 3 meters: withheld; then Z1 (the smaller of the two others) is withheld with it,
+    # or Z3 would be the sector total minus Z1 and Z2.
+    z3 = records[key("69381-0003", "P1D", "2025-11-22T00:00:00Z")]
+    assert z3["suppressed"] and z3["suppression_reason"] == "min-meters"
+    assert z3["energy_kwh"] is None and z3["meter_count"] is None
+    assert records[key("69381-0001", "PT15M", "2025-11-22T23:45:00Z")]["suppression_reason"] == (
+        "secondary"
+    )
+    total = records[key("*", "P1D", "2025-11-22T00:00:00Z", sector="*")]
+    assert total["energy_kwh"] == pytest.approx(144 * (12 * 0.2 + 11 * 0.3 + 3 * 0.1))
+    assert total["meter_count"] == 26 and total["suppressed"] is False
+    assert read_all(node, topics.dead_letters, expected=0, settle_s=0.5) == []
+
+    # Confluent wire format with the registered id; the stock deserializer reads it.
+    [message, *_] = read_all(node, topics.aggregates, expected=1)
+    codec = contracts.codec(topics.aggregates)
+    assert message.value()[0] == 0
+    assert int.from_bytes(message.value()[1:5], "big") == codec.schema_id
+    stock = AvroDeserializer(SchemaRegistryClient({"url": node.registry.url}))
+    decoded = stock(message.value(), SerializationContext(topics.aggregates, MessageField.VALUE))
+    assert decoded["city"] == "lyon" and decoded["granularity"] in ("PT15M", "PT1H", "P1D")
+
+
+def test_late_data_updates_a_window_with_a_higher_version(node, isolated_topics) -> None:
+    topics, prefix, contracts = make_topics(isolated_topics)
+    name = f"{prefix}energy-analytics"
+    day2 = T0 + DAY_US
+    produce(
+        node,
+        contracts,
+        topics.observations,
+        [*(day_of(f"m{i}", 0.1, "Z1") for i in range(10)), day_of("m0", 0.1, "Z1", day2)],
+    )
+    run_stage(node, contracts, topics, name)
+    first = latest(node, contracts, topics.aggregates)
+    day1 = key("Z1", "P1D", "2025-11-22T00:00:00Z")
+    assert first[day1]["energy_kwh"] == pytest.approx(10 * 0.1 * 144)
+
+    # A day later, five meters of the first day arrive (within the 48 h lateness),
+    # and one reading of m0 is corrected: it replaces, it does not add.
+    late = [day_of(f"late{i}", 0.2, "Z1") for i in range(5)]
+    late.append(observation("m0", [1.1], T0 + 3 * HOUR_US, "Z1"))
+    produce(node, contracts, topics.observations, late)
+    run_stage(node, contracts, topics, name)  # restarts from the changelog
+    second = latest(node, contracts, topics.aggregates)
+    assert second[day1]["version"] > first[day1]["version"]
+    assert second[day1]["meter_count"] == 15
+    assert second[day1]["energy_kwh"] == pytest.approx(10 * 0.1 * 144 + 5 * 0.2 * 144 + 1.0)
+    hour3 = key("Z1", "PT1H", "2025-11-22T03:00:00Z")
+    assert second[hour3]["energy_kwh"] == pytest.approx(10 * 0.6 + 5 * 1.2 + 1.0)
+    untouched = key("Z1", "PT1H", "2025-11-23T00:00:00Z")
+    assert untouched in second and second[untouched] == first[untouched]  # no late data there
+
+    # Data older than the lateness goes to the dead letters, nothing else changes. (Ten
+    # days on: the partitions that carried nothing since are more than 7 days behind
+    # and stop holding the watermark back.)
+    produce(node, contracts, topics.observations, [day_of("m0", 0.1, "Z1", T0 + 10 * DAY_US)])
+    run_stage(node, contracts, topics, name)
+    produce(node, contracts, topics.observations, [day_of("old", 9.0, "Z1")])
+    run_stage(node, contracts, topics, name)
+    letters = [
+        contracts.codec(topics.dead_letters).decode(m.value())
+        for m in read_all(node, topics.dead_letters, expected=1)
+    ]
+    assert [letter["reason"] for letter in letters] == ["too-late"]
+    assert latest(node, contracts, topics.aggregates)[day1] == second[day1]
+
+
+def stream(meters: int, days: int) -> list[dict]:
+    """Hourly series of six 10-minute readings: many small records, so a kill
+    lands in the middle of the stream."""
+    out = []
+    for d in range(days):
+        for h in range(24):
+            for m in range(meters):
+                start = T0 + d * DAY_US + h * HOUR_US
+                values = [round(0.05 + 0.01 * ((m * 7 + h + k) % 13), 3) for k in range(6)]
+                out.append(observation(f"meter-{m:03d}", values, start, f"Z{m % 3}"))
+    return out
+
+
+def test_killed_worker_restarts_without_loss_or_double_counting(node, isolated_topics) -> None:
+    data = stream(meters=36, days=2)  # 1,728 records, 10,368 readings
+
+    reference_topics, reference_prefix, reference_contracts = make_topics(isolated_topics)
+    produce(node, reference_contracts, reference_topics.observations, data)
+    run_stage(node, reference_contracts, reference_topics, f"{reference_prefix}energy-analytics")
+    expected = figures(latest(node, reference_contracts, reference_topics.aggregates))
+    assert len(expected) > 1000
+
+    topics, prefix, contracts = make_topics(isolated_topics)
+    produce(node, contracts, topics.observations, data)
+    env = {
+        **os.environ,
+        "CITEPLUS_KAFKA_BOOTSTRAP": node.kafka.bootstrap,
+        "CITEPLUS_REGISTRY_URL": node.registry.url,
+        "CITEPLUS_PROCESSING_BATCH_SIZE": "40",
+        "CITEPLUS_PROCESSING_BATCH_TIMEOUT_S": "0.1",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "services.cli",
+        "service",
+        "energy-analytics",
+        "--topic-prefix",
+        prefix,
+        "--metrics-port",
+        "0",
+        "--instance",
+        f"kill-{uuid.uuid4().hex[:6]}",
+    ]
+    log = (REPO_ROOT / "var" / "test-logs").resolve()
+    log.mkdir(parents=True, exist_ok=True)
+    with open(log / f"{prefix}energy.log", "ab") as output:
+        first = subprocess.Popen(command, env=env, stdout=output, stderr=output, cwd=REPO_ROOT)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # until some aggregates are committed
+                if read_all(node, topics.aggregates, timeout_s=1, settle_s=0.2):
+                    break
+                assert first.poll() is None, "the worker died on its own"
+            else:
+                pytest.fail("no aggregates within 60 s")
+            first.send_signal(signal.SIGKILL)
+            first.wait(10)
+        finally:
+            if first.poll() is None:
+                first.kill()
+        midway = figures(latest(node, contracts, topics.aggregates))
+        assert midway != expected, "the kill came after the end of the stream"
+
+        second = subprocess.Popen(command, env=env, stdout=output, stderr=output, cwd=REPO_ROOT)
+        try:
+            got: dict[str, tuple] = {}
+            deadline = time.monotonic() + 90
+            while time.monotonic() < deadline and got != expected:
+                time.sleep(2)
+                got = figures(latest(node, contracts, topics.aggregates))
+            second.send_signal(signal.SIGTERM)  # a clean stop after the open batch
+            assert second.wait(30) == 0
+        finally:
+            if second.poll() is None:
+                second.kill()
+    assert got == expected
