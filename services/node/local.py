@@ -5,6 +5,7 @@ and the pipeline benchmark, which must not disturb a node already running."""
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -20,14 +21,23 @@ from services.node.supervisor import read_state
 from services.publish.query import from_ipc
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port_block(size: int) -> int:
-    """A base port with ``size`` consecutive free ports above it."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + size > 65000:
-            continue
+    """A base port with ``size`` consecutive free ports above it, chosen below the
+    kernel's ephemeral range: a listening port taken from that range can be handed
+    to an outgoing connection (a Kafka client's) while its server is restarting."""
+    low, _ = _ephemeral_range()
+    top = max(2000, min(low, 32768)) - size
+    chooser = random.Random()
+    for _ in range(500):
+        base = chooser.randrange(10000 if top > 12000 else 1025, top)
         sockets: list[socket.socket] = []
         try:
             for port in range(base, base + size):
@@ -40,7 +50,7 @@ def free_port_block(size: int) -> int:
             for taken in sockets:
                 taken.close()
         return base
-    raise RuntimeError("no block of free ports")
+    raise RuntimeError("no block of free ports below the ephemeral range")
 
 
 @dataclass

@@ -17,6 +17,8 @@ import pytest
 from services.node.demo import wait_drained
 from services.node.local import LocalNode
 from services.node.main import available_services
+from services.node.status import sample_service
+from services.node.supervisor import read_state
 from services.runtime.config import load_node_config
 
 pytestmark = pytest.mark.integration
@@ -59,15 +61,35 @@ def fingerprint(node: LocalNode) -> dict[str, list[dict]]:
     return {name: node.sql(sql).to_pylist() for name, sql in FINGERPRINTS.items()}
 
 
-def settle(node: LocalNode, services: list[str], timeout_s: float = 240) -> dict[str, list[dict]]:
-    """Wait until the stages drained and ClickHouse stopped changing."""
+def all_up(node: LocalNode, config, services: list[str]) -> bool:
+    """Every service running and healthy, none waiting for a restart."""
+    state = {
+        s["name"]: s for s in read_state(node.state / "node" / "status.json").get("services", [])
+    }
+    for name in services:
+        if not state.get(name, {}).get("pid"):
+            return False
+        sample = sample_service(config, name, timeout=2.0)
+        if sample is None or not sample.healthy:
+            return False
+    return True
+
+
+def settle(node: LocalNode, services: list[str], timeout_s: float = 300) -> dict[str, list[dict]]:
+    """Wait until every service is up, the stages drained and ClickHouse stopped changing
+    (three equal fingerprints in a row)."""
     config = load_node_config(env=node.env)
     deadline = time.monotonic() + timeout_s
-    previous = None
+    previous, equal = None, 0
     while time.monotonic() < deadline:
+        if not all_up(node, config, services):
+            previous, equal = None, 0
+            time.sleep(2)
+            continue
         wait_drained(config, services, timeout_s=max(10.0, deadline - time.monotonic()), quiet_s=6)
         current = fingerprint(node)
-        if current == previous and current["observations"][0]["readings"] > 0:
+        equal = equal + 1 if current == previous else 0
+        if equal >= 2 and current["observations"][0]["readings"] > 0:
             return current
         previous = current
         time.sleep(3)

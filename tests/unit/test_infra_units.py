@@ -55,6 +55,9 @@ def test_dead_and_foreign_processes_are_told_apart() -> None:
     assert not runs_with(os.getpid(), "-Dciteplus.state=/nowhere")
     marked = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "-Dmark=1"])
     try:
+        deadline = time.monotonic() + 5  # until the child has exec'd (its cmdline changes)
+        while not runs_with(marked.pid, "-Dmark=1") and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert runs_with(marked.pid, "-Dmark=1")
         assert not runs_with(marked.pid, "-Dmark=")  # whole arguments only, not prefixes
     finally:
