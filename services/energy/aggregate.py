@@ -150,8 +150,9 @@ def publish(
 
     Every cell of the day gets a record in every window where the city has data
     (zeros where the cell has none): a withheld cell looks the same whether it
-    had data or not. (The stage re-sends only changed windows, so a cell that
-    appears late in a day may lack its zero records elsewhere: missing = zero.)
+    had data or not. (The stage re-sends only changed windows, and the whole day
+    when a cell appears or the withheld pattern changes, so what a day publishes
+    does not depend on the order its readings arrived in.)
     """
     withheld, own = plan
     records: list[tuple[str, dict[str, Any]]] = []

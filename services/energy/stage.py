@@ -230,9 +230,12 @@ class EnergyStage(BaseStage):
         # What was last published, to skip unchanged windows (lost on restart: the
         # first update of a day then re-emits it whole, with a higher version).
         self._published: dict[tuple[str, str, int], dict[str, tuple]] = defaultdict(dict)
-        self._patterns: dict[tuple[str, str, int], dict] = {}
+        # (city, carrier, day) -> (withheld pattern, cells) last published whole: when
+        # either changes, every window of the day is re-sent, so the records of a
+        # day never depend on the order in which its cells appeared.
+        self._patterns: dict[tuple[str, str, int], tuple[dict, tuple[str, ...]]] = {}
         self._pending_published: dict[tuple[str, str, int], dict[str, tuple]] = defaultdict(dict)
-        self._pending_patterns: dict[tuple[str, str, int], dict] = {}
+        self._pending_patterns: dict[tuple[str, str, int], tuple[dict, tuple[str, ...]]] = {}
         # (city, carrier, day) -> (meter-day keys, partition): closed by this batch
         self._closing: dict[tuple[str, str, int], tuple[set[str], int]] = {}
         self._readings = 0
@@ -472,7 +475,8 @@ class EnergyStage(BaseStage):
             table = day_table(day, states)
             policy = self.policies.get(city, self.default_policy)
             pattern = plan_table(table, policy)
-            changed = self._patterns.get((city, carrier, day)) != pattern[0]
+            shape = (pattern[0], tuple(group_day["cells"]))
+            changed = self._patterns.get((city, carrier, day)) != shape
             records = publish(
                 table,
                 city=city,
@@ -482,7 +486,7 @@ class EnergyStage(BaseStage):
                 computed_at=now,
                 only=None if changed else windows_of_quarters(quarters),
             )
-            self._pending_patterns[(city, carrier, day)] = pattern[0]
+            self._pending_patterns[(city, carrier, day)] = shape
             for key, value in records:
                 fingerprint = tuple(value[k] for k in _FINGERPRINT)
                 if self._published[(city, carrier, day)].get(key) == fingerprint:

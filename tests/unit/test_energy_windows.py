@@ -6,9 +6,12 @@ The stage runs here without a broker: records go through ``process`` and
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.energy.secrecy import SecrecyPolicy
 from services.energy.stage import EnergyStage, EnergyTopics
@@ -304,3 +307,49 @@ def test_a_day_closed_by_the_batch_that_filled_it_is_still_published() -> None:
     assert not any(f"|{T0}|" in k for k in h.stage.store.all_keys())  # and then dropped
     h.batch(day_of("b", 0.1))
     assert h.dead == ["too-late"]
+
+
+def _published(h: Harness) -> dict[str, tuple]:
+    """What a consumer keeping the highest version holds, minus version and clock."""
+    return {
+        key: tuple(v for k, v in sorted(value.items()) if k not in ("version", "computed_at"))
+        for key, value in h.latest.items()
+    }
+
+
+def test_a_cell_appearing_later_in_the_day_gets_the_same_records_as_in_one_batch() -> None:
+    """Z2 reports only in the afternoon and arrives in a later batch: its morning
+    windows still get their zero records, as when everything came at once, so the
+    warehouse holds the same rows whatever the order and batching of arrival."""
+    policy = {"lyon": SecrecyPolicy(min_meters=1, dominance_share=1.0)}  # nothing withheld
+    morning = observation("a", [0.25] * 72)
+    afternoon = observation("b", [0.5] * 72, start=T0 + 12 * HOUR_US, zone="Z2")
+    at_once, in_turn = Harness(policies=policy), Harness(policies=policy)
+    at_once.batch(morning, afternoon)
+    in_turn.batch(morning)
+    in_turn.batch(afternoon)
+    assert at_once.get("Z2", "residential", "PT1H", T0)["energy_kwh"] == 0.0
+    assert _published(in_turn) == _published(at_once)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    order=st.permutations(range(5)),
+    cuts=st.sets(st.integers(1, 4), max_size=3),
+    policy=st.sampled_from([SecrecyPolicy(1, 1.0), SecrecyPolicy(2, 0.9)]),
+)
+def test_what_is_published_does_not_depend_on_arrival_order(order, cuts, policy) -> None:
+    readings = [
+        observation("a1", [0.25] * 36, start=T0 + 6 * HOUR_US),
+        observation("a2", [0.125] * 144),
+        observation("b1", [0.5] * 24, start=T0 + 20 * HOUR_US, zone="Z2"),
+        observation("b1", [1.0] * 6, start=T0 + 2 * HOUR_US, zone="Z2"),
+        observation("c1", [0.75] * 12, start=T0 + 9 * HOUR_US, zone="Z3", sector="tertiary"),
+    ]
+    reference = Harness(policies={"lyon": policy})
+    reference.batch(*readings)
+    shuffled = Harness(policies={"lyon": policy})
+    bounds = [0, *sorted(cuts), 5]
+    for low, high in itertools.pairwise(bounds):
+        shuffled.batch(*(readings[i] for i in order[low:high]))
+    assert _published(shuffled) == _published(reference)
