@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from services.runtime.errors import CiteplusError
 
 Handler = Callable[[argparse.Namespace], int]
+Subcommands = argparse._SubParsersAction  # what add_subparsers() returns
 
 # Each pipeline package exposes ``register(commands, service_commands)`` in its
 # ``main`` module: it adds ``citeplus service <name>`` and its own commands.
@@ -103,6 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     service_commands = service.add_subparsers(dest="service_name", metavar="SERVICE")
     service_commands.required = True
+    _register_modules(commands, service_commands)
+
+    try:
+        from services.infra.cli import add_infra_commands
+    except ImportError:  # pragma: no cover - infra package always ships with the CLI
+        pass
+    else:
+        add_infra_commands(commands)
+    return parser
+
+
+def _register_modules(commands: Subcommands, service_commands: Subcommands) -> None:
     for module_name in SERVICE_MODULES:
         try:
             module = importlib.import_module(module_name)
@@ -112,13 +125,14 @@ def build_parser() -> argparse.ArgumentParser:
             raise
         module.register(commands, service_commands)
 
-    try:
-        from services.infra.cli import add_infra_commands
-    except ImportError:  # pragma: no cover - infra package always ships with the CLI
-        pass
-    else:
-        add_infra_commands(commands)
-    return parser
+
+def service_names() -> list[str]:
+    """The ``citeplus service`` names this build has: what a node can supervise
+    depends on which service packages are installed, and this is where they say so."""
+    commands = argparse.ArgumentParser(add_help=False).add_subparsers()
+    service_commands = argparse.ArgumentParser(add_help=False).add_subparsers()
+    _register_modules(commands, service_commands)
+    return list(service_commands.choices)
 
 
 def _load_dev_secrets() -> None:

@@ -82,7 +82,7 @@ from services.runtime.config import NodeConfig
 from services.runtime.errors import RejectedInput
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.processor import BaseStage, Emit, InputMeta
-from services.runtime.state import _DELETED, ChangelogStore, restore
+from services.runtime.state import BatchState, ChangelogStore, restore
 
 log = logging.getLogger(__name__)
 
@@ -115,68 +115,6 @@ class EnergyTopics:
 
     def prefixed(self, prefix: str) -> EnergyTopics:
         return replace(self, **{f.name: prefix + getattr(self, f.name) for f in fields(self)})
-
-
-class EnergyStore(ChangelogStore):
-    """The runtime's changelog store, plus the list of its keys (days expire by key)."""
-
-    def all_keys(self) -> list[str]:
-        live = [k for k, v in self._pending.items() if v is not _DELETED]
-        return list({*self._committed, *live})
-
-
-_ABSENT = object()
-
-
-class BatchState:
-    """The batch's state changes, written to the store once per key at the end of
-    the batch (a day touched by 500 records is one changelog record, not 500).
-
-    ``begin_record``/``rollback_record`` undo one rejected record's changes.
-    """
-
-    def __init__(self, store: EnergyStore):
-        self.store = store
-        self.changes: dict[str, tuple[Any, int]] = {}
-        self._journal: list[tuple[str, Any]] = []
-
-    def get(self, key: str) -> Any:
-        if key in self.changes:
-            value = self.changes[key][0]
-            return None if value is _DELETED else value
-        return self.store.get(key)
-
-    def set(self, key: str, value: Any, partition: int) -> None:
-        self._journal.append((key, self.changes.get(key, _ABSENT)))
-        self.changes[key] = (value, partition)
-
-    def delete(self, key: str, partition: int) -> None:
-        self.set(key, _DELETED, partition)
-
-    def begin_record(self) -> None:
-        self._journal.clear()
-
-    def rollback_record(self) -> None:
-        for key, previous in reversed(self._journal):
-            if previous is _ABSENT:
-                self.changes.pop(key, None)
-            else:
-                self.changes[key] = previous
-        self._journal.clear()
-
-    def flush(self) -> list[Emit]:
-        emits = [
-            self.store.delete(key, partition)
-            if value is _DELETED
-            else self.store.put(key, value, partition)
-            for key, (value, partition) in self.changes.items()
-        ]
-        self.clear()
-        return emits
-
-    def clear(self) -> None:
-        self.changes.clear()
-        self._journal.clear()
 
 
 def group_partition(city: str, carrier: str, partitions: int) -> int:
@@ -219,7 +157,7 @@ class EnergyStage(BaseStage):
         self.default_policy = default_policy
         self.lateness_us = lateness_us
         self.clock = clock
-        self.store = EnergyStore(STORE, topics.state)
+        self.store = ChangelogStore(STORE, topics.state)
         self.state = BatchState(self.store)
         # (city, carrier, day) -> quarters changed in this batch
         self._dirty: dict[tuple[str, str, int], set[int]] = defaultdict(set)
@@ -559,7 +497,7 @@ class EnergyStage(BaseStage):
         self._days.clear()
         self._published.clear()
         self._patterns.clear()
-        for key in self.store.all_keys():
+        for key in self.store.live_keys():
             if key.startswith("md|"):
                 _, city, carrier, day, _rest = key.split("|", 4)
                 self._days[(city, carrier)][int(day)].add(key)

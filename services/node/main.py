@@ -20,11 +20,9 @@ from services.runtime.service_main import install_stop_signals
 
 def available_services() -> list[str]:
     """The pipeline services this build has (`citeplus service --help`)."""
-    from services.cli import build_parser
+    from services.cli import service_names
 
-    parser = build_parser()
-    service_parser = parser._subparsers._group_actions[0].choices["service"]  # type: ignore[union-attr]
-    names = set(service_parser._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    names = set(service_names())
     return [name for name in PIPELINE if name in names]
 
 

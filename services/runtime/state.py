@@ -126,8 +126,69 @@ class ChangelogStore:
             self._committed[key] = json.loads(record["value"])
             self._partition_of[key] = partition
 
+    def live_keys(self) -> list[str]:
+        """Every live key, as :meth:`get` sees it during the batch (stages that expire
+        state by key, such as energy-analytics' days, need to list them)."""
+        live = {k for k, v in self._pending.items() if v is not _DELETED}
+        deleted = {k for k, v in self._pending.items() if v is _DELETED}
+        return [k for k in self._committed if k not in deleted and k not in live] + sorted(live)
+
     def __len__(self) -> int:
         return len(self._committed)
+
+
+class BatchState:
+    """A batch's state changes over a :class:`ChangelogStore`, written once per key
+    when the batch ends: a key touched by 500 records of a batch (energy-analytics'
+    day of a city) is one changelog record, not 500.
+
+    ``begin_record``/``rollback_record`` undo one rejected record's changes.
+    """
+
+    def __init__(self, store: ChangelogStore):
+        self.store = store
+        self.changes: dict[str, tuple[Any, int]] = {}
+        self._journal: list[tuple[str, Any]] = []
+
+    def get(self, key: str) -> Any:
+        """The value as the batch sees it (None when absent or deleted)."""
+        if key in self.changes:
+            value = self.changes[key][0]
+            return None if value is _DELETED else value
+        return self.store.get(key)
+
+    def set(self, key: str, value: Any, partition: int) -> None:
+        self._journal.append((key, self.changes.get(key, _ABSENT)))
+        self.changes[key] = (value, partition)
+
+    def delete(self, key: str, partition: int) -> None:
+        self.set(key, _DELETED, partition)
+
+    def begin_record(self) -> None:
+        self._journal.clear()
+
+    def rollback_record(self) -> None:
+        for key, previous in reversed(self._journal):
+            if previous is _ABSENT:
+                self.changes.pop(key, None)
+            else:
+                self.changes[key] = previous
+        self._journal.clear()
+
+    def flush(self) -> list[Emit]:
+        """The changelog records of the batch's changes, staged in the store."""
+        emits = [
+            self.store.delete(key, partition)
+            if value is _DELETED
+            else self.store.put(key, value, partition)
+            for key, (value, partition) in self.changes.items()
+        ]
+        self.clear()
+        return emits
+
+    def clear(self) -> None:
+        self.changes.clear()
+        self._journal.clear()
 
 
 def restore(

@@ -260,7 +260,7 @@ def test_a_day_closes_after_the_lateness() -> None:
     assert h.get("Z1", "residential", "P1D", T0 + DAY_US)["energy_kwh"] == pytest.approx(
         0.1 * 144 + 0.5 * 144
     )
-    assert not any(k.startswith(f"md|lyon|electricity|{T0}|") for k in h.stage.store.all_keys())
+    assert not any(k.startswith(f"md|lyon|electricity|{T0}|") for k in h.stage.store.live_keys())
 
 
 def test_suppressed_cells_are_published_with_values_withheld() -> None:
@@ -304,7 +304,7 @@ def test_a_day_closed_by_the_batch_that_filled_it_is_still_published() -> None:
     h = Harness(policies={"lyon": SecrecyPolicy(min_meters=1, dominance_share=1.0)}, lateness_us=0)
     h.batch(day_of("a", 0.1), day_of("a", 0.1, start=T0 + DAY_US))
     assert h.get("Z1", "residential", "P1D", T0)["energy_kwh"] == pytest.approx(14.4)
-    assert not any(f"|{T0}|" in k for k in h.stage.store.all_keys())  # and then dropped
+    assert not any(f"|{T0}|" in k for k in h.stage.store.live_keys())  # and then dropped
     h.batch(day_of("b", 0.1))
     assert h.dead == ["too-late"]
 

@@ -533,6 +533,8 @@ def test_json_array_records() -> None:
         ("item 3", "bad-number"),
         ("item 4", "missing-entity"),
     ]
+    # A dead letter carries the rejected item itself, not the whole array.
+    assert [json.loads(r.original) for r in result.rejected] == payload[2:]
 
 
 def test_ndjson_lines() -> None:

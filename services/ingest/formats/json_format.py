@@ -9,11 +9,17 @@ inside an object is read through the source's ``json.records`` path.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from services.ingest.batch import BatchBuilder, Cell, ParseResult
 from services.ingest.values import json_cell, parse_number
 from services.runtime.cities import SourceConfig
+
+# A record's original text for a dead letter: the line as received, or (JSON
+# arrays, where items have no text of their own) a function that re-encodes it.
+Original = bytes | str | Callable[[], bytes]
 
 
 def parse(data: bytes, source: SourceConfig) -> ParseResult:
@@ -78,8 +84,7 @@ def parse_array(data: bytes, source: SourceConfig) -> ParseResult:
         out.reject("payload", "not-an-array", records, data)
         return out.result()
     for number, record in enumerate(records, start=1):
-        original = json.dumps(record, ensure_ascii=False).encode()
-        _add(out, record, source, f"item {number}", original)
+        _add(out, record, source, f"item {number}", partial(_item_json, record))
     return out.result()
 
 
@@ -104,7 +109,7 @@ def _records(document: Any, path: str | None) -> list[Any] | str:
 
 
 def _add(
-    out: BatchBuilder, record: Any, source: SourceConfig, position: str, line: bytes | str
+    out: BatchBuilder, record: Any, source: SourceConfig, position: str, line: Original
 ) -> None:
     if not isinstance(record, dict):
         out.reject(
@@ -161,6 +166,13 @@ def _json_kind(value: Any) -> str:
     return "number"
 
 
-def _bytes(line: bytes | str) -> bytes:
-    """The original line for a dead letter, encoded only when one is written."""
+def _item_json(record: Any) -> bytes:
+    return json.dumps(record, ensure_ascii=False).encode()
+
+
+def _bytes(line: Original) -> bytes:
+    """The original for a dead letter, encoded only when one is written (most
+    records are accepted: encoding each one up front cost ingest time for nothing)."""
+    if callable(line):
+        return line()
     return line.encode("utf-8") if isinstance(line, str) else line
