@@ -54,6 +54,11 @@ class FederationTopics:
     def shared_observations(self, partner: str) -> str:
         return partner_topic(f"{self.prefix}public.shared.{{partner}}.observations.v1", partner)
 
+    def shared_aggregates(self, partner: str) -> str:
+        return partner_topic(
+            f"{self.prefix}public.shared.{{partner}}.energy.aggregates.v1", partner
+        )
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -70,13 +75,13 @@ class DatasetInfo:
         return self.source == AGGREGATES_SOURCE
 
     def topic_for(self, caller: Caller, topics: FederationTopics) -> str:
-        """The topic that carries this dataset for ``caller`` (who may see it)."""
-        if self.is_aggregates:
-            return topics.public_aggregates
+        """The topic that carries this dataset for ``caller`` (who may see it): the
+        open topic, or the caller's own partner topic (publish writes both kinds)."""
         if self.policy.level == "open":
-            return topics.public_observations
+            return topics.public_aggregates if self.is_aggregates else topics.public_observations
         partner = caller.identity if caller.identity in self.policy.partners else None
-        return topics.shared_observations(partner or self.policy.partners[0])
+        shared = topics.shared_aggregates if self.is_aggregates else topics.shared_observations
+        return shared(partner or self.policy.partners[0])
 
 
 @dataclass(frozen=True)

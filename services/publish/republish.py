@@ -1,7 +1,9 @@
 """Re-publishing for partner cities: open datasets on ``public.observations.v1``,
-shared ones on one topic per named partner, energy aggregates (already past
-statistical secrecy) on ``public.energy.aggregates.v1``. Internal datasets
-never leave. Exactly once, like every stage."""
+shared ones on one topic per named partner. Energy aggregates (already past
+statistical secrecy) follow the node's ``energy_aggregates`` sharing
+(deploy/federation.yaml) the same way: open on ``public.energy.aggregates.v1``,
+shared on one topic per partner, internal not at all. Internal datasets never
+leave. Exactly once, like every stage."""
 
 from __future__ import annotations
 
@@ -23,25 +25,44 @@ class PublicTopics:
     public_observations: str = "public.observations.v1"
     shared_observations: str = "public.shared.{partner}.observations.v1"
     public_aggregates: str = "public.energy.aggregates.v1"
+    shared_aggregates: str = "public.shared.{partner}.energy.aggregates.v1"
 
 
 class Republisher(BaseStage):
     name = "publish-public"
 
-    def __init__(self, policies: dict[tuple[str, str], SharingPolicy], topics: PublicTopics):
+    def __init__(
+        self,
+        policies: dict[tuple[str, str], SharingPolicy],
+        topics: PublicTopics,
+        aggregates: SharingPolicy = INTERNAL,
+    ):
         self.policies = policies
         self.topics = topics
-        self.input_topics = [topics.observations_in, topics.aggregates_in]
+        self.aggregates = aggregates
+        self.input_topics = [topics.observations_in]
+        if aggregates.level != "internal":  # nothing to read when nothing may leave
+            self.input_topics.append(topics.aggregates_in)
 
     def process(self, record: dict[str, Any], meta: InputMeta) -> Iterable[Emit]:
         if meta.topic == self.topics.aggregates_in:
-            yield Emit(self.topics.public_aggregates, meta.key, record)
+            for topic in self._destinations(
+                self.aggregates, self.topics.public_aggregates, self.topics.shared_aggregates
+            ):
+                yield Emit(topic, meta.key, record)
             return
         policy = self.policies.get((record["city"], record["source"]), INTERNAL)
         readings = len(record["values"])
+        for topic in self._destinations(
+            policy, self.topics.public_observations, self.topics.shared_observations
+        ):
+            yield Emit(topic, meta.key, record, readings=readings)
+
+    @staticmethod
+    def _destinations(policy: SharingPolicy, public: str, shared: str) -> list[str]:
+        """The topics a record of this policy goes to (none for internal)."""
         if policy.level == "open":
-            yield Emit(self.topics.public_observations, meta.key, record, readings=readings)
-        elif policy.level == "shared":
-            for partner in policy.partners:
-                topic = partner_topic(self.topics.shared_observations, partner)
-                yield Emit(topic, meta.key, record, readings=readings)
+            return [public]
+        if policy.level == "shared":
+            return [partner_topic(shared, partner) for partner in policy.partners]
+        return []

@@ -104,8 +104,12 @@ class PublishService:
             metrics=metrics,
             on_undecodable=undecodable_to_dead_letters(node, contracts),
         )
+        from services.federation.config import load_federation
+
         self.republisher = StageRunner(
-            Republisher(sharing_policies(cities), PublicTopics()),
+            Republisher(
+                sharing_policies(cities), PublicTopics(), load_federation(node).energy_aggregates
+            ),
             node,
             contracts,
             instance=instance,

@@ -19,26 +19,25 @@ def admin_client(node: NodeConfig) -> AdminClient:
     return AdminClient({"bootstrap.servers": node.kafka.bootstrap})
 
 
-def declared_topics() -> list[TopicSpec]:
+def declared_topics(node: NodeConfig | None = None) -> list[TopicSpec]:
     """Every topic of deploy/topics.yaml, partner templates expanded for the partners
-    that the city files' sharing sections name."""
+    that the city files' sharing sections name, and (given the node) those its
+    federation file shares energy aggregates with."""
+    from services.publish.sharing import partners_of, sharing_policies
     from services.runtime.cities import load_cities
     from services.runtime.paths import CITIES_DIR
 
-    partners = sorted(
-        {
-            partner
-            for city in load_cities(CITIES_DIR).values()
-            for source in city.sources
-            for partner in (source.sharing or {}).get("partners", [])
-        }
-    )
-    return list(load_topics(partners=partners).values())
+    partners = set(partners_of(sharing_policies(load_cities(CITIES_DIR))))
+    if node is not None:
+        from services.federation.config import load_federation
+
+        partners.update(load_federation(node).energy_aggregates.partners)
+    return list(load_topics(partners=sorted(partners)).values())
 
 
 def provision_topics(node: NodeConfig, specs: list[TopicSpec] | None = None) -> ProvisionReport:
     """Create or verify the declared topics; a mismatch raises with every detail."""
-    specs = declared_topics() if specs is None else specs
+    specs = declared_topics(node) if specs is None else specs
     report = provision(admin_client(node), specs, node.kafka.replication_factor)
     if not report.ok:
         details = "\n  ".join(report.mismatches)
@@ -51,7 +50,7 @@ def provision_topics(node: NodeConfig, specs: list[TopicSpec] | None = None) -> 
 
 def connect_contracts(node: NodeConfig, specs: list[TopicSpec] | None = None) -> Contracts:
     """Register every topic's schema under ``<topic>-value`` and bind codecs."""
-    specs = declared_topics() if specs is None else specs
+    specs = declared_topics(node) if specs is None else specs
     return Contracts.register(SchemaRegistry(node.registry.url), specs)
 
 

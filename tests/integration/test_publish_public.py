@@ -41,18 +41,23 @@ def test_partner_reads_open_and_shared_never_internal(node, isolated_topics) -> 
         partitions=1,
     )
     prefix = specs["observations.v1"].name.removesuffix("observations.v1")
-    template = load_topics(partners=["marseille"])["public.shared.marseille.observations.v1"]
-    shared = replace(
-        template, name=f"{prefix}public.shared.marseille.observations.v1", partitions=1
+    templates = load_topics(partners=["marseille"])
+    shared, shared_aggregates = (
+        replace(templates[name], name=prefix + name, partitions=1)
+        for name in (
+            "public.shared.marseille.observations.v1",
+            "public.shared.marseille.energy.aggregates.v1",
+        )
     )
-    provision_topics(node, [shared])
-    contracts = connect_contracts(node, [*specs.values(), shared])
+    provision_topics(node, [shared, shared_aggregates])
+    contracts = connect_contracts(node, [*specs.values(), shared, shared_aggregates])
     topics = PublicTopics(
         observations_in=specs["observations.v1"].name,
         aggregates_in=specs["energy.aggregates.v1"].name,
         public_observations=specs["public.observations.v1"].name,
         shared_observations=f"{prefix}public.shared.{{partner}}.observations.v1",
         public_aggregates=specs["public.energy.aggregates.v1"].name,
+        shared_aggregates=f"{prefix}public.shared.{{partner}}.energy.aggregates.v1",
     )
     writer = RecordProducer(make_producer(node), contracts)
     for source in ("open-air", "meters-shared", "meters-internal", "undeclared"):
@@ -62,7 +67,8 @@ def test_partner_reads_open_and_shared_never_internal(node, isolated_topics) -> 
     writer.produce(topics.aggregates_in, "lyon|69381", energy_aggregate())
     assert writer.flush() == 0
 
-    stage = Republisher(POLICIES, topics)
+    # Aggregates shared with marseille only: its topic has them, the open one not.
+    stage = Republisher(POLICIES, topics, SharingPolicy("shared", ("marseille",)))
     StageRunner(stage, node, contracts, instance="t", dead_letter_topic=specs["dlq.v1"].name).run(
         idle_exit_s=3
     )
@@ -77,7 +83,8 @@ def test_partner_reads_open_and_shared_never_internal(node, isolated_topics) -> 
 
     open_records = partner_read(topics.public_observations, 3)
     shared_records = partner_read(shared.name, 3)
-    aggregates = partner_read(topics.public_aggregates, 1)
+    aggregates = partner_read(shared_aggregates.name, 1)
+    assert read_all(node, topics.public_aggregates, expected=0, settle_s=1.0) == []
     assert {r["source"] for r in open_records} == {"open-air"}
     assert {r["source"] for r in shared_records} == {"meters-shared"}
     assert aggregates[0]["energy_kwh"] == 1234.5

@@ -13,7 +13,7 @@ from cryptography import x509
 
 from services.federation import certs as certificates
 from services.federation.calls import Caller, CallMetrics, FederationError, handled
-from services.federation.catalog import Datasets
+from services.federation.catalog import Datasets, FederationTopics
 from services.federation.config import load_federation, load_peers_file
 from services.federation.fanout import outcome_of
 from services.federation.protos import codegen, is_current, pb
@@ -132,6 +132,23 @@ def test_refusal_is_the_same_for_internal_and_missing_datasets(tmp_path: Path) -
     with pytest.raises(FederationError) as caught:
         datasets.require("lyon", Caller("nice"))
     assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def test_each_caller_is_given_the_topic_publish_writes_for_it(tmp_path: Path) -> None:
+    """Shared datasets and shared energy aggregates sit on the partner's own topic
+    (what a per-partner Kafka ACL protects); open ones on the public topic."""
+    topics = FederationTopics("n1.")
+    datasets = lyon_datasets(tmp_path)
+    paris = Caller("paris")
+    assert datasets.all["lyon/air"].topic_for(paris, topics) == "n1.public.observations.v1"
+    assert datasets.all["lyon/meters"].topic_for(paris, topics) == (
+        "n1.public.shared.paris.observations.v1"
+    )
+    assert datasets.all["lyon/energy-aggregates"].topic_for(paris, topics) == (
+        "n1.public.energy.aggregates.v1"
+    )
+    shared = Datasets(load_cities(tmp_path), TO_PARIS, "lyon").all["lyon/energy-aggregates"]
+    assert shared.topic_for(paris, topics) == "n1.public.shared.paris.energy.aggregates.v1"
 
 
 # -- request validation ------------------------------------------------------------------

@@ -1,0 +1,57 @@
+"""Where publish re-sends each record for partners, by sharing level (no broker:
+the stage's ``process`` is a pure function of the record and the policies)."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.publish.republish import PublicTopics, Republisher
+from services.publish.sharing import SharingPolicy
+from services.runtime.processor import InputMeta
+
+OPEN = SharingPolicy("open", (), "ODbL-1.0")
+TOPICS = PublicTopics()
+POLICIES = {
+    ("lyon", "air"): OPEN,
+    ("lyon", "meters"): SharingPolicy("shared", ("paris", "nice"), None),
+    ("lyon", "water"): SharingPolicy(),
+}
+
+
+def destinations(stage: Republisher, topic: str, record: dict) -> list[str]:
+    return [e.topic for e in stage.process(record, InputMeta(topic, 0, 0, b"k", 0))]
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("air", ["public.observations.v1"]),
+        ("meters", ["public.shared.paris.observations.v1", "public.shared.nice.observations.v1"]),
+        ("water", []),
+        ("undeclared", []),  # deny by default
+    ],
+)
+def test_observations_follow_their_source_sharing(source: str, expected: list[str]) -> None:
+    record = {"city": "lyon", "source": source, "values": [1.0, 2.0]}
+    assert destinations(Republisher(POLICIES, TOPICS), TOPICS.observations_in, record) == expected
+
+
+@pytest.mark.parametrize(
+    ("policy", "expected"),
+    [
+        (OPEN, ["public.energy.aggregates.v1"]),
+        (
+            SharingPolicy("shared", ("enedis",), None),
+            ["public.shared.enedis.energy.aggregates.v1"],
+        ),
+    ],
+)
+def test_energy_aggregates_follow_the_node_federation_sharing(policy, expected) -> None:
+    stage = Republisher(POLICIES, TOPICS, policy)
+    assert TOPICS.aggregates_in in stage.input_topics
+    assert destinations(stage, TOPICS.aggregates_in, {"city": "lyon"}) == expected
+
+
+def test_internal_energy_aggregates_are_not_even_read() -> None:
+    stage = Republisher(POLICIES, TOPICS, SharingPolicy())
+    assert stage.input_topics == [TOPICS.observations_in]
