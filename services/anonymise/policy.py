@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.runtime.cities import CityConfig, SourceConfig
-from services.runtime.errors import ConfigError
 from services.runtime.timeparse import TimeSpec
+from services.runtime.yaml_config import ConfigReader, describe
 
 IDENTIFIER = "identifier"
 QUASI = "quasi-identifier"
@@ -213,33 +213,16 @@ def parse_policy(source: SourceConfig, city: CityConfig, index: int) -> Policy:
     )
 
 
-class _Reader:
+class _Reader(ConfigReader):
+    """Validates one source's privacy section; ``key`` is where it sits in the city file."""
+
     def __init__(self, where: str, key: str):
-        self.where = where
+        super().__init__(where)
         self.key = key
 
-    def fail(self, key: str, message: str) -> ConfigError:
-        return ConfigError(message, source=self.where, key=key)
-
-    def mapping(self, value: Any, key: str, allowed: tuple[str, ...]) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(key, f"expected a mapping, got {_kind(value)}")
-        for name in value:
-            if name not in allowed:
-                raise self.fail(
-                    f"{key}.{name}", f"unknown key {name!r}; allowed keys: {', '.join(allowed)}"
-                )
-        return value
-
     def names(self, value: Any, key: str) -> tuple[str, ...]:
-        if not isinstance(value, list) or not value:
-            raise self.fail(key, f"expected a non-empty list of field names, got {_kind(value)}")
-        for i, item in enumerate(value):
-            if not isinstance(item, str) or not item:
-                raise self.fail(f"{key}[{i}]", f"expected a field name, got {_kind(item)}")
-        if len(set(value)) != len(value):
-            raise self.fail(key, "names must not repeat")
-        return tuple(value)
+        """Field names: the shared list check, worded for the fields a policy refers to."""
+        return self.string_list(value, key, item="field name")
 
     # -- the section -------------------------------------------------------------
     def policy(self, source: SourceConfig, city: CityConfig) -> Policy:
@@ -257,13 +240,13 @@ class _Reader:
             raise self.fail(f"{key}.version", 'required: the policy version, e.g. "2025-02" or 1')
         consent = data.get("consent", False)
         if not isinstance(consent, bool):
-            raise self.fail(f"{key}.consent", f"expected true or false, got {_kind(consent)}")
+            raise self.fail(f"{key}.consent", f"expected true or false, got {describe(consent)}")
         if "fields" not in data:
             raise self.fail(f"{key}.fields", "required: the class of every field the source sends")
         raw_fields = data["fields"]
         if not isinstance(raw_fields, dict) or not raw_fields:
             raise self.fail(
-                f"{key}.fields", f"expected a non-empty mapping, got {_kind(raw_fields)}"
+                f"{key}.fields", f"expected a non-empty mapping, got {describe(raw_fields)}"
             )
         for name in raw_fields:
             self.field_name(name, f"{key}.fields")
@@ -281,7 +264,7 @@ class _Reader:
         if "attributes" in data:
             raw = data["attributes"]
             if not isinstance(raw, dict):
-                raise self.fail(f"{key}.attributes", f"expected a mapping, got {_kind(raw)}")
+                raise self.fail(f"{key}.attributes", f"expected a mapping, got {describe(raw)}")
             for name, value in raw.items():
                 self.field_name(name, f"{key}.attributes")
                 where = f"{key}.attributes.{name}"
@@ -317,7 +300,7 @@ class _Reader:
         if not isinstance(name, str) or not name:
             raise self.fail(
                 f"{key}.{name}",
-                f"a field name must be text, got {_kind(name)}; quote it (YAML reads "
+                f"a field name must be text, got {describe(name)}; quote it (YAML reads "
                 'no, yes, on, off, true and false as booleans): "no": measure',
             )
 
@@ -337,7 +320,7 @@ class _Reader:
                 )
             return FieldRule(name, value)
         if not isinstance(value, dict):
-            raise self.fail(key, f"expected a class name or a mapping, got {_kind(value)}")
+            raise self.fail(key, f"expected a class name or a mapping, got {describe(value)}")
         cls = value.get("class")
         if cls not in CLASSES:
             raise self.fail(
@@ -392,7 +375,9 @@ class _Reader:
             return Band(float(self.positive(setting, where, "a band width, e.g. 10")))
         length = setting
         if isinstance(length, bool) or not isinstance(length, int) or length < 1:
-            raise self.fail(where, f"expected a number of characters to keep, got {_kind(length)}")
+            raise self.fail(
+                where, f"expected a number of characters to keep, got {describe(length)}"
+            )
         return Prefix(length)
 
     def positive(self, value: Any, key: str, expected: str) -> float:
@@ -402,7 +387,7 @@ class _Reader:
             or not math.isfinite(value)
             or value <= 0
         ):
-            raise self.fail(key, f"expected {expected}, got {_kind(value)}")
+            raise self.fail(key, f"expected {expected}, got {describe(value)}")
         return value
 
     def grid_partners(self, fields: dict[str, FieldRule], key: str) -> dict[str, str]:
@@ -463,7 +448,7 @@ class _Reader:
             raw_set = data["set"]
             if not isinstance(raw_set, dict) or not raw_set:
                 raise self.fail(
-                    f"{key}.set", f"expected a mapping field: value, got {_kind(raw_set)}"
+                    f"{key}.set", f"expected a mapping field: value, got {describe(raw_set)}"
                 )
             for name, constant in raw_set.items():
                 where = f"{key}.set.{name}"
@@ -473,18 +458,6 @@ class _Reader:
                 if name in summed or name in mean:
                     raise self.fail(where, f"{name!r} is already aggregated")
                 if isinstance(constant, bool) or not isinstance(constant, str | int | float):
-                    raise self.fail(where, f"expected a text or a number, got {_kind(constant)}")
+                    raise self.fail(where, f"expected a text or a number, got {describe(constant)}")
                 overrides[str(name)] = constant
         return Coarsening(step, STEPS_S[step], summed, mean, time, overrides)
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return f"{type(value).__name__} {value!r}"

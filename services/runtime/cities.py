@@ -24,15 +24,13 @@ import csv
 import io
 import os
 import re
-from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
-
 from services.runtime.errors import ConfigError
+from services.runtime.yaml_config import ConfigReader, describe, parse_strict
 
 FORMATS = (
     "csv",
@@ -218,11 +216,7 @@ def load_city(path: Path) -> CityConfig:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read the city file: {exc.strerror}", source=where) from exc
-    try:
-        document = yaml.load(text, Loader=_StrictLoader)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", source=where) from exc
-    return _Reader(where).city(document, expected_code=path.stem)
+    return _Reader(where).city(parse_strict(text, where), expected_code=path.stem)
 
 
 def load_cities(directory: Path) -> dict[str, CityConfig]:
@@ -278,47 +272,8 @@ def _redact(ref: str) -> str:
     return ref.split(":", 1)[0] + ":…" if ":" in ref else "<literal>"
 
 
-class _StrictLoader(yaml.SafeLoader):
-    """Safe YAML loader that refuses duplicate keys (YAML would keep the last one)."""
-
-
-def _construct_mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: set[Any] = set()
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node)
-        if not isinstance(key, Hashable):
-            continue  # construct_mapping reports unhashable keys itself
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", key_node.start_mark
-            )
-        seen.add(key)
-    return loader.construct_mapping(node)
-
-
-_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-
-
-class _Reader:
+class _Reader(ConfigReader):
     """Validates one parsed city document, tracking the dotted key for errors."""
-
-    def __init__(self, where: str):
-        self.where = where
-
-    def fail(self, key: str | None, message: str) -> ConfigError:
-        return ConfigError(message, source=self.where, key=key)
-
-    def mapping(self, value: Any, key: str | None, allowed: tuple[str, ...]) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise self.fail(key, f"expected a mapping, got {_kind(value)}")
-        for name in value:
-            if name not in allowed:
-                prefix = f"{key}." if key else ""
-                raise self.fail(
-                    f"{prefix}{name}",
-                    f"unknown key {name!r}; allowed keys: {', '.join(allowed)}",
-                )
-        return value
 
     def string(
         self, data: dict[str, Any], name: str, key: str, *, default: str | None = None
@@ -329,7 +284,7 @@ class _Reader:
             raise self.fail(key, "required key is missing")
         value = data[name]
         if not isinstance(value, str) or not value.strip():
-            raise self.fail(key, f"expected a non-empty string, got {_kind(value)}")
+            raise self.fail(key, f"expected a non-empty string, got {describe(value)}")
         return value
 
     def choice(self, data: dict[str, Any], name: str, key: str, allowed: tuple[str, ...]) -> str:
@@ -347,16 +302,6 @@ class _Reader:
                 "(e.g. velo-compteurs)",
             )
         return value
-
-    def string_list(self, value: Any, key: str) -> tuple[str, ...]:
-        if not isinstance(value, list) or not value:
-            raise self.fail(key, f"expected a non-empty list of strings, got {_kind(value)}")
-        for i, item in enumerate(value):
-            if not isinstance(item, str) or not item:
-                raise self.fail(f"{key}[{i}]", f"expected a non-empty string, got {_kind(item)}")
-        if len(set(value)) != len(value):
-            raise self.fail(key, "names must not repeat")
-        return tuple(value)
 
     def city(self, document: Any, expected_code: str) -> CityConfig:
         data = self.mapping(document, None, _CITY_KEYS)
@@ -380,7 +325,7 @@ class _Reader:
             raise self.fail("sources", "required key is missing")
         raw_sources = data["sources"]
         if not isinstance(raw_sources, list) or not raw_sources:
-            raise self.fail("sources", f"expected a non-empty list, got {_kind(raw_sources)}")
+            raise self.fail("sources", f"expected a non-empty list, got {describe(raw_sources)}")
         sources: list[SourceConfig] = []
         seen: dict[str, int] = {}
         for i, raw in enumerate(raw_sources):
@@ -395,7 +340,7 @@ class _Reader:
             sources.append(source)
         secrecy = data.get("secrecy")
         if secrecy is not None and not isinstance(secrecy, dict):
-            raise self.fail("secrecy", f"expected a mapping, got {_kind(secrecy)}")
+            raise self.fail("secrecy", f"expected a mapping, got {describe(secrecy)}")
         return CityConfig(code, name, timezone, tuple(sources), path=self.where, secrecy=secrecy)
 
     def source(self, raw: Any, key: str, city: str) -> SourceConfig:
@@ -419,7 +364,7 @@ class _Reader:
         for section in PASSTHROUGH_SECTIONS:
             value = data.get(section)
             if value is not None and not isinstance(value, dict):
-                raise self.fail(f"{key}.{section}", f"expected a mapping, got {_kind(value)}")
+                raise self.fail(f"{key}.{section}", f"expected a mapping, got {describe(value)}")
             sections[section] = value
         return SourceConfig(
             city=city,
@@ -505,7 +450,7 @@ class _Reader:
             raise self.fail(f"{key}.decimal", "the decimal mark must differ from the separator")
         header = data.get("header", defaults.header)
         if not isinstance(header, bool):
-            raise self.fail(f"{key}.header", f"expected true or false, got {_kind(header)}")
+            raise self.fail(f"{key}.header", f"expected true or false, got {describe(header)}")
         encoding = self.string(data, "encoding", f"{key}.encoding", default=defaults.encoding)
         try:
             codecs.lookup(encoding)
@@ -535,15 +480,3 @@ class _Reader:
                 f"{key}.records", f"expected a dotted path such as data.stations, got {records!r}"
             )
         return records
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return f"{type(value).__name__} {value!r}"
