@@ -21,7 +21,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import yaml
 
 from services.federation.calls import Caller, FederationError, invalid
 from services.publish.sharing import SharingPolicy, sharing_policies
@@ -29,6 +28,7 @@ from services.publish.warehouse import Warehouse
 from services.runtime.cities import CityConfig
 from services.runtime.paths import DEPLOY_DIR
 from services.runtime.topics import partner_topic
+from services.runtime.yaml_config import parse_strict
 
 AGGREGATES_SOURCE = "energy-aggregates"
 AGGREGATE_FIELDS = ("energy_kwh", "meter_count", "peak_kw", "largest_share")
@@ -209,6 +209,6 @@ def vocabulary_metrics(path: Path = VOCABULARY_FILE) -> frozenset[str]:
     """Metric names of the controlled vocabulary (empty when the file is absent)."""
     if not path.exists():
         return frozenset()
-    document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    document = parse_strict(path.read_text(encoding="utf-8"), str(path)) or {}
     metrics = document.get("metrics") if isinstance(document, dict) else None
     return frozenset(metrics) if isinstance(metrics, dict) else frozenset()

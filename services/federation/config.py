@@ -12,12 +12,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from services.publish.sharing import SharingPolicy, parse_sharing
 from services.runtime.config import NodeConfig
 from services.runtime.errors import ConfigError
 from services.runtime.paths import REPO_ROOT
+from services.runtime.yaml_config import parse_strict
 
 CODE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 DEFAULT_AGGREGATES = SharingPolicy("open", (), "Licence-Ouverte-2.0")
@@ -107,13 +106,11 @@ def load_federation(node: NodeConfig) -> FederationConfig:
 def load_peers_file(path: Path, identity: str) -> tuple[tuple[Peer, ...], SharingPolicy]:
     source = str(path)
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        document = parse_strict(path.read_text(encoding="utf-8"), source) or {}
     except FileNotFoundError:
         raise ConfigError(
             "federation file not found (see deploy/federation.yaml)", source=source
         ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML ({exc})", source=source) from exc
     if not isinstance(document, dict):
         raise ConfigError("expected a mapping at the top level", source=source)
     unknown = set(document) - {"peers", "energy_aggregates"}

@@ -11,13 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from services.normalise import quality
 from services.normalise.units import BY_SYMBOL, Unit, find_unit
 from services.runtime.cities import DOMAINS
 from services.runtime.errors import ConfigError
 from services.runtime.paths import REPO_ROOT
+from services.runtime.yaml_config import parse_strict
 
 VOCABULARY_FILE = REPO_ROOT / "deploy" / "vocabulary.yaml"
 TEMPORALS = ("interval", "instant")
@@ -82,11 +81,9 @@ class Vocabulary:
 def load_vocabulary(path: Path = VOCABULARY_FILE) -> Vocabulary:
     where = str(path)
     try:
-        document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        document = parse_strict(Path(path).read_text(encoding="utf-8"), where)
     except OSError as exc:
         raise ConfigError(f"cannot read the vocabulary: {exc.strerror}", source=where) from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML: {exc}", source=where) from exc
     if not isinstance(document, dict):
         raise ConfigError("expected a mapping with metrics, sectors, ...", source=where)
 

@@ -14,10 +14,9 @@ from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import yaml
-
 from services.runtime.errors import ConfigError
 from services.runtime.paths import NODE_FILE, REPO_ROOT
+from services.runtime.yaml_config import parse_strict
 
 ENV_PREFIX = "CITEPLUS"
 
@@ -174,14 +173,12 @@ def load_node_config(path: Path | None = None, env: dict[str, str] | None = None
         path = Path(env["CITEPLUS_NODE_FILE"]) if "CITEPLUS_NODE_FILE" in env else NODE_FILE
     source = str(path)
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        document = parse_strict(path.read_text(encoding="utf-8"), source) or {}
     except FileNotFoundError:
         raise ConfigError(
             "node file not found; copy deploy/node.yaml or unset CITEPLUS_NODE_FILE",
             source=source,
         ) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML ({exc})", source=source) from exc
     if not isinstance(document, dict):
         raise ConfigError("expected a mapping at the top level", source=source)
     sections = {f.name: f for f in fields(NodeConfig) if f.name != "source"}

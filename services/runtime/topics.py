@@ -11,13 +11,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import yaml
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
 
 from services.runtime.errors import ConfigError, InfrastructureError
 from services.runtime.paths import TOPICS_FILE
 from services.runtime.schemas import load_schemas
+from services.runtime.yaml_config import parse_strict
 
 _CLEANUP_POLICIES = {"delete", "compact", "compact,delete"}
 
@@ -80,11 +80,9 @@ def load_topics(
     """
     source = str(path)
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = parse_strict(path.read_text(encoding="utf-8"), source)
     except FileNotFoundError:
         raise ConfigError("file not found", source=source) from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"not valid YAML ({exc})", source=source) from exc
     if not isinstance(document, dict) or not isinstance(document.get("topics"), list):
         raise ConfigError("expected a list under `topics:`", source=source, key="topics")
     known_values = load_schemas()

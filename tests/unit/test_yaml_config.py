@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from services.federation.config import load_peers_file
+from services.normalise.vocabulary import load_vocabulary
+from services.runtime.config import load_node_config
 from services.runtime.errors import ConfigError
+from services.runtime.topics import load_topics
 from services.runtime.yaml_config import ConfigReader, describe, parse_strict
 
 WHERE = "deploy/cities/testville.yaml"
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_parse_strict_reads_plain_yaml() -> None:
@@ -86,3 +93,27 @@ def test_string_list_errors(value: object, item: str, message: str) -> None:
 
 def test_string_list_returns_a_tuple() -> None:
     assert ConfigReader(WHERE).string_list(["a", "b"], "k") == ("a", "b")
+
+
+@pytest.mark.parametrize(
+    ("original", "load"),
+    [
+        pytest.param("deploy/node.yaml", lambda p: load_node_config(p, env={}), id="node"),
+        pytest.param("deploy/topics.yaml", load_topics, id="topics"),
+        pytest.param("deploy/vocabulary.yaml", load_vocabulary, id="vocabulary"),
+        pytest.param("deploy/federation.yaml", lambda p: load_peers_file(p, "lyon"), id="peers"),
+    ],
+)
+def test_every_hand_written_file_refuses_a_repeated_key(tmp_path: Path, original, load) -> None:
+    """A key written twice (the second silently winning) is refused in every file."""
+    text = (REPO / original).read_text(encoding="utf-8")
+    load(_write(tmp_path / "ok.yaml", text))  # the repository's file loads as it is
+    first_key = next(line for line in text.splitlines() if line and line[0].isalpha())
+    with pytest.raises(ConfigError, match="duplicate key") as info:
+        load(_write(tmp_path / "twice.yaml", text + "\n" + first_key + "\n"))
+    assert "twice.yaml" in str(info.value)
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
