@@ -10,35 +10,21 @@ the only record of a running broker, so every command starts by checking it.
 from __future__ import annotations
 
 import base64
-import json
 import logging
 import os
 import shutil
 import socket
 import string
 import subprocess
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 from services.infra import paths
 from services.infra.java import find_java
+from services.infra.managed import ManagedServer
 from services.infra.maven import pom_property, run_maven
-from services.infra.process import (
-    is_alive,
-    locked,
-    port_in_use,
-    progress_to_stderr,
-    read_pid,
-    remove_file,
-    rotate_log,
-    runs_with,
-    stop_process,
-    tail,
-    wait_until,
-    write_pid,
-)
+from services.infra.process import progress_to_stderr
 from services.runtime.errors import InfrastructureError
 
 log = logging.getLogger(__name__)
@@ -114,18 +100,6 @@ def ensure_kafka_jars() -> Path:
 
 def broker_dir() -> Path:
     return paths.state_dir() / "kafka"
-
-
-def _pid_file() -> Path:
-    return broker_dir() / "broker.pid"
-
-
-def _run_file() -> Path:
-    return broker_dir() / "broker.json"
-
-
-def _log_file() -> Path:
-    return broker_dir() / "broker.log"
 
 
 def _properties_file() -> Path:
@@ -217,29 +191,22 @@ def _connects(host: str, port: int) -> bool:
 # --- lifecycle ---------------------------------------------------------------------
 
 
-def _running_pid(*, clean_stale: bool) -> int | None:
-    """Pid of this state directory's broker, if it runs.
-
-    The marker is our server.properties path, which only our broker has on its
-    command line: a recycled pid belonging to another program does not count.
-    """
-    pid_file = _pid_file()
-    pid = read_pid(pid_file)
-    if pid is not None and runs_with(pid, str(_properties_file())):
-        return pid
-    if clean_stale and pid_file.exists():
-        what = f"pid {pid} is not running" if pid else "unreadable"
-        log.warning("removed stale Kafka pid file %s (%s)", pid_file, what)
-        remove_file(pid_file)
-        remove_file(_run_file())
-    return None
-
-
-def _recorded_bootstrap() -> str | None:
-    try:
-        return json.loads(_run_file().read_text())["bootstrap"]
-    except (OSError, ValueError, KeyError):
-        return None
+BROKER = ManagedServer(
+    directory=broker_dir,
+    stem="broker",
+    # Our server.properties path: only our broker has it on its command line.
+    marker=lambda: str(_properties_file()),
+    answers=broker_answers,
+    address_key="bootstrap",
+    host=HOST,
+    start_timeout_s=START_TIMEOUT_S,
+    stop_grace_s=STOP_GRACE_S,
+    log=log,
+    name="Kafka broker",
+    stale_name="Kafka",
+    deaf_name="Kafka broker",
+    preposition="on",
+)
 
 
 def _java_command(java: str, libs: Path, main: str, *args: str) -> list[str]:
@@ -289,42 +256,31 @@ def start_broker(port: int | None = None) -> str:
     and its address returned.
     """
     progress_to_stderr()
-    with locked(broker_dir() / ".lock"):
-        pid = _running_pid(clean_stale=True)
+    with BROKER.lock():
+        pid = BROKER.running_pid(clean_stale=True)
         if pid is not None:
             return _already_running(pid, port)
         port, controller_port = resolve_ports(port)
-        for busy, name in ((port, "client"), (controller_port, "controller")):
-            if port_in_use(busy, HOST):
-                raise InfrastructureError(
-                    f"port {busy} on {HOST} (the Kafka {name} port) is already in use by "
-                    f"another program, not by the Cité+ broker of {broker_dir()}. Stop that "
-                    "program, or pick free ports: CITEPLUS_KAFKA_PORT=19092 "
-                    "(the controller then uses 19093, or CITEPLUS_KAFKA_CONTROLLER_PORT)."
-                )
+        remedy = (
+            "free ports: CITEPLUS_KAFKA_PORT=19092 "
+            "(the controller then uses 19093, or CITEPLUS_KAFKA_CONTROLLER_PORT)"
+        )
+        BROKER.refuse_busy_port(port, "the Kafka client port", remedy)
+        BROKER.refuse_busy_port(controller_port, "the Kafka controller port", remedy)
         java = find_java(MIN_JAVA, f"Kafka {kafka_version()}")
         libs = ensure_kafka_jars()
         return _launch(java, libs, port, controller_port)
 
 
 def _already_running(pid: int, port: int | None) -> str:
-    bootstrap = _recorded_bootstrap() or f"{HOST}:{resolve_ports()[0]}"
+    bootstrap = BROKER.recorded_run().get("bootstrap") or f"{HOST}:{resolve_ports()[0]}"
     if port is not None and not bootstrap.endswith(f":{port}"):
         raise InfrastructureError(
             f"the Cité+ broker of {broker_dir()} already runs (pid {pid}) on {bootstrap}, "
             f"not on port {port}; stop it first (citeplus infra down) or use another "
             "CITEPLUS_STATE directory."
         )
-    if not wait_until(
-        lambda: broker_answers(bootstrap), START_TIMEOUT_S, give_up=lambda: not is_alive(pid)
-    ):
-        raise InfrastructureError(
-            f"the Kafka broker (pid {pid}) runs but does not answer on {bootstrap}; restart it "
-            f"(citeplus infra down; citeplus infra up). Last lines of {_log_file()}:\n"
-            f"{tail(_log_file())}"
-        )
-    log.info("Kafka broker already running (pid %d) on %s", pid, bootstrap)
-    return bootstrap
+    return BROKER.adopt(pid, bootstrap)
 
 
 def _launch(java: str, libs: Path, port: int, controller_port: int) -> str:
@@ -334,79 +290,21 @@ def _launch(java: str, libs: Path, port: int, controller_port: int) -> str:
         render_server_properties(TEMPLATE.read_text(), port, controller_port, _data_dir())
     )
     _format_storage(java, libs)
-    log_file = _log_file()
-    rotate_log(log_file)
     cmd = _java_command(java, libs, "kafka.Kafka", str(_properties_file()))
     cmd[1:1] = JVM_OPTIONS
-    log.info("starting Kafka %s on %s (log: %s)...", kafka_version(), bootstrap, log_file)
-    started = time.monotonic()
-    with log_file.open("ab") as out:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=broker_dir(),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # survives the terminal (and Ctrl-C) that started it
-        )
-    write_pid(_pid_file(), proc.pid)
-    _run_file().write_text(
-        json.dumps({"pid": proc.pid, "bootstrap": bootstrap, "controller_port": controller_port})
-    )
-    if wait_until(
-        lambda: broker_answers(bootstrap), START_TIMEOUT_S, give_up=lambda: proc.poll() is not None
-    ):
-        log.info(
-            "Kafka broker up on %s (pid %d) after %.1f s",
-            bootstrap,
-            proc.pid,
-            time.monotonic() - started,
-        )
-        return bootstrap
-    code = proc.poll()
-    if code is None:
-        stop_process(proc.pid, grace=5.0)
-        why = f"did not answer within {START_TIMEOUT_S:.0f} s"
-    else:
-        why = f"exited with code {code}"
-    remove_file(_pid_file())
-    remove_file(_run_file())
-    raise InfrastructureError(
-        f"the Kafka broker {why} on {bootstrap}. Last lines of {log_file}:\n{tail(log_file)}"
+    return BROKER.launch(
+        cmd,
+        bootstrap,
+        {"controller_port": controller_port},
+        starting=f"Kafka {kafka_version()} on {bootstrap}",
     )
 
 
 def stop_broker() -> None:
     """Stop this state directory's broker (SIGTERM, then SIGKILL after 30 s); no-op if stopped."""
-    progress_to_stderr()
-    with locked(broker_dir() / ".lock"):
-        pid = _running_pid(clean_stale=True)
-        if pid is None:
-            log.info("Kafka broker is not running")
-            return
-        log.info("stopping Kafka broker (pid %d)...", pid)
-        clean = stop_process(pid, grace=STOP_GRACE_S)
-        remove_file(_pid_file())
-        remove_file(_run_file())
-        if clean:
-            log.info("Kafka broker stopped")
-        else:
-            log.warning("Kafka broker did not stop within %.0f s and was killed", STOP_GRACE_S)
+    BROKER.stop()
 
 
 def broker_status() -> dict[str, Any]:
     """What runs, where, and whether it answers; changes nothing (stale files stay)."""
-    pid = read_pid(_pid_file())
-    running = pid is not None and runs_with(pid, str(_properties_file()))
-    bootstrap = _recorded_bootstrap() if running else None
-    return {
-        "name": "kafka",
-        "version": kafka_version(),
-        "running": running,
-        "pid": pid if running else None,
-        "stale_pid": pid if pid is not None and not running else None,
-        "bootstrap": bootstrap,
-        "answering": bool(bootstrap) and broker_answers(bootstrap),
-        "log": str(_log_file()),
-        "state_dir": str(broker_dir()),
-    }
+    return BROKER.status("kafka", kafka_version())

@@ -13,13 +13,10 @@ written to a Kafka topic and replayed at start, so schemas survive restarts).
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
-import subprocess
 import tarfile
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -27,21 +24,9 @@ from typing import Any
 from services.infra import paths
 from services.infra.java import class_file_java_major, find_java
 from services.infra.kafka_broker import broker_answers, broker_status
+from services.infra.managed import ManagedServer
 from services.infra.maven import pom_property, run_maven
-from services.infra.process import (
-    is_alive,
-    locked,
-    port_in_use,
-    progress_to_stderr,
-    read_pid,
-    remove_file,
-    rotate_log,
-    runs_with,
-    stop_process,
-    tail,
-    wait_until,
-    write_pid,
-)
+from services.infra.process import progress_to_stderr
 from services.runtime.errors import InfrastructureError
 
 log = logging.getLogger(__name__)
@@ -136,18 +121,6 @@ def registry_dir() -> Path:
     return paths.state_dir() / "registry"
 
 
-def _pid_file() -> Path:
-    return registry_dir() / "registry.pid"
-
-
-def _run_file() -> Path:
-    return registry_dir() / "registry.json"
-
-
-def _log_file() -> Path:
-    return registry_dir() / "registry.log"
-
-
 def _marker() -> str:
     """A system property only this state directory's registry is started with."""
     return f"-Dciteplus.state={registry_dir()}"
@@ -228,24 +201,21 @@ def registry_answers(url: str, timeout: float = 3.0) -> bool:
 # --- lifecycle ---------------------------------------------------------------------
 
 
-def _running_pid(*, clean_stale: bool) -> int | None:
-    pid_file = _pid_file()
-    pid = read_pid(pid_file)
-    if pid is not None and runs_with(pid, _marker()):
-        return pid
-    if clean_stale and pid_file.exists():
-        what = f"pid {pid} is not running" if pid else "unreadable"
-        log.warning("removed stale registry pid file %s (%s)", pid_file, what)
-        remove_file(pid_file)
-        remove_file(_run_file())
-    return None
-
-
-def _recorded_run() -> dict[str, Any]:
-    try:
-        return json.loads(_run_file().read_text())
-    except (OSError, ValueError):
-        return {}
+REGISTRY = ManagedServer(
+    directory=registry_dir,
+    stem="registry",
+    marker=_marker,
+    answers=registry_answers,
+    address_key="url",
+    host=HOST,
+    start_timeout_s=START_TIMEOUT_S,
+    stop_grace_s=STOP_GRACE_S,
+    log=log,
+    name="schema registry",
+    stale_name="registry",
+    deaf_name="registry",
+    preposition="at",
+)
 
 
 def start_registry(
@@ -263,18 +233,15 @@ def start_registry(
         raise InfrastructureError(
             f"unknown registry storage {storage!r}; use one of: {', '.join(STORAGES)}."
         )
-    with locked(registry_dir() / ".lock"):
-        pid = _running_pid(clean_stale=True)
+    with REGISTRY.lock():
+        pid = REGISTRY.running_pid(clean_stale=True)
         if pid is not None:
             return _already_running(pid, storage, port)
         port = resolve_port(port)
         bootstrap = _kafkasql_bootstrap(bootstrap) if storage == "kafkasql" else None
-        if port_in_use(port, HOST):
-            raise InfrastructureError(
-                f"port {port} on {HOST} (the schema registry port) is already in use by another "
-                f"program, not by the Cité+ registry of {registry_dir()}. Stop that program, or "
-                "pick a free port: CITEPLUS_REGISTRY_PORT=18081."
-            )
+        REGISTRY.refuse_busy_port(
+            port, "the schema registry port", "a free port: CITEPLUS_REGISTRY_PORT=18081"
+        )
         app = ensure_registry_app()
         jars = sorted((app / "app").glob(f"{ARTIFACT}-*.jar"))
         minimum = class_file_java_major(jars[0]) if jars else 21
@@ -300,7 +267,7 @@ def _kafkasql_bootstrap(bootstrap: str | None) -> str:
 
 
 def _already_running(pid: int, storage: str, port: int | None) -> str:
-    run = _recorded_run()
+    run = REGISTRY.recorded_run()
     url = run.get("url") or ccompat_url(resolve_port())
     if run.get("storage", storage) != storage:
         raise InfrastructureError(
@@ -312,21 +279,11 @@ def _already_running(pid: int, storage: str, port: int | None) -> str:
             f"the registry of {registry_dir()} already runs (pid {pid}) at {url}, not on port "
             f"{port}; stop it first (citeplus infra down) or use another CITEPLUS_STATE."
         )
-    if not wait_until(
-        lambda: registry_answers(url), START_TIMEOUT_S, give_up=lambda: not is_alive(pid)
-    ):
-        raise InfrastructureError(
-            f"the registry (pid {pid}) runs but does not answer at {url}; restart it "
-            f"(citeplus infra down; citeplus infra up). Last lines of {_log_file()}:\n"
-            f"{tail(_log_file())}"
-        )
-    log.info("schema registry already running (pid %d) at %s", pid, url)
-    return url
+    return REGISTRY.adopt(pid, url)
 
 
 def _launch(java: str, app: Path, storage: str, port: int, bootstrap: str | None) -> str:
     url = ccompat_url(port)
-    registry_dir().mkdir(parents=True, exist_ok=True)
     props = registry_properties(storage, port, bootstrap)
     cmd = [
         java,
@@ -338,89 +295,20 @@ def _launch(java: str, app: Path, storage: str, port: int, bootstrap: str | None
         "-jar",
         str(app / "quarkus-run.jar"),
     ]
-    log_file = _log_file()
-    rotate_log(log_file)
     where = f"{storage} storage" + (f" in Kafka at {bootstrap}" if bootstrap else "")
-    log.info(
-        "starting Apicurio Registry %s at %s, %s (log: %s)...",
-        registry_version(),
+    return REGISTRY.launch(
+        cmd,
         url,
-        where,
-        log_file,
-    )
-    started = time.monotonic()
-    with log_file.open("ab") as out:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=registry_dir(),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    write_pid(_pid_file(), proc.pid)
-    _run_file().write_text(
-        json.dumps(
-            {"pid": proc.pid, "url": url, "port": port, "storage": storage, "bootstrap": bootstrap}
-        )
-    )
-    if wait_until(
-        lambda: registry_answers(url), START_TIMEOUT_S, give_up=lambda: proc.poll() is not None
-    ):
-        log.info(
-            "schema registry up at %s (pid %d) after %.1f s",
-            url,
-            proc.pid,
-            time.monotonic() - started,
-        )
-        return url
-    code = proc.poll()
-    if code is None:
-        stop_process(proc.pid, grace=5.0)
-        why = f"did not answer within {START_TIMEOUT_S:.0f} s"
-    else:
-        why = f"exited with code {code}"
-    remove_file(_pid_file())
-    remove_file(_run_file())
-    raise InfrastructureError(
-        f"the schema registry {why} at {url}. Last lines of {log_file}:\n{tail(log_file)}"
+        {"port": port, "storage": storage, "bootstrap": bootstrap},
+        starting=f"Apicurio Registry {registry_version()} at {url}, {where}",
     )
 
 
 def stop_registry() -> None:
     """Stop this state directory's registry (SIGTERM, then SIGKILL after 30 s); no-op if stopped."""
-    progress_to_stderr()
-    with locked(registry_dir() / ".lock"):
-        pid = _running_pid(clean_stale=True)
-        if pid is None:
-            log.info("schema registry is not running")
-            return
-        log.info("stopping schema registry (pid %d)...", pid)
-        clean = stop_process(pid, grace=STOP_GRACE_S)
-        remove_file(_pid_file())
-        remove_file(_run_file())
-        if clean:
-            log.info("schema registry stopped")
-        else:
-            log.warning("schema registry did not stop within %.0f s and was killed", STOP_GRACE_S)
+    REGISTRY.stop()
 
 
 def registry_status() -> dict[str, Any]:
     """What runs, where, with which storage, and whether it answers; changes nothing."""
-    pid = read_pid(_pid_file())
-    running = pid is not None and runs_with(pid, _marker())
-    run = _recorded_run() if running else {}
-    url = run.get("url")
-    return {
-        "name": "registry",
-        "version": registry_version(),
-        "running": running,
-        "pid": pid if running else None,
-        "stale_pid": pid if pid is not None and not running else None,
-        "url": url,
-        "storage": run.get("storage"),
-        "bootstrap": run.get("bootstrap"),
-        "answering": bool(url) and registry_answers(url),
-        "log": str(_log_file()),
-        "state_dir": str(registry_dir()),
-    }
+    return REGISTRY.status("registry", registry_version(), recorded=("storage", "bootstrap"))
