@@ -39,6 +39,7 @@ stop: ## stop the node started by `make run`
 test: setup ## run every test against a real Kafka broker and schema registry
 	@$(TEST_ENV) $(CITEPLUS) infra up --storage memory
 	@status=0; $(TEST_ENV) $(RUN) pytest -q -p no:cacheprovider $(PYTEST_ARGS) || status=$$?; \
+	  $(TEST_ENV) $(CITEPLUS) topics clean-scratch; \
 	  $(TEST_ENV) $(CITEPLUS) infra down; exit $$status
 
 test-unit: setup ## run only the tests that need no broker
@@ -49,6 +50,7 @@ bench: setup ## run the benchmarks (they print their figures); then the whole pi
 	@$(TEST_ENV) $(CITEPLUS) infra up --storage memory
 	@status=0; for b in $(BENCHES); do echo "==> bench/$$b.py"; \
 	  $(TEST_ENV) $(RUN) python bench/$$b.py || status=$$?; done; \
+	  $(TEST_ENV) $(CITEPLUS) topics clean-scratch; \
 	  $(TEST_ENV) $(CITEPLUS) infra down; \
 	  echo "==> bench/pipeline.py (a private node)"; $(RUN) python bench/pipeline.py || status=$$?; \
 	  exit $$status

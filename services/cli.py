@@ -57,6 +57,15 @@ def _cmd_topics_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_topics_clean(args: argparse.Namespace) -> int:
+    from services.runtime.config import load_node_config
+    from services.runtime.provisioning import delete_scratch_topics
+
+    deleted = delete_scratch_topics(load_node_config())
+    print(f"deleted {len(deleted)} scratch topics (test.*, bench.*)")
+    return 0
+
+
 def _cmd_schemas_register(args: argparse.Namespace) -> int:
     from services.runtime.codec import schema_summary
     from services.runtime.config import load_node_config
@@ -89,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     apply.set_defaults(handler=_cmd_topics_apply)
     listing = topic_commands.add_parser("list", help="print the declared topics")
     listing.set_defaults(handler=_cmd_topics_list)
+    clean = topic_commands.add_parser(
+        "clean-scratch",
+        help="delete the test.* and bench.* topics that tests and benchmarks leave behind",
+    )
+    clean.set_defaults(handler=_cmd_topics_clean)
 
     schemas = commands.add_parser("schemas", help="the Avro contracts in avro/")
     schema_commands = schemas.add_subparsers(dest="schemas_command", metavar="ACTION")

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
@@ -40,6 +40,7 @@ from services.federation.catalog import (
 from services.federation.certs import server_credentials
 from services.federation.config import FederationConfig
 from services.federation.fanout import Fanout
+from services.federation.health_watch import HealthWatch, warehouse_answers
 from services.federation.protos import pb, rpc
 from services.federation.queries import set_timestamp_ms
 from services.federation.subscribe import subscribe
@@ -300,6 +301,7 @@ class FederationServer:
         rpc.add_FederationServicer_to_server(self.servicer, self.server)
         self.health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        self.health_watch = HealthWatch(self.health, ("", SERVICE), warehouse_answers(warehouse))
         reflection.enable_server_reflection(
             (SERVICE, health.SERVICE_NAME, reflection.SERVICE_NAME), self.server
         )
@@ -320,8 +322,7 @@ class FederationServer:
 
     def start(self) -> FederationServer:
         self.server.start()
-        for name in ("", SERVICE):
-            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        self.health_watch.start()
         log.info(
             "federation API serving",
             extra={
@@ -333,6 +334,7 @@ class FederationServer:
         return self
 
     def stop(self, grace: float = 5.0) -> None:
+        self.health_watch.stop()
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait(grace + 1)
         self.servicer.close()

@@ -204,7 +204,10 @@ def register(
         description="Hold the stage stopped, move its consumer group(s) back to the first "
         "offset at or after --from-time (ISO 8601) or to --from-offset on every partition, then "
         "let the supervisor restart it. Downstream is idempotent: normalise drops duplicate "
-        "readings and the ClickHouse sink skips what it already landed.",
+        "readings, energy-analytics replaces a meter's readings instead of adding them, and "
+        "the ClickHouse sink skips what it already landed. Partners are not: replaying "
+        "publish re-sends what it reads again to the public and partner topics. Needs the "
+        "node's supervisor (`citeplus up`); elsewhere stop the stage's replicas first.",
     )
     replay.add_argument("service", help="anonymise, normalise, energy-analytics or publish")
     where = replay.add_mutually_exclusive_group(required=True)

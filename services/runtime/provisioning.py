@@ -6,6 +6,7 @@ a topic that is missing or configured differently from ``deploy/topics.yaml``.
 
 from __future__ import annotations
 
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from services.runtime.codec import Contracts
@@ -17,6 +18,35 @@ from services.runtime.topics import ProvisionReport, TopicSpec, load_topics, pro
 
 def admin_client(node: NodeConfig) -> AdminClient:
     return AdminClient({"bootstrap.servers": node.kafka.bootstrap})
+
+
+SCRATCH_PREFIXES = ("test.", "bench.")
+
+
+def delete_scratch_topics(
+    node: NodeConfig, prefixes: tuple[str, ...] = SCRATCH_PREFIXES, timeout_s: float = 60.0
+) -> list[str]:
+    """Delete the topics tests and benchmarks create (``test.*``, ``bench.*``, or
+    narrower prefixes inside those).
+
+    Each test and bench run makes topics of its own under a random prefix; on a
+    broker whose data directory is kept between runs they would pile up (and
+    every partition slows the broker's start). Nothing else is ever touched.
+    """
+    if not prefixes or not all(p.startswith(SCRATCH_PREFIXES) for p in prefixes):
+        raise ValueError(f"only topics under {SCRATCH_PREFIXES} are scratch, not {prefixes}")
+    admin = admin_client(node)
+    names = sorted(
+        name for name in admin.list_topics(timeout=timeout_s).topics if name.startswith(prefixes)
+    )
+    if not names:
+        return []
+    for name, future in admin.delete_topics(names, operation_timeout=timeout_s).items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            raise InfrastructureError(f"could not delete topic {name}: {exc}") from exc
+    return names
 
 
 def declared_topics(node: NodeConfig | None = None) -> list[TopicSpec]:

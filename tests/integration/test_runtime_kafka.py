@@ -4,6 +4,7 @@ confluent-kafka's stock deserializer, transactions, dead letters, provisioning."
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import replace
@@ -19,7 +20,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from services.runtime.errors import RejectedInput
 from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.processor import BaseStage, Emit, InputMeta, StageRunner
-from services.runtime.provisioning import admin_client, provision_topics
+from services.runtime.provisioning import admin_client, delete_scratch_topics, provision_topics
 from services.runtime.topics import TopicSpec, provision
 from tests.integration.kafka_helpers import read_all
 from tests.integration.records import SAMPLES_BY_TOPIC, observation
@@ -191,6 +192,24 @@ def test_provisioning_creates_then_verifies_then_reports_mismatch(node) -> None:
     assert not report.ok
     [problem] = report.mismatches
     assert "partitions 1 (declared 2)" in problem and "cleanup.policy=delete" in problem
+
+
+def test_scratch_topics_are_deleted_and_nothing_else(node) -> None:
+    run = f"test.{uuid.uuid4().hex[:8]}."
+    keep = f"kept-{uuid.uuid4().hex[:8]}"
+    specs = [TopicSpec(run + n, "Observation", "k", 1, 86_400_000, "delete") for n in "ab"]
+    provision_topics(node, [*specs, replace(specs[0], name=keep)])
+    assert delete_scratch_topics(node, (run,)) == [run + "a", run + "b"]
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        left = set(admin_client(node).list_topics(timeout=10).topics)
+        if not {run + "a", run + "b"} & left:
+            break
+        time.sleep(0.5)
+    assert keep in left and not {run + "a", run + "b"} & left
+    admin_client(node).delete_topics([keep])[keep].result()
+    with pytest.raises(ValueError, match="scratch"):
+        delete_scratch_topics(node, ("observations",))
 
 
 def test_transactional_producer_writes_are_fenced_by_a_newer_instance(
