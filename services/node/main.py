@@ -205,8 +205,9 @@ def register(
         "offset at or after --from-time (ISO 8601) or to --from-offset on every partition, then "
         "let the supervisor restart it. Downstream is idempotent: normalise drops duplicate "
         "readings, energy-analytics replaces a meter's readings instead of adding them, and "
-        "the ClickHouse sink skips what it already landed. Partners are not: replaying "
-        "publish re-sends what it reads again to the public and partner topics. Needs the "
+        "the ClickHouse sink skips what it already landed (it resumes after the highest "
+        "offset the warehouse holds). Partners are not: replaying publish re-sends what it "
+        "reads again to the public and partner topics. Needs the "
         "node's supervisor (`citeplus up`); elsewhere stop the stage's replicas first.",
     )
     replay.add_argument("service", help="anonymise, normalise, energy-analytics or publish")

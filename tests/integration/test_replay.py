@@ -46,13 +46,16 @@ def test_replayed_stages_read_again_and_change_nothing_downstream(tmp_path: Path
             ("energy-analytics", ["--from-time", "2000-01-01T00:00:00+00:00"]),
             ("publish", ["--from-offset", "0"]),
         ):
-            read_first = records_in(node, stage)
+            read_first, pid = records_in(node, stage), node.service_pids()[stage]
             assert read_first > 0
             moved = node.citeplus("replay", stage, *where, timeout=240).stdout.splitlines()
             assert moved and all(line.endswith("-> 0") for line in moved), moved
             after = settle(node, services)
-            # A new process, whose counters start at zero, read everything again ...
-            assert records_in(node, stage) >= read_first, stage
+            # A new process, whose counters start at zero, read its input again (publish's
+            # sink resumes after what the warehouse holds: only its republisher re-reads).
+            assert node.service_pids()[stage] != pid, f"{stage} was not restarted"
+            read_again = records_in(node, stage)
+            assert read_again >= (read_first if stage != "publish" else 1), (stage, read_again)
             # ... and what landed is the same, to the reading and the aggregate.
             assert after == before, f"after replaying {stage}:\n" + differences(before, after)
         refused = node.citeplus("replay", "nothing-here", "--from-offset", "0", check=False)

@@ -207,7 +207,8 @@ def test_scratch_topics_are_deleted_and_nothing_else(node) -> None:
             break
         time.sleep(0.5)
     assert keep in left and not {run + "a", run + "b"} & left
-    admin_client(node).delete_topics([keep])[keep].result()
+    admin = admin_client(node)  # kept alive until its deletion is done
+    admin.delete_topics([keep])[keep].result()
     with pytest.raises(ValueError, match="scratch"):
         delete_scratch_topics(node, ("observations",))
 
