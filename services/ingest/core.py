@@ -16,7 +16,9 @@ from services.ingest.records import raw_key, raw_record, rejection_letter
 from services.runtime import dlq
 from services.runtime.cities import SourceConfig
 from services.runtime.codec import Contracts
+from services.runtime.errors import OversizedBatch
 from services.runtime.group_commit import GroupCommitProducer, OutgoingMessage
+from services.runtime.kafka import MAX_MESSAGE_BYTES
 from services.runtime.metrics import ServiceMetrics
 
 MAX_ERRORS_IN_ANSWER = 100
@@ -97,9 +99,19 @@ class IngestCore:
                 attributes=reference.get(entity.entity_id),
             )
             readings += entity.row_count
-            messages.append(
-                (self.topics.raw, raw_key(source, entity.entity_id), self._raw.encode(record))
-            )
+            encoded = self._raw.encode(record)
+            if len(encoded) > MAX_MESSAGE_BYTES:
+                raise OversizedBatch(
+                    f"entity {entity.entity_id!r} has {entity.row_count:,} rows in this batch, "
+                    f"{len(encoded):,} bytes once encoded: more than the {MAX_MESSAGE_BYTES:,} "
+                    "one message may carry; send fewer rows per entity in a batch (e.g. a day "
+                    "of readings per meter). Nothing of this batch was kept.",
+                    entity=entity.entity_id,
+                    rows=entity.row_count,
+                    size=len(encoded),
+                    limit=MAX_MESSAGE_BYTES,
+                )
+            messages.append((self.topics.raw, raw_key(source, entity.entity_id), encoded))
         for rejection in parsed.rejected:
             letter = rejection_letter(rejection, source, lineage_id)
             messages.append(

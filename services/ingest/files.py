@@ -2,7 +2,8 @@
 
 Line-based formats (CSV, NDJSON) are cut into chunks so that a large export
 becomes many bounded batches (a CSV chunk repeats the header), each committed
-like an HTTP batch; other formats go as one payload per file.
+like an HTTP batch, and cut again where one entity's rows would not fit in a
+message; other formats go as one payload per file.
 """
 
 from __future__ import annotations
@@ -11,9 +12,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from services.ingest.core import IngestCore
+from services.ingest.core import IngestCore, IngestResult
 from services.runtime.cities import SourceConfig
-from services.runtime.errors import CiteplusError
+from services.runtime.errors import CiteplusError, OversizedBatch
 from services.runtime.progress import Progress
 
 CHUNK_LINES = 5_000
@@ -42,22 +43,54 @@ def list_files(path: Path) -> list[Path]:
     raise CiteplusError(f"{path}: no such file or directory")
 
 
-def chunks(
-    data: bytes, source: SourceConfig, lines_per_chunk: int = CHUNK_LINES
-) -> Iterator[bytes]:
-    """Split a payload into bounded batches without cutting a record in two."""
-    if source.format not in ("csv", "ndjson") or data.count(b"\n") <= lines_per_chunk:
-        yield data
-        return
+def _records(data: bytes, source: SourceConfig) -> tuple[list[bytes], list[bytes]] | None:
+    """(header, record lines) of a line format whose lines are records: a CSV header
+    is repeated in every part. None for other formats, and for a CSV with quoted
+    fields (one may span lines)."""
+    if source.format not in ("csv", "ndjson"):
+        return None
     lines = data.splitlines(keepends=True)
     header: list[bytes] = []
     if source.format == "csv" and (source.csv is None or source.csv.header):
         header, lines = lines[:1], lines[1:]
     if source.format == "csv" and any(b'"' in line for line in lines):
-        yield data  # quoted fields may span lines: keep the file whole
+        return None
+    return header, lines
+
+
+def chunks(
+    data: bytes, source: SourceConfig, lines_per_chunk: int = CHUNK_LINES
+) -> Iterator[bytes]:
+    """Split a payload into bounded batches without cutting a record in two."""
+    records = _records(data, source) if data.count(b"\n") > lines_per_chunk else None
+    if records is None:
+        yield data
         return
+    header, lines = records
     for start in range(0, len(lines), lines_per_chunk):
         yield b"".join(header + lines[start : start + lines_per_chunk])
+
+
+def halves(data: bytes, source: SourceConfig) -> list[bytes] | None:
+    """The payload as two batches (None when it cannot be cut between records)."""
+    records = _records(data, source)
+    if records is None or len(records[1]) < 2:
+        return None
+    header, lines = records
+    middle = len(lines) // 2
+    return [b"".join(header + lines[:middle]), b"".join(header + lines[middle:])]
+
+
+def _ingest_payload(core: IngestCore, source: SourceConfig, payload: bytes) -> list[IngestResult]:
+    """Ingest one batch; one whose entity has too many rows for a message is cut in
+    two and tried again (an export of a year of one meter's readings, say)."""
+    try:
+        return [core.ingest_blocking(source, payload)]
+    except OversizedBatch:
+        parts = halves(payload, source)
+        if parts is None:
+            raise
+        return [r for part in parts for r in _ingest_payload(core, source, part)]
 
 
 def ingest_paths(
@@ -69,14 +102,14 @@ def ingest_paths(
     progress = Progress(total_bytes, f"ingest {source.city}/{source.id}") if show_progress else None
     for path in paths:
         data = path.read_bytes()
-        for payload in chunks(data, source):
-            result = core.ingest_blocking(source, payload)
-            summary.payloads += 1
-            summary.accepted += result.accepted
-            summary.rejected += len(result.rejected)
-            summary.entities += result.entities
-            for rejection in result.rejected:
-                summary.reasons[rejection.reason] = summary.reasons.get(rejection.reason, 0) + 1
+        for chunk in chunks(data, source):
+            for result in _ingest_payload(core, source, chunk):
+                summary.payloads += 1
+                summary.accepted += result.accepted
+                summary.rejected += len(result.rejected)
+                summary.entities += result.entities
+                for rejection in result.rejected:
+                    summary.reasons[rejection.reason] = summary.reasons.get(rejection.reason, 0) + 1
         summary.files += 1
         if progress:
             progress.advance(

@@ -3,7 +3,8 @@
 ``POST /v1/cities/{city}/sources/{source}/records`` answers 200 with what was
 accepted and rejected once Kafka has committed the batch, 503 when Kafka could
 not (nothing of the batch was kept: retry), 401/403 for a wrong token, 404 for
-an unknown city or source, 413 for an oversized body.
+an unknown city or source, 413 for an oversized body or an entity with more rows
+than one message can carry (nothing kept: split the batch, do not retry it).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from aiohttp import web
 from services.ingest.auth import SourceTokens
 from services.ingest.core import IngestCore
 from services.runtime.cities import CityConfig
-from services.runtime.errors import BrokerUnavailable, ConfigError
+from services.runtime.errors import BrokerUnavailable, ConfigError, OversizedBatch
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,10 @@ async def push_records(request: web.Request) -> web.Response:
         result = await request.app[CORE].ingest(source, payload)
     except BrokerUnavailable as exc:
         return _error(503, str(exc), retry=True)
+    except OversizedBatch as exc:
+        return _error(
+            413, str(exc), entity=exc.entity, rows=exc.rows, size=exc.size, limit=exc.limit
+        )
     status = 200 if result.accepted or not result.rejected else 422
     return web.json_response(result.answer(), status=status)
 

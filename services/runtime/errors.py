@@ -48,6 +48,15 @@ class RejectedInput(CiteplusError):
         self.reason = reason
 
 
+class OversizedBatch(CiteplusError):
+    """A batch holding an entity whose rows could not fit in one message: the sender
+    must split it (not retry it as it is, and not lose it silently)."""
+
+    def __init__(self, message: str, *, entity: str, rows: int, size: int, limit: int):
+        super().__init__(message)
+        self.entity, self.rows, self.size, self.limit = entity, rows, size, limit
+
+
 class BrokerUnavailable(InfrastructureError):
     """Kafka did not durably accept a batch; nothing of it is visible to readers.
 

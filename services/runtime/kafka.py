@@ -17,6 +17,14 @@ from services.runtime.config import NodeConfig
 
 _FULL_QUEUE_RETRIES = 100
 
+# The largest value a stage may produce. A broker refuses a record batch above its
+# message.max.bytes (1,048,588 bytes by default) and then aborts the whole
+# transaction, so a value that cannot fit must be caught before it is sent:
+# ingest refuses the batch (413, split it), a stage sends the record to the dead
+# letters (``too-large``). Kept well below the limit because a record grows a
+# little from stage to stage (pseudonyms, added fields).
+MAX_MESSAGE_BYTES = 512 * 1024
+
 
 def producer_settings(
     node: NodeConfig, *, transactional_id: str | None = None, **overrides: Any

@@ -30,7 +30,7 @@ from services.runtime import dlq
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
 from services.runtime.errors import CiteplusError, RejectedInput, SchemaError, WireFormatError
-from services.runtime.kafka import make_consumer, make_producer, produce_bytes
+from services.runtime.kafka import MAX_MESSAGE_BYTES, make_consumer, make_producer, produce_bytes
 from services.runtime.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -281,6 +281,7 @@ class StageRunner:
                     (emit, self.contracts.codec(emit.topic).encode(emit.value))
                     for emit in self.stage.process(record, meta)
                 ]
+                _check_sizes(encoded)
             except RejectedInput as exc:
                 self._hook("on_record_failed")
                 self._dead_letter(tally, message, meta, record, exc.reason, str(exc))
@@ -471,3 +472,16 @@ class StageRunner:
                 )
         except KafkaException as exc:
             log.debug("lag refresh failed", extra={"error": str(exc)})
+
+
+def _check_sizes(encoded: list[tuple[Emit, bytes]]) -> None:
+    """Refuse, as bad input, a record whose output could not fit in a message: sent,
+    it would abort the batch's transaction again at every retry and stop the stage."""
+    for emit, value in encoded:
+        if len(value) > MAX_MESSAGE_BYTES:
+            raise RejectedInput(
+                "too-large",
+                f"its output for {emit.topic} would be {len(value):,} bytes, more than the "
+                f"{MAX_MESSAGE_BYTES:,} a message may carry; the source must send fewer rows "
+                "per entity in one batch",
+            )

@@ -4,6 +4,7 @@ in, RawRecords and dead letters out, every refusal with its precise status."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import httpx
 import pytest
 
 from services.ingest.core import IngestTopics
+from services.ingest.files import ingest_paths
 from services.ingest.records import column_values
 from services.ingest.service import build_core
 from services.runtime.cities import load_cities
@@ -280,3 +282,47 @@ def test_refusals_have_precise_statuses(ingest) -> None:
     assert empty.status_code == 400
     everything_bad = push(running.url, "testville", "meters", b"not json\n", "tok-meters")
     assert everything_bad.status_code == 422 and everything_bad.json()["rejected"] == 1
+
+
+def wide_rows(meter: str, count: int) -> bytes:
+    """NDJSON rows of one meter, each with 200 characters that do not compress."""
+    return b"".join(
+        json.dumps({"meter": meter, "wh": i, "note": os.urandom(100).hex()}).encode() + b"\n"
+        for i in range(count)
+    )
+
+
+def test_an_entity_too_large_for_a_message_is_refused_and_files_are_cut(
+    node, ingest, cities, tmp_path: Path
+) -> None:
+    running, topics, contracts = ingest
+    refused = push(running.url, "testville", "meters", wide_rows("big", 5_000), "tok-meters")
+    assert refused.status_code == 413, refused.text
+    answer = refused.json()
+    assert answer["entity"] == "big" and answer["rows"] == 5_000
+    assert answer["size"] > answer["limit"] and "fewer rows per entity" in answer["error"]
+    assert "retry" not in answer
+    # Refused before Kafka: the next batch of the source is not affected.
+    after = push(running.url, "testville", "meters", b'{"meter": "m1", "wh": 1}\n', "tok-meters")
+    assert after.status_code == 200 and after.json()["accepted"] == 1
+    # The same kind of export from a file is cut between records until each batch fits.
+    export = tmp_path / "big.ndjson"
+    export.write_bytes(wide_rows("big", 12_000))
+    summary = ingest_paths(
+        running.core, cities["testville"].source("meters"), [export], show_progress=False
+    )
+    assert summary.accepted == 12_000 and summary.rejected == 0 and summary.payloads > 3
+    raw = decoded(node, contracts, topics.raw, expected=1 + summary.payloads)
+    assert sum(r["row_count"] for r in raw if r["entity_id"] == "big") == 12_000
+    assert read_all(node, topics.dead_letters, expected=0, settle_s=0.5) == []
+
+
+def test_a_huge_bad_payload_still_reaches_the_dead_letters(node, ingest) -> None:
+    running, topics, contracts = ingest
+    items = (json.dumps({"meter": "m1", "x": os.urandom(30).hex()}).encode() for _ in range(40_000))
+    body = b"[" + b",".join(items) + b",oops"  # ~3.3 MB that do not compress, then bad JSON
+    answer = push(running.url, "testville", "meters", body, "tok-meters")
+    assert answer.status_code == 422 and answer.json()["rejected"] == 1
+    [letter] = decoded(node, contracts, topics.dead_letters, 1)
+    assert letter["reason"] == "bad-json" and letter["original_value"] == body[: 256 * 1024]
+    assert f"of {len(body):,} bytes; sha256" in letter["message"]

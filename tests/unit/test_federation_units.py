@@ -373,6 +373,7 @@ class NoWarehouse:
 def test_publish_hook_serves_only_a_node_with_a_certificate(tmp_path: Path) -> None:
     from services.federation.client import FederationClient
     from services.federation.hook import federation_beside_publish
+    from services.publish.warehouse import open_warehouse
     from services.runtime.codec import Contracts
 
     path = tmp_path / "node.yaml"
@@ -387,7 +388,9 @@ def test_publish_hook_serves_only_a_node_with_a_certificate(tmp_path: Path) -> N
 
     certs_dir = load_federation(node).certs_dir
     certificates.ensure_dev_certificates(certs_dir, ["lyon", "paris"])
-    server = federation_beside_publish(node, contracts, {}, NoWarehouse())
+    # Serving, a node answers health from its warehouse (a real chDB here).
+    warehouse = open_warehouse(node, path=tmp_path / "chdb")
+    server = federation_beside_publish(node, contracts, {}, warehouse)
     assert server is not None
     server.start()
     try:
@@ -399,6 +402,9 @@ def test_publish_hook_serves_only_a_node_with_a_certificate(tmp_path: Path) -> N
             with pytest.raises(grpc.RpcError) as caught:
                 client.schema("lyon/anything")
             assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+            warehouse.close()
+            assert not server.health_watch.check()
+            assert client.health() == "NOT_SERVING"
     finally:
         server.stop(grace=1)
 
