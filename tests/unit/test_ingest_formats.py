@@ -8,6 +8,8 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.ingest.batch import EntityRows, ParseResult
 from services.ingest.formats import parse_payload
@@ -558,3 +560,81 @@ def test_ndjson_lines() -> None:
         ("line 5", "not-an-object"),
     ]
     assert result.rejected[0].original == b'{"number": 10021, "available_bikes": "5"'
+
+
+_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=False, allow_infinity=False, width=32),
+    st.text(max_size=5),
+)
+_VALUES = st.one_of(
+    _SCALARS,
+    st.lists(_SCALARS, max_size=2),
+    st.dictionaries(st.text(max_size=2), _SCALARS, max_size=2),
+)
+_RECORDS = st.lists(
+    st.fixed_dictionaries(
+        {"meter": st.sampled_from(["m1", "m2", 7, ""])},
+        optional={"wh": _SCALARS, "note": _VALUES, "t": st.integers(0, 10**10), "x": _VALUES},
+    ),
+    min_size=1,
+    max_size=12,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(records=_RECORDS, numeric=st.sampled_from([(), ("wh",)]))
+def test_whole_batches_read_column_wise_equal_reading_record_by_record(records, numeric) -> None:
+    """The column-wise fast path gives exactly what the record-by-record path gives."""
+    from services.ingest.batch import BatchBuilder
+    from services.ingest.formats import json_format
+
+    meters = source("ndjson", "meter", numeric=numeric)
+    fast = json_format._clean_batch(records, meters)
+    careful = BatchBuilder()
+    for number, record in enumerate(records, start=1):
+        json_format._add(careful, record, meters, f"line {number}", b"")
+    expected = careful.result()
+    if fast is None:  # only batches with something to reject or convert go the careful way
+        assert expected.rejected or any(isinstance(r.get(n), str) for r in records for n in numeric)
+        return
+    assert fast == expected
+    body = "\n".join(json.dumps(r) for r in records).encode()
+    assert parse_payload(body, meters) == expected
+
+
+_CSV_CELLS = st.one_of(
+    st.sampled_from(["", " ", "12", "1,5", "-0,25", "1 234,5", "abc", "x;y", 'say "hi"', "a\nb"]),
+    st.text(alphabet='ab1,; "', max_size=4),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(st.sampled_from(["m1", "m2", " m3 ", ""]), _CSV_CELLS, _CSV_CELLS),
+        max_size=10,
+    ),
+    ragged=st.booleans(),
+)
+def test_whole_csv_batches_read_column_wise_equal_reading_line_by_line(rows, ragged) -> None:
+    """The column-wise fast path gives exactly what the line-by-line reader gives."""
+    import csv
+    import io
+
+    from services.ingest.formats import csv_format
+
+    meters = source("csv", "meter", numeric=("wh",), csv=CsvOptions(separator=";", decimal=","))
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=";", lineterminator="\n")
+    writer.writerow(["meter", "wh", "note"])
+    writer.writerows(rows)
+    text = buffer.getvalue() + ("m1;2\n" if ragged else "")
+    fast = csv_format._clean_batch(text, meters.csv, meters)
+    expected = csv_format._parse_by_line(text.encode(), text, "utf-8", meters.csv, meters)
+    if fast is None:  # only batches with a line to reject go line by line
+        assert expected.rejected
+    else:
+        assert fast == expected and not expected.rejected

@@ -36,6 +36,15 @@ def parse(data: bytes, source: SourceConfig) -> ParseResult:
         )
         return out.result()
 
+    clean = _clean_batch(text, options, source)
+    return clean if clean is not None else _parse_by_line(data, text, encoding, options, source)
+
+
+def _parse_by_line(
+    data: bytes, text: str, encoding: str, options: CsvOptions, source: SourceConfig
+) -> ParseResult:
+    """Line by line, so that each bad line is rejected alone with its exact text."""
+    out = BatchBuilder()
     # Keep physical lines so a rejected record can return its exact text.
     lines = io.StringIO(text, newline="").readlines()
     reader = csv.reader(iter(lines), delimiter=options.separator, quotechar='"')
@@ -118,6 +127,63 @@ def parse(data: bytes, source: SourceConfig) -> ParseResult:
         transposed = zip(*entity_rows, strict=True)
         columns = {name: list(values) for name, values in zip(names, transposed, strict=True)}
         out.add_columns(entity, None, columns, len(entity_rows))
+    return out.result()
+
+
+def _clean_batch(text: str, options: CsvOptions, source: SourceConfig) -> ParseResult | None:
+    """The whole payload column by column when no line needs a word of its own (the
+    common case: an export as the portal wrote it), with the same result as the
+    line by line reader at about half its cost; anything to reject gives None and
+    the line by line reader, which names the line.
+    """
+    try:
+        records = [
+            r
+            for r in csv.reader(
+                io.StringIO(text, newline=""), delimiter=options.separator, quotechar='"'
+            )
+            if r
+        ]
+    except csv.Error:
+        return None
+    if options.header:
+        if not records or _header_problem(records[0]):
+            return None
+        names, body = tuple(records[0]), records[1:]
+    else:
+        names, body = options.columns or (), records
+    try:
+        entity_index, numeric = _indexes(names, source)
+    except LookupError:
+        return None
+    width = len(names)
+    if not all(len(record) == width for record in body):
+        return None
+    by_entity: dict[str, list[list[str]]] = {}
+    for record in body:
+        entity = record[entity_index].strip()
+        if not entity:
+            return None
+        rows = by_entity.get(entity)
+        if rows is None:
+            by_entity[entity] = [record]
+        else:
+            rows.append(record)
+    numeric_names = {names[i] for i in numeric}
+    out = BatchBuilder()
+    for entity, rows in by_entity.items():
+        columns: dict[str, list[Cell]] = {}
+        for name, values in zip(names, zip(*rows, strict=True), strict=True):
+            if name in numeric_names:
+                try:
+                    columns[name] = [
+                        parse_number(v, options.decimal) if v.strip() else None for v in values
+                    ]
+                except ValueError:
+                    return None
+            else:
+                columns[name] = [v if v != "" else None for v in values]
+        out.add_columns(entity, None, columns, len(rows))
     return out.result()
 
 

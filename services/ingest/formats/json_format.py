@@ -51,6 +51,9 @@ def _parse_ndjson_at_once(data: bytes, source: SourceConfig) -> ParseResult | No
         return None
     if len(records) != len(numbered):
         return None  # a line held two values ("1,2"): let the careful path say so
+    clean = _clean_batch(records, source)
+    if clean is not None:
+        return clean
     out = BatchBuilder()
     for (number, line), record in zip(numbered, records, strict=True):
         _add(out, record, source, f"line {number}", line)
@@ -83,8 +86,53 @@ def parse_array(data: bytes, source: SourceConfig) -> ParseResult:
     if isinstance(records, str):
         out.reject("payload", "not-an-array", records, data)
         return out.result()
+    clean = _clean_batch(records, source)
+    if clean is not None:
+        return clean
     for number, record in enumerate(records, start=1):
         _add(out, record, source, f"item {number}", partial(_item_json, record))
+    return out.result()
+
+
+_NESTED = (dict, list)
+_NUMBER_TYPES = (int, float, type(None))
+
+
+def _clean_batch(records: list[Any], source: SourceConfig) -> ParseResult | None:
+    """The whole batch column by column when no record needs a word of its own: every
+    one an object with a string or integer entity and plain numbers in its numeric
+    fields. Checking and building whole columns in comprehensions costs about half
+    of going record by record (ingest's largest cost); the result is the same, and
+    a batch with anything to reject or convert (None here) takes the careful path.
+    """
+    if not all(type(r) is dict for r in records):
+        return None
+    entities = [r.get(source.entity) for r in records]
+    if not all((type(e) is str and e) or type(e) is int for e in entities):
+        return None
+    by_entity: dict[str, list[dict[str, Any]]] = {}
+    for entity, record in zip(map(str, entities), records, strict=True):
+        rows = by_entity.get(entity)
+        if rows is None:
+            by_entity[entity] = [record]
+        else:
+            rows.append(record)
+    out = BatchBuilder()
+    for entity, rows in by_entity.items():
+        columns: dict[str, list[Cell]]
+        if len(rows) == 1:  # one reading per entity: no column to gather
+            columns = {name: [json_cell(value)] for name, value in rows[0].items()}
+        else:
+            columns = {}
+            for name in dict.fromkeys(name for row in rows for name in row):
+                column = [row.get(name) for row in rows]
+                if any(type(v) in _NESTED for v in column):
+                    column = [json_cell(v) for v in column]
+                columns[name] = column
+        for name in source.numeric:
+            if name in columns and not all(type(v) in _NUMBER_TYPES for v in columns[name]):
+                return None  # text or booleans in a number field: the careful path says which
+        out.add_columns(entity, None, columns, len(rows))
     return out.result()
 
 
