@@ -4,17 +4,20 @@
 accepted and rejected once Kafka has committed the batch, 503 when Kafka could
 not (nothing of the batch was kept: retry), 401/403 for a wrong token, 404 for
 an unknown city or source, 413 for an oversized body or an entity with more rows
-than one message can carry (nothing kept: split the batch, do not retry it).
+than one message can carry (nothing kept: split the batch, do not retry it), 429
+with Retry-After for a source above its declared ``rate_limit``.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 
 from aiohttp import web
 
 from services.ingest.auth import SourceTokens
 from services.ingest.core import IngestCore
+from services.ingest.rate_limit import SourceLimits
 from services.runtime.cities import CityConfig
 from services.runtime.errors import BrokerUnavailable, ConfigError, OversizedBatch
 
@@ -26,6 +29,7 @@ CORE = web.AppKey("core", IngestCore)
 CITIES = web.AppKey("cities", dict)
 TOKENS = web.AppKey("tokens", SourceTokens)
 MAX_BODY = web.AppKey("max_body", int)
+LIMITS = web.AppKey("limits", SourceLimits)
 
 
 def _error(status: int, message: str, **extra: object) -> web.Response:
@@ -52,6 +56,19 @@ async def push_records(request: web.Request) -> web.Response:
         headers = {"WWW-Authenticate": "Bearer"} if decision.status == 401 else None
         return web.json_response(
             {"error": decision.message}, status=decision.status, headers=headers
+        )
+    wait_s = request.app[LIMITS].wait_for(city_code, source_id)
+    if wait_s > 0:
+        limit = source.rate_limit
+        return web.json_response(
+            {
+                "error": f"source {city_code}/{source_id} may push {limit.per_second:g} batches "
+                f"per second (burst {limit.burst}, its city file's rate_limit); "
+                f"retry after {wait_s:.1f} s",
+                "retry_after_s": round(wait_s, 3),
+            },
+            status=429,
+            headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
         )
     try:
         payload = await request.read()
@@ -112,12 +129,14 @@ def build_app(
     tokens: SourceTokens,
     *,
     max_body: int = DEFAULT_MAX_BODY,
+    limits: SourceLimits | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=max_body)
     app[CORE] = core
     app[CITIES] = cities
     app[TOKENS] = tokens
     app[MAX_BODY] = max_body
+    app[LIMITS] = limits if limits is not None else SourceLimits(cities.values())
     app.router.add_post("/v1/cities/{city}/sources/{source}/records", push_records)
     app.router.add_get("/v1/cities", list_sources)
     app.router.add_get("/healthz", health)

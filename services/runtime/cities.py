@@ -22,6 +22,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -68,10 +69,12 @@ _SOURCE_KEYS = (
     "json",
     "numeric",
     "registry",
+    "rate_limit",
     *PASSTHROUGH_SECTIONS,
 )
 _CSV_KEYS = ("separator", "decimal", "header", "encoding", "columns")
 _JSON_KEYS = ("records",)
+_RATE_KEYS = ("per_second", "burst")
 
 _SLUG = re.compile(r"[a-z0-9][a-z0-9._-]*")
 _CITY_CODE = re.compile(r"[a-z][a-z0-9-]*")
@@ -92,6 +95,16 @@ class CsvOptions:
     def __post_init__(self) -> None:
         if not self.header and not self.columns:
             raise ValueError("a CSV source without a header line must list its columns")
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """How many HTTP batches a source may push: ``per_second`` on average, ``burst``
+    at once after a quiet spell (a token bucket). One misbehaving gateway must not
+    take the ingest capacity every other source of the node shares."""
+
+    per_second: float
+    burst: int
 
 
 @dataclass(frozen=True)
@@ -117,6 +130,7 @@ class SourceConfig:
     json_records: str | None = None
     numeric: tuple[str, ...] = ()
     registry: Path | None = None
+    rate_limit: RateLimit | None = None
     privacy: dict[str, Any] | None = field(default=None, hash=False)
     mapping: dict[str, Any] | None = field(default=None, hash=False)
     sharing: dict[str, Any] | None = field(default=None, hash=False)
@@ -360,6 +374,9 @@ class _Reader(ConfigReader):
                 )
             numeric = self.string_list(data["numeric"], f"{key}.numeric")
         registry = self.registry(data, f"{key}.registry") if "registry" in data else None
+        rate_limit = None
+        if "rate_limit" in data:
+            rate_limit = self.rate_limit(data["rate_limit"], f"{key}.rate_limit")
         sections: dict[str, dict[str, Any] | None] = {}
         for section in PASSTHROUGH_SECTIONS:
             value = data.get(section)
@@ -378,8 +395,29 @@ class _Reader(ConfigReader):
             json_records=json_records,
             numeric=numeric,
             registry=registry,
+            rate_limit=rate_limit,
             **sections,
         )
+
+    def rate_limit(self, raw: Any, key: str) -> RateLimit:
+        data = self.mapping(raw, key, _RATE_KEYS)
+        per_second = data.get("per_second")
+        if (
+            isinstance(per_second, bool)
+            or not isinstance(per_second, int | float)
+            or not (0 < per_second <= 100_000)
+        ):
+            raise self.fail(
+                f"{key}.per_second",
+                f"expected batches per second, a number above 0 such as 2 or 0.5, "
+                f"got {describe(per_second)}",
+            )
+        burst = data.get("burst", max(1, math.ceil(per_second)))
+        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 1:
+            raise self.fail(
+                f"{key}.burst", f"expected a whole number of batches >= 1, got {describe(burst)}"
+            )
+        return RateLimit(float(per_second), burst)
 
     def entity(self, data: dict[str, Any], key: str, fmt: str) -> str:
         if fmt in SDM_FORMATS:

@@ -44,9 +44,12 @@ sources:
     entity: meter
     token: "env:TV_METERS"
     numeric: [wh]
+  - {id: limited, format: ndjson, dataset: load-curves, domain: energy, entity: meter,
+     token: "env:TV_LIMITED", rate_limit: {per_second: 0.2, burst: 2}}
 """
 
 TOKENS = {
+    "TV_LIMITED": "tok-limited",
     "TV_LINKY": "tok-linky",
     "TV_LINKY_STD": "tok-linky-std",
     "TV_KV": "tok-kv",
@@ -326,3 +329,20 @@ def test_a_huge_bad_payload_still_reaches_the_dead_letters(node, ingest) -> None
     [letter] = decoded(node, contracts, topics.dead_letters, 1)
     assert letter["reason"] == "bad-json" and letter["original_value"] == body[: 256 * 1024]
     assert f"of {len(body):,} bytes; sha256" in letter["message"]
+
+
+def test_a_source_above_its_rate_limit_is_told_when_to_come_back(node, ingest) -> None:
+    running, topics, contracts = ingest
+    answers = [
+        push(running.url, "testville", "limited", b'{"meter": "m%d", "wh": 1}\n' % i, "tok-limited")
+        for i in range(3)
+    ]
+    assert [a.status_code for a in answers] == [200, 200, 429]
+    refused = answers[2]
+    assert int(refused.headers["Retry-After"]) >= 1 and refused.json()["retry_after_s"] > 0
+    assert "0.2 batches per second (burst 2" in refused.json()["error"]
+    # Other sources are not limited by it; nothing of the refused batch was kept.
+    other = push(running.url, "testville", "meters", b'{"meter": "x", "wh": 1}\n', "tok-meters")
+    assert other.status_code == 200
+    raw = decoded(node, contracts, topics.raw, 3)
+    assert sorted(r["entity_id"] for r in raw) == ["m0", "m1", "x"]
