@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import threading
 import uuid
 from dataclasses import replace
 from pathlib import Path
 
 from services.runtime.paths import CITIES_DIR
+from services.runtime.service_main import add_stage_arguments
 
 log = logging.getLogger(__name__)
 
@@ -48,68 +48,39 @@ def serve(args: argparse.Namespace) -> int:
     """Run the stage until SIGTERM/SIGINT; the open batch commits (or aborts) first."""
     from services.energy.stage import NAME, EnergyStage, policies_from_cities
     from services.energy.windows import HOUR_US
-    from services.runtime.cities import load_cities
-    from services.runtime.config import load_node_config
-    from services.runtime.logs import configure_logging
-    from services.runtime.metrics import MetricsServer, ServiceMetrics
-    from services.runtime.processor import StageRunner
-    from services.runtime.provisioning import connect_contracts, prepare_node, provision_topics
-    from services.runtime.service_main import install_stop_signals
+    from services.runtime.service_main import run_stage
 
-    configure_logging(NAME)
-    node = load_node_config()
-    policies = policies_from_cities(load_cities(Path(args.cities)))
     topics, specs = topic_specs(args.topic_prefix)
-    if args.topic_prefix:
-        provision_topics(node, specs)
-        contracts = connect_contracts(node, specs)
-    else:
-        _, contracts = prepare_node(node)
-    metrics = ServiceMetrics(NAME)
-    stage = EnergyStage(
-        topics,
-        node=node,
-        contracts=contracts,
-        policies=policies,
-        lateness_us=int(args.lateness_hours * HOUR_US),
-        metrics=metrics,
-        name=f"{args.topic_prefix}{NAME}",
-        partitions=next(s.partitions for s in specs if s.name == topics.regrouped),
-    )
-    port = args.metrics_port if args.metrics_port is not None else node.metrics_port(NAME)
-    server = MetricsServer(metrics, node.metrics.host, port).start()
-    stop = threading.Event()
-    install_stop_signals(stop)
-    log.info(
-        "service starting",
-        extra={
-            "metrics": f"http://{node.metrics.host}:{server.port}",
-            "inputs": stage.input_topics,
-            "lateness_hours": args.lateness_hours,
-            "policies": {c: [p.min_meters, p.dominance_share] for c, p in policies.items()},
-        },
-    )
-    runner = StageRunner(
-        stage,
-        node,
-        contracts,
-        instance=args.instance,
-        metrics=metrics,
+
+    def build(node, contracts, cities, metrics):
+        policies = policies_from_cities(cities)
+        stage = EnergyStage(
+            topics,
+            node=node,
+            contracts=contracts,
+            policies=policies,
+            lateness_us=int(args.lateness_hours * HOUR_US),
+            metrics=metrics,
+            name=f"{args.topic_prefix}{NAME}",
+            partitions=next(s.partitions for s in specs if s.name == topics.regrouped),
+        )
+        log.info(
+            "energy stage configured",
+            extra={
+                "inputs": stage.input_topics,
+                "lateness_hours": args.lateness_hours,
+                "policies": {c: [p.min_meters, p.dominance_share] for c, p in policies.items()},
+            },
+        )
+        return stage
+
+    return run_stage(
+        NAME,
+        build,
+        args,
+        specs=specs if args.topic_prefix else None,
         dead_letter_topic=topics.dead_letters,
     )
-    try:
-        summary = runner.run(stop)
-    finally:
-        server.stop()
-    log.info(
-        "service stopped",
-        extra={
-            "records_in": summary.records_in,
-            "batches": summary.batches,
-            "readings_aggregated": stage.readings_aggregated,
-        },
-    )
-    return 0
 
 
 def report(args: argparse.Namespace) -> int:
@@ -176,15 +147,7 @@ def register(
         "windows of 15 minutes, 1 hour and 1 day, apply each city's statistical-secrecy "
         "policy (its city file's `secrecy:` block) and publish upserts.",
     )
-    parser.add_argument("--cities", default=str(CITIES_DIR), help="directory of city files")
-    parser.add_argument(
-        "--instance",
-        default="0",
-        help="instance id, unique per process of this service (part of its transactional id)",
-    )
-    parser.add_argument(
-        "--metrics-port", type=int, default=None, help="port of /metrics and /healthz"
-    )
+    add_stage_arguments(parser)
     parser.add_argument(
         "--lateness-hours",
         type=float,

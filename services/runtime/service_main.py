@@ -13,6 +13,7 @@ import signal
 import threading
 from collections.abc import Callable
 
+from services.runtime import dlq
 from services.runtime.cities import CityConfig, load_cities
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig, load_node_config
@@ -20,7 +21,8 @@ from services.runtime.logs import configure_logging
 from services.runtime.metrics import MetricsServer, ServiceMetrics
 from services.runtime.paths import CITIES_DIR
 from services.runtime.processor import Stage, StageRunner
-from services.runtime.provisioning import prepare_node
+from services.runtime.provisioning import connect_contracts, prepare_node, provision_topics
+from services.runtime.topics import TopicSpec
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +54,27 @@ def install_stop_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handle)
 
 
-def run_stage(service: str, factory: StageFactory, args: argparse.Namespace) -> int:
-    """Run ``service`` until a stop signal; returns the process exit code."""
+def run_stage(
+    service: str,
+    factory: StageFactory,
+    args: argparse.Namespace,
+    *,
+    specs: list[TopicSpec] | None = None,
+    dead_letter_topic: str = dlq.DLQ_TOPIC,
+) -> int:
+    """Run ``service`` until a stop signal; returns the process exit code.
+
+    ``specs`` replaces the declared topics (a stage run on prefixed copies of its
+    topics, for tests and side-by-side runs); ``dead_letter_topic`` goes with them.
+    """
     configure_logging(service)
     node = load_node_config()
     cities = load_cities(args.cities)
-    _, contracts = prepare_node(node)
+    if specs is None:
+        _, contracts = prepare_node(node)
+    else:
+        provision_topics(node, specs)
+        contracts = connect_contracts(node, specs)
     metrics = ServiceMetrics(service)
     stage = factory(node, contracts, cities, metrics)
     port = args.metrics_port if args.metrics_port is not None else node.metrics_port(service)
@@ -65,7 +82,14 @@ def run_stage(service: str, factory: StageFactory, args: argparse.Namespace) -> 
     stop = threading.Event()
     install_stop_signals(stop)
     log.info("service starting", extra={"metrics": f"http://{node.metrics.host}:{server.port}"})
-    runner = StageRunner(stage, node, contracts, instance=args.instance, metrics=metrics)
+    runner = StageRunner(
+        stage,
+        node,
+        contracts,
+        instance=args.instance,
+        metrics=metrics,
+        dead_letter_topic=dead_letter_topic,
+    )
     try:
         summary = runner.run(stop)
     finally:
