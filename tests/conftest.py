@@ -17,7 +17,9 @@ from services.runtime.config import NodeConfig, load_node_config
 from services.runtime.provisioning import connect_contracts, provision_topics
 from services.runtime.topics import TopicSpec, load_topics
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "samples"
+# Real third-party inputs, copied with their provenance (fixtures/samples/PROVENANCE.md):
+# a fresh clone of the repository alone runs every test.
+SAMPLES = Path(__file__).resolve().parent / "fixtures" / "samples"
 
 
 @pytest.fixture(scope="session")

@@ -33,7 +33,7 @@ from services.runtime.cities import load_cities
 from tests.unit.anonymise_helpers import T0, policy_of, pseudonymiser, raw, values_of
 
 CITIES_DIR = Path(__file__).resolve().parents[2] / "deploy" / "cities"
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "samples"
 
 RULES = [
     FieldRule("", "identifier"),
@@ -377,8 +377,7 @@ def test_every_simulated_feed_is_fully_declared(shipped) -> None:
 )
 def test_real_samples_pass_their_policy(shipped, city: str, source: str, sample: str) -> None:
     path = SAMPLES / sample
-    if not path.exists():
-        pytest.skip("samples not available")
+    assert path.exists(), f"fixture missing: {path}"
     cities, policies = shipped
     config = cities[city].source(source)
     results = _through(config, policies.get(city, source), path.read_bytes())
@@ -398,8 +397,7 @@ def test_real_samples_pass_their_policy(shipped, city: str, source: str, sample:
 def test_linky_sample_meter_ids_never_leave(shipped) -> None:
     cities, policies = shipped
     path = SAMPLES / "linky-tic/pyteleinfo_historique_tempo_bbr_10frames.txt"
-    if not path.exists():
-        pytest.skip("samples not available")
+    assert path.exists(), f"fixture missing: {path}"
     source = cities["angers"].source("linky-batiments")
     [(record, out, _)] = _through(
         source, policies.get("angers", "linky-batiments"), path.read_bytes()

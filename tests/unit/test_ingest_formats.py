@@ -1,4 +1,4 @@
-"""Ingest parsers on the real sample files in the sibling ``shared/samples`` folder,
+"""Ingest parsers on the real sample files in ``tests/fixtures/samples`` (copies, with provenance),
 plus small hand-made payloads for the failure cases the samples do not cover."""
 
 from __future__ import annotations
@@ -18,15 +18,16 @@ from services.runtime.cities import CsvOptions, SourceConfig, load_city
 
 REPO = Path(__file__).resolve().parents[2]
 CITIES = REPO / "deploy" / "cities"
+SAMPLES = REPO / "tests" / "fixtures" / "samples"
 
 
 @pytest.fixture(scope="session")
 def samples() -> Path:
-    path = REPO.parent / "shared" / "samples"
+    path = SAMPLES
     if not (path / "PROVENANCE.md").is_file():
         pytest.fail(
-            f"sample inputs not found at {path}: clone the shared/ folder beside the "
-            "repository (these tests must run on the real samples, they are never skipped)"
+            f"sample inputs not found at {path} "
+            "(these tests must run on the real samples, they are never skipped)"
         )
     return path
 
@@ -229,7 +230,7 @@ SDM_FORMS = {
 
 
 def sdm_samples() -> list[str]:
-    folder = REPO.parent / "shared" / "samples" / "smart-data-models"
+    folder = SAMPLES / "smart-data-models"
     return sorted(p.name for p in folder.glob("*.json"))
 
 
