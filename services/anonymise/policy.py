@@ -17,6 +17,10 @@ removed (deny by default). A policy looks like::
         photo: drop               # removed
       attributes:                 # RawRecord attributes (registry zone, transport metadata)
         zone: measure
+      personal: true              # carries personal data (default: it pseudonymises or
+                                  # generalises a field, or states consent); see below
+      places: [name, address]     # only with personal: false: declared place names and
+                                  # positions the safety net leaves alone
       coarsen:                    # only when consent is false
         to: P1D
         sum: [energie_kwh]
@@ -28,7 +32,17 @@ for numbers, ``prefix: <characters>`` for codes), ``measure``, ``free-text``,
 ``drop``. A measured field's NGSI qualifier columns (``<field>@unitCode``,
 ``@observedAt``, ``@datasetId``) follow it; its sub-properties
 (``<field>.<sub>``) follow it only if ``subproperties`` lists them (e.g.
-``[measurementType]``), else they must be named themselves. Every error is a
+``[measurementType]``), else they must be named themselves.
+
+``personal`` says whether the source carries personal data; the safety net
+removes every value it flags on such a source. Left out, a source carries
+personal data when its policy pseudonymises or generalises anything, states
+consent or coarsens (a meter, a home); a source of public infrastructure (stations,
+counters) declares none, and the net then keeps the place names and positions it
+flags (streets named after people, a counter's position) and reports them in the
+audit. ``places`` lists such a source's fields and attributes that are declared
+place names and positions: the net does not search them for names, addresses or
+coordinates. Every error is a
 :class:`ConfigError` naming the city file and the dotted key.
 """
 
@@ -58,7 +72,16 @@ STEPS_S = {"PT5M": 300, "PT10M": 600, "PT15M": 900, "PT30M": 1800, "PT1H": 3600,
 COARSENED_ROWS = "coarsened_rows"  # column added by coarsening: rows summed per bucket
 COARSENED_ATTRIBUTE = "anonymise.coarsened"  # attribute added by coarsening: its step
 
-_POLICY_KEYS = ("version", "consent", "fields", "subproperties", "attributes", "coarsen")
+_POLICY_KEYS = (
+    "version",
+    "consent",
+    "personal",
+    "places",
+    "fields",
+    "subproperties",
+    "attributes",
+    "coarsen",
+)
 _COARSEN_KEYS = ("to", "sum", "mean", "time", "set")
 _TIME_KEYS = ("field", "format", "timezone")
 _OPTIONS = {
@@ -146,6 +169,8 @@ class Policy:
     path: str | None = None
     partners: dict[str, str] = field(default_factory=dict)  # longitude field -> its latitude
     subproperties: frozenset[str] = frozenset()  # NGSI sub-properties that follow kept fields
+    personal: bool = True  # the source carries personal data: the safety net removes
+    places: frozenset[str] = frozenset()  # declared place fields of a public source
 
     def rule(self, column: str) -> FieldRule | None:
         """The rule of a column: its own, or the kept field it qualifies (``no2@unitCode``)."""
@@ -281,6 +306,7 @@ class _Reader(ConfigReader):
             if data.get("coarsen") is not None
             else None
         )
+        personal, places = self.personal_data(data, fields, attributes, key)
         return Policy(
             city=city.code,
             source=source.id,
@@ -293,7 +319,44 @@ class _Reader(ConfigReader):
             path=self.where,
             partners=partners,
             subproperties=subproperties,
+            personal=personal,
+            places=places,
         )
+
+    def personal_data(
+        self,
+        data: dict[str, Any],
+        fields: dict[str, FieldRule],
+        attributes: dict[str, FieldRule],
+        key: str,
+    ) -> tuple[bool, frozenset[str]]:
+        """Whether the source carries personal data, and its declared place fields."""
+        rules = [*fields.values(), *attributes.values()]
+        inferred = (
+            "consent" in data
+            or data.get("coarsen") is not None
+            or any(r.cls in (IDENTIFIER, QUASI) for r in rules)
+        )
+        personal = data.get("personal", inferred)
+        if not isinstance(personal, bool):
+            raise self.fail(f"{key}.personal", f"expected true or false, got {describe(personal)}")
+        if "places" not in data:
+            return personal, frozenset()
+        places = self.names(data["places"], f"{key}.places")
+        if personal:
+            raise self.fail(
+                f"{key}.places",
+                "a source that carries personal data cannot exempt fields from the safety "
+                "net; places are for sources of public infrastructure (personal: false)",
+            )
+        for i, name in enumerate(places):
+            rule = fields.get(name) or attributes.get(name)
+            if rule is None or rule.cls != MEASURE:
+                raise self.fail(
+                    f"{key}.places[{i}]",
+                    f"{name!r} must be a field or attribute declared as measure",
+                )
+        return personal, frozenset(places)
 
     # -- one field -----------------------------------------------------------------
     def field_name(self, name: Any, key: str) -> None:

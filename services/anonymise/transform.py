@@ -16,6 +16,9 @@ entity id):
 - ``removed-ungeneralisable``: quasi-identifier values that could not be read;
 - ``removed-by-safety-net``: kept values holding personal data (also counted as
   incidents per detector);
+- ``reported-by-safety-net``: kept values of a source that declares no personal
+  data in which the net found a place or a person (a street named after someone,
+  a position): kept, counted as incidents per detector;
 - ``coarsened``: input rows folded into coarser buckets.
 """
 
@@ -51,6 +54,7 @@ DROPPED_BY_POLICY = "dropped-by-policy"
 DROPPED_UNDECLARED = "dropped-undeclared"
 REMOVED_UNGENERALISABLE = "removed-ungeneralisable"
 REMOVED_SAFETY_NET = "removed-by-safety-net"
+REPORTED_SAFETY_NET = "reported-by-safety-net"
 COARSENED = "coarsened"
 DECISIONS = (
     PSEUDONYMISED,
@@ -61,6 +65,7 @@ DECISIONS = (
     DROPPED_UNDECLARED,
     REMOVED_UNGENERALISABLE,
     REMOVED_SAFETY_NET,
+    REPORTED_SAFETY_NET,
     COARSENED,
 )
 _REMOVED = {FREE_TEXT: REMOVED_FREE_TEXT, DROP: DROPPED_BY_POLICY}
@@ -127,16 +132,39 @@ def _check_shape(record: dict[str, Any], policy: Policy) -> None:
         raise TransformError("malformed-record", "event_times does not hold one time per row")
 
 
-def _scan(column: Column, audit: RecordAudit) -> Column:
-    """The safety net over a kept string column."""
-    if column["kind"] != "string":
+def _net(policy: Policy) -> safety_net.Net:
+    return safety_net.Net(policy.personal, policy.places)
+
+
+def _scan(column: Column, audit: RecordAudit, net: safety_net.Net) -> Column:
+    """The safety net over a kept column (strings, and numbers that may be identifiers)."""
+    kind = column["kind"]
+    if kind == "string":
+        places = net.searches_places(column["name"])
+        found = safety_net.scan(column["strings"], column["missing"], places=places)
+    elif kind in ("long", "double"):
+        found = safety_net.scan_numbers(columns.typed(column), column["missing"])
+    else:
         return column
-    positions, incidents = safety_net.scan_values(column["strings"], column["missing"])
-    if not positions:
+    if not found:
         return column
-    audit.add(REMOVED_SAFETY_NET, len(positions))
-    audit.incident(incidents)
-    return columns.with_removed(column, positions)
+    removed, reported = net.split(found)
+    audit.add(REMOVED_SAFETY_NET, len(removed))
+    audit.add(REPORTED_SAFETY_NET, len(reported))
+    audit.incident(safety_net.count(found))
+    return columns.with_removed(column, removed)
+
+
+def _scan_text(text: str, name: str, audit: RecordAudit, net: safety_net.Net) -> bool:
+    """The safety net over one value (the entity type); whether it must go."""
+    found = safety_net.scan([text], places=net.searches_places(name))
+    if not found:
+        return False
+    removed, reported = net.split(found)
+    audit.add(REMOVED_SAFETY_NET, len(removed))
+    audit.add(REPORTED_SAFETY_NET, len(reported))
+    audit.incident(safety_net.count(found))
+    return bool(removed)
 
 
 def _apply_column(
@@ -145,6 +173,7 @@ def _apply_column(
     by_name: dict[str, Column],
     pseudonymise: Pseudonymiser,
     audit: RecordAudit,
+    net: safety_net.Net,
 ) -> list[Column]:
     count = columns.present(column)
     if rule is None:
@@ -155,7 +184,7 @@ def _apply_column(
         return [pseudonymise.column(column)]
     if rule.cls == MEASURE:
         audit.add(KEPT, count)
-        return [_scan(column, audit)]
+        return [_scan(column, audit, net)]
     if rule.cls == QUASI:
         grid_lon = getattr(rule.generalisation, "lon", None)
         lon_column = by_name.get(grid_lon) if grid_lon else None
@@ -166,14 +195,19 @@ def _apply_column(
         audit.add(GENERALISED, generalised)
         audit.add(REMOVED_UNGENERALISABLE, removed)
         if isinstance(rule.generalisation, Prefix):
-            outputs = [_scan(out, audit) for out in outputs]
+            outputs = [_scan(out, audit, net) for out in outputs]
         return outputs
     audit.add(_REMOVED[rule.cls], count)
     return []
 
 
 def _apply_attribute(
-    name: str, value: str, rule: FieldRule | None, pseudonymise: Pseudonymiser, audit: RecordAudit
+    name: str,
+    value: str,
+    rule: FieldRule | None,
+    pseudonymise: Pseudonymiser,
+    audit: RecordAudit,
+    net: safety_net.Net,
 ) -> str | None:
     if rule is None:
         audit.add(DROPPED_UNDECLARED, 1)
@@ -196,7 +230,7 @@ def _apply_attribute(
             return repr(columns.typed(column)[0])
     else:
         audit.add(KEPT, 1)
-    column = _scan(column, audit)
+    column = _scan(column, audit, net)
     return None if column["missing"] else column["strings"][0]
 
 
@@ -207,6 +241,7 @@ def apply_policy(record: dict[str, Any], policy: Policy, pseudonymise: Pseudonym
     entity_pseudonym = pseudonymise(record["entity_id"])
     audit.add(PSEUDONYMISED, 1)
     by_name = {column["name"]: column for column in record["columns"]}
+    net = _net(policy)
     out: list[Column] = []
     for column in record["columns"]:
         name = column["name"]
@@ -214,17 +249,15 @@ def apply_policy(record: dict[str, Any], policy: Policy, pseudonymise: Pseudonym
             if policy.partners[name] not in by_name:
                 audit.add(REMOVED_UNGENERALISABLE, columns.present(column))
             continue
-        out.extend(_apply_column(column, policy.rule(name), by_name, pseudonymise, audit))
+        out.extend(_apply_column(column, policy.rule(name), by_name, pseudonymise, audit, net))
     attributes: dict[str, str] = {}
     for name, value in record.get("attributes", {}).items():
-        kept = _apply_attribute(name, value, policy.attributes.get(name), pseudonymise, audit)
+        rule = policy.attributes.get(name)
+        kept = _apply_attribute(name, value, rule, pseudonymise, audit, net)
         if kept is not None:
             attributes[name] = kept
     entity_type = record.get("entity_type")
-    found = safety_net.find(entity_type) if entity_type else set()
-    if found:
-        audit.add(REMOVED_SAFETY_NET, 1)
-        audit.incident(dict.fromkeys(found, 1))
+    if entity_type and _scan_text(entity_type, "", audit, net):
         entity_type = None
     return Applied(entity_pseudonym, entity_type, out, attributes, audit)
 
