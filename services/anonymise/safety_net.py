@@ -113,11 +113,15 @@ def _luhn_ok(text: str) -> bool:
 
 
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
-_IPV6 = re.compile(
-    r"(?<![\w:.])(?=[0-9A-Fa-f:]*:[0-9A-Fa-f]*:)[0-9A-Fa-f:]{2,39}(?:%\w+)?(?![\w:])"
+_H4 = "[0-9A-Fa-f]{1,4}"
+_IPV6 = re.compile(  # eight groups, or fewer around "::" (a time 08:10:00 is neither)
+    rf"(?<![\w:.])(?:{_H4}(?::{_H4}){{7}}"
+    rf"|(?:{_H4}(?::{_H4}){{0,6}})?::(?:{_H4}(?::{_H4}){{0,6}})?)(?:%\w+)?(?![\w:])"
 )
+_HEX2 = "[0-9A-Fa-f]{2}"
 _MAC = re.compile(
-    r"(?<![\w:-])[0-9A-Fa-f]{2}([:-])(?:[0-9A-Fa-f]{2}\1){4}[0-9A-Fa-f]{2}(?![\w:-])"
+    rf"(?<![\w:-]){_HEX2}(?::{_HEX2}){{5}}(?![\w:-])"
+    rf"|(?<![\w:-]){_HEX2}(?:-{_HEX2}){{5}}(?![\w:-])"
     r"|(?<![\w.])[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}\.[0-9A-Fa-f]{4}(?![\w.])"
 )
 _PRM = re.compile(r"(?<![\w.,/])\d{14}(?![\w/]|[.,]\w)")  # not a file name in a URL
@@ -146,6 +150,8 @@ def _ipv4_ok(text: str) -> bool:
 
 
 def _ipv6_ok(text: str) -> bool:
+    if sum(1 for group in re.split(r":+", text.split("%", 1)[0]) if group) < 3:
+        return False  # "::", "a::b": too short to be told from text
     try:
         ipaddress.IPv6Address(text.split("%", 1)[0])
     except ValueError:
@@ -223,7 +229,6 @@ _SUSPECT = re.compile(
     rf" ?{_D}{{3}} ?{_D}{{3}} ?{_D}{{2}}(?![\w])"
     rf"|(?<!{_D}){_D}{{4}}(?:[ -]{_D}{{4}}){{3}}(?!{_D})"
 )
-_PREFILTER = (("suspect", _SUSPECT, None),)
 _DIGIT_RUN_LENGTHS = frozenset((10, 13, 14, 15))
 
 
@@ -259,15 +264,26 @@ def find(text: str, *, places: bool = True) -> set[str]:
     return set(_hits([text], DETECTORS if places else DETECTORS[: -len(PLACES)]))
 
 
-_VERDICTS: dict[str, bool] = {}  # shape -> suspect; shapes recur from message to message
+# Every other detector reads the same on shapes (digits stay digits, ASCII letters
+# keep their case, other characters stay): on shapes it matches at least where it
+# matches the text. Addresses name their type of way, which shapes hide: a number,
+# a word and a word stand for it.
+_SHAPED_ADDRESS = (
+    r"(?<![\w.,])[09]{1,4}(?:[ ]?[^\W\d_]{1,6}\b)?,?[ \t]+[^\W\d_][\w-]*\.?[ \t]+[^\W\d_]"
+)
+_SUSPECT_IDENTIFIERS = re.compile(
+    "|".join([_SUSPECT.pattern, *(p.pattern for _, p, _ in _UNSHAPED_IDENTIFIERS)])
+)
+_SUSPECT_PLACES = re.compile("|".join([names.RUN.pattern, _SHAPED_ADDRESS, _COORDINATES.pattern]))
+_VERDICTS: dict[str, tuple[bool, bool]] = {}  # shape -> (identifiers?, places?); shapes recur
 _VERDICTS_MAX = 50_000
 _CACHED_SHAPE_CHARS = 64
 
 
-def suspects(values: list[str]) -> list[str]:
+def suspects(values: list[str], places: bool = True) -> list[str]:
     """The values whose shape some detector could match."""
     shapes = _shapes(values)
-    verdict: dict[str, bool] = {}
+    verdict: dict[str, tuple[bool, bool]] = {}
     unknown: list[str] = []
     for shape in set(shapes):
         known = _VERDICTS.get(shape)
@@ -276,16 +292,18 @@ def suspects(values: list[str]) -> list[str]:
         else:
             verdict[shape] = known
     if unknown:
-        flagged = _hits(unknown, _PREFILTER).get("suspect", set())
+        ids = _hits(unknown, (("i", _SUSPECT_IDENTIFIERS, None),)).get("i", set())
+        where = _hits(unknown, (("p", _SUSPECT_PLACES, None),)).get("p", set())
         if len(_VERDICTS) > _VERDICTS_MAX:
             _VERDICTS.clear()
         for i, shape in enumerate(unknown):
-            verdict[shape] = i in flagged
+            verdict[shape] = (i in ids, i in where)
             if len(shape) <= _CACHED_SHAPE_CHARS:
                 _VERDICTS[shape] = verdict[shape]
-    if not any(verdict.values()):
+    chosen = {shape for shape, (ids_, where_) in verdict.items() if ids_ or (places and where_)}
+    if not chosen:
         return []
-    return [value for value, shape in zip(values, shapes, strict=True) if verdict[shape]]
+    return [value for value, shape in zip(values, shapes, strict=True) if shape in chosen]
 
 
 def _flag(
@@ -321,10 +339,8 @@ def scan(
         candidates = [v for v in distinct if len(v) in _DIGIT_RUN_LENGTHS]
         flagged = _flag(values, candidates, IDENTIFIERS + _UNSHAPED_IDENTIFIERS)
     else:
-        flagged = _flag(values, suspects(distinct), IDENTIFIERS)
-        rest = _UNSHAPED_IDENTIFIERS + PLACES if places else _UNSHAPED_IDENTIFIERS
-        for value, found in _flag(values, distinct, rest).items():
-            flagged.setdefault(value, set()).update(found)
+        detectors = IDENTIFIERS + _UNSHAPED_IDENTIFIERS + (PLACES if places else ())
+        flagged = _flag(values, suspects(distinct, places), detectors)
     if not flagged:
         return {}
     absent = set(missing)
@@ -371,6 +387,8 @@ def scan_numbers(values: Sequence[float | int], missing: Iterable[int] = ()) -> 
     Only whole numbers of 11 digits or more are read as text, so a column of
     readings costs one comparison per value.
     """
+    if not values or (max(values) < _NUMBER_MIN and min(values) > -_NUMBER_MIN):
+        return {}  # the usual column: one pass in C, no value read as text
     found: dict[int, set[str]] = {}
     verdicts: dict[float | int, set[str]] = {}
     for i, value in enumerate(values):
