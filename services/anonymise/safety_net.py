@@ -12,7 +12,7 @@ entity type) is scanned for two families of detectors.
 - ``phone``: French numbers, ``06 12 34 56 78``, ``06.12.34.56.78``,
   ``0612345678``, ``+33 6 12 34 56 78``, ``+33 (0)6 ...``, ``0033 6 ...`` (not
   the decimals of a number: ``45.0512477167`` is a latitude), and ``33612345678``
-  when it arrives as a number;
+  (a +33 number written as a number, in text or in a numeric column);
 - ``plate``: licence plates, SIV ``AB-123-CD`` (also ``AB 123 CD``, ``AB123CD``)
   and the old FNI ``1234 AB 56`` (department 01-95, 2A/2B, 971-976);
 - ``iban``: IBANs whose mod-97 check holds (grouped by four or not);
@@ -113,6 +113,9 @@ def _luhn_ok(text: str) -> bool:
 
 
 _IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w]|\.\d)")
+# +33 6 12 34 56 78 written as a number (JSON, a spreadsheet): 33612345678.
+_PHONE_NUMBER = re.compile(r"(?<![\w.,+])33[1-9]\d{8}(?![\w]|[.,]\d)")
+_SHAPED_PHONE_NUMBER = r"(?<![\w.,+])99[09]{9}(?![\w]|[.,][09])"
 _H4 = "[0-9A-Fa-f]{1,4}"
 _IPV6 = re.compile(  # eight groups, or fewer around "::" (a time 08:10:00 is neither)
     rf"(?<![\w:.])(?:{_H4}(?::{_H4}){{7}}"
@@ -185,6 +188,7 @@ IDENTIFIERS: tuple[tuple[str, re.Pattern[str], object], ...] = (
     ("card", _CARD, _luhn_ok),
 )
 _UNSHAPED_IDENTIFIERS: tuple[tuple[str, re.Pattern[str], object], ...] = (
+    ("phone", _PHONE_NUMBER, None),
     ("ip", _IPV4, _ipv4_ok),
     ("ip", _IPV6, _ipv6_ok),
     ("mac", _MAC, None),
@@ -229,7 +233,7 @@ _SUSPECT = re.compile(
     rf" ?{_D}{{3}} ?{_D}{{3}} ?{_D}{{2}}(?![\w])"
     rf"|(?<!{_D}){_D}{{4}}(?:[ -]{_D}{{4}}){{3}}(?!{_D})"
 )
-_DIGIT_RUN_LENGTHS = frozenset((10, 13, 14, 15))
+_DIGIT_RUN_LENGTHS = frozenset((10, 11, 13, 14, 15))
 
 
 def _hits(values: Sequence[str], detectors: Sequence[tuple]) -> dict[str, set[int]]:
@@ -272,7 +276,13 @@ _SHAPED_ADDRESS = (
     r"(?<![\w.,])[09]{1,4}(?:[ ]?[^\W\d_]{1,6}\b)?,?[ \t]+[^\W\d_][\w-]*\.?[ \t]+[^\W\d_]"
 )
 _SUSPECT_IDENTIFIERS = re.compile(
-    "|".join([_SUSPECT.pattern, *(p.pattern for _, p, _ in _UNSHAPED_IDENTIFIERS)])
+    "|".join(
+        [
+            _SUSPECT.pattern,
+            _SHAPED_PHONE_NUMBER,
+            *(p.pattern for _, p, _ in _UNSHAPED_IDENTIFIERS if p is not _PHONE_NUMBER),
+        ]
+    )
 )
 _SUSPECT_PLACES = re.compile("|".join([names.RUN.pattern, _SHAPED_ADDRESS, _COORDINATES.pattern]))
 _VERDICTS: dict[str, tuple[bool, bool]] = {}  # shape -> (identifiers?, places?); shapes recur
