@@ -62,7 +62,8 @@ class AuditLedger:
             )
             self.incidents = Counter(
                 "citeplus_anonymise_incidents",
-                "Kept values removed by the safety net, per detector",
+                "Kept values in which the safety net found personal data, per detector "
+                "(removed, or reported on sources that declare none)",
                 ["city", "source", "detector"],
                 registry=registry,
             )

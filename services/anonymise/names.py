@@ -4,7 +4,8 @@ A single common word (``Martin``, ``Rose``, ``Petit``) is no name: streets, stat
 and shops carry them. What the net looks for is a *pair* of adjacent capitalised
 words that reads as a person:
 
-- a civility and a word: ``M. Dupont``, ``Mme Lefèvre``, ``Madame Petit``;
+- a civility and a word: ``M. Dupont``, ``Mme Lefèvre``, ``Madame Petit``,
+  ``M. de Weck`` (particles may sit between the words of a run);
 - a given name and a word that is no place word: ``Jean Dupont``, ``Jean Zwingli``;
 - a word that is no place word and a surname: ``Chloé Dupont``;
 - a surname, or a word in capitals, then a given name: ``Dupont Jean``, ``MULLER Anne``.
@@ -22,15 +23,19 @@ from __future__ import annotations
 import re
 import unicodedata
 from functools import lru_cache
-from itertools import pairwise
 
 from faker.providers.person.fr_FR import Provider as _FrenchPeople
 
 _UPPER = "A-ZÀ-ÖØ-Þ"
 _WORD = rf"(?:[{_UPPER}][\w'’-]*\.?)"
-# A run of two or more capitalised words separated by spaces: where a name can sit.
-RUN = re.compile(rf"(?<![\w.]){_WORD}(?:[ \t]+{_WORD})+")
-_SPLIT = re.compile(r"[ \t]+")
+_PARTICLE = r"(?:de|du|des|d'|d’|le|la|van|von|di|da|dos|del)"
+# A run of two or more capitalised words separated by spaces (particles between
+# them allowed: "M. de Weck"): where a name can sit.
+RUN = re.compile(rf"(?<![\w.]){_WORD}(?:[ \t]+(?:{_PARTICLE}[ \t]*)*{_WORD})+")
+_SPLIT = re.compile(rf"[ \t]+(?:{_PARTICLE}[ \t]*)*")
+# The same on shapes (services/anonymise/safety_net.py: ASCII letters to A/a), where
+# a particle is one to three lower-case letters: a pre-filter that never misses.
+SHAPED_RUN = re.compile(rf"(?<![\w.]){_WORD}(?:[ \t]+(?:a{{1,3}}['’]?[ \t]*)*{_WORD})+")
 
 
 def fold(word: str) -> str:
@@ -200,6 +205,10 @@ PLACE_WORDS = frozenset(
 )
 
 
+_ARTICLES = frozenset({"le", "la", "les", "l", "de", "du", "des", "d"})
+_SAINTS = frozenset({"saint", "sainte", "st", "ste"})
+
+
 def _given(folded: str) -> bool:
     return folded in GIVEN or folded.split("-", 1)[0] in GIVEN
 
@@ -220,8 +229,15 @@ def _pair_is_name(first: str, second: str) -> bool:
 @lru_cache(maxsize=65_536)
 def run_has_name(run: str) -> bool:
     """Whether a run of capitalised words holds a person's name (cached: runs recur)."""
-    words = _SPLIT.split(run)
-    return any(_pair_is_name(a, b) for a, b in pairwise(words))
+    words = [word for word in _SPLIT.split(run) if fold(word) not in _ARTICLES]
+    if any(fold(word) in CIVILITIES for word in words[:-1]):
+        return True  # "M. Petit", "Mme Le Goff": whatever the civility names
+    folded = [fold(word) for word in words]
+    return any(
+        _pair_is_name(words[i], words[i + 1])
+        for i in range(len(words) - 1)
+        if not (i and folded[i - 1] in _SAINTS)  # "Saint Jean Baptiste" is a place's saint
+    )
 
 
 def has_name(text: str) -> bool:

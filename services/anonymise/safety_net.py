@@ -270,8 +270,9 @@ def find(text: str, *, places: bool = True) -> set[str]:
 
 # Every other detector reads the same on shapes (digits stay digits, ASCII letters
 # keep their case, other characters stay): on shapes it matches at least where it
-# matches the text. Addresses name their type of way, which shapes hide: a number,
-# a word and a word stand for it.
+# matches the text. Addresses name their type of way and runs of names their
+# particles, which shapes hide: a word stands for the way, one to three lower-case
+# letters for a particle.
 _SHAPED_ADDRESS = (
     r"(?<![\w.,])[09]{1,4}(?:[ ]?[^\W\d_]{1,6}\b)?,?[ \t]+[^\W\d_][\w-]*\.?[ \t]+[^\W\d_]"
 )
@@ -284,7 +285,9 @@ _SUSPECT_IDENTIFIERS = re.compile(
         ]
     )
 )
-_SUSPECT_PLACES = re.compile("|".join([names.RUN.pattern, _SHAPED_ADDRESS, _COORDINATES.pattern]))
+_SUSPECT_PLACES = re.compile(
+    "|".join((names.SHAPED_RUN.pattern, _SHAPED_ADDRESS, _COORDINATES.pattern))
+)
 _VERDICTS: dict[str, tuple[bool, bool]] = {}  # shape -> (identifiers?, places?); shapes recur
 _VERDICTS_MAX = 50_000
 _CACHED_SHAPE_CHARS = 64

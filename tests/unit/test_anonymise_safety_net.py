@@ -126,6 +126,9 @@ def test_checksums_keep_false_alarms_out() -> None:
         "751010203",
         "48.835,2.333",  # a position to 100 m is not precise
         "Station Saint Louis",
+        "Saint Jean de Luz",
+        "Gare de Lyon Part Dieu",
+        "Place de la Comédie",
         "Parque de estacionamento Trindade",
         "rue Denfert Rochereau",  # a street, no number: no one's address
         "12:30:00",
@@ -158,6 +161,10 @@ def test_ordinary_values_of_city_feeds_are_not_incidents(value: str) -> None:
         ("Jean Dupont", "name"),
         ("M. Dupont", "name"),
         ("DURAND Sylvie", "name"),
+        ("Mme Le Goff", "name"),
+        ("M. de Weck", "name"),
+        ("Jean de La Fontaine", "name"),
+        ("tel 33612345678", "phone"),  # +33 written as a number
         ("10.0.12.7", "ip"),
         ("fe80::1ff:fe23:4567:890a", "ip"),
         ("00-1a-2b-3c-4d-5e", "mac"),
@@ -204,3 +211,47 @@ def test_detector_names() -> None:
         "address",
         "coordinates",
     )
+
+
+VOCABULARY = st.sampled_from(
+    [
+        "Jean",
+        "Dupont",
+        "DURAND",
+        "Sylvie",
+        "M.",
+        "Mme",
+        "de",
+        "d'",
+        "La",
+        "le",
+        "rue",
+        "Rue",
+        "avenue",
+        "allée",
+        "12",
+        "bis",
+        "49100",
+        "Angers",
+        "Saint",
+        "Gare",
+        "des",
+        "Lilas",
+        "47.473612",
+        "-0.551389",
+        ",",
+        "Chloé",
+        "Lefèvre",
+        "van",
+        "Weck",
+        "x",
+        "é",
+    ]
+)
+
+
+@settings(max_examples=800, deadline=None)
+@given(st.lists(VOCABULARY, min_size=1, max_size=7), st.sampled_from([" ", "  ", ", ", "\t"]))
+def test_the_prefilter_never_misses_names_addresses_or_positions(words, sep) -> None:
+    text = sep.join(words)
+    assert bool(scan_values([text])[0]) == bool(find(text)), text

@@ -9,7 +9,7 @@ import pytest
 from bench.safety_net import false_positives, name_recall
 
 # Floors of the held-out recall (bench/safety_net.py, 300 people per locale, seed 7);
-# measured: fr_CH 79%, fr_CA 94%, fr_FR 99.5% over the four forms.
+# measured: fr_CH 81%, fr_CA 94%, fr_FR 99.8% over the four forms.
 RECALL_FLOOR = {"fr_CH": 0.75, "fr_CA": 0.90, "fr_FR": 0.97}
 CIVILITY_FLOOR = 0.95  # "M. Nom" / "Mme Nom": the civility gives the name away
 
