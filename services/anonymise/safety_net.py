@@ -265,7 +265,8 @@ def find(text: str, *, places: bool = True) -> set[str]:
     ``places=False`` leaves out names, addresses and coordinates."""
     if not text:
         return set()
-    return set(_hits([text], DETECTORS if places else DETECTORS[: -len(PLACES)]))
+    detectors = IDENTIFIERS + _UNSHAPED_IDENTIFIERS + (PLACES if places else ())
+    return set(_hits([text], detectors))
 
 
 # Every other detector reads the same on shapes (digits stay digits, ASCII letters
@@ -319,9 +320,7 @@ def suspects(values: list[str], places: bool = True) -> list[str]:
     return [value for value, shape in zip(values, shapes, strict=True) if shape in chosen]
 
 
-def _flag(
-    values: Sequence[str], candidates: list[str], detectors: Sequence[tuple]
-) -> dict[str, set[str]]:
+def _flag(candidates: list[str], detectors: Sequence[tuple]) -> dict[str, set[str]]:
     """value -> the detectors that found something in it."""
     flagged: dict[str, set[str]] = {}
     if not candidates:
@@ -346,14 +345,14 @@ def scan(
         return {}
     distinct = list(unique)
     if "".join(distinct).isdigit():
-        # Registers, codes, counts: only a whole phone number (10 digits, 13 with
-        # 0033), delivery point (14) or social security number (15) can hide in a run
-        # of digits.
+        # Registers, codes, counts: only a whole phone number (10 digits, 11 for
+        # 33..., 13 with 0033), delivery point (14) or social security number (15)
+        # can hide in a run of digits.
         candidates = [v for v in distinct if len(v) in _DIGIT_RUN_LENGTHS]
-        flagged = _flag(values, candidates, IDENTIFIERS + _UNSHAPED_IDENTIFIERS)
+        flagged = _flag(candidates, IDENTIFIERS + _UNSHAPED_IDENTIFIERS)
     else:
         detectors = IDENTIFIERS + _UNSHAPED_IDENTIFIERS + (PLACES if places else ())
-        flagged = _flag(values, suspects(distinct, places), detectors)
+        flagged = _flag(suspects(distinct, places), detectors)
     if not flagged:
         return {}
     absent = set(missing)
