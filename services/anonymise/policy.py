@@ -23,7 +23,7 @@ removed (deny by default). A policy looks like::
         time: {field: horodate, format: "%Y-%m-%d %H:%M:%S", timezone: Europe/Paris}
 
 Classes: ``identifier``, ``quasi-identifier`` (with exactly one generalisation:
-``grid: <metres>`` for coordinates, ``bucket: <step>`` for times, ``band: <width>``
+``grid: <metres>`` for coordinates (at least 100 m), ``bucket: <step>`` for times, ``band: <width>``
 for numbers, ``prefix: <characters>`` for codes), ``measure``, ``free-text``,
 ``drop``. A measured field's NGSI qualifier columns (``<field>@unitCode``,
 ``@observedAt``, ``@datasetId``) follow it; its sub-properties
@@ -57,6 +57,10 @@ GRID_OUTPUTS = ("centre", "cell", "both")
 STEPS_S = {"PT5M": 300, "PT10M": 600, "PT15M": 900, "PT30M": 1800, "PT1H": 3600, "P1D": 86400}
 COARSENED_ROWS = "coarsened_rows"  # column added by coarsening: rows summed per bucket
 COARSENED_ATTRIBUTE = "anonymise.coarsened"  # attribute added by coarsening: its step
+# The finest grid a policy may declare. A 100 m cell holds a block of buildings
+# (tens to hundreds of households in a city); a finer one approaches a single
+# address, which would make the "generalised" position an identifier again.
+MIN_GRID_METRES = 100
 
 _POLICY_KEYS = ("version", "consent", "fields", "subproperties", "attributes", "coarsen")
 _COARSEN_KEYS = ("to", "sum", "mean", "time", "set")
@@ -76,6 +80,12 @@ class Grid:
     metres: float
     output: str = "centre"
     lon: str | None = None  # the longitude column when this field is a numeric latitude
+
+    def __post_init__(self) -> None:
+        # The policy reader refuses it first, naming the file and key; this keeps a
+        # grid built in code from generalising to less than a block of buildings.
+        if not self.metres >= MIN_GRID_METRES:
+            raise ValueError(f"a grid cell is at least {MIN_GRID_METRES} m")
 
 
 @dataclass(frozen=True)
@@ -350,8 +360,12 @@ class _Reader(ConfigReader):
         where = f"{key}.{kind}"
         if kind == "grid":
             metres = self.positive(setting, where, "a cell size in metres, e.g. 500")
-            if metres < 1:
-                raise self.fail(where, "a grid cell is at least 1 metre")
+            if metres < MIN_GRID_METRES:
+                raise self.fail(
+                    where,
+                    f"a grid cell of {metres:g} m is too fine to generalise a position: it "
+                    f"can single out a home or a person; use at least {MIN_GRID_METRES} m",
+                )
             output = value.get("output", "centre")
             if output not in GRID_OUTPUTS:
                 raise self.fail(

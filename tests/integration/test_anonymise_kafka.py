@@ -24,6 +24,7 @@ from services.runtime.config import NodeConfig
 from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.processor import StageRunner
+from tests.fixture_secrets import fixture_secret
 from tests.integration.kafka_helpers import read_all
 
 pytestmark = pytest.mark.integration
@@ -35,7 +36,7 @@ FORBIDDEN = [
     s.encode()
     for s in (EMAIL, "jean.dupont", PHONE, "0612345678", "+33 6 12 34 56 78", PLATE, "AB 123 CD")
 ]
-SECRET = "integration-secret-" + "x" * 32
+SECRET = fixture_secret("integration")
 PRIVACY = {
     "version": "it-1",
     "fields": {
