@@ -156,6 +156,9 @@ class Policy:
     path: str | None = None
     partners: dict[str, str] = field(default_factory=dict)  # longitude field -> its latitude
     subproperties: frozenset[str] = frozenset()  # NGSI sub-properties that follow kept fields
+    # Where a row's own time is as normalise reads it (the mapping's ``time``, when the
+    # policy keeps that field): the key epoch of each row follows it (see epochs.py).
+    reading_time: TimeSpec | None = None
 
     def rule(self, column: str) -> FieldRule | None:
         """The rule of a column: its own, or the kept field it qualifies (``no2@unitCode``)."""
@@ -303,7 +306,28 @@ class _Reader(ConfigReader):
             path=self.where,
             partners=partners,
             subproperties=subproperties,
+            reading_time=self.reading_time(source, city, fields),
         )
+
+    # -- the time of a reading ---------------------------------------------------------
+    def reading_time(
+        self, source: SourceConfig, city: CityConfig, fields: dict[str, FieldRule]
+    ) -> TimeSpec | None:
+        """The mapping's ``time`` (normalise's, validated the same way) if the policy
+        keeps that field; else None (rows fall back to their event times)."""
+        raw = (source.mapping or {}).get("time") if isinstance(source.mapping, dict) else None
+        if raw is None:
+            return None
+        if isinstance(raw, dict) and "timezone" not in raw:
+            raw = {**raw, "timezone": city.timezone}
+        elif isinstance(raw, str):
+            raw = {"field": raw, "timezone": city.timezone}
+        key = self.key.rsplit(".", 1)[0] + ".mapping.time"
+        spec = TimeSpec.from_config(raw, source=self.where, key=key)
+        rule = fields.get(spec.field)
+        if rule is None or not (rule.cls == MEASURE or isinstance(rule.generalisation, Bucket)):
+            return None  # normalise never sees it as a time
+        return spec
 
     # -- one field -----------------------------------------------------------------
     def field_name(self, name: Any, key: str) -> None:
