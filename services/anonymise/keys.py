@@ -12,8 +12,15 @@ Where a city's secret comes from, first match wins:
         "secrets": [{"from_epoch": "1970-01", "created_at": "...", "secret": "..."},
                     {"from_epoch": "2026-03", "created_at": "...", "secret": "..."}]}
 
-An epoch is a UTC month (``2025-11``) of the record's ``received_at``, so a
-replay of the same raw records gives the same pseudonyms. The key of an epoch is
+An epoch is a UTC month (``2025-11``) of each row's reading time (see
+``epochs.py``; rows without a time: of the record's ``received_at``), so one
+meter in one day has one pseudonym whenever it is sent — a day re-sent in the
+next month is not counted twice by energy-analytics — and a replay of the same
+raw records gives the same pseudonyms. UTC months because energy-analytics'
+days are UTC days: a UTC month never splits one. A change of energy-analytics
+to the city's local days must switch epochs to local months at the same time
+(:func:`epoch_of`), else the local day holding a month boundary counts its
+meters twice. The key of an epoch is
 ``HMAC-SHA-256(secret in effect, "citeplus-pseudonym/v1|<city>|<epoch>")``: keys
 of two epochs or two cities are unrelated, so linking pseudonyms across them
 needs the secret. Rotation adds a new secret effective from an epoch; earlier
@@ -71,7 +78,10 @@ def env_variable(city: str) -> str:
 
 
 def epoch_of(time_us: int) -> str:
-    """The key epoch (UTC month) of a time in epoch microseconds."""
+    """The key epoch (UTC month) of a time in epoch microseconds.
+
+    UTC, like energy-analytics' days: switch both to local time together.
+    """
     moment = datetime.fromtimestamp(time_us // 1_000_000, UTC)
     return f"{moment.year:04d}-{moment.month:02d}"
 
