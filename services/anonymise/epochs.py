@@ -37,6 +37,7 @@ pass to find the earliest and latest time and copies nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from services.anonymise import columns
@@ -57,53 +58,82 @@ def _parsed(record: dict[str, Any], spec: TimeSpec) -> list[int | None] | None:
     return times
 
 
-def _event_times(record: dict[str, Any]) -> list[int] | None:
+def _event_times(record: dict[str, Any]) -> list[int | None] | None:
+    """The record's event times if it has one per row (the record's own list: read only)."""
     times = record.get("event_times") or []
-    return list(times) if len(times) == record["row_count"] and times else None
+    return times if len(times) == record["row_count"] and times else None
 
 
-def reading_times(record: dict[str, Any], policy: Policy) -> list[int | None]:
-    """The time (UTC µs) that decides each row's key epoch; None where there is none."""
+Times = list[int | None]
+ToTime = Callable[[Times], Times]  # raw times -> the times that decide (never decreasing)
+
+
+def _same(times: Times) -> Times:
+    return times
+
+
+def _bucketed(seconds: int, timezone: str, offset_us: int) -> ToTime:
+    def to_time(times: Times) -> Times:
+        starts = bucket_starts(times, seconds, timezone)
+        return [None if s is None else s + offset_us for s in starts]
+
+    return to_time
+
+
+def _sources(record: dict[str, Any], policy: Policy) -> tuple[Times, ToTime]:
+    """Each row's raw time, and how it becomes the time that decides its epoch."""
     rows = record["row_count"]
     coarsening = policy.coarsening
-    if coarsening is not None:
+    if coarsening is not None:  # as coarsening finds its rows; the bucket's middle decides
         times = _event_times(record)
         if times is None and coarsening.time is not None:
             times = _parsed(record, coarsening.time)
-        if times is None:
-            return [None] * rows
         half = coarsening.seconds * US // 2
-        starts = bucket_starts(times, coarsening.seconds, policy.timezone)
-        return [None if s is None else s + half for s in starts]
-    found: list[int | None] = [None] * rows
+        to_time = _bucketed(coarsening.seconds, policy.timezone, half)
+        return (times if times is not None else [None] * rows), to_time
     spec = policy.reading_time
-    if spec is not None:
-        parsed = _parsed(record, spec)
-        if parsed is not None:
-            rule = policy.fields.get(spec.field)
-            bucket = rule.generalisation if rule is not None else None
-            if isinstance(bucket, Bucket):  # normalise reads the bucket start
-                parsed = bucket_starts(parsed, bucket.seconds, bucket.time.timezone)
-            found = parsed
-    if None in found:
-        events = _event_times(record)
-        if events is not None:
-            found = [e if t is None else t for t, e in zip(found, events, strict=True)]
-    return found
+    events = _event_times(record)
+    if spec is None:
+        return (events if events is not None else [None] * rows), _same  # no copy
+    parsed = _parsed(record, spec)
+    if parsed is None:
+        return (events if events is not None else [None] * rows), _same
+    rule = policy.fields.get(spec.field)
+    bucket = rule.generalisation if rule is not None else None
+    if isinstance(bucket, Bucket):  # normalise reads the bucket's start
+        parsed = bucket_starts(parsed, bucket.seconds, bucket.time.timezone)
+    if events is not None and None in parsed:
+        parsed = [e if t is None else t for t, e in zip(parsed, events, strict=True)]
+    return parsed, _same
 
 
-def row_epochs(times: list[int | None], received_at: int) -> list[str] | str:
-    """Each row's epoch, or one epoch for every row (the usual case, found cheaply)."""
+def reading_times(record: dict[str, Any], policy: Policy) -> Times:
+    """The time (UTC µs) that decides each row's key epoch; None where there is none."""
+    times, to_time = _sources(record, policy)
+    return to_time(times)
+
+
+def row_epochs(times: Times, received_at: int, to_time: ToTime = _same) -> list[str] | str:
+    """Each row's epoch, or one epoch for every row (the usual case, found cheaply:
+    ``to_time`` never decreases, so the earliest and latest rows decide)."""
+    if None not in times:  # the usual case: one pass for each of min and max
+        if not times:
+            return epoch_of(received_at)
+        low, high = to_time([min(times), max(times)])  # type: ignore[type-var]
+        first = epoch_of(low)  # type: ignore[arg-type]
+        if first == epoch_of(high):  # type: ignore[arg-type]
+            return first
     fallback = epoch_of(received_at)
-    present = [t for t in times if t is not None]
+    decided = to_time(times)
+    present = [t for t in decided if t is not None]
     if not present:
         return fallback
     first, last = epoch_of(min(present)), epoch_of(max(present))
-    if first == last and (len(present) == len(times) or first == fallback):
+    if first == last and first == fallback:
         return first
     by_day: dict[int, str] = {}  # one calendar look-up per UTC day, not per row
     out: list[str] = []
-    for t in times:
+    for t in decided:
         if t is None:
             out.append(fallback)
             continue
@@ -131,7 +161,8 @@ def split_by_epoch(record: dict[str, Any], policy: Policy) -> list[tuple[str, di
 
     A record with no rows keeps the epoch of its reception.
     """
-    epochs = row_epochs(reading_times(record, policy), record["received_at"])
+    times, to_time = _sources(record, policy)
+    epochs = row_epochs(times, record["received_at"], to_time)
     if isinstance(epochs, str):
         return [(epochs, record)]
     rows_of: dict[str, list[int]] = {}

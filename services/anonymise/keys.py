@@ -52,6 +52,7 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 
 from services.anonymise import entropy
@@ -65,6 +66,7 @@ MIN_SECRET_CHARS = 32
 _EPOCH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
 _ROTATION_ITEM = re.compile(r"(\d{4}-(?:0[1-9]|1[0-2])):(.+)")
 _CONTEXT = b"citeplus-pseudonym/v1"
+_DAY_US = 86_400 * 1_000_000
 _ADVICE = "; generate one with `citeplus keys init` or 32 random bytes (`openssl rand -base64 32`)"
 
 
@@ -82,7 +84,13 @@ def epoch_of(time_us: int) -> str:
 
     UTC, like energy-analytics' days: switch both to local time together.
     """
-    moment = datetime.fromtimestamp(time_us // 1_000_000, UTC)
+    return _epoch_of_day(time_us // _DAY_US)
+
+
+@lru_cache(maxsize=4096)
+def _epoch_of_day(day: int) -> str:
+    """The UTC month of a day (days since 1970-01-01): called twice per record."""
+    moment = datetime.fromtimestamp(day * 86_400, UTC)
     return f"{moment.year:04d}-{moment.month:02d}"
 
 

@@ -197,6 +197,10 @@ def test_a_coarsened_day_keeps_one_epoch_for_all_its_rows(tmp_path: Path) -> Non
     ]
     february = parts[1][1]
     assert columns.cells(february["columns"][1])[0] * US == at(2025, 1, 31, 23)
+    # The first local hour of 1 February alone: January in UTC, February's day.
+    first_hour = readings("m", at(2025, 1, 31, 23), 6, 0.1, JANUARY_SEND)
+    [(epoch, whole)] = split_by_epoch(first_hour, policy)
+    assert epoch == "2025-02" and whole is first_hour
 
 
 def test_a_bucketed_time_field_decides_by_its_bucket(tmp_path: Path) -> None:
