@@ -226,3 +226,17 @@ def test_the_energy_days_never_straddle_an_epoch() -> None:
     while day < at(2026, 1, 1):
         assert epoch_of(day) == epoch_of(day + DAY_US - 1)
         day += DAY_US
+
+
+def test_a_split_record_is_counted_only_once_every_part_was_encoded(
+    stage: AnonymiseStage,
+) -> None:
+    """The runner encodes each output as it is yielded; if the second part cannot be
+    encoded, the record goes to the dead letters and neither part may be audited."""
+    record = readings(METERS[0], at(2025, 1, 31, 22), 24, 0.1, FEBRUARY_SEND)
+    outputs = iter(stage.process(record, META))
+    first, second = next(outputs), next(outputs)  # the second fails to encode: stop here
+    assert (first.value["key_epoch"], second.value["key_epoch"]) == ("2025-01", "2025-02")
+    assert list(stage.end_batch()) == []
+    assert len(list(stage.process(record, META))) == 2  # all encoded: both parts counted
+    assert sorted(a.value["key_epoch"] for a in stage.end_batch()) == ["2025-01", "2025-02"]
