@@ -85,7 +85,7 @@ def test_epoch_keys_differ_and_hide_the_secret() -> None:
         assert SECRET not in shown and SECRET[:8] not in shown
 
 
-def test_epoch_is_the_utc_month_of_received_at() -> None:
+def test_epoch_is_the_utc_month_of_a_time() -> None:
     assert epoch_of(us(2025, 11, 30)) == "2025-11"
     assert epoch_of(us(2025, 12, 1) - 1) == "2025-11"
     assert epoch_of(us(2025, 12, 1)) == "2025-12"
