@@ -34,7 +34,7 @@ from typing import Any
 import fastavro
 from confluent_kafka import Consumer
 
-from services.anonymise.keys import KeyStore
+from services.anonymise.keys import KeyStore, new_secret
 from services.anonymise.policy import load_policies
 from services.anonymise.stage import AnonymiseStage, AnonymiseTopics
 from services.anonymise.transform import anonymise
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="citeplus-bench-anonymise-"))
     (work / "benchville.yaml").write_text(CITY)
     policies = load_policies(load_cities(work))
-    keys = KeyStore(work / "keys", environ={"CITEPLUS_PSEUDONYM_SECRET_BENCHVILLE": "b" * 43})
+    keys = KeyStore(work / "keys", environ={"CITEPLUS_PSEUDONYM_SECRET_BENCHVILLE": new_secret()})
     stage = AnonymiseStage(
         policies,
         keys,

@@ -8,6 +8,10 @@ Two outputs for the data protection officer and the operators:
 - Prometheus counters on the service's metrics endpoint, incremented only once
   the batch committed.
 
+A record whose rows span two key epochs is emitted as one record per epoch
+(see ``epochs.py``); each part's counts go to its own epoch's tally, so an
+epoch's ``rows`` are exactly the rows pseudonymised under its key.
+
 The stage adds a record's counts only once its output was encoded (see
 ``stage.AnonymiseStage.process``), so a record that went to the dead letters is
 not counted as anonymised.

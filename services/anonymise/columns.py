@@ -76,3 +76,19 @@ def as_text(column: dict[str, Any]) -> list[str]:
     if kind == "long":
         return [str(v) for v in values]
     return [repr(v) for v in values]
+
+
+def take(column: dict[str, Any], rows: Sequence[int]) -> dict[str, Any]:
+    """The column restricted to ``rows`` (positions, in the order given), as a new column.
+
+    Used to split one entity's message by key epoch: one pass over the array, the
+    missing positions renumbered.
+    """
+    values = typed(column)
+    missing = column["missing"]
+    if missing:
+        position = {old: new for new, old in enumerate(rows)}
+        kept_missing = [position[i] for i in missing if i in position]
+    else:
+        kept_missing = []
+    return make(column["name"], column["kind"], [values[i] for i in rows], kept_missing)

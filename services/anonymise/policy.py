@@ -27,7 +27,7 @@ removed (deny by default). A policy looks like::
         time: {field: horodate, format: "%Y-%m-%d %H:%M:%S", timezone: Europe/Paris}
 
 Classes: ``identifier``, ``quasi-identifier`` (with exactly one generalisation:
-``grid: <metres>`` for coordinates, ``bucket: <step>`` for times, ``band: <width>``
+``grid: <metres>`` for coordinates (at least 100 m), ``bucket: <step>`` for times, ``band: <width>``
 for numbers, ``prefix: <characters>`` for codes), ``measure``, ``free-text``,
 ``drop``. A measured field's NGSI qualifier columns (``<field>@unitCode``,
 ``@observedAt``, ``@datasetId``) follow it; its sub-properties
@@ -71,6 +71,10 @@ GRID_OUTPUTS = ("centre", "cell", "both")
 STEPS_S = {"PT5M": 300, "PT10M": 600, "PT15M": 900, "PT30M": 1800, "PT1H": 3600, "P1D": 86400}
 COARSENED_ROWS = "coarsened_rows"  # column added by coarsening: rows summed per bucket
 COARSENED_ATTRIBUTE = "anonymise.coarsened"  # attribute added by coarsening: its step
+# The finest grid a policy may declare. A 100 m cell holds a block of buildings
+# (tens to hundreds of households in a city); a finer one approaches a single
+# address, which would make the "generalised" position an identifier again.
+MIN_GRID_METRES = 100
 
 _POLICY_KEYS = (
     "version",
@@ -99,6 +103,12 @@ class Grid:
     metres: float
     output: str = "centre"
     lon: str | None = None  # the longitude column when this field is a numeric latitude
+
+    def __post_init__(self) -> None:
+        # The policy reader refuses it first, naming the file and key; this keeps a
+        # grid built in code from generalising to less than a block of buildings.
+        if not self.metres >= MIN_GRID_METRES:
+            raise ValueError(f"a grid cell is at least {MIN_GRID_METRES} m")
 
 
 @dataclass(frozen=True)
@@ -171,6 +181,9 @@ class Policy:
     subproperties: frozenset[str] = frozenset()  # NGSI sub-properties that follow kept fields
     personal: bool = True  # the source carries personal data: the safety net removes
     places: frozenset[str] = frozenset()  # declared place fields of a public source
+    # Where a row's own time is as normalise reads it (the mapping's ``time``, when the
+    # policy keeps that field): the key epoch of each row follows it (see epochs.py).
+    reading_time: TimeSpec | None = None
 
     def rule(self, column: str) -> FieldRule | None:
         """The rule of a column: its own, or the kept field it qualifies (``no2@unitCode``)."""
@@ -321,6 +334,7 @@ class _Reader(ConfigReader):
             subproperties=subproperties,
             personal=personal,
             places=places,
+            reading_time=self.reading_time(source, city, fields),
         )
 
     def personal_data(
@@ -357,6 +371,26 @@ class _Reader(ConfigReader):
                     f"{name!r} must be a field or attribute declared as measure",
                 )
         return personal, frozenset(places)
+
+    # -- the time of a reading ---------------------------------------------------------
+    def reading_time(
+        self, source: SourceConfig, city: CityConfig, fields: dict[str, FieldRule]
+    ) -> TimeSpec | None:
+        """The mapping's ``time`` (normalise's, validated the same way) if the policy
+        keeps that field; else None (rows fall back to their event times)."""
+        raw = (source.mapping or {}).get("time") if isinstance(source.mapping, dict) else None
+        if raw is None:
+            return None
+        if isinstance(raw, dict) and "timezone" not in raw:
+            raw = {**raw, "timezone": city.timezone}
+        elif isinstance(raw, str):
+            raw = {"field": raw, "timezone": city.timezone}
+        key = self.key.rsplit(".", 1)[0] + ".mapping.time"
+        spec = TimeSpec.from_config(raw, source=self.where, key=key)
+        rule = fields.get(spec.field)
+        if rule is None or not (rule.cls == MEASURE or isinstance(rule.generalisation, Bucket)):
+            return None  # normalise never sees it as a time
+        return spec
 
     # -- one field -----------------------------------------------------------------
     def field_name(self, name: Any, key: str) -> None:
@@ -413,8 +447,12 @@ class _Reader(ConfigReader):
         where = f"{key}.{kind}"
         if kind == "grid":
             metres = self.positive(setting, where, "a cell size in metres, e.g. 500")
-            if metres < 1:
-                raise self.fail(where, "a grid cell is at least 1 metre")
+            if metres < MIN_GRID_METRES:
+                raise self.fail(
+                    where,
+                    f"a grid cell of {metres:g} m is too fine to generalise a position: it "
+                    f"can single out a home or a person; use at least {MIN_GRID_METRES} m",
+                )
             output = value.get("output", "centre")
             if output not in GRID_OUTPUTS:
                 raise self.fail(

@@ -3,8 +3,9 @@
 The runtime's StageRunner does the consuming, transactions and dead letters;
 this is the transform plus what privacy adds around it:
 
-- each record goes through its source's policy with the city's key of the
-  record's epoch (UTC month of ``received_at``);
+- each record goes through its source's policy with the city's key of each
+  row's epoch (UTC month of the reading's own time, see epochs.py): a record
+  whose rows span two epochs is emitted as one record per epoch;
 - the batch's counts become one AuditRecord per city source on ``audit.v1``
   (in the batch's transaction) and Prometheus counters (once it committed);
 - a dead letter never carries personal fields in clear: ``redact`` re-encodes
@@ -26,7 +27,7 @@ from typing import Any
 from services.anonymise.audit import AuditLedger
 from services.anonymise.keys import KeyStore, epoch_of, keys_dir_of
 from services.anonymise.policy import PolicySet, load_policies
-from services.anonymise.transform import TransformError, anonymise, redacted_raw
+from services.anonymise.transform import TransformError, anonymise_by_epoch, redacted_raw
 from services.runtime.cities import CityConfig
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
@@ -78,10 +79,10 @@ class AnonymiseStage(BaseStage):
                 "missing from the city files this service loaded; add it with its privacy "
                 "section and restart anonymise, then replay the record from the raw topic",
             )
-        epoch = epoch_of(record["received_at"])
         try:
-            pseudonymise = self.keys.pseudonymiser(city, epoch)
-            out, audit = anonymise(record, policy, pseudonymise)
+            parts = anonymise_by_epoch(
+                record, policy, lambda epoch: self.keys.pseudonymiser(city, epoch)
+            )
         except TransformError as exc:
             raise RejectedInput(exc.reason, f"{city}/{source}: {exc}") from None
         except CiteplusError as exc:  # keyring problems: messages name files, never secrets
@@ -99,15 +100,18 @@ class AnonymiseStage(BaseStage):
                 f"{city}/{source}: {type(exc).__name__} at {where} while applying policy "
                 f"{policy.version} (details withheld: they may quote personal data)",
             ) from None
-        yield Emit(
-            self.topics.anonymised,
-            f"{city}|{out['entity_pseudonym']}",
-            out,
-            readings=out["row_count"],
-        )
-        # Resumed only once the runner encoded the output above: a record that went to
-        # the dead letters instead is never counted as anonymised.
-        self.ledger.add((city, source, policy.version, epoch), audit, record["lineage_id"])
+        # One output per key epoch (usually one). Counted only once the runner encoded
+        # every output (this resumes after the last one): a record that went to the
+        # dead letters instead is never counted as anonymised, not even in part.
+        for _, out, _ in parts:
+            yield Emit(
+                self.topics.anonymised,
+                f"{city}|{out['entity_pseudonym']}",
+                out,
+                readings=out["row_count"],
+            )
+        for epoch, _, audit in parts:
+            self.ledger.add((city, source, policy.version, epoch), audit, record["lineage_id"])
 
     def end_batch(self) -> Iterable[Emit]:
         at = int(self._clock() * 1_000_000)

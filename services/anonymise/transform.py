@@ -1,7 +1,9 @@
 """One RawRecord through its source's policy: pure, column by column.
 
 ``anonymise(record, policy, pseudonymiser)`` returns the AnonymisedRecord and
-what was decided (counts only, never values). The work per message is one
+what was decided (counts only, never values); ``anonymise_by_epoch`` first
+splits the record by the key epoch of each row's reading time (epochs.py) and
+anonymises each part under its epoch's key. The work per message is one
 pseudonym for the entity, one pass per column (per distinct value where values
 must be read), and no per-reading Python object.
 
@@ -24,11 +26,13 @@ entity id):
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from services.anonymise import columns, safety_net
 from services.anonymise.coarsen import CoarseningError, coarsen
+from services.anonymise.epochs import split_by_epoch
 from services.anonymise.generalise import generalise
 from services.anonymise.policy import (
     COARSENED_ATTRIBUTE,
@@ -319,6 +323,23 @@ def anonymise(
         "columns": out_columns,
         "attributes": attributes,
     }, audit
+
+
+def anonymise_by_epoch(
+    record: dict[str, Any], policy: Policy, pseudonymiser_of: Callable[[str], Pseudonymiser]
+) -> list[tuple[str, dict[str, Any], RecordAudit]]:
+    """``(epoch, AnonymisedRecord, audit)`` per key epoch of the record's rows.
+
+    Each row is pseudonymised under the key of its reading's epoch (epochs.py), so
+    one meter in one day has one pseudonym whenever it is sent; a record whose rows
+    span two months becomes two records. All or nothing: an error in any part
+    rejects the whole record, as before.
+    """
+    _check_shape(record, policy)  # before slicing: malformed rows are never split
+    return [
+        (epoch, *anonymise(part, policy, pseudonymiser_of(epoch)))
+        for epoch, part in split_by_epoch(record, policy)
+    ]
 
 
 def redacted_raw(

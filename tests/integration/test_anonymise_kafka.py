@@ -24,6 +24,7 @@ from services.runtime.config import NodeConfig
 from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.processor import StageRunner
+from tests.fixture_secrets import fixture_secret
 from tests.integration.kafka_helpers import read_all
 
 pytestmark = pytest.mark.integration
@@ -35,7 +36,7 @@ FORBIDDEN = [
     s.encode()
     for s in (EMAIL, "jean.dupont", PHONE, "0612345678", "+33 6 12 34 56 78", PLATE, "AB 123 CD")
 ]
-SECRET = "integration-secret-" + "x" * 32
+SECRET = fixture_secret("integration")
 PRIVACY = {
     "version": "it-1",
     "fields": {
@@ -281,3 +282,63 @@ def test_dead_letter_keys_carry_no_entity_id(harness: Harness) -> None:
     runner, _ = harness.run()
     letters = read_all(runner.node, harness.dlq, expected=1, isolation="read_uncommitted")
     assert len(letters) == 1 and scan(letters) == []
+
+
+def meter_day(entity: str, start: int, rows: int, kwh: float, received_at: int) -> dict:
+    """``rows`` 10-minute readings of one meter from ``start`` (event times), sent at
+    ``received_at``."""
+    columns = {"pdl": [entity] * rows, "kwh": [kwh] * rows, "iris": ["330630104"] * rows}
+    return {
+        "city": "plantville",
+        "source": "compteurs",
+        "dataset": "courbes",
+        "format": "ndjson",
+        "entity_id": entity,
+        "entity_type": None,
+        "lineage_id": f"send-{received_at}",
+        "received_at": received_at,
+        "row_count": rows,
+        "event_times": [start + k * 600_000_000 for k in range(rows)],
+        "columns": [to_column(name, values) for name, values in columns.items()],
+        "attributes": {},
+    }
+
+
+def test_a_day_resent_across_a_month_boundary_keeps_one_pseudonym_per_meter(
+    harness: Harness,
+) -> None:
+    """The attacker's count: distinct pseudonyms per UTC day on ``anonymised`` is what
+    energy-analytics counts as delivery points. Sent on 30 January, corrected on
+    2 February: 5 meters, not 10. A message across the month boundary leaves as one
+    record per epoch."""
+    day, hour = 1_738_195_200_000_000, 3_600_000_000  # 2025-01-30T00:00Z
+    january, february = day + 30 * hour, day + 78 * hour  # received 31 Jan, 2 Feb
+    meters = [f"0451234567{k:04d}" for k in range(5)]
+    sends = [meter_day(m, day, 144, 0.10, january) for m in meters]
+    sends += [meter_day(m, day, 144, 0.12, february) for m in meters]
+    across = {**meter_day(meters[0], day + 46 * hour, 24, 0.1, february), "lineage_id": "across"}
+    harness.produce([*sends, across])  # ^ 31 Jan 22:00 to 1 Feb 02:00 UTC
+    runner, stage = harness.run()
+    assert runner.summary.dead_letter_reasons == {}
+
+    decoded = harness.decode(read_all(runner.node, harness.topics.anonymised, expected=12))
+    of_the_day = [r for r in decoded if r["lineage_id"] != "across"]
+    assert len(of_the_day) == 10
+    assert len({r["entity_pseudonym"] for r in of_the_day}) == 5  # was 10
+    assert {r["key_epoch"] for r in of_the_day} == {"2025-01"}
+    parts = sorted(
+        (r for r in decoded if r["lineage_id"] == "across"), key=lambda r: r["key_epoch"]
+    )
+    assert [(r["key_epoch"], r["row_count"]) for r in parts] == [("2025-01", 12), ("2025-02", 12)]
+    pseudonym = {
+        e: stage.keys.pseudonymiser("plantville", e)(meters[0]) for e in ("2025-01", "2025-02")
+    }
+    assert [r["entity_pseudonym"] for r in parts] == [pseudonym["2025-01"], pseudonym["2025-02"]]
+    assert parts[1]["event_times"][0] == day + 48 * hour  # 1 Feb 00:00, the first February row
+    audits = harness.decode(
+        read_all(runner.node, harness.topics.audit, expected=runner.summary.batches)
+    )
+    rows = {
+        e: sum(a["rows"] for a in audits if a["key_epoch"] == e) for e in ("2025-01", "2025-02")
+    }
+    assert rows == {"2025-01": 10 * 144 + 12, "2025-02": 12}

@@ -16,16 +16,14 @@ import pytest
 
 from services.node.local import LocalNode
 from services.node.main import available_services
+from tests.fixture_secrets import fixture_secret
 from tests.integration.node_checks import Fingerprint, differences, settle
 
 pytestmark = pytest.mark.integration
 
 CITIES = ("lyon", "paris", "nice", "bordeaux", "angers")
 # Fixed keys so that both runs give the same pseudonyms (random dev keys otherwise).
-SECRETS = {
-    f"CITEPLUS_PSEUDONYM_SECRET_{c.upper()}": f"crash-test-secret-{c}-0123456789abcdef"
-    for c in CITIES
-}
+SECRETS = {f"CITEPLUS_PSEUDONYM_SECRET_{c.upper()}": fixture_secret(f"crash-{c}") for c in CITIES}
 SIMULATE = [
     "simulate",
     "--cities",

@@ -22,6 +22,7 @@ from services.ingest.service import build_core
 from services.runtime.cities import load_cities
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.processor import StageRunner
+from tests.fixture_secrets import fixture_secret
 from tests.integration.ingest_helpers import serve_ingest
 from tests.integration.kafka_helpers import read_all
 
@@ -169,7 +170,8 @@ def test_planted_values_never_reach_anonymised_in_clear(
 
     metrics = ServiceMetrics("anonymise")
     keys = KeyStore(
-        tmp_path / "keys", environ={"CITEPLUS_PSEUDONYM_SECRET_NETVILLE": "s" * 16 + "t" * 24}
+        tmp_path / "keys",
+        environ={"CITEPLUS_PSEUDONYM_SECRET_NETVILLE": fixture_secret("safety-net")},
     )
     stage = AnonymiseStage(
         load_policies(cities),

@@ -18,9 +18,15 @@ TEN_MINUTES = 600_000_000
 
 
 def city_file(
-    tmp_path: Path, privacy: Any, *, entity: str = "meter", code: str = "testville"
+    tmp_path: Path,
+    privacy: Any,
+    *,
+    entity: str = "meter",
+    code: str = "testville",
+    mapping: dict[str, Any] | None = None,
 ) -> Path:
-    """A city file with one ndjson source whose privacy section is ``privacy``."""
+    """A city file with one ndjson source whose privacy section is ``privacy``
+    (and, if given, its normalise ``mapping``)."""
     source: dict[str, Any] = {
         "id": "meters",
         "format": "ndjson",
@@ -31,6 +37,8 @@ def city_file(
     }
     if privacy is not None:
         source["privacy"] = privacy
+    if mapping is not None:
+        source["mapping"] = mapping
     document = {"code": code, "name": code.title(), "sources": [source]}
     path = tmp_path / f"{code}.yaml"
     path.write_text(yaml.safe_dump(document, allow_unicode=True, sort_keys=False))

@@ -25,8 +25,10 @@ from services.anonymise.keys import (
 from services.anonymise.pseudonym import Pseudonymiser
 from services.cli import main
 from services.runtime.errors import ConfigError
+from tests.fixture_secrets import fixture_secret
 
-SECRET = "s" * 40
+SECRET = fixture_secret("keys")
+A, B = fixture_secret("keys-a"), fixture_secret("keys-b")
 identifiers = st.text(min_size=1, max_size=40)
 
 
@@ -83,7 +85,7 @@ def test_epoch_keys_differ_and_hide_the_secret() -> None:
         assert SECRET not in shown and SECRET[:8] not in shown
 
 
-def test_epoch_is_the_utc_month_of_received_at() -> None:
+def test_epoch_is_the_utc_month_of_a_time() -> None:
     assert epoch_of(us(2025, 11, 30)) == "2025-11"
     assert epoch_of(us(2025, 12, 1) - 1) == "2025-11"
     assert epoch_of(us(2025, 12, 1)) == "2025-12"
@@ -103,22 +105,20 @@ def test_identifier_column_pseudonymised_once_per_distinct_value() -> None:
 
 # -- the environment -----------------------------------------------------------------------------
 def test_env_secret_with_rotations() -> None:
-    value = f"2025-01:{'a' * 40},2025-06:{'b' * 40}"
+    value = f"2025-01:{A},2025-06:{B}"
     keyring = keyring_from_env("saint-denis", {"CITEPLUS_PSEUDONYM_SECRET_SAINT_DENIS": value})
     assert keyring.epochs == ["2025-01", "2025-06"]
-    assert keyring.secret_for("2024-03").value == "a" * 40  # the earliest covers earlier epochs
-    assert keyring.secret_for("2025-05").value == "a" * 40
-    assert keyring.secret_for("2025-06").value == "b" * 40
+    assert keyring.secret_for("2024-03").value == A  # the earliest covers earlier epochs
+    assert keyring.secret_for("2025-05").value == A
+    assert keyring.secret_for("2025-06").value == B
 
 
-@pytest.mark.parametrize(
-    "value", ["short", f"2025-13:{'a' * 40},x", f"2025-01:{'a' * 40},2025-02:tiny"]
-)
+@pytest.mark.parametrize("value", ["short", f"2025-13:{A},x", f"2025-01:{A},2025-02:tiny"])
 def test_bad_env_secrets_are_refused_without_quoting_them(value: str) -> None:
     with pytest.raises(ConfigError) as caught:
         keyring_from_env("lyon", {"CITEPLUS_PSEUDONYM_SECRET_LYON": value})
     assert "CITEPLUS_PSEUDONYM_SECRET_LYON" in str(caught.value)
-    assert "a" * 40 not in str(caught.value) and "tiny" not in str(caught.value)
+    assert A not in str(caught.value) and "tiny" not in str(caught.value)
 
 
 # -- keyring files ---------------------------------------------------------------------------

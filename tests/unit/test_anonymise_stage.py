@@ -13,10 +13,11 @@ from services.anonymise.stage import AnonymiseStage
 from services.runtime.errors import RejectedInput
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.processor import InputMeta
+from tests.fixture_secrets import fixture_secret
 from tests.unit.anonymise_helpers import T0, policy_of, raw
 
 META = InputMeta("raw.v1", 0, 0, b"testville|meters|x", 0)
-SECRET = "p" * 40
+SECRET = fixture_secret("stage")
 
 
 @pytest.fixture()
@@ -141,7 +142,9 @@ def test_dead_letters_carry_no_personal_field(stage: AnonymiseStage, tmp_path: P
     assert stage.redact_key(b"k", unknown) is None
 
 
-def test_epoch_comes_from_received_at(stage: AnonymiseStage) -> None:
+def test_rows_without_a_reading_time_take_the_epoch_of_reception(stage: AnonymiseStage) -> None:
+    # No event times and no mapped time field: received_at decides (epochs.py); rows
+    # with a time follow their own (tests/unit/test_anonymise_epochs.py).
     [january] = list(stage.process(record(), META))
     [february] = list(stage.process({**record(), "received_at": T0 + 31 * 86_400_000_000}, META))
     assert january.value["key_epoch"] == "2025-01" and february.value["key_epoch"] == "2025-02"

@@ -564,6 +564,10 @@ def test_make_secrets_writes_every_file_compose_mounts(compose: dict, tmp_path: 
         if not relative.endswith(".pem"):
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, relative
     assert make_secrets.make_secrets(directory, node_id) == []  # idempotent
+    from services.anonymise.keys import KeyStore  # its keyrings pass the entropy guard
+
+    cities = sorted(p.stem for p in (directory / "keys").glob("*.json"))
+    assert cities and KeyStore(directory / "keys", environ={}).check(cities)
     env = (directory / "warehouse.env").read_text()
     assert re.fullmatch(r"CLICKHOUSE_URL=http://citeplus:[\w-]+@clickhouse:8123/default\n", env)
     users = (directory / "clickhouse-users.xml").read_text()
