@@ -1,7 +1,8 @@
 """The attacker reads dlq.v1 (what the warehouse lands and any operator sees) and the
 logs: after ingest and anonymise rejected input full of personal data, pushed through
 the real HTTP API to the real broker, none of it is there in clear, in bytes or in
-decoded text; the restricted raw.dlq.v1 holds every original whole."""
+decoded text; the restricted raw.dlq.v1 holds every original whole, and a fixed
+source's rejects are replayed from it."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from services.anonymise.keys import KeyStore
 from services.anonymise.policy import load_policies
 from services.anonymise.stage import AnonymiseStage, AnonymiseTopics
 from services.ingest.core import IngestTopics
-from services.ingest.records import to_column
+from services.ingest.records import column_values, to_column
 from services.ingest.service import build_core
+from services.node.replay import replay_dead_letters
 from services.runtime import dlq
 from services.runtime.cities import load_cities
 from services.runtime.kafka import RecordProducer, make_producer
@@ -344,3 +346,35 @@ def test_anonymise_rejects_go_whole_to_the_raw_zone_and_redacted_to_dlq(
     assert set(raw) == {d["letter_id"] for d in decoded}
     wholes = {dlq.reassemble(parts): parts[0]["original_key"] for parts in raw.values()}
     assert wholes == {value: key for key, value in sent.values()}
+
+
+def test_a_fixed_source_replays_its_raw_dead_letters_once(node, cities, topics, tmp_path) -> None:
+    specs, contracts = topics
+    names = IngestTopics(raw=specs["raw.v1"].name, dead_letters=specs["dlq.v1"].name)
+    core = build_core(node, contracts, cities, topics=names, instance=names.raw)
+    # The city file says ',' but the meter platform writes '.': every line is refused.
+    body = "prm;horodate;kwh\n" + "".join(
+        f"{meter};2025-11-22T00:00:00+01:00;1.5\n" for meter in CSV_METERS[:4]
+    )
+    with serve_ingest(core, cities) as running:
+        answer = push(running.url, "compteurs-csv", body.encode()).json()
+    assert (answer["accepted"], answer["rejected"]) == (0, 4)
+    assert read_all(node, names.raw, expected=0, settle_s=0.5) == []
+
+    fixed_dir = tmp_path / "fixed"
+    fixed_dir.mkdir()
+    (fixed_dir / f"{CITY}.yaml").write_text(
+        yaml.safe_dump(city_document(csv_decimal="."), sort_keys=False)
+    )
+    fixed = load_cities(fixed_dir)
+    kwargs = dict(city=CITY, source="compteurs-csv", topics=names)
+    first = replay_dead_letters(node, contracts, fixed, **kwargs)
+    assert (first.letters, first.accepted, first.rejected) == (4, 4, 0)
+    second = replay_dead_letters(node, contracts, fixed, **kwargs)
+    assert second.letters == 0  # replayed once: marked in the raw zone
+
+    codec = contracts.codec(names.raw)
+    records = [codec.decode(m.value()) for m in read_all(node, names.raw, expected=4)]
+    assert sorted(r["entity_id"] for r in records) == sorted(CSV_METERS[:4])
+    kwh = [column_values(c) for r in records for c in r["columns"] if c["name"] == "kwh"]
+    assert kwh == [[1.5]] * 4
