@@ -109,12 +109,30 @@ def topics(isolated_topics):
     return isolated_topics("raw.v1", "dlq.v1", "raw.dlq.v1", "anonymised.v1", "audit.v1")
 
 
+class JsonLines(logging.Handler):
+    """Every log record as the JSON line an operator's log pipeline receives."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.setFormatter(JsonFormatter("test"))
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
 @pytest.fixture()
-def logs(caplog: pytest.LogCaptureFixture):
-    """Every log line of the test as the JSON a log pipeline receives."""
-    caplog.set_level(logging.DEBUG)
-    formatter = JsonFormatter("test")
-    return lambda: "\n".join(formatter.format(record) for record in caplog.records)
+def logs():
+    """The log output of every logger, whatever pytest's own capture does."""
+    handler, root = JsonLines(), logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield lambda: "\n".join(handler.lines)
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
 
 
 def push(url: str, source_id: str, body: bytes) -> httpx.Response:
@@ -338,7 +356,7 @@ def test_anonymise_rejects_go_whole_to_the_raw_zone_and_redacted_to_dlq(
     decoded = [contracts.codec(specs["dlq.v1"].name).decode(m.value()) for m in letters]
     assert len(decoded) == 2
     assert leaks(letters, [json.dumps(d, default=str) for d in decoded]) == []
-    assert leaks([], [logs()]) == []
+    assert leaks([], [logs()]) == [] and logs().count('"dead letter"') == 2
     for letter in decoded:
         assert letter["redacted"] is True and letter["original_value"] is None
         assert letter["source_topic"] == stage_topics.raw  # and where it was read
@@ -346,6 +364,15 @@ def test_anonymise_rejects_go_whole_to_the_raw_zone_and_redacted_to_dlq(
     assert set(raw) == {d["letter_id"] for d in decoded}
     wholes = {dlq.reassemble(parts): parts[0]["original_key"] for parts in raw.values()}
     assert wholes == {value: key for key, value in sent.values()}
+
+    # Once fixed, a replay puts the record back on raw.v1 as it was, key and bytes.
+    names = IngestTopics(raw=stage_topics.raw, dead_letters=specs["dlq.v1"].name)
+    done = replay_dead_letters(
+        node, contracts, cities, city=CITY, source="compteurs-json", topics=names
+    )
+    assert (done.letters, done.requeued) == (1, 1)
+    again = read_all(node, stage_topics.raw, expected=3)[-1]
+    assert (again.key(), again.value()) == sent[ADSC]
 
 
 def test_a_fixed_source_replays_its_raw_dead_letters_once(node, cities, topics, tmp_path) -> None:
