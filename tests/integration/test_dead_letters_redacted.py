@@ -349,7 +349,7 @@ def test_anonymise_rejects_go_whole_to_the_raw_zone_and_redacted_to_dlq(
         metrics=ServiceMetrics("anonymise"),
         dead_letter_topic=specs["dlq.v1"].name,
     )
-    runner.run(idle_exit_s=3)
+    runner.run(idle_exit_s=4)
     assert runner.summary.dead_letters == 2
 
     letters = read_all(node, specs["dlq.v1"].name, expected=2)
@@ -371,8 +371,8 @@ def test_anonymise_rejects_go_whole_to_the_raw_zone_and_redacted_to_dlq(
         node, contracts, cities, city=CITY, source="compteurs-json", topics=names
     )
     assert (done.letters, done.requeued) == (1, 1)
-    again = read_all(node, stage_topics.raw, expected=3)[-1]
-    assert (again.key(), again.value()) == sent[ADSC]
+    on_raw = [(m.key(), m.value()) for m in read_all(node, stage_topics.raw, expected=3)]
+    assert sorted(on_raw) == sorted([*sent.values(), sent[ADSC]])
 
 
 def test_a_fixed_source_replays_its_raw_dead_letters_once(node, cities, topics, tmp_path) -> None:
