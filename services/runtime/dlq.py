@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -140,7 +139,7 @@ def split(
     chunk_bytes: int = RAW_CHUNK_BYTES,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """(raw letters, the redacted letter) of one reject, sharing a letter id."""
-    letter_id = letter_id or uuid.uuid4().hex
+    letter_id = letter_id or os.urandom(16).hex()  # as unique as a uuid4, cheaper
     salt = salt if salt is not None else os.urandom(SALT_BYTES)
     original = reject.original
     size = len(original) if original is not None else 0
