@@ -34,6 +34,10 @@ MAX_MESSAGE_CHARS = 4000
 # One part of a raw letter's original: well under the 512 KiB a stage may produce
 # (runtime.kafka.MAX_MESSAGE_BYTES), leaving room for the full error text.
 RAW_CHUNK_BYTES = 256 * 1024
+# The full error of a raw letter: never that long in practice, but a library's
+# text (an exception quoting a whole record) must not make a letter too large to
+# produce, which would abort the stage's transaction at every retry.
+MAX_RAW_MESSAGE_CHARS = 128 * 1024
 SALT_BYTES = 16
 
 
@@ -163,6 +167,8 @@ def split(
     }
     where = f"{reject.position}: " if reject.position else ""
     full = reject.detail or reject.message
+    if len(full) > MAX_RAW_MESSAGE_CHARS:
+        full = full[:MAX_RAW_MESSAGE_CHARS] + f" [cut: {len(full):,} characters]"
     parts = (
         [original[i : i + chunk_bytes] for i in range(0, size, chunk_bytes)] if size else [original]
     )

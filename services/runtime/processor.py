@@ -65,7 +65,8 @@ class Stage(Protocol):
 
     ``process`` raises :class:`RejectedInput` for input it cannot handle; the
     runner turns that into a dead letter. ``redact`` returns the bytes a dead
-    letter may carry (a stage that sees personal data removes it there).
+    letter may carry; a stage whose input is personal data sets ``sensitive``
+    instead (see :class:`BaseStage`): its dlq.v1 letters carry no original at all.
     """
 
     name: str

@@ -8,7 +8,9 @@ import json
 
 import pytest
 
+from services.anonymise.keys import KeyStore
 from services.ingest.formats import parse_payload
+from services.ingest.pseudonyms import LetterPseudonyms
 from services.ingest.records import rejection_letters
 from services.publish.rows import Landed, dead_letters_table
 from services.publish.service import default_routes
@@ -115,3 +117,22 @@ def test_the_warehouse_never_lands_an_original_of_the_raw_zone() -> None:
     assert [row["original_value"] for row in table] == ["", "", "", "ok"]
     assert all(METER not in row["message"] for row in table)
     assert [row["original_size"] for row in table] == [14, 14, 1, 2]
+
+
+def test_letter_pseudonyms_are_keyed_or_absent(tmp_path) -> None:
+    secret = {"CITEPLUS_PSEUDONYM_SECRET_C": "s" * 20 + "t" * 20}
+    keyed = LetterPseudonyms(KeyStore(tmp_path, environ=secret)).for_city("c", 0)
+    assert keyed is not None
+    assert keyed(METER) == KeyStore(tmp_path, environ=secret).pseudonymiser("c", "1970-01")(METER)
+    assert METER not in keyed(METER) and len(keyed(METER)) == 24
+    # No keyring for the city: no id at all (never a bare hash of the meter id).
+    assert LetterPseudonyms(KeyStore(tmp_path, environ={})).for_city("c", 0) is None
+    assert LetterPseudonyms(None).for_city("c", 0) is None
+
+
+def test_a_raw_letter_stays_producible_whatever_its_error_text() -> None:
+    reject = dlq.Reject(
+        stage="anonymise", reason="r", message="m", detail="x" * 10**6, original=b""
+    )
+    [raw], _ = dlq.split(reject)
+    assert len(raw["message"]) < dlq.MAX_RAW_MESSAGE_CHARS + 100 and "cut" in raw["message"]
