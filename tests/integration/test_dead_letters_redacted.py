@@ -38,7 +38,8 @@ from tests.integration.kafka_helpers import read_all
 pytestmark = pytest.mark.integration
 
 CITY = "plantville"
-SECRET = "dead-letters-secret-" + "k" * 40
+# Random, as `citeplus keys init` makes them (a test-only value).
+SECRET = "JLoI2PjFYq6NH-Zrg3N4wiqpvXoVrdyM7VAO3H5emYE"
 T0 = 1_763_769_600_000_000  # 2025-11-22T00:00:00Z
 
 EMAIL, PHONE, NAME = "marie.curie@example.fr", "+33 6 12 34 56 78", "Marie Curie"

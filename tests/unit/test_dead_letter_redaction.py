@@ -120,7 +120,9 @@ def test_the_warehouse_never_lands_an_original_of_the_raw_zone() -> None:
 
 
 def test_letter_pseudonyms_are_keyed_or_absent(tmp_path) -> None:
-    secret = {"CITEPLUS_PSEUDONYM_SECRET_C": "s" * 20 + "t" * 20}
+    secret = {
+        "CITEPLUS_PSEUDONYM_SECRET_C": "EYme5H3OAV7MydrVoXvpqiw4N3grZ-HN6qYFjP2IoLJ"
+    }  # random, test only
     keyed = LetterPseudonyms(KeyStore(tmp_path, environ=secret)).for_city("c", 0)
     assert keyed is not None
     assert keyed(METER) == KeyStore(tmp_path, environ=secret).pseudonymiser("c", "1970-01")(METER)
