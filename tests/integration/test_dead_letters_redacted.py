@@ -84,6 +84,12 @@ def city_document(csv_decimal: str = ",") -> dict:
                 numeric=["wh"],
             ),
             source(
+                "capteurs",
+                "ngsi-v2-normalized",
+                "id",
+                {"id": "identifier", "temperature": "measure"},
+            ),
+            source(
                 "linky",
                 "linky-tic",
                 "ADSC",
@@ -93,7 +99,13 @@ def city_document(csv_decimal: str = ",") -> dict:
     }
 
 
-TOKENS = {"DL_COMPTEURS_CSV": "t-csv", "DL_COMPTEURS_JSON": "t-json", "DL_LINKY": "t-linky"}
+TOKENS = {
+    "DL_COMPTEURS_CSV": "t-csv",
+    "DL_COMPTEURS_JSON": "t-json",
+    "DL_CAPTEURS": "t-capteurs",
+    "DL_LINKY": "t-linky",
+}
+PERSON = f"urn:ngsi-ld:Person:{EMAIL}"  # an entity id that is itself personal data
 
 
 @pytest.fixture()
@@ -225,12 +237,14 @@ def test_ingest_rejects_leave_nothing_personal_in_dlq_answers_or_logs(
         ("compteurs-csv", csv_whole_payload()),  # a whole payload of 50 meter ids
         ("compteurs-json", "\n".join(json_lines).encode()),
         ("linky", linky_bad_frame()),
+        # An NGSI entity named after a person, one attribute not in normalized form.
+        ("capteurs", json.dumps({"id": PERSON, "temperature": {"value": 1}, "nom": NAME}).encode()),
     ]
     with serve_ingest(core, cities) as running:
         answers = [push(running.url, sid, body) for sid, body in pushes]
-    assert [a.status_code for a in answers] == [200, 422, 200, 422]
+    assert [a.status_code for a in answers] == [200, 422, 200, 422, 422]
     rejected = sum(a.json()["rejected"] for a in answers)
-    assert rejected == 1 + 1 + 3 + 1
+    assert rejected == 1 + 1 + 3 + 1 + 1
 
     # The sender reads positions, reasons and declared field names: no value at all.
     assert leaks([], [a.text for a in answers]) == []
@@ -257,6 +271,7 @@ def test_ingest_rejects_leave_nothing_personal_in_dlq_answers_or_logs(
         ("compteurs-json", "line 3", "bad-number"),
         ("compteurs-json", "line 4", "bad-json"),
         ("linky", "frame 1 at byte 0", "bad-checksum"),
+        ("capteurs", "item 1", "bad-attribute"),
     }
     csv_line, csv_whole = by_where["compteurs-csv", "line 3"], by_where["compteurs-csv", "line 1"]
     json_line, checksum = (
@@ -269,6 +284,8 @@ def test_ingest_rejects_leave_nothing_personal_in_dlq_answers_or_logs(
         assert letter["letter_id"] in letter["message"] and letter["original_size"] > 0
     assert csv_line["entity_pseudonyms"] == json_line["entity_pseudonyms"] == [pseudonymise(METER)]
     assert checksum["entity_pseudonyms"] == [pseudonymise(ADSC)]
+    person = by_where["capteurs", "item 1"]
+    assert person["entity_pseudonyms"] == [pseudonymise(PERSON)] and person["field_names"] == []
     assert checksum["field_names"] == ["PCOUP"] and csv_whole["field_names"] == ["prm"]
     assert json_line["field_names"] == ["wh", "meter", "t"]  # contact, tel, nom: undeclared
     assert "3 undeclared field name(s) withheld" in json_line["message"]
