@@ -194,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         "anonymised": ("anonymised.v1", "anonymised"),
         "audit": ("audit.v1", "audit"),
         "dlq": ("dlq.v1", "dlq"),
+        "raw_dlq": ("raw.dlq.v1", "dlq.raw"),  # its rejects, whole (restricted)
     }
     specs = {
         key: replace(declared[kind], name=prefix + suffix, partitions=args.partitions)

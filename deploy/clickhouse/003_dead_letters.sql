@@ -1,6 +1,7 @@
--- Dead letters for operators: what was rejected, where, why. Original bytes are
--- kept as they were sent to the dead-letter topic (never personal data in clear
--- after anonymise).
+-- Dead letters for operators: what was rejected, where, why, from dlq.v1 only
+-- (never raw.dlq.v1). Letters of ingest and anonymise are redacted: no original,
+-- a message without values that points to the raw letter; original bytes are kept
+-- only for stages after anonymise (never personal data in clear there).
 CREATE TABLE IF NOT EXISTS dead_letters
 (
     stage             LowCardinality(String),

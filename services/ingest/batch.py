@@ -3,7 +3,9 @@
 A batch becomes one :class:`EntityRows` per entity (in order of first appearance)
 rather than one object per reading, because every later stage pays per message:
 one RawRecord carrying an entity's 144 readings costs about one decode.
-Rejections keep the original bytes so that the dead-letter topic can replay them.
+Rejections keep the original bytes so that the restricted raw dead-letter topic
+can replay them, and say what was wrong twice: a ``message`` that quotes no value
+(what dlq.v1, logs and the sender see) and a ``detail`` with the values (raw zone).
 """
 
 from __future__ import annotations
@@ -41,12 +43,20 @@ class Rejection:
 
     ``position`` locates it for a person ("line 17", "item 3", "frame 2 at byte
     412"); ``reason`` is a short code (``bad-checksum``, ``bad-number``...).
+    ``message`` names positions and fields, never a value of the input;
+    ``detail``, when given, is the same with the values (raw dead letters only).
+    ``fields`` are the field names concerned (filtered against the source's
+    declared fields before they leave the raw zone); ``entity`` the entity id
+    when the parser could read it (pseudonymised before it leaves).
     """
 
     position: str
     reason: str
     message: str
     original: bytes
+    detail: str | None = None
+    fields: tuple[str, ...] = ()
+    entity: str | None = None
 
 
 @dataclass
@@ -134,8 +144,19 @@ class BatchBuilder:
         else:
             group.times.extend(event_times_us)
 
-    def reject(self, position: str, reason: str, message: str, original: bytes) -> None:
-        self.rejected.append(Rejection(position, reason, message, original))
+    def reject(
+        self,
+        position: str,
+        reason: str,
+        message: str,
+        original: bytes,
+        *,
+        detail: str | None = None,
+        fields: tuple[str, ...] = (),
+        entity: str | None = None,
+    ) -> None:
+        """Set a part of the input aside; ``message`` must quote no value of it."""
+        self.rejected.append(Rejection(position, reason, message, original, detail, fields, entity))
 
     def result(self) -> ParseResult:
         entities = []

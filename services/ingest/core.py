@@ -5,6 +5,7 @@ together, and a result that says what was accepted and what was not and why."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -12,7 +13,8 @@ from typing import Any
 
 from services.ingest.batch import Rejection
 from services.ingest.formats import parse_payload
-from services.ingest.records import raw_key, raw_record, rejection_letter
+from services.ingest.pseudonyms import LetterPseudonyms
+from services.ingest.records import declared_fields, raw_key, raw_record, rejection_letters
 from services.runtime import dlq
 from services.runtime.cities import SourceConfig
 from services.runtime.codec import Contracts
@@ -21,13 +23,24 @@ from services.runtime.group_commit import GroupCommitProducer, OutgoingMessage
 from services.runtime.kafka import MAX_MESSAGE_BYTES
 from services.runtime.metrics import ServiceMetrics
 
+log = logging.getLogger(__name__)
+
 MAX_ERRORS_IN_ANSWER = 100
 
 
 @dataclass(frozen=True)
 class IngestTopics:
+    """``raw_dead_letters`` (restricted, like ``raw``) gets rejects whole;
+    ``dead_letters`` (shared, landed in the warehouse) their redacted letters.
+    Left empty, it is the raw dead-letter topic beside ``dead_letters``."""
+
     raw: str = "raw.v1"
     dead_letters: str = dlq.DLQ_TOPIC
+    raw_dead_letters: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.raw_dead_letters:
+            object.__setattr__(self, "raw_dead_letters", dlq.raw_topic_beside(self.dead_letters))
 
 
 @dataclass
@@ -43,8 +56,12 @@ class IngestResult:
     readings: int
     skipped: int = 0
     messages: list[OutgoingMessage] = field(default_factory=list, repr=False)
+    declared: frozenset[str] = frozenset()
+    letters: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     def answer(self) -> dict[str, Any]:
+        """What the sender reads: positions, reasons, declared field names and
+        messages that quote no value (its own or, worse, another row's)."""
         return {
             "city": self.city,
             "source": self.source,
@@ -54,7 +71,12 @@ class IngestResult:
             "entities": self.entities,
             "skipped_partial_frames": self.skipped,
             "errors": [
-                {"position": r.position, "reason": r.reason, "message": r.message}
+                {
+                    "position": r.position,
+                    "reason": r.reason,
+                    "message": r.message,
+                    "fields": [f for f in dict.fromkeys(r.fields) if f in self.declared],
+                }
                 for r in self.rejected[:MAX_ERRORS_IN_ANSWER]
             ],
             "errors_truncated": len(self.rejected) > MAX_ERRORS_IN_ANSWER,
@@ -67,11 +89,12 @@ class IngestCore:
     def __init__(
         self,
         contracts: Contracts,
-        sink: GroupCommitProducer,
+        sink: GroupCommitProducer | None,
         *,
         topics: IngestTopics | None = None,
         metrics: ServiceMetrics | None = None,
         attributes: dict[str, dict[str, dict[str, str]]] | None = None,
+        pseudonyms: LetterPseudonyms | None = None,
     ):
         self.contracts = contracts
         self.sink = sink
@@ -79,6 +102,8 @@ class IngestCore:
         self.metrics = metrics or ServiceMetrics("ingest")
         self._raw = contracts.codec(self.topics.raw)
         self._dlq = contracts.codec(self.topics.dead_letters)
+        self._raw_dlq = contracts.codec(self.topics.raw_dead_letters)
+        self._pseudonyms = pseudonyms or LetterPseudonyms(None)
         # Reference data joined at the edge (e.g. meter → zone, sector), per "city/source".
         self._attributes = attributes or {}
 
@@ -102,7 +127,9 @@ class IngestCore:
             encoded = self._raw.encode(record)
             if len(encoded) > MAX_MESSAGE_BYTES:
                 raise OversizedBatch(
-                    f"entity {entity.entity_id!r} has {entity.row_count:,} rows in this batch, "
+                    # No entity id in the text (the CLI prints it, logs may keep it);
+                    # the sender reads its own entity in the 413 answer's `entity`.
+                    f"an entity has {entity.row_count:,} rows in this batch, "
                     f"{len(encoded):,} bytes once encoded: more than the {MAX_MESSAGE_BYTES:,} "
                     "one message may carry; send fewer rows per entity in a batch (e.g. a day "
                     "of readings per meter). Nothing of this batch was kept.",
@@ -112,8 +139,20 @@ class IngestCore:
                     limit=MAX_MESSAGE_BYTES,
                 )
             messages.append((self.topics.raw, raw_key(source, entity.entity_id), encoded))
+        pseudonymise = self._pseudonyms.for_city(source.city, received) if parsed.rejected else None
+        letters = []
         for rejection in parsed.rejected:
-            letter = rejection_letter(rejection, source, lineage_id)
+            raw_letters, letter = rejection_letters(
+                rejection, source, lineage_id, pseudonymise, self.topics.raw_dead_letters
+            )
+            for raw_letter in raw_letters:
+                messages.append(
+                    (
+                        self.topics.raw_dead_letters,
+                        dlq.raw_dead_letter_key(source.city, source.id, raw_letter["letter_id"]),
+                        self._raw_dlq.encode(raw_letter),
+                    )
+                )
             messages.append(
                 (
                     self.topics.dead_letters,
@@ -121,6 +160,7 @@ class IngestCore:
                     self._dlq.encode(letter),
                 )
             )
+            letters.append(letter)
         return IngestResult(
             source.city,
             source.id,
@@ -131,6 +171,8 @@ class IngestCore:
             readings,
             parsed.skipped,
             messages,
+            declared_fields(source),
+            letters,
         )
 
     def record_outcome(self, result: IngestResult) -> None:
@@ -140,10 +182,24 @@ class IngestCore:
         self.metrics.readings_out.labels(*labels).inc(result.readings)
         for rejection in result.rejected:
             self.metrics.dead_letters.labels("ingest", rejection.reason).inc()
+        for letter in result.letters:  # redacted: what any log reader may see
+            log.info(
+                "dead letter",
+                extra={
+                    "stage": "ingest",
+                    "city": letter["city"],
+                    "source": letter["source"],
+                    "reason": letter["reason"],
+                    "position": letter["position"],
+                    "letter_id": letter["letter_id"],
+                    "detail": letter["message"][:300],
+                },
+            )
 
     async def ingest(self, source: SourceConfig, payload: bytes) -> IngestResult:
         """Parse off the event loop, then wait until Kafka has committed it all."""
         result = await asyncio.to_thread(self.prepare, source, payload)
+        assert self.sink is not None, "an IngestCore without a sink only prepares"
         await asyncio.wrap_future(self.sink.submit(result.messages))
         self.record_outcome(result)
         return result
@@ -151,6 +207,7 @@ class IngestCore:
     def ingest_blocking(self, source: SourceConfig, payload: bytes) -> IngestResult:
         """The same for command-line use (files, replays)."""
         result = self.prepare(source, payload)
+        assert self.sink is not None, "an IngestCore without a sink only prepares"
         self.sink.submit(result.messages).result()
         self.record_outcome(result)
         return result

@@ -84,7 +84,10 @@ def ingest_files(args: argparse.Namespace) -> int:
         f"({summary.entities:,} entity records), {summary.rejected:,} rejected"
     )
     for reason, count in sorted(summary.reasons.items(), key=lambda kv: -kv[1]):
-        print(f"  rejected {count:>6} × {reason} (details on the dead-letter topic dlq.v1)")
+        print(
+            f"  rejected {count:>6} × {reason} (redacted letters on dlq.v1, "
+            "the originals on the restricted raw.dlq.v1)"
+        )
     return 0 if summary.accepted or not summary.rejected else 1
 
 

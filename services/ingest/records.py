@@ -8,7 +8,7 @@ so that later stages work on typed arrays, never per value.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from services.ingest.batch import Cell, EntityRows, Rejection
@@ -98,13 +98,50 @@ def raw_key(source: SourceConfig, entity_id: str) -> str:
     return f"{source.city}|{source.id}|{entity_id}"
 
 
-def rejection_letter(rejection: Rejection, source: SourceConfig, lineage_id: str) -> dict[str, Any]:
-    """A DeadLetter for input ingest could not read, with the original bytes."""
-    return dlq.dead_letter(
-        stage="ingest",
-        reason=rejection.reason,
-        message=f"{rejection.position}: {rejection.message} (batch {lineage_id})",
-        original_value=rejection.original,
-        city=source.city,
-        source=source.id,
+def declared_fields(source: SourceConfig) -> frozenset[str]:
+    """Field names the city file declares for a source: the only names a letter
+    leaving the raw zone may carry (an undeclared JSON key may be an e-mail)."""
+    names = {source.entity, *source.numeric, *(source.csv.columns or () if source.csv else ())}
+    fields = (source.privacy or {}).get("fields")
+    if isinstance(fields, dict):
+        names.update(name for name in fields if isinstance(name, str))
+    return frozenset(names)
+
+
+def rejection_letters(
+    rejection: Rejection,
+    source: SourceConfig,
+    lineage_id: str,
+    pseudonymise: Callable[[str], str] | None = None,
+    raw_topic: str = dlq.RAW_DLQ_TOPIC,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """(raw letters, redacted letter) of input ingest could not read.
+
+    The raw letters hold the original whole and the full error; the redacted one
+    the position, declared field names, sizes and, when ingest holds the city's
+    key, the entity's keyed pseudonym (no key: no id at all).
+    """
+    declared = declared_fields(source)
+    fields = tuple(dict.fromkeys(f for f in rejection.fields if f in declared))
+    undeclared = len(set(rejection.fields) - declared)
+    note = f" ({undeclared} undeclared field name(s) withheld)" if undeclared else ""
+    pseudonyms = (
+        (pseudonymise(rejection.entity),)
+        if rejection.entity is not None and pseudonymise is not None
+        else ()
+    )
+    return dlq.split(
+        dlq.Reject(
+            stage="ingest",
+            reason=rejection.reason,
+            message=f"{rejection.message}{note} (batch {lineage_id})",
+            detail=f"{rejection.detail or rejection.message} (batch {lineage_id})",
+            original=rejection.original,
+            city=source.city,
+            source=source.id,
+            position=rejection.position,
+            fields=fields,
+            pseudonyms=pseudonyms,
+        ),
+        raw_topic=raw_topic,
     )

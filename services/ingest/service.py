@@ -10,6 +10,7 @@ from aiohttp import web
 from services.ingest.auth import SourceTokens
 from services.ingest.core import IngestCore, IngestTopics
 from services.ingest.http_api import DEFAULT_MAX_BODY, build_app
+from services.ingest.pseudonyms import LetterPseudonyms
 from services.runtime.cities import CityConfig, load_registry
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
@@ -55,6 +56,7 @@ def build_core(
         topics=topics,
         metrics=ServiceMetrics("ingest"),
         attributes=reference_attributes(cities),
+        pseudonyms=LetterPseudonyms.of_state_dir(node.state_dir),
     )
 
 

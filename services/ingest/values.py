@@ -3,6 +3,9 @@
 They are strict on purpose: a value that is not clearly a number or a time
 with a UTC offset is refused (or left as text) rather than guessed, because a
 wrong guess would travel silently through every later stage.
+
+Their error texts quote the value refused: parsers put them in a rejection's
+``detail`` (raw dead letters only), never in its ``message``.
 """
 
 from __future__ import annotations
@@ -76,3 +79,17 @@ def iso_time_us(value: Any) -> int | None:
     if moment.tzinfo is None:
         return None
     return (moment - _EPOCH) // _MICROSECOND
+
+
+def json_error(exc: ValueError) -> tuple[str, str]:
+    """(message quoting nothing of the input, detail) of a JSON syntax error.
+
+    ``JSONDecodeError.msg`` is one of the json module's fixed phrases ("Expecting
+    ',' delimiter"); a decoding error says where, not which bytes.
+    """
+    if isinstance(exc, json.JSONDecodeError):
+        where = f"line {exc.lineno} column {exc.colno}" if exc.lineno > 1 else f"column {exc.colno}"
+        return f"not valid JSON: {exc.msg} at {where}", f"not valid JSON: {exc}"
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not valid UTF-8 at byte {exc.start}", f"not valid JSON: {exc}"
+    return "not valid JSON", f"not valid JSON: {exc}"

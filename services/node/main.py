@@ -8,6 +8,7 @@ import datetime as dt
 import sys
 import threading
 import time
+from pathlib import Path
 
 from services.node import control
 from services.node.status import render_status, sample_service
@@ -15,6 +16,7 @@ from services.node.supervisor import PIPELINE, Supervisor, read_state, tail
 from services.runtime.config import NodeConfig, load_node_config
 from services.runtime.errors import CiteplusError
 from services.runtime.logs import configure_logging
+from services.runtime.paths import CITIES_DIR
 from services.runtime.service_main import install_stop_signals
 
 
@@ -134,10 +136,41 @@ def cmd_logs(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     from services.node.replay import replay
 
+    if args.service == "dead-letters":
+        return cmd_replay_dead_letters(args)
+    if args.from_time is None and args.from_offset is None:
+        raise CiteplusError("replay of a stage needs --from-time or --from-offset")
     node = load_node_config()
     moved = replay(node, args.service, from_time=args.from_time, from_offset=args.from_offset)
     for line in moved:
         print(line)
+    return 0
+
+
+def cmd_replay_dead_letters(args: argparse.Namespace) -> int:
+    from services.node.replay import replay_dead_letters
+    from services.runtime.cities import load_cities
+    from services.runtime.provisioning import prepare_node
+
+    if not args.city or not args.source:
+        raise CiteplusError("replay dead-letters needs --city and --source")
+    node = load_node_config()
+    _, contracts = prepare_node(node)
+    done = replay_dead_letters(
+        node,
+        contracts,
+        load_cities(args.cities),
+        city=args.city,
+        source=args.source,
+        letter_ids=set(args.letter) if args.letter else None,
+    )
+    print(
+        f"{done.letters} dead letters of {args.city}/{args.source} replayed: "
+        f"{done.accepted:,} rows accepted, {done.rejected:,} rejected again "
+        f"(new letters), {done.requeued} records back on raw.v1"
+    )
+    for problem in done.skipped:
+        print(f"  skipped {problem}")
     return 0
 
 
@@ -210,8 +243,21 @@ def register(
         "reads again to the public and partner topics. Needs the "
         "node's supervisor (`citeplus up`); elsewhere stop the stage's replicas first.",
     )
-    replay.add_argument("service", help="anonymise, normalise, energy-analytics or publish")
-    where = replay.add_mutually_exclusive_group(required=True)
+    replay.add_argument(
+        "service",
+        help="anonymise, normalise, energy-analytics or publish; or dead-letters: re-send "
+        "the restricted raw dead letters (raw.dlq.v1) of --city/--source once its city file "
+        "is fixed (ingest's are parsed again, anonymise's go back on raw.v1; each once)",
+    )
+    replay.add_argument("--city", help="dead-letters: city code")
+    replay.add_argument("--source", help="dead-letters: source id")
+    replay.add_argument(
+        "--letter", action="append", help="dead-letters: only this letter id (repeatable)"
+    )
+    replay.add_argument(
+        "--cities", type=Path, default=CITIES_DIR, help="dead-letters: directory of city files"
+    )
+    where = replay.add_mutually_exclusive_group()
     where.add_argument(
         "--from-time", type=dt.datetime.fromisoformat, help="e.g. 2025-01-14T00:00:00+01:00"
     )

@@ -108,9 +108,36 @@ def aggregates_table(batch: Sequence[Landed]) -> pa.Table:
     )
 
 
+# Stages whose input holds personal data in clear: their letters on dlq.v1 are
+# redacted; one that is not (written before redaction existed, or misrouted) never
+# lands its original nor its text in the warehouse.
+RAW_ZONE_STAGES = ("ingest", "anonymise")
+
+
+def _raw_zone_unredacted(letter: dict) -> bool:
+    if letter.get("redacted") is False:
+        return True  # a raw letter: belongs on raw.dlq.v1 only
+    return letter.get("redacted") is None and letter["stage"].startswith(RAW_ZONE_STAGES)
+
+
+def _warehouse_letter(letter: dict) -> dict:
+    if not _raw_zone_unredacted(letter):
+        return letter
+    return {
+        **letter,
+        "message": "withheld: a letter of a stage that sees personal data, not redacted",
+        "original_value": None,
+        "original_size": len(letter["original_value"] or b""),
+    }
+
+
 def dead_letters_table(batch: Sequence[Landed]) -> pa.Table:
-    records = [x.record for x in batch]
+    records = [_warehouse_letter(x.record) for x in batch]
     originals = [r["original_value"] or b"" for r in records]
+    sizes = [
+        r["original_size"] if r.get("original_size") is not None else len(o)
+        for r, o in zip(records, originals, strict=True)
+    ]
     return pa.table(
         {
             **{
@@ -119,7 +146,7 @@ def dead_letters_table(batch: Sequence[Landed]) -> pa.Table:
             },
             "source_partition": pa.array([r["source_partition"] for r in records], pa.int32()),
             "source_offset": pa.array([r["source_offset"] for r in records], pa.int64()),
-            "original_size": pa.array([len(o) for o in originals], pa.uint32()),
+            "original_size": pa.array(sizes, pa.uint32()),
             "original_value": pa.array(
                 [o.decode("utf-8", "backslashreplace")[:65536] for o in originals], pa.string()
             ),

@@ -65,7 +65,8 @@ class Stage(Protocol):
 
     ``process`` raises :class:`RejectedInput` for input it cannot handle; the
     runner turns that into a dead letter. ``redact`` returns the bytes a dead
-    letter may carry (a stage that sees personal data removes it there).
+    letter may carry; a stage whose input is personal data sets ``sensitive``
+    instead (see :class:`BaseStage`): its dlq.v1 letters carry no original at all.
     """
 
     name: str
@@ -87,8 +88,10 @@ class BaseStage:
     name: str = "stage"
     input_topics: Sequence[str] = ()
 
-    # A stage that sees personal data in clear sets this: dead-letter messages then
-    # carry the error's type only, never a library's text that may quote a value.
+    # A stage whose input holds personal data in clear (anonymise, reading raw.v1)
+    # sets this: each reject then goes whole, with its full error, to the restricted
+    # raw dead-letter topic, and dlq.v1 and the logs get a redacted letter (no
+    # original, a pseudonymised key, no library text that may quote a value).
     sensitive: bool = False
 
     def redact(self, original: bytes | None, record: dict[str, Any] | None) -> bytes | None:
@@ -154,9 +157,15 @@ class StageRunner:
         consumer: Consumer | None = None,
         producer: Producer | None = None,
         dead_letter_topic: str = dlq.DLQ_TOPIC,
+        raw_dead_letter_topic: str | None = None,
     ):
         self.stage = stage
         self.dead_letter_topic = dead_letter_topic
+        # Restricted, like raw.v1: written only by stages whose input is personal.
+        self.raw_dead_letter_topic = raw_dead_letter_topic or dlq.raw_topic_beside(
+            dead_letter_topic
+        )
+        self.raw_zone = bool(getattr(stage, "sensitive", False))
         self.node = node
         self.contracts = contracts
         self.metrics = metrics or ServiceMetrics(stage.name)
@@ -175,7 +184,8 @@ class StageRunner:
         """Fence earlier instances of the same transactional id and subscribe."""
         if self._started:
             return
-        for topic in [*self.stage.input_topics, self.dead_letter_topic]:
+        letters = [self.dead_letter_topic] + ([self.raw_dead_letter_topic] if self.raw_zone else [])
+        for topic in [*self.stage.input_topics, *letters]:
             self.contracts.codec(topic)  # fail at start, not on the first message
         self.producer.init_transactions(30)
         self.consumer.subscribe(
@@ -284,30 +294,34 @@ class StageRunner:
                 _check_sizes(encoded)
             except RejectedInput as exc:
                 self._hook("on_record_failed")
-                self._dead_letter(tally, message, meta, record, exc.reason, str(exc))
+                self._dead_letter(tally, message, meta, record, exc.reason, exc)
                 tally.dead += 1
                 continue
             except WireFormatError as exc:
                 self._hook("on_record_failed")
-                self._dead_letter(tally, message, meta, record, "undecodable", str(exc))
+                self._dead_letter(tally, message, meta, record, "undecodable", exc)
                 tally.dead += 1
                 continue
             except SchemaError as exc:
                 self._hook("on_record_failed")
-                self._dead_letter(tally, message, meta, record, "unencodable-output", str(exc))
+                self._dead_letter(tally, message, meta, record, "unencodable-output", exc)
                 tally.dead += 1
                 continue
             except CiteplusError as exc:
                 self._hook("on_record_failed")
-                self._dead_letter(tally, message, meta, record, "rejected", str(exc))
+                self._dead_letter(tally, message, meta, record, "rejected", exc)
                 tally.dead += 1
                 continue
             except Exception as exc:  # a bug must not stop the node nor lose the record
-                log.exception("transform failed", extra={"stage": self.stage.name})
+                if self.raw_zone:  # a traceback's text may quote a value: where, not what
+                    log.warning(
+                        "transform failed",
+                        extra={"stage": self.stage.name, "error": type(exc).__name__},
+                    )
+                else:
+                    log.exception("transform failed", extra={"stage": self.stage.name})
                 self._hook("on_record_failed")
-                self._dead_letter(
-                    tally, message, meta, record, "stage-error", f"{type(exc).__name__}: {exc}"
-                )
+                self._dead_letter(tally, message, meta, record, "stage-error", exc)
                 tally.dead += 1
                 continue
             for emit, value in encoded:
@@ -341,13 +355,12 @@ class StageRunner:
         meta: InputMeta,
         record: dict[str, Any] | None,
         reason: str,
-        text: str,
+        error: Exception,
     ) -> None:
-        if getattr(self.stage, "sensitive", False) and reason in (
-            "unencodable-output",
-            "stage-error",
-        ):
-            text = text.split(":", 1)[0] + " (details withheld: this stage sees personal data)"
+        text = str(error) if reason != "stage-error" else f"{type(error).__name__}: {error}"
+        if self.raw_zone:
+            self._raw_zone_letters(tally, message, meta, record, reason, error, text)
+            return
         redact_key = getattr(self.stage, "redact_key", None)
         key = redact_key(meta.key, record) if redact_key is not None else meta.key
         city = record.get("city") if isinstance(record, dict) else None
@@ -380,6 +393,75 @@ class StageRunner:
                 "partition": meta.partition,
                 "offset": meta.offset,
                 "detail": text[:300],
+            },
+        )
+
+    def _raw_zone_letters(
+        self,
+        tally: _BatchTally,
+        message: Message,
+        meta: InputMeta,
+        record: dict[str, Any] | None,
+        reason: str,
+        error: Exception,
+        text: str,
+    ) -> None:
+        """The reject whole on the raw dead-letter topic, its redacted letter on dlq.v1.
+
+        Only a stage's own :class:`RejectedInput` text reaches dlq.v1 (a stage that
+        sets ``sensitive`` words those without values); a library's text (Avro,
+        a bug's exception) may quote a value and goes to the raw letter only.
+        """
+        own = isinstance(error, RejectedInput)
+        summary = text if own else f"{type(error).__name__} (details in the raw dead letter)"
+        redact_key = getattr(self.stage, "redact_key", None)
+        city = record.get("city") if isinstance(record, dict) else None
+        source = record.get("source") if isinstance(record, dict) else None
+        raw_letters, letter = dlq.split(
+            dlq.Reject(
+                stage=self.stage.name,
+                reason=reason,
+                message=summary,
+                detail=text,
+                original=message.value(),
+                original_key=meta.key,
+                redacted_key=redact_key(meta.key, record) if redact_key is not None else None,
+                city=city if isinstance(city, str) else None,
+                source=source if isinstance(source, str) else None,
+                position=f"partition {meta.partition} offset {meta.offset}",
+                source_topic=meta.topic,
+                source_partition=meta.partition,
+                source_offset=meta.offset,
+            ),
+            raw_topic=self.raw_dead_letter_topic,
+        )
+        raw_codec = self.contracts.codec(self.raw_dead_letter_topic)
+        for raw_letter in raw_letters:
+            produce_bytes(
+                self.producer,
+                self.raw_dead_letter_topic,
+                dlq.raw_dead_letter_key(
+                    raw_letter["city"], raw_letter["source"], raw_letter["letter_id"]
+                ),
+                raw_codec.encode(raw_letter),
+            )
+        produce_bytes(
+            self.producer,
+            self.dead_letter_topic,
+            dlq.dead_letter_key(self.stage.name, letter["city"]),
+            self.contracts.codec(self.dead_letter_topic).encode(letter),
+        )
+        tally.reasons[reason] = tally.reasons.get(reason, 0) + 1
+        log.warning(
+            "dead letter",
+            extra={
+                "stage": self.stage.name,
+                "reason": reason,
+                "topic": meta.topic,
+                "partition": meta.partition,
+                "offset": meta.offset,
+                "letter_id": letter["letter_id"],
+                "detail": letter["message"][:300],
             },
         )
 

@@ -172,7 +172,7 @@ class Harness:
 @pytest.fixture()
 def harness(node, isolated_topics, tmp_path: Path) -> Harness:
     specs, contracts = isolated_topics(
-        "raw.v1", "anonymised.v1", "audit.v1", "dlq.v1", partitions=2
+        "raw.v1", "anonymised.v1", "audit.v1", "dlq.v1", "raw.dlq.v1", partitions=2
     )
     return Harness(
         node=replace(node, processing=replace(node.processing, batch_size=8)),

@@ -68,7 +68,10 @@ def test_broker_down_gives_503_and_loses_nothing_acknowledged(
     own = replace(node, kafka=replace(node.kafka, bootstrap=start_broker(port=port)))
     try:
         declared = load_topics()
-        specs = [replace(declared[n], name=f"down.{n}", partitions=1) for n in ("raw.v1", "dlq.v1")]
+        specs = [
+            replace(declared[n], name=f"down.{n}", partitions=1)
+            for n in ("raw.v1", "dlq.v1", "raw.dlq.v1")
+        ]
         provision_topics(own, specs)
         contracts = connect_contracts(own, specs)
         topics = IngestTopics(raw="down.raw.v1", dead_letters="down.dlq.v1")

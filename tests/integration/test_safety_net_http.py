@@ -143,7 +143,7 @@ def test_planted_values_never_reach_anonymised_in_clear(
     (tmp_path / "netville.yaml").write_text(CITY)
     cities = load_cities(tmp_path)
     specs, contracts = isolated_topics(
-        "raw.v1", "anonymised.v1", "audit.v1", "dlq.v1", partitions=1
+        "raw.v1", "anonymised.v1", "audit.v1", "dlq.v1", "raw.dlq.v1", partitions=1
     )
     raw, anonymised = specs["raw.v1"].name, specs["anonymised.v1"].name
     core = build_core(

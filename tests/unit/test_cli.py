@@ -27,3 +27,22 @@ def test_service_commands_parse_and_explain_themselves(name: str, capsys) -> Non
     with pytest.raises(SystemExit):
         build_parser().parse_args(["service", name, "--help"])
     assert "usage: citeplus service " + name in capsys.readouterr().out
+
+
+def test_replay_takes_a_stage_and_a_start_or_dead_letters_and_a_source() -> None:
+    from services.runtime.errors import CiteplusError
+
+    parser = build_parser()
+    letters = parser.parse_args(
+        ["replay", "dead-letters", "--city", "lyon", "--source", "s", "--letter", "a"]
+    )
+    assert (letters.city, letters.source, letters.letter) == ("lyon", "s", ["a"])
+    stage = parser.parse_args(["replay", "normalise", "--from-offset", "0"])
+    assert stage.from_offset == 0
+    for incomplete, needed in (
+        (["replay", "normalise"], "--from-time or --from-offset"),
+        (["replay", "dead-letters", "--city", "lyon"], "--city and --source"),
+    ):
+        args = parser.parse_args(incomplete)
+        with pytest.raises(CiteplusError, match=needed):
+            args.handler(args)

@@ -43,8 +43,13 @@ def parse(data: bytes, source: SourceConfig) -> ParseResult:
 def _parse_by_line(
     data: bytes, text: str, encoding: str, options: CsvOptions, source: SourceConfig
 ) -> ParseResult:
-    """Line by line, so that each bad line is rejected alone with its exact text."""
+    """Line by line, so that each bad line is rejected alone with its exact text.
+
+    A rejected line's original is the header line(s) then the line: a payload the
+    parser reads alone, so a raw dead letter can be replayed once the source is fixed.
+    """
     out = BatchBuilder()
+    header = 0  # physical lines of the header, once read
     # Keep physical lines so a rejected record can return its exact text.
     lines = io.StringIO(text, newline="").readlines()
     reader = csv.reader(iter(lines), delimiter=options.separator, quotechar='"')
@@ -65,8 +70,9 @@ def _parse_by_line(
             out.reject(
                 f"line {start + 1}",
                 "bad-csv",
-                f"unreadable CSV: {exc}",
-                _text(lines, start, consumed, encoding),
+                "unreadable CSV (unbalanced quotes or a stray character)",
+                _text(lines, start, consumed, encoding, header),
+                detail=f"unreadable CSV: {exc}",
             )
             continue
         consumed = reader.line_num
@@ -76,16 +82,18 @@ def _parse_by_line(
         if names is None:
             problem = _header_problem(record)
             if problem:
-                out.reject(position, "bad-header", problem, data)
+                out.reject(position, "bad-header", problem[0], data, detail=problem[1])
                 return out.result()
             names = tuple(record)
         if entity_index < 0:
             try:
                 entity_index, numeric = _indexes(names, source)
             except LookupError as exc:
-                out.reject(position, exc.args[0], exc.args[1], data)
+                reason, message, detail, fields = exc.args
+                out.reject(position, reason, message, data, detail=detail, fields=fields)
                 return out.result()
             if options.header:
+                header = consumed
                 continue
         if len(record) != len(names):
             out.reject(
@@ -93,7 +101,7 @@ def _parse_by_line(
                 "wrong-column-count",
                 f"expected {len(names)} fields separated by {options.separator!r}, "
                 f"found {len(record)}",
-                _text(lines, start, consumed, encoding),
+                _text(lines, start, consumed, encoding, header),
             )
             continue
         entity = record[entity_index].strip()
@@ -102,7 +110,8 @@ def _parse_by_line(
                 position,
                 "missing-entity",
                 f"the entity field {source.entity!r} is empty",
-                _text(lines, start, consumed, encoding),
+                _text(lines, start, consumed, encoding, header),
+                fields=(source.entity,),
             )
             continue
         row: list[Cell] = [cell if cell != "" else None for cell in record]
@@ -117,8 +126,11 @@ def _parse_by_line(
             out.reject(
                 position,
                 "bad-number",
-                f"field {names[index]!r}: {exc}",
-                _text(lines, start, consumed, encoding),
+                f"field {names[index]!r} is not a number with decimal mark {options.decimal!r}",
+                _text(lines, start, consumed, encoding, header),
+                detail=f"field {names[index]!r}: {exc}",
+                fields=(names[index],),
+                entity=entity,
             )
             continue
         rows.setdefault(entity, []).append(row)
@@ -187,32 +199,49 @@ def _clean_batch(text: str, options: CsvOptions, source: SourceConfig) -> ParseR
     return out.result()
 
 
-def _header_problem(record: list[str]) -> str | None:
+def _header_problem(record: list[str]) -> tuple[str, str] | None:
+    """(message without the header's text, detail with it), or None.
+
+    A header may be a data line (a file sent without one): its cells are never
+    quoted in the message.
+    """
     for i, name in enumerate(record):
         if not name.strip():
-            return f"header column {i + 1} has no name"
+            return f"header column {i + 1} has no name", f"header column {i + 1} has no name"
     if len(set(record)) != len(record):
         repeated = sorted({name for name in record if record.count(name) > 1})
-        return f"header repeats column names: {', '.join(repeated)}"
+        columns = sorted({i + 1 for i, name in enumerate(record) if name in repeated})
+        return (
+            f"header repeats column names (columns {', '.join(map(str, columns))})",
+            f"header repeats column names: {', '.join(repeated)}",
+        )
     return None
 
 
 def _indexes(names: tuple[str, ...], source: SourceConfig) -> tuple[int, list[int]]:
-    """Column positions of the entity and numeric fields, or LookupError(reason, message)."""
+    """Column positions of the entity and numeric fields, or
+    LookupError(reason, message, detail, fields): the message names the declared
+    fields only, because a "header" may be a line of data (meter ids and all)."""
     if source.entity not in names:
         raise LookupError(
             "missing-entity-column",
+            f"no column {source.entity!r} (the source's entity field) among the file's "
+            f"{len(names)} columns; is the header missing or the separator wrong?",
             f"no column {source.entity!r} (the source's entity field); columns: {', '.join(names)}",
+            (source.entity,),
         )
     missing = [name for name in source.numeric if name not in names]
     if missing:
         raise LookupError(
             "missing-column",
             f"numeric field(s) {', '.join(map(repr, missing))} declared by the source are not "
+            f"among the file's {len(names)} columns",
+            f"numeric field(s) {', '.join(map(repr, missing))} declared by the source are not "
             f"in the file; columns: {', '.join(names)}",
+            tuple(missing),
         )
     return names.index(source.entity), [names.index(name) for name in source.numeric]
 
 
-def _text(lines: list[str], start: int, end: int, encoding: str) -> bytes:
-    return "".join(lines[start:end]).encode(encoding.replace("-sig", ""))
+def _text(lines: list[str], start: int, end: int, encoding: str, header: int = 0) -> bytes:
+    return "".join(lines[:header] + lines[start:end]).encode(encoding.replace("-sig", ""))

@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any
 
 from services.ingest.batch import BatchBuilder, Cell, ParseResult
-from services.ingest.values import json_cell, parse_number
+from services.ingest.values import json_cell, json_error, parse_number
 from services.runtime.cities import SourceConfig
 
 # A record's original text for a dead letter: the line as received, or (JSON
@@ -69,7 +69,8 @@ def _parse_ndjson_by_line(data: bytes, source: SourceConfig) -> ParseResult:
         try:
             record = json.loads(line)
         except (ValueError, UnicodeDecodeError) as exc:
-            out.reject(position, "bad-json", f"not valid JSON: {exc}", line)
+            message, detail = json_error(exc)
+            out.reject(position, "bad-json", message, line, detail=detail)
             continue
         _add(out, record, source, position, line)
     return out.result()
@@ -80,7 +81,8 @@ def parse_array(data: bytes, source: SourceConfig) -> ParseResult:
     try:
         document = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
-        out.reject("payload", "bad-json", f"not valid JSON: {exc}", data)
+        message, detail = json_error(exc)
+        out.reject("payload", "bad-json", message, data, detail=detail)
         return out.result()
     records = _records(document, source.json_records)
     if isinstance(records, str):
@@ -167,6 +169,7 @@ def _add(
             _bytes(line),
         )
         return
+    fields = tuple(record)  # the letter keeps the declared ones only
     entity = record.get(source.entity)
     if entity is None or entity == "":
         out.reject(
@@ -174,6 +177,7 @@ def _add(
             "missing-entity",
             f"no value for the entity field {source.entity!r}",
             _bytes(line),
+            fields=fields,
         )
         return
     if isinstance(entity, bool) or not isinstance(entity, str | int):
@@ -183,19 +187,35 @@ def _add(
             f"the entity field {source.entity!r} must be a string or an integer, "
             f"got a JSON {_json_kind(entity)}",
             _bytes(line),
+            fields=fields,
         )
         return
     row: dict[str, Cell] = {name: json_cell(value) for name, value in record.items()}
     for name in source.numeric:
         value = row.get(name)
         if isinstance(value, bool) or not isinstance(value, str | int | float | None):
-            out.reject(position, "bad-number", f"field {name!r} is not a number", _bytes(line))
+            out.reject(
+                position,
+                "bad-number",
+                f"field {name!r} is not a number",
+                _bytes(line),
+                fields=(name, *fields),
+                entity=str(entity),
+            )
             return
         if isinstance(value, str):
             try:
                 row[name] = parse_number(value) if value.strip() else None
             except ValueError as exc:
-                out.reject(position, "bad-number", f"field {name!r}: {exc}", _bytes(line))
+                out.reject(
+                    position,
+                    "bad-number",
+                    f"field {name!r} is not a number",
+                    _bytes(line),
+                    detail=f"field {name!r}: {exc}",
+                    fields=(name, *fields),
+                    entity=str(entity),
+                )
                 return
     out.add_row(str(entity), None, row)
 

@@ -51,9 +51,16 @@ class _Segment(NamedTuple):
 
 
 class _BadFrame(Exception):
-    def __init__(self, reason: str, message: str):
+    """A frame to reject: ``message`` names groups by number, never their text
+    (a group holds the meter's serial or its indexes); ``detail`` quotes them."""
+
+    def __init__(
+        self, reason: str, message: str, *, detail: str | None = None, label: str | None = None
+    ):
         super().__init__(message)
         self.reason = reason
+        self.detail = detail
+        self.fields = (label,) if label else ()
 
 
 def parse(data: bytes, source: SourceConfig) -> ParseResult:
@@ -71,13 +78,22 @@ def parse(data: bytes, source: SourceConfig) -> ParseResult:
                 "truncated-frame",
                 "the frame was interrupted (a new STX came before its ETX)",
                 segment.original,
+                entity=_meter_of(segment.original),
             )
             continue
         try:
             mode, row = _read_frame(segment.content)
             entity_id = _entity(row, mode, source.entity)
         except _BadFrame as exc:
-            out.reject(position, exc.reason, str(exc), segment.original)
+            out.reject(
+                position,
+                exc.reason,
+                str(exc),
+                segment.original,
+                detail=exc.detail,
+                fields=exc.fields,
+                entity=_meter_of(segment.content),
+            )
             continue
         event_time = horodate_us(row["DATE@time"]) if "DATE@time" in row else None
         out.add_row(entity_id, f"linky-{mode}", row, event_time)
@@ -142,20 +158,29 @@ def _read_frame(content: bytes) -> tuple[str, dict[str, str]]:
     """(mode, row) of a frame, or _BadFrame naming the first bad group."""
     row: dict[str, str] = {}
     mode = None
+    number = 0
     for line in content.split(b"\n"):
         group = line.strip(b"\r\x00")
         if not group:
             continue
-        group_mode, label, horodate, value = _read_group(group)
+        number += 1
+        group_mode, label, horodate, value = _read_group(group, number)
         if mode is None:
             mode = group_mode
         elif group_mode != mode:
             raise _BadFrame(
                 "mixed-modes",
-                f"group {label} is in {group_mode} mode but the frame is in {mode} mode",
+                f"group {number} is in {group_mode} mode but the frame is in {mode} mode",
+                detail=f"group {label} is in {group_mode} mode but the frame is in {mode} mode",
+                label=label,
             )
         if label in row:
-            raise _BadFrame("duplicate-label", f"label {label} appears twice in the frame")
+            raise _BadFrame(
+                "duplicate-label",
+                f"group {number} repeats the label of an earlier group",
+                detail=f"label {label} appears twice in the frame",
+                label=label,
+            )
         row[label] = value
         if horodate is not None:
             row[f"{label}@time"] = horodate
@@ -164,7 +189,7 @@ def _read_frame(content: bytes) -> tuple[str, dict[str, str]]:
     return mode, row
 
 
-def _read_group(group: bytes) -> tuple[str, str, str | None, str]:
+def _read_group(group: bytes, number: int = 1) -> tuple[str, str, str | None, str]:
     separator, checksum = group[-2] if len(group) >= 2 else None, group[-1]
     if separator == HT:
         mode, covered, fields = "standard", group[:-1], group[:-2].split(b"\t")
@@ -173,19 +198,43 @@ def _read_group(group: bytes) -> tuple[str, str, str | None, str]:
     else:
         raise _BadFrame(
             "bad-group",
-            f"group {_text(group)!r} does not end with SP or HT and a checksum character",
+            f"group {number} does not end with SP or HT and a checksum character",
+            detail=f"group {_text(group)!r} does not end with SP or HT and a checksum character",
         )
     label = _text(fields[0])
     expected = (sum(covered) & 0x3F) + 0x20
     if checksum != expected:
+        # The expected checksum is a function of the group's data: never in the message.
         raise _BadFrame(
             "bad-checksum",
-            f"bad checksum on group {label}: got {chr(checksum)!r}, expected {chr(expected)!r}",
+            f"bad checksum on group {number} of the frame",
+            detail=f"bad checksum on group {label}: got {chr(checksum)!r}, "
+            f"expected {chr(expected)!r}",
+            label=label,
         )
     if not label or len(fields) not in (2, 3) or (mode == "historique" and len(fields) != 2):
-        raise _BadFrame("bad-group", f"group {_text(group)!r} is not label, [horodate,] data")
+        raise _BadFrame(
+            "bad-group",
+            f"group {number} is not label, [horodate,] data",
+            detail=f"group {_text(group)!r} is not label, [horodate,] data",
+            label=label,
+        )
     horodate = _text(fields[1]) if len(fields) == 3 else None
     return mode, label, horodate, _text(fields[-1])
+
+
+def _meter_of(content: bytes) -> str | None:
+    """The meter id of a rejected frame when one of its groups names it with a valid
+    checksum, so that its dead letter can carry the meter's pseudonym."""
+    for line in content.split(b"\n"):
+        group = line.strip(b"\r\x00\x02\x03")
+        if group.startswith((b"ADSC\t", b"ADCO ")):
+            try:
+                _, _, _, value = _read_group(group)
+            except _BadFrame:
+                return None
+            return value.strip() or None
+    return None
 
 
 def _entity(row: dict[str, str], mode: str, preferred: str) -> str:

@@ -20,7 +20,7 @@ import json
 from typing import Any
 
 from services.ingest.batch import BatchBuilder, Cell, ParseResult
-from services.ingest.values import iso_time_us, json_cell
+from services.ingest.values import iso_time_us, json_cell, json_error
 from services.runtime.cities import SourceConfig
 
 # NGSI-LD attribute type -> the member holding its value.
@@ -42,7 +42,9 @@ Row = dict[str, Cell]
 
 
 class _BadAttribute(ValueError):
-    pass
+    def __init__(self, name: str, message: str):
+        super().__init__(message)
+        self.name = name
 
 
 def parse(data: bytes, source: SourceConfig) -> ParseResult:
@@ -51,7 +53,8 @@ def parse(data: bytes, source: SourceConfig) -> ParseResult:
     try:
         document = json.loads(data)
     except (ValueError, UnicodeDecodeError) as exc:
-        out.reject("payload", "bad-json", f"not valid JSON: {exc}", data)
+        message, detail = json_error(exc)
+        out.reject("payload", "bad-json", message, data, detail=detail)
         return out.result()
     entities = _entities(document)
     if entities is None:
@@ -78,10 +81,26 @@ def parse(data: bytes, source: SourceConfig) -> ParseResult:
         try:
             row, event_time = flatten(item)
         except _BadAttribute as exc:
-            out.reject(position, "bad-attribute", f"entity {entity_id!r}: {exc}", original)
+            out.reject(
+                position,
+                "bad-attribute",
+                "an attribute is not in NGSI-v2 normalized form "
+                '{"type": ..., "value": ...}; is this source really ngsi-v2-normalized?',
+                original,
+                detail=f"entity {entity_id!r}: {exc}",
+                fields=(exc.name,),
+                entity=entity_id,
+            )
             continue
         if not row:
-            out.reject(position, "empty-entity", f"entity {entity_id!r} has no attribute", original)
+            out.reject(
+                position,
+                "empty-entity",
+                "the entity has no attribute",
+                original,
+                detail=f"entity {entity_id!r} has no attribute",
+                entity=entity_id,
+            )
             continue
         out.add_row(entity_id, entity_type, row, event_time)
     return out.result()
@@ -121,8 +140,9 @@ def _flatten_v2_normalized(item: dict[str, Any]) -> tuple[Row, int | None]:
     for name, attribute in _attributes(item):
         if not isinstance(attribute, dict) or "value" not in attribute:
             raise _BadAttribute(
+                name,
                 f"attribute {name!r} is not in NGSI-v2 normalized form "
-                '{"type": ..., "value": ...}; is this source really ngsi-v2-normalized?'
+                '{"type": ..., "value": ...}; is this source really ngsi-v2-normalized?',
             )
         row[name] = json_cell(attribute["value"])
         metadata = attribute.get("metadata")
