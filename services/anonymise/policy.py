@@ -5,6 +5,7 @@ removed (deny by default). A policy looks like::
 
     privacy:
       version: "2025-02"          # recorded on every output record
+      personal: true              # entities are people or homes (required for energy, water)
       consent: false              # load curves: consent to keep them finer (default false)
       fields:
         prm: identifier           # keyed pseudonym (HMAC, city key of the epoch)
@@ -18,8 +19,11 @@ removed (deny by default). A policy looks like::
       attributes:                 # RawRecord attributes (registry zone, transport metadata)
         zone: measure
       coarsen:                    # only when consent is false
-        to: P1D
+        to: P1D                   # per entity and local day, across messages
         sum: [energie_kwh]
+        registers: [index_wh]     # cumulative registers: the index at the start of the day
+        lateness: PT6H            # a day is released once the source's readings reach
+        quiet: PT1H               # its end plus this, or the source sent nothing for
         time: {field: horodate, format: "%Y-%m-%d %H:%M:%S", timezone: Europe/Paris}
 
 Classes: ``identifier``, ``quasi-identifier`` (with exactly one generalisation:
@@ -30,11 +34,18 @@ for numbers, ``prefix: <characters>`` for codes), ``measure``, ``free-text``,
 (``<field>.<sub>``) follow it only if ``subproperties`` lists them (e.g.
 ``[measurementType]``), else they must be named themselves. Every error is a
 :class:`ConfigError` naming the city file and the dotted key.
+
+A source whose entities are people or homes (``personal: true``; the key is
+required for the energy and water domains, where households' meters are) must
+either declare consent or coarsen to the day (``coarsen.to: P1D``): a load curve
+finer than a day shows when people are at home, and anonymise refuses to start
+otherwise, naming the file and the key.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,8 +69,21 @@ STEPS_S = {"PT5M": 300, "PT10M": 600, "PT15M": 900, "PT30M": 1800, "PT1H": 3600,
 COARSENED_ROWS = "coarsened_rows"  # column added by coarsening: rows summed per bucket
 COARSENED_ATTRIBUTE = "anonymise.coarsened"  # attribute added by coarsening: its step
 
-_POLICY_KEYS = ("version", "consent", "fields", "subproperties", "attributes", "coarsen")
-_COARSEN_KEYS = ("to", "sum", "mean", "time", "set")
+_POLICY_KEYS = (
+    "version",
+    "personal",
+    "consent",
+    "fields",
+    "subproperties",
+    "attributes",
+    "coarsen",
+)
+_COARSEN_KEYS = ("to", "sum", "mean", "registers", "time", "set", "lateness", "quiet")
+# Domains whose sources must say whether their entities are people or homes.
+PERSONAL_DOMAINS = ("energy", "water")
+DEFAULT_LATENESS_S = 6 * 3600
+DEFAULT_QUIET_S = 3600
+_DURATION = re.compile(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?)?")
 _TIME_KEYS = ("field", "format", "timezone")
 _OPTIONS = {
     "grid": ("output", "lon"),
@@ -121,7 +145,13 @@ class Coarsening:
     """Load curve to ``step``: ``sum`` and ``mean`` fields aggregated per bucket,
     other kept fields take the bucket's first value (a cumulative index: its value
     at the bucket start); ``set`` overrides fields (the interval length) with
-    constants. Times from ``time``, else the record's event times."""
+    constants. Times from ``time``, else the record's event times.
+
+    ``P1D`` is coarsened per entity and local day across messages (see
+    services.anonymise.daily): a day is released once the source's readings
+    reach its end plus ``lateness_s``, or once the source has sent nothing for
+    ``quiet_s`` (wall clock) and the day ended ``lateness_s`` ago. ``registers``
+    are cumulative indexes: they keep their value at the start of the day."""
 
     step: str
     seconds: int
@@ -129,6 +159,14 @@ class Coarsening:
     mean: tuple[str, ...] = ()
     time: TimeSpec | None = None
     set: dict[str, str | int | float] = field(default_factory=dict)
+    registers: tuple[str, ...] = ()
+    lateness_s: int = DEFAULT_LATENESS_S
+    quiet_s: int = DEFAULT_QUIET_S
+
+    @property
+    def daily(self) -> bool:
+        """Coarsened per entity and day across messages (with state), not per message."""
+        return self.step == "P1D"
 
 
 @dataclass(frozen=True)
@@ -142,6 +180,7 @@ class Policy:
     attributes: dict[str, FieldRule] = field(default_factory=dict)
     coarsen: Coarsening | None = None
     consent: bool = False
+    personal: bool = False
     timezone: str = "Europe/Paris"
     path: str | None = None
     partners: dict[str, str] = field(default_factory=dict)  # longitude field -> its latitude
@@ -281,6 +320,9 @@ class _Reader(ConfigReader):
             if data.get("coarsen") is not None
             else None
         )
+        personal = self.personal(data, key, source)
+        if personal and not consent:
+            self.daily_coarsening_required(coarsen, key, source)
         return Policy(
             city=city.code,
             source=source.id,
@@ -289,11 +331,47 @@ class _Reader(ConfigReader):
             attributes=attributes,
             coarsen=coarsen,
             consent=consent,
+            personal=personal,
             timezone=city.timezone,
             path=self.where,
             partners=partners,
             subproperties=subproperties,
         )
+
+    # -- people's load curves -----------------------------------------------------------
+    def personal(self, data: dict[str, Any], key: str, source: SourceConfig) -> bool:
+        if "personal" not in data:
+            if source.domain in PERSONAL_DOMAINS:
+                raise self.fail(
+                    f"{key}.personal",
+                    f"required for a source of the {source.domain} domain: true when its "
+                    "entities are people or homes (households' meters: their curves are "
+                    "personal data), false for public infrastructure",
+                )
+            return False
+        personal = data["personal"]
+        if not isinstance(personal, bool):
+            raise self.fail(f"{key}.personal", f"expected true or false, got {describe(personal)}")
+        return personal
+
+    def daily_coarsening_required(
+        self, coarsen: Coarsening | None, key: str, source: SourceConfig
+    ) -> None:
+        """Refuse a personal source whose curves would leave finer than a day without consent."""
+        if coarsen is None:
+            raise self.fail(
+                f"{key}.coarsen",
+                f"source {source.id!r} declares personal entities without consent: its "
+                "sub-daily series must be coarsened to the day; add coarsen: {to: P1D, "
+                "sum: [<interval energies or volumes>], mean: [<powers, flows>]} "
+                "(or consent: true if every entity consented to finer curves)",
+            )
+        if not coarsen.daily:
+            raise self.fail(
+                f"{key}.coarsen.to",
+                f"{coarsen.step!r} keeps a curve finer than a day for personal entities "
+                "without consent; use P1D (or consent: true)",
+            )
 
     # -- one field -----------------------------------------------------------------
     def field_name(self, name: Any, key: str) -> None:
@@ -421,7 +499,8 @@ class _Reader(ConfigReader):
             )
         summed = self.names(data["sum"], f"{key}.sum") if "sum" in data else ()
         mean = self.names(data["mean"], f"{key}.mean") if "mean" in data else ()
-        for group, names in (("sum", summed), ("mean", mean)):
+        registers = self.names(data["registers"], f"{key}.registers") if "registers" in data else ()
+        for group, names in (("sum", summed), ("mean", mean), ("registers", registers)):
             for i, name in enumerate(names):
                 rule = fields.get(name)
                 if rule is None or rule.cls != MEASURE:
@@ -432,6 +511,14 @@ class _Reader(ConfigReader):
         both = set(summed) & set(mean)
         if both:
             raise self.fail(key, f"{', '.join(sorted(both))} cannot be both summed and averaged")
+        twice = set(registers) & (set(summed) | set(mean))
+        if twice:
+            raise self.fail(
+                f"{key}.registers",
+                f"{', '.join(sorted(twice))}: a register keeps its index, it is not aggregated",
+            )
+        lateness = self.duration(data, "lateness", key, DEFAULT_LATENESS_S)
+        quiet = self.duration(data, "quiet", key, DEFAULT_QUIET_S)
         time = None
         if "time" in data:
             raw = data["time"]
@@ -455,9 +542,25 @@ class _Reader(ConfigReader):
                 rule = fields.get(str(name))
                 if rule is None or rule.cls != MEASURE:
                     raise self.fail(where, f"{name!r} must be a field declared as measure")
-                if name in summed or name in mean:
+                if name in summed or name in mean or name in registers:
                     raise self.fail(where, f"{name!r} is already aggregated")
                 if isinstance(constant, bool) or not isinstance(constant, str | int | float):
                     raise self.fail(where, f"expected a text or a number, got {describe(constant)}")
                 overrides[str(name)] = constant
-        return Coarsening(step, STEPS_S[step], summed, mean, time, overrides)
+        return Coarsening(
+            step, STEPS_S[step], summed, mean, time, overrides, registers, lateness, quiet
+        )
+
+    def duration(self, data: dict[str, Any], name: str, key: str, default: int) -> int:
+        """An ISO 8601 duration in days, hours and minutes (``PT6H``, ``P2D``), in seconds."""
+        if name not in data:
+            return default
+        value = data[name]
+        match = _DURATION.fullmatch(value) if isinstance(value, str) else None
+        if match is None or value in ("P", "PT"):
+            raise self.fail(
+                f"{key}.{name}",
+                f"expected an ISO 8601 duration such as PT6H or P2D, got {describe(value)}",
+            )
+        days, hours, minutes = (int(g or 0) for g in match.groups())
+        return ((days * 24 + hours) * 60 + minutes) * 60

@@ -18,14 +18,22 @@ TEN_MINUTES = 600_000_000
 
 
 def city_file(
-    tmp_path: Path, privacy: Any, *, entity: str = "meter", code: str = "testville"
+    tmp_path: Path,
+    privacy: Any,
+    *,
+    entity: str = "meter",
+    code: str = "testville",
+    domain: str = "environment",
 ) -> Path:
-    """A city file with one ndjson source whose privacy section is ``privacy``."""
+    """A city file with one ndjson source whose privacy section is ``privacy``.
+
+    The domain defaults to one where ``privacy.personal`` is optional, so that a
+    test names it only when it is what the test is about."""
     source: dict[str, Any] = {
         "id": "meters",
         "format": "ndjson",
         "dataset": "load-curves",
-        "domain": "energy",
+        "domain": domain,
         "entity": entity,
         "token": "env:CITEPLUS_TOKEN_TEST",
     }
