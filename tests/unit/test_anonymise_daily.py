@@ -388,3 +388,64 @@ def test_every_shipped_personal_source_has_consent_or_daily_coarsening() -> None
     for policy in policies.values():
         if policy.personal:
             assert policy.consent or policy.coarsening.daily, (policy.city, policy.source)
+
+
+# -- normalise reads the daily records unchanged --------------------------------------
+@pytest.mark.parametrize("code", ["bordeaux", "nice", "angers"])
+def test_daily_records_of_single_reading_messages_normalise_to_the_day_energy(
+    tmp_path: Path, code: str
+) -> None:
+    from datetime import date
+
+    from services.anonymise.policy import load_policies
+    from services.ingest.formats import parse_payload
+    from services.ingest.records import raw_record
+    from services.runtime.cities import load_cities
+    from services.runtime.paths import CITIES_DIR
+    from services.simulate.formats import ENERGY_RENDERERS
+    from services.simulate.generator import ENERGY_SOURCES
+    from tests.normalise_helpers import Run, normaliser
+    from tests.unit.test_normalise_cities import PARIS, blocks
+
+    first = date(2025, 10, 24)  # the 25-hour DST day inside
+    meters, energy_blocks = blocks(first, 4)
+    cities = load_cities(CITIES_DIR)
+    source = cities[code].source(ENERGY_SOURCES[code])
+    policies = load_policies({code: cities[code]})
+    assert policies.get(code, source.id).coarsening.daily
+    keys = KeyStore(tmp_path, environ={f"CITEPLUS_PSEUDONYM_SECRET_{code.upper()}": SECRET})
+    clock = Clock(1_800_000_000.0)
+    stage = AnonymiseStage(policies, keys, metrics=ServiceMetrics("anonymise"), clock=clock)
+    out: list[Emit] = []
+    for n, block in enumerate(energy_blocks):
+        parsed = parse_payload(ENERGY_RENDERERS[code](source, block), source)
+        records = [
+            raw_record(entity, source, lineage_id=f"{code}-{n}", received_at_us=0)
+            for entity in parsed.entities
+        ]
+        # one message per reading, as a gateway pushing each interval would send them
+        singles = [daily.subset(r, [k]) for r in records for k in range(r["row_count"])]
+        out += run(stage, singles, batch=211)
+    clock.seconds += 3 * 3600
+    out += idle(stage)
+    records = sorted(released(out), key=lambda r: r["event_times"][0])
+    assert {values_of(r, COARSENED_ROWS)[0] for r in records} <= {144, 150, 138}
+    normalise = Run(normaliser(cities[code]))
+    got: dict[tuple[str, date], float] = Counter()
+    for record in records:
+        for o in normalise(record):
+            for k, value in enumerate(o["values"]):
+                start = o["start"] + k * o["step_seconds"] * 1_000_000
+                got[(o["entity_pseudonym"], datetime.fromtimestamp(start / 1e6, PARIS).date())] += (
+                    value
+                )
+    pseudonymise = keys.pseudonymiser(code, "2025-10")
+    expected: dict[tuple[str, date], float] = Counter()
+    for block in energy_blocks:
+        for meter, readings in zip(block.meters, block.energy_wh, strict=True):
+            for t, wh in zip(block.starts, readings, strict=True):
+                expected[(pseudonymise(meter.entity), t.astimezone(PARIS).date())] += wh / 1000
+    for day in (first.fromordinal(first.toordinal() + d) for d in range(3)):
+        for meter in meters:
+            key = (pseudonymise(meter.entity), day)
+            assert got[key] == pytest.approx(expected[key], abs=1e-6), (code, day)
