@@ -54,6 +54,11 @@ class DayCoarseningError(ValueError):
 
 def rows_by_day(times_us: list[int], timezone: str) -> dict[int, list[int]]:
     """Row positions of each local day (keyed by the day's start, UTC µs), in time order."""
+    if not times_us:
+        return {}
+    low, high = bucket_starts([min(times_us), max(times_us)], DAY_S, timezone)
+    if low == high:  # the usual case, a message within one day: no per-row work
+        return {low: list(range(len(times_us)))}  # type: ignore[dict-item]
     out: dict[int, list[int]] = {}
     for i, start in enumerate(bucket_starts(times_us, DAY_S, timezone)):  # type: ignore[arg-type]
         out.setdefault(start, []).append(i)  # type: ignore[arg-type]
@@ -145,6 +150,11 @@ def merge(
         doc["h"]["at"] = {**head["at"], **state["h"]["at"]}
     aggregated = set(coarsening.sum) | set(coarsening.mean)
     keys = [str(t) for t in times_us]
+    # the row that holds the day's first value (of equal times, the last: a correction)
+    earliest = None
+    if times_us:
+        first = min(times_us)
+        earliest = len(times_us) - 1 - times_us[::-1].index(first)
     for column in out_columns:
         name = column["name"]
         if len(columns.typed(column)) != len(times_us):
@@ -157,7 +167,7 @@ def merge(
         elif name in aggregated:
             doc["a"][name] = _merge_values(doc["a"].get(name), column, keys)
         else:
-            doc["f"][name] = _merge_first(doc["f"].get(name), column, times_us)
+            doc["f"][name] = _merge_first(doc["f"].get(name), column, times_us, earliest)
     if times_us:
         known = doc["t"]
         doc["t"] = sorted(set(known).union(times_us)) if known else sorted(set(times_us))
@@ -188,10 +198,15 @@ def _merge_values(old: dict[str, Any] | None, column: Column, keys: list[str]) -
     return {"k": new_kind, "v": merged}
 
 
-def _merge_first(old: list[Any] | None, column: Column, times_us: list[int]) -> list[Any]:
+def _merge_first(
+    old: list[Any] | None, column: Column, times_us: list[int], earliest: int | None
+) -> list[Any]:
     absent = set(column["missing"])
     values = columns.typed(column)
     best = old if old is not None else [None, column["kind"], None]
+    if not absent and earliest is not None:  # every row has a value: the earliest row's
+        t = times_us[earliest]
+        return [t, column["kind"], values[earliest]] if best[0] is None or t <= best[0] else best
     for i, t in enumerate(times_us):
         if i in absent:
             continue
