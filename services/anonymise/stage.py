@@ -96,6 +96,7 @@ class AnonymiseStage(BaseStage):
 
     # -- the transform -----------------------------------------------------------------
     def process(self, record: dict[str, Any], meta: InputMeta) -> Iterable[Emit]:
+        self.days.begin_record()  # a rejected record, daily or not, undoes only its own writes
         city, source = record["city"], record["source"]
         policy = self.policies.get(city, source)
         if policy is None:
@@ -106,7 +107,6 @@ class AnonymiseStage(BaseStage):
                 "section and restart anonymise, then replay the record from the raw topic",
             )
         if _daily(policy):
-            self.days.begin_record()
             yield from self._into_days(record, meta, policy)
             return
         epoch = epoch_of(record["received_at"])

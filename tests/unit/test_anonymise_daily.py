@@ -449,3 +449,19 @@ def test_daily_records_of_single_reading_messages_normalise_to_the_day_energy(
         for meter in meters:
             key = (pseudonymise(meter.entity), day)
             assert got[key] == pytest.approx(expected[key], abs=1e-6), (code, day)
+
+
+def test_a_rejected_record_undoes_its_own_writes_only(tmp_path: Path) -> None:
+    stage, clock = make_stage(tmp_path)
+    meta = InputMeta("raw.v1", 0, 0, b"k", 0)
+    list(stage.process(one_reading(5, DAY1, 0.25, 1), meta))
+    unknown = one_reading(5, DAY1 + TEN_MINUTES, 0.5, 2)
+    unknown["source"] = "unknown"
+    with pytest.raises(RejectedInput):
+        list(stage.process(unknown, meta))
+    stage.on_record_failed()  # as the runner does before writing the dead letter
+    list(stage.end_batch())
+    stage.on_commit()
+    clock.seconds += 3 * 3600
+    [day] = released(idle(stage))
+    assert values_of(day, "kwh") == [0.25]  # the first record's reading was kept
