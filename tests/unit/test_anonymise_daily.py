@@ -391,10 +391,13 @@ def test_every_shipped_personal_source_has_consent_or_daily_coarsening() -> None
 
 
 # -- normalise reads the daily records unchanged --------------------------------------
-@pytest.mark.parametrize("code", ["bordeaux", "nice", "angers"])
+@pytest.mark.parametrize("code", ["bordeaux", "nice", "angers", "lyon"])
 def test_daily_records_of_single_reading_messages_normalise_to_the_day_energy(
     tmp_path: Path, code: str
 ) -> None:
+    """Lyon's Linky pilot declares consent: here it is withdrawn (``consent: false``),
+    and its frames' cumulative registers must leave as the index at each day's start."""
+    from dataclasses import replace
     from datetime import date
 
     from services.anonymise.policy import load_policies
@@ -407,9 +410,14 @@ def test_daily_records_of_single_reading_messages_normalise_to_the_day_energy(
     from tests.normalise_helpers import Run, normaliser
     from tests.unit.test_normalise_cities import PARIS, blocks
 
-    first = date(2025, 10, 24)  # the 25-hour DST day inside
-    meters, energy_blocks = blocks(first, 4)
+    first = date(2025, 10, 25)  # the 25-hour DST day is the second
+    meters, energy_blocks = blocks(first, 3)
     cities = load_cities(CITIES_DIR)
+    if code == "lyon":
+        linky = cities[code].source(ENERGY_SOURCES[code])
+        withdrawn = replace(linky, privacy={**linky.privacy, "consent": False})
+        others = tuple(withdrawn if s.id == linky.id else s for s in cities[code].sources)
+        cities[code] = replace(cities[code], sources=others)
     source = cities[code].source(ENERGY_SOURCES[code])
     policies = load_policies({code: cities[code]})
     assert policies.get(code, source.id).coarsening.daily
@@ -419,8 +427,15 @@ def test_daily_records_of_single_reading_messages_normalise_to_the_day_energy(
     out: list[Emit] = []
     for n, block in enumerate(energy_blocks):
         parsed = parse_payload(ENERGY_RENDERERS[code](source, block), source)
+        zones = {m.entity: {"zone": m.zone, "sector": m.sector} for m in meters}
         records = [
-            raw_record(entity, source, lineage_id=f"{code}-{n}", received_at_us=0)
+            raw_record(
+                entity,
+                source,
+                lineage_id=f"{code}-{n}",
+                received_at_us=0,
+                attributes=zones[entity.entity_id] if code == "lyon" else {},
+            )
             for entity in parsed.entities
         ]
         # one message per reading, as a gateway pushing each interval would send them
@@ -430,6 +445,16 @@ def test_daily_records_of_single_reading_messages_normalise_to_the_day_energy(
     out += idle(stage)
     records = sorted(released(out), key=lambda r: r["event_times"][0])
     assert {values_of(r, COARSENED_ROWS)[0] for r in records} <= {144, 150, 138}
+    if code == "lyon":  # EAST (a cumulative register): only its index at the day's start
+        pseudonym = keys.pseudonymiser(code, "2025-10")
+        released_at = {(r["entity_pseudonym"], r["event_times"][0]): r for r in records}
+        assert len(released_at) == len(records) == 3 * len(meters)
+        for block in energy_blocks:
+            day_start = int(block.starts[0].timestamp()) * 1_000_000
+            for i, meter in enumerate(block.meters):
+                record = released_at[(pseudonym(meter.entity), day_start)]
+                assert int(values_of(record, "EAST")[0]) == block.total_wh[i][0] % 10**9
+                assert record["attributes"]["zone"] == meter.zone
     normalise = Run(normaliser(cities[code]))
     got: dict[tuple[str, date], float] = Counter()
     for record in records:
@@ -445,7 +470,7 @@ def test_daily_records_of_single_reading_messages_normalise_to_the_day_energy(
         for meter, readings in zip(block.meters, block.energy_wh, strict=True):
             for t, wh in zip(block.starts, readings, strict=True):
                 expected[(pseudonymise(meter.entity), t.astimezone(PARIS).date())] += wh / 1000
-    for day in (first.fromordinal(first.toordinal() + d) for d in range(3)):
+    for day in (first.fromordinal(first.toordinal() + d) for d in range(2)):
         for meter in meters:
             key = (pseudonymise(meter.entity), day)
             assert got[key] == pytest.approx(expected[key], abs=1e-6), (code, day)
