@@ -167,8 +167,13 @@ def test_one_reading_per_message_leaves_anonymise_as_day_values_only(
 
     first = run(CommitFailsOnce)  # day 1 closes by the watermark (day 2 passed 01:00)
     assert first.summary.aborted == 1 and first.summary.dead_letters == 0
-    clock.seconds += 2 * 3600  # the source went quiet: a restarted stage restores day 2...
-    run()  # ...from the changelog and closes it by the wall clock
+    # A reading of the released day 1 arrives; then the source goes quiet: a restarted
+    # stage restores day 2 from the changelog and closes it by the wall clock.
+    late = reading(0, DAY1 + 5 * TEN_MINUTES, 123_456, 42)
+    produce([late])
+    clock.seconds += 2 * 3600
+    second = run()
+    assert second.summary.dead_letter_reasons == {"day-released": 1}
 
     outputs = read_all(small, topics.anonymised, expected=2 * METERS)
     decoded = [contracts.codec(topics.anonymised).decode(m.value()) for m in outputs]
@@ -193,13 +198,7 @@ def test_one_reading_per_message_leaves_anonymise_as_day_values_only(
     released = [v for r in decoded for c in r["columns"] if c["name"] == "wh" for v in c["longs"]]
     assert not sub_daily & set(released)
 
-    # A reading of a released day: a dead letter without values, no second record.
-    late = reading(0, DAY1 + 5 * TEN_MINUTES, 123_456, 42)
-    produce([late])
-    third = run()
-    assert third.summary.dead_letter_reasons == {"day-released": 1}
-    # (the third run committed before this read: a second record would be there)
-    assert len(read_all(small, topics.anonymised, expected=2 * METERS)) == 2 * METERS
+    # The late reading: a dead letter without values, no second record of day 1.
     [letter] = [
         contracts.codec(topics.dead_letters).decode(m.value())
         for m in read_all(small, topics.dead_letters, expected=1)
@@ -208,3 +207,97 @@ def test_one_reading_per_message_leaves_anonymise_as_day_values_only(
     original = contracts.codec(topics.raw).decode(letter["original_value"])
     assert original["columns"] == [] and original["event_times"] == []
     assert b"0912345678" not in (letter["original_key"] or b"")
+
+
+def test_one_ndjson_line_per_http_request_leaves_anonymise_as_day_values_only(
+    node, isolated_topics, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through the real HTTP ingest: hourly readings, one request each; one partition, so
+    a reading of a third day moves the source's watermark past the first two."""
+    import json
+
+    import httpx
+
+    from services.ingest.core import IngestTopics
+    from services.ingest.service import build_core
+    from tests.integration.ingest_helpers import serve_ingest
+
+    monkeypatch.setenv("CITEPLUS_TOKEN_DAYVILLE", "tok-dayville")
+    city = json.loads(json.dumps(CITY))
+    privacy = city["sources"][0]["privacy"]
+    privacy["fields"]["debut"] = "measure"
+    privacy["coarsen"]["time"] = {"field": "debut", "format": "epoch_s"}
+    (tmp_path / "dayville.yaml").write_text(yaml.safe_dump(city, sort_keys=False))
+    cities = load_cities(tmp_path)
+    specs, contracts = isolated_topics(
+        "raw.v1", "anonymised.v1", "audit.v1", "dlq.v1", "anonymise.state.v1", partitions=1
+    )
+    topics = AnonymiseTopics(
+        raw=specs["raw.v1"].name,
+        anonymised=specs["anonymised.v1"].name,
+        audit=specs["audit.v1"].name,
+        state=specs["anonymise.state.v1"].name,
+        dead_letters=specs["dlq.v1"].name,
+    )
+    core = build_core(
+        node,
+        contracts,
+        cities,
+        topics=IngestTopics(raw=topics.raw, dead_letters=topics.dead_letters),
+        instance=topics.raw,
+    )
+    meters = 2
+    rng = random.Random(29)
+    lines: list[tuple[int, dict[str, Any]]] = []
+    for meter in range(meters):
+        index = 7_000_000 * (meter + 1)
+        for hour in range(48):
+            wh = rng.randint(100, 2000)
+            t = (DAY1 + hour * HOUR) // 1_000_000
+            lines.append((hour, {"pdl": f"0812345678{meter:04d}", "debut": t, "wh": wh,
+                                 "index": index}))  # fmt: skip
+            index += wh
+    lines.sort(key=lambda item: item[0])  # meters interleaved, hour by hour
+    sentinel = {"pdl": "08123456789999", "debut": (DAY2 + 27 * HOUR) // 1_000_000, "wh": 1,
+                "index": 1}  # fmt: skip
+    with serve_ingest(core, cities) as running, httpx.Client(timeout=60) as client:
+        for body in [line for _, line in lines] + [sentinel]:
+            response = client.post(
+                f"{running.url}/v1/cities/dayville/sources/releves/records",
+                content=json.dumps(body).encode() + b"\n",
+                headers={"Authorization": "Bearer tok-dayville"},
+            )
+            assert response.status_code in (200, 202), response.text
+    keys = KeyStore(tmp_path / "keys", environ={"CITEPLUS_PSEUDONYM_SECRET_DAYVILLE": SECRET})
+    stage = AnonymiseStage(
+        load_policies(cities),
+        keys,
+        contracts,
+        topics=topics,
+        metrics=ServiceMetrics("anonymise"),
+        node=node,
+    )
+    stage.name = f"anonymise-http-{uuid.uuid4().hex[:8]}"
+    runner = StageRunner(
+        stage, node, contracts, metrics=stage.metrics, dead_letter_topic=topics.dead_letters
+    )
+    runner.run(idle_exit_s=3)
+    assert runner.summary.records_in == len(lines) + 1 and runner.summary.dead_letters == 0
+
+    outputs = read_all(node, topics.anonymised, expected=2 * meters)
+    decoded = [contracts.codec(topics.anonymised).decode(m.value()) for m in outputs]
+    pseudonymise = keys.pseudonymiser("dayville", "2025-11")
+    got = {
+        (r["entity_pseudonym"], r["event_times"][0]): {c["name"]: c for c in r["columns"]}
+        for r in decoded
+    }
+    assert len(got) == len(decoded) == 2 * meters  # each meter-day once; day 3 still open
+    for meter in range(meters):
+        pdl = f"0812345678{meter:04d}"
+        mine = [line for _, line in lines if line["pdl"] == pdl]
+        for k, day in enumerate((DAY1, DAY2)):
+            hours = mine[k * 24 : (k + 1) * 24]
+            values = got[(pseudonymise(pdl), day)]
+            assert values[COARSENED_ROWS]["longs"] == [24]
+            assert values["wh"]["longs"] == [sum(h["wh"] for h in hours)]
+            assert values["index"]["longs"] == [hours[0]["index"]]
