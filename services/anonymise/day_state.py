@@ -110,8 +110,8 @@ class DayStore:
         self.policies = policies
         self.anonymised_topic = anonymised_topic
         self.clock_us = clock_us
-        # committed open days: group -> {day key: day start}
-        self._open: dict[Group, dict[str, int]] = defaultdict(dict)
+        # committed open days: group -> day start -> day keys (closing scans days, not keys)
+        self._open: dict[Group, dict[int, set[str]]] = defaultdict(lambda: defaultdict(set))
         self._flushed: list[str] = []
         self.released = 0
 
@@ -171,9 +171,7 @@ class DayStore:
             if threshold is not None and limit <= threshold:
                 continue
             released = 0
-            for key, day_start in sorted(self._days_of(group).items(), key=lambda kv: kv[1]):
-                if daily.day_end(day_start, policy.timezone) > limit:
-                    continue
+            for day_start, key in self._closing_days(group, limit, policy.timezone):
                 doc = self.state.get(key)
                 if doc is None:
                     continue
@@ -221,23 +219,36 @@ class DayStore:
                 groups.add(_group_of(key))
         return groups
 
-    def _days_of(self, group: Group) -> dict[str, int]:
-        days = dict(self._open.get(group, {}))
+    def _closing_days(self, group: Group, limit: int, timezone: str) -> list[tuple[int, str]]:
+        """(day start, key) of the group's days (committed or of this batch) ending by
+        ``limit``, in day then key order."""
+        committed = self._open.get(group, {})
+        batch: dict[int, set[str]] = defaultdict(set)
         prefix = "d|{}|{}|{}|".format(*group)
         for key in self.state.changes:
             if key.startswith(prefix):
-                days[key] = int(key.rsplit("|", 1)[1])
-        return days
+                batch[int(key.rsplit("|", 1)[1])].add(key)
+        out = []
+        for day_start in sorted(set(committed) | set(batch)):
+            if daily.day_end(day_start, timezone) > limit:
+                break
+            keys = committed.get(day_start, set()) | batch.get(day_start, set())
+            out += [(day_start, key) for key in sorted(keys)]
+        return out
 
     # -- transaction outcome ----------------------------------------------------------
     def commit(self) -> None:
         self.store.commit()
         for key in self._flushed:
-            group = _group_of(key)
-            if self.store.get(key) is None:
-                self._open[group].pop(key, None)
-            else:
-                self._open[group][key] = int(key.rsplit("|", 1)[1])
+            group, day_start = _group_of(key), int(key.rsplit("|", 1)[1])
+            if self.store.get(key) is not None:
+                self._open[group][day_start].add(key)
+                continue
+            days = self._open.get(group)
+            if days is not None and day_start in days:
+                days[day_start].discard(key)
+                if not days[day_start]:
+                    del days[day_start]
         self._flushed = []
 
     def abort(self) -> None:
@@ -255,13 +266,14 @@ class DayStore:
         self._open.clear()
         for key in self.store.live_keys():
             if key.startswith("d|"):
-                self._open[_group_of(key)][key] = int(key.rsplit("|", 1)[1])
+                self._open[_group_of(key)][int(key.rsplit("|", 1)[1])].add(key)
 
     def open_days(self) -> Iterator[tuple[Group, int]]:
         """Committed open days (for tests and operators)."""
         for group, days in self._open.items():
-            for day_start in days.values():
-                yield group, day_start
+            for day_start, keys in days.items():
+                for _ in keys:
+                    yield group, day_start
 
 
 def _day_key(group: Group, pseudonym: str, day_start: int) -> str:
