@@ -5,7 +5,8 @@ removed (deny by default). A policy looks like::
 
     privacy:
       version: "2025-02"          # recorded on every output record
-      personal: true              # entities are people or homes (required for energy, water)
+      personal: true              # carries personal data: people or homes (required for
+                                  # energy and water; elsewhere inferred, see below)
       consent: false              # load curves: consent to keep them finer (default false)
       fields:
         prm: identifier           # keyed pseudonym (HMAC, city key of the epoch)
@@ -35,11 +36,13 @@ for numbers, ``prefix: <characters>`` for codes), ``measure``, ``free-text``,
 ``[measurementType]``), else they must be named themselves. Every error is a
 :class:`ConfigError` naming the city file and the dotted key.
 
-A source whose entities are people or homes (``personal: true``; the key is
-required for the energy and water domains, where households' meters are) must
-either declare consent or coarsen to the day (``coarsen.to: P1D``): a load curve
-finer than a day shows when people are at home, and anonymise refuses to start
-otherwise, naming the file and the key.
+``personal`` says whether the source carries personal data (its entities are
+people or homes). The energy and water domains, where households' meters are,
+must state it; elsewhere, left out, a source is personal when its policy
+pseudonymises or generalises anything, states consent or coarsens. A source that
+declares ``personal: true`` must either declare consent or coarsen to the day
+(``coarsen.to: P1D``): a load curve finer than a day shows when people are at
+home, and anonymise refuses to start otherwise, naming the file and the key.
 """
 
 from __future__ import annotations
@@ -180,7 +183,7 @@ class Policy:
     attributes: dict[str, FieldRule] = field(default_factory=dict)
     coarsen: Coarsening | None = None
     consent: bool = False
-    personal: bool = False
+    personal: bool = True  # carries personal data (declared, or inferred from the policy)
     timezone: str = "Europe/Paris"
     path: str | None = None
     partners: dict[str, str] = field(default_factory=dict)  # longitude field -> its latitude
@@ -320,8 +323,8 @@ class _Reader(ConfigReader):
             if data.get("coarsen") is not None
             else None
         )
-        personal = self.personal(data, key, source)
-        if personal and not consent:
+        personal = self.personal(data, key, source, [*fields.values(), *attributes.values()])
+        if data.get("personal") is True and not consent:
             self.daily_coarsening_required(coarsen, key, source)
         return Policy(
             city=city.code,
@@ -339,7 +342,10 @@ class _Reader(ConfigReader):
         )
 
     # -- people's load curves -----------------------------------------------------------
-    def personal(self, data: dict[str, Any], key: str, source: SourceConfig) -> bool:
+    def personal(
+        self, data: dict[str, Any], key: str, source: SourceConfig, rules: list[FieldRule]
+    ) -> bool:
+        """Declared, required for households' domains; else inferred from the policy."""
         if "personal" not in data:
             if source.domain in PERSONAL_DOMAINS:
                 raise self.fail(
@@ -348,7 +354,11 @@ class _Reader(ConfigReader):
                     "entities are people or homes (households' meters: their curves are "
                     "personal data), false for public infrastructure",
                 )
-            return False
+            return (
+                "consent" in data
+                or data.get("coarsen") is not None
+                or any(rule.cls in (IDENTIFIER, QUASI) for rule in rules)
+            )
         personal = data["personal"]
         if not isinstance(personal, bool):
             raise self.fail(f"{key}.personal", f"expected true or false, got {describe(personal)}")

@@ -381,13 +381,21 @@ def test_every_shipped_personal_source_has_consent_or_daily_coarsening() -> None
     from services.runtime.cities import load_cities
     from services.runtime.paths import CITIES_DIR
 
-    policies = {(p.city, p.source): p for p in load_policies(load_cities(CITIES_DIR))}
+    cities = load_cities(CITIES_DIR)
+    policies = {(p.city, p.source): p for p in load_policies(cities)}
     water = policies[("lyon", "eau-compteurs")]
     assert water.personal and water.coarsening is not None and water.coarsening.daily
     assert "waterConsumption" in water.coarsening.registers
-    for policy in policies.values():
-        if policy.personal:
-            assert policy.consent or policy.coarsening.daily, (policy.city, policy.source)
+    households = [
+        (city.code, source.id)
+        for city in cities.values()
+        for source in city.sources
+        if source.domain in ("energy", "water") and source.privacy.get("personal")
+    ]
+    assert len(households) == 7
+    for key in households:
+        policy = policies[key]
+        assert policy.consent or policy.coarsening.daily, key
 
 
 # -- normalise reads the daily records unchanged --------------------------------------
@@ -490,3 +498,14 @@ def test_a_rejected_record_undoes_its_own_writes_only(tmp_path: Path) -> None:
     clock.seconds += 3 * 3600
     [day] = released(idle(stage))
     assert values_of(day, "kwh") == [0.25]  # the first record's reading was kept
+
+
+def test_personal_is_inferred_outside_households_domains_and_binds_only_when_declared(
+    tmp_path: Path,
+) -> None:
+    counters = {"version": "1", "fields": {"site": "identifier", "count": "measure"}}
+    inferred = policy_of(tmp_path, counters, domain="mobility")
+    assert inferred.personal and inferred.coarsening is None  # the safety net removes
+    with pytest.raises(ConfigError) as caught:
+        policy_of(tmp_path, {**counters, "personal": True}, domain="mobility")
+    assert caught.value.key == "sources[0].privacy.coarsen"
