@@ -106,12 +106,16 @@ def column(name: str, kind: str, values: list[Any]) -> dict[str, Any]:
     return out
 
 
-def raw_record(meter: int, day: int, source: str = "courbes") -> dict[str, Any]:
-    """One meter-day: 144 ten-minute readings, column-wise."""
+def raw_record(
+    meter: int, day: int, source: str = "courbes", part: int = 0, rows: int = ROWS
+) -> dict[str, Any]:
+    """``rows`` ten-minute readings of a meter-day (its ``part``-th slice), column-wise:
+    the whole day by default, one reading per message with ``rows=1``."""
     start = T0 + day * 86_400_000_000
     pdl = f"{30001234500000 + meter:014d}"
     date = (datetime(2025, 1, 13) + timedelta(days=day)).strftime("%Y-%m-%d")
-    times = [f"{date} {k // 6:02d}:{k % 6 * 10:02d}:00" for k in range(ROWS)]
+    slots = range(part * rows, (part + 1) * rows)
+    times = [f"{date} {k // 6:02d}:{k % 6 * 10:02d}:00" for k in slots]
     return {
         "city": "benchville",
         "source": source,
@@ -121,35 +125,43 @@ def raw_record(meter: int, day: int, source: str = "courbes") -> dict[str, Any]:
         "entity_type": None,
         "lineage_id": f"bench-{day}",
         "received_at": start + 86_400_000_000,
-        "row_count": ROWS,
-        "event_times": [start + k * 600_000_000 for k in range(ROWS)],
+        "row_count": rows,
+        "event_times": [start + k * 600_000_000 for k in slots],
         "columns": [
-            column("pdl", "string", [pdl] * ROWS),
-            column("iris", "string", [f"3306301{meter % 40:02d}"] * ROWS),
+            column("pdl", "string", [pdl] * rows),
+            column("iris", "string", [f"3306301{meter % 40:02d}"] * rows),
             column(
-                "position", "string", [f"44.{8300 + meter % 997},-0.{5700 + meter % 991}"] * ROWS
+                "position", "string", [f"44.{8300 + meter % 997},-0.{5700 + meter % 991}"] * rows
             ),
             column("horodate", "string", times),
-            column(
-                "energie_kwh", "double", [0.05 + 0.001 * ((meter + k) % 300) for k in range(ROWS)]
-            ),
-            column("qualite", "string", ["reel" if k % 50 else "estime" for k in range(ROWS)]),
+            column("energie_kwh", "double", [0.05 + 0.001 * ((meter + k) % 300) for k in slots]),
+            column("qualite", "string", ["reel" if k % 50 else "estime" for k in slots]),
         ],
         "attributes": {},
     }
 
 
 def produce_inputs(
-    node: NodeConfig, contracts: Contracts, topic: str, messages: int, source: str = "courbes"
-) -> int:
-    """``messages`` meter-days: 500 meters' first 20 days, day by day (each meter-day
-    once, as a daily batch of a data hub would send them)."""
+    node: NodeConfig,
+    contracts: Contracts,
+    topic: str,
+    messages: int,
+    source: str = "courbes",
+    rows: int = ROWS,
+) -> tuple[int, int]:
+    """``messages`` slices of ``rows`` readings of 500 meters, in time order (meters
+    interleaved): with 144 rows, each meter-day once, as a data hub's daily batch sends
+    them; with 1, one reading per message, as a gateway pushing every interval does.
+    Returns the mean message size and the number of meter-days touched."""
     codec = contracts.codec(topic)
     producer = make_producer(node)
-    sizes = []
+    parts = ROWS // rows
+    sizes, days = [], set()
     for i in range(messages):
-        meter, day = i % 500, i // 500
-        record = raw_record(meter, day % 20, source)
+        meter, slot = i % 500, i // 500
+        day, part = (slot // parts) % 20, slot % parts
+        days.add((meter, day))
+        record = raw_record(meter, day, source, part, rows)
         value = codec.encode(record)
         if i < 500:
             sizes.append(len(value))
@@ -157,7 +169,7 @@ def produce_inputs(
         if i % 5000 == 0:
             producer.poll(0)
     producer.flush(120)
-    return sum(sizes) // len(sizes)
+    return sum(sizes) // len(sizes), len(days)
 
 
 def bare_copy(
@@ -235,6 +247,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=10_000, help="RawRecords of 144 readings")
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--batch-size", type=int, default=None, help="default: the node's")
+    parser.add_argument(
+        "--rows",
+        type=int,
+        default=ROWS,
+        choices=[1, 2, 3, 4, 6, 8, 12, 16, 18, 24, 36, 48, 72, 144],
+        help="readings per message (1: one reading per message; default a meter-day)",
+    )
     args = parser.parse_args(argv)
 
     base = load_node_config()
@@ -285,11 +304,14 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     messages = args.messages
-    readings = messages * ROWS
-    size = produce_inputs(node, contracts, topic["raw"], messages)
-    produce_inputs(node, contracts, topic["raw_daily"], messages, "courbes-sans-consentement")
+    rows = args.rows
+    readings = messages * rows
+    size, _ = produce_inputs(node, contracts, topic["raw"], messages, rows=rows)
+    _, meter_days = produce_inputs(
+        node, contracts, topic["raw_daily"], messages, "courbes-sans-consentement", rows
+    )
     print(
-        f"Anonymise bench: {messages:,} RawRecords x {ROWS} readings = {readings:,} readings "
+        f"Anonymise bench: {messages:,} RawRecords x {rows} readings = {readings:,} readings "
         f"({size:,} B per message), broker {node.kafka.bootstrap}, {args.partitions} partitions, "
         f"batches of {batch}",
         flush=True,
@@ -297,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     print("policy: 1 identifier, 2 quasi-identifiers (prefix, 250 m grid), 3 measures\n")
 
     # Transform alone, in this process, for the record (no Kafka, no Avro).
-    sample = [raw_record(m, m % 3) for m in range(500)]
+    sample = [raw_record(m, m % 3, part=0, rows=rows) for m in range(500)]
     policy = policies.get("benchville", "courbes")
     pseudonymise = keys.pseudonymiser("benchville", "2025-01")
     started = time.perf_counter()
@@ -319,11 +341,11 @@ def main(argv: list[str] | None = None) -> int:
     results.append(("anonymise (StageRunner, EOS)", stage_s))
     assert runner.summary.records_out >= messages and runner.summary.dead_letters == 0
     daily_s, daily_runner = through_stage(
-        node, contracts, daily_stage, topic["dlq"], messages, days=min(messages, 500 * 20)
+        node, contracts, daily_stage, topic["dlq"], messages, days=meter_days
     )
     results.append(("anonymise, coarsened to the day", daily_s))
     assert daily_runner.summary.dead_letters == 0
-    assert daily_stage.days.released == min(messages, 500 * 20)
+    assert daily_stage.days.released == meter_days
 
     ceiling = dict(results)["bare avro (ceiling)"]
     print(f"{'path':30} {'seconds':>8} {'messages/s':>11} {'readings/s':>12} {'vs ceiling':>10}")
@@ -334,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     only = "transform only (no Kafka/Avro)"
     rate = messages / transform_s
-    print(f"{only:30} {transform_s:>8.2f} {rate:>11,.0f} {rate * ROWS:>12,.0f}")
+    print(f"{only:30} {transform_s:>8.2f} {rate:>11,.0f} {rate * rows:>12,.0f}")
     print(
         f"stateful coarsening: {readings / daily_s:,.0f} readings/s vs {readings / stage_s:,.0f} "
         f"without, ratio {stage_s / daily_s:.2f} (same messages, same run); "
@@ -344,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         "citeplus_records_out_total", {"service": stage.name, "topic": topic["audit"]}
     )
     print(
-        f"\n{ROWS} readings per message; {runner.summary.batches} transactions, "
+        f"\n{rows} readings per message; {runner.summary.batches} transactions, "
         f"{audits or 0:.0f} audit records"
     )
     return 0
