@@ -111,7 +111,9 @@ def privacy_check(args: argparse.Namespace) -> int:
         classes = Counter(rule.cls for rule in policy.fields.values())
         summary = ", ".join(f"{count} {name}" for name, count in sorted(classes.items()))
         coarsen = policy.coarsening
-        extra = f"; coarsened to {coarsen.step}" if coarsen else ""
+        extra = "; personal data" if policy.personal else ""
+        extra += f"; coarsened to {coarsen.step}" if coarsen else ""
+        extra += " per entity and day" if coarsen and coarsen.daily else ""
         extra += "; consent declared" if policy.consent else ""
         print(f"{policy.city}/{policy.source}: version {policy.version}: {summary}{extra}")
     print(f"{len(policies)} privacy policies valid.")

@@ -5,6 +5,8 @@ removed (deny by default). A policy looks like::
 
     privacy:
       version: "2025-02"          # recorded on every output record
+      personal: true              # carries personal data: people or homes (required for
+                                  # energy and water; elsewhere inferred, see below)
       consent: false              # load curves: consent to keep them finer (default false)
       fields:
         prm: identifier           # keyed pseudonym (HMAC, city key of the epoch)
@@ -22,8 +24,11 @@ removed (deny by default). A policy looks like::
       places: [name, address]     # only with personal: false: declared place names and
                                   # positions the safety net leaves alone
       coarsen:                    # only when consent is false
-        to: P1D
+        to: P1D                   # per entity and local day, across messages
         sum: [energie_kwh]
+        registers: [index_wh]     # cumulative registers: the index at the start of the day
+        lateness: PT6H            # a day is released once the source's readings reach
+        quiet: PT1H               # its end plus this, or the source sent nothing for
         time: {field: horodate, format: "%Y-%m-%d %H:%M:%S", timezone: Europe/Paris}
 
 Classes: ``identifier``, ``quasi-identifier`` (with exactly one generalisation:
@@ -34,21 +39,26 @@ for numbers, ``prefix: <characters>`` for codes), ``measure``, ``free-text``,
 (``<field>.<sub>``) follow it only if ``subproperties`` lists them (e.g.
 ``[measurementType]``), else they must be named themselves.
 
-``personal`` says whether the source carries personal data; the safety net
-removes every value it flags on such a source. Left out, a source carries
-personal data when its policy pseudonymises or generalises anything, states
-consent or coarsens (a meter, a home); a source of public infrastructure (stations,
-counters) declares none, and the net then keeps the place names and positions it
-flags (streets named after people, a counter's position) and reports them in the
-audit. ``places`` lists such a source's fields and attributes that are declared
-place names and positions: the net does not search them for names, addresses or
-coordinates. Every error is a
-:class:`ConfigError` naming the city file and the dotted key.
+``personal`` says whether the source carries personal data (its entities are
+people or homes). The energy and water domains, where households' meters are,
+must state it; elsewhere, left out, a source is personal when its policy
+pseudonymises or generalises anything, states consent or coarsens. A source that
+declares ``personal: true`` must either declare consent or coarsen to the day
+(``coarsen.to: P1D``): a load curve finer than a day shows when people are at
+home, and anonymise refuses to start otherwise, naming the file and the key.
+The safety net removes every value it flags on a personal source; on a source of
+public infrastructure (stations, counters) it keeps the place names and positions
+it flags (streets named after people, a counter's position) and reports them in
+the audit. ``places`` lists such a source's fields and attributes that are
+declared place names and positions: the net does not search them for names,
+addresses or coordinates. Every error is a :class:`ConfigError` naming the city
+file and the dotted key.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -86,7 +96,12 @@ _POLICY_KEYS = (
     "attributes",
     "coarsen",
 )
-_COARSEN_KEYS = ("to", "sum", "mean", "time", "set")
+_COARSEN_KEYS = ("to", "sum", "mean", "registers", "time", "set", "lateness", "quiet")
+# Domains whose sources must say whether their entities are people or homes.
+PERSONAL_DOMAINS = ("energy", "water")
+DEFAULT_LATENESS_S = 6 * 3600
+DEFAULT_QUIET_S = 3600
+_DURATION = re.compile(r"P(?:(\d+)D)?(?:T(?:(\d+)H)?(?:(\d+)M)?)?")
 _TIME_KEYS = ("field", "format", "timezone")
 _OPTIONS = {
     "grid": ("output", "lon"),
@@ -154,7 +169,13 @@ class Coarsening:
     """Load curve to ``step``: ``sum`` and ``mean`` fields aggregated per bucket,
     other kept fields take the bucket's first value (a cumulative index: its value
     at the bucket start); ``set`` overrides fields (the interval length) with
-    constants. Times from ``time``, else the record's event times."""
+    constants. Times from ``time``, else the record's event times.
+
+    ``P1D`` is coarsened per entity and local day across messages (see
+    services.anonymise.daily): a day is released once the source's readings
+    reach its end plus ``lateness_s``, or once the source has sent nothing for
+    ``quiet_s`` (wall clock) and the day ended ``lateness_s`` ago. ``registers``
+    are cumulative indexes: they keep their value at the start of the day."""
 
     step: str
     seconds: int
@@ -162,6 +183,14 @@ class Coarsening:
     mean: tuple[str, ...] = ()
     time: TimeSpec | None = None
     set: dict[str, str | int | float] = field(default_factory=dict)
+    registers: tuple[str, ...] = ()
+    lateness_s: int = DEFAULT_LATENESS_S
+    quiet_s: int = DEFAULT_QUIET_S
+
+    @property
+    def daily(self) -> bool:
+        """Coarsened per entity and day across messages (with state), not per message."""
+        return self.step == "P1D"
 
 
 @dataclass(frozen=True)
@@ -175,11 +204,11 @@ class Policy:
     attributes: dict[str, FieldRule] = field(default_factory=dict)
     coarsen: Coarsening | None = None
     consent: bool = False
+    personal: bool = True  # carries personal data (declared, or inferred from the policy)
     timezone: str = "Europe/Paris"
     path: str | None = None
     partners: dict[str, str] = field(default_factory=dict)  # longitude field -> its latitude
     subproperties: frozenset[str] = frozenset()  # NGSI sub-properties that follow kept fields
-    personal: bool = True  # the source carries personal data: the safety net removes
     places: frozenset[str] = frozenset()  # declared place fields of a public source
     # Where a row's own time is as normalise reads it (the mapping's ``time``, when the
     # policy keeps that field): the key epoch of each row follows it (see epochs.py).
@@ -319,7 +348,10 @@ class _Reader(ConfigReader):
             if data.get("coarsen") is not None
             else None
         )
-        personal, places = self.personal_data(data, fields, attributes, key)
+        personal = self.personal(data, key, source, [*fields.values(), *attributes.values()])
+        if data.get("personal") is True and not consent:
+            self.daily_coarsening_required(coarsen, key, source)
+        places = self.places(data, personal, fields, attributes, key)
         return Policy(
             city=city.code,
             source=source.id,
@@ -328,34 +360,26 @@ class _Reader(ConfigReader):
             attributes=attributes,
             coarsen=coarsen,
             consent=consent,
+            personal=personal,
             timezone=city.timezone,
             path=self.where,
             partners=partners,
             subproperties=subproperties,
-            personal=personal,
             places=places,
             reading_time=self.reading_time(source, city, fields),
         )
 
-    def personal_data(
+    def places(
         self,
         data: dict[str, Any],
+        personal: bool,
         fields: dict[str, FieldRule],
         attributes: dict[str, FieldRule],
         key: str,
-    ) -> tuple[bool, frozenset[str]]:
-        """Whether the source carries personal data, and its declared place fields."""
-        rules = [*fields.values(), *attributes.values()]
-        inferred = (
-            "consent" in data
-            or data.get("coarsen") is not None
-            or any(r.cls in (IDENTIFIER, QUASI) for r in rules)
-        )
-        personal = data.get("personal", inferred)
-        if not isinstance(personal, bool):
-            raise self.fail(f"{key}.personal", f"expected true or false, got {describe(personal)}")
+    ) -> frozenset[str]:
+        """A public source's declared place fields, which the safety net leaves alone."""
         if "places" not in data:
-            return personal, frozenset()
+            return frozenset()
         places = self.names(data["places"], f"{key}.places")
         if personal:
             raise self.fail(
@@ -370,7 +394,7 @@ class _Reader(ConfigReader):
                     f"{key}.places[{i}]",
                     f"{name!r} must be a field or attribute declared as measure",
                 )
-        return personal, frozenset(places)
+        return frozenset(places)
 
     # -- the time of a reading ---------------------------------------------------------
     def reading_time(
@@ -391,6 +415,48 @@ class _Reader(ConfigReader):
         if rule is None or not (rule.cls == MEASURE or isinstance(rule.generalisation, Bucket)):
             return None  # normalise never sees it as a time
         return spec
+
+    # -- people's load curves -----------------------------------------------------------
+    def personal(
+        self, data: dict[str, Any], key: str, source: SourceConfig, rules: list[FieldRule]
+    ) -> bool:
+        """Declared, required for households' domains; else inferred from the policy."""
+        if "personal" not in data:
+            if source.domain in PERSONAL_DOMAINS:
+                raise self.fail(
+                    f"{key}.personal",
+                    f"required for a source of the {source.domain} domain: true when its "
+                    "entities are people or homes (households' meters: their curves are "
+                    "personal data), false for public infrastructure",
+                )
+            return (
+                "consent" in data
+                or data.get("coarsen") is not None
+                or any(rule.cls in (IDENTIFIER, QUASI) for rule in rules)
+            )
+        personal = data["personal"]
+        if not isinstance(personal, bool):
+            raise self.fail(f"{key}.personal", f"expected true or false, got {describe(personal)}")
+        return personal
+
+    def daily_coarsening_required(
+        self, coarsen: Coarsening | None, key: str, source: SourceConfig
+    ) -> None:
+        """Refuse a personal source whose curves would leave finer than a day without consent."""
+        if coarsen is None:
+            raise self.fail(
+                f"{key}.coarsen",
+                f"source {source.id!r} declares personal entities without consent: its "
+                "sub-daily series must be coarsened to the day; add coarsen: {to: P1D, "
+                "sum: [<interval energies or volumes>], mean: [<powers, flows>]} "
+                "(or consent: true if every entity consented to finer curves)",
+            )
+        if not coarsen.daily:
+            raise self.fail(
+                f"{key}.coarsen.to",
+                f"{coarsen.step!r} keeps a curve finer than a day for personal entities "
+                "without consent; use P1D (or consent: true)",
+            )
 
     # -- one field -----------------------------------------------------------------
     def field_name(self, name: Any, key: str) -> None:
@@ -522,7 +588,8 @@ class _Reader(ConfigReader):
             )
         summed = self.names(data["sum"], f"{key}.sum") if "sum" in data else ()
         mean = self.names(data["mean"], f"{key}.mean") if "mean" in data else ()
-        for group, names in (("sum", summed), ("mean", mean)):
+        registers = self.names(data["registers"], f"{key}.registers") if "registers" in data else ()
+        for group, names in (("sum", summed), ("mean", mean), ("registers", registers)):
             for i, name in enumerate(names):
                 rule = fields.get(name)
                 if rule is None or rule.cls != MEASURE:
@@ -533,6 +600,14 @@ class _Reader(ConfigReader):
         both = set(summed) & set(mean)
         if both:
             raise self.fail(key, f"{', '.join(sorted(both))} cannot be both summed and averaged")
+        twice = set(registers) & (set(summed) | set(mean))
+        if twice:
+            raise self.fail(
+                f"{key}.registers",
+                f"{', '.join(sorted(twice))}: a register keeps its index, it is not aggregated",
+            )
+        lateness = self.duration(data, "lateness", key, DEFAULT_LATENESS_S)
+        quiet = self.duration(data, "quiet", key, DEFAULT_QUIET_S)
         time = None
         if "time" in data:
             raw = data["time"]
@@ -556,9 +631,25 @@ class _Reader(ConfigReader):
                 rule = fields.get(str(name))
                 if rule is None or rule.cls != MEASURE:
                     raise self.fail(where, f"{name!r} must be a field declared as measure")
-                if name in summed or name in mean:
+                if name in summed or name in mean or name in registers:
                     raise self.fail(where, f"{name!r} is already aggregated")
                 if isinstance(constant, bool) or not isinstance(constant, str | int | float):
                     raise self.fail(where, f"expected a text or a number, got {describe(constant)}")
                 overrides[str(name)] = constant
-        return Coarsening(step, STEPS_S[step], summed, mean, time, overrides)
+        return Coarsening(
+            step, STEPS_S[step], summed, mean, time, overrides, registers, lateness, quiet
+        )
+
+    def duration(self, data: dict[str, Any], name: str, key: str, default: int) -> int:
+        """An ISO 8601 duration in days, hours and minutes (``PT6H``, ``P2D``), in seconds."""
+        if name not in data:
+            return default
+        value = data[name]
+        match = _DURATION.fullmatch(value) if isinstance(value, str) else None
+        if match is None or value in ("P", "PT"):
+            raise self.fail(
+                f"{key}.{name}",
+                f"expected an ISO 8601 duration such as PT6H or P2D, got {describe(value)}",
+            )
+        days, hours, minutes = (int(g or 0) for g in match.groups())
+        return ((days * 24 + hours) * 60 + minutes) * 60

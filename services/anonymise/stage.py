@@ -6,6 +6,10 @@ this is the transform plus what privacy adds around it:
 - each record goes through its source's policy with the city's key of each
   row's epoch (UTC month of the reading's own time, see epochs.py): a record
   whose rows span two epochs is emitted as one record per epoch;
+- a source coarsened to the day without consent is folded per entity and local
+  day across messages (:mod:`services.anonymise.day_state`): its rows wait, policy
+  applied, in a changelog-backed store committed with the batch, and one record
+  per entity-day leaves when the day closes (with the key of the day's epoch);
 - the batch's counts become one AuditRecord per city source on ``audit.v1``
   (in the batch's transaction) and Prometheus counters (once it committed);
 - a dead letter never carries personal fields in clear: ``redact`` re-encodes
@@ -19,21 +23,32 @@ from __future__ import annotations
 import logging
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from services.anonymise import daily
 from services.anonymise.audit import AuditLedger
+from services.anonymise.day_state import DayStore, Part, row_times
 from services.anonymise.keys import KeyStore, epoch_of, keys_dir_of
-from services.anonymise.policy import PolicySet, load_policies
-from services.anonymise.transform import TransformError, anonymise_by_epoch, redacted_raw
+from services.anonymise.policy import Policy, PolicySet, load_policies
+from services.anonymise.transform import (
+    COARSENED,
+    RecordAudit,
+    TransformError,
+    anonymise_by_epoch,
+    apply_policy,
+    redacted_raw,
+)
+from services.runtime import dlq
 from services.runtime.cities import CityConfig
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
 from services.runtime.errors import CiteplusError, RejectedInput
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.processor import BaseStage, Emit, InputMeta
+from services.runtime.state import restore
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +58,8 @@ class AnonymiseTopics:
     raw: str = "raw.v1"
     anonymised: str = "anonymised.v1"
     audit: str = "audit.v1"
+    state: str = "anonymise.state.v1"  # open days of daily-coarsened sources
+    dead_letters: str = dlq.DLQ_TOPIC  # the runner's: for a record's late days only
 
 
 class AnonymiseStage(BaseStage):
@@ -58,8 +75,11 @@ class AnonymiseStage(BaseStage):
         topics: AnonymiseTopics | None = None,
         metrics: ServiceMetrics | None = None,
         clock: Callable[[], float] = time.time,
+        node: NodeConfig | None = None,
     ):
         self.policies = policies
+        self.node = node
+        self.contracts = contracts
         self.keys = keys
         self.topics = topics or AnonymiseTopics()
         self.input_topics = [self.topics.raw]
@@ -67,9 +87,17 @@ class AnonymiseStage(BaseStage):
         self.ledger = AuditLedger(metrics.registry if metrics is not None else None)
         self._raw_codec = contracts.codec(self.topics.raw) if contracts is not None else None
         self._clock = clock
+        self.daily_sources = [p for p in policies if _daily(p)]
+        self.days = DayStore(
+            self.topics.state,
+            policies,
+            anonymised_topic=self.topics.anonymised,
+            clock_us=lambda: int(self._clock() * 1_000_000),
+        )
 
     # -- the transform -----------------------------------------------------------------
     def process(self, record: dict[str, Any], meta: InputMeta) -> Iterable[Emit]:
+        self.days.begin_record()  # a rejected record, daily or not, undoes only its own writes
         city, source = record["city"], record["source"]
         policy = self.policies.get(city, source)
         if policy is None:
@@ -79,10 +107,121 @@ class AnonymiseStage(BaseStage):
                 "missing from the city files this service loaded; add it with its privacy "
                 "section and restart anonymise, then replay the record from the raw topic",
             )
-        try:
-            parts = anonymise_by_epoch(
+        if _daily(policy):
+            yield from self._into_days(record, meta, policy)
+            return
+        parts = self._guarded(
+            record,
+            policy,
+            lambda: anonymise_by_epoch(
                 record, policy, lambda epoch: self.keys.pseudonymiser(city, epoch)
+            ),
+        )
+        # One output per key epoch (usually one). Counted only once the runner encoded
+        # every output (this resumes after the last one): a record that went to the
+        # dead letters instead is never counted as anonymised, not even in part.
+        for _, out, _ in parts:
+            yield Emit(
+                self.topics.anonymised,
+                f"{city}|{out['entity_pseudonym']}",
+                out,
+                readings=out["row_count"],
             )
+        for epoch, _, audit in parts:
+            self.ledger.add((city, source, policy.version, epoch), audit, record["lineage_id"])
+
+    def _into_days(self, record: dict[str, Any], meta: InputMeta, policy: Policy) -> Iterator[Emit]:
+        """Fold the record's rows into its entity's open days; nothing leaves now."""
+        city, source = record["city"], record["source"]
+        group = (meta.partition, city, source)
+        if not record["row_count"]:
+            return
+        parts, late, audit, epoch = self._guarded(
+            record, policy, lambda: self._day_parts(record, policy, group)
+        )
+        if not parts:
+            raise RejectedInput(
+                "day-released",
+                f"{city}/{source}: every reading falls in a local day already released "
+                "(coarsened to the day); a second record for a day would reveal the late "
+                "readings by difference, so they are not added; the original stays in the "
+                "raw topic at this letter's partition and offset",
+            )
+        self._guarded(
+            record, policy, lambda: self.days.add(group, policy, parts, meta.timestamp_ms * 1000)
+        )
+        if late:
+            yield self._late_letter(record, meta, late, len(parts) + late)
+        self.ledger.add((city, source, policy.version, epoch), audit, record["lineage_id"])
+
+    def _day_parts(
+        self, record: dict[str, Any], policy: Policy, group: tuple[int, str, str]
+    ) -> tuple[list[Part], int, RecordAudit, str]:
+        """The record's rows per open local day, policy applied with the day's key."""
+        times = row_times(record, policy)
+        by_day = daily.rows_by_day(times, policy.timezone)
+        closed = self.days.closed_before(group)
+        parts: list[Part] = []
+        late = 0
+        audit = RecordAudit(rows=record["row_count"])
+        epoch = None
+        for day_start, rows in by_day.items():
+            if closed is not None and daily.day_end(day_start, policy.timezone) <= closed:
+                late += 1
+                continue
+            day_epoch = daily.epoch_of_day(day_start)
+            epoch = epoch or day_epoch
+            pseudonymise = self.keys.pseudonymiser(record["city"], day_epoch)
+            applied = apply_policy(daily.subset(record, rows), policy, pseudonymise)
+            for name, count in applied.audit.decisions.items():
+                audit.add(name, count)
+            audit.incident(applied.audit.incidents)
+            audit.add(COARSENED, len(rows))
+            head = daily.header(
+                pseudonym=applied.entity_pseudonym,
+                entity_type=applied.entity_type,
+                record=record,
+                epoch=day_epoch,
+                policy_version=policy.version,
+                attributes=applied.attributes,
+            )
+            parts.append(Part(day_start, head, applied.columns, [times[i] for i in rows]))
+        return parts, late, audit, epoch or epoch_of(record["received_at"])
+
+    def _late_letter(self, record: dict[str, Any], meta: InputMeta, late: int, days: int) -> Emit:
+        letter = dlq.dead_letter(
+            stage=self.name,
+            reason="day-released",
+            message=(
+                f"{record['city']}/{record['source']}: {late} of the {days} local days of this "
+                "record were already released (coarsened to the day): their readings were not "
+                "added, the other days' were; the original stays in the raw topic at this "
+                "letter's partition and offset"
+            ),
+            original_value=self.redact(None, record),
+            original_key=self.redact_key(meta.key, record),
+            source_topic=meta.topic,
+            source_partition=meta.partition,
+            source_offset=meta.offset,
+            city=record["city"],
+            source=record["source"],
+        )
+        return Emit(
+            self.topics.dead_letters,
+            dlq.dead_letter_key(self.name, record["city"]),
+            letter,
+            readings=0,
+        )
+
+    def _guarded(self, record: dict[str, Any], policy: Policy, work: Callable[[], Any]) -> Any:
+        """Run ``work``; any failure becomes a RejectedInput that quotes no value."""
+        city, source = record["city"], record["source"]
+        try:
+            return work()
+        except RejectedInput:
+            raise
+        except daily.DayCoarseningError as exc:
+            raise RejectedInput("cannot-coarsen", f"{city}/{source}: {exc}") from None
         except TransformError as exc:
             raise RejectedInput(exc.reason, f"{city}/{source}: {exc}") from None
         except CiteplusError as exc:  # keyring problems: messages name files, never secrets
@@ -100,31 +239,51 @@ class AnonymiseStage(BaseStage):
                 f"{city}/{source}: {type(exc).__name__} at {where} while applying policy "
                 f"{policy.version} (details withheld: they may quote personal data)",
             ) from None
-        # One output per key epoch (usually one). Counted only once the runner encoded
-        # every output (this resumes after the last one): a record that went to the
-        # dead letters instead is never counted as anonymised, not even in part.
-        for _, out, _ in parts:
-            yield Emit(
-                self.topics.anonymised,
-                f"{city}|{out['entity_pseudonym']}",
-                out,
-                readings=out["row_count"],
-            )
-        for epoch, _, audit in parts:
-            self.ledger.add((city, source, policy.version, epoch), audit, record["lineage_id"])
 
     def end_batch(self) -> Iterable[Emit]:
         at = int(self._clock() * 1_000_000)
-        return [
+        audits = [
             Emit(self.topics.audit, f"{summary['city']}|{summary['source']}", summary, readings=0)
             for summary in self.ledger.summaries(at)
         ]
+        return audits + (self.days.close() if self.daily_sources else [])
+
+    def on_idle(self) -> Iterable[Emit]:
+        """Days of sources that went quiet, closed by the wall clock."""
+        return self.days.close(idle=True) if self.daily_sources else []
 
     def on_commit(self) -> None:
         self.ledger.commit()
+        self.days.commit()
 
     def on_abort(self) -> None:
         self.ledger.abort()
+        self.days.abort()
+
+    def on_record_failed(self) -> None:
+        self.days.rollback_record()
+
+    # -- partitions -------------------------------------------------------------------
+    def on_assign(self, partitions: list[int]) -> None:
+        """Restore the open days of the raw partitions this instance now owns."""
+        if not self.daily_sources or self.node is None or self.contracts is None:
+            return
+        started = time.monotonic()
+        codec = self.contracts.codec(self.topics.state)
+        read = restore(self.node, [self.days.store], partitions, codec.decode)
+        self.days.reindex()
+        log.info(
+            "open days restored",
+            extra={
+                "partitions": partitions,
+                "records": read,
+                "seconds": round(time.monotonic() - started, 3),
+            },
+        )
+
+    def on_revoke(self, partitions: list[int]) -> None:
+        if self.daily_sources:
+            self.days.forget(partitions)
 
     # -- dead letters -------------------------------------------------------------------
     def _pseudonymiser(self, record: dict[str, Any]):
@@ -139,6 +298,13 @@ class AnonymiseStage(BaseStage):
             return None  # undecodable bytes may hold anything: never copied
         try:
             policy = self.policies.get(record["city"], record["source"])
+            if policy is not None and policy.coarsening is not None:
+                # A coarsened source's letter carries no value and no reading time:
+                # its rows are the sub-daily curve the policy withholds.
+                safe = redacted_raw(record, None, self._pseudonymiser(record))
+                safe["event_times"] = []
+                safe["attributes"] = {"anonymise.redacted": "coarsened source: no values"}
+                return self._raw_codec.encode(safe)
             safe = redacted_raw(record, policy, self._pseudonymiser(record))
             return self._raw_codec.encode(safe)
         except Exception:  # when in doubt, the letter carries no bytes
@@ -175,4 +341,9 @@ def build_stage(
         "privacy policies and keyrings loaded",
         extra={"sources": len(policies), "keyrings": origins},
     )
-    return AnonymiseStage(policies, keys, contracts, topics=topics, metrics=metrics)
+    return AnonymiseStage(policies, keys, contracts, topics=topics, metrics=metrics, node=node)
+
+
+def _daily(policy: Policy) -> bool:
+    coarsening = policy.coarsening
+    return coarsening is not None and coarsening.daily

@@ -117,6 +117,11 @@ class BaseStage:
         """The record just processed went to the dead letters: undo its state writes."""
         return None
 
+    def on_idle(self) -> Iterable[Emit]:
+        """Records to emit although no input came (state closed by the wall clock);
+        committed in a transaction of their own. Called at every empty poll: cheap."""
+        return ()
+
     def end_batch(self) -> Iterable[Emit]:
         """Records that summarise the batch (audit counts), committed with it."""
         return ()
@@ -240,6 +245,7 @@ class StageRunner:
         self._refresh_lag()
         good = [m for m in messages if not self._is_error(m)]
         if not good:
+            self._run_idle()
             return 0
         started = time.perf_counter()
         self.producer.begin_transaction()
@@ -335,6 +341,39 @@ class StageRunner:
                 tally.readings += emit.readings
                 tally.produced += 1
         return tally
+
+    def _run_idle(self) -> None:
+        """Give a stateful stage the chance to emit without input (a day closed by the
+        wall clock for a source that went quiet): its records and state changes
+        commit in one transaction of their own, with no offsets."""
+        on_idle = getattr(self.stage, "on_idle", None)
+        if on_idle is None:
+            return
+        emits = list(on_idle())
+        if not emits:
+            return
+        tally = _BatchTally()
+        self.producer.begin_transaction()
+        try:
+            for emit in emits:
+                value = self.contracts.codec(emit.topic).encode(emit.value)
+                if emit.partition is None:
+                    produce_bytes(self.producer, emit.topic, emit.key, value)
+                else:
+                    produce_bytes(
+                        self.producer, emit.topic, emit.key, value, partition=emit.partition
+                    )
+                tally.by_topic[emit.topic] = tally.by_topic.get(emit.topic, 0) + 1
+                tally.readings += emit.readings
+                tally.produced += 1
+            self._commit()
+        except KafkaException as exc:
+            self._abort(exc)
+            return
+        self._hook("on_commit")
+        for topic, count in tally.by_topic.items():
+            self.metrics.records_out.labels(self.stage.name, topic).inc(count)
+        self.summary.records_out += tally.produced
 
     def _produce_batch_end(self, tally: _BatchTally) -> None:
         end_batch = getattr(self.stage, "end_batch", None)

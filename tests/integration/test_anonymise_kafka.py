@@ -39,6 +39,10 @@ FORBIDDEN = [
 SECRET = fixture_secret("integration")
 PRIVACY = {
     "version": "it-1",
+    # Delivery points (personal) whose holders consented to their curves: records
+    # leave per message, which is what these tests of the safety net look at.
+    "personal": True,
+    "consent": True,
     "fields": {
         "pdl": "identifier",
         "kwh": "measure",

@@ -58,7 +58,7 @@ def source(sid: str, fmt: str, entity: str, fields: dict[str, str], **extra: Any
         "domain": "energy",
         "entity": entity,
         "token": f"env:DL_{sid.upper().replace('-', '_')}",
-        "privacy": {"version": "dl-1", "fields": fields},
+        "privacy": {"version": "dl-1", "personal": True, "consent": True, "fields": fields},
         **extra,
     }
 

@@ -69,6 +69,8 @@ sources:
     token: env:NETVILLE_COMPTEURS
     privacy:
       version: net-1
+      personal: true
+      consent: true  # per-message outputs: the net is what this test is about
       fields:
         pdl: identifier
         horodate: measure
@@ -85,6 +87,7 @@ sources:
     privacy:
       version: net-1
       personal: true  # sensors in homes: nothing pseudonymised, still personal
+      consent: true
       fields:
         note: measure
         position: measure

@@ -23,15 +23,19 @@ def city_file(
     *,
     entity: str = "meter",
     code: str = "testville",
+    domain: str = "environment",
     mapping: dict[str, Any] | None = None,
 ) -> Path:
     """A city file with one ndjson source whose privacy section is ``privacy``
-    (and, if given, its normalise ``mapping``)."""
+    (and, if given, its normalise ``mapping``).
+
+    The domain defaults to one where ``privacy.personal`` is optional, so that a
+    test names it only when it is what the test is about."""
     source: dict[str, Any] = {
         "id": "meters",
         "format": "ndjson",
         "dataset": "load-curves",
-        "domain": "energy",
+        "domain": domain,
         "entity": entity,
         "token": "env:CITEPLUS_TOKEN_TEST",
     }

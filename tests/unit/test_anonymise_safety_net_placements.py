@@ -153,8 +153,11 @@ def test_a_source_with_identifiers_carries_personal_data_unless_it_says_otherwis
 ) -> None:
     assert policy_of(tmp_path, PERSONAL).personal
     assert not policy_of(tmp_path, {"version": 1, "fields": {"n": "measure"}}).personal
-    forced = {"version": 1, "personal": True, "fields": {"n": "measure"}}
+    # (a personal source also needs consent or daily coarsening: see test_anonymise_daily)
+    forced = {"version": 1, "personal": True, "consent": True, "fields": {"n": "measure"}}
     assert policy_of(tmp_path, forced).personal
+    public = {"version": 1, "personal": False, "consent": True, "fields": {"n": "measure"}}
+    assert not policy_of(tmp_path, public).personal
 
 
 @pytest.mark.parametrize(
