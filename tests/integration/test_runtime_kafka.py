@@ -154,6 +154,9 @@ class CommitFailsOnce(StageRunner):
     def _commit(self) -> None:
         if not CommitFailsOnce.failed:
             CommitFailsOnce.failed = True
+            # What a real commit does first: the batch's records reach the broker (and
+            # are then aborted); without it, abort may purge them from the local queue.
+            self.producer.flush(30)
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "injected", retriable=True))
         super()._commit()
 
