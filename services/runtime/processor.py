@@ -36,6 +36,7 @@ from services.runtime.metrics import ServiceMetrics
 log = logging.getLogger(__name__)
 
 LAG_REFRESH_S = 5.0
+TICK_S = 1.0  # how often an idle stage is asked for time-driven output (on_tick)
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,12 @@ class BaseStage:
         """Records that summarise the batch (audit counts), committed with it."""
         return ()
 
+    def on_tick(self) -> Iterable[Emit]:
+        """Records due because time passed, not because input came (a window closed
+        by the wall clock); committed in a transaction of their own. Nothing is
+        produced, and no transaction opened, when this returns nothing."""
+        return ()
+
 
 @dataclass
 class _BatchTally:
@@ -167,6 +174,7 @@ class StageRunner:
             node, transactional_id=f"citeplus.{node.node.id}.{stage.name}.{instance}"
         )
         self.summary = RunSummary()
+        self._ticked = 0.0
         self._lag_refreshed = 0.0
         self._started = False
 
@@ -215,6 +223,9 @@ class StageRunner:
                 self.metrics.mark_progress()
                 processed = self.run_once()
                 now = time.monotonic()
+                if now - self._ticked >= TICK_S:
+                    self._ticked = now
+                    self.tick()
                 if processed:
                     idle_since = now
                 elif idle_exit_s is not None and now - idle_since >= idle_exit_s:
@@ -322,11 +333,35 @@ class StageRunner:
                 tally.produced += 1
         return tally
 
+    def tick(self) -> int:
+        """Ask the stage for time-driven records (``on_tick``) and commit them in one
+        transaction; returns how many were produced."""
+        on_tick = getattr(self.stage, "on_tick", None)
+        emits = list(on_tick()) if on_tick is not None else []
+        if not emits:
+            return 0
+        tally = _BatchTally()
+        self.producer.begin_transaction()
+        try:
+            self._produce(emits, tally)
+            self._commit()
+        except KafkaException as exc:
+            self._abort(exc)
+            return 0
+        self._hook("on_commit")
+        for topic, count in tally.by_topic.items():
+            self.metrics.records_out.labels(self.stage.name, topic).inc(count)
+        self.summary.records_out += len(emits)
+        return len(emits)
+
     def _produce_batch_end(self, tally: _BatchTally) -> None:
         end_batch = getattr(self.stage, "end_batch", None)
         if end_batch is None:
             return
-        for emit in end_batch():
+        self._produce(end_batch(), tally)
+
+    def _produce(self, emits: Iterable[Emit], tally: _BatchTally) -> None:
+        for emit in emits:
             value = self.contracts.codec(emit.topic).encode(emit.value)
             if emit.partition is None:
                 produce_bytes(self.producer, emit.topic, emit.key, value)
