@@ -31,6 +31,7 @@ ENERGY_TOPICS = (
     "observations.v1",
     "energy.regrouped.v1",
     "energy.aggregates.v1",
+    "energy.aggregates.released.v2",
     "energy.state.v1",
     "dlq.v1",
 )
@@ -100,7 +101,6 @@ def figures(records: dict[str, dict]) -> dict[str, tuple]:
             r["energy_kwh"] and round(r["energy_kwh"], 6),
             r["meter_count"],
             r["peak_kw"] and round(r["peak_kw"], 6),
-            r["largest_share"],
             r["suppressed"],
             r["suppression_reason"],
         )
@@ -135,7 +135,7 @@ def test_aggregates_match_hand_computed_figures(node, isolated_topics) -> None:
 
     z2_hour = records[key("69381-0002", "PT1H", "2025-11-22T07:00:00Z")]
     assert z2_hour["energy_kwh"] == pytest.approx(11 * 0.3 * 6)
-    assert z2_hour["meter_count"] == 11 and z2_hour["largest_share"] == 0.09
+    assert z2_hour["meter_count"] == 11 and z2_hour["largest_share"] is None
     assert z2_hour["peak_kw"] == pytest.approx(11 * 0.3 * 6)  # 3.3 kWh per 10 min = 19.8 kW
     assert z2_hour["window_end"] - z2_hour["window_start"] == HOUR_US
     # 3 meters: withheld; then Z1 (the smaller of the two others) is withheld with it,
@@ -204,6 +204,18 @@ def test_late_data_updates_a_window_with_a_higher_version(node, isolated_topics)
     ]
     assert [letter["reason"] for letter in letters] == ["too-late"]
     assert latest(node, contracts, topics.aggregates)[day1] == second[day1]
+
+    # Day 1 was released once, when the watermark closed it, as it finally was.
+    codec = contracts.codec(topics.released)
+    released = [
+        (m.key().decode(), codec.decode(m.value())) for m in read_all(node, topics.released)
+    ]
+    keys = [k for k, _ in released]
+    assert len(keys) == len(set(keys)), "a window was released twice"
+    of_day1 = {k: r for k, r in released if r["window_start"] < T0 + DAY_US}
+    assert len(of_day1) == 3 * (96 + 24 + 1)
+    assert of_day1[day1]["energy_kwh"] == pytest.approx(second[day1]["energy_kwh"])
+    assert of_day1[day1]["meter_count"] == 15 and of_day1[day1]["closed_by"] == "watermark"
 
 
 def stream(meters: int, days: int) -> list[dict]:
