@@ -295,3 +295,29 @@ def test_killed_worker_restarts_without_loss_or_double_counting(node, isolated_t
             if second.poll() is None:
                 second.kill()
     assert got == expected
+
+
+def test_a_quiet_city_is_released_by_the_wall_clock_in_a_transaction_of_its_own(
+    node, isolated_topics
+) -> None:
+    """One day of 2025, nothing after it: the watermark never passes it, yet once the
+    group has been quiet for the idle time the runner's tick closes and releases it,
+    committed on the broker (read_committed readers see it) without any input."""
+    topics, prefix, contracts = make_topics(isolated_topics)
+    produce(node, contracts, topics.observations, [day_of(f"m{i}", 0.1, "Z1") for i in range(12)])
+    stage = run_stage(node, contracts, topics, f"{prefix}energy-analytics", idle_close_us=1_000_000)
+    assert stage.days_released == 1
+    codec = contracts.codec(topics.released)
+    released = [codec.decode(m.value()) for m in read_all(node, topics.released, expected=363)]
+    assert len(released) == 3 * (96 + 24 + 1)
+    assert {r["closed_by"] for r in released} == {"idle"}
+    city_day = next(r for r in released if r["granularity"] == "P1D" and r["sector"] == "*")
+    assert city_day["energy_kwh"] == pytest.approx(12 * 0.1 * 144)
+    # Closed: a reading of that day now goes to the dead letters, nothing is released again.
+    produce(node, contracts, topics.observations, [day_of("late", 0.1, "Z1")])
+    run_stage(node, contracts, topics, f"{prefix}energy-analytics", idle_close_us=1_000_000)
+    letters = read_all(node, topics.dead_letters, expected=1)
+    assert [contracts.codec(topics.dead_letters).decode(m.value())["reason"] for m in letters] == [
+        "too-late"
+    ]
+    assert len(read_all(node, topics.released, settle_s=1.0)) == len(released)
