@@ -28,6 +28,16 @@ quarters (x1 a quarter, x4 an hour, x96 the day) keeps every time equation too.
 So the published figures fit more than one value of c: it cannot be recovered.
 ``tests/unit/test_energy_secrecy.py`` checks this by linear algebra on random
 tables. Meter counts add up the same way and are withheld with the energy.
+
+Beyond exact recovery, an attacker who knows that energy is never negative bounds
+a withheld value; :func:`plan` widens the suppression until no withheld cell's
+bounds lie within ``PROTECTION`` of its value (see :func:`_exposed`), and
+``tests/unit/test_energy_release_attack.py`` attacks every record released with
+``scipy.optimize.linprog``.
+
+Thresholds: ``min_meters`` (at least 10, refused below at load) for every cell
+that may hold homes; sectors a city file declares ``non_residential`` may use a
+lower one (3 at least).
 """
 
 from __future__ import annotations
