@@ -9,6 +9,10 @@ topic, then measures, on the same messages:
 - ours: the energy-analytics stage (StageRunner, transactions, read_committed):
   regroup by city, 15 min / 1 h / 1 day windows per zone and sector and city
   totals, statistical secrecy, upserts, changelog state;
+- without the release rule: the same stage, on its own copy of the topics, minus
+  the one release of every closed day (energy.aggregates.released.v2): what the
+  release rule costs, same run, same data (with 4 days and 48 h of lateness, the
+  first two days close and are released during the run);
 - peer: the same windowed aggregate written with quixstreams, exactly once, in
   its own virtual environment (var/bench-venvs/quix, created on first run with
   pip: quixstreams pins another confluent-kafka than ours), bench/energy_quix_peer.py.
@@ -119,10 +123,23 @@ def bare_consume(node: NodeConfig, contracts, topic: str, messages: int) -> tupl
     return readings, seconds
 
 
+class WithoutRelease(EnergyStage):
+    """The stage as it was before the release rule: closed days are not released."""
+
+    def _release_closed_days(self, released_at: int) -> list:
+        return []
+
+
 def ours(
-    node: NodeConfig, contracts, topics, name: str, total: int, partitions: int
+    node: NodeConfig,
+    contracts,
+    topics,
+    name: str,
+    total: int,
+    partitions: int,
+    kind: type[EnergyStage] = EnergyStage,
 ) -> dict[str, Any]:
-    stage = EnergyStage(topics, node=node, contracts=contracts, name=name, partitions=partitions)
+    stage = kind(topics, node=node, contracts=contracts, name=name, partitions=partitions)
     runner = StageRunner(
         stage, node, contracts, instance=name, dead_letter_topic=topics.dead_letters
     )
@@ -147,6 +164,7 @@ def ours(
         "seconds": seconds,
         "aggregates": stage.aggregates_published,
         "batches": runner.summary.batches,
+        "days_released": stage.days_released,
     }
 
 
@@ -233,7 +251,32 @@ def main(argv: list[str] | None = None) -> int:
         f"{result['batches']} transactions)",
         flush=True,
     )
-    print(f"\nratio ours / ceiling: {rate / ceiling:.3f}")
+    # The release rule's cost: the same data on a copy of the topics, without it.
+    other_prefix = f"bench.{uuid.uuid4().hex[:6]}."
+    other_topics, other_specs = topic_specs(other_prefix)
+    provision_topics(node, other_specs)
+    other_contracts = connect_contracts(node, other_specs)
+    produce(node, other_contracts, other_topics.observations, data)
+    without = ours(
+        node,
+        other_contracts,
+        other_topics,
+        f"{other_prefix}energy-analytics",
+        total,
+        other_specs[0].partitions,
+        WithoutRelease,
+    )
+    bare = without["readings"] / without["seconds"]
+    print(
+        f"  {'same, without the release rule':40} {without['seconds']:8.2f} s "
+        f"{bare:>12,.0f} readings/s",
+        flush=True,
+    )
+    print(
+        f"\nrelease rule: {result['days_released']} city-days released once each; "
+        f"ratio with / without: {rate / bare:.3f}"
+    )
+    print(f"ratio ours / ceiling: {rate / ceiling:.3f}")
     if not args.no_peer:
         got = peer(node, topics.observations, total)
         peer_rate = got["readings"] / got["seconds"]

@@ -248,7 +248,7 @@ class AnonymiseStage(BaseStage):
         ]
         return audits + (self.days.close() if self.daily_sources else [])
 
-    def on_idle(self) -> Iterable[Emit]:
+    def on_tick(self) -> Iterable[Emit]:
         """Days of sources that went quiet, closed by the wall clock."""
         return self.days.close(idle=True) if self.daily_sources else []
 

@@ -175,7 +175,7 @@ def publish(
                 "energy_kwh": None,
                 "meter_count": None,
                 "peak_kw": None,
-                "largest_share": None,
+                "largest_share": None,  # never a value: it gave the top consumer away
                 "suppressed": why is not None,
                 "suppression_reason": why,
                 "computed_at": computed_at,
@@ -184,7 +184,48 @@ def publish(
                 record["energy_kwh"] = f.energy
                 record["meter_count"] = f.meters
                 record["peak_kw"] = round(peak, 6) + 0.0
-                record["largest_share"] = round(f.largest / f.energy, 2) if f.energy > 0 else 0.0
+            records.append((aggregate_key(city, cell, carrier, granularity, start), record))
+    return records
+
+
+def release(
+    table: DayTable,
+    *,
+    city: str,
+    carrier: str,
+    plan: secrecy.Plan,
+    released_at: int,
+    closed_by: str,
+) -> list[tuple[str, dict[str, Any]]]:
+    """(key, EnergyAggregateRelease) of every cell and total in every window of a
+    closed day: the day's one and only release (docs/energy-analytics.md).
+
+    Same cells, windows and secrecy as :func:`publish`, without a version (there
+    is one record per window, ever) and without any dominance value."""
+    withheld, own = plan
+    records: list[tuple[str, dict[str, Any]]] = []
+    for window in sorted(table.windows):
+        start, end = window_bounds(table.day, window)
+        granularity = window[0]
+        for cell, (f, peak) in sorted(table.windows[window].items()):
+            why = secrecy.reason(withheld, own, window, cell)
+            shown = why is None
+            record: dict[str, Any] = {
+                "city": city,
+                "zone": cell[0],
+                "carrier": carrier,
+                "sector": cell[1],
+                "granularity": granularity,
+                "window_start": start,
+                "window_end": end,
+                "energy_kwh": f.energy if shown else None,
+                "meter_count": f.meters if shown else None,
+                "peak_kw": round(peak, 6) + 0.0 if shown else None,
+                "suppressed": not shown,
+                "suppression_reason": why,
+                "closed_by": closed_by,
+                "released_at": released_at,
+            }
             records.append((aggregate_key(city, cell, carrier, granularity, start), record))
     return records
 
@@ -195,6 +236,7 @@ __all__ = [
     "day_table",
     "plan_table",
     "publish",
+    "release",
     "window_bounds",
     "windows_of_quarters",
 ]

@@ -30,6 +30,7 @@ def topic_specs(prefix: str = ""):
             base.observations,
             base.regrouped,
             base.aggregates,
+            base.released,
             base.state,
             base.dead_letters,
         )
@@ -63,13 +64,22 @@ def serve(args: argparse.Namespace) -> int:
             metrics=metrics,
             name=f"{args.topic_prefix}{NAME}",
             partitions=next(s.partitions for s in specs if s.name == topics.regrouped),
+            idle_close_us=(
+                int(node.processing.idle_close_s * 1_000_000)
+                if node.processing.idle_close_s > 0
+                else None
+            ),
         )
         log.info(
             "energy stage configured",
             extra={
                 "inputs": stage.input_topics,
                 "lateness_hours": args.lateness_hours,
-                "policies": {c: [p.min_meters, p.dominance_share] for c, p in policies.items()},
+                "idle_close_s": node.processing.idle_close_s,
+                "policies": {
+                    c: [p.min_meters, p.dominance_share, sorted(p.non_residential)]
+                    for c, p in policies.items()
+                },
             },
         )
         return stage
@@ -142,10 +152,12 @@ def register(
     """Add ``citeplus service energy-analytics`` and ``citeplus energy report``."""
     parser = service_commands.add_parser(
         "energy-analytics",
-        help="windowed energy aggregates with statistical secrecy -> energy.aggregates.v1",
+        help="windowed energy aggregates with statistical secrecy -> energy.aggregates.v1 "
+        "(provisional, internal) and energy.aggregates.released.v2 (once per closed day)",
         description="Aggregate energy observations per city x zone x carrier x sector in UTC "
         "windows of 15 minutes, 1 hour and 1 day, apply each city's statistical-secrecy "
-        "policy (its city file's `secrecy:` block) and publish upserts.",
+        "policy (its city file's `secrecy:` block), keep provisional upserts internal and "
+        "release every window once, when its day closes.",
     )
     add_stage_arguments(parser)
     parser.add_argument(

@@ -28,6 +28,16 @@ quarters (x1 a quarter, x4 an hour, x96 the day) keeps every time equation too.
 So the published figures fit more than one value of c: it cannot be recovered.
 ``tests/unit/test_energy_secrecy.py`` checks this by linear algebra on random
 tables. Meter counts add up the same way and are withheld with the energy.
+
+Beyond exact recovery, an attacker who knows that energy is never negative bounds
+a withheld value; :func:`plan` widens the suppression until no withheld cell's
+bounds lie within ``PROTECTION`` of its value (see :func:`_exposed`), and
+``tests/unit/test_energy_release_attack.py`` attacks every record released with
+``scipy.optimize.linprog``.
+
+Thresholds: ``min_meters`` (at least 10, refused below at load) for every cell
+that may hold homes; sectors a city file declares ``non_residential`` may use a
+lower one (3 at least).
 """
 
 from __future__ import annotations
@@ -43,40 +53,73 @@ MIN_METERS = "min-meters"
 DOMINANCE = "dominance"
 SECONDARY = "secondary"
 TEMPORAL = "temporal"
+# A withheld cell's interval, as an attacker with non-negativity computes it, must
+# not lie within this share of its value (the threat model says 10 %: margin kept).
+PROTECTION = 0.15
 
 Cell = tuple[str, str]  # (zone, sector); a total has zone "*" (and sector "*" for the city)
 # (withheld cells with their day-level reason, (window, cell) that failed the rule themselves)
 Plan = tuple[dict[Cell, str], dict[tuple[Any, Cell], str]]
 
 
+RESIDENTIAL_MIN_METERS = 10  # Code de l'énergie D.111-52: residential aggregates of >= 10 points
+NON_RESIDENTIAL_FLOOR = 3  # the lowest threshold a city may declare for non-residential sectors
+# Sectors that can never be declared non-residential: homes, and what may hold homes.
+NEVER_NON_RESIDENTIAL = frozenset({"residential", "unknown", TOTAL})
+
+
 @dataclass(frozen=True)
 class SecrecyPolicy:
-    """A city's rule: at least ``min_meters`` delivery points, none above ``dominance_share``."""
+    """A city's rule: at least ``min_meters`` delivery points, none above ``dominance_share``.
 
-    min_meters: int = 10
+    ``non_residential`` names sectors (industry, public lighting...) where the city
+    file allows ``non_residential_min_meters`` instead: a cell of such a sector, or
+    its sector total, needs only that many points. Every cell that may hold homes
+    (residential, unknown, the city total across sectors) keeps ``min_meters``.
+    """
+
+    min_meters: int = RESIDENTIAL_MIN_METERS
     dominance_share: float = 0.85
+    non_residential: frozenset[str] = frozenset()
+    non_residential_min_meters: int = RESIDENTIAL_MIN_METERS
+
+    def minimum(self, sector: str) -> int:
+        """Delivery points a cell of ``sector`` needs (``*``: the city total)."""
+        if sector in self.non_residential:
+            return self.non_residential_min_meters
+        return self.min_meters
 
     @classmethod
     def from_config(cls, raw: Any, *, source: str | None, key: str = "secrecy") -> SecrecyPolicy:
-        """Validate a city file's ``secrecy:`` block; missing keys take the defaults."""
+        """Validate a city file's ``secrecy:`` block; missing keys take the defaults.
+
+        A residential threshold under 10 is refused (it is the law's, not a
+        preference); a lower one is allowed only for sectors the file declares
+        non-residential, and never under 3.
+        """
         if raw is None:
             return cls()
         if not isinstance(raw, Mapping):
             raise ConfigError(
                 "expected a mapping with min_meters and dominance_share", source=source, key=key
             )
-        unknown = set(raw) - {"min_meters", "dominance_share"}
+        unknown = set(raw) - {"min_meters", "dominance_share", "non_residential"}
         if unknown:
             raise ConfigError(
-                f"unknown keys {sorted(unknown)} (allowed: dominance_share, min_meters)",
+                f"unknown keys {sorted(unknown)} (allowed: dominance_share, min_meters, "
+                "non_residential)",
                 source=source,
                 key=key,
             )
         defaults = cls()
         minimum = raw.get("min_meters", defaults.min_meters)
-        if not isinstance(minimum, int) or isinstance(minimum, bool) or minimum < 1:
+        if not _whole(minimum) or minimum < RESIDENTIAL_MIN_METERS:
             raise ConfigError(
-                f"expected a whole number of delivery points >= 1, got {minimum!r}",
+                f"expected a whole number of delivery points >= {RESIDENTIAL_MIN_METERS} "
+                f"(residential consumption is published only in aggregates of at least "
+                f"{RESIDENTIAL_MIN_METERS} delivery points, Code de l'énergie D.111-52), got "
+                f"{minimum!r}; a lower threshold may apply only to sectors declared under "
+                f"{key}.non_residential",
                 source=source,
                 key=f"{key}.min_meters",
             )
@@ -87,7 +130,50 @@ class SecrecyPolicy:
                 source=source,
                 key=f"{key}.dominance_share",
             )
-        return cls(minimum, float(share))
+        sectors, lower = _non_residential(raw.get("non_residential"), minimum, source, key)
+        return cls(minimum, float(share), sectors, lower)
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _non_residential(
+    raw: Any, residential: int, source: str | None, key: str
+) -> tuple[frozenset[str], int]:
+    """``non_residential: {sectors: [...], min_meters: N}`` of a city's secrecy block."""
+    where = f"{key}.non_residential"
+    if raw is None:
+        return frozenset(), RESIDENTIAL_MIN_METERS
+    if not isinstance(raw, Mapping) or set(raw) - {"sectors", "min_meters"}:
+        raise ConfigError(
+            "expected a mapping {sectors: [industry, ...], min_meters: N}", source=source, key=where
+        )
+    sectors = raw.get("sectors")
+    if (
+        not isinstance(sectors, list)
+        or not sectors
+        or not all(isinstance(s, str) and s for s in sectors)
+    ):
+        raise ConfigError(
+            "expected a non-empty list of sector names", source=source, key=f"{where}.sectors"
+        )
+    homes = sorted(set(sectors) & NEVER_NON_RESIDENTIAL)
+    if homes:
+        raise ConfigError(
+            f"{homes} may hold homes and keep the residential threshold",
+            source=source,
+            key=f"{where}.sectors",
+        )
+    lower = raw.get("min_meters", residential)
+    if not _whole(lower) or not NON_RESIDENTIAL_FLOOR <= lower <= residential:
+        raise ConfigError(
+            f"expected a whole number of delivery points from {NON_RESIDENTIAL_FLOOR} to "
+            f"{residential} (the residential threshold), got {lower!r}",
+            source=source,
+            key=f"{where}.min_meters",
+        )
+    return frozenset(sectors), lower
 
 
 class Figures(NamedTuple):
@@ -98,11 +184,14 @@ class Figures(NamedTuple):
     largest: float  # energy of the largest single delivery point
 
 
-def primary_reason(figures: Figures, policy: SecrecyPolicy) -> str | None:
-    """Why this cell must be withheld on its own, or None. No meter: nothing to protect."""
+def primary_reason(
+    figures: Figures, policy: SecrecyPolicy, sector: str = "residential"
+) -> str | None:
+    """Why this cell (of ``sector``) must be withheld on its own, or None. No meter:
+    nothing to protect."""
     if figures.meters == 0:
         return None
-    if figures.meters < policy.min_meters:
+    if figures.meters < policy.minimum(sector):
         return MIN_METERS
     if figures.energy > 0 and figures.largest > policy.dominance_share * figures.energy:
         return DOMINANCE
@@ -168,7 +257,7 @@ def plan(
     for window in sorted(windows, key=repr):
         for cell, figures in windows[window].items():
             every.add(cell)
-            why = primary_reason(figures, policy)
+            why = primary_reason(figures, policy, cell[1])
             if why is not None:
                 own[(window, cell)] = why
                 if first.get(cell) != MIN_METERS:
@@ -180,7 +269,60 @@ def plan(
                 sizes[cell] = max(sizes.get(cell, 0.0), figures.energy)
     ranked = {cell: sizes.get(cell, 0.0) for cell in every}
     withheld = secondary({cell: TEMPORAL for cell in first}, ranked)
+    while (exposed := _exposed(windows, withheld)) is not None:
+        withheld = secondary({**withheld, _widen(exposed, withheld, ranked): SECONDARY}, ranked)
     return withheld, own
+
+
+def _exposed(
+    windows: Mapping[Any, Mapping[Cell, Figures]], withheld: Mapping[Cell, str]
+) -> Cell | None:
+    """A withheld sector total whose interval an attacker narrows to within
+    ``PROTECTION`` of its value in some window, or None.
+
+    With non-negativity, and no equation left with a single withheld member, the
+    bounds of a withheld cell have a closed form on this two-level table: a
+    withheld zone lies in [0, ...] (another withheld member can take it all); the
+    city total, when withheld, is unbounded above; only a withheld sector total
+    ``S`` under a published city total has a lower bound above 0: the sum ``P``
+    of its published zones. Its upper bound is ``P`` plus the withheld zones of
+    every withheld sector total. Energy and meter counts add up alike. Hour and
+    day figures are sums of quarter figures, so checking each window with its
+    own figures is checking the bounds the whole day gives.
+    """
+    if (TOTAL, TOTAL) in withheld:
+        return None
+    hidden = sorted(c for c in withheld if c[0] == TOTAL)
+    if not hidden:
+        return None
+    for window in sorted(windows, key=repr):
+        cells = windows[window]
+        for measure in (0, 1):  # meter count, energy
+            published: dict[Cell, float] = {}
+            unknown: dict[Cell, float] = {}
+            for total in hidden:
+                parts = [c for c in cells if c[0] != TOTAL and c[1] == total[1]]
+                published[total] = sum(cells[c][measure] for c in parts if c not in withheld)
+                unknown[total] = sum(cells[c][measure] for c in parts if c in withheld)
+            spread = sum(unknown.values())
+            for total in hidden:
+                figures = cells.get(total)
+                if figures is None or figures.meters == 0:
+                    continue
+                value = published[total] + unknown[total]
+                low, high = published[total], published[total] + spread
+                if low >= (1 - PROTECTION) * value and high <= (1 + PROTECTION) * value:
+                    return total
+    return None
+
+
+def _widen(total: Cell, withheld: Mapping[Cell, str], sizes: Mapping[Cell, float]) -> Cell:
+    """The cell to withhold next so that ``total`` is no longer exposed: the smallest
+    published zone of its sector (its lower bound falls), else the city total."""
+    zones = [c for c in sizes if c[0] != TOTAL and c[1] == total[1] and c not in withheld]
+    if zones:
+        return min(zones, key=lambda c: (sizes.get(c, 0.0), c))
+    return (TOTAL, TOTAL)
 
 
 def reason(

@@ -15,11 +15,23 @@ What is aggregated, over which windows, with which lateness:
   the lateness (48 h by default), so every window accepts data for at least the
   lateness after it ends. Readings of a closed day go to the dead letters
   (``too-late``); the day's state is dropped when it closes;
-- upserts: each update re-emits the changed windows of the day, keyed by
+- provisional upserts (internal): each update re-emits the changed windows of the
+  day to ``energy.aggregates.v1``, keyed by
   city|zone|carrier|sector|granularity|window_start, with a version that grows
-  with every record that changed the day (consumers keep the highest);
+  with every record that changed the day (consumers keep the highest). They stay
+  in the node (the city's own staff); publish never re-sends them;
+- the release: when a day closes, every window of it is written once, as it
+  finally is, to ``energy.aggregates.released.v2`` (EnergyAggregateRelease), the
+  only energy topic that leaves the node. A closed day takes no reading any more
+  (``too-late``), so a released value never changes and is never withdrawn:
+  nothing released can be subtracted from another release of the same window;
+- closing: by the watermark (above), or, for a group that received nothing for
+  ``idle_close_us`` of wall-clock time, every day whose end plus the lateness is
+  past on the wall clock (:meth:`EnergyStage.on_tick`, called by the runtime when
+  idle). The end of the last closed day is kept in the state, so a day closed by
+  the wall clock stays closed whatever its watermark says later;
 - secrecy: the whole day's table is planned at once (:mod:`services.energy.secrecy`)
-  before any record leaves.
+  before any record leaves, provisional or released.
 
 Two steps in one consumer group and one Kafka transaction per batch:
 observations are keyed by meter, a city's table needs all its meters, so each
@@ -63,7 +75,14 @@ from typing import Any
 from prometheus_client import Counter
 
 from services.energy import secrecy
-from services.energy.aggregate import day_table, plan_table, publish, windows_of_quarters
+from services.energy.aggregate import (
+    DayTable,
+    day_table,
+    plan_table,
+    publish,
+    release,
+    windows_of_quarters,
+)
 from services.energy.secrecy import SecrecyPolicy
 from services.energy.windows import (
     DAY_US,
@@ -110,6 +129,7 @@ class EnergyTopics:
     observations: str = "observations.v1"
     regrouped: str = "energy.regrouped.v1"
     aggregates: str = "energy.aggregates.v1"
+    released: str = "energy.aggregates.released.v2"
     state: str = "energy.state.v1"
     dead_letters: str = dlq.DLQ_TOPIC
 
@@ -145,8 +165,10 @@ class EnergyStage(BaseStage):
         name: str = NAME,
         partitions: int = 6,
         source_skew_us: int = SOURCE_SKEW_US,
+        idle_close_us: int | None = None,
     ):
         self.name = name
+        self.idle_close_us = idle_close_us
         self.partitions = partitions
         self.source_skew_us = source_skew_us
         self.topics = topics
@@ -174,10 +196,14 @@ class EnergyStage(BaseStage):
         self._patterns: dict[tuple[str, str, int], tuple[dict, tuple[str, ...]]] = {}
         self._pending_published: dict[tuple[str, str, int], dict[str, tuple]] = defaultdict(dict)
         self._pending_patterns: dict[tuple[str, str, int], tuple[dict, tuple[str, ...]]] = {}
-        # (city, carrier, day) -> (meter-day keys, partition): closed by this batch
-        self._closing: dict[tuple[str, str, int], tuple[set[str], int]] = {}
+        # (city, carrier, day) -> (meter-day keys, partition, closed by): closed by this batch
+        self._closing: dict[tuple[str, str, int], tuple[set[str], int, str]] = {}
+        # (city, carrier) -> wall-clock µs of its last record (since this process owns it)
+        self._heard: dict[tuple[str, str], int] = {}
+        self.days_released = 0
         self._readings = 0
         self._emitted = 0
+        self._released_days = 0
         self.readings_aggregated = 0
         self.aggregates_published = 0
         self._counter = (
@@ -263,11 +289,15 @@ class EnergyStage(BaseStage):
         wm_key = f"wm|{city}|{carrier}"
         marks = self.state.get(wm_key) or {"p": {}, "f": first}
         sources, earliest = dict(marks["p"]), min(marks["f"], first)
+        closed = marks.get("c", 0)  # days before this one are closed and released
         watermark = self._watermark(sources, earliest) if sources else None
         by_day = pieces_by_day(record)
         open_days = {
-            d: p for d, p in by_day.items() if watermark is None or self._open(d, watermark)
+            d: p
+            for d, p in by_day.items()
+            if d >= closed and (watermark is None or self._open(d, watermark))
         }
+        self._heard[(city, carrier)] = self.clock() // 1000
         late = len(by_day) - len(open_days)
         if not open_days:
             raise RejectedInput(
@@ -285,7 +315,7 @@ class EnergyStage(BaseStage):
         letter = self._late_letter(record, meta, late, len(by_day)) if late else None
         if newest > sources.get(source, 0) or earliest < marks["f"]:
             sources[source] = max(newest, sources.get(source, 0))
-            self.state.set(wm_key, {"p": sources, "f": earliest}, meta.partition)
+            self.state.set(wm_key, {**marks, "p": sources, "f": earliest}, meta.partition)
             advanced = self._watermark(sources, earliest)
             if watermark is None or advanced > watermark:
                 self._close_days(city, carrier, advanced, meta.partition)
@@ -352,15 +382,56 @@ class EnergyStage(BaseStage):
         self._dirty[(city, carrier, day)].update(range(low // QUARTER_US, high // QUARTER_US + 1))
         self._days[(city, carrier)][day].add(md_key)
 
-    def _close_days(self, city: str, carrier: str, watermark: int, partition: int) -> None:
-        """Days no reading may change any more: published one last time if the batch
-        changed them, then their state is dropped (at the end of the batch)."""
+    def _close_days(
+        self, city: str, carrier: str, watermark: int, partition: int, by: str = "watermark"
+    ) -> None:
+        """Days no reading may change any more: released at the end of the batch
+        (and published one last time if the batch changed them), then their state
+        is dropped. Every day before the last one closed counts as closed from now
+        on, whatever the watermark says later (a close by the wall clock)."""
         days = self._days.get((city, carrier), {})
-        for day in sorted(d for d in days if not self._open(d, watermark)):
-            self._closing[(city, carrier, day)] = (days.pop(day), partition)
+        closing = sorted(d for d in days if not self._open(d, watermark))
+        for day in closing:
+            self._closing[(city, carrier, day)] = (days.pop(day), partition, by)
+        if closing:
+            wm_key = f"wm|{city}|{carrier}"
+            marks = self.state.get(wm_key)
+            bound = closing[-1] + DAY_US
+            if marks is not None and marks.get("c", 0) < bound:
+                self.state.set(wm_key, {**marks, "c": bound}, partition)
+
+    def _release_closed_days(self, released_at: int) -> list[Emit]:
+        """The one release of every day closed by this batch (or tick)."""
+        emits = []
+        for (city, carrier, day), (_, _, closed_by) in sorted(self._closing.items()):
+            table = self._table(city, carrier, day)
+            if table is None:
+                continue
+            policy = self.policies.get(city, self.default_policy)
+            records = release(
+                table,
+                city=city,
+                carrier=carrier,
+                plan=plan_table(table, policy),
+                released_at=released_at,
+                closed_by=closed_by,
+            )
+            emits += [Emit(self.topics.released, k, v, readings=0) for k, v in records]
+            self._released_days += 1
+        return emits
+
+    def _table(self, city: str, carrier: str, day: int) -> DayTable | None:
+        group_day = self.state.get(_day_key("gd", city, carrier, day))
+        if group_day is None:
+            return None
+        states = {}
+        for name in group_day["cells"]:
+            zone, sector = name.split("|")
+            states[(zone, sector)] = self.state.get(_day_key("cd", city, carrier, day, name))
+        return day_table(day, states)
 
     def _drop_closed_days(self) -> None:
-        for (city, carrier, day), (meter_keys, partition) in sorted(self._closing.items()):
+        for (city, carrier, day), (meter_keys, partition, _) in sorted(self._closing.items()):
             gd_key = _day_key("gd", city, carrier, day)
             group_day = self.state.get(gd_key)
             for name in group_day["cells"] if group_day else ():
@@ -432,9 +503,34 @@ class EnergyStage(BaseStage):
                 self._pending_published[(city, carrier, day)][key] = fingerprint
                 emits.append(Emit(self.topics.aggregates, key, value, readings=0))
                 self._emitted += 1
+        emits.extend(self._release_closed_days(now))
         self._drop_closed_days()
         emits.extend(self.state.flush())
         return emits
+
+    def on_tick(self) -> Iterable[Emit]:
+        """Close, by the wall clock, the days of groups that went quiet.
+
+        A group (city and carrier) that received nothing for ``idle_close_us``
+        has every day whose end plus the lateness is past on the wall clock
+        closed and released, as the watermark would once the group's next
+        readings moved it: a city whose meters stopped reporting still gets its
+        release. The runtime calls this when no input came; what it returns
+        commits in one transaction. After a restart, the idle time counts from
+        the restart (a close is never earlier than without the restart).
+        """
+        if self.idle_close_us is None:
+            return []
+        now = self.clock() // 1000
+        for (city, carrier), days in sorted(self._days.items()):
+            heard = self._heard.setdefault((city, carrier), now)
+            if not days or now - heard < self.idle_close_us:
+                continue
+            partition = group_partition(city, carrier, self.partitions)
+            self._close_days(city, carrier, now, partition, by="idle")
+        if not self._closing:
+            return []
+        return self.end_batch()
 
     def on_commit(self) -> None:
         self.store.commit()
@@ -446,6 +542,7 @@ class EnergyStage(BaseStage):
         )
         self.readings_aggregated += self._readings
         self.aggregates_published += self._emitted
+        self.days_released += self._released_days
         if self._counter is not None:
             self._counter.labels(self.name).inc(self._readings)
         self._reset_batch()
@@ -466,6 +563,7 @@ class EnergyStage(BaseStage):
         self._pending_patterns.clear()
         self._readings = 0
         self._emitted = 0
+        self._released_days = 0
 
     # -- partitions ----------------------------------------------------------------
     def on_assign(self, partitions: list[int]) -> None:

@@ -3,9 +3,10 @@
 A dataset is one source of one city (``lyon/atmo-aura-qualite-air``: observation
 series, shared as its city file's ``sharing:`` section says) or the energy
 aggregates of one city (``lyon/energy-aggregates``: shared as the federation file
-says). Internal datasets exist here too, so that a caller asking for one is told
-"not available to you" exactly like for a dataset that does not exist: nothing
-reveals what a node keeps to itself.
+says; only the released ones, each window once after its day closed: the
+provisional upserts never leave the node). Internal datasets exist here too, so
+that a caller asking for one is told "not available to you" exactly like for a
+dataset that does not exist: nothing reveals what a node keeps to itself.
 
 What the warehouse holds of each (metrics, first and last time, count) is read
 with one grouped query per table and kept for a few seconds.
@@ -31,7 +32,10 @@ from services.runtime.topics import partner_topic
 from services.runtime.yaml_config import parse_strict
 
 AGGREGATES_SOURCE = "energy-aggregates"
-AGGREGATE_FIELDS = ("energy_kwh", "meter_count", "peak_kw", "largest_share")
+AGGREGATE_FIELDS = ("energy_kwh", "meter_count", "peak_kw")
+# Released aggregates only (energy.aggregates.released.v2); public.energy.aggregates.v1
+# is no longer written (docs/energy-analytics.md, release rule).
+RELEASED_TABLE = "energy_aggregates_released"
 DATASET_ID = re.compile(r"^([a-z][a-z0-9-]{0,62})/([a-z0-9][a-z0-9._-]{0,127})$")
 VOCABULARY_FILE = DEPLOY_DIR / "vocabulary.yaml"
 
@@ -49,14 +53,14 @@ class FederationTopics:
 
     @property
     def public_aggregates(self) -> str:
-        return f"{self.prefix}public.energy.aggregates.v1"
+        return f"{self.prefix}public.energy.aggregates.v2"
 
     def shared_observations(self, partner: str) -> str:
         return partner_topic(f"{self.prefix}public.shared.{{partner}}.observations.v1", partner)
 
     def shared_aggregates(self, partner: str) -> str:
         return partner_topic(
-            f"{self.prefix}public.shared.{{partner}}.energy.aggregates.v1", partner
+            f"{self.prefix}public.shared.{{partner}}.energy.aggregates.v2", partner
         )
 
 
@@ -68,7 +72,7 @@ class DatasetInfo:
     name: str
     domain: str
     policy: SharingPolicy
-    record_type: str  # Avro record name in avro/
+    record_type: str  # Avro record full name (avro/)
 
     @property
     def is_aggregates(self) -> bool:
@@ -112,7 +116,7 @@ class Datasets:
                     name=source.dataset,
                     domain=source.domain,
                     policy=policies[(city.code, source.id)],
-                    record_type="Observation",
+                    record_type="citeplus.v1.Observation",
                 )
                 found[info.id] = info
             info = DatasetInfo(
@@ -122,7 +126,7 @@ class Datasets:
                 name="energy-aggregates",
                 domain="energy",
                 policy=aggregates,
-                record_type="EnergyAggregate",
+                record_type="citeplus.v2.EnergyAggregateRelease",
             )
             found[info.id] = info
         self.all = found
@@ -194,7 +198,7 @@ class HoldingsCache:
         aggregates = self.warehouse.query_arrow(
             "SELECT city, toUnixTimestamp64Milli(min(window_start)) AS first, "
             "toUnixTimestamp64Milli(max(window_end)) AS last, count() AS n "
-            "FROM energy_aggregates FINAL GROUP BY city"
+            f"FROM {RELEASED_TABLE} FINAL GROUP BY city"
         )
         for row in aggregates.to_pylist():
             facts[(row["city"], AGGREGATES_SOURCE)] = _holdings(row, AGGREGATE_FIELDS)

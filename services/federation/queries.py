@@ -8,8 +8,11 @@ included, and could not apply a per-source sharing policy. A rollup never reveal
 more than the caller could read itself, since it is computed only over datasets
 it may subscribe to in full.
 
-Energy aggregates come from ``energy_aggregates FINAL`` (the latest version of each
-window), suppressed cells included and flagged, values withheld.
+Energy aggregates come from ``energy_aggregates_released`` (each window once, as
+released when its day closed), suppressed cells included and flagged, values
+withheld; never from the provisional upserts of ``energy_aggregates``. The
+``version`` of an answer's row is 1 (there is one) and ``largest_share`` is never
+set; ``released_at`` says when it was released.
 
 One call runs one query (bounded by the call's deadline through
 ``max_execution_time``) for at most ``MAX_ROWS_PER_CALL`` rows, and cuts the result
@@ -34,7 +37,12 @@ import grpc
 import pyarrow as pa
 
 from services.federation.calls import Caller, FederationError, invalid
-from services.federation.catalog import AGGREGATE_FIELDS, AGGREGATES_SOURCE, Datasets
+from services.federation.catalog import (
+    AGGREGATE_FIELDS,
+    AGGREGATES_SOURCE,
+    RELEASED_TABLE,
+    Datasets,
+)
 from services.federation.config import CODE
 from services.federation.protos import pb
 from services.publish.warehouse import Warehouse
@@ -310,9 +318,9 @@ def aggregates_sql(question: Question, limit: int) -> str:
         )
     return (
         "SELECT city, zone, carrier, sector, toUnixTimestamp64Milli(window_start) AS start_ms, "
-        "toUnixTimestamp64Milli(window_end) AS end_ms, version, energy_kwh, meter_count, "
-        "peak_kw, largest_share, suppressed, suppression_reason "
-        f"FROM energy_aggregates FINAL WHERE {' AND '.join(where)} "
+        "toUnixTimestamp64Milli(window_end) AS end_ms, energy_kwh, meter_count, peak_kw, "
+        "suppressed, suppression_reason, toUnixTimestamp64Milli(released_at) AS released_ms "
+        f"FROM {RELEASED_TABLE} FINAL WHERE {' AND '.join(where)} "
         f"ORDER BY city, carrier, sector, zone, window_start LIMIT {limit}"
     )
 
@@ -412,7 +420,7 @@ def _aggregate(row: dict[str, Any], granularity: str) -> Any:
         carrier=row["carrier"],
         sector=row["sector"],
         granularity=GRANULARITY_OF_NAME[granularity],
-        version=row["version"],
+        version=1,
         suppressed=bool(row["suppressed"]),
         suppression_reason=row["suppression_reason"] or "",
     )
@@ -421,6 +429,7 @@ def _aggregate(row: dict[str, Any], granularity: str) -> Any:
             setattr(message, name, row[name])
     set_timestamp_ms(message.window_start, row["start_ms"])
     set_timestamp_ms(message.window_end, row["end_ms"])
+    set_timestamp_ms(message.released_at, row["released_ms"])
     return message
 
 

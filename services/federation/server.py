@@ -117,7 +117,7 @@ class FederationServicer(rpc.FederationServicer):
                 licence=info.policy.licence or "",
                 schema_subject=f"{topic}-value",
                 topic=topic,
-                record_type=f"citeplus.v1.{info.record_type}",
+                record_type=info.record_type,
             )
             held = holdings.get((info.city, info.source))
             if held:

@@ -1,7 +1,7 @@
 """Subscribe: a dataset's records as publish re-publishes them, resumable exactly.
 
 Served from the public topics (``public.observations.v1``, the caller's own
-``public.shared.<partner>.observations.v1``, ``public.energy.aggregates.v1``), read
+``public.shared.<partner>.observations.v1``, ``public.energy.aggregates.v2``), read
 ``read_committed`` by a consumer of the call's own that assigns partitions
 explicitly and never commits: the client holds its position, not the node.
 

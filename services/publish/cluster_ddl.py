@@ -51,6 +51,7 @@ SHARDING_KEYS: dict[str, str] = {
     # Every version of a window on one shard: ReplacingMergeTree and FINAL
     # collapse versions per shard, so the key must not spread them.
     "energy_aggregates": "cityHash64(city, zone)",
+    "energy_aggregates_released": "cityHash64(city, zone)",
     # The dead-letter sink's batches follow their source partition.
     "dead_letters": "cityHash64(_topic, _partition)",
 }

@@ -1,9 +1,12 @@
 """Re-publishing for partner cities: open datasets on ``public.observations.v1``,
-shared ones on one topic per named partner. Energy aggregates (already past
+shared ones on one topic per named partner. Released energy aggregates
+(``energy.aggregates.released.v2``: each window once, when its day closed, past
 statistical secrecy) follow the node's ``energy_aggregates`` sharing
-(deploy/federation.yaml) the same way: open on ``public.energy.aggregates.v1``,
-shared on one topic per partner, internal not at all. Internal datasets never
-leave. Exactly once, like every stage."""
+(deploy/federation.yaml) the same way: open on ``public.energy.aggregates.v2``,
+shared on one topic per partner, internal not at all. The provisional upserts
+(``energy.aggregates.v1``) are never read here: every version of them could be
+subtracted from another, so ``public.energy.aggregates.v1`` is no longer written.
+Internal datasets never leave. Exactly once, like every stage."""
 
 from __future__ import annotations
 
@@ -21,11 +24,11 @@ INTERNAL = SharingPolicy()
 @dataclass(frozen=True)
 class PublicTopics:
     observations_in: str = "observations.v1"
-    aggregates_in: str = "energy.aggregates.v1"
+    aggregates_in: str = "energy.aggregates.released.v2"
     public_observations: str = "public.observations.v1"
     shared_observations: str = "public.shared.{partner}.observations.v1"
-    public_aggregates: str = "public.energy.aggregates.v1"
-    shared_aggregates: str = "public.shared.{partner}.energy.aggregates.v1"
+    public_aggregates: str = "public.energy.aggregates.v2"
+    shared_aggregates: str = "public.shared.{partner}.energy.aggregates.v2"
 
 
 class Republisher(BaseStage):

@@ -131,6 +131,29 @@ def _warehouse_letter(letter: dict) -> dict:
     }
 
 
+def released_table(batch: Sequence[Landed]) -> pa.Table:
+    """Rows of EnergyAggregateRelease records (energy_aggregates_released)."""
+    records = [x.record for x in batch]
+    return pa.table(
+        {
+            **{
+                name: pa.array([r[name] for r in records], pa.string())
+                for name in ("city", "zone", "carrier", "sector", "granularity")
+            },
+            "window_start": _ms([r["window_start"] for r in records]),
+            "window_end": _ms([r["window_end"] for r in records]),
+            "energy_kwh": pa.array([r["energy_kwh"] for r in records], pa.float64()),
+            "meter_count": pa.array([r["meter_count"] for r in records], pa.uint32()),
+            "peak_kw": pa.array([r["peak_kw"] for r in records], pa.float64()),
+            "suppressed": pa.array([r["suppressed"] for r in records], pa.bool_()),
+            "suppression_reason": pa.array([r["suppression_reason"] for r in records], pa.string()),
+            "closed_by": pa.array([r["closed_by"] for r in records], pa.string()),
+            "released_at": _ms([r["released_at"] for r in records]),
+            **_provenance(batch),
+        }
+    )
+
+
 def dead_letters_table(batch: Sequence[Landed]) -> pa.Table:
     records = [_warehouse_letter(x.record) for x in batch]
     originals = [r["original_value"] or b"" for r in records]

@@ -13,7 +13,12 @@ from confluent_kafka import Message
 from services.publish.migrations import migrate
 from services.publish.query import ensure_read_only, to_ipc
 from services.publish.republish import PublicTopics, Republisher
-from services.publish.rows import aggregates_table, dead_letters_table, observations_table
+from services.publish.rows import (
+    aggregates_table,
+    dead_letters_table,
+    observations_table,
+    released_table,
+)
 from services.publish.sharing import sharing_policies
 from services.publish.sink import SinkRoute, WarehouseSink
 from services.publish.warehouse import Warehouse, open_warehouse
@@ -35,6 +40,7 @@ def default_routes() -> list[SinkRoute]:
     return [
         SinkRoute("observations.v1", "observations", observations_table),
         SinkRoute("energy.aggregates.v1", "energy_aggregates", aggregates_table),
+        SinkRoute("energy.aggregates.released.v2", "energy_aggregates_released", released_table),
         SinkRoute(dlq.DLQ_TOPIC, "dead_letters", dead_letters_table),
     ]
 

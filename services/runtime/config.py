@@ -52,6 +52,9 @@ class ProcessingSection:
     batch_size: int = 500
     batch_timeout_s: float = 0.5
     transaction_timeout_ms: int = 60000
+    # energy-analytics: a city x carrier that received nothing for this long has its
+    # days older than the lateness closed and released by the wall clock (0: never).
+    idle_close_s: float = 600.0
 
 
 @dataclass(frozen=True)

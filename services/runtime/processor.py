@@ -36,6 +36,7 @@ from services.runtime.metrics import ServiceMetrics
 log = logging.getLogger(__name__)
 
 LAG_REFRESH_S = 5.0
+TICK_S = 1.0  # how often an idle stage is asked for time-driven output (on_tick)
 
 
 @dataclass(frozen=True)
@@ -117,13 +118,16 @@ class BaseStage:
         """The record just processed went to the dead letters: undo its state writes."""
         return None
 
-    def on_idle(self) -> Iterable[Emit]:
-        """Records to emit although no input came (state closed by the wall clock);
-        committed in a transaction of their own. Called at every empty poll: cheap."""
-        return ()
-
     def end_batch(self) -> Iterable[Emit]:
         """Records that summarise the batch (audit counts), committed with it."""
+        return ()
+
+    def on_tick(self) -> Iterable[Emit]:
+        """Records due because time passed, not because input came (a window or a
+        coarsened day closed by the wall clock for a source that went quiet);
+        committed in a transaction of their own. Called about once a second, with or
+        without input: keep it cheap. Nothing is produced, and no transaction
+        opened, when this returns nothing."""
         return ()
 
 
@@ -181,6 +185,7 @@ class StageRunner:
             node, transactional_id=f"citeplus.{node.node.id}.{stage.name}.{instance}"
         )
         self.summary = RunSummary()
+        self._ticked = 0.0
         self._lag_refreshed = 0.0
         self._started = False
 
@@ -230,6 +235,9 @@ class StageRunner:
                 self.metrics.mark_progress()
                 processed = self.run_once()
                 now = time.monotonic()
+                if now - self._ticked >= TICK_S:
+                    self._ticked = now
+                    self.tick()
                 if processed:
                     idle_since = now
                 elif idle_exit_s is not None and now - idle_since >= idle_exit_s:
@@ -245,7 +253,6 @@ class StageRunner:
         self._refresh_lag()
         good = [m for m in messages if not self._is_error(m)]
         if not good:
-            self._run_idle()
             return 0
         started = time.perf_counter()
         self.producer.begin_transaction()
@@ -342,44 +349,35 @@ class StageRunner:
                 tally.produced += 1
         return tally
 
-    def _run_idle(self) -> None:
-        """Give a stateful stage the chance to emit without input (a day closed by the
-        wall clock for a source that went quiet): its records and state changes
-        commit in one transaction of their own, with no offsets."""
-        on_idle = getattr(self.stage, "on_idle", None)
-        if on_idle is None:
-            return
-        emits = list(on_idle())
+    def tick(self) -> int:
+        """Ask the stage for time-driven records (``on_tick``) and commit them in one
+        transaction; returns how many were produced."""
+        on_tick = getattr(self.stage, "on_tick", None)
+        emits = list(on_tick()) if on_tick is not None else []
         if not emits:
-            return
+            return 0
         tally = _BatchTally()
         self.producer.begin_transaction()
         try:
-            for emit in emits:
-                value = self.contracts.codec(emit.topic).encode(emit.value)
-                if emit.partition is None:
-                    produce_bytes(self.producer, emit.topic, emit.key, value)
-                else:
-                    produce_bytes(
-                        self.producer, emit.topic, emit.key, value, partition=emit.partition
-                    )
-                tally.by_topic[emit.topic] = tally.by_topic.get(emit.topic, 0) + 1
-                tally.readings += emit.readings
-                tally.produced += 1
+            self._produce(emits, tally)
             self._commit()
         except KafkaException as exc:
             self._abort(exc)
-            return
+            return 0
         self._hook("on_commit")
         for topic, count in tally.by_topic.items():
             self.metrics.records_out.labels(self.stage.name, topic).inc(count)
-        self.summary.records_out += tally.produced
+        self.summary.records_out += len(emits)
+        return len(emits)
 
     def _produce_batch_end(self, tally: _BatchTally) -> None:
         end_batch = getattr(self.stage, "end_batch", None)
         if end_batch is None:
             return
-        for emit in end_batch():
+        self._produce(end_batch(), tally)
+
+    def _produce(self, emits: Iterable[Emit], tally: _BatchTally) -> None:
+        for emit in emits:
             value = self.contracts.codec(emit.topic).encode(emit.value)
             if emit.partition is None:
                 produce_bytes(self.producer, emit.topic, emit.key, value)

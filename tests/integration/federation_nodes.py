@@ -112,11 +112,19 @@ def energy_aggregate(city: str, zone: str, hour: int, suppressed: bool = False) 
     }
 
 
+def release_of(upsert: dict) -> dict:
+    """The release of a cell, 100 kWh below its provisional upsert."""
+    out = {k: v for k, v in upsert.items() if k not in ("version", "largest_share", "computed_at")}
+    if out["energy_kwh"] is not None:
+        out["energy_kwh"] -= 100.0
+    return {**out, "closed_by": "watermark", "released_at": upsert["computed_at"]}
+
+
 def seed(state_dir: Path, city: str, *, days: int = 2, entities: int = 3) -> int:
     """Two days of 10-minute readings of every source, hourly energy aggregates."""
     from services.publish.chdb_embedded import ChdbWarehouse
     from services.publish.migrations import migrate
-    from services.publish.rows import Landed, aggregates_table, observations_table
+    from services.publish.rows import Landed, aggregates_table, observations_table, released_table
 
     warehouse = ChdbWarehouse(state_dir / "warehouse")
     try:
@@ -140,6 +148,10 @@ def seed(state_dir: Path, city: str, *, days: int = 2, entities: int = 3) -> int
             )
         ]
         warehouse.insert_arrow("energy_aggregates", aggregates_table(cells))
+        # What partners may see: the release. The provisional upserts above carry
+        # other values (and a largest_share) that must never come out.
+        released = [Landed(release_of(c.record), "seed", 0, c.offset) for c in cells]
+        warehouse.insert_arrow("energy_aggregates_released", released_table(released))
         return len(landed)
     finally:
         warehouse.close()

@@ -84,6 +84,26 @@ def energy_aggregate() -> dict:
     }
 
 
+def released_aggregate() -> dict:
+    """An EnergyAggregateRelease (energy.aggregates.released.v2)."""
+    return {
+        "city": "lyon",
+        "zone": "69381",
+        "carrier": "electricity",
+        "sector": "residential",
+        "granularity": "PT1H",
+        "window_start": T0,
+        "window_end": T0 + 3_600_000_000,
+        "energy_kwh": 1234.5,
+        "meter_count": 57,
+        "peak_kw": 310.2,
+        "suppressed": False,
+        "suppression_reason": None,
+        "closed_by": "watermark",
+        "released_at": T0 + 7_200_000_000,
+    }
+
+
 def dead_letter() -> dict:
     return {
         "stage": "ingest",

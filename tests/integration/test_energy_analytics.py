@@ -31,6 +31,7 @@ ENERGY_TOPICS = (
     "observations.v1",
     "energy.regrouped.v1",
     "energy.aggregates.v1",
+    "energy.aggregates.released.v2",
     "energy.state.v1",
     "dlq.v1",
 )
@@ -100,7 +101,6 @@ def figures(records: dict[str, dict]) -> dict[str, tuple]:
             r["energy_kwh"] and round(r["energy_kwh"], 6),
             r["meter_count"],
             r["peak_kw"] and round(r["peak_kw"], 6),
-            r["largest_share"],
             r["suppressed"],
             r["suppression_reason"],
         )
@@ -135,7 +135,7 @@ def test_aggregates_match_hand_computed_figures(node, isolated_topics) -> None:
 
     z2_hour = records[key("69381-0002", "PT1H", "2025-11-22T07:00:00Z")]
     assert z2_hour["energy_kwh"] == pytest.approx(11 * 0.3 * 6)
-    assert z2_hour["meter_count"] == 11 and z2_hour["largest_share"] == 0.09
+    assert z2_hour["meter_count"] == 11 and z2_hour["largest_share"] is None
     assert z2_hour["peak_kw"] == pytest.approx(11 * 0.3 * 6)  # 3.3 kWh per 10 min = 19.8 kW
     assert z2_hour["window_end"] - z2_hour["window_start"] == HOUR_US
     # 3 meters: withheld; then Z1 (the smaller of the two others) is withheld with it,
@@ -204,6 +204,18 @@ def test_late_data_updates_a_window_with_a_higher_version(node, isolated_topics)
     ]
     assert [letter["reason"] for letter in letters] == ["too-late"]
     assert latest(node, contracts, topics.aggregates)[day1] == second[day1]
+
+    # Day 1 was released once, when the watermark closed it, as it finally was.
+    codec = contracts.codec(topics.released)
+    released = [
+        (m.key().decode(), codec.decode(m.value())) for m in read_all(node, topics.released)
+    ]
+    keys = [k for k, _ in released]
+    assert len(keys) == len(set(keys)), "a window was released twice"
+    of_day1 = {k: r for k, r in released if r["window_start"] < T0 + DAY_US}
+    assert len(of_day1) == 3 * (96 + 24 + 1)
+    assert of_day1[day1]["energy_kwh"] == pytest.approx(second[day1]["energy_kwh"])
+    assert of_day1[day1]["meter_count"] == 15 and of_day1[day1]["closed_by"] == "watermark"
 
 
 def stream(meters: int, days: int) -> list[dict]:
@@ -283,3 +295,29 @@ def test_killed_worker_restarts_without_loss_or_double_counting(node, isolated_t
             if second.poll() is None:
                 second.kill()
     assert got == expected
+
+
+def test_a_quiet_city_is_released_by_the_wall_clock_in_a_transaction_of_its_own(
+    node, isolated_topics
+) -> None:
+    """One day of 2025, nothing after it: the watermark never passes it, yet once the
+    group has been quiet for the idle time the runner's tick closes and releases it,
+    committed on the broker (read_committed readers see it) without any input."""
+    topics, prefix, contracts = make_topics(isolated_topics)
+    produce(node, contracts, topics.observations, [day_of(f"m{i}", 0.1, "Z1") for i in range(12)])
+    stage = run_stage(node, contracts, topics, f"{prefix}energy-analytics", idle_close_us=1_000_000)
+    assert stage.days_released == 1
+    codec = contracts.codec(topics.released)
+    released = [codec.decode(m.value()) for m in read_all(node, topics.released, expected=363)]
+    assert len(released) == 3 * (96 + 24 + 1)
+    assert {r["closed_by"] for r in released} == {"idle"}
+    city_day = next(r for r in released if r["granularity"] == "P1D" and r["sector"] == "*")
+    assert city_day["energy_kwh"] == pytest.approx(12 * 0.1 * 144)
+    # Closed: a reading of that day now goes to the dead letters, nothing is released again.
+    produce(node, contracts, topics.observations, [day_of("late", 0.1, "Z1")])
+    run_stage(node, contracts, topics, f"{prefix}energy-analytics", idle_close_us=1_000_000)
+    letters = read_all(node, topics.dead_letters, expected=1)
+    assert [contracts.codec(topics.dead_letters).decode(m.value())["reason"] for m in letters] == [
+        "too-late"
+    ]
+    assert len(read_all(node, topics.released, settle_s=1.0)) == len(released)

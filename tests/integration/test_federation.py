@@ -210,7 +210,10 @@ def test_pages_resume_with_their_token_and_energy_aggregates_keep_secrecy(nodes)
     hidden = [c for c in cells if c.zone == "z4"]
     assert all(c.suppressed and not c.HasField("energy_kwh") for c in hidden)
     shown = [c for c in cells if c.zone == "z1"]
-    assert [c.energy_kwh for c in shown] == [100.0, 101.0]
+    # The released values, never the provisional upserts (100 kWh more, with a share).
+    assert [c.energy_kwh for c in shown] == [0.0, 1.0]
+    assert not any(c.HasField("largest_share") for c in cells)
+    assert all(c.version == 1 and c.released_at.seconds > 0 for c in cells)
 
 
 def test_daily_rollups_follow_the_city_calendar(nodes) -> None:

@@ -20,7 +20,7 @@ from services.runtime.processor import StageRunner
 from services.runtime.provisioning import connect_contracts, provision_topics
 from services.runtime.topics import load_topics
 from tests.integration.kafka_helpers import read_all
-from tests.integration.records import energy_aggregate, observation
+from tests.integration.records import energy_aggregate, observation, released_aggregate
 
 pytestmark = pytest.mark.integration
 
@@ -35,8 +35,10 @@ def test_partner_reads_open_and_shared_never_internal(node, isolated_topics) -> 
     specs, _ = isolated_topics(
         "observations.v1",
         "energy.aggregates.v1",
+        "energy.aggregates.released.v2",
         "public.observations.v1",
         "public.energy.aggregates.v1",
+        "public.energy.aggregates.v2",
         "dlq.v1",
         partitions=1,
     )
@@ -46,25 +48,27 @@ def test_partner_reads_open_and_shared_never_internal(node, isolated_topics) -> 
         replace(templates[name], name=prefix + name, partitions=1)
         for name in (
             "public.shared.marseille.observations.v1",
-            "public.shared.marseille.energy.aggregates.v1",
+            "public.shared.marseille.energy.aggregates.v2",
         )
     )
     provision_topics(node, [shared, shared_aggregates])
     contracts = connect_contracts(node, [*specs.values(), shared, shared_aggregates])
     topics = PublicTopics(
         observations_in=specs["observations.v1"].name,
-        aggregates_in=specs["energy.aggregates.v1"].name,
+        aggregates_in=specs["energy.aggregates.released.v2"].name,
         public_observations=specs["public.observations.v1"].name,
         shared_observations=f"{prefix}public.shared.{{partner}}.observations.v1",
-        public_aggregates=specs["public.energy.aggregates.v1"].name,
-        shared_aggregates=f"{prefix}public.shared.{{partner}}.energy.aggregates.v1",
+        public_aggregates=specs["public.energy.aggregates.v2"].name,
+        shared_aggregates=f"{prefix}public.shared.{{partner}}.energy.aggregates.v2",
     )
     writer = RecordProducer(make_producer(node), contracts)
     for source in ("open-air", "meters-shared", "meters-internal", "undeclared"):
         for i in range(3):
             record = {**observation(points=24, entity=f"{source}-{i}"), "source": source}
             writer.produce(topics.observations_in, f"lyon|{source}-{i}", record)
-    writer.produce(topics.aggregates_in, "lyon|69381", energy_aggregate())
+    writer.produce(topics.aggregates_in, "lyon|69381", released_aggregate())
+    # A provisional upsert (internal) must not leave, even with an open sharing.
+    writer.produce(specs["energy.aggregates.v1"].name, "lyon|69381", energy_aggregate())
     assert writer.flush() == 0
 
     # Aggregates shared with marseille only: its topic has them, the open one not.
@@ -87,7 +91,8 @@ def test_partner_reads_open_and_shared_never_internal(node, isolated_topics) -> 
     assert read_all(node, topics.public_aggregates, expected=0, settle_s=1.0) == []
     assert {r["source"] for r in open_records} == {"open-air"}
     assert {r["source"] for r in shared_records} == {"meters-shared"}
-    assert aggregates[0]["energy_kwh"] == 1234.5
+    assert aggregates[0]["energy_kwh"] == 1234.5 and "largest_share" not in aggregates[0]
+    assert read_all(node, specs["public.energy.aggregates.v1"].name, expected=0, settle_s=0.5) == []
     everything = open_records + shared_records
     assert not [r for r in everything if r["source"] in ("meters-internal", "undeclared")]
 

@@ -109,7 +109,7 @@ def run(
 
 
 def idle(stage: AnonymiseStage) -> list[Emit]:
-    emits = list(getattr(stage, "on_idle", lambda: [])())
+    emits = list(getattr(stage, "on_tick", lambda: [])())
     stage.on_commit()
     return emits
 

@@ -47,7 +47,7 @@ def test_primary_rule(figures: Figures, expected: str | None) -> None:
 
 def test_policy_from_city_file_block() -> None:
     assert SecrecyPolicy.from_config(None, source="x.yaml") == SecrecyPolicy(10, 0.85)
-    assert SecrecyPolicy.from_config({"min_meters": 5}, source="x.yaml") == SecrecyPolicy(5, 0.85)
+    assert SecrecyPolicy.from_config({"min_meters": 12}, source="x.yaml") == SecrecyPolicy(12, 0.85)
     custom = {"min_meters": 20, "dominance_share": 0.7}
     assert SecrecyPolicy.from_config(custom, source="x.yaml") == SecrecyPolicy(20, 0.7)
     with pytest.raises(ConfigError, match=r"x\.yaml: secrecy\.dominance_share"):
@@ -56,6 +56,64 @@ def test_policy_from_city_file_block() -> None:
         SecrecyPolicy.from_config({"min_meters": 0}, source="x.yaml")
     with pytest.raises(ConfigError, match="unknown keys"):
         SecrecyPolicy.from_config({"min_meter": 10}, source="x.yaml")
+
+
+@pytest.mark.parametrize("weak", [1, 5, 9, 9.5, True, "10"])
+def test_a_residential_threshold_under_ten_is_refused_naming_file_and_key(weak) -> None:
+    """The law's 10 delivery points are not a preference (issue 13, item 7): until now
+    ``min_meters: 1`` was accepted and published single households."""
+    with pytest.raises(ConfigError, match=r"lyon\.yaml: secrecy\.min_meters: .*>= 10"):
+        SecrecyPolicy.from_config({"min_meters": weak}, source="deploy/cities/lyon.yaml")
+
+
+def test_non_residential_sectors_may_declare_a_lower_threshold() -> None:
+    raw = {"min_meters": 10, "non_residential": {"sectors": ["industry"], "min_meters": 3}}
+    policy = SecrecyPolicy.from_config(raw, source="x.yaml")
+    assert policy.minimum("industry") == 3
+    for sector in ("residential", "unknown", "tertiary", TOTAL):
+        assert policy.minimum(sector) == 10
+    three = Figures(3, 100.0, 40.0)
+    assert secrecy.primary_reason(three, policy, "industry") is None
+    assert secrecy.primary_reason(three, policy, "residential") == MIN_METERS
+    assert secrecy.primary_reason(Figures(2, 100.0, 40.0), policy, "industry") == MIN_METERS
+    for bad, key in [
+        ({"sectors": ["industry"], "min_meters": 2}, r"non_residential\.min_meters"),
+        ({"sectors": ["residential"], "min_meters": 3}, r"non_residential\.sectors"),
+        ({"sectors": ["unknown"]}, r"non_residential\.sectors"),
+        ({"sectors": []}, r"non_residential\.sectors"),
+        ({"sectors": ["industry"], "min_meters": 11}, r"non_residential\.min_meters"),
+        (["industry"], r"non_residential"),
+    ]:
+        with pytest.raises(ConfigError, match=rf"x\.yaml: secrecy\.{key}"):
+            SecrecyPolicy.from_config({"non_residential": bad}, source="x.yaml")
+
+
+def test_a_withheld_sector_total_is_not_left_within_reach_of_an_interval() -> None:
+    """Industry (2 points) is withheld, and tertiary's total with it; tertiary's one
+    withheld zone is 1 % of it: with non-negativity its total would lie in
+    [published zones, + industry] = within 2 % of its value. The plan withholds
+    more tertiary zones until its interval is wider than the protection."""
+    window = one_window(
+        {
+            ("A", "industry"): Figures(2, 10.0, 6.0),
+            ("A", "tertiary"): Figures(40, 10.0, 1.0),
+            ("B", "tertiary"): Figures(40, 300.0, 20.0),
+            ("C", "tertiary"): Figures(40, 400.0, 20.0),
+            ("D", "tertiary"): Figures(40, 500.0, 20.0),
+            ("A", "residential"): Figures(400, 5000.0, 30.0),
+            ("B", "residential"): Figures(400, 6000.0, 30.0),
+        }
+    )
+    without = secrecy.secondary(
+        {("A", "industry"): TEMPORAL, (TOTAL, "industry"): TEMPORAL},
+        {c: f.energy for c, f in window.items()},
+    )
+    assert (TOTAL, "tertiary") in without and ("B", "tertiary") not in without
+    withheld, _ = secrecy.plan({"day": window}, POLICY)
+    hidden = [c for c in withheld if c[1] == "tertiary" and c[0] != TOTAL]
+    published = sum(f.energy for c, f in window.items() if c[1] == "tertiary" and c[0] != TOTAL)
+    published -= sum(window[c].energy for c in hidden)
+    assert published < (1 - secrecy.PROTECTION) * window[(TOTAL, "tertiary")].energy
 
 
 # --- secondary suppression on one window -------------------------------------------------------

@@ -138,11 +138,11 @@ class Harness:
     def __init__(self, **kwargs: Any):
         kwargs.setdefault("lateness_us", 48 * HOUR_US)
         kwargs.setdefault("partitions", 1)
-        self.stage = EnergyStage(
-            TOPICS, node=NodeConfig(), contracts=FakeContracts(), clock=lambda: 0, **kwargs
-        )
+        kwargs.setdefault("clock", lambda: 0)
+        self.stage = EnergyStage(TOPICS, node=NodeConfig(), contracts=FakeContracts(), **kwargs)
         self.offset = 0
         self.latest: dict[str, dict[str, Any]] = {}
+        self.released: dict[str, dict[str, Any]] = {}
         self.dead: list[str] = []
 
     def batch(self, *records: dict[str, Any]) -> list[dict[str, Any]]:
@@ -163,8 +163,20 @@ class Harness:
                 self.dead.append(exc.reason)
         emitted += list(self.stage.end_batch())
         self.stage.on_commit()
+        return self._collect(emitted)
+
+    def tick(self) -> list[dict[str, Any]]:
+        emitted = list(self.stage.on_tick())
+        self.stage.on_commit()
+        self._collect(emitted)
+        return [e.value for e in emitted if e.topic == TOPICS.released]
+
+    def _collect(self, emitted: list[Any]) -> list[dict[str, Any]]:
         out = []
         for emit in emitted:
+            if emit.topic == TOPICS.released:
+                assert emit.key not in self.released, "a window was released twice"
+                self.released[emit.key] = emit.value
             if emit.topic == TOPICS.aggregates:
                 assert emit.value["version"] > self.latest.get(emit.key, {}).get("version", 0)
                 self.latest[emit.key] = emit.value
@@ -205,11 +217,12 @@ def test_windows_of_a_city_with_two_zones() -> None:
     # a1: 0.1 kWh per 10 min = 0.15 per quarter; a2 0.3: 0.45 kWh; peak (0.1+0.2)*6 = 1.8 kW
     assert quarter["energy_kwh"] == pytest.approx(0.45)
     assert quarter["meter_count"] == 2 and quarter["peak_kw"] == pytest.approx(1.8)
-    assert quarter["largest_share"] == 0.67 and quarter["suppressed"] is False
+    # The largest point's share is never a value any more (it gave its energy away).
+    assert quarter["largest_share"] is None and quarter["suppressed"] is False
     hour = h.get("Z1", "residential", "PT1H", T0 + 5 * HOUR_US)
     assert hour["energy_kwh"] == pytest.approx(1.8) and hour["window_end"] == T0 + 6 * HOUR_US
     day = h.get("Z2", "residential", "P1D", T0)
-    assert day["energy_kwh"] == pytest.approx(0.6 * 144) and day["largest_share"] == 0.5
+    assert day["energy_kwh"] == pytest.approx(0.6 * 144) and day["largest_share"] is None
     total = h.get("*", "*", "P1D", T0)
     assert total["energy_kwh"] == pytest.approx(0.9 * 144) and total["meter_count"] == 4
     assert total["peak_kw"] == pytest.approx(0.9 * 6)  # everyone at once: 5.4 kW
@@ -353,3 +366,47 @@ def test_what_is_published_does_not_depend_on_arrival_order(order, cuts, policy)
     for low, high in itertools.pairwise(bounds):
         shuffled.batch(*(readings[i] for i in order[low:high]))
     assert _published(shuffled) == _published(reference)
+
+
+# --- the release: once, when the day closes ---------------------------------------------------
+
+
+def test_a_day_is_released_once_when_the_watermark_closes_it() -> None:
+    h = Harness(policies={"lyon": SecrecyPolicy(min_meters=1)})  # 48 h of lateness
+    h.batch(*(day_of(f"m{i}", 0.1) for i in range(3)))
+    h.batch(day_of("m0", 0.1, start=T0 + DAY_US))
+    assert h.released == {}  # provisional upserts only, internal
+    h.batch(day_of("late", 0.2))  # late, within the lateness: in the release
+    h.batch(day_of("m0", 0.1, start=T0 + 2 * DAY_US))  # closes day 1
+    day1 = {k: v for k, v in h.released.items() if v["window_start"] < T0 + DAY_US}
+    assert len(day1) == 3 * (96 + 24 + 1)  # Z1, the sector total, the city total
+    total = h.released[f"lyon|*|electricity|*|P1D|{_iso(T0)}"]
+    assert total["energy_kwh"] == pytest.approx(0.5 * 144) and total["meter_count"] == 4
+    assert total["closed_by"] == "watermark" and "largest_share" not in total
+    assert "version" not in total
+    h.batch(day_of("m1", 0.3))  # a correction after the close: refused, nothing moves
+    assert h.dead == ["too-late"]
+    assert h.released[f"lyon|*|electricity|*|P1D|{_iso(T0)}"] == total
+
+
+def test_a_quiet_group_is_released_by_the_wall_clock() -> None:
+    # The stage's clock (ns): day 1 is past its lateness (48 h), day 2 is not.
+    now = [(T0 + 3 * DAY_US + HOUR_US) * 1000]
+    h = Harness(
+        policies={"lyon": SecrecyPolicy(min_meters=1)},
+        idle_close_us=600 * US,
+        clock=lambda: now[0],
+    )
+    h.batch(day_of("a", 0.1), day_of("a", 0.1, start=T0 + DAY_US))
+    assert h.tick() == []  # heard of the group just now: not idle yet
+    now[0] += 599 * US * 1000
+    assert h.tick() == []
+    now[0] += 2 * US * 1000
+    released = h.tick()
+    assert {r["window_start"] // DAY_US for r in released} == {T0 // DAY_US}
+    assert all(r["closed_by"] == "idle" for r in released)
+    assert h.tick() == []  # released once
+    # The watermark never passed day 1, yet it is closed: a reading of it is too late.
+    h.batch(day_of("b", 0.2))
+    assert h.dead == ["too-late"]
+    assert h.stage.readings_aggregated == 2 * 144

@@ -145,10 +145,10 @@ def test_each_caller_is_given_the_topic_publish_writes_for_it(tmp_path: Path) ->
         "n1.public.shared.paris.observations.v1"
     )
     assert datasets.all["lyon/energy-aggregates"].topic_for(paris, topics) == (
-        "n1.public.energy.aggregates.v1"
+        "n1.public.energy.aggregates.v2"
     )
     shared = Datasets(load_cities(tmp_path), TO_PARIS, "lyon").all["lyon/energy-aggregates"]
-    assert shared.topic_for(paris, topics) == "n1.public.shared.paris.energy.aggregates.v1"
+    assert shared.topic_for(paris, topics) == "n1.public.shared.paris.energy.aggregates.v2"
 
 
 # -- request validation ------------------------------------------------------------------
@@ -483,3 +483,4 @@ def test_avro_peek_reads_what_fastavro_reads() -> None:
     assert [f["name"] for f in observation["fields"]].index("source") > 10  # after the arrays
     compile_peek(observation, ("city", "source"))
     compile_peek(load_schemas()["EnergyAggregate"].expanded, ("city",))
+    compile_peek(load_schemas()["EnergyAggregateRelease"].expanded, ("city",))

@@ -39,10 +39,10 @@ def test_observations_follow_their_source_sharing(source: str, expected: list[st
 @pytest.mark.parametrize(
     ("policy", "expected"),
     [
-        (OPEN, ["public.energy.aggregates.v1"]),
+        (OPEN, ["public.energy.aggregates.v2"]),
         (
             SharingPolicy("shared", ("enedis",), None),
-            ["public.shared.enedis.energy.aggregates.v1"],
+            ["public.shared.enedis.energy.aggregates.v2"],
         ),
     ],
 )
@@ -50,6 +50,16 @@ def test_energy_aggregates_follow_the_node_federation_sharing(policy, expected) 
     stage = Republisher(POLICIES, TOPICS, policy)
     assert TOPICS.aggregates_in in stage.input_topics
     assert destinations(stage, TOPICS.aggregates_in, {"city": "lyon"}) == expected
+
+
+def test_only_released_aggregates_leave_never_the_provisional_upserts() -> None:
+    """public.energy.aggregates.v1 is no longer written: every upsert of a window
+    could be subtracted from the next (issue 13). Only the release is read."""
+    stage = Republisher(POLICIES, TOPICS, OPEN)
+    assert TOPICS.aggregates_in == "energy.aggregates.released.v2"
+    assert "energy.aggregates.v1" not in stage.input_topics
+    outputs = {TOPICS.public_aggregates, TOPICS.shared_aggregates}
+    assert all(topic.endswith(".v2") for topic in outputs)
 
 
 def test_internal_energy_aggregates_are_not_even_read() -> None:
