@@ -38,12 +38,11 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from services.anonymise import columns, daily
+from services.anonymise import daily
 from services.anonymise.policy import Policy, PolicySet
-from services.anonymise.transform import TransformError
+from services.anonymise.transform import TransformError, coarsening_times
 from services.runtime.processor import Emit
 from services.runtime.state import BatchState, ChangelogStore
-from services.runtime.timeparse import parse_time_column
 
 log = logging.getLogger(__name__)
 
@@ -59,27 +58,13 @@ def row_times(record: dict[str, Any], policy: Policy) -> list[int]:
 
     A row without a readable time cannot be put in a day: the record is refused
     (a row dropped would change a day's sum without anyone knowing)."""
-    rows = record["row_count"]
-    times = record.get("event_times") or []
-    if len(times) == rows and rows:
-        return list(times)
-    spec = policy.coarsen.time if policy.coarsen else None
-    if spec is None:
-        raise TransformError(
-            "no-event-time",
-            "the record has no event times and the policy's coarsen section names no time "
-            "field; declare coarsen.time",
-        )
-    column = next((c for c in record["columns"] if c["name"] == spec.field), None)
-    if column is None:
-        raise TransformError("missing-time-field", f"the time field {spec.field!r} is absent")
-    if len(columns.typed(column)) != rows:
-        raise TransformError("malformed-record", f"{spec.field!r} does not hold one value per row")
-    parsed, _ = parse_time_column(columns.cells(column), spec)
+    parsed = coarsening_times(record, policy)
     missing = sum(t is None for t in parsed)
     if missing:
+        field = policy.coarsen.time.field if policy.coarsen and policy.coarsen.time else "time"
         raise TransformError(
-            "cannot-coarsen", f"{missing} of {rows} rows have no readable time ({spec.field!r})"
+            "cannot-coarsen",
+            f"{missing} of {record['row_count']} rows have no readable time ({field!r})",
         )
     return parsed  # type: ignore[return-value]
 

@@ -266,8 +266,9 @@ def apply_policy(record: dict[str, Any], policy: Policy, pseudonymise: Pseudonym
     return Applied(entity_pseudonym, entity_type, out, attributes, audit)
 
 
-def _times(record: dict[str, Any], policy: Policy) -> list[int | None]:
-    """Per-row times for coarsening: the event times, else the declared time field."""
+def coarsening_times(record: dict[str, Any], policy: Policy) -> list[int | None]:
+    """Per-row times for coarsening (UTC µs, None where unreadable): the event times,
+    else the coarsen section's time field. Shared by the per-message and the daily path."""
     rows = record["row_count"]
     times = record.get("event_times") or []
     if len(times) == rows and rows:
@@ -282,6 +283,8 @@ def _times(record: dict[str, Any], policy: Policy) -> list[int | None]:
     column = next((c for c in record["columns"] if c["name"] == spec.field), None)
     if column is None:
         raise TransformError("missing-time-field", f"the time field {spec.field!r} is absent")
+    if len(columns.typed(column)) != rows:
+        raise TransformError("malformed-record", f"{spec.field!r} does not hold one value per row")
     parsed, _ = parse_time_column(columns.cells(column), spec)
     return parsed
 
@@ -298,7 +301,7 @@ def anonymise(
     attributes = applied.attributes
     coarsening = policy.coarsening
     if coarsening is not None and rows:
-        times = _times(record, policy)
+        times = coarsening_times(record, policy)
         try:
             out_columns, event_times, rows = coarsen(
                 out_columns, times, coarsening, policy.timezone

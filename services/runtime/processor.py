@@ -414,24 +414,7 @@ class StageRunner:
             city=city if isinstance(city, str) else None,
             source=source if isinstance(source, str) else None,
         )
-        produce_bytes(
-            self.producer,
-            self.dead_letter_topic,
-            dlq.dead_letter_key(self.stage.name, letter["city"]),
-            self.contracts.codec(self.dead_letter_topic).encode(letter),
-        )
-        tally.reasons[reason] = tally.reasons.get(reason, 0) + 1
-        log.warning(
-            "dead letter",
-            extra={
-                "stage": self.stage.name,
-                "reason": reason,
-                "topic": meta.topic,
-                "partition": meta.partition,
-                "offset": meta.offset,
-                "detail": text[:300],
-            },
-        )
+        self._send_letter(tally, meta, reason, letter, detail=text)
 
     def _raw_zone_letters(
         self,
@@ -482,6 +465,21 @@ class StageRunner:
                 ),
                 raw_codec.encode(raw_letter),
             )
+        self._send_letter(
+            tally, meta, reason, letter, detail=letter["message"], letter_id=letter["letter_id"]
+        )
+
+    def _send_letter(
+        self,
+        tally: _BatchTally,
+        meta: InputMeta,
+        reason: str,
+        letter: dict[str, Any],
+        *,
+        detail: str,
+        letter_id: str | None = None,
+    ) -> None:
+        """The letter on dlq.v1, counted and logged (the log says no more than the letter)."""
         produce_bytes(
             self.producer,
             self.dead_letter_topic,
@@ -489,18 +487,17 @@ class StageRunner:
             self.contracts.codec(self.dead_letter_topic).encode(letter),
         )
         tally.reasons[reason] = tally.reasons.get(reason, 0) + 1
-        log.warning(
-            "dead letter",
-            extra={
-                "stage": self.stage.name,
-                "reason": reason,
-                "topic": meta.topic,
-                "partition": meta.partition,
-                "offset": meta.offset,
-                "letter_id": letter["letter_id"],
-                "detail": letter["message"][:300],
-            },
-        )
+        extra = {
+            "stage": self.stage.name,
+            "reason": reason,
+            "topic": meta.topic,
+            "partition": meta.partition,
+            "offset": meta.offset,
+            "detail": detail[:300],
+        }
+        if letter_id is not None:
+            extra["letter_id"] = letter_id
+        log.warning("dead letter", extra=extra)
 
     # -- transactions ------------------------------------------------------------
     def _commit(self) -> None:

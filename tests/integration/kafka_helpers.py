@@ -1,13 +1,15 @@
-"""Reading topics back in tests with plain confluent-kafka consumers."""
+"""Reading topics back in tests with plain confluent-kafka consumers, and a runner
+that fails one commit on purpose."""
 
 from __future__ import annotations
 
 import time
 import uuid
 
-from confluent_kafka import Consumer, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message
 
 from services.runtime.config import NodeConfig
+from services.runtime.processor import StageRunner
 
 
 def read_all(
@@ -52,3 +54,19 @@ def read_all(
     finally:
         consumer.close()
     return messages
+
+
+class CommitFailsOnce(StageRunner):
+    """A broker-side failure at the worst moment: after the batch's records (and state
+    changes) were produced, before the commit. Once per runner."""
+
+    failed = False
+
+    def _commit(self) -> None:
+        if not self.failed:
+            self.failed = True
+            # What a real commit does first: the batch's records reach the broker (and
+            # are then aborted); without it, abort may purge them from the local queue.
+            self.producer.flush(30)
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "injected", retriable=True))
+        super()._commit()

@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 import yaml
-from confluent_kafka import KafkaError, KafkaException
 
 from services.anonymise.keys import KeyStore
 from services.anonymise.policy import COARSENED_ROWS, load_policies
@@ -27,7 +26,7 @@ from services.runtime.cities import load_cities
 from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.processor import StageRunner
-from tests.integration.kafka_helpers import read_all
+from tests.integration.kafka_helpers import CommitFailsOnce, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -78,21 +77,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.seconds
-
-
-class CommitFailsOnce(StageRunner):
-    """A failure after the batch's outputs and state changes were produced."""
-
-    failed = False
-
-    def _commit(self) -> None:
-        if not self.failed:
-            self.failed = True
-            # What a real commit does first: the batch's records reach the broker (and
-            # are then aborted); without it, abort may purge them from the local queue.
-            self.producer.flush(30)
-            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "injected", retriable=True))
-        super()._commit()
 
 
 def reading(meter: int, t: int, wh: int, index: int) -> dict[str, Any]:

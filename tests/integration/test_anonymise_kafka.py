@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 import yaml
-from confluent_kafka import KafkaError, KafkaException
 
 from services.anonymise.keys import KeyStore
 from services.anonymise.policy import PolicySet, load_policies
@@ -25,7 +24,7 @@ from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.processor import StageRunner
 from tests.fixture_secrets import fixture_secret
-from tests.integration.kafka_helpers import read_all
+from tests.integration.kafka_helpers import CommitFailsOnce, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -54,21 +53,6 @@ PRIVACY = {
     },
     "attributes": {"zone": "measure"},
 }
-
-
-class CommitFailsOnce(StageRunner):
-    """A broker-side failure at the worst moment: after producing, before commit."""
-
-    failed = False
-
-    def _commit(self) -> None:
-        if not self.failed:
-            self.failed = True
-            # What a real commit does first: the batch's records reach the broker (and
-            # are then aborted); without it, abort may purge them from the local queue.
-            self.producer.flush(30)
-            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "injected", retriable=True))
-        super()._commit()
 
 
 def write_city(tmp_path: Path) -> Path:

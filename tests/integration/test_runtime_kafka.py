@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaException, Producer
 from confluent_kafka.admin import NewTopic
 from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
@@ -22,7 +22,7 @@ from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.processor import BaseStage, Emit, InputMeta, StageRunner
 from services.runtime.provisioning import admin_client, delete_scratch_topics, provision_topics
 from services.runtime.topics import TopicSpec, provision
-from tests.integration.kafka_helpers import read_all
+from tests.integration.kafka_helpers import CommitFailsOnce, read_all
 from tests.integration.records import SAMPLES_BY_TOPIC, observation
 
 pytestmark = pytest.mark.integration
@@ -144,21 +144,6 @@ def test_stage_runner_transforms_and_routes_dead_letters(node, isolated_topics) 
     # Offsets moved with the transactions: the same group finds nothing left.
     again = make_runner(node, contracts, specs, instance).run(idle_exit_s=2)
     assert again.records_in == 0
-
-
-class CommitFailsOnce(StageRunner):
-    """Injects a broker-side failure at the worst moment: after producing, before commit."""
-
-    failed = False
-
-    def _commit(self) -> None:
-        if not CommitFailsOnce.failed:
-            CommitFailsOnce.failed = True
-            # What a real commit does first: the batch's records reach the broker (and
-            # are then aborted); without it, abort may purge them from the local queue.
-            self.producer.flush(30)
-            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "injected", retriable=True))
-        super()._commit()
 
 
 def test_failed_commit_aborts_and_reprocesses_exactly_once(node, isolated_topics) -> None:

@@ -9,7 +9,6 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
 
 from services.runtime.errors import RejectedInput
 from services.runtime.kafka import RecordProducer, make_producer
@@ -17,6 +16,7 @@ from services.runtime.processor import BaseStage, Emit, InputMeta, StageRunner
 from services.runtime.provisioning import connect_contracts, provision_topics
 from services.runtime.state import ChangelogStore, restore
 from services.runtime.topics import TopicSpec
+from tests.integration.kafka_helpers import CommitFailsOnce
 from tests.integration.records import observation
 
 pytestmark = pytest.mark.integration
@@ -57,16 +57,6 @@ class RunningTotals(BaseStage):
         yield Emit(self.target, entity, {**record, "values": [total]})
 
 
-class AbortFirstCommit(StageRunner):
-    aborted = False
-
-    def _commit(self) -> None:
-        if not AbortFirstCommit.aborted:
-            AbortFirstCommit.aborted = True
-            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "injected", retriable=True))
-        super()._commit()
-
-
 def test_state_survives_restart_and_ignores_aborted_and_rejected_writes(node, isolated_topics):
     specs, contracts = isolated_topics(
         "observations.v1", "public.observations.v1", "dlq.v1", partitions=2
@@ -94,7 +84,7 @@ def test_state_survives_restart_and_ignores_aborted_and_rejected_writes(node, is
     group = f"g-{uuid.uuid4().hex[:6]}"
     first = RunningTotals(node, contracts, source, target, changelog.name)
     first.name = group
-    summary = AbortFirstCommit(
+    summary = CommitFailsOnce(
         first, node, contracts, instance="a", dead_letter_topic=specs["dlq.v1"].name
     ).run(idle_exit_s=3)
     assert summary.aborted == 1 and summary.dead_letter_reasons == {"poison": 1}
