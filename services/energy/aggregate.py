@@ -222,7 +222,9 @@ def release(
                 "meter_count": f.meters if shown else None,
                 "peak_kw": round(peak, 6) + 0.0 if shown else None,
                 "suppressed": not shown,
-                "suppression_reason": why,
+                # A flag, not the rule: a per-window reason would tell the meter count's
+                # class (min-meters: 1 to 9; secondary: none or at least 10).
+                "suppression_reason": None if shown else secrecy.CONFIDENTIAL,
                 "closed_by": closed_by,
                 "released_at": released_at,
             }

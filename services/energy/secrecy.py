@@ -53,6 +53,8 @@ MIN_METERS = "min-meters"
 DOMINANCE = "dominance"
 SECONDARY = "secondary"
 TEMPORAL = "temporal"
+# What a released record says of a withheld cell: that it is withheld, not why.
+CONFIDENTIAL = "confidential"
 # A withheld cell's interval, as an attacker with non-negativity computes it, must
 # not lie within this share of its value (the threat model says 10 %: margin kept).
 PROTECTION = 0.15
@@ -269,9 +271,73 @@ def plan(
                 sizes[cell] = max(sizes.get(cell, 0.0), figures.energy)
     ranked = {cell: sizes.get(cell, 0.0) for cell in every}
     withheld = secondary({cell: TEMPORAL for cell in first}, ranked)
-    while (exposed := _exposed(windows, withheld)) is not None:
-        withheld = secondary({**withheld, _widen(exposed, withheld, ranked): SECONDARY}, ranked)
-    return withheld, own
+    while True:
+        exposed = _exposed(windows, withheld)
+        if exposed is not None:
+            more = _widen(exposed, withheld, ranked)
+        else:
+            more = _thin_residual(windows, withheld, policy, ranked)
+            if more is None:
+                return withheld, own
+        withheld = secondary({**withheld, more: SECONDARY}, ranked)
+
+
+def _group(cells: Mapping[Cell, Figures], members: Iterable[Cell]) -> Figures:
+    """What an attacker holds of several withheld cells taken together: their sum."""
+    meters, energy, largest = 0, 0.0, 0.0
+    for cell in members:
+        figures = cells.get(cell)
+        if figures is not None:
+            meters += figures.meters
+            energy += figures.energy
+            largest = max(largest, figures.largest)
+    return Figures(meters, energy, largest)
+
+
+def _thin_residual(
+    windows: Mapping[Any, Mapping[Cell, Figures]],
+    withheld: Mapping[Cell, str],
+    policy: SecrecyPolicy,
+    sizes: Mapping[Cell, float],
+) -> Cell | None:
+    """A published cell to withhold next because, in some window, what a published
+    total minus its published parts leaves (the sum of the withheld parts) is itself
+    a group that fails the rule, or None.
+
+    The pattern is chosen for the whole day, but a complement may be empty in some
+    windows (a zone whose meters report half the day): there the residual is the
+    primary cell alone, exactly. Each residual must pass the rule as a cell of its
+    own: a sector total over its withheld zones; the city total over the withheld
+    zones of withheld sectors (the attacker subtracts the published sector totals
+    and the published zones of the withheld ones). Residential thresholds apply to a
+    mix of sectors.
+    """
+    for window in sorted(windows, key=repr):
+        cells = windows[window]
+        zones: dict[str, list[Cell]] = {}
+        for cell in cells:
+            if cell[0] != TOTAL:
+                zones.setdefault(cell[1], []).append(cell)
+        groups: list[tuple[list[Cell], list[Cell], str, Cell]] = []
+        for sector, parts in sorted(zones.items()):
+            if (TOTAL, sector) not in withheld:
+                hidden = [c for c in parts if c in withheld]
+                shown = [c for c in parts if c not in withheld]
+                groups.append((hidden, shown, sector, (TOTAL, sector)))
+        if (TOTAL, TOTAL) not in withheld:
+            hidden_sectors = [s for s in sorted(zones) if (TOTAL, s) in withheld]
+            hidden = [c for s in hidden_sectors for c in zones[s] if c in withheld]
+            shown = [c for s in hidden_sectors for c in zones[s] if c not in withheld]
+            sector = hidden_sectors[0] if len(hidden_sectors) == 1 else "residential"
+            groups.append((hidden, shown, sector, (TOTAL, TOTAL)))
+        for hidden, shown, sector, total in groups:
+            if not hidden or primary_reason(_group(cells, hidden), policy, sector) is None:
+                continue
+            candidates = [c for c in shown if cells[c].meters > 0]
+            if candidates:
+                return min(candidates, key=lambda c: (sizes.get(c, 0.0), c))
+            return total
+    return None
 
 
 def _exposed(

@@ -440,6 +440,10 @@ class Attacker:
 def test_nothing_is_recovered_from_everything_released(seed: int) -> None:
     world = World(seed).build().run()
     assert world.public, "nothing was released at all"
+    # A withheld cell says that it is withheld, never which rule (a per-window reason
+    # would tell its meter count's class: 1 to 9, or none or at least 10).
+    reasons = {r["suppression_reason"] for r, _ in world.public if r["suppressed"]}
+    assert reasons <= {"confidential"}, reasons
     attacker = Attacker(world, world.public)
     assert attacker.recovered() == []
 

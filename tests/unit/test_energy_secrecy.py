@@ -395,3 +395,41 @@ def test_city_files_carry_their_policy(tmp_path) -> None:
     path.write_text(city_yaml(header="code: testville\nname: Testville\nsecrecy: 10\n"))
     with pytest.raises(ConfigError, match="secrecy: expected a mapping"):
         load_cities(path.parent)
+
+
+def residuals(windows, withheld) -> list[tuple]:
+    """What an attacker computes in each window: a published total minus its published
+    parts, i.e. the withheld parts taken together (meters, energy)."""
+    out = []
+    for window, cells in windows.items():
+        zones = [c for c in cells if c[0] != secrecy.TOTAL]
+        groups = []
+        for sector in sorted({c[1] for c in zones}):
+            if (secrecy.TOTAL, sector) not in withheld:
+                groups.append([c for c in zones if c[1] == sector and c in withheld])
+        if (secrecy.TOTAL, secrecy.TOTAL) not in withheld:
+            hidden = {c[1] for c in zones if (secrecy.TOTAL, c[1]) in withheld}
+            groups.append([c for c in zones if c[1] in hidden and c in withheld])
+        for group in groups:
+            meters = sum(cells[c].meters for c in group)
+            if meters:
+                out.append((window, tuple(group), meters))
+    return out
+
+
+def test_a_complement_empty_in_some_windows_does_not_leave_the_primary_alone() -> None:
+    """Zone A (5 meters) all day, B (12) only in the morning, C (40) all day: B alone as
+    A's complement leaves, every afternoon quarter, total - C = A exactly (5 meters)."""
+    windows = {}
+    for q in range(8):
+        morning = q < 4
+        cells = {
+            ("A", "residential"): Figures(5, 1.756, 0.4),
+            ("B", "residential"): Figures(12, 3.0, 0.3) if morning else Figures(0, 0.0, 0.0),
+            ("C", "residential"): Figures(40, 10.0, 0.3),
+        }
+        windows[("PT15M", q)] = one_window(cells)
+    withheld, _ = secrecy.plan(windows, SecrecyPolicy())
+    assert ("A", "residential") in withheld
+    thin = [r for r in residuals(windows, withheld) if r[2] < 10]
+    assert thin == [], thin
