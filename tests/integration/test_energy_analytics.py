@@ -22,6 +22,7 @@ from services.energy.windows import DAY_US, HOUR_US
 from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.paths import REPO_ROOT
 from services.runtime.processor import StageRunner
+from tests.energy_helpers import energy_observation
 from tests.integration.kafka_helpers import read_all
 
 pytestmark = pytest.mark.integration
@@ -38,27 +39,7 @@ ENERGY_TOPICS = (
 
 
 def observation(meter: str, values: list[float], start: int, zone: str, step: int = 600) -> dict:
-    return {
-        "city": "lyon",
-        "domain": "energy",
-        "metric": "active_energy_import",
-        "unit": "kWh",
-        "entity_pseudonym": meter,
-        "entity_type": "ElectricityMeter",
-        "zone": zone,
-        "position": None,
-        "start": start,
-        "step_seconds": step,
-        "times": [],
-        "values": values,
-        "quality": [],
-        "source": "enedis-courbes-charge",
-        "dataset": "courbes-de-charge-10min",
-        "lineage_id": "test",
-        "key_epoch": "2025-11",
-        "sector": "residential",
-        "carrier": "electricity",
-    }
+    return energy_observation(meter, zone, start, values, step_seconds=step)
 
 
 def make_topics(isolated_topics) -> tuple[EnergyTopics, str, Any]:

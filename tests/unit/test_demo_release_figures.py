@@ -11,32 +11,13 @@ from services.node.demo import SUPPRESSION_SQL
 from services.publish.chdb_embedded import ChdbWarehouse
 from services.publish.migrations import migrate
 from services.publish.rows import Landed, observations_table, released_table
+from tests.energy_helpers import energy_observation
 
 T0 = 1_763_769_600_000_000  # 2025-11-22T00:00:00Z
 
 
 def reading(meter: str, zone: str, kwh: float) -> dict:
-    return {
-        "city": "lyon",
-        "domain": "energy",
-        "metric": "active_energy_import",
-        "unit": "kWh",
-        "entity_pseudonym": meter,
-        "entity_type": "ElectricityMeter",
-        "zone": zone,
-        "position": None,
-        "start": T0,
-        "step_seconds": 86_400,
-        "times": [],
-        "values": [kwh],
-        "quality": [],
-        "source": "enedis",
-        "dataset": "load-curves",
-        "lineage_id": "t",
-        "key_epoch": None,
-        "sector": "residential",
-        "carrier": "electricity",
-    }
+    return energy_observation(meter, zone, T0, [kwh], step_seconds=86_400)
 
 
 def released(zone: str, kwh: float | None) -> dict:

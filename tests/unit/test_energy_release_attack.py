@@ -50,6 +50,7 @@ from services.publish.sharing import SharingPolicy
 from services.runtime.config import NodeConfig
 from services.runtime.errors import RejectedInput
 from services.runtime.processor import Emit, InputMeta
+from tests.energy_helpers import energy_observation
 
 T0 = 1_763_769_600_000_000  # 2025-11-22T00:00:00Z, the day under attack
 TOPICS = EnergyTopics()
@@ -79,27 +80,7 @@ def _iso(t_us: int) -> str:
 
 
 def _observation(meter: str, zone: str, sector: str, start: int, values: list[float]) -> dict:
-    return {
-        "city": "lyon",
-        "domain": "energy",
-        "metric": "active_energy_import",
-        "unit": "kWh",
-        "entity_pseudonym": meter,
-        "entity_type": "ElectricityMeter",
-        "zone": zone,
-        "position": None,
-        "start": start,
-        "step_seconds": 900,
-        "times": [],
-        "values": values,
-        "quality": [],
-        "source": "enedis",
-        "dataset": "load-curves",
-        "lineage_id": "attack",
-        "key_epoch": None,
-        "sector": sector,
-        "carrier": None,
-    }
+    return energy_observation(meter, zone, start, values, step_seconds=900, sector=sector)
 
 
 @dataclass
