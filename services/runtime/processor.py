@@ -37,6 +37,21 @@ log = logging.getLogger(__name__)
 
 LAG_REFRESH_S = 5.0
 TICK_S = 1.0  # how often an idle stage is asked for time-driven output (on_tick)
+# A group join can take seconds on a loaded broker ("coordinator load in progress"):
+# an idle exit counts from the first assignment, and waits at least this long for it.
+FIRST_ASSIGNMENT_WAIT_S = 60.0
+
+
+def idle_exit_due(
+    now: float, idle_since: float, started: float, assigned_at: float | None, idle_s: float
+) -> bool:
+    """Whether a runner asked to stop after ``idle_s`` without input may stop now.
+
+    Before the group has assigned anything the runner cannot have seen input, so it
+    waits for the assignment (``FIRST_ASSIGNMENT_WAIT_S`` at least)."""
+    if assigned_at is None:
+        return now - started >= max(idle_s, FIRST_ASSIGNMENT_WAIT_S)
+    return now - max(idle_since, assigned_at) >= idle_s
 
 
 @dataclass(frozen=True)
@@ -186,6 +201,7 @@ class StageRunner:
         )
         self.summary = RunSummary()
         self._ticked = 0.0
+        self._assigned_at: float | None = None
         self._lag_refreshed = 0.0
         self._started = False
 
@@ -224,10 +240,14 @@ class StageRunner:
         max_batches: int | None = None,
     ) -> RunSummary:
         """Process batches until ``stop`` is set, ``idle_exit_s`` passes without
-        input, or ``max_batches`` batches have committed."""
+        input, or ``max_batches`` batches have committed.
+
+        Idle time counts from the first partition assignment: input waiting on a topic
+        is not "no input" just because the group join was slow."""
         self.start()
         stop = stop or threading.Event()
         idle_since = time.monotonic()
+        started = idle_since
         try:
             while not stop.is_set():
                 if max_batches is not None and self.summary.batches >= max_batches:
@@ -240,7 +260,9 @@ class StageRunner:
                     self.tick()
                 if processed:
                     idle_since = now
-                elif idle_exit_s is not None and now - idle_since >= idle_exit_s:
+                elif idle_exit_s is not None and idle_exit_due(
+                    now, idle_since, started, self._assigned_at, idle_exit_s
+                ):
                     break
         finally:
             self.close()
@@ -547,6 +569,7 @@ class StageRunner:
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = sorted({tp.partition for tp in partitions})
+        self._assigned_at = time.monotonic()
         log.info("partitions assigned", extra={"stage": self.stage.name, "partitions": numbers})
         self._hook("on_assign", numbers)
 
