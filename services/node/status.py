@@ -24,6 +24,7 @@ class Sample:
     dead_letters: float = 0.0
     lag: float = 0.0
     dead_letter_reasons: dict[str, float] = field(default_factory=dict)
+    dropped_attributes: dict[str, float] = field(default_factory=dict)  # city/source -> count
 
 
 def endpoint(node: NodeConfig, service: str) -> str:
@@ -53,6 +54,9 @@ def parse_metrics(text: str) -> Sample:
                 )
             elif name == "citeplus_consumer_lag":
                 sample.lag += value
+            elif name == "citeplus_normalise_dropped_attributes_total":
+                where = f"{metric.labels.get('city', '?')}/{metric.labels.get('source', '?')}"
+                sample.dropped_attributes[where] = value
     return sample
 
 
@@ -109,9 +113,22 @@ def render_status(
             f"{fmt(None if sample is None else sample.dead_letters):>6} "
             f"{state.get('restarts', 0):>8}"
         )
+        if sample is not None and sample.dropped_attributes:
+            lines.append(_dropped_attributes_line(sample.dropped_attributes))
         if state.get("last_exit") not in (None, 0) and status != "running":
             lines.append(
                 f"{'':18} last exit {state['last_exit']}: "
                 + " | ".join(state.get("last_log_lines", [])[-2:])[:160]
             )
     return "\n".join(lines)
+
+
+def _dropped_attributes_line(counts: dict[str, float]) -> str:
+    """Sources whose entities carry attributes the vocabulary does not know."""
+    worst = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    shown = ", ".join(f"{where} {count:,.0f}" for where, count in worst[:5])
+    more = f" (+{len(worst) - 5} sources)" if len(worst) > 5 else ""
+    return (
+        f"{'':18} attributes not in the vocabulary, not published: {shown}{more} "
+        "(names: citeplus logs normalise)"
+    )

@@ -15,6 +15,7 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from services.normalise.dropped_attributes import DroppedAttributes
 from services.normalise.mapping import SourceMapping, compile_city
 from services.normalise.transform import Normaliser
 from services.normalise.vocabulary import Vocabulary, load_vocabulary
@@ -80,18 +81,25 @@ class NormaliseStage(BaseStage):
             )
         self.normaliser = Normaliser(self.vocabulary, mappings)
         self.store = ChangelogStore(STORE, self.topics.state)
+        registry = (metrics or ServiceMetrics(self.name)).registry
         self.dropped = Counter(
             "citeplus_normalise_dropped_readings",
             "Readings not published: duplicate, stale-register, too-late, time-invalid, ...",
             ["reason"],
-            registry=(metrics or ServiceMetrics(self.name)).registry,
+            registry=registry,
         )
+        self.dropped_attributes = DroppedAttributes(registry)
         self._pending_drops: dict[str, int] = {}
 
     # -- transform ----------------------------------------------------------------------
     def process(self, record: dict[str, Any], meta: InputMeta) -> Iterable[Emit]:
         self.store.begin_record()
+        self.dropped_attributes.end_record()
         outcome = self.normaliser.normalise(record, self.store.get)
+        if outcome.dropped_attributes:
+            self.dropped_attributes.note(
+                record["city"], record["source"], outcome.dropped_attributes
+            )
         partition = meta.partition
         emits = [self.store.put(key, state, partition) for key, state in outcome.states.items()]
         output = self.topics.output
@@ -120,13 +128,16 @@ class NormaliseStage(BaseStage):
         for reason, count in self._pending_drops.items():
             self.dropped.labels(reason).inc(count)
         self._pending_drops.clear()
+        self.dropped_attributes.commit()
 
     def on_abort(self) -> None:
         self.store.abort()
         self._pending_drops.clear()
+        self.dropped_attributes.abort()
 
     def on_record_failed(self) -> None:
         self.store.rollback_record()
+        self.dropped_attributes.end_record(failed=True)
 
 
 def build_stage(

@@ -31,6 +31,7 @@ from services.normalise.quality import (
     STEP_INFERRED,
     TIME_FROM_RECEPTION,
 )
+from services.normalise.sdm_models import Plan
 from services.normalise.units import (
     Conversion,
     IncompatibleUnit,
@@ -55,6 +56,8 @@ class Outcome:
     observations: list[dict[str, Any]] = field(default_factory=list)
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
     dropped: Counter[str] = field(default_factory=Counter)  # reason -> readings
+    # attributes of a Smart Data Models entity that no metric or description knows
+    dropped_attributes: list[str] = field(default_factory=list)
 
     @property
     def readings(self) -> int:
@@ -134,6 +137,7 @@ class Normaliser:
         columns = {c["name"]: c for c in record["columns"]}
         n = record["row_count"]
         model: SdmModel | None = None
+        plan: Plan | None = None
         measures = [m for m in mapping.measures if m.column in columns]
         if mapping.smart_data_models:
             entity_type = record.get("entity_type")
@@ -142,18 +146,23 @@ class Normaliser:
                 raise RejectedInput(
                     "unknown-entity-type",
                     f"entity type {entity_type!r} has no built-in Smart Data Models mapping; "
-                    f"known types: {', '.join(sorted(self.vocabulary.models))}",
+                    f"known types: {', '.join(sorted(self.vocabulary.models))} (to add one: "
+                    "docs/normalise.md, 'Smart Data Models')",
                 )
             if model is not None:
-                explicit = {m.column for m in measures}
-                measures += self._sdm_measures(model, columns, mapping, explicit)
+                plan = self.vocabulary.types[model.type].plan(columns, {m.column for m in measures})
+                columns = plan.columns
+                measures += self._sdm_measures(model, plan)
+        if not measures and plan is not None and not plan.dropped:
+            return Outcome()  # an inventory entity (a container, a station): nothing measured
         if not measures:
+            unknown = f"; not in the vocabulary: {', '.join(plan.dropped)}" if plan else ""
             wanted = ", ".join(sorted({m.column for m in mapping.measures})) or "(built-in)"
             raise RejectedInput(
                 "no-measure",
                 f"none of the mapped measures ({wanted}) is in the record "
-                f"(fields: {', '.join(sorted(columns)) or 'none'}); check the privacy policy "
-                f"keeps them and the mapping of {city}/{source}",
+                f"(fields: {', '.join(sorted(columns)) or 'none'}){unknown}; check the privacy "
+                f"policy keeps them and the mapping of {city}/{source}",
             )
         pseudonym = record["entity_pseudonym"]
         base = {
@@ -169,6 +178,10 @@ class Normaliser:
             "key_epoch": record.get("key_epoch"),
         }
         out = Outcome()
+        if plan is not None:
+            out.dropped_attributes = plan.dropped
+            if plan.unmapped_values:
+                out.dropped["unmapped-state"] += plan.unmapped_values
         coarse = (record.get("attributes") or {}).get(COARSENED)
         if coarse:
             # anonymise summed the rows per bucket: times are the bucket starts (UTC)
@@ -537,34 +550,22 @@ class Normaliser:
         )
 
     # -- Smart Data Models ----------------------------------------------------------------
-    def _sdm_measures(
-        self, model: SdmModel, columns: dict[str, Any], mapping: SourceMapping, explicit: set[str]
-    ) -> list[MeasureSpec]:
+    def _sdm_measures(self, model: SdmModel, plan: Plan) -> list[MeasureSpec]:
+        """The plan's measures as specs (built once per type, column and metric)."""
         out = []
-        for name in columns:
-            if name in explicit:
-                continue
-            entries = self.vocabulary.sdm_attributes.get(f"{model.type}.{name}")
-            if not entries:
-                continue
-            for _name, entry, metric in entries:
-                if entry.when and not all(
-                    _first_value(columns.get(attribute)) == expected
-                    for attribute, expected in entry.when
-                ):
-                    continue
-                key = (model.type, name, metric.name)
-                spec = self._sdm_specs.get(key)
-                if spec is None:
-                    spec = self._sdm_specs[key] = MeasureSpec(
-                        column=name,
-                        metric=metric,
-                        kind=entry.kind,
-                        unit=entry.unit,
-                        unit_field=f"{name}@unitCode",
-                    )
-                out.append(spec)
-                break
+        for column, carrier in plan.measures:
+            key = (model.type, column, carrier.metric.name)
+            spec = self._sdm_specs.get(key)
+            if spec is None:
+                plain = carrier.member is None and carrier.values is None
+                spec = self._sdm_specs[key] = MeasureSpec(
+                    column=column,
+                    metric=carrier.metric,
+                    kind=carrier.entry.kind,
+                    unit=carrier.entry.unit,
+                    unit_field=f"{column}@unitCode" if plain else None,
+                )
+            out.append(spec)
         return out
 
     def _sdm_time_specs(

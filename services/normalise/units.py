@@ -106,7 +106,7 @@ UNITS: tuple[Unit, ...] = (
     _u("mbar", "pressure", 100.0, ["MBR"], [], "millibar"),
     _u("bar", "pressure", 1e5, ["BAR"], [], "bar"),
     _u("W/m2", "irradiance", 1.0, ["D54"], ["W/m²"], "watt per square metre"),
-    _u("lx", "illuminance", 1.0, ["LUX"], ["lux"], "lux"),
+    _u("lx", "illuminance", 1.0, ["LUX"], ["lux", "LX"], "lux"),
     _u("°", "angle", 1.0, ["DD"], ["deg", "degree"], "degree (angle)"),
     # lengths (precipitation: 1 L/m2 = 1 mm)
     _u("m", "length", 1.0, ["MTR"], [], "metre"),

@@ -65,6 +65,8 @@ class Vocabulary:
     # (type, attribute) -> entries, conditional ones first
     sdm_attributes: dict[str, list[tuple[str, SdmEntry, Metric]]] = field(default_factory=dict)
     source: str = str(VOCABULARY_FILE)
+    # entity type -> its attributes, aliases and descriptive names (sdm_models.TypeMap)
+    types: dict[str, Any] = field(default_factory=dict)
 
     def metric(self, name: str, *, source: str, key: str) -> Metric:
         found = self.metrics.get(name)
@@ -176,7 +178,11 @@ def load_vocabulary(path: Path = VOCABULARY_FILE) -> Vocabulary:
                 f"{plain[1][1].type}.{plain[1][1].attribute} is already mapped to "
                 f"{plain[0][0]} (add a `when` condition to one of them)",
             )
-    return Vocabulary(metrics, tuple(sectors), models, by_attribute, where)
+    from services.normalise.sdm_models import SDM_DIR, load_type_maps
+
+    sdm_dir = SDM_DIR if Path(path) == VOCABULARY_FILE else Path(path).parent / "sdm"
+    types = load_type_maps(metrics, models, by_attribute, sdm_dir)
+    return Vocabulary(metrics, tuple(sectors), models, by_attribute, where, types)
 
 
 def _sdm_entry(raw: Any, key: str, metric: Metric, models, fail) -> SdmEntry:

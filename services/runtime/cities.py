@@ -42,7 +42,7 @@ FORMATS = (
     "ngsi-ld",
     "linky-tic",
 )
-DOMAINS = ("energy", "mobility", "environment", "water", "waste", "parking", "weather")
+DOMAINS = ("energy", "mobility", "environment", "water", "waste", "parking", "weather", "lighting")
 SDM_FORMATS = ("sdm-keyvalues", "ngsi-v2-normalized", "ngsi-ld")
 LINKY_ENTITY_LABELS = ("ADSC", "ADCO")
 DEFAULT_TIMEZONE = "Europe/Paris"
