@@ -280,3 +280,66 @@ def test_an_entity_with_only_unknown_attributes_is_a_dead_letter_naming_them():
     with pytest.raises(RejectedInput) as error:
         normalise_entity(item)
     assert error.value.reason == "no-measure" and "PM2_5" in str(error.value)
+
+
+# -- the mapping files themselves ------------------------------------------------------
+def load_with(tmp_path: Path, name: str, text: str):
+    """The repository's vocabulary with deploy/sdm/ plus one file written by the test."""
+    import shutil
+
+    from services.normalise.vocabulary import VOCABULARY_FILE, load_vocabulary
+
+    shutil.copy(VOCABULARY_FILE, tmp_path / "vocabulary.yaml")
+    shutil.copytree(VOCABULARY_FILE.parent / "sdm", tmp_path / "sdm")
+    (tmp_path / "sdm" / name).write_text(text, encoding="utf-8")
+    return load_vocabulary(tmp_path / "vocabulary.yaml")
+
+
+SCHEMA = "schema: {repository: r, path: p, commit: c}\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "key"),
+    [
+        (
+            "NoiseLevelObserved.yaml",
+            "type: NoiseLevelObserved\n" + SCHEMA + "attributes: {LAeq: {metric: pm10, unit: GQ}}",
+            "attributes.LAeq",  # already noise_level in deploy/vocabulary.yaml
+        ),
+        (
+            "Hive.yaml",
+            "type: Hive\n" + SCHEMA + "time: [t]\nattributes: {x: {metric: honey}}",
+            "attributes.x.metric",
+        ),
+        (
+            "Hive.yaml",
+            "type: Hive\n" + SCHEMA + "time: [t]\nattributes: {x: {metric: pm10, unit: °C}}",
+            "attributes.x.unit",
+        ),
+        ("Hive.yaml", "type: BeeHive\n" + SCHEMA + "time: [t]", "type"),
+        ("Hive.yaml", "type: Hive\n" + SCHEMA, "time"),
+        ("Hive.yaml", "type: Hive\ntime: [t]\n", "schema"),
+    ],
+)
+def test_a_wrong_mapping_file_is_refused_naming_file_and_key(tmp_path, name, text, key):
+    from services.runtime.errors import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        load_with(tmp_path, name, text)
+    assert error.value.key == key
+    assert name in str(error.value.source)
+
+
+def test_every_mapping_file_names_the_schema_it_was_read_from():
+    import re
+
+    from services.normalise.sdm_models import SDM_DIR
+    from services.runtime.yaml_config import parse_strict
+
+    files = sorted(SDM_DIR.glob("*.yaml"))
+    assert {f.stem for f in files} >= set(TYPES)
+    for path in files:
+        schema = parse_strict(path.read_text(encoding="utf-8"), str(path))["schema"]
+        assert schema["repository"].startswith("smart-data-models/dataModel.")
+        assert schema["path"] == f"{path.stem}/schema.json"
+        assert re.fullmatch(r"[0-9a-f]{40}", schema["commit"])
