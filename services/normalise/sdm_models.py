@@ -52,6 +52,7 @@ COMMON_ATTRIBUTES = frozenset(
         "location",
     )
 )
+MAX_NAME_SETS = 1024  # distinct column-name sets remembered per type
 _FILE_KEYS = ("type", "schema", "time", "period", "attributes", "ignore")
 _ATTRIBUTE_KEYS = ("metric", "unit", "kind", "aliases", "values", "when")
 _SCHEMA_KEYS = ("repository", "path", "commit")
@@ -90,21 +91,18 @@ class TypeMap:
     carriers: Mapping[str, tuple[Carrier, ...]]  # base attribute -> carriers, conditional first
     names: Mapping[str, str]  # lower-case name or alias -> base attribute
     known: frozenset[str]  # lower-case names that describe (not a measure, not dropped)
+    # column names -> (measured names with their attribute, dropped names); records of
+    # one source repeat the same few name sets, so the matching is done once per set
+    _resolved: dict[tuple[str, ...], tuple[tuple[tuple[str, str], ...], tuple[str, ...]]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     def plan(self, columns: dict[str, Column], explicit: set[str]) -> Plan:
         """The measures of a record; ``explicit`` columns are mapped by the city itself."""
-        out = Plan(columns)
+        measured, dropped = self._resolve(tuple(name for name in columns if name not in explicit))
+        out = Plan(columns, dropped=list(dropped))
         taken: dict[str, str] = {}  # metric -> the column that gives it
-        bases = [name for name in columns if "@" not in name and "." not in name]
-        bases.sort(key=lambda name: name not in self.carriers)  # model spelling first
-        for name in bases:
-            if name in explicit:
-                continue
-            attribute = name if name in self.carriers else self.names.get(name.lower())
-            if attribute is None:
-                if name.lower() not in self.known:
-                    out.dropped.append(name)
-                continue
+        for name, attribute in measured:
             chosen = _choose(self.carriers[attribute], columns)
             if not chosen:
                 continue
@@ -117,6 +115,27 @@ class TypeMap:
                     taken[carrier.metric.name] = column
                     out.measures.append((column, carrier))
         return out
+
+    def _resolve(
+        self, names: tuple[str, ...]
+    ) -> tuple[tuple[tuple[str, str], ...], tuple[str, ...]]:
+        found = self._resolved.get(names)
+        if found is not None:
+            return found
+        bases = [name for name in names if "@" not in name and "." not in name]
+        bases.sort(key=lambda name: name not in self.carriers)  # model spelling first
+        measured: list[tuple[str, str]] = []
+        dropped: list[str] = []
+        for name in bases:
+            attribute = name if name in self.carriers else self.names.get(name.lower())
+            if attribute is not None:
+                measured.append((name, attribute))
+            elif name.lower() not in self.known:
+                dropped.append(name)
+        if len(self._resolved) >= MAX_NAME_SETS:  # a source sending ever new names
+            self._resolved.clear()
+        found = self._resolved[names] = (tuple(measured), tuple(dropped))
+        return found
 
 
 def _choose(carriers: tuple[Carrier, ...], columns: dict[str, Column]) -> list[Carrier]:
