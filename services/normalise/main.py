@@ -25,6 +25,7 @@ def check(args: argparse.Namespace) -> int:
     cities = load_cities(args.cities)
     mappings = compile_mappings(cities, vocabulary)
     print(f"vocabulary: {len(vocabulary.metrics)} metrics, {len(vocabulary.models)} SDM types")
+    print(f"Smart Data Models types: {', '.join(sorted(vocabulary.models))}")
     for city in cities.values():
         for source in city.sources:
             mapping = mappings.get((city.code, source.id))

@@ -191,6 +191,8 @@ def test_official_example_gives_its_metrics(model: str, name: str):
         assert found[metric][0] == pytest.approx(value), metric
         assert found[metric][1] == unit, metric
     assert sorted(outcome.dropped_attributes) == DROPPED.get((model, name), [])
+    if not expected:  # a bin's description, links to other observations: no reading
+        assert outcome.observations == []
     for observation in outcome.observations:
         assert observation["entity_type"] == model
         assert len(observation["values"]) == 1
