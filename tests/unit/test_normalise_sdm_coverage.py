@@ -345,3 +345,27 @@ def test_every_mapping_file_names_the_schema_it_was_read_from():
         assert schema["repository"].startswith("smart-data-models/dataModel.")
         assert schema["path"] == f"{path.stem}/schema.json"
         assert re.fullmatch(r"[0-9a-f]{40}", schema["commit"])
+
+
+SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "samples" / "smart-data-models"
+SAMPLE_FORMS = {
+    "keyvalues": "sdm-keyvalues",
+    "keyvalues-ld": "ngsi-ld",
+    "normalized": "ngsi-v2-normalized",
+    "normalized-ld": "ngsi-ld",
+}
+SAMPLE_DROPPED = {  # measures the vocabulary does not carry; everything else is known
+    "AirQualityObserved": ["pm4", "tpc", "tsp"],
+    "OffStreetParking": ["vehicleEntranceCount", "vehicleExitCount"],
+}
+
+
+@pytest.mark.parametrize("path", sorted(SAMPLES.glob("*.json")), ids=lambda p: p.name)
+def test_the_other_types_samples_drop_only_measures_the_vocabulary_lacks(path: Path):
+    model, form = path.name.removesuffix(".json").split(".", 1)
+    _, outcome = normalise_file(path, SAMPLE_FORMS[form])
+    expected = SAMPLE_DROPPED.get(model, [])
+    if (model, form) == ("AirQualityObserved", "keyvalues-ld"):
+        expected = []  # this form has no pm4, tpc, tsp
+    assert sorted(outcome.dropped_attributes) == expected
+    assert outcome.observations
