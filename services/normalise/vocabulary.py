@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.normalise import quality
 from services.normalise.units import BY_SYMBOL, Unit, find_unit
@@ -17,6 +17,9 @@ from services.runtime.cities import DOMAINS
 from services.runtime.errors import ConfigError
 from services.runtime.paths import REPO_ROOT
 from services.runtime.yaml_config import parse_strict
+
+if TYPE_CHECKING:
+    from services.normalise.sdm_models import TypeMap
 
 VOCABULARY_FILE = REPO_ROOT / "deploy" / "vocabulary.yaml"
 TEMPORALS = ("interval", "instant")
@@ -66,7 +69,7 @@ class Vocabulary:
     sdm_attributes: dict[str, list[tuple[str, SdmEntry, Metric]]] = field(default_factory=dict)
     source: str = str(VOCABULARY_FILE)
     # entity type -> its attributes, aliases and descriptive names (sdm_models.TypeMap)
-    types: dict[str, Any] = field(default_factory=dict)
+    types: dict[str, TypeMap] = field(default_factory=dict)
 
     def metric(self, name: str, *, source: str, key: str) -> Metric:
         found = self.metrics.get(name)
