@@ -122,7 +122,7 @@ class TypeMap:
         found = self._resolved.get(names)
         if found is not None:
             return found
-        bases = [name for name in names if "@" not in name and "." not in name]
+        bases = [name for name in names if not _qualifies(name, names)]
         bases.sort(key=lambda name: name not in self.carriers)  # model spelling first
         measured: list[tuple[str, str]] = []
         dropped: list[str] = []
@@ -136,6 +136,16 @@ class TypeMap:
             self._resolved.clear()
         found = self._resolved[names] = (tuple(measured), tuple(dropped))
         return found
+
+
+def _qualifies(name: str, names: tuple[str, ...]) -> bool:
+    """Whether ``name`` is a column the parser derived from another one
+    (``no2@unitCode``, ``status.parkingPermit``), not an attribute such as ``PM2.5``."""
+    for separator in ("@", "."):
+        base, found, _ = name.partition(separator)
+        if found and base in names:
+            return True
+    return False
 
 
 def _choose(carriers: tuple[Carrier, ...], columns: dict[str, Column]) -> list[Carrier]:

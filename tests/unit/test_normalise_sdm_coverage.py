@@ -14,6 +14,8 @@ import pytest
 from services.ingest.formats import parse_payload
 from services.ingest.records import raw_record
 from services.normalise import quality
+from services.normalise.mapping import compile_city
+from services.normalise.sdm_models import SDM_DIR as VOCABULARY_SDM
 from services.normalise.transform import Normaliser, Outcome
 from services.runtime.cities import CityConfig
 from tests.normalise_helpers import Run, from_raw, normaliser, source_config
@@ -369,3 +371,27 @@ def test_the_other_types_samples_drop_only_measures_the_vocabulary_lacks(path: P
         expected = []  # this form has no pm4, tpc, tsp
     assert sorted(outcome.dropped_attributes) == expected
     assert outcome.observations
+
+
+def test_a_dotted_attribute_name_is_an_attribute_not_a_sub_property():
+    item = entity("AirQualityObserved", "example-2019.json")
+    item["PM2.5"] = 12  # a spelling seen in exports: not the sub-property of a column
+    outcome = normalise_entity(item)
+    assert outcome.dropped_attributes == ["PM2.5"]
+
+
+def test_aliases_of_a_mapping_file_map_old_names(tmp_path):
+    text = (VOCABULARY_SDM / "NoiseLevelObserved.yaml").read_text(encoding="utf-8")
+    mapped = "LAmax: {metric: noise_level_max, unit: dB"
+    text = text.replace(mapped + "}", mapped + ", aliases: [LAFmax]}")
+    vocabulary = load_with(tmp_path, "NoiseLevelObserved.yaml", text)
+    item = entity("NoiseLevelObserved")
+    item["LAFmax"] = item.pop("LAmax")
+    source = source_config("testville", "sdm-keyvalues")
+    city = CityConfig("testville", "Testville", "Europe/Paris", (source,))
+    norm = Normaliser(vocabulary, {("testville", "s"): compile_city(city, vocabulary)["s"]})
+    parsed = parse_payload(json.dumps(item).encode(), source)
+    raw = raw_record(parsed.entities[0], source, lineage_id="l", received_at_us=RECEIVED)
+    outcome = norm.normalise(from_raw(raw, "pseudo"), lambda _: None)
+    assert first_values(outcome)["noise_level_max"] == (94.5, "dB")
+    assert outcome.dropped_attributes == []
