@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 
 from confluent_kafka import Message
@@ -21,7 +22,7 @@ from services.publish.rows import (
 )
 from services.publish.sharing import sharing_policies
 from services.publish.sink import SinkRoute, WarehouseSink
-from services.publish.sql_users import UserStore, ensure_operator, parse_basic
+from services.publish.sql_users import Credentials, UserStore, ensure_operator, parse_basic
 from services.publish.warehouse import Warehouse, open_warehouse
 from services.runtime import dlq
 from services.runtime.cities import CityConfig
@@ -57,14 +58,29 @@ def sql_endpoint(
     """
     limits = limits or QueryLimits()
     text = "text/plain; charset=utf-8"
+    # A secret check costs tens of ms of CPU on purpose; bounded, so that a flood of
+    # guesses slows guessers, not the sink that shares this process.
+    checking = threading.BoundedSemaphore(2)
+
+    def authenticated(credentials: Credentials | None) -> bool | None:
+        if credentials is None:
+            return False
+        if not checking.acquire(timeout=5):
+            return None
+        try:
+            return users.check(credentials.user, credentials.secret)
+        finally:
+            checking.release()
 
     def handle(body: bytes, headers: Mapping[str, str]) -> tuple[int, str, bytes, dict[str, str]]:
         credentials = parse_basic(headers.get("Authorization"))
         try:
-            known = credentials is not None and users.check(credentials.user, credentials.secret)
+            known = authenticated(credentials)
         except ConfigError as exc:
             log.error("SQL users file refused", extra={"error": str(exc)})
             return 503, text, b"the node's SQL users file is unsafe; see the node's log\n", {}
+        if known is None:
+            return 503, text, b"too many logins at once; retry in a moment\n", {"Retry-After": "1"}
         if not known:
             reason = "no credentials" if credentials is None else "wrong user or secret"
             log.warning(
@@ -72,13 +88,20 @@ def sql_endpoint(
                 extra={"reason": reason, "user": credentials.user if credentials else None},
             )
             return 401, text, b"authentication required (citeplus sql-users)\n", _CHALLENGE
+        assert credentials is not None
+        started = time.perf_counter()
         try:
             statement = ensure_read_only(body.decode("utf-8"))
             table = warehouse.query_arrow(limited(statement, limits))
         except UnicodeDecodeError:
             return 400, text, b"the query is not UTF-8 text\n", {}
         except Exception as exc:  # ClickHouse's own message says what is wrong
+            log.info("SQL query refused", extra={"user": credentials.user, "error": str(exc)[:200]})
             return 400, text, str(exc).encode("utf-8", "replace"), {}
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+        log.info(
+            "SQL query", extra={"user": credentials.user, "rows": table.num_rows, "ms": elapsed_ms}
+        )
         return 200, ARROW_STREAM, to_ipc(valid_utf8(table)), {}
 
     return handle
