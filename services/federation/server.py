@@ -302,6 +302,11 @@ class FederationServer:
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
                 ("grpc.keepalive_permit_without_calls", 1),
+                # The node pings idle connections too: a partner that vanished (no
+                # FIN, a dropped VPN) has its streams cancelled and their quota slots
+                # freed within about a minute and a half, not at the stream's max life.
+                ("grpc.keepalive_time_ms", 60_000),
+                ("grpc.keepalive_timeout_ms", 20_000),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ],
             maximum_concurrent_rpcs=max_workers * 2,
