@@ -108,7 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     schema_commands = schemas.add_subparsers(dest="schemas_command", metavar="ACTION")
     schema_commands.required = True
     register = schema_commands.add_parser(
-        "register", help="register every topic's value schema under <topic>-value"
+        "register",
+        help="register every topic's value schema under <topic>-value",
+        description="Register every declared topic's value schema under <topic>-value, each "
+        "subject set to BACKWARD_TRANSITIVE first (a weaker level found is raised and logged), "
+        "so that the registry refuses any schema that would break a registered version.",
     )
     register.set_defaults(handler=_cmd_schemas_register)
 

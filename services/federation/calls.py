@@ -70,13 +70,14 @@ class CallRecord:
     """Filled in by the handler; written as one audit line when the call ends."""
 
     method: str
-    caller: Caller
+    caller: Caller  # Caller("?") until the certificate is read: a call without one
     peer: str
     datasets: list[str] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def caller_of(context: grpc.ServicerContext) -> Caller:
+def certified_identity(context: grpc.ServicerContext) -> str:
+    """The common name of the caller's certificate, which TLS has already verified."""
     auth = context.auth_context() or {}
     names = auth.get("x509_common_name") or []
     identity = names[0].decode("utf-8", "replace") if names else ""
@@ -85,14 +86,40 @@ def caller_of(context: grpc.ServicerContext) -> Caller:
             grpc.StatusCode.UNAUTHENTICATED,
             "a client certificate of the federation naming a node or partner code is required",
         )
-    on_behalf_of = None
+    return identity
+
+
+def on_behalf_of(context: grpc.ServicerContext, identity: str) -> str | None:
+    """The partner code a node relays for, if any; a malformed header is refused
+    (the caller is already known, so the audit still names it)."""
+    relayed = None
     for key, value in context.invocation_metadata() or ():
         if key == ON_BEHALF_OF:
             text = value if isinstance(value, str) else value.decode("utf-8", "replace")
             if not CODE.match(text):
                 raise invalid(ON_BEHALF_OF, f"expected a partner code, got {text[:40]!r}")
-            on_behalf_of = None if text == identity else text
-    return Caller(identity, on_behalf_of)
+            relayed = None if text == identity else text
+    return relayed
+
+
+def _identify(context: grpc.ServicerContext, record: CallRecord) -> None:
+    """Fill ``record.caller`` step by step, so that a refusal of the on-behalf-of
+    header is audited under the certified caller, with the header marked malformed."""
+    identity = certified_identity(context)
+    record.caller = Caller(identity)
+    try:
+        record.caller = Caller(identity, on_behalf_of(context, identity))
+    except FederationError:
+        record.details["on_behalf_of_malformed"] = True
+        raise
+
+
+def _ended(context: grpc.ServicerContext) -> str:
+    """How a stream that stopped without an error ended: OK, or cut by the client."""
+    if context.is_active():
+        return "OK"
+    remaining = context.time_remaining()
+    return "DEADLINE_EXCEEDED" if remaining is not None and remaining <= 0 else "CANCELLED"
 
 
 class CallMetrics:
@@ -158,10 +185,12 @@ def handled(method: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
                 failure: tuple[grpc.StatusCode, str] | None = None
                 code, message = "OK", ""
                 try:
-                    record.caller = caller_of(context)
+                    _identify(context, record)
                     yield from handler(self, request, context, record)
+                    code = _ended(context)  # a handler that saw the client leave returns
                 except GeneratorExit:
-                    code = "CANCELLED"
+                    code = _ended(context)
+                    code = "CANCELLED" if code == "OK" else code
                     raise
                 except Exception as exc:
                     failure = _status(exc, record)
@@ -180,7 +209,7 @@ def handled(method: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
             failure: tuple[grpc.StatusCode, str] | None = None
             code, message = "OK", ""
             try:
-                record.caller = caller_of(context)
+                _identify(context, record)
                 return handler(self, request, context, record)
             except Exception as exc:
                 failure = _status(exc, record)

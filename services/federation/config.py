@@ -9,9 +9,10 @@ of energy aggregates). Errors name the file and the key.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from services.federation.limits import FederationLimits
 from services.publish.sharing import SharingPolicy, parse_sharing
 from services.runtime.config import NodeConfig
 from services.runtime.errors import ConfigError
@@ -52,6 +53,7 @@ class FederationConfig:
     peer_timeout_s: float
     enabled: bool
     source: str
+    limits: FederationLimits = field(default_factory=FederationLimits)
 
     @property
     def certificates(self) -> CertificatePaths:
@@ -91,6 +93,7 @@ def load_federation(node: NodeConfig) -> FederationConfig:
         certs_dir = certs_dir / "certs"
     peers_path = _path(section.peers_file)
     peers, aggregates = load_peers_file(peers_path, identity)
+    limits = load_limits(peers_path)
     return FederationConfig(
         identity=identity,
         listen=section.listen,
@@ -100,6 +103,7 @@ def load_federation(node: NodeConfig) -> FederationConfig:
         peer_timeout_s=section.peer_timeout_s,
         enabled=section.enabled,
         source=str(peers_path),
+        limits=limits,
     )
 
 
@@ -113,10 +117,11 @@ def load_peers_file(path: Path, identity: str) -> tuple[tuple[Peer, ...], Sharin
         ) from None
     if not isinstance(document, dict):
         raise ConfigError("expected a mapping at the top level", source=source)
-    unknown = set(document) - {"peers", "energy_aggregates"}
+    unknown = set(document) - {"peers", "energy_aggregates", "limits"}
     if unknown:
         raise ConfigError(
-            f"unknown keys {sorted(unknown)} (allowed: energy_aggregates, peers)", source=source
+            f"unknown keys {sorted(unknown)} (allowed: energy_aggregates, limits, peers)",
+            source=source,
         )
     raw_peers = document.get("peers") or []
     if not isinstance(raw_peers, list):
@@ -133,6 +138,43 @@ def load_peers_file(path: Path, identity: str) -> tuple[tuple[Peer, ...], Sharin
         else DEFAULT_AGGREGATES
     )
     return tuple(peers), aggregates
+
+
+def load_limits(path: Path) -> FederationLimits:
+    """The ``limits:`` section of the federation file (defaults when absent); the file
+    itself was checked by ``load_peers_file``."""
+    document = parse_strict(path.read_text(encoding="utf-8"), str(path)) or {}
+    return _limits(document.get("limits"), str(path))
+
+
+def _limits(raw: object, source: str) -> FederationLimits:
+    """Per-caller quotas and stream life; every key optional, each a positive number."""
+    if raw is None:
+        return FederationLimits()
+    if not isinstance(raw, dict):
+        raise ConfigError("expected a mapping", source=source, key="limits")
+    allowed = {f.name: f.type for f in fields(FederationLimits)}
+    unknown = set(raw) - set(allowed)
+    if unknown:
+        raise ConfigError(
+            f"unknown keys {sorted(unknown)} (allowed: {', '.join(sorted(allowed))})",
+            source=source,
+            key="limits",
+        )
+    values: dict[str, float | int] = {}
+    for key, value in raw.items():
+        integral = key != "stream_max_life_s"
+        if isinstance(value, bool) or not isinstance(value, int if integral else (int, float)):
+            kind = "a whole number" if integral else "a number of seconds"
+            raise ConfigError(f"expected {kind}", source=source, key=f"limits.{key}")
+        if value <= 0:
+            raise ConfigError("must be above 0", source=source, key=f"limits.{key}")
+        values[key] = value
+    limits = FederationLimits(**values)
+    for kind in ("subscriptions", "queries"):
+        if getattr(limits, f"{kind}_per_caller") > getattr(limits, f"{kind}_total"):
+            raise ConfigError(f"{kind}_per_caller above {kind}_total", source=source, key="limits")
+    return limits
 
 
 def _peer(raw: object, source: str, key: str, identity: str) -> Peer:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -43,7 +42,8 @@ from services.federation.fanout import Fanout
 from services.federation.health_watch import HealthWatch, warehouse_answers
 from services.federation.protos import pb, rpc
 from services.federation.queries import set_timestamp_ms
-from services.federation.subscribe import subscribe
+from services.federation.quotas import CallerQuotas
+from services.federation.subscribe import StreamExpired, subscribe
 from services.publish.warehouse import Warehouse
 from services.runtime.cities import CityConfig
 from services.runtime.codec import Contracts
@@ -56,7 +56,6 @@ log = logging.getLogger(__name__)
 SERVICE = pb.DESCRIPTOR.services_by_name["Federation"].full_name
 LEVELS = {"open": pb.SHARING_LEVEL_OPEN, "shared": pb.SHARING_LEVEL_SHARED}
 KINDS = {True: pb.DATASET_KIND_ENERGY_AGGREGATES, False: pb.DATASET_KIND_OBSERVATIONS}
-MAX_SUBSCRIPTIONS = 16
 _DOMAIN = r"^[a-z][a-z0-9_-]{0,31}$"
 
 
@@ -71,7 +70,6 @@ class FederationServicer(rpc.FederationServicer):
         contracts: Contracts,
         topics: FederationTopics,
         registry: CollectorRegistry | None = None,
-        max_subscriptions: int = MAX_SUBSCRIPTIONS,
     ):
         self.node = node
         self.config = config
@@ -85,7 +83,8 @@ class FederationServicer(rpc.FederationServicer):
         self.schemas = SchemaRegistry(node.registry.url)
         self.fanout = Fanout(config)
         self.call_metrics = CallMetrics(registry)
-        self._subscriptions = threading.BoundedSemaphore(max_subscriptions)
+        self.subscriptions = CallerQuotas.of("subscriptions", config.limits)
+        self.queries = CallerQuotas.of("queries", config.limits)
 
     def close(self) -> None:
         self.fanout.close()
@@ -184,10 +183,11 @@ class FederationServicer(rpc.FederationServicer):
         self, request: Any, context: grpc.ServicerContext, call: CallRecord
     ) -> Iterator[Any]:
         rows = 0
-        for page in self.answer(request, call, context.time_remaining()):
-            rows += queries.rows_of(page)
-            call.details["rows"] = rows
-            yield page
+        with self.queries.slot(call.caller.identity):
+            for page in self.answer(request, call, context.time_remaining()):
+                rows += queries.rows_of(page)
+                call.details["rows"] = rows
+                yield page
 
     # -- subscriptions -------------------------------------------------------------------
     @handled("Subscribe")
@@ -201,30 +201,34 @@ class FederationServicer(rpc.FederationServicer):
             raise FederationError(
                 grpc.StatusCode.UNAVAILABLE, f"the topic of {info.id} ({topic}) is not set up"
             )
-        if not self._subscriptions.acquire(blocking=False):
-            raise FederationError(
-                grpc.StatusCode.RESOURCE_EXHAUSTED,
-                "this node serves as many subscriptions as it can; retry later",
-            )
         sent = {"records": 0}
 
         def count(n: int) -> None:
             sent["records"] += n
             call.details["records"] = sent["records"]
 
-        try:
-            yield from subscribe(
-                self.node,
-                self.contracts,
-                info,
-                topic,
-                request,
-                context.is_active,
-                self.schemas,
-                count,
-            )
-        finally:
-            self._subscriptions.release()
+        life = self.config.limits.stream_max_life_s
+        with self.subscriptions.slot(call.caller.identity):
+            try:
+                yield from subscribe(
+                    self.node,
+                    self.contracts,
+                    info,
+                    topic,
+                    request,
+                    context.is_active,
+                    self.schemas,
+                    count,
+                    until=time.monotonic() + life,
+                )
+            except StreamExpired:
+                call.details["ended"] = "max-life"
+                raise FederationError(
+                    grpc.StatusCode.DEADLINE_EXCEEDED,
+                    f"this subscription reached its maximum life on this node ({life:g} s, "
+                    "limits.stream_max_life_s); subscribe again with the last position "
+                    "received to continue without gaps",
+                ) from None
 
     # -- federated queries ---------------------------------------------------------------
     @handled("FederatedQuery")
@@ -242,6 +246,10 @@ class FederationServicer(rpc.FederationServicer):
             raise invalid(
                 "query", "page_token and datasets are one node's; leave them empty across nodes"
             )
+        with self.queries.slot(call.caller.identity):
+            yield from self._fan_out(request, context, call)
+
+    def _fan_out(self, request: Any, context: grpc.ServicerContext, call: CallRecord) -> Any:
         peers = self.fanout.choose(request)
         timeout = self.fanout.peer_timeout(request, context.time_remaining())
         local = None
@@ -294,6 +302,11 @@ class FederationServer:
                 ("grpc.so_reuseport", 0),
                 ("grpc.max_send_message_length", 64 * 1024 * 1024),
                 ("grpc.keepalive_permit_without_calls", 1),
+                # The node pings idle connections too: a partner that vanished (no
+                # FIN, a dropped VPN) has its streams cancelled and their quota slots
+                # freed within about a minute and a half, not at the stream's max life.
+                ("grpc.keepalive_time_ms", 60_000),
+                ("grpc.keepalive_timeout_ms", 20_000),
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ],
             maximum_concurrent_rpcs=max_workers * 2,

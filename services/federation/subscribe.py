@@ -44,6 +44,11 @@ HEARTBEAT_S = 2.0  # an empty batch moves a subscriber's position past other dat
 METADATA_TIMEOUT_S = 10.0
 
 
+class StreamExpired(Exception):
+    """The stream reached its maximum life; its last batch carried the position to
+    resume from. The server turns this into a status the client can act on."""
+
+
 class DatasetFilter:
     """Tells whether a published record belongs to a dataset from its city (and
     source) alone: the rest of the record is skipped, not decoded (avro_peek)."""
@@ -166,8 +171,14 @@ def subscribe(
     is_active: Callable[[], bool],
     registry: SchemaRegistry,
     on_records: Callable[[int], None] | None = None,
+    until: float | None = None,
 ) -> Iterator[Any]:
-    """The stream of RecordBatch for one call."""
+    """The stream of RecordBatch for one call.
+
+    ``until`` (a ``time.monotonic()`` instant) bounds the stream's life: past it, a
+    last batch carries the position reached (even with no record) and
+    StreamExpired ends the stream, so that no partner holds a slot forever.
+    """
     max_batch = request.max_batch or DEFAULT_BATCH
     if max_batch > MAX_BATCH:
         raise invalid("max_batch", f"at most {MAX_BATCH}, got {max_batch}")
@@ -192,9 +203,11 @@ def subscribe(
             done = limit is not None and sent + len(records) >= limit
             caught_up = all(at_end.values())
             finished = done or (request.stop_at_end and caught_up)
+            expired = until is not None and time.monotonic() >= until
             due = time.monotonic() - last_flush
             if (
                 finished
+                or expired
                 or len(records) >= max_batch
                 or (records and due > FLUSH_AFTER_S)
                 or (moved and due > HEARTBEAT_S)
@@ -207,6 +220,8 @@ def subscribe(
                     on_records(len(records))
                 if finished:
                     return
+                if expired:
+                    raise StreamExpired
                 records, last_flush, moved = [], time.monotonic(), False
             room = max_batch - len(records)
             if limit is not None:

@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from services.node.supervisor import read_state
 from services.publish.query import from_ipc
+from services.publish.sql_users import basic_authorization, local_credentials
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -102,7 +103,11 @@ class LocalNode:
         self.citeplus("down", check=False, timeout=180)
 
     def sql(self, query: str) -> pa.Table:
-        response = httpx.post(f"{self.publish_url}/v1/sql", content=query.encode(), timeout=120)
+        credentials = local_credentials(self.state)  # the operator's, made at first start
+        headers = {"Authorization": basic_authorization(credentials)} if credentials else {}
+        response = httpx.post(
+            f"{self.publish_url}/v1/sql", content=query.encode(), headers=headers, timeout=120
+        )
         response.raise_for_status()
         return from_ipc(response.content)
 

@@ -34,8 +34,21 @@ class ChdbWarehouse:
 
     def query_arrow(self, sql: str) -> pa.Table:
         with self._lock:
-            result = self._session.query(sql, "ArrowTable")
-        return result
+            try:
+                return self._session.query(sql, "ArrowTable")
+            except Exception:
+                # A query that fails while running (a limit, a timeout) leaves chDB's
+                # Arrow output half written, and the next Arrow query of the session
+                # fails with "Unexpected empty message in IPC" (measured, chDB 4.4).
+                # A throwaway text query drains it.
+                self._drain()
+                raise
+
+    def _drain(self) -> None:
+        try:
+            self._session.query("SELECT 1", "CSV")
+        except Exception:  # best effort: the caller gets the first error
+            pass
 
     def insert_arrow(self, table: str, data: pa.Table, *, dedup_token: str | None = None) -> None:
         settings = f" SETTINGS insert_deduplication_token='{dedup_token}'" if dedup_token else ""

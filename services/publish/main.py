@@ -11,8 +11,17 @@ from pathlib import Path
 import httpx
 import pyarrow as pa
 
-from services.publish.query import FORMATS, ensure_read_only, from_ipc, render
+from services.publish.query import (
+    FORMATS,
+    QueryLimits,
+    ensure_read_only,
+    from_ipc,
+    limited,
+    render,
+    valid_utf8,
+)
 from services.publish.service import PublishService
+from services.publish.sql_users import basic_authorization, local_credentials
 from services.publish.warehouse import open_warehouse, warehouse_url
 from services.runtime.cities import load_cities
 from services.runtime.config import NodeConfig, load_node_config
@@ -54,26 +63,46 @@ def serve(args: argparse.Namespace) -> int:
 
 def run_query(node: NodeConfig, sql: str) -> pa.Table:
     """Ask the node's warehouse: a ClickHouse server directly; with chDB, the publish
-    service that owns it, or the chDB directory itself when publish is not running."""
+    service that owns it (with the credentials of ``local_credentials``), or the
+    chDB directory itself when publish is not running."""
     statement = ensure_read_only(sql)
     if warehouse_url(node):
-        warehouse = open_warehouse(node)
-        try:
-            return warehouse.query_arrow(statement)
-        finally:
-            warehouse.close()
+        return valid_utf8(_query_directly(node, statement))
     endpoint = f"http://{node.metrics.host}:{node.metrics_port('publish')}/v1/sql"
+    credentials = local_credentials(node.state_dir)
+    headers = {"Authorization": basic_authorization(credentials)} if credentials else {}
     try:
-        response = httpx.post(endpoint, content=statement.encode(), timeout=300)
+        response = httpx.post(endpoint, content=statement.encode(), headers=headers, timeout=300)
     except httpx.ConnectError:
-        warehouse = open_warehouse(node)  # publish is not running: open the directory ourselves
-        try:
-            return warehouse.query_arrow(statement)
-        finally:
-            warehouse.close()
+        # publish is not running: whoever may open the directory is the operator.
+        return valid_utf8(_query_directly(node, statement))
+    if response.status_code == 401:
+        raise CiteplusError(
+            "the node refused these credentials: set CITEPLUS_SQL_USER and CITEPLUS_SQL_SECRET "
+            "(a user of `citeplus sql-users add NAME`), or run as the node's operator "
+            f"({node.state_dir / 'sql' / 'credentials'})"
+        )
     if response.status_code != 200:
         raise CiteplusError(f"query refused: {response.text.strip()}")
-    return from_ipc(response.content)
+    return valid_utf8(from_ipc(response.content))
+
+
+def _query_directly(node: NodeConfig, statement: str) -> pa.Table:
+    warehouse = open_warehouse(node)
+    try:
+        try:
+            return warehouse.query_arrow(limited(statement, QueryLimits()))
+        except Exception as exc:
+            # A ClickHouse server user whose profile is already read-only may change no
+            # setting at all; the server's own limits then apply, as for any client.
+            if not warehouse_url(node) or _READ_ONLY_USER not in str(exc):
+                raise
+            return warehouse.query_arrow(statement)
+    finally:
+        warehouse.close()
+
+
+_READ_ONLY_USER = "Cannot modify 'readonly' setting in readonly mode"
 
 
 def sql_command(args: argparse.Namespace) -> int:
@@ -127,7 +156,10 @@ def register(
         description="Run a read query on the node's warehouse (chDB or the ClickHouse server of "
         "CLICKHOUSE_URL). Tables: observations (one row per reading), energy_aggregates "
         "(use FINAL), dead_letters, observations_hourly and observations_daily (rollups: "
-        "sumMerge(total), countMerge(readings), uniqMerge(entities)).",
+        "sumMerge(total), countMerge(readings), uniqMerge(entities)). The publish service "
+        "asks for a user (citeplus sql-users): CITEPLUS_SQL_USER and CITEPLUS_SQL_SECRET, else "
+        "the operator's <state>/sql/credentials. Queries run read-only, at most 60 s and "
+        "1,000,000 rows.",
     )
     sql.add_argument("query", nargs="?", help="the query; omit it for an interactive prompt")
     sql.add_argument(
@@ -135,3 +167,6 @@ def register(
     )
     sql.add_argument("--output", type=Path, help="write to FILE instead of standard output")
     sql.set_defaults(handler=sql_command)
+    from services.publish.sql_users_cli import register as register_users
+
+    register_users(commands)

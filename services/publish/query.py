@@ -1,10 +1,12 @@
-"""Analyst queries: a read-only guard and the output formats of ``citeplus sql``."""
+"""Analyst queries: the read-only guard, result limits, and the output formats of
+``citeplus sql``."""
 
 from __future__ import annotations
 
 import io
 import json
 import re
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -13,21 +15,126 @@ import pyarrow.parquet as pq
 from services.runtime.errors import CiteplusError
 
 _READ_ONLY = re.compile(r"^\s*(select|with|show|describe|desc|explain|exists)\b", re.IGNORECASE)
+# Writes a SELECT can do that ClickHouse's readonly=1 does not stop: chDB runs
+# ``INTO OUTFILE`` in the node's own process (measured: it writes the file).
+_WRITING_CLAUSE = re.compile(r"\b(outfile)\b", re.IGNORECASE)
 FORMATS = ("table", "csv", "json", "parquet")
 
 
+@dataclass(frozen=True)
+class QueryLimits:
+    """What one analyst query may cost the node that owns the warehouse."""
+
+    max_rows: int = 1_000_000
+    max_bytes: int = 256 * 1024 * 1024
+    max_seconds: int = 60
+
+    def settings(self) -> str:
+        """A SETTINGS clause; ``readonly=1`` last, since later settings in one clause
+        win and, once read-only, a query may change no setting (ClickHouse refuses a
+        query's own ``SETTINGS readonly=0`` then: measured with chDB)."""
+        return (
+            f"SETTINGS max_execution_time={self.max_seconds}, "
+            f"max_result_rows={self.max_rows}, max_result_bytes={self.max_bytes}, "
+            "result_overflow_mode='throw', readonly=1"
+        )
+
+
+def skeleton(sql: str) -> str:
+    """``sql`` with string literals, quoted names and comments blanked out, so that
+    keywords are looked for where ClickHouse reads them. Unterminated ones are refused
+    (ClickHouse would refuse them too, and they could hide what follows)."""
+    out: list[str] = []
+    i, n = 0, len(sql)
+    while i < n:
+        char = sql[i]
+        if char in "'\"`":
+            end = i + 1
+            while end < n and sql[end] != char:
+                end += 2 if sql[end] == "\\" else 1
+            if end >= n:
+                raise CiteplusError(f"unterminated {char} in the query")
+            out.append(" ")
+            i = end + 1
+        elif sql.startswith("--", i):
+            end = sql.find("\n", i)
+            out.append(" ")
+            i = n if end < 0 else end
+        elif sql.startswith("/*", i):
+            end = sql.find("*/", i + 2)
+            if end < 0:
+                raise CiteplusError("unterminated /* comment in the query")
+            out.append(" ")
+            i = end + 2
+        else:
+            out.append(char)
+            i += 1
+    return "".join(out)
+
+
 def ensure_read_only(sql: str) -> str:
-    """Analysts read; the pipeline writes. Refuse anything but a query."""
+    """Analysts read; the pipeline writes. Refuse anything but one query.
+
+    A first line of defence with a clear message; ``QueryLimits.settings`` makes
+    ClickHouse itself refuse any write (and reads of files, URLs or this process's
+    memory through table functions) whatever slips past this check.
+    """
     statement = sql.strip().rstrip(";").strip()
     if not statement:
         raise CiteplusError("empty query")
-    if ";" in statement:
+    code = skeleton(statement)
+    if ";" in code:
         raise CiteplusError("one statement at a time, please")
-    if not _READ_ONLY.match(statement):
+    if not _READ_ONLY.match(code):
         raise CiteplusError(
             "only read queries (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) run through citeplus sql"
         )
+    if _WRITING_CLAUSE.search(code):
+        raise CiteplusError("INTO OUTFILE writes on the node: use citeplus sql --output FILE")
     return statement
+
+
+def limited(statement: str, limits: QueryLimits) -> str:
+    """The statement with the read-only settings and limits ClickHouse enforces."""
+    return f"{statement}\n{limits.settings()}"
+
+
+def valid_utf8(table: pa.Table) -> pa.Table:
+    """The table with invalid UTF-8 in its strings replaced by U+FFFD.
+
+    ClickHouse's String is bytes; chDB hands them to Arrow as ``string`` without
+    checking, and Python then fails on the first bad byte (``citeplus sql`` died of
+    a UnicodeDecodeError). Only columns that hold invalid text are rebuilt.
+    """
+    columns = [_valid_array(column) for column in table.columns]
+    return pa.Table.from_arrays(columns, schema=table.schema)
+
+
+def _valid_array(array: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    if isinstance(array, pa.ChunkedArray):
+        return pa.chunked_array([_valid_array(c) for c in array.chunks], type=array.type)
+    kind = array.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        try:
+            array.validate(full=True)
+            return array
+        except pa.ArrowInvalid:
+            binary = pa.large_binary() if pa.types.is_large_string(kind) else pa.binary()
+            raw = array.view(binary).to_pylist()
+            texts = [None if v is None else v.decode("utf-8", "replace") for v in raw]
+            return pa.array(texts, type=kind)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        values = _valid_array(array.values)
+        if values is array.values:
+            return array
+        rebuild = pa.LargeListArray if pa.types.is_large_list(kind) else pa.ListArray
+        return rebuild.from_arrays(array.offsets, values, mask=array.is_null())
+    if pa.types.is_struct(kind):
+        fields = [_valid_array(array.field(i)) for i in range(kind.num_fields)]
+        return pa.StructArray.from_arrays(
+            fields, fields=list(kind), mask=array.is_null() if array.null_count else None
+        )
+    return array
 
 
 def to_ipc(table: pa.Table) -> bytes:

@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 
 from confluent_kafka import Message
 
 from services.publish.migrations import migrate
-from services.publish.query import ensure_read_only, to_ipc
+from services.publish.query import QueryLimits, ensure_read_only, limited, to_ipc, valid_utf8
 from services.publish.republish import PublicTopics, Republisher
 from services.publish.rows import (
     aggregates_table,
@@ -21,12 +22,13 @@ from services.publish.rows import (
 )
 from services.publish.sharing import sharing_policies
 from services.publish.sink import SinkRoute, WarehouseSink
+from services.publish.sql_users import Credentials, UserStore, ensure_operator, parse_basic
 from services.publish.warehouse import Warehouse, open_warehouse
 from services.runtime import dlq
 from services.runtime.cities import CityConfig
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
-from services.runtime.errors import CiteplusError
+from services.runtime.errors import ConfigError
 from services.runtime.kafka import make_producer, produce_bytes
 from services.runtime.metrics import PostHandler, ServiceMetrics
 from services.runtime.processor import StageRunner
@@ -45,19 +47,67 @@ def default_routes() -> list[SinkRoute]:
     ]
 
 
-def sql_endpoint(warehouse: Warehouse) -> PostHandler:
-    """POST /v1/sql: a read query in, an Arrow stream out (loopback; the CLI's path)."""
+def sql_endpoint(
+    warehouse: Warehouse, users: UserStore, limits: QueryLimits | None = None
+) -> PostHandler:
+    """POST /v1/sql: a read query in, an Arrow stream out (the CLI's path).
 
-    def handle(body: bytes) -> tuple[int, str, bytes]:
+    HTTP Basic authentication against the users file (401 otherwise, the same
+    answer for an unknown user and a wrong secret); ClickHouse runs the query
+    read-only and within ``limits``; invalid UTF-8 in results becomes U+FFFD.
+    """
+    limits = limits or QueryLimits()
+    text = "text/plain; charset=utf-8"
+    # A secret check costs tens of ms of CPU on purpose; bounded, so that a flood of
+    # guesses slows guessers, not the sink that shares this process.
+    checking = threading.BoundedSemaphore(2)
+
+    def authenticated(credentials: Credentials | None) -> bool | None:
+        if credentials is None:
+            return False
+        if not checking.acquire(timeout=5):
+            return None
         try:
-            table = warehouse.query_arrow(ensure_read_only(body.decode("utf-8")))
-        except CiteplusError as exc:
-            return 400, "text/plain; charset=utf-8", str(exc).encode()
+            return users.check(credentials.user, credentials.secret)
+        finally:
+            checking.release()
+
+    def handle(body: bytes, headers: Mapping[str, str]) -> tuple[int, str, bytes, dict[str, str]]:
+        credentials = parse_basic(headers.get("Authorization"))
+        try:
+            known = authenticated(credentials)
+        except ConfigError as exc:
+            log.error("SQL users file refused", extra={"error": str(exc)})
+            return 503, text, b"the node's SQL users file is unsafe; see the node's log\n", {}
+        if known is None:
+            return 503, text, b"too many logins at once; retry in a moment\n", {"Retry-After": "1"}
+        if not known:
+            reason = "no credentials" if credentials is None else "wrong user or secret"
+            log.warning(
+                "SQL query refused",
+                extra={"reason": reason, "user": credentials.user if credentials else None},
+            )
+            return 401, text, b"authentication required (citeplus sql-users)\n", _CHALLENGE
+        assert credentials is not None
+        started = time.perf_counter()
+        try:
+            statement = ensure_read_only(body.decode("utf-8"))
+            table = warehouse.query_arrow(limited(statement, limits))
+        except UnicodeDecodeError:
+            return 400, text, b"the query is not UTF-8 text\n", {}
         except Exception as exc:  # ClickHouse's own message says what is wrong
-            return 400, "text/plain; charset=utf-8", str(exc).encode()
-        return 200, ARROW_STREAM, to_ipc(table)
+            log.info("SQL query refused", extra={"user": credentials.user, "error": str(exc)[:200]})
+            return 400, text, str(exc).encode("utf-8", "replace"), {}
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
+        log.info(
+            "SQL query", extra={"user": credentials.user, "rows": table.num_rows, "ms": elapsed_ms}
+        )
+        return 200, ARROW_STREAM, to_ipc(valid_utf8(table)), {}
 
     return handle
+
+
+_CHALLENGE = {"WWW-Authenticate": 'Basic realm="citeplus-sql", charset="UTF-8"'}
 
 
 def undecodable_to_dead_letters(
@@ -98,6 +148,7 @@ class PublishService:
         instance: str = "0",
         warehouse: Warehouse | None = None,
     ):
+        ensure_operator(node.state_dir)  # refuses to start on an unsafe users file
         self.warehouse = warehouse or open_warehouse(node)
         applied = migrate(self.warehouse)
         if applied:
@@ -121,7 +172,7 @@ class PublishService:
             instance=instance,
             metrics=metrics,
         )
-        self.post_routes = {"/v1/sql": sql_endpoint(self.warehouse)}
+        self.post_routes = {"/v1/sql": sql_endpoint(self.warehouse, UserStore(node.state_dir))}
         # The federation API (services/federation) serves from this process's warehouse.
         from services.federation.hook import federation_beside_publish
 

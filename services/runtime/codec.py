@@ -80,7 +80,12 @@ class Contracts:
 
     @classmethod
     def register(cls, registry: SchemaRegistry, specs: Iterable[TopicSpec]) -> Contracts:
-        """Register each topic's value schema under ``<topic>-value`` and bind codecs."""
+        """Register each topic's value schema under ``<topic>-value`` and bind codecs.
+
+        Each subject is set to refuse incompatible schemas first (see
+        ``SchemaRegistry.enforce_compatibility``), so that neither a later release
+        nor anyone else reaching the registry can break what partners decode.
+        """
         schemas = load_schemas()
         codecs: dict[str, TopicCodec] = {}
         ids_by_text: dict[tuple[str, str], int] = {}
@@ -88,6 +93,7 @@ class Contracts:
             schema = schemas[spec.value]
             key = (spec.subject, schema.text)
             if key not in ids_by_text:
+                registry.enforce_compatibility(spec.subject)
                 ids_by_text[key] = registry.register(spec.subject, schema.text)
             codecs[spec.name] = TopicCodec(spec, schema, ids_by_text[key], registry)
         return cls(codecs)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -87,7 +87,10 @@ class ServiceMetrics:
         return generate_latest(self.registry)
 
 
-PostHandler = Callable[[bytes], tuple[int, str, bytes]]
+MAX_POST_BYTES = 1024 * 1024  # a query, not data: larger bodies are refused unread
+
+# (body, request headers) -> (status, content type, body, extra response headers)
+PostHandler = Callable[[bytes, Mapping[str, str]], tuple[int, str, bytes, dict[str, str]]]
 
 
 class MetricsServer:
@@ -128,9 +131,15 @@ class MetricsServer:
                 if route is None:
                     self._send(404, "text/plain", b"no such endpoint\n")
                     return
-                length = int(self.headers.get("Content-Length") or 0)
-                status, content_type, body = route(self.rfile.read(length))
-                self._send(status, content_type, body)
+                try:
+                    length = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    length = -1
+                if not 0 <= length <= MAX_POST_BYTES:
+                    self._send(413, "text/plain", b"a body of at most 1 MiB, with its length\n")
+                    return
+                status, content_type, body, extra = route(self.rfile.read(length), self.headers)
+                self._send(status, content_type, body, extra)
 
             def do_GET(self) -> None:
                 if self.path.startswith("/metrics"):
@@ -143,9 +152,17 @@ class MetricsServer:
                 else:
                     self._send(404, "text/plain", b"try /metrics or /healthz\n")
 
-            def _send(self, status: int, content_type: str, body: bytes) -> None:
+            def _send(
+                self,
+                status: int,
+                content_type: str,
+                body: bytes,
+                extra: Mapping[str, str] | None = None,
+            ) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", content_type)
+                for name, value in (extra or {}).items():
+                    self.send_header(name, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)

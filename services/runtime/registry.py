@@ -8,6 +8,7 @@ fields Apicurio does not know), and look schemas up by id when decoding.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +17,13 @@ import httpx
 from services.runtime.errors import InfrastructureError, SchemaError
 
 _CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+log = logging.getLogger(__name__)
+
+# A consumer may read any older message with the newest schema: the contract of
+# DESIGN.md, checked against every version ever registered, not only the last one
+# (a partner holding an old record must still decode it). Stricter levels are kept.
+REQUIRED_COMPATIBILITY = "BACKWARD_TRANSITIVE"
+ACCEPTED_COMPATIBILITY = frozenset({"BACKWARD_TRANSITIVE", "FULL_TRANSITIVE"})
 
 
 @dataclass(frozen=True)
@@ -55,6 +63,14 @@ class SchemaRegistry:
                 f"schema registry at {self.base_url} is unreachable ({exc}); "
                 "start it with `citeplus infra up` or set CITEPLUS_REGISTRY_URL"
             ) from exc
+        if response.status_code == 409:
+            raise SchemaError(
+                f"schema registry refused {method} {path} as incompatible with a version "
+                f"already registered (409: {response.text[:300]}). Compare the subject's "
+                f"versions (GET {self.base_url}{path.rsplit('/versions', 1)[0]}/versions) "
+                "with avro/: a change must stay backward compatible, or become a new "
+                "versioned topic"
+            )
         if response.status_code >= 400:
             raise SchemaError(
                 f"schema registry {method} {path} answered {response.status_code}: "
@@ -77,6 +93,46 @@ class SchemaRegistry:
         return RegisteredSchema(
             subject, int(answer["id"]), int(answer["version"]), answer["schema"]
         )
+
+    def compatibility(self, subject: str) -> str | None:
+        """The subject's compatibility level, or None when the subject is unknown."""
+        try:
+            response = self._http.get(f"/config/{subject}")
+        except httpx.HTTPError as exc:
+            raise InfrastructureError(
+                f"schema registry at {self.base_url} is unreachable ({exc})"
+            ) from exc
+        if response.status_code == 404:
+            return None
+        if response.status_code >= 400:
+            raise SchemaError(
+                f"schema registry GET /config/{subject} answered {response.status_code}: "
+                f"{response.text[:300]}"
+            )
+        return str(response.json().get("compatibilityLevel") or "") or None
+
+    def set_compatibility(self, subject: str, level: str) -> None:
+        self._call("PUT", f"/config/{subject}", {"compatibility": level})
+
+    def enforce_compatibility(self, subject: str) -> str | None:
+        """Make ``subject`` refuse incompatible schemas; returns the level it replaced.
+
+        Called before every registration (so at every service start): a subject
+        found at a weaker level (the registry's default is NONE) is raised to
+        BACKWARD_TRANSITIVE and the change is logged, rather than refusing to start,
+        because the node is the only writer and the fix loses nothing. A subject not
+        yet registered gets the level before its first version.
+        """
+        level = self.compatibility(subject)
+        if level in ACCEPTED_COMPATIBILITY:
+            return None
+        self.set_compatibility(subject, REQUIRED_COMPATIBILITY)
+        if level is not None:
+            log.warning(
+                "schema subject was not protected: compatibility raised",
+                extra={"subject": subject, "found": level, "now": REQUIRED_COMPATIBILITY},
+            )
+        return level
 
     def schema_text(self, schema_id: int) -> str:
         """Schema text of a global id, as a decoder needs it for the writer schema."""

@@ -171,6 +171,7 @@ class Node:
     peers: list[dict[str, Any]] = field(default_factory=list)
     sharing: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     peer_timeout_s: float = 3.0
+    limits: dict[str, float] = field(default_factory=dict)  # `limits:` of its federation file
     seed_days: int = 2
     seed_entities: int = 3
     process: subprocess.Popen | None = None
@@ -205,12 +206,16 @@ class Node:
         )
         return env
 
-    def prepare(self) -> subprocess.Popen:
-        """City file, peers file, and the seeding subprocess (returned, to run in parallel)."""
+    def prepare(self, seed: bool = True) -> subprocess.Popen | None:
+        """City file, peers file, and the seeding subprocess (returned, to run in
+        parallel; none without ``seed``: the server starts on an empty warehouse)."""
         write_city(self.root / "cities", self.code, self.sharing)
-        (self.root / "federation.yaml").write_text(
-            yaml.safe_dump({"peers": self.peers}), encoding="utf-8"
-        )
+        document: dict[str, Any] = {"peers": self.peers}
+        if self.limits:
+            document["limits"] = self.limits
+        (self.root / "federation.yaml").write_text(yaml.safe_dump(document), encoding="utf-8")
+        if not seed:
+            return None
         return subprocess.Popen(
             [
                 *(sys.executable, "-m", __name__, "seed", str(self.state_dir), self.code),

@@ -4,6 +4,7 @@ validation, page tokens, SQL literals, certificates, peer outcomes, error status
 from __future__ import annotations
 
 import datetime as dt
+import re
 import stat
 from pathlib import Path
 
@@ -484,3 +485,44 @@ def test_avro_peek_reads_what_fastavro_reads() -> None:
     compile_peek(observation, ("city", "source"))
     compile_peek(load_schemas()["EnergyAggregate"].expanded, ("city",))
     compile_peek(load_schemas()["EnergyAggregateRelease"].expanded, ("city",))
+
+
+def test_limits_of_the_federation_file_are_validated(tmp_path: Path) -> None:
+    from services.federation.config import load_limits
+    from services.federation.limits import FederationLimits
+    from services.runtime.paths import REPO_ROOT
+
+    assert load_limits(peers_file(tmp_path, "peers: []")) == FederationLimits()
+    shipped = load_limits(REPO_ROOT / "deploy" / "federation.yaml")
+    assert shipped == FederationLimits()  # the file documents the defaults
+    cases = {
+        "limits: {subscriptions_per_caller: 0}": "limits.subscriptions_per_caller: must be above 0",
+        "limits: {queries_per_caller: 2.5}": "limits.queries_per_caller: expected a whole number",
+        "limits: {per_partner: 3}": "unknown keys ['per_partner']",
+        "limits: {subscriptions_per_caller: 20}": "subscriptions_per_caller above",
+    }
+    for text, expected in cases.items():
+        with pytest.raises(ConfigError, match=re.escape(expected)):
+            load_limits(peers_file(tmp_path, text))
+
+
+def test_a_caller_quota_refuses_only_that_caller_and_names_its_own_quota() -> None:
+    import grpc
+
+    from services.federation.calls import FederationError
+    from services.federation.limits import FederationLimits
+    from services.federation.quotas import CallerQuotas
+
+    quotas = CallerQuotas.of(
+        "subscriptions", FederationLimits(subscriptions_per_caller=2, subscriptions_total=3)
+    )
+    with quotas.slot("paris"), quotas.slot("paris"):
+        with pytest.raises(FederationError) as caught, quotas.slot("paris"):
+            pass
+        assert caught.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "paris already holds 2 of its 2" in caught.value.message
+        with quotas.slot("nice"):
+            with pytest.raises(FederationError) as full, quotas.slot("angers"):
+                pass
+            assert "paris" not in full.value.message and "nice" not in full.value.message
+    assert quotas.held("paris") == 0 and quotas.held("nice") == 0

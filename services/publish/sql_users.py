@@ -1,0 +1,220 @@
+"""Who may query the warehouse: users and salted secret hashes in one file of the
+state directory.
+
+Kept free of HTTP and ClickHouse so that every door to the warehouse checks the
+same users: ``/v1/sql`` of publish today, ClickHouse's own HTTP interface later.
+The file (``<state>/sql/users.json``) holds scrypt hashes only, never a secret,
+and must be readable by the node's account alone (0600): a wider mode is refused
+rather than fixed, since someone may already have read it.
+
+The node's own operator gets a user on first start (``operator``), whose secret is
+kept beside the file in ``credentials`` (0600) so that ``citeplus sql`` and the
+demo work on the machine that runs the node, as the one who runs it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.runtime.errors import ConfigError
+
+USERS_FILE = "users.json"
+CREDENTIALS_FILE = "credentials"
+OPERATOR = "operator"
+NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
+# scrypt at n=2^14, r=8: ~16 MiB and some tens of ms per check, which is what makes
+# a stolen users.json slow to guess from; a person querying does not notice.
+_N, _R, _P, _LEN = 2**14, 8, 1, 32
+_PREFIX = "scrypt"
+
+
+def sql_dir(state_dir: Path) -> Path:
+    return state_dir / "sql"
+
+
+def hash_secret(secret: str, salt: bytes | None = None) -> str:
+    """``scrypt$n$r$p$salt$hash``, salt and hash in base64: one line per user."""
+    salt = salt if salt is not None else secrets.token_bytes(16)
+    digest = hashlib.scrypt(secret.encode(), salt=salt, n=_N, r=_R, p=_P, dklen=_LEN)
+    encoded = [base64.b64encode(part).decode() for part in (salt, digest)]
+    return "$".join([_PREFIX, str(_N), str(_R), str(_P), *encoded])
+
+
+def secret_matches(secret: str, stored: str) -> bool:
+    try:
+        prefix, n, r, p, salt, digest = stored.split("$")
+        if prefix != _PREFIX:
+            return False
+        expected = base64.b64decode(digest)
+        actual = hashlib.scrypt(
+            secret.encode(),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(expected),
+        )
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+# Checked when the user is unknown, so that a wrong name costs as long as a wrong secret.
+_DECOY = hash_secret("decoy")
+
+
+def refuse_wide_mode(path: Path) -> None:
+    """Refuse a file others may read or write (group or other bits set)."""
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(
+            f"mode {mode:03o} lets other accounts read it; it must be 600. Run "
+            f"`chmod 600 {path}` (and rotate the secrets it held if others could read them)",
+            source=str(path),
+        )
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` so that no other account can read it, at any instant."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(text)
+    os.replace(partial, path)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    user: str
+    secret: str
+
+
+class UserStore:
+    """The users file; re-read when it changes, so `citeplus sql-users` needs no restart."""
+
+    def __init__(self, state_dir: Path):
+        self.path = sql_dir(state_dir) / USERS_FILE
+        self._seen: tuple[int, int] | None = None
+        self._users: dict[str, str] = {}
+        # Secrets already checked against the current file, kept as a keyed digest
+        # so that each query does not pay scrypt again (a wrong secret always does).
+        self._key = secrets.token_bytes(32)
+        self._verified: dict[str, bytes] = {}
+
+    def exists(self) -> bool:
+        return self.path.exists()
+
+    def users(self) -> dict[str, str]:
+        """Name -> stored hash. Raises ConfigError when the file is unsafe or unreadable."""
+        if not self.path.exists():
+            return {}
+        refuse_wide_mode(self.path)
+        seen = self.path.stat()
+        key = (seen.st_mtime_ns, seen.st_size)
+        if key != self._seen:
+            try:
+                document = json.loads(self.path.read_text(encoding="utf-8"))
+                users = dict(document["users"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise ConfigError(
+                    f"not a users file ({exc}); recreate it with citeplus sql-users add",
+                    source=str(self.path),
+                ) from exc
+            self._users, self._seen, self._verified = users, key, {}
+        return dict(self._users)
+
+    def check(self, user: str, secret: str) -> bool:
+        """True when ``user`` exists and ``secret`` is its secret."""
+        stored = self.users().get(user)
+        if stored is None:
+            secret_matches(secret, _DECOY)
+            return False
+        digest = hmac.new(self._key, f"{stored}\n{secret}".encode(), hashlib.sha256).digest()
+        known = self._verified.get(user)
+        if known is not None and hmac.compare_digest(known, digest):
+            return True
+        if not secret_matches(secret, stored):
+            return False
+        self._verified[user] = digest
+        return True
+
+    def add(self, user: str, secret: str | None = None) -> str:
+        """Add or replace ``user``; returns its secret (generated unless given)."""
+        if not NAME.match(user):
+            raise ConfigError(f"a user name is lowercase letters, digits, '._-'; got {user!r}")
+        secret = secret or secrets.token_urlsafe(24)
+        users = self.users()
+        users[user] = hash_secret(secret)
+        self._save(users)
+        return secret
+
+    def remove(self, user: str) -> bool:
+        users = self.users()
+        if users.pop(user, None) is None:
+            return False
+        self._save(users)
+        return True
+
+    def _save(self, users: dict[str, str]) -> None:
+        write_private(self.path, json.dumps({"users": users}, indent=1, sort_keys=True) + "\n")
+
+
+def ensure_operator(state_dir: Path) -> None:
+    """On a node's first start, create the operator's user and its local credentials.
+
+    Only when there is no users file yet: an operator user removed on purpose is
+    not brought back. Both files are checked for their mode at every start.
+    """
+    store = UserStore(state_dir)
+    credentials = sql_dir(state_dir) / CREDENTIALS_FILE
+    if not store.exists():
+        secret = store.add(OPERATOR)
+        write_private(credentials, f"{OPERATOR}:{secret}\n")
+    store.users()
+    if credentials.exists():
+        refuse_wide_mode(credentials)
+
+
+def local_credentials(state_dir: Path) -> Credentials | None:
+    """What ``citeplus sql`` sends: CITEPLUS_SQL_USER and CITEPLUS_SQL_SECRET, else the
+    operator's credentials file of the state directory, else None."""
+    user, secret = os.environ.get("CITEPLUS_SQL_USER"), os.environ.get("CITEPLUS_SQL_SECRET")
+    if user and secret:
+        return Credentials(user, secret)
+    path = sql_dir(state_dir) / CREDENTIALS_FILE
+    if not path.exists():
+        return None
+    refuse_wide_mode(path)
+    user, _, secret = path.read_text(encoding="utf-8").strip().partition(":")
+    return Credentials(user, secret) if user and secret else None
+
+
+def basic_authorization(credentials: Credentials) -> str:
+    token = base64.b64encode(f"{credentials.user}:{credentials.secret}".encode()).decode()
+    return f"Basic {token}"
+
+
+def parse_basic(header: str | None) -> Credentials | None:
+    """The user and secret of an ``Authorization: Basic`` header (as ClickHouse's HTTP
+    interface takes them), or None when absent or malformed."""
+    if not header:
+        return None
+    scheme, _, token = header.strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(token.strip(), validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    user, sep, secret = decoded.partition(":")
+    return Credentials(user, secret) if sep and user else None

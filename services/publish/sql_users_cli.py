@@ -1,0 +1,89 @@
+"""``citeplus sql-users add|remove|list``: who may query the warehouse.
+
+The users live in ``<state>/sql/users.json`` (scrypt hashes, mode 0600; see
+sql_users.py). A running publish service sees changes at the next query.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from services.publish.sql_users import OPERATOR, UserStore, ensure_operator
+from services.runtime.config import load_node_config
+from services.runtime.errors import CiteplusError
+
+
+def _store() -> UserStore:
+    """The node's users file; created with the operator's user if it does not exist yet,
+    so that the local ``citeplus sql`` keeps working after a first ``add``."""
+    state_dir = load_node_config().state_dir
+    ensure_operator(state_dir)
+    return UserStore(state_dir)
+
+
+def add_command(args: argparse.Namespace) -> int:
+    store = _store()
+    secret = None
+    if args.secret_stdin:
+        secret = sys.stdin.readline().rstrip("\n")
+        if len(secret) < 16:
+            raise CiteplusError("a secret of at least 16 characters, please")
+    replaced = args.name in store.users()
+    secret = store.add(args.name, secret)
+    print(
+        f"{'replaced' if replaced else 'added'} SQL user {args.name} in {store.path}",
+        file=sys.stderr,
+    )
+    if not args.secret_stdin:
+        print(
+            "its secret (shown once; give it to the user, e.g. as CITEPLUS_SQL_SECRET):",
+            file=sys.stderr,
+        )
+        print(secret)
+    return 0
+
+
+def remove_command(args: argparse.Namespace) -> int:
+    store = _store()
+    if not store.remove(args.name):
+        raise CiteplusError(f"no SQL user {args.name!r} in {store.path}")
+    print(f"removed SQL user {args.name}", file=sys.stderr)
+    return 0
+
+
+def list_command(args: argparse.Namespace) -> int:
+    for name in sorted(_store().users()):
+        print(name)
+    return 0
+
+
+def register(commands: argparse._SubParsersAction) -> None:
+    """Add ``citeplus sql-users``."""
+    users = commands.add_parser(
+        "sql-users",
+        help="who may query the warehouse through /v1/sql: add, remove, list users",
+        description="Users of the warehouse SQL endpoint (citeplus sql, POST /v1/sql with HTTP "
+        "Basic authentication). Kept in <state>/sql/users.json: salted scrypt hashes, mode "
+        f"600. The node creates '{OPERATOR}' on its first start, with its secret in "
+        "<state>/sql/credentials for the local citeplus sql. Others send CITEPLUS_SQL_USER "
+        "and CITEPLUS_SQL_SECRET.",
+    )
+    actions = users.add_subparsers(dest="sql_users_command", metavar="ACTION")
+    actions.required = True
+    add = actions.add_parser(
+        "add",
+        help="add a user (or give it a new secret); prints a generated secret once",
+        description="Add NAME, or replace its secret. A secret is generated and printed once "
+        "on standard output, unless --secret-stdin reads one.",
+    )
+    add.add_argument("name", help="lowercase letters, digits, '._-'")
+    add.add_argument(
+        "--secret-stdin", action="store_true", help="read the secret from standard input"
+    )
+    add.set_defaults(handler=add_command)
+    remove = actions.add_parser("remove", help="remove a user; its next query is refused")
+    remove.add_argument("name")
+    remove.set_defaults(handler=remove_command)
+    listing = actions.add_parser("list", help="the user names (never secrets)")
+    listing.set_defaults(handler=list_command)
