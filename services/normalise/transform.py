@@ -22,11 +22,9 @@ from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from services.normalise import memory
+from services.normalise import memory, registers
 from services.normalise.mapping import MeasureSpec, SourceMapping, StepSpec, parse_duration
 from services.normalise.quality import (
-    COUNTER_RESET,
-    COUNTER_ROLLOVER,
     OUT_OF_RANGE,
     STEP_INFERRED,
     TIME_FROM_RECEPTION,
@@ -235,10 +233,10 @@ class Normaliser:
         state = get_state(key)
         decimals = metric.decimals
         if spec.kind == "cumulative":
-            ts, vs, qs, st, reg = self._differences(spec, ts, raw, qs, sel_convs, state, out)
-            if reg is None:
+            found = self._register_intervals(spec, columns, ts, raw, qs, sel_convs, state, out)
+            if found is None:
                 return
-            new_state = memory.remember(state, [], register=reg, window_us=self.window_us)
+            ts, vs, qs, st, new_state = found
             interval = True
         else:
             interval = metric.temporal == "interval"
@@ -311,52 +309,59 @@ class Normaliser:
                 }
             )
 
-    def _differences(self, spec, ts, raw, qs, convs, state, out):
-        """Interval consumption between consecutive register readings."""
-        decimals = spec.metric.decimals
+    def _register_intervals(
+        self,
+        spec: MeasureSpec,
+        columns: dict[str, Any],
+        ts: list[int],
+        raw: list[float],
+        qs: list[int],
+        convs: Conversion | list[Conversion],
+        state: dict[str, Any] | None,
+        out: Outcome,
+    ) -> tuple[list, list, list, list, dict[str, Any]] | None:
+        """Interval consumption between consecutive register readings, and the
+        meter's new state (None: every reading was stale); see registers.py."""
         if isinstance(convs, Conversion):
             scale = convs.scale
             readings = [v * scale for v in raw] if scale != 1.0 else raw
-            wrap = spec.rollover * scale if spec.rollover else None
         else:
+            scale = convs[-1].scale
             readings = [v * c.scale for v, c in zip(raw, convs, strict=True)]
-            wrap = spec.rollover * convs[-1].scale if spec.rollover else None
-        prev = memory.register(state)
-        if prev is None or ts[0] > prev[0]:
-            fast = _register_run(ts, readings, qs, prev, wrap, decimals)
-            if fast is not None:
-                return fast
-        prev_flags = 0
-        out_t: list[int] = []
-        out_v: list[float] = []
-        out_q: list[int] = []
-        out_s: list[int | None] = []
-        stale = 0
-        for t, reading, flags in zip(ts, readings, qs, strict=True):
-            if prev is not None:
-                prev_t, prev_v = prev
-                if t <= prev_t:
-                    stale += 1
-                    continue
-                diff = reading - prev_v
-                quality = flags | prev_flags
-                if diff < 0:
-                    if wrap and prev_v > wrap / 2 and diff + wrap < wrap / 2:
-                        diff += wrap
-                        quality |= COUNTER_ROLLOVER
-                    else:
-                        diff = 0.0
-                        quality |= COUNTER_RESET
-                out_t.append(prev_t)
-                out_v.append(round(diff, decimals))
-                out_q.append(quality)
-                step_us = t - prev_t
-                out_s.append(step_us // US if step_us % US == 0 else None)
-            prev = (t, reading)
-            prev_flags = flags
-        if stale:
-            out.dropped["stale-register"] += stale
-        return out_t, out_v, out_q, out_s, prev if stale < len(ts) else None
+        read = self._rate_read(spec, columns)
+        own = read * spec.max_rate.factor if read is not None and spec.max_rate else None
+        rate = registers.meter_rate(
+            spec.max_rate, read, state, self.vocabulary.max_rates.get(spec.metric.name)
+        )
+        found = registers.intervals(
+            ts,
+            readings,
+            qs,
+            memory.register(state),
+            wrap=spec.rollover * scale if spec.rollover else None,
+            rate=rate,
+            decimals=spec.metric.decimals,
+            pending=registers.pending_restart(state),
+        )
+        if found.stale:
+            out.dropped["stale-register"] += found.stale
+        if found.restarts:
+            out.dropped["register-restarted"] += found.restarts
+        if found.register is None:
+            return None
+        new_state = memory.remember(state, [], register=found.register, window_us=self.window_us)
+        registers.remember(new_state, own, restarted=found.pending)
+        return found.times, found.values, found.quality, found.steps, new_state
+
+    @staticmethod
+    def _rate_read(spec: MeasureSpec, columns: dict[str, Any]) -> float | None:
+        """The largest rate the record gives for the meter (in the limit's unit)."""
+        limit = spec.max_rate
+        column = columns.get(limit.field) if limit is not None and limit.field else None
+        if column is None:
+            return None
+        present = [v for v in numbers(column)[0] if v is not None and v > 0]
+        return max(present) if present else None
 
     # -- units -------------------------------------------------------------------------
     def _conversions(
@@ -613,31 +618,6 @@ def _bucket_steps(starts: list[int], step: str, timezone: str) -> list[int | Non
         end = datetime.combine(day, time(0), tzinfo=zone).timestamp()
         out.append(round(end - start / US))
     return out
-
-
-def _register_run(ts, readings, qs, prev, wrap, decimals):
-    """The common case of :meth:`Normaliser._differences`, column-wise: readings
-    newer than the register, never going down, whole-second steps."""
-    if prev is None:
-        times, values, flags = ts, readings, qs
-    else:
-        times, values, flags = [prev[0], *ts], [prev[1], *readings], [0, *qs]
-    if len(times) < 2:
-        return [], [], [], [], (ts[-1], readings[-1])
-    diffs = [b - a for a, b in pairwise(values)]
-    if min(diffs) < 0:
-        return None
-    steps_us = [b - a for a, b in pairwise(times)]
-    if any(step % US for step in steps_us):
-        return None
-    quality = [a | b for a, b in pairwise(flags)] if any(flags) else [0] * len(diffs)
-    return (
-        times[:-1],
-        [round(d, decimals) for d in diffs],
-        quality,
-        [step // US for step in steps_us],
-        (ts[-1], readings[-1]),
-    )
 
 
 def _select(values, times, tflags, out: Outcome) -> list[int] | None:

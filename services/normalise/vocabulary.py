@@ -65,6 +65,8 @@ class Vocabulary:
     # (type, attribute) -> entries, conditional ones first
     sdm_attributes: dict[str, list[tuple[str, SdmEntry, Metric]]] = field(default_factory=dict)
     source: str = str(VOCABULARY_FILE)
+    # metric -> largest rate one meter can draw (metric unit per hour): register plausibility
+    max_rates: dict[str, float] = field(default_factory=dict)
 
     def metric(self, name: str, *, source: str, key: str) -> Metric:
         found = self.metrics.get(name)
@@ -176,7 +178,25 @@ def load_vocabulary(path: Path = VOCABULARY_FILE) -> Vocabulary:
                 f"{plain[1][1].type}.{plain[1][1].attribute} is already mapped to "
                 f"{plain[0][0]} (add a `when` condition to one of them)",
             )
-    return Vocabulary(metrics, tuple(sectors), models, by_attribute, where)
+    max_rates = _max_rates(document.get("max_rates"), metrics, fail)
+    return Vocabulary(metrics, tuple(sectors), models, by_attribute, where, max_rates)
+
+
+def _max_rates(raw: Any, metrics: dict[str, Metric], fail) -> dict[str, float]:
+    """``max_rates: {metric: rate}``: interval metrics only, positive numbers."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise fail("max_rates", "expected a mapping of interval metric to its largest rate")
+    out: dict[str, float] = {}
+    for name, rate in raw.items():
+        metric = metrics.get(name)
+        if metric is None or metric.temporal != "interval":
+            raise fail(f"max_rates.{name}", "not an interval metric of this vocabulary")
+        if not isinstance(rate, int | float) or isinstance(rate, bool) or rate <= 0:
+            raise fail(f"max_rates.{name}", "expected a positive number (metric unit per hour)")
+        out[name] = float(rate)
+    return out
 
 
 def _sdm_entry(raw: Any, key: str, metric: Metric, models, fail) -> SdmEntry:
