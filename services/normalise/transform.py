@@ -29,6 +29,7 @@ from services.normalise.quality import (
     STEP_INFERRED,
     TIME_FROM_RECEPTION,
 )
+from services.normalise.rejects import ATTRIBUTE_ERRORS, AttributeReject, other_columns
 from services.normalise.units import (
     Conversion,
     IncompatibleUnit,
@@ -53,6 +54,7 @@ class Outcome:
     observations: list[dict[str, Any]] = field(default_factory=list)
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
     dropped: Counter[str] = field(default_factory=Counter)  # reason -> readings
+    rejected: list[AttributeReject] = field(default_factory=list)  # attributes set aside
 
     @property
     def readings(self) -> int:
@@ -178,9 +180,12 @@ class Normaliser:
             steps = _bucket_steps(events, coarse, mapping.timezone)
             lineage = record["lineage_id"]
             for measure in measures:
-                self._measure(
-                    measure, columns, events, [0] * n, steps, base, get_state, out, lineage
-                )
+                try:
+                    self._measure(
+                        measure, columns, events, [0] * n, steps, base, get_state, out, lineage
+                    )
+                except ATTRIBUTE_ERRORS as exc:
+                    out.rejected.append(_reject(measure, measures, columns, exc))
             return out
         steps = self._steps(mapping.step, model, columns, n, mapping)
         time_cache: dict[Any, tuple[list[int | None], list[int]]] = {}
@@ -189,7 +194,10 @@ class Normaliser:
                 self._sdm_time_specs(model, measure.column, mapping) if model else mapping.times
             )
             times, tflags = self._times(specs, columns, record, n, model is not None, time_cache)
-            self._measure(measure, columns, times, tflags, steps, base, get_state, out)
+            try:
+                self._measure(measure, columns, times, tflags, steps, base, get_state, out)
+            except ATTRIBUTE_ERRORS as exc:
+                out.rejected.append(_reject(measure, measures, columns, exc))
         return out
 
     # -- one measure ------------------------------------------------------------------
@@ -207,10 +215,10 @@ class Normaliser:
     ) -> None:
         metric = spec.metric
         values, bad = numbers(columns[spec.column])
+        integrate = spec.kind == "average" and metric.temporal == "interval"
+        convs = self._conversions(spec, columns, len(values), integrate)  # may reject it
         if bad:
             out.dropped["bad-value"] += bad
-        integrate = spec.kind == "average" and metric.temporal == "interval"
-        convs = self._conversions(spec, columns, len(values), integrate)
 
         # readings with a value and a time, in time order, each time once
         idx = _select(values, times, tflags, out)
@@ -648,6 +656,17 @@ def _select(values, times, tflags, out: Outcome) -> list[int] | None:
         idx.append(i)
         last = t
     return idx
+
+
+def _reject(
+    spec: MeasureSpec, measures: list[MeasureSpec], columns: dict[str, Any], error: RejectedInput
+) -> AttributeReject:
+    """One attribute set aside (its unit): the entity's other metrics go on."""
+    column = columns[spec.column]
+    readings = len(column[_ARRAYS[column["kind"]]]) - len(column.get("missing") or ())
+    return AttributeReject(
+        spec.column, error.reason, str(error), readings, other_columns(spec, measures, columns)
+    )
 
 
 def _pick(keep: list[int], *lists: list) -> tuple[list, ...]:
