@@ -4,8 +4,8 @@ An entity with one attribute in a unit that cannot be converted (a pollutant in
 ppb where the metric is in µg/m3: that needs a molar mass and a temperature) keeps
 its good metrics; the bad attribute alone goes to the dead letters, one letter per
 attribute, with its reason. The letter's original is the input record without
-the entity's other measured attributes, so replaying it once the mapping is fixed
-publishes only what was missing.
+the entity's other measured attributes, so sending it again to ``anonymised.v1``
+once the mapping is fixed publishes only what was missing.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ class AttributeReject:
 
 
 def own_columns(spec: MeasureSpec) -> set[str]:
-    """The columns that belong to one measured attribute (itself, its unit, its
-    NGSI sub-attributes such as ``no2@unitCode``)."""
+    """The columns that belong to one measured attribute: itself and its unit field
+    (:func:`other_columns` adds its NGSI sub-attributes, such as ``no2@observedAt``)."""
     return {spec.column, spec.unit_field or spec.column}
 
 

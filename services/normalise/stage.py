@@ -122,7 +122,8 @@ class NormaliseStage(BaseStage):
             message=(
                 f"attribute {reject.attribute} set aside ({reject.readings} readings), the "
                 f"entity's other attributes were published: {reject.message}. The original "
-                "holds this attribute alone: replay it once the mapping or the unit is fixed"
+                "holds this attribute alone: once the mapping or the unit is fixed, produce "
+                f"it again to {self.topics.input}"
             ),
             original_value=original,
             original_key=meta.key,
