@@ -231,3 +231,23 @@ def _growing_run(ts, readings, qs, prev, decimals) -> Intervals | None:
         [step // US for step in steps_us],
         (ts[-1], readings[-1]),
     )
+
+
+def describe(spec: Any, max_rates: dict[str, float]) -> str:
+    """What decides a drop of a cumulative measure, for ``citeplus normalise check``."""
+    if spec.kind != "cumulative":
+        return ""
+    wrap = f"wraps at {spec.rollover:,.0f}" if spec.rollover else "no rollover: every drop restarts"
+    limit: RateLimit | None = spec.max_rate
+    default = max_rates.get(spec.metric.name)
+    unit = f"{spec.metric.unit.symbol}/h"
+    if limit is not None and limit.field:
+        rate = f"max rate {limit.field} ({limit.unit.symbol}) per meter"
+        rate += f", else {default:g} {unit}" if default else ""
+    elif limit is not None:
+        rate = f"max rate {limit.value:g} {limit.unit.symbol}"
+    elif default:
+        rate = f"max rate {default:g} {unit} (vocabulary)"
+    else:
+        rate = "no max rate: a wrap is judged by half the range only"
+    return f"; {wrap}, {rate}"

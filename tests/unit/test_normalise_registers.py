@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from services.normalise import quality
+from services.normalise.registers import describe
 from services.normalise.vocabulary import load_vocabulary
 from services.runtime.errors import ConfigError
 from tests.normalise_helpers import (
@@ -130,3 +131,16 @@ def test_the_vocabulary_bounds_every_register_metric():
     rates = load_vocabulary().max_rates
     assert rates["active_energy_import"] == 250  # kW
     assert rates["water_volume"] == 100  # m3/h
+
+
+def test_the_configuration_check_says_what_decides_a_drop(tmp_path: Path):
+    pcoup = source("p", 10**8, max_rate={"field": "PCOUP", "unit": "kVA"})
+    norm = normaliser(city_file(tmp_path, "testville", [pcoup, source("v", 10**9)]))
+    said = {
+        key[1]: describe(mapping.measures[0], norm.vocabulary.max_rates)
+        for key, mapping in norm.mappings.items()
+    }
+    assert said == {
+        "p": "; wraps at 100,000,000, max rate PCOUP (kVA) per meter, else 250 kWh/h",
+        "v": "; wraps at 1,000,000,000, max rate 250 kWh/h (vocabulary)",
+    }
