@@ -103,6 +103,22 @@ def test_derived_windows_land_flagged_and_older_records_read_false(warehouse) ->
     ]
     flag = warehouse.query_arrow("SELECT derived FROM energy_aggregates_released").to_pylist()
     assert flag == [{"derived": True}]
+    # and the federation API says so (no peak)
+    from services.federation import queries
+    from services.federation.generated.citeplus.federation.v1 import federation_pb2 as pb
+
+    question = queries.Question(
+        kind=pb.AGGREGATE_KIND_ENERGY_AGGREGATES,
+        **{"cities": ("lyon",), "sources": (), "domains": (), "metrics": (), "zones": ()},
+        **{"carriers": (), "sectors": (), "datasets": (), "after": None, "fingerprint": "f"},
+        start_us=T0,
+        end_us=T0 + HOUR,
+        granularity="PT1H",
+        page_size=10,
+    )
+    [page] = queries.run(warehouse, question, {"lyon": "Europe/Paris"}, None, node="n")
+    [message] = page.energy
+    assert message.derived is True and not message.HasField("peak_kw")
 
 
 def run(warehouse, slug: str) -> list[dict]:
