@@ -121,15 +121,14 @@ def wrapped(
     return consumed
 
 
-def remember(
-    state: dict[str, Any], rate: float | None, *, restarted: bool | None
-) -> dict[str, Any]:
-    """``state`` with the meter's largest rate and the pending restart flag set."""
-    if rate is not None and state.get("rate") != rate:
+def remember(state: dict[str, Any], rate: float | None, *, restarted: bool) -> dict[str, Any]:
+    """``state`` (a new document, changed in place) with the meter's largest rate read
+    from its record, if any, and whether a restart awaits its next interval."""
+    if rate is not None:
         state["rate"] = rate
     if restarted:
         state["restarted"] = True
-    elif restarted is False:
+    else:
         state.pop("restarted", None)
     return state
 
