@@ -9,6 +9,11 @@ Totals: ``("*", sector)`` is a sector's city total, ``("*", "*")`` the city's.
 Their meter count is the sum of their cells' (a meter that moved zone within
 a window counts in both), their largest meter the largest of their cells', and
 their peak the peak of the summed power of all their meters (not a sum of peaks).
+
+A window whose energy is partly derived (a reading longer than the window spread
+over it, :func:`services.energy.windows.spread_over`) has no measured peak: its
+peak is None, and it is published ``derived`` with ``peak_kw`` null (a total is
+derived when one of its cells is).
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ class DayTable:
     """Figures and peak of every cell and total in every window of the day that has data."""
 
     day: int
-    windows: dict[Window, dict[Cell, tuple[Figures, float]]] = field(default_factory=dict)
+    # (figures, peak): peak None when the window is derived (no measured peak)
+    windows: dict[Window, dict[Cell, tuple[Figures, float | None]]] = field(default_factory=dict)
 
     def figures(self) -> dict[Window, dict[Cell, Figures]]:
         return {w: {c: f for c, (f, _) in cells.items()} for w, cells in self.windows.items()}
@@ -53,10 +59,18 @@ def _window_peaks(peaks: list[float]) -> dict[Window, float]:
     return out
 
 
-def _series(state: Mapping[str, Any], peaks: list[float]) -> dict[Window, tuple[Figures, float]]:
+def _series(
+    state: Mapping[str, Any], peaks: list[float]
+) -> dict[Window, tuple[Figures, float | None]]:
     e, n, x = state["e"], state["n"], state["x"]
-    at = _window_peaks(peaks)
-    out: dict[Window, tuple[Figures, float]] = {}
+    at: dict[Window, float | None] = dict(_window_peaks(peaks))
+    for q, meters in enumerate(state.get("dq") or ()):
+        if meters:  # derived from longer readings: no measured peak
+            at[("PT15M", q)] = None
+    for h, meters in enumerate(state.get("dh") or ()):
+        if meters:
+            at[("PT1H", h)] = None
+    out: dict[Window, tuple[Figures, float | None]] = {}
     for q in range(QUARTERS):
         out[("PT15M", q)] = (_figures(n[q], e[q], x[q]), at[("PT15M", q)])
     for h in range(HOURS):
@@ -75,7 +89,7 @@ def _figures(meters: int, energy: float, largest: float) -> Figures:
 
 def day_table(day: int, states: Mapping[Cell, Mapping[str, Any]]) -> DayTable:
     """Every window of the day where at least one meter of the group reported."""
-    per_cell: dict[Cell, dict[Window, tuple[Figures, float]]] = {}
+    per_cell: dict[Cell, dict[Window, tuple[Figures, float | None]]] = {}
     for cell, state in states.items():
         per_cell[cell] = _series(state, quarter_peaks([state["p"]]))
     sectors = sorted({sector for _, sector in states})
@@ -83,15 +97,17 @@ def day_table(day: int, states: Mapping[Cell, Mapping[str, Any]]) -> DayTable:
     totals[(TOTAL, TOTAL)] = list(states)
     for total, parts in totals.items():
         peaks = quarter_peaks(states[c]["p"] for c in parts)
-        series: dict[Window, tuple[Figures, float]] = {}
+        series: dict[Window, tuple[Figures, float | None]] = {}
         for window, peak in _window_peaks(peaks).items():
             meters = energy = largest = 0
+            derived = False
             for c in parts:
-                f = per_cell[c][window][0]
+                f, cell_peak = per_cell[c][window]
                 meters += f.meters
                 energy += f.energy
                 largest = max(largest, f.largest)
-            series[window] = (_figures(meters, energy, largest), peak)
+                derived = derived or cell_peak is None
+            series[window] = (_figures(meters, energy, largest), None if derived else peak)
         per_cell[total] = series
     table = DayTable(day)
     everything = per_cell.get((TOTAL, TOTAL), {})
@@ -179,13 +195,20 @@ def publish(
                 "suppressed": why is not None,
                 "suppression_reason": why,
                 "computed_at": computed_at,
+                "derived": False,  # a withheld cell says nothing about its readings
             }
             if why is None:
                 record["energy_kwh"] = f.energy
                 record["meter_count"] = f.meters
-                record["peak_kw"] = round(peak, 6) + 0.0
+                record["peak_kw"] = _peak(peak)
+                record["derived"] = peak is None
             records.append((aggregate_key(city, cell, carrier, granularity, start), record))
     return records
+
+
+def _peak(peak: float | None) -> float | None:
+    """The published peak: None for a derived window (an average is no peak)."""
+    return None if peak is None else round(peak, 6) + 0.0
 
 
 def release(
@@ -220,7 +243,8 @@ def release(
                 "window_end": end,
                 "energy_kwh": f.energy if shown else None,
                 "meter_count": f.meters if shown else None,
-                "peak_kw": round(peak, 6) + 0.0 if shown else None,
+                "peak_kw": _peak(peak) if shown else None,
+                "derived": shown and peak is None,
                 "suppressed": not shown,
                 # A flag, not the rule: a per-window reason would tell the meter count's
                 # class (min-meters: 1 to 9; secondary: none or at least 10).

@@ -66,7 +66,7 @@ class PeakHour:
     day: dt.date
     hour: int  # local hour of day
     energy_kwh: float
-    peak_kw: float
+    peak_kw: float | None  # None: derived from longer (daily) readings, no measured peak
 
 
 def peak_hours(
@@ -120,7 +120,8 @@ def render(
         lines.append(f"  {hour:02d}h {shown}")
     lines.append("\npeak hour per day:")
     for p in peak_hours(records, zone=zone, sector=sector, tz=tz):
-        lines.append(f"  {p.day}  {p.hour:02d}h  {p.energy_kwh:12.3f} kWh  peak {p.peak_kw:.3f} kW")
+        peak = "- (derived)" if p.peak_kw is None else f"{p.peak_kw:.3f} kW"
+        lines.append(f"  {p.day}  {p.hour:02d}h  {p.energy_kwh:12.3f} kWh  peak {peak}")
     lines.append("\nenergy per day (UTC), change on a week and a year before:")
     for c in day_changes(records, zone=zone, sector=sector):
         week = "-" if c.week_on_week is None else f"{c.week_on_week:+.1%}"

@@ -83,6 +83,7 @@ from services.energy.aggregate import (
     release,
     windows_of_quarters,
 )
+from services.energy.readings import known_parts
 from services.energy.secrecy import SecrecyPolicy
 from services.energy.windows import (
     DAY_US,
@@ -202,9 +203,11 @@ class EnergyStage(BaseStage):
         self._heard: dict[tuple[str, str], int] = {}
         self.days_released = 0
         self._readings = 0
+        self._unknown = 0
         self._emitted = 0
         self._released_days = 0
         self.readings_aggregated = 0
+        self.unknown_intervals = 0  # values that were no reading (see readings.py)
         self.aggregates_published = 0
         self._counter = (
             Counter(
@@ -273,13 +276,16 @@ class EnergyStage(BaseStage):
                 raise RejectedInput(
                     "energy-name", f"{label} {value!r} may not be '*' nor contain '|'"
                 )
-        yield Emit(
-            self.topics.regrouped,
-            f"{record['city']}|{carrier}|{meta.partition}",
-            {**record, "carrier": carrier, "zone": zone, "sector": sector},
-            readings=len(values),
-            partition=group_partition(record["city"], carrier, self.partitions),
-        )
+        parts, unknown = known_parts(record)  # an unknown interval is not a measured 0
+        self._unknown += unknown
+        for part in parts:
+            yield Emit(
+                self.topics.regrouped,
+                f"{record['city']}|{carrier}|{meta.partition}",
+                {**part, "carrier": carrier, "zone": zone, "sector": sector},
+                readings=len(part["values"]),
+                partition=group_partition(record["city"], carrier, self.partitions),
+            )
 
     def _aggregate(self, record: dict[str, Any], meta: InputMeta) -> Iterator[Emit]:
         city, carrier = record["city"], record["carrier"]
@@ -547,6 +553,9 @@ class EnergyStage(BaseStage):
             (k, v) for k, v in self._pending_patterns.items() if k not in self._closing
         )
         self.readings_aggregated += self._readings
+        self.unknown_intervals += self._unknown
+        if self._unknown:
+            log.info("unknown intervals not aggregated", extra={"values": self._unknown})
         self.aggregates_published += self._emitted
         self.days_released += self._released_days
         if self._counter is not None:
@@ -568,6 +577,7 @@ class EnergyStage(BaseStage):
         self._pending_published.clear()
         self._pending_patterns.clear()
         self._readings = 0
+        self._unknown = 0
         self._emitted = 0
         self._released_days = 0
 
@@ -614,6 +624,7 @@ _FINGERPRINT = (
     "largest_share",
     "suppressed",
     "suppression_reason",
+    "derived",
 )
 
 

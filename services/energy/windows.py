@@ -16,6 +16,10 @@ Everything here is pure arithmetic on integers (epoch microseconds) and floats.
   of breakpoints (+p where an interval starts, -p where it ends). The peak of a
   window is the highest summed power over any instant of it, so an hour's peak
   is the highest of its quarters' and the day's the highest of all.
+- A reading longer than a window (an hourly or daily reading) spread over its
+  quarters (or hours) gives them *derived* energy, not measured energy, and its
+  average power is no peak: such windows are counted per meter (``dq``, ``dh``)
+  and published flagged ``derived``, with no peak.
 """
 
 from __future__ import annotations
@@ -183,7 +187,9 @@ def empty_cell_day() -> dict[str, Any]:
 
     e: energy per quarter; n / hn / dn: meters that reported per quarter / hour /
     day; x / hx / dx: largest single meter's energy per quarter / hour / day;
-    p: power sweep, offset (µs, as text) -> change of summed power (kW).
+    p: power sweep, offset (µs, as text) -> change of summed power (kW);
+    dq / dh: meters whose energy in the quarter / hour is derived (spread from a
+    longer reading).
     """
     return {
         "e": [0.0] * QUARTERS,
@@ -194,7 +200,35 @@ def empty_cell_day() -> dict[str, Any]:
         "dn": 0,
         "dx": 0.0,
         "p": {},
+        "dq": [0] * QUARTERS,
+        "dh": [0] * HOURS,
     }
+
+
+def spread_over(pieces: Iterable[Piece], window_us: int, count: int) -> list[bool]:
+    """Which windows (``count`` of ``window_us`` in the day) hold part of a piece
+    longer than the window: their energy is spread from it, not measured in them."""
+    out = [False] * count
+    for a, length, _ in pieces:
+        if length > window_us:
+            for w in range(a // window_us, min(count, (a + length - 1) // window_us + 1)):
+                out[w] = True
+    return out
+
+
+def derived_counts(
+    cell: Mapping[str, Any], old: Sequence[Piece], new: Sequence[Piece]
+) -> tuple[list[int], list[int]]:
+    """Meters whose energy is derived, per quarter (``dq``) and per hour (``dh``),
+    after one meter's day went from ``old`` to ``new`` (states before them: zeros)."""
+    dq = list(cell.get("dq") or [0] * QUARTERS)
+    dh = list(cell.get("dh") or [0] * HOURS)
+    for counts, window, n in ((dq, QUARTER_US, QUARTERS), (dh, HOUR_US, HOURS)):
+        was, now = spread_over(old, window, n), spread_over(new, window, n)
+        for w in range(n):
+            if was[w] != now[w]:
+                counts[w] += 1 if now[w] else -1
+    return dq, dh
 
 
 def apply_meter_change(
@@ -252,7 +286,9 @@ def apply_meter_change(
             sweep.pop(key, None)
         else:
             sweep[key] = level
-    return {"e": e, "n": n, "x": x, "hn": hn, "hx": hx, "dn": dn, "dx": dx, "p": sweep}
+    dq, dh = derived_counts(cell, old, new)
+    state = {"e": e, "n": n, "x": x, "hn": hn, "hx": hx, "dn": dn, "dx": dx, "p": sweep}
+    return {**state, "dq": dq, "dh": dh}
 
 
 def quarter_peaks(sweeps: Iterable[Mapping[str, float]]) -> list[float]:

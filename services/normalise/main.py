@@ -17,6 +17,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
+    from services.normalise.registers import describe
     from services.normalise.stage import compile_mappings
     from services.normalise.vocabulary import load_vocabulary
     from services.runtime.cities import load_cities
@@ -36,7 +37,8 @@ def check(args: argparse.Namespace) -> int:
                 state = f"Smart Data Models built-in{extra}"
             else:
                 state = ", ".join(
-                    f"{m.column}->{m.metric.name} ({m.kind})" for m in mapping.measures
+                    f"{m.column}->{m.metric.name} ({m.kind}{describe(m, vocabulary.max_rates)})"
+                    for m in mapping.measures
                 )
             print(f"{city.code}/{source.id}: {state}")
     return 0

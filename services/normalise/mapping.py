@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from services.normalise.registers import RateLimit, parse_rate_limit
 from services.normalise.units import Unit, find_unit
 from services.normalise.vocabulary import KINDS, Metric, Vocabulary, check_kind
 from services.runtime.cities import SDM_FORMATS, CityConfig, SourceConfig
@@ -44,7 +45,7 @@ _MAPPING_KEYS = (
     "measures",
     "smart_data_models",
 )
-_MEASURE_KEYS = ("metric", "unit", "unit_field", "kind", "rollover", "time")
+_MEASURE_KEYS = ("metric", "unit", "unit_field", "kind", "rollover", "time", "max_rate")
 _DURATION = re.compile(
     r"P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?"
 )
@@ -61,6 +62,7 @@ class MeasureSpec:
     unit_field: str | None = None
     rollover: float | None = None  # register wraps at this value (source unit)
     times: tuple[TimeSpec, ...] = ()  # where this measure's time is (first present wins)
+    max_rate: RateLimit | None = None  # a register's largest plausible rate (registers.py)
 
 
 @dataclass(frozen=True)
@@ -223,7 +225,14 @@ def _measure(
     ):
         raise fail("rollover", "a positive number, for cumulative registers only")
     times = (_time(raw["time"], timezone, where, f"{key}.time"),) if "time" in raw else ()
-    return MeasureSpec(column, metric, kind, unit, unit_field, rollover, times)
+    max_rate = None
+    if "max_rate" in raw:
+        if kind != "cumulative":
+            raise fail("max_rate", "for cumulative registers only")
+        max_rate = parse_rate_limit(
+            raw["max_rate"], metric.unit, where=where, key=f"{key}.max_rate"
+        )
+    return MeasureSpec(column, metric, kind, unit, unit_field, rollover, times, max_rate)
 
 
 def _step(raw: Any, fail) -> StepSpec:

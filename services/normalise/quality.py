@@ -18,6 +18,7 @@ COUNTER_RESET = 1 << 5
 COUNTER_ROLLOVER = 1 << 6
 OUT_OF_RANGE = 1 << 7
 STEP_INFERRED = 1 << 8
+REGISTER_RESTARTED = 1 << 9
 
 FLAGS = {
     "time-invalid": TIME_INVALID,
@@ -29,7 +30,10 @@ FLAGS = {
     "counter-rollover": COUNTER_ROLLOVER,
     "out-of-range": OUT_OF_RANGE,
     "step-inferred": STEP_INFERRED,
+    "register-restarted": REGISTER_RESTARTED,
 }
+if len(set(FLAGS.values())) != len(FLAGS) or any(v & (v - 1) for v in FLAGS.values()):
+    raise AssertionError("every quality flag must be its own single bit")
 BITS = {name: value.bit_length() - 1 for name, value in FLAGS.items()}
 
 

@@ -17,8 +17,10 @@ from prometheus_client import Counter
 
 from services.normalise.dropped_attributes import DroppedAttributes
 from services.normalise.mapping import SourceMapping, compile_city
+from services.normalise.rejects import AttributeReject, attribute_record
 from services.normalise.transform import Normaliser
 from services.normalise.vocabulary import Vocabulary, load_vocabulary
+from services.runtime import dlq
 from services.runtime.cities import CityConfig
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
@@ -36,6 +38,7 @@ class NormaliseTopics:
     input: str = "anonymised.v1"
     output: str = "observations.v1"
     state: str = "normalise.state.v1"
+    dead_letters: str = dlq.DLQ_TOPIC  # the runner's: letters for one attribute go there
 
 
 def compile_mappings(
@@ -108,7 +111,39 @@ class NormaliseStage(BaseStage):
             emits.append(Emit(output, key, observation, readings=len(observation["values"])))
         for reason, count in outcome.dropped.items():
             self._pending_drops[reason] = self._pending_drops.get(reason, 0) + count
+        for reject in outcome.rejected:
+            emits.append(self._attribute_letter(record, meta, reject))
+            drops = self._pending_drops.get(reject.reason, 0) + reject.readings
+            self._pending_drops[reject.reason] = drops
         return emits
+
+    def _attribute_letter(
+        self, record: dict[str, Any], meta: InputMeta, reject: AttributeReject
+    ) -> Emit:
+        """The dead letter of one attribute set aside: its original is the record
+        without the entity's other measured attributes (published already), so a
+        replay once fixed publishes only this one."""
+        original = self.contracts.codec(self.topics.input).encode(attribute_record(record, reject))
+        letter = dlq.dead_letter(
+            stage=self.name,
+            reason=reject.reason,
+            message=(
+                f"attribute {reject.attribute} set aside ({reject.readings} readings), the "
+                f"entity's other attributes were published: {reject.message}. The original "
+                "holds this attribute alone: once the mapping or the unit is fixed, produce "
+                f"it again to {self.topics.input}"
+            ),
+            original_value=original,
+            original_key=meta.key,
+            source_topic=meta.topic,
+            source_partition=meta.partition,
+            source_offset=meta.offset,
+            city=record["city"],
+            source=record["source"],
+        )
+        letter["field_names"] = [reject.attribute]
+        key = dlq.dead_letter_key(self.name, record["city"])
+        return Emit(self.topics.dead_letters, key, letter, readings=0)
 
     # -- state hooks -----------------------------------------------------------------------
     def on_assign(self, partitions: list[int]) -> None:

@@ -22,15 +22,14 @@ from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from services.normalise import memory
+from services.normalise import memory, registers
 from services.normalise.mapping import MeasureSpec, SourceMapping, StepSpec, parse_duration
 from services.normalise.quality import (
-    COUNTER_RESET,
-    COUNTER_ROLLOVER,
     OUT_OF_RANGE,
     STEP_INFERRED,
     TIME_FROM_RECEPTION,
 )
+from services.normalise.rejects import ATTRIBUTE_ERRORS, AttributeReject, other_columns
 from services.normalise.sdm_models import Plan
 from services.normalise.units import (
     Conversion,
@@ -58,6 +57,7 @@ class Outcome:
     dropped: Counter[str] = field(default_factory=Counter)  # reason -> readings
     # attributes of a Smart Data Models entity that no metric or description knows
     dropped_attributes: list[str] = field(default_factory=list)
+    rejected: list[AttributeReject] = field(default_factory=list)  # attributes set aside
 
     @property
     def readings(self) -> int:
@@ -193,9 +193,12 @@ class Normaliser:
             steps = _bucket_steps(events, coarse, mapping.timezone)
             lineage = record["lineage_id"]
             for measure in measures:
-                self._measure(
-                    measure, columns, events, [0] * n, steps, base, get_state, out, lineage
-                )
+                try:
+                    self._measure(
+                        measure, columns, events, [0] * n, steps, base, get_state, out, lineage
+                    )
+                except ATTRIBUTE_ERRORS as exc:
+                    out.rejected.append(_reject(measure, measures, columns, exc))
             return out
         steps = self._steps(mapping.step, model, columns, n, mapping)
         time_cache: dict[Any, tuple[list[int | None], list[int]]] = {}
@@ -204,7 +207,10 @@ class Normaliser:
                 self._sdm_time_specs(model, measure.column, mapping) if model else mapping.times
             )
             times, tflags = self._times(specs, columns, record, n, model is not None, time_cache)
-            self._measure(measure, columns, times, tflags, steps, base, get_state, out)
+            try:
+                self._measure(measure, columns, times, tflags, steps, base, get_state, out)
+            except ATTRIBUTE_ERRORS as exc:
+                out.rejected.append(_reject(measure, measures, columns, exc))
         return out
 
     # -- one measure ------------------------------------------------------------------
@@ -222,10 +228,10 @@ class Normaliser:
     ) -> None:
         metric = spec.metric
         values, bad = numbers(columns[spec.column])
+        integrate = spec.kind == "average" and metric.temporal == "interval"
+        convs = self._conversions(spec, columns, len(values), integrate)  # may reject it
         if bad:
             out.dropped["bad-value"] += bad
-        integrate = spec.kind == "average" and metric.temporal == "interval"
-        convs = self._conversions(spec, columns, len(values), integrate)
 
         # readings with a value and a time, in time order, each time once
         idx = _select(values, times, tflags, out)
@@ -248,10 +254,10 @@ class Normaliser:
         state = get_state(key)
         decimals = metric.decimals
         if spec.kind == "cumulative":
-            ts, vs, qs, st, reg = self._differences(spec, ts, raw, qs, sel_convs, state, out)
-            if reg is None:
+            found = self._register_intervals(spec, columns, ts, raw, qs, sel_convs, state, out)
+            if found is None:
                 return
-            new_state = memory.remember(state, [], register=reg, window_us=self.window_us)
+            ts, vs, qs, st, new_state = found
             interval = True
         else:
             interval = metric.temporal == "interval"
@@ -324,52 +330,59 @@ class Normaliser:
                 }
             )
 
-    def _differences(self, spec, ts, raw, qs, convs, state, out):
-        """Interval consumption between consecutive register readings."""
-        decimals = spec.metric.decimals
+    def _register_intervals(
+        self,
+        spec: MeasureSpec,
+        columns: dict[str, Any],
+        ts: list[int],
+        raw: list[float],
+        qs: list[int],
+        convs: Conversion | list[Conversion],
+        state: dict[str, Any] | None,
+        out: Outcome,
+    ) -> tuple[list, list, list, list, dict[str, Any]] | None:
+        """Interval consumption between consecutive register readings, and the
+        meter's new state (None: every reading was stale); see registers.py."""
         if isinstance(convs, Conversion):
             scale = convs.scale
             readings = [v * scale for v in raw] if scale != 1.0 else raw
-            wrap = spec.rollover * scale if spec.rollover else None
         else:
+            scale = convs[-1].scale
             readings = [v * c.scale for v, c in zip(raw, convs, strict=True)]
-            wrap = spec.rollover * convs[-1].scale if spec.rollover else None
-        prev = memory.register(state)
-        if prev is None or ts[0] > prev[0]:
-            fast = _register_run(ts, readings, qs, prev, wrap, decimals)
-            if fast is not None:
-                return fast
-        prev_flags = 0
-        out_t: list[int] = []
-        out_v: list[float] = []
-        out_q: list[int] = []
-        out_s: list[int | None] = []
-        stale = 0
-        for t, reading, flags in zip(ts, readings, qs, strict=True):
-            if prev is not None:
-                prev_t, prev_v = prev
-                if t <= prev_t:
-                    stale += 1
-                    continue
-                diff = reading - prev_v
-                quality = flags | prev_flags
-                if diff < 0:
-                    if wrap and prev_v > wrap / 2 and diff + wrap < wrap / 2:
-                        diff += wrap
-                        quality |= COUNTER_ROLLOVER
-                    else:
-                        diff = 0.0
-                        quality |= COUNTER_RESET
-                out_t.append(prev_t)
-                out_v.append(round(diff, decimals))
-                out_q.append(quality)
-                step_us = t - prev_t
-                out_s.append(step_us // US if step_us % US == 0 else None)
-            prev = (t, reading)
-            prev_flags = flags
-        if stale:
-            out.dropped["stale-register"] += stale
-        return out_t, out_v, out_q, out_s, prev if stale < len(ts) else None
+        read = self._rate_read(spec, columns)
+        own = read * spec.max_rate.factor if read is not None and spec.max_rate else None
+        rate = registers.meter_rate(
+            spec.max_rate, read, state, self.vocabulary.max_rates.get(spec.metric.name)
+        )
+        found = registers.intervals(
+            ts,
+            readings,
+            qs,
+            memory.register(state),
+            wrap=spec.rollover * scale if spec.rollover else None,
+            rate=rate,
+            decimals=spec.metric.decimals,
+            pending=registers.pending_restart(state),
+        )
+        if found.stale:
+            out.dropped["stale-register"] += found.stale
+        if found.restarts:
+            out.dropped["register-restarted"] += found.restarts
+        if found.register is None:
+            return None
+        new_state = memory.remember(state, [], register=found.register, window_us=self.window_us)
+        registers.remember(new_state, own, restarted=found.pending)
+        return found.times, found.values, found.quality, found.steps, new_state
+
+    @staticmethod
+    def _rate_read(spec: MeasureSpec, columns: dict[str, Any]) -> float | None:
+        """The largest rate the record gives for the meter (in the limit's unit)."""
+        limit = spec.max_rate
+        column = columns.get(limit.field) if limit is not None and limit.field else None
+        if column is None:
+            return None
+        present = [v for v in numbers(column)[0] if v is not None and v > 0]
+        return max(present) if present else None
 
     # -- units -------------------------------------------------------------------------
     def _conversions(
@@ -616,31 +629,6 @@ def _bucket_steps(starts: list[int], step: str, timezone: str) -> list[int | Non
     return out
 
 
-def _register_run(ts, readings, qs, prev, wrap, decimals):
-    """The common case of :meth:`Normaliser._differences`, column-wise: readings
-    newer than the register, never going down, whole-second steps."""
-    if prev is None:
-        times, values, flags = ts, readings, qs
-    else:
-        times, values, flags = [prev[0], *ts], [prev[1], *readings], [0, *qs]
-    if len(times) < 2:
-        return [], [], [], [], (ts[-1], readings[-1])
-    diffs = [b - a for a, b in pairwise(values)]
-    if min(diffs) < 0:
-        return None
-    steps_us = [b - a for a, b in pairwise(times)]
-    if any(step % US for step in steps_us):
-        return None
-    quality = [a | b for a, b in pairwise(flags)] if any(flags) else [0] * len(diffs)
-    return (
-        times[:-1],
-        [round(d, decimals) for d in diffs],
-        quality,
-        [step // US for step in steps_us],
-        (ts[-1], readings[-1]),
-    )
-
-
 def _select(values, times, tflags, out: Outcome) -> list[int] | None:
     """Positions of the readings to use, in time order, each time once; None: all of
     them as they are (the common case, checked without building anything)."""
@@ -669,6 +657,17 @@ def _select(values, times, tflags, out: Outcome) -> list[int] | None:
         idx.append(i)
         last = t
     return idx
+
+
+def _reject(
+    spec: MeasureSpec, measures: list[MeasureSpec], columns: dict[str, Any], error: RejectedInput
+) -> AttributeReject:
+    """One attribute set aside (its unit): the entity's other metrics go on."""
+    column = columns[spec.column]
+    readings = len(column[_ARRAYS[column["kind"]]]) - len(column.get("missing") or ())
+    return AttributeReject(
+        spec.column, error.reason, str(error), readings, other_columns(spec, measures, columns)
+    )
 
 
 def _pick(keep: list[int], *lists: list) -> tuple[list, ...]:

@@ -70,6 +70,8 @@ class Vocabulary:
     source: str = str(VOCABULARY_FILE)
     # entity type -> its attributes, aliases and descriptive names (sdm_models.TypeMap)
     types: dict[str, TypeMap] = field(default_factory=dict)
+    # metric -> largest rate one meter can draw (metric unit per hour): register plausibility
+    max_rates: dict[str, float] = field(default_factory=dict)
 
     def metric(self, name: str, *, source: str, key: str) -> Metric:
         found = self.metrics.get(name)
@@ -185,7 +187,27 @@ def load_vocabulary(path: Path = VOCABULARY_FILE) -> Vocabulary:
 
     sdm_dir = SDM_DIR if Path(path) == VOCABULARY_FILE else Path(path).parent / "sdm"
     types = load_type_maps(metrics, models, by_attribute, sdm_dir)
-    return Vocabulary(metrics, tuple(sectors), models, by_attribute, where, types)
+    max_rates = _max_rates(document.get("max_rates"), metrics, fail)
+    return Vocabulary(
+        metrics, tuple(sectors), models, by_attribute, where, types=types, max_rates=max_rates
+    )
+
+
+def _max_rates(raw: Any, metrics: dict[str, Metric], fail) -> dict[str, float]:
+    """``max_rates: {metric: rate}``: interval metrics only, positive numbers."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise fail("max_rates", "expected a mapping of interval metric to its largest rate")
+    out: dict[str, float] = {}
+    for name, rate in raw.items():
+        metric = metrics.get(name)
+        if metric is None or metric.temporal != "interval":
+            raise fail(f"max_rates.{name}", "not an interval metric of this vocabulary")
+        if not isinstance(rate, int | float) or isinstance(rate, bool) or rate <= 0:
+            raise fail(f"max_rates.{name}", "expected a positive number (metric unit per hour)")
+        out[name] = float(rate)
+    return out
 
 
 def _sdm_entry(raw: Any, key: str, metric: Metric, models, fail) -> SdmEntry:

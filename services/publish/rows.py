@@ -85,6 +85,11 @@ def _ms(values: Sequence[int | None]) -> pa.Array:
     return pa.array([None if v is None else v // 1000 for v in values], pa.int64()).cast(TS)
 
 
+def _derived(records: Sequence[dict]) -> pa.Array:
+    """EnergyAggregate.derived; records written before it existed have none: false."""
+    return pa.array([bool(r.get("derived")) for r in records], pa.bool_())
+
+
 def aggregates_table(batch: Sequence[Landed]) -> pa.Table:
     records = [x.record for x in batch]
     return pa.table(
@@ -103,6 +108,7 @@ def aggregates_table(batch: Sequence[Landed]) -> pa.Table:
             "suppressed": pa.array([r["suppressed"] for r in records], pa.bool_()),
             "suppression_reason": pa.array([r["suppression_reason"] for r in records], pa.string()),
             "computed_at": _ms([r["computed_at"] for r in records]),
+            "derived": _derived(records),
             **_provenance(batch),
         }
     )
@@ -149,6 +155,7 @@ def released_table(batch: Sequence[Landed]) -> pa.Table:
             "suppression_reason": pa.array([r["suppression_reason"] for r in records], pa.string()),
             "closed_by": pa.array([r["closed_by"] for r in records], pa.string()),
             "released_at": _ms([r["released_at"] for r in records]),
+            "derived": _derived(records),
             **_provenance(batch),
         }
     )

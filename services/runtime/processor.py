@@ -369,6 +369,10 @@ class StageRunner:
                 tally.by_topic[emit.topic] = tally.by_topic.get(emit.topic, 0) + 1
                 tally.readings += emit.readings
                 tally.produced += 1
+                if emit.topic == self.dead_letter_topic:  # a letter for part of a record
+                    reason = emit.value.get("reason") or "rejected"
+                    tally.reasons[reason] = tally.reasons.get(reason, 0) + 1
+                    tally.dead += 1
         return tally
 
     def tick(self) -> int:

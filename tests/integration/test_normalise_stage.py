@@ -1,6 +1,6 @@
 """The normalise stage on the real broker and registry: register differences across a
 restart (state restored from the changelog), replays publish nothing twice, unit
-errors go to the dead-letter topic."""
+errors go to the dead-letter topic (one attribute alone when the entity has others)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from services.runtime.cities import load_cities
 from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.processor import StageRunner
 from tests.integration.kafka_helpers import read_all
-from tests.normalise_helpers import CURVES, LINKY, MIN10, T0, city_file, curves, linky
+from tests.normalise_helpers import CURVES, LINKY, MIN10, T0, city_file, curves, linky, record
 
 pytestmark = pytest.mark.integration
 
@@ -27,12 +27,14 @@ def setup(node, isolated_topics, tmp_path: Path):
     specs, contracts = isolated_topics(
         "anonymised.v1", "observations.v1", "normalise.state.v1", "dlq.v1", partitions=2
     )
-    city_file(tmp_path, "testville", [LINKY, CURVES])
+    station = {"id": "air", "format": "ngsi-v2-normalized", "domain": "environment", "entity": "id"}
+    city_file(tmp_path, "testville", [LINKY, CURVES, station])
     cities = load_cities(tmp_path)
     topics = NormaliseTopics(
         input=specs["anonymised.v1"].name,
         output=specs["observations.v1"].name,
         state=specs["normalise.state.v1"].name,
+        dead_letters=specs["dlq.v1"].name,
     )
     group = f"normalise-test-{uuid.uuid4().hex[:6]}"
     writer = RecordProducer(make_producer(node), contracts)
@@ -58,7 +60,10 @@ def setup(node, isolated_topics, tmp_path: Path):
         codec = contracts.codec(specs["dlq.v1"].name)
         return [codec.decode(m.value()) for m in read_all(node, specs["dlq.v1"].name)]
 
-    return send, run, observations, dead_letters
+    def decode_input(value: bytes) -> dict:
+        return contracts.codec(topics.input).decode(value)
+
+    return send, run, observations, dead_letters, decode_input
 
 
 def registers(day: int, meter: int) -> list[int]:
@@ -78,7 +83,7 @@ def expanded(observations: list[dict]) -> dict[tuple[str, int], float]:
 
 
 def test_register_differences_across_a_restart_and_replays(setup):
-    send, run, observations, dead_letters = setup
+    send, run, observations, dead_letters, _ = setup
     send([linky(registers(0, m), 0, entity=e, lineage="day-1") for m, e in enumerate(METERS)])
     _, summary = run("a")
     assert summary.records_in == 3 and summary.dead_letters == 0
@@ -112,7 +117,7 @@ def test_register_differences_across_a_restart_and_replays(setup):
 
 
 def test_unit_errors_go_to_the_dead_letter_topic(setup):
-    send, run, observations, dead_letters = setup
+    send, run, observations, dead_letters, _ = setup
     send(
         [
             curves([0.1, 0.2], unit=["kWh", "kW"], entity="bad-dimension"),
@@ -128,3 +133,25 @@ def test_unit_errors_go_to_the_dead_letter_topic(setup):
     assert letters["unknown-unit"]["original_value"]  # the bytes, for a replay once fixed
     published = observations()
     assert [(o["entity_pseudonym"], o["values"]) for o in published] == [("good", [0.15, 0.25])]
+
+
+def test_one_unconvertible_attribute_is_dead_lettered_alone(setup):
+    send, run, observations, dead_letters, decode_input = setup
+    good = {"no2": 22.0, "pm10": 18.0, "pm25": 9.0, "o3": 61.0, "co": 0.3, "no": 4.0}
+    good |= {"nox": 28.0, "airQualityIndex": 3.0, "temperature": 12.2}
+    good |= {"relativeHumidity": 0.54, "windSpeed": 0.64}
+    columns = {"dateObserved": ["2025-01-13T10:00:00Z"], **{k: [v] for k, v in good.items()}}
+    columns |= {"so2": [4.0], "so2@unitCode": ["61"]}  # ppb: not convertible to µg/m3
+    send(
+        [record("testville", "air", columns, entity="station-1", entity_type="AirQualityObserved")]
+    )
+    _, summary = run("a")
+    assert summary.records_in == 1 and summary.dead_letter_reasons == {"incompatible-unit": 1}
+    published = observations()
+    assert len(published) == 11 and "so2" not in {o["metric"] for o in published}
+    [letter] = dead_letters()
+    assert (letter["reason"], letter["field_names"]) == ("incompatible-unit", ["so2"])
+    assert "so2" in letter["message"] and "ppb" in letter["message"]
+    original = decode_input(letter["original_value"])  # replayable: this attribute alone
+    assert {c["name"] for c in original["columns"]} == {"dateObserved", "so2", "so2@unitCode"}
+    assert original["entity_pseudonym"] == "station-1"

@@ -12,9 +12,9 @@ import pytest
 
 from services.publish.migrations import migrate
 from services.publish.questions import QUESTIONS, question
-from services.publish.rows import Landed, aggregates_table, observations_table
+from services.publish.rows import Landed, aggregates_table, observations_table, released_table
 from services.runtime.paths import REPO_ROOT
-from tests.integration.records import T0, energy_aggregate, observation
+from tests.integration.records import T0, energy_aggregate, observation, released_aggregate
 
 HOUR = 3_600_000_000
 
@@ -83,6 +83,42 @@ def test_insert_with_the_same_token_counts_once(warehouse) -> None:
     warehouse.insert_arrow("observations", table, dedup_token="observations.v1:0:0-3")
     count = warehouse.query_arrow("SELECT count() AS n FROM observations").column("n")[0].as_py()
     assert count == 3 * 24 + 3
+
+
+def test_derived_windows_land_flagged_and_older_records_read_false(warehouse) -> None:
+    migrate(warehouse)
+    quarter = {**energy_aggregate(), "granularity": "PT15M", "peak_kw": None, "derived": True}
+    older = energy_aggregate()  # written before the field existed
+    batch = [Landed(r, "energy.aggregates.v1", 0, k) for k, r in enumerate((quarter, older))]
+    warehouse.insert_arrow("energy_aggregates", aggregates_table(batch), dedup_token="e:0:0-1")
+    released = {**released_aggregate(), "peak_kw": None, "derived": True}
+    landed = [Landed(released, "energy.aggregates.released.v2", 0, 0)]
+    warehouse.insert_arrow("energy_aggregates_released", released_table(landed), dedup_token="r")
+    rows = warehouse.query_arrow(
+        "SELECT granularity, derived, peak_kw FROM energy_aggregates ORDER BY granularity"
+    ).to_pylist()
+    assert rows == [
+        {"granularity": "PT15M", "derived": True, "peak_kw": None},
+        {"granularity": "PT1H", "derived": False, "peak_kw": 310.2},
+    ]
+    flag = warehouse.query_arrow("SELECT derived FROM energy_aggregates_released").to_pylist()
+    assert flag == [{"derived": True}]
+    # and the federation API says so (no peak)
+    from services.federation import queries
+    from services.federation.generated.citeplus.federation.v1 import federation_pb2 as pb
+
+    question = queries.Question(
+        kind=pb.AGGREGATE_KIND_ENERGY_AGGREGATES,
+        **{"cities": ("lyon",), "sources": (), "domains": (), "metrics": (), "zones": ()},
+        **{"carriers": (), "sectors": (), "datasets": (), "after": None, "fingerprint": "f"},
+        start_us=T0,
+        end_us=T0 + HOUR,
+        granularity="PT1H",
+        page_size=10,
+    )
+    [page] = queries.run(warehouse, question, {"lyon": "Europe/Paris"}, None, node="n")
+    [message] = page.energy
+    assert message.derived is True and not message.HasField("peak_kw")
 
 
 def run(warehouse, slug: str) -> list[dict]:
