@@ -139,6 +139,11 @@ class ConnectionGuard:
             self._in_progress[key] = current + 1
             return True
 
+    def in_progress(self, key: tuple[str, str]) -> int:
+        """Requests of a source between authentication and answer."""
+        with self._lock:
+            return self._in_progress.get(key, 0)
+
     def leave_source(self, key: tuple[str, str]) -> None:
         with self._lock:
             self._in_progress[key] -= 1
@@ -196,5 +201,11 @@ class GuardedSite(web.TCPSite):
 
 def server_options(limits: HttpLimits) -> dict[str, Any]:
     """AppRunner options: bodies reach the handler compressed (body.py inflates
-    them within bounds); idle kept-alive connections do not stay for an hour."""
-    return {"auto_decompress": False, "keepalive_timeout": limits.keepalive_timeout_s}
+    them within bounds); idle kept-alive connections do not stay for an hour; the
+    unread rest of a refused body (408, 413) is drained for 2 s, not aiohttp's 10,
+    so that the client can read its answer without a slow one holding on."""
+    return {
+        "auto_decompress": False,
+        "keepalive_timeout": limits.keepalive_timeout_s,
+        "lingering_time": 2.0,
+    }
