@@ -120,6 +120,9 @@ def start_service(port: int, cities_dir: Path) -> subprocess.Popen:
             str(port),
             "--cities",
             str(cities_dir),
+            # Its own transactional id: another bench on the same broker must not fence it.
+            "--instance",
+            f"bench-{uuid.uuid4().hex[:8]}",
         ],
         stderr=subprocess.DEVNULL,
     )
@@ -219,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, body in enumerate(batches):
         (files / f"{i:05d}.ndjson").write_bytes(body)
     contracts = connect_contracts(node)
-    core = build_core(node, contracts, cities, instance="bench-files")
+    core = build_core(node, contracts, cities, instance=f"bench-files-{uuid.uuid4().hex[:8]}")
     started = time.perf_counter()
     summary = ingest_paths(core, source, sorted(files.iterdir()), show_progress=False)
     file_s = time.perf_counter() - started

@@ -96,7 +96,9 @@ class Inflater:
     def __init__(self, encoding: str, cap: int):
         self.cap = cap
         self.produced = 0
+        self.encoding = encoding
         self._zlib = zlib.decompressobj(_WBITS[encoding]) if encoding in _WBITS else None
+        self._started = False
 
     @property
     def compressed(self) -> bool:
@@ -107,6 +109,11 @@ class Inflater:
         if self._zlib is None:
             yield from self._count(chunk)
             return
+        if not self._started and chunk:
+            self._started = True
+            if self.encoding == "deflate" and chunk[0] & 0x0F != 8:
+                # "deflate" sent without its zlib header, as some clients do (RFC 9110 §8.4.1.2)
+                self._zlib = zlib.decompressobj(-15)
         data, wanted = chunk, 1
         while data or wanted:
             limit = min(self.STEP, self.cap + 1 - self.produced)
