@@ -19,8 +19,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
-from services.ingest.limits import HttpLimits
+from services.ingest.limits import HttpLimits, excerpt
 
 # Content-Encoding -> zlib wbits (gzip header, zlib header); "identity" is no coding.
 _WBITS = {"gzip": 31, "x-gzip": 31, "deflate": 15}
@@ -160,10 +162,8 @@ async def _next_chunk(request: web.Request, timeout: float) -> bytes | None:
         return None
     except (ConnectionError, asyncio.IncompleteReadError) as exc:
         raise ClientGone(str(exc) or type(exc).__name__) from None
-    except Exception as exc:  # aiohttp's payload errors (client went away mid-body)
-        if type(exc).__module__.startswith("aiohttp"):
-            raise ClientGone(str(exc) or type(exc).__name__) from None
-        raise
+    except (RequestPayloadError, HttpProcessingError) as exc:  # broken chunked framing
+        raise BodyRefused(f"the body's framing is broken ({excerpt(exc)})") from None
 
 
 class _RateWindow:

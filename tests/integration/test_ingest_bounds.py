@@ -287,3 +287,18 @@ def test_answers_quote_no_more_than_an_excerpt(start) -> None:
     huge_value = b'{"meter": "m", "wh": "' + b"9x" * 500_000 + b'"}\n' + GOOD
     answer = post(running, METERS, huge_value, "tok-meters")
     assert answer.status_code == 200 and len(answer.content) < 2_000
+
+
+def test_broken_framing_is_a_400_and_one_log_line(start, caplog: pytest.LogCaptureFixture) -> None:
+    running, _, _ = start()
+    caplog.set_level(logging.INFO)
+    head = (
+        f"POST {METERS} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer tok-meters\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    with raw_request(running, head + b'5\r\n{"met\r\nzz\r\n') as sock:
+        answer = drip_until_answered(sock, b"")
+    assert answer.split(b"\r\n")[0].endswith(b" 400 Bad Request"), answer[:300]
+    # Any client can send this: no traceback in the logs (one line).
+    assert [r.getMessage() for r in caplog.records if r.exc_info] == []
+    assert any("Invalid character in chunk size" in r.getMessage() for r in caplog.records)
