@@ -72,13 +72,24 @@ def test_every_answer_matches_the_openapi_document(live) -> None:
         "GET /metrics",
         "GET /openapi.json",
     }
+    push = next(op for op in operations if op.method.upper() == "POST")
+    # Pushes weigh three times the other routes: they are where input is parsed.
     cases = st.one_of(
-        *(op.as_strategy(generation_mode=mode) for op in operations for mode in GenerationMode)
+        *(op.as_strategy(generation_mode=mode) for op in operations for mode in GenerationMode),
+        *(push.as_strategy(generation_mode=mode) for mode in GenerationMode for _ in range(2)),
     )
-    # Half the cases carry a real token, and the push half of those a real path:
-    # without them every push would stop at 401 and the parsers would never be reached.
-    where = st.sampled_from([None, ("fuzzville", "meters"), ("fuzzville", "sheet")])
-    token = st.sampled_from([None, "tok-fuzz-meters", "tok-fuzz-sheet"])
+    # Most pushes go to a real source with its token (or another's, or none): without
+    # them every push would stop at 401 and the parsers would never be reached.
+    sender = st.sampled_from(
+        [
+            (None, None),
+            (None, "tok-fuzz-meters"),
+            (("fuzzville", "meters"), "tok-fuzz-meters"),
+            (("fuzzville", "meters"), "tok-fuzz-meters"),
+            (("fuzzville", "sheet"), "tok-fuzz-sheet"),
+            (("fuzzville", "sheet"), "tok-fuzz-meters"),
+        ]
+    )
     # Codings beside the document's (its enum only says what is accepted).
     coding = st.sampled_from([None, None, "gzip", "deflate", "br", "zstd", "compress"])
     seen: set[int] = set()
@@ -86,11 +97,13 @@ def test_every_answer_matches_the_openapi_document(live) -> None:
     @settings(
         max_examples=100,
         deadline=None,
+        derandomize=True,  # the same cases at every run: a CI failure is reproducible
         database=None,
         suppress_health_check=list(HealthCheck),
     )
-    @given(case=cases, where=where, token=token, coding=coding)
-    def exchange(case, where, token, coding) -> None:
+    @given(case=cases, sender=sender, coding=coding)
+    def exchange(case, sender, coding) -> None:
+        where, token = sender
         if where is not None and "city" in (case.path_parameters or {}):
             case.path_parameters = {"city": where[0], "source": where[1]}
             if coding is not None:
@@ -98,8 +111,10 @@ def test_every_answer_matches_the_openapi_document(live) -> None:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         response = case.call(base_url=live.url, headers=headers, timeout=30)
         seen.add(response.status_code)
+        if response.status_code in (200, 422) and "lineage_id" in response.text:
+            seen.add(0)  # a batch went through a parser
         case.validate_response(response, checks=CHECKS, headers=headers)
 
     exchange()
     # The run reached the parsers and the refusals, not only 401s.
-    assert {200, 401, 404, 415, 422} <= seen, seen
+    assert {0, 401, 403, 404, 415} <= seen, seen
