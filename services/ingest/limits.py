@@ -7,8 +7,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.runtime.config import IngestSection
+from services.runtime.errors import ConfigError
 
-DEFAULT_MAX_BODY = 32 * 1024 * 1024
+MiB = 1024 * 1024
+DEFAULT_MAX_BODY = 32 * MiB
 # Longest excerpt of the sender's own input that an answer may quote (an entity id).
 MAX_ECHO_CHARS = 200
 
@@ -29,9 +31,18 @@ class HttpLimits:
     body_min_rate: int = 1024
     max_connections: int = 256
     max_requests_per_source: int = 32
-    body_memory: int = 96 * 1024 * 1024
+    body_memory: int = 96 * MiB
     keepalive_timeout_s: float = 30.0
     public_catalogue: bool = False
+
+    def __post_init__(self) -> None:
+        if self.body_memory < self.max_body:
+            raise ConfigError(
+                f"{self.body_memory // MiB} MiB of bodies in memory is below the largest body "
+                f"({self.max_body // MiB} MiB, --max-body-mb): a body that large would always "
+                "get 503; raise body_memory_mb or lower --max-body-mb",
+                key="ingest.body_memory_mb",
+            )
 
     @classmethod
     def of(cls, section: IngestSection, max_body: int = DEFAULT_MAX_BODY) -> HttpLimits:
@@ -42,7 +53,7 @@ class HttpLimits:
             body_min_rate=section.body_min_rate,
             max_connections=section.max_connections,
             max_requests_per_source=section.max_requests_per_source,
-            body_memory=section.body_memory_mb * 1024 * 1024,
+            body_memory=section.body_memory_mb * MiB,
             keepalive_timeout_s=section.keepalive_timeout_s,
             public_catalogue=section.public_catalogue,
         )

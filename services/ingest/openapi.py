@@ -140,9 +140,9 @@ def _push_operation() -> dict[str, Any]:
             {
                 **header,
                 "name": "Idempotency-Key",
-                "description": "Optional. A retry with the same key gets the first answer "
-                "and lands nothing new.",
-                "schema": {"type": "string", "maxLength": 200},
+                "description": "Optional, an opaque string such as a UUID, new for each "
+                "batch. A retry with the same key gets the first answer and lands nothing new.",
+                "schema": {"type": "string"},
             },
             {
                 **header,

@@ -98,3 +98,6 @@ def test_ingest_bounds_are_read_and_checked(tmp_path: Path) -> None:
     ):
         with pytest.raises(ConfigError, match=key):
             load_node_config(write(tmp_path, f"ingest:\n  {text}\n"), env={})
+    # A body above the memory bound of all bodies could never be held: said at start.
+    with pytest.raises(ConfigError, match=r"ingest\.body_memory_mb"):
+        HttpLimits(max_body=200 << 20)
