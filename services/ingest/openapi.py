@@ -126,6 +126,35 @@ _UNAUTHORIZED = _json(
 )
 
 
+def _push_responses() -> dict[str, Any]:
+    return {
+        "200": _json("The batch is committed; some lines may be rejected.", "IngestResult"),
+        "400": _json("Empty body, or compressed data that is not valid.", "Error"),
+        "401": _UNAUTHORIZED,
+        "403": _json("This token belongs to this node but may not push here.", "Error"),
+        "404": _json("No such city or source (told to token holders only).", "Error"),
+        "408": _json("The client sent its request too slowly; it was cut.", "Error"),
+        "413": _json(
+            "The body is larger than the cap once decompressed, or an entity has "
+            "more rows than one message can carry. Nothing kept: split the batch.",
+            "Error",
+        ),
+        "415": _json("A Content-Encoding or Content-Type the source cannot take.", "Error"),
+        "422": _json("Every line was rejected (see errors).", "IngestResult"),
+        "429": _json(
+            "The source is above its rate limit or its requests in progress.",
+            "Error",
+            **{"Retry-After": _RETRY},
+        ),
+        "503": _json(
+            "Kafka could not commit the batch (nothing kept), or the node is at its "
+            "connection or memory bound: send it again after Retry-After.",
+            "Error",
+            **{"Retry-After": _RETRY},
+        ),
+    }
+
+
 def _push_operation() -> dict[str, Any]:
     header = {"in": "header", "required": False, "schema": {"type": "string"}}
     return {
@@ -166,32 +195,7 @@ def _push_operation() -> dict[str, Any]:
                 )
             },
         },
-        "responses": {
-            "200": _json("The batch is committed; some lines may be rejected.", "IngestResult"),
-            "400": _json("Empty body, or compressed data that is not valid.", "Error"),
-            "401": _UNAUTHORIZED,
-            "403": _json("This token belongs to this node but may not push here.", "Error"),
-            "404": _json("No such city or source (told to token holders only).", "Error"),
-            "408": _json("The client sent its request too slowly; it was cut.", "Error"),
-            "413": _json(
-                "The body is larger than the cap once decompressed, or an entity has "
-                "more rows than one message can carry. Nothing kept: split the batch.",
-                "Error",
-            ),
-            "415": _json("A Content-Encoding or Content-Type the source cannot take.", "Error"),
-            "422": _json("Every line was rejected (see errors).", "IngestResult"),
-            "429": _json(
-                "The source is above its rate limit or its requests in progress.",
-                "Error",
-                **{"Retry-After": _RETRY},
-            ),
-            "503": _json(
-                "Kafka could not commit the batch (nothing kept), or the node is at its "
-                "connection or memory bound: send it again after Retry-After.",
-                "Error",
-                **{"Retry-After": _RETRY},
-            ),
-        },
+        "responses": _push_responses(),
     }
 
 
