@@ -1,7 +1,10 @@
 """Ingest throughput: readings/s accepted through the HTTP API (NDJSON batches of
 1,000 readings, several requests in flight) and through the file path, on the
 local broker, each compared with a bare confluent-kafka producer sending the
-very same RawRecord messages (the ceiling for this message shape).
+very same RawRecord messages (the ceiling for this message shape). Then the peak
+memory (RSS) of a fresh ingest process while eight gzip bombs (1 MB each, 1 GiB
+once inflated) arrive at once: ingest must refuse them (413) without inflating
+them, and stay under 300 MB.
 
 A reading here is one accepted row (one meter, one time, one value). The ingest
 service runs as its own process (`citeplus service ingest`), as in production.
@@ -19,6 +22,7 @@ import sys
 import tempfile
 import time
 import uuid
+import zlib
 from dataclasses import replace
 from pathlib import Path
 
@@ -74,6 +78,83 @@ async def push_all(url: str, token: str, batches: list[bytes], in_flight: int) -
     return accepted
 
 
+def gzip_bomb(inflated: int = 1 << 30) -> bytes:
+    """A gzip body of ``inflated`` bytes of blank lines (~1 MB per GiB), built in steps."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    block = b"\n" * (1 << 20)
+    parts = [packer.compress(block) for _ in range(inflated // len(block))]
+    return b"".join([*parts, packer.flush()])
+
+
+def memory_kb(pid: int, field: str) -> int:
+    """VmRSS (now) or VmHWM (peak since start) of a process, in kB, from /proc."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise SystemExit(f"no {field} for process {pid}")
+
+
+async def send_bombs(endpoint: str, token: str, bomb: bytes, count: int) -> list[str]:
+    headers = {"Authorization": f"Bearer {token}", "Content-Encoding": "gzip"}
+
+    async def one(client: httpx.AsyncClient) -> str:
+        try:
+            response = await client.post(endpoint, content=bomb, headers=headers)
+        except httpx.HTTPError as exc:
+            return type(exc).__name__
+        return str(response.status_code)
+
+    async with httpx.AsyncClient(timeout=120) as client:
+        return list(await asyncio.gather(*(one(client) for _ in range(count))))
+
+
+def start_service(port: int, cities_dir: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "service",
+            "ingest",
+            "--port",
+            str(port),
+            "--cities",
+            str(cities_dir),
+            # Its own transactional id: another bench on the same broker must not fence it.
+            "--instance",
+            f"bench-{uuid.uuid4().hex[:8]}",
+        ],
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def bomb_memory(port: int, cities_dir: Path, token: str, count: int = 8) -> None:
+    """Peak RSS of a fresh ingest process while ``count`` gzip bombs arrive at once."""
+    bomb = gzip_bomb()
+    url = f"http://127.0.0.1:{port}"
+    service = start_service(port, cities_dir)
+    try:
+        wait_until_up(url, service)
+        idle_mb = memory_kb(service.pid, "VmRSS") / 1024
+        started = time.perf_counter()
+        endpoint = f"{url}/v1/cities/benchville/sources/meters/records"
+        statuses = asyncio.run(send_bombs(endpoint, token, bomb, count))
+        seconds = time.perf_counter() - started
+        peak_mb = memory_kb(service.pid, "VmHWM") / 1024
+        probe = time.perf_counter()
+        healthy = httpx.get(f"{url}/healthz", timeout=120).status_code
+        probe_s = time.perf_counter() - probe
+    finally:
+        service.terminate()
+        service.wait(30)
+    print(
+        f"\n{count} concurrent gzip bombs of {len(bomb) / 1e6:.2f} MB (1 GiB inflated each): "
+        f"answers {sorted(statuses)} in {seconds:.1f} s; ingest RSS {idle_mb:.0f} MB idle, "
+        f"peak {peak_mb:.0f} MB (goal: under 300 MB); /healthz then answered {healthy} "
+        f"in {probe_s:.1f} s"
+    )
+
+
 def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -94,6 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         "--in-flight", type=int, default=4, help="concurrent HTTP requests (16 is measured as well)"
     )
     parser.add_argument("--port", type=int, default=18000)
+    parser.add_argument(
+        "--bombs-only", action="store_true", help="only the memory figure under gzip bombs"
+    )
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="citeplus-bench-ingest-"))
@@ -103,6 +187,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["CITEPLUS_TOKEN_BENCH_METERS"] = token
     node = load_node_config()
     prepare_node(node)
+    if args.bombs_only:
+        bomb_memory(args.port, work / "cities", token)
+        return 0
     cities = load_cities(work / "cities")
     source = cities["benchville"].source("meters")
     batches = [ndjson_batch(i, meters=100, per_meter=10) for i in range(args.batches)]
@@ -115,20 +202,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. HTTP: the service in its own process.
     url = f"http://127.0.0.1:{args.port}"
-    service = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "service",
-            "ingest",
-            "--port",
-            str(args.port),
-            "--cities",
-            str(work / "cities"),
-        ],
-        stderr=subprocess.DEVNULL,
-    )
+    service = start_service(args.port, work / "cities")
     try:
         wait_until_up(url, service)
         endpoint = f"{url}/v1/cities/benchville/sources/meters/records"
@@ -148,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, body in enumerate(batches):
         (files / f"{i:05d}.ndjson").write_bytes(body)
     contracts = connect_contracts(node)
-    core = build_core(node, contracts, cities, instance="bench-files")
+    core = build_core(node, contracts, cities, instance=f"bench-files-{uuid.uuid4().hex[:8]}")
     started = time.perf_counter()
     summary = ingest_paths(core, source, sorted(files.iterdir()), show_progress=False)
     file_s = time.perf_counter() - started
@@ -178,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         f"\n{len(messages):,} RawRecord messages of {size:,.0f} B on average "
         f"({readings / len(messages):.0f} readings each); topic {IngestTopics().raw}"
     )
+    bomb_memory(args.port, work / "cities", token)
     return 0
 
 

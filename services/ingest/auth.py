@@ -2,7 +2,9 @@
 
 Tokens are resolved once at start from the references in the city files
 (``env:VAR`` / ``file:/path``); they are compared in constant time and never
-logged or echoed.
+logged or echoed. Nothing before authentication: a request without a token of
+this node hears a generic 401 that names no city or source, whatever its path;
+only a token holder learns whether a path exists (404) or is another's (403).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AuthDecision:
-    status: int  # 200, 401 or 403
+    status: int  # 200, 401, 403 or 404
     message: str
 
 
@@ -33,6 +35,7 @@ class SourceTokens:
 
     def __init__(self, cities: dict[str, CityConfig]):
         self._by_source: dict[tuple[str, str], bytes] = {}
+        self._declared = {(c.code, s.id) for c in cities.values() for s in c.sources}
         self.unconfigured: list[str] = []
         for city in cities.values():
             for source in city.sources:
@@ -43,17 +46,28 @@ class SourceTokens:
                     log.warning("source has no usable token", extra={"detail": str(exc)})
         self._owners = {digest: key for key, digest in self._by_source.items()}
 
-    def check(self, city: str, source: str, authorization: str | None) -> AuthDecision:
-        """200 when the bearer token is this source's; 401 unknown; 403 another source's."""
+    def _presented(self, authorization: str | None) -> bytes | None:
         if not authorization or not authorization.startswith("Bearer "):
-            return AuthDecision(401, "send the source's token as 'Authorization: Bearer <token>'")
-        presented = _digest(authorization[len("Bearer ") :].strip())
+            return None
+        return _digest(authorization[len("Bearer ") :].strip())
+
+    def is_known(self, authorization: str | None) -> bool:
+        """True when the bearer token is some source's token of this node."""
+        presented = self._presented(authorization)
+        return presented is not None and presented in self._owners
+
+    def check(self, city: str, source: str, authorization: str | None) -> AuthDecision:
+        """200 when the bearer token is this source's; 401 (the same words for every
+        path) for no or an unknown token; for another source's token, 403 if the
+        path is a source of this node, 404 if not."""
+        presented = self._presented(authorization)
+        if presented is None:
+            return AuthDecision(401, "send your source's token as 'Authorization: Bearer <token>'")
         expected = self._by_source.get((city, source))
-        if expected is None:
-            return AuthDecision(401, "this source has no credentials configured on this node")
-        if hmac.compare_digest(presented, expected):
+        if expected is not None and hmac.compare_digest(presented, expected):
             return AuthDecision(200, "ok")
-        owner = self._owners.get(presented)
-        if owner is not None:
-            return AuthDecision(403, "this token belongs to another source; it may push only there")
-        return AuthDecision(401, "unknown token for this source")
+        if presented not in self._owners:
+            return AuthDecision(401, "unknown token; send your source's token as a Bearer token")
+        if (city, source) in self._declared:
+            return AuthDecision(403, "this token may not push to this source")
+        return AuthDecision(404, "no such city or source on this node; GET /v1/cities lists them")

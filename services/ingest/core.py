@@ -13,6 +13,8 @@ from typing import Any
 
 from services.ingest.batch import Rejection
 from services.ingest.formats import parse_payload
+from services.ingest.letter_cap import MAX_LETTERS_PER_BATCH, summary_letter
+from services.ingest.limits import excerpt
 from services.ingest.pseudonyms import LetterPseudonyms
 from services.ingest.records import declared_fields, raw_key, raw_record, rejection_letters
 from services.runtime import dlq
@@ -74,7 +76,7 @@ class IngestResult:
                 {
                     "position": r.position,
                     "reason": r.reason,
-                    "message": r.message,
+                    "message": excerpt(r.message, 500),
                     "fields": [f for f in dict.fromkeys(r.fields) if f in self.declared],
                 }
                 for r in self.rejected[:MAX_ERRORS_IN_ANSWER]
@@ -139,28 +141,8 @@ class IngestCore:
                     limit=MAX_MESSAGE_BYTES,
                 )
             messages.append((self.topics.raw, raw_key(source, entity.entity_id), encoded))
-        pseudonymise = self._pseudonyms.for_city(source.city, received) if parsed.rejected else None
-        letters = []
-        for rejection in parsed.rejected:
-            raw_letters, letter = rejection_letters(
-                rejection, source, lineage_id, pseudonymise, self.topics.raw_dead_letters
-            )
-            for raw_letter in raw_letters:
-                messages.append(
-                    (
-                        self.topics.raw_dead_letters,
-                        dlq.raw_dead_letter_key(source.city, source.id, raw_letter["letter_id"]),
-                        self._raw_dlq.encode(raw_letter),
-                    )
-                )
-            messages.append(
-                (
-                    self.topics.dead_letters,
-                    dlq.dead_letter_key("ingest", source.city),
-                    self._dlq.encode(letter),
-                )
-            )
-            letters.append(letter)
+        letter_messages, letters = self._dead_letters(source, parsed.rejected, lineage_id, received)
+        messages.extend(letter_messages)
         return IngestResult(
             source.city,
             source.id,
@@ -174,6 +156,38 @@ class IngestCore:
             declared_fields(source),
             letters,
         )
+
+    def _dead_letters(
+        self, source: SourceConfig, rejected: list[Rejection], lineage_id: str, received: int
+    ) -> tuple[list[OutgoingMessage], list[dict[str, Any]]]:
+        """(messages, redacted letters) of a batch's rejects: every one whole on the raw
+        dead-letter topic; on the shared one the first ``MAX_LETTERS_PER_BATCH`` and
+        one summary of the rest (letter_cap.py)."""
+        pseudonymise = self._pseudonyms.for_city(source.city, received) if rejected else None
+        messages: list[OutgoingMessage] = []
+        letters: list[dict[str, Any]] = []
+        for index, rejection in enumerate(rejected):
+            raw_letters, letter = rejection_letters(
+                rejection, source, lineage_id, pseudonymise, self.topics.raw_dead_letters
+            )
+            messages.extend(
+                (
+                    self.topics.raw_dead_letters,
+                    dlq.raw_dead_letter_key(source.city, source.id, raw_letter["letter_id"]),
+                    self._raw_dlq.encode(raw_letter),
+                )
+                for raw_letter in raw_letters
+            )
+            if index < MAX_LETTERS_PER_BATCH:
+                letters.append(letter)
+        summary = summary_letter(
+            source, lineage_id, rejected[MAX_LETTERS_PER_BATCH:], self.topics.raw_dead_letters
+        )
+        if summary is not None:
+            letters.append(summary)
+        key = dlq.dead_letter_key("ingest", source.city)
+        messages.extend((self.topics.dead_letters, key, self._dlq.encode(x)) for x in letters)
+        return messages, letters
 
     def record_outcome(self, result: IngestResult) -> None:
         labels = ("ingest",)

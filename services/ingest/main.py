@@ -6,11 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from aiohttp import web
-
 from services.ingest.files import ingest_paths, list_files
-from services.ingest.http_api import DEFAULT_MAX_BODY
-from services.ingest.service import build_core, make_app
+from services.ingest.limits import DEFAULT_MAX_BODY, HttpLimits
+from services.ingest.service import build_core, make_app, serve_forever
 from services.runtime.cities import load_cities
 from services.runtime.config import load_node_config
 from services.runtime.logs import configure_logging
@@ -25,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-body-mb",
         type=int,
         default=DEFAULT_MAX_BODY // (1024 * 1024),
-        help="largest accepted batch in MiB; larger bodies get 413 (default: %(default)s)",
+        help="largest accepted batch in MiB, once decompressed; larger bodies get 413 "
+        "(default: %(default)s). The other bounds (timeouts, connection caps, memory) are "
+        "node.yaml's ingest section",
     )
     parser.add_argument("--cities", type=Path, default=CITIES_DIR, help="directory of city files")
     parser.add_argument(
@@ -42,10 +42,11 @@ def serve(args: argparse.Namespace) -> int:
     cities = load_cities(args.cities)
     _, contracts = prepare_node(node)
     core = build_core(node, contracts, cities, instance=args.instance)
-    app = make_app(core, cities, max_body=args.max_body_mb * 1024 * 1024)
+    bounds = HttpLimits.of(node.ingest, max_body=args.max_body_mb * 1024 * 1024)
+    app = make_app(core, cities, bounds=bounds)
     host, port = args.host or node.ingest.host, args.port or node.ingest.port
     print(f"ingest listening on http://{host}:{port}", file=sys.stderr, flush=True)
-    web.run_app(app, host=host, port=port, print=None, handle_signals=True)
+    serve_forever(app, host, port)
     return 0
 
 

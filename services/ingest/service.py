@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import signal
+from dataclasses import replace
 from pathlib import Path
 
 from aiohttp import web
 
 from services.ingest.auth import SourceTokens
+from services.ingest.connections import GUARD, GuardedSite, server_options
 from services.ingest.core import IngestCore, IngestTopics
-from services.ingest.http_api import DEFAULT_MAX_BODY, build_app
+from services.ingest.http_api import BOUNDS, build_app
+from services.ingest.limits import HttpLimits
 from services.ingest.pseudonyms import LetterPseudonyms
 from services.runtime.cities import CityConfig, load_registry
 from services.runtime.codec import Contracts
@@ -61,18 +66,52 @@ def build_core(
 
 
 def make_app(
-    core: IngestCore, cities: dict[str, CityConfig], *, max_body: int = DEFAULT_MAX_BODY
+    core: IngestCore,
+    cities: dict[str, CityConfig],
+    *,
+    bounds: HttpLimits | None = None,
+    max_body: int | None = None,
 ) -> web.Application:
+    """The ingest app; ``max_body`` (if given) overrides ``bounds.max_body``."""
+    bounds = bounds or HttpLimits()
+    if max_body is not None:
+        bounds = replace(bounds, max_body=max_body)
     tokens = SourceTokens(cities)
     if tokens.unconfigured:
         log.warning(
             "sources without a token cannot push",
             extra={"sources": tokens.unconfigured},
         )
-    app = build_app(core, cities, tokens, max_body=max_body)
+    app = build_app(core, cities, tokens, bounds=bounds)
 
     async def close_sink(_: web.Application) -> None:
         core.sink.close()
 
     app.on_cleanup.append(close_sink)
     return app
+
+
+async def start_app(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` on a GuardedSite (header deadline, connection cap); (runner, port)."""
+    runner = web.AppRunner(app, **server_options(app[BOUNDS]))
+    await runner.setup()
+    site = GuardedSite(runner, host, port, app[GUARD])
+    await site.start()
+    return runner, site.port
+
+
+def serve_forever(app: web.Application, host: str, port: int) -> None:
+    """Run until SIGTERM/SIGINT, then let requests in progress finish (their batches commit)."""
+
+    async def main() -> None:
+        runner, _ = await start_app(app, host, port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await runner.cleanup()
+
+    asyncio.run(main())

@@ -65,8 +65,19 @@ class MetricsSection:
 
 @dataclass(frozen=True)
 class IngestSection:
+    """Where ingest listens, and the bounds a hostile or clumsy client meets
+    (services/ingest/limits.py says what each one does)."""
+
     host: str = "127.0.0.1"
     port: int = 8000
+    header_timeout_s: float = 10.0  # a request's headers complete within this, or 408
+    body_window_s: float = 10.0  # a body slower than body_min_rate over a window: 408
+    body_min_rate: int = 1024  # bytes/s on the wire, per request
+    max_connections: int = 256  # open connections; beyond, 503 with Retry-After
+    max_requests_per_source: int = 32  # one source's requests in progress; beyond, 429
+    body_memory_mb: int = 96  # request bodies held at once, all requests; beyond, 503
+    keepalive_timeout_s: float = 30.0  # an idle kept-alive connection is closed after it
+    public_catalogue: bool = False  # GET /v1/cities without a token
 
 
 @dataclass(frozen=True)
@@ -241,9 +252,20 @@ def _validate(config: NodeConfig) -> None:
         )
     if config.federation.peer_timeout_s <= 0:
         raise ConfigError("must be positive", source=config.source, key="federation.peer_timeout_s")
+    _validate_ingest(config)
     if ":" not in config.kafka.bootstrap:
         raise ConfigError(
             f"expected host:port[,host:port], got {config.kafka.bootstrap!r}",
             source=config.source,
             key="kafka.bootstrap",
         )
+
+
+def _validate_ingest(config: NodeConfig) -> None:
+    section = config.ingest
+    for key in ("header_timeout_s", "body_window_s", "keepalive_timeout_s"):
+        if getattr(section, key) <= 0:
+            raise ConfigError("must be positive", source=config.source, key=f"ingest.{key}")
+    for key in ("body_min_rate", "max_connections", "max_requests_per_source", "body_memory_mb"):
+        if getattr(section, key) < 1:
+            raise ConfigError("must be at least 1", source=config.source, key=f"ingest.{key}")

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from services.ingest.core import IngestCore
-from services.ingest.service import make_app
+from services.ingest.limits import HttpLimits
+from services.ingest.service import make_app, start_app
 from services.runtime.cities import CityConfig
 
 
@@ -19,24 +20,27 @@ from services.runtime.cities import CityConfig
 class RunningIngest:
     url: str
     core: IngestCore
+    app: web.Application
 
 
 @contextlib.contextmanager
 def serve_ingest(
-    core: IngestCore, cities: dict[str, CityConfig], *, max_body: int = 32 * 1024 * 1024
+    core: IngestCore,
+    cities: dict[str, CityConfig],
+    *,
+    max_body: int | None = None,
+    bounds: HttpLimits | None = None,
 ) -> Iterator[RunningIngest]:
-    """Serve the app on 127.0.0.1 with an OS-chosen port, in a thread of its own."""
+    """Serve the app on 127.0.0.1 with an OS-chosen port, in a thread of its own,
+    as `citeplus service ingest` does (guarded connections, bodies inflated in bounds)."""
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     holder: dict[str, object] = {}
 
+    app = make_app(core, cities, bounds=bounds, max_body=max_body)
+
     async def start() -> None:
-        runner = web.AppRunner(make_app(core, cities, max_body=max_body))
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        holder["runner"] = runner
-        holder["port"] = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        holder["runner"], holder["port"] = await start_app(app, "127.0.0.1", 0)
         ready.set()
 
     def run() -> None:
@@ -49,7 +53,7 @@ def serve_ingest(
     if not ready.wait(30):
         raise RuntimeError("ingest app did not start")
     try:
-        yield RunningIngest(f"http://127.0.0.1:{holder['port']}", core)
+        yield RunningIngest(f"http://127.0.0.1:{holder['port']}", core, app)
     finally:
         runner = holder["runner"]
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)  # type: ignore[attr-defined]

@@ -83,3 +83,21 @@ def test_local_infrastructure_variables_place_the_node(tmp_path: Path) -> None:
     assert config.state_dir == Path("/x")
     explicit = load_node_config(path, env={**env, "CITEPLUS_KAFKA_BOOTSTRAP": "k:1"})
     assert explicit.kafka.bootstrap == "k:1"
+
+
+def test_ingest_bounds_are_read_and_checked(tmp_path: Path) -> None:
+    from services.ingest.limits import HttpLimits
+
+    path = write(tmp_path, "ingest:\n  header_timeout_s: 2.5\n  body_memory_mb: 8\n")
+    bounds = HttpLimits.of(load_node_config(path, env={}).ingest, max_body=1024)
+    assert (bounds.header_timeout_s, bounds.body_memory, bounds.max_body) == (2.5, 8 << 20, 1024)
+    assert bounds.public_catalogue is False  # the catalogue needs a token unless said
+    for text, key in (
+        ("body_window_s: 0", "ingest.body_window_s"),
+        ("max_connections: 0", "ingest.max_connections"),
+    ):
+        with pytest.raises(ConfigError, match=key):
+            load_node_config(write(tmp_path, f"ingest:\n  {text}\n"), env={})
+    # A body above the memory bound of all bodies could never be held: said at start.
+    with pytest.raises(ConfigError, match=r"ingest\.body_memory_mb"):
+        HttpLimits(max_body=200 << 20)
