@@ -4,7 +4,9 @@
 accepted and rejected once Kafka has committed the batch, 503 when Kafka could
 not (nothing of the batch was kept: retry), 401/403 for a wrong token, 404 for
 an unknown city or source, 413 for an oversized body or an entity with more rows
-than one message can carry (nothing kept: split the batch, do not retry it), 429
+than one message can carry (nothing kept: split the batch, do not retry it), 415
+for a Content-Type naming another format than the source's (none, or a generic
+one such as application/octet-stream, is accepted), 429
 with Retry-After for a source above its declared ``rate_limit``.
 """
 
@@ -17,6 +19,7 @@ from aiohttp import web
 
 from services.ingest.auth import SourceTokens
 from services.ingest.core import IngestCore
+from services.ingest.formats.sniff import media_type_problem
 from services.ingest.rate_limit import SourceLimits
 from services.runtime.cities import CityConfig
 from services.runtime.errors import BrokerUnavailable, ConfigError, OversizedBatch
@@ -57,6 +60,9 @@ async def push_records(request: web.Request) -> web.Response:
         return web.json_response(
             {"error": decision.message}, status=decision.status, headers=headers
         )
+    wrong_type = media_type_problem(request.headers.get("Content-Type"), source.format)
+    if wrong_type is not None:
+        return _error(415, wrong_type)
     wait_s = request.app[LIMITS].wait_for(city_code, source_id)
     if wait_s > 0:
         limit = source.rate_limit

@@ -14,6 +14,7 @@ State reads go through ``get_state(key)``; the new states come back in
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -98,7 +99,21 @@ def numbers(column: dict[str, Any]) -> tuple[list[float | None], int]:
         if values[i] is None:
             bad -= 1  # an empty cell is missing, not unreadable
         values[i] = None
+    if kind != "long" and not math.isfinite(sum(v for v in values if v is not None)):
+        bad += _drop_non_finite(values)
     return values, bad
+
+
+def _drop_non_finite(values: list[float | None]) -> int:
+    """NaN and infinities (``float("nan")`` reads the text "NaN") are unreadable, not
+    values: one would turn every later sum into NaN. Ingest refuses them; this
+    keeps a record written by anything else from spoiling the totals."""
+    dropped = 0
+    for i, v in enumerate(values):
+        if v is not None and not math.isfinite(v):
+            values[i] = None
+            dropped += 1
+    return dropped
 
 
 class Normaliser:

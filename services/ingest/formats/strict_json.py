@@ -1,0 +1,209 @@
+"""JSON as ingest accepts it: no NaN or infinities, no repeated keys, no lone
+surrogates, at most ``MAX_DEPTH`` levels of nesting.
+
+Python's ``json`` reads all of these without a word (NaN and ``1e999`` become
+floats that spoil every sum; the last of two keys wins; ``"\\ud800"`` becomes a
+string no encoder will write; 100,000 nested brackets raise RecursionError), so
+a batch could be half-stored or answered 500. Here each is a reason given for
+the one line or item that holds it.
+
+Two ways through, for speed: :func:`fast_loads` plus :func:`looks_clean` read a
+clean batch with the C decoder and a few scans of the text (about 15% of the
+decode's own cost); anything they cannot vouch for goes to :func:`strict_loads`
+and :func:`problem`, which mark every fault and name it (about twice the cost).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+MAX_DEPTH = 64
+
+# A \uD800-\uDFFF escape: a surrogate, lone or half of a pair (decided later).
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+# A number that may overflow a double: a 3-digit exponent or 309 digits in a row.
+_HUGE_NUMBER = re.compile(r"[eE][+-]?\d{3}|\d{309}")
+# The end of an object key: a quote, optional blanks, a colon.
+_SPACED_KEY_END = re.compile(r'"[ \t\r\n]+:')
+_KEY_END = re.compile(r'"[ \t\r\n]*:')
+
+
+class NonFinite:
+    """What a NaN, Infinity or overflowing number reads as in the strict decoder."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str):
+        self.text = text
+
+
+class DuplicateKeys(dict):
+    """An object that named a key twice (the last value kept, as ``json`` does)."""
+
+    repeated: str = ""
+
+
+class TooDeep(ValueError):
+    """Nesting past what the decoder can recurse into (RecursionError)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """Why a decoded value is refused: a reason code, a message quoting nothing of
+    the input, and a detail that may (raw dead letters only)."""
+
+    reason: str
+    message: str
+    detail: str
+
+
+def _refuse_constant(text: str) -> float:
+    raise ValueError(f"{text} is not a number JSON allows")
+
+
+def _strict_float(text: str) -> float | NonFinite:
+    value = float(text)
+    return value if math.isfinite(value) else NonFinite(text[:40])
+
+
+def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value = dict(pairs)
+    if len(value) == len(pairs):
+        return value
+    marked = DuplicateKeys(value)
+    seen: set[str] = set()
+    marked.repeated = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+    return marked
+
+
+_FAST = json.JSONDecoder(parse_constant=_refuse_constant)
+_STRICT = json.JSONDecoder(
+    parse_constant=NonFinite, parse_float=_strict_float, object_pairs_hook=_pairs
+)
+
+
+def fast_loads(text: str) -> Any:
+    """The C decoder refusing NaN/Infinity literals; ValueError (TooDeep included)
+    for anything it cannot read. Pair with :func:`looks_clean`."""
+    try:
+        return _FAST.decode(text)
+    except RecursionError as exc:
+        raise TooDeep("nested too deep") from exc
+
+
+def strict_loads(text: str) -> Any:
+    """Decode marking every fault in place (NonFinite, DuplicateKeys, lone
+    surrogates left in strings) for :func:`problem` to name; ValueError for syntax
+    and TooDeep for nesting the decoder cannot recurse into."""
+    try:
+        return _STRICT.decode(text)
+    except RecursionError as exc:
+        raise TooDeep("nested too deep") from exc
+
+
+def looks_clean(text: str, records: list[Any]) -> bool:
+    """Whether ``records``, fast-decoded from ``text``, certainly hold no fault.
+
+    Every check scans the text in C: no surrogate escape, no number long enough
+    to overflow, as many key ends (``":``) in the text as keys decoded (a repeated
+    key decodes to one, a ``":`` inside a string only makes the count differ:
+    either way the careful path decides), and nesting shallow enough.
+    """
+    if _SURROGATE_ESCAPE.search(text) or _HUGE_NUMBER.search(text):
+        return False
+    marks = text.count('":')
+    if _SPACED_KEY_END.search(text):
+        marks = len(_KEY_END.findall(text))
+    if marks == sum(len(r) for r in records if type(r) is dict):
+        flat = text.count("{") + text.count("[") <= len(records) + 1
+        return flat or all(_depth(r) <= MAX_DEPTH for r in records)
+    return marks == sum(_keys(r) for r in records) and all(_depth(r) <= MAX_DEPTH for r in records)
+
+
+def problem(value: Any) -> Problem | None:
+    """The first fault of a strictly decoded value, or None."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list) and depth > MAX_DEPTH:
+            return too_deep()
+        if isinstance(node, NonFinite):
+            return Problem(
+                "bad-number",
+                "a number is NaN, infinite or too large for a double; send finite numbers "
+                "(or null for no value)",
+                f"{node.text!r} is not a finite number",
+            )
+        if isinstance(node, DuplicateKeys):
+            return Problem(
+                "duplicate-key",
+                "an object repeats a key; each key may appear once per object",
+                f"key {node.repeated!r} appears twice in one object",
+            )
+        if isinstance(node, dict):
+            for key, item in node.items():
+                if not _encodable(key):
+                    return lone_surrogate()
+                stack.append((item, depth + 1))
+        elif isinstance(node, list):
+            stack.extend((item, depth + 1) for item in node)
+        elif isinstance(node, str) and not _encodable(node):
+            return lone_surrogate()
+    return None
+
+
+def too_deep() -> Problem:
+    message = f"nested deeper than {MAX_DEPTH} levels of objects and arrays"
+    return Problem("too-deep", message, message)
+
+
+def lone_surrogate() -> Problem:
+    message = (
+        "a string holds a lone UTF-16 surrogate escape (\\ud800-\\udfff without its pair), "
+        "which is not text"
+    )
+    return Problem("bad-unicode", message, message)
+
+
+def _encodable(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _keys(value: Any) -> int:
+    """Keys in ``value`` at every level (iterative: depth is not checked yet)."""
+    count = 0
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if type(node) is dict:
+            count += len(node)
+            stack.extend(node.values())
+        elif type(node) is list:
+            stack.extend(node)
+    return count
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of objects and arrays, counting stops past MAX_DEPTH."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if type(node) is dict or type(node) is list:
+            if depth > deepest:
+                deepest = depth
+                if deepest > MAX_DEPTH:
+                    return deepest
+            children = node.values() if type(node) is dict else node
+            stack.extend((child, depth + 1) for child in children)
+    return deepest
