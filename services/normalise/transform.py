@@ -25,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from services.normalise import memory
 from services.normalise.mapping import MeasureSpec, SourceMapping, StepSpec, parse_duration
+from services.normalise.plausibility import implausible
 from services.normalise.quality import (
     COUNTER_RESET,
     COUNTER_ROLLOVER,
@@ -135,6 +136,10 @@ class Normaliser:
         # (measure, unit, integrate) -> checked conversion; measures live as long as we do
         self._conversions_seen: dict[tuple[int, str, bool], Conversion] = {}
         self._sdm_specs: dict[tuple[str, str, str], MeasureSpec] = {}
+        default = vocabulary.plausibility.on_implausible
+        self._refuse = {
+            key: (found.on_implausible or default) == "refuse" for key, found in mappings.items()
+        }
 
     # -- entry point --------------------------------------------------------------
     def normalise(self, record: dict[str, Any], get_state: StateGetter) -> Outcome:
@@ -255,6 +260,7 @@ class Normaliser:
                 return
             new_state = memory.remember(state, [], register=reg, window_us=self.window_us)
             interval = True
+            ts, vs, qs, st = self._plausible(metric, base, ts, vs, qs, st, interval, out)
         else:
             interval = metric.temporal == "interval"
             st = sel_steps
@@ -292,6 +298,9 @@ class Normaliser:
                     keep.append(k)
                 if len(keep) != len(ts):
                     ts, _, qs, st = _pick(keep, ts, raw, qs, st)
+            ts, vs, qs, st = self._plausible(metric, base, ts, vs, qs, st, interval, out)
+            if not ts:
+                return
             seen, late = memory.seen(state, ts, lineage=lineage)
             if late:
                 out.dropped["too-late"] += late
@@ -325,6 +334,23 @@ class Normaliser:
                     "quality": quality if any(quality) else [],
                 }
             )
+
+    def _plausible(self, metric: Metric, base, ts, vs, qs, st, interval: bool, out: Outcome):
+        """(ts, vs, qs, st) with the values no meter or sensor can produce flagged
+        out-of-range, or dropped for a source that refuses them (plausibility.py)."""
+        limit = self.vocabulary.plausibility.limits.get(metric.name)
+        if limit is None or not vs:
+            return ts, vs, qs, st
+        bad = implausible(limit, vs, st, interval)
+        if not bad:
+            return ts, vs, qs, st
+        if self._refuse.get((base["city"], base["source"]), False):
+            out.dropped["implausible"] += len(bad)
+            drop = set(bad)
+            return _pick([k for k in range(len(ts)) if k not in drop], ts, vs, qs, st)
+        for k in bad:
+            qs[k] |= OUT_OF_RANGE
+        return ts, vs, qs, st
 
     def _differences(self, spec, ts, raw, qs, convs, state, out):
         """Interval consumption between consecutive register readings."""

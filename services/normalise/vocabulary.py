@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from services.normalise import quality
+from services.normalise.plausibility import Plausibility, load_plausibility
 from services.normalise.units import BY_SYMBOL, Unit, find_unit
 from services.runtime.cities import DOMAINS
 from services.runtime.errors import ConfigError
@@ -65,6 +66,7 @@ class Vocabulary:
     # (type, attribute) -> entries, conditional ones first
     sdm_attributes: dict[str, list[tuple[str, SdmEntry, Metric]]] = field(default_factory=dict)
     source: str = str(VOCABULARY_FILE)
+    plausibility: Plausibility = field(default_factory=Plausibility)
 
     def metric(self, name: str, *, source: str, key: str) -> Metric:
         found = self.metrics.get(name)
@@ -176,7 +178,8 @@ def load_vocabulary(path: Path = VOCABULARY_FILE) -> Vocabulary:
                 f"{plain[1][1].type}.{plain[1][1].attribute} is already mapped to "
                 f"{plain[0][0]} (add a `when` condition to one of them)",
             )
-    return Vocabulary(metrics, tuple(sectors), models, by_attribute, where)
+    plausibility = load_plausibility(document.get("implausible"), metrics, fail)
+    return Vocabulary(metrics, tuple(sectors), models, by_attribute, where, plausibility)
 
 
 def _sdm_entry(raw: Any, key: str, metric: Metric, models, fail) -> SdmEntry:
