@@ -8,8 +8,8 @@ a batch could be half-stored or answered 500. Here each is a reason given for
 the one line or item that holds it.
 
 Two ways through, for speed: :func:`fast_loads` plus :func:`looks_clean` read a
-clean batch with the C decoder and a few scans of the text (about 15% of the
-decode's own cost); anything they cannot vouch for goes to :func:`strict_loads`
+clean batch with the C decoder and a few scans of the text (bench/parsers.py
+gives their cost); anything they cannot vouch for goes to :func:`strict_loads`
 and :func:`problem`, which mark every fault and name it (about twice the cost).
 """
 
@@ -25,11 +25,9 @@ MAX_DEPTH = 64
 
 # A \uD800-\uDFFF escape: a surrogate, lone or half of a pair (decided later).
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-# A number that may overflow a double: a 3-digit exponent or 309 digits in a row.
-_HUGE_NUMBER = re.compile(r"[eE][+-]?\d{3}|\d{309}")
 # The end of an object key: a quote, optional blanks, a colon.
-_SPACED_KEY_END = re.compile(r'"[ \t\r\n]+:')
 _KEY_END = re.compile(r'"[ \t\r\n]*:')
+_SPACED_KEY_END = re.compile(r'"[ \t\r\n]+:')
 
 
 class NonFinite:
@@ -65,6 +63,15 @@ def _refuse_constant(text: str) -> float:
     raise ValueError(f"{text} is not a number JSON allows")
 
 
+def _finite_float(text: str) -> float:
+    """float(), refusing what overflows to an infinity (``1e999``): called for
+    numbers with a fraction or exponent only, so integer batches pay nothing."""
+    value = float(text)
+    if value - value == 0.0:
+        return value
+    raise ValueError(f"{text[:40]} overflows a double")
+
+
 def _strict_float(text: str) -> float | NonFinite:
     value = float(text)
     return value if math.isfinite(value) else NonFinite(text[:40])
@@ -80,7 +87,7 @@ def _pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return marked
 
 
-_FAST = json.JSONDecoder(parse_constant=_refuse_constant)
+_FAST = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 _STRICT = json.JSONDecoder(
     parse_constant=NonFinite, parse_float=_strict_float, object_pairs_hook=_pairs
 )
@@ -108,20 +115,22 @@ def strict_loads(text: str) -> Any:
 def looks_clean(text: str, records: list[Any]) -> bool:
     """Whether ``records``, fast-decoded from ``text``, certainly hold no fault.
 
-    Every check scans the text in C: no surrogate escape, no number long enough
-    to overflow, as many key ends (``":``) in the text as keys decoded (a repeated
-    key decodes to one, a ``":`` inside a string only makes the count differ:
-    either way the careful path decides), and nesting shallow enough.
+    The decode itself refused NaN, Infinity and overflowing numbers. The rest is
+    read from the text with C-speed string methods (regular expressions without a
+    literal prefix cost as much as the decode): no surrogate escape, as many key
+    ends (``":``) as keys decoded (a repeated key decodes to one; a ``":`` inside
+    a string only makes the counts differ, and the careful path decides), and no
+    nesting deeper than MAX_DEPTH.
     """
-    if _SURROGATE_ESCAPE.search(text) or _HUGE_NUMBER.search(text):
+    if "\\u" in text and _SURROGATE_ESCAPE.search(text):
         return False
-    marks = text.count('":')
-    if _SPACED_KEY_END.search(text):
-        marks = len(_KEY_END.findall(text))
-    if marks == sum(len(r) for r in records if type(r) is dict):
-        flat = text.count("{") + text.count("[") <= len(records) + 1
-        return flat or all(_depth(r) <= MAX_DEPTH for r in records)
-    return marks == sum(_keys(r) for r in records) and all(_depth(r) <= MAX_DEPTH for r in records)
+    spaced = _SPACED_KEY_END.search(text) is not None
+    marks = len(_KEY_END.findall(text)) if spaced else text.count('":')
+    top = sum(len(r) for r in records if type(r) is dict)
+    if marks == top and text.count("{") + text.count("[") <= len(records) + 1:
+        return True  # nothing nested: as many objects as records (and the array)
+    keys, deepest = _shape(records)
+    return deepest <= MAX_DEPTH and marks == keys
 
 
 def problem(value: Any) -> Problem | None:
@@ -179,31 +188,20 @@ def _encodable(text: str) -> bool:
     return True
 
 
-def _keys(value: Any) -> int:
-    """Keys in ``value`` at every level (iterative: depth is not checked yet)."""
-    count = 0
-    stack = [value]
-    while stack:
-        node = stack.pop()
-        if type(node) is dict:
-            count += len(node)
-            stack.extend(node.values())
-        elif type(node) is list:
-            stack.extend(node)
-    return count
-
-
-def _depth(value: Any) -> int:
-    """Nesting depth of objects and arrays, counting stops past MAX_DEPTH."""
-    deepest = 0
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if type(node) is dict or type(node) is list:
-            if depth > deepest:
-                deepest = depth
-                if deepest > MAX_DEPTH:
-                    return deepest
-            children = node.values() if type(node) is dict else node
-            stack.extend((child, depth + 1) for child in children)
-    return deepest
+def _shape(records: list[Any]) -> tuple[int, int]:
+    """(keys at every level, deepest level) of decoded records, level by level,
+    stopping past MAX_DEPTH. It runs on every batch whose records hold a nested
+    value (a GeoJSON location): one comprehension per container, no call per value."""
+    keys = 0
+    level = [r for r in records if type(r) is dict or type(r) is list]
+    depth = 0
+    while level and depth <= MAX_DEPTH:
+        depth += 1
+        below: list[Any] = []
+        for node in level:
+            if type(node) is dict:
+                keys += len(node)
+                node = node.values()
+            below += [v for v in node if type(v) is dict or type(v) is list]
+        level = below
+    return keys, depth
