@@ -237,8 +237,8 @@ def _read_group(group: bytes, number: int = 1) -> tuple[str, str, str | None, st
 def tic_group(group: bytes) -> bool:
     """Whether ``group`` (one line, no LF/CR) is a TIC group with a valid checksum
     and a label as meters write them: what tells a capture from other text."""
-    if len(group) < 4:
-        return False
+    if len(group) < 4 or group[-2] not in (HT, SP):
+        return False  # checked before the parse: most lines of other text end here
     try:
         _, label, _, _ = _read_group(group)
     except _BadFrame:

@@ -18,6 +18,7 @@ import re
 
 from services.ingest.formats.linky import ETX, STX, tic_group
 
+TIC_HEAD_BYTES = 64 * 1024
 _NDJSON_LINE = re.compile(rb"(?m)^[ \t\r]*[{\[]")
 _BLANKS = " \t\r\n\ufeff"
 
@@ -80,12 +81,15 @@ def format_problem(data: bytes, fmt: str) -> str | None:
 
 
 def _tic(data: bytes) -> str | None:
-    for line in data.split(b"\n"):
+    """A capture shows a whole group within its first few frames (a frame is under
+    1 kB); only the head is searched, so 32 MB of other text costs no more than this."""
+    for line in data[:TIC_HEAD_BYTES].split(b"\n"):
         if tic_group(line.strip(b"\r\x00" + bytes((STX, ETX)))):
             return None
     return (
-        "no télé-information group in the payload (label, data and a valid checksum "
-        "on a line): is this source's gateway sending TIC frames?"
+        "no télé-information group in the payload's first "
+        f"{TIC_HEAD_BYTES // 1024} KiB (label, data and a valid checksum on a line): "
+        "is this source's gateway sending TIC frames?"
     )
 
 
