@@ -216,6 +216,9 @@ def test_a_tic_frame_holding_nan_is_a_bad_number_alone() -> None:
     [
         (b'{"id": "x", "v": 1, "v": 2}', "duplicate-key"),
         (b'{"id": "x", "loc": {"a": 1, "a": 2}}', "duplicate-key"),
+        (b'{"id": "x", "v" : 1, "v"\t: 2}', "duplicate-key"),  # blanks before the colon
+        (b'{"id": "x", "t": "08:00:00", "v": 1, "v": 2}', "duplicate-key"),  # colons in text
+        (b'{"id": "x", "note": "\\":", "v": 1, "v": 2}', "duplicate-key"),  # a key end in text
         (b'{"id": "x", "note": "\\ud800"}', "bad-unicode"),
         (b'{"id": "x", "\\udfff": 1}', "bad-unicode"),
         (b'{"id": "x", "n": ' + b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1) + b"}", "too-deep"),
@@ -304,3 +307,35 @@ def test_a_content_type_naming_another_format_is_refused(
     assert (problem is not None) == refused
     if refused:
         assert fmt in problem and "octet-stream" in problem
+
+
+_PAIRS = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b", "c:", 'd\\":']),
+        st.sampled_from(["1", '"08:00"', '"x\\":"', "[1, [2]]", '{"e": 1}', '{"e": 1, "e": 2}']),
+        st.sampled_from([":", " :", "\t:", ": ", ":\t"]),
+    ),
+    max_size=4,
+)
+
+
+@FUZZ
+@given(lines=st.lists(_PAIRS, min_size=1, max_size=5), fmt=st.sampled_from(["ndjson", "json"]))
+def test_a_repeated_key_is_never_kept_whatever_the_spacing(lines, fmt: str) -> None:
+    """The fast path vouches for a batch from its text: a repeated key, at any level
+    and with any blanks before its colon, must still be refused."""
+    texts = []
+    expected = []
+    for number, pairs in enumerate(lines):
+        members = [f'"id"{pairs[0][2] if pairs else ":"}"m{number}"']
+        members += [f'"{key}"{colon}{value}' for key, value, colon in pairs]
+        texts.append("{" + ", ".join(members) + "}")
+        names = ["id", *(key for key, _, _ in pairs)]
+        repeated = len(set(names)) != len(names) or any('"e": 1, "e"' in v for _, v, _ in pairs)
+        expected.append(repeated)
+    body = "\n".join(texts) if fmt == "ndjson" else "[" + ",".join(texts) + "]"
+    result = parse_payload(body.encode(), sources(fmt))
+    refused = {r.position for r in result.rejected if r.reason == "duplicate-key"}
+    unit = "line" if fmt == "ndjson" else "item"
+    assert refused == {f"{unit} {n + 1}" for n, bad in enumerate(expected) if bad}
+    assert _good_ids(result) == {f"m{n}" for n, bad in enumerate(expected) if not bad}

@@ -169,7 +169,7 @@ def _read_frame(content: bytes) -> tuple[str, dict[str, str]]:
             continue
         number += 1
         group_mode, label, horodate, value = _read_group(group, number)
-        if _NON_FINITE.fullmatch(value):
+        if not value.isdigit() and _NON_FINITE.fullmatch(value):  # digits: most values
             raise _BadFrame(
                 "bad-number",
                 f"group {number} holds NaN or an infinity where a meter writes digits",

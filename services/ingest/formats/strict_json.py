@@ -117,18 +117,23 @@ def looks_clean(text: str, records: list[Any]) -> bool:
 
     The decode itself refused NaN, Infinity and overflowing numbers. The rest is
     read from the text with C-speed string methods (regular expressions without a
-    literal prefix cost as much as the decode): no surrogate escape, as many key
-    ends (``":``) as keys decoded (a repeated key decodes to one; a ``":`` inside
-    a string only makes the counts differ, and the careful path decides), and no
-    nesting deeper than MAX_DEPTH.
+    literal prefix cost as much as the decode): no surrogate escape, as many
+    colons, or else key ends (``":``), as keys decoded (the text holds at least
+    one per key; a repeated key decodes to one, so equal counts mean none; one
+    inside a string only makes them differ, and the careful path decides), and
+    no nesting deeper than MAX_DEPTH.
     """
     if "\\u" in text and _SURROGATE_ESCAPE.search(text):
         return False
-    spaced = _SPACED_KEY_END.search(text) is not None
-    marks = len(_KEY_END.findall(text)) if spaced else text.count('":')
     top = sum(len(r) for r in records if type(r) is dict)
-    if marks == top and text.count("{") + text.count("[") <= len(records) + 1:
-        return True  # nothing nested: as many objects as records (and the array)
+    marks = text.count(":")  # every key's colon, and those inside strings (times)
+    if marks != top:
+        spaced = _SPACED_KEY_END.search(text) is not None
+        marks = len(_KEY_END.findall(text)) if spaced else text.count('":')
+    if marks == top and text.count("[") < MAX_DEPTH - 2:
+        # No nested object has a key, so nesting is arrays (and an empty object at
+        # the bottom): fewer brackets than the limit in the whole text bound it.
+        return True
     keys, deepest = _shape(records)
     return deepest <= MAX_DEPTH and marks == keys
 
