@@ -339,3 +339,11 @@ def test_a_repeated_key_is_never_kept_whatever_the_spacing(lines, fmt: str) -> N
     unit = "line" if fmt == "ndjson" else "item"
     assert refused == {f"{unit} {n + 1}" for n, bad in enumerate(expected) if bad}
     assert _good_ids(result) == {f"m{n}" for n, bad in enumerate(expected) if not bad}
+
+
+def test_what_citeplus_simulate_sends_is_never_refused_as_the_wrong_type() -> None:
+    from services.simulate.formats import CONTENT_TYPES
+
+    assert {fmt: media_type_problem(t, fmt) for fmt, t in CONTENT_TYPES.items()} == {
+        fmt: None for fmt in CONTENT_TYPES
+    }
