@@ -6,7 +6,9 @@ not (nothing of the batch was kept: retry), 401 for no or an unknown token
 (before anything else: it names no city or source), 403/404 for a token of
 another source, 413 for an oversized body (inflated) or an entity with more rows
 than one message can carry (nothing kept: split the batch, do not retry it), 415
-for a Content-Encoding other than gzip/deflate, 429 with Retry-After for a source
+for a Content-Encoding other than gzip/deflate or a Content-Type naming another
+format than the source's (none, or a generic one such as
+application/octet-stream, is accepted), 429 with Retry-After for a source
 above its declared ``rate_limit`` or its requests in progress, 408 for a client
 too slow. ``/openapi.json`` describes it all (services/ingest/openapi.py).
 """
@@ -29,6 +31,7 @@ from services.ingest.body import (
 )
 from services.ingest.connections import GUARD, ConnectionGuard, guard_middleware
 from services.ingest.core import IngestCore
+from services.ingest.formats.sniff import media_type_problem
 from services.ingest.limits import HttpLimits, excerpt
 from services.ingest.openapi import openapi_document
 from services.ingest.rate_limit import SourceLimits
@@ -85,6 +88,9 @@ async def push_records(request: web.Request) -> web.Response:
     if refused is not None:
         return refused
     source = request.app[CITIES][city_code].source(source_id)
+    wrong_type = media_type_problem(request.headers.get("Content-Type"), source.format)
+    if wrong_type is not None:
+        return _error(415, wrong_type)
     refused = _over_rate_limit(request, source)
     if refused is not None:
         return refused

@@ -12,6 +12,7 @@ and the sector are, and what the entity is::
       sector: {field: secteur, values: {residentiel: residential, tertiaire: tertiary}}
       measures:
         energie_kwh: {metric: active_energy_import, unit: kWh, kind: interval}
+      on_implausible: refuse                       # or flag (the vocabulary's default)
 
 Smart Data Models sources (``sdm-keyvalues``, ``ngsi-v2-normalized``, ``ngsi-ld``)
 need no ``measures`` nor ``time``: the vocabulary's built-in mapping of the
@@ -28,6 +29,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from services.normalise.plausibility import ACTIONS
 from services.normalise.registers import RateLimit, parse_rate_limit
 from services.normalise.units import Unit, find_unit
 from services.normalise.vocabulary import KINDS, Metric, Vocabulary, check_kind
@@ -44,6 +46,7 @@ _MAPPING_KEYS = (
     "sector",
     "measures",
     "smart_data_models",
+    "on_implausible",
 )
 _MEASURE_KEYS = ("metric", "unit", "unit_field", "kind", "rollover", "time", "max_rate")
 _DURATION = re.compile(
@@ -95,6 +98,7 @@ class SourceMapping:
     entity_type: str | None = None
     measures: tuple[MeasureSpec, ...] = ()
     smart_data_models: bool = False
+    on_implausible: str | None = None  # flag | refuse; None: the vocabulary's default
 
 
 def compile_city(city: CityConfig, vocabulary: Vocabulary) -> dict[str, SourceMapping]:
@@ -147,6 +151,9 @@ def compile_source(
     entity_type = raw.get("entity_type")
     if entity_type is not None and (not isinstance(entity_type, str) or not entity_type):
         raise fail("entity_type", "expected a non-empty string")
+    on_implausible = raw.get("on_implausible")
+    if on_implausible is not None and on_implausible not in ACTIONS:
+        raise fail("on_implausible", f"expected one of {', '.join(ACTIONS)}")
     return SourceMapping(
         city=city.code,
         source=source.id,
@@ -162,6 +169,7 @@ def compile_source(
         entity_type=entity_type,
         measures=measures,
         smart_data_models=sdm,
+        on_implausible=on_implausible,
     )
 
 

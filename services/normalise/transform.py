@@ -14,6 +14,7 @@ State reads go through ``get_state(key)``; the new states come back in
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from zoneinfo import ZoneInfo
 
 from services.normalise import memory, registers
 from services.normalise.mapping import MeasureSpec, SourceMapping, StepSpec, parse_duration
+from services.normalise.plausibility import implausible
 from services.normalise.quality import (
     OUT_OF_RANGE,
     STEP_INFERRED,
@@ -101,7 +103,21 @@ def numbers(column: dict[str, Any]) -> tuple[list[float | None], int]:
         if values[i] is None:
             bad -= 1  # an empty cell is missing, not unreadable
         values[i] = None
+    if kind != "long" and not math.isfinite(sum(v for v in values if v is not None)):
+        bad += _drop_non_finite(values)
     return values, bad
+
+
+def _drop_non_finite(values: list[float | None]) -> int:
+    """NaN and infinities (``float("nan")`` reads the text "NaN") are unreadable, not
+    values: one would turn every later sum into NaN. Ingest refuses them; this
+    keeps a record written by anything else from spoiling the totals."""
+    dropped = 0
+    for i, v in enumerate(values):
+        if v is not None and not math.isfinite(v):
+            values[i] = None
+            dropped += 1
+    return dropped
 
 
 class Normaliser:
@@ -123,6 +139,10 @@ class Normaliser:
         # (measure, unit, integrate) -> checked conversion; measures live as long as we do
         self._conversions_seen: dict[tuple[int, str, bool], Conversion] = {}
         self._sdm_specs: dict[tuple[str, str, str], MeasureSpec] = {}
+        default = vocabulary.plausibility.on_implausible
+        self._refuse = {
+            key: (found.on_implausible or default) == "refuse" for key, found in mappings.items()
+        }
 
     # -- entry point --------------------------------------------------------------
     def normalise(self, record: dict[str, Any], get_state: StateGetter) -> Outcome:
@@ -259,6 +279,7 @@ class Normaliser:
                 return
             ts, vs, qs, st, new_state = found
             interval = True
+            ts, vs, qs, st = self._plausible(metric, base, ts, vs, qs, st, interval, out)
         else:
             interval = metric.temporal == "interval"
             st = sel_steps
@@ -296,6 +317,9 @@ class Normaliser:
                     keep.append(k)
                 if len(keep) != len(ts):
                     ts, _, qs, st = _pick(keep, ts, raw, qs, st)
+            ts, vs, qs, st = self._plausible(metric, base, ts, vs, qs, st, interval, out)
+            if not ts:
+                return
             seen, late = memory.seen(state, ts, lineage=lineage)
             if late:
                 out.dropped["too-late"] += late
@@ -329,6 +353,23 @@ class Normaliser:
                     "quality": quality if any(quality) else [],
                 }
             )
+
+    def _plausible(self, metric: Metric, base, ts, vs, qs, st, interval: bool, out: Outcome):
+        """(ts, vs, qs, st) with the values no meter or sensor can produce flagged
+        out-of-range, or dropped for a source that refuses them (plausibility.py)."""
+        limit = self.vocabulary.plausibility.limits.get(metric.name)
+        if limit is None or not vs:
+            return ts, vs, qs, st
+        bad = implausible(limit, vs, st, interval)
+        if not bad:
+            return ts, vs, qs, st
+        if self._refuse.get((base["city"], base["source"]), False):
+            out.dropped["implausible"] += len(bad)
+            drop = set(bad)
+            return _pick([k for k in range(len(ts)) if k not in drop], ts, vs, qs, st)
+        for k in bad:
+            qs[k] |= OUT_OF_RANGE
+        return ts, vs, qs, st
 
     def _register_intervals(
         self,

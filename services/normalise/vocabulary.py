@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from services.normalise import quality
+from services.normalise.plausibility import Plausibility, load_plausibility
 from services.normalise.units import BY_SYMBOL, Unit, find_unit
 from services.runtime.cities import DOMAINS
 from services.runtime.errors import ConfigError
@@ -72,6 +73,7 @@ class Vocabulary:
     types: dict[str, TypeMap] = field(default_factory=dict)
     # metric -> largest rate one meter can draw (metric unit per hour): register plausibility
     max_rates: dict[str, float] = field(default_factory=dict)
+    plausibility: Plausibility = field(default_factory=Plausibility)
 
     def metric(self, name: str, *, source: str, key: str) -> Metric:
         found = self.metrics.get(name)
@@ -188,8 +190,16 @@ def load_vocabulary(path: Path = VOCABULARY_FILE) -> Vocabulary:
     sdm_dir = SDM_DIR if Path(path) == VOCABULARY_FILE else Path(path).parent / "sdm"
     types = load_type_maps(metrics, models, by_attribute, sdm_dir)
     max_rates = _max_rates(document.get("max_rates"), metrics, fail)
+    plausibility = load_plausibility(document.get("implausible"), metrics, fail)
     return Vocabulary(
-        metrics, tuple(sectors), models, by_attribute, where, types=types, max_rates=max_rates
+        metrics,
+        tuple(sectors),
+        models,
+        by_attribute,
+        where,
+        types=types,
+        max_rates=max_rates,
+        plausibility=plausibility,
     )
 
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from services.ingest.batch import ParseResult
+from services.ingest.batch import BatchBuilder, ParseResult
 from services.ingest.formats import csv_format, json_format, linky, sdm
+from services.ingest.formats.sniff import format_problem
 from services.runtime.cities import SourceConfig
 from services.runtime.errors import ConfigError
 
@@ -27,11 +28,18 @@ PARSERS: dict[str, Parser] = {
 
 
 def parse_payload(data: bytes, source: SourceConfig) -> ParseResult:
-    """Parse one pushed batch with the parser its source declares."""
+    """Parse one pushed batch with the parser its source declares; a payload that
+    cannot be in that format at all is one rejection (``not-<format>``)."""
     parser = PARSERS.get(source.format)
     if parser is None:
         raise ConfigError(
             f"no parser for format {source.format!r}; known: {', '.join(PARSERS)}",
             key=f"{source.city}.{source.id}.format",
         )
+    problem = format_problem(data, source.format)
+    if problem is not None:
+        out = BatchBuilder()
+        reason = "not-tic" if source.format == "linky-tic" else f"not-{source.format}"
+        out.reject("payload", reason, problem, data)
+        return out.result()
     return parser(data, source)

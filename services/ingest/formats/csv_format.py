@@ -11,10 +11,19 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+from collections import Counter
+from dataclasses import dataclass
 
 from services.ingest.batch import BatchBuilder, Cell, ParseResult
 from services.ingest.values import parse_number
 from services.runtime.cities import CsvOptions, SourceConfig
+
+# Wider headers are refused whole: no city export needs more, and every row of a
+# wider file costs as much to read as the header says.
+MAX_COLUMNS = 2_000
+# A record spanning several lines refused for its shape had a stray quote: the
+# lines it swallowed are read again (one refused for its values is not re-read).
+_SHAPE_REASONS = ("bad-csv", "wrong-column-count")
 
 
 def parse(data: bytes, source: SourceConfig) -> ParseResult:
@@ -40,6 +49,45 @@ def parse(data: bytes, source: SourceConfig) -> ParseResult:
     return clean if clean is not None else _parse_by_line(data, text, encoding, options, source)
 
 
+class _PhysicalLines:
+    """CSV records with the physical lines each one spans, able to start again
+    after a given line: a stray quote opens a field that may run to the end of
+    the payload, and the lines it swallowed must be read again, alone."""
+
+    def __init__(self, lines: list[str], options: CsvOptions):
+        self.lines = lines
+        self.options = options
+        self._open(0)
+
+    def _open(self, at: int) -> None:
+        self.offset = at
+        rest = (self.lines[i] for i in range(at, len(self.lines)))  # no copy per restart
+        self.reader = csv.reader(rest, delimiter=self.options.separator, quotechar='"')
+
+    def restart_after(self, line: int) -> None:
+        self._open(line + 1)
+
+    def __iter__(self) -> _PhysicalLines:
+        return self
+
+    def __next__(self) -> tuple[int, int, list[str] | csv.Error]:
+        """(first line, end line, the record or its error); StopIteration at the end."""
+        start = self.offset + self.reader.line_num
+        try:
+            record: list[str] | csv.Error = next(self.reader)
+        except csv.Error as exc:
+            record = exc
+        return start, self.offset + self.reader.line_num, record
+
+
+@dataclass
+class _Header:
+    names: tuple[str, ...]
+    entity: int
+    numeric: list[int]
+    lines: int  # physical lines of the header (0: none, names declared)
+
+
 def _parse_by_line(
     data: bytes, text: str, encoding: str, options: CsvOptions, source: SourceConfig
 ) -> ParseResult:
@@ -47,99 +95,131 @@ def _parse_by_line(
 
     A rejected line's original is the header line(s) then the line: a payload the
     parser reads alone, so a raw dead letter can be replayed once the source is fixed.
+    A bad record that spans several physical lines (a stray quote) costs only its
+    first line: reading starts again on the next one.
     """
     out = BatchBuilder()
-    header = 0  # physical lines of the header, once read
-    # Keep physical lines so a rejected record can return its exact text.
     lines = io.StringIO(text, newline="").readlines()
-    reader = csv.reader(iter(lines), delimiter=options.separator, quotechar='"')
-    names: tuple[str, ...] | None = options.columns if not options.header else None
-    entity_index = -1
-    numeric: list[int] = []
+    records = _PhysicalLines(lines, options)
+    header: _Header | None = None
     rows: dict[str, list[list[Cell]]] = {}
-    consumed = 0
-
-    while True:
-        start = consumed
-        try:
-            record = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            consumed = reader.line_num
-            out.reject(
-                f"line {start + 1}",
-                "bad-csv",
-                "unreadable CSV (unbalanced quotes or a stray character)",
-                _text(lines, start, consumed, encoding, header),
-                detail=f"unreadable CSV: {exc}",
-            )
-            continue
-        consumed = reader.line_num
-        if not record:
+    for start, end, record in records:
+        if not isinstance(record, csv.Error) and not record:
             continue  # blank line
-        position = f"line {start + 1}"
-        if names is None:
-            problem = _header_problem(record)
-            if problem:
-                out.reject(position, "bad-header", problem[0], data, detail=problem[1])
+        if header is None:
+            found = _read_header(record, start, end, options, source, out, data)
+            if found is None:
                 return out.result()
-            names = tuple(record)
-        if entity_index < 0:
-            try:
-                entity_index, numeric = _indexes(names, source)
-            except LookupError as exc:
-                reason, message, detail, fields = exc.args
-                out.reject(position, reason, message, data, detail=detail, fields=fields)
-                return out.result()
+            header = found
             if options.header:
-                header = consumed
                 continue
-        if len(record) != len(names):
-            out.reject(
-                position,
-                "wrong-column-count",
-                f"expected {len(names)} fields separated by {options.separator!r}, "
-                f"found {len(record)}",
-                _text(lines, start, consumed, encoding, header),
-            )
-            continue
-        entity = record[entity_index].strip()
-        if not entity:
-            out.reject(
-                position,
-                "missing-entity",
-                f"the entity field {source.entity!r} is empty",
-                _text(lines, start, consumed, encoding, header),
-                fields=(source.entity,),
-            )
-            continue
-        row: list[Cell] = [cell if cell != "" else None for cell in record]
+        # A multi-line record is either kept whole or costs its first line alone.
+        original = _text(lines, start, start + 1, encoding, header.lines)
+        batch = _Batch(header, options, source, out, rows)
+        refused = _read_record(record, f"line {start + 1}", original, batch)
+        if refused in _SHAPE_REASONS and end - start > 1:
+            records.restart_after(start)
+    for entity, entity_rows in rows.items():
+        transposed = zip(*entity_rows, strict=True)
+        columns = dict(zip(header.names, map(list, transposed), strict=True)) if header else {}
+        out.add_columns(entity, None, columns, len(entity_rows))
+    return out.result()
+
+
+def _read_header(
+    record: list[str] | csv.Error,
+    start: int,
+    end: int,
+    options: CsvOptions,
+    source: SourceConfig,
+    out: BatchBuilder,
+    data: bytes,
+) -> _Header | None:
+    """The header (declared or the first record), or None once the whole payload
+    is rejected: without a readable header no line can be read."""
+    position = f"line {start + 1}"
+    if options.header:
+        if isinstance(record, csv.Error):
+            out.reject(position, "bad-header", "the header line is unreadable CSV", data)
+            return None
+        problem = _header_problem(record)
+        if problem:
+            out.reject(position, problem[0], problem[1], data, detail=problem[2])
+            return None
+        names = tuple(record)
+    else:
+        names = options.columns or ()
+    try:
+        entity, numeric = _indexes(names, source)
+    except LookupError as exc:
+        reason, message, detail, fields = exc.args
+        out.reject(position, reason, message, data, detail=detail, fields=fields)
+        return None
+    return _Header(names, entity, numeric, end if options.header else 0)
+
+
+@dataclass
+class _Batch:
+    """What reading one data record needs: where it goes and what it must be."""
+
+    header: _Header
+    options: CsvOptions
+    source: SourceConfig
+    out: BatchBuilder
+    rows: dict[str, list[list[Cell]]]
+
+
+def _read_record(
+    record: list[str] | csv.Error, position: str, original: bytes, batch: _Batch
+) -> str | None:
+    """Add one data record to the batch's rows (None), or reject it (its reason)."""
+    header, options, source, out = batch.header, batch.options, batch.source, batch.out
+    names = header.names
+    if isinstance(record, csv.Error):
+        out.reject(
+            position,
+            "bad-csv",
+            "unreadable CSV (unbalanced quotes or a stray character)",
+            original,
+            detail=f"unreadable CSV: {record}",
+        )
+        return "bad-csv"
+    if len(record) != len(names):
+        out.reject(
+            position,
+            "wrong-column-count",
+            f"expected {len(names)} fields separated by {options.separator!r}, found {len(record)}",
+            original,
+        )
+        return "wrong-column-count"
+    entity = record[header.entity].strip()
+    if not entity:
+        out.reject(
+            position,
+            "missing-entity",
+            f"the entity field {source.entity!r} is empty",
+            original,
+            fields=(source.entity,),
+        )
+        return "missing-entity"
+    row: list[Cell] = [cell if cell != "" else None for cell in record]
+    for index in header.numeric:
+        cell = record[index]
         try:
-            for index in numeric:
-                cell = record[index]
-                if cell.strip():
-                    row[index] = parse_number(cell, options.decimal)
-                else:
-                    row[index] = None
+            row[index] = parse_number(cell, options.decimal) if cell.strip() else None
         except ValueError as exc:
             out.reject(
                 position,
                 "bad-number",
                 f"field {names[index]!r} is not a number with decimal mark {options.decimal!r}",
-                _text(lines, start, consumed, encoding, header),
+                original,
                 detail=f"field {names[index]!r}: {exc}",
                 fields=(names[index],),
                 entity=entity,
             )
-            continue
-        rows.setdefault(entity, []).append(row)
-
-    for entity, entity_rows in rows.items():
-        transposed = zip(*entity_rows, strict=True)
-        columns = {name: list(values) for name, values in zip(names, transposed, strict=True)}
-        out.add_columns(entity, None, columns, len(entity_rows))
-    return out.result()
+            return "bad-number"
+    batch.rows.setdefault(entity, []).append(row)
+    return None
 
 
 def _clean_batch(text: str, options: CsvOptions, source: SourceConfig) -> ParseResult | None:
@@ -199,23 +279,38 @@ def _clean_batch(text: str, options: CsvOptions, source: SourceConfig) -> ParseR
     return out.result()
 
 
-def _header_problem(record: list[str]) -> tuple[str, str] | None:
-    """(message without the header's text, detail with it), or None.
+def _header_problem(record: list[str]) -> tuple[str, str, str] | None:
+    """(reason, message without the header's text, detail with it), or None.
 
     A header may be a data line (a file sent without one): its cells are never
-    quoted in the message.
+    quoted in the message. Linear in the header's width (a repeated name was once
+    found by counting each name again: 20,000 columns took seconds of CPU).
     """
+    if len(record) > MAX_COLUMNS:
+        message = (
+            f"the header has {len(record):,} columns; at most {MAX_COLUMNS:,} are read: "
+            "send the columns the source declares, not the whole table"
+        )
+        return "too-many-columns", message, message
     for i, name in enumerate(record):
         if not name.strip():
-            return f"header column {i + 1} has no name", f"header column {i + 1} has no name"
-    if len(set(record)) != len(record):
-        repeated = sorted({name for name in record if record.count(name) > 1})
-        columns = sorted({i + 1 for i, name in enumerate(record) if name in repeated})
+            message = f"header column {i + 1} has no name"
+            return "bad-header", message, message
+    counts = Counter(record)
+    if len(counts) != len(record):
+        repeated = sorted(name for name, count in counts.items() if count > 1)
+        columns = [i + 1 for i, name in enumerate(record) if counts[name] > 1]
         return (
-            f"header repeats column names (columns {', '.join(map(str, columns))})",
-            f"header repeats column names: {', '.join(repeated)}",
+            "bad-header",
+            f"header repeats column names (columns {_first_few(columns)})",
+            f"header repeats column names: {_first_few(repeated)}",
         )
     return None
+
+
+def _first_few(items: list, shown: int = 20) -> str:
+    text = ", ".join(map(str, items[:shown]))
+    return f"{text} and {len(items) - shown} more" if len(items) > shown else text
 
 
 def _indexes(names: tuple[str, ...], source: SourceConfig) -> tuple[int, list[int]]:

@@ -14,6 +14,7 @@ from functools import partial
 from typing import Any
 
 from services.ingest.batch import BatchBuilder, Cell, ParseResult
+from services.ingest.formats import strict_json
 from services.ingest.values import json_cell, json_error, parse_number
 from services.runtime.cities import SourceConfig
 
@@ -37,20 +38,23 @@ def parse_ndjson(data: bytes, source: SourceConfig) -> ParseResult:
 
 
 def _parse_ndjson_at_once(data: bytes, source: SourceConfig) -> ParseResult | None:
-    """The common case, a clean batch, in one ``json.loads`` of all its lines as an
-    array: per-line decoding dominated ingest's cost. Any bad line sends the whole
-    payload to the line-by-line path, which names each bad line."""
+    """The common case, a clean batch, in one decode of all its lines as an array:
+    per-line decoding dominated ingest's cost. Any bad line, or anything the
+    strict checks cannot vouch for from the text, sends the whole payload to the
+    line-by-line path, which names each bad line."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         return None
     numbered = [(n, line) for n, line in enumerate(text.split("\n"), start=1) if line.strip()]
     try:
-        records = json.loads("[" + ",".join(line for _, line in numbered) + "]")
+        records = strict_json.fast_loads("[" + ",".join(line for _, line in numbered) + "]")
     except ValueError:
         return None
     if len(records) != len(numbered):
         return None  # a line held two values ("1,2"): let the careful path say so
+    if not strict_json.looks_clean(text, records):
+        return None
     clean = _clean_batch(records, source)
     if clean is not None:
         return clean
@@ -67,33 +71,87 @@ def _parse_ndjson_by_line(data: bytes, source: SourceConfig) -> ParseResult:
             continue
         position = f"line {number}"
         try:
-            record = json.loads(line)
+            record = strict_json.strict_loads(line.decode("utf-8"))
+        except strict_json.TooDeep:
+            found = strict_json.too_deep()
+            out.reject(position, found.reason, found.message, line, detail=found.detail)
+            continue
         except (ValueError, UnicodeDecodeError) as exc:
             message, detail = json_error(exc)
             out.reject(position, "bad-json", message, line, detail=detail)
+            continue
+        found = strict_json.problem(record)
+        if found is not None:
+            out.reject(position, found.reason, found.message, line, detail=found.detail)
             continue
         _add(out, record, source, position, line)
     return out.result()
 
 
 def parse_array(data: bytes, source: SourceConfig) -> ParseResult:
+    """A document's syntax is all or nothing; a fault inside one record (NaN, a
+    repeated key, a lone surrogate, deep nesting) rejects that record alone."""
     out = BatchBuilder()
     try:
-        document = json.loads(data)
+        document, strict = load_document(data)
     except (ValueError, UnicodeDecodeError) as exc:
-        message, detail = json_error(exc)
-        out.reject("payload", "bad-json", message, data, detail=detail)
+        reason, message, detail = document_error(exc)
+        out.reject("payload", reason, message, data, detail=detail)
         return out.result()
     records = _records(document, source.json_records)
     if isinstance(records, str):
-        out.reject("payload", "not-an-array", records, data)
+        found = strict_json.problem(document) if strict else None
+        if found is None:
+            out.reject("payload", "not-an-array", records, data)
+        else:
+            out.reject("payload", found.reason, found.message, data, detail=found.detail)
         return out.result()
-    clean = _clean_batch(records, source)
+    clean = None if strict else _clean_batch(records, source)
     if clean is not None:
         return clean
     for number, record in enumerate(records, start=1):
-        _add(out, record, source, f"item {number}", partial(_item_json, record))
+        position = f"item {number}"
+        found = strict_json.problem(record) if strict else None
+        if found is not None:
+            out.reject(
+                position,
+                found.reason,
+                found.message,
+                safe_json(record),
+                detail=found.detail,
+            )
+            continue
+        _add(out, record, source, position, partial(_item_json, record))
     return out.result()
+
+
+def load_document(data: bytes) -> tuple[Any, bool]:
+    """(document, strict): the fast decode when the text vouches for it, else the
+    strict one whose faults :func:`strict_json.problem` names record by record.
+    ValueError, UnicodeDecodeError or TooDeep when the document cannot be read."""
+    text = data.decode(json.detect_encoding(data))  # strict: no surrogates from bytes
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    try:
+        document = strict_json.fast_loads(text)
+    except strict_json.TooDeep:
+        raise
+    except ValueError:
+        document = None
+    else:
+        records = document if isinstance(document, list) else [document]
+        if strict_json.looks_clean(text, records):
+            return document, False
+    return strict_json.strict_loads(text), True
+
+
+def document_error(exc: ValueError) -> tuple[str, str, str]:
+    """(reason, message, detail) for a whole document that cannot be read."""
+    if isinstance(exc, strict_json.TooDeep):
+        found = strict_json.too_deep()
+        return found.reason, found.message, found.detail
+    message, detail = json_error(exc)
+    return "bad-json", message, detail
 
 
 _NESTED = (dict, list)
@@ -236,6 +294,15 @@ def _json_kind(value: Any) -> str:
 
 def _item_json(record: Any) -> bytes:
     return json.dumps(record, ensure_ascii=False).encode()
+
+
+def safe_json(record: Any) -> bytes:
+    """A refused item re-encoded for its dead letter: non-finite numbers as their
+    text, lone surrogates escaped (``json.dumps`` would write NaN or fail)."""
+    try:
+        return json.dumps(record, default=lambda v: getattr(v, "text", None)).encode()
+    except (RecursionError, ValueError):
+        return b"(the item is nested too deep to be written back; see the batch's payload)"
 
 
 def _bytes(line: Original) -> bytes:

@@ -39,6 +39,10 @@ _EDGE_JUNK = b"\x00\x04\r\n \t"  # NUL padding, EOT, blank lines between frames
 _FRAME_GAP = re.compile(rb"(?:\r?\n){2,}")
 _SEASON_OFFSET = {"E": timezone(timedelta(hours=2)), "H": timezone(timedelta(hours=1))}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_LABEL = re.compile(r"[A-Z][A-Z0-9+\-]{1,15}")
+# What float() reads as NaN or an infinity: a meter never writes it, normalise would
+# read it as a number that spoils every sum.
+_NON_FINITE = re.compile(r"\s*[+-]?(?:nan|inf|infinity|[\d.]+e[+-]?\d{3,})\s*", re.IGNORECASE)
 
 
 class _Segment(NamedTuple):
@@ -165,6 +169,13 @@ def _read_frame(content: bytes) -> tuple[str, dict[str, str]]:
             continue
         number += 1
         group_mode, label, horodate, value = _read_group(group, number)
+        if not value.isdigit() and _NON_FINITE.fullmatch(value):  # digits: most values
+            raise _BadFrame(
+                "bad-number",
+                f"group {number} holds NaN or an infinity where a meter writes digits",
+                detail=f"group {label} holds {value[:40]!r}, not a finite number",
+                label=label,
+            )
         if mode is None:
             mode = group_mode
         elif group_mode != mode:
@@ -221,6 +232,18 @@ def _read_group(group: bytes, number: int = 1) -> tuple[str, str, str | None, st
         )
     horodate = _text(fields[1]) if len(fields) == 3 else None
     return mode, label, horodate, _text(fields[-1])
+
+
+def tic_group(group: bytes) -> bool:
+    """Whether ``group`` (one line, no LF/CR) is a TIC group with a valid checksum
+    and a label as meters write them: what tells a capture from other text."""
+    if len(group) < 4 or group[-2] not in (HT, SP):
+        return False  # checked before the parse: most lines of other text end here
+    try:
+        _, label, _, _ = _read_group(group)
+    except _BadFrame:
+        return False
+    return _LABEL.fullmatch(label) is not None
 
 
 def _meter_of(content: bytes) -> str | None:

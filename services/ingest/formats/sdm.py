@@ -20,7 +20,9 @@ import json
 from typing import Any
 
 from services.ingest.batch import BatchBuilder, Cell, ParseResult
-from services.ingest.values import iso_time_us, json_cell, json_error
+from services.ingest.formats import strict_json
+from services.ingest.formats.json_format import document_error, load_document, safe_json
+from services.ingest.values import iso_time_us, json_cell
 from services.runtime.cities import SourceConfig
 
 # NGSI-LD attribute type -> the member holding its value.
@@ -51,12 +53,16 @@ def parse(data: bytes, source: SourceConfig) -> ParseResult:
     """One row per entity, grouped per (id, type); a bad entity is rejected alone."""
     out = BatchBuilder()
     try:
-        document = json.loads(data)
+        document, strict = load_document(data)
     except (ValueError, UnicodeDecodeError) as exc:
-        message, detail = json_error(exc)
-        out.reject("payload", "bad-json", message, data, detail=detail)
+        reason, message, detail = document_error(exc)
+        out.reject("payload", reason, message, data, detail=detail)
         return out.result()
     entities = _entities(document)
+    found = strict_json.problem(document) if strict and entities is None else None
+    if found is not None:
+        out.reject("payload", found.reason, found.message, data, detail=found.detail)
+        return out.result()
     if entities is None:
         out.reject(
             "payload",
@@ -69,6 +75,11 @@ def parse(data: bytes, source: SourceConfig) -> ParseResult:
     flatten = _FLATTENERS[source.format]
     for number, item in enumerate(entities, start=1):
         position = f"item {number}"
+        found = strict_json.problem(item) if strict else None
+        if found is not None:
+            original = safe_json(item)
+            out.reject(position, found.reason, found.message, original, detail=found.detail)
+            continue
         original = json.dumps(item, ensure_ascii=False).encode()
         if not isinstance(item, dict):
             out.reject(position, "not-an-object", "an entity must be a JSON object", original)
