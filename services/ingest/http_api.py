@@ -6,6 +6,10 @@ not (nothing of the batch was kept: retry), 401/403 for a wrong token, 404 for
 an unknown city or source, 413 for an oversized body or an entity with more rows
 than one message can carry (nothing kept: split the batch, do not retry it), 429
 with Retry-After for a source above its declared ``rate_limit``.
+
+With an ``Idempotency-Key`` header (services.ingest.idempotency), a retry gets
+the first answer again (same status and body, ``Idempotent-Replayed: true``) and
+lands nothing; the same key with another body gets 422.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import math
 
 from aiohttp import web
 
+from services.ingest import idempotency
 from services.ingest.auth import SourceTokens
 from services.ingest.core import IngestCore
 from services.ingest.rate_limit import SourceLimits
@@ -81,16 +86,27 @@ async def push_records(request: web.Request) -> web.Response:
         )
     if not payload:
         return _error(400, "empty body: send the records in the source's format")
+    key = request.headers.get(idempotency.HEADER)
     try:
+        if key is not None:
+            return _keyed(await idempotency.push_keyed(request.app[CORE], source, key, payload))
         result = await request.app[CORE].ingest(source, payload)
+    except idempotency.KeyRefused as exc:
+        return _error(exc.status, str(exc))
     except BrokerUnavailable as exc:
         return _error(503, str(exc), retry=True)
     except OversizedBatch as exc:
         return _error(
             413, str(exc), entity=exc.entity, rows=exc.rows, size=exc.size, limit=exc.limit
         )
-    status = 200 if result.accepted or not result.rejected else 422
-    return web.json_response(result.answer(), status=status)
+    return web.json_response(result.answer(), status=result.status)
+
+
+def _keyed(answer: idempotency.Answer) -> web.Response:
+    headers = {idempotency.REPLAYED_HEADER: "true"} if answer.replayed else None
+    return web.Response(
+        text=answer.body, status=answer.status, content_type="application/json", headers=headers
+    )
 
 
 async def list_sources(request: web.Request) -> web.Response:

@@ -1,0 +1,125 @@
+"""Idempotent pushes over HTTP against the real broker: a push retried with its
+``Idempotency-Key`` lands once and gets the first answer again, also from an ingest
+restarted over the same state topic; the same key with another body is refused;
+concurrent retries land once; pushes without a key behave as before."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.ingest.core import IngestTopics
+from services.ingest.service import build_core
+from services.runtime.cities import load_cities
+from tests.integration.ingest_helpers import serve_ingest
+from tests.integration.kafka_helpers import read_all
+
+pytestmark = pytest.mark.integration
+
+CITY = """
+code: keyville
+name: Keyville
+timezone: Europe/Paris
+sources:
+  - {id: meters, format: ndjson, dataset: load-curves, domain: energy, entity: meter,
+     token: "env:KV_METERS", numeric: [wh]}
+"""
+URL = "/v1/cities/keyville/sources/meters/records"
+
+
+def batch(meters: list[str], wh: int = 100) -> bytes:
+    """One reading per meter; identical bodies are legitimate (an index that does not move)."""
+    return "\n".join(json.dumps({"meter": m, "t": 1736755200, "wh": wh}) for m in meters).encode()
+
+
+@pytest.fixture()
+def keyville(node, isolated_topics, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("KV_METERS", "tok-kv")
+    (tmp_path / "keyville.yaml").write_text(CITY)
+    cities = load_cities(tmp_path)
+    specs, contracts = isolated_topics(
+        "raw.v1", "dlq.v1", "raw.dlq.v1", "ingest.state.v1", partitions=2
+    )
+    topics = IngestTopics(raw=specs["raw.v1"].name, dead_letters=specs["dlq.v1"].name)
+
+    def start(instance: str):
+        core = build_core(node, contracts, cities, topics=topics, instance=instance)
+        return serve_ingest(core, cities)
+
+    def landed() -> list[str]:
+        """Entity ids on raw, in full (every committed record)."""
+        codec = contracts.codec(topics.raw)
+        return sorted(codec.decode(m.value())["entity_id"] for m in read_all(node, topics.raw))
+
+    return start, landed
+
+
+def post(url: str, body: bytes, key: str | None) -> httpx.Response:
+    headers = {"Authorization": "Bearer tok-kv"}
+    if key is not None:
+        headers["Idempotency-Key"] = key
+    return httpx.post(url + URL, content=body, headers=headers, timeout=60)
+
+
+def test_a_push_retried_three_times_lands_once_with_the_first_answer(keyville):
+    start, landed = keyville
+    key = str(uuid.uuid4())
+    with start("a") as running:
+        answers = [post(running.url, batch(["m1", "m2"]), key) for _ in range(4)]
+        marker = post(running.url, batch(["marker"]), None)  # committed after every retry
+    assert marker.status_code == 200
+    first = answers[0]
+    assert first.status_code == 200 and first.json()["accepted"] == 2
+    assert "Idempotent-Replayed" not in first.headers
+    for retry in answers[1:]:
+        assert (retry.status_code, retry.content) == (first.status_code, first.content)
+        assert retry.headers["Idempotent-Replayed"] == "true"
+    assert landed() == ["m1", "m2", "marker"]
+
+
+def test_the_first_answer_survives_a_restart_of_ingest(keyville):
+    start, landed = keyville
+    key = "batch-2025-01-13-meters"
+    with start("before") as running:
+        first = post(running.url, batch(["m1"]), key)
+    with start("after") as running:  # a new core and app: only the state topic remembers
+        retry = post(running.url, batch(["m1"]), key)
+        marker = post(running.url, batch(["marker"]), None)
+    assert marker.status_code == 200
+    assert (retry.status_code, retry.content) == (200, first.content)
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert landed() == ["m1", "marker"]
+
+
+def test_the_same_key_with_another_body_is_refused(keyville):
+    start, landed = keyville
+    key = str(uuid.uuid4())
+    with start("a") as running:
+        first = post(running.url, batch(["m1"]), key)
+        other = post(running.url, batch(["m1", "m2"], wh=7), key)
+        bad_key = post(running.url, batch(["m3"]), "key with\tcontrol")
+    assert first.status_code == 200
+    assert other.status_code == 422
+    assert "different body" in other.json()["error"] and "new key" in other.json()["error"]
+    assert bad_key.status_code == 400 and "Idempotency-Key" in bad_key.json()["error"]
+    assert landed() == ["m1"]
+
+
+def test_concurrent_retries_land_once_and_unkeyed_identical_pushes_land_each(keyville):
+    start, landed = keyville
+    key = str(uuid.uuid4())
+    body = batch(["m1", "m2", "m3"])
+    with start("a") as running, ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda _: post(running.url, body, key), range(6)))
+        # without a key, identical bodies are distinct pushes (a meter that did not move)
+        same = [post(running.url, batch(["still"]), None) for _ in range(2)]
+    assert {(a.status_code, a.content) for a in answers} == {(200, answers[0].content)}
+    assert sum("Idempotent-Replayed" not in a.headers for a in answers) == 1
+    assert [s.status_code for s in same] == [200, 200]
+    assert same[0].json()["lineage_id"] != same[1].json()["lineage_id"]
+    assert landed() == ["m1", "m2", "m3", "still", "still"]
