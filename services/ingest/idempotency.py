@@ -283,6 +283,30 @@ async def push_keyed(core: IngestCore, source: SourceConfig, key: str, payload: 
     return await store.serve(scope, fingerprint_of(payload), land)
 
 
+def push_keyed_blocking(
+    core: IngestCore, source: SourceConfig, key: str, payload: bytes
+) -> tuple[Answer, Any]:
+    """The same for one command-line process (no concurrent requests): the answer,
+    and the IngestResult when the batch landed now (None when answered from the store)."""
+    store = core.keys
+    if store is None or not store.available:
+        raise KeyRefused(503, f"idempotency keys are unavailable ({STATE_TOPIC} missing)")
+    scope, fingerprint = scope_of(source.city, source.id, check_key(key)), fingerprint_of(payload)
+    known = store.lookup(scope, fingerprint)
+    if known is not None:
+        return known, None
+    at_s = store._clock()
+    answers: list[Answer] = []
+
+    def with_batch(result: Any) -> list[OutgoingMessage]:
+        answers.append(Answer(result.status, json.dumps(result.answer())))
+        return [store.message(scope, fingerprint, answers[0], at_s)]
+
+    result = core.ingest_blocking(source, payload, with_batch=with_batch)
+    store.remember(scope, fingerprint, answers[0], at_s)
+    return answers[0], result
+
+
 def _seconds(updated_at: Any) -> float:
     """``updated_at`` as decoded (a datetime for timestamp-micros, or micros)."""
     if isinstance(updated_at, int):

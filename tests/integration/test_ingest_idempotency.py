@@ -14,8 +14,11 @@ import httpx
 import pytest
 
 from services.ingest.core import IngestTopics
+from services.ingest.files import ingest_paths
 from services.ingest.service import build_core
 from services.runtime.cities import load_cities
+from services.simulate.generator import Payload
+from services.simulate.push import Pusher
 from tests.integration.ingest_helpers import serve_ingest
 from tests.integration.kafka_helpers import read_all
 
@@ -50,6 +53,8 @@ def keyville(node, isolated_topics, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     def start(instance: str):
         core = build_core(node, contracts, cities, topics=topics, instance=instance)
         return serve_ingest(core, cities)
+
+    start.cities = cities  # type: ignore[attr-defined]
 
     def landed() -> list[str]:
         """Entity ids on raw, in full (every committed record)."""
@@ -123,3 +128,43 @@ def test_concurrent_retries_land_once_and_unkeyed_identical_pushes_land_each(key
     assert [s.status_code for s in same] == [200, 200]
     assert same[0].json()["lineage_id"] != same[1].json()["lineage_id"]
     assert landed() == ["m1", "m2", "m3", "still", "still"]
+
+
+class LosesFirstAnswer(httpx.HTTPTransport):
+    """The node commits the first request but its answer never arrives (a timeout)."""
+
+    lost = False
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = super().handle_request(request)
+        if not self.lost:
+            self.lost = True
+            response.read()
+            response.close()
+            raise httpx.ReadTimeout("the answer was lost", request=request)
+        return response
+
+
+def test_simulate_and_file_ingest_retry_with_their_own_keys(keyville, tmp_path: Path):
+    start, landed = keyville
+    source = start.cities["keyville"].source("meters")
+    export = tmp_path / "export.ndjson"
+    export.write_bytes(batch(["f1", "f2"]))
+    with start("a") as running:
+        pusher = Pusher(
+            running.url,
+            [source],
+            client=httpx.Client(transport=LosesFirstAnswer(), timeout=60),
+            sleep=lambda _: None,
+        )
+        report = pusher.push(
+            [Payload("keyville", "meters", "application/x-ndjson", batch(["s1"]), 1)]
+        )
+        pusher.close()
+        # `citeplus ingest` run twice over one export (the first run's outcome unknown)
+        first = ingest_paths(running.core, source, [export], show_progress=False, keys="file")
+        again = ingest_paths(running.core, source, [export], show_progress=False, keys="file")
+    assert report.ok and report.of("keyville", "meters").accepted == 1
+    assert (first.accepted, first.earlier) == (2, 0)
+    assert (again.accepted, again.earlier) == (2, 1)
+    assert landed() == ["f1", "f2", "s1"]
