@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from confluent_kafka import Consumer, KafkaException
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import Counter
 
 from services.runtime.codec import TopicCodec
@@ -47,7 +47,6 @@ from services.runtime.config import NodeConfig
 from services.runtime.group_commit import OutgoingMessage
 from services.runtime.kafka import consumer_settings
 from services.runtime.metrics import ServiceMetrics
-from services.runtime.state import restore
 
 if TYPE_CHECKING:
     from services.ingest.core import IngestCore
@@ -220,7 +219,7 @@ class IdempotencyStore:
         return (self.topic, f"{STORE}|{scope}", self._codec.encode(record))
 
     def apply(self, record: dict[str, Any], partition: int) -> None:
-        """One state record read back at start (``services.runtime.state.restore``)."""
+        """One state record read back at start."""
         if record["store"] != STORE or record["value"] is None:
             return
         value = json.loads(record["value"])
@@ -336,9 +335,44 @@ def open_store(
     if not partitions:
         log.warning("idempotency state topic missing: keyed pushes refused", extra={"topic": topic})
         return store
-    read = restore(node, [store], partitions, codec.decode)  # type: ignore[list-item]
+    read = _restore(node, store, partitions, codec)
     log.info("idempotency keys restored", extra={"records": read, "keys": len(store)})
     return store
+
+
+def _restore(
+    node: NodeConfig,
+    store: IdempotencyStore,
+    partitions: list[int],
+    codec: TopicCodec,
+    timeout_s: float = 60.0,
+) -> int:
+    """Apply every committed record up to the end of each partition (the EOF event
+    comes at the last stable offset). Short polls: a start waits for the end of the
+    topic, not for a batch of 1,000 records to fill."""
+    consumer = Consumer(
+        consumer_settings(
+            node, group_id=f"citeplus.restore.{uuid.uuid4().hex}", **{"enable.partition.eof": True}
+        )
+    )
+    read = 0
+    try:
+        consumer.assign([TopicPartition(store.topic, p, OFFSET_BEGINNING) for p in partitions])
+        remaining = set(partitions)
+        deadline = time.monotonic() + timeout_s
+        while remaining and time.monotonic() < deadline:
+            for message in consumer.consume(10_000, 0.05):
+                error = message.error()
+                if error is None:
+                    store.apply(codec.decode(message.value()), message.partition())
+                    read += 1
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    remaining.discard(message.partition())
+        if remaining:
+            raise TimeoutError(f"restoring {store.topic} partitions {sorted(remaining)} timed out")
+    finally:
+        consumer.close()
+    return read
 
 
 def _partitions(node: NodeConfig, topic: str) -> list[int]:
