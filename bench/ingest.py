@@ -5,6 +5,9 @@ very same RawRecord messages (the ceiling for this message shape).
 
 A reading here is one accepted row (one meter, one time, one value). The ingest
 service runs as its own process (`citeplus service ingest`), as in production.
+The cost of idempotency keys is measured in the same run: pushes with and without
+an `Idempotency-Key` header (a fresh key per batch) alternate in pairs, and the
+medians and their ratio are printed.
 Run with `make bench`, or directly against a running broker and registry.
 """
 
@@ -14,6 +17,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,7 +57,10 @@ def ndjson_batch(index: int, meters: int, per_meter: int) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-async def push_all(url: str, token: str, batches: list[bytes], in_flight: int) -> int:
+async def push_all(
+    url: str, token: str, batches: list[bytes], in_flight: int, *, keys: bool = False
+) -> int:
+    """Push every batch, ``in_flight`` at a time; with ``keys``, each with a fresh key."""
     accepted = 0
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for body in batches:
@@ -63,15 +70,33 @@ async def push_all(url: str, token: str, batches: list[bytes], in_flight: int) -
         nonlocal accepted
         while not queue.empty():
             body = queue.get_nowait()
-            response = await client.post(
-                url, content=body, headers={"Authorization": f"Bearer {token}"}
-            )
+            headers = {"Authorization": f"Bearer {token}"}
+            if keys:
+                headers["Idempotency-Key"] = uuid.uuid4().hex
+            response = await client.post(url, content=body, headers=headers)
             response.raise_for_status()
             accepted += response.json()["accepted"]
 
     async with httpx.AsyncClient(timeout=120) as client:
         await asyncio.gather(*(worker(client) for _ in range(in_flight)))
     return accepted
+
+
+def paired_key_cost(
+    url: str, token: str, batches: list[bytes], in_flight: int, rounds: int
+) -> tuple[list[float], list[float]]:
+    """Readings/s without and with keys, alternated (ABBA...) so that drift in the
+    machine's load falls on both sides."""
+    plain: list[float] = []
+    keyed: list[float] = []
+    readings = 1000 * len(batches)
+    for r in range(rounds):
+        for use_keys in (False, True) if r % 2 == 0 else (True, False):
+            started = time.perf_counter()
+            accepted = asyncio.run(push_all(url, token, batches, in_flight, keys=use_keys))
+            assert accepted == readings, (accepted, readings)
+            (keyed if use_keys else plain).append(readings / (time.perf_counter() - started))
+    return plain, keyed
 
 
 def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 90) -> None:
@@ -94,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
         "--in-flight", type=int, default=4, help="concurrent HTTP requests (16 is measured as well)"
     )
     parser.add_argument("--port", type=int, default=18000)
+    parser.add_argument(
+        "--pairs", type=int, default=6, help="rounds of the with/without keys comparison"
+    )
     args = parser.parse_args(argv)
 
     work = Path(tempfile.mkdtemp(prefix="citeplus-bench-ingest-"))
@@ -138,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             accepted = asyncio.run(push_all(endpoint, token, batches, in_flight))
             http_s[in_flight] = time.perf_counter() - started
             assert accepted == readings, (accepted, readings)
+        plain, keyed = paired_key_cost(endpoint, token, batches[:100], args.in_flight, args.pairs)
     finally:
         service.terminate()
         service.wait(30)
@@ -174,6 +203,15 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for name, seconds in rows:
         print(f"{name:32} {seconds:>8.2f} {readings / seconds:>12,.0f} {bare_s / seconds:>14.2f}")
+    plain_median, keyed_median = statistics.median(plain), statistics.median(keyed)
+    print(
+        f"\nIdempotency-Key cost, HTTP API, {args.in_flight} in flight, {args.pairs} alternated "
+        f"pairs of {min(100, len(batches))} batches (readings/s, median [min-max]):\n"
+        f"  without keys {plain_median:>10,.0f} [{min(plain):,.0f}-{max(plain):,.0f}]\n"
+        f"  with keys    {keyed_median:>10,.0f} [{min(keyed):,.0f}-{max(keyed):,.0f}]\n"
+        f"  ratio with/without {keyed_median / plain_median:.3f} "
+        f"(cost {100 * (1 - keyed_median / plain_median):+.1f}%)"
+    )
     print(
         f"\n{len(messages):,} RawRecord messages of {size:,.0f} B on average "
         f"({readings / len(messages):.0f} readings each); topic {IngestTopics().raw}"

@@ -82,6 +82,10 @@ class Answer:
     replayed: bool = False
 
 
+StateRecords = Callable[[Answer], list[OutgoingMessage]]  # the answer's records, for the batch
+Land = Callable[[StateRecords], Awaitable[Answer]]  # commits a batch with those records
+
+
 @dataclass(frozen=True)
 class _Entry:
     expires_s: float
@@ -232,7 +236,7 @@ class IdempotencyStore:
         self,
         scope: str,
         fingerprint: str,
-        land: Callable[[Callable[[Answer], list[OutgoingMessage]]], Awaitable[Answer]],
+        land: Land,
     ) -> Answer:
         """The stored answer, or ``land``'s (given the state records to commit with the
         batch); a request arriving while the same key is being committed waits for it."""
@@ -252,6 +256,19 @@ class IdempotencyStore:
             await asyncio.shield(pending)
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._inflight[scope] = done
+        # Shielded: a client that disconnects cancels its handler, but a batch already
+        # handed to Kafka may still commit, and its answer must then be remembered.
+        return await asyncio.shield(
+            asyncio.ensure_future(self._land(scope, fingerprint, land, done))
+        )
+
+    async def _land(
+        self,
+        scope: str,
+        fingerprint: str,
+        land: Land,
+        done: asyncio.Future[None],
+    ) -> Answer:
         at_s = self._clock()
         try:
             answer = await land(lambda a: [self.message(scope, fingerprint, a, at_s)])
@@ -269,7 +286,7 @@ async def push_keyed(core: IngestCore, source: SourceConfig, key: str, payload: 
         raise KeyRefused(503, f"this ingest was started without {HEADER} support; retry later")
     scope = scope_of(source.city, source.id, check_key(key))
 
-    async def land(state: Callable[[Answer], list[OutgoingMessage]]) -> Answer:
+    async def land(state: StateRecords) -> Answer:
         answers: list[Answer] = []
 
         def with_batch(result: Any) -> list[OutgoingMessage]:
