@@ -11,6 +11,7 @@ from services.ingest import idempotency
 from services.ingest.auth import SourceTokens
 from services.ingest.core import IngestCore, IngestTopics
 from services.ingest.http_api import DEFAULT_MAX_BODY, build_app
+from services.ingest.idempotency_restore import open_store
 from services.ingest.pseudonyms import LetterPseudonyms
 from services.runtime.cities import CityConfig, load_registry
 from services.runtime.codec import Contracts
@@ -70,7 +71,7 @@ def build_core(
     except SchemaError:  # a node whose topics predate the state topic: keys refused (503)
         core.keys = idempotency.IdempotencyStore(state_topic, None, metrics=metrics)
     else:
-        core.keys = idempotency.open_store(
+        core.keys = open_store(
             node,
             state_topic,
             codec,
