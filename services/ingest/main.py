@@ -53,7 +53,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--key-memory-mb",
         type=int,
         default=DEFAULT_MAX_BYTES // (1024 * 1024),
-        help="memory for remembered answers (~500 bytes per key); past it the oldest keys "
+        help="memory for remembered answers (~650 bytes per key); past it the oldest keys "
         "are forgotten early and counted in citeplus_idempotency_evicted (default: %(default)s)",
     )
 
