@@ -28,10 +28,10 @@ from pathlib import Path
 
 import httpx
 
-from services.ingest.core import IngestTopics
+from services.ingest.core import IngestCore, IngestTopics
 from services.ingest.files import ingest_paths
 from services.ingest.service import build_core
-from services.runtime.cities import load_cities
+from services.runtime.cities import SourceConfig, load_cities
 from services.runtime.config import load_node_config
 from services.runtime.kafka import make_producer, produce_bytes
 from services.runtime.provisioning import connect_contracts, prepare_node
@@ -99,6 +99,32 @@ def paired_key_cost(
     return plain, keyed
 
 
+def key_cpu_cost(
+    core: IngestCore, source: SourceConfig, batches: list[bytes]
+) -> tuple[float, float]:
+    """µs per batch: what a key adds on ingest's side (body fingerprint, scope, the
+    answer's text and its state record) and what parsing and encoding the batch cost."""
+    from services.ingest import idempotency
+
+    topic = idempotency.state_topic_beside(core.topics.raw)
+    store = idempotency.IdempotencyStore(topic, core.contracts.codec(topic))
+    results = [core.prepare(source, body) for body in batches]
+    started = time.perf_counter()
+    for _ in range(3):
+        results = [core.prepare(source, body) for body in batches]
+    prepare_us = (time.perf_counter() - started) / (3 * len(batches)) * 1e6
+    started = time.perf_counter()
+    for n, (body, result) in enumerate(zip(batches * 3, results * 3, strict=True)):
+        scope = idempotency.scope_of(source.city, source.id, f"key-{n}")
+        fingerprint = idempotency.fingerprint_of(body)
+        store.lookup(scope, fingerprint)
+        answer = idempotency.Answer(result.status, json.dumps(result.answer()))
+        store.message(scope, fingerprint, answer, time.time())
+        store.remember(scope, fingerprint, answer, time.time())
+    key_us = (time.perf_counter() - started) / (3 * len(batches)) * 1e6
+    return key_us, prepare_us
+
+
 def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -120,7 +146,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=18000)
     parser.add_argument(
-        "--pairs", type=int, default=6, help="rounds of the with/without keys comparison"
+        "--pairs", type=int, default=20, help="rounds of the with/without keys comparison"
+    )
+    parser.add_argument(
+        "--pair-batches",
+        type=int,
+        default=25,
+        help="batches per side of a pair (short sides share the machine's load drift)",
     )
     args = parser.parse_args(argv)
 
@@ -166,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
             accepted = asyncio.run(push_all(endpoint, token, batches, in_flight))
             http_s[in_flight] = time.perf_counter() - started
             assert accepted == readings, (accepted, readings)
-        plain, keyed = paired_key_cost(endpoint, token, batches[:100], args.in_flight, args.pairs)
+        plain, keyed = paired_key_cost(
+            endpoint, token, batches[: args.pair_batches], args.in_flight, args.pairs
+        )
     finally:
         service.terminate()
         service.wait(30)
@@ -183,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     file_s = time.perf_counter() - started
     core.sink.close()
     assert summary.accepted == readings
+
+    key_us, prepare_us = key_cpu_cost(core, source, batches[:50])
 
     # 3. Ceiling: a bare producer sending the same encoded RawRecords.
     prepared = [core.prepare(source, body).messages for body in batches]
@@ -207,12 +243,17 @@ def main(argv: list[str] | None = None) -> int:
     pair_ratios = [k / p for p, k in zip(plain, keyed, strict=True)]
     print(
         f"\nIdempotency-Key cost, HTTP API, {args.in_flight} in flight, {args.pairs} alternated "
-        f"pairs of {min(100, len(batches))} batches (readings/s, median [min-max]):\n"
+        f"pairs of {min(args.pair_batches, len(batches))} batches (readings/s, median [min-max]):\n"
         f"  without keys {plain_median:>10,.0f} [{min(plain):,.0f}-{max(plain):,.0f}]\n"
         f"  with keys    {keyed_median:>10,.0f} [{min(keyed):,.0f}-{max(keyed):,.0f}]\n"
         f"  ratio of medians with/without {keyed_median / plain_median:.3f} "
         f"(cost {100 * (1 - keyed_median / plain_median):+.1f}%); median of the "
         f"{len(pair_ratios)} paired ratios {statistics.median(pair_ratios):.3f}"
+    )
+    print(
+        f"  in process, per batch of 1,000 readings: a key costs {key_us:,.0f} µs "
+        f"(fingerprint, answer, state record, store), parsing and encoding {prepare_us:,.0f} µs "
+        f"({100 * key_us / prepare_us:.1f}%)"
     )
     print(
         f"\n{len(messages):,} RawRecord messages of {size:,.0f} B on average "

@@ -56,14 +56,12 @@ def keyville(node, isolated_topics, tmp_path: Path, monkeypatch: pytest.MonkeyPa
         core = build_core(node, contracts, cities, topics=topics, instance=instance)
         return serve_ingest(core, cities)
 
-    start.cities = cities  # type: ignore[attr-defined]
-
     def landed() -> list[str]:
         """Entity ids on raw: every committed record, read to the end of each partition."""
         codec = contracts.codec(topics.raw)
         return sorted(codec.decode(value)["entity_id"] for value in read_to_end(node, topics.raw))
 
-    return start, landed
+    return start, landed, cities
 
 
 def read_to_end(node, topic: str, timeout_s: float = 30.0) -> list[bytes]:
@@ -104,7 +102,7 @@ def post(url: str, body: bytes, key: str | None) -> httpx.Response:
 
 
 def test_a_push_retried_three_times_lands_once_with_the_first_answer(keyville):
-    start, landed = keyville
+    start, landed, _ = keyville
     key = str(uuid.uuid4())
     with start("a") as running:
         answers = [post(running.url, batch(["m1", "m2"]), key) for _ in range(4)]
@@ -123,7 +121,7 @@ def test_a_push_retried_three_times_lands_once_with_the_first_answer(keyville):
 
 
 def test_the_first_answer_survives_a_restart_of_ingest(keyville):
-    start, landed = keyville
+    start, landed, _ = keyville
     key = "batch-2025-01-13-meters"
     with start("before") as running:
         first = post(running.url, batch(["m1"]), key)
@@ -135,7 +133,7 @@ def test_the_first_answer_survives_a_restart_of_ingest(keyville):
 
 
 def test_concurrent_retries_land_once_and_unkeyed_identical_pushes_land_each(keyville):
-    start, landed = keyville
+    start, landed, _ = keyville
     key = str(uuid.uuid4())
     body = batch(["m1", "m2", "m3"])
     with start("a") as running, ThreadPoolExecutor(6) as pool:
@@ -165,8 +163,8 @@ class LosesFirstAnswer(httpx.HTTPTransport):
 
 
 def test_simulate_and_file_ingest_retry_with_their_own_keys(keyville, tmp_path: Path):
-    start, landed = keyville
-    source = start.cities["keyville"].source("meters")
+    start, landed, cities = keyville
+    source = cities["keyville"].source("meters")
     export = tmp_path / "export.ndjson"
     export.write_bytes(batch(["f1", "f2"]))
     with start("a") as running:
