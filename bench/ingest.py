@@ -8,6 +8,9 @@ them, and stay under 300 MB.
 
 A reading here is one accepted row (one meter, one time, one value). The ingest
 service runs as its own process (`citeplus service ingest`), as in production.
+The cost of idempotency keys is measured in the same run: pushes with and without
+an `Idempotency-Key` header (a fresh key per batch) alternate in pairs, and the
+medians and their ratio are printed.
 Run with `make bench`, or directly against a running broker and registry.
 """
 
@@ -17,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,10 +32,10 @@ from pathlib import Path
 
 import httpx
 
-from services.ingest.core import IngestTopics
+from services.ingest.core import IngestCore, IngestTopics
 from services.ingest.files import ingest_paths
 from services.ingest.service import build_core
-from services.runtime.cities import load_cities
+from services.runtime.cities import SourceConfig, load_cities
 from services.runtime.config import load_node_config
 from services.runtime.kafka import make_producer, produce_bytes
 from services.runtime.provisioning import connect_contracts, prepare_node
@@ -57,7 +61,10 @@ def ndjson_batch(index: int, meters: int, per_meter: int) -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-async def push_all(url: str, token: str, batches: list[bytes], in_flight: int) -> int:
+async def push_all(
+    url: str, token: str, batches: list[bytes], in_flight: int, *, keys: bool = False
+) -> int:
+    """Push every batch, ``in_flight`` at a time; with ``keys``, each with a fresh key."""
     accepted = 0
     queue: asyncio.Queue[bytes] = asyncio.Queue()
     for body in batches:
@@ -67,9 +74,10 @@ async def push_all(url: str, token: str, batches: list[bytes], in_flight: int) -
         nonlocal accepted
         while not queue.empty():
             body = queue.get_nowait()
-            response = await client.post(
-                url, content=body, headers={"Authorization": f"Bearer {token}"}
-            )
+            headers = {"Authorization": f"Bearer {token}"}
+            if keys:
+                headers["Idempotency-Key"] = uuid.uuid4().hex
+            response = await client.post(url, content=body, headers=headers)
             response.raise_for_status()
             accepted += response.json()["accepted"]
 
@@ -155,6 +163,49 @@ def bomb_memory(port: int, cities_dir: Path, token: str, count: int = 8) -> None
     )
 
 
+def paired_key_cost(
+    url: str, token: str, batches: list[bytes], in_flight: int, rounds: int
+) -> tuple[list[float], list[float]]:
+    """Readings/s without and with keys, alternated (ABBA...) so that drift in the
+    machine's load falls on both sides."""
+    plain: list[float] = []
+    keyed: list[float] = []
+    readings = 1000 * len(batches)
+    for r in range(rounds):
+        for use_keys in (False, True) if r % 2 == 0 else (True, False):
+            started = time.perf_counter()
+            accepted = asyncio.run(push_all(url, token, batches, in_flight, keys=use_keys))
+            assert accepted == readings, (accepted, readings)
+            (keyed if use_keys else plain).append(readings / (time.perf_counter() - started))
+    return plain, keyed
+
+
+def key_cpu_cost(
+    core: IngestCore, source: SourceConfig, batches: list[bytes]
+) -> tuple[float, float]:
+    """µs per batch: what a key adds on ingest's side (body fingerprint, scope, the
+    answer's text and its state record) and what parsing and encoding the batch cost."""
+    from services.ingest import idempotency
+
+    topic = idempotency.state_topic_beside(core.topics.raw)
+    store = idempotency.IdempotencyStore(topic, core.contracts.codec(topic))
+    results = [core.prepare(source, body) for body in batches]
+    started = time.perf_counter()
+    for _ in range(3):
+        results = [core.prepare(source, body) for body in batches]
+    prepare_us = (time.perf_counter() - started) / (3 * len(batches)) * 1e6
+    started = time.perf_counter()
+    for n, (body, result) in enumerate(zip(batches * 3, results * 3, strict=True)):
+        scope = idempotency.scope_of(source.city, source.id, f"key-{n}")
+        fingerprint = idempotency.fingerprint_of(body)
+        store.lookup(scope, fingerprint)
+        answer = idempotency.Answer(result.status, json.dumps(result.answer()))
+        store.message(scope, fingerprint, answer, time.time())
+        store.remember(scope, fingerprint, answer, time.time())
+    key_us = (time.perf_counter() - started) / (3 * len(batches)) * 1e6
+    return key_us, prepare_us
+
+
 def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 90) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -177,6 +228,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=18000)
     parser.add_argument(
         "--bombs-only", action="store_true", help="only the memory figure under gzip bombs"
+    )
+    parser.add_argument(
+        "--pairs", type=int, default=20, help="rounds of the with/without keys comparison"
+    )
+    parser.add_argument(
+        "--pair-batches",
+        type=int,
+        default=25,
+        help="batches per side of a pair (short sides share the machine's load drift)",
     )
     args = parser.parse_args(argv)
 
@@ -212,6 +272,9 @@ def main(argv: list[str] | None = None) -> int:
             accepted = asyncio.run(push_all(endpoint, token, batches, in_flight))
             http_s[in_flight] = time.perf_counter() - started
             assert accepted == readings, (accepted, readings)
+        plain, keyed = paired_key_cost(
+            endpoint, token, batches[: args.pair_batches], args.in_flight, args.pairs
+        )
     finally:
         service.terminate()
         service.wait(30)
@@ -228,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     file_s = time.perf_counter() - started
     core.sink.close()
     assert summary.accepted == readings
+
+    key_us, prepare_us = key_cpu_cost(core, source, batches[:50])
 
     # 3. Ceiling: a bare producer sending the same encoded RawRecords.
     prepared = [core.prepare(source, body).messages for body in batches]
@@ -248,6 +313,22 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for name, seconds in rows:
         print(f"{name:32} {seconds:>8.2f} {readings / seconds:>12,.0f} {bare_s / seconds:>14.2f}")
+    plain_median, keyed_median = statistics.median(plain), statistics.median(keyed)
+    pair_ratios = [k / p for p, k in zip(plain, keyed, strict=True)]
+    print(
+        f"\nIdempotency-Key cost, HTTP API, {args.in_flight} in flight, {args.pairs} alternated "
+        f"pairs of {min(args.pair_batches, len(batches))} batches (readings/s, median [min-max]):\n"
+        f"  without keys {plain_median:>10,.0f} [{min(plain):,.0f}-{max(plain):,.0f}]\n"
+        f"  with keys    {keyed_median:>10,.0f} [{min(keyed):,.0f}-{max(keyed):,.0f}]\n"
+        f"  ratio of medians with/without {keyed_median / plain_median:.3f} "
+        f"(cost {100 * (1 - keyed_median / plain_median):+.1f}%); median of the "
+        f"{len(pair_ratios)} paired ratios {statistics.median(pair_ratios):.3f}"
+    )
+    print(
+        f"  in process, per batch of 1,000 readings: a key costs {key_us:,.0f} µs "
+        f"(fingerprint, answer, state record, store), parsing and encoding {prepare_us:,.0f} µs "
+        f"({100 * key_us / prepare_us:.1f}%)"
+    )
     print(
         f"\n{len(messages):,} RawRecord messages of {size:,.0f} B on average "
         f"({readings / len(messages):.0f} readings each); topic {IngestTopics().raw}"

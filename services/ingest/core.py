@@ -8,8 +8,9 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from services.ingest.batch import Rejection
 from services.ingest.formats import parse_payload
@@ -24,6 +25,9 @@ from services.runtime.errors import OversizedBatch
 from services.runtime.group_commit import GroupCommitProducer, OutgoingMessage
 from services.runtime.kafka import MAX_MESSAGE_BYTES
 from services.runtime.metrics import ServiceMetrics
+
+if TYPE_CHECKING:
+    from services.ingest.idempotency import IdempotencyStore
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,11 @@ class IngestResult:
     declared: frozenset[str] = frozenset()
     letters: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
+    @property
+    def status(self) -> int:
+        """200 when something was accepted (or nothing was sent), 422 when all was refused."""
+        return 200 if self.accepted or not self.rejected else 422
+
     def answer(self) -> dict[str, Any]:
         """What the sender reads: positions, reasons, declared field names and
         messages that quote no value (its own or, worse, another row's)."""
@@ -83,6 +92,9 @@ class IngestResult:
             ],
             "errors_truncated": len(self.rejected) > MAX_ERRORS_IN_ANSWER,
         }
+
+
+WithBatch = Callable[["IngestResult"], list[OutgoingMessage]]
 
 
 class IngestCore:
@@ -108,6 +120,8 @@ class IngestCore:
         self._pseudonyms = pseudonyms or LetterPseudonyms(None)
         # Reference data joined at the edge (e.g. meter → zone, sector), per "city/source".
         self._attributes = attributes or {}
+        # First answers of keyed pushes (services.ingest.idempotency), set by the service.
+        self.keys: IdempotencyStore | None = None
 
     def prepare(self, source: SourceConfig, payload: bytes) -> IngestResult:
         """Parse and encode one payload (CPU work, no I/O)."""
@@ -210,18 +224,27 @@ class IngestCore:
                 },
             )
 
-    async def ingest(self, source: SourceConfig, payload: bytes) -> IngestResult:
-        """Parse off the event loop, then wait until Kafka has committed it all."""
+    async def ingest(
+        self, source: SourceConfig, payload: bytes, *, with_batch: WithBatch | None = None
+    ) -> IngestResult:
+        """Parse off the event loop, then wait until Kafka has committed it all.
+
+        ``with_batch`` gives records that must commit in the batch's transaction
+        (an idempotency key's answer), from the prepared result."""
         result = await asyncio.to_thread(self.prepare, source, payload)
         assert self.sink is not None, "an IngestCore without a sink only prepares"
-        await asyncio.wrap_future(self.sink.submit(result.messages))
+        extra = with_batch(result) if with_batch else []
+        await asyncio.wrap_future(self.sink.submit(result.messages + extra))
         self.record_outcome(result)
         return result
 
-    def ingest_blocking(self, source: SourceConfig, payload: bytes) -> IngestResult:
+    def ingest_blocking(
+        self, source: SourceConfig, payload: bytes, *, with_batch: WithBatch | None = None
+    ) -> IngestResult:
         """The same for command-line use (files, replays)."""
         result = self.prepare(source, payload)
         assert self.sink is not None, "an IngestCore without a sink only prepares"
-        self.sink.submit(result.messages).result()
+        extra = with_batch(result) if with_batch else []
+        self.sink.submit(result.messages + extra).result()
         self.record_outcome(result)
         return result

@@ -4,15 +4,24 @@ Line-based formats (CSV, NDJSON) are cut into chunks so that a large export
 becomes many bounded batches (a CSV chunk repeats the header), each committed
 like an HTTP batch, and cut again where one entity's rows would not fit in a
 message; other formats go as one payload per file.
+
+With ``keys`` (``citeplus ingest`` sets them), every batch carries an idempotency
+key derived from the source, the file's path, the batch's position in it and its
+bytes: running the command again over the same files (after a crash, a broker
+outage, a doubt) lands only the batches that did not land the first time.
+Identical bytes at another position or in another file are other batches.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.ingest.core import IngestCore, IngestResult
+from services.ingest.idempotency import Answer, push_keyed_blocking
 from services.runtime.cities import SourceConfig
 from services.runtime.errors import CiteplusError, OversizedBatch
 from services.runtime.progress import Progress
@@ -28,6 +37,26 @@ class FileIngestSummary:
     rejected: int = 0
     entities: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
+    earlier: int = 0  # batches a previous run already landed (same key, same bytes)
+
+    def add(self, result: IngestResult | None, answer: Answer | None) -> None:
+        """Count a batch landed now (its result) or answered from an earlier run."""
+        self.payloads += 1
+        if result is not None:
+            self.accepted += result.accepted
+            self.rejected += len(result.rejected)
+            self.entities += result.entities
+            reasons = [r.reason for r in result.rejected]
+        else:
+            assert answer is not None
+            body = json.loads(answer.body)
+            self.earlier += 1
+            self.accepted += body["accepted"]
+            self.rejected += body["rejected"]
+            self.entities += body["entities"]
+            reasons = [e["reason"] for e in body["errors"]]
+        for reason in reasons:
+            self.reasons[reason] = self.reasons.get(reason, 0) + 1
 
 
 def list_files(path: Path) -> list[Path]:
@@ -81,35 +110,67 @@ def halves(data: bytes, source: SourceConfig) -> list[bytes] | None:
     return [b"".join(header + lines[:middle]), b"".join(header + lines[middle:])]
 
 
-def _ingest_payload(core: IngestCore, source: SourceConfig, payload: bytes) -> list[IngestResult]:
+Outcome = tuple[IngestResult | None, Answer | None]
+
+
+def batch_key(prefix: str, source: SourceConfig, path: Path, position: str, payload: bytes) -> str:
+    """The idempotency key of one batch of a file: the same on every run over the same file."""
+    digest = hashlib.sha256(
+        "\x1f".join(
+            (
+                source.city,
+                source.id,
+                str(path.resolve()),
+                position,
+                hashlib.sha256(payload).hexdigest(),
+            )
+        ).encode()
+    ).hexdigest()[:40]
+    return f"{prefix}:{digest}"
+
+
+def _ingest_payload(
+    core: IngestCore, source: SourceConfig, payload: bytes, key: str | None
+) -> list[Outcome]:
     """Ingest one batch; one whose entity has too many rows for a message is cut in
     two and tried again (an export of a year of one meter's readings, say)."""
     try:
-        return [core.ingest_blocking(source, payload)]
+        if key is None:
+            return [(core.ingest_blocking(source, payload), None)]
+        answer, result = push_keyed_blocking(core, source, key, payload)
+        return [(result, answer)]
     except OversizedBatch:
         parts = halves(payload, source)
         if parts is None:
             raise
-        return [r for part in parts for r in _ingest_payload(core, source, part)]
+        return [
+            outcome
+            for n, part in enumerate(parts)
+            for outcome in _ingest_payload(
+                core, source, part, None if key is None else f"{key}.{n}"
+            )
+        ]
 
 
 def ingest_paths(
-    core: IngestCore, source: SourceConfig, paths: list[Path], *, show_progress: bool = True
+    core: IngestCore,
+    source: SourceConfig,
+    paths: list[Path],
+    *,
+    show_progress: bool = True,
+    keys: str | None = None,
 ) -> FileIngestSummary:
-    """Ingest every file, committing each chunk before the next is read."""
+    """Ingest every file, committing each chunk before the next is read; ``keys``:
+    the prefix of the batches' idempotency keys (None: no keys)."""
     summary = FileIngestSummary()
     total_bytes = sum(p.stat().st_size for p in paths)
     progress = Progress(total_bytes, f"ingest {source.city}/{source.id}") if show_progress else None
     for path in paths:
         data = path.read_bytes()
-        for chunk in chunks(data, source):
-            for result in _ingest_payload(core, source, chunk):
-                summary.payloads += 1
-                summary.accepted += result.accepted
-                summary.rejected += len(result.rejected)
-                summary.entities += result.entities
-                for rejection in result.rejected:
-                    summary.reasons[rejection.reason] = summary.reasons.get(rejection.reason, 0) + 1
+        for n, chunk in enumerate(chunks(data, source)):
+            key = None if keys is None else batch_key(keys, source, path, str(n), chunk)
+            for result, answer in _ingest_payload(core, source, chunk, key):
+                summary.add(result, answer)
         summary.files += 1
         if progress:
             progress.advance(

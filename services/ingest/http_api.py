@@ -11,6 +11,10 @@ format than the source's (none, or a generic one such as
 application/octet-stream, is accepted), 429 with Retry-After for a source
 above its declared ``rate_limit`` or its requests in progress, 408 for a client
 too slow. ``/openapi.json`` describes it all (services/ingest/openapi.py).
+
+With an ``Idempotency-Key`` header (services.ingest.idempotency), a retry gets
+the first answer again (same status and body, ``Idempotent-Replayed: true``) and
+lands nothing; the same key with another body gets 422.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import math
 
 from aiohttp import web
 
+from services.ingest import idempotency
 from services.ingest.auth import SourceTokens
 from services.ingest.body import (
     BodyRefused,
@@ -132,8 +137,13 @@ async def _read_and_ingest(request: web.Request, source: SourceConfig) -> web.Re
 async def _ingest(request: web.Request, source: SourceConfig, payload: bytes) -> web.Response:
     if not payload:
         return _error(400, "empty body: send the records in the source's format")
+    key = request.headers.get(idempotency.HEADER)
     try:
+        if key is not None:
+            return _keyed(await idempotency.push_keyed(request.app[CORE], source, key, payload))
         result = await request.app[CORE].ingest(source, payload)
+    except idempotency.KeyRefused as exc:
+        return _error(exc.status, str(exc))
     except BrokerUnavailable as exc:
         return _error(503, excerpt(exc, 500), retry=True)
     except OversizedBatch as exc:
@@ -145,8 +155,14 @@ async def _ingest(request: web.Request, source: SourceConfig, payload: bytes) ->
             size=exc.size,
             limit=exc.limit,
         )
-    status = 200 if result.accepted or not result.rejected else 422
-    return web.json_response(result.answer(), status=status)
+    return web.json_response(result.answer(), status=result.status)
+
+
+def _keyed(answer: idempotency.Answer) -> web.Response:
+    headers = {idempotency.REPLAYED_HEADER: "true"} if answer.replayed else None
+    return web.Response(
+        text=answer.body, status=answer.status, content_type="application/json", headers=headers
+    )
 
 
 async def list_sources(request: web.Request) -> web.Response:

@@ -7,13 +7,21 @@ import sys
 from pathlib import Path
 
 from services.ingest.files import ingest_paths, list_files
+from services.ingest.idempotency import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_RETENTION_S,
+    MIN_RETENTION_S,
+    STATE_TOPIC,
+)
 from services.ingest.limits import DEFAULT_MAX_BODY, HttpLimits
 from services.ingest.service import build_core, make_app, serve_forever
 from services.runtime.cities import load_cities
 from services.runtime.config import load_node_config
+from services.runtime.errors import ConfigError
 from services.runtime.logs import configure_logging
 from services.runtime.paths import CITIES_DIR
 from services.runtime.provisioning import prepare_node
+from services.runtime.topics import load_topics
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -33,6 +41,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="0",
         help="instance id, unique per ingest process (part of its transactional id)",
     )
+    parser.add_argument(
+        "--key-retention-hours",
+        type=float,
+        default=DEFAULT_RETENTION_S / 3600,
+        help="how long the first answer of a push with an Idempotency-Key header is "
+        "remembered: at least 24, at most the retention of ingest.state.v1 (48 h) "
+        "(default: %(default)g)",
+    )
+    parser.add_argument(
+        "--key-memory-mb",
+        type=int,
+        default=DEFAULT_MAX_BYTES // (1024 * 1024),
+        help="memory for remembered answers (~650 bytes per key); past it the oldest keys "
+        "are forgotten early and counted in citeplus_idempotency_evicted (default: %(default)s)",
+    )
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -40,8 +63,23 @@ def serve(args: argparse.Namespace) -> int:
     configure_logging("ingest")
     node = load_node_config()
     cities = load_cities(args.cities)
+    retention_s = args.key_retention_hours * 3600
+    state = load_topics().get(STATE_TOPIC)
+    if retention_s < MIN_RETENTION_S or (state and retention_s * 1000 > state.retention_ms):
+        raise ConfigError(
+            f"--key-retention-hours {args.key_retention_hours:g}: must be at least 24 and at "
+            f"most the retention of {STATE_TOPIC} in deploy/topics.yaml "
+            f"({state.retention_ms / 3_600_000 if state else 48:g} h)"
+        )
     _, contracts = prepare_node(node)
-    core = build_core(node, contracts, cities, instance=args.instance)
+    core = build_core(
+        node,
+        contracts,
+        cities,
+        instance=args.instance,
+        key_retention_s=retention_s,
+        key_memory_bytes=args.key_memory_mb * 1024 * 1024,
+    )
     bounds = HttpLimits.of(node.ingest, max_body=args.max_body_mb * 1024 * 1024)
     app = make_app(core, cities, bounds=bounds)
     host, port = args.host or node.ingest.host, args.port or node.ingest.port
@@ -62,6 +100,17 @@ def add_file_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--source", required=True, help="source id within the city")
     parser.add_argument("--cities", type=Path, default=CITIES_DIR, help="directory of city files")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--key-prefix",
+        default="file",
+        help="prefix of the idempotency key each batch carries (derived from the source, the "
+        "file's path, the batch's position and bytes): running the command again over the same "
+        "files lands only what did not land before, for 24 h; another prefix sends them again "
+        "as new batches (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--no-keys", action="store_true", help="send batches without idempotency keys"
+    )
     parser.set_defaults(handler=ingest_files)
 
 
@@ -77,13 +126,24 @@ def ingest_files(args: argparse.Namespace) -> int:
     _, contracts = prepare_node(node)
     core = build_core(node, contracts, cities)
     try:
-        summary = ingest_paths(core, source, paths, show_progress=not args.quiet)
+        summary = ingest_paths(
+            core,
+            source,
+            paths,
+            show_progress=not args.quiet,
+            keys=None if args.no_keys else args.key_prefix,
+        )
     finally:
         core.sink.close()
     print(
         f"{summary.files} files, {summary.payloads} batches: {summary.accepted:,} rows accepted "
         f"({summary.entities:,} entity records), {summary.rejected:,} rejected"
     )
+    if summary.earlier:
+        print(
+            f"  {summary.earlier} of these batches had landed in an earlier run (same files, "
+            "same idempotency keys): not sent again (--key-prefix to send them as new batches)"
+        )
     for reason, count in sorted(summary.reasons.items(), key=lambda kv: -kv[1]):
         print(
             f"  rejected {count:>6} × {reason} (redacted letters on dlq.v1, "

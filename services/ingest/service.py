@@ -10,15 +10,18 @@ from pathlib import Path
 
 from aiohttp import web
 
+from services.ingest import idempotency
 from services.ingest.auth import SourceTokens
 from services.ingest.connections import GUARD, GuardedSite, server_options
 from services.ingest.core import IngestCore, IngestTopics
 from services.ingest.http_api import BOUNDS, build_app
+from services.ingest.idempotency_restore import open_store
 from services.ingest.limits import HttpLimits
 from services.ingest.pseudonyms import LetterPseudonyms
 from services.runtime.cities import CityConfig, load_registry
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
+from services.runtime.errors import SchemaError
 from services.runtime.group_commit import GroupCommitProducer
 from services.runtime.metrics import ServiceMetrics
 
@@ -51,18 +54,37 @@ def build_core(
     topics: IngestTopics | None = None,
     instance: str = "0",
     timeout_s: float = 10.0,
+    key_retention_s: float = idempotency.DEFAULT_RETENTION_S,
+    key_memory_bytes: int = idempotency.DEFAULT_MAX_BYTES,
 ) -> IngestCore:
+    """The core with its producer started and its idempotency keys restored."""
     sink = GroupCommitProducer(
         node, f"citeplus.{node.node.id}.ingest.{instance}", timeout_s=timeout_s
     ).start()
-    return IngestCore(
+    metrics = ServiceMetrics("ingest")
+    core = IngestCore(
         contracts,
         sink,
         topics=topics,
-        metrics=ServiceMetrics("ingest"),
+        metrics=metrics,
         attributes=reference_attributes(cities),
         pseudonyms=LetterPseudonyms.of_state_dir(node.state_dir),
     )
+    state_topic = idempotency.state_topic_beside(core.topics.raw)
+    try:
+        codec = contracts.codec(state_topic)
+    except SchemaError:  # a node whose topics predate the state topic: keys refused (503)
+        core.keys = idempotency.IdempotencyStore(state_topic, None, metrics=metrics)
+    else:
+        core.keys = open_store(
+            node,
+            state_topic,
+            codec,
+            retention_s=key_retention_s,
+            max_bytes=key_memory_bytes,
+            metrics=metrics,
+        )
+    return core
 
 
 def make_app(

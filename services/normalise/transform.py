@@ -46,6 +46,8 @@ from services.runtime.timeparse import TIME_INVALID, TIME_NONEXISTENT, TimeSpec,
 
 US = 1_000_000
 COARSENED = "anonymise.coarsened"  # attribute anonymise sets on coarsened records: the step
+# Daily-coarsened records are recognised by content, not by batch: see _bucket_identity.
+BY_CONTENT = "\x00content"
 BUCKET_SECONDS = {"PT5M": 300, "PT10M": 600, "PT15M": 900, "PT30M": 1800, "PT1H": 3600}
 _ARRAYS = {"string": "strings", "double": "doubles", "long": "longs", "boolean": "booleans"}
 
@@ -211,7 +213,9 @@ class Normaliser:
                     "malformed-record", "a coarsened record must carry one event time per row"
                 )
             steps = _bucket_steps(events, coarse, mapping.timezone)
-            lineage = record["lineage_id"]
+            # A day leaves anonymise once, whole: the same day again (a push re-sent
+            # without an idempotency key: another lineage) is known by its value.
+            lineage = BY_CONTENT if coarse == "P1D" else record["lineage_id"]
             for measure in measures:
                 try:
                     self._measure(
@@ -320,7 +324,7 @@ class Normaliser:
             ts, vs, qs, st = self._plausible(metric, base, ts, vs, qs, st, interval, out)
             if not ts:
                 return
-            seen, late = memory.seen(state, ts, lineage=lineage)
+            seen, late = memory.seen(state, ts, lineage=_bucket_identity(lineage, state, ts, vs))
             if late:
                 out.dropped["too-late"] += late
             if True in seen:
@@ -332,7 +336,11 @@ class Normaliser:
             if not ts:
                 return
             new_state = memory.remember(
-                state, ts, lineage=lineage, window_us=self.window_us, max_runs=self.max_runs
+                state,
+                ts,
+                lineage=_bucket_identity(lineage, None, ts, vs),
+                window_us=self.window_us,
+                max_runs=self.max_runs,
             )
         out.states[key] = new_state
         if not ts:
@@ -652,6 +660,21 @@ def _first_value(column: dict[str, Any] | None) -> Any:
         if i not in missing:
             return value
     return None
+
+
+def _bucket_identity(
+    lineage: str | None, state: dict[str, Any] | None, ts: list[int], vs: list[float]
+) -> str | None:
+    """What tells a coarsened bucket's parts apart (memory's ``tail``): the batch
+    (lineage) for per-message buckets, whose parts come in several batches; for a
+    day (BY_CONTENT) its value, so that a day re-sent with another lineage is a
+    duplicate and never lands twice (the entity and the day are the state's key and
+    time). ``state``: the bucket at its ``hwm`` is the one looked up, else the last."""
+    if lineage != BY_CONTENT:
+        return lineage
+    hwm = state.get("hwm") if state else None
+    k = ts.index(hwm) if hwm in ts else len(ts) - 1
+    return f"={vs[k]!r}"
 
 
 def _bucket_steps(starts: list[int], step: str, timezone: str) -> list[int | None]:

@@ -7,11 +7,16 @@ exponential back-off (honouring ``Retry-After``); anything else is final.
 A 401/403/404 says every later batch of that source would fail the same way,
 so that source is skipped from then on instead of failing thousands of times;
 so is a source whose token cannot be resolved here (the others still go).
+
+Every payload carries an ``Idempotency-Key`` (this run's id and the payload's
+number), the same on each of its retries: a push whose answer was lost (a
+timeout after the node committed it) is answered again, not landed twice.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -89,6 +94,8 @@ class Pusher:
         self._attempts = max(1, attempts)
         self._backoff_s = backoff_s
         self._sleep = sleep
+        self._run = uuid.uuid4().hex  # keys: this run's id and the payload's number
+        self._sent = 0
 
     def close(self) -> None:
         self._client.close()
@@ -138,7 +145,9 @@ class Pusher:
         headers = {
             "Authorization": f"Bearer {self._tokens[(payload.city, payload.source)]}",
             "Content-Type": payload.content_type,
+            "Idempotency-Key": f"simulate-{self._run}-{self._sent}",
         }
+        self._sent += 1
         delay = self._backoff_s
         for attempt in range(1, self._attempts + 1):
             wait = delay

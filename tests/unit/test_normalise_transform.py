@@ -273,6 +273,22 @@ def test_coarsened_buckets_split_over_two_batches_are_both_published(run: Run):
     assert run(coarsened([0.5, 0.6], [T0, T0 + hour], lineage="batch-1")) == []
 
 
+def test_a_day_re_sent_with_another_lineage_is_a_duplicate(run: Run):
+    def day(value: float, start: int, lineage: str) -> dict:
+        rec = coarsened([value], [start], lineage)
+        rec["attributes"]["anonymise.coarsened"] = "P1D"
+        return rec
+
+    assert run(day(12.5, T0, "push-1"))[0]["values"] == [12.5]
+    # the same day pushed again without a key: another lineage, the same content
+    assert run(day(12.5, T0, "push-2")) == []
+    assert run.dropped["duplicate"] == 1
+    # the next day may well have the same value: it is another day
+    tomorrow = T0 + 24 * 6 * 6 * MIN10
+    assert run(day(12.5, tomorrow, "push-3"))[0]["start"] == tomorrow
+    assert run(day(12.5, tomorrow, "push-4")) == [] and run(day(12.5, T0, "push-5")) == []
+
+
 @pytest.mark.parametrize(
     ("midnight", "hours"),
     [

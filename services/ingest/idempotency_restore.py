@@ -1,0 +1,97 @@
+"""Reading ingest's idempotency state topic back at start (services.ingest.idempotency).
+
+Separate from the store so that the store stays pure: this is the only part
+that talks to Kafka, besides the batch's own transaction.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from services.ingest.idempotency import DEFAULT_MAX_BYTES, DEFAULT_RETENTION_S, IdempotencyStore
+from services.runtime.codec import TopicCodec
+from services.runtime.config import NodeConfig
+from services.runtime.kafka import consumer_settings
+from services.runtime.metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+
+
+def open_store(
+    node: NodeConfig,
+    topic: str,
+    codec: TopicCodec,
+    *,
+    retention_s: float = DEFAULT_RETENTION_S,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    metrics: ServiceMetrics | None = None,
+) -> IdempotencyStore:
+    """A store restored from every committed, unexpired record of ``topic``; one that
+    refuses keyed requests (503) when the topic does not exist."""
+    partitions = _partitions(node, topic)
+    store = IdempotencyStore(
+        topic,
+        codec if partitions else None,
+        retention_s=retention_s,
+        max_bytes=max_bytes,
+        metrics=metrics,
+    )
+    if not partitions:
+        log.warning("idempotency state topic missing: keyed pushes refused", extra={"topic": topic})
+        return store
+    read = _restore(node, store, partitions, codec)
+    log.info("idempotency keys restored", extra={"records": read, "keys": len(store)})
+    return store
+
+
+def _restore(
+    node: NodeConfig,
+    store: IdempotencyStore,
+    partitions: list[int],
+    codec: TopicCodec,
+    timeout_s: float = 60.0,
+) -> int:
+    """Apply every committed record up to the end of each partition (the EOF event
+    comes at the last stable offset). Short polls: a start waits for the end of the
+    topic, not for a batch of 1,000 records to fill."""
+    consumer = Consumer(
+        consumer_settings(
+            node, group_id=f"citeplus.restore.{uuid.uuid4().hex}", **{"enable.partition.eof": True}
+        )
+    )
+    read = 0
+    try:
+        consumer.assign([TopicPartition(store.topic, p, OFFSET_BEGINNING) for p in partitions])
+        remaining = set(partitions)
+        deadline = time.monotonic() + timeout_s
+        while remaining and time.monotonic() < deadline:
+            for message in consumer.consume(10_000, 0.05):
+                error = message.error()
+                if error is None:
+                    store.apply(codec.decode(message.value()), message.partition())
+                    read += 1
+                elif error.code() == KafkaError._PARTITION_EOF:
+                    remaining.discard(message.partition())
+        if remaining:
+            raise TimeoutError(f"restoring {store.topic} partitions {sorted(remaining)} timed out")
+    finally:
+        consumer.close()
+    return read
+
+
+def _partitions(node: NodeConfig, topic: str) -> list[int]:
+    consumer = Consumer(consumer_settings(node, group_id=f"citeplus.probe.{uuid.uuid4().hex}"))
+    try:
+        metadata = consumer.list_topics(topic, timeout=10)
+    except KafkaException:
+        return []
+    finally:
+        consumer.close()
+    found = metadata.topics.get(topic)
+    if found is None or found.error is not None:
+        return []
+    return sorted(found.partitions)
