@@ -27,7 +27,7 @@ from tests.integration.kafka_helpers import read_all
 
 pytestmark = pytest.mark.integration
 
-T0 = 1_763_769_600_000_000  # 2025-11-22T00:00:00Z
+T0 = 1_763_766_000_000_000  # 2025-11-22T00:00 in Paris (2025-11-21T23:00:00Z): a local day
 ENERGY_TOPICS = (
     "observations.v1",
     "energy.regrouped.v1",
