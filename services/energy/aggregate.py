@@ -134,9 +134,11 @@ def _partial(
 def window_bounds(day: int, window: Window, quarters: int = QUARTERS) -> tuple[int, int]:
     """[start, end) of a window of the day starting at ``day`` (of ``quarters`` quarters)."""
     granularity, index = window
-    size = WINDOW_US[granularity]
-    start = day + index * size
-    return start, min(start + size, day + quarters * QUARTER_US)
+    end = day + quarters * QUARTER_US
+    if granularity == "P1D":
+        return day, end
+    start = day + index * WINDOW_US[granularity]
+    return start, min(start + WINDOW_US[granularity], end)
 
 
 @lru_cache(maxsize=65_536)
