@@ -55,15 +55,15 @@ ORDER BY no2_ugm3 DESC""",
     ),
     Question(
         "top-consuming-zones",
-        "Which zones consumed most over the period (daily aggregates, the sectors of each "
-        "zone summed; withheld cells left out and counted)?",
+        "Which zones consumed most electricity over the period (daily aggregates, the "
+        "sectors of each zone summed; withheld cells left out and counted)?",
         """SELECT city, zone, round(sum(kwh), 1) AS kwh, max(meters) AS meters,
        sum(withheld) AS withheld_cells
 FROM (
     SELECT city, zone, window_start, sumIf(energy_kwh, NOT suppressed) AS kwh,
            sumIf(meter_count, NOT suppressed) AS meters, countIf(suppressed) AS withheld
     FROM energy_aggregates FINAL
-    WHERE granularity = 'P1D' AND zone != '*' AND sector != '*'
+    WHERE granularity = 'P1D' AND carrier = 'electricity' AND zone != '*' AND sector != '*'
     GROUP BY city, zone, window_start
 )
 GROUP BY city, zone

@@ -44,7 +44,14 @@ _EPOCH_ORDINAL = 719_163  # date(1970, 1, 1).toordinal()
 def local_days(times_us: np.ndarray, timezone: str) -> np.ndarray:
     """Days since 1970-01-01 of each time's local date in ``timezone`` (vectorised:
     a UTC day holds at most two local midnights, so two boundaries per UTC day decide)."""
-    utc_days, inverse = np.unique(times_us // localday.DAY_US, return_inverse=True)
+    if not len(times_us):
+        return np.empty(0, dtype=np.int32)
+    numbers = times_us // localday.DAY_US
+    low, high = int(numbers.min()), int(numbers.max())
+    if high - low < 4096:  # the usual batch: a few days, an offset instead of a sort
+        utc_days, inverse = np.arange(low, high + 1), numbers - low
+    else:
+        utc_days, inverse = np.unique(numbers, return_inverse=True)
     base = np.empty(len(utc_days), dtype=np.int32)
     first = np.empty(len(utc_days), dtype=np.int64)
     second = np.empty(len(utc_days), dtype=np.int64)
@@ -60,12 +67,17 @@ def local_days(times_us: np.ndarray, timezone: str) -> np.ndarray:
 def _local_day_column(
     cities: Sequence[str], index: np.ndarray, times_us: np.ndarray, timezones: Mapping[str, str]
 ) -> pa.Array:
-    days = np.empty(len(times_us), dtype=np.int32)
-    city_of_row = np.asarray(cities, dtype=object)[index] if len(index) else np.array([])
-    for city in set(cities):
-        rows = city_of_row == city
-        zone = timezones.get(city, localday.DEFAULT_TIMEZONE)
-        days[rows] = local_days(times_us[rows], zone)
+    names = sorted(set(cities))
+    zone_of = [timezones.get(city, localday.DEFAULT_TIMEZONE) for city in names]
+    if len(set(zone_of)) <= 1:  # the usual batch: one zone for every row
+        days = local_days(times_us, zone_of[0] if zone_of else localday.DEFAULT_TIMEZONE)
+    else:
+        code = {city: i for i, city in enumerate(names)}
+        row_codes = np.fromiter((code[c] for c in cities), np.int32, len(cities))[index]
+        days = np.empty(len(times_us), dtype=np.int32)
+        for i, zone in enumerate(zone_of):
+            rows = row_codes == i
+            days[rows] = local_days(times_us[rows], zone)
     return pa.array(days, pa.int32()).cast(pa.date32())
 
 
