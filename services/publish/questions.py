@@ -60,8 +60,9 @@ ORDER BY no2_ugm3 DESC""",
         """SELECT city, zone, round(sum(kwh), 1) AS kwh, max(meters) AS meters,
        sum(withheld) AS withheld_cells
 FROM (
-    SELECT city, zone, window_start, sumIf(energy_kwh, NOT suppressed) AS kwh,
-           sumIf(meter_count, NOT suppressed) AS meters, countIf(suppressed) AS withheld
+    SELECT city, zone, window_start, coalesce(sumIf(energy_kwh, NOT suppressed), 0) AS kwh,
+           coalesce(sumIf(meter_count, NOT suppressed), 0) AS meters,
+           countIf(suppressed) AS withheld
     FROM energy_aggregates FINAL
     WHERE granularity = 'P1D' AND carrier = 'electricity' AND zone != '*' AND sector != '*'
     GROUP BY city, zone, window_start

@@ -117,6 +117,7 @@ def test_analyst_questions_give_hand_computed_answers(warehouse) -> None:
                 ("693810101", "tertiary", 10.0, 1),
                 ("693810102", "residential", 60.0, 1),
                 ("693810102", "tertiary", None, 1),
+                ("693810103", "residential", None, 1),  # a zone withheld whole
             ]
         )
     ]
@@ -139,6 +140,7 @@ def test_analyst_questions_give_hand_computed_answers(warehouse) -> None:
     assert [(r["zone"], r["kwh"], r["meters"], r["withheld_cells"]) for r in top] == [
         ("693810101", 80.0, 24, 0),
         ("693810102", 60.0, 12, 1),
+        ("693810103", 0.0, 0, 1),
     ]
     profile = run(warehouse, "daily-load-profile")
     assert len(profile) == 24 and max(profile, key=lambda r: r["avg_kwh"])["hour_utc"] == 18
