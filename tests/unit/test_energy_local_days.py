@@ -144,38 +144,44 @@ def test_a_city_in_another_zone_gets_its_own_days(zone: str, first_day_start: in
     assert not day["partial"]
 
 
-AUTUMN = local("Europe/Paris", 2025, 10, 26)
-AUTUMN_END = AUTUMN + 25 * HOUR
+# (start, hours) of the two DST days of 2025 in Paris
+DST_DAYS = [(local("Europe/Paris", 2025, 10, 26), 25), (local("Europe/Paris", 2025, 3, 30), 23)]
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(
-    cuts=st.sets(st.integers(1, 6 * 29 - 1), max_size=6),
+    dst=st.sampled_from(DST_DAYS),
+    cuts=st.sets(st.integers(1, 6 * 27 - 1), max_size=6),
     order=st.randoms(use_true_random=False),
     batches=st.integers(1, 4),
+    step_s=st.sampled_from([600, 900, 1800]),
 )
-def test_a_dst_day_sums_the_same_in_any_batching(cuts: set[int], order, batches: int) -> None:
-    """The autumn day's readings cut into records anywhere, sent in any order and
-    any number of batches: the day and every hour equal the brute-force sums."""
-    start = AUTUMN - 2 * HOUR
-    values = curve(start, 6 * 29)
-    bounds = [0, *sorted(cuts), len(values)]
+def test_a_dst_day_sums_the_same_in_any_batching(dst, cuts, order, batches, step_s) -> None:
+    """A DST day's readings (10, 15 or 30 minutes) cut into records anywhere, sent in
+    any order and any number of batches: the day and every hour equal the brute-force
+    sums, and the day has its 23 or 25 hours."""
+    low, hours = dst
+    high = low + hours * HOUR
+    start = low - 2 * HOUR
+    count = (hours + 4) * 3600 // step_s
+    values = curve(start, count)
+    bounds = [0, *sorted(c for c in cuts if c < count), count]
     records = [
-        energy_observation("m", "Z1", start + low * 10 * MIN, values[low:high])
-        for low, high in itertools.pairwise(bounds)
+        energy_observation("m", "Z1", start + a * step_s * US, values[a:b], step_seconds=step_s)
+        for a, b in itertools.pairwise(bounds)
     ]
     order.shuffle(records)
     h = harness()
     size = -(-len(records) // batches)
     for i in range(0, len(records), size):
         h.batch(*records[i : i + size])
-    [day] = [r for r in windows(h, "P1D") if r["window_start"] == AUTUMN]
-    assert day["window_end"] == AUTUMN_END
+    [day] = [r for r in windows(h, "P1D") if r["window_start"] == low]
+    assert day["window_end"] == high
     assert day["energy_kwh"] == pytest.approx(
-        brute_force(start, values, 600, AUTUMN, AUTUMN_END), abs=1e-6
+        brute_force(start, values, step_s, low, high), abs=1e-6
     )
-    hourly = [r for r in windows(h, "PT1H") if AUTUMN <= r["window_start"] < AUTUMN_END]
-    assert len(hourly) == 25
+    hourly = [r for r in windows(h, "PT1H") if low <= r["window_start"] < high]
+    assert len(hourly) == hours
     for r in hourly:
-        expected = brute_force(start, values, 600, r["window_start"], r["window_end"])
+        expected = brute_force(start, values, step_s, r["window_start"], r["window_end"])
         assert r["energy_kwh"] == pytest.approx(expected, abs=1e-6)
