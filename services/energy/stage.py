@@ -304,7 +304,14 @@ class EnergyStage(BaseStage):
         closed = marks.get("c", 0)  # days before this one are closed and released
         watermark = self._watermark(sources, earliest) if sources else None
         timezone = self.timezone(city)
-        by_day = pieces_by_day(record, timezone)
+        try:
+            by_day = pieces_by_day(record, timezone)
+        except (ValueError, OverflowError, OSError) as exc:  # no calendar day holds it
+            raise RejectedInput(
+                "energy-time",
+                "a reading's time lies outside the calendar (years 1 to 9999): fix the "
+                "source's clock or its time format in normalise",
+            ) from exc
         open_days = {
             d: p
             for d, p in by_day.items()

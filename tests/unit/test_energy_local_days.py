@@ -185,3 +185,16 @@ def test_a_dst_day_sums_the_same_in_any_batching(dst, cuts, order, batches, step
     for r in hourly:
         expected = brute_force(start, values, step_s, r["window_start"], r["window_end"])
         assert r["energy_kwh"] == pytest.approx(expected, abs=1e-6)
+
+
+def test_a_time_outside_the_calendar_is_a_dead_letter_not_a_crash() -> None:
+    """A reading before year 1 or after 9999 has no local day: its record goes to the
+    dead letters with its reason, its neighbours in the batch are aggregated."""
+    low = local("Europe/Paris", 2025, 11, 22)
+    h = harness()
+    h.batch(
+        energy_observation("bad", "Z1", -62_200_000_000_000_000, [0.1]),
+        energy_observation("m", "Z1", low, curve(low, 144)),
+    )
+    assert h.dead == ["energy-time"]
+    assert windows(h, "P1D")[0]["energy_kwh"] == pytest.approx(sum(curve(low, 144)))
