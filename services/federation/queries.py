@@ -319,7 +319,8 @@ def aggregates_sql(question: Question, limit: int) -> str:
     return (
         "SELECT city, zone, carrier, sector, toUnixTimestamp64Milli(window_start) AS start_ms, "
         "toUnixTimestamp64Milli(window_end) AS end_ms, energy_kwh, meter_count, peak_kw, "
-        "suppressed, suppression_reason, toUnixTimestamp64Milli(released_at) AS released_ms "
+        "suppressed, suppression_reason, toUnixTimestamp64Milli(released_at) AS released_ms, "
+        "partial "
         f"FROM {RELEASED_TABLE} FINAL WHERE {' AND '.join(where)} "
         f"ORDER BY city, carrier, sector, zone, window_start LIMIT {limit}"
     )
@@ -423,6 +424,7 @@ def _aggregate(row: dict[str, Any], granularity: str) -> Any:
         version=1,
         suppressed=bool(row["suppressed"]),
         suppression_reason=row["suppression_reason"] or "",
+        partial=bool(row.get("partial")),
     )
     for name in AGGREGATE_FIELDS:
         if row[name] is not None:

@@ -19,22 +19,13 @@ from __future__ import annotations
 
 import datetime as dt
 from functools import lru_cache
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 US = 1_000_000
 QUARTER_US = 900 * US
 HOUR_US = 3600 * US
 DAY_US = 86_400 * US
 DEFAULT_TIMEZONE = "Europe/Paris"
-
-
-def check_timezone(name: str) -> str:
-    """``name`` if it is an IANA time zone this machine knows; ValueError otherwise."""
-    try:
-        _zone(name)
-    except (ZoneInfoNotFoundError, ValueError, TypeError) as exc:
-        raise ValueError(f"{name!r} is not an IANA time zone (e.g. Europe/Paris)") from exc
-    return name
 
 
 @lru_cache(maxsize=64)
@@ -97,7 +88,6 @@ def month_of(t_us: int, timezone: str) -> str:
 
 __all__ = [
     "DEFAULT_TIMEZONE",
-    "check_timezone",
     "date_bounds",
     "date_start",
     "day_bounds",

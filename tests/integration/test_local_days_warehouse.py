@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from services.energy.secrecy import SecrecyPolicy
-from services.federation.queries import Question, aggregates_sql, rollup_sql
+from services.federation.queries import Question, _aggregate, aggregates_sql, rollup_sql
 from services.publish.migrations import migrate
 from services.publish.rows import Landed, observations_table, released_table
 from services.runtime import localday
@@ -138,3 +138,6 @@ def test_the_federation_energy_p1d_is_the_warehouse_day(warehouse) -> None:
         assert row["energy_kwh"] == pytest.approx(days[("lyon", date)], abs=1e-6)
     autumn = next(r for r in city_total if r["start_ms"] * 1000 == AUTUMN)
     assert autumn["end_ms"] * 1000 - AUTUMN == 25 * HOUR
+    # The first and last days of data are partial, and partners are told so.
+    assert [bool(r["partial"]) for r in city_total] == [True, False, False, False, True]
+    assert [_aggregate(r, "P1D").partial for r in city_total] == [True, False, False, False, True]
