@@ -39,6 +39,7 @@ from zoneinfo import ZoneInfo
 
 from services.anonymise import columns
 from services.anonymise.generalise import bucket_starts
+from services.anonymise.keys import epoch_of
 from services.anonymise.policy import COARSENED_ATTRIBUTE, COARSENED_ROWS, Coarsening
 
 Column = dict[str, Any]
@@ -74,12 +75,11 @@ def day_end(day_start_us: int, timezone: str) -> int:
     return int(midnight.timestamp()) * _US
 
 
-def epoch_of_day(day_start_us: int) -> str:
-    """The key epoch of a daily record: the UTC month of the day's middle, as
-    epochs.py picks for a coarsened bucket on the per-message path (a local day
-    starts the evening before in UTC: its start would name the previous month)."""
-    moment = datetime.fromtimestamp(day_start_us // _US + 12 * 3600, UTC)
-    return f"{moment.year:04d}-{moment.month:02d}"
+def epoch_of_day(day_start_us: int, timezone: str) -> str:
+    """The key epoch of a daily record: the local month of the day's middle, as
+    epochs.py picks for a coarsened bucket on the per-message path (the month of
+    the local day itself, whatever month its start is in UTC)."""
+    return epoch_of(day_start_us + 12 * 3600 * _US, timezone)
 
 
 def subset(record: Mapping[str, Any], rows: list[int]) -> dict[str, Any]:

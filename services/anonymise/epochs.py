@@ -20,15 +20,14 @@ The time of a row is the one the rest of the pipeline will use for it:
   time in normalise either, so it joins no day of energy-analytics; the SDM
   forms normalise dates by reception fall back the same way).
 
-Epochs are UTC months (:func:`services.anonymise.keys.epoch_of`) because
-energy-analytics' days are UTC days: a UTC month is a whole number of UTC days,
-so no day of a cell ever sees a meter under two epochs. If energy-analytics moves
-to the city's local days, epochs must move to local months in the same change
-(else the local day holding the UTC month boundary gets a meter twice). Until
-then one residue remains for coarsened sources only: their buckets are local
-days, which straddle UTC days, so on the last UTC day of a month a meter's
-contribution from the next local day's first hour or two carries the next
-epoch's pseudonym. docs/anonymise.md says so.
+Epochs are months of the city's calendar (:func:`services.anonymise.keys.epoch_of`,
+in the policy's city time zone) because energy-analytics' days are the city's
+local days: a local month is a whole number of local days, so no day of a cell
+ever sees a meter under two epochs. (UTC months split the first local day of
+every month: in Paris it starts at 22:00 or 23:00 UTC of the previous month, and
+a meter's readings of that day carried two pseudonyms, counted as two meters.)
+A coarsened bucket (a local day) takes the epoch of its middle, the same month
+as its start.
 
 A record whose rows span epochs is split column-wise into one record per epoch
 (rows keep their order); the common case — every row in one epoch — costs one
@@ -113,36 +112,29 @@ def reading_times(record: dict[str, Any], policy: Policy) -> Times:
     return to_time(times)
 
 
-def row_epochs(times: Times, received_at: int, to_time: ToTime = _same) -> list[str] | str:
-    """Each row's epoch, or one epoch for every row (the usual case, found cheaply:
-    ``to_time`` never decreases, so the earliest and latest rows decide)."""
+def row_epochs(
+    times: Times, received_at: int, to_time: ToTime = _same, *, timezone: str
+) -> list[str] | str:
+    """Each row's epoch (its month in the city's ``timezone``), or one epoch for
+    every row (the usual case, found cheaply: ``to_time`` never decreases, so the
+    earliest and latest rows decide)."""
     if None not in times:  # the usual case: one pass for each of min and max
         if not times:
-            return epoch_of(received_at)
+            return epoch_of(received_at, timezone)
         low, high = to_time([min(times), max(times)])  # type: ignore[type-var]
-        first = epoch_of(low)  # type: ignore[arg-type]
-        if first == epoch_of(high):  # type: ignore[arg-type]
+        first = epoch_of(low, timezone)  # type: ignore[arg-type]
+        if first == epoch_of(high, timezone):  # type: ignore[arg-type]
             return first
-    fallback = epoch_of(received_at)
+    fallback = epoch_of(received_at, timezone)
     decided = to_time(times)
     present = [t for t in decided if t is not None]
     if not present:
         return fallback
-    first, last = epoch_of(min(present)), epoch_of(max(present))
+    first, last = epoch_of(min(present), timezone), epoch_of(max(present), timezone)
     if first == last and first == fallback:
         return first
-    by_day: dict[int, str] = {}  # one calendar look-up per UTC day, not per row
-    out: list[str] = []
-    for t in decided:
-        if t is None:
-            out.append(fallback)
-            continue
-        day = t // (86_400 * US)
-        epoch = by_day.get(day)
-        if epoch is None:
-            epoch = by_day[day] = epoch_of(t)
-        out.append(epoch)
-    return out
+    # epoch_of caches per quarter hour: one calendar look-up per quarter, not per row
+    return [fallback if t is None else epoch_of(t, timezone) for t in decided]
 
 
 def take_rows(record: dict[str, Any], rows: list[int]) -> dict[str, Any]:
@@ -162,7 +154,7 @@ def split_by_epoch(record: dict[str, Any], policy: Policy) -> list[tuple[str, di
     A record with no rows keeps the epoch of its reception.
     """
     times, to_time = _sources(record, policy)
-    epochs = row_epochs(times, record["received_at"], to_time)
+    epochs = row_epochs(times, record["received_at"], to_time, timezone=policy.timezone)
     if isinstance(epochs, str):
         return [(epochs, record)]
     rows_of: dict[str, list[int]] = {}

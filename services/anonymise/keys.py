@@ -12,15 +12,15 @@ Where a city's secret comes from, first match wins:
         "secrets": [{"from_epoch": "1970-01", "created_at": "...", "secret": "..."},
                     {"from_epoch": "2026-03", "created_at": "...", "secret": "..."}]}
 
-An epoch is a UTC month (``2025-11``) of each row's reading time (see
-``epochs.py``; rows without a time: of the record's ``received_at``), so one
-meter in one day has one pseudonym whenever it is sent — a day re-sent in the
-next month is not counted twice by energy-analytics — and a replay of the same
-raw records gives the same pseudonyms. UTC months because energy-analytics'
-days are UTC days: a UTC month never splits one. A change of energy-analytics
-to the city's local days must switch epochs to local months at the same time
-(:func:`epoch_of`), else the local day holding a month boundary counts its
-meters twice. The key of an epoch is
+An epoch is a month of the city's calendar (``2025-11``, in its city file's
+``timezone``) of each row's reading time (see ``epochs.py``; rows without a
+time: of the record's ``received_at``), so one meter in one day has one
+pseudonym whenever it is sent — a day re-sent in the next month is not counted
+twice by energy-analytics — and a replay of the same raw records gives the same
+pseudonyms. Local months because energy-analytics' days are the city's local
+days (:mod:`services.runtime.localday`): a local month never splits one, where a
+UTC month split the first local day of every month (in Paris it starts at 22:00
+or 23:00 UTC of the previous month) and counted its meters twice. The key of an epoch is
 ``HMAC-SHA-256(secret in effect, "citeplus-pseudonym/v1|<city>|<epoch>")``: keys
 of two epochs or two cities are unrelated, so linking pseudonyms across them
 needs the secret. Rotation adds a new secret effective from an epoch; earlier
@@ -52,11 +52,11 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import lru_cache
 from pathlib import Path
 
 from services.anonymise import entropy
 from services.anonymise.pseudonym import Pseudonymiser
+from services.runtime import localday
 from services.runtime.errors import ConfigError
 
 ENV_PREFIX = "CITEPLUS_PSEUDONYM_SECRET_"
@@ -66,7 +66,9 @@ MIN_SECRET_CHARS = 32
 _EPOCH = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
 _ROTATION_ITEM = re.compile(r"(\d{4}-(?:0[1-9]|1[0-2])):(.+)")
 _CONTEXT = b"citeplus-pseudonym/v1"
-_DAY_US = 86_400 * 1_000_000
+# The month that begins first anywhere (UTC+14): "now" for key rotation, so a
+# rotation never starts from a month some city has already begun.
+EARLIEST_ZONE = "Pacific/Kiritimati"
 _ADVICE = "; generate one with `citeplus keys init` or 32 random bytes (`openssl rand -base64 32`)"
 
 
@@ -79,23 +81,15 @@ def env_variable(city: str) -> str:
     return ENV_PREFIX + city.upper().replace("-", "_")
 
 
-def epoch_of(time_us: int) -> str:
-    """The key epoch (UTC month) of a time in epoch microseconds.
-
-    UTC, like energy-analytics' days: switch both to local time together.
-    """
-    return _epoch_of_day(time_us // _DAY_US)
+def epoch_of(time_us: int, timezone: str) -> str:
+    """The key epoch of a time in epoch microseconds: its month in the city's
+    ``timezone``, whose local days energy-analytics counts (cached, cheap)."""
+    return localday.month_of(time_us, timezone)
 
 
-@lru_cache(maxsize=4096)
-def _epoch_of_day(day: int) -> str:
-    """The UTC month of a day (days since 1970-01-01): called twice per record."""
-    moment = datetime.fromtimestamp(day * 86_400, UTC)
-    return f"{moment.year:04d}-{moment.month:02d}"
-
-
-def current_epoch(now: float | None = None) -> str:
-    return epoch_of(int((time.time() if now is None else now) * 1_000_000))
+def current_epoch(now: float | None = None, timezone: str = EARLIEST_ZONE) -> str:
+    """The epoch now; by default the latest any city may be in (see EARLIEST_ZONE)."""
+    return epoch_of(int((time.time() if now is None else now) * 1_000_000), timezone)
 
 
 def next_epoch(epoch: str) -> str:
@@ -105,7 +99,10 @@ def next_epoch(epoch: str) -> str:
 
 def check_epoch(text: str, *, where: str = "--from-epoch") -> str:
     if not isinstance(text, str) or not _EPOCH.fullmatch(text):
-        raise ConfigError(f"expected an epoch YYYY-MM (a UTC month), got {text!r}", source=where)
+        raise ConfigError(
+            f"expected an epoch YYYY-MM (a month of the city's calendar), got {text!r}",
+            source=where,
+        )
     return text
 
 

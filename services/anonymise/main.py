@@ -154,7 +154,8 @@ def register(
         help="pseudonymisation keys of each city (never printed)",
         description="Each city's secret lives in a keyring file outside the repository "
         "(mode 0600) or in CITEPLUS_PSEUDONYM_SECRET_<CITY>; keys are derived per "
-        "epoch (UTC month) so that pseudonyms of different months cannot be linked.",
+        "epoch (a month of the city's calendar, in its time zone) so that pseudonyms of "
+        "different months cannot be linked.",
     )
     actions = keys.add_subparsers(dest="keys_command", metavar="ACTION")
     actions.required = True

@@ -257,6 +257,10 @@ class PolicySet:
     def get(self, city: str, source: str) -> Policy | None:
         return self._by_key.get((city, source))
 
+    def timezone(self, city: str) -> str:
+        """The city's time zone (its sources' policies share it), Europe/Paris if none."""
+        return next((p.timezone for p in self._by_key.values() if p.city == city), "Europe/Paris")
+
     def __iter__(self):
         return iter(self._by_key.values())
 

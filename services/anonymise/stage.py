@@ -4,7 +4,7 @@ The runtime's StageRunner does the consuming, transactions and dead letters;
 this is the transform plus what privacy adds around it:
 
 - each record goes through its source's policy with the city's key of each
-  row's epoch (UTC month of the reading's own time, see epochs.py): a record
+  row's epoch (the city's local month of the reading's own time, see epochs.py): a record
   whose rows span two epochs is emitted as one record per epoch;
 - a source coarsened to the day without consent is folded per entity and local
   day across messages (:mod:`services.anonymise.day_state`): its rows wait, policy
@@ -169,7 +169,7 @@ class AnonymiseStage(BaseStage):
             if closed is not None and daily.day_end(day_start, policy.timezone) <= closed:
                 late += 1
                 continue
-            day_epoch = daily.epoch_of_day(day_start)
+            day_epoch = daily.epoch_of_day(day_start, policy.timezone)
             epoch = epoch or day_epoch
             pseudonymise = self.keys.pseudonymiser(record["city"], day_epoch)
             applied = apply_policy(daily.subset(record, rows), policy, pseudonymise)
@@ -186,7 +186,7 @@ class AnonymiseStage(BaseStage):
                 attributes=applied.attributes,
             )
             parts.append(Part(day_start, head, applied.columns, [times[i] for i in rows]))
-        return parts, late, audit, epoch or epoch_of(record["received_at"])
+        return parts, late, audit, epoch or epoch_of(record["received_at"], policy.timezone)
 
     def _late_letter(self, record: dict[str, Any], meta: InputMeta, late: int, days: int) -> Emit:
         letter = dlq.dead_letter(
@@ -288,7 +288,8 @@ class AnonymiseStage(BaseStage):
     # -- dead letters -------------------------------------------------------------------
     def _pseudonymiser(self, record: dict[str, Any]):
         try:
-            return self.keys.pseudonymiser(record["city"], epoch_of(record["received_at"]))
+            epoch = epoch_of(record["received_at"], self.policies.timezone(record["city"]))
+            return self.keys.pseudonymiser(record["city"], epoch)
         except Exception:  # no key: the letter carries no identifier at all
             return None
 

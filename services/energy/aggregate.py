@@ -1,4 +1,4 @@
-"""One city x carrier x UTC day as a table of windows, and the records it publishes.
+"""One city x carrier x local day as a table of windows, and the records it publishes.
 
 Pure functions over the cell-day states of :mod:`services.energy.windows`:
 :func:`day_table` computes every window's figures for every cell and the city
@@ -14,6 +14,11 @@ A window whose energy is partly derived (a reading longer than the window spread
 over it, :func:`services.energy.windows.spread_over`) has no measured peak: its
 peak is None, and it is published ``derived`` with ``peak_kw`` null (a total is
 derived when one of its cells is).
+
+A window is ``partial`` when the city's meters (the city total, the same for every
+cell: no cell's own coverage is told) reported in only some of its quarters: the
+first or last day of data, an outage. Its figures are what arrived, not the whole
+period's.
 """
 
 from __future__ import annotations
@@ -27,9 +32,11 @@ from typing import Any
 from services.energy import secrecy
 from services.energy.secrecy import TOTAL, Cell, Figures, SecrecyPolicy
 from services.energy.windows import (
-    HOURS,
+    QUARTER_US,
     QUARTERS,
+    QUARTERS_PER_HOUR,
     WINDOW_US,
+    hours_of,
     quarter_peaks,
 )
 
@@ -43,6 +50,8 @@ class DayTable:
     day: int
     # (figures, peak): peak None when the window is derived (no measured peak)
     windows: dict[Window, dict[Cell, tuple[Figures, float | None]]] = field(default_factory=dict)
+    quarters: int = QUARTERS  # 92, 96 or 100 on a Paris day
+    partial: set[Window] = field(default_factory=set)  # windows the city's data covers in part
 
     def figures(self) -> dict[Window, dict[Cell, Figures]]:
         return {w: {c: f for c, (f, _) in cells.items()} for w, cells in self.windows.items()}
@@ -52,8 +61,8 @@ class DayTable:
 
 
 def _window_peaks(peaks: list[float]) -> dict[Window, float]:
-    out: dict[Window, float] = {("PT15M", q): peaks[q] for q in range(QUARTERS)}
-    for h in range(HOURS):
+    out: dict[Window, float] = {("PT15M", q): peaks[q] for q in range(len(peaks))}
+    for h in range(hours_of(len(peaks))):
         out[("PT1H", h)] = max(peaks[h * 4 : h * 4 + 4])
     out[("P1D", 0)] = max(peaks)
     return out
@@ -71,9 +80,9 @@ def _series(
         if meters:
             at[("PT1H", h)] = None
     out: dict[Window, tuple[Figures, float | None]] = {}
-    for q in range(QUARTERS):
+    for q in range(len(e)):
         out[("PT15M", q)] = (_figures(n[q], e[q], x[q]), at[("PT15M", q)])
-    for h in range(HOURS):
+    for h in range(hours_of(len(e))):
         energy = sum(e[h * 4 : h * 4 + 4])
         out[("PT1H", h)] = (_figures(state["hn"][h], energy, state["hx"][h]), at[("PT1H", h)])
     out[("P1D", 0)] = (_figures(state["dn"], sum(e), state["dx"]), at[("P1D", 0)])
@@ -89,14 +98,15 @@ def _figures(meters: int, energy: float, largest: float) -> Figures:
 
 def day_table(day: int, states: Mapping[Cell, Mapping[str, Any]]) -> DayTable:
     """Every window of the day where at least one meter of the group reported."""
+    quarters = len(next(iter(states.values()))["e"]) if states else QUARTERS
     per_cell: dict[Cell, dict[Window, tuple[Figures, float | None]]] = {}
     for cell, state in states.items():
-        per_cell[cell] = _series(state, quarter_peaks([state["p"]]))
+        per_cell[cell] = _series(state, quarter_peaks([state["p"]], quarters))
     sectors = sorted({sector for _, sector in states})
     totals: dict[Cell, list[Cell]] = {(TOTAL, s): [c for c in states if c[1] == s] for s in sectors}
     totals[(TOTAL, TOTAL)] = list(states)
     for total, parts in totals.items():
-        peaks = quarter_peaks(states[c]["p"] for c in parts)
+        peaks = quarter_peaks((states[c]["p"] for c in parts), quarters)
         series: dict[Window, tuple[Figures, float | None]] = {}
         for window, peak in _window_peaks(peaks).items():
             meters = energy = largest = 0
@@ -109,19 +119,42 @@ def day_table(day: int, states: Mapping[Cell, Mapping[str, Any]]) -> DayTable:
                 derived = derived or cell_peak is None
             series[window] = (_figures(meters, energy, largest), None if derived else peak)
         per_cell[total] = series
-    table = DayTable(day)
+    table = DayTable(day, quarters=quarters)
     everything = per_cell.get((TOTAL, TOTAL), {})
     for window, (figures, _) in everything.items():
         if figures.meters > 0:
             table.windows[window] = {cell: series[window] for cell, series in per_cell.items()}
+    table.partial = _partial(table.windows, everything, quarters)
     return table
 
 
-def window_bounds(day: int, window: Window) -> tuple[int, int]:
+def _partial(
+    windows: Mapping[Window, Any], city: Mapping[Window, tuple[Figures, float]], quarters: int
+) -> set[Window]:
+    """Hours and the day holding a quarter where no meter of the city reported."""
+    empty = {
+        q for q in range(quarters) if city.get(("PT15M", q), (Figures(0, 0, 0),))[0].meters == 0
+    }
+    out: set[Window] = set()
+    for window in windows:
+        granularity, index = window
+        if granularity == "PT1H":
+            span = range(index * QUARTERS_PER_HOUR, min(quarters, (index + 1) * QUARTERS_PER_HOUR))
+            if empty.intersection(span) or len(span) < QUARTERS_PER_HOUR:
+                out.add(window)
+        elif granularity == "P1D" and empty:
+            out.add(window)
+    return out
+
+
+def window_bounds(day: int, window: Window, quarters: int = QUARTERS) -> tuple[int, int]:
+    """[start, end) of a window of the day starting at ``day`` (of ``quarters`` quarters)."""
     granularity, index = window
-    size = WINDOW_US[granularity]
-    start = day + index * size
-    return start, start + size
+    end = day + quarters * QUARTER_US
+    if granularity == "P1D":
+        return day, end
+    start = day + index * WINDOW_US[granularity]
+    return start, min(start + WINDOW_US[granularity], end)
 
 
 @lru_cache(maxsize=65_536)
@@ -175,8 +208,8 @@ def publish(
     for window in sorted(table.windows):
         if only is not None and window not in only:
             continue
-        start, end = window_bounds(table.day, window)
-        granularity = window[0]
+        start, end = window_bounds(table.day, window, table.quarters)
+        granularity, partial = window[0], window in table.partial
         for cell, (f, peak) in sorted(table.windows[window].items()):
             why = secrecy.reason(withheld, own, window, cell)
             record: dict[str, Any] = {
@@ -196,6 +229,7 @@ def publish(
                 "suppression_reason": why,
                 "computed_at": computed_at,
                 "derived": False,  # a withheld cell says nothing about its readings
+                "partial": partial,
             }
             if why is None:
                 record["energy_kwh"] = f.energy
@@ -228,8 +262,8 @@ def release(
     withheld, own = plan
     records: list[tuple[str, dict[str, Any]]] = []
     for window in sorted(table.windows):
-        start, end = window_bounds(table.day, window)
-        granularity = window[0]
+        start, end = window_bounds(table.day, window, table.quarters)
+        granularity, partial = window[0], window in table.partial
         for cell, (f, peak) in sorted(table.windows[window].items()):
             why = secrecy.reason(withheld, own, window, cell)
             shown = why is None
@@ -251,6 +285,7 @@ def release(
                 "suppression_reason": None if shown else secrecy.CONFIDENTIAL,
                 "closed_by": closed_by,
                 "released_at": released_at,
+                "partial": partial,
             }
             records.append((aggregate_key(city, cell, carrier, granularity, start), record))
     return records

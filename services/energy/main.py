@@ -47,7 +47,12 @@ def topic_specs(prefix: str = ""):
 
 def serve(args: argparse.Namespace) -> int:
     """Run the stage until SIGTERM/SIGINT; the open batch commits (or aborts) first."""
-    from services.energy.stage import NAME, EnergyStage, policies_from_cities
+    from services.energy.stage import (
+        NAME,
+        EnergyStage,
+        policies_from_cities,
+        timezones_from_cities,
+    )
     from services.energy.windows import HOUR_US
     from services.runtime.service_main import run_stage
 
@@ -60,6 +65,7 @@ def serve(args: argparse.Namespace) -> int:
             node=node,
             contracts=contracts,
             policies=policies,
+            timezones=timezones_from_cities(cities),
             lateness_us=int(args.lateness_hours * HOUR_US),
             metrics=metrics,
             name=f"{args.topic_prefix}{NAME}",
@@ -154,8 +160,9 @@ def register(
         "energy-analytics",
         help="windowed energy aggregates with statistical secrecy -> energy.aggregates.v1 "
         "(provisional, internal) and energy.aggregates.released.v2 (once per closed day)",
-        description="Aggregate energy observations per city x zone x carrier x sector in UTC "
-        "windows of 15 minutes, 1 hour and 1 day, apply each city's statistical-secrecy "
+        description="Aggregate energy observations per city x zone x carrier x sector in "
+        "windows of 15 minutes, 1 hour and the city's local day (its city file's `timezone`: "
+        "23 or 25 hours on DST days), apply each city's statistical-secrecy "
         "policy (its city file's `secrecy:` block), keep provisional upserts internal and "
         "release every window once, when its day closes.",
     )
@@ -164,7 +171,7 @@ def register(
         "--lateness-hours",
         type=float,
         default=48.0,
-        help="how long after a UTC day ends its windows still accept data (default: 48)",
+        help="how long after a local day ends its windows still accept data (default: 48)",
     )
     parser.add_argument(
         "--topic-prefix",

@@ -2,8 +2,10 @@
 
 - :func:`load_profile`: the average day of a zone, energy per local hour of day;
 - :func:`peak_hours`: for each local day, the hour that drew the most, and its peak power;
-- :func:`day_changes`: energy per UTC day with its change on the same weekday a week
-  before and a year (52 weeks) before, when that history exists.
+- :func:`day_changes`: energy per local day (the P1D windows, the city's days) with its
+  change on the same weekday a week before and a year (52 weeks) before, when that
+  history exists. A partial day (the data covers it in part) is marked, never
+  compared as if whole.
 
 Withheld (suppressed) values are left out, never guessed. ``citeplus energy
 report`` prints them from the aggregates topic; the publish stage can compute the
@@ -89,22 +91,36 @@ class DayChange:
     energy_kwh: float
     week_on_week: float | None  # relative change, 0.1 = +10 %
     year_on_year: float | None
+    partial: bool = False  # the city's data covers the day in part
 
 
 def day_changes(
-    records: Iterable[Mapping[str, Any]], *, zone: str = "*", sector: str = "*"
+    records: Iterable[Mapping[str, Any]],
+    *,
+    zone: str = "*",
+    sector: str = "*",
+    tz: str = "Europe/Paris",
 ) -> list[DayChange]:
-    """Energy per UTC day, compared with the same weekday 1 and 52 weeks before."""
-    energy = {
-        dt.datetime.fromtimestamp(r["window_start"] / 1e6, tz=dt.UTC).date(): r["energy_kwh"]
+    """Energy per local day, compared with the same weekday 1 and 52 weeks before
+    (changes from or to a partial day are not computed: they compare part of a day)."""
+    zone_info = ZoneInfo(tz)
+    selected = {
+        _local(r["window_start"], zone_info).date(): r
         for r in _select(records, "P1D", zone, sector)
     }
+    energy = {day: r["energy_kwh"] for day, r in selected.items()}
+    partial = {day for day, r in selected.items() if r.get("partial")}
 
     def change(day: dt.date, back: dt.timedelta) -> float | None:
         before = energy.get(day - back)
-        return (energy[day] - before) / before if before else None
+        if not before or day in partial or day - back in partial:
+            return None
+        return (energy[day] - before) / before
 
-    return [DayChange(d, energy[d], change(d, WEEK), change(d, YEAR)) for d in sorted(energy)]
+    return [
+        DayChange(d, energy[d], change(d, WEEK), change(d, YEAR), d in partial)
+        for d in sorted(energy)
+    ]
 
 
 def render(
@@ -122,9 +138,10 @@ def render(
     for p in peak_hours(records, zone=zone, sector=sector, tz=tz):
         peak = "- (derived)" if p.peak_kw is None else f"{p.peak_kw:.3f} kW"
         lines.append(f"  {p.day}  {p.hour:02d}h  {p.energy_kwh:12.3f} kWh  peak {peak}")
-    lines.append("\nenergy per day (UTC), change on a week and a year before:")
-    for c in day_changes(records, zone=zone, sector=sector):
+    lines.append(f"\nenergy per local day ({tz}), change on a week and a year before:")
+    for c in day_changes(records, zone=zone, sector=sector, tz=tz):
         week = "-" if c.week_on_week is None else f"{c.week_on_week:+.1%}"
         year = "-" if c.year_on_year is None else f"{c.year_on_year:+.1%}"
-        lines.append(f"  {c.day}  {c.energy_kwh:14.3f} kWh  week {week:>8}  year {year:>8}")
+        mark = "  (partial: data for part of the day)" if c.partial else ""
+        lines.append(f"  {c.day}  {c.energy_kwh:14.3f} kWh  week {week:>8}  year {year:>8}{mark}")
     return "\n".join(lines)

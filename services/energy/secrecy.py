@@ -1,6 +1,6 @@
 """Statistical secrecy: which cells of an energy table are published, which withheld.
 
-Pure functions, no I/O. The table of one city x carrier x UTC day holds cells
+Pure functions, no I/O. The table of one city x carrier x local day holds cells
 ``(zone, sector)``, the city total of each sector ``("*", sector)`` and the city
 total ``("*", "*")``, in every window of the day (quarters, hours, the day).
 

@@ -8,8 +8,10 @@ What is aggregated, over which windows, with which lateness:
   electricity); a missing zone or sector is ``unknown``;
 - cells: city x zone x carrier x sector, plus city totals per sector
   (zone ``*``) and for the city (zone ``*``, sector ``*``);
-- windows: tumbling UTC quarters, hours and days (:mod:`services.energy.windows`);
-- lateness: a UTC day stays open until the group's event-time watermark (the
+- windows: the city's local day (its city file's ``timezone``, 23 to 25 hours on
+  DST days) and its quarters and hours (:mod:`services.energy.windows`); a window
+  the city's data covers in part is flagged ``partial``;
+- lateness: a local day stays open until the group's event-time watermark (the
   latest reading end seen for the city and carrier, in the slowest of the
   observations partitions that carry it) passes the day's end plus
   the lateness (48 h by default), so every window accepts data for at least the
@@ -91,12 +93,13 @@ from services.energy.windows import (
     QUARTER_US,
     Piece,
     apply_meter_change,
+    day_quarters,
     empty_cell_day,
     merge_pieces,
     pieces_by_day,
     reading_span,
 )
-from services.runtime import dlq
+from services.runtime import dlq, localday
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
 from services.runtime.errors import RejectedInput
@@ -167,8 +170,11 @@ class EnergyStage(BaseStage):
         partitions: int = 6,
         source_skew_us: int = SOURCE_SKEW_US,
         idle_close_us: int | None = None,
+        timezones: Mapping[str, str] | None = None,
     ):
         self.name = name
+        # city -> its IANA time zone (city file); a day is the city's local day
+        self.timezones = dict(timezones or {})
         self.idle_close_us = idle_close_us
         self.partitions = partitions
         self.source_skew_us = source_skew_us
@@ -303,18 +309,26 @@ class EnergyStage(BaseStage):
         sources, earliest = dict(marks["p"]), min(marks["f"], first)
         closed = marks.get("c", 0)  # days before this one are closed and released
         watermark = self._watermark(sources, earliest) if sources else None
-        by_day = pieces_by_day(record)
+        timezone = self.timezone(city)
+        try:
+            by_day = pieces_by_day(record, timezone)
+        except (ValueError, OverflowError, OSError) as exc:  # no calendar day holds it
+            raise RejectedInput(
+                "energy-time",
+                "a reading's time lies outside the calendar (years 1 to 9999): fix the "
+                "source's clock or its time format in normalise",
+            ) from exc
         open_days = {
             d: p
             for d, p in by_day.items()
-            if d >= closed and (watermark is None or self._open(d, watermark))
+            if d >= closed and (watermark is None or self._open(d, watermark, timezone))
         }
         self._heard[(city, carrier)] = self.clock() // 1000
         late = len(by_day) - len(open_days)
         if not open_days:
             raise RejectedInput(
                 "too-late",
-                f"every reading falls in a UTC day closed more than "
+                f"every reading falls in a local day ({timezone}) closed more than "
                 f"{self.lateness_us / HOUR_US:g} h ago (lateness); nothing was aggregated",
             )
         readings = 0
@@ -349,8 +363,12 @@ class EnergyStage(BaseStage):
         top = max(marks)
         return min(m for m in marks if m >= top - self.source_skew_us)
 
-    def _open(self, day: int, watermark: int) -> bool:
-        return day + DAY_US + self.lateness_us > watermark
+    def timezone(self, city: str) -> str:
+        """The city's time zone, whose local days the aggregates count."""
+        return self.timezones.get(city, localday.DEFAULT_TIMEZONE)
+
+    def _open(self, day: int, watermark: int, timezone: str) -> bool:
+        return localday.day_end(day, timezone) + self.lateness_us > watermark
 
     def _apply(
         self,
@@ -372,7 +390,7 @@ class EnergyStage(BaseStage):
         if not removed and not added:
             return
         cd_key = _day_key("cd", city, carrier, day, zone, sector)
-        cell = self.state.get(cd_key) or empty_cell_day()
+        cell = self.state.get(cd_key) or empty_cell_day(day_quarters(day, self.timezone(city)))
         self.state.set(cd_key, apply_meter_change(cell, old, merged, removed, added), partition)
         self.state.set(
             md_key,
@@ -402,13 +420,14 @@ class EnergyStage(BaseStage):
         is dropped. Every day before the last one closed counts as closed from now
         on, whatever the watermark says later (a close by the wall clock)."""
         days = self._days.get((city, carrier), {})
-        closing = sorted(d for d in days if not self._open(d, watermark))
+        timezone = self.timezone(city)
+        closing = sorted(d for d in days if not self._open(d, watermark, timezone))
         for day in closing:
             self._closing[(city, carrier, day)] = (days.pop(day), partition, by)
         if closing:
             wm_key = f"wm|{city}|{carrier}"
             marks = self.state.get(wm_key)
-            bound = closing[-1] + DAY_US
+            bound = localday.day_end(closing[-1], timezone)
             if marks is not None and marks.get("c", 0) < bound:
                 self.state.set(wm_key, {**marks, "c": bound}, partition)
 
@@ -460,7 +479,7 @@ class EnergyStage(BaseStage):
             stage=self.name,
             reason="too-late",
             message=(
-                f"{late} of {days} UTC days of this series were closed (lateness "
+                f"{late} of {days} local days of this series were closed (lateness "
                 f"{self.lateness_us / HOUR_US:g} h): their readings were not aggregated, "
                 "the other days were"
             ),
@@ -618,6 +637,7 @@ class EnergyStage(BaseStage):
 
 
 _FINGERPRINT = (
+    "partial",
     "energy_kwh",
     "meter_count",
     "peak_kw",
@@ -626,6 +646,11 @@ _FINGERPRINT = (
     "suppression_reason",
     "derived",
 )
+
+
+def timezones_from_cities(cities: Mapping[str, Any]) -> dict[str, str]:
+    """Each city's time zone (its city file's ``timezone``, validated at load)."""
+    return {code: city.timezone for code, city in cities.items()}
 
 
 def policies_from_cities(cities: Mapping[str, Any]) -> dict[str, SecrecyPolicy]:

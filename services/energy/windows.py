@@ -1,5 +1,5 @@
-"""Event time for energy aggregates: UTC windows, and what one meter's readings
-add to the windows of one UTC day.
+"""Event time for energy aggregates: the city's local days, and what one meter's
+readings add to the windows of one day.
 
 Everything here is pure arithmetic on integers (epoch microseconds) and floats.
 
@@ -8,9 +8,12 @@ Everything here is pure arithmetic on integers (epoch microseconds) and floats.
   reading at 00:10 puts half its energy in the 00:00 quarter, half in 00:15).
   A reading of an irregular series (``times``, step 0) has no known length: its
   energy goes to the quarter holding its time and it takes no part in the peak.
-- Windows are tumbling, aligned on UTC: 96 quarters (PT15M), 24 hours (PT1H) and
-  the day (P1D). Hours and the day are sums of quarters, so the three
-  granularities always agree.
+- A day is the city's local day (:mod:`services.runtime.localday`): 00:00-24:00
+  in its time zone, 23, 24 or 25 hours long. Its windows are tumbling, counted
+  from the day's start: 92, 96 or 100 quarters (PT15M) and 23, 24 or 25 hours
+  (PT1H) — UTC quarters and hours for a zone whose offset is whole hours (Paris),
+  so the repeated autumn hour is an hour of its own — and the day (P1D).
+  Hours and the day are sums of quarters, so the three granularities always agree.
 - A meter's power over an interval is its energy divided by the interval's
   length in hours; a cell's summed power is piecewise constant, kept as a sweep
   of breakpoints (+p where an interval starts, -p where it ends). The peak of a
@@ -30,6 +33,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from itertools import pairwise
 from typing import Any
 
+from services.runtime import localday
+
 US = 1_000_000
 QUARTER_US = 900 * US
 HOUR_US = 3600 * US
@@ -41,40 +46,46 @@ QUARTERS_PER_HOUR = 4
 GRANULARITIES = ("PT15M", "PT1H", "P1D")
 WINDOW_US = {"PT15M": QUARTER_US, "PT1H": HOUR_US, "P1D": DAY_US}
 
-# A piece of a reading inside one UTC day: (offset from the day's start in µs,
+# A piece of a reading inside one day: (offset from the day's start in µs,
 # length in µs (0 for an instant), energy in kWh).
 Piece = tuple[int, int, float]
 
 
-def day_start(t_us: int) -> int:
-    """Start of the UTC day holding ``t_us``."""
-    return t_us - t_us % DAY_US
+def day_quarters(day: int, timezone: str) -> int:
+    """How many quarters the local day starting at ``day`` has (92, 96 or 100 in Paris)."""
+    return -(-(localday.day_end(day, timezone) - day) // QUARTER_US)
 
 
-def pieces_by_day(record: Mapping[str, Any]) -> dict[int, list[Piece]]:
-    """Split an Observation's readings into pieces per UTC day, in time order."""
+def pieces_by_day(record: Mapping[str, Any], timezone: str) -> dict[int, list[Piece]]:
+    """Split an Observation's readings into pieces per local day, in time order.
+
+    The day's bounds are looked up once per day, not per reading."""
     values: Sequence[float] = record["values"]
     step = record["step_seconds"]
     out: dict[int, list[Piece]] = defaultdict(list)
+    day, day_end = 0, -1  # the current day: [day, day_end)
     if step and step > 0:
         step_us = step * US
         t = record["start"]
         for value in values:
             end = t + step_us
-            day = day_start(t)
-            if end <= day + DAY_US:
+            if not day <= t < day_end:
+                day, day_end = localday.day_bounds(t, timezone)
+            if end <= day_end:
                 out[day].append((t - day, step_us, value))
-            else:  # a reading across midnight (UTC) is shared in proportion to time
+            else:  # a reading across local midnight is shared in proportion to time
                 a = t
                 while a < end:
-                    day = day_start(a)
-                    b = min(end, day + DAY_US)
+                    if not day <= a < day_end:
+                        day, day_end = localday.day_bounds(a, timezone)
+                    b = min(end, day_end)
                     out[day].append((a - day, b - a, value * (b - a) / step_us))
                     a = b
             t = end
     else:
         for t, value in zip(record["times"], values, strict=True):
-            day = day_start(t)
+            if not day <= t < day_end:
+                day, day_end = localday.day_bounds(t, timezone)
             out[day].append((t - day, 0, value))
     return dict(out)
 
@@ -149,10 +160,12 @@ def merge_pieces(
     return merged, removed, added
 
 
-def quarter_energy(pieces: Iterable[Piece]) -> tuple[list[float], list[bool]]:
+def quarter_energy(
+    pieces: Iterable[Piece], quarters: int = QUARTERS
+) -> tuple[list[float], list[bool]]:
     """Energy per quarter of the day, and in which quarters the meter reported."""
-    energy = [0.0] * QUARTERS
-    present = [False] * QUARTERS
+    energy = [0.0] * quarters
+    present = [False] * quarters
     for a, length, value in pieces:
         if length == 0:
             q = a // QUARTER_US
@@ -171,19 +184,24 @@ def quarter_energy(pieces: Iterable[Piece]) -> tuple[list[float], list[bool]]:
     return energy, present
 
 
+def hours_of(quarters: int) -> int:
+    """Hours of a day of ``quarters`` quarters (a last partial hour counts)."""
+    return -(-quarters // QUARTERS_PER_HOUR)
+
+
 def hour_sums(quarters: Sequence[float]) -> list[float]:
-    return [sum(quarters[h * 4 : h * 4 + 4]) for h in range(HOURS)]
+    return [sum(quarters[h * 4 : h * 4 + 4]) for h in range(hours_of(len(quarters)))]
 
 
 def hour_any(present: Sequence[bool]) -> list[bool]:
-    return [any(present[h * 4 : h * 4 + 4]) for h in range(HOURS)]
+    return [any(present[h * 4 : h * 4 + 4]) for h in range(hours_of(len(present)))]
 
 
 # -- a cell's day ------------------------------------------------------------------------
 
 
-def empty_cell_day() -> dict[str, Any]:
-    """State of one city x zone x carrier x sector for one UTC day (JSON-ready).
+def empty_cell_day(quarters: int = QUARTERS) -> dict[str, Any]:
+    """State of one city x zone x carrier x sector for one local day (JSON-ready).
 
     e: energy per quarter; n / hn / dn: meters that reported per quarter / hour /
     day; x / hx / dx: largest single meter's energy per quarter / hour / day;
@@ -192,16 +210,16 @@ def empty_cell_day() -> dict[str, Any]:
     longer reading).
     """
     return {
-        "e": [0.0] * QUARTERS,
-        "n": [0] * QUARTERS,
-        "x": [0.0] * QUARTERS,
-        "hn": [0] * HOURS,
-        "hx": [0.0] * HOURS,
+        "e": [0.0] * quarters,
+        "n": [0] * quarters,
+        "x": [0.0] * quarters,
+        "hn": [0] * hours_of(quarters),
+        "hx": [0.0] * hours_of(quarters),
         "dn": 0,
         "dx": 0.0,
         "p": {},
-        "dq": [0] * QUARTERS,
-        "dh": [0] * HOURS,
+        "dq": [0] * quarters,
+        "dh": [0] * hours_of(quarters),
     }
 
 
@@ -221,9 +239,10 @@ def derived_counts(
 ) -> tuple[list[int], list[int]]:
     """Meters whose energy is derived, per quarter (``dq``) and per hour (``dh``),
     after one meter's day went from ``old`` to ``new`` (states before them: zeros)."""
-    dq = list(cell.get("dq") or [0] * QUARTERS)
-    dh = list(cell.get("dh") or [0] * HOURS)
-    for counts, window, n in ((dq, QUARTER_US, QUARTERS), (dh, HOUR_US, HOURS)):
+    quarters = len(cell["e"])
+    dq = list(cell.get("dq") or [0] * quarters)
+    dh = list(cell.get("dh") or [0] * hours_of(quarters))
+    for counts, window, n in ((dq, QUARTER_US, quarters), (dh, HOUR_US, hours_of(quarters))):
         was, now = spread_over(old, window, n), spread_over(new, window, n)
         for w in range(n):
             if was[w] != now[w]:
@@ -240,13 +259,14 @@ def apply_meter_change(
     (it is the highest value any meter ever reached): a correction downwards
     leaves it high, which errs on the side of suppressing.
     """
+    size = len(cell["e"])
     if old:
-        old_q, old_p = quarter_energy(old)
-        new_q, new_p = quarter_energy(new)
+        old_q, old_p = quarter_energy(old, size)
+        new_q, new_p = quarter_energy(new, size)
     else:  # the usual case: the meter's first readings of the day
-        new_q, new_p = quarter_energy(new)
-        old_q, old_p = [0.0] * QUARTERS, [False] * QUARTERS
-    touched = [q for q in range(QUARTERS) if old_p[q] or new_p[q]]
+        new_q, new_p = quarter_energy(new, size)
+        old_q, old_p = [0.0] * size, [False] * size
+    touched = [q for q in range(size) if old_p[q] or new_p[q]]
     e, n, x = list(cell["e"]), list(cell["n"]), list(cell["x"])
     for q in touched:
         if old_q[q] != new_q[q]:
@@ -291,30 +311,30 @@ def apply_meter_change(
     return {**state, "dq": dq, "dh": dh}
 
 
-def quarter_peaks(sweeps: Iterable[Mapping[str, float]]) -> list[float]:
+def quarter_peaks(sweeps: Iterable[Mapping[str, float]], quarters: int = QUARTERS) -> list[float]:
     """Highest summed power (kW) within each quarter, over the union of ``sweeps``."""
     changes: dict[int, float] = defaultdict(float)
     for sweep in sweeps:
         for at, change in sweep.items():
             changes[int(at)] += change
     points = sorted(changes.items())
-    peaks = [0.0] * QUARTERS
+    peaks = [0.0] * quarters
     level = 0.0
     for i, (at, change) in enumerate(points):
         level += change
-        following = points[i + 1][0] if i + 1 < len(points) else DAY_US
+        following = points[i + 1][0] if i + 1 < len(points) else quarters * QUARTER_US
         if following <= at or level <= 1e-9:
             continue
-        for q in range(at // QUARTER_US, min(QUARTERS, (following - 1) // QUARTER_US + 1)):
+        for q in range(at // QUARTER_US, min(quarters, (following - 1) // QUARTER_US + 1)):
             if level > peaks[q]:
                 peaks[q] = level
     return peaks
 
 
-def window_starts(day: int) -> dict[str, list[int]]:
-    """Start of every window of a UTC day, per granularity."""
+def window_starts(day: int, quarters: int = QUARTERS) -> dict[str, list[int]]:
+    """Start of every window of a day of ``quarters`` quarters, per granularity."""
     return {
-        "PT15M": [day + q * QUARTER_US for q in range(QUARTERS)],
-        "PT1H": [day + h * HOUR_US for h in range(HOURS)],
+        "PT15M": [day + q * QUARTER_US for q in range(quarters)],
+        "PT1H": [day + h * HOUR_US for h in range(hours_of(quarters))],
         "P1D": [day],
     }

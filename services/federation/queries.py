@@ -320,7 +320,7 @@ def aggregates_sql(question: Question, limit: int) -> str:
         "SELECT city, zone, carrier, sector, toUnixTimestamp64Milli(window_start) AS start_ms, "
         "toUnixTimestamp64Milli(window_end) AS end_ms, energy_kwh, meter_count, peak_kw, "
         "suppressed, suppression_reason, toUnixTimestamp64Milli(released_at) AS released_ms, "
-        "derived "
+        "derived, partial "
         f"FROM {RELEASED_TABLE} FINAL WHERE {' AND '.join(where)} "
         f"ORDER BY city, carrier, sector, zone, window_start LIMIT {limit}"
     )
@@ -425,6 +425,7 @@ def _aggregate(row: dict[str, Any], granularity: str) -> Any:
         suppressed=bool(row["suppressed"]),
         suppression_reason=row["suppression_reason"] or "",
         derived=bool(row.get("derived")),
+        partial=bool(row.get("partial")),
     )
     for name in AGGREGATE_FIELDS:
         if row[name] is not None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from services.anonymise.keys import KeyStore, epoch_of, keys_dir_of
 from services.runtime.errors import CiteplusError
+from services.runtime.localday import DEFAULT_TIMEZONE
 
 log = logging.getLogger(__name__)
 
@@ -32,11 +33,14 @@ class LetterPseudonyms:
     def of_state_dir(cls, state_dir: Path) -> LetterPseudonyms:
         return cls(KeyStore(keys_dir_of(state_dir)))
 
-    def for_city(self, city: str, received_us: int) -> Pseudonymise | None:
+    def for_city(
+        self, city: str, received_us: int, timezone: str = DEFAULT_TIMEZONE
+    ) -> Pseudonymise | None:
+        """The pseudonymiser of the epoch (the city's month) of the batch's reception."""
         if self._keys is None:
             return None
         try:
-            return self._keys.pseudonymiser(city, epoch_of(received_us))
+            return self._keys.pseudonymiser(city, epoch_of(received_us, timezone))
         except CiteplusError as exc:  # no keyring: letters carry no id
             if city not in self._missing:
                 self._missing.add(city)

@@ -157,7 +157,7 @@ def summarise(
         "Statistical secrecy of the released aggregates (zone x sector x day cells)": (
             SUPPRESSION_SQL
         ),
-        "Peak hour per city and day (UTC)": question("peak-hour-per-city").sql,
+        "Peak hour (UTC) per city and local day": question("peak-hour-per-city").sql,
         "Zones that consume most (kWh, all days)": ZONES_SQL,
         "Daily load profile (kWh per hour, UTC)": question("daily-load-profile").sql,
     }

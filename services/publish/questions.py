@@ -2,7 +2,10 @@
 
 One list, used by the README (a test checks it shows each query verbatim), the
 warehouse tests (run on both backends) and the query benchmark, so that the
-documented SQL is the SQL that is tested and measured.
+documented SQL is the SQL that is tested and measured. A day is the city's own
+(``day`` in the rollups: its local date in the city file's ``timezone``), and every
+question reads rows of the shape the pipeline writes: the whole-node test
+(tests/integration/test_replay.py) checks each answer against the readings it came from.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ class Question:
 QUESTIONS: tuple[Question, ...] = (
     Question(
         "consumption-per-zone-per-day",
-        "How much electricity did each zone of Lyon consume per day (kWh)?",
+        "How much electricity did each zone of Lyon consume per (local) day (kWh)?",
         """SELECT zone, day, round(sumMerge(total), 1) AS kwh, uniqMerge(entities) AS meters
 FROM observations_daily
 WHERE city = 'lyon' AND metric = 'active_energy_import'
@@ -29,10 +32,10 @@ ORDER BY day, kwh DESC""",
     ),
     Question(
         "peak-hour-per-city",
-        "At which hour (UTC) did each city consume most, day by day?",
+        "At which hour (UTC) did each city consume most, local day by local day?",
         """SELECT city, day, argMax(hour, kwh) AS peak_hour, round(max(kwh), 1) AS peak_kwh
 FROM (
-    SELECT city, toDate(hour) AS day, hour, sumMerge(total) AS kwh
+    SELECT city, day, hour, sumMerge(total) AS kwh
     FROM observations_hourly
     WHERE metric = 'active_energy_import' AND step_seconds <= 3600
     GROUP BY city, day, hour
@@ -52,10 +55,18 @@ ORDER BY no2_ugm3 DESC""",
     ),
     Question(
         "top-consuming-zones",
-        "Which zones consumed most over the period (published daily aggregates only)?",
-        """SELECT city, zone, round(sum(energy_kwh), 1) AS kwh, max(meter_count) AS meters
-FROM energy_aggregates FINAL
-WHERE granularity = 'P1D' AND zone != '*' AND sector = '*' AND NOT suppressed
+        "Which zones consumed most electricity over the period (daily aggregates, the "
+        "sectors of each zone summed; withheld cells left out and counted)?",
+        """SELECT city, zone, round(sum(kwh), 1) AS kwh, max(meters) AS meters,
+       sum(withheld) AS withheld_cells
+FROM (
+    SELECT city, zone, window_start, coalesce(sumIf(energy_kwh, NOT suppressed), 0) AS kwh,
+           coalesce(sumIf(meter_count, NOT suppressed), 0) AS meters,
+           countIf(suppressed) AS withheld
+    FROM energy_aggregates FINAL
+    WHERE granularity = 'P1D' AND carrier = 'electricity' AND zone != '*' AND sector != '*'
+    GROUP BY city, zone, window_start
+)
 GROUP BY city, zone
 ORDER BY kwh DESC
 LIMIT 10""",

@@ -3,16 +3,23 @@
 The expansion works per column: constants of a series (city, metric, zone...)
 are gathered once per record and spread with one ``take``; values and times are
 concatenated arrays. No Python object per reading.
+
+Each reading also gets its ``local_day``: the calendar day in its city's time zone
+(:mod:`services.runtime.localday`), which the daily rollups group by. ClickHouse
+takes a time zone only as a constant, so a per-city day is computed here, where
+the cities are known, with one calendar look-up per city and UTC day.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+
+from services.runtime import localday
 
 TS = pa.timestamp("ms", tz="UTC")
 
@@ -31,8 +38,54 @@ def _spread(values: Sequence[Any], index: np.ndarray, kind: pa.DataType) -> pa.A
     return pa.array(values, kind).take(pa.array(index))
 
 
-def observations_table(batch: Sequence[Landed]) -> pa.Table:
-    """Expand Observation series into one row per reading."""
+_EPOCH_ORDINAL = 719_163  # date(1970, 1, 1).toordinal()
+
+
+def local_days(times_us: np.ndarray, timezone: str) -> np.ndarray:
+    """Days since 1970-01-01 of each time's local date in ``timezone`` (vectorised:
+    a UTC day holds at most two local midnights, so two boundaries per UTC day decide)."""
+    if not len(times_us):
+        return np.empty(0, dtype=np.int32)
+    numbers = times_us // localday.DAY_US
+    low, high = int(numbers.min()), int(numbers.max())
+    if high - low < 4096:  # the usual batch: a few days, an offset instead of a sort
+        utc_days, inverse = np.arange(low, high + 1), numbers - low
+    else:
+        utc_days, inverse = np.unique(numbers, return_inverse=True)
+    base = np.empty(len(utc_days), dtype=np.int32)
+    first = np.empty(len(utc_days), dtype=np.int64)
+    second = np.empty(len(utc_days), dtype=np.int64)
+    for i, day in enumerate(utc_days.tolist()):
+        date = localday.local_date(day * localday.DAY_US, timezone)
+        base[i] = date.toordinal() - _EPOCH_ORDINAL
+        first[i] = localday.day_end(day * localday.DAY_US, timezone)
+        second[i] = localday.day_end(int(first[i]), timezone)
+    later = (times_us >= first[inverse]).astype(np.int32)
+    return base[inverse] + later + (times_us >= second[inverse]).astype(np.int32)
+
+
+def _local_day_column(
+    cities: Sequence[str], index: np.ndarray, times_us: np.ndarray, timezones: Mapping[str, str]
+) -> pa.Array:
+    names = sorted(set(cities))
+    zone_of = [timezones.get(city, localday.DEFAULT_TIMEZONE) for city in names]
+    if len(set(zone_of)) <= 1:  # the usual batch: one zone for every row
+        days = local_days(times_us, zone_of[0] if zone_of else localday.DEFAULT_TIMEZONE)
+    else:
+        code = {city: i for i, city in enumerate(names)}
+        row_codes = np.fromiter((code[c] for c in cities), np.int32, len(cities))[index]
+        days = np.empty(len(times_us), dtype=np.int32)
+        for i, zone in enumerate(zone_of):
+            rows = row_codes == i
+            days[rows] = local_days(times_us[rows], zone)
+    return pa.array(days, pa.int32()).cast(pa.date32())
+
+
+def observations_table(
+    batch: Sequence[Landed], timezones: Mapping[str, str] | None = None
+) -> pa.Table:
+    """Expand Observation series into one row per reading; ``timezones`` (city ->
+    IANA zone, Europe/Paris where missing) decide each reading's ``local_day``."""
     counts = np.fromiter((len(x.record["values"]) for x in batch), dtype=np.int64, count=len(batch))
     index = np.repeat(np.arange(len(batch)), counts)
     total = int(counts.sum())
@@ -68,6 +121,9 @@ def observations_table(batch: Sequence[Landed]) -> pa.Table:
             "sector": column("sector"),
             "carrier": column("carrier"),
             "ts": pa.array(times // 1000, pa.int64()).cast(TS),
+            "local_day": _local_day_column(
+                [x.record["city"] for x in batch], index, times, timezones or {}
+            ),
             "value": pa.array(values),
             "quality": pa.array(quality),
             "step_seconds": _spread([x.record["step_seconds"] for x in batch], index, pa.uint32()),
@@ -109,6 +165,7 @@ def aggregates_table(batch: Sequence[Landed]) -> pa.Table:
             "suppression_reason": pa.array([r["suppression_reason"] for r in records], pa.string()),
             "computed_at": _ms([r["computed_at"] for r in records]),
             "derived": _derived(records),
+            "partial": pa.array([r.get("partial", False) for r in records], pa.bool_()),
             **_provenance(batch),
         }
     )
@@ -154,6 +211,7 @@ def released_table(batch: Sequence[Landed]) -> pa.Table:
             "suppressed": pa.array([r["suppressed"] for r in records], pa.bool_()),
             "suppression_reason": pa.array([r["suppression_reason"] for r in records], pa.string()),
             "closed_by": pa.array([r["closed_by"] for r in records], pa.string()),
+            "partial": pa.array([r.get("partial", False) for r in records], pa.bool_()),
             "released_at": _ms([r["released_at"] for r in records]),
             "derived": _derived(records),
             **_provenance(batch),

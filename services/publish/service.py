@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
+from functools import partial
 
 from confluent_kafka import Message
 
@@ -38,9 +39,12 @@ log = logging.getLogger(__name__)
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
 
-def default_routes() -> list[SinkRoute]:
+def default_routes(timezones: Mapping[str, str] | None = None) -> list[SinkRoute]:
+    """Topic -> table; ``timezones`` (city -> its zone) decide each reading's local day."""
     return [
-        SinkRoute("observations.v1", "observations", observations_table),
+        SinkRoute(
+            "observations.v1", "observations", partial(observations_table, timezones=timezones)
+        ),
         SinkRoute("energy.aggregates.v1", "energy_aggregates", aggregates_table),
         SinkRoute("energy.aggregates.released.v2", "energy_aggregates_released", released_table),
         SinkRoute(dlq.DLQ_TOPIC, "dead_letters", dead_letters_table),
@@ -157,7 +161,7 @@ class PublishService:
             node,
             contracts,
             self.warehouse,
-            default_routes(),
+            default_routes({code: city.timezone for code, city in cities.items()}),
             metrics=metrics,
             on_undecodable=undecodable_to_dead_letters(node, contracts),
         )

@@ -298,7 +298,7 @@ def meter_day(entity: str, start: int, rows: int, kwh: float, received_at: int) 
 def test_a_day_resent_across_a_month_boundary_keeps_one_pseudonym_per_meter(
     harness: Harness,
 ) -> None:
-    """The attacker's count: distinct pseudonyms per UTC day on ``anonymised`` is what
+    """The attacker's count: distinct pseudonyms per day on ``anonymised`` is what
     energy-analytics counts as delivery points. Sent on 30 January, corrected on
     2 February: 5 meters, not 10. A message across the month boundary leaves as one
     record per epoch."""
@@ -307,8 +307,8 @@ def test_a_day_resent_across_a_month_boundary_keeps_one_pseudonym_per_meter(
     meters = [f"0451234567{k:04d}" for k in range(5)]
     sends = [meter_day(m, day, 144, 0.10, january) for m in meters]
     sends += [meter_day(m, day, 144, 0.12, february) for m in meters]
-    across = {**meter_day(meters[0], day + 46 * hour, 24, 0.1, february), "lineage_id": "across"}
-    harness.produce([*sends, across])  # ^ 31 Jan 22:00 to 1 Feb 02:00 UTC
+    across = {**meter_day(meters[0], day + 45 * hour, 24, 0.1, february), "lineage_id": "across"}
+    harness.produce([*sends, across])  # ^ 31 Jan 22:00 to 1 Feb 02:00 in Paris (local months)
     runner, stage = harness.run()
     assert runner.summary.dead_letter_reasons == {}
 
@@ -325,7 +325,7 @@ def test_a_day_resent_across_a_month_boundary_keeps_one_pseudonym_per_meter(
         e: stage.keys.pseudonymiser("plantville", e)(meters[0]) for e in ("2025-01", "2025-02")
     }
     assert [r["entity_pseudonym"] for r in parts] == [pseudonym["2025-01"], pseudonym["2025-02"]]
-    assert parts[1]["event_times"][0] == day + 48 * hour  # 1 Feb 00:00, the first February row
+    assert parts[1]["event_times"][0] == day + 47 * hour  # 1 Feb 00:00 in Paris, its first row
     audits = harness.decode(
         read_all(runner.node, harness.topics.audit, expected=runner.summary.batches)
     )

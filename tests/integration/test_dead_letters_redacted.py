@@ -311,7 +311,7 @@ def test_ingest_rejects_leave_nothing_personal_in_dlq_answers_or_logs(
 def _epoch_now() -> str:
     from services.anonymise.keys import current_epoch
 
-    return current_epoch()
+    return current_epoch(timezone="Europe/Paris")  # the test city's zone
 
 
 def raw_record(entity: str, *, source: str, rows: int = 6) -> dict:

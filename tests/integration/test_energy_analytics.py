@@ -27,7 +27,7 @@ from tests.integration.kafka_helpers import read_all
 
 pytestmark = pytest.mark.integration
 
-T0 = 1_763_769_600_000_000  # 2025-11-22T00:00:00Z
+T0 = 1_763_766_000_000_000  # 2025-11-22T00:00 in Paris (2025-11-21T23:00:00Z): a local day
 ENERGY_TOPICS = (
     "observations.v1",
     "energy.regrouped.v1",
@@ -114,20 +114,20 @@ def test_aggregates_match_hand_computed_figures(node, isolated_topics) -> None:
     records = latest(node, contracts, topics.aggregates)
     assert len(records) == 5 * (96 + 24 + 1)  # 3 zones, the sector total, the city total
 
-    z2_hour = records[key("69381-0002", "PT1H", "2025-11-22T07:00:00Z")]
+    z2_hour = records[key("69381-0002", "PT1H", "2025-11-22T06:00:00Z")]
     assert z2_hour["energy_kwh"] == pytest.approx(11 * 0.3 * 6)
     assert z2_hour["meter_count"] == 11 and z2_hour["largest_share"] is None
     assert z2_hour["peak_kw"] == pytest.approx(11 * 0.3 * 6)  # 3.3 kWh per 10 min = 19.8 kW
     assert z2_hour["window_end"] - z2_hour["window_start"] == HOUR_US
     # 3 meters: withheld; then Z1 (the smaller of the two others) is withheld with it,
     # or Z3 would be the sector total minus Z1 and Z2.
-    z3 = records[key("69381-0003", "P1D", "2025-11-22T00:00:00Z")]
+    z3 = records[key("69381-0003", "P1D", "2025-11-21T23:00:00Z")]
     assert z3["suppressed"] and z3["suppression_reason"] == "min-meters"
     assert z3["energy_kwh"] is None and z3["meter_count"] is None
-    assert records[key("69381-0001", "PT15M", "2025-11-22T23:45:00Z")]["suppression_reason"] == (
+    assert records[key("69381-0001", "PT15M", "2025-11-22T22:45:00Z")]["suppression_reason"] == (
         "secondary"
     )
-    total = records[key("*", "P1D", "2025-11-22T00:00:00Z", sector="*")]
+    total = records[key("*", "P1D", "2025-11-21T23:00:00Z", sector="*")]
     assert total["energy_kwh"] == pytest.approx(144 * (12 * 0.2 + 11 * 0.3 + 3 * 0.1))
     assert total["meter_count"] == 26 and total["suppressed"] is False
     assert read_all(node, topics.dead_letters, expected=0, settle_s=0.5) == []
@@ -154,7 +154,7 @@ def test_late_data_updates_a_window_with_a_higher_version(node, isolated_topics)
     )
     run_stage(node, contracts, topics, name)
     first = latest(node, contracts, topics.aggregates)
-    day1 = key("Z1", "P1D", "2025-11-22T00:00:00Z")
+    day1 = key("Z1", "P1D", "2025-11-21T23:00:00Z")
     assert first[day1]["energy_kwh"] == pytest.approx(10 * 0.1 * 144)
 
     # A day later, five meters of the first day arrive (within the 48 h lateness),
@@ -167,9 +167,9 @@ def test_late_data_updates_a_window_with_a_higher_version(node, isolated_topics)
     assert second[day1]["version"] > first[day1]["version"]
     assert second[day1]["meter_count"] == 15
     assert second[day1]["energy_kwh"] == pytest.approx(10 * 0.1 * 144 + 5 * 0.2 * 144 + 1.0)
-    hour3 = key("Z1", "PT1H", "2025-11-22T03:00:00Z")
+    hour3 = key("Z1", "PT1H", "2025-11-22T02:00:00Z")  # 03:00 in Paris
     assert second[hour3]["energy_kwh"] == pytest.approx(10 * 0.6 + 5 * 1.2 + 1.0)
-    untouched = key("Z1", "PT1H", "2025-11-23T00:00:00Z")
+    untouched = key("Z1", "PT1H", "2025-11-22T23:00:00Z")  # the next local day
     assert untouched in second and second[untouched] == first[untouched]  # no late data there
 
     # Data older than the lateness goes to the dead letters, nothing else changes. (Ten

@@ -16,6 +16,7 @@ from services.node.main import available_services
 from services.node.status import sample_service
 from services.runtime.config import load_node_config
 from tests.integration.node_checks import differences, settle
+from tests.integration.question_checks import check_every_question
 
 pytestmark = pytest.mark.integration
 
@@ -28,6 +29,9 @@ def records_in(node: LocalNode, service: str) -> float:
     return sample.records_in
 
 
+# Four settles of a whole node (about 3 to 5 minutes on a loaded 2-core machine, the
+# README questions' checks a few seconds of it): more than the suite's default 300 s.
+@pytest.mark.timeout(600)
 def test_replayed_stages_read_again_and_change_nothing_downstream(tmp_path: Path) -> None:
     services = available_services()
     node = LocalNode(tmp_path / "node")
@@ -41,6 +45,7 @@ def test_replayed_stages_read_again_and_change_nothing_downstream(tmp_path: Path
         )
         before = settle(node, services)
         assert before["observations"][0]["readings"] > 1_000
+        check_every_question(node)  # the README's questions, on this node's own output
         for stage, where in (
             ("normalise", ["--from-offset", "0"]),
             ("energy-analytics", ["--from-time", "2000-01-01T00:00:00+00:00"]),

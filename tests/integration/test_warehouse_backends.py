@@ -128,22 +128,33 @@ def run(warehouse, slug: str) -> list[dict]:
 def test_analyst_questions_give_hand_computed_answers(warehouse) -> None:
     migrate(warehouse)
     warehouse.insert_arrow("observations", observations_table(lyon_day()))
+    # Rows of the shape energy-analytics writes: zone x sector cells (no zone total),
+    # one withheld; (the answers on a whole node's output: tests/integration/test_replay.py).
     aggregates = [
         Landed(
             {
                 **energy_aggregate(),
                 "granularity": "P1D",
                 "zone": zone,
-                "sector": "*",
-                "energy_kwh": kwh,
+                "sector": sector,
+                "energy_kwh": None if kwh is None else kwh,
+                "meter_count": None if kwh is None else 12,
+                "suppressed": kwh is None,
                 "version": version,
             },
             "energy.aggregates.v1",
             0,
             i,
         )
-        for i, (zone, kwh, version) in enumerate(
-            [("693810101", 50.0, 1), ("693810101", 80.0, 2), ("693810102", 60.0, 1)]
+        for i, (zone, sector, kwh, version) in enumerate(
+            [
+                ("693810101", "residential", 50.0, 1),
+                ("693810101", "residential", 70.0, 2),
+                ("693810101", "tertiary", 10.0, 1),
+                ("693810102", "residential", 60.0, 1),
+                ("693810102", "tertiary", None, 1),
+                ("693810103", "residential", None, 1),  # a zone withheld whole
+            ]
         )
     ]
     warehouse.insert_arrow("energy_aggregates", aggregates_table(aggregates))
@@ -156,12 +167,17 @@ def test_analyst_questions_give_hand_computed_answers(warehouse) -> None:
         ("693810102", 4.0, 1),
         ("693810101", 3.0, 2),
     ]
-    [peak] = run(warehouse, "peak-hour-per-city")
+    peak, next_day = run(warehouse, "peak-hour-per-city")  # local days: 23:00 UTC is the 23rd
     assert peak["city"] == "lyon" and peak["peak_hour"].hour == 18 and peak["peak_kwh"] == 21.0
+    assert str(next_day["day"]) == "2025-11-23" and next_day["peak_kwh"] == 7.0
     [exceedance] = run(warehouse, "no2-exceedances")
     assert exceedance["no2_ugm3"] == 240.0 and exceedance["hour"].timestamp() * 1e6 == T0 + HOUR
     top = run(warehouse, "top-consuming-zones")
-    assert [(r["zone"], r["kwh"]) for r in top] == [("693810101", 80.0), ("693810102", 60.0)]
+    assert [(r["zone"], r["kwh"], r["meters"], r["withheld_cells"]) for r in top] == [
+        ("693810101", 80.0, 24, 0),
+        ("693810102", 60.0, 12, 1),
+        ("693810103", 0.0, 0, 1),
+    ]
     profile = run(warehouse, "daily-load-profile")
     assert len(profile) == 24 and max(profile, key=lambda r: r["avg_kwh"])["hour_utc"] == 18
 

@@ -238,7 +238,7 @@ def test_days_are_local_days_across_dst() -> None:
     by_day = daily.rows_by_day(times, "Europe/Paris")
     assert {k: len(v) for k, v in by_day.items()} == {start: 138, utc_us(2025, 3, 30, 22): 6}
     # Feb 1st in Paris starts on Jan 31 in UTC: its key is February's, the month of its middle.
-    assert daily.epoch_of_day(utc_us(2025, 1, 31, 23)) == "2025-02"
+    assert daily.epoch_of_day(utc_us(2025, 1, 31, 23), "Europe/Paris") == "2025-02"
 
 
 COARSENING = Coarsening("P1D", 86400, sum=("kwh",), mean=("kw",), registers=("idx",))

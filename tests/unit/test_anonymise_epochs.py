@@ -1,5 +1,7 @@
-"""Exact meter counts across pseudonym epochs: the epoch of a row is the UTC month
-of the reading's own time, so a day re-sent in the next month keeps its pseudonyms.
+"""Exact meter counts across pseudonym epochs: the epoch of a row is the city's
+local month (Europe/Paris here) of the reading's own time, so a day re-sent in the
+next month keeps its pseudonyms, and the first local day of a month (which starts
+in the previous UTC month) has one pseudonym per meter.
 
 The attacker's view: energy-analytics counts delivery points per cell and day by
 pseudonym. When the epoch came from ``received_at``, a day of 5 meters sent in
@@ -21,13 +23,13 @@ from services.anonymise.keys import KeyStore
 from services.anonymise.policy import Policy, PolicySet
 from services.anonymise.stage import AnonymiseStage
 from services.energy.windows import (
-    DAY_US,
     apply_meter_change,
     empty_cell_day,
     merge_pieces,
     pieces_by_day,
 )
 from services.ingest.records import to_column
+from services.runtime import localday
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.processor import InputMeta
 from tests.fixture_secrets import fixture_secret
@@ -43,7 +45,8 @@ def at(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> int:
     return int(datetime(year, month, day, hour, minute, tzinfo=UTC).timestamp()) * US
 
 
-DAY = at(2025, 1, 30)  # the day every test re-sends
+PARIS = "Europe/Paris"
+DAY = at(2025, 1, 29, 23)  # the day every test re-sends: 30 January in Paris
 JANUARY_SEND, FEBRUARY_SEND = at(2025, 1, 31, 6), at(2025, 2, 2, 6)
 
 PRIVACY = {
@@ -104,10 +107,12 @@ def energy_cells(observations: list[dict[str, Any]]) -> dict[int, dict[str, Any]
     meter_days: dict[tuple[str, int], list] = {}
     cells: dict[int, dict[str, Any]] = {}
     for record in observations:
-        for day, pieces in pieces_by_day(record).items():
+        for day, pieces in pieces_by_day(record, PARIS).items():
             old = meter_days.get((record["entity_pseudonym"], day), [])
             merged, removed, added = merge_pieces(old, pieces)
-            cell = cells.get(day) or empty_cell_day()
+            cell = cells.get(day) or empty_cell_day(
+                len(range(day, localday.day_end(day, PARIS), 900 * US))
+            )
             cells[day] = apply_meter_change(cell, old, merged, removed, added)
             meter_days[(record["entity_pseudonym"], day)] = merged
     return cells
@@ -129,7 +134,7 @@ def test_a_day_resent_in_the_next_month_counts_each_meter_once(stage: AnonymiseS
 
 
 def test_a_message_across_the_month_boundary_is_split_by_epoch(stage: AnonymiseStage) -> None:
-    start = at(2025, 1, 31, 22)  # 4 hours: 12 readings in January, 12 in February
+    start = at(2025, 1, 31, 21)  # 4 hours: 12 readings in January, 12 in February (Paris)
     record = readings(METERS[0], start, 24, 0.1, FEBRUARY_SEND)
     record["columns"][2] = to_column("kwh", [None if k in (3, 15) else 0.1 * k for k in range(24)])
     january, february = emitted(stage, record)
@@ -138,7 +143,7 @@ def test_a_message_across_the_month_boundary_is_split_by_epoch(stage: AnonymiseS
     # Each part carries its own rows, in order, the missing ones renumbered.
     assert values_of(january, "kwh")[:5] == [0.0, 0.1, 0.2, None, pytest.approx(0.4)]
     assert values_of(february, "kwh")[3] is None and values_of(february, "kwh")[4] == 1.6
-    assert values_of(february, "debut")[0] * US == at(2025, 2, 1)
+    assert values_of(february, "debut")[0] * US == at(2025, 1, 31, 23)  # 1 February in Paris
     # Each part has the pseudonym any other message of its epoch gets.
     [in_january] = emitted(stage, readings(METERS[0], DAY, 3, 0.1, FEBRUARY_SEND))
     [in_february] = emitted(stage, readings(METERS[0], at(2025, 2, 10), 3, 0.1, JANUARY_SEND))
@@ -153,7 +158,7 @@ def test_a_message_across_the_month_boundary_is_split_by_epoch(stage: AnonymiseS
 
 def test_the_reading_time_comes_from_event_times_without_a_mapping(tmp_path: Path) -> None:
     policy = policy_of(tmp_path, PRIVACY)  # no mapping: the transport's event times
-    times = [at(2025, 1, 31, 23, 50), at(2025, 2, 1)]
+    times = [at(2025, 1, 31, 22, 50), at(2025, 1, 31, 23)]  # 23:50 Jan 31, 00:00 Feb 1 in Paris
     record = raw({"meter": ["m", "m"], "kwh": [1.0, 2.0]}, event_times=times)
     [(first, january), (second, february)] = split_by_epoch(record, policy)
     assert (first, second) == ("2025-01", "2025-02")
@@ -169,7 +174,7 @@ def test_rows_without_a_time_take_the_epoch_of_their_reception(policy: Policy) -
         ("2025-01", 2),
         ("2025-02", 1),
     ]
-    assert row_epochs([None, None], JANUARY_SEND) == "2025-01"
+    assert row_epochs([None, None], JANUARY_SEND, timezone=PARIS) == "2025-01"
 
 
 def test_a_record_in_one_epoch_is_not_copied(policy: Policy) -> None:
@@ -218,14 +223,34 @@ def test_a_bucketed_time_field_decides_by_its_bucket(tmp_path: Path) -> None:
     assert reading_times(record, policy) == [at(2025, 1, 31, 23)]
 
 
-def test_the_energy_days_never_straddle_an_epoch() -> None:
-    """Why UTC months: every UTC day (energy-analytics' day) lies in one UTC month."""
+@pytest.mark.parametrize("zone", [PARIS, "Pacific/Noumea", "America/Cayenne"])
+def test_the_energy_days_never_straddle_an_epoch(zone: str) -> None:
+    """Why local months: every local day (energy-analytics' day) lies in one local month."""
     from services.anonymise.keys import epoch_of
 
-    day = at(2024, 1, 1)
+    day = localday.day_start(at(2024, 1, 1), zone)
     while day < at(2026, 1, 1):
-        assert epoch_of(day) == epoch_of(day + DAY_US - 1)
-        day += DAY_US
+        end = localday.day_end(day, zone)
+        assert epoch_of(day, zone) == epoch_of(end - 1, zone)
+        day = end
+
+
+def test_the_first_local_day_of_a_month_counts_each_meter_once(stage: AnonymiseStage) -> None:
+    """1 February in Paris starts at 23:00 UTC on 31 January. With UTC-month epochs its
+    first hour went under January's key and the rest under February's: each meter
+    had two pseudonyms that day and was counted twice (5 meters published as 10)."""
+    first = at(2025, 1, 31, 23)
+    sent = []
+    for m in METERS:  # one message per hour, as hourly pushes send it
+        for hour in range(24):
+            sent += emitted(stage, readings(m, first + hour * 6 * STEP * US, 6, 0.1, FEBRUARY_SEND))
+    assert {r["key_epoch"] for r in sent} == {"2025-02"}
+    for m_index in range(len(METERS)):
+        mine = sent[m_index * 24 : (m_index + 1) * 24]
+        assert len({r["entity_pseudonym"] for r in mine}) == 1
+    cell = energy_cells([observation(r) for r in sent])[first]
+    assert cell["dn"] == 5 and max(cell["n"]) == 5
+    assert sum(cell["e"]) == pytest.approx(5 * 144 * 0.1)
 
 
 def test_a_split_record_is_counted_only_once_every_part_was_encoded(

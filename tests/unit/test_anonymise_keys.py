@@ -85,10 +85,12 @@ def test_epoch_keys_differ_and_hide_the_secret() -> None:
         assert SECRET not in shown and SECRET[:8] not in shown
 
 
-def test_epoch_is_the_utc_month_of_a_time() -> None:
-    assert epoch_of(us(2025, 11, 30)) == "2025-11"
-    assert epoch_of(us(2025, 12, 1) - 1) == "2025-11"
-    assert epoch_of(us(2025, 12, 1)) == "2025-12"
+def test_epoch_is_the_month_of_a_time_in_the_city_zone() -> None:
+    assert epoch_of(us(2025, 11, 30), "Europe/Paris") == "2025-11"
+    paris_december = us(2025, 12, 1) - 3600 * 1_000_000  # 00:00 in Paris is 23:00 UTC
+    assert epoch_of(paris_december - 1, "Europe/Paris") == "2025-11"
+    assert epoch_of(paris_december, "Europe/Paris") == "2025-12"
+    assert epoch_of(us(2025, 12, 1), "America/Cayenne") == "2025-11"  # still 21:00 there
     assert keys.next_epoch("2025-12") == "2026-01" and keys.next_epoch("2025-01") == "2025-02"
 
 

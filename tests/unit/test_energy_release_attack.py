@@ -52,7 +52,7 @@ from services.runtime.errors import RejectedInput
 from services.runtime.processor import Emit, InputMeta
 from tests.energy_helpers import energy_observation
 
-T0 = 1_763_769_600_000_000  # 2025-11-22T00:00:00Z, the day under attack
+T0 = 1_763_766_000_000_000  # the day under attack: 2025-11-22 in Paris, from 2025-11-21T23:00Z
 TOPICS = EnergyTopics()
 ZONES = ("Z1", "Z2", "Z3")
 SECTORS = ("residential", "tertiary")

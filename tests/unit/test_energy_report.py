@@ -51,3 +51,20 @@ def test_week_on_week_and_year_on_year_when_history_exists() -> None:
     [year_ago, week_ago, today] = day_changes(days)
     assert year_ago.week_on_week is None and week_ago.year_on_year is None
     assert today.week_on_week == -0.25 and today.year_on_year == 0.5
+
+
+def test_days_are_the_city_local_days_and_partial_ones_are_not_compared() -> None:
+    """A Paris P1D starts at 23:00 UTC the evening before: it is reported under its own
+    local date (it was under the UTC date, the day before). A partial day is marked
+    and no change is computed from or to it (half a day is not a 50 % drop)."""
+    paris_day = T0 - HOUR  # 2025-11-22 00:00 in Paris
+    days = [
+        record("P1D", paris_day - 7 * DAY, 200.0),
+        record("P1D", paris_day, 150.0),
+        record("P1D", paris_day + 7 * DAY, 40.0, partial=True),
+    ]
+    _, today, partial = day_changes(days, tz="Europe/Paris")
+    assert today.day == dt.date(2025, 11, 22) and today.week_on_week == -0.25
+    assert partial.partial and partial.week_on_week is None
+    noumea = day_changes([record("P1D", T0 - 11 * HOUR, 1.0)], tz="Pacific/Noumea")
+    assert [c.day for c in noumea] == [dt.date(2025, 11, 22)]

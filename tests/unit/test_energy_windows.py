@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.energy.secrecy import SecrecyPolicy
-from services.energy.stage import EnergyStage, EnergyTopics
+from services.energy.stage import EnergyTopics
 from services.energy.windows import (
     DAY_US,
     HOUR_US,
@@ -26,12 +26,13 @@ from services.energy.windows import (
     quarter_energy,
     quarter_peaks,
 )
-from services.runtime.config import NodeConfig
-from services.runtime.errors import RejectedInput
 from services.runtime.processor import InputMeta
+from tests.energy_helpers import EnergyHarness
+from tests.energy_helpers import iso as _iso
 
-T0 = 1_763_769_600_000_000  # 2025-11-22T00:00:00Z
+T0 = 1_763_766_000_000_000  # 2025-11-22T00:00 in Paris (2025-11-21T23:00:00Z): a local day
 MIN = 60 * US
+PARIS = "Europe/Paris"
 TOPICS = EnergyTopics()
 
 
@@ -73,7 +74,7 @@ def observation(
 
 
 def test_a_ten_minute_reading_across_a_quarter_is_shared_in_proportion() -> None:
-    [(day, pieces)] = pieces_by_day(observation("m", [1.2], start=T0 + 10 * MIN)).items()
+    [(day, pieces)] = pieces_by_day(observation("m", [1.2], start=T0 + 10 * MIN), PARIS).items()
     assert day == T0 and pieces == [(10 * MIN, 10 * MIN, 1.2)]
     energy, present = quarter_energy(pieces)
     assert energy[:3] == [pytest.approx(0.6), pytest.approx(0.6), 0.0]
@@ -85,7 +86,7 @@ def test_a_ten_minute_reading_across_a_quarter_is_shared_in_proportion() -> None
 
 def test_a_reading_across_midnight_is_split_between_days() -> None:
     record = observation("m", [2.0], start=T0 - 30 * MIN, step=3600)
-    assert pieces_by_day(record) == {
+    assert pieces_by_day(record, PARIS) == {
         T0 - DAY_US: [(DAY_US - 30 * MIN, 30 * MIN, 1.0)],
         T0: [(0, 30 * MIN, 1.0)],
     }
@@ -94,8 +95,8 @@ def test_a_reading_across_midnight_is_split_between_days() -> None:
 def test_peak_is_the_highest_summed_power_of_the_zone() -> None:
     """Meter A: 0.5 kWh 00:00-00:10 (3 kW), 1 kWh 00:10-00:20 (6 kW); meter B: 1 kWh
     00:00-00:30 (2 kW). Summed: 5 kW, then 8 kW, then 2 kW (00:20-00:30)."""
-    a = pieces_by_day(observation("a", [0.5, 1.0]))[T0]
-    b = pieces_by_day(observation("b", [1.0], step=1800))[T0]
+    a = pieces_by_day(observation("a", [0.5, 1.0]), PARIS)[T0]
+    b = pieces_by_day(observation("b", [1.0], step=1800), PARIS)[T0]
     cell = apply_meter_change(empty_cell_day(), [], a, [], a)
     cell = apply_meter_change(cell, [], b, [], b)
     peaks = quarter_peaks([cell["p"]])
@@ -106,98 +107,24 @@ def test_peak_is_the_highest_summed_power_of_the_zone() -> None:
 
 
 def test_a_reading_sent_again_replaces_instead_of_adding() -> None:
-    first = pieces_by_day(observation("m", [1.0, 2.0]))[T0]
+    first = pieces_by_day(observation("m", [1.0, 2.0]), PARIS)[T0]
     merged, removed, added = merge_pieces(first, first)
     assert (merged, removed, added) == (first, [], [])
-    corrected = pieces_by_day(observation("m", [5.0], start=T0 + 10 * MIN))[T0]
+    corrected = pieces_by_day(observation("m", [5.0], start=T0 + 10 * MIN), PARIS)[T0]
     merged, removed, added = merge_pieces(first, corrected)
     assert merged == [(0, 10 * MIN, 1.0), (10 * MIN, 10 * MIN, 5.0)]
     assert removed == [(10 * MIN, 10 * MIN, 2.0)] and added == corrected
     # An hourly reading over the same time replaces the 10-minute ones it overlaps.
-    hourly = pieces_by_day(observation("m", [9.0], step=3600))[T0]
+    hourly = pieces_by_day(observation("m", [9.0], step=3600), PARIS)[T0]
     merged, removed, _ = merge_pieces(merged, hourly)
     assert merged == hourly and len(removed) == 2
 
 
-# --- the stage, fed record by record ---------------------------------------------------------
+# --- the stage, fed record by record (tests/energy_helpers.Harness) -------------------------
 
 
-class FakeCodec:
-    def encode(self, record: dict[str, Any]) -> bytes:
-        return b"\x00\x00\x00\x00\x01"
-
-
-class FakeContracts:
-    def codec(self, topic: str) -> FakeCodec:
-        return FakeCodec()
-
-
-class Harness:
-    """Feeds records to the stage as one batch per call, like the StageRunner."""
-
-    def __init__(self, **kwargs: Any):
-        kwargs.setdefault("lateness_us", 48 * HOUR_US)
-        kwargs.setdefault("partitions", 1)
-        kwargs.setdefault("clock", lambda: 0)
-        self.stage = EnergyStage(TOPICS, node=NodeConfig(), contracts=FakeContracts(), **kwargs)
-        self.offset = 0
-        self.latest: dict[str, dict[str, Any]] = {}
-        self.released: dict[str, dict[str, Any]] = {}
-        self.dead: list[str] = []
-
-    def batch(self, *records: dict[str, Any]) -> list[dict[str, Any]]:
-        regrouped = []
-        for record in records:
-            try:
-                regrouped += list(self.stage.process(record, self._meta(TOPICS.observations)))
-            except RejectedInput as exc:
-                self.stage.on_record_failed()
-                self.dead.append(exc.reason)
-        emitted = []
-        for emit in regrouped:
-            try:
-                meta = self._meta(TOPICS.regrouped, emit.key.encode())
-                emitted += list(self.stage.process(emit.value, meta))
-            except RejectedInput as exc:
-                self.stage.on_record_failed()
-                self.dead.append(exc.reason)
-        emitted += list(self.stage.end_batch())
-        self.stage.on_commit()
-        return self._collect(emitted)
-
-    def tick(self) -> list[dict[str, Any]]:
-        emitted = list(self.stage.on_tick())
-        self.stage.on_commit()
-        self._collect(emitted)
-        return [e.value for e in emitted if e.topic == TOPICS.released]
-
-    def _collect(self, emitted: list[Any]) -> list[dict[str, Any]]:
-        out = []
-        for emit in emitted:
-            if emit.topic == TOPICS.released:
-                assert emit.key not in self.released, "a window was released twice"
-                self.released[emit.key] = emit.value
-            if emit.topic == TOPICS.aggregates:
-                assert emit.value["version"] > self.latest.get(emit.key, {}).get("version", 0)
-                self.latest[emit.key] = emit.value
-                out.append(emit.value)
-            elif emit.topic == TOPICS.dead_letters:
-                self.dead.append(emit.value["reason"])
-        return out
-
-    def _meta(self, topic: str, key: bytes = b"lyon|m") -> InputMeta:
-        self.offset += 1
-        return InputMeta(topic, 0, self.offset, key, T0 // 1000 + 10 * DAY_US // 1000)
-
-    def get(self, zone: str, sector: str, granularity: str, start: int) -> dict[str, Any]:
-        when = _iso(start)
-        return self.latest[f"lyon|{zone}|electricity|{sector}|{granularity}|{when}"]
-
-
-def _iso(t: int) -> str:
-    import datetime as dt
-
-    return dt.datetime.fromtimestamp(t / 1e6, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def Harness(**kwargs: Any) -> EnergyHarness:
+    return EnergyHarness(now_us=T0 + 10 * DAY_US, **kwargs)
 
 
 def day_of(meter: str, kwh: float, start: int = T0, zone: str = "Z1") -> dict[str, Any]:
@@ -403,7 +330,7 @@ def test_a_quiet_group_is_released_by_the_wall_clock() -> None:
     assert h.tick() == []
     now[0] += 2 * US * 1000
     released = h.tick()
-    assert {r["window_start"] // DAY_US for r in released} == {T0 // DAY_US}
+    assert all(T0 <= r["window_start"] < T0 + DAY_US for r in released) and released
     assert all(r["closed_by"] == "idle" for r in released)
     assert h.tick() == []  # released once
     # The watermark never passed day 1, yet it is closed: a reading of it is too late.
