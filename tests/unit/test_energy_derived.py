@@ -27,7 +27,7 @@ from services.runtime.paths import REPO_ROOT
 from services.runtime.processor import InputMeta
 from tests.energy_helpers import energy_observation
 
-T0 = 1_763_769_600_000_000  # 2025-11-22T00:00:00Z
+T0 = 1_763_766_000_000_000  # 2025-11-22T00:00 Europe/Paris (23:00Z the day before): a local day
 TOPICS = EnergyTopics()
 OPEN = SecrecyPolicy(min_meters=1, dominance_share=1.0)  # every cell shown
 
@@ -97,7 +97,9 @@ def test_measured_windows_keep_their_peak_and_a_spread_meter_makes_them_derived(
 
 def test_a_released_day_flags_its_derived_windows():
     cell = empty_cell_day()
-    pieces = pieces_by_day(energy_observation("m", "Z1", T0, [2.0], step_seconds=3600))[T0]
+    pieces = pieces_by_day(
+        energy_observation("m", "Z1", T0, [2.0], step_seconds=3600), "Europe/Paris"
+    )[T0]
     merged, removed, added = merge_pieces([], pieces)
     state = apply_meter_change(cell, [], merged, removed, added)
     table = day_table(T0, {("Z1", "residential"): state})
