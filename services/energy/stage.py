@@ -110,6 +110,11 @@ STORE = "energy"
 DEFAULT_LATENESS_US = 48 * HOUR_US
 DEFAULT_POLICY = SecrecyPolicy()
 FUTURE_TOLERANCE_US = DAY_US
+# Times a window can hold: before 2000 or from 2200 on, a reading is a broken clock
+# or field (epoch seconds read as milliseconds, year 0001 or 9999); outside the years
+# 1-9999 no window key can even be written. Such a record is a dead letter, never
+# a crash of the batch (services/normalise/timebounds.py filters per source first).
+PLAUSIBLE_US = (946_684_800 * 1_000_000, 7_258_118_400 * 1_000_000)  # [2000-01-01, 2200-01-01)
 SOURCE_SKEW_US = 7 * DAY_US
 UNKNOWN = "unknown"
 DEFAULT_CARRIER = "electricity"
@@ -254,6 +259,14 @@ class EnergyStage(BaseStage):
             raise RejectedInput(
                 "energy-series",
                 "a series needs step_seconds > 0, or one time per value when step_seconds is 0",
+            )
+        first, end = reading_span(record)
+        if first < PLAUSIBLE_US[0] or end >= PLAUSIBLE_US[1]:
+            raise RejectedInput(
+                "time-implausible",
+                f"readings from {first} to {end} µs after 1970-01-01 UTC fall outside "
+                "2000-01-01 .. 2200-01-01: a broken clock or time field, not energy to "
+                "aggregate; fix the source (normalise's plausible_time catches it first)",
             )
         if any(not math.isfinite(v) or v < 0 for v in values):
             raise RejectedInput(

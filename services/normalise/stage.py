@@ -18,6 +18,7 @@ from prometheus_client import Counter
 from services.normalise.mapping import SourceMapping, compile_city
 from services.normalise.transform import Normaliser
 from services.normalise.vocabulary import Vocabulary, load_vocabulary
+from services.runtime import dlq
 from services.runtime.cities import CityConfig
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
@@ -35,6 +36,7 @@ class NormaliseTopics:
     input: str = "anonymised.v1"
     output: str = "observations.v1"
     state: str = "normalise.state.v1"
+    dead_letters: str = dlq.DLQ_TOPIC
 
 
 def compile_mappings(
@@ -100,7 +102,26 @@ class NormaliseStage(BaseStage):
             emits.append(Emit(output, key, observation, readings=len(observation["values"])))
         for reason, count in outcome.dropped.items():
             self._pending_drops[reason] = self._pending_drops.get(reason, 0) + count
+        emits += [self._letter(record, meta, *letter) for letter in outcome.letters]
         return emits
+
+    def _letter(self, record: dict[str, Any], meta: InputMeta, reason: str, message: str) -> Emit:
+        """A dead letter for part of a record (its other readings went on): it points to
+        the record by topic, partition and offset, where it stays whole."""
+        letter = dlq.dead_letter(
+            stage=self.name,
+            reason=reason,
+            message=message,
+            original_value=None,
+            original_key=meta.key,
+            source_topic=meta.topic,
+            source_partition=meta.partition,
+            source_offset=meta.offset,
+            city=record["city"],
+            source=record.get("source"),
+        )
+        key = dlq.dead_letter_key(self.name, record["city"])
+        return Emit(self.topics.dead_letters, key, letter, readings=0)
 
     # -- state hooks -----------------------------------------------------------------------
     def on_assign(self, partitions: list[int]) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from confluent_kafka import Message
 
+from services.publish import versions
 from services.publish.migrations import migrate
 from services.publish.query import ensure_read_only, to_ipc
 from services.publish.republish import PublicTopics, Republisher
@@ -38,7 +39,7 @@ ARROW_STREAM = "application/vnd.apache.arrow.stream"
 
 def default_routes() -> list[SinkRoute]:
     return [
-        SinkRoute("observations.v1", "observations", observations_table),
+        SinkRoute("observations.v1", "observations", observations_table, versions.supersede),
         SinkRoute("energy.aggregates.v1", "energy_aggregates", aggregates_table),
         SinkRoute("energy.aggregates.released.v2", "energy_aggregates_released", released_table),
         SinkRoute(dlq.DLQ_TOPIC, "dead_letters", dead_letters_table),
