@@ -236,7 +236,7 @@ class Normaliser:
         metric = spec.metric
         key = state_key(base["city"], base["entity_pseudonym"], metric.name)
         state = get_state(key)
-        if state and any(q & TIME_AMBIGUOUS for q in tflags):
+        if state and any(tflags) and any(q & TIME_AMBIGUOUS for q in tflags):
             zone = source.timezone if source else DEFAULT_TIMEZONE
             times, tflags = localtime.place_repeated_hour(times, tflags, state, zone)
         values, bad = numbers(columns[spec.column])

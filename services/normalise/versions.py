@@ -20,14 +20,13 @@ nothing is lost). Coarsened records (anonymise summed rows per bucket) keep the
 bucket rule of :mod:`services.normalise.memory`.
 
 What is kept: ``vals`` in the entity-metric state, the values published within
-the horizon, ``{"t": [µs...], "v": [value...], "c": {"µs": version}}`` (``c``
-only for corrected times). Cumulative registers are not versioned (a register
+the horizon as segments ``[[start_us, step_us, [value...]], ...]``, and ``vver``
+``{"µs": version}`` for the corrected times only. Cumulative registers are not versioned (a register
 read again earlier is stale: see ``Normaliser._differences``).
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -85,11 +84,16 @@ def sort_out(
 
 
 def _kept(state: dict[str, Any]) -> dict[int, tuple[float, int]]:
-    vals = state.get("vals")
-    if not vals:
+    segments = state.get("vals")
+    if not segments:
         return {}
-    corrected = vals.get("c") or {}
-    return {t: (v, corrected.get(str(t), 0)) for t, v in zip(vals["t"], vals["v"], strict=True)}
+    corrected = state.get("vver") or {}
+    out = {}
+    for begin, step, values in segments:
+        for k, value in enumerate(values):
+            t = begin + k * step
+            out[t] = (value, corrected.get(str(t), 0))
+    return out
 
 
 def remember(
@@ -101,29 +105,61 @@ def remember(
     corrected: dict[int, int] | None = None,
 ) -> dict[str, Any]:
     """``state`` (already updated by :func:`memory.remember`) keeping these values
-    (sorted times), with the versions of ``corrected`` times; older than the
-    horizon before the state's latest time are forgotten."""
+    (sorted times), with the versions of ``corrected`` times; values older than the
+    horizon before the state's latest time are forgotten.
+
+    Kept as segments ``[start_us, step_us, [values]]`` of evenly spaced times (a
+    day of 10-minute readings is one segment): the state is rewritten to the
+    changelog with every batch, so it holds no time it can compute."""
     if "hwm" not in state:
         return state
-    vals = state.get("vals") or {"t": [], "v": []}
-    old_t, old_v = vals["t"], vals["v"]
-    versions = dict(vals.get("c") or {})
-    if times and (not old_t or times[0] > old_t[-1]):
-        new_t, new_v = old_t + times, old_v + values
-    else:
-        merged = dict(zip(old_t, old_v, strict=True))
-        merged.update(zip(times, values, strict=True))
-        new_t = sorted(merged)
-        new_v = [merged[t] for t in new_t]
+    segments = [list(segment) for segment in state.get("vals") or []]
+    last = segments[-1] if segments else None
+    if times and last is not None and times[0] > _end(last) and not corrected:
+        segments[-1] = last = [last[0], last[1], list(last[2])]
+        _extend(segments, times, values)
+    elif times:
+        merged = _kept(state)
+        for t, v in zip(times, values, strict=True):
+            merged[t] = (v, 0)
+        segments = []
+        _extend(segments, sorted(merged), [merged[t][0] for t in sorted(merged)])
+    versions = dict(state.get("vver") or {})
     for t, version in (corrected or {}).items():
         versions[str(t)] = version
-    cut = bisect_left(new_t, state["hwm"] - horizon_us)
-    if cut:
-        new_t, new_v = new_t[cut:], new_v[cut:]
-        if versions:
-            first = new_t[0] if new_t else None
-            versions = {t: n for t, n in versions.items() if first is not None and int(t) >= first}
-    kept: dict[str, Any] = {"t": new_t, "v": new_v}
+    limit = state["hwm"] - horizon_us
+    while segments and _end(segments[0]) < limit:
+        segments.pop(0)
+    if segments and segments[0][0] < limit:
+        begin, step, kept = segments[0]
+        skip = -(-(limit - begin) // step)
+        segments[0] = [begin + skip * step, step, kept[skip:]]
+    new = {**state, "vals": segments}
+    first = segments[0][0] if segments else None
+    versions = {t: n for t, n in versions.items() if first is not None and int(t) >= first}
     if versions:
-        kept["c"] = versions
-    return {**state, "vals": kept}
+        new["vver"] = versions
+    else:
+        new.pop("vver", None)
+    return new
+
+
+def _end(segment: list) -> int:
+    begin, step, values = segment
+    return begin + step * (len(values) - 1)
+
+
+def _extend(segments: list[list], times: list[int], values: list[float]) -> None:
+    """Append sorted readings to the segments, continuing the last where evenly spaced."""
+    for t, v in zip(times, values, strict=True):
+        last = segments[-1] if segments else None
+        if last is not None:
+            begin, step, kept = last
+            if len(kept) == 1 and t > begin:
+                last[1] = t - begin
+                kept.append(v)
+                continue
+            if step and t == begin + step * len(kept):
+                kept.append(v)
+                continue
+        segments.append([t, 0, [v]])

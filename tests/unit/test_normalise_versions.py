@@ -244,7 +244,7 @@ def deliveries(draw) -> tuple[dict[str, list[float]], list[list[tuple[str, int, 
     return truth, batches
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(deliveries())
 def test_corrections_in_any_order_and_batching_give_the_corrected_aggregates(city, sent):
     truth, batches = sent
