@@ -45,6 +45,9 @@ class TimeBounds:
         known = received_at is not None and received_at >= self.earliest_us
         latest = received_at + self.ahead_us if known else None
         low = self.earliest_us
+        present = times if times and None not in times else None  # the usual case, in C
+        if present and min(present) >= low and (latest is None or max(present) <= latest):
+            return []
         if latest is None:
             return [i for i, t in enumerate(times) if t is not None and t < low]
         return [i for i, t in enumerate(times) if t is not None and not low <= t <= latest]

@@ -150,16 +150,33 @@ def _end(segment: list) -> int:
 
 
 def _extend(segments: list[list], times: list[int], values: list[float]) -> None:
-    """Append sorted readings to the segments, continuing the last where evenly spaced."""
-    for t, v in zip(times, values, strict=True):
+    """Append sorted readings to the segments, continuing the last where evenly
+    spaced (a regular run is appended at once: the usual case)."""
+    i, n = 0, len(times)
+    while i < n:
+        t = times[i]
         last = segments[-1] if segments else None
         if last is not None:
             begin, step, kept = last
             if len(kept) == 1 and t > begin:
-                last[1] = t - begin
-                kept.append(v)
-                continue
+                step = last[1] = t - begin
             if step and t == begin + step * len(kept):
-                kept.append(v)
+                j = _run_end(times, i, step)
+                kept.extend(values[i:j])
+                i = j
                 continue
-        segments.append([t, 0, [v]])
+        segments.append([t, 0, [values[i]]])
+        i += 1
+
+
+def _run_end(times: list[int], i: int, step: int) -> int:
+    """End (exclusive) of the run of ``times`` from ``i`` spaced by ``step``."""
+    n = len(times)
+    if times[-1] - times[i] == step * (n - 1 - i) and times[i:] == list(
+        range(times[i], times[-1] + 1, step)
+    ):
+        return n
+    j = i + 1
+    while j < n and times[j] == times[j - 1] + step:
+        j += 1
+    return j
