@@ -315,11 +315,12 @@ def transform_round(meters: int, days: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _baseline_round(rev_tree: Path, meters: int, days: int) -> list[dict[str, Any]]:
+def _subprocess_round(rev_tree: Path, meters: int, days: int) -> list[dict[str, Any]]:
     import json
     import os
     import subprocess
 
+    """One round of :func:`transform_round` on the code of ``rev_tree``."""
     env = {**os.environ, "PYTHONPATH": str(rev_tree)}
     command = [sys.executable, __file__, "--transform-json", f"--meters={meters}"]
     done = subprocess.run(
@@ -344,11 +345,12 @@ def transform_main(meters: int, days: int, baseline: str | None, rounds: int) ->
     best: dict[tuple[str, str], dict[str, Any]] = {}
     try:
         for _ in range(rounds):
-            runs = [("now", lambda: transform_round(meters, days))]
+            # both in a fresh subprocess, so neither pays for the other's heap
+            runs = [("now", Path(__file__).resolve().parents[1])]
             if tree is not None:
-                runs.insert(0, (baseline or "", lambda: _baseline_round(tree, meters, days)))
-            for code, run in runs:
-                for row in run():
+                runs.insert(0, (baseline or "", tree))
+            for code, code_tree in runs:
+                for row in _subprocess_round(code_tree, meters, days):
                     key = (row["case"], code)
                     if key not in best or row["seconds"] < best[key]["seconds"]:
                         best[key] = row
