@@ -8,6 +8,10 @@ so hourly and daily totals hold the latest values. In ``observations`` the rows
 a correction supersedes (same city, metric, entity and time, a lower version)
 are then deleted, here, after the insert.
 
+On a cluster (deploy/clickhouse/cluster/), the delete runs on every shard's
+``observations_local`` (a Distributed table takes no DELETE); all versions of a
+reading are on one shard (sharding by city and entity), so each shard decides alone.
+
 Crash safety: the insert carries the sink's deduplication token and the delete
 is idempotent; a crash between the two leaves a superseded row that
 :func:`supersede` run at (re)assignment removes (it looks at the rows with a
@@ -48,28 +52,39 @@ def corrected_keys(batch: Sequence[Landed]) -> list[str]:
     return keys
 
 
-def supersede_sql(keys: Sequence[str] | None = None) -> str:
+def supersede_sql(keys: Sequence[str] | None = None, *, cluster: bool = False) -> str:
     """DELETE of every row that a later version of the same reading supersedes
     (only among ``keys`` when given: the batch just landed)."""
+    table = f"{TABLE}_local" if cluster else TABLE
+    where = f"{table} ON CLUSTER '{{cluster}}'" if cluster else table
     scope = ""
     if keys:
         scope = f" AND (city, metric, entity, toUnixTimestamp64Milli(ts)) IN ({', '.join(keys)})"
     return (
-        f"DELETE FROM {TABLE} WHERE ({_KEY}) IN "
-        f"(SELECT {_KEY} FROM {TABLE} WHERE version > 0{scope}) "
+        f"DELETE FROM {where} WHERE ({_KEY}) IN "
+        f"(SELECT {_KEY} FROM {table} WHERE version > 0{scope}) "
         f"AND ({_KEY}, version) NOT IN "
-        f"(SELECT {_KEY}, max(version) FROM {TABLE} WHERE version > 0{scope} GROUP BY {_KEY})"
+        f"(SELECT {_KEY}, max(version) FROM {table} WHERE version > 0{scope} GROUP BY {_KEY})"
         f"{scope}"
     )
+
+
+def _clustered(warehouse: Warehouse) -> bool:
+    """Whether the warehouse runs the cluster DDL (it has ``observations_local``)."""
+    found = warehouse.query_arrow(
+        "SELECT count() AS n FROM system.tables "
+        f"WHERE database = currentDatabase() AND name = '{TABLE}_local'"
+    )
+    return bool(found.column("n")[0].as_py())
 
 
 def supersede(warehouse: Warehouse, batch: Sequence[Landed] | None = None) -> int:
     """Delete the rows superseded by the corrections of ``batch`` (every superseded
     row when None); returns how many corrections the batch held."""
     if batch is None:
-        warehouse.command(supersede_sql())
+        warehouse.command(supersede_sql(cluster=_clustered(warehouse)))
         return 0
     keys = corrected_keys(batch)
     if keys:
-        warehouse.command(supersede_sql(keys))
+        warehouse.command(supersede_sql(keys, cluster=_clustered(warehouse)))
     return len(keys)

@@ -164,9 +164,13 @@ def test_a_correction_within_the_horizon_replaces_the_value_everywhere(city, tmp
     try:
         migrate(warehouse)
         landed = [Landed(o, "observations.v1", 0, k) for k, o in enumerate(observations)]
-        for part in (landed[:-1], landed[-1:]):  # the correction in a later sink batch
-            warehouse.insert_arrow("observations", observations_table(part))
-            warehouse_versions.supersede(warehouse, part)
+        warehouse.insert_arrow("observations", observations_table(landed[:-1]))
+        warehouse_versions.supersede(warehouse, landed[:-1])
+        # the correction in a later sink batch, and a crash before its follow-up ran
+        warehouse.insert_arrow("observations", observations_table(landed[-1:]))
+        count = "SELECT count() AS n FROM observations"
+        assert warehouse.query_arrow(count).to_pylist() == [{"n": METERS * QUARTERS + 1}]
+        warehouse_versions.supersede(warehouse, None)  # what the sink runs on assignment
         expected = round(sum(sum(v) for v in truth.values()), 6)
         rows_ = warehouse.query_arrow(
             "SELECT round(sum(value), 6) AS total, count() AS n FROM observations"
