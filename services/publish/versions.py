@@ -81,10 +81,15 @@ def _clustered(warehouse: Warehouse) -> bool:
 def supersede(warehouse: Warehouse, batch: Sequence[Landed] | None = None) -> int:
     """Delete the rows superseded by the corrections of ``batch`` (every superseded
     row when None); returns how many corrections the batch held."""
-    if batch is None:
-        warehouse.command(supersede_sql(cluster=_clustered(warehouse)))
-        return 0
-    keys = corrected_keys(batch)
-    if keys:
-        warehouse.command(supersede_sql(keys, cluster=_clustered(warehouse)))
-    return len(keys)
+    keys = corrected_keys(batch) if batch is not None else None
+    if keys == [] or not _superseded(warehouse, keys):
+        return 0  # a DELETE is a mutation of every part it may touch: only when needed
+    warehouse.command(supersede_sql(keys, cluster=_clustered(warehouse)))
+    return len(keys or ())
+
+
+def _superseded(warehouse: Warehouse, keys: Sequence[str] | None) -> bool:
+    """Whether any row is superseded (a cheap read before a DELETE)."""
+    condition = supersede_sql(keys).split(" WHERE ", 1)[1]
+    found = warehouse.query_arrow(f"SELECT count() AS n FROM {TABLE} WHERE {condition}")
+    return bool(found.column("n")[0].as_py())
