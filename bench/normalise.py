@@ -14,6 +14,15 @@ For each case, in the same run:
 
 Run with the broker and registry up (``make bench`` starts them), or with
 CITEPLUS_KAFKA_BOOTSTRAP / CITEPLUS_REGISTRY_URL pointing at running ones.
+
+``--transform`` measures the transform alone, in process (no broker): the
+Normaliser with its state kept in a dict and serialised as the changelog store
+does, on four cases: the two above, a DST day pushed one row per request
+(10-minute readings of 2025-10-26 local, the repeated hour included), and a day
+re-sent with a tenth of its values corrected. ``--baseline REV`` runs the same
+cases on the code of git revision REV (a temporary worktree, in a subprocess)
+in the same run, alternating rounds: the price of versioned readings and of
+the repeated-hour resolution, side by side.
 """
 
 from __future__ import annotations
@@ -69,7 +78,8 @@ def _base(city: str, source: str, meter: int, day: int) -> dict[str, Any]:
         "key_epoch": "2025-01",
         "policy_version": "bench",
         "lineage_id": f"bench-{day}",
-        "received_at": 1_736_800_000_000_000,
+        # received the midnight after the meter-day (within the plausible bounds)
+        "received_at": int((START + timedelta(days=day + 1)).timestamp() * 1_000_000),
         "row_count": ROWS,
         "event_times": [],
         "attributes": {},
@@ -89,7 +99,9 @@ def paris_record(meter: int, day: int) -> dict[str, Any]:
             _column("horodate", "string", stamps),
             _column("pas", "string", ["PT10M"] * ROWS),
             _column(
-                "energie_kwh", "double", [0.05 + 0.001 * ((meter + k) % 97) for k in range(ROWS)]
+                "energie_kwh",
+                "double",
+                [round(0.05 + 0.001 * ((meter + k) % 97), 3) for k in range(ROWS)],  # Wh
             ),
         ],
     }
@@ -225,13 +237,161 @@ def staged(
     return readings, runner.summary.dead_letters
 
 
+def one_row_records(meter: int) -> list[dict[str, Any]]:
+    """A meter's 2025-10-26 (local) pushed one 10-minute row per request: 150 rows,
+    02:00-02:50 twice (the clock goes back at 03:00 summer time)."""
+    walls = [datetime(2025, 10, 26) + k * timedelta(minutes=10) for k in range(144)]
+    walls[18:18] = walls[12:18]  # 02:00..02:50 again after 02:50
+    out = []
+    for k, wall in enumerate(walls):
+        record = paris_record(meter, 0)
+        record["row_count"] = 1
+        record["received_at"] = int(datetime(2025, 10, 27).timestamp() * 1_000_000)
+        record["lineage_id"] = f"push-{k}"
+        for column in record["columns"]:
+            array = "doubles" if column["kind"] == "double" else "strings"
+            column[array] = column[array][:1]
+            if column["name"] == "horodate":
+                column["strings"] = [wall.strftime("%Y-%m-%d %H:%M:%S")]
+        out.append(record)
+    return out
+
+
+def corrected_day(meter: int) -> list[dict[str, Any]]:
+    """A meter-day, then the same day again with every tenth value corrected."""
+    first = paris_record(meter, 0)
+    again = paris_record(meter, 0)
+    again["lineage_id"] = "bench-corrections"
+    values = again["columns"][-1]["doubles"]
+    again["columns"][-1]["doubles"] = [v + 0.5 if k % 10 == 0 else v for k, v in enumerate(values)]
+    return [first, again]
+
+
+def transform_cases(meters: int, days: int) -> dict[str, list[dict[str, Any]]]:
+    return {
+        "paris": [paris_record(m, d) for d in range(days) for m in range(meters)],
+        "lyon": [lyon_record(m, d) for d in range(days) for m in range(meters)],
+        "dst-1row": [r for m in range(max(1, meters // 10)) for r in one_row_records(m)],
+        "fixes": [r for m in range(meters) for r in corrected_day(m)],
+    }
+
+
+def transform_round(meters: int, days: int) -> list[dict[str, Any]]:
+    """Each case through the Normaliser (state in a dict, JSON-serialised per put as
+    ChangelogStore does); readings in and out per second, state bytes per key."""
+    import json
+
+    stage_cities = bench_cities(Path(tempfile.mkdtemp(prefix="citeplus-bench-")))
+    from services.normalise.stage import compile_mappings
+    from services.normalise.transform import Normaliser
+    from services.normalise.vocabulary import load_vocabulary
+
+    vocabulary = load_vocabulary()
+    rows = []
+    for case, records in transform_cases(meters, days).items():
+        normaliser = Normaliser(vocabulary, compile_mappings(stage_cities, vocabulary))
+        state: dict[str, Any] = {}
+        sizes: dict[str, int] = {}
+        readings_in = readings_out = 0
+        started = time.perf_counter()
+        for record in records:
+            outcome = normaliser.normalise(record, state.get)
+            for key, value in outcome.states.items():
+                sizes[key] = len(json.dumps(value, separators=(",", ":")))
+                state[key] = value
+            readings_in += record["row_count"]
+            readings_out += outcome.readings
+        seconds = time.perf_counter() - started
+        rows.append(
+            {
+                "case": case,
+                "records": len(records),
+                "in": readings_in,
+                "out": readings_out,
+                "seconds": seconds,
+                "state_bytes": sum(sizes.values()) / max(1, len(sizes)),
+            }
+        )
+    return rows
+
+
+def _subprocess_round(rev_tree: Path, meters: int, days: int) -> list[dict[str, Any]]:
+    import json
+    import os
+    import subprocess
+
+    """One round of :func:`transform_round` on the code of ``rev_tree``."""
+    env = {**os.environ, "PYTHONPATH": str(rev_tree)}
+    command = [sys.executable, __file__, "--transform-json", f"--meters={meters}"]
+    done = subprocess.run(
+        [*command, f"--days={days}"], env=env, capture_output=True, text=True, check=True
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def transform_main(meters: int, days: int, baseline: str | None, rounds: int) -> int:
+    import subprocess
+
+    tree = None
+    if baseline:
+        tree = Path(tempfile.mkdtemp(prefix="citeplus-baseline-")) / "tree"
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", "-q", str(tree), baseline], check=True
+        )
+    print(
+        f"normalise transform bench (in process, no broker): {meters:,} meters x {days} days "
+        f"per case; {rounds} rounds, best of each" + (f"; baseline {baseline}" if baseline else "")
+    )
+    best: dict[tuple[str, str], dict[str, Any]] = {}
+    try:
+        for _ in range(rounds):
+            # both in a fresh subprocess, so neither pays for the other's heap
+            runs = [("now", Path(__file__).resolve().parents[1])]
+            if tree is not None:
+                runs.insert(0, (baseline or "", tree))
+            for code, code_tree in runs:
+                for row in _subprocess_round(code_tree, meters, days):
+                    key = (row["case"], code)
+                    if key not in best or row["seconds"] < best[key]["seconds"]:
+                        best[key] = row
+    finally:
+        if tree is not None:
+            subprocess.run(["git", "worktree", "remove", "--force", str(tree)], check=False)
+    print(
+        f"{'case':9} {'code':9} {'records':>8} {'rows in':>9} {'out':>9} {'seconds':>8} "
+        f"{'rows in/s':>10} {'state B/key':>11}"
+    )
+    for (case, code), row in sorted(best.items()):
+        print(
+            f"{case:9} {code[:9]:9} {row['records']:>8,} {row['in']:>9,} {row['out']:>9,} "
+            f"{row['seconds']:>8.2f} {row['in'] / row['seconds']:>10,.0f} "
+            f"{row['state_bytes']:>11,.0f}"
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--meters", type=int, default=2000, help="meters per case")
     parser.add_argument("--days", type=int, default=3, help="meter-days per meter")
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--batch", type=int, default=1000, help="records per transaction")
+    parser.add_argument(
+        "--transform", action="store_true", help="the transform alone, in process (no broker)"
+    )
+    parser.add_argument(
+        "--baseline", metavar="REV", help="with --transform: also run git revision REV, paired"
+    )
+    parser.add_argument("--rounds", type=int, default=2, help="with --transform: rounds")
+    parser.add_argument("--transform-json", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.transform_json:  # one round, for a baseline run in a subprocess
+        import json
+
+        print(json.dumps(transform_round(args.meters, args.days)))
+        return 0
+    if args.transform:
+        return transform_main(args.meters, args.days, args.baseline, args.rounds)
 
     base = load_node_config()
     node = replace(

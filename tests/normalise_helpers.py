@@ -49,7 +49,7 @@ def record(
     attributes: dict[str, str] | None = None,
     event_times: list[int] | None = None,
     lineage: str = "lineage-1",
-    received_at: int = 1_736_000_000_000_000,
+    received_at: int = 1_767_225_600_000_000,  # 2026-01-01: after every test reading
 ) -> dict[str, Any]:
     """An AnonymisedRecord dict (avro/AnonymisedRecord.avsc)."""
     rows = len(next(iter(columns.values()))) if columns else len(event_times or [])

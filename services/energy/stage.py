@@ -114,6 +114,11 @@ STORE = "energy"
 DEFAULT_LATENESS_US = 48 * HOUR_US
 DEFAULT_POLICY = SecrecyPolicy()
 FUTURE_TOLERANCE_US = DAY_US
+# Times a window can hold: before 2000 or from 2200 on, a reading is a broken clock
+# or field (epoch seconds read as milliseconds, year 0001 or 9999); outside the years
+# 1-9999 no window key can even be written. Such a record is a dead letter, never
+# a crash of the batch (services/normalise/timebounds.py filters per source first).
+PLAUSIBLE_US = (946_684_800 * 1_000_000, 7_258_118_400 * 1_000_000)  # [2000-01-01, 2200-01-01)
 SOURCE_SKEW_US = 7 * DAY_US
 UNKNOWN = "unknown"
 DEFAULT_CARRIER = "electricity"
@@ -264,6 +269,14 @@ class EnergyStage(BaseStage):
                 "energy-series",
                 "a series needs step_seconds > 0, or one time per value when step_seconds is 0",
             )
+        first, end = reading_span(record)
+        if first < PLAUSIBLE_US[0] or end >= PLAUSIBLE_US[1]:
+            raise RejectedInput(
+                "time-implausible",
+                f"readings from {first} to {end} µs after 1970-01-01 UTC fall outside "
+                "2000-01-01 .. 2200-01-01: a broken clock or time field, not energy to "
+                "aggregate; fix the source (normalise's plausible_time catches it first)",
+            )
         if any(not math.isfinite(v) or v < 0 for v in values):
             raise RejectedInput(
                 "energy-value",
@@ -310,14 +323,7 @@ class EnergyStage(BaseStage):
         closed = marks.get("c", 0)  # days before this one are closed and released
         watermark = self._watermark(sources, earliest) if sources else None
         timezone = self.timezone(city)
-        try:
-            by_day = pieces_by_day(record, timezone)
-        except (ValueError, OverflowError, OSError) as exc:  # no calendar day holds it
-            raise RejectedInput(
-                "energy-time",
-                "a reading's time lies outside the calendar (years 1 to 9999): fix the "
-                "source's clock or its time format in normalise",
-            ) from exc
+        by_day = pieces_by_day(record, timezone)  # times checked plausible in process()
         open_days = {
             d: p
             for d, p in by_day.items()

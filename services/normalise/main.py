@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from services.runtime.paths import CITIES_DIR
+
+if TYPE_CHECKING:
+    from services.normalise.mapping import SourceMapping
 from services.runtime.service_main import add_stage_arguments, run_stage
 
 
@@ -41,7 +45,36 @@ def check(args: argparse.Namespace) -> int:
                     for m in mapping.measures
                 )
             print(f"{city.code}/{source.id}: {state}")
+            if mapping is not None:
+                for note in time_notes(mapping):
+                    print(f"  note: {note}")
     return 0
+
+
+def time_notes(mapping: SourceMapping) -> list[str]:
+    """What a platform team should know about a source's times before it runs."""
+    from services.normalise.mapping import DEFAULT_LATENESS_US
+    from services.normalise.timebounds import TimeBounds
+
+    notes = []
+    if mapping.format == "linky-tic":
+        notes.append(
+            "historique-mode frames carry no horodate: their reception time (ingest's "
+            "received_at) is the event time, flagged time-from-reception; identical "
+            "frames received at different times are different readings"
+        )
+    if any("%" in spec.format and "%z" not in spec.format for spec in mapping.times):
+        notes.append(
+            "local times without an offset: the repeated autumn hour is placed from the "
+            "entity's previous reading, so a source that corrects readings inside that "
+            "hour must send offsets"
+        )
+    if mapping.lateness_us != DEFAULT_LATENESS_US or mapping.bounds != TimeBounds():
+        notes.append(
+            f"corrections replace within {mapping.lateness_us / 3_600_000_000:g} h; "
+            f"plausible times: {mapping.bounds.describe()}"
+        )
+    return notes
 
 
 def register(commands: argparse._SubParsersAction, service_commands: argparse._SubParsersAction):

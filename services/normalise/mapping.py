@@ -13,6 +13,8 @@ and the sector are, and what the entity is::
       measures:
         energie_kwh: {metric: active_energy_import, unit: kWh, kind: interval}
       on_implausible: refuse                       # or flag (the vocabulary's default)
+      lateness: PT48H                              # corrections replace within (default)
+      plausible_time: {not_before: "2000-01-01", ahead: P1D}   # (defaults)
 
 Smart Data Models sources (``sdm-keyvalues``, ``ngsi-v2-normalized``, ``ngsi-ld``)
 need no ``measures`` nor ``time``: the vocabulary's built-in mapping of the
@@ -26,11 +28,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from services.normalise.plausibility import ACTIONS
 from services.normalise.registers import RateLimit, parse_rate_limit
+from services.normalise.timebounds import TimeBounds, bounds_from_config
 from services.normalise.units import Unit, find_unit
 from services.normalise.vocabulary import KINDS, Metric, Vocabulary, check_kind
 from services.runtime.cities import SDM_FORMATS, CityConfig, SourceConfig
@@ -38,6 +41,7 @@ from services.runtime.errors import ConfigError
 from services.runtime.timeparse import TimeSpec
 
 STEP_FORMATS = ("seconds", "minutes", "iso8601")
+DEFAULT_LATENESS_US = 48 * 3_600_000_000
 _MAPPING_KEYS = (
     "entity_type",
     "time",
@@ -47,6 +51,8 @@ _MAPPING_KEYS = (
     "measures",
     "smart_data_models",
     "on_implausible",
+    "lateness",
+    "plausible_time",
 )
 _MEASURE_KEYS = ("metric", "unit", "unit_field", "kind", "rollover", "time", "max_rate")
 _DURATION = re.compile(
@@ -99,6 +105,8 @@ class SourceMapping:
     measures: tuple[MeasureSpec, ...] = ()
     smart_data_models: bool = False
     on_implausible: str | None = None  # flag | refuse; None: the vocabulary's default
+    lateness_us: int = DEFAULT_LATENESS_US  # corrections replace within this horizon
+    bounds: TimeBounds = field(default_factory=TimeBounds)  # plausible times (timebounds.py)
 
 
 def compile_city(city: CityConfig, vocabulary: Vocabulary) -> dict[str, SourceMapping]:
@@ -170,7 +178,22 @@ def compile_source(
         measures=measures,
         smart_data_models=sdm,
         on_implausible=on_implausible,
+        lateness_us=_lateness(raw.get("lateness"), fail),
+        bounds=bounds_from_config(
+            raw.get("plausible_time"), lambda text: parse_duration(text, "iso8601"), fail
+        ),
     )
+
+
+def _lateness(raw: Any, fail) -> int:
+    """The correction horizon (``lateness: PT48H``): a later value for a time published
+    less than this before the entity's latest reading replaces the first one."""
+    if raw is None:
+        return DEFAULT_LATENESS_US
+    seconds = parse_duration(str(raw), "iso8601")
+    if seconds is None:
+        raise fail("lateness", "expected an ISO 8601 duration such as PT48H or P7D")
+    return seconds * 1_000_000
 
 
 def _time(raw: Any, timezone: str, where: str, key: str) -> TimeSpec:

@@ -115,6 +115,7 @@ class NormaliseStage(BaseStage):
             emits.append(self._attribute_letter(record, meta, reject))
             drops = self._pending_drops.get(reject.reason, 0) + reject.readings
             self._pending_drops[reject.reason] = drops
+        emits += [self._letter(record, meta, *letter) for letter in outcome.letters]
         return emits
 
     def _attribute_letter(
@@ -124,24 +125,39 @@ class NormaliseStage(BaseStage):
         without the entity's other measured attributes (published already), so a
         replay once fixed publishes only this one."""
         original = self.contracts.codec(self.topics.input).encode(attribute_record(record, reject))
+        message = (
+            f"attribute {reject.attribute} set aside ({reject.readings} readings), the "
+            f"entity's other attributes were published: {reject.message}. The original "
+            "holds this attribute alone: once the mapping or the unit is fixed, produce "
+            f"it again to {self.topics.input}"
+        )
+        return self._letter(record, meta, reject.reason, message, original, [reject.attribute])
+
+    def _letter(
+        self,
+        record: dict[str, Any],
+        meta: InputMeta,
+        reason: str,
+        message: str,
+        original: bytes | None = None,
+        field_names: list[str] | None = None,
+    ) -> Emit:
+        """A dead letter for part of a record (its other readings went on): it points to
+        the record by topic, partition and offset, where it stays whole."""
         letter = dlq.dead_letter(
             stage=self.name,
-            reason=reject.reason,
-            message=(
-                f"attribute {reject.attribute} set aside ({reject.readings} readings), the "
-                f"entity's other attributes were published: {reject.message}. The original "
-                "holds this attribute alone: once the mapping or the unit is fixed, produce "
-                f"it again to {self.topics.input}"
-            ),
+            reason=reason,
+            message=message,
             original_value=original,
             original_key=meta.key,
             source_topic=meta.topic,
             source_partition=meta.partition,
             source_offset=meta.offset,
             city=record["city"],
-            source=record["source"],
+            source=record.get("source"),
         )
-        letter["field_names"] = [reject.attribute]
+        if field_names is not None:
+            letter["field_names"] = field_names
         key = dlq.dead_letter_key(self.name, record["city"])
         return Emit(self.topics.dead_letters, key, letter, readings=0)
 

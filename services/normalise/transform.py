@@ -18,13 +18,19 @@ import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from services.normalise import memory, registers
-from services.normalise.mapping import MeasureSpec, SourceMapping, StepSpec, parse_duration
+from services.normalise import localtime, memory, registers, versions
+from services.normalise.mapping import (
+    DEFAULT_LATENESS_US,
+    MeasureSpec,
+    SourceMapping,
+    StepSpec,
+    parse_duration,
+)
 from services.normalise.plausibility import implausible
 from services.normalise.quality import (
     OUT_OF_RANGE,
@@ -42,7 +48,14 @@ from services.normalise.units import (
 )
 from services.normalise.vocabulary import Metric, SdmModel, Vocabulary, check_kind
 from services.runtime.errors import RejectedInput
-from services.runtime.timeparse import TIME_INVALID, TIME_NONEXISTENT, TimeSpec, parse_time_column
+from services.runtime.timeparse import (
+    DEFAULT_TIMEZONE,
+    TIME_AMBIGUOUS,
+    TIME_INVALID,
+    TIME_NONEXISTENT,
+    TimeSpec,
+    parse_time_column,
+)
 
 US = 1_000_000
 COARSENED = "anonymise.coarsened"  # attribute anonymise sets on coarsened records: the step
@@ -50,6 +63,10 @@ COARSENED = "anonymise.coarsened"  # attribute anonymise sets on coarsened recor
 BY_CONTENT = "\x00content"
 BUCKET_SECONDS = {"PT5M": 300, "PT10M": 600, "PT15M": 900, "PT30M": 1800, "PT1H": 3600}
 _ARRAYS = {"string": "strings", "double": "doubles", "long": "longs", "boolean": "booleans"}
+# Internal only (above the 16 published quality bits): a time outside the source's
+# plausible bounds; the reading is dropped, the flag never leaves.
+TIME_IMPLAUSIBLE = 1 << 20
+TIME_IMPLAUSIBLE_REASON = "time-implausible"
 
 StateGetter = Callable[[str], dict[str, Any] | None]
 
@@ -62,6 +79,7 @@ class Outcome:
     # attributes of a Smart Data Models entity that no metric or description knows
     dropped_attributes: list[str] = field(default_factory=list)
     rejected: list[AttributeReject] = field(default_factory=list)  # attributes set aside
+    letters: list[tuple[str, str]] = field(default_factory=list)  # (reason, message) to dlq
 
     @property
     def readings(self) -> int:
@@ -230,11 +248,17 @@ class Normaliser:
             specs = measure.times or (
                 self._sdm_time_specs(model, measure.column, mapping) if model else mapping.times
             )
-            times, tflags = self._times(specs, columns, record, n, model is not None, time_cache)
+            times, tflags = self._times(
+                specs, columns, record, n, model is not None, time_cache, mapping
+            )
             try:
-                self._measure(measure, columns, times, tflags, steps, base, get_state, out)
+                self._measure(
+                    measure, columns, times, tflags, steps, base, get_state, out, source=mapping
+                )
             except ATTRIBUTE_ERRORS as exc:
                 out.rejected.append(_reject(measure, measures, columns, exc))
+        for reason, message in time_cache.get("letters", ()):
+            out.letters.append((reason, message))
         return out
 
     # -- one measure ------------------------------------------------------------------
@@ -249,8 +273,15 @@ class Normaliser:
         get_state: StateGetter,
         out: Outcome,
         lineage: str | None = None,
+        *,
+        source: SourceMapping | None = None,
     ) -> None:
         metric = spec.metric
+        key = state_key(base["city"], base["entity_pseudonym"], metric.name)
+        state = get_state(key)
+        if state and any(tflags) and any(q & TIME_AMBIGUOUS for q in tflags):
+            zone = source.timezone if source else DEFAULT_TIMEZONE
+            times, tflags = localtime.place_repeated_hour(times, tflags, state, zone)
         values, bad = numbers(columns[spec.column])
         integrate = spec.kind == "average" and metric.temporal == "interval"
         convs = self._conversions(spec, columns, len(values), integrate)  # may reject it
@@ -274,8 +305,6 @@ class Normaliser:
         if not ts:
             return
 
-        key = state_key(base["city"], base["entity_pseudonym"], metric.name)
-        state = get_state(key)
         decimals = metric.decimals
         if spec.kind == "cumulative":
             found = self._register_intervals(spec, columns, ts, raw, qs, sel_convs, state, out)
@@ -324,16 +353,13 @@ class Normaliser:
             ts, vs, qs, st = self._plausible(metric, base, ts, vs, qs, st, interval, out)
             if not ts:
                 return
-            seen, late = memory.seen(state, ts, lineage=_bucket_identity(lineage, state, ts, vs))
-            if late:
-                out.dropped["too-late"] += late
-            if True in seen:
-                dups = sum(seen) - late
-                if dups:
-                    out.dropped["duplicate"] += dups
-                keep = [k for k, s in enumerate(seen) if not s]
-                ts, vs, qs, st = _pick(keep, ts, vs, qs, st)
-            if not ts:
+            horizon = source.lateness_us if source else DEFAULT_LATENESS_US
+            identity = _bucket_identity(lineage, state, ts, vs)
+            verdict = versions.sort_out(state, ts, vs, horizon_us=horizon, lineage=identity)
+            fixes = _corrections(verdict, ts, vs, qs, st, out, source)
+            if verdict.new is not None:
+                ts, vs, qs, st = _pick(verdict.new, ts, vs, qs, st)
+            if not ts and fixes is None:
                 return
             new_state = memory.remember(
                 state,
@@ -342,25 +368,38 @@ class Normaliser:
                 window_us=self.window_us,
                 max_runs=self.max_runs,
             )
+            if lineage is None:
+                new_state = _remember_values(new_state, ts, vs, fixes, horizon)
+            if fixes is not None:
+                self._emit(out, base, metric, *fixes[:4], interval, revisions=fixes[4:])
         out.states[key] = new_state
-        if not ts:
-            return
+        if ts:
+            self._emit(out, base, metric, ts, vs, qs, st, interval)
+
+    @staticmethod
+    def _emit(out, base, metric, ts, vs, qs, st, interval, revisions=None) -> None:
+        """Observations of readings in time order (``revisions``: their versions and
+        the values they replace, for corrections)."""
         _check_range(metric, vs, qs, interval)
+        k = 0
         for start, step, times_out, vals, quality in _series(ts, vs, qs, st, interval):
-            out.observations.append(
-                {
-                    **base,
-                    "domain": metric.domain,
-                    "carrier": metric.carrier if metric.domain == "energy" else None,
-                    "metric": metric.name,
-                    "unit": metric.unit.symbol,
-                    "start": start,
-                    "step_seconds": step,
-                    "times": times_out,
-                    "values": vals,
-                    "quality": quality if any(quality) else [],
-                }
-            )
+            observation = {
+                **base,
+                "domain": metric.domain,
+                "carrier": metric.carrier if metric.domain == "energy" else None,
+                "metric": metric.name,
+                "unit": metric.unit.symbol,
+                "start": start,
+                "step_seconds": step,
+                "times": times_out,
+                "values": vals,
+                "quality": quality if any(quality) else [],
+            }
+            if revisions:
+                observation["versions"] = revisions[0][k : k + len(vals)]
+                observation["replaced"] = revisions[1][k : k + len(vals)]
+            k += len(vals)
+            out.observations.append(observation)
 
     def _plausible(self, metric: Metric, base, ts, vs, qs, st, interval: bool, out: Outcome):
         """(ts, vs, qs, st) with the values no meter or sensor can produce flagged
@@ -489,7 +528,7 @@ class Normaliser:
         return conversion(unit, metric.unit, integrate=integrate)
 
     # -- time, step, zone, sector ------------------------------------------------------
-    def _times(self, specs, columns, record, n, sdm: bool, cache):
+    def _times(self, specs, columns, record, n, sdm: bool, cache, mapping: SourceMapping):
         cache_key = specs
         found = cache.get(cache_key)
         if found is not None:
@@ -528,7 +567,10 @@ class Normaliser:
             events = record.get("event_times") or []
             fallback: list[int] | None = list(events) if len(events) == n else None
             fallback_flag = 0
-            if fallback is None and sdm and record.get("received_at") is not None:
+            # no time in the transport (Smart Data Models without one, historique TIC
+            # frames): the reception time is the event time, flagged
+            reception = sdm or mapping.format == "linky-tic"
+            if fallback is None and reception and record.get("received_at") is not None:
                 fallback = [record["received_at"]] * n
                 fallback_flag = TIME_FROM_RECEPTION
             for i in range(n):
@@ -538,6 +580,7 @@ class Normaliser:
                         flags[i] |= fallback_flag
                     elif not flags[i] & TIME_NONEXISTENT:
                         flags[i] |= TIME_INVALID
+        _check_bounds(times, flags, record, mapping, cache)
         result = (times, flags)
         cache[cache_key] = result
         return result
@@ -694,7 +737,8 @@ def _bucket_steps(starts: list[int], step: str, timezone: str) -> list[int | Non
 
 
 def _select(values, times, tflags, out: Outcome) -> list[int] | None:
-    """Positions of the readings to use, in time order, each time once; None: all of
+    """Positions of the readings to use, in time order, each time once (the later
+    row of a repeated time: a value corrected within one delivery); None: all of
     them as they are (the common case, checked without building anything)."""
     if None not in values and None not in times:
         if times == sorted(times) and len(set(times)) == len(times):
@@ -707,7 +751,14 @@ def _select(values, times, tflags, out: Outcome) -> list[int] | None:
                 continue
             t = times[i]
             if t is None:
-                reason = "time-nonexistent" if tflags[i] & TIME_NONEXISTENT else "time-invalid"
+                flag = tflags[i]
+                reason = (
+                    "time-nonexistent"
+                    if flag & TIME_NONEXISTENT
+                    else "time-implausible"
+                    if flag & TIME_IMPLAUSIBLE
+                    else "time-invalid"
+                )
                 out.dropped[reason] += 1
                 continue
             rows.append((t, i))
@@ -715,8 +766,9 @@ def _select(values, times, tflags, out: Outcome) -> list[int] | None:
     idx = []
     last = None
     for t, i in rows:
-        if t == last:
+        if t == last:  # the same time twice in one delivery: its later row wins
             out.dropped["duplicate"] += 1
+            idx[-1] = i
             continue
         idx.append(i)
         last = t
@@ -731,6 +783,78 @@ def _reject(
     readings = len(column[_ARRAYS[column["kind"]]]) - len(column.get("missing") or ())
     return AttributeReject(
         spec.column, error.reason, str(error), readings, other_columns(spec, measures, columns)
+    )
+
+
+def _check_bounds(times, flags, record, mapping: SourceMapping, cache) -> None:
+    """Times outside the source's plausible bounds become None (flagged, counted by
+    :func:`_select`) and one ``time-implausible`` dead letter per record says which;
+    a record whose every time is implausible is rejected whole (with its original)."""
+    bad = mapping.bounds.implausible(times, record.get("received_at"))
+    if not bad:
+        return
+    shown = ", ".join(f"row {i + 1}: {_iso(times[i])}" for i in bad[:3])
+    more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
+    message = (
+        f"{len(bad)} of {len(times)} rows of {mapping.city}/{mapping.source} have a time "
+        f"outside the plausible bounds ({mapping.bounds.describe()}): {shown}{more}; "
+        "check the source's time field and format (epoch seconds in a milliseconds "
+        "field read as 1970) or widen the mapping's plausible_time"
+    )
+    if len(bad) == len(times):
+        raise RejectedInput(TIME_IMPLAUSIBLE_REASON, message)
+    for i in bad:
+        times[i] = None
+        flags[i] |= TIME_IMPLAUSIBLE
+    cache.setdefault("letters", []).append((TIME_IMPLAUSIBLE_REASON, message))
+
+
+def _iso(t_us: int) -> str:
+    """A UTC time as ISO 8601 text, or its µs count when no date can show it."""
+    try:
+        return datetime.fromtimestamp(t_us / US, UTC).isoformat().replace("+00:00", "Z")
+    except (OverflowError, ValueError, OSError):
+        return f"{t_us} µs from 1970 (outside the years 1-9999)"
+
+
+def _corrections(verdict, ts, vs, qs, st, out: Outcome, source: SourceMapping | None):
+    """Count the duplicates and late repeats of a verdict, and the corrections to
+    publish: (ts, vs, qs, st, versions, replaced), or None."""
+    if verdict.duplicates:
+        out.dropped["duplicate"] += verdict.duplicates
+    late = verdict.too_late
+    if late:
+        out.dropped["too-late"] += len(late)
+        hours = (source.lateness_us if source else DEFAULT_LATENESS_US) / 3_600_000_000
+        where = f"{source.city}/{source.source}" if source else "the source"
+        shown = ", ".join(_iso(ts[k]) for k in late[:3]) + (" ..." if len(late) > 3 else "")
+        out.letters.append(
+            (
+                "too-late",
+                f"{len(late)} readings repeat times published more than {hours:g} h before "
+                f"the entity's latest reading ({shown}): past the lateness horizon of "
+                f"{where} (mapping `lateness:`), a new value is no longer applied; if they "
+                "repeat what was sent, nothing is lost",
+            )
+        )
+    if not verdict.corrections:
+        return None
+    picked = _pick(verdict.corrections, ts, vs, qs, st)
+    return (*picked, list(verdict.versions), list(verdict.replaced))
+
+
+def _remember_values(state, ts, vs, fixes, horizon_us: int):
+    """The state keeping the values just published (new ones and corrections)."""
+    if fixes is None:
+        return versions.remember(state, ts, vs, horizon_us=horizon_us)
+    pairs = sorted([*zip(ts, vs, strict=True), *zip(fixes[0], fixes[1], strict=True)])
+    corrected = dict(zip(fixes[0], fixes[4], strict=True))
+    return versions.remember(
+        state,
+        [t for t, _ in pairs],
+        [v for _, v in pairs],
+        horizon_us=horizon_us,
+        corrected=corrected,
     )
 
 

@@ -92,6 +92,8 @@ def observations_table(
     times = np.empty(total, dtype=np.int64)
     values = np.empty(total, dtype=np.float64)
     quality = np.zeros(total, dtype=np.uint16)
+    version = np.zeros(total, dtype=np.uint32)
+    replaced = np.full(total, np.nan)
     position = 0
     for landed, n in zip(batch, counts, strict=True):
         record, end = landed.record, position + int(n)
@@ -104,6 +106,9 @@ def observations_table(
             )
         if record["quality"]:
             quality[position:end] = record["quality"]
+        if record.get("versions"):  # a correction (services/publish/versions.py)
+            version[position:end] = record["versions"]
+            replaced[position:end] = record["replaced"]
         position = end
 
     def column(name: str, default: str = "") -> pa.Array:
@@ -127,6 +132,8 @@ def observations_table(
             "value": pa.array(values),
             "quality": pa.array(quality),
             "step_seconds": _spread([x.record["step_seconds"] for x in batch], index, pa.uint32()),
+            "version": pa.array(version),
+            "replaced": pa.array(replaced, from_pandas=True),  # NaN -> null: not a correction
             "source": column("source"),
             "dataset": column("dataset"),
             "lineage_id": column("lineage_id"),

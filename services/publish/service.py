@@ -12,6 +12,7 @@ from functools import partial
 
 from confluent_kafka import Message
 
+from services.publish import versions
 from services.publish.migrations import migrate
 from services.publish.query import QueryLimits, ensure_read_only, limited, to_ipc, valid_utf8
 from services.publish.republish import PublicTopics, Republisher
@@ -43,7 +44,10 @@ def default_routes(timezones: Mapping[str, str] | None = None) -> list[SinkRoute
     """Topic -> table; ``timezones`` (city -> its zone) decide each reading's local day."""
     return [
         SinkRoute(
-            "observations.v1", "observations", partial(observations_table, timezones=timezones)
+            "observations.v1",
+            "observations",
+            partial(observations_table, timezones=timezones),
+            versions.supersede,
         ),
         SinkRoute("energy.aggregates.v1", "energy_aggregates", aggregates_table),
         SinkRoute("energy.aggregates.released.v2", "energy_aggregates_released", released_table),

@@ -37,6 +37,9 @@ class SinkRoute:
     topic: str
     table: str
     rows: Callable[[Sequence[Landed]], pa.Table]
+    # Run after each insert (a batch's follow-up, idempotent) and once at assignment
+    # (to finish what a crash between an insert and its follow-up left undone).
+    after_insert: Callable[[Warehouse, Sequence[Landed] | None], object] | None = None
 
 
 @dataclass
@@ -90,7 +93,12 @@ class WarehouseSink:
         return found
 
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        landed = self.landed_offsets(sorted({tp.topic for tp in partitions}))
+        topics = sorted({tp.topic for tp in partitions})
+        for topic in topics:
+            follow_up = self.routes[topic].after_insert
+            if follow_up is not None:
+                follow_up(self.warehouse, None)
+        landed = self.landed_offsets(topics)
         self._landed.update(landed)
         committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(partitions)}
         starts = []
@@ -187,6 +195,8 @@ class WarehouseSink:
             table = route.rows(landed)
             token = f"{topic}:{partition}:{fresh[0].offset()}-{fresh[-1].offset()}"
             self.warehouse.insert_arrow(route.table, table, dedup_token=token)
+            if route.after_insert is not None:
+                route.after_insert(self.warehouse, landed)
             self.summary.rows += table.num_rows
             self.summary.rows_by_table[route.table] = (
                 self.summary.rows_by_table.get(route.table, 0) + table.num_rows

@@ -155,3 +155,26 @@ def test_one_unconvertible_attribute_is_dead_lettered_alone(setup):
     original = decode_input(letter["original_value"])  # replayable: this attribute alone
     assert {c["name"] for c in original["columns"]} == {"dateObserved", "so2", "so2@unitCode"}
     assert original["entity_pseudonym"] == "station-1"
+
+
+def test_a_correction_and_an_implausible_time_on_the_broker(setup):
+    """A correction crosses the broker with its version and replaced value (the
+    Observation schema's optional fields); a row with an implausible time is its own
+    dead letter while its neighbours are published."""
+    send, run, observations, dead_letters, _ = setup
+    send([curves([0.1] * 6, entity="curve-1", lineage="c1")])
+    run("a")
+    broken = curves([0.3, 0.2], entity="curve-1", lineage="c2")  # 00:00 corrected, 00:10 again
+    for column in broken["columns"]:
+        if column["name"] == "horodate":
+            column["strings"] = ["2025-01-13 00:00:00", "1970-01-21 10:20:00"]
+    send([broken])
+    _, summary = run("b")
+    assert summary.records_in == 1
+    corrections = [o for o in observations() if o["versions"]]
+    assert [(o["start"], o["values"], o["versions"], o["replaced"]) for o in corrections] == [
+        (T0, [0.3], [1], [0.1])
+    ]
+    [letter] = dead_letters()
+    assert letter["reason"] == "time-implausible" and letter["original_value"] is None
+    assert "row 2" in letter["message"] and letter["source_offset"] is not None

@@ -196,5 +196,5 @@ def test_a_time_outside_the_calendar_is_a_dead_letter_not_a_crash() -> None:
         energy_observation("bad", "Z1", -62_200_000_000_000_000, [0.1]),
         energy_observation("m", "Z1", low, curve(low, 144)),
     )
-    assert h.dead == ["energy-time"]
+    assert h.dead == ["time-implausible"]
     assert windows(h, "P1D")[0]["energy_kwh"] == pytest.approx(sum(curve(low, 144)))

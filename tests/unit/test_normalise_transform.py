@@ -125,9 +125,15 @@ def test_duplicates_are_dropped_on_replay_and_overlap(run: Run):
     run(curves([0.1] * 144))
     assert run(curves([0.1] * 144)) == []
     assert run.dropped["duplicate"] == 144
-    # an overlapping delivery: only the 6 new intervals are published
+    # an overlapping delivery: the 6 new intervals are published; the 6 overlapping ones
+    # carry other values, so they are corrections (versioned readings), not duplicates
     out = run(curves([0.2] * 12, start="2025-01-13 23:00:00"))
-    assert [(o["start"], len(o["values"])) for o in out] == [(T0 + 144 * MIN10, 6)]
+    assert [(o["start"], len(o["values"]), o.get("versions")) for o in out] == [
+        (T0 + 138 * MIN10, 6, [1] * 6),
+        (T0 + 144 * MIN10, 6, None),
+    ]
+    assert out[0]["replaced"] == [0.1] * 6
+    assert run(curves([0.2] * 12, start="2025-01-13 23:00:00")) == []  # now a replay
 
 
 def test_late_data_filling_a_gap_is_accepted_once(run: Run):
