@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 from services.ingest.batch import EntityRows, ParseResult
 from services.ingest.formats import parse_payload
 from services.ingest.formats.linky import horodate_us
-from services.runtime.cities import CsvOptions, SourceConfig, load_city
+from services.runtime.cities import CsvOptions, load_city
+from tests.ingest_sources import parser_source
 
 REPO = Path(__file__).resolve().parents[2]
 CITIES = REPO / "deploy" / "cities"
@@ -32,17 +33,7 @@ def samples() -> Path:
     return path
 
 
-def source(fmt: str, entity: str = "id", **options: object) -> SourceConfig:
-    return SourceConfig(
-        city="testville",
-        id="test",
-        format=fmt,
-        dataset="test",
-        domain="energy",
-        entity=entity,
-        token="env:CITEPLUS_TOKEN_TEST",
-        **options,  # type: ignore[arg-type]
-    )
+source = parser_source
 
 
 def only_entity(result: ParseResult) -> EntityRows:

@@ -24,6 +24,7 @@ from services.normalise.transform import numbers
 from services.runtime.cities import CsvOptions, SourceConfig
 from services.runtime.codec import parse_plain
 from services.runtime.schemas import schema_for
+from tests.ingest_sources import parser_source
 
 FORMATS = ("ndjson", "json", "csv", "sdm-keyvalues", "ngsi-v2-normalized", "ngsi-ld", "linky-tic")
 _RAW = parse_plain(schema_for("RawRecord").expanded)
@@ -31,17 +32,7 @@ _LETTER = parse_plain(schema_for("DeadLetter").expanded)
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
-def source(fmt: str, entity: str = "id", **options: object) -> SourceConfig:
-    return SourceConfig(
-        city="testville",
-        id="test",
-        format=fmt,
-        dataset="test",
-        domain="energy",
-        entity=entity,
-        token="env:CITEPLUS_TOKEN_TEST",
-        **options,  # type: ignore[arg-type]
-    )
+source = parser_source
 
 
 def sources(fmt: str) -> SourceConfig:
