@@ -27,7 +27,9 @@ class AuthDecision:
 
 
 def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode("utf-8")).digest()
+    # surrogatepass: header bytes that are not UTF-8 reach us as lone surrogates
+    # (aiohttp's decoding); they must digest to an unknown token (401), not raise.
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).digest()
 
 
 class SourceTokens:

@@ -118,6 +118,14 @@ def _json(description: str, schema: str, **headers: str) -> dict[str, Any]:
     return answer
 
 
+def _one_of(description: str, *schemas: str) -> dict[str, Any]:
+    refs = [{"$ref": f"#/components/schemas/{name}"} for name in schemas]
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"oneOf": refs}}},
+    }
+
+
 _RETRY = "seconds to wait before sending again"
 _UNAUTHORIZED = _json(
     "No token or an unknown one (the same answer for every path).",
@@ -129,7 +137,11 @@ _UNAUTHORIZED = _json(
 def _push_responses() -> dict[str, Any]:
     return {
         "200": _json("The batch is committed; some lines may be rejected.", "IngestResult"),
-        "400": _json("Empty body, or compressed data that is not valid.", "Error"),
+        "400": _json(
+            "Empty body, compressed data that is not valid, or an Idempotency-Key that "
+            "is not 1 to 255 visible ASCII characters.",
+            "Error",
+        ),
         "401": _UNAUTHORIZED,
         "403": _json("This token belongs to this node but may not push here.", "Error"),
         "404": _json("No such city or source (told to token holders only).", "Error"),
@@ -140,7 +152,13 @@ def _push_responses() -> dict[str, Any]:
             "Error",
         ),
         "415": _json("A Content-Encoding or Content-Type the source cannot take.", "Error"),
-        "422": _json("Every line was rejected (see errors).", "IngestResult"),
+        "422": _one_of(
+            "Every line was rejected (see errors: an IngestResult), or the "
+            "Idempotency-Key was already used for a different body (an Error: new data "
+            "needs a new key).",
+            "IngestResult",
+            "Error",
+        ),
         "429": _json(
             "The source is above its rate limit or its requests in progress.",
             "Error",

@@ -89,7 +89,10 @@ def ensure_read_only(sql: str) -> str:
         raise CiteplusError(
             "only read queries (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) run through citeplus sql"
         )
-    if _WRITING_CLAUSE.search(code):
+    # Looked for in the raw text too: a quoting the skeleton does not know (ClickHouse's
+    # $$heredoc$$ strings) must not hide it; a literal "outfile" in a string is refused
+    # as well, which costs an analyst a rewording, not the node a file.
+    if _WRITING_CLAUSE.search(code) or _WRITING_CLAUSE.search(statement):
         raise CiteplusError("INTO OUTFILE writes on the node: use citeplus sql --output FILE")
     return statement
 
