@@ -12,8 +12,10 @@ their peak the peak of the summed power of all their meters (not a sum of peaks)
 
 A window whose energy is partly derived (a reading longer than the window spread
 over it, :func:`services.energy.windows.spread_over`) has no measured peak: its
-peak is None, and it is published ``derived`` with ``peak_kw`` null (a total is
-derived when one of its cells is).
+peak is None, and it is published ``derived`` with ``peak_kw`` null. A total is
+derived when one of its *published* cells is: a withheld cell must look the same
+whatever it held, so its readings' resolution never shows through a total's flag
+(the total's peak is then that of the summed power, spread readings at their average).
 
 A window is ``partial`` when the city's meters (the city total, the same for every
 cell: no cell's own coverage is told) reported in only some of its quarters: the
@@ -52,6 +54,8 @@ class DayTable:
     windows: dict[Window, dict[Cell, tuple[Figures, float | None]]] = field(default_factory=dict)
     quarters: int = QUARTERS  # 92, 96 or 100 on a Paris day
     partial: set[Window] = field(default_factory=set)  # windows the city's data covers in part
+    # (window, total) -> its cells whose energy in the window is derived
+    derived_parts: dict[tuple[Window, Cell], frozenset[Cell]] = field(default_factory=dict)
 
     def figures(self) -> dict[Window, dict[Cell, Figures]]:
         return {w: {c: f for c, (f, _) in cells.items()} for w, cells in self.windows.items()}
@@ -105,21 +109,25 @@ def day_table(day: int, states: Mapping[Cell, Mapping[str, Any]]) -> DayTable:
     sectors = sorted({sector for _, sector in states})
     totals: dict[Cell, list[Cell]] = {(TOTAL, s): [c for c in states if c[1] == s] for s in sectors}
     totals[(TOTAL, TOTAL)] = list(states)
+    derived_parts: dict[tuple[Window, Cell], frozenset[Cell]] = {}
     for total, parts in totals.items():
         peaks = quarter_peaks((states[c]["p"] for c in parts), quarters)
         series: dict[Window, tuple[Figures, float | None]] = {}
         for window, peak in _window_peaks(peaks).items():
             meters = energy = largest = 0
-            derived = False
+            derived = []
             for c in parts:
                 f, cell_peak = per_cell[c][window]
                 meters += f.meters
                 energy += f.energy
                 largest = max(largest, f.largest)
-                derived = derived or cell_peak is None
-            series[window] = (_figures(meters, energy, largest), None if derived else peak)
+                if cell_peak is None:
+                    derived.append(c)
+            series[window] = (_figures(meters, energy, largest), peak)
+            if derived:
+                derived_parts[(window, total)] = frozenset(derived)
         per_cell[total] = series
-    table = DayTable(day, quarters=quarters)
+    table = DayTable(day, quarters=quarters, derived_parts=derived_parts)
     everything = per_cell.get((TOTAL, TOTAL), {})
     for window, (figures, _) in everything.items():
         if figures.meters > 0:
@@ -232,12 +240,25 @@ def publish(
                 "partial": partial,
             }
             if why is None:
+                shown = _shown_peak(table, plan, window, cell, peak)
                 record["energy_kwh"] = f.energy
                 record["meter_count"] = f.meters
-                record["peak_kw"] = _peak(peak)
-                record["derived"] = peak is None
+                record["peak_kw"] = _peak(shown)
+                record["derived"] = shown is None
             records.append((aggregate_key(city, cell, carrier, granularity, start), record))
     return records
+
+
+def _shown_peak(
+    table: DayTable, plan: secrecy.Plan, window: Window, cell: Cell, peak: float | None
+) -> float | None:
+    """A cell's own peak (None when derived); a total's, None when one of its published
+    cells is derived (never because of a withheld one: see the module's docstring)."""
+    parts = table.derived_parts.get((window, cell))
+    if not parts:
+        return peak
+    withheld, own = plan
+    return None if any(secrecy.reason(withheld, own, window, c) is None for c in parts) else peak
 
 
 def _peak(peak: float | None) -> float | None:
@@ -267,6 +288,7 @@ def release(
         for cell, (f, peak) in sorted(table.windows[window].items()):
             why = secrecy.reason(withheld, own, window, cell)
             shown = why is None
+            peak = _shown_peak(table, plan, window, cell, peak)
             record: dict[str, Any] = {
                 "city": city,
                 "zone": cell[0],

@@ -144,3 +144,48 @@ def test_the_report_shows_a_derived_hour_without_a_peak():
     h.batch(energy_observation("daily", "Z1", T0, [24.0], step_seconds=86_400))
     text = render(list(h.latest.values()), city="lyon", zone="*", sector="*", carrier="e", tz="UTC")
     assert "kWh  peak - (derived)" in text
+
+
+def _cell_state(*observations: dict[str, Any]) -> dict[str, Any]:
+    state = empty_cell_day()
+    for observation in observations:
+        pieces = pieces_by_day(observation, "Europe/Paris")[T0]
+        merged, removed, added = merge_pieces([], pieces)
+        state = apply_meter_change(state, [], merged, removed, added)
+    return state
+
+
+def test_a_withheld_cell_does_not_mark_the_total_it_hides_in_as_derived():
+    """Attack: a released total says `derived` while every visible part says measured,
+    so the withheld cell must hold a meter with coarse readings — a withheld cell must
+    look the same whatever it held. A total's flag comes from its visible parts only."""
+    measured = [
+        energy_observation(f"m{k}", "Z1", T0, [0.1 + k / 100] * 4, step_seconds=900)
+        for k in range(10)
+    ]
+    hidden = energy_observation("alone", "Z2", T0, [2.0], step_seconds=3600)  # spread
+    states = {
+        ("Z1", "residential"): _cell_state(*measured),
+        ("Z2", "residential"): _cell_state(hidden),
+    }
+    table = day_table(T0, states)
+    policy = SecrecyPolicy(min_meters=10, dominance_share=1.0)
+    records = release(
+        table,
+        city="lyon",
+        carrier="electricity",
+        plan=plan_table(table, policy),
+        released_at=0,
+        closed_by="watermark",
+    )
+    quarter = {
+        (r["zone"], r["sector"]): r
+        for _, r in records
+        if r["granularity"] == "PT15M" and r["window_start"] == T0
+    }
+    assert quarter[("Z2", "residential")]["suppressed"] is True
+    visible = [r for r in quarter.values() if not r["suppressed"]]
+    assert visible and not any(r["derived"] for r in visible if r["zone"] != "*")
+    assert not any(r["derived"] for r in visible)  # no total betrays the hidden meter
+    total = quarter[("*", "*")]
+    assert total["peak_kw"] is not None  # the summed power, as for any total
