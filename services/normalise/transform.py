@@ -353,6 +353,9 @@ class Normaliser:
             ts, vs, qs, st = self._plausible(metric, base, ts, vs, qs, st, interval, out)
             if not ts:
                 return
+            # Clamped before being compared and remembered: a correction then replaces
+            # the value that was published, not the raw one.
+            _check_range(metric, vs, qs, interval)
             horizon = source.lateness_us if source else DEFAULT_LATENESS_US
             identity = _bucket_identity(lineage, state, ts, vs)
             verdict = versions.sort_out(state, ts, vs, horizon_us=horizon, lineage=identity)

@@ -264,3 +264,16 @@ def test_corrections_in_any_order_and_batching_give_the_corrected_aggregates(cit
         energy.batch(observations)
     _, once = _once(city, truth)
     assert energy.figures() == once.figures()
+
+
+def test_a_correction_of_a_clamped_value_replaces_what_was_published(city):
+    """A negative interval energy is published clamped to 0 (flagged out-of-range); its
+    correction must say it replaces 0, or the warehouse's rollup (value - replaced)
+    would add the difference to the raw -0.3 and count 1.3 kWh where there is 1.0."""
+    run = Run(normaliser(city))
+    [first] = run(rows("m1", [(0, -0.3)]))
+    assert first["values"] == [0.0]
+    [fix] = run(rows("m1", [(0, 1.0)]))
+    assert (fix["values"], fix["versions"], fix["replaced"]) == ([1.0], [1], [0.0])
+    assert run(rows("m1", [(0, -0.5)]))[0]["replaced"] == [1.0]  # clamped again: a change
+    assert run(rows("m1", [(0, -0.2)])) == []  # clamps to the 0 already published: duplicate
