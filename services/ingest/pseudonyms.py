@@ -10,7 +10,7 @@ city's keyring, letters carry no id at all rather than a weaker one.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from services.anonymise.keys import KeyStore, epoch_of, keys_dir_of
@@ -25,20 +25,25 @@ Pseudonymise = Callable[[str], str]
 class LetterPseudonyms:
     """City -> pseudonymiser of the current epoch, or None without a keyring."""
 
-    def __init__(self, keys: KeyStore | None):
+    def __init__(self, keys: KeyStore | None, timezones: Mapping[str, str] | None = None):
         self._keys = keys
+        self._timezones = dict(timezones or {})  # city -> its zone: epochs are local months
         self._missing: set[str] = set()
 
     @classmethod
-    def of_state_dir(cls, state_dir: Path) -> LetterPseudonyms:
-        return cls(KeyStore(keys_dir_of(state_dir)))
+    def of_state_dir(
+        cls, state_dir: Path, timezones: Mapping[str, str] | None = None
+    ) -> LetterPseudonyms:
+        return cls(KeyStore(keys_dir_of(state_dir)), timezones)
 
     def for_city(
-        self, city: str, received_us: int, timezone: str = DEFAULT_TIMEZONE
+        self, city: str, received_us: int, timezone: str | None = None
     ) -> Pseudonymise | None:
-        """The pseudonymiser of the epoch (the city's month) of the batch's reception."""
+        """The pseudonymiser of the epoch (the city's local month, as anonymise keys
+        it) of the batch's reception."""
         if self._keys is None:
             return None
+        timezone = timezone or self._timezones.get(city, DEFAULT_TIMEZONE)
         try:
             return self._keys.pseudonymiser(city, epoch_of(received_us, timezone))
         except CiteplusError as exc:  # no keyring: letters carry no id

@@ -68,7 +68,9 @@ def build_core(
         topics=topics,
         metrics=metrics,
         attributes=reference_attributes(cities),
-        pseudonyms=LetterPseudonyms.of_state_dir(node.state_dir),
+        pseudonyms=LetterPseudonyms.of_state_dir(
+            node.state_dir, {code: c.timezone for code, c in cities.items()}
+        ),
     )
     state_topic = idempotency.state_topic_beside(core.topics.raw)
     try:

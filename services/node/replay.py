@@ -201,7 +201,9 @@ def replay_dead_letters(
         None,
         topics=topics,
         attributes=reference_attributes(cities),
-        pseudonyms=LetterPseudonyms.of_state_dir(node.state_dir),
+        pseudonyms=LetterPseudonyms.of_state_dir(
+            node.state_dir, {code: c.timezone for code, c in cities.items()}
+        ),
     )
     letters = read_raw_letters(node, contracts, topics.raw_dead_letters)
     done = {lid for lid, parts in letters.items() if any(p["stage"] == "replay" for p in parts)}

@@ -138,3 +138,16 @@ def test_a_raw_letter_stays_producible_whatever_its_error_text() -> None:
     )
     [raw], _ = dlq.split(reject)
     assert len(raw["message"]) < dlq.MAX_RAW_MESSAGE_CHARS + 100 and "cut" in raw["message"]
+
+
+def test_letter_pseudonyms_use_the_city_s_own_month(tmp_path) -> None:
+    """The same key epoch as anonymise's, the city's local month: at 2025-11-30 14:00 UTC
+    it is already December in Nouméa (UTC+11), so a letter names the meter as the
+    December records of that city do."""
+    secret = {"CITEPLUS_PSEUDONYM_SECRET_NC": "Q2v8mZJt3xR9bK1yWcLpE7nHsA4fD6gUoTiVjXzM0qN"}
+    at = 1_764_511_200 * 1_000_000  # 2025-11-30T14:00:00Z
+    keys = KeyStore(tmp_path, environ=secret)
+    letters = LetterPseudonyms(keys, {"nc": "Pacific/Noumea"}).for_city("nc", at)
+    assert letters is not None
+    assert letters(METER) == keys.pseudonymiser("nc", "2025-12")(METER)
+    assert letters(METER) != keys.pseudonymiser("nc", "2025-11")(METER)
