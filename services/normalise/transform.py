@@ -59,6 +59,7 @@ from services.runtime.timeparse import (
 
 US = 1_000_000
 COARSENED = "anonymise.coarsened"  # attribute anonymise sets on coarsened records: the step
+COARSENED_ROWS = "coarsened_rows"  # the column anonymise adds: input rows per bucket
 # Daily-coarsened records are recognised by content, not by batch: see _bucket_identity.
 BY_CONTENT = "\x00content"
 BUCKET_SECONDS = {"PT5M": 300, "PT10M": 600, "PT15M": 900, "PT30M": 1800, "PT1H": 3600}
@@ -190,7 +191,9 @@ class Normaliser:
                     "docs/normalise.md, 'Smart Data Models')",
                 )
             if model is not None:
-                plan = self.vocabulary.types[model.type].plan(columns, {m.column for m in measures})
+                plan = self.vocabulary.types[model.type].plan(
+                    columns, _structural(mapping, measures)
+                )
                 columns = plan.columns
                 measures += self._sdm_measures(model, plan)
         if not measures and plan is not None and not plan.dropped:
@@ -690,6 +693,14 @@ class Normaliser:
 
 
 # -- helpers -----------------------------------------------------------------------------
+def _structural(mapping: SourceMapping, measures: list[MeasureSpec]) -> set[str]:
+    """Columns that are no attribute of the entity's model: those the city maps itself
+    (measures, zone, sector) and the rows count anonymise adds when it coarsens."""
+    names = {m.column for m in measures} | {COARSENED_ROWS}
+    names |= {ref.field for ref in (mapping.zone, mapping.sector) if ref is not None and ref.field}
+    return names
+
+
 def _first(ref, columns, record) -> str | None:
     if ref.attribute is not None:
         return (record.get("attributes") or {}).get(ref.attribute) or None

@@ -60,3 +60,34 @@ def test_status_shows_the_sources_that_drop_attributes():
     assert line.index("angers/air 7") < line.index("lyon/noise 1")
     quiet = Sample(at=1.0, healthy=True)
     assert "vocabulary" not in render_status(["normalise"], supervisor, {"normalise": quiet}, {})
+
+
+def test_structural_columns_are_not_counted_as_unknown_attributes():
+    """Nice's meters as anonymise sends them coarsened to the day: `zone` and `sector`
+    are the mapping's own fields and `coarsened_rows` is anonymise's; counting them as
+    unknown attributes raised a false alarm in `citeplus status` on every record."""
+    from services.runtime.cities import load_cities
+    from services.runtime.paths import CITIES_DIR
+    from tests.normalise_helpers import normaliser, record
+
+    rec = record(
+        "nice",
+        "compteurs-communicants",
+        {
+            "totalActiveEnergyImport": [121723.531],
+            "totalActiveEnergyImport@unitCode": ["KWH"],
+            "totalActiveEnergyImport@observedAt": ["2025-01-12T23:00:00Z"],
+            "phaseType": ["threePhase"],
+            "zone": ["060880106"],
+            "sector": ["professional"],
+            "coarsened_rows": [144],
+        },
+        entity_type="ThreePhaseAcMeasurement",
+        attributes={"anonymise.coarsened": "P1D"},
+        event_times=[1_736_722_800_000_000],
+    )
+    outcome = normaliser(*load_cities(CITIES_DIR).values()).normalise(rec, {}.get)
+    assert outcome.dropped_attributes == []
+    rec["columns"].append(dict(rec["columns"][-1], name="vendorIndex"))
+    outcome = normaliser(*load_cities(CITIES_DIR).values()).normalise(rec, {}.get)
+    assert outcome.dropped_attributes == ["vendorIndex"]
