@@ -5,9 +5,10 @@
 # keyrings, source tokens, TLS keys, the warehouse password) are never copied in:
 # they are mounted at run time (docker-compose.yml, `secrets:`).
 
-# Exact tags, the same versions as development: Python 3.11 (pyproject.toml) and
+# Exact tags: Python 3.11 (one of the versions pyproject.toml allows) and
 # uv 0.13.9 (Makefile). Pin the digests too where your registry policy asks for it
-# (docs/runbook.md, "Rolling upgrade").
+# (docs/runbook.md, "Rolling upgrade"). The image runs no Kafka broker, so the Java
+# runtime of the `servers` dependency group is left out.
 ARG PYTHON_IMAGE=python:3.11.15-slim-bookworm
 ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
 
@@ -25,7 +26,7 @@ WORKDIR /app
 # Dependencies first (a layer that changes only with uv.lock), then the project.
 COPY pyproject.toml uv.lock ./
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev --no-install-project
+    uv sync --frozen --no-dev --no-group servers --no-install-project
 # The services find avro/, proto/ and deploy/ next to their own package
 # (services/runtime/paths.py), so the project is installed from /app, in place.
 COPY README.md ./
@@ -34,7 +35,7 @@ COPY avro ./avro
 COPY proto ./proto
 COPY deploy ./deploy
 RUN --mount=type=cache,target=/root/.cache/uv \
-    uv sync --frozen --no-dev \
+    uv sync --frozen --no-dev --no-group servers \
     && /app/.venv/bin/citeplus --help > /dev/null
 # Generated once here: at run time /app is read-only for the service user.
 # (gRPC modules of proto/ for the federation API, bytecode of the sources.)

@@ -1,12 +1,17 @@
 # Cité+ — every command installs what it needs first (Python packages with uv
-# from uv.lock; the Kafka broker's jars and the schema registry from Maven Central).
+# from uv.lock, Java runtime included; the Kafka broker's jars and the schema
+# registry from Maven Central, checked against deploy/*/artifacts.lock).
 #   make run    start a node on its embedded defaults
 #   make test   run the whole test suite against a real broker and registry
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 export UV_PYTHON_DOWNLOADS := never
-UV_VERSION := 0.13.9
-PYTHON := python3.11
+UV_VERSION := 0.13.9  # also pinned, with checksums, in deploy/dev/install_uv.py
+# The first of Python 3.11, 3.12, 3.13 found (override: make PYTHON=/path/to/python3.x).
+PYTHON ?= $(shell deploy/dev/pythons.sh --first)
+ifeq ($(PYTHON),)
+$(error Python 3.11, 3.12 or 3.13 is needed and none was found; install one, or pass PYTHON=...)
+endif
 UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
 RUN := $(UV) run --frozen --python $(PYTHON)
 CITEPLUS := $(RUN) citeplus
@@ -14,14 +19,13 @@ CITEPLUS := $(RUN) citeplus
 # Tests get a broker and registry of their own, away from a node started by `make run`.
 TEST_ENV := CITEPLUS_STATE=$(CURDIR)/var/test CITEPLUS_KAFKA_PORT=19092 CITEPLUS_REGISTRY_PORT=18081
 
-.PHONY: help setup run stop test test-unit bench lint format clean
+.PHONY: help setup run stop test test-unit test-pythons bench lint format clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 $(UV):
-	@echo "==> installing uv $(UV_VERSION) (Python package manager)" >&2
-	@$(PYTHON) -m pip install --quiet --user "uv==$(UV_VERSION)" || $(PYTHON) -m pip install --quiet "uv==$(UV_VERSION)"
+	@$(PYTHON) deploy/dev/install_uv.py  # stdlib only: no pip needed, wheel checked by SHA-256
 
 setup: $(UV) ## install Python packages (uv.lock) and fetch Kafka + registry artifacts
 	@echo "==> Python packages (uv.lock)" >&2
@@ -40,7 +44,20 @@ test: setup ## run every test against a real Kafka broker and schema registry
 	@$(TEST_ENV) $(CITEPLUS) infra up --storage memory
 	@status=0; $(TEST_ENV) $(RUN) pytest -q -p no:cacheprovider $(PYTEST_ARGS) || status=$$?; \
 	  $(TEST_ENV) $(CITEPLUS) topics clean-scratch; \
-	  $(TEST_ENV) $(CITEPLUS) infra down; exit $$status
+	  $(TEST_ENV) $(CITEPLUS) infra down; \
+	  $(MAKE) --no-print-directory test-pythons || status=$$?; exit $$status
+
+# The whole suite runs on $(PYTHON); the unit suite also on every other supported
+# interpreter present here, each in its own environment (.venv-3.x).
+test-pythons: ## run the unit tests under the other Python versions found here
+	@status=0; for py in $$(deploy/dev/pythons.sh); do \
+	  [ "$$py" = "$(PYTHON)" ] && continue; \
+	  version=$$($$py -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	  [ "$$version" = "$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')" ] && continue; \
+	  echo "==> unit tests on Python $$version ($$py)" >&2; \
+	  UV_PROJECT_ENVIRONMENT=.venv-$$version $(UV) run --frozen --python $$py \
+	    pytest -q -p no:cacheprovider tests/unit || status=$$?; \
+	done; exit $$status
 
 test-unit: setup ## run only the tests that need no broker
 	@$(RUN) pytest -q tests/unit

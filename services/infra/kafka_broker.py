@@ -1,8 +1,9 @@
 """Fetch, format, start and stop the single-node Kafka broker used in development and tests.
 
 There is no Kafka distribution to download on these machines, only Maven
-Central: the broker's jars come from ``deploy/kafka/pom.xml`` and run on the
-installed JDK in KRaft combined mode (broker and controller in one JVM).
+Central: the broker's jars are listed in ``deploy/kafka/artifacts.lock`` (resolved
+from ``deploy/kafka/pom.xml``) and run on the Java runtime of the Python lock in
+KRaft combined mode (broker and controller in one JVM).
 Everything the broker writes lives under ``<state>/kafka``; the pid file there is
 the only record of a running broker, so every command starts by checking it.
 """
@@ -21,9 +22,16 @@ from pathlib import Path
 from typing import Any
 
 from services.infra import paths
+from services.infra.artifacts import (
+    cache_is_current,
+    download_all,
+    mark_current,
+    read_lock,
+    require_listed,
+)
 from services.infra.java import find_java
 from services.infra.managed import ManagedServer
-from services.infra.maven import pom_property, run_maven
+from services.infra.maven import pom_property
 from services.infra.process import progress_to_stderr
 from services.runtime.errors import InfrastructureError
 
@@ -31,6 +39,7 @@ log = logging.getLogger(__name__)
 
 KAFKA_DEPLOY = paths.DEPLOY_DIR / "kafka"
 POM = KAFKA_DEPLOY / "pom.xml"
+LOCK = KAFKA_DEPLOY / "artifacts.lock"
 TEMPLATE = KAFKA_DEPLOY / "server.properties.template"
 LOG4J_CONFIG = KAFKA_DEPLOY / "log4j2.properties"
 
@@ -58,37 +67,29 @@ def libs_dir() -> Path:
     return paths.cache_dir() / "kafka" / "libs"
 
 
-def _jars_complete(libs: Path, version: str) -> bool:
-    return all(
-        (libs / name).is_file()
-        for name in (f"kafka_2.13-{version}.jar", f"kafka-clients-{version}.jar")
-    )
-
-
 def ensure_kafka_jars() -> Path:
-    """Directory holding the broker's jars, fetched with Maven on first use.
+    """Directory holding the broker's jars, downloaded and verified on first use.
 
     Jars are fetched into a side directory and swapped in whole, so an
     interrupted fetch never leaves a half-filled classpath, and a version bump
-    in the pom replaces the old jars instead of mixing two versions.
+    (a new ``artifacts.lock``) replaces the old jars instead of mixing two versions.
     """
     progress_to_stderr()
     version = kafka_version()
     libs = libs_dir()
-    if _jars_complete(libs, version):
+    artifacts = read_lock(LOCK)
+    require_listed(artifacts, f"kafka_2.13-{version}.jar", LOCK)
+    if cache_is_current(libs, LOCK):
         return libs
     partial = libs.with_name("libs.partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    run_maven(
-        ["dependency:copy-dependencies", f"-DoutputDirectory={partial}"],
-        cwd=KAFKA_DEPLOY,
-        what=f"Apache Kafka {version} jars",
-    )
-    if not _jars_complete(partial, version):
-        raise InfrastructureError(
-            f"Maven ran but {partial} lacks kafka_2.13-{version}.jar; check {POM} and retry."
-        )
+    try:
+        download_all(artifacts, partial, f"Apache Kafka {version} jars")
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    mark_current(partial, LOCK)
     shutil.rmtree(libs, ignore_errors=True)
     partial.rename(libs)
     log.info("Kafka %s jars ready in %s", version, libs)

@@ -1,8 +1,9 @@
-"""Reading pinned versions from our poms and fetching artifacts with Maven.
+"""Reading pinned versions from our poms, and resolving them with Maven to write the lists.
 
 Each server's version is written once, in its pom under ``deploy/``; Python
-reads it from there so a version bump is a one-line change that both Maven and
-the start scripts see.
+reads it from there so a version bump is a one-line change. Maven is needed
+only to regenerate ``artifacts.lock`` after such a bump (``citeplus infra
+lock``); fetching reads the lock and needs no Maven.
 """
 
 from __future__ import annotations
@@ -10,9 +11,11 @@ from __future__ import annotations
 import logging
 import shutil
 import subprocess
+import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from services.infra.artifacts import Artifact, hash_file
 from services.runtime.errors import InfrastructureError
 
 log = logging.getLogger(__name__)
@@ -52,3 +55,31 @@ def run_maven(args: list[str], cwd: Path, what: str) -> None:
             f"Maven could not fetch {what} (exit {done.returncode}); check that Maven Central "
             f"is reachable and retry.\n{output}"
         )
+
+
+def resolve_artifacts(pom_dir: Path, what: str) -> list[Artifact]:
+    """Every file Maven resolves for the pom in ``pom_dir``, hashed (for ``infra lock``).
+
+    Maven is used only here, by a maintainer changing versions: it knows the
+    transitive closure; the list it yields is what every other machine
+    downloads without it.
+    """
+    with tempfile.TemporaryDirectory(prefix="citeplus-lock-") as scratch:
+        out = Path(scratch)
+        run_maven(
+            [
+                "dependency:copy-dependencies",
+                "-Dmdep.useRepositoryLayout=true",
+                f"-DoutputDirectory={out}",
+            ],
+            cwd=pom_dir,
+            what=what,
+        )
+        found = [
+            hash_file(path, path.relative_to(out).as_posix())
+            for path in sorted(out.rglob("*"))
+            if path.is_file() and not path.name.startswith("maven-metadata")
+        ]
+    if not found:
+        raise InfrastructureError(f"Maven resolved no artifact for {pom_dir / 'pom.xml'}.")
+    return found

@@ -22,10 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from services.infra import paths
+from services.infra.artifacts import (
+    cache_is_current,
+    download_all,
+    mark_current,
+    read_lock,
+    require_listed,
+)
 from services.infra.java import class_file_java_major, find_java
 from services.infra.kafka_broker import broker_answers, broker_status
 from services.infra.managed import ManagedServer
-from services.infra.maven import pom_property, run_maven
+from services.infra.maven import pom_property
 from services.infra.process import progress_to_stderr
 from services.runtime.errors import InfrastructureError
 
@@ -33,6 +40,7 @@ log = logging.getLogger(__name__)
 
 REGISTRY_DEPLOY = paths.DEPLOY_DIR / "registry"
 POM = REGISTRY_DEPLOY / "pom.xml"
+LOCK = REGISTRY_DEPLOY / "artifacts.lock"
 ARTIFACT = "apicurio-registry-app"
 
 DEFAULT_PORT = 8081
@@ -59,21 +67,21 @@ def _find_runner(root: Path) -> Path | None:
 
 
 def ensure_registry_app() -> Path:
-    """Directory holding Apicurio's ``quarkus-run.jar``, fetched and unpacked on first use.
+    """Directory holding Apicurio's ``quarkus-run.jar``, verified and unpacked on first use.
 
-    The archive is fetched with Maven and unpacked into a side directory that
-    is renamed into place only when complete, so an interrupted first run is
-    simply redone by the next one.
+    The archive is checked against ``artifacts.lock`` and unpacked into a side
+    directory that is renamed into place only when complete, so an interrupted
+    first run is simply redone by the next one.
     """
     progress_to_stderr()
     version = registry_version()
     root = _app_root(version)
+    archive_entry = require_listed(read_lock(LOCK), f"{ARTIFACT}-{version}-all.tar.gz", LOCK)
     runner = _find_runner(root)
-    if runner is not None:
+    if runner is not None and cache_is_current(root, LOCK):
         return runner.parent
-    archive = root.parent / f"{ARTIFACT}-{version}-all.tar.gz"
-    if not archive.is_file():
-        _fetch_archive(archive, version)
+    archive = root.parent / archive_entry.file_name
+    download_all([archive_entry], root.parent, f"Apicurio Registry {version}")
     partial = root.with_name(root.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
@@ -86,32 +94,19 @@ def ensure_registry_app() -> Path:
         raise InfrastructureError(
             f"cannot unpack {archive} ({exc}); delete it so the next run fetches it again."
         ) from exc
+    finally:
+        # The archive is verified and unpacked (or bad): keeping 160 MB more is for nothing.
+        archive.unlink(missing_ok=True)
     if _find_runner(partial) is None:
-        raise InfrastructureError(f"{archive} holds no quarkus-run.jar; delete it and retry.")
+        shutil.rmtree(partial, ignore_errors=True)
+        raise InfrastructureError(f"{archive.name} holds no quarkus-run.jar; check {LOCK}.")
+    mark_current(partial, LOCK)
     shutil.rmtree(root, ignore_errors=True)
     partial.rename(root)
-    # Maven's local repository keeps its own copy: a third one here is 160 MB for nothing.
-    archive.unlink()
     runner = _find_runner(root)
     assert runner is not None
     log.info("Apicurio Registry %s ready in %s", version, runner.parent)
     return runner.parent
-
-
-def _fetch_archive(archive: Path, version: str) -> None:
-    partial = archive.parent / "download.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    run_maven(
-        ["dependency:copy-dependencies", f"-DoutputDirectory={partial}"],
-        cwd=REGISTRY_DEPLOY,
-        what=f"Apicurio Registry {version} (about 160 MB)",
-    )
-    fetched = partial / archive.name
-    if not fetched.is_file():
-        raise InfrastructureError(f"Maven ran but did not produce {fetched.name}; check {POM}.")
-    fetched.replace(archive)
-    shutil.rmtree(partial, ignore_errors=True)
 
 
 # --- files under the state directory -------------------------------------------------
