@@ -190,6 +190,24 @@ def mark_current(directory: Path, lock: Path) -> None:
     (directory / STAMP).write_text(lock_digest(lock) + "\n", encoding="ascii")
 
 
+def adopt_if_identical(directory: Path, artifacts: list[Artifact], lock: Path) -> bool:
+    """Mark ``directory`` current if it already holds exactly the listed files, byte for byte.
+
+    A cache filled before the lists existed (or by another checkout) is then
+    kept instead of being downloaded again and swapped under a running server.
+    """
+    if not directory.is_dir():
+        return False
+    present = {p.name for p in directory.iterdir() if p.is_file() and p.name != STAMP}
+    if present != {a.file_name for a in artifacts}:
+        return False
+    for artifact in artifacts:
+        if hash_file(directory / artifact.file_name, artifact.path) != artifact:
+            return False
+    mark_current(directory, lock)
+    return True
+
+
 def require_listed(artifacts: list[Artifact], file_name: str, lock: Path) -> Artifact:
     """The entry named ``file_name``; a list for another version is a clear error."""
     for artifact in artifacts:

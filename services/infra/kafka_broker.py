@@ -23,6 +23,7 @@ from typing import Any
 
 from services.infra import paths
 from services.infra.artifacts import (
+    adopt_if_identical,
     cache_is_current,
     download_all,
     mark_current,
@@ -79,7 +80,7 @@ def ensure_kafka_jars() -> Path:
     libs = libs_dir()
     artifacts = read_lock(LOCK)
     require_listed(artifacts, f"kafka_2.13-{version}.jar", LOCK)
-    if cache_is_current(libs, LOCK):
+    if cache_is_current(libs, LOCK) or adopt_if_identical(libs, artifacts, LOCK):
         return libs
     partial = libs.with_name("libs.partial")
     shutil.rmtree(partial, ignore_errors=True)

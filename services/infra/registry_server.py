@@ -56,8 +56,9 @@ def registry_version() -> str:
     return pom_property(POM, "apicurio.version")
 
 
-def _app_root(version: str) -> Path:
-    return paths.cache_dir() / "registry" / f"{ARTIFACT}-{version}"
+def _app_root(version: str, archive_sha256: str) -> Path:
+    """Where one verified archive is unpacked: a new list never overwrites a running registry."""
+    return paths.cache_dir() / "registry" / f"{ARTIFACT}-{version}-{archive_sha256[:12]}"
 
 
 def _find_runner(root: Path) -> Path | None:
@@ -75,8 +76,8 @@ def ensure_registry_app() -> Path:
     """
     progress_to_stderr()
     version = registry_version()
-    root = _app_root(version)
     archive_entry = require_listed(read_lock(LOCK), f"{ARTIFACT}-{version}-all.tar.gz", LOCK)
+    root = _app_root(version, archive_entry.sha256)
     runner = _find_runner(root)
     if runner is not None and cache_is_current(root, LOCK):
         return runner.parent

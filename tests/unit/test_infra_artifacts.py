@@ -18,6 +18,7 @@ from services.infra import kafka_broker, registry_server
 from services.infra.artifacts import (
     REPOSITORY_ENV,
     Artifact,
+    adopt_if_identical,
     cache_is_current,
     download,
     download_all,
@@ -152,3 +153,18 @@ def test_uv_is_pinned_to_one_version_everywhere() -> None:
     assert f'VERSION = "{version}"' in installer
     assert installer.count(f"uv-{version}-py3-none-") == 4
     assert f"ghcr.io/astral-sh/uv:{version}" in dockerfile
+
+
+def test_a_cache_filled_before_the_lists_is_adopted_only_if_identical(tmp_path: Path) -> None:
+    lock = tmp_path / "artifacts.lock"
+    lock.write_text(format_lock([_entry()], "demo"))
+    libs = tmp_path / "libs"
+    libs.mkdir()
+    (libs / "demo-1.0.jar").write_bytes(GOOD.replace(b"real", b"evil"))
+    assert not adopt_if_identical(libs, [_entry()], lock)
+    (libs / "demo-1.0.jar").write_bytes(GOOD)
+    (libs / "stray-2.0.jar").write_bytes(b"not on the list")
+    assert not adopt_if_identical(libs, [_entry()], lock)
+    (libs / "stray-2.0.jar").unlink()
+    assert adopt_if_identical(libs, [_entry()], lock)
+    assert cache_is_current(libs, lock)
