@@ -24,6 +24,7 @@ SERVICE_MODULES = (
     "services.normalise.main",
     "services.energy.main",
     "services.publish.main",
+    "services.node.publish_process",
     "services.publish.warehouse_cli",
     "services.federation.main",
     "services.simulate.cli",
@@ -33,10 +34,12 @@ SERVICE_MODULES = (
 
 
 def _cmd_topics_apply(args: argparse.Namespace) -> int:
+    from services.policy.topics import declared_topics
     from services.runtime.config import load_node_config
     from services.runtime.provisioning import provision_topics
 
-    report = provision_topics(load_node_config())
+    node = load_node_config()
+    report = provision_topics(node, declared_topics(node))
     for name in report.created:
         print(f"created   {name}")
     for name in report.verified:
@@ -67,11 +70,13 @@ def _cmd_topics_clean(args: argparse.Namespace) -> int:
 
 
 def _cmd_schemas_register(args: argparse.Namespace) -> int:
+    from services.policy.topics import declared_topics
     from services.runtime.codec import schema_summary
     from services.runtime.config import load_node_config
     from services.runtime.provisioning import connect_contracts
 
-    contracts = connect_contracts(load_node_config())
+    node = load_node_config()
+    contracts = connect_contracts(node, declared_topics(node))
     for topic in contracts.topics():
         print(schema_summary(contracts.codec(topic)))
     return 0

@@ -18,7 +18,7 @@ from services.runtime.paths import CITIES_DIR
 
 
 def _keys_dir(args: argparse.Namespace) -> Path:
-    from services.anonymise.keys import keys_dir_of
+    from services.privacy.keys import keys_dir_of
     from services.runtime.config import load_node_config
 
     if args.keys_dir is not None:
@@ -40,6 +40,7 @@ def _city_codes(args: argparse.Namespace) -> list[str]:
 
 def serve(args: argparse.Namespace) -> int:
     from services.anonymise.stage import build_stage
+    from services.policy.topics import declared_topics
     from services.runtime.service_main import run_stage
 
     keys_dir = Path(args.keys_dir) if args.keys_dir else None
@@ -49,11 +50,12 @@ def serve(args: argparse.Namespace) -> int:
             node, contracts, cities, metrics, keys_dir=keys_dir
         ),
         args,
+        topics=declared_topics,
     )
 
 
 def keys_init(args: argparse.Namespace) -> int:
-    from services.anonymise.keys import env_variable, init_keyring, keyring_from_env
+    from services.privacy.keys import env_variable, init_keyring, keyring_from_env
 
     keys_dir = _keys_dir(args)
     for city in _city_codes(args):
@@ -67,7 +69,7 @@ def keys_init(args: argparse.Namespace) -> int:
 
 
 def keys_rotate(args: argparse.Namespace) -> int:
-    from services.anonymise.keys import current_epoch, rotate_keyring
+    from services.privacy.keys import current_epoch, rotate_keyring
 
     [city] = _city_codes(args)
     path, epoch = rotate_keyring(_keys_dir(args), city, args.from_epoch)
@@ -84,7 +86,7 @@ def keys_rotate(args: argparse.Namespace) -> int:
 
 
 def keys_list(args: argparse.Namespace) -> int:
-    from services.anonymise.keys import KeyStore
+    from services.privacy.keys import KeyStore
     from services.runtime.errors import ConfigError
 
     store = KeyStore(_keys_dir(args))

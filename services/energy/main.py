@@ -54,6 +54,7 @@ def serve(args: argparse.Namespace) -> int:
         timezones_from_cities,
     )
     from services.energy.windows import HOUR_US
+    from services.policy.topics import declared_topics
     from services.runtime.service_main import run_stage
 
     topics, specs = topic_specs(args.topic_prefix)
@@ -94,7 +95,7 @@ def serve(args: argparse.Namespace) -> int:
         NAME,
         build,
         args,
-        specs=specs if args.topic_prefix else None,
+        topics=(lambda _node: specs) if args.topic_prefix else declared_topics,
         dead_letter_topic=topics.dead_letters,
     )
 

@@ -13,11 +13,11 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
-from services.federation.config import load_federation
-from services.publish.warehouse import Warehouse
+from services.policy.federation import load_federation
 from services.runtime.cities import CityConfig
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
+from services.warehouse.port import Warehouse
 
 if TYPE_CHECKING:
     from services.federation.server import FederationServer

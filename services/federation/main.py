@@ -35,7 +35,7 @@ def public_specs(cities: dict[str, Any], prefix: str, aggregates_partners: list[
     """The public topics a federation server reads (under ``prefix``)."""
     from dataclasses import replace
 
-    from services.publish.sharing import partners_of, sharing_policies
+    from services.policy.sharing import partners_of, sharing_policies
     from services.runtime.topics import load_topics
 
     partners = sorted({*partners_of(sharing_policies(cities)), *aggregates_partners})
@@ -48,16 +48,16 @@ def public_specs(cities: dict[str, Any], prefix: str, aggregates_partners: list[
 
 def serve(args: argparse.Namespace) -> int:
     from services.federation.catalog import FederationTopics
-    from services.federation.config import load_federation
     from services.federation.server import FederationServer
-    from services.publish.migrations import migrate
-    from services.publish.warehouse import open_warehouse
+    from services.policy.federation import load_federation
     from services.runtime.cities import load_cities
     from services.runtime.config import load_node_config
     from services.runtime.logs import configure_logging
     from services.runtime.metrics import MetricsServer, ServiceMetrics
     from services.runtime.provisioning import connect_contracts
     from services.runtime.service_main import install_stop_signals
+    from services.warehouse.migrations import migrate
+    from services.warehouse.port import open_warehouse
 
     configure_logging("federation")
     node = load_node_config()
@@ -110,7 +110,7 @@ def codegen_command(args: argparse.Namespace) -> int:
 
 def certs_command(args: argparse.Namespace) -> int:
     from services.federation.certs import ensure_dev_certificates
-    from services.federation.config import load_federation
+    from services.policy.federation import load_federation
     from services.runtime.config import load_node_config
 
     node = load_node_config()
@@ -140,7 +140,7 @@ def certs_command(args: argparse.Namespace) -> int:
 
 def _client(args: argparse.Namespace) -> Any:
     from services.federation.client import FederationClient
-    from services.federation.config import load_federation
+    from services.policy.federation import load_federation
     from services.runtime.config import load_node_config
 
     config = load_federation(load_node_config())
@@ -201,7 +201,7 @@ def _aggregate_query(args: argparse.Namespace) -> Any:
 def query_command(args: argparse.Namespace) -> int:
     from services.federation.protos import pb
     from services.federation.queries import table_of_pages
-    from services.publish.query import render
+    from services.warehouse.query import render
 
     query = _aggregate_query(args)
     pages: list[Any] = []
@@ -240,7 +240,7 @@ def catalog_command(args: argparse.Namespace) -> int:
     from google.protobuf.json_format import MessageToDict
 
     from services.federation.protos import pb
-    from services.publish.query import render
+    from services.warehouse.query import render
 
     with _client(args) as client:
         try:
@@ -354,7 +354,7 @@ def _peer_arguments(parser: argparse.ArgumentParser) -> None:
 def register(
     commands: argparse._SubParsersAction, service_commands: argparse._SubParsersAction
 ) -> None:
-    from services.publish.query import FORMATS
+    from services.warehouse.query import FORMATS
 
     federation = commands.add_parser(
         "federation",

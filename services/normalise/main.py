@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from services.policy.topics import declared_topics
 from services.runtime.paths import CITIES_DIR
 
 if TYPE_CHECKING:
@@ -17,7 +18,7 @@ from services.runtime.service_main import add_stage_arguments, run_stage
 def serve(args: argparse.Namespace) -> int:
     from services.normalise.stage import build_stage
 
-    return run_stage("normalise", build_stage, args)
+    return run_stage("normalise", build_stage, args, topics=declared_topics)
 
 
 def check(args: argparse.Namespace) -> int:
