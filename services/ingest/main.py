@@ -18,7 +18,7 @@ from services.ingest.service import build_core, make_app, serve_forever
 from services.policy.topics import declared_topics
 from services.runtime.cities import load_cities
 from services.runtime.config import load_node_config
-from services.runtime.errors import ConfigError
+from services.runtime.errors import CiteplusError, ConfigError
 from services.runtime.logs import configure_logging
 from services.runtime.paths import CITIES_DIR
 from services.runtime.provisioning import prepare_node
@@ -116,8 +116,6 @@ def add_file_command(commands: argparse._SubParsersAction) -> None:
 
 
 def ingest_files(args: argparse.Namespace) -> int:
-    from services.runtime.errors import CiteplusError
-
     cities = load_cities(args.cities)
     if args.city not in cities:
         raise CiteplusError(f"unknown city {args.city!r}; known: {', '.join(sorted(cities))}")

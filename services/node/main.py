@@ -10,6 +10,8 @@ import threading
 import time
 from pathlib import Path
 
+from services.infra.kafka_broker import start_broker, stop_broker
+from services.infra.registry_server import start_registry, stop_registry
 from services.node import control
 from services.node.status import render_status, sample_service
 from services.node.supervisor import PIPELINE, Supervisor, read_state, tail
@@ -35,9 +37,6 @@ def available_services() -> list[str]:
 
 def bring_up(node: NodeConfig, storage: str, services: list[str], wait_s: float) -> dict[str, bool]:
     """Infrastructure, secrets, topics and schemas, then the supervised services."""
-    from services.infra.kafka_broker import start_broker
-    from services.infra.registry_server import start_registry
-
     cities = load_cities(CITIES_DIR)
     ensure_dev_tokens(node.state_dir, cities)
     ensure_dev_keyrings(node.state_dir, cities)
@@ -76,9 +75,6 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from services.infra.kafka_broker import stop_broker
-    from services.infra.registry_server import stop_registry
-
     node = load_node_config()
     if control.stop_supervisor(node):
         print("services stopped")

@@ -42,6 +42,7 @@ def open_warehouse(node: NodeConfig, *, path: Path | None = None) -> Warehouse:
     """The node's warehouse: a ClickHouse server when CLICKHOUSE_URL names one, else chDB."""
     url = warehouse_url(node)
     if url:
+        # Each adapter imported only when chosen: clickhouse-connect is optional, chDB heavy.
         from services.warehouse.clickhouse_server import ClickHouseServerWarehouse
 
         return ClickHouseServerWarehouse(url)
