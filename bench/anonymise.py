@@ -42,10 +42,10 @@ from typing import Any
 import fastavro
 from confluent_kafka import Consumer
 
-from services.anonymise.keys import KeyStore, new_secret
 from services.anonymise.policy import load_policies
 from services.anonymise.stage import AnonymiseStage, AnonymiseTopics
 from services.anonymise.transform import anonymise
+from services.privacy.keys import KeyStore, new_secret
 from services.runtime import wire
 from services.runtime.cities import load_cities
 from services.runtime.codec import Contracts

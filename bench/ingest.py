@@ -35,6 +35,7 @@ import httpx
 from services.ingest.core import IngestCore, IngestTopics
 from services.ingest.files import ingest_paths
 from services.ingest.service import build_core
+from services.policy.topics import declared_topics
 from services.runtime.cities import SourceConfig, load_cities
 from services.runtime.config import load_node_config
 from services.runtime.kafka import make_producer, produce_bytes
@@ -246,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     token = uuid.uuid4().hex
     os.environ["CITEPLUS_TOKEN_BENCH_METERS"] = token
     node = load_node_config()
-    prepare_node(node)
+    prepare_node(node, declared_topics(node))
     if args.bombs_only:
         bomb_memory(args.port, work / "cities", token)
         return 0
@@ -284,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     files.mkdir()
     for i, body in enumerate(batches):
         (files / f"{i:05d}.ndjson").write_bytes(body)
-    contracts = connect_contracts(node)
+    contracts = connect_contracts(node, declared_topics(node))
     core = build_core(node, contracts, cities, instance=f"bench-files-{uuid.uuid4().hex[:8]}")
     started = time.perf_counter()
     summary = ingest_paths(core, source, sorted(files.iterdir()), show_progress=False)

@@ -19,8 +19,6 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from services.publish.chdb_embedded import ChdbWarehouse
-from services.publish.migrations import migrate
 from services.publish.questions import QUESTIONS
 from services.publish.rows import Landed, observations_table
 from services.publish.sink import SinkRoute, WarehouseSink
@@ -28,6 +26,8 @@ from services.runtime.config import load_node_config
 from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.provisioning import connect_contracts, provision_topics
 from services.runtime.topics import load_topics
+from services.warehouse.chdb_embedded import ChdbWarehouse
+from services.warehouse.migrations import migrate
 
 T0 = 1_736_722_800_000_000  # 2025-01-13T00:00:00+01:00
 DAY_US = 86_400_000_000

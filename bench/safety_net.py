@@ -38,13 +38,13 @@ if str(ROOT) not in sys.path:
 
 from services.anonymise import safety_net  # noqa: E402
 from services.anonymise.policy import Policy, PolicySet, load_policies  # noqa: E402
-from services.anonymise.pseudonym import Pseudonymiser  # noqa: E402
 from services.anonymise.transform import (  # noqa: E402
     KEPT,
     REMOVED_SAFETY_NET,
     REPORTED_SAFETY_NET,
     anonymise,
 )
+from services.privacy.pseudonym import Pseudonymiser  # noqa: E402
 from services.runtime.cities import CityConfig, load_cities  # noqa: E402
 from services.runtime.paths import CITIES_DIR  # noqa: E402
 

@@ -11,7 +11,13 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
+from services.policy.topics import declared_topics
+from services.runtime.codec import schema_summary
+from services.runtime.config import load_node_config
+from services.runtime.dev_secrets import dev_env_file, load_env_file
 from services.runtime.errors import CiteplusError
+from services.runtime.provisioning import connect_contracts, delete_scratch_topics, provision_topics
+from services.runtime.topics import load_topics
 
 Handler = Callable[[argparse.Namespace], int]
 Subcommands = argparse._SubParsersAction  # what add_subparsers() returns
@@ -24,6 +30,7 @@ SERVICE_MODULES = (
     "services.normalise.main",
     "services.energy.main",
     "services.publish.main",
+    "services.node.publish_process",
     "services.publish.warehouse_cli",
     "services.federation.main",
     "services.simulate.cli",
@@ -33,10 +40,8 @@ SERVICE_MODULES = (
 
 
 def _cmd_topics_apply(args: argparse.Namespace) -> int:
-    from services.runtime.config import load_node_config
-    from services.runtime.provisioning import provision_topics
-
-    report = provision_topics(load_node_config())
+    node = load_node_config()
+    report = provision_topics(node, declared_topics(node))
     for name in report.created:
         print(f"created   {name}")
     for name in report.verified:
@@ -45,8 +50,6 @@ def _cmd_topics_apply(args: argparse.Namespace) -> int:
 
 
 def _cmd_topics_list(args: argparse.Namespace) -> int:
-    from services.runtime.topics import load_topics
-
     print(f"{'topic':32} {'value':18} {'parts':>5} {'cleanup':8} {'retention':>12}  key")
     for spec in load_topics().values():
         retention = "forever" if spec.retention_ms < 0 else f"{spec.retention_ms / 86_400_000:g} d"
@@ -58,20 +61,14 @@ def _cmd_topics_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_topics_clean(args: argparse.Namespace) -> int:
-    from services.runtime.config import load_node_config
-    from services.runtime.provisioning import delete_scratch_topics
-
     deleted = delete_scratch_topics(load_node_config())
     print(f"deleted {len(deleted)} scratch topics (test.*, bench.*)")
     return 0
 
 
 def _cmd_schemas_register(args: argparse.Namespace) -> int:
-    from services.runtime.codec import schema_summary
-    from services.runtime.config import load_node_config
-    from services.runtime.provisioning import connect_contracts
-
-    contracts = connect_contracts(load_node_config())
+    node = load_node_config()
+    contracts = connect_contracts(node, declared_topics(node))
     for topic in contracts.topics():
         print(schema_summary(contracts.codec(topic)))
     return 0
@@ -155,9 +152,6 @@ def service_names() -> list[str]:
 
 def _load_dev_secrets() -> None:
     """Make a local node's generated tokens and keys visible to every command."""
-    from services.runtime.config import load_node_config
-    from services.runtime.dev_secrets import dev_env_file, load_env_file
-
     try:
         load_env_file(dev_env_file(load_node_config().state_dir))
     except CiteplusError:

@@ -1,6 +1,6 @@
 """Pseudonymisation secrets for tests: deterministic, and strong enough for the guard.
 
-``services.anonymise.keys`` refuses secrets under 128 bits of estimated entropy
+``services.privacy.keys`` refuses secrets under 128 bits of estimated entropy
 (``"s" * 40`` was a fixture once: a repeated character scores ~10 bits). A
 fixture secret is the base64url SHA-256 of a label: 43 characters that look as
 random as a generated secret, the same on every run.

@@ -202,7 +202,7 @@ def _federation(directory: Path, node_id: str) -> list[str]:
 
 def make_secrets(directory: Path, node_id: str) -> list[str]:
     """Create the missing files; returns what was created."""
-    from services.anonymise.keys import init_keyring
+    from services.privacy.keys import init_keyring
 
     directory = directory.resolve()
     if directory == REPO_ROOT or REPO_ROOT in directory.parents:

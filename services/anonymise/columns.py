@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from services.privacy.pseudonym import Pseudonymiser
+
 Cell = str | float | int | bool | None
 
 ARRAY_OF = {"string": "strings", "double": "doubles", "long": "longs", "boolean": "booleans"}
@@ -76,6 +78,17 @@ def as_text(column: dict[str, Any]) -> list[str]:
     if kind == "long":
         return [str(v) for v in values]
     return [repr(v) for v in values]
+
+
+def pseudonymised(column: dict[str, Any], pseudonymise: Pseudonymiser) -> dict[str, Any]:
+    """An identifier column pseudonymised, one HMAC per distinct value."""
+    texts = as_text(column)
+    missing = column["missing"]
+    mapping = {text: pseudonymise(text) for text in set(texts)}
+    out = [mapping[text] for text in texts]
+    for i in missing:
+        out[i] = ""
+    return make(column["name"], "string", out, missing)
 
 
 def take(column: dict[str, Any], rows: Sequence[int]) -> dict[str, Any]:

@@ -39,8 +39,8 @@ from zoneinfo import ZoneInfo
 
 from services.anonymise import columns
 from services.anonymise.generalise import bucket_starts
-from services.anonymise.keys import epoch_of
 from services.anonymise.policy import COARSENED_ATTRIBUTE, COARSENED_ROWS, Coarsening
+from services.privacy.keys import epoch_of
 
 Column = dict[str, Any]
 DAY_S = 86_400

@@ -20,7 +20,7 @@ The time of a row is the one the rest of the pipeline will use for it:
   time in normalise either, so it joins no day of energy-analytics; the SDM
   forms normalise dates by reception fall back the same way).
 
-Epochs are months of the city's calendar (:func:`services.anonymise.keys.epoch_of`,
+Epochs are months of the city's calendar (:func:`services.privacy.keys.epoch_of`,
 in the policy's city time zone) because energy-analytics' days are the city's
 local days: a local month is a whole number of local days, so no day of a cell
 ever sees a meter under two epochs. (UTC months split the first local day of
@@ -41,8 +41,8 @@ from typing import Any
 
 from services.anonymise import columns
 from services.anonymise.generalise import bucket_starts
-from services.anonymise.keys import epoch_of
 from services.anonymise.policy import Bucket, Policy
+from services.privacy.keys import epoch_of
 from services.runtime.timeparse import TimeSpec, parse_time_column
 
 US = 1_000_000

@@ -14,22 +14,33 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from services.policy.topics import declared_topics
+from services.privacy.keys import (
+    KeyStore,
+    current_epoch,
+    env_variable,
+    init_keyring,
+    keyring_from_env,
+    keys_dir_of,
+    rotate_keyring,
+)
+from services.runtime.cities import load_cities
+from services.runtime.config import load_node_config
+from services.runtime.errors import CiteplusError, ConfigError
 from services.runtime.paths import CITIES_DIR
+from services.runtime.service_main import add_stage_arguments, run_stage
+
+# The stage's own modules are imported inside the commands on purpose: services/cli.py imports
+# every main to build its parser, and a command loads only what it runs.
 
 
 def _keys_dir(args: argparse.Namespace) -> Path:
-    from services.anonymise.keys import keys_dir_of
-    from services.runtime.config import load_node_config
-
     if args.keys_dir is not None:
         return Path(args.keys_dir)
     return keys_dir_of(load_node_config().state_dir)
 
 
 def _city_codes(args: argparse.Namespace) -> list[str]:
-    from services.runtime.cities import load_cities
-    from services.runtime.errors import CiteplusError
-
     cities = load_cities(Path(args.cities))
     if getattr(args, "all", False):
         return sorted(cities)
@@ -40,7 +51,6 @@ def _city_codes(args: argparse.Namespace) -> list[str]:
 
 def serve(args: argparse.Namespace) -> int:
     from services.anonymise.stage import build_stage
-    from services.runtime.service_main import run_stage
 
     keys_dir = Path(args.keys_dir) if args.keys_dir else None
     return run_stage(
@@ -49,12 +59,11 @@ def serve(args: argparse.Namespace) -> int:
             node, contracts, cities, metrics, keys_dir=keys_dir
         ),
         args,
+        topics=declared_topics,
     )
 
 
 def keys_init(args: argparse.Namespace) -> int:
-    from services.anonymise.keys import env_variable, init_keyring, keyring_from_env
-
     keys_dir = _keys_dir(args)
     for city in _city_codes(args):
         if keyring_from_env(city) is not None:
@@ -67,8 +76,6 @@ def keys_init(args: argparse.Namespace) -> int:
 
 
 def keys_rotate(args: argparse.Namespace) -> int:
-    from services.anonymise.keys import current_epoch, rotate_keyring
-
     [city] = _city_codes(args)
     path, epoch = rotate_keyring(_keys_dir(args), city, args.from_epoch)
     print(f"{city}: new secret effective from epoch {epoch} ({path}).")
@@ -84,9 +91,6 @@ def keys_rotate(args: argparse.Namespace) -> int:
 
 
 def keys_list(args: argparse.Namespace) -> int:
-    from services.anonymise.keys import KeyStore
-    from services.runtime.errors import ConfigError
-
     store = KeyStore(_keys_dir(args))
     args.all = True
     for city in _city_codes(args):
@@ -104,7 +108,6 @@ def privacy_check(args: argparse.Namespace) -> int:
     from collections import Counter
 
     from services.anonymise.policy import load_policies
-    from services.runtime.cities import load_cities
 
     policies = load_policies(load_cities(Path(args.cities)))
     for policy in policies:
@@ -135,8 +138,6 @@ def register(
     commands: argparse._SubParsersAction, service_commands: argparse._SubParsersAction
 ) -> None:
     """Add ``citeplus service anonymise``, ``citeplus keys ...`` and ``citeplus privacy check``."""
-    from services.runtime.service_main import add_stage_arguments
-
     service = service_commands.add_parser(
         "anonymise",
         help="apply each source's privacy policy: raw.v1 -> anonymised.v1 (+ audit.v1)",

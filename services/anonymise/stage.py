@@ -31,7 +31,6 @@ from typing import Any
 from services.anonymise import daily
 from services.anonymise.audit import AuditLedger
 from services.anonymise.day_state import DayStore, Part, row_times
-from services.anonymise.keys import KeyStore, epoch_of, keys_dir_of
 from services.anonymise.policy import Policy, PolicySet, load_policies
 from services.anonymise.transform import (
     COARSENED,
@@ -41,6 +40,7 @@ from services.anonymise.transform import (
     apply_policy,
     redacted_raw,
 )
+from services.privacy.keys import KeyStore, epoch_of, keys_dir_of
 from services.runtime import dlq
 from services.runtime.cities import CityConfig
 from services.runtime.codec import Contracts

@@ -45,7 +45,7 @@ from services.anonymise.policy import (
     Policy,
     Prefix,
 )
-from services.anonymise.pseudonym import Pseudonymiser
+from services.privacy.pseudonym import Pseudonymiser
 from services.runtime.timeparse import parse_time_column
 
 Column = dict[str, Any]
@@ -185,7 +185,7 @@ def _apply_column(
         return []
     if rule.cls == IDENTIFIER:
         audit.add(PSEUDONYMISED, count)
-        return [pseudonymise.column(column)]
+        return [columns.pseudonymised(column, pseudonymise)]
     if rule.cls == MEASURE:
         audit.add(KEPT, count)
         return [_scan(column, audit, net)]

@@ -9,18 +9,25 @@ import uuid
 from dataclasses import replace
 from pathlib import Path
 
-from services.runtime.paths import CITIES_DIR
-from services.runtime.service_main import add_stage_arguments
+from services.policy.topics import declared_topics
+from services.runtime.cities import load_cities
+from services.runtime.config import load_node_config
+from services.runtime.errors import CiteplusError, ConfigError
+from services.runtime.kafka import make_consumer
+from services.runtime.paths import CITIES_DIR, TOPICS_FILE
+from services.runtime.provisioning import connect_contracts
+from services.runtime.service_main import add_stage_arguments, run_stage
+from services.runtime.topics import load_topics
 
 log = logging.getLogger(__name__)
+
+# The stage's own modules are imported inside the commands on purpose: services/cli.py imports
+# every main to build its parser, and a command loads only what it runs.
 
 
 def topic_specs(prefix: str = ""):
     """The stage's topics (declared in deploy/topics.yaml), under ``prefix`` if given."""
     from services.energy.stage import EnergyTopics
-    from services.runtime.errors import ConfigError
-    from services.runtime.paths import TOPICS_FILE
-    from services.runtime.topics import load_topics
 
     declared = load_topics()
     base = EnergyTopics()
@@ -54,7 +61,6 @@ def serve(args: argparse.Namespace) -> int:
         timezones_from_cities,
     )
     from services.energy.windows import HOUR_US
-    from services.runtime.service_main import run_stage
 
     topics, specs = topic_specs(args.topic_prefix)
 
@@ -94,7 +100,7 @@ def serve(args: argparse.Namespace) -> int:
         NAME,
         build,
         args,
-        specs=specs if args.topic_prefix else None,
+        topics=(lambda _node: specs) if args.topic_prefix else declared_topics,
         dead_letter_topic=topics.dead_letters,
     )
 
@@ -104,11 +110,6 @@ def report(args: argparse.Namespace) -> int:
     from confluent_kafka import KafkaError
 
     from services.energy.report import latest, render
-    from services.runtime.cities import load_cities
-    from services.runtime.config import load_node_config
-    from services.runtime.errors import CiteplusError
-    from services.runtime.kafka import make_consumer
-    from services.runtime.provisioning import connect_contracts
 
     cities = load_cities(Path(args.cities))
     if args.city not in cities:

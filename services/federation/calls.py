@@ -22,8 +22,8 @@ from typing import Any
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from services.federation.config import CODE
-from services.publish.sharing import SharingPolicy
+from services.policy.federation import CODE
+from services.policy.sharing import SharingPolicy
 
 ON_BEHALF_OF = "citeplus-on-behalf-of"
 audit = logging.getLogger("citeplus.federation.audit")

@@ -24,12 +24,12 @@ from typing import Any
 import grpc
 
 from services.federation.calls import Caller, FederationError, invalid
-from services.publish.sharing import SharingPolicy, sharing_policies
-from services.publish.warehouse import Warehouse
+from services.policy.sharing import SharingPolicy, sharing_policies
 from services.runtime.cities import CityConfig
 from services.runtime.paths import DEPLOY_DIR
 from services.runtime.topics import partner_topic
 from services.runtime.yaml_config import parse_strict
+from services.warehouse.port import Warehouse
 
 AGGREGATES_SOURCE = "energy-aggregates"
 AGGREGATE_FIELDS = ("energy_kwh", "meter_count", "peak_kw")

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from services.federation.config import CODE, CertificatePaths, certificate_paths
+from services.policy.federation import CODE, CertificatePaths, certificate_paths
 from services.runtime.errors import CiteplusError
 from services.runtime.paths import REPO_ROOT
 

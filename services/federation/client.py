@@ -12,8 +12,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from services.federation.calls import ON_BEHALF_OF
 from services.federation.certs import channel_credentials
-from services.federation.config import CertificatePaths
 from services.federation.protos import pb, rpc
+from services.policy.federation import CertificatePaths
 
 SERVICE = "citeplus.federation.v1.Federation"
 MAX_MESSAGE = 64 * 1024 * 1024

@@ -23,9 +23,9 @@ import grpc
 
 from services.federation.calls import ON_BEHALF_OF, Caller, invalid
 from services.federation.client import FederationClient, open_channel
-from services.federation.config import FederationConfig, Peer
 from services.federation.protos import pb
 from services.federation.queries import rows_of
+from services.policy.federation import FederationConfig, Peer
 
 MAX_PEER_TIMEOUT_S = 60.0
 MARGIN_S = 0.2  # kept from the caller's deadline to send the summary

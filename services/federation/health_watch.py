@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 
 from grpc_health.v1 import health, health_pb2
 
-from services.publish.warehouse import Warehouse
+from services.warehouse.port import Warehouse
 
 log = logging.getLogger(__name__)
 

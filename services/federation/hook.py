@@ -1,7 +1,8 @@
-"""How publish starts the federation API beside its sink, in its own process.
+"""The federation API beside publish's sink, in publish's process.
 
 With chDB only the publish process may open the warehouse, so the federation server
-runs there and answers through publish's warehouse object. Kept free of gRPC
+runs there and answers through publish's warehouse object. Publish does not import
+this: services/node/publish_process.py hands it to publish as what runs beside it. Kept free of gRPC
 imports: a node without certificates, or with federation turned off, runs publish
 as before, and says why the API is off.
 """
@@ -13,11 +14,11 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
-from services.federation.config import load_federation
-from services.publish.warehouse import Warehouse
+from services.policy.federation import load_federation
 from services.runtime.cities import CityConfig
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
+from services.warehouse.port import Warehouse
 
 if TYPE_CHECKING:
     from services.federation.server import FederationServer

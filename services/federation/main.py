@@ -22,9 +22,23 @@ from typing import Any
 import fastavro
 import grpc
 
+from services.policy.federation import load_federation
+from services.policy.sharing import partners_of, sharing_policies
+from services.runtime.cities import load_cities
+from services.runtime.config import load_node_config
 from services.runtime.errors import CiteplusError
+from services.runtime.logs import configure_logging
+from services.runtime.metrics import MetricsServer, ServiceMetrics
 from services.runtime.paths import CITIES_DIR
+from services.runtime.provisioning import connect_contracts
+from services.runtime.service_main import install_stop_signals
+from services.runtime.topics import load_topics
+from services.warehouse.migrations import migrate
+from services.warehouse.port import open_warehouse
+from services.warehouse.query import FORMATS, render
 
+# Federation modules (protos, server, client, queries) are imported inside the commands on
+# purpose: they load the generated gRPC code, which `citeplus federation codegen` writes.
 GRANULARITY_NAMES = ("PT15M", "PT1H", "P1D")
 
 
@@ -34,9 +48,6 @@ GRANULARITY_NAMES = ("PT15M", "PT1H", "P1D")
 def public_specs(cities: dict[str, Any], prefix: str, aggregates_partners: list[str]) -> list[Any]:
     """The public topics a federation server reads (under ``prefix``)."""
     from dataclasses import replace
-
-    from services.publish.sharing import partners_of, sharing_policies
-    from services.runtime.topics import load_topics
 
     partners = sorted({*partners_of(sharing_policies(cities)), *aggregates_partners})
     return [
@@ -48,16 +59,7 @@ def public_specs(cities: dict[str, Any], prefix: str, aggregates_partners: list[
 
 def serve(args: argparse.Namespace) -> int:
     from services.federation.catalog import FederationTopics
-    from services.federation.config import load_federation
     from services.federation.server import FederationServer
-    from services.publish.migrations import migrate
-    from services.publish.warehouse import open_warehouse
-    from services.runtime.cities import load_cities
-    from services.runtime.config import load_node_config
-    from services.runtime.logs import configure_logging
-    from services.runtime.metrics import MetricsServer, ServiceMetrics
-    from services.runtime.provisioning import connect_contracts
-    from services.runtime.service_main import install_stop_signals
 
     configure_logging("federation")
     node = load_node_config()
@@ -110,8 +112,6 @@ def codegen_command(args: argparse.Namespace) -> int:
 
 def certs_command(args: argparse.Namespace) -> int:
     from services.federation.certs import ensure_dev_certificates
-    from services.federation.config import load_federation
-    from services.runtime.config import load_node_config
 
     node = load_node_config()
     config = load_federation(node)
@@ -140,8 +140,6 @@ def certs_command(args: argparse.Namespace) -> int:
 
 def _client(args: argparse.Namespace) -> Any:
     from services.federation.client import FederationClient
-    from services.federation.config import load_federation
-    from services.runtime.config import load_node_config
 
     config = load_federation(load_node_config())
     if args.address:
@@ -201,7 +199,6 @@ def _aggregate_query(args: argparse.Namespace) -> Any:
 def query_command(args: argparse.Namespace) -> int:
     from services.federation.protos import pb
     from services.federation.queries import table_of_pages
-    from services.publish.query import render
 
     query = _aggregate_query(args)
     pages: list[Any] = []
@@ -240,7 +237,6 @@ def catalog_command(args: argparse.Namespace) -> int:
     from google.protobuf.json_format import MessageToDict
 
     from services.federation.protos import pb
-    from services.publish.query import render
 
     with _client(args) as client:
         try:
@@ -354,7 +350,6 @@ def _peer_arguments(parser: argparse.ArgumentParser) -> None:
 def register(
     commands: argparse._SubParsersAction, service_commands: argparse._SubParsersAction
 ) -> None:
-    from services.publish.query import FORMATS
 
     federation = commands.add_parser(
         "federation",

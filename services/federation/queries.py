@@ -43,9 +43,9 @@ from services.federation.catalog import (
     RELEASED_TABLE,
     Datasets,
 )
-from services.federation.config import CODE
 from services.federation.protos import pb
-from services.publish.warehouse import Warehouse
+from services.policy.federation import CODE
+from services.warehouse.port import Warehouse
 
 DEFAULT_PAGE = 1000
 MAX_PAGE = 10_000

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 import grpc
 
 from services.federation.calls import FederationError
-from services.federation.limits import FederationLimits
+from services.policy.limits import FederationLimits
 
 KINDS = {
     "subscriptions": ("subscriptions_per_caller", "subscriptions_total"),

@@ -37,19 +37,19 @@ from services.federation.catalog import (
     vocabulary_metrics,
 )
 from services.federation.certs import server_credentials
-from services.federation.config import FederationConfig
 from services.federation.fanout import Fanout
 from services.federation.health_watch import HealthWatch, warehouse_answers
 from services.federation.protos import pb, rpc
 from services.federation.queries import set_timestamp_ms
 from services.federation.quotas import CallerQuotas
 from services.federation.subscribe import StreamExpired, subscribe
-from services.publish.warehouse import Warehouse
+from services.policy.federation import FederationConfig
 from services.runtime.cities import CityConfig
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
 from services.runtime.errors import CiteplusError, InfrastructureError, SchemaError
 from services.runtime.registry import SchemaRegistry
+from services.warehouse.port import Warehouse
 
 log = logging.getLogger(__name__)
 

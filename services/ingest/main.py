@@ -15,9 +15,10 @@ from services.ingest.idempotency import (
 )
 from services.ingest.limits import DEFAULT_MAX_BODY, HttpLimits
 from services.ingest.service import build_core, make_app, serve_forever
+from services.policy.topics import declared_topics
 from services.runtime.cities import load_cities
 from services.runtime.config import load_node_config
-from services.runtime.errors import ConfigError
+from services.runtime.errors import CiteplusError, ConfigError
 from services.runtime.logs import configure_logging
 from services.runtime.paths import CITIES_DIR
 from services.runtime.provisioning import prepare_node
@@ -71,7 +72,7 @@ def serve(args: argparse.Namespace) -> int:
             f"most the retention of {STATE_TOPIC} in deploy/topics.yaml "
             f"({state.retention_ms / 3_600_000 if state else 48:g} h)"
         )
-    _, contracts = prepare_node(node)
+    _, contracts = prepare_node(node, declared_topics(node))
     core = build_core(
         node,
         contracts,
@@ -115,15 +116,13 @@ def add_file_command(commands: argparse._SubParsersAction) -> None:
 
 
 def ingest_files(args: argparse.Namespace) -> int:
-    from services.runtime.errors import CiteplusError
-
     cities = load_cities(args.cities)
     if args.city not in cities:
         raise CiteplusError(f"unknown city {args.city!r}; known: {', '.join(sorted(cities))}")
     source = cities[args.city].source(args.source)
     paths = [p for path in args.paths for p in list_files(path)]
     node = load_node_config()
-    _, contracts = prepare_node(node)
+    _, contracts = prepare_node(node, declared_topics(node))
     core = build_core(node, contracts, cities)
     try:
         summary = ingest_paths(

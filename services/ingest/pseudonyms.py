@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from services.anonymise.keys import KeyStore, epoch_of, keys_dir_of
+from services.privacy.keys import KeyStore, epoch_of, keys_dir_of
 from services.runtime.errors import CiteplusError
 from services.runtime.localday import DEFAULT_TIMEZONE
 

@@ -15,9 +15,9 @@ from services.node.main import available_services, bring_up
 from services.node.report import ReportData, render_report
 from services.node.status import Sample, sample_service
 from services.publish.main import run_query
-from services.publish.query import render_table
 from services.publish.questions import question
 from services.runtime.config import NodeConfig, load_node_config
+from services.warehouse.query import render_table
 
 AIR_SQL = """SELECT city, hour, round(sumMerge(total) / countMerge(readings), 1) AS no2
 FROM observations_hourly WHERE metric = 'no2'

@@ -18,8 +18,8 @@ import httpx
 import pyarrow as pa
 
 from services.node.supervisor import read_state
-from services.publish.query import from_ipc
 from services.publish.sql_users import basic_authorization, local_credentials
+from services.warehouse.query import from_ipc
 
 
 def _ephemeral_range() -> tuple[int, int]:

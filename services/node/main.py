@@ -10,19 +10,26 @@ import threading
 import time
 from pathlib import Path
 
+from services.infra.kafka_broker import start_broker, stop_broker
+from services.infra.registry_server import start_registry, stop_registry
 from services.node import control
 from services.node.status import render_status, sample_service
 from services.node.supervisor import PIPELINE, Supervisor, read_state, tail
+from services.policy.topics import declared_topics
+from services.privacy.keys import ensure_dev_keyrings
+from services.runtime.cities import load_cities
 from services.runtime.config import NodeConfig, load_node_config
+from services.runtime.dev_secrets import ensure_dev_tokens
 from services.runtime.errors import CiteplusError
 from services.runtime.logs import configure_logging
 from services.runtime.paths import CITIES_DIR
+from services.runtime.provisioning import prepare_node
 from services.runtime.service_main import install_stop_signals
 
 
 def available_services() -> list[str]:
     """The pipeline services this build has (`citeplus service --help`)."""
-    from services.cli import service_names
+    from services.cli import service_names  # lazy: the cli imports this module to register it
 
     names = set(service_names())
     return [name for name in PIPELINE if name in names]
@@ -30,24 +37,12 @@ def available_services() -> list[str]:
 
 def bring_up(node: NodeConfig, storage: str, services: list[str], wait_s: float) -> dict[str, bool]:
     """Infrastructure, secrets, topics and schemas, then the supervised services."""
-    from services.infra.kafka_broker import start_broker
-    from services.infra.registry_server import start_registry
-    from services.runtime.cities import load_cities
-    from services.runtime.dev_secrets import ensure_dev_tokens
-    from services.runtime.paths import CITIES_DIR
-    from services.runtime.provisioning import prepare_node
-
     cities = load_cities(CITIES_DIR)
     ensure_dev_tokens(node.state_dir, cities)
-    try:
-        from services.runtime.dev_secrets import ensure_dev_keyrings  # type: ignore[attr-defined]
-    except ImportError:
-        pass
-    else:
-        ensure_dev_keyrings(node.state_dir, cities)
+    ensure_dev_keyrings(node.state_dir, cities)
     bootstrap = start_broker()
     start_registry(storage=storage, bootstrap=bootstrap)
-    prepare_node(node)
+    prepare_node(node, declared_topics(node))
     control.start_supervisor(node, services)
     return wait_healthy(node, services, wait_s)
 
@@ -80,9 +75,6 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    from services.infra.kafka_broker import stop_broker
-    from services.infra.registry_server import stop_registry
-
     node = load_node_config()
     if control.stop_supervisor(node):
         print("services stopped")
@@ -149,13 +141,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 def cmd_replay_dead_letters(args: argparse.Namespace) -> int:
     from services.node.replay import replay_dead_letters
-    from services.runtime.cities import load_cities
-    from services.runtime.provisioning import prepare_node
 
     if not args.city or not args.source:
         raise CiteplusError("replay dead-letters needs --city and --source")
     node = load_node_config()
-    _, contracts = prepare_node(node)
+    _, contracts = prepare_node(node, declared_topics(node))
     done = replay_dead_letters(
         node,
         contracts,

@@ -24,7 +24,9 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, ConsumerGroupTopicPartitions, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from services.ingest.core import IngestTopics
+from services.ingest.core import IngestCore, IngestTopics
+from services.ingest.pseudonyms import LetterPseudonyms
+from services.ingest.service import reference_attributes
 from services.node import control
 from services.runtime import dlq
 from services.runtime.cities import CityConfig
@@ -188,9 +190,6 @@ def replay_dead_letters(
     shared dead-letter topics, produced in the same transaction as what it
     replays: a letter is replayed exactly once, however often the command runs.
     """
-    from services.ingest.core import IngestCore
-    from services.ingest.pseudonyms import LetterPseudonyms
-    from services.ingest.service import reference_attributes
 
     topics = topics or IngestTopics()
     config = cities[city].source(source) if city in cities else None

@@ -7,24 +7,28 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from services.policy.topics import declared_topics
+from services.runtime.cities import load_cities
 from services.runtime.paths import CITIES_DIR
+from services.runtime.service_main import add_stage_arguments, run_stage
 
 if TYPE_CHECKING:
     from services.normalise.mapping import SourceMapping
-from services.runtime.service_main import add_stage_arguments, run_stage
+
+# The stage's own modules are imported inside the commands on purpose: services/cli.py imports
+# every main to build its parser, and a command loads only what it runs.
 
 
 def serve(args: argparse.Namespace) -> int:
     from services.normalise.stage import build_stage
 
-    return run_stage("normalise", build_stage, args)
+    return run_stage("normalise", build_stage, args, topics=declared_topics)
 
 
 def check(args: argparse.Namespace) -> int:
     from services.normalise.registers import describe
     from services.normalise.stage import compile_mappings
     from services.normalise.vocabulary import load_vocabulary
-    from services.runtime.cities import load_cities
 
     vocabulary = load_vocabulary()
     cities = load_cities(args.cities)

@@ -33,8 +33,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.publish.migrations import DDL_DIR, Migration, load_migrations
 from services.runtime.errors import CiteplusError
+from services.warehouse.migrations import DDL_DIR, Migration, load_migrations
 
 CLUSTER_DIR = DDL_DIR / "cluster"
 LOCAL_SUFFIX = "_local"

@@ -11,7 +11,18 @@ from pathlib import Path
 import httpx
 import pyarrow as pa
 
-from services.publish.query import (
+from services.policy.topics import declared_topics
+from services.publish.service import Beside, PublishService
+from services.publish.sql_users import basic_authorization, local_credentials
+from services.runtime.cities import load_cities
+from services.runtime.config import NodeConfig, load_node_config
+from services.runtime.errors import CiteplusError
+from services.runtime.logs import configure_logging
+from services.runtime.metrics import MetricsServer, ServiceMetrics
+from services.runtime.provisioning import prepare_node
+from services.runtime.service_main import install_stop_signals
+from services.warehouse.port import open_warehouse, warehouse_url
+from services.warehouse.query import (
     FORMATS,
     QueryLimits,
     ensure_read_only,
@@ -20,27 +31,22 @@ from services.publish.query import (
     render,
     valid_utf8,
 )
-from services.publish.service import PublishService
-from services.publish.sql_users import basic_authorization, local_credentials
-from services.publish.warehouse import open_warehouse, warehouse_url
-from services.runtime.cities import load_cities
-from services.runtime.config import NodeConfig, load_node_config
-from services.runtime.errors import CiteplusError
-from services.runtime.logs import configure_logging
-from services.runtime.metrics import MetricsServer, ServiceMetrics
-from services.runtime.provisioning import prepare_node
-from services.runtime.service_main import add_stage_arguments, install_stop_signals
 
 log = logging.getLogger(__name__)
 
 
-def serve(args: argparse.Namespace) -> int:
+def serve(args: argparse.Namespace, beside: Beside | None = None) -> int:
+    """Run publish until a stop signal; ``beside`` is what its composer runs in this
+    process from the same warehouse (``citeplus service publish``: the federation API,
+    services/node/publish_process.py)."""
     configure_logging("publish")
     node = load_node_config()
     cities = load_cities(args.cities)
-    _, contracts = prepare_node(node)
+    _, contracts = prepare_node(node, declared_topics(node))
     metrics = ServiceMetrics("publish")
-    service = PublishService(node, contracts, cities, metrics, instance=args.instance)
+    service = PublishService(
+        node, contracts, cities, metrics, instance=args.instance, beside=beside
+    )
     port = args.metrics_port if args.metrics_port is not None else node.metrics_port("publish")
     server = MetricsServer(
         metrics, node.metrics.host, port, post_routes=service.post_routes
@@ -143,13 +149,8 @@ def _print(table: pa.Table, fmt: str, output: Path | None) -> int:
 def register(
     commands: argparse._SubParsersAction, service_commands: argparse._SubParsersAction
 ) -> None:
-    parser = service_commands.add_parser(
-        "publish",
-        help="land observations, aggregates and dead letters in ClickHouse; feed public topics",
-    )
-    add_stage_arguments(parser)
-    parser.set_defaults(handler=serve)
-
+    # ``citeplus service publish`` is declared by services/node/publish_process.py, which
+    # runs the federation API beside publish in one process.
     sql = commands.add_parser(
         "sql",
         help="query the node's warehouse (ClickHouse SQL); no query opens a prompt",

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from services.publish.sharing import SharingPolicy
+from services.policy.sharing import SharingPolicy
 from services.runtime.processor import BaseStage, Emit, InputMeta
 from services.runtime.topics import partner_topic
 

@@ -9,12 +9,14 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from functools import partial
+from typing import Protocol
 
 from confluent_kafka import Message
+from prometheus_client import CollectorRegistry
 
+from services.policy.federation import load_federation
+from services.policy.sharing import sharing_policies
 from services.publish import versions
-from services.publish.migrations import migrate
-from services.publish.query import QueryLimits, ensure_read_only, limited, to_ipc, valid_utf8
 from services.publish.republish import PublicTopics, Republisher
 from services.publish.rows import (
     aggregates_table,
@@ -22,10 +24,8 @@ from services.publish.rows import (
     observations_table,
     released_table,
 )
-from services.publish.sharing import sharing_policies
 from services.publish.sink import SinkRoute, WarehouseSink
 from services.publish.sql_users import Credentials, UserStore, ensure_operator, parse_basic
-from services.publish.warehouse import Warehouse, open_warehouse
 from services.runtime import dlq
 from services.runtime.cities import CityConfig
 from services.runtime.codec import Contracts
@@ -34,6 +34,9 @@ from services.runtime.errors import ConfigError
 from services.runtime.kafka import make_producer, produce_bytes
 from services.runtime.metrics import PostHandler, ServiceMetrics
 from services.runtime.processor import StageRunner
+from services.warehouse.migrations import migrate
+from services.warehouse.port import Warehouse, open_warehouse
+from services.warehouse.query import QueryLimits, ensure_read_only, limited, to_ipc, valid_utf8
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +146,26 @@ def undecodable_to_dead_letters(
     return send
 
 
+class Companion(Protocol):
+    """A server started and stopped with publish, in its process (the federation API)."""
+
+    def start(self) -> object: ...
+
+    def stop(self) -> None: ...
+
+
+# What runs beside publish's sink and answers from its warehouse, or None when it is
+# off. Publish does not know what it is: services/node/publish_process.py hands in the
+# federation API (with chDB only the publish process may open the warehouse).
+Beside = Callable[
+    [NodeConfig, Contracts, dict[str, CityConfig], Warehouse, CollectorRegistry],
+    Companion | None,
+]
+
+
 class PublishService:
-    """The three parts of publish, started and stopped together."""
+    """The three parts of publish, and whatever its composer runs beside them,
+    started and stopped together."""
 
     def __init__(
         self,
@@ -155,6 +176,7 @@ class PublishService:
         *,
         instance: str = "0",
         warehouse: Warehouse | None = None,
+        beside: Beside | None = None,
     ):
         ensure_operator(node.state_dir)  # refuses to start on an unsafe users file
         self.warehouse = warehouse or open_warehouse(node)
@@ -169,8 +191,6 @@ class PublishService:
             metrics=metrics,
             on_undecodable=undecodable_to_dead_letters(node, contracts),
         )
-        from services.federation.config import load_federation
-
         self.republisher = StageRunner(
             Republisher(
                 sharing_policies(cities), PublicTopics(), load_federation(node).energy_aggregates
@@ -181,11 +201,8 @@ class PublishService:
             metrics=metrics,
         )
         self.post_routes = {"/v1/sql": sql_endpoint(self.warehouse, UserStore(node.state_dir))}
-        # The federation API (services/federation) serves from this process's warehouse.
-        from services.federation.hook import federation_beside_publish
-
-        self.federation = federation_beside_publish(
-            node, contracts, cities, self.warehouse, metrics.registry
+        self.beside = (
+            beside(node, contracts, cities, self.warehouse, metrics.registry) if beside else None
         )
 
     def run(self, stop: threading.Event) -> bool:
@@ -206,13 +223,13 @@ class PublishService:
         threads = [guarded("sink", self.sink.run), guarded("republish", self.republisher.run)]
         for thread in threads:
             thread.start()
-        if self.federation:
-            self.federation.start()
+        if self.beside:
+            self.beside.start()
         try:
             stop.wait()
         finally:
-            if self.federation:
-                self.federation.stop()
+            if self.beside:
+                self.beside.stop()
             for thread in threads:
                 thread.join(60)
             self.warehouse.close()

@@ -20,12 +20,12 @@ import pyarrow as pa
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from services.publish.rows import Landed
-from services.publish.warehouse import Warehouse
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
 from services.runtime.errors import CiteplusError
 from services.runtime.kafka import make_consumer
 from services.runtime.metrics import ServiceMetrics
+from services.warehouse.port import Warehouse
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from services.publish.rows import Landed
-from services.publish.warehouse import Warehouse
+from services.warehouse.port import Warehouse
 
 TABLE = "observations"
 _KEY = "city, metric, entity, ts"

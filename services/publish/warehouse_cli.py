@@ -15,15 +15,13 @@ import argparse
 import time
 
 from services.publish.cluster_ddl import CLUSTER_DIR, add_ddl_arguments, ddl_command, stale
-from services.publish.migrations import DDL_DIR
+from services.runtime.config import load_node_config
 from services.runtime.errors import CiteplusError, InfrastructureError
+from services.warehouse.migrations import DDL_DIR, migrate
+from services.warehouse.port import open_warehouse
 
 
 def migrate_command(args: argparse.Namespace) -> int:
-    from services.publish.migrations import migrate
-    from services.publish.warehouse import open_warehouse
-    from services.runtime.config import load_node_config
-
     directory = CLUSTER_DIR if args.cluster else DDL_DIR
     if args.cluster:
         differ = stale()

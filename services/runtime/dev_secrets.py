@@ -68,15 +68,3 @@ def ensure_dev_tokens(state_dir: Path, cities: dict[str, CityConfig]) -> Path:
         path.chmod(0o600)
     load_env_file(path)
     return path
-
-
-def ensure_dev_keyrings(state_dir: Path, cities: dict[str, CityConfig]) -> Path:
-    """Give every city a pseudonymisation keyring (``<state>/secrets/keys/<city>.json``,
-    mode 0600) unless the environment provides its secret; returns the keys folder."""
-    from services.anonymise.keys import init_keyring, keyring_from_env, keys_dir_of
-
-    keys_dir = keys_dir_of(state_dir)
-    for code in sorted(cities):
-        if keyring_from_env(code) is None:
-            init_keyring(keys_dir, code)
-    return keys_dir

@@ -2,6 +2,8 @@
 
 Every service calls this at start-up (idempotent), so a node never runs against
 a topic that is missing or configured differently from ``deploy/topics.yaml``.
+The topics come from the caller (:func:`services.policy.topics.declared_topics`
+for a node's own), so the runtime knows no stage's configuration.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
 from services.runtime.errors import InfrastructureError
 from services.runtime.registry import SchemaRegistry
-from services.runtime.topics import ProvisionReport, TopicSpec, load_topics, provision
+from services.runtime.topics import ProvisionReport, TopicSpec, provision
 
 
 def admin_client(node: NodeConfig) -> AdminClient:
@@ -49,25 +51,9 @@ def delete_scratch_topics(
     return names
 
 
-def declared_topics(node: NodeConfig | None = None) -> list[TopicSpec]:
-    """Every topic of deploy/topics.yaml, partner templates expanded for the partners
-    that the city files' sharing sections name, and (given the node) those its
-    federation file shares energy aggregates with."""
-    from services.publish.sharing import partners_of, sharing_policies
-    from services.runtime.cities import load_cities
-    from services.runtime.paths import CITIES_DIR
-
-    partners = set(partners_of(sharing_policies(load_cities(CITIES_DIR))))
-    if node is not None:
-        from services.federation.config import load_federation
-
-        partners.update(load_federation(node).energy_aggregates.partners)
-    return list(load_topics(partners=sorted(partners)).values())
-
-
-def provision_topics(node: NodeConfig, specs: list[TopicSpec] | None = None) -> ProvisionReport:
-    """Create or verify the declared topics; a mismatch raises with every detail."""
-    specs = declared_topics(node) if specs is None else specs
+def provision_topics(node: NodeConfig, specs: list[TopicSpec]) -> ProvisionReport:
+    """Create or verify ``specs`` (the node's: :func:`services.policy.topics.declared_topics`);
+    a mismatch raises with every detail."""
     report = provision(admin_client(node), specs, node.kafka.replication_factor)
     if not report.ok:
         details = "\n  ".join(report.mismatches)
@@ -78,13 +64,16 @@ def provision_topics(node: NodeConfig, specs: list[TopicSpec] | None = None) -> 
     return report
 
 
-def connect_contracts(node: NodeConfig, specs: list[TopicSpec] | None = None) -> Contracts:
+def connect_contracts(node: NodeConfig, specs: list[TopicSpec]) -> Contracts:
     """Register every topic's schema under ``<topic>-value`` and bind codecs."""
-    specs = declared_topics(node) if specs is None else specs
     return Contracts.register(SchemaRegistry(node.registry.url), specs)
 
 
-def prepare_node(node: NodeConfig) -> tuple[ProvisionReport, Contracts]:
-    """Topics, then schemas: what a service needs before its first message."""
-    report = provision_topics(node)
-    return report, connect_contracts(node)
+def prepare_node(node: NodeConfig, specs: list[TopicSpec]) -> tuple[ProvisionReport, Contracts]:
+    """Topics, then schemas: what a service needs before its first message.
+
+    The caller hands the topics (partner templates already expanded): which partners
+    a node shares with is the city files' and the federation file's business, read
+    by :mod:`services.policy`, above this layer."""
+    report = provision_topics(node, specs)
+    return report, connect_contracts(node, specs)

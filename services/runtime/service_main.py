@@ -21,12 +21,14 @@ from services.runtime.logs import configure_logging
 from services.runtime.metrics import MetricsServer, ServiceMetrics
 from services.runtime.paths import CITIES_DIR
 from services.runtime.processor import Stage, StageRunner
-from services.runtime.provisioning import connect_contracts, prepare_node, provision_topics
+from services.runtime.provisioning import prepare_node
 from services.runtime.topics import TopicSpec
 
 log = logging.getLogger(__name__)
 
 StageFactory = Callable[[NodeConfig, Contracts, dict[str, CityConfig], ServiceMetrics], Stage]
+# The topics a process provisions and registers, given the node's configuration.
+TopicsOf = Callable[[NodeConfig], list[TopicSpec]]
 
 
 def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
@@ -59,22 +61,20 @@ def run_stage(
     factory: StageFactory,
     args: argparse.Namespace,
     *,
-    specs: list[TopicSpec] | None = None,
+    topics: TopicsOf,
     dead_letter_topic: str = dlq.DLQ_TOPIC,
 ) -> int:
     """Run ``service`` until a stop signal; returns the process exit code.
 
-    ``specs`` replaces the declared topics (a stage run on prefixed copies of its
-    topics, for tests and side-by-side runs); ``dead_letter_topic`` goes with them.
+    ``topics`` gives the topics to provision and register: the node's declared ones
+    (``services.policy.topics.declared_topics``, handed by the stage's ``main``: the
+    runtime knows no sharing or federation configuration) or prefixed copies of the
+    stage's topics (tests and side-by-side runs); ``dead_letter_topic`` goes with them.
     """
     configure_logging(service)
     node = load_node_config()
     cities = load_cities(args.cities)
-    if specs is None:
-        _, contracts = prepare_node(node)
-    else:
-        provision_topics(node, specs)
-        contracts = connect_contracts(node, specs)
+    _, contracts = prepare_node(node, topics(node))
     metrics = ServiceMetrics(service)
     stage = factory(node, contracts, cities, metrics)
     port = args.metrics_port if args.metrics_port is not None else node.metrics_port(service)

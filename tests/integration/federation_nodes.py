@@ -23,7 +23,7 @@ import yaml
 
 from services.federation.certs import ensure_dev_certificates
 from services.federation.client import FederationClient
-from services.federation.config import certificate_paths
+from services.policy.federation import certificate_paths
 from services.runtime.paths import REPO_ROOT
 
 T0 = 1_736_722_800_000_000  # 2025-01-13T00:00:00+01:00 (23:00 UTC the day before)
@@ -122,9 +122,9 @@ def release_of(upsert: dict) -> dict:
 
 def seed(state_dir: Path, city: str, *, days: int = 2, entities: int = 3) -> int:
     """Two days of 10-minute readings of every source, hourly energy aggregates."""
-    from services.publish.chdb_embedded import ChdbWarehouse
-    from services.publish.migrations import migrate
     from services.publish.rows import Landed, aggregates_table, observations_table, released_table
+    from services.warehouse.chdb_embedded import ChdbWarehouse
+    from services.warehouse.migrations import migrate
 
     warehouse = ChdbWarehouse(state_dir / "warehouse")
     try:

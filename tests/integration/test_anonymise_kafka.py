@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 import yaml
 
-from services.anonymise.keys import KeyStore
 from services.anonymise.policy import PolicySet, load_policies
 from services.anonymise.stage import AnonymiseStage, AnonymiseTopics
 from services.ingest.records import to_column
+from services.privacy.keys import KeyStore
 from services.runtime.cities import load_cities
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig

@@ -18,13 +18,13 @@ import httpx
 import pytest
 import yaml
 
-from services.anonymise.keys import KeyStore
 from services.anonymise.policy import load_policies
 from services.anonymise.stage import AnonymiseStage, AnonymiseTopics
 from services.ingest.core import IngestTopics
 from services.ingest.records import column_values, to_column
 from services.ingest.service import build_core
 from services.node.replay import replay_dead_letters
+from services.privacy.keys import KeyStore
 from services.runtime import dlq
 from services.runtime.cities import load_cities
 from services.runtime.kafka import RecordProducer, make_producer
@@ -309,7 +309,7 @@ def test_ingest_rejects_leave_nothing_personal_in_dlq_answers_or_logs(
 
 
 def _epoch_now() -> str:
-    from services.anonymise.keys import current_epoch
+    from services.privacy.keys import current_epoch
 
     return current_epoch(timezone="Europe/Paris")  # the test city's zone
 

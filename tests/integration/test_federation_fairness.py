@@ -23,8 +23,8 @@ import grpc
 import pytest
 
 from services.federation.client import FederationClient
-from services.federation.config import certificate_paths
 from services.federation.protos import pb
+from services.policy.federation import certificate_paths
 from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.provisioning import connect_contracts, provision_topics
 from services.runtime.topics import load_topics

@@ -17,9 +17,9 @@ import pytest
 
 from services.energy.secrecy import SecrecyPolicy
 from services.federation.queries import Question, _aggregate, aggregates_sql, rollup_sql
-from services.publish.migrations import migrate
 from services.publish.rows import Landed, observations_table, released_table
 from services.runtime import localday
+from services.warehouse.migrations import migrate
 from tests.energy_helpers import EnergyHarness, energy_observation
 
 pytestmark = pytest.mark.integration
@@ -49,7 +49,7 @@ def brute_force_days(record: dict, zone: str) -> dict[dt.date, float]:
 
 @pytest.fixture()
 def warehouse(tmp_path: Path):
-    from services.publish.chdb_embedded import ChdbWarehouse
+    from services.warehouse.chdb_embedded import ChdbWarehouse
 
     wh = ChdbWarehouse(tmp_path / "warehouse")
     migrate(wh)

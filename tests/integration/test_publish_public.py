@@ -13,8 +13,8 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from services.policy.sharing import SharingPolicy
 from services.publish.republish import PublicTopics, Republisher
-from services.publish.sharing import SharingPolicy
 from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.processor import StageRunner
 from services.runtime.provisioning import connect_contracts, provision_topics

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from services.publish.chdb_embedded import ChdbWarehouse
-from services.publish.migrations import migrate
 from services.publish.rows import aggregates_table, dead_letters_table, observations_table
 from services.publish.sink import SinkRoute, WarehouseSink
 from services.runtime.kafka import RecordProducer, make_producer
+from services.warehouse.chdb_embedded import ChdbWarehouse
+from services.warehouse.migrations import migrate
 from tests.integration.records import T0, dead_letter, energy_aggregate, observation
 
 pytestmark = pytest.mark.integration

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 
 from services.normalise.stage import NormaliseStage, NormaliseTopics
-from services.publish.chdb_embedded import ChdbWarehouse
-from services.publish.migrations import migrate
 from services.publish.rows import observations_table
 from services.publish.sink import SinkRoute, WarehouseSink
 from services.runtime.cities import load_cities
 from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.processor import StageRunner
+from services.warehouse.chdb_embedded import ChdbWarehouse
+from services.warehouse.migrations import migrate
 from tests.normalise_helpers import CURVES, T0, city_file, curves
 
 pytestmark = pytest.mark.integration

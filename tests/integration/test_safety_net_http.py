@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.anonymise.keys import KeyStore
 from services.anonymise.policy import load_policies
 from services.anonymise.stage import AnonymiseStage, AnonymiseTopics
 from services.ingest.core import IngestTopics
 from services.ingest.service import build_core
+from services.privacy.keys import KeyStore
 from services.runtime.cities import load_cities
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.processor import StageRunner

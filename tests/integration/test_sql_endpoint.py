@@ -13,9 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.publish.chdb_embedded import ChdbWarehouse
 from services.publish.main import run_query
-from services.publish.query import QueryLimits, from_ipc, render
 from services.publish.service import sql_endpoint
 from services.publish.sql_users import (
     Credentials,
@@ -27,6 +25,8 @@ from services.publish.sql_users import (
 from services.runtime.config import SERVICE_PORT_OFFSETS, NodeConfig, load_node_config
 from services.runtime.errors import CiteplusError, ConfigError
 from services.runtime.metrics import MetricsServer, ServiceMetrics
+from services.warehouse.chdb_embedded import ChdbWarehouse
+from services.warehouse.query import QueryLimits, from_ipc, render
 
 pytestmark = pytest.mark.integration
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from services.publish.migrations import migrate
 from services.publish.questions import QUESTIONS, question
 from services.publish.rows import Landed, aggregates_table, observations_table, released_table
 from services.runtime.paths import REPO_ROOT
+from services.warehouse.migrations import migrate
 from tests.integration.records import T0, energy_aggregate, observation, released_aggregate
 
 HOUR = 3_600_000_000
@@ -22,7 +22,7 @@ HOUR = 3_600_000_000
 @pytest.fixture(params=["chdb", "clickhouse-server"])
 def warehouse(request, tmp_path: Path):
     if request.param == "chdb":
-        from services.publish.chdb_embedded import ChdbWarehouse
+        from services.warehouse.chdb_embedded import ChdbWarehouse
 
         wh = ChdbWarehouse(tmp_path / "warehouse")
     else:
@@ -33,7 +33,7 @@ def warehouse(request, tmp_path: Path):
 
         database = f"citeplus_test_{uuid.uuid4().hex[:8]}"
         clickhouse_connect.get_client(dsn=url).command(f"CREATE DATABASE {database}")
-        from services.publish.clickhouse_server import ClickHouseServerWarehouse
+        from services.warehouse.clickhouse_server import ClickHouseServerWarehouse
 
         wh = ClickHouseServerWarehouse(url.rstrip("/") + f"/{database}")
     yield wh

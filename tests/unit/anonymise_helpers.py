@@ -9,8 +9,8 @@ from typing import Any
 import yaml
 
 from services.anonymise.policy import Policy, parse_policy
-from services.anonymise.pseudonym import Pseudonymiser
 from services.ingest.records import to_column
+from services.privacy.pseudonym import Pseudonymiser
 from services.runtime.cities import load_city
 
 T0 = 1_736_755_200_000_000  # 2025-01-13T08:00:00Z

@@ -17,10 +17,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.anonymise import daily
-from services.anonymise.keys import KeyStore
 from services.anonymise.policy import COARSENED_ROWS, Coarsening, PolicySet
 from services.anonymise.stage import AnonymiseStage
 from services.ingest.records import to_column
+from services.privacy.keys import KeyStore
 from services.runtime.errors import ConfigError, RejectedInput
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.processor import Emit, InputMeta

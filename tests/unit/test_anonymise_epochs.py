@@ -19,7 +19,6 @@ import pytest
 
 from services.anonymise import columns
 from services.anonymise.epochs import reading_times, row_epochs, split_by_epoch
-from services.anonymise.keys import KeyStore
 from services.anonymise.policy import Policy, PolicySet
 from services.anonymise.stage import AnonymiseStage
 from services.energy.windows import (
@@ -29,6 +28,7 @@ from services.energy.windows import (
     pieces_by_day,
 )
 from services.ingest.records import to_column
+from services.privacy.keys import KeyStore
 from services.runtime import localday
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.processor import InputMeta
@@ -226,7 +226,7 @@ def test_a_bucketed_time_field_decides_by_its_bucket(tmp_path: Path) -> None:
 @pytest.mark.parametrize("zone", [PARIS, "Pacific/Noumea", "America/Cayenne"])
 def test_the_energy_days_never_straddle_an_epoch(zone: str) -> None:
     """Why local months: every local day (energy-analytics' day) lies in one local month."""
-    from services.anonymise.keys import epoch_of
+    from services.privacy.keys import epoch_of
 
     day = localday.day_start(at(2024, 1, 1), zone)
     while day < at(2026, 1, 1):

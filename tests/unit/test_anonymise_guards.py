@@ -17,17 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from services.anonymise import keys
-from services.anonymise.entropy import MIN_BITS, estimate_bits
-from services.anonymise.keys import (
+from services.anonymise.policy import MIN_GRID_METRES, Grid
+from services.cli import main
+from services.privacy import keys
+from services.privacy.entropy import MIN_BITS, estimate_bits
+from services.privacy.keys import (
     KeyStore,
     init_keyring,
     keyring_from_env,
     keyring_path,
     read_keyring,
 )
-from services.anonymise.policy import MIN_GRID_METRES, Grid
-from services.cli import main
 from services.runtime.cities import load_cities
 from services.runtime.errors import ConfigError
 from services.runtime.paths import CITIES_DIR
@@ -112,7 +112,7 @@ def test_a_strong_secret_is_accepted() -> None:
 def test_generated_keyrings_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`citeplus keys init` and `keys rotate` (which `citeplus up`'s dev secrets and
     deploy/compose/make_secrets.py both use: init_keyring) write keyrings the guard accepts."""
-    from services.runtime.dev_secrets import ensure_dev_keyrings
+    from services.privacy.keys import ensure_dev_keyrings
 
     for name in list(os.environ):
         if name.startswith(keys.ENV_PREFIX):

@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.anonymise import keys
-from services.anonymise.keys import (
+from services.cli import main
+from services.privacy import keys
+from services.privacy.keys import (
     KeyStore,
     epoch_of,
     init_keyring,
@@ -22,8 +23,7 @@ from services.anonymise.keys import (
     read_keyring,
     rotate_keyring,
 )
-from services.anonymise.pseudonym import Pseudonymiser
-from services.cli import main
+from services.privacy.pseudonym import Pseudonymiser
 from services.runtime.errors import ConfigError
 from tests.fixture_secrets import fixture_secret
 
@@ -95,10 +95,11 @@ def test_epoch_is_the_month_of_a_time_in_the_city_zone() -> None:
 
 
 def test_identifier_column_pseudonymised_once_per_distinct_value() -> None:
+    from services.anonymise.columns import pseudonymised
     from services.ingest.records import to_column
 
     pseudonymise = Pseudonymiser(b"k" * 32, "2025-01")
-    column = pseudonymise.column(to_column("meter", ["a", "b", None, "a", 12]))
+    column = pseudonymised(to_column("meter", ["a", "b", None, "a", 12]), pseudonymise)
     assert column["kind"] == "string" and column["missing"] == [2]
     values = column["strings"]
     assert values[0] == values[3] == pseudonymise("a") and values[1] == pseudonymise("b")

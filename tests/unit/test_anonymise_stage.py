@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from services.anonymise.keys import KeyStore
 from services.anonymise.policy import PolicySet
 from services.anonymise.stage import AnonymiseStage
+from services.privacy.keys import KeyStore
 from services.runtime.errors import RejectedInput
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.processor import InputMeta

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from services.publish import cluster_ddl
-from services.publish.chdb_embedded import ChdbWarehouse
 from services.publish.cluster_ddl import (
     CLUSTER_DIR,
     LOCAL_SUFFIX,
@@ -25,7 +24,8 @@ from services.publish.cluster_ddl import (
     render_all,
     stale,
 )
-from services.publish.migrations import (
+from services.warehouse.chdb_embedded import ChdbWarehouse
+from services.warehouse.migrations import (
     DDL_DIR,
     Migration,
     applied_versions,

@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from services.anonymise.keys import KeyStore
 from services.ingest.formats import parse_payload
 from services.ingest.pseudonyms import LetterPseudonyms
 from services.ingest.records import rejection_letters
+from services.privacy.keys import KeyStore
 from services.publish.rows import Landed, dead_letters_table
 from services.publish.service import default_routes
 from services.runtime import dlq

@@ -27,12 +27,12 @@ import pytest
 import yaml
 
 from services.cli import SERVICE_MODULES, build_parser
-from services.publish.chdb_embedded import ChdbWarehouse
-from services.publish.migrations import migrate
 from services.runtime.config import NodeConfig, load_node_config
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.paths import CITIES_DIR, DEPLOY_DIR, REPO_ROOT
 from services.runtime.topics import load_topics
+from services.warehouse.chdb_embedded import ChdbWarehouse
+from services.warehouse.migrations import migrate
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
 DOCKERFILE = REPO_ROOT / "Dockerfile"
@@ -50,7 +50,7 @@ STAGE_MODULES = {
     "anonymise": "services.anonymise.main",
     "normalise": "services.normalise.main",
     "energy-analytics": "services.energy.main",
-    "publish": "services.publish.main",
+    "publish": "services.node.publish_process",
 }
 PINNED_TAG = re.compile(r"^[\w.\-/]+:v?\d+(\.\d+){1,3}(-[\w.\-]+)?(@sha256:[0-9a-f]{64})?$")
 SUBSTITUTION = re.compile(r"\$\{(?P<name>\w+)(?::(?P<op>[-?])(?P<arg>[^}]*))?\}")
@@ -564,7 +564,7 @@ def test_make_secrets_writes_every_file_compose_mounts(compose: dict, tmp_path: 
         if not relative.endswith(".pem"):
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, relative
     assert make_secrets.make_secrets(directory, node_id) == []  # idempotent
-    from services.anonymise.keys import KeyStore  # its keyrings pass the entropy guard
+    from services.privacy.keys import KeyStore  # its keyrings pass the entropy guard
 
     cities = sorted(p.stem for p in (directory / "keys").glob("*.json"))
     assert cities and KeyStore(directory / "keys", environ={}).check(cities)

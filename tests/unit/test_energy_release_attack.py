@@ -45,8 +45,8 @@ from scipy.sparse.linalg import lsqr
 from services.energy.secrecy import SecrecyPolicy
 from services.energy.stage import EnergyStage, EnergyTopics
 from services.energy.windows import DAY_US, HOUR_US, QUARTER_US
+from services.policy.sharing import SharingPolicy
 from services.publish.republish import PublicTopics, Republisher
-from services.publish.sharing import SharingPolicy
 from services.runtime.config import NodeConfig
 from services.runtime.errors import RejectedInput
 from services.runtime.processor import Emit, InputMeta

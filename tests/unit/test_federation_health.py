@@ -7,8 +7,8 @@ from pathlib import Path
 from grpc_health.v1 import health, health_pb2
 
 from services.federation.health_watch import HealthWatch, warehouse_answers
-from services.publish.warehouse import open_warehouse
 from services.runtime.config import load_node_config
+from services.warehouse.port import open_warehouse
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING

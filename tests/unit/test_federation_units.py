@@ -15,11 +15,11 @@ from cryptography import x509
 from services.federation import certs as certificates
 from services.federation.calls import Caller, CallMetrics, FederationError, handled
 from services.federation.catalog import Datasets, FederationTopics
-from services.federation.config import load_federation, load_peers_file
 from services.federation.fanout import outcome_of
 from services.federation.protos import codegen, is_current, pb
 from services.federation.queries import quote, rollup_sql, validate
-from services.publish.sharing import SharingPolicy
+from services.policy.federation import load_federation, load_peers_file
+from services.policy.sharing import SharingPolicy
 from services.runtime.cities import load_cities
 from services.runtime.config import load_node_config
 from services.runtime.errors import CiteplusError, ConfigError
@@ -374,8 +374,8 @@ class NoWarehouse:
 def test_publish_hook_serves_only_a_node_with_a_certificate(tmp_path: Path) -> None:
     from services.federation.client import FederationClient
     from services.federation.hook import federation_beside_publish
-    from services.publish.warehouse import open_warehouse
     from services.runtime.codec import Contracts
+    from services.warehouse.port import open_warehouse
 
     path = tmp_path / "node.yaml"
     path.write_text(
@@ -411,7 +411,7 @@ def test_publish_hook_serves_only_a_node_with_a_certificate(tmp_path: Path) -> N
 
 
 def replace_identity(paths, identity: str):
-    from services.federation.config import certificate_paths
+    from services.policy.federation import certificate_paths
 
     return certificate_paths(paths.ca.parent, identity)
 
@@ -488,8 +488,8 @@ def test_avro_peek_reads_what_fastavro_reads() -> None:
 
 
 def test_limits_of_the_federation_file_are_validated(tmp_path: Path) -> None:
-    from services.federation.config import load_limits
-    from services.federation.limits import FederationLimits
+    from services.policy.federation import load_limits
+    from services.policy.limits import FederationLimits
     from services.runtime.paths import REPO_ROOT
 
     assert load_limits(peers_file(tmp_path, "peers: []")) == FederationLimits()
@@ -510,8 +510,8 @@ def test_a_caller_quota_refuses_only_that_caller_and_names_its_own_quota() -> No
     import grpc
 
     from services.federation.calls import FederationError
-    from services.federation.limits import FederationLimits
     from services.federation.quotas import CallerQuotas
+    from services.policy.limits import FederationLimits
 
     quotas = CallerQuotas.of(
         "subscriptions", FederationLimits(subscriptions_per_caller=2, subscriptions_total=3)

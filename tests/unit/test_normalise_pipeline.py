@@ -26,7 +26,7 @@ from tests.unit.test_normalise_cities import PARIS, SITES, blocks
 
 anonymise_transform = pytest.importorskip("services.anonymise.transform")
 policy_module = pytest.importorskip("services.anonymise.policy")
-pseudonym_module = pytest.importorskip("services.anonymise.pseudonym")
+pseudonym_module = pytest.importorskip("services.privacy.pseudonym")
 
 DAYS = 4
 

@@ -21,11 +21,11 @@ from hypothesis import strategies as st
 from services.energy.secrecy import SecrecyPolicy
 from services.energy.stage import EnergyStage, EnergyTopics
 from services.publish import versions as warehouse_versions
-from services.publish.chdb_embedded import ChdbWarehouse
-from services.publish.migrations import migrate
 from services.publish.rows import Landed, observations_table
 from services.runtime.config import NodeConfig
 from services.runtime.processor import InputMeta
+from services.warehouse.chdb_embedded import ChdbWarehouse
+from services.warehouse.migrations import migrate
 from tests.normalise_helpers import Run, city_file, normaliser, record
 
 START = datetime(2025, 11, 22, 8, 0)  # local (Paris): 07:00 UTC

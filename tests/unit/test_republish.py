@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from services.policy.sharing import SharingPolicy
 from services.publish.republish import PublicTopics, Republisher
-from services.publish.sharing import SharingPolicy
 from services.runtime.processor import InputMeta
 
 OPEN = SharingPolicy("open", (), "ODbL-1.0")

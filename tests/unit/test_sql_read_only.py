@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from services.publish.query import ensure_read_only
 from services.runtime.errors import CiteplusError
+from services.warehouse.query import ensure_read_only
 
 
 @pytest.mark.parametrize(

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from services.federation.config import load_peers_file
 from services.normalise.vocabulary import load_vocabulary
+from services.policy.federation import load_peers_file
 from services.runtime.config import load_node_config
 from services.runtime.errors import ConfigError
 from services.runtime.topics import load_topics

@@ -27,7 +27,7 @@ needs the secret. Rotation adds a new secret effective from an epoch; earlier
 epochs keep theirs. The earliest secret also covers every earlier epoch.
 
 A secret shorter than 32 characters or under 128 bits of estimated entropy
-(``services.anonymise.entropy``: repeated characters, words, sequences, small
+(``services.privacy.entropy``: repeated characters, words, sequences, small
 alphabets score low) is refused at load, naming the variable or the keyring
 file and key: with a guessable secret anyone computes the pseudonym of every
 meter number. Generated secrets (``citeplus keys init|rotate``, the dev node's
@@ -54,8 +54,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from services.anonymise import entropy
-from services.anonymise.pseudonym import Pseudonymiser
+from services.privacy import entropy
+from services.privacy.pseudonym import Pseudonymiser
 from services.runtime import localday
 from services.runtime.errors import ConfigError
 
@@ -339,6 +339,19 @@ def init_keyring(keys_dir: Path, city: str) -> tuple[Path, bool]:
         return path, False
     _write_private(path, _document(city, [Secret(FIRST_EPOCH, new_secret(), _now_iso())]))
     return path, True
+
+
+def ensure_dev_keyrings(state_dir: Path, cities: Iterable[str]) -> Path:
+    """Give every city a keyring (``<state>/secrets/keys/<city>.json``, mode 0600)
+    unless the environment provides its secret; returns the keys folder.
+
+    What ``citeplus up`` does for a node started on a laptop, beside the
+    development tokens of :mod:`services.runtime.dev_secrets`."""
+    keys_dir = keys_dir_of(state_dir)
+    for code in sorted(cities):
+        if keyring_from_env(code) is None:
+            init_keyring(keys_dir, code)
+    return keys_dir
 
 
 def rotate_keyring(

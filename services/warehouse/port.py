@@ -42,9 +42,10 @@ def open_warehouse(node: NodeConfig, *, path: Path | None = None) -> Warehouse:
     """The node's warehouse: a ClickHouse server when CLICKHOUSE_URL names one, else chDB."""
     url = warehouse_url(node)
     if url:
-        from services.publish.clickhouse_server import ClickHouseServerWarehouse
+        # Each adapter imported only when chosen: clickhouse-connect is optional, chDB heavy.
+        from services.warehouse.clickhouse_server import ClickHouseServerWarehouse
 
         return ClickHouseServerWarehouse(url)
-    from services.publish.chdb_embedded import ChdbWarehouse
+    from services.warehouse.chdb_embedded import ChdbWarehouse
 
     return ChdbWarehouse(path or node.state_dir / "warehouse")

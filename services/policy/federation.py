@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from services.federation.limits import FederationLimits
-from services.publish.sharing import SharingPolicy, parse_sharing
+from services.policy.limits import FederationLimits
+from services.policy.sharing import SharingPolicy, parse_sharing
 from services.runtime.config import NodeConfig
 from services.runtime.errors import ConfigError
 from services.runtime.paths import REPO_ROOT

@@ -12,9 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from typing import Any
-
-from services.anonymise import columns
 
 DIGEST_BYTES = 15  # 120 bits -> 24 base32 characters, no padding
 
@@ -35,13 +32,3 @@ class Pseudonymiser:
         mac = self._hmac.copy()
         mac.update(value.encode("utf-8"))
         return base64.b32encode(mac.digest()[:DIGEST_BYTES]).decode("ascii").lower()
-
-    def column(self, column: dict[str, Any]) -> dict[str, Any]:
-        """An identifier column pseudonymised, one HMAC per distinct value."""
-        texts = columns.as_text(column)
-        missing = column["missing"]
-        mapping = {text: self(text) for text in set(texts)}
-        out = [mapping[text] for text in texts]
-        for i in missing:
-            out[i] = ""
-        return columns.make(column["name"], "string", out, missing)

@@ -12,9 +12,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.publish.warehouse import Warehouse
 from services.runtime.errors import ConfigError
 from services.runtime.paths import DEPLOY_DIR
+from services.warehouse.port import Warehouse
 
 DDL_DIR = DEPLOY_DIR / "clickhouse"
 _NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
