@@ -13,8 +13,10 @@ for minor in 11 12 13; do
   candidates+=("${PYENV_ROOT:-$HOME/.pyenv}"/versions/3."$minor".*/bin/python3."$minor")
   for python in "${candidates[@]}"; do
     [ -n "$python" ] && [ -x "$python" ] || continue
-    if "$python" -c "import sys; sys.exit(sys.version_info[:2] != (3, $minor))" 2>/dev/null; then
-      echo "$python"
+    # The interpreter's own path, not a shim's: uv would rebuild .venv for a "new" interpreter.
+    real=$("$python" -c "import sys; print(sys.executable) if sys.version_info[:2] == (3, $minor) else sys.exit(1)" 2>/dev/null)
+    if [ -n "$real" ]; then
+      echo "$real"
       found=1
       [ "$first" = "--first" ] && exit 0
       break
