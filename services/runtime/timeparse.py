@@ -261,15 +261,17 @@ class _ReadColumn(NamedTuple):
     """A column after its values are read, before local times are placed.
 
     ``times`` already holds the values that carried their own offset (or season),
-    ``flags`` the unreadable ones; ``walls`` holds the wall-clock µs of the values
-    still to place on the zone's offsets, None for every other row. The lists are
-    handed over: :func:`_place_local_times` completes them rather than copying a
-    column on the hot path.
+    ``flags`` the unreadable ones; ``rows`` are the positions of the values still to
+    place on the zone's offsets and ``walls`` their wall-clock µs (a column of UTC
+    times has none, so placing them costs nothing). The lists are handed over:
+    :func:`_place_local_times` completes them rather than copying a column on the
+    hot path.
     """
 
     times: list[int | None]
     flags: list[int]
-    walls: list[int | None]
+    rows: list[int]
+    walls: list[int]
 
 
 def _parse_epochs(
@@ -301,7 +303,9 @@ def _read_linky_column(values: Sequence[str | int | float | None], timezone: str
     n = len(values)
     out: list[int | None] = [None] * n
     flags: list[int] = [0] * n
-    walls: list[int | None] = [None] * n
+    rows: list[int] = []
+    walls: list[int] = []
+    local_row, local_wall = rows.append, walls.append
     table = _OFFSETS.setdefault(timezone, {})
     for i, v in enumerate(values):
         if not isinstance(v, str) or not v:
@@ -318,8 +322,9 @@ def _read_linky_column(values: Sequence[str | int | float | None], timezone: str
         except (ValueError, TypeError, OverflowError):
             flags[i] = TIME_INVALID
             continue
-        walls[i] = wall
-    return _ReadColumn(out, flags, walls)
+        local_row(i)
+        local_wall(wall)
+    return _ReadColumn(out, flags, rows, walls)
 
 
 def _read_iso_column(values: Sequence[str | int | float | None]) -> _ReadColumn:
@@ -328,7 +333,9 @@ def _read_iso_column(values: Sequence[str | int | float | None]) -> _ReadColumn:
     n = len(values)
     out: list[int | None] = [None] * n
     flags: list[int] = [0] * n
-    walls: list[int | None] = [None] * n
+    rows: list[int] = []
+    walls: list[int] = []
+    local_row, local_wall = rows.append, walls.append
     for i, v in enumerate(values):
         if not isinstance(v, str) or not v:
             flags[i] = TIME_INVALID
@@ -346,10 +353,11 @@ def _read_iso_column(values: Sequence[str | int | float | None]) -> _ReadColumn:
             flags[i] = TIME_INVALID
             continue
         if offset is None:
-            walls[i] = wall
+            local_row(i)
+            local_wall(wall)
         else:
             out[i] = wall - offset
-    return _ReadColumn(out, flags, walls)
+    return _ReadColumn(out, flags, rows, walls)
 
 
 def _read_strptime_column(values: Sequence[str | int | float | None], fmt: str) -> _ReadColumn:
@@ -357,7 +365,9 @@ def _read_strptime_column(values: Sequence[str | int | float | None], fmt: str) 
     n = len(values)
     out: list[int | None] = [None] * n
     flags: list[int] = [0] * n
-    walls: list[int | None] = [None] * n
+    rows: list[int] = []
+    walls: list[int] = []
+    local_row, local_wall = rows.append, walls.append
     for i, v in enumerate(values):
         if not isinstance(v, str) or not v:
             flags[i] = TIME_INVALID
@@ -367,10 +377,12 @@ def _read_strptime_column(values: Sequence[str | int | float | None], fmt: str) 
             if dt.tzinfo is not None:
                 out[i] = _aware_us(dt)
             else:
-                walls[i] = _naive_us(dt)
+                wall = _naive_us(dt)
+                local_row(i)
+                local_wall(wall)
         except (ValueError, TypeError, OverflowError):
             flags[i] = TIME_INVALID
-    return _ReadColumn(out, flags, walls)
+    return _ReadColumn(out, flags, rows, walls)
 
 
 def _place_local_times(read: _ReadColumn, timezone: str) -> tuple[list[int | None], list[int]]:
@@ -380,16 +392,14 @@ def _place_local_times(read: _ReadColumn, timezone: str) -> tuple[list[int | Non
     a wall time seen again, or one that goes back in time, is the second pass.
     Only rows with a wall time take part in that order.
     """
-    out, flags, walls = read
+    out, flags, rows, walls = read
     table = _OFFSETS.setdefault(timezone, {})
     seen: set[int] = set()
     first_pass: list[int] = []
     second_pass = False
     prev_wall: int | None = None
     prev_second = False
-    for i, wall in enumerate(walls):
-        if wall is None:
-            continue
+    for i, wall in zip(rows, walls, strict=True):
         hour = wall // _HOUR_US
         o0, o1, _ = table.get(hour) or _offsets(timezone, hour)
         if o0 == o1:
