@@ -216,28 +216,34 @@ def _failures(totals: Any) -> str:
 
 def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
     """Per city and source, sorted, with a total line for the counts."""
-    rows = sorted(rows, key=lambda r: (CITIES.index(r[0]) if r[0] in CITIES else 99, r[1]))
-    if rows:
-        total = ["total", ""] + [
-            sum(r[i] for r in rows) if isinstance(rows[0][i], int) else ""
-            for i in range(2, len(header))
-        ]
-        rows = [*rows, tuple(total)]
-    cells = [tuple(f"{c:,}" if isinstance(c, int) else str(c) for c in row) for row in rows]
+    cells = [
+        tuple(f"{c:,}" if isinstance(c, int) else str(c) for c in row)
+        for row in _sorted_with_total(len(header), rows)
+    ]
     widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(header)]
-    print(
-        "  ".join(
-            h.ljust(w) if i < 2 else h.rjust(w)
-            for i, (h, w) in enumerate(zip(header, widths, strict=True))
-        )
-    )
+    print(_aligned(header, widths))
     for row in cells:
-        print(
-            "  ".join(
-                c.ljust(w) if i < 2 else c.rjust(w)
-                for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
+        print(_aligned(row, widths))
+
+
+def _sorted_with_total(width: int, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Rows in the cities' order then by source, and a total of each count column
+    (the first two columns name the city and source; text columns stay blank)."""
+    rows = sorted(rows, key=lambda r: (CITIES.index(r[0]) if r[0] in CITIES else 99, r[1]))
+    if not rows:
+        return rows
+    total = ["total", ""] + [
+        sum(r[i] for r in rows) if isinstance(rows[0][i], int) else "" for i in range(2, width)
+    ]
+    return [*rows, tuple(total)]
+
+
+def _aligned(cells: tuple[str, ...], widths: list[int]) -> str:
+    """Names left-aligned, figures right-aligned."""
+    return "  ".join(
+        c.ljust(w) if i < 2 else c.rjust(w)
+        for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+    )
 
 
 def _city_list(text: str) -> tuple[str, ...]:
