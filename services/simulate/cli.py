@@ -58,6 +58,14 @@ def add_simulate_command(subparsers: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_generation_options(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    _add_target_options(parser)
+    parser.set_defaults(handler=run_simulate)
+
+
+def _add_generation_options(parser: argparse.ArgumentParser) -> None:
+    """What to generate: cities, meters, days, resolution, seed, and the city files."""
     parser.add_argument(
         "--cities",
         type=_city_list,
@@ -110,7 +118,10 @@ def add_simulate_command(subparsers: Any) -> None:
         metavar="DIR",
         help="directory of city files (default deploy/cities)",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+
+
+def _add_target_options(parser: argparse.ArgumentParser) -> None:
+    """Where the payloads go: pushed, written, or only counted (exactly one)."""
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument(
         "--url",
@@ -121,7 +132,6 @@ def add_simulate_command(subparsers: Any) -> None:
     target.add_argument(
         "--dry-run", action="store_true", help="generate and count, send and write nothing"
     )
-    parser.set_defaults(handler=run_simulate)
 
 
 def run_simulate(args: argparse.Namespace) -> int:
