@@ -18,10 +18,11 @@ import datetime as dt
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from services.ingest.core import IngestCore, IngestTopics
@@ -29,11 +30,12 @@ from services.ingest.pseudonyms import LetterPseudonyms
 from services.ingest.service import reference_attributes
 from services.node import control
 from services.runtime import dlq
-from services.runtime.cities import CityConfig
-from services.runtime.codec import Contracts
+from services.runtime.cities import CityConfig, SourceConfig
+from services.runtime.codec import Contracts, TopicCodec
 from services.runtime.config import NodeConfig
 from services.runtime.errors import CiteplusError
 from services.runtime.kafka import make_consumer, make_producer, produce_bytes
+
 
 
 def stage_groups(admin: AdminClient, service: str) -> list[str]:
@@ -190,12 +192,48 @@ def replay_dead_letters(
     shared dead-letter topics, produced in the same transaction as what it
     replays: a letter is replayed exactly once, however often the command runs.
     """
-
     topics = topics or IngestTopics()
     config = cities[city].source(source) if city in cities else None
     if config is None:
         raise CiteplusError(f"unknown city {city!r}; known: {', '.join(sorted(cities))}")
-    core = IngestCore(
+    core = _replay_core(node, contracts, cities, topics)
+    letters = read_raw_letters(node, contracts, topics.raw_dead_letters)
+    producer = make_producer(
+        node, transactional_id=f"citeplus.{node.node.id}.replay-dead-letters.{city}.{source}"
+    )
+    producer.init_transactions(30)
+    replayer = _LetterReplayer(
+        producer,
+        core,
+        config,
+        city,
+        source,
+        topics,
+        contracts.codec(topics.raw_dead_letters),
+        contracts.codec(topics.dead_letters),
+    )
+    summary = DeadLetterReplay()
+    for letter_id, parts in _letters_to_replay(letters, city, source, letter_ids):
+        try:
+            original = dlq.reassemble(parts)
+        except ValueError as exc:
+            summary.skipped.append(f"{letter_id}: {exc}")
+            continue
+        sent = replayer.replay(letter_id, parts[0], original)
+        summary.accepted += sent.accepted
+        summary.rejected += sent.rejected
+        summary.requeued += sent.requeued
+        summary.letters += 1
+    return summary
+
+
+def _replay_core(
+    node: NodeConfig, contracts: Contracts, cities: dict[str, CityConfig], topics: IngestTopics
+) -> IngestCore:
+    """An ingest core that prepares messages (no sink: the replay produces them in
+    its own transactions), with the city files as they are now."""
+
+    return IngestCore(
         contracts,
         None,
         topics=topics,
@@ -204,52 +242,89 @@ def replay_dead_letters(
             node.state_dir, {code: c.timezone for code, c in cities.items()}
         ),
     )
-    letters = read_raw_letters(node, contracts, topics.raw_dead_letters)
+
+
+def _letters_to_replay(
+    letters: dict[str, list[dict[str, Any]]],
+    city: str,
+    source: str,
+    letter_ids: set[str] | None,
+) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """The letters of this city source that have no ``replayed`` marker yet (and
+    are among ``letter_ids`` when given), in the order they were read."""
     done = {lid for lid, parts in letters.items() if any(p["stage"] == "replay" for p in parts)}
-    summary = DeadLetterReplay()
-    producer = make_producer(
-        node, transactional_id=f"citeplus.{node.node.id}.replay-dead-letters.{city}.{source}"
-    )
-    producer.init_transactions(30)
-    raw_codec = contracts.codec(topics.raw_dead_letters)
-    shared_codec = contracts.codec(topics.dead_letters)
     for letter_id, parts in letters.items():
         first = parts[0]
         if (first["city"], first["source"]) != (city, source) or letter_id in done:
             continue
         if letter_ids is not None and letter_id not in letter_ids:
             continue
-        try:
-            original = dlq.reassemble(parts)
-        except ValueError as exc:
-            summary.skipped.append(f"{letter_id}: {exc}")
-            continue
-        producer.begin_transaction()
-        if first["stage"] == "ingest":
-            result = core.prepare(config, original or b"")
-            outgoing = result.messages
-            summary.accepted += result.accepted
-            summary.rejected += len(result.rejected)
-            note = f"{result.accepted} rows accepted, {len(result.rejected)} rejected again"
-        else:  # a stage reading raw.v1: its input, back where it was
-            outgoing = [(topics.raw, first["original_key"], original or b"")]
-            summary.requeued += 1
-            note = f"the record is back on {topics.raw}"
-        for topic, key, value in outgoing:
-            produce_bytes(producer, topic, key, value)
-        marker = dlq.replayed_marker(first, f"replayed by citeplus replay dead-letters: {note}")
+        yield letter_id, parts
+
+
+@dataclass(frozen=True)
+class _Sent:
+    """What one replayed letter sent again, as the summary counts it."""
+
+    outgoing: list[tuple[str, Any, bytes]]
+    note: str
+    accepted: int = 0
+    rejected: int = 0
+    requeued: int = 0
+
+
+@dataclass(frozen=True)
+class _LetterReplayer:
+    """Sends one letter again with its markers, in a transaction of its own."""
+
+    producer: Producer
+    core: IngestCore
+    config: SourceConfig
+    city: str
+    source: str
+    topics: IngestTopics
+    raw_codec: TopicCodec
+    shared_codec: TopicCodec
+
+    def replay(self, letter_id: str, first: dict[str, Any], original: bytes | None) -> _Sent:
+        """What the letter becomes, and its ``replayed`` markers on the raw and the
+        shared dead-letter topics, committed together."""
+        self.producer.begin_transaction()
+        sent = self._resend(first, original)
+        for topic, key, value in sent.outgoing:
+            produce_bytes(self.producer, topic, key, value)
+        marker = dlq.replayed_marker(
+            first, f"replayed by citeplus replay dead-letters: {sent.note}"
+        )
+        city, source = self.city, self.source
         produce_bytes(
-            producer,
-            topics.raw_dead_letters,
+            self.producer,
+            self.topics.raw_dead_letters,
             dlq.raw_dead_letter_key(city, source, letter_id),
-            raw_codec.encode(marker),
+            self.raw_codec.encode(marker),
         )
         produce_bytes(
-            producer,
-            topics.dead_letters,
+            self.producer,
+            self.topics.dead_letters,
             dlq.dead_letter_key("replay", city),
-            shared_codec.encode({**marker, "redacted": True}),
+            self.shared_codec.encode({**marker, "redacted": True}),
         )
-        producer.commit_transaction(60)
-        summary.letters += 1
-    return summary
+        self.producer.commit_transaction(60)
+        return sent
+
+    def _resend(self, first: dict[str, Any], original: bytes | None) -> _Sent:
+        """ingest's letters are parsed anew with today's city file; a later stage's
+        input goes back where it was."""
+        if first["stage"] == "ingest":
+            result = self.core.prepare(self.config, original or b"")
+            return _Sent(
+                result.messages,
+                f"{result.accepted} rows accepted, {len(result.rejected)} rejected again",
+                accepted=result.accepted,
+                rejected=len(result.rejected),
+            )
+        return _Sent(
+            [(self.topics.raw, first["original_key"], original or b"")],
+            f"the record is back on {self.topics.raw}",
+            requeued=1,
+        )

@@ -8,6 +8,7 @@ the test guarding ``avro/`` needs no registry.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 _PROMOTIONS = {
@@ -74,81 +75,105 @@ def incompatibilities(reader: Any, writer: Any) -> list[str]:
     writer_names: dict[str, dict[str, Any]] = {}
     _index_named(reader, reader_names)
     _index_named(writer, writer_names)
-    problems: list[str] = []
-    _check(reader, writer, reader_names, writer_names, "", problems, set())
-    return problems
+    return _Resolution(reader_names, writer_names).check(reader, writer, "", set())
 
 
-def _check(
-    reader: Any,
-    writer: Any,
-    rnames: dict[str, dict[str, Any]],
-    wnames: dict[str, dict[str, Any]],
-    path: str,
-    problems: list[str],
-    seen: set[tuple[int, int]],
-) -> None:
-    reader = _resolve(reader, rnames)
-    writer = _resolve(writer, wnames)
-    rtype, wtype = _type_of(reader), _type_of(writer)
-    where = path or "<root>"
-    if wtype == "union":
-        for branch in writer:
-            _check(reader, branch, rnames, wnames, path, problems, seen)
-        return
-    if rtype == "union":
-        branch_problems = []
+# Containers whose element schemas must resolve: the member holding them and the
+# path suffix a problem inside them is reported under.
+_CONTAINERS = {"array": ("items", "[]"), "map": ("values", "{}")}
+
+
+@dataclass(frozen=True)
+class _Resolution:
+    """The named types of both sides, so that each step of the walk below takes only
+    the two schemas it compares, their path and the pairs of named types already
+    compared (a recursive record compared once)."""
+
+    rnames: dict[str, dict[str, Any]]
+    wnames: dict[str, dict[str, Any]]
+
+    def check(self, reader: Any, writer: Any, path: str, seen: set[tuple[int, int]]) -> list[str]:
+        """Problems of reading ``writer`` data with ``reader``, in the order found."""
+        reader = _resolve(reader, self.rnames)
+        writer = _resolve(writer, self.wnames)
+        rtype, wtype = _type_of(reader), _type_of(writer)
+        if wtype == "union":  # every branch the writer may have used must be readable
+            return [p for branch in writer for p in self.check(reader, branch, path, seen)]
+        if rtype == "union":
+            return self._reader_union(reader, writer, wtype, path, seen)
+        if rtype in _NAMED or wtype in _NAMED:
+            return self._named(reader, writer, (rtype, wtype), path, seen)
+        if rtype == wtype and rtype in _CONTAINERS:
+            member, suffix = _CONTAINERS[rtype]
+            return self.check(reader[member], writer[member], f"{path}{suffix}", seen)
+        if (
+            rtype in _CONTAINERS
+            or wtype in _CONTAINERS
+            or rtype not in _PROMOTIONS.get(wtype, {wtype})
+        ):
+            return [f"{path or '<root>'}: writer {wtype} cannot be read as {rtype}"]
+        return []
+
+    def _reader_union(
+        self, reader: list[Any], writer: Any, wtype: str, path: str, seen: set[tuple[int, int]]
+    ) -> list[str]:
+        """Readable when one branch of the reader's union reads the writer's type;
+        each branch is tried on its own copy of ``seen``."""
         for branch in reader:
-            attempt: list[str] = []
-            _check(branch, writer, rnames, wnames, path, attempt, set(seen))
-            if not attempt:
-                return
-            branch_problems.append(attempt)
-        problems.append(f"{where}: no branch of the reader union reads writer type {wtype}")
-        return
-    if rtype in _NAMED or wtype in _NAMED:
+            if not self.check(branch, writer, path, set(seen)):
+                return []
+        return [f"{path or '<root>'}: no branch of the reader union reads writer type {wtype}"]
+
+    def _named(
+        self,
+        reader: Any,
+        writer: Any,
+        types: tuple[str, str],
+        path: str,
+        seen: set[tuple[int, int]],
+    ) -> list[str]:
+        """Records, enums and fixed: same kind, same name (or an alias), then their
+        own rules; a pair already being compared is not compared again."""
+        rtype, wtype = types
+        where = path or "<root>"
         if rtype != wtype:
-            problems.append(f"{where}: writer {wtype} cannot be read as {rtype}")
-            return
+            return [f"{where}: writer {wtype} cannot be read as {rtype}"]
         rname, wname = _short(reader["name"]), _short(writer["name"])
         aliases = {_short(a) for a in reader.get("aliases", [])}
         if rname != wname and wname not in aliases:
-            problems.append(f"{where}: named type {wname} was renamed to {rname} without an alias")
-            return
+            return [f"{where}: named type {wname} was renamed to {rname} without an alias"]
         key = (id(reader), id(writer))
         if key in seen:
-            return
+            return []
         seen.add(key)
         if rtype in ("record", "error"):
-            writer_fields = {f["name"]: f for f in writer["fields"]}
-            for field in reader["fields"]:
-                names = [field["name"], *field.get("aliases", [])]
-                match = next((writer_fields[n] for n in names if n in writer_fields), None)
-                field_path = f"{path}.{field['name']}" if path else field["name"]
-                if match is None:
-                    if "default" not in field:
-                        problems.append(
-                            f"{field_path}: new field without a default cannot read old data"
-                        )
-                    continue
-                _check(field["type"], match["type"], rnames, wnames, field_path, problems, seen)
-        elif rtype == "enum":
-            missing = set(writer["symbols"]) - set(reader["symbols"])
-            if missing and "default" not in reader:
-                problems.append(
-                    f"{where}: enum symbols {sorted(missing)} removed without a default"
-                )
-        elif rtype == "fixed" and reader.get("size") != writer.get("size"):
-            problems.append(f"{where}: fixed size changed")
-        return
-    if rtype == "array" and wtype == "array":
-        _check(reader["items"], writer["items"], rnames, wnames, f"{path}[]", problems, seen)
-        return
-    if rtype == "map" and wtype == "map":
-        _check(reader["values"], writer["values"], rnames, wnames, f"{path}{{}}", problems, seen)
-        return
-    if rtype in ("array", "map") or wtype in ("array", "map"):
-        problems.append(f"{where}: writer {wtype} cannot be read as {rtype}")
-        return
-    if rtype not in _PROMOTIONS.get(wtype, {wtype}):
-        problems.append(f"{where}: writer {wtype} cannot be read as {rtype}")
+            return self._record(reader, writer, path, seen)
+        if rtype == "enum":
+            return _enum_problems(reader, writer, where)
+        if rtype == "fixed" and reader.get("size") != writer.get("size"):
+            return [f"{where}: fixed size changed"]
+        return []
+
+    def _record(
+        self, reader: dict[str, Any], writer: dict[str, Any], path: str, seen: set[tuple[int, int]]
+    ) -> list[str]:
+        """Each reader field reads its writer field (by name or alias) or has a default."""
+        writer_fields = {f["name"]: f for f in writer["fields"]}
+        problems: list[str] = []
+        for field in reader["fields"]:
+            names = [field["name"], *field.get("aliases", [])]
+            match = next((writer_fields[n] for n in names if n in writer_fields), None)
+            field_path = f"{path}.{field['name']}" if path else field["name"]
+            if match is not None:
+                problems += self.check(field["type"], match["type"], field_path, seen)
+            elif "default" not in field:
+                problems.append(f"{field_path}: new field without a default cannot read old data")
+        return problems
+
+
+def _enum_problems(reader: dict[str, Any], writer: dict[str, Any], where: str) -> list[str]:
+    """An enum may lose symbols only if it has a default to read them as."""
+    missing = set(writer["symbols"]) - set(reader["symbols"])
+    if missing and "default" not in reader:
+        return [f"{where}: enum symbols {sorted(missing)} removed without a default"]
+    return []

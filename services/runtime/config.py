@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -118,44 +119,65 @@ class NodeConfig:
 T = TypeVar("T")
 
 
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
+_REFUSED = object()  # a coercer's answer for a value it cannot convert
+
+
+def _to_bool(value: Any) -> Any:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in _TRUE | _FALSE:
+        return value.lower() in _TRUE
+    return _REFUSED
+
+
+def _to_int(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    return _REFUSED
+
+
+def _to_float(value: Any) -> Any:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    return _REFUSED
+
+
+def _to_str(value: Any) -> Any:
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return str(value)
+    return _REFUSED
+
+
+# The declared types a value is converted to (environment values are all text);
+# any other type (unions, paths...) takes the value as it is.
+_COERCERS: dict[Any, Callable[[Any], Any]] = {
+    bool: _to_bool,
+    int: _to_int,
+    float: _to_float,
+    str: _to_str,
+}
+
+
 def _coerce(value: Any, kind: Any, where: str, source: str) -> Any:
     """Convert a YAML or environment value to the declared type, or explain why not."""
-    origin = typing.get_origin(kind)
-    if origin in (typing.Union, types.UnionType):
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
         return value
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in {
-            "1",
-            "true",
-            "yes",
-            "on",
-            "0",
-            "false",
-            "no",
-            "off",
-        }:
-            return value.lower() in {"1", "true", "yes", "on"}
-    elif kind is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-            return int(value)
-    elif kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif kind is str:
-        if isinstance(value, (str, int, float)) and not isinstance(value, bool):
-            return str(value)
-    else:
+    coercer = _COERCERS.get(kind)
+    if coercer is None:
         return value
-    raise ConfigError(f"expected {kind.__name__}, got {value!r}", source=source, key=where)
+    converted = coercer(value)
+    if converted is _REFUSED:
+        raise ConfigError(f"expected {kind.__name__}, got {value!r}", source=source, key=where)
+    return converted
 
 
 def _section(cls: type[T], raw: Any, name: str, source: str, env: dict[str, str]) -> T:

@@ -145,11 +145,16 @@ def split(
     """(raw letters, the redacted letter) of one reject, sharing a letter id."""
     letter_id = letter_id or os.urandom(16).hex()  # as unique as a uuid4, cheaper
     salt = salt if salt is not None else os.urandom(SALT_BYTES)
+    common = _common_fields(reject, letter_id, salt)
+    raw = _raw_letters(reject, common, raw_topic, salt, chunk_bytes)
+    return raw, _redacted_letter(reject, common, raw_topic)
+
+
+def _common_fields(reject: Reject, letter_id: str, salt: bytes) -> dict[str, Any]:
+    """The fields both kinds of letter carry: what, where, when, how big, which
+    digest; none of them quotes the original."""
     original = reject.original
-    size = len(original) if original is not None else 0
-    digest = salted_sha256(salt, original)
-    failed_at = now_us()
-    common: dict[str, Any] = {
+    return {
         "stage": reject.stage,
         "reason": reject.reason,
         "city": reject.city,
@@ -157,25 +162,37 @@ def split(
         "source_topic": reject.source_topic,
         "source_partition": reject.source_partition,
         "source_offset": reject.source_offset,
-        "failed_at": failed_at,
+        "failed_at": now_us(),
         "letter_id": letter_id,
         "position": reject.position,
         "field_names": list(reject.fields),
-        "original_size": size if original is not None else None,
-        "original_sha256": digest,
+        "original_size": len(original) if original is not None else None,
+        "original_sha256": salted_sha256(salt, original),
         "entity_pseudonyms": list(reject.pseudonyms),
     }
-    where = f"{reject.position}: " if reject.position else ""
+
+
+def _where(reject: Reject) -> str:
+    return f"{reject.position}: " if reject.position else ""
+
+
+def _raw_letters(
+    reject: Reject, common: dict[str, Any], raw_topic: str, salt: bytes, chunk_bytes: int
+) -> list[dict[str, Any]]:
+    """The whole original in chunks of at most ``chunk_bytes`` (one letter with no
+    original when it is empty or absent), each with the full error text."""
+    original = reject.original
+    size = len(original) if original is not None else 0
     full = reject.detail or reject.message
     if len(full) > MAX_RAW_MESSAGE_CHARS:
         full = full[:MAX_RAW_MESSAGE_CHARS] + f" [cut: {len(full):,} characters]"
     parts = (
         [original[i : i + chunk_bytes] for i in range(0, size, chunk_bytes)] if size else [original]
     )
-    raw = [
+    return [
         {
             **common,
-            "message": where + full,
+            "message": _where(reject) + full,
             "original_key": reject.original_key,
             "original_value": part,
             "redacted": False,
@@ -186,10 +203,17 @@ def split(
         }
         for index, part in enumerate(parts)
     ]
+
+
+def _redacted_letter(reject: Reject, common: dict[str, Any], raw_topic: str) -> dict[str, Any]:
+    """The letter dlq.v1, the warehouse and logs see: the value-free message and a
+    pointer to the raw letter, with the pseudonymised key and no original."""
+    size = len(reject.original) if reject.original is not None else 0
+    letter_id = common["letter_id"]
     pointer = f" [{size:,} bytes; the original and full error: letter {letter_id} on {raw_topic}]"
-    redacted = {
+    return {
         **common,
-        "message": (where + reject.message)[: MAX_MESSAGE_CHARS - len(pointer)] + pointer,
+        "message": (_where(reject) + reject.message)[: MAX_MESSAGE_CHARS - len(pointer)] + pointer,
         "original_key": reject.redacted_key,
         "original_value": None,
         "redacted": True,
@@ -198,7 +222,6 @@ def split(
         "chunk": None,
         "chunks": None,
     }
-    return raw, redacted
 
 
 def reassemble(letters: list[dict[str, Any]]) -> bytes | None:

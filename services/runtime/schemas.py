@@ -74,38 +74,56 @@ def expand(
     reference is inlined and later ones stay names.
     """
     if isinstance(schema, str):
-        if schema in _PRIMITIVES:
-            return schema
-        fullname = schema if "." in schema else f"{namespace}.{schema}" if namespace else schema
-        if fullname in defined:
-            return schema
-        if fullname in documents:
-            defined.add(fullname)
-            target = documents[fullname]
-            return expand(dict(target), documents, defined, target.get("namespace"))
-        raise SchemaError(f"unknown Avro type {schema!r}: declare it in avro/{schema}.avsc")
+        return _expand_reference(schema, documents, defined, namespace)
     if isinstance(schema, list):
         return [expand(branch, documents, defined, namespace) for branch in schema]
     if isinstance(schema, dict):
-        kind = schema.get("type")
-        out = dict(schema)
-        if kind in ("record", "error", "enum", "fixed"):
-            fullname = _fullname(schema, namespace)
-            defined.add(fullname)
-            namespace = schema.get("namespace", namespace)
-            if kind in ("record", "error"):
-                out["fields"] = [
-                    {**field, "type": expand(field["type"], documents, defined, namespace)}
-                    for field in schema["fields"]
-                ]
-        elif kind == "array":
-            out["items"] = expand(schema["items"], documents, defined, namespace)
-        elif kind == "map":
-            out["values"] = expand(schema["values"], documents, defined, namespace)
-        elif isinstance(kind, (dict, list)) or (isinstance(kind, str) and kind not in _PRIMITIVES):
-            out["type"] = expand(kind, documents, defined, namespace)
-        return out
+        return _expand_definition(schema, documents, defined, namespace)
     raise SchemaError(f"not an Avro schema: {schema!r}")
+
+
+def _expand_reference(
+    name: str, documents: dict[str, dict[str, Any]], defined: set[str], namespace: str | None
+) -> Any:
+    """A type named by a string: a primitive, a type already defined in this schema
+    (kept as a name), or the first use of another file's type (inlined)."""
+    if name in _PRIMITIVES:
+        return name
+    fullname = name if "." in name else f"{namespace}.{name}" if namespace else name
+    if fullname in defined:
+        return name
+    if fullname in documents:
+        defined.add(fullname)
+        target = documents[fullname]
+        return expand(dict(target), documents, defined, target.get("namespace"))
+    raise SchemaError(f"unknown Avro type {name!r}: declare it in avro/{name}.avsc")
+
+
+def _expand_definition(
+    schema: dict[str, Any],
+    documents: dict[str, dict[str, Any]],
+    defined: set[str],
+    namespace: str | None,
+) -> dict[str, Any]:
+    """A type written as an object: a named type defines its name (and namespace for
+    its fields); containers and wrapped types expand what they hold."""
+    kind = schema.get("type")
+    out = dict(schema)
+    if kind in ("record", "error", "enum", "fixed"):
+        defined.add(_fullname(schema, namespace))
+        namespace = schema.get("namespace", namespace)
+        if kind in ("record", "error"):
+            out["fields"] = [
+                {**field, "type": expand(field["type"], documents, defined, namespace)}
+                for field in schema["fields"]
+            ]
+    elif kind == "array":
+        out["items"] = expand(schema["items"], documents, defined, namespace)
+    elif kind == "map":
+        out["values"] = expand(schema["values"], documents, defined, namespace)
+    elif isinstance(kind, (dict, list)) or (isinstance(kind, str) and kind not in _PRIMITIVES):
+        out["type"] = expand(kind, documents, defined, namespace)
+    return out
 
 
 def build_record_schema(fullname: str, documents: dict[str, dict[str, Any]]) -> RecordSchema:

@@ -39,6 +39,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
+from typing import NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from services.runtime.errors import ConfigError
@@ -188,6 +189,8 @@ def _fixed_layout(v: str) -> tuple[int, int | None]:
 
 
 def _read_fixed_layout(v: str) -> tuple[int, int | None]:
+    """Read on a cache miss of :func:`_fixed_layout`: date and wall-clock time here,
+    the offset after them in :func:`_read_offset`."""
     n = len(v)
     if n < 16 or v[10] not in "T " or v[13] != ":":
         raise ValueError(v)
@@ -203,13 +206,19 @@ def _read_fixed_layout(v: str) -> tuple[int, int | None]:
     if h > 23 or m > 59 or sec > 59:
         raise ValueError(v)
     wall = _day_us(v[:10]) + ((h * 60 + m) * 60 + sec) * _US
+    return wall, _read_offset(rest, v)
+
+
+def _read_offset(rest: str, v: str) -> int | None:
+    """µs of a ``Z`` / ``±HH:MM`` suffix, None when there is none (a local time);
+    ValueError naming the whole value ``v`` for anything else."""
     if not rest:
-        return wall, None
+        return None
     if rest == "Z" or rest == "+00:00":
-        return wall, 0
+        return 0
     if len(rest) == 6 and rest[0] in "+-" and rest[3] == ":" and (rest[1:3] + rest[4:]).isdigit():
         offset = (int(rest[1:3]) * 60 + int(rest[4:])) * 60 * _US
-        return wall, offset if rest[0] == "+" else -offset
+        return offset if rest[0] == "+" else -offset
     raise ValueError(v)
 
 
@@ -233,72 +242,164 @@ def parse_time_column(
 def _parse_column(
     values: Sequence[str | int | float | None], spec: TimeSpec
 ) -> tuple[list[int | None], list[int]]:
+    """Dispatch on the format: epochs need no zone; the others read wall-clock
+    times first, then place the local ones on the zone's offsets in column order."""
     fmt = spec.format
+    if fmt == "epoch_s" or fmt == "epoch_ms":
+        return _parse_epochs(values, _US if fmt == "epoch_s" else 1000)
+    _zone(spec.timezone)
+    if fmt == "linky":
+        read = _read_linky_column(values, spec.timezone)
+    elif fmt == "iso8601" or fmt in _ISO_PATTERNS:
+        read = _read_iso_column(values)
+    else:
+        read = _read_strptime_column(values, fmt)
+    return _place_local_times(read, spec.timezone)
+
+
+class _ReadColumn(NamedTuple):
+    """A column after its values are read, before local times are placed.
+
+    ``times`` already holds the values that carried their own offset (or season),
+    ``flags`` the unreadable ones; ``rows`` are the positions of the values still to
+    place on the zone's offsets and ``walls`` their wall-clock µs (a column of UTC
+    times has none, so placing them costs nothing). The lists are handed over:
+    :func:`_place_local_times` completes them rather than copying a column on the
+    hot path.
+    """
+
+    times: list[int | None]
+    flags: list[int]
+    rows: list[int]
+    walls: list[int]
+
+
+def _parse_epochs(
+    values: Sequence[str | int | float | None], scale: int
+) -> tuple[list[int | None], list[int]]:
+    """Seconds or milliseconds since 1970 (numbers or numeric text) -> µs."""
     n = len(values)
     out: list[int | None] = [None] * n
     flags: list[int] = [0] * n
-    if fmt == "epoch_s" or fmt == "epoch_ms":
-        scale = _US if fmt == "epoch_s" else 1000
-        for i, v in enumerate(values):
-            if isinstance(v, int) and not isinstance(v, bool):
-                out[i] = v * scale
-                continue
-            try:
-                if v is None or isinstance(v, bool):
-                    raise ValueError
-                num = float(v)
-                if not math.isfinite(num):
-                    raise ValueError
-                out[i] = round(num * scale)
-            except (TypeError, ValueError, OverflowError):
-                flags[i] = TIME_INVALID
-        return out, flags
+    for i, v in enumerate(values):
+        if isinstance(v, int) and not isinstance(v, bool):
+            out[i] = v * scale
+            continue
+        try:
+            if v is None or isinstance(v, bool):
+                raise ValueError
+            num = float(v)
+            if not math.isfinite(num):
+                raise ValueError
+            out[i] = round(num * scale)
+        except (TypeError, ValueError, OverflowError):
+            flags[i] = TIME_INVALID
+    return out, flags
 
-    timezone = spec.timezone
-    _zone(timezone)
+
+def _read_linky_column(values: Sequence[str | int | float | None], timezone: str) -> _ReadColumn:
+    """Linky horodates: a season letter gives the offset (standard time, plus an
+    hour in summer) so the value is placed here; one without a letter is local."""
+    n = len(values)
+    out: list[int | None] = [None] * n
+    flags: list[int] = [0] * n
+    rows: list[int] = []
+    walls: list[int] = []
+    local_row, local_wall = rows.append, walls.append
     table = _OFFSETS.setdefault(timezone, {})
-    iso = fmt == "iso8601" or fmt in _ISO_PATTERNS
-    linky = fmt == "linky"
-    # order-based resolution of the repeated autumn hour (see the module docstring)
-    seen: set[int] = set()
-    first_pass: list[int] = []
-    second_pass = False
-    prev_wall: int | None = None
-    prev_second = False
     for i, v in enumerate(values):
         if not isinstance(v, str) or not v:
             flags[i] = TIME_INVALID
             continue
         try:
-            if linky:
-                wall, season = _linky(v)
-                if season is not None:
-                    std = (table.get(wall // _HOUR_US) or _offsets(timezone, wall // _HOUR_US))[2]
-                    out[i] = wall - std - (_HOUR_US if season in "Ee" else 0)
-                    if season.islower():
-                        flags[i] = CLOCK_DEGRADED
-                    continue
-            elif iso:
-                try:
-                    wall, offset = _fixed_layout(v)
-                except ValueError:
-                    dt = datetime.fromisoformat(v.strip())
-                    if dt.tzinfo is not None:
-                        out[i] = _aware_us(dt)
-                        continue
-                    wall, offset = _naive_us(dt), None
-                if offset is not None:
-                    out[i] = wall - offset
-                    continue
-            else:
-                dt = datetime.strptime(v.strip(), fmt)
-                if dt.tzinfo is not None:
-                    out[i] = _aware_us(dt)
-                    continue
-                wall = _naive_us(dt)
+            wall, season = _linky(v)
+            if season is not None:
+                std = (table.get(wall // _HOUR_US) or _offsets(timezone, wall // _HOUR_US))[2]
+                out[i] = wall - std - (_HOUR_US if season in "Ee" else 0)
+                if season.islower():
+                    flags[i] = CLOCK_DEGRADED
+                continue
         except (ValueError, TypeError, OverflowError):
             flags[i] = TIME_INVALID
             continue
+        local_row(i)
+        local_wall(wall)
+    return _ReadColumn(out, flags, rows, walls)
+
+
+def _read_iso_column(values: Sequence[str | int | float | None]) -> _ReadColumn:
+    """ISO 8601 text: the fixed layout nearly every source uses without building a
+    datetime, anything else through :meth:`datetime.fromisoformat`."""
+    n = len(values)
+    out: list[int | None] = [None] * n
+    flags: list[int] = [0] * n
+    rows: list[int] = []
+    walls: list[int] = []
+    local_row, local_wall = rows.append, walls.append
+    for i, v in enumerate(values):
+        if not isinstance(v, str) or not v:
+            flags[i] = TIME_INVALID
+            continue
+        try:
+            try:
+                wall, offset = _fixed_layout(v)
+            except ValueError:
+                dt = datetime.fromisoformat(v.strip())
+                if dt.tzinfo is not None:
+                    out[i] = _aware_us(dt)
+                    continue
+                wall, offset = _naive_us(dt), None
+        except (ValueError, TypeError, OverflowError):
+            flags[i] = TIME_INVALID
+            continue
+        if offset is None:
+            local_row(i)
+            local_wall(wall)
+        else:
+            out[i] = wall - offset
+    return _ReadColumn(out, flags, rows, walls)
+
+
+def _read_strptime_column(values: Sequence[str | int | float | None], fmt: str) -> _ReadColumn:
+    """A ``strptime`` pattern: exact with ``%z``, local time without."""
+    n = len(values)
+    out: list[int | None] = [None] * n
+    flags: list[int] = [0] * n
+    rows: list[int] = []
+    walls: list[int] = []
+    local_row, local_wall = rows.append, walls.append
+    for i, v in enumerate(values):
+        if not isinstance(v, str) or not v:
+            flags[i] = TIME_INVALID
+            continue
+        try:
+            dt = datetime.strptime(v.strip(), fmt)
+            if dt.tzinfo is not None:
+                out[i] = _aware_us(dt)
+            else:
+                wall = _naive_us(dt)
+                local_row(i)
+                local_wall(wall)
+        except (ValueError, TypeError, OverflowError):
+            flags[i] = TIME_INVALID
+    return _ReadColumn(out, flags, rows, walls)
+
+
+def _place_local_times(read: _ReadColumn, timezone: str) -> tuple[list[int | None], list[int]]:
+    """Wall-clock times -> UTC µs on the zone's offsets, in column order.
+
+    The order is what places the repeated autumn hour (see the module docstring):
+    a wall time seen again, or one that goes back in time, is the second pass.
+    Only rows with a wall time take part in that order.
+    """
+    out, flags, rows, walls = read
+    table = _OFFSETS.setdefault(timezone, {})
+    seen: set[int] = set()
+    first_pass: list[int] = []
+    second_pass = False
+    prev_wall: int | None = None
+    prev_second = False
+    for i, wall in zip(rows, walls, strict=True):
         hour = wall // _HOUR_US
         o0, o1, _ = table.get(hour) or _offsets(timezone, hour)
         if o0 == o1:

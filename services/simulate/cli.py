@@ -58,6 +58,14 @@ def add_simulate_command(subparsers: Any) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    _add_generation_options(parser)
+    parser.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+    _add_target_options(parser)
+    parser.set_defaults(handler=run_simulate)
+
+
+def _add_generation_options(parser: argparse.ArgumentParser) -> None:
+    """What to generate: cities, meters, days, resolution, seed, and the city files."""
     parser.add_argument(
         "--cities",
         type=_city_list,
@@ -110,7 +118,10 @@ def add_simulate_command(subparsers: Any) -> None:
         metavar="DIR",
         help="directory of city files (default deploy/cities)",
     )
-    parser.add_argument("--quiet", action="store_true", help="no progress line on stderr")
+
+
+def _add_target_options(parser: argparse.ArgumentParser) -> None:
+    """Where the payloads go: pushed, written, or only counted (exactly one)."""
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument(
         "--url",
@@ -121,7 +132,6 @@ def add_simulate_command(subparsers: Any) -> None:
     target.add_argument(
         "--dry-run", action="store_true", help="generate and count, send and write nothing"
     )
-    parser.set_defaults(handler=run_simulate)
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -216,28 +226,34 @@ def _failures(totals: Any) -> str:
 
 def _table(header: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
     """Per city and source, sorted, with a total line for the counts."""
-    rows = sorted(rows, key=lambda r: (CITIES.index(r[0]) if r[0] in CITIES else 99, r[1]))
-    if rows:
-        total = ["total", ""] + [
-            sum(r[i] for r in rows) if isinstance(rows[0][i], int) else ""
-            for i in range(2, len(header))
-        ]
-        rows = [*rows, tuple(total)]
-    cells = [tuple(f"{c:,}" if isinstance(c, int) else str(c) for c in row) for row in rows]
+    cells = [
+        tuple(f"{c:,}" if isinstance(c, int) else str(c) for c in row)
+        for row in _sorted_with_total(len(header), rows)
+    ]
     widths = [max(len(h), *(len(row[i]) for row in cells)) for i, h in enumerate(header)]
-    print(
-        "  ".join(
-            h.ljust(w) if i < 2 else h.rjust(w)
-            for i, (h, w) in enumerate(zip(header, widths, strict=True))
-        )
-    )
+    print(_aligned(header, widths))
     for row in cells:
-        print(
-            "  ".join(
-                c.ljust(w) if i < 2 else c.rjust(w)
-                for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
+        print(_aligned(row, widths))
+
+
+def _sorted_with_total(width: int, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """Rows in the cities' order then by source, and a total of each count column
+    (the first two columns name the city and source; text columns stay blank)."""
+    rows = sorted(rows, key=lambda r: (CITIES.index(r[0]) if r[0] in CITIES else 99, r[1]))
+    if not rows:
+        return rows
+    total = ["total", ""] + [
+        sum(r[i] for r in rows) if isinstance(rows[0][i], int) else "" for i in range(2, width)
+    ]
+    return [*rows, tuple(total)]
+
+
+def _aligned(cells: tuple[str, ...], widths: list[int]) -> str:
+    """Names left-aligned, figures right-aligned."""
+    return "  ".join(
+        c.ljust(w) if i < 2 else c.rjust(w)
+        for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+    )
 
 
 def _city_list(text: str) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ import csv
 import io
 from collections import Counter
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from services.ingest.batch import BatchBuilder, Cell, ParseResult
 from services.ingest.values import parse_number
@@ -228,6 +229,35 @@ def _clean_batch(text: str, options: CsvOptions, source: SourceConfig) -> ParseR
     line by line reader at about half its cost; anything to reject gives None and
     the line by line reader, which names the line.
     """
+    layout = _clean_layout(text, options, source)
+    if layout is None:
+        return None
+    by_entity = _group_by_entity(layout.body, layout.entity_index)
+    if by_entity is None:
+        return None
+    numeric_names = frozenset(layout.names[i] for i in layout.numeric)
+    out = BatchBuilder()
+    for entity, rows in by_entity.items():
+        columns = _entity_columns(layout.names, rows, numeric_names, options.decimal)
+        if columns is None:
+            return None
+        out.add_columns(entity, None, columns, len(rows))
+    return out.result()
+
+
+class _CleanLayout(NamedTuple):
+    """A payload whose every line has the header's width, with the entity and
+    numeric columns found."""
+
+    names: tuple[str, ...]
+    body: list[list[str]]
+    entity_index: int
+    numeric: list[int]
+
+
+def _clean_layout(text: str, options: CsvOptions, source: SourceConfig) -> _CleanLayout | None:
+    """The lines and columns of a payload the column-wise reader can take, or None
+    (a CSV error, a header problem, a missing column, a line of another width)."""
     try:
         records = [
             r
@@ -251,6 +281,11 @@ def _clean_batch(text: str, options: CsvOptions, source: SourceConfig) -> ParseR
     width = len(names)
     if not all(len(record) == width for record in body):
         return None
+    return _CleanLayout(names, body, entity_index, numeric)
+
+
+def _group_by_entity(body: list[list[str]], entity_index: int) -> dict[str, list[list[str]]] | None:
+    """Lines per entity, in order of first appearance; None if an entity is empty."""
     by_entity: dict[str, list[list[str]]] = {}
     for record in body:
         entity = record[entity_index].strip()
@@ -261,22 +296,24 @@ def _clean_batch(text: str, options: CsvOptions, source: SourceConfig) -> ParseR
             by_entity[entity] = [record]
         else:
             rows.append(record)
-    numeric_names = {names[i] for i in numeric}
-    out = BatchBuilder()
-    for entity, rows in by_entity.items():
-        columns: dict[str, list[Cell]] = {}
-        for name, values in zip(names, zip(*rows, strict=True), strict=True):
-            if name in numeric_names:
-                try:
-                    columns[name] = [
-                        parse_number(v, options.decimal) if v.strip() else None for v in values
-                    ]
-                except ValueError:
-                    return None
-            else:
-                columns[name] = [v if v != "" else None for v in values]
-        out.add_columns(entity, None, columns, len(rows))
-    return out.result()
+    return by_entity
+
+
+def _entity_columns(
+    names: tuple[str, ...], rows: list[list[str]], numeric_names: frozenset[str], decimal: str
+) -> dict[str, list[Cell]] | None:
+    """One entity's lines as columns (numbers parsed, empty cells None); None if a
+    number does not parse, so the line by line reader can name it."""
+    columns: dict[str, list[Cell]] = {}
+    for name, values in zip(names, zip(*rows, strict=True), strict=True):
+        if name in numeric_names:
+            try:
+                columns[name] = [parse_number(v, decimal) if v.strip() else None for v in values]
+            except ValueError:
+                return None
+        else:
+            columns[name] = [v if v != "" else None for v in values]
+    return columns
 
 
 def _header_problem(record: list[str]) -> tuple[str, str, str] | None:

@@ -165,9 +165,25 @@ def _clean_batch(records: list[Any], source: SourceConfig) -> ParseResult | None
     of going record by record (ingest's largest cost); the result is the same, and
     a batch with anything to reject or convert (None here) takes the careful path.
     """
+    by_entity = _group_by_entity(records, source.entity)
+    if by_entity is None:
+        return None
+    out = BatchBuilder()
+    for entity, rows in by_entity.items():
+        columns = _entity_columns(rows)
+        for name in source.numeric:
+            if name in columns and not all(type(v) in _NUMBER_TYPES for v in columns[name]):
+                return None  # text or booleans in a number field: the careful path says which
+        out.add_columns(entity, None, columns, len(rows))
+    return out.result()
+
+
+def _group_by_entity(records: list[Any], entity_field: str) -> dict[str, list[dict]] | None:
+    """Records per entity (as text), in order of first appearance; None unless every
+    record is an object whose entity is a non-empty string or an integer."""
     if not all(type(r) is dict for r in records):
         return None
-    entities = [r.get(source.entity) for r in records]
+    entities = [r.get(entity_field) for r in records]
     if not all((type(e) is str and e) or type(e) is int for e in entities):
         return None
     by_entity: dict[str, list[dict[str, Any]]] = {}
@@ -177,23 +193,21 @@ def _clean_batch(records: list[Any], source: SourceConfig) -> ParseResult | None
             by_entity[entity] = [record]
         else:
             rows.append(record)
-    out = BatchBuilder()
-    for entity, rows in by_entity.items():
-        columns: dict[str, list[Cell]]
-        if len(rows) == 1:  # one reading per entity: no column to gather
-            columns = {name: [json_cell(value)] for name, value in rows[0].items()}
-        else:
-            columns = {}
-            for name in dict.fromkeys(name for row in rows for name in row):
-                column = [row.get(name) for row in rows]
-                if any(type(v) in _NESTED for v in column):
-                    column = [json_cell(v) for v in column]
-                columns[name] = column
-        for name in source.numeric:
-            if name in columns and not all(type(v) in _NUMBER_TYPES for v in columns[name]):
-                return None  # text or booleans in a number field: the careful path says which
-        out.add_columns(entity, None, columns, len(rows))
-    return out.result()
+    return by_entity
+
+
+def _entity_columns(rows: list[dict[str, Any]]) -> dict[str, list[Cell]]:
+    """One entity's records as columns, in order of the names' first appearance;
+    nested values become JSON text (a column is converted only if it holds one)."""
+    if len(rows) == 1:  # one reading per entity: no column to gather
+        return {name: [json_cell(value)] for name, value in rows[0].items()}
+    columns: dict[str, list[Cell]] = {}
+    for name in dict.fromkeys(name for row in rows for name in row):
+        column = [row.get(name) for row in rows]
+        if any(type(v) in _NESTED for v in column):
+            column = [json_cell(v) for v in column]
+        columns[name] = column
+    return columns
 
 
 def _records(document: Any, path: str | None) -> list[Any] | str:

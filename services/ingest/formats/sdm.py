@@ -17,7 +17,9 @@ and simply gives no event time.
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 from services.ingest.batch import BatchBuilder, Cell, ParseResult
 from services.ingest.formats import strict_json
@@ -52,69 +54,106 @@ class _BadAttribute(ValueError):
 def parse(data: bytes, source: SourceConfig) -> ParseResult:
     """One row per entity, grouped per (id, type); a bad entity is rejected alone."""
     out = BatchBuilder()
+    read = _read_payload(data)
+    if isinstance(read, _Refusal):
+        out.reject("payload", read.reason, read.message, data, detail=read.detail)
+        return out.result()
+    entities, strict = read
+    flatten = _FLATTENERS[source.format]
+    for number, item in enumerate(entities, start=1):
+        found = _read_entity(item, flatten, strict)
+        if isinstance(found, _Refusal):
+            out.reject(
+                f"item {number}",
+                found.reason,
+                found.message,
+                found.original,
+                detail=found.detail,
+                fields=found.fields,
+                entity=found.entity,
+            )
+        else:
+            out.add_row(*found)
+    return out.result()
+
+
+@dataclass(frozen=True)
+class _Refusal:
+    """Why a payload or an entity is set aside (``message`` quotes no value of it)."""
+
+    reason: str
+    message: str
+    original: bytes = b""
+    detail: str | None = None
+    fields: tuple[str, ...] = ()
+    entity: str | None = None
+
+
+class _EntityRow(NamedTuple):
+    """An entity as :meth:`BatchBuilder.add_row` takes it."""
+
+    entity_id: str
+    entity_type: str | None
+    row: Row
+    event_time: int | None
+
+
+def _read_payload(data: bytes) -> tuple[list[Any], bool] | _Refusal:
+    """(the entities, whether the strict checks must look at each) or why the
+    payload as a whole is refused."""
     try:
         document, strict = load_document(data)
     except (ValueError, UnicodeDecodeError) as exc:
         reason, message, detail = document_error(exc)
-        out.reject("payload", reason, message, data, detail=detail)
-        return out.result()
+        return _Refusal(reason, message, detail=detail)
     entities = _entities(document)
     found = strict_json.problem(document) if strict and entities is None else None
     if found is not None:
-        out.reject("payload", found.reason, found.message, data, detail=found.detail)
-        return out.result()
+        return _Refusal(found.reason, found.message, detail=found.detail)
     if entities is None:
-        out.reject(
-            "payload",
+        return _Refusal(
             "not-an-entity",
             "expected an entity (a JSON object with an 'id'), an array of entities, "
             "or a notification with a 'data' array",
-            data,
         )
-        return out.result()
-    flatten = _FLATTENERS[source.format]
-    for number, item in enumerate(entities, start=1):
-        position = f"item {number}"
-        found = strict_json.problem(item) if strict else None
-        if found is not None:
-            original = safe_json(item)
-            out.reject(position, found.reason, found.message, original, detail=found.detail)
-            continue
-        original = json.dumps(item, ensure_ascii=False).encode()
-        if not isinstance(item, dict):
-            out.reject(position, "not-an-object", "an entity must be a JSON object", original)
-            continue
-        entity_id = item.get("id")
-        if not isinstance(entity_id, str) or not entity_id:
-            out.reject(position, "missing-entity", "the entity has no 'id' string", original)
-            continue
-        entity_type = item.get("type") if isinstance(item.get("type"), str) else None
-        try:
-            row, event_time = flatten(item)
-        except _BadAttribute as exc:
-            out.reject(
-                position,
-                "bad-attribute",
-                "an attribute is not in NGSI-v2 normalized form "
-                '{"type": ..., "value": ...}; is this source really ngsi-v2-normalized?',
-                original,
-                detail=f"entity {entity_id!r}: {exc}",
-                fields=(exc.name,),
-                entity=entity_id,
-            )
-            continue
-        if not row:
-            out.reject(
-                position,
-                "empty-entity",
-                "the entity has no attribute",
-                original,
-                detail=f"entity {entity_id!r} has no attribute",
-                entity=entity_id,
-            )
-            continue
-        out.add_row(entity_id, entity_type, row, event_time)
-    return out.result()
+    return entities, strict
+
+
+def _read_entity(
+    item: Any, flatten: Callable[[dict[str, Any]], tuple[Row, int | None]], strict: bool
+) -> _EntityRow | _Refusal:
+    """One entity as a row, or why it is rejected (its neighbours are not)."""
+    found = strict_json.problem(item) if strict else None
+    if found is not None:
+        return _Refusal(found.reason, found.message, safe_json(item), detail=found.detail)
+    original = json.dumps(item, ensure_ascii=False).encode()
+    if not isinstance(item, dict):
+        return _Refusal("not-an-object", "an entity must be a JSON object", original)
+    entity_id = item.get("id")
+    if not isinstance(entity_id, str) or not entity_id:
+        return _Refusal("missing-entity", "the entity has no 'id' string", original)
+    entity_type = item.get("type") if isinstance(item.get("type"), str) else None
+    try:
+        row, event_time = flatten(item)
+    except _BadAttribute as exc:
+        return _Refusal(
+            "bad-attribute",
+            "an attribute is not in NGSI-v2 normalized form "
+            '{"type": ..., "value": ...}; is this source really ngsi-v2-normalized?',
+            original,
+            detail=f"entity {entity_id!r}: {exc}",
+            fields=(exc.name,),
+            entity=entity_id,
+        )
+    if not row:
+        return _Refusal(
+            "empty-entity",
+            "the entity has no attribute",
+            original,
+            detail=f"entity {entity_id!r} has no attribute",
+            entity=entity_id,
+        )
+    return _EntityRow(entity_id, entity_type, row, event_time)
 
 
 def _entities(document: Any) -> list[Any] | None:
