@@ -37,7 +37,6 @@ from services.runtime.errors import CiteplusError
 from services.runtime.kafka import make_consumer, make_producer, produce_bytes
 
 
-
 def stage_groups(admin: AdminClient, service: str) -> list[str]:
     """Consumer groups of a service: `citeplus.<service>` and `citeplus.<service>.*`."""
     listing = admin.list_consumer_groups(request_timeout=15).result()
