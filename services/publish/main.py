@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import threading
 from pathlib import Path
 
 import httpx
@@ -22,43 +21,38 @@ from services.publish.query import (
 )
 from services.publish.service import PublishService
 from services.publish.sql_users import basic_authorization, local_credentials
+from services.publish.sql_users_cli import SQL_USERS
 from services.publish.warehouse import open_warehouse, warehouse_url
-from services.runtime.cities import load_cities
+from services.runtime.commands import Command, option
 from services.runtime.config import NodeConfig, load_node_config
 from services.runtime.errors import CiteplusError
-from services.runtime.logs import configure_logging
-from services.runtime.metrics import MetricsServer, ServiceMetrics
-from services.runtime.provisioning import prepare_node
-from services.runtime.service_main import add_stage_arguments, install_stop_signals
+from services.runtime.service_main import (
+    Running,
+    ServiceStart,
+    StartUp,
+    run_service,
+    stage_options,
+)
 
 log = logging.getLogger(__name__)
 
 
 def serve(args: argparse.Namespace) -> int:
-    configure_logging("publish")
-    node = load_node_config()
-    cities = load_cities(args.cities)
-    _, contracts = prepare_node(node)
-    metrics = ServiceMetrics("publish")
-    service = PublishService(node, contracts, cities, metrics, instance=args.instance)
-    port = args.metrics_port if args.metrics_port is not None else node.metrics_port("publish")
-    server = MetricsServer(
-        metrics, node.metrics.host, port, post_routes=service.post_routes
-    ).start()
-    stop = threading.Event()
-    install_stop_signals(stop)
-    log.info(
-        "publish running",
-        extra={
-            "warehouse": service.warehouse.description,
-            "endpoint": f"http://{node.metrics.host}:{server.port}",
-        },
-    )
-    try:
-        healthy = service.run(stop)
-    finally:
-        server.stop()
-    return 0 if healthy else 1
+    start = ServiceStart("publish", Path(args.cities), metrics_port=args.metrics_port)
+
+    def build(up: StartUp) -> Running:
+        service = PublishService(
+            up.node, up.contracts, up.cities, up.metrics, instance=args.instance
+        )
+        return Running(
+            run=lambda stop: 0 if service.run(stop) else 1,
+            post_routes=service.post_routes,
+            announce="publish running",
+            details={"warehouse": service.warehouse.description},
+            endpoint_key="endpoint",
+        )
+
+    return run_service(start, build)
 
 
 def run_query(node: NodeConfig, sql: str) -> pa.Table:
@@ -140,33 +134,29 @@ def _print(table: pa.Table, fmt: str, output: Path | None) -> int:
     return 0
 
 
-def register(
-    commands: argparse._SubParsersAction, service_commands: argparse._SubParsersAction
-) -> None:
-    parser = service_commands.add_parser(
-        "publish",
-        help="land observations, aggregates and dead letters in ClickHouse; feed public topics",
-    )
-    add_stage_arguments(parser)
-    parser.set_defaults(handler=serve)
+SERVICE = Command(
+    "publish",
+    "land observations, aggregates and dead letters in ClickHouse; feed public topics",
+    serve,
+    options=stage_options(),
+)
 
-    sql = commands.add_parser(
-        "sql",
-        help="query the node's warehouse (ClickHouse SQL); no query opens a prompt",
-        description="Run a read query on the node's warehouse (chDB or the ClickHouse server of "
-        "CLICKHOUSE_URL). Tables: observations (one row per reading), energy_aggregates "
-        "(use FINAL), dead_letters, observations_hourly and observations_daily (rollups: "
-        "sumMerge(total), countMerge(readings), uniqMerge(entities)). The publish service "
-        "asks for a user (citeplus sql-users): CITEPLUS_SQL_USER and CITEPLUS_SQL_SECRET, else "
-        "the operator's <state>/sql/credentials. Queries run read-only, at most 60 s and "
-        "1,000,000 rows.",
-    )
-    sql.add_argument("query", nargs="?", help="the query; omit it for an interactive prompt")
-    sql.add_argument(
-        "--format", choices=FORMATS, default="table", help="output format (default: table)"
-    )
-    sql.add_argument("--output", type=Path, help="write to FILE instead of standard output")
-    sql.set_defaults(handler=sql_command)
-    from services.publish.sql_users_cli import register as register_users
+SQL = Command(
+    "sql",
+    "query the node's warehouse (ClickHouse SQL); no query opens a prompt",
+    sql_command,
+    description="Run a read query on the node's warehouse (chDB or the ClickHouse server of "
+    "CLICKHOUSE_URL). Tables: observations (one row per reading), energy_aggregates "
+    "(use FINAL), dead_letters, observations_hourly and observations_daily (rollups: "
+    "sumMerge(total), countMerge(readings), uniqMerge(entities)). The publish service "
+    "asks for a user (citeplus sql-users): CITEPLUS_SQL_USER and CITEPLUS_SQL_SECRET, else "
+    "the operator's <state>/sql/credentials. Queries run read-only, at most 60 s and "
+    "1,000,000 rows.",
+    options=(
+        option("query", nargs="?", help="the query; omit it for an interactive prompt"),
+        option("--format", choices=FORMATS, default="table", help="output format (default: table)"),
+        option("--output", type=Path, help="write to FILE instead of standard output"),
+    ),
+)
 
-    register_users(commands)
+COMMANDS = (SQL, SQL_USERS)

@@ -1,8 +1,10 @@
-"""Running a stage as a service process: what every stage's ``main`` shares.
+"""Running a service process: the start-up every service's ``main`` shares.
 
-Logs, configuration, topics and schemas, metrics and health, signal handling:
-a stage package only provides how to build its Stage from the node and the
-city files (STYLE.md: no service skeleton copied five times).
+Logs, configuration, city files, topics and schemas, metrics and health, signal
+handling are written once, in :func:`run_service`; a service package provides
+only what differs: its name, how its topics are reached and how to build it
+(STYLE.md: no service skeleton copied five times). :func:`run_stage` is the
+stages' case of it: their service is a :class:`StageRunner` loop.
 """
 
 from __future__ import annotations
@@ -11,35 +13,95 @@ import argparse
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from services.runtime import dlq
 from services.runtime.cities import CityConfig, load_cities
 from services.runtime.codec import Contracts
+from services.runtime.commands import Option, cities_option, option
 from services.runtime.config import NodeConfig, load_node_config
 from services.runtime.logs import configure_logging
 from services.runtime.metrics import MetricsServer, ServiceMetrics
-from services.runtime.paths import CITIES_DIR
 from services.runtime.processor import Stage, StageRunner
 from services.runtime.provisioning import connect_contracts, prepare_node, provision_topics
 from services.runtime.topics import TopicSpec
 
 log = logging.getLogger(__name__)
 
-StageFactory = Callable[[NodeConfig, Contracts, dict[str, CityConfig], ServiceMetrics], Stage]
+Cities = dict[str, CityConfig]
+ContractsStep = Callable[[NodeConfig, Cities], Contracts]
+StageFactory = Callable[[NodeConfig, Contracts, Cities, ServiceMetrics], Stage]
 
 
-def add_stage_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--cities", type=str, default=str(CITIES_DIR), help="directory of city files"
-    )
-    parser.add_argument(
-        "--instance",
-        default="0",
-        help="instance id, unique per process of this service (part of its transactional id)",
-    )
-    parser.add_argument(
-        "--metrics-port", type=int, default=None, help="port of /metrics and /healthz"
+def declared_topics(node: NodeConfig, cities: Cities) -> Contracts:
+    """The node's declared topics, created or verified, and their registered schemas."""
+    return prepare_node(node)[1]
+
+
+def provisioned(specs: list[TopicSpec]) -> ContractsStep:
+    """Other topics than the declared ones (prefixed copies, for tests and side-by-side
+    runs): created or verified, then their schemas registered."""
+
+    def step(node: NodeConfig, cities: Cities) -> Contracts:
+        provision_topics(node, specs)
+        return connect_contracts(node, specs)
+
+    return step
+
+
+@dataclass(frozen=True)
+class ServiceStart:
+    """What differs between services at start-up.
+
+    ``metrics_port`` is the operator's ``--metrics-port``; without it a service with
+    ``node_metrics_port`` serves /metrics on the node's port for its name, and one
+    without serves none (the federation server, whose port is not the node's).
+    """
+
+    name: str
+    cities_dir: Path
+    metrics_port: int | None = None
+    node_metrics_port: bool = True
+    contracts: ContractsStep = declared_topics
+
+
+@dataclass(frozen=True)
+class StartUp:
+    """What every service is built from, loaded once and in this order."""
+
+    node: NodeConfig
+    cities: Cities
+    contracts: Contracts
+    metrics: ServiceMetrics
+
+
+@dataclass(frozen=True)
+class Running:
+    """A built service: ``run`` serves until ``stop`` is set and gives the exit code;
+    ``close`` releases what building it opened, whatever happened."""
+
+    run: Callable[[threading.Event], int]
+    close: Callable[[], None] = lambda: None
+    post_routes: dict[str, Any] | None = None
+    announce: str = "service starting"
+    details: Mapping[str, Any] = field(default_factory=dict)
+    endpoint_key: str = "metrics"
+
+
+def stage_options(instance_help: str | None = None) -> tuple[Option, ...]:
+    """The options of every ``citeplus service <stage>``."""
+    return (
+        cities_option(),
+        option(
+            "--instance",
+            default="0",
+            help=instance_help
+            or "instance id, unique per process of this service (part of its transactional id)",
+        ),
+        option("--metrics-port", type=int, default=None, help="port of /metrics and /healthz"),
     )
 
 
@@ -54,6 +116,44 @@ def install_stop_signals(stop: threading.Event) -> None:
     signal.signal(signal.SIGINT, handle)
 
 
+def run_service(start: ServiceStart, build: Callable[[StartUp], Running]) -> int:
+    """Start ``start.name``, run what ``build`` makes until a stop signal, stop it;
+    returns the process exit code."""
+    configure_logging(start.name)
+    node = load_node_config()
+    cities = load_cities(start.cities_dir)
+    contracts = start.contracts(node, cities)
+    metrics = ServiceMetrics(start.name)
+    running = build(StartUp(node, cities, contracts, metrics))
+    try:
+        server = _metrics_server(start, node, metrics, running.post_routes)
+        stop = threading.Event()
+        install_stop_signals(stop)
+        endpoint = {running.endpoint_key: f"http://{node.metrics.host}:{server.port}"}
+        log.info(running.announce, extra={**running.details, **(endpoint if server else {})})
+        try:
+            return running.run(stop)
+        finally:
+            if server is not None:
+                server.stop()
+    finally:
+        running.close()
+
+
+def _metrics_server(
+    start: ServiceStart,
+    node: NodeConfig,
+    metrics: ServiceMetrics,
+    post_routes: dict[str, Any] | None,
+) -> MetricsServer | None:
+    port = start.metrics_port
+    if port is None and start.node_metrics_port:
+        port = node.metrics_port(start.name)
+    if port is None:
+        return None
+    return MetricsServer(metrics, node.metrics.host, port, post_routes=post_routes).start()
+
+
 def run_stage(
     service: str,
     factory: StageFactory,
@@ -62,38 +162,35 @@ def run_stage(
     specs: list[TopicSpec] | None = None,
     dead_letter_topic: str = dlq.DLQ_TOPIC,
 ) -> int:
-    """Run ``service`` until a stop signal; returns the process exit code.
+    """Run the stage ``service`` until a stop signal; returns the process exit code.
 
     ``specs`` replaces the declared topics (a stage run on prefixed copies of its
     topics, for tests and side-by-side runs); ``dead_letter_topic`` goes with them.
     """
-    configure_logging(service)
-    node = load_node_config()
-    cities = load_cities(args.cities)
-    if specs is None:
-        _, contracts = prepare_node(node)
-    else:
-        provision_topics(node, specs)
-        contracts = connect_contracts(node, specs)
-    metrics = ServiceMetrics(service)
-    stage = factory(node, contracts, cities, metrics)
-    port = args.metrics_port if args.metrics_port is not None else node.metrics_port(service)
-    server = MetricsServer(metrics, node.metrics.host, port).start()
-    stop = threading.Event()
-    install_stop_signals(stop)
-    log.info("service starting", extra={"metrics": f"http://{node.metrics.host}:{server.port}"})
-    runner = StageRunner(
-        stage,
-        node,
-        contracts,
-        instance=args.instance,
-        metrics=metrics,
-        dead_letter_topic=dead_letter_topic,
+    start = ServiceStart(
+        service,
+        Path(args.cities),
+        metrics_port=args.metrics_port,
+        contracts=declared_topics if specs is None else provisioned(specs),
     )
-    try:
-        summary = runner.run(stop)
-    finally:
-        server.stop()
+
+    def build(up: StartUp) -> Running:
+        stage = factory(up.node, up.contracts, up.cities, up.metrics)
+        runner = StageRunner(
+            stage,
+            up.node,
+            up.contracts,
+            instance=args.instance,
+            metrics=up.metrics,
+            dead_letter_topic=dead_letter_topic,
+        )
+        return Running(run=lambda stop: _run_stage(runner, stop))
+
+    return run_service(start, build)
+
+
+def _run_stage(runner: StageRunner, stop: threading.Event) -> int:
+    summary = runner.run(stop)
     log.info(
         "service stopped", extra={"records_in": summary.records_in, "batches": summary.batches}
     )
