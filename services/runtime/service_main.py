@@ -129,8 +129,10 @@ def run_service(start: ServiceStart, build: Callable[[StartUp], Running]) -> int
         server = _metrics_server(start, node, metrics, running.post_routes)
         stop = threading.Event()
         install_stop_signals(stop)
-        endpoint = {running.endpoint_key: f"http://{node.metrics.host}:{server.port}"}
-        log.info(running.announce, extra={**running.details, **(endpoint if server else {})})
+        endpoint = {}
+        if server is not None:
+            endpoint = {running.endpoint_key: f"http://{node.metrics.host}:{server.port}"}
+        log.info(running.announce, extra={**running.details, **endpoint})
         try:
             return running.run(stop)
         finally:
