@@ -97,3 +97,18 @@ if __name__ == "__main__":  # pragma: no cover - regenerates the fixture on purp
         json.dumps(command_tree(build_parser()), indent=1, ensure_ascii=False) + "\n",
         encoding="utf-8",
     )
+
+
+def test_service_modules_list_only_supervised_services() -> None:
+    """SERVICE_MODULES is what a node supervises; tools and operator commands live in
+    COMMAND_MODULES, where they cannot be mistaken for a service."""
+    import importlib
+
+    from services.cli import COMMAND_MODULES, SERVICE_MODULES
+    from services.node.supervisor import PIPELINE
+
+    services = [importlib.import_module(name).SERVICE.name for name in SERVICE_MODULES]
+    assert sorted(services) == sorted(PIPELINE)
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(name)
+        assert not hasattr(module, "SERVICE") and module.COMMANDS, name
