@@ -82,11 +82,16 @@ def test_every_command_keeps_its_options_and_defaults() -> None:
         assert _kept(now[path], before[path]) == before[path], path
 
 
+@pytest.fixture(scope="module")
+def parser() -> argparse.ArgumentParser:
+    return build_parser()
+
+
 @pytest.mark.parametrize("path", sorted(command_tree(build_parser())))
-def test_every_command_explains_itself(path: str, capsys) -> None:
+def test_every_command_explains_itself(path: str, parser: argparse.ArgumentParser, capsys) -> None:
     words = path.split()[1:]
     with pytest.raises(SystemExit) as exit_:
-        build_parser().parse_args([*words, "--help"])
+        parser.parse_args([*words, "--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith(f"usage: {path}") and len(out.splitlines()) > 3
