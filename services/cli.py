@@ -9,10 +9,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from types import ModuleType
 
 from services.policy.topics import declared_topics
 from services.runtime.codec import schema_summary
+from services.runtime.commands import Command, mount
 from services.runtime.config import load_node_config
 from services.runtime.dev_secrets import dev_env_file, load_env_file
 from services.runtime.errors import CiteplusError
@@ -20,22 +22,26 @@ from services.runtime.provisioning import connect_contracts, delete_scratch_topi
 from services.runtime.topics import load_topics
 
 Handler = Callable[[argparse.Namespace], int]
-Subcommands = argparse._SubParsersAction  # what add_subparsers() returns
 
-# Each pipeline package exposes ``register(commands, service_commands)`` in its
-# ``main`` module: it adds ``citeplus service <name>`` and its own commands.
+# The supervised pipeline services: each ``main`` module declares ``SERVICE`` (its
+# ``citeplus service <name>`` command) and ``COMMANDS`` (its other commands).
 SERVICE_MODULES = (
     "services.ingest.main",
     "services.anonymise.main",
     "services.normalise.main",
     "services.energy.main",
+    "services.node.publish_process",  # publish, with the federation API beside it
+)
+
+# Modules that only add commands (tools, the node's operator commands, infra).
+COMMAND_MODULES = (
     "services.publish.main",
-    "services.node.publish_process",
     "services.publish.warehouse_cli",
     "services.federation.main",
     "services.simulate.cli",
     "services.node.main",
     "services.node.demo",
+    "services.infra.cli",
 )
 
 
@@ -74,6 +80,68 @@ def _cmd_schemas_register(args: argparse.Namespace) -> int:
     return 0
 
 
+TOPICS = Command(
+    "topics",
+    "the topics declared in deploy/topics.yaml",
+    actions=(
+        Command(
+            "apply",
+            "create missing topics and verify existing ones (mismatches fail)",
+            _cmd_topics_apply,
+        ),
+        Command("list", "print the declared topics", _cmd_topics_list),
+        Command(
+            "clean-scratch",
+            "delete the test.* and bench.* topics that tests and benchmarks leave behind",
+            _cmd_topics_clean,
+        ),
+    ),
+)
+
+SCHEMAS = Command(
+    "schemas",
+    "the Avro contracts in avro/",
+    actions=(
+        Command(
+            "register",
+            "register every topic's value schema under <topic>-value",
+            _cmd_schemas_register,
+            description="Register every declared topic's value schema under <topic>-value, "
+            "each subject set to BACKWARD_TRANSITIVE first (a weaker level found is raised and "
+            "logged), so that the registry refuses any schema that would break a registered "
+            "version.",
+        ),
+    ),
+)
+
+
+def _modules(names: Sequence[str]) -> Iterator[ModuleType]:
+    """The modules of this build (a package another issue writes may be absent)."""
+    for module_name in names:
+        try:
+            yield importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and module_name.startswith(exc.name):
+                continue  # that package is not part of this build yet
+            raise
+
+
+def command_table() -> list[Command]:
+    """Every top-level command, in the order ``citeplus --help`` lists them."""
+    services = [module.SERVICE for module in _modules(SERVICE_MODULES)]
+    service = Command(
+        "service",
+        "run one pipeline service in the foreground (what supervisors and containers run)",
+        actions=tuple(services),
+        dest="service_name",
+        metavar="SERVICE",
+    )
+    commands = [TOPICS, SCHEMAS, service]
+    for module in _modules(SERVICE_MODULES + COMMAND_MODULES):
+        commands.extend(module.COMMANDS)
+    return commands
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="citeplus",
@@ -83,71 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog="Configuration: deploy/node.yaml (override with CITEPLUS_<SECTION>_<KEY>).",
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.required = True
-
-    topics = commands.add_parser("topics", help="the topics declared in deploy/topics.yaml")
-    topic_commands = topics.add_subparsers(dest="topics_command", metavar="ACTION")
-    topic_commands.required = True
-    apply = topic_commands.add_parser(
-        "apply", help="create missing topics and verify existing ones (mismatches fail)"
-    )
-    apply.set_defaults(handler=_cmd_topics_apply)
-    listing = topic_commands.add_parser("list", help="print the declared topics")
-    listing.set_defaults(handler=_cmd_topics_list)
-    clean = topic_commands.add_parser(
-        "clean-scratch",
-        help="delete the test.* and bench.* topics that tests and benchmarks leave behind",
-    )
-    clean.set_defaults(handler=_cmd_topics_clean)
-
-    schemas = commands.add_parser("schemas", help="the Avro contracts in avro/")
-    schema_commands = schemas.add_subparsers(dest="schemas_command", metavar="ACTION")
-    schema_commands.required = True
-    register = schema_commands.add_parser(
-        "register",
-        help="register every topic's value schema under <topic>-value",
-        description="Register every declared topic's value schema under <topic>-value, each "
-        "subject set to BACKWARD_TRANSITIVE first (a weaker level found is raised and logged), "
-        "so that the registry refuses any schema that would break a registered version.",
-    )
-    register.set_defaults(handler=_cmd_schemas_register)
-
-    service = commands.add_parser(
-        "service",
-        help="run one pipeline service in the foreground (what supervisors and containers run)",
-    )
-    service_commands = service.add_subparsers(dest="service_name", metavar="SERVICE")
-    service_commands.required = True
-    _register_modules(commands, service_commands)
-
-    try:
-        from services.infra.cli import add_infra_commands
-    except ImportError:  # pragma: no cover - infra package always ships with the CLI
-        pass
-    else:
-        add_infra_commands(commands)
+    mount(parser, command_table(), dest="command")
     return parser
-
-
-def _register_modules(commands: Subcommands, service_commands: Subcommands) -> None:
-    for module_name in SERVICE_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name and module_name.startswith(exc.name):
-                continue  # that service is not part of this build yet
-            raise
-        module.register(commands, service_commands)
 
 
 def service_names() -> list[str]:
     """The ``citeplus service`` names this build has: what a node can supervise
     depends on which service packages are installed, and this is where they say so."""
-    commands = argparse.ArgumentParser(add_help=False).add_subparsers()
-    service_commands = argparse.ArgumentParser(add_help=False).add_subparsers()
-    _register_modules(commands, service_commands)
-    return list(service_commands.choices)
+    return [module.SERVICE.name for module in _modules(SERVICE_MODULES)]
 
 
 def _load_dev_secrets() -> None:

@@ -25,13 +25,13 @@ from services.privacy.keys import (
     rotate_keyring,
 )
 from services.runtime.cities import load_cities
-from services.runtime.config import load_node_config
-from services.runtime.errors import CiteplusError, ConfigError
-from services.runtime.paths import CITIES_DIR
-from services.runtime.service_main import add_stage_arguments, run_stage
 
 # The stage's own modules are imported inside the commands on purpose: services/cli.py imports
 # every main to build its parser, and a command loads only what it runs.
+from services.runtime.commands import Command, OneOf, cities_option, option
+from services.runtime.config import load_node_config
+from services.runtime.errors import CiteplusError, ConfigError
+from services.runtime.service_main import run_stage, stage_options
 
 
 def _keys_dir(args: argparse.Namespace) -> Path:
@@ -123,67 +123,79 @@ def privacy_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--cities", type=str, default=str(CITIES_DIR), help="directory of city files"
-    )
-    parser.add_argument(
-        "--keys-dir",
-        default=None,
-        help="directory of the keyrings (default: <node state dir>/secrets/keys)",
-    )
+KEYS_DIR = option(
+    "--keys-dir",
+    default=None,
+    help="directory of the keyrings (default: <node state dir>/secrets/keys)",
+)
 
+SERVICE = Command(
+    "anonymise",
+    "apply each source's privacy policy: raw.v1 -> anonymised.v1 (+ audit.v1)",
+    serve,
+    options=(*stage_options(), KEYS_DIR),
+)
 
-def register(
-    commands: argparse._SubParsersAction, service_commands: argparse._SubParsersAction
-) -> None:
-    """Add ``citeplus service anonymise``, ``citeplus keys ...`` and ``citeplus privacy check``."""
-    service = service_commands.add_parser(
-        "anonymise",
-        help="apply each source's privacy policy: raw.v1 -> anonymised.v1 (+ audit.v1)",
-    )
-    add_stage_arguments(service)
-    service.add_argument(
-        "--keys-dir",
-        default=None,
-        help="directory of the keyrings (default: <node state dir>/secrets/keys)",
-    )
-    service.set_defaults(handler=serve)
+KEYS = Command(
+    "keys",
+    "pseudonymisation keys of each city (never printed)",
+    description="Each city's secret lives in a keyring file outside the repository "
+    "(mode 0600) or in CITEPLUS_PSEUDONYM_SECRET_<CITY>; keys are derived per "
+    "epoch (a month of the city's calendar, in its time zone) so that pseudonyms of "
+    "different months cannot be linked.",
+    actions=(
+        Command(
+            "init",
+            "create the missing keyring(s)",
+            keys_init,
+            options=(
+                OneOf(
+                    (
+                        option("--city", help="city code"),
+                        option("--all", action="store_true", help="every city of the city files"),
+                    ),
+                    required=True,
+                ),
+                cities_option(),
+                KEYS_DIR,
+            ),
+        ),
+        Command(
+            "rotate",
+            "add a new secret effective from an epoch (default: next month)",
+            keys_rotate,
+            options=(
+                option("--city", required=True, help="city code"),
+                option(
+                    "--from-epoch",
+                    default=None,
+                    metavar="YYYY-MM",
+                    help="first epoch of the new secret",
+                ),
+                cities_option(),
+                KEYS_DIR,
+            ),
+        ),
+        Command(
+            "list",
+            "where each city's secret comes from, its epochs",
+            keys_list,
+            options=(cities_option(), KEYS_DIR),
+        ),
+    ),
+)
 
-    keys = commands.add_parser(
-        "keys",
-        help="pseudonymisation keys of each city (never printed)",
-        description="Each city's secret lives in a keyring file outside the repository "
-        "(mode 0600) or in CITEPLUS_PSEUDONYM_SECRET_<CITY>; keys are derived per "
-        "epoch (a month of the city's calendar, in its time zone) so that pseudonyms of "
-        "different months cannot be linked.",
-    )
-    actions = keys.add_subparsers(dest="keys_command", metavar="ACTION")
-    actions.required = True
-    init = actions.add_parser("init", help="create the missing keyring(s)")
-    target = init.add_mutually_exclusive_group(required=True)
-    target.add_argument("--city", help="city code")
-    target.add_argument("--all", action="store_true", help="every city of the city files")
-    _add_common(init)
-    init.set_defaults(handler=keys_init)
-    rotate = actions.add_parser(
-        "rotate", help="add a new secret effective from an epoch (default: next month)"
-    )
-    rotate.add_argument("--city", required=True, help="city code")
-    rotate.add_argument(
-        "--from-epoch", default=None, metavar="YYYY-MM", help="first epoch of the new secret"
-    )
-    _add_common(rotate)
-    rotate.set_defaults(handler=keys_rotate)
-    listing = actions.add_parser("list", help="where each city's secret comes from, its epochs")
-    _add_common(listing)
-    listing.set_defaults(handler=keys_list)
+PRIVACY = Command(
+    "privacy",
+    "the privacy policies of the city files",
+    actions=(
+        Command(
+            "check",
+            "validate every source's privacy policy",
+            privacy_check,
+            options=(cities_option(),),
+        ),
+    ),
+)
 
-    privacy = commands.add_parser("privacy", help="the privacy policies of the city files")
-    privacy_actions = privacy.add_subparsers(dest="privacy_command", metavar="ACTION")
-    privacy_actions.required = True
-    check = privacy_actions.add_parser("check", help="validate every source's privacy policy")
-    check.add_argument(
-        "--cities", type=str, default=str(CITIES_DIR), help="directory of city files"
-    )
-    check.set_defaults(handler=privacy_check)
+COMMANDS = (KEYS, PRIVACY)

@@ -11,12 +11,13 @@ from pathlib import Path
 
 from services.policy.topics import declared_topics
 from services.runtime.cities import load_cities
+from services.runtime.commands import Command, cities_option, option
 from services.runtime.config import load_node_config
 from services.runtime.errors import CiteplusError, ConfigError
 from services.runtime.kafka import make_consumer
-from services.runtime.paths import CITIES_DIR, TOPICS_FILE
+from services.runtime.paths import TOPICS_FILE
 from services.runtime.provisioning import connect_contracts
-from services.runtime.service_main import add_stage_arguments, run_stage
+from services.runtime.service_main import run_stage, stage_options
 from services.runtime.topics import load_topics
 
 log = logging.getLogger(__name__)
@@ -153,48 +154,47 @@ def report(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(
-    commands: argparse._SubParsersAction, service_commands: argparse._SubParsersAction
-) -> None:
-    """Add ``citeplus service energy-analytics`` and ``citeplus energy report``."""
-    parser = service_commands.add_parser(
-        "energy-analytics",
-        help="windowed energy aggregates with statistical secrecy -> energy.aggregates.v1 "
-        "(provisional, internal) and energy.aggregates.released.v2 (once per closed day)",
-        description="Aggregate energy observations per city x zone x carrier x sector in "
-        "windows of 15 minutes, 1 hour and the city's local day (its city file's `timezone`: "
-        "23 or 25 hours on DST days), apply each city's statistical-secrecy "
-        "policy (its city file's `secrecy:` block), keep provisional upserts internal and "
-        "release every window once, when its day closes.",
-    )
-    add_stage_arguments(parser)
-    parser.add_argument(
-        "--lateness-hours",
-        type=float,
-        default=48.0,
-        help="how long after a local day ends its windows still accept data (default: 48)",
-    )
-    parser.add_argument(
-        "--topic-prefix",
-        default="",
-        help="run on prefixed copies of the topics (tests, side-by-side runs)",
-    )
-    parser.set_defaults(handler=serve)
+SERVICE = Command(
+    "energy-analytics",
+    "windowed energy aggregates with statistical secrecy -> energy.aggregates.v1 "
+    "(provisional, internal) and energy.aggregates.released.v2 (once per closed day)",
+    serve,
+    description="Aggregate energy observations per city x zone x carrier x sector in "
+    "windows of 15 minutes, 1 hour and the city's local day (its city file's `timezone`: "
+    "23 or 25 hours on DST days), apply each city's statistical-secrecy "
+    "policy (its city file's `secrecy:` block), keep provisional upserts internal and "
+    "release every window once, when its day closes.",
+    options=(
+        *stage_options(),
+        option(
+            "--lateness-hours",
+            type=float,
+            default=48.0,
+            help="how long after a local day ends its windows still accept data (default: 48)",
+        ),
+        option(
+            "--topic-prefix",
+            default="",
+            help="run on prefixed copies of the topics (tests, side-by-side runs)",
+        ),
+    ),
+)
 
-    energy = commands.add_parser("energy", help="energy aggregates: figures for energy teams")
-    actions = energy.add_subparsers(dest="energy_command", metavar="ACTION")
-    actions.required = True
-    show = actions.add_parser(
-        "report",
-        help="average day, peak hour per day, week-on-week and year-on-year change",
-        description="Read energy.aggregates.v1 (latest version of each window) and print "
-        "a zone's load profile, its peak hour per day and its day-to-day changes. Withheld "
-        "cells are left out.",
-    )
-    show.add_argument("--city", required=True, help="city code")
-    show.add_argument("--zone", default="*", help="zone code, or * for the city (default)")
-    show.add_argument("--sector", default="*", help="sector, or * for all (default)")
-    show.add_argument("--carrier", default="electricity", help="default: electricity")
-    show.add_argument("--cities", default=str(CITIES_DIR), help="directory of city files")
-    show.add_argument("--topic-prefix", default="", help=argparse.SUPPRESS)
-    show.set_defaults(handler=report)
+REPORT = Command(
+    "report",
+    "average day, peak hour per day, week-on-week and year-on-year change",
+    report,
+    description="Read energy.aggregates.v1 (latest version of each window) and print "
+    "a zone's load profile, its peak hour per day and its day-to-day changes. Withheld "
+    "cells are left out.",
+    options=(
+        option("--city", required=True, help="city code"),
+        option("--zone", default="*", help="zone code, or * for the city (default)"),
+        option("--sector", default="*", help="sector, or * for all (default)"),
+        option("--carrier", default="electricity", help="default: electricity"),
+        cities_option(),
+        option("--topic-prefix", default="", help=argparse.SUPPRESS),
+    ),
+)
+
+COMMANDS = (Command("energy", "energy aggregates: figures for energy teams", actions=(REPORT,)),)

@@ -24,14 +24,11 @@ import grpc
 
 from services.policy.federation import load_federation
 from services.policy.sharing import partners_of, sharing_policies
-from services.runtime.cities import load_cities
+from services.runtime.commands import Command, Option, cities_option, option
 from services.runtime.config import load_node_config
 from services.runtime.errors import CiteplusError
-from services.runtime.logs import configure_logging
-from services.runtime.metrics import MetricsServer, ServiceMetrics
-from services.runtime.paths import CITIES_DIR
 from services.runtime.provisioning import connect_contracts
-from services.runtime.service_main import install_stop_signals
+from services.runtime.service_main import Running, ServiceStart, run_service
 from services.runtime.topics import load_topics
 from services.warehouse.migrations import migrate
 from services.warehouse.port import open_warehouse
@@ -58,46 +55,55 @@ def public_specs(cities: dict[str, Any], prefix: str, aggregates_partners: list[
 
 
 def serve(args: argparse.Namespace) -> int:
+    def contracts(node: Any, cities: dict[str, Any]) -> Any:
+        partners = list(load_federation(node).energy_aggregates.partners)
+        return connect_contracts(node, public_specs(cities, args.topic_prefix, partners))
+
+    start = ServiceStart(
+        "federation",
+        Path(args.cities),
+        contracts,
+        metrics_port=args.metrics_port,
+        node_metrics_port=False,
+    )
+    return run_service(start, lambda up: _start_server(args, up))
+
+
+def _start_server(args: argparse.Namespace, up: Any) -> Any:
+    """The federation server on the node's warehouse (migrated first: a fresh warehouse
+    answers with empty tables, not errors), ready once it listens."""
+    from dataclasses import replace
+
     from services.federation.catalog import FederationTopics
     from services.federation.server import FederationServer
 
-    configure_logging("federation")
-    node = load_node_config()
-    config = load_federation(node)
+    config = load_federation(up.node)
     if args.listen:
-        from dataclasses import replace
-
         config = replace(config, listen=args.listen)
-    cities = load_cities(args.cities)
-    specs = public_specs(cities, args.topic_prefix, list(config.energy_aggregates.partners))
-    contracts = connect_contracts(node, specs)
-    warehouse = open_warehouse(node)
-    metrics = ServiceMetrics("federation")
-    metrics_server = None
+    warehouse = open_warehouse(up.node)
     try:
-        migrate(warehouse)  # a fresh warehouse answers with empty tables, not errors
+        migrate(warehouse)
         server = FederationServer(
-            node,
+            up.node,
             config,
-            cities,
+            up.cities,
             warehouse,
-            contracts,
+            up.contracts,
             topics=FederationTopics(args.topic_prefix),
-            registry=metrics.registry,
+            registry=up.metrics.registry,
         ).start()
-        metrics.ready = True
-        if args.metrics_port is not None:
-            metrics_server = MetricsServer(metrics, node.metrics.host, args.metrics_port).start()
-        stop = threading.Event()
-        install_stop_signals(stop)
-        while not stop.wait(5.0):
-            metrics.mark_progress()
-        server.stop()
-    finally:
-        if metrics_server:
-            metrics_server.stop()
+    except BaseException:
         warehouse.close()
-    return 0
+        raise
+    up.metrics.ready = True
+
+    def run(stop: threading.Event) -> int:
+        while not stop.wait(5.0):
+            up.metrics.mark_progress()
+        server.stop()
+        return 0
+
+    return Running(run=run, close=warehouse.close, details={"listen": config.listen})
 
 
 def codegen_command(args: argparse.Namespace) -> int:
@@ -339,110 +345,126 @@ def health_command(args: argparse.Namespace) -> int:
 # -- wiring ------------------------------------------------------------------------------
 
 
-def _peer_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--peer", help="a peer of the federation file, or self (this node, the default)"
-    )
-    parser.add_argument("--address", help="dial host:port instead of a configured peer")
-    parser.add_argument("--identity", help="with --address: the identity its certificate names")
+PEER_OPTIONS = (
+    option("--peer", help="a peer of the federation file, or self (this node, the default)"),
+    option("--address", help="dial host:port instead of a configured peer"),
+    option("--identity", help="with --address: the identity its certificate names"),
+)
 
 
-def register(
-    commands: argparse._SubParsersAction, service_commands: argparse._SubParsersAction
-) -> None:
+def _repeated(flag: str, help: str | None = None) -> Option:
+    return option(flag, action="append", default=[], help=help)
 
-    federation = commands.add_parser(
-        "federation",
-        help="the gRPC federation API between city nodes: serve it, or call a node",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    actions = federation.add_subparsers(dest="federation_command", metavar="ACTION", required=True)
 
-    run = actions.add_parser(
-        "serve", help="serve the federation API alone (ClickHouse server, or publish stopped)"
-    )
-    run.add_argument("--cities", default=str(CITIES_DIR), help="directory of city files")
-    run.add_argument("--listen", help="host:port (default: federation.listen of the node file)")
-    run.add_argument(
-        "--topic-prefix",
-        default="",
-        help="prefix of this node's public topics (several nodes on one broker)",
-    )
-    run.add_argument("--metrics-port", type=int, help="serve /metrics and /healthz on this port")
-    run.set_defaults(handler=serve)
+SERVE = Command(
+    "serve",
+    "serve the federation API alone (ClickHouse server, or publish stopped)",
+    serve,
+    options=(
+        cities_option(),
+        option("--listen", help="host:port (default: federation.listen of the node file)"),
+        option(
+            "--topic-prefix",
+            default="",
+            help="prefix of this node's public topics (several nodes on one broker)",
+        ),
+        option("--metrics-port", type=int, help="serve /metrics and /healthz on this port"),
+    ),
+)
 
-    gen = actions.add_parser("codegen", help="generate the Python modules of proto/")
-    gen.add_argument("--force", action="store_true", help="even if they are current")
-    gen.set_defaults(handler=codegen_command)
+QUERY = Command(
+    "query",
+    "observation rollups or energy aggregates of a node (or of every peer: --federated)",
+    query_command,
+    options=(
+        *PEER_OPTIONS,
+        option("--kind", choices=("rollups", "energy"), default="rollups"),
+        _repeated("--metric", "a vocabulary metric"),
+        *(_repeated(flag) for flag in ("--city", "--zone", "--carrier", "--sector", "--dataset")),
+        option("--start", required=True, help="ISO 8601 (UTC unless an offset is given)"),
+        option("--end", required=True, help="ISO 8601, exclusive"),
+        option("--granularity", choices=GRANULARITY_NAMES, default="PT1H"),
+        option("--page-size", type=int, default=1000),
+        option("--timeout", type=float, default=60.0, help="deadline of the call (s)"),
+        option("--federated", action="store_true", help="ask the node to fan out to its peers too"),
+        _repeated("--ask", "with --federated: only peer"),
+        option("--peer-timeout", type=float, help="with --federated: deadline per peer"),
+        option("--format", choices=FORMATS[:3], default="table"),
+    ),
+)
 
-    check = actions.add_parser("health", help="ask a node's gRPC health service")
-    _peer_arguments(check)
-    check.set_defaults(handler=health_command)
+SUBSCRIBE = Command(
+    "subscribe",
+    "a dataset's records as JSON lines (resumable with --position)",
+    subscribe_command,
+    options=(
+        *PEER_OPTIONS,
+        option("dataset"),
+        option("--start", default="earliest", help="earliest, latest, or an ISO 8601 time"),
+        option(
+            "--position",
+            type=Path,
+            help="file keeping the position: resumed from, updated per batch",
+        ),
+        option("--max", type=int, default=0, help="stop after this many records"),
+        option("--stop-at-end", action="store_true", help="stop once caught up"),
+    ),
+)
 
-    catalog = actions.add_parser("catalog", help="the datasets a node shares with this node")
-    _peer_arguments(catalog)
-    catalog.add_argument("--domain", action="append", default=[], help="only this domain")
-    catalog.add_argument("--format", choices=FORMATS[:3], default="table")
-    catalog.set_defaults(handler=catalog_command)
+FEDERATION = Command(
+    "federation",
+    "the gRPC federation API between city nodes: serve it, or call a node",
+    description=__doc__,
+    verbatim=True,
+    actions=(
+        SERVE,
+        Command(
+            "codegen",
+            "generate the Python modules of proto/",
+            codegen_command,
+            options=(option("--force", action="store_true", help="even if they are current"),),
+        ),
+        Command("health", "ask a node's gRPC health service", health_command, PEER_OPTIONS),
+        Command(
+            "catalog",
+            "the datasets a node shares with this node",
+            catalog_command,
+            options=(
+                *PEER_OPTIONS,
+                _repeated("--domain", "only this domain"),
+                option("--format", choices=FORMATS[:3], default="table"),
+            ),
+        ),
+        Command(
+            "schema",
+            "the Avro schema of a dataset",
+            schema_command,
+            options=(
+                *PEER_OPTIONS,
+                option("dataset", help="<city>/<source>, as the catalogue lists"),
+                option("--schema-id", type=int, default=0, help="a version a record named"),
+            ),
+        ),
+        QUERY,
+        SUBSCRIBE,
+    ),
+)
 
-    schema = actions.add_parser("schema", help="the Avro schema of a dataset")
-    _peer_arguments(schema)
-    schema.add_argument("dataset", help="<city>/<source>, as the catalogue lists")
-    schema.add_argument("--schema-id", type=int, default=0, help="a version a record named")
-    schema.set_defaults(handler=schema_command)
+CERTS = Command(
+    "certs",
+    "create a development certificate authority and node certificates",
+    certs_command,
+    description="Create (once) a development authority and a certificate for this node "
+    "(federation.identity) and for each --nodes code, under the node's state directory "
+    "(var/federation/certs by default): ca.pem, <code>.pem, <code>.key (0600). "
+    "Existing certificates are kept unless --renew or about to expire.",
+    options=(
+        option("--nodes", default="", help="more identities, comma-separated (lyon,paris,enedis)"),
+        option("--dir", type=Path, help="write there instead (outside git)"),
+        _repeated("--dns", "extra DNS name in certs"),
+        _repeated("--ip", "extra IP address in certs"),
+        option("--renew", action="store_true", help="issue new certificates"),
+    ),
+)
 
-    query = actions.add_parser(
-        "query",
-        help="observation rollups or energy aggregates of a node (or of every peer: --federated)",
-    )
-    _peer_arguments(query)
-    query.add_argument("--kind", choices=("rollups", "energy"), default="rollups")
-    query.add_argument("--metric", action="append", default=[], help="a vocabulary metric")
-    query.add_argument("--city", action="append", default=[])
-    query.add_argument("--zone", action="append", default=[])
-    query.add_argument("--carrier", action="append", default=[])
-    query.add_argument("--sector", action="append", default=[])
-    query.add_argument("--dataset", action="append", default=[])
-    query.add_argument("--start", required=True, help="ISO 8601 (UTC unless an offset is given)")
-    query.add_argument("--end", required=True, help="ISO 8601, exclusive")
-    query.add_argument("--granularity", choices=GRANULARITY_NAMES, default="PT1H")
-    query.add_argument("--page-size", type=int, default=1000)
-    query.add_argument("--timeout", type=float, default=60.0, help="deadline of the call (s)")
-    query.add_argument(
-        "--federated", action="store_true", help="ask the node to fan out to its peers too"
-    )
-    query.add_argument("--ask", action="append", default=[], help="with --federated: only peer")
-    query.add_argument("--peer-timeout", type=float, help="with --federated: deadline per peer")
-    query.add_argument("--format", choices=FORMATS[:3], default="table")
-    query.set_defaults(handler=query_command)
-
-    follow = actions.add_parser(
-        "subscribe", help="a dataset's records as JSON lines (resumable with --position)"
-    )
-    _peer_arguments(follow)
-    follow.add_argument("dataset")
-    follow.add_argument("--start", default="earliest", help="earliest, latest, or an ISO 8601 time")
-    follow.add_argument(
-        "--position", type=Path, help="file keeping the position: resumed from, updated per batch"
-    )
-    follow.add_argument("--max", type=int, default=0, help="stop after this many records")
-    follow.add_argument("--stop-at-end", action="store_true", help="stop once caught up")
-    follow.set_defaults(handler=subscribe_command)
-
-    certs = commands.add_parser(
-        "certs",
-        help="create a development certificate authority and node certificates",
-        description="Create (once) a development authority and a certificate for this node "
-        "(federation.identity) and for each --nodes code, under the node's state directory "
-        "(var/federation/certs by default): ca.pem, <code>.pem, <code>.key (0600). "
-        "Existing certificates are kept unless --renew or about to expire.",
-    )
-    certs.add_argument(
-        "--nodes", default="", help="more identities, comma-separated (lyon,paris,enedis)"
-    )
-    certs.add_argument("--dir", type=Path, help="write there instead (outside git)")
-    certs.add_argument("--dns", action="append", default=[], help="extra DNS name in certs")
-    certs.add_argument("--ip", action="append", default=[], help="extra IP address in certs")
-    certs.add_argument("--renew", action="store_true", help="issue new certificates")
-    certs.set_defaults(handler=certs_command)
+COMMANDS = (FEDERATION, CERTS)

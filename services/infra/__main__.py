@@ -6,7 +6,8 @@ import argparse
 import logging
 import sys
 
-from services.infra.cli import add_actions
+from services.infra.cli import ACTIONS
+from services.runtime.commands import mount
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -15,9 +16,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m services.infra",
         description="Fetch, start and stop the local Kafka broker and schema registry.",
     )
-    add_actions(parser.add_subparsers(dest="infra_command", metavar="ACTION", required=True))
+    mount(parser, ACTIONS, dest="infra_command", metavar="ACTION")
     args = parser.parse_args(argv)
-    return args.func(args)
+    return args.handler(args)
 
 
 if __name__ == "__main__":

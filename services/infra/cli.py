@@ -1,7 +1,7 @@
 """``citeplus infra up|down|status|fetch|lock``: the local Kafka broker and schema registry.
 
 Handlers return an exit code instead of raising, so the main CLI can
-``sys.exit(args.func(args))``; errors are printed as their message, which says
+``sys.exit(args.handler(args))``; errors are printed as their message, which says
 what to do, not as a stack trace.
 """
 
@@ -21,62 +21,12 @@ from services.infra.registry_server import (
     start_registry,
     stop_registry,
 )
+from services.runtime.commands import Command, option
 from services.runtime.errors import InfrastructureError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_NOT_RUNNING = 3  # like `systemctl status`: not an error, but not up either
-
-
-def add_infra_commands(subparsers: Any) -> None:
-    """Add ``infra up|down|status`` to the main CLI's argparse subparsers."""
-    infra = subparsers.add_parser(
-        "infra",
-        help="fetch, start and stop the local Kafka broker and schema registry",
-        description="Fetch (first run only), start, stop and inspect the local Kafka broker "
-        "and Apicurio schema registry that development and tests use.",
-    )
-    add_actions(infra.add_subparsers(dest="infra_command", metavar="ACTION", required=True))
-
-
-def add_actions(subparsers: Any) -> None:
-    """Add ``up``, ``down`` and ``status`` (shared with ``python -m services.infra``)."""
-    up = subparsers.add_parser(
-        "up",
-        help="start Kafka and the schema registry (no-op for what already runs)",
-        description="Start the Kafka broker and the schema registry, fetching them on first use. "
-        "Ports: CITEPLUS_KAFKA_PORT (9092), CITEPLUS_REGISTRY_PORT (8081). "
-        "State (data, logs, pids): CITEPLUS_STATE (<repo>/var).",
-    )
-    up.add_argument(
-        "--storage",
-        choices=STORAGES,
-        default="memory",
-        help="registry storage: memory (empty at each start, default) or kafkasql "
-        "(schemas kept in a Kafka topic, survive restarts)",
-    )
-    up.set_defaults(func=cmd_up)
-    fetch = subparsers.add_parser(
-        "fetch",
-        help="download Kafka's jars and the registry from Maven Central (once; cached)",
-    )
-    fetch.set_defaults(func=cmd_fetch)
-    lock = subparsers.add_parser(
-        "lock",
-        help="regenerate deploy/*/artifacts.lock from the poms (maintainers; needs Maven)",
-        description="Resolve deploy/kafka/pom.xml and deploy/registry/pom.xml with Maven and "
-        "write the exact files they need, with their SHA-256 and size, to artifacts.lock beside "
-        "each pom. Run it after changing a version in a pom, review the diff and commit it: "
-        "`infra fetch` downloads exactly these files and refuses any whose checksum differs.",
-    )
-    lock.set_defaults(func=cmd_lock)
-    down = subparsers.add_parser("down", help="stop the schema registry, then Kafka")
-    down.set_defaults(func=cmd_down)
-    status = subparsers.add_parser(
-        "status", help="show what runs (exit 0 when both answer, 3 otherwise)"
-    )
-    status.add_argument("--json", action="store_true", help="print the status as JSON")
-    status.set_defaults(func=cmd_status)
 
 
 def _fail(exc: InfrastructureError) -> int:
@@ -147,3 +97,60 @@ def _describe(status: dict[str, Any], address: str | None, storage: str | None =
     health = "" if status["answering"] else ", NOT ANSWERING"
     extra = f", {storage} storage" if storage else ""
     return f"{name:<16} running  pid {status['pid']}  {address}{extra}{health}  log {status['log']}"
+
+
+ACTIONS = (
+    Command(
+        "up",
+        "start Kafka and the schema registry (no-op for what already runs)",
+        cmd_up,
+        description="Start the Kafka broker and the schema registry, fetching them on first "
+        "use. Ports: CITEPLUS_KAFKA_PORT (9092), CITEPLUS_REGISTRY_PORT (8081). "
+        "State (data, logs, pids): CITEPLUS_STATE (<repo>/var).",
+        options=(
+            option(
+                "--storage",
+                choices=STORAGES,
+                default="memory",
+                help="registry storage: memory (empty at each start, default) or kafkasql "
+                "(schemas kept in a Kafka topic, survive restarts)",
+            ),
+        ),
+    ),
+    Command(
+        "fetch",
+        "download Kafka's jars and the registry from Maven Central (once; cached)",
+        cmd_fetch,
+        description="Download the files listed in deploy/kafka/artifacts.lock and "
+        "deploy/registry/artifacts.lock from Maven Central (or CITEPLUS_MAVEN_REPOSITORY), "
+        "check each one's SHA-256 and size, and cache them in CITEPLUS_CACHE "
+        "(~/.cache/citeplus). A file that does not match is refused and not kept.",
+    ),
+    Command(
+        "lock",
+        "regenerate deploy/*/artifacts.lock from the poms (maintainers; needs Maven)",
+        cmd_lock,
+        description="Resolve deploy/kafka/pom.xml and deploy/registry/pom.xml with Maven and "
+        "write the exact files they need, with their SHA-256 and size, to artifacts.lock beside "
+        "each pom. Run it after changing a version in a pom, review the diff and commit it: "
+        "`infra fetch` downloads exactly these files and refuses any whose checksum differs.",
+    ),
+    Command("down", "stop the schema registry, then Kafka", cmd_down),
+    Command(
+        "status",
+        "show what runs (exit 0 when both answer, 3 otherwise)",
+        cmd_status,
+        options=(option("--json", action="store_true", help="print the status as JSON"),),
+    ),
+)
+
+# ``citeplus infra up|fetch|lock|down|status`` (``python -m services.infra`` mounts ACTIONS).
+COMMANDS = (
+    Command(
+        "infra",
+        "fetch, start and stop the local Kafka broker and schema registry",
+        description="Fetch (first run only), start, stop and inspect the local Kafka broker "
+        "and Apicurio schema registry that development and tests use.",
+        actions=ACTIONS,
+    ),
+)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import os
 import shutil
 import socket
 import string
@@ -34,6 +33,7 @@ from services.infra.java import find_java
 from services.infra.managed import ManagedServer
 from services.infra.maven import pom_property
 from services.infra.process import progress_to_stderr
+from services.runtime.config import LOCAL_HOST, load_local_infra
 from services.runtime.errors import InfrastructureError
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ TEMPLATE = KAFKA_DEPLOY / "server.properties.template"
 LOG4J_CONFIG = KAFKA_DEPLOY / "log4j2.properties"
 
 DEFAULT_PORT = 9092
-HOST = "127.0.0.1"
+HOST = LOCAL_HOST
 MIN_JAVA = 17  # Kafka 4.x brokers need Java 17
 START_TIMEOUT_S = 60.0
 STOP_GRACE_S = 30.0
@@ -121,24 +121,16 @@ def resolve_ports(port: int | None = None) -> tuple[int, int]:
     The controller listens on the next port (9093 by default) unless
     ``$CITEPLUS_KAFKA_CONTROLLER_PORT`` says otherwise.
     """
+    local = load_local_infra()
     if port is None:
-        port = _env_port("CITEPLUS_KAFKA_PORT", DEFAULT_PORT)
-    controller = _env_port("CITEPLUS_KAFKA_CONTROLLER_PORT", port + 1)
+        port = local.kafka_port or DEFAULT_PORT
+    controller = local.kafka_controller_port or port + 1
     if controller == port:
         raise InfrastructureError(
             f"the Kafka client and controller ports are both {port}; "
             "set CITEPLUS_KAFKA_CONTROLLER_PORT to another port."
         )
     return port, controller
-
-
-def _env_port(name: str, default: int) -> int:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise InfrastructureError(f"{name}={raw!r} is not a TCP port; use a number like 19092.")
-    return int(raw)
 
 
 def render_server_properties(template: str, port: int, controller_port: int, data_dir: Path) -> str:

@@ -7,8 +7,9 @@ they live in a state directory that tests can point elsewhere.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from services.runtime.config import load_local_infra
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEPLOY_DIR = REPO_ROOT / "deploy"
@@ -16,7 +17,7 @@ DEPLOY_DIR = REPO_ROOT / "deploy"
 
 def cache_dir() -> Path:
     """Cache for fetched jars and archives: ``$CITEPLUS_CACHE`` or ``~/.cache/citeplus``."""
-    value = os.environ.get("CITEPLUS_CACHE")
+    value = load_local_infra().cache_dir
     return Path(value).expanduser() if value else Path.home() / ".cache" / "citeplus"
 
 
@@ -25,5 +26,5 @@ def state_dir() -> Path:
 
     Read at every call (not at import) so a test can switch it with monkeypatch.
     """
-    value = os.environ.get("CITEPLUS_STATE")
+    value = load_local_infra().state_dir
     return Path(value).expanduser() if value else REPO_ROOT / "var"

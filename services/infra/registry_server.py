@@ -14,7 +14,6 @@ written to a Kafka topic and replayed at start, so schemas survive restarts).
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tarfile
 import urllib.request
@@ -34,6 +33,7 @@ from services.infra.kafka_broker import broker_answers, broker_status
 from services.infra.managed import ManagedServer
 from services.infra.maven import pom_property
 from services.infra.process import progress_to_stderr
+from services.runtime.config import LOCAL_HOST, load_local_infra, registry_url
 from services.runtime.errors import InfrastructureError
 
 log = logging.getLogger(__name__)
@@ -44,9 +44,8 @@ LOCK = REGISTRY_DEPLOY / "artifacts.lock"
 ARTIFACT = "apicurio-registry-app"
 
 DEFAULT_PORT = 8081
-HOST = "127.0.0.1"
+HOST = LOCAL_HOST
 STORAGES = ("memory", "kafkasql")
-CCOMPAT_PATH = "/apis/ccompat/v7"
 START_TIMEOUT_S = 120.0
 STOP_GRACE_S = 30.0
 
@@ -129,18 +128,11 @@ def resolve_port(port: int | None = None) -> int:
     """The argument, else ``$CITEPLUS_REGISTRY_PORT``, else 8081."""
     if port is not None:
         return port
-    raw = os.environ.get("CITEPLUS_REGISTRY_PORT", "").strip()
-    if not raw:
-        return DEFAULT_PORT
-    if not raw.isdigit() or not 0 < int(raw) < 65536:
-        raise InfrastructureError(
-            f"CITEPLUS_REGISTRY_PORT={raw!r} is not a TCP port; use a number like 18081."
-        )
-    return int(raw)
+    return load_local_infra().registry_port or DEFAULT_PORT
 
 
 def ccompat_url(port: int) -> str:
-    return f"http://{HOST}:{port}{CCOMPAT_PATH}"
+    return registry_url(port)
 
 
 def registry_properties(storage: str, port: int, bootstrap: str | None) -> dict[str, str]:

@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from aiohttp import web
+
 from services.ingest.files import ingest_paths, list_files
 from services.ingest.idempotency import (
     DEFAULT_MAX_BYTES,
@@ -17,102 +19,92 @@ from services.ingest.limits import DEFAULT_MAX_BODY, HttpLimits
 from services.ingest.service import build_core, make_app, serve_forever
 from services.policy.topics import declared_topics
 from services.runtime.cities import load_cities
+from services.runtime.commands import Command, cities_option, option
 from services.runtime.config import load_node_config
 from services.runtime.errors import CiteplusError, ConfigError
-from services.runtime.logs import configure_logging
-from services.runtime.paths import CITIES_DIR
 from services.runtime.provisioning import prepare_node
+from services.runtime.service_main import Running, ServiceStart, StartUp, provisioned, run_service
 from services.runtime.topics import load_topics
 
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--host", help="address to listen on (default: node.yaml ingest.host)")
-    parser.add_argument("--port", type=int, help="HTTP port (default: node.yaml ingest.port)")
-    parser.add_argument(
+SERVICE_OPTIONS = (
+    option("--host", help="address to listen on (default: node.yaml ingest.host)"),
+    option("--port", type=int, help="HTTP port (default: node.yaml ingest.port)"),
+    option(
         "--max-body-mb",
         type=int,
         default=DEFAULT_MAX_BODY // (1024 * 1024),
         help="largest accepted batch in MiB, once decompressed; larger bodies get 413 "
         "(default: %(default)s). The other bounds (timeouts, connection caps, memory) are "
         "node.yaml's ingest section",
-    )
-    parser.add_argument("--cities", type=Path, default=CITIES_DIR, help="directory of city files")
-    parser.add_argument(
+    ),
+    cities_option(),
+    option(
         "--instance",
         default="0",
         help="instance id, unique per ingest process (part of its transactional id)",
-    )
-    parser.add_argument(
+    ),
+    option(
         "--key-retention-hours",
         type=float,
         default=DEFAULT_RETENTION_S / 3600,
         help="how long the first answer of a push with an Idempotency-Key header is "
         "remembered: at least 24, at most the retention of ingest.state.v1 (48 h) "
         "(default: %(default)g)",
-    )
-    parser.add_argument(
+    ),
+    option(
         "--key-memory-mb",
         type=int,
         default=DEFAULT_MAX_BYTES // (1024 * 1024),
         help="memory for remembered answers (~650 bytes per key); past it the oldest keys "
         "are forgotten early and counted in citeplus_idempotency_evicted (default: %(default)s)",
-    )
+    ),
+)
 
 
-def serve(args: argparse.Namespace) -> int:
-    """Run the HTTP edge until SIGTERM/SIGINT; queued batches commit before exit."""
-    configure_logging("ingest")
-    node = load_node_config()
-    cities = load_cities(args.cities)
-    retention_s = args.key_retention_hours * 3600
+def _key_retention_s(hours: float) -> float:
+    """``--key-retention-hours`` in seconds, between a day and the state topic's retention."""
+    retention_s = hours * 3600
     state = load_topics().get(STATE_TOPIC)
     if retention_s < MIN_RETENTION_S or (state and retention_s * 1000 > state.retention_ms):
         raise ConfigError(
-            f"--key-retention-hours {args.key_retention_hours:g}: must be at least 24 and at "
+            f"--key-retention-hours {hours:g}: must be at least 24 and at "
             f"most the retention of {STATE_TOPIC} in deploy/topics.yaml "
             f"({state.retention_ms / 3_600_000 if state else 48:g} h)"
         )
-    _, contracts = prepare_node(node, declared_topics(node))
-    core = build_core(
-        node,
-        contracts,
-        cities,
-        instance=args.instance,
-        key_retention_s=retention_s,
-        key_memory_bytes=args.key_memory_mb * 1024 * 1024,
+    return retention_s
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the HTTP edge until SIGTERM/SIGINT; queued batches commit before exit.
+
+    Ingest serves /metrics on its own HTTP port and its asyncio loop answers the
+    stop signals itself (requests in progress finish first)."""
+    retention_s = _key_retention_s(args.key_retention_hours)
+    start = ServiceStart(
+        "ingest", Path(args.cities), provisioned(declared_topics), node_metrics_port=False
     )
-    bounds = HttpLimits.of(node.ingest, max_body=args.max_body_mb * 1024 * 1024)
-    app = make_app(core, cities, bounds=bounds)
-    host, port = args.host or node.ingest.host, args.port or node.ingest.port
+
+    def build(up: StartUp) -> Running:
+        core = build_core(
+            up.node,
+            up.contracts,
+            up.cities,
+            instance=args.instance,
+            key_retention_s=retention_s,
+            key_memory_bytes=args.key_memory_mb * 1024 * 1024,
+        )
+        bounds = HttpLimits.of(up.node.ingest, max_body=args.max_body_mb * 1024 * 1024)
+        app = make_app(core, up.cities, bounds=bounds)
+        host, port = args.host or up.node.ingest.host, args.port or up.node.ingest.port
+        return Running(run=lambda stop: _listen(app, host, port), announce="ingest starting")
+
+    return run_service(start, build)
+
+
+def _listen(app: web.Application, host: str, port: int) -> int:
     print(f"ingest listening on http://{host}:{port}", file=sys.stderr, flush=True)
     serve_forever(app, host, port)
     return 0
-
-
-def add_file_command(commands: argparse._SubParsersAction) -> None:
-    parser = commands.add_parser(
-        "ingest",
-        help="ingest files or directories of a city source (exports, replays)",
-        description="Parse files in the source's declared format and commit them to the raw "
-        "topic batch by batch, like HTTP pushes; rejected lines go to the dead-letter topic.",
-    )
-    parser.add_argument("paths", nargs="+", type=Path, metavar="FILE|DIR")
-    parser.add_argument("--city", required=True, help="city code (deploy/cities/<city>.yaml)")
-    parser.add_argument("--source", required=True, help="source id within the city")
-    parser.add_argument("--cities", type=Path, default=CITIES_DIR, help="directory of city files")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument(
-        "--key-prefix",
-        default="file",
-        help="prefix of the idempotency key each batch carries (derived from the source, the "
-        "file's path, the batch's position and bytes): running the command again over the same "
-        "files lands only what did not land before, for 24 h; another prefix sends them again "
-        "as new batches (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--no-keys", action="store_true", help="send batches without idempotency keys"
-    )
-    parser.set_defaults(handler=ingest_files)
 
 
 def ingest_files(args: argparse.Namespace) -> int:
@@ -151,13 +143,35 @@ def ingest_files(args: argparse.Namespace) -> int:
     return 0 if summary.accepted or not summary.rejected else 1
 
 
-def register(
-    commands: argparse._SubParsersAction, service_commands: argparse._SubParsersAction
-) -> None:
-    """Add ``citeplus service ingest`` and ``citeplus ingest``."""
-    parser = service_commands.add_parser(
-        "ingest", help="the HTTP edge: city systems push batches, RawRecords go to raw.v1"
-    )
-    add_arguments(parser)
-    parser.set_defaults(handler=serve)
-    add_file_command(commands)
+SERVICE = Command(
+    "ingest",
+    "the HTTP edge: city systems push batches, RawRecords go to raw.v1",
+    serve,
+    options=SERVICE_OPTIONS,
+)
+
+INGEST_FILES = Command(
+    "ingest",
+    "ingest files or directories of a city source (exports, replays)",
+    ingest_files,
+    description="Parse files in the source's declared format and commit them to the raw "
+    "topic batch by batch, like HTTP pushes; rejected lines go to the dead-letter topic.",
+    options=(
+        option("paths", nargs="+", type=Path, metavar="FILE|DIR"),
+        option("--city", required=True, help="city code (deploy/cities/<city>.yaml)"),
+        option("--source", required=True, help="source id within the city"),
+        cities_option(),
+        option("--quiet", action="store_true", help="no progress bar"),
+        option(
+            "--key-prefix",
+            default="file",
+            help="prefix of the idempotency key each batch carries (derived from the source, "
+            "the file's path, the batch's position and bytes): running the command again over "
+            "the same files lands only what did not land before, for 24 h; another prefix "
+            "sends them again as new batches (default: %(default)s)",
+        ),
+        option("--no-keys", action="store_true", help="send batches without idempotency keys"),
+    ),
+)
+
+COMMANDS = (INGEST_FILES,)

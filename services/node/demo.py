@@ -16,7 +16,9 @@ from services.node.report import ReportData, render_report
 from services.node.status import Sample, sample_service
 from services.publish.main import run_query
 from services.publish.questions import question
+from services.runtime.commands import Command, option
 from services.runtime.config import NodeConfig, load_node_config
+from services.simulate.cli import city_list
 from services.warehouse.query import render_table
 
 AIR_SQL = """SELECT city, hour, round(sumMerge(total) / countMerge(readings), 1) AS no2
@@ -119,7 +121,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "--url",
         url,
         "--cities",
-        args.cities,
+        ",".join(args.cities),
         "--meters",
         str(args.meters),
         "--days",
@@ -188,29 +190,36 @@ def summarise(
     return path
 
 
-def register(
-    commands: argparse._SubParsersAction, service_commands: argparse._SubParsersAction
-) -> None:
-    demo = commands.add_parser(
-        "demo",
-        help="start a node, push simulated data for five cities, print answers, write a report",
-        description="What `make run` does: start the node (broker, registry, the five services), "
-        "generate realistic data for the cities with `citeplus simulate` and push it through the "
-        "HTTP ingest API, wait until every stage has drained, then print records per stage, dead "
-        "letters, suppressed aggregate cells and the first energy answers, and write an HTML "
-        "report that opens offline. The node keeps running afterwards.",
-    )
-    demo.add_argument("--meters", type=int, default=1000, help="meters per city (default 1000)")
-    demo.add_argument("--days", type=int, default=2, help="days of data (default 2)")
-    demo.add_argument("--cities", default="paris,lyon,nice,bordeaux,angers")
-    demo.add_argument("--seed", type=int, default=42)
-    demo.add_argument("--storage", choices=["kafkasql", "memory"], default="kafkasql")
-    demo.add_argument("--timeout", type=float, default=600, help="longest wait for draining (s)")
-    demo.add_argument("--report", help="report path (default <state>/report/index.html)")
-    demo.add_argument(
-        "--idle-close",
-        type=float,
-        default=20.0,
-        help="seconds a quiet city waits before its past days are released (default 20)",
-    )
-    demo.set_defaults(handler=cmd_demo)
+DEMO = Command(
+    "demo",
+    "start a node, push simulated data for five cities, print answers, write a report",
+    cmd_demo,
+    description="What `make run` does: start the node (broker, registry, the five services), "
+    "generate realistic data for the cities with `citeplus simulate` and push it through the "
+    "HTTP ingest API, wait until every stage has drained, then print records per stage, dead "
+    "letters, suppressed aggregate cells and the first energy answers, and write an HTML "
+    "report that opens offline. The node keeps running afterwards.",
+    options=(
+        option("--meters", type=int, default=1000, help="meters per city (default 1000)"),
+        option("--days", type=int, default=2, help="days of data (default 2)"),
+        option(
+            "--cities",
+            type=city_list,
+            default="paris,lyon,nice,bordeaux,angers",
+            metavar="LIST",
+            help="comma-separated cities (default: %(default)s)",
+        ),
+        option("--seed", type=int, default=42),
+        option("--storage", choices=["kafkasql", "memory"], default="kafkasql"),
+        option("--timeout", type=float, default=600, help="longest wait for draining (s)"),
+        option("--report", help="report path (default <state>/report/index.html)"),
+        option(
+            "--idle-close",
+            type=float,
+            default=20.0,
+            help="seconds a quiet city waits before its past days are released (default 20)",
+        ),
+    ),
+)
+
+COMMANDS = (DEMO,)

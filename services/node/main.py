@@ -8,7 +8,6 @@ import datetime as dt
 import sys
 import threading
 import time
-from pathlib import Path
 
 from services.infra.kafka_broker import start_broker, stop_broker
 from services.infra.registry_server import start_registry, stop_registry
@@ -18,6 +17,7 @@ from services.node.supervisor import PIPELINE, Supervisor, read_state, tail
 from services.policy.topics import declared_topics
 from services.privacy.keys import ensure_dev_keyrings
 from services.runtime.cities import load_cities
+from services.runtime.commands import Command, OneOf, cities_option, option
 from services.runtime.config import NodeConfig, load_node_config
 from services.runtime.dev_secrets import ensure_dev_tokens
 from services.runtime.errors import CiteplusError
@@ -179,85 +179,106 @@ def cmd_supervise(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(
-    commands: argparse._SubParsersAction, service_commands: argparse._SubParsersAction
-) -> None:
-    up = commands.add_parser(
-        "up",
-        help="start the node: broker, registry, topics, schemas and every service, supervised",
-        description="Start the local Kafka broker and schema registry (fetched on first use), "
-        "create or verify topics, register the Avro contracts, generate development secrets "
-        "(tokens, pseudonymisation keys) under the state directory, and start the pipeline "
-        "services as separate supervised processes (restarted with back-off if they crash).",
-    )
-    up.add_argument(
-        "--storage",
-        choices=["kafkasql", "memory"],
-        default="kafkasql",
-        help="where the registry keeps schemas (default: kafkasql, survives restarts)",
-    )
-    up.add_argument("--services", help="comma-separated subset (default: all)")
-    up.add_argument(
-        "--wait", type=float, default=120, help="seconds to wait for health (default 120)"
-    )
-    up.set_defaults(handler=cmd_up)
+UP = Command(
+    "up",
+    "start the node: broker, registry, topics, schemas and every service, supervised",
+    cmd_up,
+    description="Start the local Kafka broker and schema registry (fetched on first use), "
+    "create or verify topics, register the Avro contracts, generate development secrets "
+    "(tokens, pseudonymisation keys) under the state directory, and start the pipeline "
+    "services as separate supervised processes (restarted with back-off if they crash).",
+    options=(
+        option(
+            "--storage",
+            choices=["kafkasql", "memory"],
+            default="kafkasql",
+            help="where the registry keeps schemas (default: kafkasql, survives restarts)",
+        ),
+        option("--services", help="comma-separated subset (default: all)"),
+        option("--wait", type=float, default=120, help="seconds to wait for health (default 120)"),
+    ),
+)
 
-    down = commands.add_parser("down", help="stop the services, then the broker and registry")
-    down.add_argument("--keep-infra", action="store_true", help="stop only the services")
-    down.set_defaults(handler=cmd_down)
+REPLAY = Command(
+    "replay",
+    "re-run a stage from a time or an offset (downstream stays exact)",
+    cmd_replay,
+    description="Hold the stage stopped, move its consumer group(s) back to the first "
+    "offset at or after --from-time (ISO 8601) or to --from-offset on every partition, then "
+    "let the supervisor restart it. Downstream is idempotent: normalise drops duplicate "
+    "readings, energy-analytics replaces a meter's readings instead of adding them, and "
+    "the ClickHouse sink skips what it already landed (it resumes after the highest "
+    "offset the warehouse holds). Partners are not: replaying publish re-sends what it "
+    "reads again to the public and partner topics. Needs the "
+    "node's supervisor (`citeplus up`); elsewhere stop the stage's replicas first.",
+    options=(
+        option(
+            "service",
+            help="anonymise, normalise, energy-analytics or publish; or dead-letters: re-send "
+            "the restricted raw dead letters (raw.dlq.v1) of --city/--source once its city "
+            "file is fixed (ingest's are parsed again, anonymise's go back on raw.v1; each "
+            "once)",
+        ),
+        option("--city", help="dead-letters: city code"),
+        option("--source", help="dead-letters: source id"),
+        option("--letter", action="append", help="dead-letters: only this letter id (repeatable)"),
+        cities_option("dead-letters: directory of city files"),
+        OneOf(
+            (
+                option(
+                    "--from-time",
+                    type=dt.datetime.fromisoformat,
+                    help="e.g. 2025-01-14T00:00:00+01:00",
+                ),
+                option(
+                    "--from-offset", type=int, help="offset on every partition (0: the beginning)"
+                ),
+            )
+        ),
+    ),
+)
 
-    status = commands.add_parser(
-        "status", help="health, records/s, consumer lag, dead letters and restarts per service"
-    )
-    status.add_argument("--watch", "-w", action="store_true", help="refresh until Ctrl-C")
-    status.add_argument("--interval", type=float, default=2.0, help="seconds between samples")
-    status.set_defaults(handler=cmd_status)
-
-    logs = commands.add_parser("logs", help="the log of one service (JSON lines)")
-    logs.add_argument(
-        "service", help="ingest, anonymise, normalise, energy-analytics, publish, supervisor"
-    )
-    logs.add_argument("-n", "--lines", type=int, default=40)
-    logs.add_argument("-f", "--follow", action="store_true")
-    logs.set_defaults(handler=cmd_logs)
-
-    replay = commands.add_parser(
-        "replay",
-        help="re-run a stage from a time or an offset (downstream stays exact)",
-        description="Hold the stage stopped, move its consumer group(s) back to the first "
-        "offset at or after --from-time (ISO 8601) or to --from-offset on every partition, then "
-        "let the supervisor restart it. Downstream is idempotent: normalise drops duplicate "
-        "readings, energy-analytics replaces a meter's readings instead of adding them, and "
-        "the ClickHouse sink skips what it already landed (it resumes after the highest "
-        "offset the warehouse holds). Partners are not: replaying publish re-sends what it "
-        "reads again to the public and partner topics. Needs the "
-        "node's supervisor (`citeplus up`); elsewhere stop the stage's replicas first.",
-    )
-    replay.add_argument(
-        "service",
-        help="anonymise, normalise, energy-analytics or publish; or dead-letters: re-send "
-        "the restricted raw dead letters (raw.dlq.v1) of --city/--source once its city file "
-        "is fixed (ingest's are parsed again, anonymise's go back on raw.v1; each once)",
-    )
-    replay.add_argument("--city", help="dead-letters: city code")
-    replay.add_argument("--source", help="dead-letters: source id")
-    replay.add_argument(
-        "--letter", action="append", help="dead-letters: only this letter id (repeatable)"
-    )
-    replay.add_argument(
-        "--cities", type=Path, default=CITIES_DIR, help="dead-letters: directory of city files"
-    )
-    where = replay.add_mutually_exclusive_group()
-    where.add_argument(
-        "--from-time", type=dt.datetime.fromisoformat, help="e.g. 2025-01-14T00:00:00+01:00"
-    )
-    where.add_argument(
-        "--from-offset", type=int, help="offset on every partition (0: the beginning)"
-    )
-    replay.set_defaults(handler=cmd_replay)
-
-    node = commands.add_parser("node", help="internal: the supervisor process (started by `up`)")
-    node_commands = node.add_subparsers(dest="node_command", metavar="ACTION", required=True)
-    supervise = node_commands.add_parser("supervise", help="run the supervisor in the foreground")
-    supervise.add_argument("--services", default=",".join(PIPELINE))
-    supervise.set_defaults(handler=cmd_supervise)
+COMMANDS = (
+    UP,
+    Command(
+        "down",
+        "stop the services, then the broker and registry",
+        cmd_down,
+        options=(option("--keep-infra", action="store_true", help="stop only the services"),),
+    ),
+    Command(
+        "status",
+        "health, records/s, consumer lag, dead letters and restarts per service",
+        cmd_status,
+        options=(
+            option("--watch", "-w", action="store_true", help="refresh until Ctrl-C"),
+            option("--interval", type=float, default=2.0, help="seconds between samples"),
+        ),
+    ),
+    Command(
+        "logs",
+        "the log of one service (JSON lines)",
+        cmd_logs,
+        options=(
+            option(
+                "service",
+                help="ingest, anonymise, normalise, energy-analytics, publish, supervisor",
+            ),
+            option("-n", "--lines", type=int, default=40),
+            option("-f", "--follow", action="store_true"),
+        ),
+    ),
+    REPLAY,
+    Command(
+        "node",
+        "internal: the supervisor process (started by `up`)",
+        actions=(
+            Command(
+                "supervise",
+                "run the supervisor in the foreground",
+                cmd_supervise,
+                options=(option("--services", default=",".join(PIPELINE)),),
+            ),
+        ),
+    ),
+)

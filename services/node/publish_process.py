@@ -12,20 +12,19 @@ import argparse
 
 from services.federation.hook import federation_beside_publish
 from services.publish import main as publish_main
-from services.runtime.service_main import add_stage_arguments
+from services.runtime.commands import Command
+from services.runtime.service_main import stage_options
 
 
 def serve(args: argparse.Namespace) -> int:
     return publish_main.serve(args, beside=federation_beside_publish)
 
 
-def register(
-    commands: argparse._SubParsersAction, service_commands: argparse._SubParsersAction
-) -> None:
-    parser = service_commands.add_parser(
-        "publish",
-        help="land observations, aggregates and dead letters in ClickHouse; feed public topics "
-        "(and serve the federation API from the same warehouse)",
-    )
-    add_stage_arguments(parser)
-    parser.set_defaults(handler=serve)
+SERVICE = Command(
+    "publish",
+    "land observations, aggregates and dead letters in ClickHouse; feed public topics",
+    serve,
+    options=stage_options(),
+)
+
+COMMANDS: tuple[Command, ...] = ()

@@ -4,19 +4,20 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from services.policy.topics import declared_topics
 from services.runtime.cities import load_cities
-from services.runtime.paths import CITIES_DIR
-from services.runtime.service_main import add_stage_arguments, run_stage
+from services.runtime.service_main import run_stage
 
 if TYPE_CHECKING:
     from services.normalise.mapping import SourceMapping
 
 # The stage's own modules are imported inside the commands on purpose: services/cli.py imports
 # every main to build its parser, and a command loads only what it runs.
+
+from services.runtime.commands import Command, cities_option
+from services.runtime.service_main import stage_options
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -81,21 +82,27 @@ def time_notes(mapping: SourceMapping) -> list[str]:
     return notes
 
 
-def register(commands: argparse._SubParsersAction, service_commands: argparse._SubParsersAction):
-    service = service_commands.add_parser(
-        "normalise",
-        help="map anonymised records to the common model (observations.v1)",
-        description="Consume anonymised.v1, map each source to the controlled vocabulary "
-        "(deploy/vocabulary.yaml, city mapping sections), produce observations.v1 exactly once.",
-    )
-    add_stage_arguments(service)
-    service.set_defaults(handler=serve)
+SERVICE = Command(
+    "normalise",
+    "map anonymised records to the common model (observations.v1)",
+    serve,
+    description="Consume anonymised.v1, map each source to the controlled vocabulary "
+    "(deploy/vocabulary.yaml, city mapping sections), produce observations.v1 exactly once.",
+    options=stage_options(),
+)
 
-    tool = commands.add_parser(
+COMMANDS = (
+    Command(
         "normalise",
-        help="normalise tools (check the vocabulary and mappings)",
-    )
-    sub = tool.add_subparsers(dest="normalise_command", required=True)
-    checker = sub.add_parser("check", help="validate deploy/vocabulary.yaml and every mapping")
-    checker.add_argument("--cities", type=Path, default=CITIES_DIR, help="directory of city files")
-    checker.set_defaults(handler=check)
+        "normalise tools (check the vocabulary and mappings)",
+        actions=(
+            Command(
+                "check",
+                "validate deploy/vocabulary.yaml and every mapping",
+                check,
+                options=(cities_option(),),
+            ),
+        ),
+        metavar=None,
+    ),
+)

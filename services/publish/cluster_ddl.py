@@ -33,6 +33,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from services.runtime.commands import OneOf, add_options, option
 from services.runtime.errors import CiteplusError
 from services.warehouse.migrations import DDL_DIR, Migration, load_migrations
 
@@ -343,27 +344,31 @@ def single_node_sql(migrations: Iterable[Migration] | None = None) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m services.publish.cluster_ddl`: the same as `citeplus warehouse ddl`."""
     parser = argparse.ArgumentParser(prog="python -m services.publish.cluster_ddl")
-    add_ddl_arguments(parser)
+    add_options(parser, DDL_OPTIONS)
     return ddl_command(parser.parse_args(argv))
 
 
-def add_ddl_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+DDL_OPTIONS = (
+    option(
         "--cluster",
         action="store_true",
         help="the cluster variant (ReplicatedMergeTree shards, Distributed tables)",
-    )
-    action = parser.add_mutually_exclusive_group()
-    action.add_argument(
-        "--write",
-        action="store_true",
-        help=f"write the cluster variant to {CLUSTER_DIR.relative_to(DDL_DIR.parents[1])}/",
-    )
-    action.add_argument(
-        "--check",
-        action="store_true",
-        help="exit 1 if the committed cluster files differ from a fresh generation",
-    )
+    ),
+    OneOf(
+        (
+            option(
+                "--write",
+                action="store_true",
+                help=f"write the cluster variant to {CLUSTER_DIR.relative_to(DDL_DIR.parents[1])}/",
+            ),
+            option(
+                "--check",
+                action="store_true",
+                help="exit 1 if the committed cluster files differ from a fresh generation",
+            ),
+        )
+    ),
+)
 
 
 def ddl_command(args: argparse.Namespace) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import threading
 from pathlib import Path
 
 import httpx
@@ -14,13 +13,17 @@ import pyarrow as pa
 from services.policy.topics import declared_topics
 from services.publish.service import Beside, PublishService
 from services.publish.sql_users import basic_authorization, local_credentials
-from services.runtime.cities import load_cities
+from services.publish.sql_users_cli import SQL_USERS
+from services.runtime.commands import Command, option
 from services.runtime.config import NodeConfig, load_node_config
 from services.runtime.errors import CiteplusError
-from services.runtime.logs import configure_logging
-from services.runtime.metrics import MetricsServer, ServiceMetrics
-from services.runtime.provisioning import prepare_node
-from services.runtime.service_main import install_stop_signals
+from services.runtime.service_main import (
+    Running,
+    ServiceStart,
+    StartUp,
+    provisioned,
+    run_service,
+)
 from services.warehouse.port import open_warehouse, warehouse_url
 from services.warehouse.query import (
     FORMATS,
@@ -39,32 +42,23 @@ def serve(args: argparse.Namespace, beside: Beside | None = None) -> int:
     """Run publish until a stop signal; ``beside`` is what its composer runs in this
     process from the same warehouse (``citeplus service publish``: the federation API,
     services/node/publish_process.py)."""
-    configure_logging("publish")
-    node = load_node_config()
-    cities = load_cities(args.cities)
-    _, contracts = prepare_node(node, declared_topics(node))
-    metrics = ServiceMetrics("publish")
-    service = PublishService(
-        node, contracts, cities, metrics, instance=args.instance, beside=beside
+    start = ServiceStart(
+        "publish", Path(args.cities), provisioned(declared_topics), metrics_port=args.metrics_port
     )
-    port = args.metrics_port if args.metrics_port is not None else node.metrics_port("publish")
-    server = MetricsServer(
-        metrics, node.metrics.host, port, post_routes=service.post_routes
-    ).start()
-    stop = threading.Event()
-    install_stop_signals(stop)
-    log.info(
-        "publish running",
-        extra={
-            "warehouse": service.warehouse.description,
-            "endpoint": f"http://{node.metrics.host}:{server.port}",
-        },
-    )
-    try:
-        healthy = service.run(stop)
-    finally:
-        server.stop()
-    return 0 if healthy else 1
+
+    def build(up: StartUp) -> Running:
+        service = PublishService(
+            up.node, up.contracts, up.cities, up.metrics, instance=args.instance, beside=beside
+        )
+        return Running(
+            run=lambda stop: 0 if service.run(stop) else 1,
+            post_routes=service.post_routes,
+            announce="publish running",
+            details={"warehouse": service.warehouse.description},
+            endpoint_key="endpoint",
+        )
+
+    return run_service(start, build)
 
 
 def run_query(node: NodeConfig, sql: str) -> pa.Table:
@@ -146,28 +140,22 @@ def _print(table: pa.Table, fmt: str, output: Path | None) -> int:
     return 0
 
 
-def register(
-    commands: argparse._SubParsersAction, service_commands: argparse._SubParsersAction
-) -> None:
-    # ``citeplus service publish`` is declared by services/node/publish_process.py, which
-    # runs the federation API beside publish in one process.
-    sql = commands.add_parser(
-        "sql",
-        help="query the node's warehouse (ClickHouse SQL); no query opens a prompt",
-        description="Run a read query on the node's warehouse (chDB or the ClickHouse server of "
-        "CLICKHOUSE_URL). Tables: observations (one row per reading), energy_aggregates "
-        "(use FINAL), dead_letters, observations_hourly and observations_daily (rollups: "
-        "sumMerge(total), countMerge(readings), uniqMerge(entities)). The publish service "
-        "asks for a user (citeplus sql-users): CITEPLUS_SQL_USER and CITEPLUS_SQL_SECRET, else "
-        "the operator's <state>/sql/credentials. Queries run read-only, at most 60 s and "
-        "1,000,000 rows.",
-    )
-    sql.add_argument("query", nargs="?", help="the query; omit it for an interactive prompt")
-    sql.add_argument(
-        "--format", choices=FORMATS, default="table", help="output format (default: table)"
-    )
-    sql.add_argument("--output", type=Path, help="write to FILE instead of standard output")
-    sql.set_defaults(handler=sql_command)
-    from services.publish.sql_users_cli import register as register_users
+SQL = Command(
+    "sql",
+    "query the node's warehouse (ClickHouse SQL); no query opens a prompt",
+    sql_command,
+    description="Run a read query on the node's warehouse (chDB or the ClickHouse server of "
+    "CLICKHOUSE_URL). Tables: observations (one row per reading), energy_aggregates "
+    "(use FINAL), dead_letters, observations_hourly and observations_daily (rollups: "
+    "sumMerge(total), countMerge(readings), uniqMerge(entities)). The publish service "
+    "asks for a user (citeplus sql-users): CITEPLUS_SQL_USER and CITEPLUS_SQL_SECRET, else "
+    "the operator's <state>/sql/credentials. Queries run read-only, at most 60 s and "
+    "1,000,000 rows.",
+    options=(
+        option("query", nargs="?", help="the query; omit it for an interactive prompt"),
+        option("--format", choices=FORMATS, default="table", help="output format (default: table)"),
+        option("--output", type=Path, help="write to FILE instead of standard output"),
+    ),
+)
 
-    register_users(commands)
+COMMANDS = (SQL, SQL_USERS)

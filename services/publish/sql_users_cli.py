@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from services.publish.sql_users import OPERATOR, UserStore, ensure_operator
+from services.runtime.commands import Command, option
 from services.runtime.config import load_node_config
 from services.runtime.errors import CiteplusError
 
@@ -58,32 +59,36 @@ def list_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(commands: argparse._SubParsersAction) -> None:
-    """Add ``citeplus sql-users``."""
-    users = commands.add_parser(
-        "sql-users",
-        help="who may query the warehouse through /v1/sql: add, remove, list users",
-        description="Users of the warehouse SQL endpoint (citeplus sql, POST /v1/sql with HTTP "
-        "Basic authentication). Kept in <state>/sql/users.json: salted scrypt hashes, mode "
-        f"600. The node creates '{OPERATOR}' on its first start, with its secret in "
-        "<state>/sql/credentials for the local citeplus sql. Others send CITEPLUS_SQL_USER "
-        "and CITEPLUS_SQL_SECRET.",
-    )
-    actions = users.add_subparsers(dest="sql_users_command", metavar="ACTION")
-    actions.required = True
-    add = actions.add_parser(
-        "add",
-        help="add a user (or give it a new secret); prints a generated secret once",
-        description="Add NAME, or replace its secret. A secret is generated and printed once "
-        "on standard output, unless --secret-stdin reads one.",
-    )
-    add.add_argument("name", help="lowercase letters, digits, '._-'")
-    add.add_argument(
-        "--secret-stdin", action="store_true", help="read the secret from standard input"
-    )
-    add.set_defaults(handler=add_command)
-    remove = actions.add_parser("remove", help="remove a user; its next query is refused")
-    remove.add_argument("name")
-    remove.set_defaults(handler=remove_command)
-    listing = actions.add_parser("list", help="the user names (never secrets)")
-    listing.set_defaults(handler=list_command)
+SQL_USERS = Command(
+    "sql-users",
+    "who may query the warehouse through /v1/sql: add, remove, list users",
+    description="Users of the warehouse SQL endpoint (citeplus sql, POST /v1/sql with HTTP "
+    "Basic authentication). Kept in <state>/sql/users.json: salted scrypt hashes, mode "
+    f"600. The node creates '{OPERATOR}' on its first start, with its secret in "
+    "<state>/sql/credentials for the local citeplus sql. Others send CITEPLUS_SQL_USER "
+    "and CITEPLUS_SQL_SECRET.",
+    actions=(
+        Command(
+            "add",
+            "add a user (or give it a new secret); prints a generated secret once",
+            add_command,
+            description="Add NAME, or replace its secret. A secret is generated and printed "
+            "once on standard output, unless --secret-stdin reads one.",
+            options=(
+                option("name", help="lowercase letters, digits, '._-'"),
+                option(
+                    "--secret-stdin",
+                    action="store_true",
+                    help="read the secret from standard input",
+                ),
+            ),
+        ),
+        Command(
+            "remove",
+            "remove a user; its next query is refused",
+            remove_command,
+            options=(option("name"),),
+        ),
+        Command("list", "the user names (never secrets)", list_command),
+    ),
+)

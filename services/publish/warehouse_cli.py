@@ -14,7 +14,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from services.publish.cluster_ddl import CLUSTER_DIR, add_ddl_arguments, ddl_command, stale
+from services.publish.cluster_ddl import (
+    CLUSTER_DIR,
+    DDL_OPTIONS,
+    ddl_command,
+    stale,
+)
+from services.runtime.commands import Command, option
 from services.runtime.config import load_node_config
 from services.runtime.errors import CiteplusError, InfrastructureError
 from services.warehouse.migrations import DDL_DIR, migrate
@@ -54,42 +60,43 @@ def migrate_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(
-    commands: argparse._SubParsersAction, service_commands: argparse._SubParsersAction
-) -> None:
-    """Add ``citeplus warehouse migrate`` and ``citeplus warehouse ddl``."""
-    warehouse = commands.add_parser(
-        "warehouse",
-        help="the warehouse schema: apply migrations, print the (cluster) DDL",
-        description="ClickHouse DDL of Cité+: deploy/clickhouse/NNN_name.sql for one server "
-        "(or chDB), and its generated cluster variant in deploy/clickhouse/cluster/.",
-    )
-    actions = warehouse.add_subparsers(dest="warehouse_command", metavar="ACTION")
-    actions.required = True
-    migrate = actions.add_parser(
-        "migrate",
-        help="apply the pending migrations to the node's warehouse and exit",
-        description="Apply the migrations not yet recorded in schema_migrations to the "
-        "ClickHouse server of CLICKHOUSE_URL (or the node's chDB directory when it is unset).",
-    )
-    migrate.add_argument(
-        "--cluster",
-        action="store_true",
-        help="apply the cluster variant (ON CLUSTER, Replicated + Distributed tables)",
-    )
-    migrate.add_argument(
-        "--wait",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="keep trying to reach the server this long before failing (default: 0)",
-    )
-    migrate.set_defaults(handler=migrate_command)
-    ddl = actions.add_parser(
-        "ddl",
-        help="print the single-node DDL, or its cluster variant (--cluster)",
-        description="Print the DDL. The cluster variant is generated from the single-node "
-        "migrations (services/publish/cluster_ddl.py), so the two cannot drift.",
-    )
-    add_ddl_arguments(ddl)
-    ddl.set_defaults(handler=ddl_command)
+WAREHOUSE = Command(
+    "warehouse",
+    "the warehouse schema: apply migrations, print the (cluster) DDL",
+    description="ClickHouse DDL of Cité+: deploy/clickhouse/NNN_name.sql for one server "
+    "(or chDB), and its generated cluster variant in deploy/clickhouse/cluster/.",
+    actions=(
+        Command(
+            "migrate",
+            "apply the pending migrations to the node's warehouse and exit",
+            migrate_command,
+            description="Apply the migrations not yet recorded in schema_migrations to the "
+            "ClickHouse server of CLICKHOUSE_URL (or the node's chDB directory when it is "
+            "unset).",
+            options=(
+                option(
+                    "--cluster",
+                    action="store_true",
+                    help="apply the cluster variant (ON CLUSTER, Replicated + Distributed tables)",
+                ),
+                option(
+                    "--wait",
+                    type=float,
+                    default=0.0,
+                    metavar="SECONDS",
+                    help="keep trying to reach the server this long before failing (default: 0)",
+                ),
+            ),
+        ),
+        Command(
+            "ddl",
+            "print the single-node DDL, or its cluster variant (--cluster)",
+            ddl_command,
+            description="Print the DDL. The cluster variant is generated from the single-node "
+            "migrations (services/publish/cluster_ddl.py), so the two cannot drift.",
+            options=DDL_OPTIONS,
+        ),
+    ),
+)
+
+COMMANDS = (WAREHOUSE,)

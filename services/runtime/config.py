@@ -10,12 +10,12 @@ from __future__ import annotations
 import os
 import types
 import typing
-from collections.abc import Callable
-from dataclasses import dataclass, fields, is_dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from services.runtime.errors import ConfigError
+from services.runtime.errors import ConfigError, InfrastructureError
 from services.runtime.paths import NODE_FILE, REPO_ROOT
 from services.runtime.yaml_config import parse_strict
 
@@ -95,6 +95,17 @@ class FederationSection:
 
 
 @dataclass(frozen=True)
+class WarehouseSection:
+    """A ClickHouse server to use instead of the embedded chDB warehouse (empty: chDB).
+
+    Its URL carries the writer's password, so it comes from the environment
+    (``CLICKHOUSE_URL``, kept in the node's secrets file), never from node.yaml in git,
+    and it is left out of the configuration's repr (logs)."""
+
+    url: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """Everything a service of this node needs to reach Kafka, the registry and disk."""
 
@@ -105,6 +116,7 @@ class NodeConfig:
     metrics: MetricsSection = MetricsSection()
     ingest: IngestSection = IngestSection()
     federation: FederationSection = FederationSection()
+    warehouse: WarehouseSection = WarehouseSection()
     source: str = "<defaults>"
 
     @property
@@ -236,16 +248,95 @@ def load_node_config(path: Path | None = None, env: dict[str, str] | None = None
 def _with_local_aliases(env: dict[str, str]) -> dict[str, str]:
     """The variables that place the local broker and registry (CITEPLUS_STATE,
     CITEPLUS_KAFKA_PORT, CITEPLUS_REGISTRY_PORT, used by `citeplus infra`) also
-    place the node that talks to them, unless the node's own keys are set."""
-    aliases = {
-        "CITEPLUS_NODE_STATE_DIR": ("CITEPLUS_STATE", "{}"),
-        "CITEPLUS_KAFKA_BOOTSTRAP": ("CITEPLUS_KAFKA_PORT", "127.0.0.1:{}"),
-        "CITEPLUS_REGISTRY_URL": ("CITEPLUS_REGISTRY_PORT", "http://127.0.0.1:{}/apis/ccompat/v7"),
+    place the node that talks to them, unless the node's own keys are set; and
+    CLICKHOUSE_URL, the name deployments know, is the warehouse section's url."""
+    local = load_local_infra(env)
+    aliases = {  # read only when the node's own key is not set
+        "CITEPLUS_NODE_STATE_DIR": lambda: local.state_dir,
+        "CITEPLUS_KAFKA_BOOTSTRAP": lambda: local.kafka_bootstrap,
+        "CITEPLUS_REGISTRY_URL": lambda: local.registry_url,
+        "CITEPLUS_WAREHOUSE_URL": lambda: env.get("CLICKHOUSE_URL") or None,
     }
-    for target, (variable, template) in aliases.items():
-        if target not in env and env.get(variable):
-            env[target] = template.format(env[variable])
+    for target, value in aliases.items():
+        if target not in env and (found := value()):
+            env[target] = found
     return env
+
+
+# -- the machine's own broker and registry ------------------------------------------
+
+LOCAL_HOST = "127.0.0.1"
+CCOMPAT_PATH = "/apis/ccompat/v7"  # the registry's Confluent-compatible API
+
+LOCAL_VARIABLES = (
+    "CITEPLUS_STATE",
+    "CITEPLUS_CACHE",
+    "CITEPLUS_KAFKA_PORT",
+    "CITEPLUS_KAFKA_CONTROLLER_PORT",
+    "CITEPLUS_REGISTRY_PORT",
+)
+
+
+@dataclass(frozen=True)
+class LocalInfra:
+    """Where this machine's own Kafka broker and schema registry (``citeplus infra``,
+    tests) keep their files and listen: their variables are read here only, so the
+    infra commands and the node that talks to them agree, and a bad port is refused
+    where it is used, naming its variable. ``None``: not set (each user has its
+    default)."""
+
+    variables: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def state_dir(self) -> str | None:
+        return self.variables.get("CITEPLUS_STATE") or None
+
+    @property
+    def cache_dir(self) -> str | None:
+        return self.variables.get("CITEPLUS_CACHE") or None
+
+    @property
+    def kafka_port(self) -> int | None:
+        return _port(self.variables, "CITEPLUS_KAFKA_PORT", 19092)
+
+    @property
+    def kafka_controller_port(self) -> int | None:
+        return _port(self.variables, "CITEPLUS_KAFKA_CONTROLLER_PORT", 19093)
+
+    @property
+    def registry_port(self) -> int | None:
+        return _port(self.variables, "CITEPLUS_REGISTRY_PORT", 18081)
+
+    @property
+    def kafka_bootstrap(self) -> str | None:
+        port = self.kafka_port
+        return f"{LOCAL_HOST}:{port}" if port else None
+
+    @property
+    def registry_url(self) -> str | None:
+        port = self.registry_port
+        return registry_url(port) if port else None
+
+
+def registry_url(port: int) -> str:
+    """The Confluent-compatible URL of a registry of this machine."""
+    return f"http://{LOCAL_HOST}:{port}{CCOMPAT_PATH}"
+
+
+def load_local_infra(env: Mapping[str, str] | None = None) -> LocalInfra:
+    """The local infrastructure's variables (``os.environ`` at each call, so a test
+    can change them)."""
+    env = os.environ if env is None else env
+    return LocalInfra({name: env[name] for name in LOCAL_VARIABLES if name in env})
+
+
+def _port(env: Mapping[str, str], name: str, example: int) -> int | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or not 0 < int(raw) < 65536:
+        raise InfrastructureError(f"{name}={raw!r} is not a TCP port; use a number like {example}.")
+    return int(raw)
 
 
 def _validate(config: NodeConfig) -> None:

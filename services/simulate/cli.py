@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from services.runtime.cities import load_cities
+from services.runtime.commands import Command, OneOf, mount, option
 from services.runtime.errors import CiteplusError
 from services.runtime.paths import CITIES_DIR
 from services.runtime.progress import Progress
@@ -43,95 +44,6 @@ Pushing needs each source's token in the environment or file its city file
 names (a local node started by `citeplus up` provides them). Files land in
 DIR/<city>/<source>/NNNN.<ext>; replay one with
 `citeplus ingest DIR/<city>/<source> --city <city> --source <source>`."""
-
-
-def register(commands: Any, service_commands: Any) -> None:
-    """Hook for the main CLI: ``simulate`` is a command, not a service."""
-    add_simulate_command(commands)
-
-
-def add_simulate_command(subparsers: Any) -> None:
-    parser = subparsers.add_parser(
-        "simulate",
-        help="generate sample data for the cities and push it (--url) or write it (--out)",
-        description=DESCRIPTION,
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    _add_generation_options(parser)
-    parser.add_argument("--quiet", action="store_true", help="no progress line on stderr")
-    _add_target_options(parser)
-    parser.set_defaults(handler=run_simulate)
-
-
-def _add_generation_options(parser: argparse.ArgumentParser) -> None:
-    """What to generate: cities, meters, days, resolution, seed, and the city files."""
-    parser.add_argument(
-        "--cities",
-        type=_city_list,
-        default=DEFAULTS.cities,
-        metavar="LIST",
-        help=f"comma-separated cities (default: {','.join(CITIES)})",
-    )
-    parser.add_argument(
-        "--meters",
-        type=_positive,
-        default=DEFAULTS.meters,
-        metavar="N",
-        help=f"electricity meters per city (default {DEFAULTS.meters}; "
-        "Lyon uses at most the registry's 600)",
-    )
-    parser.add_argument(
-        "--days",
-        type=_positive,
-        default=DEFAULTS.days,
-        metavar="D",
-        help=f"days to simulate (default {DEFAULTS.days})",
-    )
-    parser.add_argument(
-        "--start",
-        type=date.fromisoformat,
-        default=DEFAULTS.start,
-        metavar="YYYY-MM-DD",
-        help=f"first local day (default {DEFAULTS.start}, a winter Monday)",
-    )
-    parser.add_argument(
-        "--resolution-minutes",
-        type=int,
-        choices=RESOLUTIONS,
-        default=DEFAULTS.resolution_minutes,
-        help=f"length of a meter interval (default {DEFAULTS.resolution_minutes}); "
-        "air and traffic are always hourly",
-    )
-    parser.add_argument(
-        "--seed",
-        type=int,
-        default=DEFAULTS.seed,
-        help=f"random seed: same seed, same bytes (default {DEFAULTS.seed})",
-    )
-    parser.add_argument("--no-air", action="store_true", help="leave out air quality")
-    parser.add_argument("--no-traffic", action="store_true", help="leave out traffic")
-    parser.add_argument(
-        "--city-files",
-        type=Path,
-        default=CITIES_DIR,
-        metavar="DIR",
-        help="directory of city files (default deploy/cities)",
-    )
-
-
-def _add_target_options(parser: argparse.ArgumentParser) -> None:
-    """Where the payloads go: pushed, written, or only counted (exactly one)."""
-    target = parser.add_mutually_exclusive_group(required=True)
-    target.add_argument(
-        "--url",
-        metavar="URL",
-        help="push to this ingest node, e.g. http://127.0.0.1:8000",
-    )
-    target.add_argument("--out", type=Path, metavar="DIR", help="write files under DIR")
-    target.add_argument(
-        "--dry-run", action="store_true", help="generate and count, send and write nothing"
-    )
 
 
 def run_simulate(args: argparse.Namespace) -> int:
@@ -256,7 +168,8 @@ def _aligned(cells: tuple[str, ...], widths: list[int]) -> str:
     )
 
 
-def _city_list(text: str) -> tuple[str, ...]:
+def city_list(text: str) -> tuple[str, ...]:
+    """``--cities paris,lyon``: known city codes, each once, in the order given."""
     names = tuple(dict.fromkeys(name.strip().lower() for name in text.split(",") if name.strip()))
     unknown = [name for name in names if name not in CITIES]
     if not names or unknown:
@@ -276,9 +189,94 @@ def _positive(text: str) -> int:
     return value
 
 
+CITY_LIST = option(
+    "--cities",
+    type=city_list,
+    default=DEFAULTS.cities,
+    metavar="LIST",
+    help=f"comma-separated cities (default: {','.join(CITIES)})",
+)
+
+SIMULATE = Command(
+    "simulate",
+    "generate sample data for the cities and push it (--url) or write it (--out)",
+    run_simulate,
+    description=DESCRIPTION,
+    epilog=EPILOG,
+    verbatim=True,
+    options=(
+        CITY_LIST,
+        option(
+            "--meters",
+            type=_positive,
+            default=DEFAULTS.meters,
+            metavar="N",
+            help=f"electricity meters per city (default {DEFAULTS.meters}; "
+            "Lyon uses at most the registry's 600)",
+        ),
+        option(
+            "--days",
+            type=_positive,
+            default=DEFAULTS.days,
+            metavar="D",
+            help=f"days to simulate (default {DEFAULTS.days})",
+        ),
+        option(
+            "--start",
+            type=date.fromisoformat,
+            default=DEFAULTS.start,
+            metavar="YYYY-MM-DD",
+            help=f"first local day (default {DEFAULTS.start}, a winter Monday)",
+        ),
+        option(
+            "--resolution-minutes",
+            type=int,
+            choices=RESOLUTIONS,
+            default=DEFAULTS.resolution_minutes,
+            help=f"length of a meter interval (default {DEFAULTS.resolution_minutes}); "
+            "air and traffic are always hourly",
+        ),
+        option(
+            "--seed",
+            type=int,
+            default=DEFAULTS.seed,
+            help=f"random seed: same seed, same bytes (default {DEFAULTS.seed})",
+        ),
+        option("--no-air", action="store_true", help="leave out air quality"),
+        option("--no-traffic", action="store_true", help="leave out traffic"),
+        option(
+            "--city-files",
+            type=Path,
+            default=CITIES_DIR,
+            metavar="DIR",
+            help="directory of city files (default deploy/cities)",
+        ),
+        option("--quiet", action="store_true", help="no progress line on stderr"),
+        OneOf(
+            (
+                option(
+                    "--url",
+                    metavar="URL",
+                    help="push to this ingest node, e.g. http://127.0.0.1:8000",
+                ),
+                option("--out", type=Path, metavar="DIR", help="write files under DIR"),
+                option(
+                    "--dry-run",
+                    action="store_true",
+                    help="generate and count, send and write nothing",
+                ),
+            ),
+            required=True,
+        ),
+    ),
+)
+
+COMMANDS = (SIMULATE,)
+
+
 if __name__ == "__main__":  # pragma: no cover - convenience for development
     main_parser = argparse.ArgumentParser(prog="citeplus")
-    add_simulate_command(main_parser.add_subparsers(dest="command", required=True))
+    mount(main_parser, COMMANDS, dest="command")
     parsed = main_parser.parse_args()
     try:
         sys.exit(parsed.handler(parsed))

@@ -8,13 +8,12 @@ open the data directory, so the publish service owns it and answers queries.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Protocol
 
 import pyarrow as pa
 
-from services.runtime.config import NodeConfig
+from services.runtime.config import NodeConfig, load_node_config
 
 
 class Warehouse(Protocol):
@@ -35,7 +34,7 @@ class Warehouse(Protocol):
 
 def warehouse_url(node: NodeConfig | None = None) -> str | None:
     """A ClickHouse server to use instead of chDB, if one is configured."""
-    return os.environ.get("CLICKHOUSE_URL") or None
+    return (node or load_node_config()).warehouse.url or None
 
 
 def open_warehouse(node: NodeConfig, *, path: Path | None = None) -> Warehouse:

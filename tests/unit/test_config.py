@@ -101,3 +101,39 @@ def test_ingest_bounds_are_read_and_checked(tmp_path: Path) -> None:
     # A body above the memory bound of all bodies could never be held: said at start.
     with pytest.raises(ConfigError, match=r"ingest\.body_memory_mb"):
         HttpLimits(max_body=200 << 20)
+
+
+def test_the_warehouse_server_is_a_setting_of_the_typed_config(tmp_path: Path) -> None:
+    """CLICKHOUSE_URL (the name deployments use) is read once, by the config, and its
+    password never shows in the configuration's repr (which logs may print)."""
+    from services.warehouse.port import warehouse_url
+
+    path = write(tmp_path, "{}\n")
+    url = "http://citeplus:s3cret-writer@clickhouse:8123/default"
+    config = load_node_config(path, env={"CLICKHOUSE_URL": url})
+    assert config.warehouse.url == url and warehouse_url(config) == url
+    assert "s3cret-writer" not in repr(config)
+    assert warehouse_url(load_node_config(path, env={})) is None
+    own = load_node_config(path, env={"CLICKHOUSE_URL": url, "CITEPLUS_WAREHOUSE_URL": "http://x"})
+    assert own.warehouse.url == "http://x"
+
+
+def test_a_bad_local_port_is_refused_once_with_its_variable(tmp_path: Path) -> None:
+    """The node and `citeplus infra` read the local port variables in one place: a
+    value that is not a port stops both with the variable's name (the node used to
+    build the address 127.0.0.1:nine and fail later, in a Kafka callback)."""
+    from services.runtime.config import load_local_infra
+    from services.runtime.errors import InfrastructureError
+
+    path = write(tmp_path, "{}\n")
+    for variable in ("CITEPLUS_KAFKA_PORT", "CITEPLUS_REGISTRY_PORT"):
+        with pytest.raises(InfrastructureError, match=f"{variable}='nine' is not a TCP port"):
+            load_node_config(path, env={variable: "nine"})
+    local = load_local_infra({"CITEPLUS_KAFKA_PORT": "19092", "CITEPLUS_REGISTRY_PORT": "18081"})
+    config = load_node_config(
+        path, env={"CITEPLUS_KAFKA_PORT": "19092", "CITEPLUS_REGISTRY_PORT": "18081"}
+    )
+    assert (config.kafka.bootstrap, config.registry.url) == (
+        local.kafka_bootstrap,
+        local.registry_url,
+    )
