@@ -232,7 +232,7 @@ class _Cursor:
     def read(self, consumer: Consumer, wanted: DatasetFilter, room: int) -> list[Any]:
         """The dataset's records among the next ``room`` messages, the position moved
         past every message read (other datasets' records and markers included)."""
-        offsets, at_end, ends = self.offsets, self.at_end, self.ends
+        offsets, at_end, ends, moved = self.offsets, self.at_end, self.ends, self.moved
         records: list[Any] = []
         for message in consumer.consume(room, 0.1):
             partition = message.partition()
@@ -246,12 +246,12 @@ class _Cursor:
                 # transaction markers, so moving the position there skips no record.
                 if message.offset() > offsets[partition]:
                     offsets[partition] = message.offset()
-                    self.moved = True
+                    moved = True
                 at_end[partition] = True
                 continue
             offsets[partition] = message.offset() + 1
             at_end[partition] = offsets[partition] >= ends[partition]
-            self.moved = True
+            moved = True
             value = message.value() or b""
             try:
                 ok, schema_id = wanted.matches(value)
@@ -259,6 +259,7 @@ class _Cursor:
                 continue
             if ok:
                 records.append(_record(message, value, schema_id))
+        self.moved = moved
         return records
 
 
