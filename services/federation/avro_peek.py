@@ -41,96 +41,125 @@ def _skip_sized(data: bytes, pos: int) -> int:
 
 
 class _Compiler:
+    """Builds skip functions from a writer schema, remembering named types (records,
+    enums, fixed) so that later references, recursive ones included, resolve."""
+
     def __init__(self) -> None:
         self.named: dict[str, Any] = {}
+        self._by_kind: dict[
+            str, Callable[[dict[str, Any], str | None], tuple[Skip, int | None]]
+        ] = {
+            "record": self._record,
+            "error": self._record,
+            "enum": self._enum,
+            "fixed": self._fixed,
+            "array": self._container,
+            "map": self._container,
+        }
 
     def skipper(self, schema: Any, namespace: str | None) -> tuple[Skip, int | None]:
         """A function skipping one value, and its size when it is fixed."""
         if isinstance(schema, str):
-            if schema in _FIXED_SIZES:
-                size = _FIXED_SIZES[schema]
-                return (lambda data, pos: pos + size), size
-            if schema in ("int", "long"):
-                return _skip_varint, None
-            if schema in ("string", "bytes"):
-                return _skip_sized, None
-            name = schema if "." in schema or not namespace else f"{namespace}.{schema}"
-            target = self.named.get(name) or self.named.get(schema)
-            if target is None:
-                raise ValueError(f"unknown type {schema!r}")
-            return target
+            return self._named(schema, namespace)
         if isinstance(schema, list):
-            branches = [self.skipper(branch, namespace)[0] for branch in schema]
-
-            def union(data: bytes, pos: int) -> int:
-                index, pos = _varint(data, pos)
-                return branches[index](data, pos)
-
-            return union, None
+            return self._union(schema, namespace)
         kind = schema.get("type")
-        if isinstance(kind, (list, dict)) or (
-            isinstance(kind, str)
-            and kind not in ("record", "error", "enum", "fixed", "array", "map")
-        ):
+        if isinstance(kind, (list, dict)) or (isinstance(kind, str) and kind not in self._by_kind):
             return self.skipper(kind, namespace)
-        if kind in ("record", "error"):
-            namespace = schema.get("namespace", namespace)
-            fullname = schema["name"] if "." in schema["name"] else f"{namespace}.{schema['name']}"
-            slot: list[Skip] = []
+        build = self._by_kind.get(kind) if isinstance(kind, str) else None
+        if build is None:
+            raise ValueError(f"unsupported Avro type {kind!r}")
+        return build(schema, namespace)
 
-            def record(data: bytes, pos: int) -> int:
-                return slot[0](data, pos)
-
-            self.named[fullname] = self.named[schema["name"]] = (record, None)
-            fields = [self.skipper(f["type"], namespace) for f in schema["fields"]]
-            sizes = [size for _, size in fields]
-            if all(size is not None for size in sizes):
-                total = sum(s for s in sizes if s is not None)
-                slot.append(lambda data, pos: pos + total)
-                self.named[fullname] = self.named[schema["name"]] = (slot[0], total)
-                return slot[0], total
-            steps = [skip for skip, _ in fields]
-
-            def walk(data: bytes, pos: int) -> int:
-                for step in steps:
-                    pos = step(data, pos)
-                return pos
-
-            slot.append(walk)
-            return record, None
-        if kind == "enum":
-            self.named[schema["name"]] = (_skip_varint, None)
+    def _named(self, schema: str, namespace: str | None) -> tuple[Skip, int | None]:
+        """A primitive type, or a reference to a named type defined before."""
+        if schema in _FIXED_SIZES:
+            size = _FIXED_SIZES[schema]
+            return (lambda data, pos: pos + size), size
+        if schema in ("int", "long"):
             return _skip_varint, None
-        if kind == "fixed":
-            size = int(schema["size"])
-            skip: Skip = lambda data, pos: pos + size  # noqa: E731
-            self.named[schema["name"]] = (skip, size)
-            return skip, size
-        if kind in ("array", "map"):
-            item, item_size = self.skipper(
-                schema["items"] if kind == "array" else schema["values"], namespace
-            )
-            key = _skip_sized if kind == "map" else None
+        if schema in ("string", "bytes"):
+            return _skip_sized, None
+        name = schema if "." in schema or not namespace else f"{namespace}.{schema}"
+        target = self.named.get(name) or self.named.get(schema)
+        if target is None:
+            raise ValueError(f"unknown type {schema!r}")
+        return target
 
-            def blocks(data: bytes, pos: int) -> int:
-                while True:
-                    count, pos = _varint(data, pos)
-                    if count == 0:
-                        return pos
-                    if count < 0:  # a block that says its size in bytes
-                        size, pos = _varint(data, pos)
-                        pos += size
-                        continue
-                    if key is None and item_size is not None:
-                        pos += count * item_size
-                        continue
-                    for _ in range(count):
-                        if key is not None:
-                            pos = key(data, pos)
-                        pos = item(data, pos)
+    def _union(self, schema: list[Any], namespace: str | None) -> tuple[Skip, int | None]:
+        branches = [self.skipper(branch, namespace)[0] for branch in schema]
 
-            return blocks, None
-        raise ValueError(f"unsupported Avro type {kind!r}")
+        def union(data: bytes, pos: int) -> int:
+            index, pos = _varint(data, pos)
+            return branches[index](data, pos)
+
+        return union, None
+
+    def _record(self, schema: dict[str, Any], namespace: str | None) -> tuple[Skip, int | None]:
+        """A record's fields in order; one jump when every field has a fixed size. The
+        name is known (through a slot filled last) before its fields are compiled, so a
+        field may refer to the record itself."""
+        namespace = schema.get("namespace", namespace)
+        fullname = schema["name"] if "." in schema["name"] else f"{namespace}.{schema['name']}"
+        slot: list[Skip] = []
+
+        def record(data: bytes, pos: int) -> int:
+            return slot[0](data, pos)
+
+        self.named[fullname] = self.named[schema["name"]] = (record, None)
+        fields = [self.skipper(f["type"], namespace) for f in schema["fields"]]
+        sizes = [size for _, size in fields]
+        if all(size is not None for size in sizes):
+            total = sum(s for s in sizes if s is not None)
+            slot.append(lambda data, pos: pos + total)
+            self.named[fullname] = self.named[schema["name"]] = (slot[0], total)
+            return slot[0], total
+        steps = [skip for skip, _ in fields]
+
+        def walk(data: bytes, pos: int) -> int:
+            for step in steps:
+                pos = step(data, pos)
+            return pos
+
+        slot.append(walk)
+        return record, None
+
+    def _enum(self, schema: dict[str, Any], namespace: str | None) -> tuple[Skip, int | None]:
+        self.named[schema["name"]] = (_skip_varint, None)
+        return _skip_varint, None
+
+    def _fixed(self, schema: dict[str, Any], namespace: str | None) -> tuple[Skip, int | None]:
+        size = int(schema["size"])
+        skip: Skip = lambda data, pos: pos + size  # noqa: E731
+        self.named[schema["name"]] = (skip, size)
+        return skip, size
+
+    def _container(self, schema: dict[str, Any], namespace: str | None) -> tuple[Skip, int | None]:
+        """Arrays and maps: blocks of items, fixed-size items skipped by arithmetic."""
+        kind = schema["type"]
+        item, item_size = self.skipper(
+            schema["items"] if kind == "array" else schema["values"], namespace
+        )
+        key = _skip_sized if kind == "map" else None
+
+        def blocks(data: bytes, pos: int) -> int:
+            while True:
+                count, pos = _varint(data, pos)
+                if count == 0:
+                    return pos
+                if count < 0:  # a block that says its size in bytes
+                    size, pos = _varint(data, pos)
+                    pos += size
+                    continue
+                if key is None and item_size is not None:
+                    pos += count * item_size
+                    continue
+                for _ in range(count):
+                    if key is not None:
+                        pos = key(data, pos)
+                    pos = item(data, pos)
+
+        return blocks, None
 
 
 def compile_peek(writer: dict[str, Any], wanted: tuple[str, ...]) -> Callable[[bytes, int], dict]:

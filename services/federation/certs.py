@@ -140,6 +140,70 @@ def load_authority(directory: Path) -> tuple[x509.Certificate, ec.EllipticCurveP
     return cert, key
 
 
+# What a node certificate may do: sign TLS handshakes (ECDHE) as server and client.
+_NODE_KEY_USAGE = x509.KeyUsage(
+    digital_signature=True,
+    content_commitment=False,
+    key_encipherment=False,
+    data_encipherment=False,
+    key_agreement=True,
+    key_cert_sign=False,
+    crl_sign=False,
+    encipher_only=False,
+    decipher_only=False,
+)
+
+
+def _alt_names(
+    identity: str, dns_names: tuple[str, ...], addresses: tuple[str, ...]
+) -> list[x509.GeneralName]:
+    """The identity first (what peers check), then the local names and addresses a
+    node is dialled on in development, then the ones asked for."""
+    names: list[x509.GeneralName] = [
+        x509.DNSName(n) for n in dict.fromkeys((identity, *LOCAL_NAMES, *dns_names))
+    ]
+    names += [
+        x509.IPAddress(ipaddress.ip_address(a))
+        for a in dict.fromkeys((*LOCAL_ADDRESSES, *addresses))
+    ]
+    return names
+
+
+def _node_certificate(
+    identity: str,
+    public_key: ec.EllipticCurvePublicKey,
+    names: list[x509.GeneralName],
+    validity: tuple[dt.datetime, dt.datetime],
+    authority: tuple[x509.Certificate, ec.EllipticCurvePrivateKey],
+) -> x509.Certificate:
+    """A leaf certificate for ``identity`` signed by ``authority`` (its cert and key)."""
+    ca_cert, ca_key = authority
+    subject = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Cité+ federation"),
+            x509.NameAttribute(NameOID.COMMON_NAME, identity),
+        ]
+    )
+    usage = [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(public_key)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(validity[0])
+        .not_valid_after(validity[1])
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.ExtendedKeyUsage(usage), critical=False)
+        .add_extension(_NODE_KEY_USAGE, critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+
+
 def issue(
     directory: Path,
     identity: str,
@@ -154,58 +218,15 @@ def issue(
     ``authority`` (default: ``directory``), written as <identity>.pem / <identity>.key."""
     if not CODE.match(identity):
         raise CiteplusError(f"an identity is a lowercase code (city, syndicate), not {identity!r}")
-    ca_cert, ca_key = load_authority(authority or directory)
+    ca = load_authority(authority or directory)
     key = ec.generate_private_key(ec.SECP256R1())
     now = _now()
-    names: list[x509.GeneralName] = [
-        x509.DNSName(n) for n in dict.fromkeys((identity, *LOCAL_NAMES, *dns_names))
-    ]
-    names += [
-        x509.IPAddress(ipaddress.ip_address(a))
-        for a in dict.fromkeys((*LOCAL_ADDRESSES, *addresses))
-    ]
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(
-            x509.Name(
-                [
-                    x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Cité+ federation"),
-                    x509.NameAttribute(NameOID.COMMON_NAME, identity),
-                ]
-            )
-        )
-        .issuer_name(ca_cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before or now - dt.timedelta(minutes=5))
-        .not_valid_after(not_after or now + dt.timedelta(days=NODE_DAYS))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=True,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
+    validity = (
+        not_before or now - dt.timedelta(minutes=5),
+        not_after or now + dt.timedelta(days=NODE_DAYS),
     )
+    names = _alt_names(identity, dns_names, addresses)
+    cert = _node_certificate(identity, key.public_key(), names, validity, ca)
     paths = certificate_paths(directory, identity)
     directory.mkdir(parents=True, exist_ok=True)
     _write(paths.key, _key_pem(key), 0o600)

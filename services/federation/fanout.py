@@ -112,124 +112,158 @@ class Fanout:
         local: Callable[[], Iterator[Any]] | None,
     ) -> Iterator[Any]:
         """FederatedQueryResponse messages: pages as they come, a status per node, a summary."""
-        inbox: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=256)
-        stopping = threading.Event()
-        calls: list[Any] = []
         behalf = caller.identity if caller.identity != self.config.identity else None
-
-        def put(item: tuple[str, Any]) -> None:
-            while not stopping.is_set():
-                try:
-                    inbox.put(item, timeout=0.2)
-                    return
-                except queue.Full:
-                    continue
-
-        def ask_peer(peer: Peer) -> None:
-            started, rows = time.monotonic(), 0
-            status = pb.PeerStatus(node=peer.code, outcome=pb.PEER_OUTCOME_ANSWERED, status="OK")
-            query = pb.AggregateQuery()
-            query.CopyFrom(request.query)
-            metadata = ((ON_BEHALF_OF, behalf),) if behalf else None
-            fresh_channel_tried = False
-            try:
-                while True:
-                    left = timeout_s - (time.monotonic() - started)
-                    if left <= 0:
-                        raise _Expired()
-                    call = self._client(peer).stub.QueryAggregates(
-                        query, timeout=left, metadata=metadata
-                    )
-                    calls.append(call)
-                    token = ""
-                    try:
-                        for page in call:
-                            page.node = peer.code  # who answered is who we dialled
-                            rows += rows_of(page)
-                            token = page.next_page_token if page.last else ""
-                            put(("page", page))
-                    except grpc.RpcError as exc:
-                        # A channel that failed before waits out a reconnection backoff and
-                        # fails fast meanwhile: a peer back up deserves one fresh attempt.
-                        if exc.code() != grpc.StatusCode.UNAVAILABLE or rows or fresh_channel_tried:
-                            raise
-                        self._forget(peer)
-                        fresh_channel_tried = True
-                        continue
-                    if not token:
-                        break
-                    query.page_token = token  # a long answer: continue where it stopped
-            except grpc.RpcError as exc:
-                status.outcome = outcome_of(exc.code())
-                status.status, status.message = exc.code().name, exc.details() or ""
-            except _Expired:
-                status.outcome, status.status = pb.PEER_OUTCOME_TIMED_OUT, "DEADLINE_EXCEEDED"
-            except Exception as exc:  # never let one peer take the call down
-                status.outcome, status.status, status.message = (
-                    pb.PEER_OUTCOME_FAILED,
-                    "INTERNAL",
-                    type(exc).__name__,
-                )
-            status.rows = rows
-            status.elapsed.CopyFrom(_duration(time.monotonic() - started))
-            put(("status", status))
-
-        def answer_locally() -> None:
-            assert local is not None
-            started, rows = time.monotonic(), 0
-            status = pb.PeerStatus(
-                node=self.config.identity, outcome=pb.PEER_OUTCOME_ANSWERED, status="OK"
-            )
-            try:
-                for page in local():
-                    rows += rows_of(page)
-                    put(("page", page))
-                    if time.monotonic() - started > timeout_s:
-                        raise _Expired()
-            except _Expired:
-                status.outcome, status.status = pb.PEER_OUTCOME_TIMED_OUT, "DEADLINE_EXCEEDED"
-            except Exception as exc:
-                code = getattr(exc, "code", grpc.StatusCode.INTERNAL)
-                status.outcome = outcome_of(code)
-                status.status = code.name
-                status.message = getattr(exc, "message", "") or type(exc).__name__
-            status.rows = rows
-            status.elapsed.CopyFrom(_duration(time.monotonic() - started))
-            put(("status", status))
-
-        tasks = [self.pool.submit(ask_peer, peer) for peer in peers]
+        fan = _Round(query=request.query, timeout_s=timeout_s, behalf=behalf)
+        tasks = [self.pool.submit(self._ask_peer, fan, peer) for peer in peers]
         if local is not None:
-            tasks.append(self.pool.submit(answer_locally))
+            tasks.append(self.pool.submit(self._answer_locally, fan, local))
         waiting = {p.code for p in peers} | ({self.config.identity} if local else set())
+        try:
+            yield from fan.gather(waiting, deadline=time.monotonic() + timeout_s + 2.0)
+        finally:
+            fan.stop(tasks)
+
+    def _ask_peer(self, fan: _Round, peer: Peer) -> None:
+        fan.report(peer.code, lambda started: self._peer_pages(fan, peer, started), _peer_failure)
+
+    def _answer_locally(self, fan: _Round, local: Callable[[], Iterator[Any]]) -> None:
+        def pages(started: float) -> Iterator[Any]:
+            for page in local():
+                yield page
+                if time.monotonic() - started > fan.timeout_s:
+                    raise _Expired()
+
+        fan.report(self.config.identity, pages, _local_failure)
+
+    def _peer_pages(self, fan: _Round, peer: Peer, started: float) -> Iterator[Any]:
+        """A peer's pages, asked again from the last page token while its answer goes
+        on, within the call's time for peers."""
+        query = pb.AggregateQuery()
+        query.CopyFrom(fan.query)
+        metadata = ((ON_BEHALF_OF, fan.behalf),) if fan.behalf else None
+        rows, fresh_channel_tried = 0, False
+        while True:
+            left = fan.timeout_s - (time.monotonic() - started)
+            if left <= 0:
+                raise _Expired()
+            stream = self._client(peer).stub.QueryAggregates(query, timeout=left, metadata=metadata)
+            fan.calls.append(stream)
+            token = ""
+            try:
+                for page in stream:
+                    page.node = peer.code  # who answered is who we dialled
+                    rows += rows_of(page)
+                    token = page.next_page_token if page.last else ""
+                    yield page
+            except grpc.RpcError as exc:
+                # A channel that failed before waits out a reconnection backoff and
+                # fails fast meanwhile: a peer back up deserves one fresh attempt.
+                if exc.code() != grpc.StatusCode.UNAVAILABLE or rows or fresh_channel_tried:
+                    raise
+                self._forget(peer)
+                fresh_channel_tried = True
+                continue
+            if not token:
+                break
+            query.page_token = token  # a long answer: continue where it stopped
+
+
+def _peer_failure(exc: Exception, status: Any) -> None:
+    """A peer's gRPC status said as its outcome; anything else is our failure to ask."""
+    if isinstance(exc, grpc.RpcError):
+        status.outcome = outcome_of(exc.code())
+        status.status, status.message = exc.code().name, exc.details() or ""
+    else:  # never let one peer take the call down
+        status.outcome, status.status, status.message = (
+            pb.PEER_OUTCOME_FAILED,
+            "INTERNAL",
+            type(exc).__name__,
+        )
+
+
+def _local_failure(exc: Exception, status: Any) -> None:
+    """This node's own refusal or failure (a FederationError carries its status)."""
+    code = getattr(exc, "code", grpc.StatusCode.INTERNAL)
+    status.outcome = outcome_of(code)
+    status.status = code.name
+    status.message = getattr(exc, "message", "") or type(exc).__name__
+
+
+class _Round:
+    """One FederatedQuery in flight: the inbox its workers report into, the calls to
+    cancel when it ends, and the bookkeeping every node's status shares."""
+
+    def __init__(self, query: Any, timeout_s: float, behalf: str | None) -> None:
+        self.query = query
+        self.timeout_s = timeout_s
+        self.behalf = behalf
+        self.inbox: queue.Queue[tuple[str, Any]] = queue.Queue(maxsize=256)
+        self.stopping = threading.Event()
+        self.calls: list[Any] = []
+
+    def put(self, item: tuple[str, Any]) -> None:
+        """Into the inbox, unless the call ended (then nobody reads it any more)."""
+        while not self.stopping.is_set():
+            try:
+                self.inbox.put(item, timeout=0.2)
+                return
+            except queue.Full:
+                continue
+
+    def report(
+        self,
+        node: str,
+        pages: Callable[[float], Iterator[Any]],
+        failure: Callable[[Exception, Any], None],
+    ) -> None:
+        """Forward one node's pages, then its status: rows, time taken, and how it
+        ended (answered, timed out, or what ``failure`` makes of an exception)."""
+        started, rows = time.monotonic(), 0
+        status = pb.PeerStatus(node=node, outcome=pb.PEER_OUTCOME_ANSWERED, status="OK")
+        try:
+            for page in pages(started):
+                rows += rows_of(page)
+                self.put(("page", page))
+        except _Expired:
+            status.outcome, status.status = pb.PEER_OUTCOME_TIMED_OUT, "DEADLINE_EXCEEDED"
+        except Exception as exc:
+            failure(exc, status)
+        status.rows = rows
+        status.elapsed.CopyFrom(_duration(time.monotonic() - started))
+        self.put(("status", status))
+
+    def gather(self, waiting: set[str], deadline: float) -> Iterator[Any]:
+        """Responses as workers report, then a timed-out status for every node that did
+        not report by ``deadline``, then the summary."""
         done: list[Any] = []
         total = 0
-        deadline = time.monotonic() + timeout_s + 2.0
-        try:
-            while waiting:
-                try:
-                    kind, item = inbox.get(timeout=max(0.05, deadline - time.monotonic()))
-                except queue.Empty:
-                    break  # a peer's thread did not report in time: reported below
-                if kind == "page":
-                    total += rows_of(item)
-                    yield pb.FederatedQueryResponse(page=item)
-                else:
-                    waiting.discard(item.node)
-                    done.append(item)
-                    yield pb.FederatedQueryResponse(peer=item)
-            for node in sorted(waiting):
-                status = pb.PeerStatus(
-                    node=node, outcome=pb.PEER_OUTCOME_TIMED_OUT, status="DEADLINE_EXCEEDED"
-                )
-                done.append(status)
-                yield pb.FederatedQueryResponse(peer=status)
-            yield pb.FederatedQueryResponse(summary=pb.FederatedSummary(peers=done, rows=total))
-        finally:
-            stopping.set()
-            for call in calls:
-                call.cancel()
-            for task in tasks:
-                task.cancel()
+        while waiting:
+            try:
+                kind, item = self.inbox.get(timeout=max(0.05, deadline - time.monotonic()))
+            except queue.Empty:
+                break  # a peer's thread did not report in time: reported below
+            if kind == "page":
+                total += rows_of(item)
+                yield pb.FederatedQueryResponse(page=item)
+            else:
+                waiting.discard(item.node)
+                done.append(item)
+                yield pb.FederatedQueryResponse(peer=item)
+        for node in sorted(waiting):
+            status = pb.PeerStatus(
+                node=node, outcome=pb.PEER_OUTCOME_TIMED_OUT, status="DEADLINE_EXCEEDED"
+            )
+            done.append(status)
+            yield pb.FederatedQueryResponse(peer=status)
+        yield pb.FederatedQueryResponse(summary=pb.FederatedSummary(peers=done, rows=total))
+
+    def stop(self, tasks: list[Any]) -> None:
+        """Release the workers: no more puts, peer calls cancelled, queued tasks dropped."""
+        self.stopping.set()
+        for call in self.calls:
+            call.cancel()
+        for task in tasks:
+            task.cancel()
 
 
 class _Expired(Exception):

@@ -139,17 +139,46 @@ def decode_token(token: str, question_fingerprint: str) -> tuple[Any, ...]:
     return key
 
 
-def validate(
-    request: Any,
-    caller: Caller,
-    datasets: Datasets,
-    known_metrics: frozenset[str],
-) -> Question:
-    """Every field checked, with the field named in the error (INVALID_ARGUMENT), and
-    datasets the caller may not see refused (PERMISSION_DENIED)."""
+@dataclass(frozen=True)
+class _Window:
+    """The time range asked for, at its granularity."""
+
+    granularity: str
+    start_us: int
+    end_us: int
+
+
+@dataclass(frozen=True)
+class _Filters:
+    """The list fields of a request, each checked against its pattern and bound."""
+
+    cities: tuple[str, ...]
+    metrics: tuple[str, ...]
+    zones: tuple[str, ...]
+    carriers: tuple[str, ...]
+    sectors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """What the answer may read: cities, observation sources and their domains, and
+    the datasets named in the answer."""
+
+    cities: tuple[str, ...]
+    sources: tuple[tuple[str, str], ...]
+    domains: tuple[str, ...]
+    datasets: tuple[str, ...]
+
+
+def _kind(request: Any) -> int:
     kind = request.kind
     if kind not in (pb.AGGREGATE_KIND_OBSERVATION_ROLLUPS, pb.AGGREGATE_KIND_ENERGY_AGGREGATES):
         raise invalid("kind", "OBSERVATION_ROLLUPS or ENERGY_AGGREGATES")
+    return kind
+
+
+def _window(request: Any) -> _Window:
+    """The range, bounded in years and in length so that one call stays one query's work."""
     if request.granularity not in GRANULARITIES:
         raise invalid("granularity", "PT15M, PT1H or P1D")
     granularity, _, max_days = GRANULARITIES[request.granularity]
@@ -163,68 +192,121 @@ def validate(
         raise invalid("end", "must be after start")
     if end_us - start_us > max_days * DAY_US:
         raise invalid("end", f"at most {max_days} days at {granularity}; split the range")
+    return _Window(granularity=granularity, start_us=start_us, end_us=end_us)
+
+
+def _page_size(request: Any) -> int:
     page_size = request.page_size or DEFAULT_PAGE
     if page_size > MAX_PAGE:
         raise invalid("page_size", f"at most {MAX_PAGE}, got {page_size}")
+    return page_size
 
-    cities = _strings(request, "cities", CODE)
-    metrics = _strings(request, "metrics", _METRIC)
-    zones = _strings(request, "zones", _ZONE)
-    carriers = _strings(request, "carriers", _WORD)
-    sectors = _strings(request, "sectors", _WORD)
-    hosted = [c for c in cities if c in datasets.cities] if cities else list(datasets.cities)
 
+def _filters(request: Any) -> _Filters:
+    return _Filters(
+        cities=_strings(request, "cities", CODE),
+        metrics=_strings(request, "metrics", _METRIC),
+        zones=_strings(request, "zones", _ZONE),
+        carriers=_strings(request, "carriers", _WORD),
+        sectors=_strings(request, "sectors", _WORD),
+    )
+
+
+def _visible(request: Any, caller: Caller, datasets: Datasets) -> list[Any]:
+    """The datasets the question may read: those named (each one the caller may see,
+    or PERMISSION_DENIED), or else every dataset visible to the caller."""
     visible = datasets.visible(caller)
     chosen = list(dict.fromkeys(request.datasets))
     if len(chosen) > 200:
         raise invalid("datasets", "at most 200 values")
     if chosen:
         visible = [datasets.require(d, caller, "datasets") for d in chosen]
+    return visible
 
-    rollups = kind == pb.AGGREGATE_KIND_OBSERVATION_ROLLUPS
-    if rollups:
-        if not metrics:
-            raise invalid("metrics", "name at least one metric of the controlled vocabulary")
-        unknown = [m for m in metrics if m not in known_metrics]
-        if unknown:
-            raise invalid("metrics", f"unknown metric {unknown[0]!r} (not in the vocabulary)")
-        if carriers or sectors:
-            raise invalid("carriers" if carriers else "sectors", "apply to energy aggregates only")
-        chosen_sources = [d for d in visible if not d.is_aggregates and d.city in hosted]
-        sources = tuple((d.city, d.source) for d in chosen_sources)
-        domains = tuple(sorted({d.domain for d in chosen_sources}))
-        cities_out = tuple(sorted({c for c, _ in sources}))
-    else:
-        if metrics:
-            raise invalid(
-                "metrics",
-                f"do not apply to energy aggregates (rows carry {', '.join(AGGREGATE_FIELDS)}); "
-                "filter with carriers, sectors and zones",
-            )
-        sources, domains = (), ()
-        cities_out = tuple(
-            sorted({d.city for d in visible if d.source == AGGREGATES_SOURCE and d.city in hosted})
+
+def _rollup_scope(
+    filters: _Filters, visible: list[Any], hosted: list[str], known_metrics: frozenset[str]
+) -> _Scope:
+    """Observation rollups: known metrics only, over the visible observation datasets."""
+    if not filters.metrics:
+        raise invalid("metrics", "name at least one metric of the controlled vocabulary")
+    unknown = [m for m in filters.metrics if m not in known_metrics]
+    if unknown:
+        raise invalid("metrics", f"unknown metric {unknown[0]!r} (not in the vocabulary)")
+    if filters.carriers or filters.sectors:
+        raise invalid(
+            "carriers" if filters.carriers else "sectors", "apply to energy aggregates only"
         )
+    chosen_sources = [d for d in visible if not d.is_aggregates and d.city in hosted]
+    sources = tuple((d.city, d.source) for d in chosen_sources)
+    return _Scope(
+        cities=tuple(sorted({c for c, _ in sources})),
+        sources=sources,
+        domains=tuple(sorted({d.domain for d in chosen_sources})),
+        datasets=tuple(sorted({f"{c}/{s}" for c, s in sources})),
+    )
+
+
+def _energy_scope(filters: _Filters, visible: list[Any], hosted: list[str]) -> _Scope:
+    """Energy aggregates: no metric filter, the visible aggregates datasets' cities."""
+    if filters.metrics:
+        raise invalid(
+            "metrics",
+            f"do not apply to energy aggregates (rows carry {', '.join(AGGREGATE_FIELDS)}); "
+            "filter with carriers, sectors and zones",
+        )
+    cities = tuple(
+        sorted({d.city for d in visible if d.source == AGGREGATES_SOURCE and d.city in hosted})
+    )
+    return _Scope(
+        cities=cities,
+        sources=(),
+        domains=(),
+        datasets=tuple(f"{c}/{AGGREGATES_SOURCE}" for c in cities),
+    )
+
+
+def validate(
+    request: Any,
+    caller: Caller,
+    datasets: Datasets,
+    known_metrics: frozenset[str],
+) -> Question:
+    """Every field checked, with the field named in the error (INVALID_ARGUMENT), and
+    datasets the caller may not see refused (PERMISSION_DENIED).
+
+    A partner's request crosses a trust boundary here: the checks run in a fixed
+    order (kind, range, page size, lists, datasets, kind-specific fields, token), so
+    the first fault found is the one reported, whatever else is wrong."""
+    kind = _kind(request)
+    window = _window(request)
+    page_size = _page_size(request)
+    filters = _filters(request)
+    cities = filters.cities
+    hosted = [c for c in cities if c in datasets.cities] if cities else list(datasets.cities)
+    visible = _visible(request, caller, datasets)
+    if kind == pb.AGGREGATE_KIND_OBSERVATION_ROLLUPS:
+        scope = _rollup_scope(filters, visible, hosted, known_metrics)
+    else:
+        scope = _energy_scope(filters, visible, hosted)
     question_fingerprint = fingerprint(request, caller)
     after = decode_token(request.page_token, question_fingerprint) if request.page_token else None
     return Question(
         kind=kind,
-        cities=cities_out,
-        sources=sources,
-        domains=domains,
-        metrics=metrics,
-        zones=zones,
-        carriers=carriers,
-        sectors=sectors,
-        start_us=start_us,
-        end_us=end_us,
-        granularity=granularity,
+        cities=scope.cities,
+        sources=scope.sources,
+        domains=scope.domains,
+        metrics=filters.metrics,
+        zones=filters.zones,
+        carriers=filters.carriers,
+        sectors=filters.sectors,
+        start_us=window.start_us,
+        end_us=window.end_us,
+        granularity=window.granularity,
         page_size=page_size,
         fingerprint=question_fingerprint,
         after=after,
-        datasets=tuple(sorted({f"{c}/{s}" for c, s in sources}))
-        if rollups
-        else tuple(f"{c}/{AGGREGATES_SOURCE}" for c in cities_out),
+        datasets=scope.datasets,
     )
 
 
@@ -329,6 +411,56 @@ def aggregates_sql(question: Question, limit: int) -> str:
 # -- running and paging ------------------------------------------------------------
 
 
+def _budget(budget_s: float | None) -> float:
+    """The call's time for the query, capped, refused when too short to try."""
+    budget = DEFAULT_BUDGET_S if budget_s is None else min(budget_s, DEFAULT_BUDGET_S)
+    if budget < 0.05:
+        raise FederationError(grpc.StatusCode.DEADLINE_EXCEEDED, "no time left for the query")
+    return budget
+
+
+def _answer_sql(question: Question, timezones: dict[str, str], budget: float, limit: int) -> str:
+    """The one query of a call, stopped by ClickHouse itself when the budget runs out."""
+    if question.kind == pb.AGGREGATE_KIND_OBSERVATION_ROLLUPS:
+        sql = rollup_sql(question, timezones, limit)
+    else:
+        sql = aggregates_sql(question, limit)
+    return sql + f" SETTINGS max_execution_time = {max(0.1, math.floor(budget * 10) / 10)}"
+
+
+def _query(warehouse: Warehouse, sql: str) -> pa.Table:
+    """The warehouse's answer; its timeout said as the call's DEADLINE_EXCEEDED."""
+    try:
+        return warehouse.query_arrow(sql)
+    except Exception as exc:
+        if "TIMEOUT_EXCEEDED" in str(exc):
+            raise FederationError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                "the warehouse query did not finish within the call's deadline; "
+                "narrow the range or give the call more time",
+            ) from exc
+        raise
+
+
+def _pages(question: Question, rows: list[dict[str, Any]], more: bool, node: str) -> Iterator[Any]:
+    """``rows`` cut into pages; every page but a complete answer's last carries the
+    token to continue after it (``more``: the call's row limit cut the answer)."""
+    rollups = question.kind == pb.AGGREGATE_KIND_OBSERVATION_ROLLUPS
+    for offset in range(0, len(rows), question.page_size):
+        chunk = rows[offset : offset + question.page_size]
+        final = offset + question.page_size >= len(rows)
+        page = pb.AggregatePage(node=node, last=final)
+        if rollups:
+            page.rollups.extend(_rollup(row) for row in chunk)
+            key = _rollup_key(chunk[-1])
+        else:
+            page.energy.extend(_aggregate(row, question.granularity) for row in chunk)
+            key = _aggregate_key(chunk[-1])
+        if not final or more:
+            page.next_page_token = encode_token(question.fingerprint, key)
+        yield page
+
+
 def run(
     warehouse: Warehouse,
     question: Question,
@@ -345,26 +477,8 @@ def run(
     if empty:
         yield pb.AggregatePage(node=node, last=True)
         return
-    budget = DEFAULT_BUDGET_S if budget_s is None else min(budget_s, DEFAULT_BUDGET_S)
-    if budget < 0.05:
-        raise FederationError(grpc.StatusCode.DEADLINE_EXCEEDED, "no time left for the query")
-    rollups = question.kind == pb.AGGREGATE_KIND_OBSERVATION_ROLLUPS
-    sql = (
-        rollup_sql(question, timezones, max_rows + 1)
-        if rollups
-        else aggregates_sql(question, max_rows + 1)
-    )
-    sql += f" SETTINGS max_execution_time = {max(0.1, math.floor(budget * 10) / 10)}"
-    try:
-        table = warehouse.query_arrow(sql)
-    except Exception as exc:
-        if "TIMEOUT_EXCEEDED" in str(exc):
-            raise FederationError(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                "the warehouse query did not finish within the call's deadline; "
-                "narrow the range or give the call more time",
-            ) from exc
-        raise
+    budget = _budget(budget_s)
+    table = _query(warehouse, _answer_sql(question, timezones, budget, max_rows + 1))
     more = table.num_rows > max_rows
     if more:
         table = table.slice(0, max_rows)
@@ -372,19 +486,7 @@ def run(
     if not rows:
         yield pb.AggregatePage(node=node, last=True)
         return
-    for offset in range(0, len(rows), question.page_size):
-        chunk = rows[offset : offset + question.page_size]
-        final = offset + question.page_size >= len(rows)
-        page = pb.AggregatePage(node=node, last=final)
-        if rollups:
-            page.rollups.extend(_rollup(row) for row in chunk)
-            key = _rollup_key(chunk[-1])
-        else:
-            page.energy.extend(_aggregate(row, question.granularity) for row in chunk)
-            key = _aggregate_key(chunk[-1])
-        if not final or more:
-            page.next_page_token = encode_token(question.fingerprint, key)
-        yield page
+    yield from _pages(question, rows, more, node)
 
 
 def _rollup_key(row: dict[str, Any]) -> tuple[Any, ...]:

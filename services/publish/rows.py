@@ -81,13 +81,19 @@ def _local_day_column(
     return pa.array(days, pa.int32()).cast(pa.date32())
 
 
-def observations_table(
-    batch: Sequence[Landed], timezones: Mapping[str, str] | None = None
-) -> pa.Table:
-    """Expand Observation series into one row per reading; ``timezones`` (city ->
-    IANA zone, Europe/Paris where missing) decide each reading's ``local_day``."""
-    counts = np.fromiter((len(x.record["values"]) for x in batch), dtype=np.int64, count=len(batch))
-    index = np.repeat(np.arange(len(batch)), counts)
+@dataclass(frozen=True)
+class _Readings:
+    """The per-reading columns of a batch of series, one entry per reading."""
+
+    times: np.ndarray  # µs since the epoch
+    values: np.ndarray
+    quality: np.ndarray
+    version: np.ndarray  # 0 for a first publication
+    replaced: np.ndarray  # NaN where the reading is not a correction
+
+
+def _readings(batch: Sequence[Landed], counts: np.ndarray) -> _Readings:
+    """Each record's readings copied into preallocated arrays, a slice per record."""
     total = int(counts.sum())
     times = np.empty(total, dtype=np.int64)
     values = np.empty(total, dtype=np.float64)
@@ -110,6 +116,18 @@ def observations_table(
             version[position:end] = record["versions"]
             replaced[position:end] = record["replaced"]
         position = end
+    return _Readings(times, values, quality, version, replaced)
+
+
+def observations_table(
+    batch: Sequence[Landed], timezones: Mapping[str, str] | None = None
+) -> pa.Table:
+    """Expand Observation series into one row per reading; ``timezones`` (city ->
+    IANA zone, Europe/Paris where missing) decide each reading's ``local_day``."""
+    counts = np.fromiter((len(x.record["values"]) for x in batch), dtype=np.int64, count=len(batch))
+    index = np.repeat(np.arange(len(batch)), counts)
+    readings = _readings(batch, counts)
+    times = readings.times
 
     def column(name: str, default: str = "") -> pa.Array:
         return _spread([x.record.get(name) or default for x in batch], index, pa.string())
@@ -129,11 +147,11 @@ def observations_table(
             "local_day": _local_day_column(
                 [x.record["city"] for x in batch], index, times, timezones or {}
             ),
-            "value": pa.array(values),
-            "quality": pa.array(quality),
+            "value": pa.array(readings.values),
+            "quality": pa.array(readings.quality),
             "step_seconds": _spread([x.record["step_seconds"] for x in batch], index, pa.uint32()),
-            "version": pa.array(version),
-            "replaced": pa.array(replaced, from_pandas=True),  # NaN -> null: not a correction
+            "version": pa.array(readings.version),
+            "replaced": pa.array(readings.replaced, from_pandas=True),  # NaN -> null
             "source": column("source"),
             "dataset": column("dataset"),
             "lineage_id": column("lineage_id"),

@@ -114,30 +114,45 @@ def valid_utf8(table: pa.Table) -> pa.Table:
 
 
 def _valid_array(array: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """``array`` itself when its text is valid UTF-8 (or it holds none), else rebuilt."""
     if isinstance(array, pa.ChunkedArray):
         return pa.chunked_array([_valid_array(c) for c in array.chunks], type=array.type)
     kind = array.type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
-        try:
-            array.validate(full=True)
-            return array
-        except pa.ArrowInvalid:
-            binary = pa.large_binary() if pa.types.is_large_string(kind) else pa.binary()
-            raw = array.view(binary).to_pylist()
-            texts = [None if v is None else v.decode("utf-8", "replace") for v in raw]
-            return pa.array(texts, type=kind)
+        return _valid_strings(array)
     if pa.types.is_list(kind) or pa.types.is_large_list(kind):
-        values = _valid_array(array.values)
-        if values is array.values:
-            return array
-        rebuild = pa.LargeListArray if pa.types.is_large_list(kind) else pa.ListArray
-        return rebuild.from_arrays(array.offsets, values, mask=array.is_null())
+        return _valid_list(array)
     if pa.types.is_struct(kind):
-        fields = [_valid_array(array.field(i)) for i in range(kind.num_fields)]
-        return pa.StructArray.from_arrays(
-            fields, fields=list(kind), mask=array.is_null() if array.null_count else None
-        )
+        return _valid_struct(array)
     return array
+
+
+def _valid_strings(array: pa.Array) -> pa.Array:
+    kind = array.type
+    try:
+        array.validate(full=True)
+        return array
+    except pa.ArrowInvalid:
+        binary = pa.large_binary() if pa.types.is_large_string(kind) else pa.binary()
+        raw = array.view(binary).to_pylist()
+        texts = [None if v is None else v.decode("utf-8", "replace") for v in raw]
+        return pa.array(texts, type=kind)
+
+
+def _valid_list(array: pa.Array) -> pa.Array:
+    values = _valid_array(array.values)
+    if values is array.values:
+        return array
+    rebuild = pa.LargeListArray if pa.types.is_large_list(array.type) else pa.ListArray
+    return rebuild.from_arrays(array.offsets, values, mask=array.is_null())
+
+
+def _valid_struct(array: pa.Array) -> pa.Array:
+    kind = array.type
+    fields = [_valid_array(array.field(i)) for i in range(kind.num_fields)]
+    return pa.StructArray.from_arrays(
+        fields, fields=list(kind), mask=array.is_null() if array.null_count else None
+    )
 
 
 def to_ipc(table: pa.Table) -> bytes:
