@@ -95,12 +95,10 @@ def remember(
     ``lineage`` as in :func:`seen` (remembered for the last bucket, at most 16)."""
     new: dict[str, Any] = dict(state) if state else {}
     runs = [list(r) for r in new.get("runs") or []]
-    if times:
-        tail = _tail(new.get("tail"), times, lineage)
-        if tail is None:
-            new.pop("tail", None)
-        else:
-            new["tail"] = tail
+    if lineage is not None and times:
+        new["tail"] = _tail(new.get("tail"), times, lineage)
+    elif times:
+        new.pop("tail", None)
     hwm = _publish(runs, new.get("hwm"), times)
     if register is not None:
         new["reg"] = [register[0], register[1]]
@@ -114,11 +112,9 @@ def remember(
     return new
 
 
-def _tail(tail: list | None, times: list[int], lineage: str | None) -> list | None:
+def _tail(tail: list | None, times: list[int], lineage: str) -> list:
     """The latest bucket and the batches that gave it (the last 16), once ``times``
-    (not empty) are published; None: not a coarsened record, nothing to keep."""
-    if lineage is None:
-        return None
+    (not empty) of a coarsened record are published."""
     if tail and tail[0] == times[-1]:
         return [tail[0], [*tail[1][-15:], lineage]]
     return [times[-1], [lineage]]
@@ -132,7 +128,9 @@ def _publish(runs: list[list[int]], hwm: int | None, times: list[int]) -> int | 
         last = [times[0], 0, 1]
         runs.append(last)
         hwm, times = times[0], times[1:]
-    if times and times[0] > hwm and len(times) > 2 and _extend_regular(last, times):
+    if not times:
+        return hwm
+    if times[0] > hwm and len(times) > 2 and _extend_regular(last, times):
         return last[0] + last[1] * (last[2] - 1)
     return _add_points(runs, last, hwm, times)
 
@@ -188,8 +186,9 @@ def _retain(
     forgotten, then the oldest beyond ``max_runs``; either raises the floor."""
     kept = []
     for run in runs:
-        if _end(run) < horizon:
-            floor = max(floor or 0, _end(run) + 1)
+        end = run[0] + run[1] * (run[2] - 1)  # _end(run), inline: up to 64 runs a call
+        if end < horizon:
+            floor = max(floor or 0, end + 1)
         else:
             kept.append(run)
     kept.sort()

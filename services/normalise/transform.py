@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from itertools import pairwise
-from typing import Any, NamedTuple
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from services.normalise import localtime, memory, registers, versions
@@ -86,15 +86,6 @@ class Outcome:
     def readings(self) -> int:
         return sum(len(o["values"]) for o in self.observations)
 
-    def merge(self, part: Outcome) -> None:
-        """Add one measure's outcome to the record's, keeping the order of each list."""
-        self.observations += part.observations
-        self.states.update(part.states)
-        if part.dropped:
-            self.dropped.update(part.dropped)
-        self.rejected += part.rejected
-        self.letters += part.letters
-
 
 @dataclass(frozen=True, slots=True)
 class _Shape:
@@ -122,32 +113,17 @@ class _Entity:
     lineage: str | None = None
 
 
-class _Timing(NamedTuple):
-    """One measure's row times (UTC µs, None: unknown), their flags and steps (s)."""
-
-    times: list[int | None]
-    flags: list[int]
-    steps: list[int | None] | None
-
-
-class _Picked(NamedTuple):
-    """The readings to use, in time order, each time once, with the unit conversion
-    (one for all, or one per reading) of their raw values."""
-
-    ts: list[int]
-    raw: list[float]
-    qs: list[int]
-    st: list[int | None] | None
-    convs: Conversion | list[Conversion]
-
-
-class _Readings(NamedTuple):
-    """Readings as published: times, values, quality flags, steps."""
-
-    ts: list[int]
-    vs: list[float]
-    qs: list[int]
-    st: list[int | None]
+# The per-measure values are plain tuples (a NamedTuple costs a Python call each:
+# a Smart Data Models entity has a dozen one-row measures, and the call shows).
+# A measure's row times (UTC µs, None: unknown), their quality flags, and steps (s).
+_Timing = tuple[list[int | None], list[int], list[int | None] | None]
+# The readings to use, in time order, each time once: times, raw values, flags,
+# steps, and the unit conversion (one for all, or one per reading).
+_Picked = tuple[
+    list[int], list[float], list[int], list[int | None] | None, Conversion | list[Conversion]
+]
+# Readings as published: times, values, quality flags, steps.
+_Readings = tuple[list[int], list[float], list[int], list[int | None]]
 
 
 def state_key(city: str, pseudonym: str, metric: str) -> str:
@@ -252,7 +228,7 @@ class Normaliser:
         for measure in shape.measures:
             timing = timing_of(measure)  # outside the try: a bad time rejects the record
             try:
-                out.merge(self._measure(measure, shape.columns, timing, entity))
+                self._measure(measure, shape.columns, timing, entity, out)
             except ATTRIBUTE_ERRORS as exc:
                 out.rejected.append(_reject(measure, shape.measures, shape.columns, exc))
         out.letters.extend(time_cache.get("letters", ()))
@@ -334,22 +310,28 @@ class Normaliser:
             times, flags = self._times(
                 specs, shape.columns, record, n, model is not None, cache, mapping
             )
-            return _Timing(times, flags, steps)
+            return times, flags, steps
 
         return timing
 
     # -- one measure ------------------------------------------------------------------
     def _measure(
-        self, spec: MeasureSpec, columns: dict[str, Any], timing: _Timing, entity: _Entity
-    ) -> Outcome:
-        """One measure's observations, state and drops, as an Outcome of its own that
-        the caller merges; raises one of ATTRIBUTE_ERRORS for a unit it cannot
-        convert (before anything is counted: the attribute alone is set aside)."""
-        out = Outcome()
+        self,
+        spec: MeasureSpec,
+        columns: dict[str, Any],
+        timing: _Timing,
+        entity: _Entity,
+        out: Outcome,
+    ) -> None:
+        """One measure's observations, state and drops, added to the record's ``out``
+        (one tally per record that each step adds to: an Outcome per measure, merged,
+        cost a Smart Data Models entity of a dozen one-row measures a tenth more);
+        raises one of ATTRIBUTE_ERRORS for a unit it cannot convert, before anything
+        is counted, so that the attribute alone is set aside."""
         metric = spec.metric
         key = state_key(entity.base["city"], entity.base["entity_pseudonym"], metric.name)
         state = entity.get_state(key)
-        times, tflags = timing.times, timing.flags
+        times, tflags, steps = timing
         if state and any(tflags) and any(q & TIME_AMBIGUOUS for q in tflags):
             zone = entity.source.timezone if entity.source else DEFAULT_TIMEZONE
             times, tflags = localtime.place_repeated_hour(times, tflags, state, zone)
@@ -358,9 +340,9 @@ class Normaliser:
         convs = self._conversions(spec, columns, len(values), integrate)  # may reject it
         if bad:
             out.dropped["bad-value"] += bad
-        picked = _in_time_order(values, times, tflags, timing.steps, convs, out)
+        picked = _in_time_order(values, times, tflags, steps, convs, out)
         if picked is None:
-            return out
+            return
         if spec.kind == "cumulative":
             done = self._cumulative(spec, columns, picked, state, entity, out)
         else:
@@ -368,9 +350,8 @@ class Normaliser:
         if done is not None:
             new_state, readings, interval = done
             out.states[key] = new_state
-            if readings.ts:
+            if readings[0]:
                 self._emit(out, entity.base, metric, *readings, interval)
-        return out
 
     def _cumulative(
         self,
@@ -383,14 +364,13 @@ class Normaliser:
     ) -> tuple[dict[str, Any], _Readings, bool] | None:
         """A register's readings as interval consumption (registers.py), checked for
         plausibility, and the meter's new state; None: every reading was stale."""
-        found = self._register_intervals(
-            spec, columns, picked.ts, picked.raw, picked.qs, picked.convs, state, out
-        )
+        ts, raw, qs, _, convs = picked
+        found = self._register_intervals(spec, columns, ts, raw, qs, convs, state, out)
         if found is None:
             return None
         ts, vs, qs, st, new_state = found
         readings = self._plausible(spec.metric, entity.base, ts, vs, qs, st, True, out)
-        return new_state, _Readings(*readings), True
+        return new_state, readings, True
 
     def _converted(
         self,
@@ -405,19 +385,39 @@ class Normaliser:
         compared with what was published (None: nothing left to publish or remember)."""
         metric = spec.metric
         interval = metric.temporal == "interval"
-        readings = _convert(picked, metric.decimals, integrate or interval, out)
-        ts, vs, qs, st = self._plausible(metric, entity.base, *readings, interval, out)
+        ts, raw, qs, st, convs = picked
+        # an average over an interval becomes the interval's quantity: it needs a step
+        if (integrate or interval) and (st is None or None in st):
+            st = _infer_steps(ts, st, qs)
+        if st is None:
+            st = [None] * len(ts)
+        decimals = metric.decimals
+        if not isinstance(convs, Conversion):  # several units in one record
+            ts, vs, qs, st = _convert_each(convs, ts, raw, qs, st, decimals, out)
+        elif convs.integrate:
+            if None in st:  # integrating needs a step: readings without one are counted
+                keep = [k for k, step in enumerate(st) if step is not None]
+                out.dropped["no-step"] += len(ts) - len(keep)
+                ts, raw, qs, st = _pick(keep, ts, raw, qs, st)
+            factor = convs.scale / 3600
+            vs = [round(v * factor * step, decimals) for v, step in zip(raw, st, strict=True)]
+        elif convs.identity:
+            vs = list(raw)
+        else:
+            scale, offset = convs.scale, convs.offset
+            vs = [round(v * scale + offset, decimals) for v in raw]
+        ts, vs, qs, st = self._plausible(metric, entity.base, ts, vs, qs, st, interval, out)
         if not ts:
             return None
         # Clamped before being compared and remembered: a correction then replaces
         # the value that was published, not the raw one.
         _check_range(metric, vs, qs, interval)
-        return self._versioned(metric, _Readings(ts, vs, qs, st), state, entity, interval, out)
+        return self._versioned(metric, (ts, vs, qs, st), state, entity, interval, out)
 
     def _versioned(
         self,
         metric: Metric,
-        readings: _Readings,
+        readings: tuple[list, list, list, list],
         state: dict[str, Any] | None,
         entity: _Entity,
         interval: bool,
@@ -447,7 +447,7 @@ class Normaliser:
             new_state = _remember_values(new_state, ts, vs, fixes, horizon)
         if fixes is not None:
             self._emit(out, entity.base, metric, *fixes[:4], interval, revisions=fixes[4:])
-        return new_state, _Readings(ts, vs, qs, st), interval
+        return new_state, (ts, vs, qs, st), interval
 
     @staticmethod
     def _emit(out, base, metric, ts, vs, qs, st, interval, revisions=None) -> None:
@@ -713,7 +713,13 @@ def _read_times(specs, columns, n: int, sdm: bool, cache) -> tuple[list, list[in
         column = columns.get(spec.field)
         if column is None:
             continue
-        parsed_times, parsed_flags = _parsed_times(spec, column, sdm, cache)
+        parsed = cache.get(spec)
+        if parsed is None:  # each field parsed once per record
+            raw = column_values(column)
+            if sdm:  # a Smart Data Models period ("start/end") counts from its start
+                raw = [v.split("/", 1)[0] if isinstance(v, str) and "/" in v else v for v in raw]
+            parsed = cache[spec] = parse_time_column(raw, spec)
+        parsed_times, parsed_flags = parsed
         if missing == n and None not in parsed_times:
             return list(parsed_times), list(parsed_flags), 0
         for i in range(n):
@@ -727,19 +733,6 @@ def _read_times(specs, columns, n: int, sdm: bool, cache) -> tuple[list, list[in
         if not missing:
             break
     return times, flags, missing
-
-
-def _parsed_times(spec: TimeSpec, column: dict[str, Any], sdm: bool, cache):
-    """One time field parsed (once per record): a Smart Data Models period
-    ("start/end") counts from its start."""
-    parsed = cache.get(spec)
-    if parsed is None:
-        raw = column_values(column)
-        if sdm:
-            raw = [v.split("/", 1)[0] if isinstance(v, str) and "/" in v else v for v in raw]
-        parsed = parse_time_column(raw, spec)
-        cache[spec] = parsed
-    return parsed
 
 
 def _fallback_times(
@@ -824,7 +817,7 @@ def _coarsened_timing(
     # A day leaves anonymise once, whole: the same day again (a push re-sent
     # without an idempotency key: another lineage) is known by its value.
     lineage = BY_CONTENT if coarse == "P1D" else record["lineage_id"]
-    return lineage, lambda _measure: _Timing(events, [0] * n, steps)
+    return lineage, lambda _measure: (events, [0] * n, steps)
 
 
 def _in_time_order(values, times, tflags, steps, convs, out: Outcome) -> _Picked | None:
@@ -834,12 +827,10 @@ def _in_time_order(values, times, tflags, steps, convs, out: Outcome) -> _Picked
     if idx is None:
         if not times:
             return None
-        return _Picked(
-            list(times), values, list(tflags), list(steps) if steps is not None else None, convs
-        )
+        return list(times), values, list(tflags), list(steps) if steps is not None else None, convs
     if not idx:
         return None
-    return _Picked(
+    return (
         [times[i] for i in idx],
         [values[i] for i in idx],
         [tflags[i] for i in idx],
@@ -848,40 +839,7 @@ def _in_time_order(values, times, tflags, steps, convs, out: Outcome) -> _Picked
     )
 
 
-def _convert(picked: _Picked, decimals: int, infer: bool, out: Outcome) -> _Readings:
-    """Raw values in the metric's unit, rounded; an average over an interval becomes
-    the interval's quantity, which needs a step (inferred when ``infer``: dropped
-    and counted when none is known)."""
-    st = picked.st
-    if infer and (st is None or None in st):
-        st = _infer_steps(picked.ts, st, picked.qs)
-    if st is None:
-        st = [None] * len(picked.ts)
-    if isinstance(picked.convs, Conversion):
-        return _convert_all(picked.convs, picked.ts, picked.raw, picked.qs, st, decimals, out)
-    return _convert_each(picked.convs, picked.ts, picked.raw, picked.qs, st, decimals, out)
-
-
-def _convert_all(conv: Conversion, ts, raw, qs, st, decimals: int, out: Outcome) -> _Readings:
-    """One conversion for every reading: one list comprehension (the common case)."""
-    if conv.integrate:
-        if None in st:
-            keep = [k for k, step in enumerate(st) if step is not None]
-            out.dropped["no-step"] += len(ts) - len(keep)
-            ts, raw, qs, st = _pick(keep, ts, raw, qs, st)
-        factor = conv.scale / 3600
-        vs = [round(v * factor * step, decimals) for v, step in zip(raw, st, strict=True)]
-    elif conv.identity:
-        vs = list(raw)
-    else:
-        scale, offset = conv.scale, conv.offset
-        vs = [round(v * scale + offset, decimals) for v in raw]
-    return _Readings(ts, vs, qs, st)
-
-
-def _convert_each(
-    convs: list[Conversion], ts, raw, qs, st, decimals: int, out: Outcome
-) -> _Readings:
+def _convert_each(convs: list[Conversion], ts, raw, qs, st, decimals: int, out: Outcome) -> tuple:
     """A conversion per reading (a unit field with several units in one record)."""
     vs = []
     keep = []
@@ -896,7 +854,7 @@ def _convert_each(
         keep.append(k)
     if len(keep) != len(ts):
         ts, _, qs, st = _pick(keep, ts, raw, qs, st)
-    return _Readings(ts, vs, qs, st)
+    return ts, vs, qs, st
 
 
 def _structural(mapping: SourceMapping, measures: list[MeasureSpec]) -> set[str]:

@@ -114,9 +114,15 @@ def remember(
     if "hwm" not in state:
         return state
     segments = _with_values(state, times, values, corrected)
-    segments = _within(segments, state["hwm"] - horizon_us)
+    limit = state["hwm"] - horizon_us
+    if segments and segments[0][0] < limit:  # (else nothing is older: no call)
+        segments = _within(segments, limit)
     new = {**state, "vals": segments}
-    versions = _versions_kept(state, corrected, segments[0][0] if segments else None)
+    versions = dict(state.get("vver") or {})
+    for t, version in (corrected or {}).items():
+        versions[str(t)] = version
+    first = segments[0][0] if segments else None
+    versions = {t: n for t, n in versions.items() if first is not None and int(t) >= first}
     if versions:
         new["vver"] = versions
     else:
@@ -152,17 +158,6 @@ def _within(segments: list[list], limit: int) -> list[list]:
         skip = -(-(limit - begin) // step)
         segments[0] = [begin + skip * step, step, kept[skip:]]
     return segments
-
-
-def _versions_kept(
-    state: dict[str, Any], corrected: dict[int, int] | None, first: int | None
-) -> dict[str, int]:
-    """The versions of corrected times (these ones updated), for the times still
-    kept (from ``first``; None: none kept)."""
-    versions = dict(state.get("vver") or {})
-    for t, version in (corrected or {}).items():
-        versions[str(t)] = version
-    return {t: n for t, n in versions.items() if first is not None and int(t) >= first}
 
 
 def _end(segment: list) -> int:
