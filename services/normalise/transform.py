@@ -199,6 +199,9 @@ class Normaliser:
         # (measure, unit, integrate) -> checked conversion; measures live as long as we do
         self._conversions_seen: dict[tuple[int, str, bool], Conversion] = {}
         self._sdm_specs: dict[tuple[str, str, str], MeasureSpec] = {}
+        # time specs -> a token standing for their value, found by identity (see _token)
+        self._tokens: dict[int, tuple[Any, int]] = {}
+        self._by_value: dict[Any, int] = {}
         default = vocabulary.plausibility.on_implausible
         self._refuse = {
             key: (found.on_implausible or default) == "refuse" for key, found in mappings.items()
@@ -606,7 +609,8 @@ class Normaliser:
         wins; a row none gives falls back on the transport's times (flagged), else is
         invalid; times outside the source's bounds are set aside (_check_bounds).
         Kept in ``cache`` per record: measures with the same specs share them."""
-        found = cache.get(specs)
+        key = self._token(specs)
+        found = cache.get(key)
         if found is not None:
             return found
         times, flags, missing = _read_times(specs, columns, n, sdm, cache)
@@ -621,8 +625,20 @@ class Normaliser:
                         flags[i] |= TIME_INVALID
         _check_bounds(times, flags, record, mapping, cache)
         result = (times, flags)
-        cache[specs] = result
+        cache[key] = result
         return result
+
+    def _token(self, specs: tuple[TimeSpec, ...]) -> int:
+        """A small int for the value of ``specs``, the same for equal tuples, found by
+        identity: the tuples live as long as the mappings, and hashing one hashes each
+        TimeSpec in Python (a dozen calls per measure of a Smart Data Models entity).
+        The tuple is kept with its token, so its id is never reused while it is here."""
+        found = self._tokens.get(id(specs))
+        if found is not None and found[0] is specs:
+            return found[1]
+        token = self._by_value.setdefault(specs, len(self._by_value))
+        self._tokens[id(specs)] = (specs, token)
+        return token
 
     def _steps(
         self,
