@@ -124,6 +124,8 @@ def compile_city(city: CityConfig, vocabulary: Vocabulary) -> dict[str, SourceMa
 def compile_source(
     city: CityConfig, source: SourceConfig, vocabulary: Vocabulary, *, key: str, where: str
 ) -> SourceMapping | None:
+    """A source's mapping checked and compiled (None: a source with none, which only a
+    Smart Data Models format may omit); raises a ConfigError naming the dotted key."""
     raw = source.mapping
     sdm_format = source.format in SDM_FORMATS
     if raw is None:
@@ -137,31 +139,16 @@ def compile_source(
     for name in raw:
         if name not in _MAPPING_KEYS:
             raise fail(name, f"unknown key {name!r}; allowed keys: {', '.join(_MAPPING_KEYS)}")
-    sdm = raw.get("smart_data_models", sdm_format)
-    if not isinstance(sdm, bool):
-        raise fail("smart_data_models", "expected true or false")
-    if sdm and not sdm_format:
-        raise fail(
-            "smart_data_models",
-            f"only sdm-keyvalues, ngsi-v2-normalized and ngsi-ld sources carry Smart Data "
-            f"Models entities, not {source.format}",
-        )
+    sdm = _smart_data_models(raw, source.format, fail)
     timezone = city.timezone
     times = ()
     if "time" in raw:
         times = (_time(raw["time"], timezone, where, f"{key}.time"),)
     measures = tuple(_measures(raw.get("measures"), vocabulary, timezone, where, f"{key}.measures"))
     if not sdm:
-        if not measures:
-            raise fail("measures", "required: name at least one field and its metric")
-        if not times and any(not m.times for m in measures) and source.format != "linky-tic":
-            raise fail("time", "required: which field holds the time (field, format)")
-    entity_type = raw.get("entity_type")
-    if entity_type is not None and (not isinstance(entity_type, str) or not entity_type):
-        raise fail("entity_type", "expected a non-empty string")
-    on_implausible = raw.get("on_implausible")
-    if on_implausible is not None and on_implausible not in ACTIONS:
-        raise fail("on_implausible", f"expected one of {', '.join(ACTIONS)}")
+        _check_own_mapping(times, measures, source.format, fail)
+    entity_type, on_implausible = _entity_options(raw, fail)
+    step, zone, sector = _references(raw, vocabulary, fail)
     return SourceMapping(
         city=city.code,
         source=source.id,
@@ -169,11 +156,9 @@ def compile_source(
         timezone=timezone,
         where=where,
         times=times,
-        step=_step(raw["step"], fail) if "step" in raw else None,
-        zone=_field_ref(raw["zone"], fail, "zone", None) if "zone" in raw else None,
-        sector=_field_ref(raw["sector"], fail, "sector", vocabulary.sectors)
-        if "sector" in raw
-        else None,
+        step=step,
+        zone=zone,
+        sector=sector,
         entity_type=entity_type,
         measures=measures,
         smart_data_models=sdm,
@@ -183,6 +168,56 @@ def compile_source(
             raw.get("plausible_time"), lambda text: parse_duration(text, "iso8601"), fail
         ),
     )
+
+
+def _smart_data_models(raw: dict[str, Any], source_format: str, fail) -> bool:
+    """Whether the vocabulary's built-in mapping applies (the default for the Smart
+    Data Models formats, refused for any other)."""
+    sdm_format = source_format in SDM_FORMATS
+    sdm = raw.get("smart_data_models", sdm_format)
+    if not isinstance(sdm, bool):
+        raise fail("smart_data_models", "expected true or false")
+    if sdm and not sdm_format:
+        raise fail(
+            "smart_data_models",
+            f"only sdm-keyvalues, ngsi-v2-normalized and ngsi-ld sources carry Smart Data "
+            f"Models entities, not {source_format}",
+        )
+    return sdm
+
+
+def _check_own_mapping(
+    times: tuple[TimeSpec, ...], measures: tuple[MeasureSpec, ...], source_format: str, fail
+) -> None:
+    """A source without the built-in mapping names its measures and where their time
+    is (a historique TIC frame has none: its reception time is used)."""
+    if not measures:
+        raise fail("measures", "required: name at least one field and its metric")
+    if not times and any(not m.times for m in measures) and source_format != "linky-tic":
+        raise fail("time", "required: which field holds the time (field, format)")
+
+
+def _entity_options(raw: dict[str, Any], fail) -> tuple[str | None, str | None]:
+    """(entity_type, on_implausible), checked."""
+    entity_type = raw.get("entity_type")
+    if entity_type is not None and (not isinstance(entity_type, str) or not entity_type):
+        raise fail("entity_type", "expected a non-empty string")
+    on_implausible = raw.get("on_implausible")
+    if on_implausible is not None and on_implausible not in ACTIONS:
+        raise fail("on_implausible", f"expected one of {', '.join(ACTIONS)}")
+    return entity_type, on_implausible
+
+
+def _references(
+    raw: dict[str, Any], vocabulary: Vocabulary, fail
+) -> tuple[StepSpec | None, FieldRef | None, FieldRef | None]:
+    """(step, zone, sector), each None when the mapping gives none."""
+    step = _step(raw["step"], fail) if "step" in raw else None
+    zone = _field_ref(raw["zone"], fail, "zone", None) if "zone" in raw else None
+    sector = None
+    if "sector" in raw:
+        sector = _field_ref(raw["sector"], fail, "sector", vocabulary.sectors)
+    return step, zone, sector
 
 
 def _lateness(raw: Any, fail) -> int:
@@ -225,6 +260,9 @@ def _measures(
 def _measure(
     column: str, raw: Any, vocabulary: Vocabulary, timezone: str, where: str, key: str
 ) -> MeasureSpec:
+    """One measure of the mapping checked: its metric, kind, unit (or unit field)
+    and, for a register, its rollover and largest plausible rate."""
+
     def fail(sub: str, message: str) -> ConfigError:
         return ConfigError(message, source=where, key=f"{key}.{sub}" if sub else key)
 
@@ -238,16 +276,7 @@ def _measure(
     kind = raw.get("kind", default_kind)
     if kind not in KINDS:
         raise fail("kind", f"{kind!r} is not a kind; expected one of {', '.join(KINDS)}")
-    unit = None
-    if "unit" in raw:
-        unit = find_unit(str(raw["unit"]))
-        if unit is None:
-            raise fail("unit", f"unknown unit {raw['unit']!r} (see services/normalise/units.py)")
-    unit_field = raw.get("unit_field")
-    if unit_field is not None and (not isinstance(unit_field, str) or not unit_field):
-        raise fail("unit_field", "expected the name of the field that holds the unit")
-    if unit is None and unit_field is None:
-        raise fail("unit", "required: the unit of the values (or unit_field naming a field)")
+    unit, unit_field = _measure_unit(raw, fail)
     if unit is not None:
         check_kind(metric, kind, unit, fail=lambda message: fail("unit", message))
     rollover = raw.get("rollover")
@@ -264,6 +293,22 @@ def _measure(
             raw["max_rate"], metric.unit, where=where, key=f"{key}.max_rate"
         )
     return MeasureSpec(column, metric, kind, unit, unit_field, rollover, times, max_rate)
+
+
+def _measure_unit(raw: dict[str, Any], fail) -> tuple[Unit | None, str | None]:
+    """(unit, unit_field): the values' unit, or the field that holds it (the unit
+    then the default for a row without one); at least one is required."""
+    unit = None
+    if "unit" in raw:
+        unit = find_unit(str(raw["unit"]))
+        if unit is None:
+            raise fail("unit", f"unknown unit {raw['unit']!r} (see services/normalise/units.py)")
+    unit_field = raw.get("unit_field")
+    if unit_field is not None and (not isinstance(unit_field, str) or not unit_field):
+        raise fail("unit_field", "expected the name of the field that holds the unit")
+    if unit is None and unit_field is None:
+        raise fail("unit", "required: the unit of the values (or unit_field naming a field)")
+    return unit, unit_field
 
 
 def _step(raw: Any, fail) -> StepSpec:

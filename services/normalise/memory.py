@@ -95,35 +95,69 @@ def remember(
     ``lineage`` as in :func:`seen` (remembered for the last bucket, at most 16)."""
     new: dict[str, Any] = dict(state) if state else {}
     runs = [list(r) for r in new.get("runs") or []]
-    hwm = new.get("hwm")
     if lineage is not None and times:
-        tail = new.get("tail")
-        if tail and tail[0] == times[-1]:
-            new["tail"] = [tail[0], [*tail[1][-15:], lineage]]
-        else:
-            new["tail"] = [times[-1], [lineage]]
+        new["tail"] = _tail(new.get("tail"), times, lineage)
     elif times:
         new.pop("tail", None)
+    hwm = _publish(runs, new.get("hwm"), times)
+    if register is not None:
+        new["reg"] = [register[0], register[1]]
+    if hwm is None:
+        return new
+    kept, floor = _retain(runs, new.get("floor"), hwm - window_us, max_runs)
+    new["runs"] = kept
+    new["hwm"] = hwm
+    if floor is not None:
+        new["floor"] = floor
+    return new
+
+
+def _tail(tail: list | None, times: list[int], lineage: str) -> list:
+    """The latest bucket and the batches that gave it (the last 16), once ``times``
+    (not empty) of a coarsened record are published."""
+    if tail and tail[0] == times[-1]:
+        return [tail[0], [*tail[1][-15:], lineage]]
+    return [times[-1], [lineage]]
+
+
+def _publish(runs: list[list[int]], hwm: int | None, times: list[int]) -> int | None:
+    """Add ``times`` to ``runs`` (remember's own copies, changed in place: a run is
+    extended where it is) and return the new latest published time."""
     last = _last_run(runs, hwm)
     if times and (hwm is None or times[0] > hwm) and last is None:
         last = [times[0], 0, 1]
         runs.append(last)
         hwm, times = times[0], times[1:]
-    if times and times[0] > hwm and len(times) > 2:
-        # the usual case: a regular series continuing the last run, extended at once
-        start, step, count = last
-        if count == 1:
-            step = times[0] - start
-        n = len(times)
-        if (
-            step > 0
-            and times[0] == start + step * count
-            and times[-1] == times[0] + step * (n - 1)
-            and times == list(range(times[0], times[-1] + 1, step))
-        ):
-            last[1], last[2] = step, count + n
-            times = []
-            hwm = last[0] + step * (last[2] - 1)
+    if not times:
+        return hwm
+    if times[0] > hwm and len(times) > 2 and _extend_regular(last, times):
+        return last[0] + last[1] * (last[2] - 1)
+    return _add_points(runs, last, hwm, times)
+
+
+def _extend_regular(last: list[int], times: list[int]) -> bool:
+    """The usual case: a regular series continuing the last run, which is extended
+    at once (compared in C); False: not one, the points are added one by one."""
+    start, step, count = last
+    if count == 1:
+        step = times[0] - start
+    n = len(times)
+    if (
+        step > 0
+        and times[0] == start + step * count
+        and times[-1] == times[0] + step * (n - 1)
+        and times == list(range(times[0], times[-1] + 1, step))
+    ):
+        last[1], last[2] = step, count + n
+        return True
+    return False
+
+
+def _add_points(
+    runs: list[list[int]], last: list[int] | None, hwm: int | None, times: list[int]
+) -> int | None:
+    """Add the points one by one: a point after ``hwm`` continues the last run or
+    starts one; an earlier one (late data filling a gap) is a run of its own."""
     for t in times:
         if hwm is None or t > hwm:
             if last is not None:
@@ -142,16 +176,19 @@ def remember(
             hwm = t
         elif t != hwm:  # (t == hwm: a coarsened bucket continued, already in a run)
             insort(runs, [t, 0, 1])
-    if register is not None:
-        new["reg"] = [register[0], register[1]]
-    if hwm is None:
-        return new
-    floor = new.get("floor")
-    horizon = hwm - window_us
+    return hwm
+
+
+def _retain(
+    runs: list[list[int]], floor: int | None, horizon: int, max_runs: int
+) -> tuple[list[list[int]], int | None]:
+    """The runs kept (sorted) and the new floor: runs ending before ``horizon`` are
+    forgotten, then the oldest beyond ``max_runs``; either raises the floor."""
     kept = []
     for run in runs:
-        if _end(run) < horizon:
-            floor = max(floor or 0, _end(run) + 1)
+        end = run[0] + run[1] * (run[2] - 1)  # _end(run), inline: up to 64 runs a call
+        if end < horizon:
+            floor = max(floor or 0, end + 1)
         else:
             kept.append(run)
     kept.sort()
@@ -159,11 +196,7 @@ def remember(
         oldest = min(kept, key=_end)
         kept.remove(oldest)
         floor = max(floor or 0, _end(oldest) + 1)
-    new["runs"] = kept
-    new["hwm"] = hwm
-    if floor is not None:
-        new["floor"] = floor
-    return new
+    return kept, floor
 
 
 def _end(run: list[int]) -> int:

@@ -42,22 +42,27 @@ def load_plausibility(raw: Any, metrics: dict[str, Any], fail) -> Plausibility:
     action = raw.get("on_implausible", "flag")
     if action not in ACTIONS:
         raise fail("implausible.on_implausible", f"expected one of {', '.join(ACTIONS)}")
-    limits: dict[str, Limit] = {}
-    for name, spec in (raw.get("limits") or {}).items():
-        key = f"implausible.limits.{name}"
-        metric = metrics.get(name)
-        if metric is None:
-            raise fail(key, "not a metric of the vocabulary")
-        allowed = {"max_per_hour"} if metric.temporal == "interval" else {"min", "max"}
-        if not isinstance(spec, dict) or not spec or set(spec) - allowed:
-            raise fail(key, f"{metric.temporal} metric: expected {{{', '.join(sorted(allowed))}}}")
-        for bound, value in spec.items():
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise fail(f"{key}.{bound}", "expected a number")
-        if spec.get("max_per_hour", 1) <= 0:
-            raise fail(f"{key}.max_per_hour", "expected a positive number")
-        limits[name] = Limit(**{bound: float(value) for bound, value in spec.items()})
+    limits = {
+        name: _limit(f"implausible.limits.{name}", metrics.get(name), spec, fail)
+        for name, spec in (raw.get("limits") or {}).items()
+    }
     return Plausibility(action, limits)
+
+
+def _limit(key: str, metric: Any, spec: Any, fail) -> Limit:
+    """One metric's limit: ``max_per_hour`` for an interval metric, ``min``/``max``
+    for an instant one, numbers."""
+    if metric is None:
+        raise fail(key, "not a metric of the vocabulary")
+    allowed = {"max_per_hour"} if metric.temporal == "interval" else {"min", "max"}
+    if not isinstance(spec, dict) or not spec or set(spec) - allowed:
+        raise fail(key, f"{metric.temporal} metric: expected {{{', '.join(sorted(allowed))}}}")
+    for bound, value in spec.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise fail(f"{key}.{bound}", "expected a number")
+    if spec.get("max_per_hour", 1) <= 0:
+        raise fail(f"{key}.max_per_hour", "expected a positive number")
+    return Limit(**{bound: float(value) for bound, value in spec.items()})
 
 
 def implausible(
@@ -66,22 +71,26 @@ def implausible(
     """Positions of the values past ``limit`` (checked whole first: the common case
     is none, decided by two comparisons)."""
     if interval:
-        if limit.max_per_hour is None:
-            return []
-        per_second = limit.max_per_hour / 3600
-        known = bool(steps) and None not in steps and 0 not in steps  # type: ignore[operator]
-        if known and max(map(abs, values)) <= per_second * min(steps):  # type: ignore[type-var]
-            return []
-        return [
-            k
-            for k, v in enumerate(values)
-            if abs(v) > per_second * _step(steps[k] if steps else None)
-        ]
+        return _past_rate(limit, values, steps)
     low = limit.min if limit.min is not None else float("-inf")
     high = limit.max if limit.max is not None else float("inf")
     if low <= min(values) and max(values) <= high:
         return []
     return [k for k, v in enumerate(values) if not low <= v <= high]
+
+
+def _past_rate(limit: Limit, values: list[float], steps: list[int | None] | None) -> list[int]:
+    """Interval values past ``max_per_hour`` times their interval's hours (an
+    unknown step counts as a month)."""
+    if limit.max_per_hour is None:
+        return []
+    per_second = limit.max_per_hour / 3600
+    known = bool(steps) and None not in steps and 0 not in steps  # type: ignore[operator]
+    if known and max(map(abs, values)) <= per_second * min(steps):  # type: ignore[type-var]
+        return []
+    return [
+        k for k, v in enumerate(values) if abs(v) > per_second * _step(steps[k] if steps else None)
+    ]
 
 
 def _step(step: int | None) -> int:

@@ -286,19 +286,10 @@ def load_type_maps(
 
 
 def _type_map(model, by_attribute, carriers, aliases, ignore) -> TypeMap:
-    prefix = f"{model.type}."
-    detailed = {(c.entry.attribute, c.metric.name): c for c in carriers}
-    found: dict[str, list[Carrier]] = {}
-    for key, entries in by_attribute.items():
-        if not key.startswith(prefix):
-            continue
-        for metric_name, entry, metric in entries:
-            carrier = detailed.get((entry.attribute, metric_name)) or Carrier(
-                entry.attribute, entry, metric
-            )
-            found.setdefault(carrier.attribute, []).append(carrier)
-    for base in found:
-        found[base].sort(key=lambda c: not c.entry.when)  # conditional entries first
+    """One entity type's coverage: its attributes and the metrics they carry
+    (conditional entries first), their names (lowercased, with aliases) and the
+    attributes that describe rather than measure."""
+    found = _carriers_of(model, by_attribute, carriers)
     names = {base.lower(): base for base in found}
     names.update(aliases)
     described = {n.lower() for n in (*model.time, *(model.period or ()), *ignore)}
@@ -312,33 +303,41 @@ def _type_map(model, by_attribute, carriers, aliases, ignore) -> TypeMap:
     )
 
 
+def _carriers_of(model, by_attribute, carriers) -> dict[str, list[Carrier]]:
+    """Per attribute of the type, its carriers: the vocabulary's entries, with the
+    detail (member, values) the type's file gives them; conditional ones first."""
+    prefix = f"{model.type}."
+    detailed = {(c.entry.attribute, c.metric.name): c for c in carriers}
+    found: dict[str, list[Carrier]] = {}
+    for key, entries in by_attribute.items():
+        if not key.startswith(prefix):
+            continue
+        for metric_name, entry, metric in entries:
+            carrier = detailed.get((entry.attribute, metric_name)) or Carrier(
+                entry.attribute, entry, metric
+            )
+            found.setdefault(carrier.attribute, []).append(carrier)
+    for base in found:
+        found[base].sort(key=lambda c: not c.entry.when)  # conditional entries first
+    return found
+
+
 def _read_file(path: Path, metrics, models) -> tuple[str, list[Carrier], dict[str, str], set[str]]:
+    """One ``deploy/sdm/<Type>.yaml``: its type (declared or extended in ``models``),
+    carriers, alias names and descriptive attributes."""
     where = str(path)
 
     def fail(key: str, message: str) -> ConfigError:
         return ConfigError(message, source=where, key=key or None)
 
-    try:
-        raw = parse_strict(path.read_text(encoding="utf-8"), where)
-    except OSError as exc:
-        raise ConfigError(f"cannot read: {exc.strerror}", source=where) from exc
-    if not isinstance(raw, dict):
-        raise fail("", "expected a mapping: type, schema, time, attributes, ignore")
-    for key in raw:
-        if key not in _FILE_KEYS:
-            raise fail(key, f"unknown key; allowed: {', '.join(_FILE_KEYS)}")
-    type_name = raw.get("type")
-    if not isinstance(type_name, str) or path.stem != type_name:
-        raise fail("type", f"expected the entity type, the file's own name ({path.stem})")
-    schema = raw.get("schema")
-    if not isinstance(schema, dict) or set(schema) != set(_SCHEMA_KEYS):
-        raise fail("schema", "expected {repository, path, commit} of the schema it was read from")
+    raw = _read_raw(path, fail)
+    type_name = raw["type"]
     _model(raw, type_name, models, fail)
-    carriers: list[Carrier] = []
-    names: dict[str, str] = {}
     attributes = raw.get("attributes") or {}
     if not isinstance(attributes, dict):
         raise fail("attributes", "expected attribute name -> {metric, unit, ...}")
+    carriers: list[Carrier] = []
+    names: dict[str, str] = {}
     for name, spec in attributes.items():
         carrier, alias_names = _carrier(type_name, str(name), spec, metrics, fail)
         carriers.append(carrier)
@@ -350,16 +349,30 @@ def _read_file(path: Path, metrics, models) -> tuple[str, list[Carrier], dict[st
     return type_name, carriers, names, set(ignore)
 
 
+def _read_raw(path: Path, fail: Fail) -> dict[str, Any]:
+    """A type file parsed, with its keys, its type (the file's own name) and the
+    schema it was read from checked."""
+    try:
+        raw = parse_strict(path.read_text(encoding="utf-8"), str(path))
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", source=str(path)) from exc
+    if not isinstance(raw, dict):
+        raise fail("", "expected a mapping: type, schema, time, attributes, ignore")
+    for key in raw:
+        if key not in _FILE_KEYS:
+            raise fail(key, f"unknown key; allowed: {', '.join(_FILE_KEYS)}")
+    type_name = raw.get("type")
+    if not isinstance(type_name, str) or path.stem != type_name:
+        raise fail("type", f"expected the entity type, the file's own name ({path.stem})")
+    schema = raw.get("schema")
+    if not isinstance(schema, dict) or set(schema) != set(_SCHEMA_KEYS):
+        raise fail("schema", "expected {repository, path, commit} of the schema it was read from")
+    return raw
+
+
 def _model(raw: dict, type_name: str, models: dict[str, SdmModel], fail: Fail) -> None:
     """Declare the type, or extend the time attributes vocabulary.yaml gives it."""
-    time = raw.get("time")
-    period = raw.get("period")
-    if time is not None and not (isinstance(time, list) and all(isinstance(t, str) for t in time)):
-        raise fail("time", "expected a list of time attribute names")
-    if period is not None and not (
-        isinstance(period, list) and len(period) == 2 and all(isinstance(p, str) for p in period)
-    ):
-        raise fail("period", "expected [from attribute, to attribute]")
+    time, period = _time_fields(raw, fail)
     existing = models.get(type_name)
     if existing is None:
         if not time:
@@ -374,7 +387,22 @@ def _model(raw: dict, type_name: str, models: dict[str, SdmModel], fail: Fail) -
     )
 
 
+def _time_fields(raw: dict, fail: Fail) -> tuple[list[str] | None, list[str] | None]:
+    """(time, period) of a type file, checked: attribute names, a period's two."""
+    time = raw.get("time")
+    period = raw.get("period")
+    if time is not None and not (isinstance(time, list) and all(isinstance(t, str) for t in time)):
+        raise fail("time", "expected a list of time attribute names")
+    if period is not None and not (
+        isinstance(period, list) and len(period) == 2 and all(isinstance(p, str) for p in period)
+    ):
+        raise fail("period", "expected [from attribute, to attribute]")
+    return time, period
+
+
 def _carrier(type_name, name, spec, metrics, fail: Fail) -> tuple[Carrier, list[str]]:
+    """One attribute of a type file: the metric it carries (kind, unit, a member of
+    a structured value, a table of states), and its legacy alias names."""
     key = f"attributes.{name}"
     if not isinstance(spec, dict):
         raise fail(key, "expected {metric, unit, kind, aliases, values, when}")
@@ -384,6 +412,19 @@ def _carrier(type_name, name, spec, metrics, fail: Fail) -> tuple[Carrier, list[
     metric = metrics.get(spec.get("metric"))
     if metric is None:
         raise fail(f"{key}.metric", f"{spec.get('metric')!r} is not a metric of the vocabulary")
+    kind, unit = _kind_and_unit(key, spec, metric, fail)
+    base, _, member = name.partition(".")
+    table = _values_table(key, spec.get("values"), fail)
+    when = spec.get("when") or {}
+    aliases = spec.get("aliases") or []
+    if not isinstance(when, dict) or not isinstance(aliases, list):
+        raise fail(key, "when is {attribute: value}, aliases a list of names")
+    entry = SdmEntry(type_name, name, kind, unit, tuple((str(k), str(v)) for k, v in when.items()))
+    return Carrier(base, entry, metric, member or None, table), [str(a) for a in aliases]
+
+
+def _kind_and_unit(key: str, spec: dict, metric: Metric, fail: Fail):
+    """The attribute's kind (the metric's default) and unit, checked together."""
     kind = spec.get("kind", "interval" if metric.temporal == "interval" else "instantaneous")
     if kind not in KINDS:
         raise fail(f"{key}.kind", f"expected one of {', '.join(KINDS)}")
@@ -393,17 +434,14 @@ def _carrier(type_name, name, spec, metrics, fail: Fail) -> tuple[Carrier, list[
             f"{key}.unit", f"unknown unit {spec.get('unit')!r} (services/normalise/units.py)"
         )
     check_kind(metric, kind, unit, fail=lambda message: fail(f"{key}.unit", message))
-    base, _, member = name.partition(".")
-    values = spec.get("values")
+    return kind, unit
+
+
+def _values_table(key: str, values: Any, fail: Fail) -> dict[str, float] | None:
+    """A state's table (``free: 0, occupied: 1``), keys lowercased; None: none."""
     if values is not None and not (
         isinstance(values, dict)
         and all(isinstance(v, int | float) and not isinstance(v, bool) for v in values.values())
     ):
         raise fail(f"{key}.values", "expected state -> number")
-    when = spec.get("when") or {}
-    aliases = spec.get("aliases") or []
-    if not isinstance(when, dict) or not isinstance(aliases, list):
-        raise fail(key, "when is {attribute: value}, aliases a list of names")
-    entry = SdmEntry(type_name, name, kind, unit, tuple((str(k), str(v)) for k, v in when.items()))
-    table = {str(k).lower(): float(v) for k, v in values.items()} if values else None
-    return Carrier(base, entry, metric, member or None, table), [str(a) for a in aliases]
+    return {str(k).lower(): float(v) for k, v in values.items()} if values else None

@@ -48,9 +48,7 @@ class TimeBounds:
         present = times if times and None not in times else None  # the usual case, in C
         if present and min(present) >= low and (latest is None or max(present) <= latest):
             return []
-        if latest is None:
-            return [i for i, t in enumerate(times) if t is not None and t < low]
-        return [i for i, t in enumerate(times) if t is not None and not low <= t <= latest]
+        return _outside(times, low, latest)
 
     def describe(self) -> str:
         """The bounds in words, for dead letters and ``citeplus normalise check``."""
@@ -59,6 +57,14 @@ class TimeBounds:
             f"not before {first} UTC and at most {self.ahead_us / 3_600_000_000:g} h "
             "after the record was received"
         )
+
+
+def _outside(times: Sequence[int | None], low: int, latest: int | None) -> list[int]:
+    """Positions of the times before ``low`` or after ``latest`` (None: no upper
+    bound known), the None ones aside."""
+    if latest is None:
+        return [i for i, t in enumerate(times) if t is not None and t < low]
+    return [i for i, t in enumerate(times) if t is not None and not low <= t <= latest]
 
 
 def bounds_from_config(

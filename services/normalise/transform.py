@@ -87,6 +87,45 @@ class Outcome:
         return sum(len(o["values"]) for o in self.observations)
 
 
+@dataclass(frozen=True, slots=True)
+class _Shape:
+    """A record as its mapping reads it: the columns (a Smart Data Models plan's when
+    the entity has a model), the mapped measures found in them, and the row count."""
+
+    mapping: SourceMapping
+    columns: dict[str, Any]
+    measures: list[MeasureSpec]
+    n: int
+    model: SdmModel | None = None
+    plan: Plan | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _Entity:
+    """What the measures of one record share: the fields of every observation
+    (``base``), where the state is read, the source whose time zone and lateness
+    apply (None for a coarsened record: the defaults) and the lineage that tells a
+    coarsened bucket's parts apart (None: a record's values are remembered)."""
+
+    base: dict[str, Any]
+    get_state: StateGetter
+    source: SourceMapping | None = None
+    lineage: str | None = None
+
+
+# The per-measure values are plain tuples (a NamedTuple costs a Python call each:
+# a Smart Data Models entity has a dozen one-row measures, and the call shows).
+# A measure's row times (UTC µs, None: unknown), their quality flags, and steps (s).
+_Timing = tuple[list[int | None], list[int], list[int | None] | None]
+# The readings to use, in time order, each time once: times, raw values, flags,
+# steps, and the unit conversion (one for all, or one per reading).
+_Picked = tuple[
+    list[int], list[float], list[int], list[int | None] | None, Conversion | list[Conversion]
+]
+# Readings as published: times, values, quality flags, steps.
+_Readings = tuple[list[int], list[float], list[int], list[int | None]]
+
+
 def state_key(city: str, pseudonym: str, metric: str) -> str:
     return f"{city}|{pseudonym}|{metric}"
 
@@ -160,6 +199,9 @@ class Normaliser:
         # (measure, unit, integrate) -> checked conversion; measures live as long as we do
         self._conversions_seen: dict[tuple[int, str, bool], Conversion] = {}
         self._sdm_specs: dict[tuple[str, str, str], MeasureSpec] = {}
+        # time specs -> a token standing for their value, found by identity (see _token)
+        self._tokens: dict[int, tuple[Any, int]] = {}
+        self._by_value: dict[Any, int] = {}
         default = vocabulary.plausibility.on_implausible
         self._refuse = {
             key: (found.on_implausible or default) == "refuse" for key, found in mappings.items()
@@ -167,6 +209,37 @@ class Normaliser:
 
     # -- entry point --------------------------------------------------------------
     def normalise(self, record: dict[str, Any], get_state: StateGetter) -> Outcome:
+        """One record's observations, new states, drops and dead letters. Pure: state is
+        read through ``get_state`` and the new states come back in the Outcome."""
+        shape = self._shape(record)
+        if shape is None:
+            return Outcome()  # an inventory entity (a container, a station): nothing measured
+        base = self._base(shape, record)
+        out = Outcome()
+        if shape.plan is not None:
+            out.dropped_attributes = shape.plan.dropped
+            if shape.plan.unmapped_values:
+                out.dropped["unmapped-state"] += shape.plan.unmapped_values
+        time_cache: dict[Any, Any] = {}
+        coarse = (record.get("attributes") or {}).get(COARSENED)
+        if coarse:
+            lineage, timing_of = _coarsened_timing(record, coarse, shape)
+            entity = _Entity(base, get_state, None, lineage)
+        else:
+            timing_of = self._record_timing(shape, record, time_cache)
+            entity = _Entity(base, get_state, shape.mapping)
+        for measure in shape.measures:
+            timing = timing_of(measure)  # outside the try: a bad time rejects the record
+            try:
+                self._measure(measure, shape.columns, timing, entity, out)
+            except ATTRIBUTE_ERRORS as exc:
+                out.rejected.append(_reject(measure, shape.measures, shape.columns, exc))
+        out.letters.extend(time_cache.get("letters", ()))
+        return out
+
+    def _shape(self, record: dict[str, Any]) -> _Shape | None:
+        """The record as its mapping reads it (None: an inventory entity, nothing
+        measured); raises for an unmapped source, an unknown type or no measure."""
         city, source = record["city"], record["source"]
         mapping = self.mappings.get((city, source))
         if mapping is None:
@@ -181,15 +254,7 @@ class Normaliser:
         plan: Plan | None = None
         measures = [m for m in mapping.measures if m.column in columns]
         if mapping.smart_data_models:
-            entity_type = record.get("entity_type")
-            model = self.vocabulary.models.get(entity_type or "")
-            if model is None and not mapping.measures:
-                raise RejectedInput(
-                    "unknown-entity-type",
-                    f"entity type {entity_type!r} has no built-in Smart Data Models mapping; "
-                    f"known types: {', '.join(sorted(self.vocabulary.models))} (to add one: "
-                    "docs/normalise.md, 'Smart Data Models')",
-                )
+            model = self._model(mapping, record)
             if model is not None:
                 plan = self.vocabulary.types[model.type].plan(
                     columns, _structural(mapping, measures)
@@ -197,190 +262,195 @@ class Normaliser:
                 columns = plan.columns
                 measures += self._sdm_measures(model, plan)
         if not measures and plan is not None and not plan.dropped:
-            return Outcome()  # an inventory entity (a container, a station): nothing measured
+            return None
         if not measures:
-            unknown = f"; not in the vocabulary: {', '.join(plan.dropped)}" if plan else ""
-            wanted = ", ".join(sorted({m.column for m in mapping.measures})) or "(built-in)"
+            raise _no_measure(mapping, record, columns, plan)
+        return _Shape(mapping, columns, measures, n, model, plan)
+
+    def _model(self, mapping: SourceMapping, record: dict[str, Any]) -> SdmModel | None:
+        """The built-in Smart Data Models mapping of the record's entity type (None:
+        none, which only a source mapping measures of its own may have)."""
+        entity_type = record.get("entity_type")
+        model = self.vocabulary.models.get(entity_type or "")
+        if model is None and not mapping.measures:
             raise RejectedInput(
-                "no-measure",
-                f"none of the mapped measures ({wanted}) is in the record "
-                f"(fields: {', '.join(sorted(columns)) or 'none'}){unknown}; check the privacy "
-                f"policy keeps them and the mapping of {city}/{source}",
+                "unknown-entity-type",
+                f"entity type {entity_type!r} has no built-in Smart Data Models mapping; "
+                f"known types: {', '.join(sorted(self.vocabulary.models))} (to add one: "
+                "docs/normalise.md, 'Smart Data Models')",
             )
-        pseudonym = record["entity_pseudonym"]
-        base = {
-            "city": city,
-            "entity_pseudonym": pseudonym,
+        return model
+
+    def _base(self, shape: _Shape, record: dict[str, Any]) -> dict[str, Any]:
+        """The fields every observation of the record shares."""
+        mapping, columns = shape.mapping, shape.columns
+        return {
+            "city": record["city"],
+            "entity_pseudonym": record["entity_pseudonym"],
             "entity_type": mapping.entity_type or record.get("entity_type"),
             "zone": self._zone(mapping, columns, record),
             "sector": self._sector(mapping, columns, record),
             "position": None,
-            "source": source,
+            "source": record["source"],
             "dataset": record["dataset"],
             "lineage_id": record["lineage_id"],
             "key_epoch": record.get("key_epoch"),
         }
-        out = Outcome()
-        if plan is not None:
-            out.dropped_attributes = plan.dropped
-            if plan.unmapped_values:
-                out.dropped["unmapped-state"] += plan.unmapped_values
-        coarse = (record.get("attributes") or {}).get(COARSENED)
-        if coarse:
-            # anonymise summed the rows per bucket: times are the bucket starts (UTC)
-            events = list(record.get("event_times") or [])
-            if len(events) != n:
-                raise RejectedInput(
-                    "malformed-record", "a coarsened record must carry one event time per row"
-                )
-            steps = _bucket_steps(events, coarse, mapping.timezone)
-            # A day leaves anonymise once, whole: the same day again (a push re-sent
-            # without an idempotency key: another lineage) is known by its value.
-            lineage = BY_CONTENT if coarse == "P1D" else record["lineage_id"]
-            for measure in measures:
-                try:
-                    self._measure(
-                        measure, columns, events, [0] * n, steps, base, get_state, out, lineage
-                    )
-                except ATTRIBUTE_ERRORS as exc:
-                    out.rejected.append(_reject(measure, measures, columns, exc))
-            return out
-        steps = self._steps(mapping.step, model, columns, n, mapping)
-        time_cache: dict[Any, tuple[list[int | None], list[int]]] = {}
-        for measure in measures:
+
+    def _record_timing(
+        self, shape: _Shape, record: dict[str, Any], cache: dict[Any, Any]
+    ) -> Callable[[MeasureSpec], _Timing]:
+        """How a measure of a (not coarsened) record finds its times: its own time
+        fields, else its Smart Data Models ones, else the mapping's (parsed once per
+        record through ``cache``); the steps are the record's, shared."""
+        mapping, model, n = shape.mapping, shape.model, shape.n
+        steps = self._steps(mapping.step, model, shape.columns, n, mapping)
+
+        def timing(measure: MeasureSpec) -> _Timing:
             specs = measure.times or (
                 self._sdm_time_specs(model, measure.column, mapping) if model else mapping.times
             )
-            times, tflags = self._times(
-                specs, columns, record, n, model is not None, time_cache, mapping
+            times, flags = self._times(
+                specs, shape.columns, record, n, model is not None, cache, mapping
             )
-            try:
-                self._measure(
-                    measure, columns, times, tflags, steps, base, get_state, out, source=mapping
-                )
-            except ATTRIBUTE_ERRORS as exc:
-                out.rejected.append(_reject(measure, measures, columns, exc))
-        for reason, message in time_cache.get("letters", ()):
-            out.letters.append((reason, message))
-        return out
+            return times, flags, steps
+
+        return timing
 
     # -- one measure ------------------------------------------------------------------
     def _measure(
         self,
         spec: MeasureSpec,
         columns: dict[str, Any],
-        times: list[int | None],
-        tflags: list[int],
-        steps: list[int | None] | None,
-        base: dict[str, Any],
-        get_state: StateGetter,
+        timing: _Timing,
+        entity: _Entity,
         out: Outcome,
-        lineage: str | None = None,
-        *,
-        source: SourceMapping | None = None,
     ) -> None:
+        """One measure's observations, state and drops, added to the record's ``out``
+        (one tally per record that each step adds to: an Outcome per measure, merged,
+        cost a Smart Data Models entity of a dozen one-row measures a tenth more);
+        raises one of ATTRIBUTE_ERRORS for a unit it cannot convert, before anything
+        is counted, so that the attribute alone is set aside."""
         metric = spec.metric
-        key = state_key(base["city"], base["entity_pseudonym"], metric.name)
-        state = get_state(key)
+        key = state_key(entity.base["city"], entity.base["entity_pseudonym"], metric.name)
+        state = entity.get_state(key)
+        times, tflags, steps = timing
         if state and any(tflags) and any(q & TIME_AMBIGUOUS for q in tflags):
-            zone = source.timezone if source else DEFAULT_TIMEZONE
+            zone = entity.source.timezone if entity.source else DEFAULT_TIMEZONE
             times, tflags = localtime.place_repeated_hour(times, tflags, state, zone)
         values, bad = numbers(columns[spec.column])
         integrate = spec.kind == "average" and metric.temporal == "interval"
         convs = self._conversions(spec, columns, len(values), integrate)  # may reject it
         if bad:
             out.dropped["bad-value"] += bad
-
-        # readings with a value and a time, in time order, each time once
-        idx = _select(values, times, tflags, out)
-        if idx is None:
-            ts, raw, qs = list(times), values, list(tflags)
-            sel_steps = list(steps) if steps is not None else None
-            sel_convs = convs
-        else:
-            if not idx:
-                return
-            ts = [times[i] for i in idx]
-            raw = [values[i] for i in idx]
-            qs = [tflags[i] for i in idx]
-            sel_steps = [steps[i] for i in idx] if steps is not None else None
-            sel_convs = convs if isinstance(convs, Conversion) else [convs[i] for i in idx]
-        if not ts:
+        picked = _in_time_order(values, times, tflags, steps, convs, out)
+        if picked is None:
             return
-
-        decimals = metric.decimals
         if spec.kind == "cumulative":
-            found = self._register_intervals(spec, columns, ts, raw, qs, sel_convs, state, out)
-            if found is None:
-                return
-            ts, vs, qs, st, new_state = found
-            interval = True
-            ts, vs, qs, st = self._plausible(metric, base, ts, vs, qs, st, interval, out)
+            done = self._cumulative(spec, columns, picked, state, entity, out)
         else:
-            interval = metric.temporal == "interval"
-            st = sel_steps
-            if (integrate or interval) and (st is None or None in st):
-                st = _infer_steps(ts, st, qs)
-            if st is None:
-                st = [None] * len(ts)
-            if isinstance(sel_convs, Conversion):
-                conv = sel_convs
-                if conv.integrate:
-                    if None in st:
-                        keep = [k for k, step in enumerate(st) if step is not None]
-                        out.dropped["no-step"] += len(ts) - len(keep)
-                        ts, raw, qs, st = _pick(keep, ts, raw, qs, st)
-                    factor = conv.scale / 3600
-                    vs = [
-                        round(v * factor * step, decimals) for v, step in zip(raw, st, strict=True)
-                    ]
-                elif conv.identity:
-                    vs = list(raw)
-                else:
-                    scale, offset = conv.scale, conv.offset
-                    vs = [round(v * scale + offset, decimals) for v in raw]
-            else:
-                vs = []
-                keep = []
-                for k, (v, conv, step) in enumerate(zip(raw, sel_convs, st, strict=True)):
-                    if conv.integrate:
-                        if step is None:
-                            out.dropped["no-step"] += 1
-                            continue
-                        vs.append(round(v * conv.scale * step / 3600, decimals))
-                    else:
-                        vs.append(round(v * conv.scale + conv.offset, decimals))
-                    keep.append(k)
-                if len(keep) != len(ts):
-                    ts, _, qs, st = _pick(keep, ts, raw, qs, st)
-            ts, vs, qs, st = self._plausible(metric, base, ts, vs, qs, st, interval, out)
-            if not ts:
-                return
-            # Clamped before being compared and remembered: a correction then replaces
-            # the value that was published, not the raw one.
-            _check_range(metric, vs, qs, interval)
-            horizon = source.lateness_us if source else DEFAULT_LATENESS_US
-            identity = _bucket_identity(lineage, state, ts, vs)
-            verdict = versions.sort_out(state, ts, vs, horizon_us=horizon, lineage=identity)
-            fixes = _corrections(verdict, ts, vs, qs, st, out, source)
-            if verdict.new is not None:
-                ts, vs, qs, st = _pick(verdict.new, ts, vs, qs, st)
-            if not ts and fixes is None:
-                return
-            new_state = memory.remember(
-                state,
-                ts,
-                lineage=_bucket_identity(lineage, None, ts, vs),
-                window_us=self.window_us,
-                max_runs=self.max_runs,
-            )
-            if lineage is None:
-                new_state = _remember_values(new_state, ts, vs, fixes, horizon)
-            if fixes is not None:
-                self._emit(out, base, metric, *fixes[:4], interval, revisions=fixes[4:])
-        out.states[key] = new_state
-        if ts:
-            self._emit(out, base, metric, ts, vs, qs, st, interval)
+            done = self._converted(spec, picked, integrate, state, entity, out)
+        if done is not None:
+            new_state, readings, interval = done
+            out.states[key] = new_state
+            if readings[0]:
+                self._emit(out, entity.base, metric, *readings, interval)
+
+    def _cumulative(
+        self,
+        spec: MeasureSpec,
+        columns: dict[str, Any],
+        picked: _Picked,
+        state: dict[str, Any] | None,
+        entity: _Entity,
+        out: Outcome,
+    ) -> tuple[dict[str, Any], _Readings, bool] | None:
+        """A register's readings as interval consumption (registers.py), checked for
+        plausibility, and the meter's new state; None: every reading was stale."""
+        ts, raw, qs, _, convs = picked
+        found = self._register_intervals(spec, columns, ts, raw, qs, convs, state, out)
+        if found is None:
+            return None
+        ts, vs, qs, st, new_state = found
+        readings = self._plausible(spec.metric, entity.base, ts, vs, qs, st, True, out)
+        return new_state, readings, True
+
+    def _converted(
+        self,
+        spec: MeasureSpec,
+        picked: _Picked,
+        integrate: bool,
+        state: dict[str, Any] | None,
+        entity: _Entity,
+        out: Outcome,
+    ) -> tuple[dict[str, Any], _Readings, bool] | None:
+        """Readings in the metric's unit, checked for plausibility and range, then
+        compared with what was published (None: nothing left to publish or remember)."""
+        metric = spec.metric
+        interval = metric.temporal == "interval"
+        ts, raw, qs, st, convs = picked
+        # an average over an interval becomes the interval's quantity: it needs a step
+        if (integrate or interval) and (st is None or None in st):
+            st = _infer_steps(ts, st, qs)
+        if st is None:
+            st = [None] * len(ts)
+        decimals = metric.decimals
+        if not isinstance(convs, Conversion):  # several units in one record
+            ts, vs, qs, st = _convert_each(convs, ts, raw, qs, st, decimals, out)
+        elif convs.integrate:
+            if None in st:  # integrating needs a step: readings without one are counted
+                keep = [k for k, step in enumerate(st) if step is not None]
+                out.dropped["no-step"] += len(ts) - len(keep)
+                ts, raw, qs, st = _pick(keep, ts, raw, qs, st)
+            factor = convs.scale / 3600
+            vs = [round(v * factor * step, decimals) for v, step in zip(raw, st, strict=True)]
+        elif convs.identity:
+            vs = list(raw)
+        else:
+            scale, offset = convs.scale, convs.offset
+            vs = [round(v * scale + offset, decimals) for v in raw]
+        ts, vs, qs, st = self._plausible(metric, entity.base, ts, vs, qs, st, interval, out)
+        if not ts:
+            return None
+        # Clamped before being compared and remembered: a correction then replaces
+        # the value that was published, not the raw one.
+        _check_range(metric, vs, qs, interval)
+        return self._versioned(metric, (ts, vs, qs, st), state, entity, interval, out)
+
+    def _versioned(
+        self,
+        metric: Metric,
+        readings: tuple[list, list, list, list],
+        state: dict[str, Any] | None,
+        entity: _Entity,
+        interval: bool,
+        out: Outcome,
+    ) -> tuple[dict[str, Any], _Readings, bool] | None:
+        """The readings not published yet and the state remembering them; repeats are
+        counted, late ones dead-lettered, corrections emitted with their versions
+        (versions.py). None: nothing new and nothing to correct."""
+        ts, vs, qs, st = readings
+        source, lineage = entity.source, entity.lineage
+        horizon = source.lateness_us if source else DEFAULT_LATENESS_US
+        identity = _bucket_identity(lineage, state, ts, vs)
+        verdict = versions.sort_out(state, ts, vs, horizon_us=horizon, lineage=identity)
+        fixes = _corrections(verdict, ts, vs, qs, st, out, source)
+        if verdict.new is not None:
+            ts, vs, qs, st = _pick(verdict.new, ts, vs, qs, st)
+        if not ts and fixes is None:
+            return None
+        new_state = memory.remember(
+            state,
+            ts,
+            lineage=_bucket_identity(lineage, None, ts, vs),
+            window_us=self.window_us,
+            max_runs=self.max_runs,
+        )
+        if lineage is None:
+            new_state = _remember_values(new_state, ts, vs, fixes, horizon)
+        if fixes is not None:
+            self._emit(out, entity.base, metric, *fixes[:4], interval, revisions=fixes[4:])
+        return new_state, (ts, vs, qs, st), interval
 
     @staticmethod
     def _emit(out, base, metric, ts, vs, qs, st, interval, revisions=None) -> None:
@@ -535,50 +605,17 @@ class Normaliser:
 
     # -- time, step, zone, sector ------------------------------------------------------
     def _times(self, specs, columns, record, n, sdm: bool, cache, mapping: SourceMapping):
-        cache_key = specs
-        found = cache.get(cache_key)
+        """(times, flags) of the rows: the first of ``specs`` that gives a row a time
+        wins; a row none gives falls back on the transport's times (flagged), else is
+        invalid; times outside the source's bounds are set aside (_check_bounds).
+        Kept in ``cache`` per record: measures with the same specs share them."""
+        key = self._token(specs)
+        found = cache.get(key)
         if found is not None:
             return found
-        times: list[int | None] = [None] * n
-        flags = [0] * n
-        missing = n
-        for spec in specs:
-            column = columns.get(spec.field)
-            if column is None:
-                continue
-            parsed = cache.get(spec)
-            if parsed is None:
-                raw = column_values(column)
-                if sdm:
-                    raw = [
-                        v.split("/", 1)[0] if isinstance(v, str) and "/" in v else v for v in raw
-                    ]
-                parsed = parse_time_column(raw, spec)
-                cache[spec] = parsed
-            parsed_times, parsed_flags = parsed
-            if missing == n and None not in parsed_times:
-                times, flags, missing = list(parsed_times), list(parsed_flags), 0
-                break
-            for i in range(n):
-                if times[i] is None:
-                    if parsed_times[i] is not None:
-                        times[i] = parsed_times[i]
-                        flags[i] = parsed_flags[i]
-                    else:
-                        flags[i] |= parsed_flags[i] & ~TIME_INVALID
-            missing = times.count(None)
-            if not missing:
-                break
+        times, flags, missing = _read_times(specs, columns, n, sdm, cache)
         if missing:
-            events = record.get("event_times") or []
-            fallback: list[int] | None = list(events) if len(events) == n else None
-            fallback_flag = 0
-            # no time in the transport (Smart Data Models without one, historique TIC
-            # frames): the reception time is the event time, flagged
-            reception = sdm or mapping.format == "linky-tic"
-            if fallback is None and reception and record.get("received_at") is not None:
-                fallback = [record["received_at"]] * n
-                fallback_flag = TIME_FROM_RECEPTION
+            fallback, fallback_flag = _fallback_times(record, n, sdm, mapping)
             for i in range(n):
                 if times[i] is None:
                     if fallback is not None and not flags[i] & TIME_NONEXISTENT:
@@ -588,8 +625,20 @@ class Normaliser:
                         flags[i] |= TIME_INVALID
         _check_bounds(times, flags, record, mapping, cache)
         result = (times, flags)
-        cache[cache_key] = result
+        cache[key] = result
         return result
+
+    def _token(self, specs: tuple[TimeSpec, ...]) -> int:
+        """A small int for the value of ``specs``, the same for equal tuples, found by
+        identity: the tuples live as long as the mappings, and hashing one hashes each
+        TimeSpec in Python (a dozen calls per measure of a Smart Data Models entity).
+        The tuple is kept with its token, so its id is never reused while it is here."""
+        found = self._tokens.get(id(specs))
+        if found is not None and found[0] is specs:
+            return found[1]
+        token = self._by_value.setdefault(specs, len(self._by_value))
+        self._tokens[id(specs)] = (specs, token)
+        return token
 
     def _steps(
         self,
@@ -599,35 +648,12 @@ class Normaliser:
         n: int,
         mapping: SourceMapping,
     ) -> list[int | None] | None:
+        """Each row's step (s): the mapping's (fixed, or read from a field), else the
+        length of a Smart Data Models period; None: unknown (inferred later)."""
         if step is not None:
-            if step.seconds is not None:
-                return [step.seconds] * n
-            column = columns.get(step.field or "")
-            if column is None:
-                return None
-            raw = column_values(column)
-            distinct = set(raw)
-            if len(distinct) == 1:
-                value = raw[0]
-                return [None if value is None else parse_duration(value, step.format)] * n
-            parsed: dict[Any, int | None] = {}
-            out = []
-            for value in raw:
-                if value not in parsed:
-                    parsed[value] = None if value is None else parse_duration(value, step.format)
-                out.append(parsed[value])
-            return out
+            return _field_steps(step, columns, n)
         if model is not None and model.period is not None:
-            start_field, end_field = model.period
-            if start_field in columns and end_field in columns:
-                spec_a = TimeSpec(start_field, "iso8601", mapping.timezone)
-                spec_b = TimeSpec(end_field, "iso8601", mapping.timezone)
-                a, _ = parse_time_column(column_values(columns[start_field]), spec_a)
-                b, _ = parse_time_column(column_values(columns[end_field]), spec_b)
-                return [
-                    (y - x) // US if x is not None and y is not None and y > x else None
-                    for x, y in zip(a, b, strict=True)
-                ]
+            return _period_steps(model.period, columns, mapping.timezone)
         return None
 
     def _zone(self, mapping: SourceMapping, columns, record) -> str | None:
@@ -693,6 +719,160 @@ class Normaliser:
 
 
 # -- helpers -----------------------------------------------------------------------------
+def _read_times(specs, columns, n: int, sdm: bool, cache) -> tuple[list, list[int], int]:
+    """(times, flags, rows still without a time) from the time fields of ``specs``,
+    in order: a later field only fills the rows the earlier ones left without."""
+    times: list[int | None] = [None] * n
+    flags = [0] * n
+    missing = n
+    for spec in specs:
+        column = columns.get(spec.field)
+        if column is None:
+            continue
+        parsed = cache.get(spec)
+        if parsed is None:  # each field parsed once per record
+            raw = column_values(column)
+            if sdm:  # a Smart Data Models period ("start/end") counts from its start
+                raw = [v.split("/", 1)[0] if isinstance(v, str) and "/" in v else v for v in raw]
+            parsed = cache[spec] = parse_time_column(raw, spec)
+        parsed_times, parsed_flags = parsed
+        if missing == n and None not in parsed_times:
+            return list(parsed_times), list(parsed_flags), 0
+        for i in range(n):
+            if times[i] is None:
+                if parsed_times[i] is not None:
+                    times[i] = parsed_times[i]
+                    flags[i] = parsed_flags[i]
+                else:
+                    flags[i] |= parsed_flags[i] & ~TIME_INVALID
+        missing = times.count(None)
+        if not missing:
+            break
+    return times, flags, missing
+
+
+def _fallback_times(
+    record: dict[str, Any], n: int, sdm: bool, mapping: SourceMapping
+) -> tuple[list[int] | None, int]:
+    """The times of rows without one, and their flag: the transport's event times;
+    with no time in the transport (Smart Data Models without one, historique TIC
+    frames) the reception time, flagged; None: none (the rows are invalid)."""
+    events = record.get("event_times") or []
+    if len(events) == n:
+        return list(events), 0
+    reception = sdm or mapping.format == "linky-tic"
+    if reception and record.get("received_at") is not None:
+        return [record["received_at"]] * n, TIME_FROM_RECEPTION
+    return None, 0
+
+
+def _field_steps(step: StepSpec, columns: dict[str, Any], n: int) -> list[int | None] | None:
+    """The mapping's step: fixed, or a duration field parsed once per distinct value."""
+    if step.seconds is not None:
+        return [step.seconds] * n
+    column = columns.get(step.field or "")
+    if column is None:
+        return None
+    raw = column_values(column)
+    distinct = set(raw)
+    if len(distinct) == 1:
+        value = raw[0]
+        return [None if value is None else parse_duration(value, step.format)] * n
+    parsed: dict[Any, int | None] = {}
+    out = []
+    for value in raw:
+        if value not in parsed:
+            parsed[value] = None if value is None else parse_duration(value, step.format)
+        out.append(parsed[value])
+    return out
+
+
+def _period_steps(
+    period: tuple[str, str], columns: dict[str, Any], timezone: str
+) -> list[int | None] | None:
+    """The length of a Smart Data Models period (its start and end fields)."""
+    start_field, end_field = period
+    if start_field not in columns or end_field not in columns:
+        return None
+    spec_a = TimeSpec(start_field, "iso8601", timezone)
+    spec_b = TimeSpec(end_field, "iso8601", timezone)
+    a, _ = parse_time_column(column_values(columns[start_field]), spec_a)
+    b, _ = parse_time_column(column_values(columns[end_field]), spec_b)
+    return [
+        (y - x) // US if x is not None and y is not None and y > x else None
+        for x, y in zip(a, b, strict=True)
+    ]
+
+
+def _no_measure(
+    mapping: SourceMapping, record: dict[str, Any], columns: dict[str, Any], plan: Plan | None
+) -> RejectedInput:
+    """The rejection of a record none of whose mapped measures is there, saying which."""
+    unknown = f"; not in the vocabulary: {', '.join(plan.dropped)}" if plan else ""
+    wanted = ", ".join(sorted({m.column for m in mapping.measures})) or "(built-in)"
+    return RejectedInput(
+        "no-measure",
+        f"none of the mapped measures ({wanted}) is in the record "
+        f"(fields: {', '.join(sorted(columns)) or 'none'}){unknown}; check the privacy "
+        f"policy keeps them and the mapping of {record['city']}/{record['source']}",
+    )
+
+
+def _coarsened_timing(
+    record: dict[str, Any], coarse: str, shape: _Shape
+) -> tuple[str, Callable[[MeasureSpec], _Timing]]:
+    """A coarsened record's lineage and timing: anonymise summed the rows per bucket,
+    so the times are the bucket starts (UTC) and the steps the buckets' lengths."""
+    n = shape.n
+    events = list(record.get("event_times") or [])
+    if len(events) != n:
+        raise RejectedInput(
+            "malformed-record", "a coarsened record must carry one event time per row"
+        )
+    steps = _bucket_steps(events, coarse, shape.mapping.timezone)
+    # A day leaves anonymise once, whole: the same day again (a push re-sent
+    # without an idempotency key: another lineage) is known by its value.
+    lineage = BY_CONTENT if coarse == "P1D" else record["lineage_id"]
+    return lineage, lambda _measure: (events, [0] * n, steps)
+
+
+def _in_time_order(values, times, tflags, steps, convs, out: Outcome) -> _Picked | None:
+    """The readings with a value and a time, in time order, each time once (see
+    :func:`_select`); None: none."""
+    idx = _select(values, times, tflags, out)
+    if idx is None:
+        if not times:
+            return None
+        return list(times), values, list(tflags), list(steps) if steps is not None else None, convs
+    if not idx:
+        return None
+    return (
+        [times[i] for i in idx],
+        [values[i] for i in idx],
+        [tflags[i] for i in idx],
+        [steps[i] for i in idx] if steps is not None else None,
+        convs if isinstance(convs, Conversion) else [convs[i] for i in idx],
+    )
+
+
+def _convert_each(convs: list[Conversion], ts, raw, qs, st, decimals: int, out: Outcome) -> tuple:
+    """A conversion per reading (a unit field with several units in one record)."""
+    vs = []
+    keep = []
+    for k, (v, conv, step) in enumerate(zip(raw, convs, st, strict=True)):
+        if conv.integrate:
+            if step is None:
+                out.dropped["no-step"] += 1
+                continue
+            vs.append(round(v * conv.scale * step / 3600, decimals))
+        else:
+            vs.append(round(v * conv.scale + conv.offset, decimals))
+        keep.append(k)
+    if len(keep) != len(ts):
+        ts, _, qs, st = _pick(keep, ts, raw, qs, st)
+    return ts, vs, qs, st
+
+
 def _structural(mapping: SourceMapping, measures: list[MeasureSpec]) -> set[str]:
     """Columns that are no attribute of the entity's model: those the city maps itself
     (measures, zone, sector) and the rows count anonymise adds when it coarsens."""
@@ -905,35 +1085,41 @@ def _check_range(metric: Metric, values: list[float], quality: list[int], interv
 
 def _series(ts, vs, qs, steps, interval: bool):
     """(start, step_seconds, times, values, quality) per series to publish."""
-    n = len(ts)
     if interval:
-        step = steps[0]
-        if step is not None and steps.count(step) == n and _regular(ts, step * US):
-            yield ts[0], step, [], vs, qs
-            return
-        k = 0
-        while k < n:
-            step = steps[k]
-            if step is None:
-                j = k + 1
-                while j < n and steps[j] is None:
-                    j += 1
-                yield ts[k], 0, ts[k:j], vs[k:j], qs[k:j]
-                k = j
-                continue
-            step_us = step * US
-            j = k + 1
-            while j < n and steps[j] == step and ts[j] == ts[j - 1] + step_us:
-                j += 1
-            yield ts[k], step, [], vs[k:j], qs[k:j]
-            k = j
+        yield from _interval_series(ts, vs, qs, steps)
         return
-    if n >= 2:
+    if len(ts) >= 2:
         spacing = ts[1] - ts[0]
         if spacing > 0 and spacing % US == 0 and _regular(ts, spacing):
             yield ts[0], spacing // US, [], vs, qs
             return
     yield ts[0], 0, list(ts), vs, qs
+
+
+def _interval_series(ts, vs, qs, steps):
+    """Interval readings cut into regular runs (start + step); a run of readings
+    without a step is published with its times."""
+    n = len(ts)
+    step = steps[0]
+    if step is not None and steps.count(step) == n and _regular(ts, step * US):
+        yield ts[0], step, [], vs, qs
+        return
+    k = 0
+    while k < n:
+        step = steps[k]
+        if step is None:
+            j = k + 1
+            while j < n and steps[j] is None:
+                j += 1
+            yield ts[k], 0, ts[k:j], vs[k:j], qs[k:j]
+            k = j
+            continue
+        step_us = step * US
+        j = k + 1
+        while j < n and steps[j] == step and ts[j] == ts[j - 1] + step_us:
+            j += 1
+        yield ts[k], step, [], vs[k:j], qs[k:j]
+        k = j
 
 
 def _regular(ts: list[int], step_us: int) -> bool:

@@ -113,6 +113,28 @@ def remember(
     changelog with every batch, so it holds no time it can compute."""
     if "hwm" not in state:
         return state
+    segments = _with_values(state, times, values, corrected)
+    limit = state["hwm"] - horizon_us
+    if segments and segments[0][0] < limit:  # (else nothing is older: no call)
+        segments = _within(segments, limit)
+    new = {**state, "vals": segments}
+    versions = dict(state.get("vver") or {})
+    for t, version in (corrected or {}).items():
+        versions[str(t)] = version
+    first = segments[0][0] if segments else None
+    versions = {t: n for t, n in versions.items() if first is not None and int(t) >= first}
+    if versions:
+        new["vver"] = versions
+    else:
+        new.pop("vver", None)
+    return new
+
+
+def _with_values(
+    state: dict[str, Any], times: list[int], values: list[float], corrected: dict[int, int] | None
+) -> list[list]:
+    """The state's segments (copies) with these values: appended when they all come
+    after them (the usual case), else merged in time order (a correction or a gap)."""
     segments = [list(segment) for segment in state.get("vals") or []]
     last = segments[-1] if segments else None
     if times and last is not None and times[0] > _end(last) and not corrected:
@@ -124,24 +146,18 @@ def remember(
             merged[t] = (v, 0)
         segments = []
         _extend(segments, sorted(merged), [merged[t][0] for t in sorted(merged)])
-    versions = dict(state.get("vver") or {})
-    for t, version in (corrected or {}).items():
-        versions[str(t)] = version
-    limit = state["hwm"] - horizon_us
+    return segments
+
+
+def _within(segments: list[list], limit: int) -> list[list]:
+    """The segments without the values older than ``limit`` (the first one cut)."""
     while segments and _end(segments[0]) < limit:
         segments.pop(0)
     if segments and segments[0][0] < limit:
         begin, step, kept = segments[0]
         skip = -(-(limit - begin) // step)
         segments[0] = [begin + skip * step, step, kept[skip:]]
-    new = {**state, "vals": segments}
-    first = segments[0][0] if segments else None
-    versions = {t: n for t, n in versions.items() if first is not None and int(t) >= first}
-    if versions:
-        new["vver"] = versions
-    else:
-        new.pop("vver", None)
-    return new
+    return segments
 
 
 def _end(segment: list) -> int:

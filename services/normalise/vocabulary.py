@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 VOCABULARY_FILE = REPO_ROOT / "deploy" / "vocabulary.yaml"
 TEMPORALS = ("interval", "instant")
 KINDS = ("interval", "average", "cumulative", "instantaneous")
+METRIC_KEYS = frozenset(
+    ("domain", "unit", "temporal", "description", "decimals", "carrier", "min", "max", "sdm")
+)
 
 
 @dataclass(frozen=True)
@@ -88,13 +91,10 @@ class Vocabulary:
 
 
 def load_vocabulary(path: Path = VOCABULARY_FILE) -> Vocabulary:
+    """The vocabulary at ``path``, checked whole: the first fault found raises a
+    ConfigError naming its key (sectors, quality flags, models, metrics, ...)."""
     where = str(path)
-    try:
-        document = parse_strict(Path(path).read_text(encoding="utf-8"), where)
-    except OSError as exc:
-        raise ConfigError(f"cannot read the vocabulary: {exc.strerror}", source=where) from exc
-    if not isinstance(document, dict):
-        raise ConfigError("expected a mapping with metrics, sectors, ...", source=where)
+    document = _read_document(path, where)
 
     def fail(key: str, message: str) -> ConfigError:
         return ConfigError(message, source=where, key=key)
@@ -103,88 +103,9 @@ def load_vocabulary(path: Path = VOCABULARY_FILE) -> Vocabulary:
     if not isinstance(sectors, list) or not all(isinstance(s, str) and s for s in sectors):
         raise fail("sectors", "expected a list of sector names")
     _check_flags(document.get("quality_flags"), fail)
-
-    models: dict[str, SdmModel] = {}
-    for type_name, raw in (document.get("smart_data_models") or {}).items():
-        key = f"smart_data_models.{type_name}"
-        if not isinstance(raw, dict) or not _names(raw.get("time")):
-            raise fail(f"{key}.time", "expected a list of time attribute names")
-        period = raw.get("period")
-        if period is not None and (not _names(period) or len(period) != 2):
-            raise fail(f"{key}.period", "expected [from attribute, to attribute]")
-        models[type_name] = SdmModel(
-            type_name, tuple(raw["time"]), tuple(period) if period else None
-        )
-
-    raw_metrics = document.get("metrics")
-    if not isinstance(raw_metrics, dict) or not raw_metrics:
-        raise fail("metrics", "expected a mapping of metric name to its definition")
-    metrics: dict[str, Metric] = {}
-    by_attribute: dict[str, list[tuple[str, SdmEntry, Metric]]] = {}
-    for name, raw in raw_metrics.items():
-        key = f"metrics.{name}"
-        if not isinstance(name, str) or not isinstance(raw, dict):
-            raise fail(key, "expected a mapping (domain, unit, temporal, description)")
-        unknown = set(raw) - {
-            "domain",
-            "unit",
-            "temporal",
-            "description",
-            "decimals",
-            "carrier",
-            "min",
-            "max",
-            "sdm",
-        }
-        if unknown:
-            raise fail(f"{key}.{sorted(unknown)[0]}", "unknown key")
-        if raw.get("domain") not in DOMAINS:
-            raise fail(f"{key}.domain", f"expected one of {', '.join(DOMAINS)}")
-        unit = BY_SYMBOL.get(str(raw.get("unit")))
-        if unit is None:
-            raise fail(
-                f"{key}.unit",
-                f"{raw.get('unit')!r} is not a unit symbol of services/normalise/units.py",
-            )
-        if raw.get("temporal") not in TEMPORALS:
-            raise fail(f"{key}.temporal", f"expected one of {', '.join(TEMPORALS)}")
-        if not isinstance(raw.get("description"), str):
-            raise fail(f"{key}.description", "a description is required")
-        decimals = raw.get("decimals", 6)
-        if not isinstance(decimals, int) or not 0 <= decimals <= 12:
-            raise fail(f"{key}.decimals", "expected an integer from 0 to 12")
-        for bound in ("min", "max"):
-            if bound in raw and not isinstance(raw[bound], int | float):
-                raise fail(f"{key}.{bound}", "expected a number")
-        metric = Metric(
-            name=name,
-            domain=raw["domain"],
-            unit=unit,
-            temporal=raw["temporal"],
-            description=raw["description"],
-            decimals=decimals,
-            carrier=raw.get("carrier"),
-            min=raw.get("min"),
-            max=raw.get("max"),
-        )
-        entries = []
-        for i, entry in enumerate(raw.get("sdm") or ()):
-            entries.append(_sdm_entry(entry, f"{key}.sdm[{i}]", metric, models, fail))
-        metric = Metric(**{**metric.__dict__, "sdm": tuple(entries)})
-        metrics[name] = metric
-        for entry in entries:
-            by_attribute.setdefault(f"{entry.type}.{entry.attribute}", []).append(
-                (name, entry, metric)
-            )
-    for entries in by_attribute.values():
-        entries.sort(key=lambda item: not item[1].when)  # conditional entries first
-        plain = [e for e in entries if not e[1].when]
-        if len(plain) > 1:
-            raise fail(
-                f"metrics.{plain[1][0]}.sdm",
-                f"{plain[1][1].type}.{plain[1][1].attribute} is already mapped to "
-                f"{plain[0][0]} (add a `when` condition to one of them)",
-            )
+    models = _models(document.get("smart_data_models") or {}, fail)
+    metrics, by_attribute = _metrics(document.get("metrics"), models, fail)
+    _check_attributes(by_attribute, fail)
     from services.normalise.sdm_models import SDM_DIR, load_type_maps
 
     sdm_dir = SDM_DIR if Path(path) == VOCABULARY_FILE else Path(path).parent / "sdm"
@@ -201,6 +122,110 @@ def load_vocabulary(path: Path = VOCABULARY_FILE) -> Vocabulary:
         max_rates=max_rates,
         plausibility=plausibility,
     )
+
+
+def _read_document(path: Path, where: str) -> dict[str, Any]:
+    """The vocabulary file parsed (strict YAML: no duplicate keys)."""
+    try:
+        document = parse_strict(Path(path).read_text(encoding="utf-8"), where)
+    except OSError as exc:
+        raise ConfigError(f"cannot read the vocabulary: {exc.strerror}", source=where) from exc
+    if not isinstance(document, dict):
+        raise ConfigError("expected a mapping with metrics, sectors, ...", source=where)
+    return document
+
+
+def _models(raw_models: dict[str, Any], fail) -> dict[str, SdmModel]:
+    """``smart_data_models: {type: {time: [...], period: [from, to]}}``."""
+    models: dict[str, SdmModel] = {}
+    for type_name, raw in raw_models.items():
+        key = f"smart_data_models.{type_name}"
+        if not isinstance(raw, dict) or not _names(raw.get("time")):
+            raise fail(f"{key}.time", "expected a list of time attribute names")
+        period = raw.get("period")
+        if period is not None and (not _names(period) or len(period) != 2):
+            raise fail(f"{key}.period", "expected [from attribute, to attribute]")
+        models[type_name] = SdmModel(
+            type_name, tuple(raw["time"]), tuple(period) if period else None
+        )
+    return models
+
+
+def _metrics(
+    raw_metrics: Any, models: dict[str, SdmModel], fail
+) -> tuple[dict[str, Metric], dict[str, list[tuple[str, SdmEntry, Metric]]]]:
+    """The metrics, and the Smart Data Models attributes (``type.attribute``) that
+    carry them, in the order the file gives them."""
+    if not isinstance(raw_metrics, dict) or not raw_metrics:
+        raise fail("metrics", "expected a mapping of metric name to its definition")
+    metrics: dict[str, Metric] = {}
+    by_attribute: dict[str, list[tuple[str, SdmEntry, Metric]]] = {}
+    for name, raw in raw_metrics.items():
+        metric = _metric(name, raw, models, fail)
+        metrics[name] = metric
+        for entry in metric.sdm:
+            by_attribute.setdefault(f"{entry.type}.{entry.attribute}", []).append(
+                (name, entry, metric)
+            )
+    return metrics, by_attribute
+
+
+def _metric(name: Any, raw: Any, models: dict[str, SdmModel], fail) -> Metric:
+    """One metric checked, with its Smart Data Models entries."""
+    key = f"metrics.{name}"
+    if not isinstance(name, str) or not isinstance(raw, dict):
+        raise fail(key, "expected a mapping (domain, unit, temporal, description)")
+    unknown = set(raw) - METRIC_KEYS
+    if unknown:
+        raise fail(f"{key}.{sorted(unknown)[0]}", "unknown key")
+    if raw.get("domain") not in DOMAINS:
+        raise fail(f"{key}.domain", f"expected one of {', '.join(DOMAINS)}")
+    unit = BY_SYMBOL.get(str(raw.get("unit")))
+    if unit is None:
+        raise fail(
+            f"{key}.unit",
+            f"{raw.get('unit')!r} is not a unit symbol of services/normalise/units.py",
+        )
+    if raw.get("temporal") not in TEMPORALS:
+        raise fail(f"{key}.temporal", f"expected one of {', '.join(TEMPORALS)}")
+    if not isinstance(raw.get("description"), str):
+        raise fail(f"{key}.description", "a description is required")
+    decimals = raw.get("decimals", 6)
+    if not isinstance(decimals, int) or not 0 <= decimals <= 12:
+        raise fail(f"{key}.decimals", "expected an integer from 0 to 12")
+    for bound in ("min", "max"):
+        if bound in raw and not isinstance(raw[bound], int | float):
+            raise fail(f"{key}.{bound}", "expected a number")
+    metric = Metric(
+        name=name,
+        domain=raw["domain"],
+        unit=unit,
+        temporal=raw["temporal"],
+        description=raw["description"],
+        decimals=decimals,
+        carrier=raw.get("carrier"),
+        min=raw.get("min"),
+        max=raw.get("max"),
+    )
+    entries = [
+        _sdm_entry(entry, f"{key}.sdm[{i}]", metric, models, fail)
+        for i, entry in enumerate(raw.get("sdm") or ())
+    ]
+    return Metric(**{**metric.__dict__, "sdm": tuple(entries)})
+
+
+def _check_attributes(by_attribute: dict[str, list[tuple[str, SdmEntry, Metric]]], fail) -> None:
+    """Conditional entries first (sorted in place, as the plans read them); at most
+    one unconditional entry per attribute."""
+    for entries in by_attribute.values():
+        entries.sort(key=lambda item: not item[1].when)  # conditional entries first
+        plain = [e for e in entries if not e[1].when]
+        if len(plain) > 1:
+            raise fail(
+                f"metrics.{plain[1][0]}.sdm",
+                f"{plain[1][1].type}.{plain[1][1].attribute} is already mapped to "
+                f"{plain[0][0]} (add a `when` condition to one of them)",
+            )
 
 
 def _max_rates(raw: Any, metrics: dict[str, Metric], fail) -> dict[str, float]:
