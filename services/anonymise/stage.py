@@ -49,17 +49,31 @@ from services.runtime.errors import CiteplusError, RejectedInput
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.processor import BaseStage, Emit, InputMeta
 from services.runtime.state import restore
+from services.runtime.topics import TopicName, TopicRegistry, resolve_topics
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class AnonymiseTopics:
-    raw: str = "raw.v1"
-    anonymised: str = "anonymised.v1"
-    audit: str = "audit.v1"
-    state: str = "anonymise.state.v1"  # open days of daily-coarsened sources
+    """The names of the stage's topics, as resolved by its builder (deploy/topics.yaml)."""
+
+    raw: str = TopicName.RAW
+    anonymised: str = TopicName.ANONYMISED
+    audit: str = TopicName.AUDIT
+    state: str = TopicName.ANONYMISE_STATE  # open days of daily-coarsened sources
     dead_letters: str = dlq.DLQ_TOPIC  # the runner's: for a record's late days only
+
+    @classmethod
+    def resolve(cls, topics: TopicRegistry) -> AnonymiseTopics:
+        """The stage's topics under the registry's prefix."""
+        return cls(
+            topics.name(TopicName.RAW),
+            topics.name(TopicName.ANONYMISED),
+            topics.name(TopicName.AUDIT),
+            topics.name(TopicName.ANONYMISE_STATE),
+            topics.name(TopicName.DEAD_LETTERS),
+        )
 
 
 class AnonymiseStage(BaseStage):
@@ -342,6 +356,7 @@ def build_stage(
         "privacy policies and keyrings loaded",
         extra={"sources": len(policies), "keyrings": origins},
     )
+    topics = topics or AnonymiseTopics.resolve(resolve_topics())
     return AnonymiseStage(policies, keys, contracts, topics=topics, metrics=metrics, node=node)
 
 

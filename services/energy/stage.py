@@ -71,7 +71,7 @@ import time
 import zlib
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import Counter
@@ -102,10 +102,12 @@ from services.energy.windows import (
 from services.runtime import dlq, localday
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
-from services.runtime.errors import RejectedInput
+from services.runtime.errors import ConfigError, RejectedInput
 from services.runtime.metrics import ServiceMetrics
+from services.runtime.paths import TOPICS_FILE
 from services.runtime.processor import BaseStage, Emit, InputMeta
 from services.runtime.state import BatchState, ChangelogStore, restore
+from services.runtime.topics import TopicName, TopicRegistry, resolve_topics
 
 log = logging.getLogger(__name__)
 
@@ -131,19 +133,58 @@ METRIC_CARRIERS: dict[str, str | None] = {
 }
 
 
+def _declared_partitions() -> int:
+    return resolve_topics()[TopicName.ENERGY_REGROUPED].partitions
+
+
 @dataclass(frozen=True)
 class EnergyTopics:
-    """The topics this stage reads and writes (deploy/topics.yaml)."""
+    """The topics this stage reads and writes (deploy/topics.yaml), and the partition
+    count of the regrouped topic (= observations' and the state's: checked when
+    resolved), which decides where a city and carrier's state lives."""
 
-    observations: str = "observations.v1"
-    regrouped: str = "energy.regrouped.v1"
-    aggregates: str = "energy.aggregates.v1"
-    released: str = "energy.aggregates.released.v2"
-    state: str = "energy.state.v1"
+    observations: str = TopicName.OBSERVATIONS
+    regrouped: str = TopicName.ENERGY_REGROUPED
+    aggregates: str = TopicName.ENERGY_AGGREGATES
+    released: str = TopicName.ENERGY_RELEASED
+    state: str = TopicName.ENERGY_STATE
     dead_letters: str = dlq.DLQ_TOPIC
+    partitions: int = field(default_factory=_declared_partitions)
+
+    @classmethod
+    def resolve(cls, topics: TopicRegistry) -> EnergyTopics:
+        """The stage's topics under the registry's prefix; refuses a topics file whose
+        regrouped, state and observations topics differ in partition count."""
+        names = (OBSERVATIONS, REGROUPED, STATE) = (
+            TopicName.OBSERVATIONS,
+            TopicName.ENERGY_REGROUPED,
+            TopicName.ENERGY_STATE,
+        )
+        if len({topics[n].partitions for n in names}) != 1:
+            raise ConfigError(
+                f"{OBSERVATIONS}, {REGROUPED} and {STATE} must have the same "
+                "number of partitions (state follows the regrouped partition)",
+                source=str(TOPICS_FILE),
+            )
+        return cls(
+            *(topics.name(n) for n in ENERGY_TOPIC_NAMES),
+            partitions=topics[REGROUPED].partitions,
+        )
 
     def prefixed(self, prefix: str) -> EnergyTopics:
-        return replace(self, **{f.name: prefix + getattr(self, f.name) for f in fields(self)})
+        """The declared topics under ``prefix`` (tests, side-by-side runs)."""
+        return EnergyTopics.resolve(resolve_topics(prefix))
+
+
+# What EnergyTopics' fields name, in their order (provisioned by the service).
+ENERGY_TOPIC_NAMES = (
+    TopicName.OBSERVATIONS,
+    TopicName.ENERGY_REGROUPED,
+    TopicName.ENERGY_AGGREGATES,
+    TopicName.ENERGY_RELEASED,
+    TopicName.ENERGY_STATE,
+    TopicName.DEAD_LETTERS,
+)
 
 
 def group_partition(city: str, carrier: str, partitions: int) -> int:
@@ -172,7 +213,7 @@ class EnergyStage(BaseStage):
         metrics: ServiceMetrics | None = None,
         clock: Callable[[], int] = time.time_ns,
         name: str = NAME,
-        partitions: int = 6,
+        partitions: int | None = None,
         source_skew_us: int = SOURCE_SKEW_US,
         idle_close_us: int | None = None,
         timezones: Mapping[str, str] | None = None,
@@ -181,7 +222,8 @@ class EnergyStage(BaseStage):
         # city -> its IANA time zone (city file); a day is the city's local day
         self.timezones = dict(timezones or {})
         self.idle_close_us = idle_close_us
-        self.partitions = partitions
+        # From the resolved topics: the regrouped topic's partition count.
+        self.partitions = partitions if partitions is not None else topics.partitions
         self.source_skew_us = source_skew_us
         self.topics = topics
         self.input_topics = [topics.observations, topics.regrouped]

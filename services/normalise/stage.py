@@ -27,6 +27,7 @@ from services.runtime.config import NodeConfig
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.processor import BaseStage, Emit, InputMeta
 from services.runtime.state import ChangelogStore, restore
+from services.runtime.topics import TopicName, TopicRegistry, resolve_topics
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,22 @@ STORE = "series"
 
 @dataclass(frozen=True)
 class NormaliseTopics:
-    input: str = "anonymised.v1"
-    output: str = "observations.v1"
-    state: str = "normalise.state.v1"
+    """The names of the stage's topics, as resolved by its builder (deploy/topics.yaml)."""
+
+    input: str = TopicName.ANONYMISED
+    output: str = TopicName.OBSERVATIONS
+    state: str = TopicName.NORMALISE_STATE
     dead_letters: str = dlq.DLQ_TOPIC  # the runner's: letters for one attribute go there
+
+    @classmethod
+    def resolve(cls, topics: TopicRegistry) -> NormaliseTopics:
+        """The stage's topics under the registry's prefix."""
+        return cls(
+            topics.name(TopicName.ANONYMISED),
+            topics.name(TopicName.OBSERVATIONS),
+            topics.name(TopicName.NORMALISE_STATE),
+            topics.name(TopicName.DEAD_LETTERS),
+        )
 
 
 def compile_mappings(
@@ -198,4 +211,5 @@ def build_stage(
     metrics: ServiceMetrics,
 ) -> NormaliseStage:
     """The factory ``run_stage`` calls (declared topics, the repository's vocabulary)."""
-    return NormaliseStage(node, contracts, cities, metrics=metrics)
+    topics = NormaliseTopics.resolve(resolve_topics())
+    return NormaliseStage(node, contracts, cities, topics=topics, metrics=metrics)
