@@ -63,7 +63,7 @@ def meter_day_of(key: str) -> tuple[str, str, int] | None:
 
 
 # -- records ------------------------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class Watermarks:
     """Event time of a city and carrier: what decides which local days are closed."""
 
@@ -89,7 +89,7 @@ class Watermarks:
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class MeterDay:
     """One meter's readings of one local day: parallel lists of piece offsets (µs from
     the day's start), lengths (µs, 0 for an instant) and energies (kWh)."""
@@ -122,7 +122,7 @@ class MeterDay:
         }
 
 
-@dataclass
+@dataclass(slots=True)
 class GroupDay:
     """A city and carrier's local day: its version and the cells it has."""
 
