@@ -47,19 +47,32 @@ from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
 from services.runtime.errors import CiteplusError, RejectedInput
 from services.runtime.metrics import ServiceMetrics
-from services.runtime.processor import BaseStage, Emit, InputMeta
-from services.runtime.state import restore
+from services.runtime.stage import BaseStage, Emit, InputMeta, StageStore
+from services.runtime.topics import TopicName, TopicRegistry, resolve_topics
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class AnonymiseTopics:
-    raw: str = "raw.v1"
-    anonymised: str = "anonymised.v1"
-    audit: str = "audit.v1"
-    state: str = "anonymise.state.v1"  # open days of daily-coarsened sources
+    """The names of the stage's topics, as resolved by its builder (deploy/topics.yaml)."""
+
+    raw: str = TopicName.RAW
+    anonymised: str = TopicName.ANONYMISED
+    audit: str = TopicName.AUDIT
+    state: str = TopicName.ANONYMISE_STATE  # open days of daily-coarsened sources
     dead_letters: str = dlq.DLQ_TOPIC  # the runner's: for a record's late days only
+
+    @classmethod
+    def resolve(cls, topics: TopicRegistry) -> AnonymiseTopics:
+        """The stage's topics under the registry's prefix."""
+        return cls(
+            topics.name(TopicName.RAW),
+            topics.name(TopicName.ANONYMISED),
+            topics.name(TopicName.AUDIT),
+            topics.name(TopicName.ANONYMISE_STATE),
+            topics.name(TopicName.DEAD_LETTERS),
+        )
 
 
 class AnonymiseStage(BaseStage):
@@ -94,10 +107,12 @@ class AnonymiseStage(BaseStage):
             anonymised_topic=self.topics.anonymised,
             clock_us=lambda: int(self._clock() * 1_000_000),
         )
+        self.stores = (_OpenDays(self.days, restore=bool(self.daily_sources)), _Audit(self.ledger))
 
     # -- the transform -----------------------------------------------------------------
-    def process(self, record: dict[str, Any], meta: InputMeta) -> Iterable[Emit]:
-        self.days.begin_record()  # a rejected record, daily or not, undoes only its own writes
+    def transform(self, record: dict[str, Any], meta: InputMeta) -> Iterable[Emit]:
+        """A rejected record, daily or not, undoes only its own writes (the open days
+        are a declared store: the runtime opens and rolls back its savepoint)."""
         city, source = record["city"], record["source"]
         policy = self.policies.get(city, source)
         if policy is None:
@@ -252,39 +267,6 @@ class AnonymiseStage(BaseStage):
         """Days of sources that went quiet, closed by the wall clock."""
         return self.days.close(idle=True) if self.daily_sources else []
 
-    def on_commit(self) -> None:
-        self.ledger.commit()
-        self.days.commit()
-
-    def on_abort(self) -> None:
-        self.ledger.abort()
-        self.days.abort()
-
-    def on_record_failed(self) -> None:
-        self.days.rollback_record()
-
-    # -- partitions -------------------------------------------------------------------
-    def on_assign(self, partitions: list[int]) -> None:
-        """Restore the open days of the raw partitions this instance now owns."""
-        if not self.daily_sources or self.node is None or self.contracts is None:
-            return
-        started = time.monotonic()
-        codec = self.contracts.codec(self.topics.state)
-        read = restore(self.node, [self.days.store], partitions, codec.decode)
-        self.days.reindex()
-        log.info(
-            "open days restored",
-            extra={
-                "partitions": partitions,
-                "records": read,
-                "seconds": round(time.monotonic() - started, 3),
-            },
-        )
-
-    def on_revoke(self, partitions: list[int]) -> None:
-        if self.daily_sources:
-            self.days.forget(partitions)
-
     # -- dead letters -------------------------------------------------------------------
     def _pseudonymiser(self, record: dict[str, Any]):
         try:
@@ -325,6 +307,49 @@ class AnonymiseStage(BaseStage):
         return f"{record['city']}|{record['source']}|{pseudonymise(record['entity_id'])}".encode()
 
 
+class _OpenDays(StageStore):
+    """The open days of daily-coarsened sources, as a declared store: restored from
+    their changelog for the raw partitions this instance owns (only when some source
+    is daily), committed or dropped with the batch."""
+
+    def __init__(self, days: DayStore, *, restore: bool):
+        self.days = days
+        self.changelog = days.store if restore else None
+
+    def begin_record(self) -> None:
+        self.days.begin_record()
+
+    def rollback_record(self) -> None:
+        self.days.rollback_record()
+
+    def commit(self) -> None:
+        self.days.commit()
+
+    def abort(self) -> None:
+        self.days.abort()
+
+    def restored(self, partitions: list[int]) -> None:
+        if self.changelog is not None:
+            self.days.reindex()
+
+    def forget(self, partitions: list[int]) -> None:
+        if self.changelog is not None:
+            self.days.forget(partitions)
+
+
+class _Audit(StageStore):
+    """The batch's audit counts: counted in Prometheus once the batch committed."""
+
+    def __init__(self, ledger: AuditLedger):
+        self.ledger = ledger
+
+    def commit(self) -> None:
+        self.ledger.commit()
+
+    def abort(self) -> None:
+        self.ledger.abort()
+
+
 def build_stage(
     node: NodeConfig,
     contracts: Contracts,
@@ -342,6 +367,7 @@ def build_stage(
         "privacy policies and keyrings loaded",
         extra={"sources": len(policies), "keyrings": origins},
     )
+    topics = topics or AnonymiseTopics.resolve(resolve_topics())
     return AnonymiseStage(policies, keys, contracts, topics=topics, metrics=metrics, node=node)
 
 

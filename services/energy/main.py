@@ -6,19 +6,16 @@ from __future__ import annotations
 import argparse
 import logging
 import uuid
-from dataclasses import replace
 from pathlib import Path
 
 from services.policy.topics import declared_topics
 from services.runtime.cities import load_cities
 from services.runtime.commands import Command, cities_option, option
 from services.runtime.config import load_node_config
-from services.runtime.errors import CiteplusError, ConfigError
+from services.runtime.errors import CiteplusError
 from services.runtime.kafka import make_consumer
-from services.runtime.paths import TOPICS_FILE
 from services.runtime.provisioning import connect_contracts
 from services.runtime.service_main import run_stage, stage_options
-from services.runtime.topics import load_topics
 
 log = logging.getLogger(__name__)
 
@@ -27,30 +24,13 @@ log = logging.getLogger(__name__)
 
 
 def topic_specs(prefix: str = ""):
-    """The stage's topics (declared in deploy/topics.yaml), under ``prefix`` if given."""
-    from services.energy.stage import EnergyTopics
+    """The stage's topics (declared in deploy/topics.yaml), under ``prefix`` if given,
+    and what to provision for them."""
+    from services.energy.stage import ENERGY_TOPIC_NAMES, EnergyTopics
+    from services.runtime.topics import resolve_topics
 
-    declared = load_topics()
-    base = EnergyTopics()
-    specs = {
-        name: replace(declared[name], name=prefix + name)
-        for name in (
-            base.observations,
-            base.regrouped,
-            base.aggregates,
-            base.released,
-            base.state,
-            base.dead_letters,
-        )
-    }
-    counts = {specs[n].partitions for n in (base.observations, base.regrouped, base.state)}
-    if len(counts) != 1:
-        raise ConfigError(
-            f"{base.observations}, {base.regrouped} and {base.state} must have the same "
-            "number of partitions (state follows the regrouped partition)",
-            source=str(TOPICS_FILE),
-        )
-    return base.prefixed(prefix) if prefix else base, list(specs.values())
+    registry = resolve_topics(prefix)
+    return EnergyTopics.resolve(registry), registry.specs(*ENERGY_TOPIC_NAMES)
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -76,7 +56,6 @@ def serve(args: argparse.Namespace) -> int:
             lateness_us=int(args.lateness_hours * HOUR_US),
             metrics=metrics,
             name=f"{args.topic_prefix}{NAME}",
-            partitions=next(s.partitions for s in specs if s.name == topics.regrouped),
             idle_close_us=(
                 int(node.processing.idle_close_s * 1_000_000)
                 if node.processing.idle_close_s > 0

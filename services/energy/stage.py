@@ -69,10 +69,9 @@ import logging
 import math
 import time
 import zlib
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, fields, replace
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 from prometheus_client import Counter
 
@@ -85,8 +84,19 @@ from services.energy.aggregate import (
     release,
     windows_of_quarters,
 )
+from services.energy.day_index import Closing, DayIndex, GroupDayKey
 from services.energy.readings import known_parts
 from services.energy.secrecy import SecrecyPolicy
+from services.energy.state_records import (
+    GroupDay,
+    MeterDay,
+    Watermarks,
+    cell_day_key,
+    cell_name,
+    group_day_key,
+    meter_day_key,
+    watermarks_key,
+)
 from services.energy.windows import (
     DAY_US,
     HOUR_US,
@@ -102,10 +112,12 @@ from services.energy.windows import (
 from services.runtime import dlq, localday
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
-from services.runtime.errors import RejectedInput
+from services.runtime.errors import ConfigError, RejectedInput
 from services.runtime.metrics import ServiceMetrics
-from services.runtime.processor import BaseStage, Emit, InputMeta
-from services.runtime.state import BatchState, ChangelogStore, restore
+from services.runtime.paths import TOPICS_FILE
+from services.runtime.stage import BaseStage, Emit, InputMeta, Tally
+from services.runtime.state import BatchState, ChangelogStore
+from services.runtime.topics import TopicName, TopicRegistry, resolve_topics
 
 log = logging.getLogger(__name__)
 
@@ -131,19 +143,58 @@ METRIC_CARRIERS: dict[str, str | None] = {
 }
 
 
+def _declared_partitions() -> int:
+    return resolve_topics()[TopicName.ENERGY_REGROUPED].partitions
+
+
 @dataclass(frozen=True)
 class EnergyTopics:
-    """The topics this stage reads and writes (deploy/topics.yaml)."""
+    """The topics this stage reads and writes (deploy/topics.yaml), and the partition
+    count of the regrouped topic (= observations' and the state's: checked when
+    resolved), which decides where a city and carrier's state lives."""
 
-    observations: str = "observations.v1"
-    regrouped: str = "energy.regrouped.v1"
-    aggregates: str = "energy.aggregates.v1"
-    released: str = "energy.aggregates.released.v2"
-    state: str = "energy.state.v1"
+    observations: str = TopicName.OBSERVATIONS
+    regrouped: str = TopicName.ENERGY_REGROUPED
+    aggregates: str = TopicName.ENERGY_AGGREGATES
+    released: str = TopicName.ENERGY_RELEASED
+    state: str = TopicName.ENERGY_STATE
     dead_letters: str = dlq.DLQ_TOPIC
+    partitions: int = field(default_factory=_declared_partitions)
+
+    @classmethod
+    def resolve(cls, topics: TopicRegistry) -> EnergyTopics:
+        """The stage's topics under the registry's prefix; refuses a topics file whose
+        regrouped, state and observations topics differ in partition count."""
+        names = (OBSERVATIONS, REGROUPED, STATE) = (
+            TopicName.OBSERVATIONS,
+            TopicName.ENERGY_REGROUPED,
+            TopicName.ENERGY_STATE,
+        )
+        if len({topics[n].partitions for n in names}) != 1:
+            raise ConfigError(
+                f"{OBSERVATIONS}, {REGROUPED} and {STATE} must have the same "
+                "number of partitions (state follows the regrouped partition)",
+                source=str(TOPICS_FILE),
+            )
+        return cls(
+            *(topics.name(n) for n in ENERGY_TOPIC_NAMES),
+            partitions=topics[REGROUPED].partitions,
+        )
 
     def prefixed(self, prefix: str) -> EnergyTopics:
-        return replace(self, **{f.name: prefix + getattr(self, f.name) for f in fields(self)})
+        """The declared topics under ``prefix`` (tests, side-by-side runs)."""
+        return EnergyTopics.resolve(resolve_topics(prefix))
+
+
+# What EnergyTopics' fields name, in their order (provisioned by the service).
+ENERGY_TOPIC_NAMES = (
+    TopicName.OBSERVATIONS,
+    TopicName.ENERGY_REGROUPED,
+    TopicName.ENERGY_AGGREGATES,
+    TopicName.ENERGY_RELEASED,
+    TopicName.ENERGY_STATE,
+    TopicName.DEAD_LETTERS,
+)
 
 
 def group_partition(city: str, carrier: str, partitions: int) -> int:
@@ -151,12 +202,94 @@ def group_partition(city: str, carrier: str, partitions: int) -> int:
     return zlib.crc32(f"{city}|{carrier}".encode()) % partitions
 
 
-def _day_key(kind: str, city: str, carrier: str, day: int, *rest: str) -> str:
-    return "|".join((kind, city, carrier, str(day), *rest))
+class Meter(NamedTuple):
+    """Where one regrouped record's readings count: its group, cell and meter."""
+
+    city: str
+    carrier: str
+    zone: str
+    sector: str
+    meter: str
+
+
+# Names of the stage's counts (Tally): each counts only once its batch committed.
+READINGS = "readings"
+UNKNOWN_INTERVALS = "unknown"
+AGGREGATES = "aggregates"
+DAYS_RELEASED = "days"
+
+
+def _series_to_aggregate(record: dict[str, Any]) -> bool:
+    """Whether an energy series has readings to aggregate; RejectedInput when it is
+    not one energy can count (unit, shape, time or values)."""
+    if record["unit"] != "kWh":
+        raise RejectedInput(
+            "energy-unit",
+            f"{record['metric']} must be in kWh per interval, got {record['unit']!r}; "
+            "fix the unit conversion in normalise",
+        )
+    values = record["values"]
+    if not values:
+        return False
+    if record["step_seconds"] < 0 or (
+        record["step_seconds"] == 0 and len(record["times"]) != len(values)
+    ):
+        raise RejectedInput(
+            "energy-series",
+            "a series needs step_seconds > 0, or one time per value when step_seconds is 0",
+        )
+    first, end = reading_span(record)
+    if first < PLAUSIBLE_US[0] or end >= PLAUSIBLE_US[1]:
+        raise RejectedInput(
+            "time-implausible",
+            f"readings from {first} to {end} µs after 1970-01-01 UTC fall outside "
+            "2000-01-01 .. 2200-01-01: a broken clock or time field, not energy to "
+            "aggregate; fix the source (normalise's plausible_time catches it first)",
+        )
+    if any(not math.isfinite(v) or v < 0 for v in values):
+        raise RejectedInput(
+            "energy-value",
+            "interval energy must be a finite number >= 0 "
+            "(production is its own carrier, not a negative consumption)",
+        )
+    return True
+
+
+def _cell_of(record: dict[str, Any]) -> tuple[str, str, str]:
+    """(carrier, zone, sector) of an energy series; RejectedInput for names that
+    would break the aggregate keys."""
+    carrier = METRIC_CARRIERS[record["metric"]] or record.get("carrier") or DEFAULT_CARRIER
+    if carrier not in CARRIERS:
+        raise RejectedInput(
+            "energy-carrier", f"carrier {carrier!r} is not one of {', '.join(CARRIERS)}"
+        )
+    zone = record.get("zone") or UNKNOWN
+    sector = record.get("sector") or UNKNOWN
+    for label, value in (("city", record["city"]), ("zone", zone), ("sector", sector)):
+        if "|" in value or value == secrecy.TOTAL:
+            raise RejectedInput("energy-name", f"{label} {value!r} may not be '*' nor contain '|'")
+    return carrier, zone, sector
+
+
+def _readings_counter(metrics: ServiceMetrics | None) -> Counter | None:
+    if metrics is None:
+        return None
+    return Counter(
+        "citeplus_energy_readings_aggregated",
+        "Readings added to energy aggregates",
+        ["service"],
+        registry=metrics.registry,
+    )
 
 
 class EnergyStage(BaseStage):
-    """Observations in, EnergyAggregate upserts out (see the module's docstring)."""
+    """Observations in, EnergyAggregate upserts out (see the module's docstring).
+
+    Its stores: the changelog (``store``), the batch's writes to it, written once per
+    key when the batch ends (``state``), what is derived from it and what the batch
+    did (``index``: :class:`DayIndex`), and its counts (``readings``, ``counts``). The
+    runtime restores, commits and rolls them back.
+    """
 
     name = NAME
 
@@ -172,64 +305,50 @@ class EnergyStage(BaseStage):
         metrics: ServiceMetrics | None = None,
         clock: Callable[[], int] = time.time_ns,
         name: str = NAME,
-        partitions: int = 6,
+        partitions: int | None = None,
         source_skew_us: int = SOURCE_SKEW_US,
         idle_close_us: int | None = None,
         timezones: Mapping[str, str] | None = None,
     ):
         self.name = name
-        # city -> its IANA time zone (city file); a day is the city's local day
-        self.timezones = dict(timezones or {})
-        self.idle_close_us = idle_close_us
-        self.partitions = partitions
-        self.source_skew_us = source_skew_us
         self.topics = topics
         self.input_topics = [topics.observations, topics.regrouped]
         self.node = node
         self.contracts = contracts
+        # city -> its IANA time zone (city file); a day is the city's local day
+        self.timezones = dict(timezones or {})
         self.policies = dict(policies or {})
         self.default_policy = default_policy
         self.lateness_us = lateness_us
+        self.idle_close_us = idle_close_us
+        self.source_skew_us = source_skew_us
         self.clock = clock
+        # From the resolved topics: the regrouped topic's partition count.
+        self.partitions = partitions if partitions is not None else topics.partitions
         self.store = ChangelogStore(STORE, topics.state)
         self.state = BatchState(self.store)
-        # (city, carrier, day) -> quarters changed in this batch
-        self._dirty: dict[tuple[str, str, int], set[int]] = defaultdict(set)
-        # (city, carrier) -> day -> meter-day keys, for expiry
-        self._days: dict[tuple[str, str], dict[int, set[str]]] = defaultdict(
-            lambda: defaultdict(set)
-        )
-        # What was last published, to skip unchanged windows (lost on restart: the
-        # first update of a day then re-emits it whole, with a higher version).
-        self._published: dict[tuple[str, str, int], dict[str, tuple]] = defaultdict(dict)
-        # (city, carrier, day) -> (withheld pattern, cells) last published whole: when
-        # either changes, every window of the day is re-sent, so the records of a
-        # day never depend on the order in which its cells appeared.
-        self._patterns: dict[tuple[str, str, int], tuple[dict, tuple[str, ...]]] = {}
-        self._pending_published: dict[tuple[str, str, int], dict[str, tuple]] = defaultdict(dict)
-        self._pending_patterns: dict[tuple[str, str, int], tuple[dict, tuple[str, ...]]] = {}
-        # (city, carrier, day) -> (meter-day keys, partition, closed by): closed by this batch
-        self._closing: dict[tuple[str, str, int], tuple[set[str], int, str]] = {}
-        # (city, carrier) -> wall-clock µs of its last record (since this process owns it)
-        self._heard: dict[tuple[str, str], int] = {}
-        self.days_released = 0
-        self._readings = 0
-        self._unknown = 0
-        self._emitted = 0
-        self._released_days = 0
-        self.readings_aggregated = 0
-        self.unknown_intervals = 0  # values that were no reading (see readings.py)
-        self.aggregates_published = 0
-        self._counter = (
-            Counter(
-                "citeplus_energy_readings_aggregated",
-                "Readings added to energy aggregates",
-                ["service"],
-                registry=metrics.registry,
-            )
-            if metrics is not None
-            else None
-        )
+        self.index = DayIndex(self.store)
+        self.readings = Tally(_readings_counter(metrics), label=name)
+        self.counts = Tally()
+        self.stores = (self.store, self.state, self.index, self.readings, self.counts)
+
+    # -- committed counts ----------------------------------------------------------
+    @property
+    def readings_aggregated(self) -> int:
+        return self.readings.total(READINGS)
+
+    @property
+    def unknown_intervals(self) -> int:
+        """Values that were no reading (see readings.py)."""
+        return self.counts.total(UNKNOWN_INTERVALS)
+
+    @property
+    def aggregates_published(self) -> int:
+        return self.counts.total(AGGREGATES)
+
+    @property
+    def days_released(self) -> int:
+        return self.counts.total(DAYS_RELEASED)
 
     # -- per record ----------------------------------------------------------------
     def redact(self, original: bytes | None, record: dict[str, Any] | None) -> bytes | None:
@@ -238,12 +357,10 @@ class EnergyStage(BaseStage):
         warehouse; the letter's topic, partition and offset point to it."""
         return None
 
-    def process(self, record: dict[str, Any], meta: InputMeta) -> Iterator[Emit]:
-        self.state.begin_record()
+    def transform(self, record: dict[str, Any], meta: InputMeta) -> Iterator[Emit]:
         if meta.topic == self.topics.regrouped:
-            yield from self._aggregate(record, meta)
-        else:
-            yield from self._regroup(record, meta)
+            return self._aggregate(record, meta)
+        return self._regroup(record, meta)
 
     def _regroup(self, record: dict[str, Any], meta: InputMeta) -> Iterator[Emit]:
         """Keep energy readings, send them to their city and carrier's partition.
@@ -253,50 +370,11 @@ class EnergyStage(BaseStage):
         """
         if record["domain"] != "energy" or record["metric"] not in METRIC_CARRIERS:
             return
-        if record["unit"] != "kWh":
-            raise RejectedInput(
-                "energy-unit",
-                f"{record['metric']} must be in kWh per interval, got {record['unit']!r}; "
-                "fix the unit conversion in normalise",
-            )
-        values = record["values"]
-        if not values:
+        if not _series_to_aggregate(record):
             return
-        if record["step_seconds"] < 0 or (
-            record["step_seconds"] == 0 and len(record["times"]) != len(values)
-        ):
-            raise RejectedInput(
-                "energy-series",
-                "a series needs step_seconds > 0, or one time per value when step_seconds is 0",
-            )
-        first, end = reading_span(record)
-        if first < PLAUSIBLE_US[0] or end >= PLAUSIBLE_US[1]:
-            raise RejectedInput(
-                "time-implausible",
-                f"readings from {first} to {end} µs after 1970-01-01 UTC fall outside "
-                "2000-01-01 .. 2200-01-01: a broken clock or time field, not energy to "
-                "aggregate; fix the source (normalise's plausible_time catches it first)",
-            )
-        if any(not math.isfinite(v) or v < 0 for v in values):
-            raise RejectedInput(
-                "energy-value",
-                "interval energy must be a finite number >= 0 "
-                "(production is its own carrier, not a negative consumption)",
-            )
-        carrier = METRIC_CARRIERS[record["metric"]] or record.get("carrier") or DEFAULT_CARRIER
-        if carrier not in CARRIERS:
-            raise RejectedInput(
-                "energy-carrier", f"carrier {carrier!r} is not one of {', '.join(CARRIERS)}"
-            )
-        zone = record.get("zone") or UNKNOWN
-        sector = record.get("sector") or UNKNOWN
-        for label, value in (("city", record["city"]), ("zone", zone), ("sector", sector)):
-            if "|" in value or value == secrecy.TOTAL:
-                raise RejectedInput(
-                    "energy-name", f"{label} {value!r} may not be '*' nor contain '|'"
-                )
+        carrier, zone, sector = _cell_of(record)
         parts, unknown = known_parts(record)  # an unknown interval is not a measured 0
-        self._unknown += unknown
+        self.counts.add(UNKNOWN_INTERVALS, unknown)
         for part in parts:
             yield Emit(
                 self.topics.regrouped,
@@ -307,8 +385,15 @@ class EnergyStage(BaseStage):
             )
 
     def _aggregate(self, record: dict[str, Any], meta: InputMeta) -> Iterator[Emit]:
-        city, carrier = record["city"], record["carrier"]
-        zone, sector, meter = record["zone"], record["sector"], record["entity_pseudonym"]
+        """Add a regrouped record's readings to its open days; move the group's
+        watermark, which may close days (released at the end of the batch)."""
+        meter = Meter(
+            record["city"],
+            record["carrier"],
+            record["zone"],
+            record["sector"],
+            record["entity_pseudonym"],
+        )
         first, _ = reading_span(record)
         if meta.timestamp_ms > 0 and first > meta.timestamp_ms * 1000 + FUTURE_TOLERANCE_US:
             raise RejectedInput(
@@ -317,42 +402,56 @@ class EnergyStage(BaseStage):
                 "a wrong clock would close every open window",
             )
         source = (meta.key or b"").decode().rsplit("|", 1)[-1]
-        wm_key = f"wm|{city}|{carrier}"
-        marks = self.state.get(wm_key) or {"p": {}, "f": first}
-        sources, earliest = dict(marks["p"]), min(marks["f"], first)
-        closed = marks.get("c", 0)  # days before this one are closed and released
+        wm_key = watermarks_key(meter.city, meter.carrier)
+        marks = Watermarks.read(self.state.get(wm_key), first)
+        sources, earliest = dict(marks.partitions), min(marks.earliest, first)
         watermark = self._watermark(sources, earliest) if sources else None
+        by_day = pieces_by_day(record, self.timezone(meter.city))  # plausible: _regroup
+        self.index.heard[(meter.city, meter.carrier)] = self.clock() // 1000
+        open_days = self._open_days(by_day, marks.closed, watermark, meter.city)
+        newest = self._apply_days(meter, open_days, meta.partition, sources.get(source, 0))
+        late = len(by_day) - len(open_days)
+        letter = self._late_letter(record, meta, late, len(by_day)) if late else None
+        if newest > sources.get(source, 0) or earliest < marks.earliest:
+            sources[source] = max(newest, sources.get(source, 0))
+            self.state.set(
+                wm_key, Watermarks(sources, earliest, marks.closed).stored(), meta.partition
+            )
+            advanced = self._watermark(sources, earliest)
+            if watermark is None or advanced > watermark:
+                self._close_days(meter.city, meter.carrier, advanced, meta.partition)
+        if letter is not None:
+            yield letter
+
+    def _open_days(
+        self, by_day: dict[int, list[Piece]], closed: int, watermark: int | None, city: str
+    ) -> dict[int, list[Piece]]:
+        """The days of ``by_day`` that still take readings; RejectedInput when none does."""
         timezone = self.timezone(city)
-        by_day = pieces_by_day(record, timezone)  # times checked plausible in process()
         open_days = {
             d: p
             for d, p in by_day.items()
             if d >= closed and (watermark is None or self._open(d, watermark, timezone))
         }
-        self._heard[(city, carrier)] = self.clock() // 1000
-        late = len(by_day) - len(open_days)
         if not open_days:
             raise RejectedInput(
                 "too-late",
                 f"every reading falls in a local day ({timezone}) closed more than "
                 f"{self.lateness_us / HOUR_US:g} h ago (lateness); nothing was aggregated",
             )
+        return open_days
+
+    def _apply_days(
+        self, meter: Meter, open_days: dict[int, list[Piece]], partition: int, newest: int
+    ) -> int:
+        """Apply the pieces of every open day; returns the latest reading end seen."""
         readings = 0
-        newest = sources.get(source, 0)
         for day, pieces in sorted(open_days.items()):
-            self._apply(city, carrier, zone, sector, meter, day, pieces, meta.partition)
+            self._apply(meter, day, pieces, partition)
             readings += len(pieces)
             newest = max(newest, max(day + a + length for a, length, _ in pieces))
-        self._readings += readings
-        letter = self._late_letter(record, meta, late, len(by_day)) if late else None
-        if newest > sources.get(source, 0) or earliest < marks["f"]:
-            sources[source] = max(newest, sources.get(source, 0))
-            self.state.set(wm_key, {**marks, "p": sources, "f": earliest}, meta.partition)
-            advanced = self._watermark(sources, earliest)
-            if watermark is None or advanced > watermark:
-                self._close_days(city, carrier, advanced, meta.partition)
-        if letter is not None:
-            yield letter
+        self.readings.add(READINGS, readings)
+        return newest
 
     def _watermark(self, sources: Mapping[str, int], earliest: int) -> int:
         """The group's event time: the slowest observations partition's latest reading end.
@@ -376,47 +475,30 @@ class EnergyStage(BaseStage):
     def _open(self, day: int, watermark: int, timezone: str) -> bool:
         return localday.day_end(day, timezone) + self.lateness_us > watermark
 
-    def _apply(
-        self,
-        city: str,
-        carrier: str,
-        zone: str,
-        sector: str,
-        meter: str,
-        day: int,
-        pieces: list[Piece],
-        partition: int,
-    ) -> None:
-        md_key = _day_key("md", city, carrier, day, zone, sector, meter)
+    def _apply(self, meter: Meter, day: int, pieces: list[Piece], partition: int) -> None:
+        """Replace the meter's readings of the day by the merge with ``pieces`` (a
+        reading sent twice replaces the first), and the cell and group day with them."""
+        city, carrier = meter.city, meter.carrier
+        md_key = meter_day_key(city, carrier, day, meter.zone, meter.sector, meter.meter)
         stored = self.state.get(md_key)
-        old: list[Piece] = (
-            list(zip(stored["o"], stored["l"], stored["v"], strict=True)) if stored else []
-        )
+        old: list[Piece] = MeterDay.read(stored).pieces() if stored else []
         merged, removed, added = merge_pieces(old, pieces)
         if not removed and not added:
             return
-        cd_key = _day_key("cd", city, carrier, day, zone, sector)
-        cell = self.state.get(cd_key) or empty_cell_day(day_quarters(day, self.timezone(city)))
-        self.state.set(cd_key, apply_meter_change(cell, old, merged, removed, added), partition)
-        self.state.set(
-            md_key,
-            {
-                "o": [p[0] for p in merged],
-                "l": [p[1] for p in merged],
-                "v": [p[2] for p in merged],
-            },
-            partition,
-        )
-        gd_key = _day_key("gd", city, carrier, day)
-        group_day = self.state.get(gd_key) or {"v": 0, "cells": []}
-        name = f"{zone}|{sector}"
-        cells = group_day["cells"] if name in group_day["cells"] else [*group_day["cells"], name]
-        self.state.set(gd_key, {"v": group_day["v"] + 1, "cells": sorted(cells)}, partition)
+        cell = cell_name(meter.zone, meter.sector)
+        cd_key = cell_day_key(city, carrier, day, cell)
+        cell_day = self.state.get(cd_key) or empty_cell_day(day_quarters(day, self.timezone(city)))
+        self.state.set(cd_key, apply_meter_change(cell_day, old, merged, removed, added), partition)
+        self.state.set(md_key, MeterDay.of(merged).stored(), partition)
+        gd_key = group_day_key(city, carrier, day)
+        group_day = GroupDay.read(self.state.get(gd_key)) or GroupDay()
+        self.state.set(gd_key, group_day.changed(cell).stored(), partition)
         changed = (*removed, *added)
         low = min(a for a, _, _ in changed)
         high = max(a + max(length, 1) - 1 for a, length, _ in changed)
-        self._dirty[(city, carrier, day)].update(range(low // QUARTER_US, high // QUARTER_US + 1))
-        self._days[(city, carrier)][day].add(md_key)
+        quarters = range(low // QUARTER_US, high // QUARTER_US + 1)
+        self.index.batch.dirty[(city, carrier, day)].update(quarters)
+        self.index.days[(city, carrier)][day].add(md_key)
 
     def _close_days(
         self, city: str, carrier: str, watermark: int, partition: int, by: str = "watermark"
@@ -425,22 +507,26 @@ class EnergyStage(BaseStage):
         (and published one last time if the batch changed them), then their state
         is dropped. Every day before the last one closed counts as closed from now
         on, whatever the watermark says later (a close by the wall clock)."""
-        days = self._days.get((city, carrier), {})
+        days = self.index.days.get((city, carrier), {})
         timezone = self.timezone(city)
         closing = sorted(d for d in days if not self._open(d, watermark, timezone))
         for day in closing:
-            self._closing[(city, carrier, day)] = (days.pop(day), partition, by)
-        if closing:
-            wm_key = f"wm|{city}|{carrier}"
-            marks = self.state.get(wm_key)
-            bound = localday.day_end(closing[-1], timezone)
-            if marks is not None and marks.get("c", 0) < bound:
-                self.state.set(wm_key, {**marks, "c": bound}, partition)
+            self.index.batch.closing[(city, carrier, day)] = Closing(days.pop(day), partition, by)
+        if not closing:
+            return
+        wm_key = watermarks_key(city, carrier)
+        stored = self.state.get(wm_key)
+        bound = localday.day_end(closing[-1], timezone)
+        if stored is not None:
+            marks = Watermarks.read(stored, 0)
+            if marks.closed < bound:
+                marks.closed = bound
+                self.state.set(wm_key, marks.stored(), partition)
 
     def _release_closed_days(self, released_at: int) -> list[Emit]:
         """The one release of every day closed by this batch (or tick)."""
         emits = []
-        for (city, carrier, day), (_, _, closed_by) in sorted(self._closing.items()):
+        for (city, carrier, day), closing in sorted(self.index.batch.closing.items(), key=_first):
             table = self._table(city, carrier, day)
             if table is None:
                 continue
@@ -451,33 +537,36 @@ class EnergyStage(BaseStage):
                 carrier=carrier,
                 plan=plan_table(table, policy),
                 released_at=released_at,
-                closed_by=closed_by,
+                closed_by=closing.by,
             )
             emits += [Emit(self.topics.released, k, v, readings=0) for k, v in records]
-            self._released_days += 1
+            self.counts.add(DAYS_RELEASED)
         return emits
 
-    def _table(self, city: str, carrier: str, day: int) -> DayTable | None:
-        group_day = self.state.get(_day_key("gd", city, carrier, day))
+    def _table(
+        self, city: str, carrier: str, day: int, group_day: GroupDay | None = None
+    ) -> DayTable | None:
+        """The day's table of cells, as the batch sees it (None: no such day)."""
+        group_day = group_day or GroupDay.read(self.state.get(group_day_key(city, carrier, day)))
         if group_day is None:
             return None
         states = {}
-        for name in group_day["cells"]:
+        for name in group_day.cells:
             zone, sector = name.split("|")
-            states[(zone, sector)] = self.state.get(_day_key("cd", city, carrier, day, name))
+            states[(zone, sector)] = self.state.get(cell_day_key(city, carrier, day, name))
         return day_table(day, states)
 
     def _drop_closed_days(self) -> None:
-        for (city, carrier, day), (meter_keys, partition, _) in sorted(self._closing.items()):
-            gd_key = _day_key("gd", city, carrier, day)
-            group_day = self.state.get(gd_key)
-            for name in group_day["cells"] if group_day else ():
-                self.state.delete(_day_key("cd", city, carrier, day, name), partition)
-            self.state.delete(gd_key, partition)
-            for md_key in meter_keys:
-                self.state.delete(md_key, partition)
-            self._patterns.pop((city, carrier, day), None)
-            self._published.pop((city, carrier, day), None)
+        for day_key, closing in sorted(self.index.batch.closing.items(), key=_first):
+            city, carrier, day = day_key
+            gd_key = group_day_key(city, carrier, day)
+            group_day = GroupDay.read(self.state.get(gd_key))
+            for name in group_day.cells if group_day else ():
+                self.state.delete(cell_day_key(city, carrier, day, name), closing.partition)
+            self.state.delete(gd_key, closing.partition)
+            for md_key in closing.meter_keys:
+                self.state.delete(md_key, closing.partition)
+            self.index.drop(day_key)
             log.info("energy day closed", extra={"city": city, "carrier": carrier, "day": day})
 
     def _late_letter(self, record: dict[str, Any], meta: InputMeta, late: int, days: int) -> Emit:
@@ -510,39 +599,44 @@ class EnergyStage(BaseStage):
         batch's state changes; all of it commits with the batch's offsets."""
         now = self.clock() // 1000
         emits: list[Emit] = []
-        for (city, carrier, day), quarters in sorted(self._dirty.items()):
-            group_day = self.state.get(_day_key("gd", city, carrier, day))
-            if group_day is None:
-                continue
-            states = {}
-            for name in group_day["cells"]:
-                zone, sector = name.split("|")
-                states[(zone, sector)] = self.state.get(_day_key("cd", city, carrier, day, name))
-            table = day_table(day, states)
-            policy = self.policies.get(city, self.default_policy)
-            pattern = plan_table(table, policy)
-            shape = (pattern[0], tuple(group_day["cells"]))
-            changed = self._patterns.get((city, carrier, day)) != shape
-            records = publish(
-                table,
-                city=city,
-                carrier=carrier,
-                plan=pattern,
-                version=group_day["v"],
-                computed_at=now,
-                only=None if changed else windows_of_quarters(quarters),
-            )
-            self._pending_patterns[(city, carrier, day)] = shape
-            for key, value in records:
-                fingerprint = tuple(value[k] for k in _FINGERPRINT)
-                if self._published[(city, carrier, day)].get(key) == fingerprint:
-                    continue
-                self._pending_published[(city, carrier, day)][key] = fingerprint
-                emits.append(Emit(self.topics.aggregates, key, value, readings=0))
-                self._emitted += 1
+        for day_key, quarters in sorted(self.index.batch.dirty.items()):
+            emits += self._publish_day(day_key, quarters, now)
         emits.extend(self._release_closed_days(now))
         self._drop_closed_days()
         emits.extend(self.state.flush())
+        return emits
+
+    def _publish_day(self, day_key: GroupDayKey, quarters: set[int], now: int) -> list[Emit]:
+        """The day's windows that changed since they were last published (all of them
+        when its withheld pattern or its cells changed: the records of a day never
+        depend on the order in which its cells appeared)."""
+        city, carrier, day = day_key
+        group_day = GroupDay.read(self.state.get(group_day_key(city, carrier, day)))
+        if group_day is None:
+            return []
+        table = self._table(city, carrier, day, group_day)
+        pattern = plan_table(table, self.policies.get(city, self.default_policy))
+        shape = (pattern[0], tuple(group_day.cells))
+        changed = self.index.shapes.get(day_key) != shape
+        records = publish(
+            table,
+            city=city,
+            carrier=carrier,
+            plan=pattern,
+            version=group_day.version,
+            computed_at=now,
+            only=None if changed else windows_of_quarters(quarters),
+        )
+        self.index.batch.shapes[day_key] = shape
+        published, pending = self.index.published[day_key], self.index.batch.published[day_key]
+        emits = []
+        for key, value in records:
+            fingerprint = tuple(value[k] for k in _FINGERPRINT)
+            if published.get(key) == fingerprint:
+                continue
+            pending[key] = fingerprint
+            emits.append(Emit(self.topics.aggregates, key, value, readings=0))
+        self.counts.add(AGGREGATES, len(emits))
         return emits
 
     def on_tick(self) -> Iterable[Emit]:
@@ -559,87 +653,27 @@ class EnergyStage(BaseStage):
         if self.idle_close_us is None:
             return []
         now = self.clock() // 1000
-        for (city, carrier), days in sorted(self._days.items()):
-            heard = self._heard.setdefault((city, carrier), now)
+        for (city, carrier), days in sorted(self.index.days.items(), key=_first):
+            heard = self.index.heard.setdefault((city, carrier), now)
             if not days or now - heard < self.idle_close_us:
                 continue
             partition = group_partition(city, carrier, self.partitions)
             self._close_days(city, carrier, now, partition, by="idle")
-        if not self._closing:
+        if not self.index.batch.closing:
             return []
         return self.end_batch()
 
     def on_commit(self) -> None:
-        self.store.commit()
-        for group_day, fingerprints in self._pending_published.items():
-            if group_day not in self._closing:
-                self._published[group_day].update(fingerprints)
-        self._patterns.update(
-            (k, v) for k, v in self._pending_patterns.items() if k not in self._closing
-        )
-        self.readings_aggregated += self._readings
-        self.unknown_intervals += self._unknown
-        if self._unknown:
-            log.info("unknown intervals not aggregated", extra={"values": self._unknown})
-        self.aggregates_published += self._emitted
-        self.days_released += self._released_days
-        if self._counter is not None:
-            self._counter.labels(self.name).inc(self._readings)
-        self._reset_batch()
+        """The stores commit (the runtime's part); a batch that met values that were no
+        reading says so once."""
+        unknown = self.counts.batch(UNKNOWN_INTERVALS)
+        super().on_commit()
+        if unknown:
+            log.info("unknown intervals not aggregated", extra={"values": unknown})
 
-    def on_abort(self) -> None:
-        self.store.abort()
-        self.state.clear()
-        self._reset_batch()
-        self._reindex()  # days closed by the aborted batch are open again
 
-    def on_record_failed(self) -> None:
-        self.state.rollback_record()
-
-    def _reset_batch(self) -> None:
-        self._dirty.clear()
-        self._closing.clear()
-        self._pending_published.clear()
-        self._pending_patterns.clear()
-        self._readings = 0
-        self._unknown = 0
-        self._emitted = 0
-        self._released_days = 0
-
-    # -- partitions ----------------------------------------------------------------
-    def on_assign(self, partitions: list[int]) -> None:
-        """Restore the state of the regrouped partitions this instance now owns.
-
-        The consumer's range assignment gives partition i of both inputs to the
-        same instance (they have the same partition count), and the state of a
-        city and carrier lives in the changelog partition of its regrouped one.
-        """
-        codec = self.contracts.codec(self.topics.state)
-        started = time.monotonic()
-        read = restore(self.node, [self.store], partitions, codec.decode)
-        self._reindex()
-        log.info(
-            "energy state restored",
-            extra={
-                "partitions": partitions,
-                "records": read,
-                "keys": len(self.store),
-                "seconds": round(time.monotonic() - started, 3),
-            },
-        )
-
-    def on_revoke(self, partitions: list[int]) -> None:
-        self.store.forget(partitions)
-        self._reindex()
-
-    def _reindex(self) -> None:
-        self._days.clear()
-        self._published.clear()
-        self._patterns.clear()
-        for key in self.store.live_keys():
-            if key.startswith("md|"):
-                _, city, carrier, day, _rest = key.split("|", 4)
-                self._days[(city, carrier)][int(day)].add(key)
+def _first(item: tuple[Any, Any]) -> Any:
+    return item[0]
 
 
 _FINGERPRINT = (

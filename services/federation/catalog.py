@@ -27,7 +27,7 @@ from services.federation.calls import Caller, FederationError, invalid
 from services.policy.sharing import SharingPolicy, sharing_policies
 from services.runtime.cities import CityConfig
 from services.runtime.paths import DEPLOY_DIR
-from services.runtime.topics import partner_topic
+from services.runtime.topics import TopicName, partner_topic
 from services.runtime.yaml_config import parse_strict
 from services.warehouse.port import Warehouse
 
@@ -49,19 +49,17 @@ class FederationTopics:
 
     @property
     def public_observations(self) -> str:
-        return f"{self.prefix}public.observations.v1"
+        return self.prefix + TopicName.PUBLIC_OBSERVATIONS
 
     @property
     def public_aggregates(self) -> str:
-        return f"{self.prefix}public.energy.aggregates.v2"
+        return self.prefix + TopicName.PUBLIC_AGGREGATES
 
     def shared_observations(self, partner: str) -> str:
-        return partner_topic(f"{self.prefix}public.shared.{{partner}}.observations.v1", partner)
+        return partner_topic(self.prefix + TopicName.SHARED_OBSERVATIONS, partner)
 
     def shared_aggregates(self, partner: str) -> str:
-        return partner_topic(
-            f"{self.prefix}public.shared.{{partner}}.energy.aggregates.v2", partner
-        )
+        return partner_topic(self.prefix + TopicName.SHARED_AGGREGATES, partner)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from services.runtime.errors import OversizedBatch
 from services.runtime.group_commit import GroupCommitProducer, OutgoingMessage
 from services.runtime.kafka import MAX_MESSAGE_BYTES
 from services.runtime.metrics import ServiceMetrics
+from services.runtime.topics import TopicName
 
 if TYPE_CHECKING:
     from services.ingest.idempotency import IdempotencyStore
@@ -40,7 +41,7 @@ class IngestTopics:
     ``dead_letters`` (shared, landed in the warehouse) their redacted letters.
     Left empty, it is the raw dead-letter topic beside ``dead_letters``."""
 
-    raw: str = "raw.v1"
+    raw: str = TopicName.RAW
     dead_letters: str = dlq.DLQ_TOPIC
     raw_dead_letters: str = ""
 

@@ -44,6 +44,7 @@ from prometheus_client import Counter
 from services.runtime.codec import TopicCodec
 from services.runtime.group_commit import OutgoingMessage
 from services.runtime.metrics import ServiceMetrics
+from services.runtime.topics import TopicName, companion
 
 if TYPE_CHECKING:
     from services.ingest.core import IngestCore
@@ -54,7 +55,7 @@ log = logging.getLogger(__name__)
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
 STORE = "ingest-idempotency"
-STATE_TOPIC = "ingest.state.v1"
+STATE_TOPIC = TopicName.INGEST_STATE
 MIN_RETENTION_S = 24 * 3600
 DEFAULT_RETENTION_S = 24 * 3600
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
@@ -98,9 +99,7 @@ class _Entry:
 def state_topic_beside(raw_topic: str) -> str:
     """The state topic that goes with a raw topic (``test.x.raw.v1`` ->
     ``test.x.ingest.state.v1``), so prefixed copies of the topics stay together."""
-    if raw_topic.endswith("raw.v1"):
-        return raw_topic[: -len("raw.v1")] + STATE_TOPIC
-    return f"{raw_topic}.ingest.state"
+    return companion(raw_topic, TopicName.RAW, STATE_TOPIC, fallback=".ingest.state")
 
 
 def check_key(key: str) -> str:

@@ -25,8 +25,9 @@ from services.runtime.cities import CityConfig
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
 from services.runtime.metrics import ServiceMetrics
-from services.runtime.processor import BaseStage, Emit, InputMeta
-from services.runtime.state import ChangelogStore, restore
+from services.runtime.stage import BaseStage, Emit, InputMeta, StageStore, Tally
+from services.runtime.state import ChangelogStore
+from services.runtime.topics import TopicName, TopicRegistry, resolve_topics
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,22 @@ STORE = "series"
 
 @dataclass(frozen=True)
 class NormaliseTopics:
-    input: str = "anonymised.v1"
-    output: str = "observations.v1"
-    state: str = "normalise.state.v1"
+    """The names of the stage's topics, as resolved by its builder (deploy/topics.yaml)."""
+
+    input: str = TopicName.ANONYMISED
+    output: str = TopicName.OBSERVATIONS
+    state: str = TopicName.NORMALISE_STATE
     dead_letters: str = dlq.DLQ_TOPIC  # the runner's: letters for one attribute go there
+
+    @classmethod
+    def resolve(cls, topics: TopicRegistry) -> NormaliseTopics:
+        """The stage's topics under the registry's prefix."""
+        return cls(
+            topics.name(TopicName.ANONYMISED),
+            topics.name(TopicName.OBSERVATIONS),
+            topics.name(TopicName.NORMALISE_STATE),
+            topics.name(TopicName.DEAD_LETTERS),
+        )
 
 
 def compile_mappings(
@@ -92,12 +105,11 @@ class NormaliseStage(BaseStage):
             registry=registry,
         )
         self.dropped_attributes = DroppedAttributes(registry)
-        self._pending_drops: dict[str, int] = {}
+        self.drops = Tally(self.dropped)  # readings not published, by reason
+        self.stores = (self.store, self.drops, _AttributeDrops(self.dropped_attributes))
 
     # -- transform ----------------------------------------------------------------------
-    def process(self, record: dict[str, Any], meta: InputMeta) -> Iterable[Emit]:
-        self.store.begin_record()
-        self.dropped_attributes.end_record()
+    def transform(self, record: dict[str, Any], meta: InputMeta) -> Iterable[Emit]:
         outcome = self.normaliser.normalise(record, self.store.get)
         if outcome.dropped_attributes:
             self.dropped_attributes.note(
@@ -110,11 +122,10 @@ class NormaliseStage(BaseStage):
             key = f"{observation['city']}|{observation['entity_pseudonym']}"
             emits.append(Emit(output, key, observation, readings=len(observation["values"])))
         for reason, count in outcome.dropped.items():
-            self._pending_drops[reason] = self._pending_drops.get(reason, 0) + count
+            self.drops.add(reason, count)
         for reject in outcome.rejected:
             emits.append(self._attribute_letter(record, meta, reject))
-            drops = self._pending_drops.get(reject.reason, 0) + reject.readings
-            self._pending_drops[reject.reason] = drops
+            self.drops.add(reject.reason, reject.readings)
         emits += [self._letter(record, meta, *letter) for letter in outcome.letters]
         return emits
 
@@ -161,34 +172,25 @@ class NormaliseStage(BaseStage):
         key = dlq.dead_letter_key(self.name, record["city"])
         return Emit(self.topics.dead_letters, key, letter, readings=0)
 
-    # -- state hooks -----------------------------------------------------------------------
-    def on_assign(self, partitions: list[int]) -> None:
-        restored = restore(
-            self.node, [self.store], partitions, self.contracts.codec(self.store.topic).decode
-        )
-        log.info(
-            "state restored",
-            extra={"partitions": partitions, "records": restored, "keys": len(self.store)},
-        )
 
-    def on_revoke(self, partitions: list[int]) -> None:
-        self.store.forget(partitions)
+class _AttributeDrops(StageStore):
+    """Dropped attributes as a declared store: a record's count joins the batch when
+    the next record begins (or the batch commits), and is forgotten if it failed."""
 
-    def on_commit(self) -> None:
-        self.store.commit()
-        for reason, count in self._pending_drops.items():
-            self.dropped.labels(reason).inc(count)
-        self._pending_drops.clear()
-        self.dropped_attributes.commit()
+    def __init__(self, dropped: DroppedAttributes):
+        self.dropped = dropped
 
-    def on_abort(self) -> None:
-        self.store.abort()
-        self._pending_drops.clear()
-        self.dropped_attributes.abort()
+    def begin_record(self) -> None:
+        self.dropped.end_record()
 
-    def on_record_failed(self) -> None:
-        self.store.rollback_record()
-        self.dropped_attributes.end_record(failed=True)
+    def rollback_record(self) -> None:
+        self.dropped.end_record(failed=True)
+
+    def commit(self) -> None:
+        self.dropped.commit()
+
+    def abort(self) -> None:
+        self.dropped.abort()
 
 
 def build_stage(
@@ -198,4 +200,5 @@ def build_stage(
     metrics: ServiceMetrics,
 ) -> NormaliseStage:
     """The factory ``run_stage`` calls (declared topics, the repository's vocabulary)."""
-    return NormaliseStage(node, contracts, cities, metrics=metrics)
+    topics = NormaliseTopics.resolve(resolve_topics())
+    return NormaliseStage(node, contracts, cities, topics=topics, metrics=metrics)

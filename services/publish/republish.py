@@ -16,19 +16,39 @@ from typing import Any
 
 from services.policy.sharing import SharingPolicy
 from services.runtime.processor import BaseStage, Emit, InputMeta
-from services.runtime.topics import partner_topic
+from services.runtime.topics import TopicName, TopicRegistry, partner_topic
 
 INTERNAL = SharingPolicy()
 
 
 @dataclass(frozen=True)
 class PublicTopics:
-    observations_in: str = "observations.v1"
-    aggregates_in: str = "energy.aggregates.released.v2"
-    public_observations: str = "public.observations.v1"
-    shared_observations: str = "public.shared.{partner}.observations.v1"
-    public_aggregates: str = "public.energy.aggregates.v2"
-    shared_aggregates: str = "public.shared.{partner}.energy.aggregates.v2"
+    """The names of the stage's topics, as resolved by its builder (deploy/topics.yaml);
+    the shared ones are ``{partner}`` templates."""
+
+    observations_in: str = TopicName.OBSERVATIONS
+    aggregates_in: str = TopicName.ENERGY_RELEASED
+    public_observations: str = TopicName.PUBLIC_OBSERVATIONS
+    shared_observations: str = TopicName.SHARED_OBSERVATIONS
+    public_aggregates: str = TopicName.PUBLIC_AGGREGATES
+    shared_aggregates: str = TopicName.SHARED_AGGREGATES
+
+    @classmethod
+    def resolve(cls, topics: TopicRegistry) -> PublicTopics:
+        """The stage's topics under the registry's prefix."""
+        return cls(
+            *(
+                topics.name(n)
+                for n in (
+                    TopicName.OBSERVATIONS,
+                    TopicName.ENERGY_RELEASED,
+                    TopicName.PUBLIC_OBSERVATIONS,
+                    TopicName.SHARED_OBSERVATIONS,
+                    TopicName.PUBLIC_AGGREGATES,
+                    TopicName.SHARED_AGGREGATES,
+                )
+            )
+        )
 
 
 class Republisher(BaseStage):

@@ -34,6 +34,7 @@ from services.runtime.errors import ConfigError
 from services.runtime.kafka import make_producer, produce_bytes
 from services.runtime.metrics import PostHandler, ServiceMetrics
 from services.runtime.processor import StageRunner
+from services.runtime.topics import TopicName, resolve_topics
 from services.warehouse.migrations import migrate
 from services.warehouse.port import Warehouse, open_warehouse
 from services.warehouse.query import QueryLimits, ensure_read_only, limited, to_ipc, valid_utf8
@@ -47,13 +48,13 @@ def default_routes(timezones: Mapping[str, str] | None = None) -> list[SinkRoute
     """Topic -> table; ``timezones`` (city -> its zone) decide each reading's local day."""
     return [
         SinkRoute(
-            "observations.v1",
+            TopicName.OBSERVATIONS,
             "observations",
             partial(observations_table, timezones=timezones),
             versions.supersede,
         ),
-        SinkRoute("energy.aggregates.v1", "energy_aggregates", aggregates_table),
-        SinkRoute("energy.aggregates.released.v2", "energy_aggregates_released", released_table),
+        SinkRoute(TopicName.ENERGY_AGGREGATES, "energy_aggregates", aggregates_table),
+        SinkRoute(TopicName.ENERGY_RELEASED, "energy_aggregates_released", released_table),
         SinkRoute(dlq.DLQ_TOPIC, "dead_letters", dead_letters_table),
     ]
 
@@ -193,7 +194,9 @@ class PublishService:
         )
         self.republisher = StageRunner(
             Republisher(
-                sharing_policies(cities), PublicTopics(), load_federation(node).energy_aggregates
+                sharing_policies(cities),
+                PublicTopics.resolve(resolve_topics()),
+                load_federation(node).energy_aggregates,
             ),
             node,
             contracts,

@@ -25,8 +25,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-DLQ_TOPIC = "dlq.v1"
-RAW_DLQ_TOPIC = "raw.dlq.v1"
+from services.runtime.topics import TopicName, companion
+
+DLQ_TOPIC = TopicName.DEAD_LETTERS
+RAW_DLQ_TOPIC = TopicName.RAW_DEAD_LETTERS
 # A dead letter keeps at most this much of its original: a letter must fit in a
 # message itself, or the bad input would fail the batch instead of being set aside.
 MAX_ORIGINAL_BYTES = 256 * 1024
@@ -98,9 +100,7 @@ def raw_dead_letter_key(city: str | None, source: str | None, letter_id: str) ->
 def raw_topic_beside(dead_letter_topic: str) -> str:
     """The raw dead-letter topic that goes with a dead-letter topic (``test.x.dlq.v1``
     -> ``test.x.raw.dlq.v1``), so prefixed copies of the topics stay together."""
-    if dead_letter_topic.endswith(DLQ_TOPIC):
-        return dead_letter_topic[: -len(DLQ_TOPIC)] + RAW_DLQ_TOPIC
-    return f"{dead_letter_topic}.raw"
+    return companion(dead_letter_topic, DLQ_TOPIC, RAW_DLQ_TOPIC, fallback=".raw")
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -32,6 +32,21 @@ from services.runtime.config import NodeConfig
 from services.runtime.errors import CiteplusError, RejectedInput, SchemaError, WireFormatError
 from services.runtime.kafka import MAX_MESSAGE_BYTES, make_consumer, make_producer, produce_bytes
 from services.runtime.metrics import ServiceMetrics
+from services.runtime.stage import BaseStage, Emit, InputMeta, Stage, StageStore, Tally, changelogs
+from services.runtime.state import restore
+
+__all__ = [
+    "REASONS",
+    "BaseStage",
+    "Emit",
+    "InputMeta",
+    "RunSummary",
+    "Stage",
+    "StageRunner",
+    "StageStore",
+    "Tally",
+    "reason_of",
+]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +55,25 @@ TICK_S = 1.0  # how often an idle stage is asked for time-driven output (on_tick
 # A group join can take seconds on a loaded broker ("coordinator load in progress"):
 # an idle exit counts from the first assignment, and waits at least this long for it.
 FIRST_ASSIGNMENT_WAIT_S = 60.0
+
+# Why a record goes to the dead letters, by what it raised: the first kind that
+# matches gives the reason (None: the stage's own, ``RejectedInput.reason``). The last
+# row catches a bug: it must not stop the node nor lose the record.
+REASONS: tuple[tuple[type[Exception], str | None], ...] = (
+    (RejectedInput, None),
+    (WireFormatError, "undecodable"),
+    (SchemaError, "unencodable-output"),
+    (CiteplusError, "rejected"),
+    (Exception, "stage-error"),
+)
+
+
+def reason_of(error: Exception) -> str:
+    """The dead-letter reason of ``error`` (see :data:`REASONS`)."""
+    for kind, reason in REASONS:
+        if isinstance(error, kind):
+            return error.reason if isinstance(error, RejectedInput) else str(reason)
+    return "stage-error"
 
 
 def idle_exit_due(
@@ -52,98 +86,6 @@ def idle_exit_due(
     if assigned_at is None:
         return now - started >= max(idle_s, FIRST_ASSIGNMENT_WAIT_S)
     return now - max(idle_since, assigned_at) >= idle_s
-
-
-@dataclass(frozen=True)
-class Emit:
-    """One record a transform wants produced."""
-
-    topic: str
-    key: str | bytes | None
-    value: dict[str, Any]
-    readings: int = 1
-    partition: int | None = None  # None: by key (state changelogs pin their partition)
-
-
-@dataclass(frozen=True)
-class InputMeta:
-    """Where a consumed record came from, for dead letters and lineage."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    timestamp_ms: int
-
-
-class Stage(Protocol):
-    """What a service provides: a name, its inputs and a pure transform.
-
-    ``process`` raises :class:`RejectedInput` for input it cannot handle; the
-    runner turns that into a dead letter. ``redact`` returns the bytes a dead
-    letter may carry; a stage whose input is personal data sets ``sensitive``
-    instead (see :class:`BaseStage`): its dlq.v1 letters carry no original at all.
-    """
-
-    name: str
-    input_topics: Sequence[str]
-
-    def process(self, record: dict[str, Any], meta: InputMeta) -> Iterable[Emit]: ...
-
-    def redact(self, original: bytes | None, record: dict[str, Any] | None) -> bytes | None: ...
-
-
-class BaseStage:
-    """Defaults for the optional parts of :class:`Stage`.
-
-    Stateful stages override the hooks: ``on_assign``/``on_revoke`` receive the
-    input partition numbers this instance gains or loses (restore or drop state),
-    ``on_commit``/``on_abort`` tell whether the batch's state writes became real.
-    """
-
-    name: str = "stage"
-    input_topics: Sequence[str] = ()
-
-    # A stage whose input holds personal data in clear (anonymise, reading raw.v1)
-    # sets this: each reject then goes whole, with its full error, to the restricted
-    # raw dead-letter topic, and dlq.v1 and the logs get a redacted letter (no
-    # original, a pseudonymised key, no library text that may quote a value).
-    sensitive: bool = False
-
-    def redact(self, original: bytes | None, record: dict[str, Any] | None) -> bytes | None:
-        return original
-
-    def redact_key(self, key: bytes | None, record: dict[str, Any] | None) -> bytes | None:
-        """The key a dead letter may carry (the input key may name a person's meter)."""
-        return key
-
-    def on_assign(self, partitions: list[int]) -> None:
-        return None
-
-    def on_revoke(self, partitions: list[int]) -> None:
-        return None
-
-    def on_commit(self) -> None:
-        return None
-
-    def on_abort(self) -> None:
-        return None
-
-    def on_record_failed(self) -> None:
-        """The record just processed went to the dead letters: undo its state writes."""
-        return None
-
-    def end_batch(self) -> Iterable[Emit]:
-        """Records that summarise the batch (audit counts), committed with it."""
-        return ()
-
-    def on_tick(self) -> Iterable[Emit]:
-        """Records due because time passed, not because input came (a window or a
-        coarsened day closed by the wall clock for a source that went quiet);
-        committed in a transaction of their own. Called about once a second, with or
-        without input: keep it cheap. Nothing is produced, and no transaction
-        opened, when this returns nothing."""
-        return ()
 
 
 @dataclass
@@ -189,7 +131,7 @@ class StageRunner:
         self.raw_dead_letter_topic = raw_dead_letter_topic or dlq.raw_topic_beside(
             dead_letter_topic
         )
-        self.raw_zone = bool(getattr(stage, "sensitive", False))
+        self.raw_zone = stage.sensitive
         self.node = node
         self.contracts = contracts
         self.metrics = metrics or ServiceMetrics(stage.name)
@@ -288,7 +230,7 @@ class StageRunner:
         except KafkaException as exc:
             self._abort(exc)
             return len(good)
-        self._hook("on_commit")
+        self.stage.on_commit()
         self._count(len(good), tally, time.perf_counter() - started)
         return len(good)
 
@@ -310,6 +252,7 @@ class StageRunner:
         self.summary.dead_letters += tally.dead
 
     def _process_batch(self, messages: list[Message]) -> _BatchTally:
+        """Every record of the batch: its outputs produced, or its dead letter."""
         tally = _BatchTally()
         for message in messages:
             meta = InputMeta(
@@ -327,46 +270,11 @@ class StageRunner:
                     for emit in self.stage.process(record, meta)
                 ]
                 _check_sizes(encoded)
-            except RejectedInput as exc:
-                self._hook("on_record_failed")
-                self._dead_letter(tally, message, meta, record, exc.reason, exc)
-                tally.dead += 1
-                continue
-            except WireFormatError as exc:
-                self._hook("on_record_failed")
-                self._dead_letter(tally, message, meta, record, "undecodable", exc)
-                tally.dead += 1
-                continue
-            except SchemaError as exc:
-                self._hook("on_record_failed")
-                self._dead_letter(tally, message, meta, record, "unencodable-output", exc)
-                tally.dead += 1
-                continue
-            except CiteplusError as exc:
-                self._hook("on_record_failed")
-                self._dead_letter(tally, message, meta, record, "rejected", exc)
-                tally.dead += 1
-                continue
-            except Exception as exc:  # a bug must not stop the node nor lose the record
-                if self.raw_zone:  # a traceback's text may quote a value: where, not what
-                    log.warning(
-                        "transform failed",
-                        extra={"stage": self.stage.name, "error": type(exc).__name__},
-                    )
-                else:
-                    log.exception("transform failed", extra={"stage": self.stage.name})
-                self._hook("on_record_failed")
-                self._dead_letter(tally, message, meta, record, "stage-error", exc)
-                tally.dead += 1
+            except Exception as exc:
+                self._reject(tally, message, meta, record, exc)
                 continue
             for emit, value in encoded:
-                if emit.partition is None:
-                    produce_bytes(self.producer, emit.topic, emit.key, value)
-                else:
-                    produce_bytes(
-                        self.producer, emit.topic, emit.key, value, partition=emit.partition
-                    )
-                tally.by_topic[emit.topic] = tally.by_topic.get(emit.topic, 0) + 1
+                self._send(emit, value, tally)
                 tally.readings += emit.readings
                 tally.produced += 1
                 if emit.topic == self.dead_letter_topic:  # a letter for part of a record
@@ -375,11 +283,32 @@ class StageRunner:
                     tally.dead += 1
         return tally
 
+    def _reject(
+        self,
+        tally: _BatchTally,
+        message: Message,
+        meta: InputMeta,
+        record: dict[str, Any] | None,
+        error: Exception,
+    ) -> None:
+        """Undo the record's state writes and send its dead letter (reason: :data:`REASONS`)."""
+        reason = reason_of(error)
+        if reason == "stage-error":
+            if self.raw_zone:  # a traceback's text may quote a value: where, not what
+                log.warning(
+                    "transform failed",
+                    extra={"stage": self.stage.name, "error": type(error).__name__},
+                )
+            else:
+                log.exception("transform failed", extra={"stage": self.stage.name})
+        self.stage.on_record_failed()
+        self._dead_letter(tally, message, meta, record, reason, error)
+        tally.dead += 1
+
     def tick(self) -> int:
         """Ask the stage for time-driven records (``on_tick``) and commit them in one
         transaction; returns how many were produced."""
-        on_tick = getattr(self.stage, "on_tick", None)
-        emits = list(on_tick()) if on_tick is not None else []
+        emits = list(self.stage.on_tick())
         if not emits:
             return 0
         tally = _BatchTally()
@@ -390,26 +319,26 @@ class StageRunner:
         except KafkaException as exc:
             self._abort(exc)
             return 0
-        self._hook("on_commit")
+        self.stage.on_commit()
         for topic, count in tally.by_topic.items():
             self.metrics.records_out.labels(self.stage.name, topic).inc(count)
         self.summary.records_out += len(emits)
         return len(emits)
 
     def _produce_batch_end(self, tally: _BatchTally) -> None:
-        end_batch = getattr(self.stage, "end_batch", None)
-        if end_batch is None:
-            return
-        self._produce(end_batch(), tally)
+        self._produce(self.stage.end_batch(), tally)
 
     def _produce(self, emits: Iterable[Emit], tally: _BatchTally) -> None:
         for emit in emits:
-            value = self.contracts.codec(emit.topic).encode(emit.value)
-            if emit.partition is None:
-                produce_bytes(self.producer, emit.topic, emit.key, value)
-            else:  # state changelogs pin their partition, here as in process()
-                produce_bytes(self.producer, emit.topic, emit.key, value, partition=emit.partition)
-            tally.by_topic[emit.topic] = tally.by_topic.get(emit.topic, 0) + 1
+            self._send(emit, self.contracts.codec(emit.topic).encode(emit.value), tally)
+
+    def _send(self, emit: Emit, value: bytes, tally: _BatchTally) -> None:
+        """Produce one encoded output in the open transaction, counted by topic."""
+        if emit.partition is None:
+            produce_bytes(self.producer, emit.topic, emit.key, value)
+        else:  # state changelogs pin their partition
+            produce_bytes(self.producer, emit.topic, emit.key, value, partition=emit.partition)
+        tally.by_topic[emit.topic] = tally.by_topic.get(emit.topic, 0) + 1
 
     def _dead_letter(
         self,
@@ -424,8 +353,7 @@ class StageRunner:
         if self.raw_zone:
             self._raw_zone_letters(tally, message, meta, record, reason, error, text)
             return
-        redact_key = getattr(self.stage, "redact_key", None)
-        key = redact_key(meta.key, record) if redact_key is not None else meta.key
+        key = self.stage.redact_key(meta.key, record)
         city = record.get("city") if isinstance(record, dict) else None
         source = record.get("source") if isinstance(record, dict) else None
         letter = dlq.dead_letter(
@@ -460,7 +388,6 @@ class StageRunner:
         """
         own = isinstance(error, RejectedInput)
         summary = text if own else f"{type(error).__name__} (details in the raw dead letter)"
-        redact_key = getattr(self.stage, "redact_key", None)
         city = record.get("city") if isinstance(record, dict) else None
         source = record.get("source") if isinstance(record, dict) else None
         raw_letters, letter = dlq.split(
@@ -471,7 +398,7 @@ class StageRunner:
                 detail=text,
                 original=message.value(),
                 original_key=meta.key,
-                redacted_key=redact_key(meta.key, record) if redact_key is not None else None,
+                redacted_key=self.stage.redact_key(meta.key, record),
                 city=city if isinstance(city, str) else None,
                 source=source if isinstance(source, str) else None,
                 position=f"partition {meta.partition} offset {meta.offset}",
@@ -552,7 +479,7 @@ class StageRunner:
         self.summary.aborted += 1
         log.warning("batch aborted; it will be processed again", extra={"error": str(exc)})
         self.producer.abort_transaction(60)
-        self._hook("on_abort")
+        self.stage.on_abort()
         self.rewind()
 
     def rewind(self) -> None:
@@ -565,20 +492,41 @@ class StageRunner:
                 tp = TopicPartition(tp.topic, tp.partition, OFFSET_BEGINNING)
             self.consumer.seek(tp)
 
-    # -- hooks -----------------------------------------------------------------
-    def _hook(self, name: str, *args: Any) -> None:
-        hook = getattr(self.stage, name, None)
-        if hook is not None:
-            hook(*args)
-
+    # -- partitions --------------------------------------------------------------
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = sorted({tp.partition for tp in partitions})
         self._assigned_at = time.monotonic()
         log.info("partitions assigned", extra={"stage": self.stage.name, "partitions": numbers})
-        self._hook("on_assign", numbers)
+        self._restore(numbers)
+        self.stage.on_assign(numbers)
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._hook("on_revoke", sorted({tp.partition for tp in partitions}))
+        self.stage.on_revoke(sorted({tp.partition for tp in partitions}))
+
+    def _restore(self, partitions: list[int]) -> None:
+        """Replay the committed changelogs of the stage's stores for ``partitions``: the
+        state that matches the offsets the group resumes from."""
+        stores = changelogs(self.stage)
+        if not stores or not partitions:
+            return
+        started = time.monotonic()
+        by_topic: dict[str, list[Any]] = {}
+        for store in stores:
+            by_topic.setdefault(store.topic, []).append(store)
+        read = sum(
+            restore(self.node, group, partitions, self.contracts.codec(topic).decode)
+            for topic, group in by_topic.items()
+        )
+        log.info(
+            "state restored",
+            extra={
+                "stage": self.stage.name,
+                "partitions": partitions,
+                "records": read,
+                "keys": sum(len(store) for store in stores),
+                "seconds": round(time.monotonic() - started, 3),
+            },
+        )
 
     # -- helpers -------------------------------------------------------------
     def _is_error(self, message: Message) -> bool:

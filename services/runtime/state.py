@@ -22,14 +22,19 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartiti
 
 from services.runtime.config import NodeConfig
 from services.runtime.kafka import consumer_settings
-from services.runtime.processor import Emit
+from services.runtime.stage import Emit, StageStore
 
 _DELETED = object()
 _ABSENT = object()
 
 
-class ChangelogStore:
-    """A JSON-valued key-value store with transactional writes."""
+class ChangelogStore(StageStore):
+    """A JSON-valued key-value store with transactional writes (a stage declares it in
+    its ``stores``: the runtime restores, commits and rolls it back)."""
+
+    @property
+    def changelog(self) -> ChangelogStore:  # type: ignore[override]
+        return self
 
     def __init__(self, name: str, topic: str):
         self.name = name
@@ -137,7 +142,7 @@ class ChangelogStore:
         return len(self._committed)
 
 
-class BatchState:
+class BatchState(StageStore):
     """A batch's state changes over a :class:`ChangelogStore`, written once per key
     when the batch ends: a key touched by 500 records of a batch (energy-analytics'
     day of a city) is one changelog record, not 500.
@@ -189,6 +194,9 @@ class BatchState:
     def clear(self) -> None:
         self.changes.clear()
         self._journal.clear()
+
+    def abort(self) -> None:
+        self.clear()
 
 
 def restore(

@@ -6,6 +6,7 @@ node look the same: a topic created by hand with other settings is reported.
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -67,6 +68,95 @@ def _require(entry: dict[str, Any], key: str, kind: type, where: str, source: st
 
 
 PARTNER_PLACEHOLDER = "{partner}"
+_KEYS = ("name", "value", "key", "partitions", "retention_ms", "cleanup_policy")
+
+
+class TopicName:
+    """The declared names, written once: every service names a topic through these
+    (or a :class:`Topic` resolved from them), never with a string of its own.
+
+    ``deploy/topics.yaml`` stays the truth: :class:`TopicRegistry` refuses to start
+    when a name here is not declared there (tests/unit/test_topic_registry.py checks
+    both ways, and that no other module of ``services/`` writes a topic name).
+    """
+
+    RAW = "raw.v1"
+    RAW_DEAD_LETTERS = "raw.dlq.v1"
+    ANONYMISED = "anonymised.v1"
+    OBSERVATIONS = "observations.v1"
+    ENERGY_AGGREGATES = "energy.aggregates.v1"
+    ENERGY_RELEASED = "energy.aggregates.released.v2"
+    ENERGY_REGROUPED = "energy.regrouped.v1"
+    ENERGY_STATE = "energy.state.v1"
+    PUBLIC_OBSERVATIONS = "public.observations.v1"
+    SHARED_OBSERVATIONS = "public.shared.{partner}.observations.v1"
+    PUBLIC_AGGREGATES_V1 = "public.energy.aggregates.v1"
+    SHARED_AGGREGATES_V1 = "public.shared.{partner}.energy.aggregates.v1"
+    PUBLIC_AGGREGATES = "public.energy.aggregates.v2"
+    SHARED_AGGREGATES = "public.shared.{partner}.energy.aggregates.v2"
+    AUDIT = "audit.v1"
+    ANONYMISE_STATE = "anonymise.state.v1"
+    NORMALISE_STATE = "normalise.state.v1"
+    INGEST_STATE = "ingest.state.v1"
+    DEAD_LETTERS = "dlq.v1"
+
+    @classmethod
+    def all(cls) -> list[str]:
+        """Every declared name this module knows, templates included."""
+        return [v for k, v in vars(cls).items() if k.isupper() and isinstance(v, str)]
+
+
+def _read_declarations(path: Path) -> list[TopicSpec]:
+    """The topics file's entries as written (templates unexpanded), validated."""
+    source = str(path)
+    try:
+        document = parse_strict(path.read_text(encoding="utf-8"), source)
+    except FileNotFoundError:
+        raise ConfigError("file not found", source=source) from None
+    if not isinstance(document, dict) or not isinstance(document.get("topics"), list):
+        raise ConfigError("expected a list under `topics:`", source=source, key="topics")
+    known_values = load_schemas()
+    specs: list[TopicSpec] = []
+    for index, entry in enumerate(document["topics"]):
+        spec = _declaration(entry, f"topics[{index}]", source, known_values)
+        if any(s.name == spec.name for s in specs):
+            raise ConfigError(
+                f"topic {spec.name!r} declared twice", source=source, key=f"topics[{index}]"
+            )
+        specs.append(spec)
+    return specs
+
+
+def _declaration(entry: Any, where: str, source: str, known_values: Any) -> TopicSpec:
+    """One entry of the topics file as a TopicSpec; errors name the file and the key."""
+    if not isinstance(entry, dict):
+        raise ConfigError("expected a mapping", source=source, key=where)
+    unknown = set(entry) - set(_KEYS)
+    if unknown:
+        raise ConfigError(f"unknown keys {sorted(unknown)}", source=source, key=where)
+    spec = TopicSpec(
+        name=_require(entry, "name", str, where, source),
+        value=_require(entry, "value", str, where, source),
+        key=_require(entry, "key", str, where, source),
+        partitions=_require(entry, "partitions", int, where, source),
+        retention_ms=_require(entry, "retention_ms", int, where, source),
+        cleanup_policy=_require(entry, "cleanup_policy", str, where, source),
+    )
+    if spec.value not in known_values:
+        raise ConfigError(
+            f"no Avro contract {spec.value!r} in avro/ (known: {sorted(known_values)})",
+            source=source,
+            key=f"{where}.value",
+        )
+    if spec.partitions < 1:
+        raise ConfigError("must be at least 1", source=source, key=f"{where}.partitions")
+    if spec.cleanup_policy not in _CLEANUP_POLICIES:
+        raise ConfigError(
+            f"must be one of {sorted(_CLEANUP_POLICIES)}",
+            source=source,
+            key=f"{where}.cleanup_policy",
+        )
+    return spec
 
 
 def load_topics(
@@ -78,53 +168,8 @@ def load_topics(
     in the sharing sections of the city files (``partners``); without partners
     templates are left out.
     """
-    source = str(path)
-    try:
-        document = parse_strict(path.read_text(encoding="utf-8"), source)
-    except FileNotFoundError:
-        raise ConfigError("file not found", source=source) from None
-    if not isinstance(document, dict) or not isinstance(document.get("topics"), list):
-        raise ConfigError("expected a list under `topics:`", source=source, key="topics")
-    known_values = load_schemas()
     specs: dict[str, TopicSpec] = {}
-    for index, entry in enumerate(document["topics"]):
-        where = f"topics[{index}]"
-        if not isinstance(entry, dict):
-            raise ConfigError("expected a mapping", source=source, key=where)
-        unknown = set(entry) - {
-            "name",
-            "value",
-            "key",
-            "partitions",
-            "retention_ms",
-            "cleanup_policy",
-        }
-        if unknown:
-            raise ConfigError(f"unknown keys {sorted(unknown)}", source=source, key=where)
-        spec = TopicSpec(
-            name=_require(entry, "name", str, where, source),
-            value=_require(entry, "value", str, where, source),
-            key=_require(entry, "key", str, where, source),
-            partitions=_require(entry, "partitions", int, where, source),
-            retention_ms=_require(entry, "retention_ms", int, where, source),
-            cleanup_policy=_require(entry, "cleanup_policy", str, where, source),
-        )
-        if spec.value not in known_values:
-            raise ConfigError(
-                f"no Avro contract {spec.value!r} in avro/ (known: {sorted(known_values)})",
-                source=source,
-                key=f"{where}.value",
-            )
-        if spec.partitions < 1:
-            raise ConfigError("must be at least 1", source=source, key=f"{where}.partitions")
-        if spec.cleanup_policy not in _CLEANUP_POLICIES:
-            raise ConfigError(
-                f"must be one of {sorted(_CLEANUP_POLICIES)}",
-                source=source,
-                key=f"{where}.cleanup_policy",
-            )
-        if spec.name in specs:
-            raise ConfigError(f"topic {spec.name!r} declared twice", source=source, key=where)
+    for spec in _read_declarations(path):
         if PARTNER_PLACEHOLDER in spec.name:
             for partner in partners or ():
                 name = spec.name.replace(PARTNER_PLACEHOLDER, partner)
@@ -136,6 +181,102 @@ def load_topics(
 
 def partner_topic(template: str, partner: str) -> str:
     return template.replace(PARTNER_PLACEHOLDER, partner)
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A declared topic as one node (or one test's prefixed copy) uses it.
+
+    Resolved once from ``deploy/topics.yaml`` and handed to the stages that read or
+    write it, as quixstreams hands ``Topic`` objects to its applications: a stage
+    learns its topic's name, contract and partition count from here, never from a
+    literal of its own. ``prefix`` is the one mechanism for side-by-side copies
+    (tests, benches, ``--topic-prefix``): it is put in front of the declared name.
+    """
+
+    declared: str
+    spec: TopicSpec  # its name already prefixed
+    prefix: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def contract(self) -> str:
+        """The Avro contract (record name) of the topic's values."""
+        return self.spec.value
+
+    @property
+    def subject(self) -> str:
+        return self.spec.subject
+
+    @property
+    def key(self) -> str:
+        return self.spec.key
+
+    @property
+    def partitions(self) -> int:
+        return self.spec.partitions
+
+    def for_partner(self, partner: str) -> Topic:
+        """The partner's copy of a ``{partner}`` template."""
+        return Topic(
+            self.declared, replace(self.spec, name=partner_topic(self.name, partner)), self.prefix
+        )
+
+
+class TopicRegistry:
+    """Every declared topic, resolved once under one prefix (empty in production)."""
+
+    def __init__(self, declarations: list[TopicSpec], prefix: str = ""):
+        self.prefix = prefix
+        self._topics = {
+            spec.name: Topic(spec.name, replace(spec, name=prefix + spec.name), prefix)
+            for spec in declarations
+        }
+        missing = sorted(set(TopicName.all()) - set(self._topics))
+        if missing:
+            raise ConfigError(
+                f"topics {missing} are used by the services but not declared",
+                source=str(TOPICS_FILE),
+            )
+
+    @classmethod
+    def load(cls, prefix: str = "", path: Path = TOPICS_FILE) -> TopicRegistry:
+        return cls(_read_declarations(path), prefix)
+
+    def __getitem__(self, declared: str) -> Topic:
+        try:
+            return self._topics[declared]
+        except KeyError:
+            raise ConfigError(
+                f"topic {declared!r} is not declared", source=str(TOPICS_FILE)
+            ) from None
+
+    def name(self, declared: str) -> str:
+        """The topic's name under this registry's prefix."""
+        return self[declared].name
+
+    def specs(self, *declared: str) -> list[TopicSpec]:
+        """What to provision for these topics (prefixed; templates are not topics)."""
+        return [self[name].spec for name in declared]
+
+
+@functools.lru_cache(maxsize=16)
+def resolve_topics(prefix: str = "") -> TopicRegistry:
+    """The declared topics under ``prefix``, read once per process."""
+    return TopicRegistry.load(prefix)
+
+
+def companion(name: str, declared: str, other: str, *, fallback: str) -> str:
+    """The topic that goes with ``name``, a (prefixed) copy of ``declared``: ``other``
+    under the same prefix (``test.x.dlq.v1`` -> ``test.x.raw.dlq.v1``), so prefixed
+    copies of the topics stay together. A name that is no copy of ``declared`` gets
+    ``name`` + ``fallback``."""
+    if name.endswith(declared):
+        return name[: -len(declared)] + other
+    return name + fallback
 
 
 def provision(

@@ -1,0 +1,105 @@
+"""What energy-analytics knows beside its changelog, as one declared store.
+
+The changelog holds the days' readings (:mod:`services.energy.state_records`); this
+holds what is derived from it or about the open batch, in typed records instead of
+loose dicts reset by hand:
+
+- per process (rebuilt from the changelog on assignment, revocation and abort):
+  the open days of each city and carrier with their meter-day keys (for expiry),
+  what was last published of each day (to skip unchanged windows; lost on restart:
+  the first update of a day then re-emits it whole, with a higher version), the
+  withheld pattern and cells each day was last published whole with, and when each
+  group was last heard of (wall clock, for closing by idleness);
+- per batch (:class:`BatchWork`: dropped when the batch commits or aborts): the
+  quarters each day changed, the days it closes, and what it publishes, which joins
+  the process's record only once the batch committed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.energy.state_records import meter_day_of
+from services.runtime.stage import StageStore
+from services.runtime.state import ChangelogStore
+
+Group = tuple[str, str]  # (city, carrier)
+GroupDayKey = tuple[str, str, int]  # (city, carrier, local day start in UTC µs)
+Fingerprints = dict[str, tuple]  # aggregate key -> the published fields that matter
+Shape = tuple[dict[str, Any], tuple[str, ...]]  # (withheld pattern, cells)
+
+
+def _day_sets() -> defaultdict[int, set[str]]:
+    return defaultdict(set)
+
+
+@dataclass(frozen=True)
+class Closing:
+    """A day the batch closes: its meter-day keys, its state partition, and what
+    closed it (``watermark`` or ``idle``)."""
+
+    meter_keys: set[str]
+    partition: int
+    by: str
+
+
+@dataclass
+class BatchWork:
+    """What the open batch did to the days; dropped when it commits or aborts."""
+
+    dirty: defaultdict[GroupDayKey, set[int]] = field(default_factory=lambda: defaultdict(set))
+    closing: dict[GroupDayKey, Closing] = field(default_factory=dict)
+    published: defaultdict[GroupDayKey, Fingerprints] = field(
+        default_factory=lambda: defaultdict(dict)
+    )
+    shapes: dict[GroupDayKey, Shape] = field(default_factory=dict)
+
+
+class DayIndex(StageStore):
+    """The open days, what was published of them, and the batch's work (see module)."""
+
+    def __init__(self, store: ChangelogStore):
+        self.store = store
+        self.batch = BatchWork()
+        self.days: defaultdict[Group, defaultdict[int, set[str]]] = defaultdict(_day_sets)
+        self.published: defaultdict[GroupDayKey, Fingerprints] = defaultdict(dict)
+        self.shapes: dict[GroupDayKey, Shape] = {}
+        self.heard: dict[Group, int] = {}
+
+    def commit(self) -> None:
+        """The batch's publications become the days' record (a closed day has none)."""
+        closing = self.batch.closing
+        for day, fingerprints in self.batch.published.items():
+            if day not in closing:
+                self.published[day].update(fingerprints)
+        self.shapes.update((k, v) for k, v in self.batch.shapes.items() if k not in closing)
+        self.batch = BatchWork()
+
+    def abort(self) -> None:
+        """Nothing of the batch happened: days it closed are open again."""
+        self.batch = BatchWork()
+        self.reindex()
+
+    def restored(self, partitions: list[int]) -> None:
+        self.reindex()
+
+    def forget(self, partitions: list[int]) -> None:
+        self.reindex()  # the changelog store (declared before) dropped their keys
+
+    def drop(self, day: GroupDayKey) -> None:
+        """A closed day: nothing of it is remembered any more."""
+        self.shapes.pop(day, None)
+        self.published.pop(day, None)
+
+    def reindex(self) -> None:
+        """The open days, from the changelog's live meter-day keys."""
+        self.days.clear()
+        self.published.clear()
+        self.shapes.clear()
+        for key in self.store.live_keys():
+            parsed = meter_day_of(key)
+            if parsed is not None:
+                city, carrier, day = parsed
+                self.days[(city, carrier)][day].add(key)
