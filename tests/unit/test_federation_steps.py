@@ -10,8 +10,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from services.federation.config import FederationConfig, Peer
-from services.publish.sharing import SharingPolicy
 
 from services.federation import certs as certificates
 from services.federation.calls import Caller, FederationError
@@ -19,6 +17,8 @@ from services.federation.catalog import Datasets
 from services.federation.fanout import Fanout
 from services.federation.protos import pb
 from services.federation.queries import validate
+from services.policy.federation import FederationConfig, Peer
+from services.policy.sharing import SharingPolicy
 from services.runtime.cities import load_cities
 
 T0 = 1_736_722_800
