@@ -108,20 +108,20 @@ def grid_column(column: Column, grid: Grid, lon_column: Column | None = None) ->
     if column["kind"] != "string":
         return [], 0, columns.present(column)  # a lone number is no position
     values = column["strings"]
-    cells = _grid_texts(values, grid.metres)
+    centre_of, cell_of_text, unreadable = _grid_texts(values, grid.metres)
     missing = column["missing"]
     gone = set(missing)
     removed = 0
-    if cells.unreadable:
-        bad = [i for i, text in enumerate(values) if text in cells.unreadable and i not in gone]
+    if unreadable:
+        bad = [i for i, text in enumerate(values) if text in unreadable and i not in gone]
         removed = len(bad)
         gone.update(bad)
     outputs: list[Column] = []
     if grid.output in ("centre", "both"):
-        outputs.append(_text_column(column["name"], values, cells.centre_of, missing, gone))
+        outputs.append(_text_column(column["name"], values, centre_of, missing, gone))
     if grid.output in ("cell", "both"):
         cell_name = column["name"] if grid.output == "cell" else f"{column['name']}@cell"
-        outputs.append(_text_column(cell_name, values, cells.cell_of, missing, gone))
+        outputs.append(_text_column(cell_name, values, cell_of_text, missing, gone))
     return outputs, n - len(gone), removed
 
 

@@ -324,12 +324,13 @@ def _hour_counts(
 ) -> tuple[list[int], list[float]]:
     """(hn, hx) per hour: meters that reported, largest meter's energy."""
     hn, hx = list(cell["hn"]), list(cell["hx"])
+    old_p, new_q, new_p = meter.old_p, meter.new_q, meter.new_p
     for h in sorted({q // QUARTERS_PER_HOUR for q in touched}):
         quarters = slice(h * QUARTERS_PER_HOUR, (h + 1) * QUARTERS_PER_HOUR)
-        was, now = any(meter.old_p[quarters]), any(meter.new_p[quarters])
+        was, now = any(old_p[quarters]), any(new_p[quarters])
         if was != now:
             hn[h] += 1 if now else -1
-        total = sum(meter.new_q[quarters])
+        total = sum(new_q[quarters])
         if now and total > hx[h]:
             hx[h] = total
     return hn, hx
