@@ -134,29 +134,10 @@ def merge(
 ) -> dict[str, Any]:
     """A new document with the day's rows ``out_columns`` (policy applied, one value per
     time in ``times_us``) merged in; ``state`` is not modified."""
-    doc: dict[str, Any] = (
-        {"h": head, "o": [], "t": [], "a": {}, "f": {}, "s": []}
-        if state is None
-        else {
-            "h": {**state["h"], "ra": max(state["h"]["ra"], head["ra"])},
-            "o": list(state["o"]),
-            "t": state["t"],
-            "a": dict(state["a"]),
-            "f": dict(state["f"]),
-            "s": list(state["s"]),
-        }
-    )
-    if state is not None and not doc["h"]["ty"] and head["ty"]:
-        doc["h"]["ty"] = head["ty"]
-    if state is not None:
-        doc["h"]["at"] = {**head["at"], **state["h"]["at"]}
+    doc = _opened(state, head)
     aggregated = set(coarsening.sum) | set(coarsening.mean)
     keys = [str(t) for t in times_us]
-    # the row that holds the day's first value (of equal times, the last: a correction)
-    earliest = None
-    if times_us:
-        first = min(times_us)
-        earliest = len(times_us) - 1 - times_us[::-1].index(first)
+    earliest = _earliest_row(times_us)
     for column in out_columns:
         name = column["name"]
         if len(columns.typed(column)) != len(times_us):
@@ -174,6 +155,34 @@ def merge(
         known = doc["t"]
         doc["t"] = sorted(set(known).union(times_us)) if known else sorted(set(times_us))
     return doc
+
+
+def _opened(state: dict[str, Any] | None, head: dict[str, Any]) -> dict[str, Any]:
+    """The day's document to merge into: a new one, or a copy of ``state`` whose
+    header keeps the first message's fields but the latest receipt time, the first
+    entity type known and the first value of each attribute."""
+    if state is None:
+        return {"h": head, "o": [], "t": [], "a": {}, "f": {}, "s": []}
+    doc: dict[str, Any] = {
+        "h": {**state["h"], "ra": max(state["h"]["ra"], head["ra"])},
+        "o": list(state["o"]),
+        "t": state["t"],
+        "a": dict(state["a"]),
+        "f": dict(state["f"]),
+        "s": list(state["s"]),
+    }
+    if not doc["h"]["ty"] and head["ty"]:
+        doc["h"]["ty"] = head["ty"]
+    doc["h"]["at"] = {**head["at"], **state["h"]["at"]}
+    return doc
+
+
+def _earliest_row(times_us: list[int]) -> int | None:
+    """The row that holds the day's first value (of equal times, the last: a correction)."""
+    if not times_us:
+        return None
+    first = min(times_us)
+    return len(times_us) - 1 - times_us[::-1].index(first)
 
 
 def _merge_values(old: dict[str, Any] | None, column: Column, keys: list[str]) -> dict[str, Any]:

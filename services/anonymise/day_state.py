@@ -34,12 +34,12 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from services.anonymise import daily
-from services.anonymise.policy import Policy, PolicySet
+from services.anonymise.policy import Coarsening, Policy, PolicySet
 from services.anonymise.transform import TransformError, coarsening_times
 from services.runtime.processor import Emit
 from services.runtime.state import BatchState, ChangelogStore
@@ -142,60 +142,62 @@ class DayStore:
             policy = self.policies.get(group[1], group[2])
             if marks is None or policy is None or policy.coarsening is None:
                 continue
-            coarsening = policy.coarsening
-            lateness = coarsening.lateness_s * _US
-            threshold = marks["c"]
-            candidates = []
-            if marks["w"] is not None:
-                candidates.append(marks["w"] - lateness)
-            if now - marks["a"] >= coarsening.quiet_s * _US:
-                candidates.append(now - lateness)
-            if not candidates:
+            limit = _release_limit(marks, policy.coarsening, now)
+            if limit is None:
                 continue
-            limit = max(candidates)
-            if threshold is not None and limit <= threshold:
-                continue
-            released = 0
-            for day_start, key in self._closing_days(group, limit, policy.timezone):
-                doc = self.state.get(key)
-                if doc is None:
-                    continue
-                record = daily.released(
-                    doc,
-                    city=group[1],
-                    source=group[2],
-                    day_start_us=day_start,
-                    coarsening=coarsening,
-                )
-                emits.append(
-                    Emit(
-                        self.anonymised_topic,
-                        f"{group[1]}|{record['entity_pseudonym']}",
-                        record,
-                        readings=1,
-                    )
-                )
-                self.state.delete(key, group[0])
-                released += 1
+            released = self._release(group, limit, policy)
             if released:
-                # Every day of the group ending by ``limit`` is released now: a reading
-                # for one of them from here on is late. Written only with a release, so
-                # that an idle node does not write its marks at every poll.
-                self.state.set(_marks_key(group), {**marks, "c": limit}, group[0])
-                log.info(
-                    "coarsened days released",
-                    extra={
-                        "city": group[1],
-                        "source": group[2],
-                        "partition": group[0],
-                        "days": released,
-                        "idle": idle,
-                    },
-                )
+                self._mark_released(group, marks, limit, len(released), idle)
+            emits.extend(released)
         self.released += len(emits)
         self._flushed = [k for k in self.state.changes if k.startswith("d|")]
         emits.extend(self.state.flush())
         return emits
+
+    def _release(self, group: Group, limit: int, policy: Policy) -> list[Emit]:
+        """One daily record per stored day of the group ending by ``limit``, whose
+        state is deleted in the same transaction."""
+        assert policy.coarsening is not None
+        emits: list[Emit] = []
+        for day_start, key in self._closing_days(group, limit, policy.timezone):
+            doc = self.state.get(key)
+            if doc is None:
+                continue
+            record = daily.released(
+                doc,
+                city=group[1],
+                source=group[2],
+                day_start_us=day_start,
+                coarsening=policy.coarsening,
+            )
+            emits.append(
+                Emit(
+                    self.anonymised_topic,
+                    f"{group[1]}|{record['entity_pseudonym']}",
+                    record,
+                    readings=1,
+                )
+            )
+            self.state.delete(key, group[0])
+        return emits
+
+    def _mark_released(
+        self, group: Group, marks: dict[str, Any], limit: int, days: int, idle: bool
+    ) -> None:
+        """Every day of the group ending by ``limit`` is released now: a reading for one
+        of them from here on is late. Written only with a release, so that an idle
+        node does not write its marks at every poll."""
+        self.state.set(_marks_key(group), {**marks, "c": limit}, group[0])
+        log.info(
+            "coarsened days released",
+            extra={
+                "city": group[1],
+                "source": group[2],
+                "partition": group[0],
+                "days": days,
+                "idle": idle,
+            },
+        )
 
     def _groups(self) -> set[Group]:
         groups = set(self._open)
@@ -272,3 +274,22 @@ def _marks_key(group: Group) -> str:
 def _group_of(key: str) -> Group:
     _, partition, city, source, *_ = key.split("|")
     return int(partition), city, source
+
+
+def _release_limit(marks: Mapping[str, Any], coarsening: Coarsening, now: int) -> int | None:
+    """The time by which a group's days are closed now, or None if no day closes:
+    its watermark minus the lateness, or (a source quiet for long enough) the wall
+    clock minus the lateness, whichever is later; never back before the last release."""
+    lateness = coarsening.lateness_s * _US
+    threshold = marks["c"]
+    candidates = []
+    if marks["w"] is not None:
+        candidates.append(marks["w"] - lateness)
+    if now - marks["a"] >= coarsening.quiet_s * _US:
+        candidates.append(now - lateness)
+    if not candidates:
+        return None
+    limit = max(candidates)
+    if threshold is not None and limit <= threshold:
+        return None
+    return limit

@@ -14,7 +14,7 @@ import json
 import math
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from services.anonymise import columns
@@ -104,11 +104,38 @@ def grid_column(column: Column, grid: Grid, lon_column: Column | None = None) ->
     """Positions to grid cells: the centre in the same form, the cell id, or both."""
     if lon_column is not None:
         return _grid_pair(column, lon_column, grid)
-    name = column["name"]
     n = len(columns.typed(column))
     if column["kind"] != "string":
         return [], 0, columns.present(column)  # a lone number is no position
     values = column["strings"]
+    centre_of, cell_of_text, unreadable = _grid_texts(values, grid.metres)
+    missing = column["missing"]
+    gone = set(missing)
+    removed = 0
+    if unreadable:
+        bad = [i for i, text in enumerate(values) if text in unreadable and i not in gone]
+        removed = len(bad)
+        gone.update(bad)
+    outputs: list[Column] = []
+    if grid.output in ("centre", "both"):
+        outputs.append(_text_column(column["name"], values, centre_of, missing, gone))
+    if grid.output in ("cell", "both"):
+        cell_name = column["name"] if grid.output == "cell" else f"{column['name']}@cell"
+        outputs.append(_text_column(cell_name, values, cell_of_text, missing, gone))
+    return outputs, n - len(gone), removed
+
+
+class _GridTexts(NamedTuple):
+    """Each distinct position text's centre (in the text's own form) and cell id
+    (both "" when it reads as no position), and the texts that did not read."""
+
+    centre_of: dict[str, str]
+    cell_of: dict[str, str]
+    unreadable: set[str]
+
+
+def _grid_texts(values: list[str], metres: float) -> _GridTexts:
+    """Every distinct text read once: a column repeats few positions many times."""
     centre_of: dict[str, str] = {}
     cell_of_text: dict[str, str] = {}
     unreadable: set[str] = set()
@@ -119,28 +146,19 @@ def grid_column(column: Column, grid: Grid, lon_column: Column | None = None) ->
             centre_of[text] = cell_of_text[text] = ""
         else:
             form, lat, lon = read
-            cell, lat_c, lon_c = cell_of(lat, lon, grid.metres)
+            cell, lat_c, lon_c = cell_of(lat, lon, metres)
             centre_of[text], cell_of_text[text] = _centre_text(form, lat_c, lon_c), cell
-    missing = column["missing"]
-    gone = set(missing)
-    removed = 0
-    if unreadable:
-        bad = [i for i, text in enumerate(values) if text in unreadable and i not in gone]
-        removed = len(bad)
-        gone.update(bad)
-    outputs: list[Column] = []
-    if grid.output in ("centre", "both"):
-        centres = [centre_of[text] for text in values]
-        for i in missing:
-            centres[i] = ""
-        outputs.append(columns.make(name, "string", centres, gone))
-    if grid.output in ("cell", "both"):
-        cells = [cell_of_text[text] for text in values]
-        for i in missing:
-            cells[i] = ""
-        cell_name = name if grid.output == "cell" else f"{name}@cell"
-        outputs.append(columns.make(cell_name, "string", cells, gone))
-    return outputs, n - len(gone), removed
+    return _GridTexts(centre_of, cell_of_text, unreadable)
+
+
+def _text_column(
+    name: str, values: list[str], lookup: dict[str, str], missing: list[int], gone: set[int]
+) -> Column:
+    """A string column of each value's ``lookup``, empty where the input was missing."""
+    out = [lookup[text] for text in values]
+    for i in missing:
+        out[i] = ""
+    return columns.make(name, "string", out, gone)
 
 
 def _grid_pair(lat_column: Column, lon_column: Column, grid: Grid) -> Result:

@@ -297,6 +297,8 @@ class _Reader(ConfigReader):
 
     # -- the section -------------------------------------------------------------
     def policy(self, source: SourceConfig, city: CityConfig) -> Policy:
+        """The whole section, checked in the order a reader fixes it: the first problem
+        stops the start."""
         key = self.key
         if source.privacy is None:
             raise self.fail(
@@ -306,47 +308,16 @@ class _Reader(ConfigReader):
                 "with its class: identifier, quasi-identifier, measure, free-text or drop)",
             )
         data = self.mapping(source.privacy, key, _POLICY_KEYS)
-        version = data.get("version")
-        if isinstance(version, bool) or not isinstance(version, str | int) or not str(version):
-            raise self.fail(f"{key}.version", 'required: the policy version, e.g. "2025-02" or 1')
-        consent = data.get("consent", False)
-        if not isinstance(consent, bool):
-            raise self.fail(f"{key}.consent", f"expected true or false, got {describe(consent)}")
-        if "fields" not in data:
-            raise self.fail(f"{key}.fields", "required: the class of every field the source sends")
-        raw_fields = data["fields"]
-        if not isinstance(raw_fields, dict) or not raw_fields:
-            raise self.fail(
-                f"{key}.fields", f"expected a non-empty mapping, got {describe(raw_fields)}"
-            )
-        for name in raw_fields:
-            self.field_name(name, f"{key}.fields")
-        fields = {
-            name: self.rule(name, value, f"{key}.fields.{name}", city.timezone)
-            for name, value in raw_fields.items()
-        }
+        version = self.version(data, key)
+        consent = self.consent(data, key)
+        fields = self.fields(data, key, city.timezone)
         subproperties = (
             frozenset(self.names(data["subproperties"], f"{key}.subproperties"))
             if "subproperties" in data
             else frozenset()
         )
         partners = self.grid_partners(fields, f"{key}.fields")
-        attributes: dict[str, FieldRule] = {}
-        if "attributes" in data:
-            raw = data["attributes"]
-            if not isinstance(raw, dict):
-                raise self.fail(f"{key}.attributes", f"expected a mapping, got {describe(raw)}")
-            for name, value in raw.items():
-                self.field_name(name, f"{key}.attributes")
-                where = f"{key}.attributes.{name}"
-                rule = self.rule(str(name), value, where, city.timezone)
-                if isinstance(rule.generalisation, Grid) and rule.generalisation.lon:
-                    raise self.fail(f"{where}.lon", "an attribute is one value: no 'lon' partner")
-                attributes[str(name)] = rule
-            if COARSENED_ATTRIBUTE in attributes:
-                raise self.fail(
-                    f"{key}.attributes.{COARSENED_ATTRIBUTE}", "this name is reserved by anonymise"
-                )
+        attributes = self.attributes(data, key, city.timezone)
         coarsen = (
             self.coarsen(data["coarsen"], f"{key}.coarsen", fields, city.timezone)
             if data.get("coarsen") is not None
@@ -359,7 +330,7 @@ class _Reader(ConfigReader):
         return Policy(
             city=city.code,
             source=source.id,
-            version=str(version),
+            version=version,
             fields=fields,
             attributes=attributes,
             coarsen=coarsen,
@@ -372,6 +343,59 @@ class _Reader(ConfigReader):
             places=places,
             reading_time=self.reading_time(source, city, fields),
         )
+
+    def version(self, data: dict[str, Any], key: str) -> str:
+        """The policy's version (text or a number, read as text): audit records name it."""
+        version = data.get("version")
+        if isinstance(version, bool) or not isinstance(version, str | int) or not str(version):
+            raise self.fail(f"{key}.version", 'required: the policy version, e.g. "2025-02" or 1')
+        return str(version)
+
+    def consent(self, data: dict[str, Any], key: str) -> bool:
+        """Whether every entity consented to finer curves (false unless said)."""
+        consent = data.get("consent", False)
+        if not isinstance(consent, bool):
+            raise self.fail(f"{key}.consent", f"expected true or false, got {describe(consent)}")
+        return consent
+
+    def fields(self, data: dict[str, Any], key: str, timezone: str) -> dict[str, FieldRule]:
+        """The class of every field the source sends: required, so that nothing
+        passes unclassified. Names are all checked before any rule."""
+        if "fields" not in data:
+            raise self.fail(f"{key}.fields", "required: the class of every field the source sends")
+        raw_fields = data["fields"]
+        if not isinstance(raw_fields, dict) or not raw_fields:
+            raise self.fail(
+                f"{key}.fields", f"expected a non-empty mapping, got {describe(raw_fields)}"
+            )
+        for name in raw_fields:
+            self.field_name(name, f"{key}.fields")
+        return {
+            name: self.rule(name, value, f"{key}.fields.{name}", timezone)
+            for name, value in raw_fields.items()
+        }
+
+    def attributes(self, data: dict[str, Any], key: str, timezone: str) -> dict[str, FieldRule]:
+        """Rules for the source's free attributes: one value each, so a grid has no
+        longitude partner; anonymise's own attribute name is reserved."""
+        attributes: dict[str, FieldRule] = {}
+        if "attributes" not in data:
+            return attributes
+        raw = data["attributes"]
+        if not isinstance(raw, dict):
+            raise self.fail(f"{key}.attributes", f"expected a mapping, got {describe(raw)}")
+        for name, value in raw.items():
+            self.field_name(name, f"{key}.attributes")
+            where = f"{key}.attributes.{name}"
+            rule = self.rule(str(name), value, where, timezone)
+            if isinstance(rule.generalisation, Grid) and rule.generalisation.lon:
+                raise self.fail(f"{where}.lon", "an attribute is one value: no 'lon' partner")
+            attributes[str(name)] = rule
+        if COARSENED_ATTRIBUTE in attributes:
+            raise self.fail(
+                f"{key}.attributes.{COARSENED_ATTRIBUTE}", "this name is reserved by anonymise"
+            )
+        return attributes
 
     def places(
         self,
@@ -513,41 +537,62 @@ class _Reader(ConfigReader):
     def generalisation(
         self, kind: str, value: dict[str, Any], name: str, key: str, timezone: str
     ) -> Generalisation:
-        setting = value[kind]
-        where = f"{key}.{kind}"
-        if kind == "grid":
-            metres = self.positive(setting, where, "a cell size in metres, e.g. 500")
-            if metres < MIN_GRID_METRES:
-                raise self.fail(
-                    where,
-                    f"a grid cell of {metres:g} m is too fine to generalise a position: it "
-                    f"can single out a home or a person; use at least {MIN_GRID_METRES} m",
-                )
-            output = value.get("output", "centre")
-            if output not in GRID_OUTPUTS:
-                raise self.fail(
-                    f"{key}.output", f"{output!r}: expected one of {', '.join(GRID_OUTPUTS)}"
-                )
-            lon = value.get("lon")
-            if lon is not None and (not isinstance(lon, str) or not lon or lon == name):
-                raise self.fail(f"{key}.lon", "expected the name of the longitude field")
-            return Grid(float(metres), output, lon)
-        if kind == "bucket":
-            if setting not in STEPS_S:
-                raise self.fail(
-                    where, f"{setting!r}: expected one of {', '.join(STEPS_S)} (ISO 8601 durations)"
-                )
-            spec = {"field": name, **{k: value[k] for k in ("format", "timezone") if k in value}}
-            spec.setdefault("timezone", timezone)
-            return Bucket(
-                setting, STEPS_S[setting], TimeSpec.from_config(spec, source=self.where, key=key)
+        """The one generalisation of a quasi-identifier, read by its kind's reader."""
+        read = {
+            "grid": self.grid,
+            "bucket": self.bucket,
+            "band": self.band,
+            "prefix": self.prefix,
+        }[kind]
+        return read(value[kind], value, name, key, timezone)
+
+    def grid(self, setting: Any, value: dict[str, Any], name: str, key: str, timezone: str) -> Grid:
+        """A position on a grid of cells at least ``MIN_GRID_METRES`` wide."""
+        where = f"{key}.grid"
+        metres = self.positive(setting, where, "a cell size in metres, e.g. 500")
+        if metres < MIN_GRID_METRES:
+            raise self.fail(
+                where,
+                f"a grid cell of {metres:g} m is too fine to generalise a position: it "
+                f"can single out a home or a person; use at least {MIN_GRID_METRES} m",
             )
-        if kind == "band":
-            return Band(float(self.positive(setting, where, "a band width, e.g. 10")))
+        output = value.get("output", "centre")
+        if output not in GRID_OUTPUTS:
+            raise self.fail(
+                f"{key}.output", f"{output!r}: expected one of {', '.join(GRID_OUTPUTS)}"
+            )
+        lon = value.get("lon")
+        if lon is not None and (not isinstance(lon, str) or not lon or lon == name):
+            raise self.fail(f"{key}.lon", "expected the name of the longitude field")
+        return Grid(float(metres), output, lon)
+
+    def bucket(
+        self, setting: Any, value: dict[str, Any], name: str, key: str, timezone: str
+    ) -> Bucket:
+        """A time truncated to a step; read as normalise reads times (city's zone by default)."""
+        if setting not in STEPS_S:
+            raise self.fail(
+                f"{key}.bucket",
+                f"{setting!r}: expected one of {', '.join(STEPS_S)} (ISO 8601 durations)",
+            )
+        spec = {"field": name, **{k: value[k] for k in ("format", "timezone") if k in value}}
+        spec.setdefault("timezone", timezone)
+        return Bucket(
+            setting, STEPS_S[setting], TimeSpec.from_config(spec, source=self.where, key=key)
+        )
+
+    def band(self, setting: Any, value: dict[str, Any], name: str, key: str, timezone: str) -> Band:
+        """A number rounded down to a band of a positive width."""
+        return Band(float(self.positive(setting, f"{key}.band", "a band width, e.g. 10")))
+
+    def prefix(
+        self, setting: Any, value: dict[str, Any], name: str, key: str, timezone: str
+    ) -> Prefix:
+        """A code cut to its first characters (a whole number of them, at least one)."""
         length = setting
         if isinstance(length, bool) or not isinstance(length, int) or length < 1:
             raise self.fail(
-                where, f"expected a number of characters to keep, got {describe(length)}"
+                f"{key}.prefix", f"expected a number of characters to keep, got {describe(length)}"
             )
         return Prefix(length)
 
@@ -584,12 +629,26 @@ class _Reader(ConfigReader):
     def coarsen(
         self, value: Any, key: str, fields: dict[str, FieldRule], timezone: str
     ) -> Coarsening:
+        """How a source's rows fold into one per entity and step (a day, for people)."""
         data = self.mapping(value, key, _COARSEN_KEYS)
         step = data.get("to")
         if step not in STEPS_S:
             raise self.fail(
                 f"{key}.to", f"{step!r}: expected one of {', '.join(STEPS_S)} (ISO 8601 durations)"
             )
+        summed, mean, registers = self.aggregated(data, key, fields)
+        lateness = self.duration(data, "lateness", key, DEFAULT_LATENESS_S)
+        quiet = self.duration(data, "quiet", key, DEFAULT_QUIET_S)
+        time = self.coarsen_time(data, key, fields, timezone)
+        overrides = self.overrides(data, key, fields, {*summed, *mean, *registers})
+        return Coarsening(
+            step, STEPS_S[step], summed, mean, time, overrides, registers, lateness, quiet
+        )
+
+    def aggregated(
+        self, data: dict[str, Any], key: str, fields: dict[str, FieldRule]
+    ) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+        """(sum, mean, registers): measures each aggregated one way only."""
         summed = self.names(data["sum"], f"{key}.sum") if "sum" in data else ()
         mean = self.names(data["mean"], f"{key}.mean") if "mean" in data else ()
         registers = self.names(data["registers"], f"{key}.registers") if "registers" in data else ()
@@ -610,39 +669,48 @@ class _Reader(ConfigReader):
                 f"{key}.registers",
                 f"{', '.join(sorted(twice))}: a register keeps its index, it is not aggregated",
             )
-        lateness = self.duration(data, "lateness", key, DEFAULT_LATENESS_S)
-        quiet = self.duration(data, "quiet", key, DEFAULT_QUIET_S)
-        time = None
-        if "time" in data:
-            raw = data["time"]
-            if isinstance(raw, dict):
-                self.mapping(raw, f"{key}.time", _TIME_KEYS)
-                raw = {"timezone": timezone, **raw}
-            time = TimeSpec.from_config(raw, source=self.where, key=f"{key}.time")
-            if time.field not in fields:
-                raise self.fail(
-                    f"{key}.time.field", f"{time.field!r} must be a field declared under fields"
-                )
+        return summed, mean, registers
+
+    def coarsen_time(
+        self, data: dict[str, Any], key: str, fields: dict[str, FieldRule], timezone: str
+    ) -> TimeSpec | None:
+        """The field that dates a row for coarsening, if declared (a kept field)."""
+        if "time" not in data:
+            return None
+        raw = data["time"]
+        if isinstance(raw, dict):
+            self.mapping(raw, f"{key}.time", _TIME_KEYS)
+            raw = {"timezone": timezone, **raw}
+        time = TimeSpec.from_config(raw, source=self.where, key=f"{key}.time")
+        if time.field not in fields:
+            raise self.fail(
+                f"{key}.time.field", f"{time.field!r} must be a field declared under fields"
+            )
+        return time
+
+    def overrides(
+        self, data: dict[str, Any], key: str, fields: dict[str, FieldRule], aggregated: set[str]
+    ) -> dict[str, str | int | float]:
+        """``set``: constants a coarsened row carries for measures not aggregated."""
         overrides: dict[str, str | int | float] = {}
-        if "set" in data:
-            raw_set = data["set"]
-            if not isinstance(raw_set, dict) or not raw_set:
-                raise self.fail(
-                    f"{key}.set", f"expected a mapping field: value, got {describe(raw_set)}"
-                )
-            for name, constant in raw_set.items():
-                where = f"{key}.set.{name}"
-                rule = fields.get(str(name))
-                if rule is None or rule.cls != MEASURE:
-                    raise self.fail(where, f"{name!r} must be a field declared as measure")
-                if name in summed or name in mean or name in registers:
-                    raise self.fail(where, f"{name!r} is already aggregated")
-                if isinstance(constant, bool) or not isinstance(constant, str | int | float):
-                    raise self.fail(where, f"expected a text or a number, got {describe(constant)}")
-                overrides[str(name)] = constant
-        return Coarsening(
-            step, STEPS_S[step], summed, mean, time, overrides, registers, lateness, quiet
-        )
+        if "set" not in data:
+            return overrides
+        raw_set = data["set"]
+        if not isinstance(raw_set, dict) or not raw_set:
+            raise self.fail(
+                f"{key}.set", f"expected a mapping field: value, got {describe(raw_set)}"
+            )
+        for name, constant in raw_set.items():
+            where = f"{key}.set.{name}"
+            rule = fields.get(str(name))
+            if rule is None or rule.cls != MEASURE:
+                raise self.fail(where, f"{name!r} must be a field declared as measure")
+            if name in aggregated:
+                raise self.fail(where, f"{name!r} is already aggregated")
+            if isinstance(constant, bool) or not isinstance(constant, str | int | float):
+                raise self.fail(where, f"expected a text or a number, got {describe(constant)}")
+            overrides[str(name)] = constant
+        return overrides
 
     def duration(self, data: dict[str, Any], name: str, key: str, default: int) -> int:
         """An ISO 8601 duration in days, hours and minutes (``PT6H``, ``P2D``), in seconds."""

@@ -106,27 +106,11 @@ def day_table(day: int, states: Mapping[Cell, Mapping[str, Any]]) -> DayTable:
     per_cell: dict[Cell, dict[Window, tuple[Figures, float | None]]] = {}
     for cell, state in states.items():
         per_cell[cell] = _series(state, quarter_peaks([state["p"]], quarters))
-    sectors = sorted({sector for _, sector in states})
-    totals: dict[Cell, list[Cell]] = {(TOTAL, s): [c for c in states if c[1] == s] for s in sectors}
-    totals[(TOTAL, TOTAL)] = list(states)
     derived_parts: dict[tuple[Window, Cell], frozenset[Cell]] = {}
-    for total, parts in totals.items():
-        peaks = quarter_peaks((states[c]["p"] for c in parts), quarters)
-        series: dict[Window, tuple[Figures, float | None]] = {}
-        for window, peak in _window_peaks(peaks).items():
-            meters = energy = largest = 0
-            derived = []
-            for c in parts:
-                f, cell_peak = per_cell[c][window]
-                meters += f.meters
-                energy += f.energy
-                largest = max(largest, f.largest)
-                if cell_peak is None:
-                    derived.append(c)
-            series[window] = (_figures(meters, energy, largest), peak)
-            if derived:
-                derived_parts[(window, total)] = frozenset(derived)
+    for total, parts in _totals(states).items():
+        series, derived = _total_series(parts, states, per_cell, quarters)
         per_cell[total] = series
+        derived_parts.update(((window, total), cells) for window, cells in derived.items())
     table = DayTable(day, quarters=quarters, derived_parts=derived_parts)
     everything = per_cell.get((TOTAL, TOTAL), {})
     for window, (figures, _) in everything.items():
@@ -134,6 +118,43 @@ def day_table(day: int, states: Mapping[Cell, Mapping[str, Any]]) -> DayTable:
             table.windows[window] = {cell: series[window] for cell, series in per_cell.items()}
     table.partial = _partial(table.windows, everything, quarters)
     return table
+
+
+def _totals(states: Mapping[Cell, Any]) -> dict[Cell, list[Cell]]:
+    """Each total and its cells: every sector's city total (in sector order), then
+    the city's over all cells."""
+    sectors = sorted({sector for _, sector in states})
+    totals: dict[Cell, list[Cell]] = {(TOTAL, s): [c for c in states if c[1] == s] for s in sectors}
+    totals[(TOTAL, TOTAL)] = list(states)
+    return totals
+
+
+def _total_series(
+    parts: list[Cell],
+    states: Mapping[Cell, Mapping[str, Any]],
+    per_cell: Mapping[Cell, Mapping[Window, tuple[Figures, float | None]]],
+    quarters: int,
+) -> tuple[dict[Window, tuple[Figures, float | None]], dict[Window, frozenset[Cell]]]:
+    """A total's figures and peak in every window, and per window its cells whose
+    energy is derived there. Its peak is that of its meters' summed power, not a sum
+    of its cells' peaks."""
+    peaks = quarter_peaks((states[c]["p"] for c in parts), quarters)
+    series: dict[Window, tuple[Figures, float | None]] = {}
+    derived_parts: dict[Window, frozenset[Cell]] = {}
+    for window, peak in _window_peaks(peaks).items():
+        meters = energy = largest = 0
+        derived = []
+        for c in parts:
+            f, cell_peak = per_cell[c][window]
+            meters += f.meters
+            energy += f.energy
+            largest = max(largest, f.largest)
+            if cell_peak is None:
+                derived.append(c)
+        series[window] = (_figures(meters, energy, largest), peak)
+        if derived:
+            derived_parts[window] = frozenset(derived)
+    return series, derived_parts
 
 
 def _partial(

@@ -24,8 +24,7 @@ UNKNOWN_INTERVAL = 1 << 5  # quality flag counter-reset
 def known_parts(record: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int]:
     """The record as series holding only known values, and how many were unknown."""
     quality = record.get("quality") or []
-    values = record["values"]
-    if quality and len(quality) != len(values):
+    if quality and len(quality) != len(record["values"]):
         raise RejectedInput("energy-series", "quality must be empty or one flag set per value")
     if not any(q & UNKNOWN_INTERVAL for q in quality):
         return [dict(record)], 0
@@ -33,17 +32,30 @@ def known_parts(record: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int]:
     unknown = len(quality) - len(keep)
     step = record["step_seconds"]
     if not step or step <= 0:
-        if not keep:
-            return [], unknown
-        times = record["times"]
-        part = {
-            **record,
-            "start": times[keep[0]],
-            "times": [times[i] for i in keep],
-            "values": [values[i] for i in keep],
-            "quality": [quality[i] for i in keep],
-        }
-        return [part], unknown
+        return _irregular_part(record, keep), unknown
+    return _regular_parts(record, keep, step), unknown
+
+
+def _irregular_part(record: Mapping[str, Any], keep: list[int]) -> list[dict[str, Any]]:
+    """An irregular series (``times``) keeps its known values as one series (none
+    when every value is unknown)."""
+    if not keep:
+        return []
+    times, values, quality = record["times"], record["values"], record["quality"]
+    part = {
+        **record,
+        "start": times[keep[0]],
+        "times": [times[i] for i in keep],
+        "values": [values[i] for i in keep],
+        "quality": [quality[i] for i in keep],
+    }
+    return [part]
+
+
+def _regular_parts(record: Mapping[str, Any], keep: list[int], step: int) -> list[dict[str, Any]]:
+    """A regular series splits into one series per run of consecutive known values,
+    each starting at its first value's time: an unknown interval is a gap."""
+    values, quality = record["values"], record["quality"]
     parts = []
     k = 0
     while k < len(keep):
@@ -60,4 +72,4 @@ def known_parts(record: Mapping[str, Any]) -> tuple[list[dict[str, Any]], int]:
             }
         )
         k = j
-    return parts, unknown
+    return parts

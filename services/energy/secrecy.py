@@ -314,30 +314,54 @@ def _thin_residual(
     """
     for window in sorted(windows, key=repr):
         cells = windows[window]
-        zones: dict[str, list[Cell]] = {}
-        for cell in cells:
-            if cell[0] != TOTAL:
-                zones.setdefault(cell[1], []).append(cell)
-        groups: list[tuple[list[Cell], list[Cell], str, Cell]] = []
-        for sector, parts in sorted(zones.items()):
-            if (TOTAL, sector) not in withheld:
-                hidden = [c for c in parts if c in withheld]
-                shown = [c for c in parts if c not in withheld]
-                groups.append((hidden, shown, sector, (TOTAL, sector)))
-        if (TOTAL, TOTAL) not in withheld:
-            hidden_sectors = [s for s in sorted(zones) if (TOTAL, s) in withheld]
-            hidden = [c for s in hidden_sectors for c in zones[s] if c in withheld]
-            shown = [c for s in hidden_sectors for c in zones[s] if c not in withheld]
-            sector = hidden_sectors[0] if len(hidden_sectors) == 1 else "residential"
-            groups.append((hidden, shown, sector, (TOTAL, TOTAL)))
-        for hidden, shown, sector, total in groups:
-            if not hidden or primary_reason(_group(cells, hidden), policy, sector) is None:
+        for residual in _residuals(cells, withheld):
+            if not residual.hidden:
                 continue
-            candidates = [c for c in shown if cells[c].meters > 0]
+            if primary_reason(_group(cells, residual.hidden), policy, residual.sector) is None:
+                continue
+            candidates = [c for c in residual.shown if cells[c].meters > 0]
             if candidates:
                 return min(candidates, key=lambda c: (sizes.get(c, 0.0), c))
-            return total
+            return residual.total
     return None
+
+
+class _Residual(NamedTuple):
+    """What subtracting a published ``total``'s published parts (``shown``) leaves an
+    attacker: the sum of the ``hidden`` parts, judged with ``sector``'s threshold."""
+
+    hidden: list[Cell]
+    shown: list[Cell]
+    sector: str
+    total: Cell
+
+
+def _residuals(cells: Mapping[Cell, Figures], withheld: Mapping[Cell, str]) -> list[_Residual]:
+    """The residual of every published total of one window: the sector totals (in
+    sector order), then the city total."""
+    zones: dict[str, list[Cell]] = {}
+    for cell in cells:
+        if cell[0] != TOTAL:
+            zones.setdefault(cell[1], []).append(cell)
+    out: list[_Residual] = []
+    for sector, parts in sorted(zones.items()):
+        if (TOTAL, sector) not in withheld:
+            hidden = [c for c in parts if c in withheld]
+            shown = [c for c in parts if c not in withheld]
+            out.append(_Residual(hidden, shown, sector, (TOTAL, sector)))
+    if (TOTAL, TOTAL) not in withheld:
+        out.append(_city_residual(zones, withheld))
+    return out
+
+
+def _city_residual(zones: Mapping[str, list[Cell]], withheld: Mapping[Cell, str]) -> _Residual:
+    """The published city total's residual: the withheld zones of withheld sectors
+    (a single sector keeps its own threshold; a mix takes the residential one)."""
+    hidden_sectors = [s for s in sorted(zones) if (TOTAL, s) in withheld]
+    hidden = [c for s in hidden_sectors for c in zones[s] if c in withheld]
+    shown = [c for s in hidden_sectors for c in zones[s] if c not in withheld]
+    sector = hidden_sectors[0] if len(hidden_sectors) == 1 else "residential"
+    return _Residual(hidden, shown, sector, (TOTAL, TOTAL))
 
 
 def _exposed(
@@ -362,23 +386,33 @@ def _exposed(
     if not hidden:
         return None
     for window in sorted(windows, key=repr):
-        cells = windows[window]
         for measure in (0, 1):  # meter count, energy
-            published: dict[Cell, float] = {}
-            unknown: dict[Cell, float] = {}
-            for total in hidden:
-                parts = [c for c in cells if c[0] != TOTAL and c[1] == total[1]]
-                published[total] = sum(cells[c][measure] for c in parts if c not in withheld)
-                unknown[total] = sum(cells[c][measure] for c in parts if c in withheld)
-            spread = sum(unknown.values())
-            for total in hidden:
-                figures = cells.get(total)
-                if figures is None or figures.meters == 0:
-                    continue
-                value = published[total] + unknown[total]
-                low, high = published[total], published[total] + spread
-                if low >= (1 - PROTECTION) * value and high <= (1 + PROTECTION) * value:
-                    return total
+            exposed = _narrowed(windows[window], withheld, hidden, measure)
+            if exposed is not None:
+                return exposed
+    return None
+
+
+def _narrowed(
+    cells: Mapping[Cell, Figures], withheld: Mapping[Cell, str], hidden: list[Cell], measure: int
+) -> Cell | None:
+    """The first of the ``hidden`` sector totals whose bounds on ``measure`` (0: meter
+    count, 1: energy) lie within ``PROTECTION`` of its value in this window, or None."""
+    published: dict[Cell, float] = {}
+    unknown: dict[Cell, float] = {}
+    for total in hidden:
+        parts = [c for c in cells if c[0] != TOTAL and c[1] == total[1]]
+        published[total] = sum(cells[c][measure] for c in parts if c not in withheld)
+        unknown[total] = sum(cells[c][measure] for c in parts if c in withheld)
+    spread = sum(unknown.values())
+    for total in hidden:
+        figures = cells.get(total)
+        if figures is None or figures.meters == 0:
+            continue
+        value = published[total] + unknown[total]
+        low, high = published[total], published[total] + spread
+        if low >= (1 - PROTECTION) * value and high <= (1 + PROTECTION) * value:
+            return total
     return None
 
 

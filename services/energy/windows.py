@@ -31,7 +31,7 @@ from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from itertools import pairwise
-from typing import Any
+from typing import Any, NamedTuple
 
 from services.runtime import localday
 
@@ -121,21 +121,42 @@ def merge_pieces(
     the first one instead of being counted again. Old pieces equal to a new one
     are neither removed nor added (no change at all).
     """
-    cleaned = list(new)
-    if any(a[0] + a[1] > b[0] or a[0] == b[0] for a, b in pairwise(cleaned)):
-        # Not in order or overlapping (an irregular series): within one record, a
-        # later reading wins over an earlier one it overlaps.
-        fresh: dict[int, Piece] = {}
-        for piece in new:
-            fresh[piece[0]] = piece
-        cleaned = []
-        for piece in sorted(fresh.values()):
-            if cleaned and _overlaps(*cleaned[-1][:2], *piece[:2]):
-                cleaned[-1] = piece
-            else:
-                cleaned.append(piece)
+    cleaned = _in_order(list(new))
     if not old:
         return cleaned, [], cleaned
+    removed_idx, unchanged = _overlapped(old, cleaned)
+    kept_unchanged = {old[i] for i in unchanged}
+    added = [p for p in cleaned if p not in kept_unchanged]
+    removed = [old[i] for i in sorted(removed_idx)]
+    merged = sorted([p for i, p in enumerate(old) if i not in removed_idx and i not in unchanged])
+    merged = sorted(merged + cleaned)
+    return merged, removed, added
+
+
+def _in_order(pieces: list[Piece]) -> list[Piece]:
+    """``pieces`` in time order without overlaps, as they usually already are.
+
+    Out of order or overlapping (an irregular series): within one record, a later
+    reading wins over an earlier one it overlaps."""
+    if not any(a[0] + a[1] > b[0] or a[0] == b[0] for a, b in pairwise(pieces)):
+        return pieces
+    fresh: dict[int, Piece] = {}
+    for piece in pieces:
+        fresh[piece[0]] = piece
+    cleaned: list[Piece] = []
+    for piece in sorted(fresh.values()):
+        if cleaned and _overlaps(*cleaned[-1][:2], *piece[:2]):
+            cleaned[-1] = piece
+        else:
+            cleaned.append(piece)
+    return cleaned
+
+
+def _overlapped(old: Sequence[Piece], cleaned: Sequence[Piece]) -> tuple[set[int], set[int]]:
+    """(replaced, unchanged): indexes of the ``old`` pieces a ``cleaned`` piece overlaps,
+    split by whether the new piece differs (replaced) or is the very same (unchanged).
+
+    ``old`` is sorted by start, so each new piece only looks at its neighbours."""
     starts = [p[0] for p in old]
     removed_idx: set[int] = set()
     unchanged: set[int] = set()
@@ -146,18 +167,9 @@ def merge_pieces(
         k = j
         while k < len(old) and (old[k][0] < a + length or old[k][0] == a):
             if _overlaps(*old[k][:2], a, length):
-                if old[k] == (a, length, value):
-                    unchanged.add(k)
-                else:
-                    removed_idx.add(k)
+                (unchanged if old[k] == (a, length, value) else removed_idx).add(k)
             k += 1
-    removed_idx -= unchanged
-    kept_unchanged = {old[i] for i in unchanged}
-    added = [p for p in cleaned if p not in kept_unchanged]
-    removed = [old[i] for i in sorted(removed_idx)]
-    merged = sorted([p for i, p in enumerate(old) if i not in removed_idx and i not in unchanged])
-    merged = sorted(merged + cleaned)
-    return merged, removed, added
+    return removed_idx - unchanged, unchanged
 
 
 def quarter_energy(
@@ -250,6 +262,16 @@ def derived_counts(
     return dq, dh
 
 
+class _MeterDay(NamedTuple):
+    """One meter's day before and after a change, per quarter: energy (kWh) and
+    whether the meter reported in it."""
+
+    old_q: list[float]
+    old_p: list[bool]
+    new_q: list[float]
+    new_p: list[bool]
+
+
 def apply_meter_change(
     cell: Mapping[str, Any], old: Sequence[Piece], new: Sequence[Piece], removed, added
 ) -> dict[str, Any]:
@@ -259,15 +281,34 @@ def apply_meter_change(
     (it is the highest value any meter ever reached): a correction downwards
     leaves it high, which errs on the side of suppressing.
     """
-    size = len(cell["e"])
+    meter = _meter_day(old, new, len(cell["e"]))
+    touched = [q for q in range(len(cell["e"])) if meter.old_p[q] or meter.new_p[q]]
+    e, n, x = _quarter_counts(cell, meter, touched)
+    hn, hx = _hour_counts(cell, meter, touched)
+    dn, dx = _day_counts(cell, meter, bool(old))
+    sweep = _swept(cell["p"], _power_changes(removed, added))
+    dq, dh = derived_counts(cell, old, new)
+    state = {"e": e, "n": n, "x": x, "hn": hn, "hx": hx, "dn": dn, "dx": dx, "p": sweep}
+    return {**state, "dq": dq, "dh": dh}
+
+
+def _meter_day(old: Sequence[Piece], new: Sequence[Piece], size: int) -> _MeterDay:
+    """The meter's quarters before and after (before: nothing, in the usual case of
+    the meter's first readings of the day)."""
+    new_q, new_p = quarter_energy(new, size)
     if old:
         old_q, old_p = quarter_energy(old, size)
-        new_q, new_p = quarter_energy(new, size)
-    else:  # the usual case: the meter's first readings of the day
-        new_q, new_p = quarter_energy(new, size)
+    else:
         old_q, old_p = [0.0] * size, [False] * size
-    touched = [q for q in range(size) if old_p[q] or new_p[q]]
+    return _MeterDay(old_q, old_p, new_q, new_p)
+
+
+def _quarter_counts(
+    cell: Mapping[str, Any], meter: _MeterDay, touched: Sequence[int]
+) -> tuple[list[float], list[int], list[float]]:
+    """(e, n, x) per quarter: energy, meters that reported, largest meter's energy."""
     e, n, x = list(cell["e"]), list(cell["n"]), list(cell["x"])
+    old_q, old_p, new_q, new_p = meter
     for q in touched:
         if old_q[q] != new_q[q]:
             e[q] += new_q[q] - old_q[q]
@@ -275,7 +316,15 @@ def apply_meter_change(
             n[q] += 1 if new_p[q] else -1
         if new_p[q] and new_q[q] > x[q]:
             x[q] = new_q[q]
+    return e, n, x
+
+
+def _hour_counts(
+    cell: Mapping[str, Any], meter: _MeterDay, touched: Sequence[int]
+) -> tuple[list[int], list[float]]:
+    """(hn, hx) per hour: meters that reported, largest meter's energy."""
     hn, hx = list(cell["hn"]), list(cell["hx"])
+    old_p, new_q, new_p = meter.old_p, meter.new_q, meter.new_p
     for h in sorted({q // QUARTERS_PER_HOUR for q in touched}):
         quarters = slice(h * QUARTERS_PER_HOUR, (h + 1) * QUARTERS_PER_HOUR)
         was, now = any(old_p[quarters]), any(new_p[quarters])
@@ -284,13 +333,24 @@ def apply_meter_change(
         total = sum(new_q[quarters])
         if now and total > hx[h]:
             hx[h] = total
+    return hn, hx
+
+
+def _day_counts(cell: Mapping[str, Any], meter: _MeterDay, had_old: bool) -> tuple[int, float]:
+    """(dn, dx) for the day: meters that reported, largest meter's energy."""
     dn, dx = cell["dn"], cell["dx"]
-    old_any, new_any = bool(old) and any(old_p), any(new_p)
+    old_any, new_any = had_old and any(meter.old_p), any(meter.new_p)
     if old_any != new_any:
         dn += 1 if new_any else -1
-    day_total = sum(new_q)
+    day_total = sum(meter.new_q)
     if new_any and day_total > dx:
         dx = day_total
+    return dn, dx
+
+
+def _power_changes(removed: Iterable[Piece], added: Iterable[Piece]) -> dict[int, float]:
+    """Change of summed power (kW) at each breakpoint when ``removed`` pieces leave
+    and ``added`` ones arrive (instants carry no power)."""
     changes: dict[int, float] = defaultdict(float)
     for sign, pieces in ((-1.0, removed), (1.0, added)):
         for a, length, value in pieces:
@@ -298,17 +358,21 @@ def apply_meter_change(
                 kw = sign * value * HOUR_US / length
                 changes[a] += kw
                 changes[a + length] -= kw
-    sweep = dict(cell["p"])
+    return changes
+
+
+def _swept(sweep: Mapping[str, float], changes: Mapping[int, float]) -> dict[str, float]:
+    """The power sweep with ``changes`` applied; a level back to zero (within
+    rounding) is dropped, so the sweep does not grow with corrections."""
+    out = dict(sweep)
     for at, change in changes.items():
         key = str(at)
-        level = sweep.get(key, 0.0) + change
+        level = out.get(key, 0.0) + change
         if -1e-9 < level < 1e-9:
-            sweep.pop(key, None)
+            out.pop(key, None)
         else:
-            sweep[key] = level
-    dq, dh = derived_counts(cell, old, new)
-    state = {"e": e, "n": n, "x": x, "hn": hn, "hx": hx, "dn": dn, "dx": dx, "p": sweep}
-    return {**state, "dq": dq, "dh": dh}
+            out[key] = level
+    return out
 
 
 def quarter_peaks(sweeps: Iterable[Mapping[str, float]], quarters: int = QUARTERS) -> list[float]:
