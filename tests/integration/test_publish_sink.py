@@ -14,7 +14,7 @@ from services.publish.migrations import migrate
 from services.publish.rows import aggregates_table, dead_letters_table, observations_table
 from services.publish.sink import SinkRoute, WarehouseSink
 from services.runtime.kafka import RecordProducer, make_producer
-from tests.integration.records import T0, dead_letter, energy_aggregate, observation
+from testkit.records import T0, dead_letter, energy_aggregate, observation
 
 pytestmark = pytest.mark.integration
 

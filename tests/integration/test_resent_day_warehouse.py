@@ -18,7 +18,7 @@ from services.publish.sink import SinkRoute, WarehouseSink
 from services.runtime.cities import load_cities
 from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.processor import StageRunner
-from tests.normalise_helpers import CURVES, T0, city_file, curves
+from testkit.normalise import CURVES, T0, city_file, curves
 
 pytestmark = pytest.mark.integration
 

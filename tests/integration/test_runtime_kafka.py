@@ -22,8 +22,8 @@ from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.processor import BaseStage, Emit, InputMeta, StageRunner
 from services.runtime.provisioning import admin_client, delete_scratch_topics, provision_topics
 from services.runtime.topics import TopicSpec, provision
-from tests.integration.kafka_helpers import CommitFailsOnce, read_all
-from tests.integration.records import SAMPLES_BY_TOPIC, observation
+from testkit.kafka import CommitFailsOnce, read_all
+from testkit.records import SAMPLES_BY_TOPIC, observation
 
 pytestmark = pytest.mark.integration
 

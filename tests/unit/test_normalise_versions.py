@@ -26,7 +26,7 @@ from services.publish.migrations import migrate
 from services.publish.rows import Landed, observations_table
 from services.runtime.config import NodeConfig
 from services.runtime.processor import InputMeta
-from tests.normalise_helpers import Run, city_file, normaliser, record
+from testkit.normalise import Run, city_file, normaliser, record
 
 START = datetime(2025, 11, 22, 8, 0)  # local (Paris): 07:00 UTC
 QUARTER_US = 900_000_000
