@@ -7,6 +7,6 @@ from pathlib import Path
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 FIXTURES = REPOSITORY / "tests" / "fixtures"
-# Real third-party inputs, copied with their provenance (fixtures/samples/PROVENANCE.md).
+# Real third-party inputs, copied with their provenance (tests/fixtures/samples/PROVENANCE.md).
 SAMPLES = FIXTURES / "samples"
 SMART_DATA_MODELS = FIXTURES / "sdm"

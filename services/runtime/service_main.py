@@ -2,7 +2,7 @@
 
 Logs, configuration, topics and schemas, metrics and health, signal handling:
 a stage package only provides how to build its Stage from the node and the
-city files (STYLE.md: no service skeleton copied five times).
+city files (docs/style.md: no service skeleton copied five times).
 """
 
 from __future__ import annotations
