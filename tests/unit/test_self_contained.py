@@ -62,3 +62,25 @@ def test_every_cited_note_is_in_the_repository() -> None:
             if not resolves(cited, path):
                 missing.append(f"{path.relative_to(REPO)} cites {cited}")
     assert missing == [], "write the note under docs/ or drop the citation"
+
+
+def test_production_code_imports_no_test_support() -> None:
+    """services/ is what a node runs: test harnesses and helpers live in testkit/."""
+    pattern = re.compile(r"^\s*(from|import)\s+(tests|testkit)\b", re.MULTILINE)
+    offenders = [
+        str(path.relative_to(REPO))
+        for path in files("services")
+        if path.suffix == ".py" and pattern.search(path.read_text())
+    ]
+    assert offenders == []
+
+
+def test_tests_and_benches_import_no_test_module() -> None:
+    """Helpers live in testkit/, so no test or bench imports a module of tests/."""
+    pattern = re.compile(r"^\s*(from|import)\s+tests\b", re.MULTILINE)
+    offenders = [
+        str(path.relative_to(REPO))
+        for path in files("tests", "bench", "testkit")
+        if path.suffix == ".py" and pattern.search(path.read_text())
+    ]
+    assert offenders == []
