@@ -28,7 +28,7 @@ from services.runtime.config import load_node_config
 from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.provisioning import connect_contracts, provision_topics
 from services.runtime.topics import load_topics
-from tests.integration.federation_nodes import T0, Node, make_authority, observation
+from testkit.federation_nodes import T0, Node, make_authority, observation
 
 T0_S = T0 // 1_000_000
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 
-from services.node.local import LocalNode
+from testkit.local_node import LocalNode
 
 T0 = 1_736_722_800  # 2025-01-13T00:00:00+01:00, epoch seconds
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -16,10 +15,6 @@ from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig, load_node_config
 from services.runtime.provisioning import connect_contracts, provision_topics
 from services.runtime.topics import TopicSpec, load_topics
-
-# Real third-party inputs, copied with their provenance (fixtures/samples/PROVENANCE.md):
-# a fresh clone of the repository alone runs every test.
-SAMPLES = Path(__file__).resolve().parent / "fixtures" / "samples"
 
 
 @pytest.fixture(scope="session")

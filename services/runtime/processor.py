@@ -1,7 +1,7 @@
 """The exactly-once consume → decode → transform → encode → produce loop.
 
 Written once here so that a service is only its transform and its settings
-(STYLE.md). Each batch is one Kafka transaction: the outputs, the dead letters
+(docs/style.md). Each batch is one Kafka transaction: the outputs, the dead letters
 and the consumer offsets commit together or not at all, so a process killed at
 any instant and restarted neither loses nor duplicates a record for a
 ``read_committed`` reader.

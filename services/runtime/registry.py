@@ -1,7 +1,7 @@
 """A thin client of the Confluent-compatible schema registry API.
 
 Apicurio Registry serves it under ``/apis/ccompat/v7``. We register schemas with
-plain HTTP at provisioning (DESIGN.md: newer Confluent clients send register
+plain HTTP at provisioning (docs/design.md: newer Confluent clients send register
 fields Apicurio does not know), and look schemas up by id when decoding.
 """
 
@@ -20,7 +20,7 @@ _CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 log = logging.getLogger(__name__)
 
 # A consumer may read any older message with the newest schema: the contract of
-# DESIGN.md, checked against every version ever registered, not only the last one
+# docs/design.md, checked against every version ever registered, not only the last one
 # (a partner holding an old record must still decode it). Stricter levels are kept.
 REQUIRED_COMPATIBILITY = "BACKWARD_TRANSITIVE"
 ACCEPTED_COMPATIBILITY = frozenset({"BACKWARD_TRANSITIVE", "FULL_TRANSITIVE"})

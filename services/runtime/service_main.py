@@ -3,7 +3,7 @@
 Logs, configuration, city files, topics and schemas, metrics and health, signal
 handling are written once, in :func:`run_service`; a service package provides
 only what differs: its name, how its topics are reached and how to build it
-(STYLE.md: no service skeleton copied five times). :func:`run_stage` is the
+(docs/style.md: no service skeleton copied five times). :func:`run_stage` is the
 stages' case of it: their service is a :class:`StageRunner` loop.
 """
 

@@ -26,7 +26,7 @@ from services.runtime.cities import load_cities
 from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.processor import StageRunner
-from tests.integration.kafka_helpers import CommitFailsOnce, read_all
+from testkit.kafka import CommitFailsOnce, read_all
 
 pytestmark = pytest.mark.integration
 
@@ -223,7 +223,7 @@ def test_one_ndjson_line_per_http_request_leaves_anonymise_as_day_values_only(
 
     from services.ingest.core import IngestTopics
     from services.ingest.service import build_core
-    from tests.integration.ingest_helpers import serve_ingest
+    from testkit.ingest import serve_ingest
 
     monkeypatch.setenv("CITEPLUS_TOKEN_DAYVILLE", "tok-dayville")
     city = json.loads(json.dumps(CITY))

@@ -23,8 +23,8 @@ from services.runtime.config import NodeConfig
 from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.processor import StageRunner
-from tests.fixture_secrets import fixture_secret
-from tests.integration.kafka_helpers import CommitFailsOnce, read_all
+from testkit.fixture_secrets import fixture_secret
+from testkit.kafka import CommitFailsOnce, read_all
 
 pytestmark = pytest.mark.integration
 

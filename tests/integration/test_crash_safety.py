@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from services.node.local import LocalNode
 from services.node.main import available_services
-from tests.fixture_secrets import fixture_secret
-from tests.integration.node_checks import Fingerprint, differences, settle
+from testkit.fixture_secrets import fixture_secret
+from testkit.local_node import LocalNode
+from testkit.node_checks import Fingerprint, differences, settle
 
 pytestmark = pytest.mark.integration
 

@@ -31,9 +31,9 @@ from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.logs import JsonFormatter
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.processor import StageRunner
-from tests.conftest import SAMPLES
-from tests.integration.ingest_helpers import serve_ingest
-from tests.integration.kafka_helpers import read_all
+from testkit.fixtures import SAMPLES
+from testkit.ingest import serve_ingest
+from testkit.kafka import read_all
 
 pytestmark = pytest.mark.integration
 

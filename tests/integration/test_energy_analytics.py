@@ -22,8 +22,8 @@ from services.energy.windows import DAY_US, HOUR_US
 from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.paths import REPO_ROOT
 from services.runtime.processor import StageRunner
-from tests.energy_helpers import energy_observation
-from tests.integration.kafka_helpers import read_all
+from testkit.energy import energy_observation
+from testkit.kafka import read_all
 
 pytestmark = pytest.mark.integration
 

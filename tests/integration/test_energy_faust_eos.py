@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import NewTopic
 
 from services.runtime.provisioning import admin_client
-from tests.integration.kafka_helpers import read_all
+from testkit.kafka import read_all
 
 pytestmark = pytest.mark.integration
 

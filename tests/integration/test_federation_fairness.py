@@ -28,7 +28,7 @@ from services.policy.federation import certificate_paths
 from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.provisioning import connect_contracts, provision_topics
 from services.runtime.topics import load_topics
-from tests.integration.federation_nodes import T0, Node, make_authority, observation
+from testkit.federation_nodes import T0, Node, make_authority, observation
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 

@@ -26,8 +26,8 @@ from services.ingest.letter_cap import MAX_LETTERS_PER_BATCH, SUMMARY_REASON
 from services.ingest.limits import HttpLimits
 from services.ingest.service import build_core
 from services.runtime.cities import load_cities
-from tests.integration.ingest_helpers import RunningIngest, serve_ingest
-from tests.integration.kafka_helpers import read_all
+from testkit.ingest import RunningIngest, serve_ingest
+from testkit.kafka import read_all
 
 pytestmark = pytest.mark.integration
 

@@ -20,8 +20,8 @@ from services.ingest.service import build_core
 from services.runtime.cities import load_cities
 from services.runtime.provisioning import connect_contracts, provision_topics
 from services.runtime.topics import load_topics
-from tests.integration.ingest_helpers import serve_ingest
-from tests.integration.kafka_helpers import read_all
+from testkit.ingest import serve_ingest
+from testkit.kafka import read_all
 
 pytestmark = pytest.mark.integration
 

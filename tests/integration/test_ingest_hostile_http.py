@@ -14,8 +14,8 @@ import pytest
 from services.ingest.core import IngestTopics
 from services.ingest.service import build_core
 from services.runtime.cities import load_cities
-from tests.integration.ingest_helpers import serve_ingest
-from tests.integration.kafka_helpers import read_all
+from testkit.ingest import serve_ingest
+from testkit.kafka import read_all
 
 pytestmark = pytest.mark.integration
 

@@ -18,9 +18,9 @@ from services.ingest.service import build_core
 from services.runtime.cities import load_cities
 from services.runtime.dlq import RAW_CHUNK_BYTES, reassemble
 from services.runtime.paths import CITIES_DIR
-from tests.conftest import SAMPLES
-from tests.integration.ingest_helpers import serve_ingest
-from tests.integration.kafka_helpers import read_all
+from testkit.fixtures import SAMPLES
+from testkit.ingest import serve_ingest
+from testkit.kafka import read_all
 
 pytestmark = pytest.mark.integration
 

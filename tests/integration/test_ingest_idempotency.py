@@ -22,7 +22,7 @@ from services.ingest.service import build_core
 from services.runtime.cities import load_cities
 from services.simulate.generator import Payload
 from services.simulate.push import Pusher
-from tests.integration.ingest_helpers import serve_ingest
+from testkit.ingest import serve_ingest
 
 pytestmark = pytest.mark.integration
 

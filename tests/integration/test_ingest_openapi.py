@@ -24,7 +24,7 @@ from schemathesis.specs.openapi.checks import (
 from services.ingest.core import IngestTopics
 from services.ingest.service import build_core
 from services.runtime.cities import load_cities
-from tests.integration.ingest_helpers import serve_ingest
+from testkit.ingest import serve_ingest
 
 pytestmark = pytest.mark.integration
 

@@ -20,7 +20,7 @@ from services.federation.queries import Question, _aggregate, aggregates_sql, ro
 from services.publish.rows import Landed, observations_table, released_table
 from services.runtime import localday
 from services.warehouse.migrations import migrate
-from tests.energy_helpers import EnergyHarness, energy_observation
+from testkit.energy import EnergyHarness, energy_observation
 
 pytestmark = pytest.mark.integration
 

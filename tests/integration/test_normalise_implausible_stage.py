@@ -15,8 +15,8 @@ from services.normalise.stage import NormaliseStage, NormaliseTopics
 from services.runtime.cities import load_cities
 from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.processor import StageRunner
-from tests.integration.kafka_helpers import read_all
-from tests.normalise_helpers import CURVES, city_file, curves
+from testkit.kafka import read_all
+from testkit.normalise import CURVES, city_file, curves
 
 pytestmark = pytest.mark.integration
 

@@ -19,8 +19,8 @@ from services.runtime.cities import load_cities
 from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.processor import StageRunner
-from tests.integration.kafka_helpers import read_all
-from tests.normalise_helpers import city_file, from_raw
+from testkit.kafka import read_all
+from testkit.normalise import city_file, from_raw
 
 pytestmark = pytest.mark.integration
 

@@ -13,8 +13,8 @@ from services.normalise.stage import NormaliseStage, NormaliseTopics
 from services.runtime.cities import load_cities
 from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.processor import StageRunner
-from tests.integration.kafka_helpers import read_all
-from tests.normalise_helpers import CURVES, LINKY, MIN10, T0, city_file, curves, linky, record
+from testkit.kafka import read_all
+from testkit.normalise import CURVES, LINKY, MIN10, T0, city_file, curves, linky, record
 
 pytestmark = pytest.mark.integration
 

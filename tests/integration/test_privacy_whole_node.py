@@ -20,10 +20,10 @@ import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from services.node.local import LocalNode
 from services.node.main import available_services
 from services.runtime.dev_secrets import dev_env_file, read_env_file
-from tests.integration.node_checks import settle
+from testkit.local_node import LocalNode
+from testkit.node_checks import settle
 
 pytestmark = pytest.mark.integration
 

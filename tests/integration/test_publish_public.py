@@ -19,8 +19,8 @@ from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.processor import StageRunner
 from services.runtime.provisioning import connect_contracts, provision_topics
 from services.runtime.topics import load_topics
-from tests.integration.kafka_helpers import read_all
-from tests.integration.records import energy_aggregate, observation, released_aggregate
+from testkit.kafka import read_all
+from testkit.records import energy_aggregate, observation, released_aggregate
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from services.publish.sink import SinkRoute, WarehouseSink
 from services.runtime.kafka import RecordProducer, make_producer
 from services.warehouse.chdb_embedded import ChdbWarehouse
 from services.warehouse.migrations import migrate
-from tests.integration.records import T0, dead_letter, energy_aggregate, observation
+from testkit.records import T0, dead_letter, energy_aggregate, observation
 
 pytestmark = pytest.mark.integration
 

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from services.node.local import LocalNode
 from services.node.main import available_services
 from services.node.status import sample_service
 from services.runtime.config import load_node_config
-from tests.integration.node_checks import differences, settle
-from tests.integration.question_checks import check_every_question
+from testkit.local_node import LocalNode
+from testkit.node_checks import differences, settle
+from testkit.question_checks import check_every_question
 
 pytestmark = pytest.mark.integration
 

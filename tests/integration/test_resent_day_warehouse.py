@@ -18,7 +18,7 @@ from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.processor import StageRunner
 from services.warehouse.chdb_embedded import ChdbWarehouse
 from services.warehouse.migrations import migrate
-from tests.normalise_helpers import CURVES, T0, city_file, curves
+from testkit.normalise import CURVES, T0, city_file, curves
 
 pytestmark = pytest.mark.integration
 

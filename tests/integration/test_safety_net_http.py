@@ -22,9 +22,9 @@ from services.privacy.keys import KeyStore
 from services.runtime.cities import load_cities
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.processor import StageRunner
-from tests.fixture_secrets import fixture_secret
-from tests.integration.ingest_helpers import serve_ingest
-from tests.integration.kafka_helpers import read_all
+from testkit.fixture_secrets import fixture_secret
+from testkit.ingest import serve_ingest
+from testkit.kafka import read_all
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ from services.runtime.processor import BaseStage, Emit, InputMeta, StageRunner
 from services.runtime.provisioning import connect_contracts, provision_topics
 from services.runtime.state import ChangelogStore, restore
 from services.runtime.topics import TopicSpec
-from tests.integration.kafka_helpers import CommitFailsOnce
-from tests.integration.records import observation
+from testkit.kafka import CommitFailsOnce
+from testkit.records import observation
 
 pytestmark = pytest.mark.integration
 

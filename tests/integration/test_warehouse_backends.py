@@ -14,7 +14,7 @@ from services.publish.questions import QUESTIONS, question
 from services.publish.rows import Landed, aggregates_table, observations_table, released_table
 from services.runtime.paths import REPO_ROOT
 from services.warehouse.migrations import migrate
-from tests.integration.records import T0, energy_aggregate, observation, released_aggregate
+from testkit.records import T0, energy_aggregate, observation, released_aggregate
 
 HOUR = 3_600_000_000
 

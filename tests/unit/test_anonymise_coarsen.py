@@ -14,7 +14,7 @@ from services.anonymise.generalise import bucket_starts
 from services.anonymise.policy import COARSENED_ROWS, Coarsening
 from services.anonymise.transform import TransformError, anonymise
 from services.ingest.records import to_column
-from tests.unit.anonymise_helpers import T0, TEN_MINUTES, policy_of, pseudonymiser, raw, values_of
+from testkit.anonymise import T0, TEN_MINUTES, policy_of, pseudonymiser, raw, values_of
 
 HOUR = 3_600_000_000
 

@@ -24,7 +24,7 @@ from services.privacy.keys import KeyStore
 from services.runtime.errors import ConfigError, RejectedInput
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.processor import Emit, InputMeta
-from tests.unit.anonymise_helpers import policy_of, raw, values_of
+from testkit.anonymise import policy_of, raw, values_of
 
 TEN_MINUTES = 600_000_000
 HOUR = 3_600_000_000
@@ -423,8 +423,8 @@ def test_daily_records_of_single_reading_messages_normalise_to_the_day_energy(
     from services.runtime.paths import CITIES_DIR
     from services.simulate.formats import ENERGY_RENDERERS
     from services.simulate.generator import ENERGY_SOURCES
-    from tests.normalise_helpers import Run, normaliser
-    from tests.unit.test_normalise_cities import PARIS, blocks
+    from testkit.energy_blocks import PARIS, blocks
+    from testkit.normalise import Run, normaliser
 
     first = date(2025, 10, 25)  # the 25-hour DST day is the second
     meters, energy_blocks = blocks(first, 3)

@@ -32,8 +32,8 @@ from services.privacy.keys import KeyStore
 from services.runtime import localday
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.processor import InputMeta
-from tests.fixture_secrets import fixture_secret
-from tests.unit.anonymise_helpers import policy_of, raw, values_of
+from testkit.anonymise import policy_of, raw, values_of
+from testkit.fixture_secrets import fixture_secret
 
 US = 1_000_000
 STEP = 600  # 10-minute readings

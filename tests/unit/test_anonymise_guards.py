@@ -31,8 +31,8 @@ from services.privacy.keys import (
 from services.runtime.cities import load_cities
 from services.runtime.errors import ConfigError
 from services.runtime.paths import CITIES_DIR
-from tests.fixture_secrets import fixture_secret
-from tests.unit.anonymise_helpers import policy_of
+from testkit.anonymise import policy_of
+from testkit.fixture_secrets import fixture_secret
 
 VARIABLE = "CITEPLUS_PSEUDONYM_SECRET_LYON"
 _ALPHABET = random.Random(13)

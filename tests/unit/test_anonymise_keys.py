@@ -25,7 +25,7 @@ from services.privacy.keys import (
 )
 from services.privacy.pseudonym import Pseudonymiser
 from services.runtime.errors import ConfigError
-from tests.fixture_secrets import fixture_secret
+from testkit.fixture_secrets import fixture_secret
 
 SECRET = fixture_secret("keys")
 A, B = fixture_secret("keys-a"), fixture_secret("keys-b")

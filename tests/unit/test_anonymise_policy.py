@@ -16,7 +16,7 @@ from services.anonymise.policy import (
 )
 from services.runtime.cities import load_cities
 from services.runtime.errors import ConfigError
-from tests.unit.anonymise_helpers import city_file, policy_of
+from testkit.anonymise import city_file, policy_of
 
 CITIES_DIR = Path(__file__).resolve().parents[2] / "deploy" / "cities"
 VALID = {"version": "1", "fields": {"meter": "identifier", "kwh": "measure"}}

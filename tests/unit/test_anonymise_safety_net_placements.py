@@ -14,7 +14,7 @@ import pytest
 
 from services.anonymise.transform import anonymise
 from services.runtime.errors import ConfigError
-from tests.unit.anonymise_helpers import policy_of, pseudonymiser, raw, values_of
+from testkit.anonymise import policy_of, pseudonymiser, raw, values_of
 
 
 def _nir(body: int) -> str:

@@ -13,8 +13,8 @@ from services.privacy.keys import KeyStore
 from services.runtime.errors import RejectedInput
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.processor import InputMeta
-from tests.fixture_secrets import fixture_secret
-from tests.unit.anonymise_helpers import T0, policy_of, raw
+from testkit.anonymise import T0, policy_of, raw
+from testkit.fixture_secrets import fixture_secret
 
 META = InputMeta("raw.v1", 0, 0, b"testville|meters|x", 0)
 SECRET = fixture_secret("stage")

@@ -30,7 +30,7 @@ from services.anonymise.transform import (
     redacted_raw,
 )
 from services.runtime.cities import load_cities
-from tests.unit.anonymise_helpers import T0, policy_of, pseudonymiser, raw, values_of
+from testkit.anonymise import T0, policy_of, pseudonymiser, raw, values_of
 
 CITIES_DIR = Path(__file__).resolve().parents[2] / "deploy" / "cities"
 SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "samples"

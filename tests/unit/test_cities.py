@@ -14,32 +14,9 @@ from services.runtime.cities import (
     resolve_secret,
 )
 from services.runtime.errors import ConfigError
+from testkit.city_files import VALID_SOURCE, city_yaml, write_city
 
 CITIES_DIR = Path(__file__).resolve().parents[2] / "deploy" / "cities"
-
-VALID_SOURCE = """\
-  - id: compteurs
-    format: csv
-    dataset: comptage-velo
-    domain: mobility
-    entity: Identifiant du compteur
-    token: env:CITEPLUS_TOKEN_TEST
-    csv: {separator: ";", decimal: ",", header: true}
-    numeric: [Comptage horaire]
-"""
-
-
-def write_city(directory: Path, body: str, stem: str = "testville") -> Path:
-    path = directory / f"{stem}.yaml"
-    path.write_text(body, encoding="utf-8")
-    return path
-
-
-def city_yaml(
-    sources: str = VALID_SOURCE, header: str = "code: testville\nname: Testville\n"
-) -> str:
-    return f"{header}sources:\n{sources}"
-
 
 # --- the shipped city files -------------------------------------------------------
 

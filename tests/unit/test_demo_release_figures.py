@@ -11,7 +11,7 @@ from services.node.demo import SUPPRESSION_SQL
 from services.publish.rows import Landed, observations_table, released_table
 from services.warehouse.chdb_embedded import ChdbWarehouse
 from services.warehouse.migrations import migrate
-from tests.energy_helpers import energy_observation
+from testkit.energy import energy_observation
 
 T0 = 1_763_769_600_000_000  # 2025-11-22T00:00:00Z
 

@@ -25,7 +25,7 @@ from services.energy.windows import (
 from services.runtime.config import NodeConfig
 from services.runtime.paths import REPO_ROOT
 from services.runtime.processor import InputMeta
-from tests.energy_helpers import energy_observation
+from testkit.energy import energy_observation
 
 T0 = 1_763_766_000_000_000  # 2025-11-22T00:00 Europe/Paris (23:00Z the day before): a local day
 TOPICS = EnergyTopics()

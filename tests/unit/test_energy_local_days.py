@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.energy.secrecy import SecrecyPolicy
-from tests.energy_helpers import EnergyHarness, energy_observation
+from testkit.energy import EnergyHarness, energy_observation
 
 US = 1_000_000
 MIN = 60 * US

@@ -50,7 +50,7 @@ from services.publish.republish import PublicTopics, Republisher
 from services.runtime.config import NodeConfig
 from services.runtime.errors import RejectedInput
 from services.runtime.processor import Emit, InputMeta
-from tests.energy_helpers import energy_observation
+from testkit.energy import energy_observation
 
 T0 = 1_763_766_000_000_000  # the day under attack: 2025-11-22 in Paris, from 2025-11-21T23:00Z
 TOPICS = EnergyTopics()

@@ -384,7 +384,7 @@ def test_city_files_carry_their_policy(tmp_path) -> None:
     from services.energy.stage import policies_from_cities
     from services.runtime.cities import load_cities
     from services.runtime.paths import CITIES_DIR
-    from tests.unit.test_cities import city_yaml, write_city
+    from testkit.city_files import city_yaml, write_city
 
     shipped = policies_from_cities(load_cities(CITIES_DIR))
     assert shipped and all(p == SecrecyPolicy(10, 0.85) for p in shipped.values())

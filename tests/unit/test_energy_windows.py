@@ -27,8 +27,8 @@ from services.energy.windows import (
     quarter_peaks,
 )
 from services.runtime.processor import InputMeta
-from tests.energy_helpers import EnergyHarness
-from tests.energy_helpers import iso as _iso
+from testkit.energy import EnergyHarness
+from testkit.energy import iso as _iso
 
 T0 = 1_763_766_000_000_000  # 2025-11-22T00:00 in Paris (2025-11-21T23:00:00Z): a local day
 MIN = 60 * US
@@ -120,7 +120,7 @@ def test_a_reading_sent_again_replaces_instead_of_adding() -> None:
     assert merged == hourly and len(removed) == 2
 
 
-# --- the stage, fed record by record (tests/energy_helpers.Harness) -------------------------
+# --- the stage, fed record by record (testkit/energy.EnergyHarness) -------------------------
 
 
 def Harness(**kwargs: Any) -> EnergyHarness:

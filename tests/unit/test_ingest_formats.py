@@ -15,7 +15,7 @@ from services.ingest.batch import EntityRows, ParseResult
 from services.ingest.formats import parse_payload
 from services.ingest.formats.linky import horodate_us
 from services.runtime.cities import CsvOptions, load_city
-from tests.ingest_sources import parser_source
+from testkit.ingest_sources import parser_source
 
 REPO = Path(__file__).resolve().parents[2]
 CITIES = REPO / "deploy" / "cities"

@@ -24,7 +24,7 @@ from services.normalise.transform import numbers
 from services.runtime.cities import CsvOptions, SourceConfig
 from services.runtime.codec import parse_plain
 from services.runtime.schemas import schema_for
-from tests.ingest_sources import parser_source
+from testkit.ingest_sources import parser_source
 
 FORMATS = ("ndjson", "json", "csv", "sdm-keyvalues", "ngsi-v2-normalized", "ngsi-ld", "linky-tic")
 _RAW = parse_plain(schema_for("RawRecord").expanded)

@@ -8,7 +8,7 @@ import pytest
 
 from services.ingest.auth import SourceTokens
 from services.runtime.cities import CityConfig
-from tests.ingest_sources import parser_source
+from testkit.ingest_sources import parser_source
 
 
 @pytest.fixture

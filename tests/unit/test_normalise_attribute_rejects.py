@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from services.normalise.rejects import attribute_record
-from tests.normalise_helpers import Run, city_file, normaliser, record
+from testkit.normalise import Run, city_file, normaliser, record
 
 GOOD = {  # attribute -> value (the model's default unit)
     "no2": 22.0,

@@ -13,9 +13,7 @@ Run over both daylight-saving days.
 
 from __future__ import annotations
 
-import random
-from datetime import date, timedelta
-from zoneinfo import ZoneInfo
+from datetime import date
 
 import pytest
 
@@ -24,48 +22,12 @@ from services.ingest.records import raw_record
 from services.runtime.cities import load_cities, load_registry
 from services.runtime.errors import RejectedInput
 from services.runtime.paths import CITIES_DIR
-from services.simulate.formats import ENERGY_RENDERERS, EnergyBlock
+from services.simulate.formats import ENERGY_RENDERERS
 from services.simulate.generator import ENERGY_SOURCES, Simulation, SimulationConfig
-from services.simulate.loadcurve import is_offpeak
-from services.simulate.population import Site, simulate_meters
-from services.simulate.timegrid import day_starts
-from tests.normalise_helpers import Run, from_raw, normaliser, points
+from testkit.energy_blocks import blocks
+from testkit.normalise import Run, from_raw, normaliser, points
 
-PARIS = ZoneInfo("Europe/Paris")
-STEP = timedelta(minutes=10)
-SITES = [
-    Site("041964309552", "693810202", "residential"),
-    Site("812070232773", "693810203", "tertiary"),
-    Site("503112778120", "693810204", "professional"),
-]
 CUMULATIVE = {"lyon", "nice"}
-
-
-def blocks(first_day: date, days: int) -> tuple[list, list[EnergyBlock]]:
-    """The same meters and readings for every city: integer Wh, registers that add up."""
-    meters = simulate_meters(SITES, "lyon", 42)
-    rng = random.Random(7)
-    registers = [m.start_index_wh for m in meters]
-    out = []
-    for d in range(days):
-        starts = day_starts(first_day + timedelta(days=d), PARIS, STEP)
-        energy, totals = [], []
-        for i, _ in enumerate(meters):
-            wh = [rng.randint(0, 450) for _ in starts]
-            values, running = [], registers[i]
-            for w in wh:
-                values.append(running)
-                running += w
-            registers[i] = running
-            energy.append(wh)
-            totals.append(values)
-        local = [t.astimezone(PARIS) for t in starts]
-        out.append(
-            EnergyBlock(
-                meters, starts, local, STEP, energy, totals, totals, [is_offpeak(t) for t in local]
-            )
-        )
-    return meters, out
 
 
 def normalise_city(code: str, meters, energy_blocks) -> tuple[dict, list[dict]]:

@@ -15,7 +15,7 @@ from services.normalise.vocabulary import VOCABULARY_FILE, load_vocabulary
 from services.runtime.cities import load_cities
 from services.runtime.errors import ConfigError
 from services.runtime.paths import CITIES_DIR
-from tests.normalise_helpers import city_file
+from testkit.normalise import city_file
 
 ENERGY = {
     "id": "courbes",

@@ -68,7 +68,7 @@ def test_structural_columns_are_not_counted_as_unknown_attributes():
     unknown attributes raised a false alarm in `citeplus status` on every record."""
     from services.runtime.cities import load_cities
     from services.runtime.paths import CITIES_DIR
-    from tests.normalise_helpers import normaliser, record
+    from testkit.normalise import normaliser, record
 
     rec = record(
         "nice",

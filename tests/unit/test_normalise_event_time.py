@@ -19,8 +19,8 @@ from services.normalise.main import check
 from services.runtime.config import NodeConfig
 from services.runtime.errors import RejectedInput
 from services.runtime.processor import InputMeta
-from tests.energy_helpers import energy_observation
-from tests.normalise_helpers import Run, city_file, from_raw, normaliser, record
+from testkit.energy import energy_observation
+from testkit.normalise import Run, city_file, from_raw, normaliser, record
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "samples" / "linky-tic"
 PARIS = ZoneInfo("Europe/Paris")

@@ -13,7 +13,7 @@ from services.normalise import quality
 from services.normalise.plausibility import Limit, implausible
 from services.normalise.vocabulary import load_vocabulary
 from services.runtime.errors import ConfigError
-from tests.normalise_helpers import CURVES, LINKY, Run, city_file, curves, normaliser, record
+from testkit.normalise import CURVES, LINKY, Run, city_file, curves, normaliser, record
 
 REFUSING = {**copy.deepcopy(CURVES), "id": "curves-refusing"}
 REFUSING["mapping"]["on_implausible"] = "refuse"

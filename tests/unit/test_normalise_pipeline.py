@@ -21,8 +21,8 @@ from services.runtime.cities import load_cities
 from services.runtime.paths import CITIES_DIR
 from services.simulate.formats import ENERGY_RENDERERS
 from services.simulate.generator import ENERGY_SOURCES
-from tests.normalise_helpers import Run, normaliser
-from tests.unit.test_normalise_cities import PARIS, SITES, blocks
+from testkit.energy_blocks import PARIS, SITES, blocks
+from testkit.normalise import Run, normaliser
 
 anonymise_transform = pytest.importorskip("services.anonymise.transform")
 policy_module = pytest.importorskip("services.anonymise.policy")

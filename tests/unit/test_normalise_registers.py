@@ -14,7 +14,7 @@ from services.normalise import quality
 from services.normalise.registers import describe
 from services.normalise.vocabulary import load_vocabulary
 from services.runtime.errors import ConfigError
-from tests.normalise_helpers import (
+from testkit.normalise import (
     LINKY,
     MIN10,
     T0,

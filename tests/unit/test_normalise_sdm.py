@@ -14,8 +14,8 @@ from services.ingest.formats import parse_payload
 from services.ingest.records import raw_record
 from services.normalise import quality
 from services.runtime.cities import CityConfig
-from tests.conftest import SAMPLES
-from tests.normalise_helpers import Run, from_raw, normaliser, source_config
+from testkit.fixtures import SAMPLES
+from testkit.normalise import Run, from_raw, normaliser, source_config
 
 SDM = SAMPLES / "smart-data-models"
 FORMS = {

@@ -18,7 +18,7 @@ from services.normalise.mapping import compile_city
 from services.normalise.sdm_models import SDM_DIR as VOCABULARY_SDM
 from services.normalise.transform import Normaliser, Outcome
 from services.runtime.cities import CityConfig
-from tests.normalise_helpers import Run, from_raw, normaliser, source_config
+from testkit.normalise import Run, from_raw, normaliser, source_config
 
 SDM = Path(__file__).resolve().parents[1] / "fixtures" / "sdm"
 RECEIVED = 1_700_000_000_000_000

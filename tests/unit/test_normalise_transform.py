@@ -9,7 +9,7 @@ import pytest
 
 from services.normalise import memory, quality
 from services.runtime.errors import RejectedInput
-from tests.normalise_helpers import (
+from testkit.normalise import (
     CURVES,
     LINKY,
     MIN10,

@@ -26,7 +26,7 @@ from services.runtime.config import NodeConfig
 from services.runtime.processor import InputMeta
 from services.warehouse.chdb_embedded import ChdbWarehouse
 from services.warehouse.migrations import migrate
-from tests.normalise_helpers import Run, city_file, normaliser, record
+from testkit.normalise import Run, city_file, normaliser, record
 
 START = datetime(2025, 11, 22, 8, 0)  # local (Paris): 07:00 UTC
 QUARTER_US = 900_000_000

@@ -1,6 +1,12 @@
 """A whole node on loopback with its own state directory and ports, driven
-through the `citeplus` command as an operator would: for the crash-safety test
-and the pipeline benchmark, which must not disturb a node already running."""
+through the `citeplus` command as an operator would: for the whole-node tests
+and the pipeline benchmark, which must not disturb a node already running.
+
+The node's daemons (supervisor, services, broker, registry) each start in a session
+of their own, so that they outlive the terminal that started them. A test that is
+stopped half-way (pytest's timeout, Ctrl-C, a failing ``up``) must not leave them
+running: teardown kills, group by group, every process that carries this node's
+state directory in its environment, whatever ``citeplus down`` managed to stop."""
 
 from __future__ import annotations
 
@@ -94,13 +100,37 @@ class LocalNode:
             check=check,
         )
 
+    def __enter__(self) -> LocalNode:
+        self.up()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.down()
+
     def up(self) -> None:
-        result = self.citeplus("up", "--storage", "memory", "--wait", "180", check=False)
-        if result.returncode != 0:
-            raise RuntimeError(f"citeplus up failed:\n{result.stdout}\n{result.stderr[-3000:]}")
+        """Start the node; if starting fails or is interrupted, stop what had started."""
+        try:
+            result = self.citeplus("up", "--storage", "memory", "--wait", "180", check=False)
+            if result.returncode != 0:
+                raise RuntimeError(f"citeplus up failed:\n{result.stdout}\n{result.stderr[-3000:]}")
+        except BaseException:
+            self.down()
+            raise
 
     def down(self) -> None:
-        self.citeplus("down", check=False, timeout=180)
+        """Stop the node as an operator would, then kill whatever is left of it."""
+        try:
+            self.citeplus("down", check=False, timeout=180)
+        finally:
+            self.kill_leftovers()
+
+    def processes(self) -> list[int]:
+        """Process ids of everything this node started: they carry its state directory."""
+        return node_processes(self.state)
+
+    def kill_leftovers(self) -> list[int]:
+        """SIGKILL every process group of this node that is still alive; the pids killed."""
+        return kill_process_groups(self.processes())
 
     def sql(self, query: str) -> pa.Table:
         credentials = local_credentials(self.state)  # the operator's, made at first start
@@ -138,3 +168,37 @@ class LocalNode:
             os.kill(pid, signal.SIGKILL)
             time.sleep(down_s)
         self.citeplus("infra", "up", "--storage", "memory", timeout=180)
+
+
+def node_processes(state: Path) -> list[int]:
+    """Pids of the live processes whose environment names ``state`` as CITEPLUS_STATE."""
+    marker = f"CITEPLUS_STATE={state}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            environment = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:  # gone, or not ours
+            continue
+        if marker in environment:
+            found.append(int(entry.name))
+    return found
+
+
+def kill_process_groups(pids: list[int]) -> list[int]:
+    """SIGKILL each pid's process group (a daemon's children die with it); a pid in our
+    own group (a ``citeplus`` command still running) is killed alone, never our group."""
+    ours = os.getpgrp()
+    killed = []
+    for pid in pids:
+        try:
+            group = os.getpgid(pid)
+            if group == ours:
+                os.kill(pid, signal.SIGKILL)
+            else:
+                os.killpg(group, signal.SIGKILL)
+            killed.append(pid)
+        except ProcessLookupError:
+            continue
+    return killed

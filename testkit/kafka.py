@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 import uuid
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from services.runtime.config import NodeConfig
 from services.runtime.processor import StageRunner
@@ -56,17 +56,60 @@ def read_all(
     return messages
 
 
+def read_to_end(
+    node: NodeConfig, topic: str, *, isolation: str = "read_committed", timeout_s: float = 60.0
+) -> list[Message]:
+    """Every message of ``topic`` visible at ``isolation``, read up to the end of the log
+    as it stands when called: no guess at how long to wait for stragglers.
+
+    Call it once the writers are done. The end is each partition's high watermark; the
+    consumer's position moves past aborted records and transaction markers too, so it
+    reaches the end at either isolation level. Not reaching it within ``timeout_s`` (a
+    generous bound, not a measure) fails loudly rather than returning part of the log.
+    """
+    consumer = Consumer(
+        {
+            "bootstrap.servers": node.kafka.bootstrap,
+            "group.id": f"test-reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "isolation.level": isolation,
+        }
+    )
+    try:
+        partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
+        ends = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in partitions
+        }
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        messages: list[Message] = []
+        deadline = time.monotonic() + timeout_s
+        while not _at_end(consumer, topic, ends):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic}: end of the log {ends} not reached in {timeout_s}s")
+            messages += [m for m in consumer.consume(500, 0.2) if m.error() is None]
+        return messages
+    finally:
+        consumer.close()
+
+
+def _at_end(consumer: Consumer, topic: str, ends: dict[int, int]) -> bool:
+    positions = consumer.position([TopicPartition(topic, p) for p in ends])
+    return all(tp.offset >= ends[tp.partition] for tp in positions)
+
+
 class CommitFailsOnce(StageRunner):
     """A broker-side failure at the worst moment: after the batch's records (and state
     changes) were produced, before the commit. Once per runner."""
 
     failed = False
+    unflushed = 0  # records still queued locally when the commit failed (0: all at the broker)
 
     def _commit(self) -> None:
         if not self.failed:
             self.failed = True
             # What a real commit does first: the batch's records reach the broker (and
             # are then aborted); without it, abort may purge them from the local queue.
-            self.producer.flush(30)
+            self.unflushed = self.producer.flush(60)
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "injected", retriable=True))
         super()._commit()

@@ -3,7 +3,7 @@
 Each node is a subprocess running ``citeplus federation serve`` with its own state
 directory (its own chDB warehouse: one process can open only one), its own port,
 its own topic prefix on the one local broker, its own city files and peers file;
-all share one development authority. ``python -m tests.integration.federation_nodes
+all share one development authority. ``python -m testkit.federation_nodes
 seed STATE_DIR CITY`` fills a node's warehouse before its server starts.
 """
 
@@ -284,7 +284,7 @@ def main(argv: list[str]) -> int:
         seed(Path(argv[1]), argv[2], days=days, entities=entities)
         return 0
     print(
-        "usage: python -m tests.integration.federation_nodes seed STATE_DIR CITY [DAYS ENTITIES]",
+        "usage: python -m testkit.federation_nodes seed STATE_DIR CITY [DAYS ENTITIES]",
         file=sys.stderr,
     )
     return 2

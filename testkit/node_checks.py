@@ -7,10 +7,10 @@ from __future__ import annotations
 import time
 
 from services.node.demo import wait_drained
-from services.node.local import LocalNode
 from services.node.status import sample_service
 from services.node.supervisor import read_state
 from services.runtime.config import NodeConfig, load_node_config
+from testkit.local_node import LocalNode
 
 FINGERPRINTS = {
     "observations": """SELECT count() AS readings,

@@ -16,10 +16,10 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.node.local import LocalNode
 from services.publish.questions import QUESTIONS, question
 from services.runtime.cities import load_cities
 from services.runtime.paths import CITIES_DIR
+from testkit.local_node import LocalNode
 
 ENERGY = "metric = 'active_energy_import'"
 
