@@ -30,6 +30,7 @@ from services.infra.registry_server import (
     stop_registry,
 )
 from services.runtime.errors import InfrastructureError
+from testkit.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -40,17 +41,6 @@ SCHEMA = {
     "fields": [{"name": "city", "type": "string"}, {"name": "value", "type": "double"}],
 }
 CCOMPAT_JSON = {"Content-Type": "application/vnd.schemaregistry.v1+json"}
-
-
-def _free_port(pair: bool = False) -> int:
-    """A free loopback port (and, with ``pair``, the next one free too)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port < 65535 and not (pair and port_in_use(port + 1)):
-            return port
-    raise RuntimeError("no free port pair found")
 
 
 def _register(url: str, subject: str) -> int:
@@ -67,10 +57,10 @@ def _register(url: str, subject: str) -> int:
 @pytest.fixture(scope="module")
 def own_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """State directory and ports for a broker and registry that only these tests use."""
-    port = _free_port(pair=True)
-    registry_port = _free_port()
+    port = free_port(pair=True)
+    registry_port = free_port()
     while registry_port in (port, port + 1):
-        registry_port = _free_port()
+        registry_port = free_port()
     env = {
         "CITEPLUS_STATE": str(tmp_path_factory.mktemp("infra-state")),
         "CITEPLUS_KAFKA_PORT": str(port),

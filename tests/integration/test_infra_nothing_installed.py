@@ -11,7 +11,6 @@ answer are then checked to run the bundled runtime, not a system JDK.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,22 +20,12 @@ import httpx
 import pytest
 from confluent_kafka.admin import AdminClient
 
-from services.infra.process import port_in_use
+from testkit.ports import free_port
 
 pytestmark = pytest.mark.integration
 
 HIDDEN = ("java", "javac", "jshell", "mvn", "mvnDebug")
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _free_port(pair: bool = False) -> int:
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port < 65535 and not (pair and port_in_use(port + 1)):
-            return port
-    raise RuntimeError("no free port pair found")
 
 
 def _path_without_java(shadow: Path) -> str:
@@ -58,10 +47,10 @@ def _path_without_java(shadow: Path) -> str:
 @pytest.fixture(scope="module")
 def bare_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     root = tmp_path_factory.mktemp("nothing-installed")
-    port = _free_port(pair=True)
-    registry_port = _free_port()
+    port = free_port(pair=True)
+    registry_port = free_port()
     while registry_port in (port, port + 1):
-        registry_port = _free_port()
+        registry_port = free_port()
     env = {
         key: value
         for key, value in os.environ.items()
