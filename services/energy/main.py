@@ -16,6 +16,7 @@ from services.runtime.errors import CiteplusError
 from services.runtime.kafka import make_consumer
 from services.runtime.provisioning import connect_contracts
 from services.runtime.service_main import run_stage, stage_options
+from services.runtime.topics import resolve_topics
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +28,6 @@ def topic_specs(prefix: str = ""):
     """The stage's topics (declared in deploy/topics.yaml), under ``prefix`` if given,
     and what to provision for them."""
     from services.energy.stage import ENERGY_TOPIC_NAMES, EnergyTopics
-    from services.runtime.topics import resolve_topics
 
     registry = resolve_topics(prefix)
     return EnergyTopics.resolve(registry), registry.specs(*ENERGY_TOPIC_NAMES)
