@@ -357,8 +357,11 @@ def test_generated_code_is_current_and_reflects_the_proto() -> None:
         "QueryAggregates",
         "Subscribe",
         "FederatedQuery",
+        "QueryEntities",
+        "QueryTemporal",
     }
     assert service.methods_by_name["Subscribe"].server_streaming
+    assert service.methods_by_name["QueryEntities"].server_streaming
 
 
 # -- the hook publish calls ---------------------------------------------------------------
