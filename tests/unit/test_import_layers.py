@@ -11,7 +11,9 @@ loop of old hid in them. The layers, bottom to top:
 2. The stages: ``ingest``, ``anonymise``, ``normalise``, ``energy``, ``publish``,
    ``federation``, ``simulate``. They meet on topics and through layer 1, never
    through each other.
-3. ``node`` and ``cli`` (``services/cli.py``): compose everything.
+3. ``api``: the common HTTP API; it reads every city, its own node's included, through
+   the federation API (``federation``'s client is its adapter), never the warehouse.
+4. ``node`` and ``cli`` (``services/cli.py``): compose everything.
 
 Within one layer only a package's own modules may be imported, except at the top,
 where composition is the job. A new package must be placed here before it is used.
@@ -30,6 +32,7 @@ LAYERS: tuple[frozenset[str], ...] = (
     frozenset({"runtime"}),
     frozenset({"infra", "warehouse", "policy", "privacy"}),
     frozenset({"ingest", "anonymise", "normalise", "energy", "publish", "federation", "simulate"}),
+    frozenset({"api"}),
     frozenset({"node", "cli"}),
 )
 TOP = LAYERS[-1]
