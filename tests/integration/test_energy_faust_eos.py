@@ -31,7 +31,7 @@ pytestmark = pytest.mark.integration
 PROBE = Path(__file__).with_name("faust_eos_probe.py")
 
 
-def test_faust_exactly_once_strands_repartitioned_records(node) -> None:
+def test_faust_exactly_once_strands_repartitioned_records(node, tmp_path: Path) -> None:
     run = uuid.uuid4().hex[:8]
     source, app_id = f"test.{run}.faust-source", f"test-{run}-faust"
     admin = admin_client(node)
@@ -44,6 +44,7 @@ def test_faust_exactly_once_strands_repartitioned_records(node) -> None:
 
     worker = subprocess.Popen(
         [sys.executable, str(PROBE), node.kafka.bootstrap, source, app_id],
+        cwd=tmp_path,  # faust keeps its data directory in the working directory
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
