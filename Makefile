@@ -48,16 +48,9 @@ test: setup ## run every test against a real Kafka broker and schema registry
 	  $(MAKE) --no-print-directory test-pythons || status=$$?; exit $$status
 
 # The whole suite runs on $(PYTHON); the unit suite also on every other supported
-# interpreter present here, each in its own environment (.venv-3.x).
+# interpreter present here, each in its own environment (.venv-3.x), side by side.
 test-pythons: ## run the unit tests under the other Python versions found here
-	@status=0; for py in $$(deploy/dev/pythons.sh); do \
-	  [ "$$py" = "$(PYTHON)" ] && continue; \
-	  version=$$($$py -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
-	  [ "$$version" = "$$($(PYTHON) -c 'import sys; print("%d.%d" % sys.version_info[:2])')" ] && continue; \
-	  echo "==> unit tests on Python $$version ($$py)" >&2; \
-	  UV_PROJECT_ENVIRONMENT=.venv-$$version $(UV) run --frozen --python $$py \
-	    pytest -q -p no:cacheprovider tests/unit || status=$$?; \
-	done; exit $$status
+	@deploy/dev/unit_other_pythons.sh $(UV) $(PYTHON)
 
 test-unit: setup ## run only the tests that need no broker
 	@$(RUN) pytest -q tests/unit
