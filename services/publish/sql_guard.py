@@ -141,26 +141,35 @@ def _refuse_reserved(name: str) -> None:
 def _check_node(node: dict[str, Any], defined: set[str], database: str) -> None:
     kind = node.get("type")
     if kind == "SetQuery" or (kind is not None and "settings" in node):
-        raise SqlRefused(164, "settings are fixed for a partner's analyst (limits are the node's)")
-    if kind == "TableIdentifier":
-        parts = node.get("name_parts") or [node.get("name", "")]
-        if len(parts) != 1 or parts[0] not in defined:
-            raise not_a_view(str(node.get("name")), database)
-    elif kind == "Identifier":
-        parts = node.get("name_parts") or [node.get("name", "")]
-        _refuse_reserved(str(parts[0]))
-        if len(parts) > 1 and parts[0] not in defined:
-            raise not_a_view(str(node.get("name")), database)
+        raise SqlRefused(
+            READONLY, "settings are fixed for a partner's analyst (limits are the node's)"
+        )
+    if kind in ("TableIdentifier", "Identifier"):
+        _check_name(node, kind == "TableIdentifier", defined, database)
     elif kind == "TableExpression" and "table_function" in node:
-        name = str(node["table_function"].get("name", ""))
-        if name.lower() not in PARTNER_TABLE_FUNCTIONS:
-            raise SqlRefused(
-                ACCESS_DENIED,
-                f"table function {name}() is not available to a partner's analyst "
-                f"(only {', '.join(sorted(PARTNER_TABLE_FUNCTIONS))})",
-            )
+        _check_table_function(str(node["table_function"].get("name", "")))
     elif kind == "Function":
         _check_function(str(node.get("name", "")))
+
+
+def _check_name(node: dict[str, Any], is_table: bool, defined: set[str], database: str) -> None:
+    """A table: one unqualified name the statement may read. A column: if qualified,
+    by a table or alias of the statement, never by a database."""
+    parts = node.get("name_parts") or [node.get("name", "")]
+    if is_table and (len(parts) != 1 or parts[0] not in defined):
+        raise not_a_view(str(node.get("name")), database)
+    _refuse_reserved(str(parts[0]))
+    if len(parts) > 1 and parts[0] not in defined:
+        raise not_a_view(str(node.get("name")), database)
+
+
+def _check_table_function(name: str) -> None:
+    if name.lower() not in PARTNER_TABLE_FUNCTIONS:
+        raise SqlRefused(
+            ACCESS_DENIED,
+            f"table function {name}() is not available to a partner's analyst "
+            f"(only {', '.join(sorted(PARTNER_TABLE_FUNCTIONS))})",
+        )
 
 
 def _check_function(name: str) -> None:
