@@ -13,8 +13,9 @@ In each ``partner_<code>``:
   without the sink's bookkeeping (``_topic``, ``_partition``, ``_offset``) and
   without ``lineage_id`` (the key to the restricted raw zone).
 - ``observations_hourly`` / ``observations_daily``: the rollups, computed from
-  those rows (the stored rollups have no source column to filter on), with
-  finished values (total, readings, minimum, maximum, entities).
+  those rows (the stored rollups have no source column to filter on), in the
+  stored rollups' shape (aggregate states: query them with sumMerge(total),
+  countMerge(readings)... as the README does).
 - ``energy_aggregates``: released windows only (``energy_aggregates_released
   FINAL``), when the federation file shares them with the partner; never the
   provisional ``energy_aggregates``.
@@ -53,9 +54,11 @@ AGGREGATE_COLUMNS = (
     "meter_count, peak_kw, suppressed, suppression_reason, partial, derived, closed_by, "
     "released_at"
 )
+# The stored rollups' own shape (aggregate states), so that the README's questions
+# (sumMerge(total), uniqMerge(entities)...) run unchanged on a partner's views.
 _ROLLUP = (
-    "sum(value) AS total, count() AS readings, min(value) AS minimum, "
-    "max(value) AS maximum, uniq(entity) AS entities"
+    "sumState(value) AS total, countState() AS readings, minState(value) AS minimum, "
+    "maxState(value) AS maximum, uniqState(entity) AS entities"
 )
 _DIMENSIONS = "city, domain, metric, unit, zone, sector, step_seconds"
 

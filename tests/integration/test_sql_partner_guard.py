@@ -19,6 +19,7 @@ import pytest
 
 from services.policy.sharing import SharingPolicy
 from services.publish.partner_views import refresh_partner_views
+from services.publish.questions import QUESTIONS, question
 from services.publish.service import sql_endpoint
 from services.publish.sql_access import SqlAccess
 from services.publish.sql_guard import SqlRefused
@@ -164,10 +165,10 @@ def leaks(answer: httpx.Response) -> list[str]:
 def test_a_partner_reads_what_its_partner_is_given_and_nothing_else(door: Door) -> None:
     seen = rows(door.post("SELECT DISTINCT source FROM observations ORDER BY source"))
     assert [r["source"] for r in seen] == ["air-open", "linky-grenoble", "velo-grenoble"]
-    daily = rows(door.post("SELECT sum(total) AS t, sum(readings) AS n FROM observations_daily"))
-    assert daily == [{"t": 90.0, "n": 6}]
-    hourly = rows(door.post("SELECT count() AS n, sum(readings) AS r FROM observations_hourly"))
-    assert hourly == [{"n": 2, "r": 6}]  # 2 hours of 3 datasets
+    daily = "SELECT sumMerge(total) AS t, countMerge(readings) AS n FROM observations_daily"
+    assert rows(door.post(daily)) == [{"t": 90.0, "n": 6}]
+    hourly = "SELECT count() AS n, countMerge(readings) AS r FROM observations_hourly"
+    assert rows(door.post(hourly)) == [{"n": 2, "r": 6}]  # 2 hours of 3 datasets
     listed = rows(door.post("SELECT id FROM datasets ORDER BY id"))
     assert [r["id"] for r in listed] == [
         "lyon/air-open",
@@ -181,6 +182,20 @@ def test_a_partner_reads_what_its_partner_is_given_and_nothing_else(door: Door) 
     # The node's own analyst still reads everything.
     everything = rows(door.post("SELECT count() AS n FROM observations", door.internal))
     assert everything == [{"n": 12}]
+
+
+def test_the_readme_questions_run_unchanged_on_a_partners_views(door: Door) -> None:
+    """The analyst questions of the README, as written, on what the partner reads;
+    the pipeline's rejects (dead_letters) are the node's own and stay refused."""
+    for asked in QUESTIONS:
+        answer = door.post(asked.sql)
+        assert not leaks(answer), asked.slug
+        if asked.slug == "dead-letters-by-reason":
+            assert answer.status_code == 400 and "dead_letters" in answer.text
+        else:
+            assert answer.status_code == 200, (asked.slug, answer.text)
+    top = rows(door.post(question("top-consuming-zones").sql.replace("'P1D'", "'day'")))
+    assert [r["kwh"] for r in top] == [120.5, 120.5]  # the two released windows
 
 
 def test_only_released_aggregates_reach_a_partner(door: Door) -> None:
@@ -234,6 +249,8 @@ ATTACKS = [
     "SELECT dictGetOrDefault('d', 'a', toUInt64(1), 'x')",
     "SELECT joinGet('default.observations', 'entity', 'lyon')",
     "SELECT hasColumnInTable('default', 'observations', 'entity')",
+    "SELECT getMaxTableNameLengthForDatabase('partner_annecy')",
+    "SELECT getServerSetting('path')",
     # system tables, view definitions
     "SELECT * FROM system.tables",
     "SELECT create_table_query FROM system.tables WHERE database = currentDatabase()",
