@@ -38,7 +38,7 @@ from services.runtime.metrics import PostHandler, ServiceMetrics
 from services.runtime.processor import StageRunner
 from services.runtime.topics import TopicName, resolve_topics
 from services.warehouse.migrations import migrate
-from services.warehouse.port import Warehouse, open_warehouse
+from services.warehouse.port import Warehouse, open_warehouse, warehouse_url
 from services.warehouse.query import QueryLimits, to_ipc, valid_utf8
 
 log = logging.getLogger(__name__)
@@ -187,8 +187,11 @@ class PublishService:
         if applied:
             log.info("warehouse migrated", extra={"applied": applied})
         federation = load_federation(node)
-        partners = refresh_partner_views(self.warehouse, cities, federation.energy_aggregates)
-        log.info("partner views ready", extra={"partners": partners})
+        if not warehouse_url(node):
+            # On a ClickHouse server partners get server users and GRANTs, not this
+            # door (docs/runbook.md, "Partner analysts"): no DDL on someone's server.
+            partners = refresh_partner_views(self.warehouse, cities, federation.energy_aggregates)
+            log.info("partner views ready", extra={"partners": partners})
         self.sink = WarehouseSink(
             node,
             contracts,
