@@ -148,6 +148,9 @@ def _check_node(node: dict[str, Any], defined: set[str], database: str) -> None:
         raise SqlRefused(
             READONLY, "settings are fixed for a partner's analyst (limits are the node's)"
         )
+    if kind == "QueryParameter" and str(node.get("param_type", "")).endswith("Identifier"):
+        # {t:Identifier} becomes a name only when the query runs, after these checks.
+        raise SqlRefused(ACCESS_DENIED, "a name may not come from a query parameter")
     if kind in ("TableIdentifier", "Identifier"):
         _check_name(node, kind == "TableIdentifier", defined, database)
     elif kind == "TableExpression" and "table_function" in node:

@@ -350,9 +350,20 @@ def test_errors_name_no_table_the_partner_did_not_write(door: Door) -> None:
         assert "default" not in answer.text and "Maybe you meant" not in answer.text
 
 
-def test_limits_hold_for_a_partner(door: Door) -> None:
-    too_many = door.post("SELECT number FROM numbers(5000)")
-    assert too_many.status_code == 400 and "max rows" in too_many.text.lower()
+def test_limits_hold_for_every_analyst_whatever_the_shape_of_the_query(door: Door) -> None:
+    """Failed before for UNION/EXCEPT: the limits bound the last SELECT only and all
+    5,001 rows came back."""
+    for sql in [
+        "SELECT number FROM numbers(5000)",
+        "SELECT number FROM numbers(5000) UNION ALL SELECT 1",
+        "SELECT 1 UNION DISTINCT SELECT number FROM numbers(5000)",
+        "SELECT number FROM numbers(5000) EXCEPT SELECT 1",
+        "(SELECT number FROM numbers(5000)) UNION ALL (SELECT 1)",
+    ]:
+        for who in (door.grenoble, door.internal):
+            too_many = door.post(sql, who)
+            assert too_many.status_code == 400, (sql, who.user)
+            assert "max rows" in too_many.text.lower(), (sql, too_many.text[:200])
 
 
 def test_the_database_asked_for_is_the_partners_own_or_refused(door: Door) -> None:

@@ -87,6 +87,8 @@ REFUSED = {
     "EXPLAIN SELECT 1": ACCESS_DENIED,
     "SELECT 1 INTO OUTFILE 'x'": ACCESS_DENIED,
     "SELECT file('/etc/hostname')": ACCESS_DENIED,
+    "SELECT * FROM {t:Identifier}": ACCESS_DENIED,
+    "SELECT 1 FROM observations WHERE entity IN {t:Identifier}": ACCESS_DENIED,
 }
 
 
