@@ -106,7 +106,8 @@ def sql_endpoint(
         assert credentials is not None
         started = time.perf_counter()
         try:
-            table = access.run(access.authorize(credentials.user, body.decode("utf-8")))
+            query = access.authorize(credentials.user, body.decode("utf-8"))
+            table = access.run(query)
         except UnicodeDecodeError:
             return 400, text, b"the query is not UTF-8 text\n", {}
         except Exception as exc:  # ClickHouse's own message says what is wrong
@@ -114,7 +115,13 @@ def sql_endpoint(
             return 400, text, str(exc).encode("utf-8", "replace"), {}
         elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
         log.info(
-            "SQL query", extra={"user": credentials.user, "rows": table.num_rows, "ms": elapsed_ms}
+            "SQL query",
+            extra={
+                "user": credentials.user,
+                "partner": query.partner,
+                "rows": table.num_rows,
+                "ms": elapsed_ms,
+            },
         )
         return 200, ARROW_STREAM, to_ipc(valid_utf8(table)), {}
 

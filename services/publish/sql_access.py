@@ -27,6 +27,12 @@ Its syntax tree (``parseQueryToJSON``) is then walked:
 Refusals never depend on what exists outside the partner's database: a name of
 another database is refused before ClickHouse looks it up, and ClickHouse's
 "maybe you meant" hints are cut from errors.
+
+A door uses it as: ``access = SqlAccess(warehouse, UserStore(state_dir), limits)``
+once, then per query (user already authenticated) ``query = access.authorize(user,
+sql, database)`` and ``access.run(query)`` (or ``warehouse.query_arrow(query.sql(),
+database=query.database)``); ``SqlRefused.code`` is the ClickHouse error code to
+answer with.
 """
 
 from __future__ import annotations
