@@ -412,3 +412,12 @@ def test_views_are_rebuilt_idempotently_and_dropped_with_their_partner(door: Doo
     # aggregates no longer shared: the view is empty, not an error
     assert rows(door.post("SELECT count() AS n FROM energy_aggregates")) == [{"n": 0}]
     refresh_partner_views(door.warehouse, CITIES, AGGREGATES)  # as the module found it
+
+
+def test_partner_queries_never_move_the_sinks_session_to_another_database(door: Door) -> None:
+    """Partner queries run in partner_<code> on a connection of their own: the sink's
+    session, which inserts by unqualified names, stays in default."""
+    assert rows(door.post("SELECT currentDatabase() AS d")) == [{"d": "partner_grenoble"}]
+    session = door.warehouse.query_arrow("SELECT currentDatabase() AS d").to_pylist()
+    assert session == [{"d": "default"}]
+    assert rows(door.post("SELECT currentDatabase() AS d", door.internal)) == [{"d": "default"}]
