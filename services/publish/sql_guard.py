@@ -46,8 +46,9 @@ PARTNER_FUNCTIONS = FILE_FUNCTIONS | frozenset(
 PARTNER_TABLE_FUNCTIONS = frozenset(
     {"numbers", "numbers_mt", "zeros", "zeros_mt", "generate_series", "generateseries", "values"}
 )
-# The table ClickHouse itself reads for a SELECT without FROM.
-SYSTEM_TABLES = frozenset({"system.one"})
+# system.one: what ClickHouse itself reads for a SELECT without FROM; system.settings:
+# what clickhouse-connect reads when it connects (setting names and values, no data).
+SYSTEM_TABLES = frozenset({"system.one", "system.settings"})
 _RESERVED = re.compile(r"^(default|system|information_schema|partner_.*)$", re.IGNORECASE)
 _SHOW_KEYS = {"type", "like", "is_outfile_append", "is_outfile_truncate"}
 _STATEMENTS = ("SelectWithUnionQuery", "SelectIntersectExceptQuery", "ShowTablesQuery")
@@ -163,6 +164,8 @@ def _check_name(node: dict[str, Any], is_table: bool, defined: set[str], databas
     """A table: one unqualified name the statement may read. A column: if qualified,
     by a table or alias of the statement, never by a database."""
     parts = node.get("name_parts") or [node.get("name", "")]
+    if is_table and ".".join(map(str, parts)) in SYSTEM_TABLES:
+        return
     if is_table and (len(parts) != 1 or parts[0] not in defined):
         raise not_a_view(str(node.get("name")), database)
     _refuse_reserved(str(parts[0]))

@@ -54,6 +54,8 @@ ALLOWED = [
     "SELECT entity FROM observations UNION ALL SELECT 'x'",
     "SHOW TABLES",
     "SELECT 1 FORMAT JSONEachRow",
+    "SELECT name, value, readonly FROM system.settings LIMIT 10000",  # clickhouse-connect
+    "SELECT version(), timezone()",
 ]
 
 
@@ -78,6 +80,8 @@ REFUSED = {
     "SELECT DICTGET('d', 'a', toUInt64(1))": ACCESS_DENIED,
     "SELECT joinGet('default.secret', 'entity', 1)": ACCESS_DENIED,
     "SELECT * FROM system.tables": ACCESS_DENIED,
+    "SELECT * FROM system.settings AS s JOIN default.secret AS t ON 1": ACCESS_DENIED,
+    "SELECT system.secret.entity FROM system.settings": ACCESS_DENIED,
     "SELECT * FROM observations SETTINGS readonly = 0": READONLY,
     "SELECT * FROM (SELECT * FROM observations SETTINGS max_result_rows = 0)": READONLY,
     "WITH default AS (SELECT 1) SELECT 2": ACCESS_DENIED,
