@@ -41,7 +41,7 @@ import json
 import logging
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import pyarrow as pa
@@ -54,6 +54,7 @@ from services.publish.sql_guard import (
     SqlRefused,
     check_partner_tree,
     check_resolved_tree,
+    client_settings,
     not_a_view,
     refuse_everyone,
     views_list,
@@ -81,6 +82,12 @@ class AuthorizedQuery:
     statement: str
     database: str | None
     settings: Mapping[str, str | int] = field(default_factory=dict)
+
+    def with_client_settings(self, sent: Mapping[str, str]) -> AuthorizedQuery:
+        """This query with the settings a client sent where they may apply (before
+        the node's limits, which stay last); SqlRefused for one that may not."""
+        accepted = client_settings(dict(sent), dict(self.settings), partner=bool(self.partner))
+        return replace(self, settings={**accepted, **self.settings})
 
     def sql(self) -> str:
         """The statement with its settings as a SETTINGS clause (``readonly`` last:

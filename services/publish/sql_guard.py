@@ -213,3 +213,47 @@ def check_resolved_tree(text: str, database: str) -> None:
             raise SqlRefused(ACCESS_DENIED, f"table function {name.strip()}() is not available")
     for name in _FUNCTION.findall(text):
         _check_function(name.strip())
+
+
+# Settings a partner's client may send (formats of the answer, its time zone, HTTP
+# progress): none widens what it reads or what a query may cost.
+PARTNER_SETTING_PREFIXES = ("output_format_", "date_time_output_format", "session_timezone")
+PARTNER_SETTINGS = frozenset(
+    {
+        "date_time_input_format",
+        "send_progress_in_http_headers",
+        "http_headers_progress_interval_ms",
+        "wait_end_of_query",
+        "enable_http_compression",
+        "http_zlib_compression_level",
+        "max_block_size",
+        "join_use_nulls",
+        "extremes",
+    }
+)
+_SETTING = re.compile(r"^[a-z_][a-z0-9_]{0,127}$")
+
+
+def client_settings(
+    sent: dict[str, str], fixed: dict[str, str | int], *, partner: bool
+) -> dict[str, str]:
+    """The settings a client sent (URL parameters of an HTTP door) that may apply.
+
+    The node's limits and ``readonly`` are fixed: a different value is refused (the
+    same value is harmless). A partner's client may send only answer-shaping
+    settings (PARTNER_SETTINGS); anything else is refused, never dropped silently.
+    """
+    accepted = {}
+    for name, value in sent.items():
+        if not _SETTING.match(name):
+            raise SqlRefused(115, f"unknown setting {name[:80]!r}")
+        if name in fixed or name == "readonly":
+            if str(fixed.get(name)) != str(value):
+                raise SqlRefused(
+                    READONLY, f"setting {name} is fixed by the node ({fixed.get(name)})"
+                )
+            continue
+        if partner and not (name in PARTNER_SETTINGS or name.startswith(PARTNER_SETTING_PREFIXES)):
+            raise SqlRefused(READONLY, f"setting {name} is not available to a partner's analyst")
+        accepted[name] = value
+    return accepted

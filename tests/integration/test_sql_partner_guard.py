@@ -421,3 +421,20 @@ def test_partner_queries_never_move_the_sinks_session_to_another_database(door: 
     session = door.warehouse.query_arrow("SELECT currentDatabase() AS d").to_pylist()
     assert session == [{"d": "default"}]
     assert rows(door.post("SELECT currentDatabase() AS d", door.internal)) == [{"d": "default"}]
+
+
+def test_settings_a_client_sends_never_widen_the_limits(door: Door) -> None:
+    """What an HTTP door does with the settings a client sends as URL parameters."""
+    access = door.access
+    partner = access.authorize(door.grenoble.user, "SELECT number FROM numbers(5000)")
+    for sent in ({"max_result_rows": "0"}, {"readonly": "0"}, {"max_threads": "64"}):
+        with pytest.raises(SqlRefused) as refused:
+            partner.with_client_settings(sent)
+        assert refused.value.code == 164
+    shaped = partner.with_client_settings({"output_format_json_quote_64bit_integers": "0"})
+    with pytest.raises(SqlRefused, match="max rows"):
+        access.run(shaped)
+    internal = access.authorize(door.internal.user, "SELECT getSetting('max_threads') AS t")
+    assert access.run(internal.with_client_settings({"max_threads": "3"})).to_pylist() == [{"t": 3}]
+    with pytest.raises(SqlRefused):
+        internal.with_client_settings({"max_execution_time": "0"})
