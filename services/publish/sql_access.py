@@ -105,6 +105,7 @@ def limit_settings(limits: QueryLimits) -> dict[str, str | int]:
         "max_execution_time": limits.max_seconds,
         "max_result_rows": limits.max_rows,
         "max_result_bytes": limits.max_bytes,
+        "max_memory_usage": limits.max_memory,
         "result_overflow_mode": "throw",
         "readonly": 1,
     }

@@ -131,7 +131,7 @@ def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Door]:
         "annecy": Credentials("ana-annecy", store.add("ana-annecy", partner="annecy")),
         "internal": Credentials("staff", store.add("staff")),
     }
-    limits = QueryLimits(max_rows=1000, max_seconds=5)
+    limits = QueryLimits(max_rows=1000, max_seconds=20, max_memory=256 * 1024 * 1024)
     server = MetricsServer(
         ServiceMetrics("publish"),
         "127.0.0.1",
@@ -364,6 +364,14 @@ def test_limits_hold_for_every_analyst_whatever_the_shape_of_the_query(door: Doo
             too_many = door.post(sql, who)
             assert too_many.status_code == 400, (sql, who.user)
             assert "max rows" in too_many.text.lower(), (sql, too_many.text[:200])
+
+
+def test_a_query_holding_too_much_memory_fails_alone(door: Door) -> None:
+    """publish's process holds the sink too: a partner's query that would fill its
+    memory is stopped by the limit, and the next query runs."""
+    big = door.post("SELECT length(groupArray(toString(number))) AS n FROM numbers(100000000)")
+    assert big.status_code == 400 and "memory limit" in big.text.lower(), big.text[:300]
+    assert rows(door.post("SELECT count() AS n FROM observations")) == [{"n": 6}]
 
 
 def test_the_database_asked_for_is_the_partners_own_or_refused(door: Door) -> None:
