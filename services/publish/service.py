@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from services.policy.federation import load_federation
 from services.policy.sharing import sharing_policies
 from services.publish import versions
+from services.publish.partner_views import refresh_partner_views
 from services.publish.republish import PublicTopics, Republisher
 from services.publish.rows import (
     aggregates_table,
@@ -25,6 +26,7 @@ from services.publish.rows import (
     released_table,
 )
 from services.publish.sink import SinkRoute, WarehouseSink
+from services.publish.sql_access import SqlAccess
 from services.publish.sql_users import Credentials, UserStore, ensure_operator, parse_basic
 from services.runtime import dlq
 from services.runtime.cities import CityConfig
@@ -36,8 +38,8 @@ from services.runtime.metrics import PostHandler, ServiceMetrics
 from services.runtime.processor import StageRunner
 from services.runtime.topics import TopicName, resolve_topics
 from services.warehouse.migrations import migrate
-from services.warehouse.port import Warehouse, open_warehouse
-from services.warehouse.query import QueryLimits, ensure_read_only, limited, to_ipc, valid_utf8
+from services.warehouse.port import Warehouse, open_warehouse, warehouse_url
+from services.warehouse.query import QueryLimits, to_ipc, valid_utf8
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +67,11 @@ def sql_endpoint(
     """POST /v1/sql: a read query in, an Arrow stream out (the CLI's path).
 
     HTTP Basic authentication against the users file (401 otherwise, the same
-    answer for an unknown user and a wrong secret); ClickHouse runs the query
-    read-only and within ``limits``; invalid UTF-8 in results becomes U+FFFD.
+    answer for an unknown user and a wrong secret); sql_access.py decides what the
+    user may run (a partner's analyst: its partner's views only); ClickHouse runs
+    the query read-only and within ``limits``; invalid UTF-8 in results becomes U+FFFD.
     """
-    limits = limits or QueryLimits()
+    access = SqlAccess(warehouse, users, limits or QueryLimits())
     text = "text/plain; charset=utf-8"
     # A secret check costs tens of ms of CPU on purpose; bounded, so that a flood of
     # guesses slows guessers, not the sink that shares this process.
@@ -103,17 +106,16 @@ def sql_endpoint(
         assert credentials is not None
         started = time.perf_counter()
         try:
-            statement = ensure_read_only(body.decode("utf-8"))
-            table = warehouse.query_arrow(limited(statement, limits))
+            query = access.authorize(credentials.user, body.decode("utf-8"))
+            table = access.run(query)
         except UnicodeDecodeError:
             return 400, text, b"the query is not UTF-8 text\n", {}
         except Exception as exc:  # ClickHouse's own message says what is wrong
             log.info("SQL query refused", extra={"user": credentials.user, "error": str(exc)[:200]})
             return 400, text, str(exc).encode("utf-8", "replace"), {}
         elapsed_ms = round((time.perf_counter() - started) * 1000, 1)
-        log.info(
-            "SQL query", extra={"user": credentials.user, "rows": table.num_rows, "ms": elapsed_ms}
-        )
+        facts = {"user": query.user, "partner": query.partner, "rows": table.num_rows}
+        log.info("SQL query", extra={**facts, "ms": elapsed_ms})
         return 200, ARROW_STREAM, to_ipc(valid_utf8(table)), {}
 
     return handle
@@ -184,6 +186,12 @@ class PublishService:
         applied = migrate(self.warehouse)
         if applied:
             log.info("warehouse migrated", extra={"applied": applied})
+        federation = load_federation(node)
+        if not warehouse_url(node):
+            # On a ClickHouse server partners get server users and GRANTs, not this
+            # door (docs/runbook.md, "Partner analysts"): no DDL on someone's server.
+            partners = refresh_partner_views(self.warehouse, cities, federation.energy_aggregates)
+            log.info("partner views ready", extra={"partners": partners})
         self.sink = WarehouseSink(
             node,
             contracts,
@@ -196,7 +204,7 @@ class PublishService:
             Republisher(
                 sharing_policies(cities),
                 PublicTopics.resolve(resolve_topics()),
-                load_federation(node).energy_aggregates,
+                federation.energy_aggregates,
             ),
             node,
             contracts,

@@ -7,6 +7,13 @@ The file (``<state>/sql/users.json``) holds scrypt hashes only, never a secret,
 and must be readable by the node's account alone (0600): a wider mode is refused
 rather than fixed, since someone may already have read it.
 
+A user may be bound to a partner (``partners`` in the file: user -> partner code):
+that analyst reads only what the city files share with its partner (the views of
+``partner_<code>``, services/publish/partner_views.py), enforced by
+services/publish/sql_access.py. A user without a partner is the node's own
+(internal) analyst and reads everything. Files written before partners existed
+have no ``partners`` key and keep working: all their users are internal.
+
 The node's own operator gets a user on first start (``operator``), whose secret is
 kept beside the file in ``credentials`` (0600) so that ``citeplus sql`` and the
 demo work on the machine that runs the node, as the one who runs it.
@@ -31,6 +38,7 @@ USERS_FILE = "users.json"
 CREDENTIALS_FILE = "credentials"
 OPERATOR = "operator"
 NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,62}$")
+PARTNER = re.compile(r"^[a-z][a-z0-9-]{0,62}$")  # a city code (services/policy/sharing.py)
 # scrypt at n=2^14, r=8: ~16 MiB and some tens of ms per check, which is what makes
 # a stolen users.json slow to guess from; a person querying does not notice.
 _N, _R, _P, _LEN = 2**14, 8, 1, 32
@@ -106,6 +114,7 @@ class UserStore:
         self.path = sql_dir(state_dir) / USERS_FILE
         self._seen: tuple[int, int] | None = None
         self._users: dict[str, str] = {}
+        self._partners: dict[str, str] = {}
         # Secrets already checked against the current file, kept as a keyed digest
         # so that each query does not pay scrypt again (a wrong secret always does).
         self._key = secrets.token_bytes(32)
@@ -125,13 +134,25 @@ class UserStore:
             try:
                 document = json.loads(self.path.read_text(encoding="utf-8"))
                 users = dict(document["users"])
-            except (ValueError, KeyError, TypeError) as exc:
+                partners = dict(document.get("partners", {}))
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
                 raise ConfigError(
                     f"not a users file ({exc}); recreate it with citeplus sql-users add",
                     source=str(self.path),
                 ) from exc
-            self._users, self._seen, self._verified = users, key, {}
+            self._users, self._partners = users, _valid_partners(partners, users, self.path)
+            self._seen, self._verified = key, {}
         return dict(self._users)
+
+    def partner(self, user: str) -> str | None:
+        """The partner code ``user`` reads for, or None for the node's own analysts."""
+        self.users()
+        return self._partners.get(user)
+
+    def partners(self) -> dict[str, str]:
+        """User -> partner code, for the users bound to a partner."""
+        self.users()
+        return dict(self._partners)
 
     def check(self, user: str, secret: str) -> bool:
         """True when ``user`` exists and ``secret`` is its secret."""
@@ -148,25 +169,54 @@ class UserStore:
         self._verified[user] = digest
         return True
 
-    def add(self, user: str, secret: str | None = None) -> str:
-        """Add or replace ``user``; returns its secret (generated unless given)."""
+    def add(self, user: str, secret: str | None = None, *, partner: str | None = None) -> str:
+        """Add or replace ``user``; returns its secret (generated unless given).
+
+        ``partner`` binds the user to a partner; None keeps the binding a replaced
+        user had, so that a new secret never turns a partner's analyst into an
+        internal one (remove the user first to change what it reads).
+        """
         if not NAME.match(user):
             raise ConfigError(f"a user name is lowercase letters, digits, '._-'; got {user!r}")
+        if partner is not None and not PARTNER.match(partner):
+            raise ConfigError(f"a partner code is lowercase letters, digits, '-'; got {partner!r}")
         secret = secret or secrets.token_urlsafe(24)
         users = self.users()
+        partners = dict(self._partners)
         users[user] = hash_secret(secret)
-        self._save(users)
+        if partner is not None:
+            partners[user] = partner
+        self._save(users, partners)
         return secret
 
     def remove(self, user: str) -> bool:
         users = self.users()
         if users.pop(user, None) is None:
             return False
-        self._save(users)
+        partners = {u: p for u, p in self._partners.items() if u != user}
+        self._save(users, partners)
         return True
 
-    def _save(self, users: dict[str, str]) -> None:
-        write_private(self.path, json.dumps({"users": users}, indent=1, sort_keys=True) + "\n")
+    def _save(self, users: dict[str, str], partners: dict[str, str]) -> None:
+        document: dict[str, object] = {"users": users}
+        if partners:  # absent otherwise: the file stays what older nodes read
+            document["partners"] = partners
+        write_private(self.path, json.dumps(document, indent=1, sort_keys=True) + "\n")
+
+
+def _valid_partners(
+    partners: dict[str, object], users: dict[str, str], path: Path
+) -> dict[str, str]:
+    """The file's partner bindings, refused when one is not a partner code: a user
+    whose binding cannot be read must not fall back to reading everything."""
+    for user, code in partners.items():
+        if not isinstance(code, str) or not PARTNER.match(code):
+            raise ConfigError(
+                f"user {user!r} has partner {code!r}, not a partner code; fix it with "
+                "citeplus sql-users remove and add --partner",
+                source=str(path),
+            )
+    return {user: str(code) for user, code in partners.items() if user in users}
 
 
 def ensure_operator(state_dir: Path) -> None:

@@ -23,7 +23,14 @@ class ClickHouseServerWarehouse:
     def command(self, sql: str) -> None:
         self._client.command(sql)
 
-    def query_arrow(self, sql: str) -> pa.Table:
+    def query_arrow(self, sql: str, *, database: str | None = None) -> pa.Table:
+        if database is not None:
+            # A ClickHouse server has real users, GRANTs and row policies: give a
+            # partner's analyst a server user of their own rather than this door.
+            raise InfrastructureError(
+                "partner-scoped queries are served by the embedded warehouse only; on a "
+                "ClickHouse server create the partner's user with GRANTs on its views"
+            )
         return self._client.query_arrow(sql)
 
     def insert_arrow(self, table: str, data: pa.Table, *, dedup_token: str | None = None) -> None:

@@ -23,7 +23,10 @@ class Warehouse(Protocol):
 
     def command(self, sql: str) -> None: ...
 
-    def query_arrow(self, sql: str) -> pa.Table: ...
+    def query_arrow(self, sql: str, *, database: str | None = None) -> pa.Table:
+        """Rows of ``sql``; unqualified names resolve in ``database`` (None: the
+        warehouse's own, ``default``)."""
+        ...
 
     def insert_arrow(
         self, table: str, data: pa.Table, *, dedup_token: str | None = None

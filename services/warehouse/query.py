@@ -28,6 +28,9 @@ class QueryLimits:
     max_rows: int = 1_000_000
     max_bytes: int = 256 * 1024 * 1024
     max_seconds: int = 60
+    # Memory one query may hold while it runs: the warehouse lives in publish's
+    # process, beside the sink; a query building a huge array must fail, not it.
+    max_memory: int = 2 * 1024 * 1024 * 1024
 
     def settings(self) -> str:
         """A SETTINGS clause; ``readonly=1`` last, since later settings in one clause
@@ -36,6 +39,7 @@ class QueryLimits:
         return (
             f"SETTINGS max_execution_time={self.max_seconds}, "
             f"max_result_rows={self.max_rows}, max_result_bytes={self.max_bytes}, "
+            f"max_memory_usage={self.max_memory}, "
             "result_overflow_mode='throw', readonly=1"
         )
 
@@ -56,6 +60,11 @@ def skeleton(sql: str) -> str:
                 raise CiteplusError(f"unterminated {char} in the query")
             out.append(" ")
             i = end + 1
+        elif char == "#":
+            # ClickHouse reads '#' (and '#!') as a comment to the end of the line:
+            # this scan would not, and a quote inside it would hide what follows
+            # (a second statement, measured: it ran a DROP with chDB 4.4).
+            raise CiteplusError("'#' comments are not taken here: use -- for comments")
         elif sql.startswith("--", i):
             end = sql.find("\n", i)
             out.append(" ")
