@@ -14,6 +14,9 @@ from services.runtime.cities import CityConfig
 from services.runtime.errors import ConfigError
 
 LEVELS = ("open", "shared", "internal")
+# The audience of the common API's anonymous and unbound keys (services/policy/access.py):
+# reserved, so that no city can make "the public" a partner of a shared dataset.
+PUBLIC_AUDIENCE = "public"
 _CODE = re.compile(r"^[a-z][a-z0-9-]*$")
 
 
@@ -49,6 +52,13 @@ def parse_sharing(raw: object, *, source: str, key: str) -> SharingPolicy:
     ):
         raise ConfigError(
             "partners must be a list of city codes", source=source, key=f"{key}.partners"
+        )
+    if PUBLIC_AUDIENCE in partners:
+        raise ConfigError(
+            f"{PUBLIC_AUDIENCE!r} is reserved for the common API's public audience and "
+            "cannot be a partner; to give everyone a dataset, use level: open with a licence",
+            source=source,
+            key=f"{key}.partners",
         )
     if level == "shared" and not partners:
         raise ConfigError(
