@@ -33,20 +33,9 @@ class SharingPolicy:
         return self.level == "shared" and partner is not None and partner in self.partners
 
 
-def parse_sharing(raw: object, *, source: str, key: str) -> SharingPolicy:
-    if raw is None:
-        return SharingPolicy()
-    if not isinstance(raw, dict):
-        raise ConfigError("expected a mapping {level, partners, licence}", source=source, key=key)
-    unknown = set(raw) - {"level", "partners", "licence"}
-    if unknown:
-        raise ConfigError(f"unknown keys {sorted(unknown)}", source=source, key=key)
-    level = raw.get("level", "internal")
-    if level not in LEVELS:
-        raise ConfigError(
-            f"level must be one of {LEVELS}, got {level!r}", source=source, key=f"{key}.level"
-        )
-    partners = raw.get("partners", [])
+def _partners(partners: object, level: str, *, source: str, key: str) -> list[str]:
+    """The partner codes of a sharing section: city codes, never the public audience,
+    required for a shared dataset and only for one."""
     if not isinstance(partners, list) or not all(
         isinstance(p, str) and _CODE.match(p) for p in partners
     ):
@@ -70,6 +59,23 @@ def parse_sharing(raw: object, *, source: str, key: str) -> SharingPolicy:
             source=source,
             key=f"{key}.partners",
         )
+    return partners
+
+
+def parse_sharing(raw: object, *, source: str, key: str) -> SharingPolicy:
+    if raw is None:
+        return SharingPolicy()
+    if not isinstance(raw, dict):
+        raise ConfigError("expected a mapping {level, partners, licence}", source=source, key=key)
+    unknown = set(raw) - {"level", "partners", "licence"}
+    if unknown:
+        raise ConfigError(f"unknown keys {sorted(unknown)}", source=source, key=key)
+    level = raw.get("level", "internal")
+    if level not in LEVELS:
+        raise ConfigError(
+            f"level must be one of {LEVELS}, got {level!r}", source=source, key=f"{key}.level"
+        )
+    partners = _partners(raw.get("partners", []), level, source=source, key=key)
     licence = raw.get("licence")
     if level == "open" and not licence:
         raise ConfigError(
