@@ -166,6 +166,19 @@ def observations(hours: int = HOURS) -> list[dict]:
     return records
 
 
+def stations(count: int, hours: int) -> list[dict]:
+    """``count`` more open air stations (benches): hourly NO2 over ``hours``, placed
+    on a grid of about 100 m around Lyon's centre."""
+    air = SOURCES[0]
+    records = []
+    for i in range(count):
+        key = f"air-s{i:05d}"
+        position = (45.70 + (i // 100) * 0.001, 4.80 + (i % 100) * 0.0013)
+        spread = Source(**{**air.__dict__, "entities": {key: position}})
+        records.append(_series(spread, key, air.metric, air.unit, hours))
+    return records
+
+
 def released(hours: int = HOURS) -> list[dict]:
     """Released hourly energy windows of zones z1 (shown) and z4 (suppressed)."""
     cells = []
@@ -196,11 +209,14 @@ def released(hours: int = HOURS) -> list[dict]:
     return cells
 
 
-def fill(warehouse: Any, hours: int = HOURS) -> None:
+def fill(warehouse: Any, hours: int = HOURS, extra_stations: int = 0) -> None:
     from services.publish.rows import Landed, observations_table, released_table
 
-    landed = [Landed(r, "seed", 0, i) for i, r in enumerate(observations(hours))]
-    warehouse.insert_arrow("observations", observations_table(landed))
+    records = observations(hours) + stations(extra_stations, hours)
+    for first in range(0, len(records), 500):
+        chunk = records[first : first + 500]
+        landed = [Landed(r, "seed", 0, first + i) for i, r in enumerate(chunk)]
+        warehouse.insert_arrow("observations", observations_table(landed))
     cells = [Landed(r, "seed", 0, i) for i, r in enumerate(released(hours))]
     warehouse.insert_arrow("energy_aggregates_released", released_table(cells))
 
@@ -208,7 +224,7 @@ def fill(warehouse: Any, hours: int = HOURS) -> None:
 class FederationWorld:
     """Lyon's federation server in this process, on a filled chDB warehouse."""
 
-    def __init__(self, root: Path, hours: int = HOURS):
+    def __init__(self, root: Path, hours: int = HOURS, extra_stations: int = 0):
         from services.federation.server import FederationServer
         from services.warehouse.chdb_embedded import ChdbWarehouse
         from services.warehouse.migrations import migrate
@@ -226,7 +242,7 @@ class FederationWorld:
         write_city(root / "cities")
         self.warehouse = ChdbWarehouse(root / "warehouse")
         migrate(self.warehouse)
-        fill(self.warehouse, hours)
+        fill(self.warehouse, hours, extra_stations)
         self.server = FederationServer(
             self.node, self.config, load_cities(root / "cities"), self.warehouse, Contracts({})
         ).start()

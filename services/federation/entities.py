@@ -113,13 +113,13 @@ def select_entities(context: Context, selection: Selection) -> tuple[list[dict[s
     """The page of matching entities (rows) and, when asked, how many match in all."""
     if selection.empty:
         return [], 0
-    rows = _run(context, entity_sql.entities_sql(selection, context.newest_ms)).to_pylist()
+    rows = _run(context, entity_sql.entities_sql(selection)).to_pylist()
     total = 0
     if selection.count:
         if rows:
             total = int(rows[0]["total"])
         elif selection.offset:
-            counted = _run(context, entity_sql.count_sql(selection, context.newest_ms))
+            counted = _run(context, entity_sql.count_sql(selection))
             total = int(counted.column(0)[0].as_py())
     return rows, total
 

@@ -9,11 +9,11 @@ Every query reads only the datasets of the selection's scope (what the caller ma
 read at entity level, services/policy/access.py): a condition, a pattern or a
 metric name outside it matches nothing, exactly as one that does not exist.
 
-An observation entity is one (city, source, entity key): each metric's latest value
-(``argMax`` on time), its latest type, zone and position. Its latest values are
-looked for in the ``LOOKBACK_DAYS`` before the newest reading of its dataset, so
-that listing entities never scans a dataset's whole history; an entity silent for
-longer is not listed (its readings stay in the warehouse). An energy-aggregate
+An observation entity is one (city, source, entity key): each metric's latest value,
+and the type, zone and position of its latest reading, read from
+``observations_latest`` (one row per entity and metric, kept by a materialised
+view as readings land), so that listing entities never scans the readings. An
+energy-aggregate
 entity is one (city, zone, carrier, sector, granularity) of the released table,
 its attributes those of its latest released window.
 """
@@ -26,7 +26,9 @@ from services.federation.catalog import AGGREGATES_SOURCE, RELEASED_TABLE
 from services.federation.entity_query import ENERGY_TYPE, Geo, Selection, TemporalRequest
 from services.federation.queries import quote
 
-LOOKBACK_DAYS = 31
+# The latest reading of each (city, source, entity, metric), kept by a view
+# (deploy/clickhouse/017_latest_values.sql).
+LATEST_TABLE = "observations_latest"
 ENERGY_UNITS = (("energy_kwh", "kWh"), ("meter_count", "1"), ("peak_kw", "kW"))
 ENERGY_COLUMNS = ("energy_kwh", "toNullable(toFloat64(meter_count))", "peak_kw")
 ENTITY_COLUMNS = (
@@ -66,18 +68,9 @@ def _entity_filters(selection: Selection, entity: str) -> list[str]:
     return where
 
 
-def _scope_filter(selection: Selection, newest_ms: dict[tuple[str, str], int]) -> str:
-    """Each readable source, from its newest reading minus the look-back."""
-    branches = []
-    for city, source in selection.scope.sources:
-        since = newest_ms.get((city, source))
-        if since is None:
-            continue  # nothing held yet
-        since -= LOOKBACK_DAYS * 86_400_000
-        branches.append(
-            f"(city = {quote(city)} AND source = {quote(source)} AND ts >= {_ms(since)})"
-        )
-    return "(" + " OR ".join(branches) + ")" if branches else "0"
+def _scope_filter(selection: Selection) -> str:
+    """The readable sources, and nothing else."""
+    return f"(city, source) IN ({_pairs(selection.scope.sources)})"
 
 
 def _wanted_metrics(selection: Selection) -> tuple[str, ...]:
@@ -87,12 +80,9 @@ def _wanted_metrics(selection: Selection) -> tuple[str, ...]:
     return tuple(dict.fromkeys((*selection.metrics, *selection.condition_metrics)))
 
 
-def observation_entities_sql(selection: Selection, newest_ms: dict[tuple[str, str], int]) -> str:
+def observation_entities_sql(selection: Selection) -> str:
     cities = sorted({c for c, _ in selection.scope.sources})
-    where = [
-        f"city IN ({', '.join(quote(c) for c in cities)})",
-        _scope_filter(selection, newest_ms),
-    ]
+    where = [f"city IN ({', '.join(quote(c) for c in cities)})", _scope_filter(selection)]
     where += _entity_filters(selection, "entity")
     observed_types = [t for t in selection.entity_types if t != ENERGY_TYPE]
     if observed_types:
@@ -101,11 +91,10 @@ def observation_entities_sql(selection: Selection, newest_ms: dict[tuple[str, st
     if metrics:
         where.append(f"metric IN ({', '.join(quote(m) for m in metrics)})")
     latest = (
-        "SELECT city, source AS src, entity AS ent, metric, argMax(entity_type, ts) AS l_type, "
-        "argMax(zone, ts) AS l_zone, argMax(lat, ts) AS l_lat, argMax(lon, ts) AS l_lon, "
-        "any(unit) AS l_unit, argMax(value, ts) AS l_value, "
-        "toInt64(toUnixTimestamp64Milli(max(ts))) AS l_ms, toUInt32(argMax(quality, ts)) AS l_q "
-        f"FROM observations WHERE {' AND '.join(where)} GROUP BY city, src, ent, metric"
+        "SELECT city, source AS src, entity AS ent, metric, entity_type AS l_type, "
+        "zone AS l_zone, lat AS l_lat, lon AS l_lon, unit AS l_unit, value AS l_value, "
+        "toInt64(toUnixTimestamp64Milli(last_ts)) AS l_ms, toUInt32(quality) AS l_q "
+        f"FROM {LATEST_TABLE} FINAL WHERE {' AND '.join(where)}"
     )
     return (
         "SELECT city, concat(city, '/', src) AS dataset, ent AS entity, "
@@ -182,33 +171,33 @@ def _outer_filters(selection: Selection) -> list[str]:
     return where
 
 
-def _union(selection: Selection, newest_ms: dict[tuple[str, str], int]) -> str:
+def _union(selection: Selection) -> str:
     parts = []
     if selection.wants_observations:
-        parts.append(observation_entities_sql(selection, newest_ms))
+        parts.append(observation_entities_sql(selection))
     if selection.wants_aggregates:
         parts.append(aggregate_entities_sql(selection))
     return " UNION ALL ".join(f"SELECT {ENTITY_COLUMNS} FROM ({p})" for p in parts)
 
 
-def entities_sql(selection: Selection, newest_ms: dict[tuple[str, str], int]) -> str:
+def entities_sql(selection: Selection) -> str:
     """The page of entities (sorted by city, type, key, dataset), each with every
     matching entity's count when asked (a window over the filtered set)."""
     where = _outer_filters(selection)
     total = ", count() OVER () AS total" if selection.count else ""
     return (
-        f"SELECT {ENTITY_COLUMNS}{total} FROM ({_union(selection, newest_ms)}) "
+        f"SELECT {ENTITY_COLUMNS}{total} FROM ({_union(selection)}) "
         f"{'WHERE ' + ' AND '.join(where) if where else ''} "
         "ORDER BY city, entity_type, entity, dataset "
         f"LIMIT {int(selection.limit)} OFFSET {int(selection.offset)}"
     )
 
 
-def count_sql(selection: Selection, newest_ms: dict[tuple[str, str], int]) -> str:
+def count_sql(selection: Selection) -> str:
     """Matching entities in all (for a page past the end, where the window gave none)."""
     where = _outer_filters(selection)
     return (
-        f"SELECT count() AS total FROM ({_union(selection, newest_ms)}) "
+        f"SELECT count() AS total FROM ({_union(selection)}) "
         f"{'WHERE ' + ' AND '.join(where) if where else ''}"
     )
 

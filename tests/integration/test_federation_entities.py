@@ -395,3 +395,31 @@ def test_aggregated_readings_and_suppressed_windows(world) -> None:
     energy = next(s for s in cells.entities[0].series if s.metric == "energy_kwh")
     assert len(energy.times) == 3 and all(math.isnan(v) for v in energy.values)
     assert list(energy.suppressed) == [True] * 3
+
+
+def test_latest_values_follow_corrections_of_the_latest_reading_only(world) -> None:
+    """observations_latest (migration 017) keeps, per entity and metric, the newest
+    reading; a correction (version + 1) of it replaces it, one of an older reading does
+    not. A city no dataset names, so that the other tests' answers stay as they are."""
+    from services.publish.rows import Landed, observations_table
+    from testkit.entity_world import observations
+
+    [base] = [r for r in observations(hours=3) if r["entity_pseudonym"] == "air-3"]
+    first = {**base, "city": "bron", "values": [1.0, 2.0, 3.0]}
+    fix_latest = {**first, "start": T0 + 2 * HOUR_US, "values": [30.0]}
+    fix_latest.update(versions=[1], replaced=[3.0])
+    fix_older = {**first, "values": [10.0], "versions": [1], "replaced": [1.0]}
+
+    def latest() -> tuple[float, int]:
+        table = world.warehouse.query_arrow(
+            "SELECT value, toUnixTimestamp64Micro(last_ts) AS at FROM observations_latest "
+            "FINAL WHERE city = 'bron'"
+        )
+        [row] = table.to_pylist()
+        return row["value"], row["at"]
+
+    for offset, record in enumerate((first, fix_latest, fix_older)):
+        table = observations_table([Landed(record, "t", 0, 10_000 + offset)])
+        world.warehouse.insert_arrow("observations", table)
+        expected = 3.0 if record is first else 30.0
+        assert latest() == (expected, T0 + 2 * HOUR_US)
