@@ -42,9 +42,4 @@ SELECT city, source, entity, metric,
        argMax(quality, (ts, version)) AS quality, max(ts) AS last_ts,
        max(toUInt64(toUnixTimestamp64Milli(ts)) * 1024 + version) AS rank
 FROM observations
-GROUP BY city, source, entity, metric;
-
--- One entity's readings (QueryTemporal) skip the granules that cannot hold it.
-ALTER TABLE observations ADD INDEX IF NOT EXISTS entity_bloom entity TYPE bloom_filter(0.01) GRANULARITY 4;
-
-ALTER TABLE observations MATERIALIZE INDEX entity_bloom
+GROUP BY city, source, entity, metric

@@ -29,6 +29,8 @@ from services.federation.queries import quote
 # The latest reading of each (city, source, entity, metric), kept by a view
 # (deploy/clickhouse/017_latest_values.sql).
 LATEST_TABLE = "observations_latest"
+# Every reading ordered by entity (deploy/clickhouse/018_readings_by_entity.sql).
+READINGS_TABLE = "readings_by_entity"
 ENERGY_UNITS = (("energy_kwh", "kWh"), ("meter_count", "1"), ("peak_kw", "kW"))
 ENERGY_COLUMNS = ("energy_kwh", "toNullable(toFloat64(meter_count))", "peak_kw")
 ENTITY_COLUMNS = (
@@ -220,7 +222,7 @@ def _observation_readings(
     return (
         "SELECT city, source, entity, metric, unit, toInt64(toUnixTimestamp64Milli(ts)) AS t_ms, "
         "toNullable(value) AS v, false AS sup "
-        f"FROM observations WHERE {' AND '.join(where)}"
+        f"FROM {READINGS_TABLE} FINAL WHERE {' AND '.join(where)}"
     )
 
 

@@ -60,6 +60,7 @@ SHARDING_KEYS: dict[str, str] = {
     # Filled by its view shard-locally (same shard as the entity's readings) and once
     # by the migration's backfill through the Distributed table: the same key.
     "observations_latest": "cityHash64(city, entity)",
+    "readings_by_entity": "cityHash64(city, entity)",
 }
 
 _CREATE_TABLE = re.compile(

@@ -397,7 +397,7 @@ def test_aggregated_readings_and_suppressed_windows(world) -> None:
     assert list(energy.suppressed) == [True] * 3
 
 
-def test_latest_values_follow_corrections_of_the_latest_reading_only(world) -> None:
+def test_latest_values_and_readings_by_entity_follow_corrections(world) -> None:
     """observations_latest (migration 017) keeps, per entity and metric, the newest
     reading; a correction (version + 1) of it replaces it, one of an older reading does
     not. A city no dataset names, so that the other tests' answers stay as they are."""
@@ -423,3 +423,8 @@ def test_latest_values_follow_corrections_of_the_latest_reading_only(world) -> N
         world.warehouse.insert_arrow("observations", table)
         expected = 3.0 if record is first else 30.0
         assert latest() == (expected, T0 + 2 * HOUR_US)
+    # Readings by entity (migration 018): each reading once, at its latest version.
+    history = world.warehouse.query_arrow(
+        "SELECT value FROM readings_by_entity FINAL WHERE city = 'bron' ORDER BY ts"
+    )
+    assert history.column("value").to_pylist() == [10.0, 2.0, 30.0]

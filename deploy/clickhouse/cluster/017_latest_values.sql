@@ -45,9 +45,3 @@ SELECT city, source, entity, metric,
        max(toUInt64(toUnixTimestamp64Milli(ts)) * 1024 + version) AS rank
 FROM observations
 GROUP BY city, source, entity, metric;
-
-ALTER TABLE observations_local ON CLUSTER '{cluster}'
-ADD INDEX IF NOT EXISTS entity_bloom entity TYPE bloom_filter(0.01) GRANULARITY 4;
-
-ALTER TABLE observations_local ON CLUSTER '{cluster}'
-MATERIALIZE INDEX entity_bloom;
