@@ -365,14 +365,24 @@ def _methods(request: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(METHODS[m] for m in request.methods))
 
 
+def newest_in_scope(scope: Scope, newest_ms: dict[tuple[str, str], int]) -> int:
+    """The newest reading (µs) of the datasets the caller may read, where a range without
+    bounds ends: never that of a dataset it may not read (its time would show through
+    the buckets' alignment)."""
+    keys = [*scope.sources, *((city, AGGREGATES_SOURCE) for city in scope.aggregate_cities)]
+    return max((newest_ms[k] for k in keys if k in newest_ms), default=0) * 1000
+
+
 def validate_temporal(
-    request: Any, caller: Caller, datasets: Datasets, newest_us: int
+    request: Any, caller: Caller, datasets: Datasets, newest_ms: dict[tuple[str, str], int]
 ) -> TemporalRequest:
     """A TemporalQuery checked: its entity selection, then range, last_n, period, methods.
-    ``newest_us``: the newest reading held, where a range without bounds ends."""
+    ``newest_ms``: the newest reading of each dataset held (a range without bounds ends
+    at the newest of those the caller may read)."""
     if not request.HasField("entities"):
         raise invalid("entities", "required (an EntityQuery: which entities)")
     selection = validate_entities(request.entities, caller, datasets)
+    newest_us = newest_in_scope(selection.scope, newest_ms)
     if selection.limit > MAX_TEMPORAL_LIMIT:
         raise invalid(
             "entities.limit",

@@ -220,8 +220,7 @@ class FederationServicer(rpc.FederationServicer):
         self, request: Any, context: grpc.ServicerContext, call: CallRecord
     ) -> Iterator[Any]:
         run = self._entity_context(context)
-        newest = max(run.newest_ms.values(), default=0) * 1000
-        question = validate_temporal(request, call.caller, self.datasets, newest)
+        question = validate_temporal(request, call.caller, self.datasets, run.newest_ms)
         call.datasets = list(question.selection.scope.ids)
         with self.queries.slot(call.caller.identity):
             rows = 0

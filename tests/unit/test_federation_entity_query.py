@@ -135,15 +135,16 @@ def test_temporal_ranges_and_bounds(datasets: Datasets) -> None:
         return request
 
     newest = T0 + 10 * DAY_US
-    raw = validate_temporal(temporal(), PUBLIC, datasets, newest)
+    held = {("lyon", "air"): newest // 1000}
+    raw = validate_temporal(temporal(), PUBLIC, datasets, held)
     assert (raw.end_us - raw.start_us, raw.period_us) == (31 * DAY_US, 0)
     assert raw.end_us > newest
     daily = temporal(methods=[pb.AGGREGATE_METHOD_MAX])
     daily.period.FromSeconds(86_400)
     daily.start.FromMicroseconds(T0)
-    answer = validate_temporal(daily, PUBLIC, datasets, newest)
+    answer = validate_temporal(daily, PUBLIC, datasets, held)
     assert answer.end_us - answer.start_us == 366 * DAY_US and answer.methods == ("max",)
-    every = validate_temporal(temporal(), PUBLIC, datasets, newest).methods
+    every = validate_temporal(temporal(), PUBLIC, datasets, held).methods
     assert every == ("sum", "avg", "min", "max")
     faults = {
         "period": lambda r: r.period.FromSeconds(1) or r.start.FromMicroseconds(T0),
@@ -154,13 +155,31 @@ def test_temporal_ranges_and_bounds(datasets: Datasets) -> None:
     for name, spoil in faults.items():
         request = temporal()
         spoil(request)
-        error = error_of(lambda r=request: validate_temporal(r, PUBLIC, datasets, newest))
+        error = error_of(lambda r=request: validate_temporal(r, PUBLIC, datasets, held))
         assert error.message.startswith(f"{name}:"), (name, error.message)
+
+
+def test_an_open_range_ends_at_the_newest_reading_the_caller_may_read(datasets: Datasets) -> None:
+    """The newest reading of an internal or personal dataset never shows through the
+    default range (the buckets' alignment would give its time away)."""
+    held = {
+        ("lyon", "air"): T0 // 1000,
+        ("lyon", "water"): (T0 + 5 * DAY_US) // 1000,
+        ("lyon", "meters-open"): (T0 + 7 * DAY_US) // 1000,
+    }
+    request = pb.TemporalQuery(entities=pb.EntityQuery())
+    request.period.FromSeconds(3600)
+    for caller in (PUBLIC, Caller("paris")):
+        answer = validate_temporal(request, caller, datasets, held)
+        assert answer.end_us == T0 + 1000
+    assert (
+        validate_temporal(request, Caller("lyon"), datasets, held).end_us == T0 + 7 * DAY_US + 1000
+    )
 
 
 def test_readings_of_energy_cells_only_for_their_metrics(datasets: Datasets) -> None:
     request = pb.TemporalQuery(entities=pb.EntityQuery(metrics=["no2"]))
-    question = validate_temporal(request, PUBLIC, datasets, T0)
+    question = validate_temporal(request, PUBLIC, datasets, {})
     cells = [("lyon", "z1", "electricity", "*", "PT1H")]
     assert "energy_aggregates_released" not in readings_union(question, [], cells)
     union = readings_union(question, [("lyon", "air", "air-1")], cells)
