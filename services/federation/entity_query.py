@@ -14,7 +14,7 @@ bounds keep one call one bounded warehouse query:
   ring of 3 to 1000 points;
 - temporal: ``start`` and ``end`` between 2000 and 2100; raw readings over at most
   31 days, aggregated ones over at most 366; an absent bound is the other one
-  minus (plus) that span, both absent: the span up to the newest reading held;
+  minus (plus) that span, both absent: the span up to the newest reading the caller may read;
   ``last_n`` at most 10,000; ``period`` at least 1 s and at most 10,000 buckets;
   ``methods`` empty means all four; at most 100 entities per call (``limit``), each
   series at most 10,000 raw readings and the call 1,000,000.
