@@ -57,6 +57,9 @@ def write_city(directory: Path, code: str, sharing: dict[str, dict[str, Any] | N
             "entity": "id",
             "token": "env:CITEPLUS_TEST_TOKEN",
         }
+        # Households' meters are personal data: their entities never reach the public
+        # (services/policy/access.py); stations and counters are public infrastructure.
+        entry["privacy"] = {"personal": domain in ("energy", "water")}
         if sharing.get(source):
             entry["sharing"] = sharing[source]
         sources.append(entry)

@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from services.policy import access
 from services.policy.federation import CODE
 from services.policy.sharing import SharingPolicy
 
@@ -50,16 +51,16 @@ class Caller:
 
     def may_see(self, policy: SharingPolicy, home: str) -> bool:
         """Open data, or shared data naming the caller; internal data never. The node
-        itself (``home``, its operators' certificate) sees what it shares with anyone."""
+        itself (``home``, its operators' certificate) sees what it shares with anyone.
+        The rule is services/policy/access.py's, the one every door uses."""
+        return access.may_see(policy, self.identity, home, self.on_behalf_of)
 
-        def allowed(identity: str) -> bool:
-            if identity == home:
-                return policy.level in ("open", "shared")
-            return policy.allows(identity)
-
-        if policy.level == "internal" or not allowed(self.identity):
-            return False
-        return self.on_behalf_of is None or allowed(self.on_behalf_of)
+    def may_read_entities(self, policy: SharingPolicy, home: str, *, personal: bool) -> bool:
+        """Entity-level data (QueryEntities, QueryTemporal): beyond ``may_see``, a personal
+        source only for partners the city names, or the node itself (access.py)."""
+        return access.may_read_entities(
+            policy, self.identity, home, self.on_behalf_of, personal=personal
+        )
 
     def __str__(self) -> str:
         return self.identity + (f" for {self.on_behalf_of}" if self.on_behalf_of else "")

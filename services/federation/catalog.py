@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 
 from services.federation.calls import Caller, FederationError, invalid
+from services.policy.access import source_is_personal
 from services.policy.sharing import SharingPolicy, sharing_policies
 from services.runtime.cities import CityConfig
 from services.runtime.paths import DEPLOY_DIR
@@ -71,6 +72,9 @@ class DatasetInfo:
     domain: str
     policy: SharingPolicy
     record_type: str  # Avro record full name (avro/)
+    # Carries personal data (privacy: {personal: true}): entity level only for named
+    # partners (services/policy/access.py). Energy aggregates are not: secrecy applied.
+    personal: bool = False
 
     @property
     def is_aggregates(self) -> bool:
@@ -115,6 +119,7 @@ class Datasets:
                     domain=source.domain,
                     policy=policies[(city.code, source.id)],
                     record_type="citeplus.v1.Observation",
+                    personal=source_is_personal(source),
                 )
                 found[info.id] = info
             info = DatasetInfo(
@@ -131,6 +136,15 @@ class Datasets:
 
     def visible(self, caller: Caller) -> list[DatasetInfo]:
         return [d for d in self.all.values() if caller.may_see(d.policy, self.home)]
+
+    def entity_readable(self, caller: Caller) -> list[DatasetInfo]:
+        """The datasets whose entities ``caller`` may read (a personal source only for
+        the partners its city names, never the public)."""
+        return [
+            d
+            for d in self.all.values()
+            if caller.may_read_entities(d.policy, self.home, personal=d.personal)
+        ]
 
     def require(self, dataset_id: str, caller: Caller, field_name: str = "dataset") -> DatasetInfo:
         """The dataset if ``caller`` may see it; the same refusal whether it exists or not."""

@@ -85,6 +85,14 @@ class FederationClient:
     def query(self, query: Any, timeout: float = 30.0) -> Iterator[Any]:
         return self.stub.QueryAggregates(query, timeout=timeout, metadata=self.metadata)
 
+    def entities(self, query: Any, timeout: float = 30.0) -> Iterator[Any]:
+        """QueryEntities: EntityPage messages, the last one marked."""
+        return self.stub.QueryEntities(query, timeout=timeout, metadata=self.metadata)
+
+    def temporal(self, query: Any, timeout: float = 30.0) -> Iterator[Any]:
+        """QueryTemporal: TemporalPage messages, the last one marked."""
+        return self.stub.QueryTemporal(query, timeout=timeout, metadata=self.metadata)
+
     def subscribe(self, request: Any, timeout: float | None = None) -> Iterator[Any]:
         return self.stub.Subscribe(request, timeout=timeout, metadata=self.metadata)
 

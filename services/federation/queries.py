@@ -411,7 +411,7 @@ def aggregates_sql(question: Question, limit: int) -> str:
 # -- running and paging ------------------------------------------------------------
 
 
-def _budget(budget_s: float | None) -> float:
+def query_budget(budget_s: float | None) -> float:
     """The call's time for the query, capped, refused when too short to try."""
     budget = DEFAULT_BUDGET_S if budget_s is None else min(budget_s, DEFAULT_BUDGET_S)
     if budget < 0.05:
@@ -428,7 +428,7 @@ def _answer_sql(question: Question, timezones: dict[str, str], budget: float, li
     return sql + f" SETTINGS max_execution_time = {max(0.1, math.floor(budget * 10) / 10)}"
 
 
-def _query(warehouse: Warehouse, sql: str) -> pa.Table:
+def run_query(warehouse: Warehouse, sql: str) -> pa.Table:
     """The warehouse's answer; its timeout said as the call's DEADLINE_EXCEEDED."""
     try:
         return warehouse.query_arrow(sql)
@@ -477,8 +477,8 @@ def run(
     if empty:
         yield pb.AggregatePage(node=node, last=True)
         return
-    budget = _budget(budget_s)
-    table = _query(warehouse, _answer_sql(question, timezones, budget, max_rows + 1))
+    budget = query_budget(budget_s)
+    table = run_query(warehouse, _answer_sql(question, timezones, budget, max_rows + 1))
     more = table.num_rows > max_rows
     if more:
         table = table.slice(0, max_rows)

@@ -22,7 +22,7 @@ from grpc_health.v1 import health, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
-from services.federation import queries
+from services.federation import entities, queries
 from services.federation.calls import (
     CallMetrics,
     CallRecord,
@@ -37,6 +37,7 @@ from services.federation.catalog import (
     vocabulary_metrics,
 )
 from services.federation.certs import server_credentials
+from services.federation.entity_query import validate_entities, validate_temporal
 from services.federation.fanout import Fanout
 from services.federation.health_watch import HealthWatch, warehouse_answers
 from services.federation.protos import pb, rpc
@@ -186,6 +187,45 @@ class FederationServicer(rpc.FederationServicer):
         with self.queries.slot(call.caller.identity):
             for page in self.answer(request, call, context.time_remaining()):
                 rows += queries.rows_of(page)
+                call.details["rows"] = rows
+                yield page
+
+    # -- entities (the common API) ---------------------------------------------------------
+    def _entity_context(self, context: grpc.ServicerContext) -> entities.Context:
+        return entities.Context(
+            warehouse=self.warehouse,
+            datasets=self.datasets,
+            newest_ms=entities.newest_by_dataset(self.holdings.get()),
+            budget_s=context.time_remaining(),
+            node=self.identity,
+        )
+
+    @handled("QueryEntities")
+    def QueryEntities(
+        self, request: Any, context: grpc.ServicerContext, call: CallRecord
+    ) -> Iterator[Any]:
+        """Relayed calls are served here (the common API asks on behalf of its callers):
+        the on-behalf-of identity only narrows what the entity rule lets through."""
+        selection = validate_entities(request, call.caller, self.datasets)
+        call.datasets = list(selection.scope.ids)
+        with self.queries.slot(call.caller.identity):
+            rows = 0
+            for page in entities.entity_pages(self._entity_context(context), selection):
+                rows += len(page.entities)
+                call.details["rows"] = rows
+                yield page
+
+    @handled("QueryTemporal")
+    def QueryTemporal(
+        self, request: Any, context: grpc.ServicerContext, call: CallRecord
+    ) -> Iterator[Any]:
+        run = self._entity_context(context)
+        question = validate_temporal(request, call.caller, self.datasets, run.newest_ms)
+        call.datasets = list(question.selection.scope.ids)
+        with self.queries.slot(call.caller.identity):
+            rows = 0
+            for page in entities.temporal_pages(run, question):
+                rows += len(page.entities)
                 call.details["rows"] = rows
                 yield page
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from services.policy.limits import FederationLimits
-from services.policy.sharing import SharingPolicy, parse_sharing
+from services.policy.sharing import PUBLIC_AUDIENCE, SharingPolicy, parse_sharing
 from services.runtime.config import NodeConfig
 from services.runtime.errors import ConfigError
 from services.runtime.paths import REPO_ROOT
@@ -82,9 +82,11 @@ def _path(value: str) -> Path:
 def load_federation(node: NodeConfig) -> FederationConfig:
     section = node.federation
     identity = section.identity or node.node.id
-    if not CODE.match(identity):
+    if not CODE.match(identity) or identity == PUBLIC_AUDIENCE:
+        reserved = " (reserved for the common API's public audience)"
         raise ConfigError(
-            f"the node's identity must be a lowercase code (city or syndicate), got {identity!r}",
+            f"the node's identity must be a lowercase code (city or syndicate), got {identity!r}"
+            + (reserved if identity == PUBLIC_AUDIENCE else ""),
             source=node.source,
             key="federation.identity" if section.identity else "node.id",
         )
@@ -188,6 +190,12 @@ def _peer(raw: object, source: str, key: str, identity: str) -> Peer:
         raise ConfigError("expected a lowercase code", source=source, key=f"{key}.code")
     if code == identity:
         raise ConfigError("a node is not its own peer", source=source, key=f"{key}.code")
+    if code == PUBLIC_AUDIENCE:
+        raise ConfigError(
+            f"{PUBLIC_AUDIENCE!r} is reserved for the common API's public audience",
+            source=source,
+            key=f"{key}.code",
+        )
     address = raw.get("address")
     if not isinstance(address, str) or not re.match(r"^[A-Za-z0-9.\[\]:-]+:\d{1,5}$", address):
         raise ConfigError("expected host:port", source=source, key=f"{key}.address")

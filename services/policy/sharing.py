@@ -14,6 +14,9 @@ from services.runtime.cities import CityConfig
 from services.runtime.errors import ConfigError
 
 LEVELS = ("open", "shared", "internal")
+# The audience of the common API's anonymous and unbound keys (services/policy/access.py):
+# reserved, so that no city can make "the public" a partner of a shared dataset.
+PUBLIC_AUDIENCE = "public"
 _CODE = re.compile(r"^[a-z][a-z0-9-]*$")
 
 
@@ -30,6 +33,35 @@ class SharingPolicy:
         return self.level == "shared" and partner is not None and partner in self.partners
 
 
+def _partners(partners: object, level: str, *, source: str, key: str) -> list[str]:
+    """The partner codes of a sharing section: city codes, never the public audience,
+    required for a shared dataset and only for one."""
+    if not isinstance(partners, list) or not all(
+        isinstance(p, str) and _CODE.match(p) for p in partners
+    ):
+        raise ConfigError(
+            "partners must be a list of city codes", source=source, key=f"{key}.partners"
+        )
+    if PUBLIC_AUDIENCE in partners:
+        raise ConfigError(
+            f"{PUBLIC_AUDIENCE!r} is reserved for the common API's public audience and "
+            "cannot be a partner; to give everyone a dataset, use level: open with a licence",
+            source=source,
+            key=f"{key}.partners",
+        )
+    if level == "shared" and not partners:
+        raise ConfigError(
+            "a shared dataset must name its partners", source=source, key=f"{key}.partners"
+        )
+    if level != "shared" and partners:
+        raise ConfigError(
+            f"partners only apply to level shared (this is {level})",
+            source=source,
+            key=f"{key}.partners",
+        )
+    return partners
+
+
 def parse_sharing(raw: object, *, source: str, key: str) -> SharingPolicy:
     if raw is None:
         return SharingPolicy()
@@ -43,23 +75,7 @@ def parse_sharing(raw: object, *, source: str, key: str) -> SharingPolicy:
         raise ConfigError(
             f"level must be one of {LEVELS}, got {level!r}", source=source, key=f"{key}.level"
         )
-    partners = raw.get("partners", [])
-    if not isinstance(partners, list) or not all(
-        isinstance(p, str) and _CODE.match(p) for p in partners
-    ):
-        raise ConfigError(
-            "partners must be a list of city codes", source=source, key=f"{key}.partners"
-        )
-    if level == "shared" and not partners:
-        raise ConfigError(
-            "a shared dataset must name its partners", source=source, key=f"{key}.partners"
-        )
-    if level != "shared" and partners:
-        raise ConfigError(
-            f"partners only apply to level shared (this is {level})",
-            source=source,
-            key=f"{key}.partners",
-        )
+    partners = _partners(raw.get("partners", []), level, source=source, key=key)
     licence = raw.get("licence")
     if level == "open" and not licence:
         raise ConfigError(

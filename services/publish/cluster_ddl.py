@@ -11,7 +11,9 @@ of it is translated here, so the two variants cannot drift:
 - a materialised view reads and writes the *local* tables, so each shard
   aggregates its own rows and a query through the Distributed rollup merges the
   partial aggregate states of every shard (``sumMerge``, ``uniqMerge``...);
-- ``ALTER``/``DROP`` of a table apply to both of its tables.
+- ``ALTER``/``DROP`` of a table apply to both of its tables;
+- a one-time backfill ``INSERT INTO T SELECT ... FROM S`` runs once, through the
+  Distributed tables (read from every shard, written by ``T``'s sharding key).
 
 Everything runs ``ON CLUSTER '{cluster}'`` and replica paths use the
 ``{shard}``/``{replica}``/``{database}`` macros, so the generated files are the
@@ -55,6 +57,10 @@ SHARDING_KEYS: dict[str, str] = {
     "energy_aggregates_released": "cityHash64(city, zone)",
     # The dead-letter sink's batches follow their source partition.
     "dead_letters": "cityHash64(_topic, _partition)",
+    # Filled by its view shard-locally (same shard as the entity's readings) and once
+    # by the migration's backfill through the Distributed table: the same key.
+    "observations_latest": "cityHash64(city, entity)",
+    "readings_by_entity": "cityHash64(city, entity)",
 }
 
 _CREATE_TABLE = re.compile(
@@ -72,6 +78,9 @@ _VIEW_TARGET = re.compile(r"^\s*TO\s+(?P<target>\w+)\s*$", re.I)
 _ALTER_TABLE = re.compile(r"^ALTER\s+TABLE\s+(?P<name>\w+)\s+(?P<actions>.*)$", re.S | re.I)
 _DROP = re.compile(
     r"^DROP\s+(?P<kind>TABLE|VIEW)\s+(?P<if_exists>IF\s+EXISTS\s+)?(?P<name>\w+)\s*$", re.S | re.I
+)
+_INSERT_SELECT = re.compile(
+    r"^INSERT\s+INTO\s+(?P<name>\w+)\s+(?P<select>(?:WITH|SELECT)\b.*)$", re.S | re.I
 )
 _TABLE_REFERENCE = re.compile(r"\b(?P<keyword>FROM|JOIN)(?P<space>\s+)(?P<name>\w+)\b", re.I)
 # Column changes must reach the Distributed table too; anything else (TTL,
@@ -248,6 +257,23 @@ def _drop(match: re.Match[str], schema: _Schema) -> list[ClusterStatement]:
     ]
 
 
+def _insert(match: re.Match[str], schema: _Schema) -> list[ClusterStatement]:
+    """A backfill: once, between Distributed tables (never ON CLUSTER: each host would
+    copy everything again); the target's sharding key places the rows."""
+    name = match["name"]
+    if name not in schema.tables:
+        raise ClusterDDLError(f"INSERT INTO {name}: the DDL has not created that table")
+    if name not in SHARDING_KEYS:
+        raise ClusterDDLError(
+            f"INSERT INTO {name}: a backfill goes through the Distributed table, which needs "
+            "a sharding key (SHARDING_KEYS), the one its view's rows follow"
+        )
+    for source in _TABLE_REFERENCE.finditer(match["select"]):
+        if source["name"] not in schema.tables:
+            raise ClusterDDLError(f"INSERT INTO {name} reads {source['name']}, not created before")
+    return [ClusterStatement(f"INSERT INTO {name}\n{match['select']}", name, "insert")]
+
+
 def translate(statement: str, schema: _Schema) -> list[ClusterStatement]:
     """The cluster statements of one single-node statement."""
     text = statement.strip()
@@ -256,6 +282,7 @@ def translate(statement: str, schema: _Schema) -> list[ClusterStatement]:
         (_CREATE_MV, _create_view),
         (_ALTER_TABLE, _alter),
         (_DROP, _drop),
+        (_INSERT_SELECT, _insert),
     ):
         match = pattern.match(text)
         if match:

@@ -64,6 +64,15 @@ def local_days(times_us: np.ndarray, timezone: str) -> np.ndarray:
     return base[inverse] + later + (times_us >= second[inverse]).astype(np.int32)
 
 
+def _positions(batch: Sequence[Landed], index: np.ndarray) -> tuple[pa.Array, pa.Array]:
+    """Observation.position (a GeoPoint or null) as nullable lat and lon columns: one
+    position per series, spread to its readings like the other constants."""
+    points = [x.record.get("position") for x in batch]
+    lat = [None if p is None else float(p["lat"]) for p in points]
+    lon = [None if p is None else float(p["lon"]) for p in points]
+    return _spread(lat, index, pa.float64()), _spread(lon, index, pa.float64())
+
+
 def _local_day_column(
     cities: Sequence[str], index: np.ndarray, times_us: np.ndarray, timezones: Mapping[str, str]
 ) -> pa.Array:
@@ -128,6 +137,7 @@ def observations_table(
     index = np.repeat(np.arange(len(batch)), counts)
     readings = _readings(batch, counts)
     times = readings.times
+    lat, lon = _positions(batch, index)
 
     def column(name: str, default: str = "") -> pa.Array:
         return _spread([x.record.get(name) or default for x in batch], index, pa.string())
@@ -141,6 +151,8 @@ def observations_table(
             "entity": column("entity_pseudonym"),
             "entity_type": column("entity_type"),
             "zone": column("zone"),
+            "lat": lat,
+            "lon": lon,
             "sector": column("sector"),
             "carrier": column("carrier"),
             "ts": pa.array(times // 1000, pa.int64()).cast(TS),

@@ -157,7 +157,7 @@ def test_materialised_views_read_and_write_local_tables() -> None:
 def test_every_generated_statement_parses(warehouse: ChdbWarehouse) -> None:
     for statement in cluster_statements():
         formatted = warehouse.query_arrow(f"SELECT formatQuery({sql_literal(statement.sql)}) AS q")
-        assert formatted.column("q")[0].as_py().startswith(("CREATE", "ALTER", "DROP"))
+        assert formatted.column("q")[0].as_py().startswith(("CREATE", "ALTER", "DROP", "INSERT"))
 
 
 # -- translation rules on made-up migrations -------------------------------------------------
@@ -193,6 +193,27 @@ def test_drop_table_drops_both() -> None:
         "DROP TABLE IF EXISTS observations ON CLUSTER '{cluster}' SYNC",
         "DROP TABLE IF EXISTS observations_local ON CLUSTER '{cluster}' SYNC",
     ]
+
+
+def test_a_backfill_runs_once_through_the_distributed_tables() -> None:
+    migrations = made_up(
+        TABLE,
+        "CREATE TABLE observations_latest (city String, entity String, v Float64) "
+        "ENGINE = ReplacingMergeTree ORDER BY (city, entity)",
+        "INSERT INTO observations_latest SELECT city, entity, max(v) FROM observations "
+        "GROUP BY city, entity",
+    )
+    [insert] = [s.sql for m in generate(migrations) for s in m.statements if s.kind == "insert"]
+    assert insert.startswith("INSERT INTO observations_latest\nSELECT")
+    assert "ON CLUSTER" not in insert and "_local" not in insert
+    with pytest.raises(ClusterDDLError, match="sharding key"):
+        generate(
+            made_up(
+                TABLE,
+                "CREATE TABLE copies (city String) ENGINE = MergeTree ORDER BY city",
+                "INSERT INTO copies SELECT city FROM observations",
+            )
+        )
 
 
 def test_unknown_statement_stops_generation() -> None:
