@@ -173,24 +173,45 @@ def _from_text(column: Column) -> tuple[GeoPoint | None, Counter]:
     if column["kind"] != "string":
         drops[UNREADABLE] = len(column[_ARRAYS[column["kind"]]]) - len(column.get("missing") or ())
         return None, drops
-    values = _present(column)
+    values = _present(column) if column.get("missing") else column["strings"]
     read = {text: read_text(text) for text in set(values) if text is not None}
-    latest = None
+    if not all(read.values()):  # some rows unreadable or out of range: count them
+        for text, rows in Counter(v for v in values if v is not None).items():
+            if not read[text]:
+                drops[UNREADABLE if read[text] is None else OUT_OF_RANGE] += rows
     for text in reversed(values):  # stops at the latest valid row (usually the last)
         found = read.get(text) if text is not None else None
         if found:
-            latest = found
-            break
-    counts = Counter(v for v in values if v is not None)
-    for text, found in read.items():
-        if found is None:
-            drops[UNREADABLE] += counts[text]
-        elif found is False:
-            drops[OUT_OF_RANGE] += counts[text]
-    return (_point(*latest) if latest else None), drops
+            return _point(*found), drops
+    return None, drops
 
 
 def _from_pair(lat_column: Column, lon_column: Column) -> tuple[GeoPoint | None, Counter]:
+    plain = _plain_numbers(lat_column), _plain_numbers(lon_column)
+    if plain[0] is not None and plain[1] is not None:
+        lats, lons = plain
+        # the usual case, at C speed: every row present and in range, the last one wins
+        same = len(lats) == len(lons) and len(lats) > 0
+        if same and in_range(lats[-1], lons[-1]) and _all_in_range(lats, lons):
+            return _point(lats[-1], lons[-1]), Counter()
+    return _from_arrays(lat_column, lon_column)
+
+
+def _all_in_range(lats: list[float], lons: list[float]) -> bool:
+    """Every row in range (NaN never is: ingest refuses it, a record from elsewhere
+    falls back to the general case through the last-row check or here)."""
+    return in_range(min(lats), min(lons)) and in_range(max(lats), max(lons))
+
+
+def _plain_numbers(column: Column) -> list[float] | None:
+    """The column's numbers when it is numeric with no missing cell, else None."""
+    if column["kind"] in ("double", "long") and not column.get("missing"):
+        return column[_ARRAYS[column["kind"]]]
+    return None
+
+
+def _from_arrays(lat_column: Column, lon_column: Column) -> tuple[GeoPoint | None, Counter]:
+    """The general case with numpy: text numbers, missing cells, rows out of range."""
     lats, lons = _floats(lat_column), _floats(lon_column)
     drops: Counter = Counter()
     if lats is None or lons is None or len(lats) != len(lons):
