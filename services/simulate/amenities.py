@@ -1,4 +1,5 @@
-"""Bike stations, bike counters and car parks: where they are and how full they are.
+"""Bike stations and counters, car parks, charging points and weather stations:
+where they are and what they measure.
 
 A few places per city at their real coordinates (WGS 84, rounded to about 10 m):
 well-known squares, stations and car parks of each city, so that positions in the
@@ -8,7 +9,9 @@ functions of the local time plus seeded noise, like ambient.py:
 - bike stations: downtown stations fill in the morning rush as commuters arrive
   and empty in the evening; residential ones do the opposite;
 - bike counters: bicycles per hour follow the commuting peaks;
-- car parks: occupancy follows the working day and the shopping afternoon.
+- car parks: occupancy follows the working day and the shopping afternoon;
+- charging points: busy through the working day, free at night;
+- weather stations: the temperature's daily cycle around a winter day's mean.
 """
 
 from __future__ import annotations
@@ -84,6 +87,35 @@ CAR_PARKS: dict[str, tuple[Place, ...]] = {
 }
 
 
+CHARGING_STATIONS: dict[str, tuple[Place, ...]] = {  # capacity: vehicles charged at once
+    "paris": (
+        Place("FRV75EBASTILLE", "Belib' Place de la Bastille", 48.8532, 2.3692, 6),
+        Place("FRV75EMONTPARN", "Belib' Gare Montparnasse", 48.8412, 2.3205, 8),
+    ),
+    "lyon": (
+        Place("FRIZIPARTDIEU", "Part-Dieu Villette", 45.7611, 4.8564, 10),
+        Place("FRIZICONFLUEN", "Confluence", 45.7405, 4.8183, 6),
+    ),
+    "nice": (
+        Place("FRNCAPORT", "Port Lympia", 43.6959, 7.2857, 4),
+        Place("FRNCAARENAS", "Arenas", 43.6655, 7.2129, 8),
+    ),
+    "bordeaux": (
+        Place("FRBXSTJEAN", "Gare Saint-Jean", 44.8258, -0.5560, 8),
+        Place("FRBXBASSINS", "Bassins à flot", 44.8640, -0.5530, 4),
+    ),
+    "angers": (
+        Place("FRANGSTLAUD", "Gare Saint-Laud", 47.4644, -0.5570, 6),
+        Place("FRANGLECLERC", "Place Leclerc", 47.4722, -0.5508, 4),
+    ),
+}
+WEATHER_STATIONS: dict[str, tuple[Place, ...]] = {  # capacity: unused
+    "paris": (Place("75114001", "Paris-Montsouris", 48.8217, 2.3378, 0),),
+    "nice": (Place("06088001", "Nice-Côte d'Azur", 43.6483, 7.2092, 0),),
+}
+WINTER_MEAN_C = {"paris": 5.5, "nice": 9.5}  # January mean temperature
+
+
 def _bump(hour: float, centre: float, width: float) -> float:
     return math.exp(-(((hour - centre) / width) ** 2))
 
@@ -122,3 +154,19 @@ def counted_bikes(place: Place, moment: datetime, rng: random.Random) -> int:
 def free_spaces(place: Place, moment: datetime, rng: random.Random) -> int:
     share = parking_share(moment) * math.exp(rng.gauss(0, 0.06))
     return max(0, place.capacity - min(place.capacity, round(share * place.capacity)))
+
+
+def free_chargers(place: Place, moment: datetime, rng: random.Random) -> int:
+    """Charging points free at a local time: busy by day, mostly free at night."""
+    hour = moment.hour + moment.minute / 60
+    busy = 0.1 + 0.6 * _bump(hour, 12.0, 4.5) * (1.0 if moment.weekday() < 5 else 0.7)
+    taken = sum(rng.random() < busy for _ in range(place.capacity))
+    return place.capacity - taken
+
+
+def air_temperature(place: Place, moment: datetime, rng: random.Random) -> float:
+    """°C at a weather station: coldest before dawn, warmest mid-afternoon."""
+    hour = moment.hour + moment.minute / 60
+    mean = next((t for city, t in WINTER_MEAN_C.items() if place in WEATHER_STATIONS[city]), 8.0)
+    cycle = 3.5 * math.cos((hour - 15.0) / 24 * 2 * math.pi)
+    return round(mean + cycle + rng.gauss(0, 0.4), 1)

@@ -1,10 +1,13 @@
-"""Bike stations, bike counters and car parks in the forms their city files declare.
+"""Bike stations and counters, car parks, charging points and weather stations in the
+forms their city files declare.
 
-Smart Data Models sources (Angers's bike stations, Lyon's and Nice's car parks) get
-BikeHireDockingStation / OffStreetParking entities with a GeoJSON Point
-``location`` ([lon, lat]); the other sources get their portal's own export:
-Lyon's Vélo'v feed (one JSON object per station, ``lat``/``lng``), Bordeaux's car
-parks (a JSON array, ``geo_point_2d``) and Paris's bike counters (the
+Smart Data Models sources (Angers's bike stations, Lyon's and Nice's car parks,
+every city's charging points, Paris's and Nice's weather stations) get
+BikeHireDockingStation / OffStreetParking / EVChargingStation / WeatherObserved
+entities with a GeoJSON Point ``location`` ([lon, lat]); the other sources get their
+portal's own export: Lyon's Vélo'v feed (one JSON object per station,
+``lat``/``lng``), Bordeaux's car parks (a JSON array, ``geo_point_2d``) and Paris's
+bike counters (the
 ``comptage-velo-donnees-compteurs`` CSV, ``"lat,lon"``). One reading per place and
 hour of the local day; a reading's time is its hour's start.
 """
@@ -22,7 +25,14 @@ from typing import Any
 
 from services.runtime.cities import SourceConfig
 from services.runtime.errors import ConfigError
-from services.simulate.amenities import Place, counted_bikes, docked_bikes, free_spaces
+from services.simulate.amenities import (
+    Place,
+    air_temperature,
+    counted_bikes,
+    docked_bikes,
+    free_chargers,
+    free_spaces,
+)
 from services.simulate.observations import TRANSPORTATION_CONTEXT, Attribute, entity
 from services.simulate.timegrid import utc_iso
 
@@ -47,7 +57,10 @@ PARIS_BIKE_COLUMNS = (
     "type_dimage",
     "mois_annee_comptage",
 )
-Level = Callable[[Place, datetime, random.Random], int]
+WEATHER_CONTEXT = (
+    "https://raw.githubusercontent.com/smart-data-models/dataModel.Weather/master/context.jsonld"
+)
+Level = Callable[[Place, datetime, random.Random], float]
 
 
 @dataclass(frozen=True)
@@ -58,7 +71,7 @@ class AmenityBlock:
     places: tuple[Place, ...]
     starts: list[datetime]  # UTC hour starts
     local: list[datetime]
-    levels: list[list[int]]  # per place, per hour
+    levels: list[list[float]]  # per place, per hour
 
     @property
     def rows(self) -> int:
@@ -130,6 +143,47 @@ def car_park_entities(source: SourceConfig, data: AmenityBlock) -> bytes:
             key = f"{data.city}-{place.code}"
             entities.append(
                 entity(source.format, "OffStreetParking", key, attributes, start, PARKING_CONTEXT)
+            )
+    return _json_array(entities)
+
+
+def charging_entities(source: SourceConfig, data: AmenityBlock) -> bytes:
+    """EVChargingStation entities (the IRVE points as a city broker republishes them)."""
+    entities = []
+    for place, row in zip(data.places, data.levels, strict=True):
+        for start, local, free in zip(data.starts, data.local, row, strict=True):
+            attributes = [
+                Attribute("observationDateTime", _when(source.format, start, local), "DateTime"),
+                Attribute("availableCapacity", free, measured=True),
+                Attribute("capacity", place.capacity, measured=True),
+                Attribute("stationName", place.name, "Text"),
+                Attribute("socketType", ["Type2", "Combo2"], "StructuredValue"),
+                Attribute("location", _point(place), "geo:json"),
+            ]
+            key = f"{data.city}-{place.code}"
+            entities.append(
+                entity(
+                    source.format, "EVChargingStation", key, attributes, start,
+                    TRANSPORTATION_CONTEXT,
+                )
+            )  # fmt: skip
+    return _json_array(entities)
+
+
+def weather_entities(source: SourceConfig, data: AmenityBlock) -> bytes:
+    """WeatherObserved entities: the air temperature of each station and hour."""
+    entities = []
+    for place, row in zip(data.places, data.levels, strict=True):
+        for start, local, celsius in zip(data.starts, data.local, row, strict=True):
+            attributes = [
+                Attribute("dateObserved", _when(source.format, start, local), "DateTime"),
+                Attribute("temperature", celsius, unit="CEL", measured=True),
+                Attribute("name", place.name, "Text"),
+                Attribute("location", _point(place), "geo:json"),
+            ]
+            key = f"{data.city}-{place.code}"
+            entities.append(
+                entity(source.format, "WeatherObserved", key, attributes, start, WEATHER_CONTEXT)
             )
     return _json_array(entities)
 
@@ -211,7 +265,8 @@ _SDM = ("sdm-keyvalues", "ngsi-v2-normalized", "ngsi-ld")
 
 
 def renderer(kind: str, source: SourceConfig) -> tuple[Renderer, Level]:
-    """How a source of ``kind`` (bikes, counters, parking) is written, and its levels."""
+    """How a source of ``kind`` (bikes, counters, parking, charging, weather) is
+    written, and its levels."""
     if kind == "bikes" and source.format in _SDM:
         return bike_station_entities, docked_bikes
     if kind == "bikes" and source.format == "ndjson":
@@ -222,6 +277,10 @@ def renderer(kind: str, source: SourceConfig) -> tuple[Renderer, Level]:
         return car_park_entities, free_spaces
     if kind == "parking" and source.format == "json":
         return bordeaux_car_parks, free_spaces
+    if kind == "charging" and source.format in _SDM:
+        return charging_entities, free_chargers
+    if kind == "weather" and source.format in _SDM:
+        return weather_entities, air_temperature
     raise ConfigError(
         f"the simulator cannot write {kind} for {source.city}/{source.id} ({source.format})"
     )

@@ -32,8 +32,9 @@ Bordeaux NDJSON in Wh with epoch times, Lyon Linky frames with cumulative
 indexes (the meters of deploy/cities/registries/lyon-linky.csv), Nice Smart
 Data Models meter entities, Angers headerless CSV of average power in UTC.
 Air quality (NO2, PM10, PM2.5, O3) and traffic come hourly in each city's
-declared format, and so do bike stations (Lyon, Angers), bike counters (Paris) and
-car parks (Lyon, Nice, Bordeaux), at real places of each city with their position.
+declared format, and so do bike stations (Lyon, Angers), bike counters (Paris),
+car parks (Lyon, Nice, Bordeaux), charging points (every city) and weather stations
+(Paris, Nice), at real places of each city with their position.
 The same seed always gives the same bytes."""
 
 EPILOG = """\
@@ -58,7 +59,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         seed=args.seed,
         air=not args.no_air,
         traffic=not args.no_traffic,
-        mobility=not args.no_mobility,
+        stations=not args.no_stations,
     )
     simulation = Simulation(config, load_cities(args.city_files))
     if args.url:
@@ -248,9 +249,10 @@ SIMULATE = Command(
         option("--no-air", action="store_true", help="leave out air quality"),
         option("--no-traffic", action="store_true", help="leave out traffic"),
         option(
-            "--no-mobility",
+            "--no-stations",
             action="store_true",
-            help="leave out bike stations, bike counters and car parks",
+            help="leave out bike stations and counters, car parks, charging points and "
+            "weather stations",
         ),
         option(
             "--city-files",

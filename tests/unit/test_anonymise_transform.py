@@ -344,7 +344,7 @@ def test_every_simulated_feed_is_fully_declared(shipped) -> None:
             if policy.coarsening is not None:
                 assert out["row_count"] < record["row_count"]
                 assert out["attributes"]["anonymise.coarsened"] == "P1D"
-    assert len(seen) == 21  # energy, air and traffic of five cities, bikes and car parks
+    assert len(seen) == 28  # energy, air, traffic, charging of five cities; bikes, parks, weather
 
 
 @pytest.mark.parametrize(

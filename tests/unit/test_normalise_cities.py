@@ -141,4 +141,8 @@ def test_a_simulated_day_of_every_source_maps_without_rejection():
     for code in ("lyon", "angers"):
         assert {"bike_hire_available_bikes", "bike_hire_free_slots"} <= metrics[code], code
     assert "bicycle_count" in metrics["paris"]
+    for code in ("paris", "lyon", "nice", "bordeaux", "angers"):
+        assert {"ev_charging_available", "ev_charging_capacity"} <= metrics[code], code
+    for code in ("paris", "nice"):
+        assert "air_temperature" in metrics[code], code
     assert run.dropped == {}

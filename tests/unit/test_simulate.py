@@ -33,7 +33,7 @@ from services.simulate.files import write_payloads
 from services.simulate.generator import (
     AIR_SOURCES,
     ENERGY_SOURCES,
-    MOBILITY_SOURCES,
+    STATION_SOURCES,
     TRAFFIC_SOURCES,
     Payload,
     Simulation,
@@ -110,7 +110,7 @@ def test_leaving_out_air_and_traffic_keeps_the_energy_bytes(
 ) -> None:
     config = SimulationConfig(meters=25, days=1, resolution_minutes=60)
     bare = SimulationConfig(
-        meters=25, days=1, resolution_minutes=60, air=False, traffic=False, mobility=False
+        meters=25, days=1, resolution_minutes=60, air=False, traffic=False, stations=False
     )
     energy = [p.body for p in generate(config, cities) if p.source in ENERGY_SOURCES.values()]
     assert energy == [p.body for p in generate(bare, cities)]
@@ -132,7 +132,7 @@ def test_every_payload_parses_without_rejection(
         seen.add((payload.city, payload.source))
     expected = {
         (c, s) for table in (ENERGY_SOURCES, AIR_SOURCES, TRAFFIC_SOURCES) for c, s in table.items()
-    } | {(c, s) for _, table, _ in MOBILITY_SOURCES for c, s in table.items()}
+    } | {(c, s) for _, table, _ in STATION_SOURCES for c, s in table.items()}
     assert seen == expected
 
 
@@ -173,7 +173,7 @@ def test_dst_days_have_138_and_150_intervals(cities: dict[str, CityConfig]) -> N
             start=day,
             air=False,
             traffic=False,
-            mobility=False,
+            stations=False,
         )
         for payload in generate(config, cities):
             result = parse(payload.body, cities[payload.city].source(payload.source))
@@ -206,7 +206,7 @@ def test_paris_autumn_dst_day_repeats_the_naive_hour(cities: dict[str, CityConfi
         start=date(2025, 10, 26),
         air=False,
         traffic=False,
-        mobility=False,
+        stations=False,
     )
     (payload,) = generate(config, cities)
     times = [line.split(";")[3] for line in payload.body.decode().splitlines()[1:]]
@@ -274,7 +274,7 @@ def test_linky_frames_carry_winter_and_summer_season_letters(
     source = cities["lyon"].source("linky-habitat")
     for day, letter in ((date(2025, 1, 13), "H"), (date(2025, 7, 14), "E")):
         config = SimulationConfig(
-            cities=("lyon",), meters=2, days=1, start=day, air=False, traffic=False, mobility=False
+            cities=("lyon",), meters=2, days=1, start=day, air=False, traffic=False, stations=False
         )
         (payload,) = generate(config, cities)
         meter = parse(payload.body, source).entities[0]
@@ -397,7 +397,7 @@ def test_the_dominant_site_exceeds_85_percent_of_its_zone_every_hour(
     cities: dict[str, CityConfig],
 ) -> None:
     config = SimulationConfig(
-        cities=("paris",), meters=120, days=7, air=False, traffic=False, mobility=False
+        cities=("paris",), meters=120, days=7, air=False, traffic=False, stations=False
     )
     simulation = Simulation(config, cities)
     (big,) = [m for m in simulation.cities[0].meters if m.big]
@@ -562,7 +562,7 @@ def test_push_sends_each_source_with_its_token_and_retries_503(
 def test_push_stops_a_source_the_node_refuses(cities: dict[str, CityConfig], tokens: None) -> None:
     simulation = Simulation(
         SimulationConfig(
-            cities=("bordeaux",), meters=200, days=1, air=False, traffic=False, mobility=False
+            cities=("bordeaux",), meters=200, days=1, air=False, traffic=False, stations=False
         ),
         cities,
     )
@@ -657,7 +657,7 @@ def test_cli_dry_run_prints_a_summary(capsys: pytest.CaptureFixture[str]) -> Non
             "--resolution-minutes",
             "60",
             "--no-traffic",
-            "--no-mobility",
+            "--no-stations",
             "--dry-run",
             "--quiet",
         ]
