@@ -198,8 +198,9 @@ def _from_pair(lat_column: Column, lon_column: Column) -> tuple[GeoPoint | None,
 
 
 def _all_in_range(lats: list[float], lons: list[float]) -> bool:
-    """Every row in range (NaN never is: ingest refuses it, a record from elsewhere
-    falls back to the general case through the last-row check or here)."""
+    """Every row in range, from the columns' extremes. (min and max may step over a
+    NaN in the middle of a list; ingest refuses NaN, and the last row, the one
+    published, is checked on its own.)"""
     return in_range(min(lats), min(lons)) and in_range(max(lats), max(lons))
 
 
