@@ -8,7 +8,10 @@ series. Inputs: the official key-values example of each type
 (tests/fixtures/sdm/<Type>/example.json), the entity id varied so that no reading
 is a duplicate.
 
-    uv run python bench/normalise_sdm.py [--entities 3000]
+    uv run python bench/normalise_sdm.py [--entities 3000] [--without-positions]
+
+``--without-positions`` turns the ``location`` -> position step off, to show what
+it costs (compare the two runs on a quiet machine).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from services.ingest.formats import parse_payload
@@ -40,6 +44,9 @@ def record(path: Path, source: SourceConfig) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--entities", type=int, default=3000, help="entities per type")
+    parser.add_argument(
+        "--without-positions", action="store_true", help="leave the position step out"
+    )
     args = parser.parse_args()
     source = SourceConfig(
         city="bench", id="s", format="sdm-keyvalues", dataset="d", domain="weather",
@@ -47,7 +54,10 @@ def main() -> None:
     )  # fmt: skip
     vocabulary = load_vocabulary()
     city = CityConfig("bench", "Bench", "Europe/Paris", (source,))
-    norm = Normaliser(vocabulary, {("bench", "s"): compile_city(city, vocabulary)["s"]})
+    mapping = compile_city(city, vocabulary)["s"]
+    if args.without_positions:
+        mapping = replace(mapping, position=None)
+    norm = Normaliser(vocabulary, {("bench", "s"): mapping})
     print(f"{'type':28} {'entities/s':>11} {'µs/entity':>10} {'metrics':>8}")
     for folder in sorted(p for p in FIXTURES.iterdir() if (p / "example.json").exists()):
         base = record(folder / "example.json", source)
@@ -63,7 +73,7 @@ def main() -> None:
         seconds = time.perf_counter() - started
         rate = args.entities / seconds
         print(f"{folder.name:28} {rate:>11,.0f} {1e6 / rate:>10.1f} {metrics:>8}")
-    print(json.dumps({"entities_per_type": args.entities}))
+    print(json.dumps({"entities_per_type": args.entities, "positions": not args.without_positions}))
 
 
 if __name__ == "__main__":

@@ -46,6 +46,11 @@ GROUP BY r.city ORDER BY r.city"""
 RELEASED_SQL = "SELECT count() AS n FROM energy_aggregates_released"
 COUNTS_SQL = """SELECT domain, metric, count() AS readings, uniqExact(entity) AS entities
 FROM observations GROUP BY domain, metric ORDER BY readings DESC"""
+# The open datasets' side (what the common API serves): stations, roads, counters
+# and car parks per city and domain.
+OPEN_DATA_SQL = """SELECT city, domain, uniqExact(source) AS sources, uniqExact(entity) AS entities,
+       count() AS readings
+FROM observations WHERE domain != 'energy' GROUP BY city, domain ORDER BY city, domain"""
 ZONES_SQL = """SELECT city, zone, round(sumMerge(total), 1) AS kwh
 FROM observations_daily WHERE metric = 'active_energy_import'
 GROUP BY city, zone ORDER BY kwh DESC LIMIT 15"""
@@ -155,6 +160,7 @@ def summarise(
         )
     sections = {
         "Readings landed in ClickHouse": COUNTS_SQL,
+        "Air, traffic, bikes, parking and weather per city": OPEN_DATA_SQL,
         "Dead letters, top reasons": question("dead-letters-by-reason").sql + "\nLIMIT 10",
         "Statistical secrecy of the released aggregates (zone x sector x day cells)": (
             SUPPRESSION_SQL

@@ -15,11 +15,14 @@ and the sector are, and what the entity is::
       on_implausible: refuse                       # or flag (the vocabulary's default)
       lateness: PT48H                              # corrections replace within (default)
       plausible_time: {not_before: "2000-01-01", ahead: P1D}   # (defaults)
+      position: {lat: latitude, lon: longitude}    # or {field: geo_point_2d}, none
 
 Smart Data Models sources (``sdm-keyvalues``, ``ngsi-v2-normalized``, ``ngsi-ld``)
 need no ``measures`` nor ``time``: the vocabulary's built-in mapping of the
 record's entity type applies (``smart_data_models: true``, the default for those
-formats); ``zone``, ``sector`` and extra ``measures`` may still be given.
+formats); ``zone``, ``sector`` and extra ``measures`` may still be given. Their
+``location`` gives the entity's position unless ``position`` says otherwise; a
+personal source never has one (positions.py).
 
 Every error is a :class:`ConfigError` naming the city file and the dotted key.
 """
@@ -32,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from services.normalise.plausibility import ACTIONS
+from services.normalise.positions import PositionSpec, parse_position
 from services.normalise.registers import RateLimit, parse_rate_limit
 from services.normalise.timebounds import TimeBounds, bounds_from_config
 from services.normalise.units import Unit, find_unit
@@ -53,6 +57,7 @@ _MAPPING_KEYS = (
     "on_implausible",
     "lateness",
     "plausible_time",
+    "position",
 )
 _MEASURE_KEYS = ("metric", "unit", "unit_field", "kind", "rollover", "time", "max_rate")
 _DURATION = re.compile(
@@ -107,6 +112,8 @@ class SourceMapping:
     on_implausible: str | None = None  # flag | refuse; None: the vocabulary's default
     lateness_us: int = DEFAULT_LATENESS_US  # corrections replace within this horizon
     bounds: TimeBounds = field(default_factory=TimeBounds)  # plausible times (timebounds.py)
+    position: PositionSpec | None = None  # where the entity's position is (positions.py)
+    personal: bool = False  # privacy.personal: never a position
 
 
 def compile_city(city: CityConfig, vocabulary: Vocabulary) -> dict[str, SourceMapping]:
@@ -149,6 +156,8 @@ def compile_source(
         _check_own_mapping(times, measures, source.format, fail)
     entity_type, on_implausible = _entity_options(raw, fail)
     step, zone, sector = _references(raw, vocabulary, fail)
+    personal = bool((source.privacy or {}).get("personal"))
+    position = parse_position(raw.get("position"), sdm=sdm, personal=personal, fail=fail)
     return SourceMapping(
         city=city.code,
         source=source.id,
@@ -167,6 +176,8 @@ def compile_source(
         bounds=bounds_from_config(
             raw.get("plausible_time"), lambda text: parse_duration(text, "iso8601"), fail
         ),
+        position=position,
+        personal=personal,
     )
 
 

@@ -106,7 +106,20 @@ class NormaliseStage(BaseStage):
         )
         self.dropped_attributes = DroppedAttributes(registry)
         self.drops = Tally(self.dropped)  # readings not published, by reason
-        self.stores = (self.store, self.drops, _AttributeDrops(self.dropped_attributes))
+        self.position_drops = Tally(
+            Counter(
+                "citeplus_normalise_positions_dropped",
+                "Rows whose position was unreadable or out of range: published without one",
+                ["reason"],
+                registry=registry,
+            )
+        )
+        self.stores = (
+            self.store,
+            self.drops,
+            self.position_drops,
+            _AttributeDrops(self.dropped_attributes),
+        )
 
     # -- transform ----------------------------------------------------------------------
     def transform(self, record: dict[str, Any], meta: InputMeta) -> Iterable[Emit]:
@@ -123,6 +136,8 @@ class NormaliseStage(BaseStage):
             emits.append(Emit(output, key, observation, readings=len(observation["values"])))
         for reason, count in outcome.dropped.items():
             self.drops.add(reason, count)
+        for reason, count in outcome.position_drops.items():
+            self.position_drops.add(reason, count)
         for reject in outcome.rejected:
             emits.append(self._attribute_letter(record, meta, reject))
             self.drops.add(reject.reason, reject.readings)

@@ -32,6 +32,7 @@ from services.normalise.mapping import (
     parse_duration,
 )
 from services.normalise.plausibility import implausible
+from services.normalise.positions import position_of
 from services.normalise.quality import (
     OUT_OF_RANGE,
     STEP_INFERRED,
@@ -81,6 +82,8 @@ class Outcome:
     dropped_attributes: list[str] = field(default_factory=list)
     rejected: list[AttributeReject] = field(default_factory=list)  # attributes set aside
     letters: list[tuple[str, str]] = field(default_factory=list)  # (reason, message) to dlq
+    # rows whose position was unreadable or out of range (published without it)
+    position_drops: Counter[str] = field(default_factory=Counter)
 
     @property
     def readings(self) -> int:
@@ -216,6 +219,11 @@ class Normaliser:
             return Outcome()  # an inventory entity (a container, a station): nothing measured
         base = self._base(shape, record)
         out = Outcome()
+        spec = shape.mapping.position
+        if spec is not None and not shape.mapping.personal:
+            wanted = spec.columns
+            found = {c["name"]: c for c in record["columns"] if c["name"] in wanted}
+            base["position"], out.position_drops = position_of(spec, found)
         if shape.plan is not None:
             out.dropped_attributes = shape.plan.dropped
             if shape.plan.unmapped_values:

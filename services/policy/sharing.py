@@ -17,6 +17,18 @@ LEVELS = ("open", "shared", "internal")
 # The audience of the common API's anonymous and unbound keys (services/policy/access.py):
 # reserved, so that no city can make "the public" a partner of a shared dataset.
 PUBLIC_AUDIENCE = "public"
+# Licences a dataset may be published under, spelled as SPDX identifiers where SPDX
+# has one (ODbL-1.0, CC-BY-4.0, CC0-1.0). The Etalab Licence Ouverte 2.0 is SPDX's
+# etalab-2.0; the project spells it Licence-Ouverte-2.0, as the federation's energy
+# aggregates always did (federation.DEFAULT_AGGREGATES). Catalogues (DCAT-AP, the
+# API) show these codes; a code outside this list is refused at start so that a typo
+# never reaches a partner's licence screen. To add one: here, and docs/federation.md.
+LICENCES = {
+    "Licence-Ouverte-2.0": "https://www.etalab.gouv.fr/licence-ouverte-open-licence/",
+    "ODbL-1.0": "https://opendatacommons.org/licenses/odbl/1-0/",
+    "CC-BY-4.0": "https://creativecommons.org/licenses/by/4.0/",
+    "CC0-1.0": "https://creativecommons.org/publicdomain/zero/1.0/",
+}
 _CODE = re.compile(r"^[a-z][a-z0-9-]*$")
 
 
@@ -76,14 +88,26 @@ def parse_sharing(raw: object, *, source: str, key: str) -> SharingPolicy:
             f"level must be one of {LEVELS}, got {level!r}", source=source, key=f"{key}.level"
         )
     partners = _partners(raw.get("partners", []), level, source=source, key=key)
-    licence = raw.get("licence")
+    licence = _licence(raw.get("licence"), level, source=source, key=f"{key}.licence")
+    return SharingPolicy(level, tuple(partners), licence)
+
+
+def _licence(licence: object, level: str, *, source: str, key: str) -> str | None:
+    """The licence checked: required for open data, one of LICENCES when given."""
     if level == "open" and not licence:
         raise ConfigError(
             "an open dataset must declare its licence (e.g. ODbL-1.0, Licence-Ouverte-2.0)",
             source=source,
-            key=f"{key}.licence",
+            key=key,
         )
-    return SharingPolicy(level, tuple(partners), licence)
+    if licence is not None and licence not in LICENCES:
+        raise ConfigError(
+            f"unknown licence {licence!r}; use one of {', '.join(LICENCES)} "
+            "(Etalab's Licence Ouverte 2.0 is spelled Licence-Ouverte-2.0)",
+            source=source,
+            key=key,
+        )
+    return None if licence is None else str(licence)
 
 
 def sharing_policies(cities: dict[str, CityConfig]) -> dict[tuple[str, str], SharingPolicy]:

@@ -32,7 +32,10 @@ Bordeaux NDJSON in Wh with epoch times, Lyon Linky frames with cumulative
 indexes (the meters of deploy/cities/registries/lyon-linky.csv), Nice Smart
 Data Models meter entities, Angers headerless CSV of average power in UTC.
 Air quality (NO2, PM10, PM2.5, O3) and traffic come hourly in each city's
-declared format. The same seed always gives the same bytes."""
+declared format, and so do bike stations (Lyon, Angers), bike counters (Paris),
+car parks (Lyon, Nice, Bordeaux), charging points (every city) and weather stations
+(Paris, Nice), at real places of each city with their position.
+The same seed always gives the same bytes."""
 
 EPILOG = """\
 examples:
@@ -56,6 +59,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         seed=args.seed,
         air=not args.no_air,
         traffic=not args.no_traffic,
+        stations=not args.no_stations,
     )
     simulation = Simulation(config, load_cities(args.city_files))
     if args.url:
@@ -244,6 +248,12 @@ SIMULATE = Command(
         ),
         option("--no-air", action="store_true", help="leave out air quality"),
         option("--no-traffic", action="store_true", help="leave out traffic"),
+        option(
+            "--no-stations",
+            action="store_true",
+            help="leave out bike stations and counters, car parks, charging points and "
+            "weather stations",
+        ),
         option(
             "--city-files",
             type=Path,

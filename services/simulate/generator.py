@@ -3,10 +3,12 @@
 Payloads come day after day, and within a day city after city: first the
 energy source in chunks of whole meter-days (a few thousand readings each, like
 an energy hub's daily delivery split into requests), then one payload of air
-quality and one of traffic. Registers (cumulative indexes) carry over from day
-to day. Every random draw comes from a generator seeded by (seed, city, day,
-chunk), so turning air or traffic off, or adding days, leaves the other bytes
-unchanged.
+quality, one of traffic, and one per station source the city has (bike stations and
+counters, car parks, charging points, weather stations: amenities.py, at real places
+of the city). Registers
+(cumulative indexes) carry over from day to day. Every random draw comes from a
+generator seeded by (seed, city, day, chunk), so turning air, traffic or stations
+off, or adding days, leaves the other bytes unchanged.
 """
 
 from __future__ import annotations
@@ -21,6 +23,15 @@ from zoneinfo import ZoneInfo
 from services.runtime.cities import CityConfig, SourceConfig, load_registry
 from services.runtime.errors import ConfigError
 from services.simulate.ambient import AirQuality, air_quality, traffic_flow, traffic_share
+from services.simulate.amenities import (
+    BIKE_COUNTERS,
+    BIKE_STATIONS,
+    CAR_PARKS,
+    CHARGING_STATIONS,
+    WEATHER_STATIONS,
+    Place,
+)
+from services.simulate.amenity_payloads import levels_of, renderer
 from services.simulate.formats import CONTENT_TYPES, ENERGY_RENDERERS, EnergyBlock
 from services.simulate.loadcurve import (
     CLIMATES,
@@ -65,6 +76,18 @@ TRAFFIC_SOURCES = {
     "nice": "trafic-boucles",
     "angers": "trafic-capteurs",
 }
+# Station sources: (kind, city -> source, city -> places).
+STATION_SOURCES: tuple[tuple[str, dict[str, str], dict[str, tuple[Place, ...]]], ...] = (
+    ("bikes", {"lyon": "velov-disponibilite", "angers": "velo-stations"}, BIKE_STATIONS),
+    ("counters", {"paris": "velo-compteurs"}, BIKE_COUNTERS),
+    (
+        "parking",
+        {"lyon": "lpa-parkings", "nice": "parcs-azur", "bordeaux": "parkings-occupation"},
+        CAR_PARKS,
+    ),
+    ("charging", {code: "irve-recharge" for code in CHARGING_STATIONS}, CHARGING_STATIONS),
+    ("weather", {"paris": "meteo-observations", "nice": "meteo-stations"}, WEATHER_STATIONS),
+)
 RESOLUTIONS = (10, 15, 30, 60)
 HOUR = timedelta(hours=1)
 HOUSEHOLD_NOISE = 0.35  # appliances switch on and off: 10-minute household readings are spiky
@@ -100,6 +123,7 @@ class SimulationConfig:
     seed: int = 42
     air: bool = True
     traffic: bool = True
+    stations: bool = True  # bike stations and counters, car parks, charging, weather
     rows_per_payload: int = 4000
 
     def __post_init__(self) -> None:
@@ -170,6 +194,11 @@ class CitySimulation:
         self.energy = city.source(ENERGY_SOURCES[code])
         self.air = city.source(AIR_SOURCES[code]) if config.air else None
         self.traffic = city.source(TRAFFIC_SOURCES[code]) if config.traffic else None
+        self.station_sources = [
+            (kind, city.source(sources[code]), places[code])
+            for kind, sources, places in STATION_SOURCES
+            if config.stations and code in sources
+        ]
         self.zone = ZoneInfo(city.timezone)
         self.meters: list[Meter] = simulate_meters(self.sites(), code, config.seed)
         self.stations = air_stations(code)
@@ -182,13 +211,16 @@ class CitySimulation:
         self._offpeak_wh = [float(m.start_index_wh * 2 // 5) for m in self.meters]
 
     def sources(self) -> list[SourceConfig]:
-        return [s for s in (self.energy, self.air, self.traffic) if s is not None]
+        fixed = [s for s in (self.energy, self.air, self.traffic) if s is not None]
+        return fixed + [source for _, source, _ in self.station_sources]
 
     def payload_count(self, day: date) -> int:
         intervals = len(day_starts(day, self.zone, self.config.step))
         per_payload = self._meters_per_payload(intervals)
         energy = -(-len(self.meters) // per_payload)
-        return energy + (self.air is not None) + (self.traffic is not None)
+        return (
+            energy + (self.air is not None) + (self.traffic is not None) + len(self.station_sources)
+        )
 
     def _meters_per_payload(self, intervals: int) -> int:
         return max(1, self.config.rows_per_payload // intervals)
@@ -211,6 +243,17 @@ class CitySimulation:
             body = traffic_renderer(self.traffic)(self.traffic, block)
             rows = _present(block.flows) if self.traffic.format != "csv" else _cells(block.flows)
             yield self._payload(self.traffic.id, self.traffic.format, body, rows)
+        yield from self.station_payloads(day)
+
+    def station_payloads(self, day: date) -> Iterator[Payload]:
+        """One payload per station source: every place's hourly level of the day."""
+        starts = day_starts(day, self.zone, HOUR)
+        local = [t.astimezone(self.zone) for t in starts]
+        for kind, source, places in self.station_sources:
+            render, level = renderer(kind, source)
+            rng = random.Random(f"{kind}:{self.config.seed}:{self.city.code}:{day}")
+            data = levels_of(self.city.code, places, starts, local, level, rng)
+            yield self._payload(source.id, source.format, render(source, data), data.rows)
 
     def energy_payloads(self, day: date, temperature: float) -> Iterator[Payload]:
         step = self.config.step

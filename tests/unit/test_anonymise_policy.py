@@ -253,7 +253,7 @@ def test_privacy_check_lists_every_shipped_policy(capsys) -> None:
 
     assert main(["privacy", "check", "--cities", str(CITIES_DIR)]) == 0
     out = capsys.readouterr().out
-    assert "33 privacy policies valid." in out
+    assert "38 privacy policies valid." in out  # 33 + a charging-point source per city
     assert "bordeaux/releves-compteurs: version 2025-01" in out and "coarsened to P1D" in out
 
 

@@ -31,6 +31,7 @@ from services.anonymise.transform import (
 )
 from services.runtime.cities import load_cities
 from testkit.anonymise import T0, policy_of, pseudonymiser, raw, values_of
+from testkit.normalise import normaliser
 
 CITIES_DIR = Path(__file__).resolve().parents[2] / "deploy" / "cities"
 SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "samples"
@@ -319,13 +320,22 @@ def test_every_simulated_feed_is_fully_declared(shipped) -> None:
 
     cities, policies = shipped
     reference = reference_attributes(cities)
+    norm = normaliser(*cities.values())
     seen = set()
     for payload in generate(SimulationConfig(meters=12, days=1), cities):
         source = cities[payload.city].source(payload.source)
         policy = policies.get(payload.city, payload.source)
         attributes = reference.get(f"{payload.city}/{payload.source}")
+        personal = bool((source.privacy or {}).get("personal"))
         for record, out, audit in _through(source, policy, payload.body, attributes):
             seen.add((payload.city, payload.source))
+            # where the entity is survives anonymise for a station, a road or a car
+            # park, and never leaves normalise for a personal source
+            positions = [o["position"] for o in norm.normalise(out, {}.get).observations]
+            if personal:
+                assert positions == [None] * len(positions), payload.source
+            elif source.domain != "energy":
+                assert positions and None not in positions, payload.source
             assert DROPPED_UNDECLARED not in audit.decisions, (payload.source, audit.decisions)
             assert not audit.incidents, (payload.source, audit.incidents)
             entity_rule = policy.rule(source.entity)
@@ -334,7 +344,7 @@ def test_every_simulated_feed_is_fully_declared(shipped) -> None:
             if policy.coarsening is not None:
                 assert out["row_count"] < record["row_count"]
                 assert out["attributes"]["anonymise.coarsened"] == "P1D"
-    assert len(seen) == 15  # energy, air and traffic of five cities
+    assert len(seen) == 28  # energy, air, traffic, charging of five cities; bikes, parks, weather
 
 
 @pytest.mark.parametrize(

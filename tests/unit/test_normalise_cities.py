@@ -102,7 +102,8 @@ def test_five_city_formats_give_identical_observations(first_day: date):
 
 
 def test_a_simulated_day_of_every_source_maps_without_rejection():
-    """Energy, air quality and traffic of the five cities, one day, a few meters."""
+    """Energy, air quality, traffic, bikes and car parks of the five cities, a few
+    meters: every reading maps, and every station, road and car park has its position."""
     cities = load_cities(CITIES_DIR)
     simulation = Simulation(SimulationConfig(meters=4, days=2), cities)
     run = Run(normaliser(*cities.values()))
@@ -130,7 +131,18 @@ def test_a_simulated_day_of_every_source_maps_without_rejection():
                 assert o["unit"] and o["domain"]
                 if o["metric"] == "traffic_occupancy":
                     assert all(0 <= v <= 1 for v in o["values"])
+                if o["domain"] != "energy":
+                    assert o["position"] is not None, (payload.city, payload.source)
     for code in ("paris", "bordeaux", "lyon", "nice", "angers"):
         assert {"active_energy_import", "no2", "pm10", "pm25", "o3"} <= metrics[code], code
         assert {"traffic_intensity", "traffic_occupancy"} <= metrics[code], code
+    for code in ("lyon", "nice", "bordeaux"):
+        assert {"parking_available_spots", "parking_total_spots"} <= metrics[code], code
+    for code in ("lyon", "angers"):
+        assert {"bike_hire_available_bikes", "bike_hire_free_slots"} <= metrics[code], code
+    assert "bicycle_count" in metrics["paris"]
+    for code in ("paris", "lyon", "nice", "bordeaux", "angers"):
+        assert {"ev_charging_available", "ev_charging_capacity"} <= metrics[code], code
+    for code in ("paris", "nice"):
+        assert "air_temperature" in metrics[code], code
     assert run.dropped == {}

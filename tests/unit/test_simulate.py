@@ -33,6 +33,7 @@ from services.simulate.files import write_payloads
 from services.simulate.generator import (
     AIR_SOURCES,
     ENERGY_SOURCES,
+    STATION_SOURCES,
     TRAFFIC_SOURCES,
     Payload,
     Simulation,
@@ -108,7 +109,9 @@ def test_leaving_out_air_and_traffic_keeps_the_energy_bytes(
     cities: dict[str, CityConfig],
 ) -> None:
     config = SimulationConfig(meters=25, days=1, resolution_minutes=60)
-    bare = SimulationConfig(meters=25, days=1, resolution_minutes=60, air=False, traffic=False)
+    bare = SimulationConfig(
+        meters=25, days=1, resolution_minutes=60, air=False, traffic=False, stations=False
+    )
     energy = [p.body for p in generate(config, cities) if p.source in ENERGY_SOURCES.values()]
     assert energy == [p.body for p in generate(bare, cities)]
 
@@ -129,7 +132,7 @@ def test_every_payload_parses_without_rejection(
         seen.add((payload.city, payload.source))
     expected = {
         (c, s) for table in (ENERGY_SOURCES, AIR_SOURCES, TRAFFIC_SOURCES) for c, s in table.items()
-    }
+    } | {(c, s) for _, table, _ in STATION_SOURCES for c, s in table.items()}
     assert seen == expected
 
 
@@ -164,7 +167,13 @@ def test_air_and_traffic_come_hourly_per_station(
 def test_dst_days_have_138_and_150_intervals(cities: dict[str, CityConfig]) -> None:
     for day, intervals in ((date(2025, 3, 30), 138), (date(2025, 10, 26), 150)):
         config = SimulationConfig(
-            cities=("paris", "lyon"), meters=12, days=1, start=day, air=False, traffic=False
+            cities=("paris", "lyon"),
+            meters=12,
+            days=1,
+            start=day,
+            air=False,
+            traffic=False,
+            stations=False,
         )
         for payload in generate(config, cities):
             result = parse(payload.body, cities[payload.city].source(payload.source))
@@ -191,7 +200,13 @@ def test_paris_csv_uses_decimal_commas_and_naive_local_times(payloads: list[Payl
 
 def test_paris_autumn_dst_day_repeats_the_naive_hour(cities: dict[str, CityConfig]) -> None:
     config = SimulationConfig(
-        cities=("paris",), meters=1, days=1, start=date(2025, 10, 26), air=False, traffic=False
+        cities=("paris",),
+        meters=1,
+        days=1,
+        start=date(2025, 10, 26),
+        air=False,
+        traffic=False,
+        stations=False,
     )
     (payload,) = generate(config, cities)
     times = [line.split(";")[3] for line in payload.body.decode().splitlines()[1:]]
@@ -259,7 +274,7 @@ def test_linky_frames_carry_winter_and_summer_season_letters(
     source = cities["lyon"].source("linky-habitat")
     for day, letter in ((date(2025, 1, 13), "H"), (date(2025, 7, 14), "E")):
         config = SimulationConfig(
-            cities=("lyon",), meters=2, days=1, start=day, air=False, traffic=False
+            cities=("lyon",), meters=2, days=1, start=day, air=False, traffic=False, stations=False
         )
         (payload,) = generate(config, cities)
         meter = parse(payload.body, source).entities[0]
@@ -381,7 +396,9 @@ def test_every_city_has_small_zones_and_a_dominated_zone(
 def test_the_dominant_site_exceeds_85_percent_of_its_zone_every_hour(
     cities: dict[str, CityConfig],
 ) -> None:
-    config = SimulationConfig(cities=("paris",), meters=120, days=7, air=False, traffic=False)
+    config = SimulationConfig(
+        cities=("paris",), meters=120, days=7, air=False, traffic=False, stations=False
+    )
     simulation = Simulation(config, cities)
     (big,) = [m for m in simulation.cities[0].meters if m.big]
     source = cities["paris"].source("enedis-courbes-charge")
@@ -544,7 +561,9 @@ def test_push_sends_each_source_with_its_token_and_retries_503(
 
 def test_push_stops_a_source_the_node_refuses(cities: dict[str, CityConfig], tokens: None) -> None:
     simulation = Simulation(
-        SimulationConfig(cities=("bordeaux",), meters=200, days=1, air=False, traffic=False),
+        SimulationConfig(
+            cities=("bordeaux",), meters=200, days=1, air=False, traffic=False, stations=False
+        ),
         cities,
     )
 
@@ -638,6 +657,7 @@ def test_cli_dry_run_prints_a_summary(capsys: pytest.CaptureFixture[str]) -> Non
             "--resolution-minutes",
             "60",
             "--no-traffic",
+            "--no-stations",
             "--dry-run",
             "--quiet",
         ]
