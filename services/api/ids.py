@@ -15,6 +15,11 @@ PREFIX = "urn:ngsi-ld:"
 TYPE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
 CITY_CODE = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
 MAX_ID_LENGTH = 2048
+# The key part as build_id writes it (every byte but unreserved ones escaped), or as
+# it reaches us after a client or a URL library unescaped what a path allows (":",
+# "@", sub-delimiters): both decode to the same key. A "%" not followed by two hex
+# digits, a space or a control character is not an id.
+ENCODED_KEY = re.compile(r"(?:[A-Za-z0-9_.~!$&'()*+,;=:@-]|%[0-9A-Fa-f]{2})+")
 
 
 @dataclass(frozen=True)
@@ -34,7 +39,8 @@ def build_id(entity_type: str, city: str, key: str) -> str:
 
 def parse_id(value: str) -> EntityId | None:
     """The parts of a Cité+ id, or None when ``value`` is not one (another broker's
-    URN, a malformed or over-long string): such an id names no entity here."""
+    URN, a malformed or over-long string): such an id names no entity here. The key
+    is percent-decoded whatever escapes the client kept."""
     if len(value) > MAX_ID_LENGTH or not value.startswith(PREFIX):
         return None
     parts = value[len(PREFIX) :].split(":", 2)
@@ -43,19 +49,13 @@ def parse_id(value: str) -> EntityId | None:
     entity_type, city, encoded = parts
     if not TYPE_NAME.match(entity_type) or not CITY_CODE.match(city) or not encoded:
         return None
-    key = unquote(encoded, errors="strict") if _well_encoded(encoded) else None
-    if key is None or quote(key, safe="") != encoded:
+    if not ENCODED_KEY.fullmatch(encoded):
+        return None
+    try:
+        key = unquote(encoded, errors="strict")
+    except UnicodeDecodeError:
         return None
     return EntityId(entity_type, city, key)
-
-
-def _well_encoded(encoded: str) -> bool:
-    """Only unreserved characters and %XX escapes: the form build_id writes."""
-    try:
-        unquote(encoded, errors="strict")
-    except UnicodeDecodeError:
-        return False
-    return re.fullmatch(r"(?:[A-Za-z0-9_.~-]|%[0-9A-F]{2})+", encoded) is not None
 
 
 def is_uri(value: str) -> bool:

@@ -50,7 +50,9 @@ class Merged:
         return any(n.outcome == ANSWERED for n in self.nodes)
 
 
-def sort_key(entity: Any) -> tuple[str, str, str]:
+def sort_key(item: Any) -> tuple[str, str, str]:
+    """(city, entity type, entity key) of an Entity or of a TemporalEntity's entity."""
+    entity = item if isinstance(item.entity, str) else item.entity
     return (entity.city, entity.entity_type, entity.entity)
 
 

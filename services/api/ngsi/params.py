@@ -102,7 +102,7 @@ def single(query: MultiMapping[str], allowed: frozenset[str]) -> dict[str, str]:
     """Each parameter once, known to the route, not empty, of a sane length."""
     values: dict[str, str] = {}
     for name in query:
-        if name in values:
+        if name in values or len(query.getall(name)) > 1:
             raise bad_data(f"parameter {shown(name)} is given twice; give it once")
         if name not in allowed:
             raise _unknown(name, allowed)

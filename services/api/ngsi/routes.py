@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import unquote
 
 from aiohttp import web
 
@@ -42,6 +43,8 @@ from services.federation.protos import pb
 
 log = logging.getLogger(__name__)
 BASE = "/ngsi-ld/v1"
+MEDIA = web.RequestKey("ngsi_media", str)
+COMPLETE = web.RequestKey("ngsi_complete", bool)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -58,16 +61,24 @@ def add_ngsi_routes(
     routes = NgsiRoutes(reader, names or load_names(), cache_ttl_s, catalogue_ttl_s)
     for path, handler in (
         ("/entities", routes.entities),
-        ("/entities/{entity_id}", routes.entity),
+        ("/entities/{entity_id:.+}", routes.entity),
         ("/types", routes.types),
         ("/types/{type}", routes.one_type),
         ("/attributes", routes.attributes),
         ("/attributes/{attr}", routes.one_attribute),
         ("/temporal/entities", routes.temporal_entities),
-        ("/temporal/entities/{entity_id}", routes.temporal_entity),
+        ("/temporal/entities/{entity_id:.+}", routes.temporal_entity),
     ):
         app.router.add_get(BASE + path, routes.wrap(handler))
     app.router.add_get(CONTEXT_PATH, routes.context)
+
+
+def id_in_path(request: web.Request) -> str:
+    """The entity id of the path as the client wrote it (``urn:ngsi-ld:...`` with its
+    key's escapes), or decoded once when the client escaped the whole id
+    (``urn%3Angsi-ld%3A...``): the path aiohttp decodes would lose the key's ``%2F``."""
+    raw = request.raw_path.split("?", 1)[0].rsplit("/entities/", 1)[-1]
+    return raw if raw.startswith("urn:") or not unquote(raw).startswith("urn:") else unquote(raw)
 
 
 def audience_of(request: web.Request) -> Audience:
@@ -93,7 +104,7 @@ class NgsiRoutes:
                     return web.Response(
                         status=cached.status, body=cached.body, headers=dict(cached.headers)
                     )
-                request["ngsi_media"] = media
+                request[MEDIA] = media
                 response = await handler(request)
             except NgsiError as error:
                 return error.response()
@@ -103,7 +114,7 @@ class NgsiRoutes:
             if (
                 isinstance(response, web.Response)
                 and response.status == 200
-                and request.get("ngsi_complete", True)
+                and request.get(COMPLETE, True)
             ):
                 self.pages.put(key, Cached(200, response.body, tuple(response.headers.items())))
             return response
@@ -118,7 +129,7 @@ class NgsiRoutes:
         loop = asyncio.get_running_loop()
         merged = await loop.run_in_executor(None, getattr(self.reader, method), query, audience)
         check_answered(merged)
-        request["ngsi_complete"] = merged.complete
+        request[COMPLETE] = merged.complete
         return merged
 
     async def entities(self, request: web.Request) -> web.Response:
@@ -129,7 +140,7 @@ class NgsiRoutes:
                 request, "entities", entity_query(params.selection, params.page)
             )
         body = [represent(e, self.names, params.format) for e in merged.items]
-        return answer(request, request["ngsi_media"], body, merged, params.page.count)
+        return answer(request, request[MEDIA], body, merged, params.page.count)
 
     async def entity(self, request: web.Request) -> web.Response:
         values = single(request.query, ONE_ENTITY_PARAMS)
@@ -139,15 +150,13 @@ class NgsiRoutes:
         if not selection.nothing:
             merged = await self._read(request, "entities", entity_query(selection, Page(1)))
         if not merged.items:
-            raise not_found(f"no entity {request.match_info['entity_id']} (or not shared with you)")
-        return answer(
-            request, request["ngsi_media"], represent(merged.items[0], self.names, fmt), merged
-        )
+            raise not_found(f"no entity {id_in_path(request)[:200]} (or not shared with you)")
+        return answer(request, request[MEDIA], represent(merged.items[0], self.names, fmt), merged)
 
     def _one(self, request: web.Request, values: dict[str, str]) -> Selection:
         """The selection of one entity by id; an id that is a URI but not one of ours
         names nothing here (404), a non-URI is the client's mistake (400)."""
-        raw = request.match_info["entity_id"]
+        raw = id_in_path(request)
         entity_id = parse_id(raw)
         if entity_id is None:
             if not is_uri(raw):
@@ -179,7 +188,7 @@ class NgsiRoutes:
             temporal_entity(e, self.names, params.format, params.mode, params.methods)
             for e in merged.items
         ]
-        return answer(request, request["ngsi_media"], body, merged, params.page.count)
+        return answer(request, request[MEDIA], body, merged, params.page.count)
 
     async def temporal_entity(self, request: web.Request) -> web.Response:
         params = temporal_params(request.query, self.names, ONE_TEMPORAL_PARAMS)
@@ -190,11 +199,11 @@ class NgsiRoutes:
                 request, "temporal", temporal_query(params, selection, Page(1))
             )
         if not merged.items:
-            raise not_found(f"no entity {request.match_info['entity_id']} (or not shared with you)")
+            raise not_found(f"no entity {id_in_path(request)[:200]} (or not shared with you)")
         body = temporal_entity(
             merged.items[0], self.names, params.format, params.mode, params.methods
         )
-        return answer(request, request["ngsi_media"], body, merged)
+        return answer(request, request[MEDIA], body, merged)
 
     async def _scan(self, request: web.Request) -> tuple[dict[str, catalogue.TypeInfo], Merged]:
         key = audience_of(request).on_behalf_of
@@ -210,7 +219,7 @@ class NgsiRoutes:
     async def types(self, request: web.Request) -> web.Response:
         details = _details(request)
         types, merged = await self._scan(request)
-        return answer(request, request["ngsi_media"], catalogue.type_list(types, details), merged)
+        return answer(request, request[MEDIA], catalogue.type_list(types, details), merged)
 
     async def one_type(self, request: web.Request) -> web.Response:
         single(request.query, frozenset())
@@ -222,13 +231,13 @@ class NgsiRoutes:
             request, "entities", pb.EntityQuery(entity_types=[name], limit=1, count=True)
         )
         body = catalogue.type_info(name, types[name], max(counted.total, types[name].count))
-        return answer(request, request["ngsi_media"], body, counted)
+        return answer(request, request[MEDIA], body, counted)
 
     async def attributes(self, request: web.Request) -> web.Response:
         details = _details(request)
         types, merged = await self._scan(request)
         body = catalogue.attribute_list(catalogue.attributes_of(types), details)
-        return answer(request, request["ngsi_media"], body, merged)
+        return answer(request, request[MEDIA], body, merged)
 
     async def one_attribute(self, request: web.Request) -> web.Response:
         single(request.query, frozenset())
@@ -237,9 +246,7 @@ class NgsiRoutes:
         by_type = catalogue.attributes_of(types).get(name)
         if by_type is None:
             raise not_found(f"no attribute {shown(name)} among the entities shared with you")
-        return answer(
-            request, request["ngsi_media"], catalogue.attribute_info(name, by_type), merged
-        )
+        return answer(request, request[MEDIA], catalogue.attribute_info(name, by_type), merged)
 
 
 def _details(request: web.Request) -> bool:
