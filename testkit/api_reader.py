@@ -12,13 +12,21 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import grpc
+
 from services.api.audience import Audience
 from services.api.merge import ANSWERED, Merged, NodeAnswer, NodeStatus, merge, sort_key
-from services.federation.protos import pb
+from services.federation.calls import ON_BEHALF_OF
+from services.federation.certs import server_credentials
+from services.federation.protos import pb, rpc
+from services.policy.federation import CertificatePaths
 
 OPS = {
     pb.COMPARISON_EQ: lambda a, b: a == b,
@@ -277,3 +285,48 @@ def sample_federation() -> dict[str, MemoryNode]:
         ]
     )
     return {"lyon": lyon, "paris": paris}
+
+
+class MemoryServicer(rpc.FederationServicer):
+    """QueryEntities / QueryTemporal of a :class:`MemoryNode` over real gRPC, for tests
+    of the federation reader: it records who called on behalf of whom, and a ``hold``
+    event makes it hang until the caller's deadline (a node that does not answer)."""
+
+    def __init__(self, node: MemoryNode, hold: threading.Event | None = None):
+        self.node, self.hold = node, hold
+        self.seen: list[tuple[str, str]] = []  # (caller certificate identity, on behalf of)
+
+    def _caller(self, context: grpc.ServicerContext) -> str:
+        names = context.auth_context().get("x509_common_name", [b""])
+        behalf = dict(context.invocation_metadata()).get(ON_BEHALF_OF, "")
+        self.seen.append((names[0].decode(), behalf))
+        if self.hold is not None:
+            while context.is_active() and not self.hold.wait(0.05):
+                pass
+        return behalf
+
+    def QueryEntities(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        found = select(self.node, request, self._caller(context))
+        page = found[request.offset : request.offset + request.limit]
+        yield pb.EntityPage(entities=page, total=len(found) if request.count else 0, last=True)
+
+    def QueryTemporal(self, request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+        selection = request.entities
+        found = select(self.node, selection, self._caller(context))
+        page = found[selection.offset : selection.offset + selection.limit]
+        yield pb.TemporalPage(
+            entities=[_series(self.node, m, request) for m in page],
+            total=len(found) if selection.count else 0,
+            last=True,
+        )
+
+
+def serve_memory_node(
+    servicer: MemoryServicer, certificates: CertificatePaths
+) -> tuple[grpc.Server, str]:
+    """A started mutual-TLS server of ``servicer`` on a free loopback port."""
+    server = grpc.server(ThreadPoolExecutor(max_workers=8))
+    rpc.add_FederationServicer_to_server(servicer, server)
+    port = server.add_secure_port("127.0.0.1:0", server_credentials(certificates))
+    server.start()
+    return server, f"127.0.0.1:{port}"
