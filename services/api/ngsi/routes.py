@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import unquote
 
@@ -71,6 +72,7 @@ def add_ngsi_routes(
     ):
         app.router.add_get(BASE + path, routes.wrap(handler))
     app.router.add_get(CONTEXT_PATH, routes.context)
+    app.on_cleanup.append(routes.close)
 
 
 def id_in_path(request: web.Request) -> str:
@@ -89,8 +91,14 @@ def audience_of(request: web.Request) -> Audience:
 class NgsiRoutes:
     def __init__(self, reader: EntityReader, names: Names, ttl_s: float, catalogue_ttl_s: float):
         self.reader, self.names = reader, names
+        # Reads block on the federation for up to a peer's deadline: their own threads,
+        # so a slow peer never starves the loop's default executor.
+        self.readers = ThreadPoolExecutor(max_workers=32, thread_name_prefix="ngsi-read")
         self.pages = TtlCache(ttl_s)
         self.scans = TtlCache(catalogue_ttl_s, max_entries=64)
+
+    async def close(self, _app: web.Application) -> None:
+        self.readers.shutdown(wait=False, cancel_futures=True)
 
     def wrap(self, handler: Handler) -> Handler:
         """Errors as ProblemDetails; complete 200 answers cached per audience and query."""
@@ -127,7 +135,8 @@ class NgsiRoutes:
     async def _read(self, request: web.Request, method: str, query: Any) -> Merged:
         audience = audience_of(request)
         loop = asyncio.get_running_loop()
-        merged = await loop.run_in_executor(None, getattr(self.reader, method), query, audience)
+        read = getattr(self.reader, method)
+        merged = await loop.run_in_executor(self.readers, read, query, audience)
         check_answered(merged)
         request[COMPLETE] = merged.complete
         return merged
