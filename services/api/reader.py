@@ -24,6 +24,7 @@ from services.federation.client import FederationClient, open_channel
 from services.policy.federation import FederationConfig
 
 NODE_LIMIT = 1000  # a node serves at most this many entities per call (EntityQuery.limit)
+NODE_TEMPORAL_LIMIT = 100  # and this many temporal entities
 # gRPC statuses that are the node's trouble; any other status is its refusal.
 TROUBLE = {
     grpc.StatusCode.DEADLINE_EXCEEDED: "timed-out",
@@ -133,7 +134,8 @@ def _read_window(
         call = type(query)()
         call.CopyFrom(query)
         part = call.entities if method == "QueryTemporal" else call
-        part.offset, part.limit = len(items), max(1, min(NODE_LIMIT, wanted - len(items)))
+        most = NODE_TEMPORAL_LIMIT if method == "QueryTemporal" else NODE_LIMIT
+        part.offset, part.limit = len(items), max(1, min(most, wanted - len(items)))
         left = timeout - (time.monotonic() - started)
         if left <= 0:
             raise _Expired()

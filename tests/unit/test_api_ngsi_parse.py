@@ -135,6 +135,8 @@ def test_geo():
         ("near;maxDistance==500", "Point", "[200, 4]", None, 400),
         ("near;maxDistance==500", "Polygon", "[[[1,2],[2,3],[3,1]]]", None, 400),
         ("near;maxDistance==-1", "Point", "[4, 45]", None, 400),
+        ("near;maxDistance==0", "Point", "[4, 45]", None, 400),
+        ("near;maxDistance==100001", "Point", "[4, 45]", None, 400),
         ("near;maxDistance==1e999", "Point", "[4, 45]", None, 400),
         ("near;minDistance==9;maxDistance==5", "Point", "[4, 45]", None, 400),
         ("near;maxDistance==5;maxDistance==6", "Point", "[4, 45]", None, 400),
@@ -206,6 +208,7 @@ def test_entity_parameters():
         {"idPattern": "FR.*"},
         {"idPattern": "(?<=a)b"},
         {"idPattern": ".*("},
+        {"idPattern": ".*" + "a" * 300},
         {"unknown": "1"},
         {"lang": "fr"},
         {"type": ""},
@@ -289,6 +292,15 @@ def test_temporal_parameters():
         {"options": "aggregatedValues", "aggrMethods": "sum", "aggrPeriodDuration": "PT"},
         {"options": "aggregatedValues", "aggrMethods": "sum", "aggrPeriodDuration": "1H"},
         {"timeproperty": "modifiedAt"},
+        {"limit": "101"},
+        {
+            "options": "aggregatedValues",
+            "aggrMethods": "sum",
+            "lastN": "3",
+            "timerel": "after",
+            "timeAt": "2026-01-01T00:00:00Z",
+            "aggrPeriodDuration": "PT1H",
+        },
     ],
 )
 def test_temporal_refusals(values):

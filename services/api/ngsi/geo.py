@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from services.api.ngsi.problems import NgsiError, bad_data, shown
 
 RELATIONS = ("near", "within", "intersects", "disjoint", "equals", "overlaps", "contains")
-MAX_DISTANCE_M = 20_000_000.0
+MAX_DISTANCE_M = 100_000.0  # the federation API answers near from 1 m to 100 km
 MAX_RING = 1000
 MAX_COORDINATES_TEXT = 65_536
 
@@ -93,8 +93,9 @@ def _metres(name: str, raw: str) -> float:
         value = float(raw)
     except ValueError:
         raise bad_data(f"{name} must be a number of metres, got {shown(raw)}") from None
-    if not math.isfinite(value) or not 0 <= value <= MAX_DISTANCE_M:
-        raise bad_data(f"{name} must be between 0 and {MAX_DISTANCE_M:g} metres")
+    low = 1.0 if name == "maxDistance" else 0.0
+    if not math.isfinite(value) or not low <= value <= MAX_DISTANCE_M:
+        raise bad_data(f"{name} must be between {low:g} and {MAX_DISTANCE_M:g} metres")
     return value
 
 

@@ -21,7 +21,8 @@ from services.api.ngsi.problems import NgsiError, bad_data, shown
 from services.api.ngsi.q import Dnf, parse_q
 
 MAX_PARAM_LENGTH = 4096
-MAX_LIST = 100
+MAX_LIST = 50  # cities, types and metrics per federation query
+MAX_PATTERN = 256
 MAX_LIMIT = 1000
 MAX_WINDOW = 10_000  # offset + limit: each node is read this far, then the merge is cut
 DEFAULT_LIMIT = 20
@@ -208,6 +209,8 @@ def _pattern(raw: str | None) -> tuple[str, tuple[str, str] | None]:
     selects that type and city), is carried over to the key part of the id."""
     if raw is None:
         return "", None
+    if len(raw) > MAX_PATTERN:
+        raise bad_data(f"idPattern is longer than {MAX_PATTERN} characters")
     if re.search(r"\(\?[=!<]|\\[1-9]", raw):
         raise bad_data("idPattern: look-arounds and back-references are not supported (RE2)")
     try:
@@ -243,9 +246,9 @@ def _list(values: Mapping[str, str], name: str) -> list[str]:
     return items
 
 
-def page(values: Mapping[str, str]) -> Page:
+def page(values: Mapping[str, str], max_limit: int = MAX_LIMIT) -> Page:
     count = _boolean(values, "count")
-    limit = _integer(values, "limit", DEFAULT_LIMIT, 0, MAX_LIMIT)
+    limit = _integer(values, "limit", DEFAULT_LIMIT, 0, max_limit)
     offset = _integer(values, "offset", 0, 0, MAX_WINDOW)
     if limit == 0 and not count:
         raise bad_data("limit=0 only goes with count=true (to ask for the count alone)")

@@ -22,8 +22,8 @@ from services.api.ngsi.problems import NgsiError, bad_data, shown
 
 MAX_Q_LENGTH = 2000
 MAX_DEPTH = 16
-MAX_GROUPS = 64
-MAX_CONDITIONS = 32
+MAX_GROUPS = 10  # the federation API takes at most 10 groups of 10 conditions
+MAX_CONDITIONS = 10
 OPERATORS = ("==", "!=", "<=", ">=", "<", ">")
 ATTRIBUTE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 NUMBER = re.compile(r"-?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?")

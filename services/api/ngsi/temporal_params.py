@@ -47,7 +47,8 @@ ONE_TEMPORAL_PARAMS = TEMPORAL_PARAMS - {
 METHODS = ("sum", "avg", "min", "max")
 OTHER_METHODS = ("totalCount", "distinctCount", "stddev", "sumsq")
 MAX_LAST_N = 10_000
-MAX_BUCKETS = 100_000
+MAX_BUCKETS = 10_000
+MAX_TEMPORAL_LIMIT = 100  # temporal entities per page (each carries its series)
 DURATION = re.compile(
     r"P(?:(?P<weeks>\d{1,6})W|(?:(?P<days>\d{1,6})D)?"
     r"(?:T(?:(?P<hours>\d{1,7})H)?(?:(?P<minutes>\d{1,9})M)?(?:(?P<seconds>\d{1,10})S)?)?)"
@@ -77,7 +78,7 @@ def temporal_params(
     methods, period = _aggregation(values, mode, start, end)
     return TemporalParams(
         selection(values, names) if "type" in allowed else Selection(),
-        page(values) if "limit" in allowed else Page(),
+        page(values, MAX_TEMPORAL_LIMIT) if "limit" in allowed else Page(),
         fmt,
         mode,
         start,
@@ -145,6 +146,8 @@ def _aggregation(
     values: Mapping[str, str], mode: str, start: datetime | None, end: datetime | None
 ) -> tuple[tuple[str, ...], int]:
     has_methods = "aggrMethods" in values
+    if mode == "aggregatedValues" and "lastN" in values:
+        raise bad_data("lastN selects raw readings; leave it out with options=aggregatedValues")
     if mode != "aggregatedValues":
         if has_methods or "aggrPeriodDuration" in values:
             raise bad_data("aggrMethods and aggrPeriodDuration go with options=aggregatedValues")
