@@ -290,6 +290,12 @@ def test_temporal_representations(app):
     )
     assert hourly["no2"]["sum"][0] == [86.0, "2026-01-15T00:00:00Z", "2026-01-15T01:00:00Z"]
     assert hourly["no2"]["max"][-1] == [35.0, "2026-01-15T03:00:00Z", "2026-01-15T04:00:00Z"]
+    _, _, simple = get(app, f"{TEMPORAL}?{RANGE}&lastN=1&options=keyValues")
+    assert simple["no2"] == {"type": "Property", "values": [[35.0, "2026-01-15T03:45:00Z"]]}
+    _, _, short = get(app, f"{TEMPORAL}?{RANGE}&lastN=1&format=concise")
+    assert short["no2"] == [{"value": 35.0, "observedAt": "2026-01-15T03:45:00Z", "unitCode": "GQ"}]
+    status, _, ld = get(app, f"{TEMPORAL}?{RANGE}&lastN=1", {"Accept": "application/ld+json"})
+    assert status == 200 and ld["@context"].endswith("citeplus.jsonld")
     _, _, listed = get(
         app, f"/ngsi-ld/v1/temporal/entities?type=AirQualityObserved&{RANGE}&limit=1"
     )
