@@ -344,6 +344,8 @@ HOSTILE = [
     TEMPORAL + f"?{RANGE}&aggrMethods=sum",
     "/ngsi-ld/v1/types?details=maybe",
     "/ngsi-ld/v1/types/AirQualityObserved?x=1",
+    "/ngsi-ld/v1/subscriptions",
+    "/ngsi-ld/v1/entityOperations/query",
 ]
 
 

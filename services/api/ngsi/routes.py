@@ -72,6 +72,7 @@ def add_ngsi_routes(
     ):
         app.router.add_get(BASE + path, routes.wrap(handler))
     app.router.add_get(CONTEXT_PATH, routes.context)
+    app.router.add_get(BASE + "/{tail:.*}", routes.wrap(routes.elsewhere))
     app.on_cleanup.append(routes.close)
 
 
@@ -106,7 +107,9 @@ class NgsiRoutes:
         async def handle(request: web.Request) -> web.StreamResponse:
             try:
                 media = negotiate(request.headers.get("Accept"))
-                key = (request.path, request.query_string, media, audience_of(request).on_behalf_of)
+                behalf = audience_of(request).on_behalf_of
+                # the host too: the Link header and @context name this API's own URL
+                key = (request.host, request.path, request.query_string, media, behalf)
                 cached = self.pages.get(key)
                 if isinstance(cached, Cached):
                     return web.Response(
@@ -128,6 +131,12 @@ class NgsiRoutes:
             return response
 
         return handle
+
+    async def elsewhere(self, request: web.Request) -> web.Response:
+        raise not_found(
+            f"no NGSI-LD endpoint {shown(request.path, 80)} here; this read-only API offers "
+            f"{BASE}/entities, /types, /attributes and /temporal/entities (see /openapi.json)"
+        )
 
     async def context(self, request: web.Request) -> web.Response:
         return web.json_response(context_document(), content_type="application/ld+json")
