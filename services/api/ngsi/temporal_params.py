@@ -145,31 +145,39 @@ def _last_n(values: Mapping[str, str]) -> int:
 def _aggregation(
     values: Mapping[str, str], mode: str, start: datetime | None, end: datetime | None
 ) -> tuple[tuple[str, ...], int]:
-    has_methods = "aggrMethods" in values
-    if mode == "aggregatedValues" and "lastN" in values:
-        raise bad_data("lastN selects raw readings; leave it out with options=aggregatedValues")
     if mode != "aggregatedValues":
-        if has_methods or "aggrPeriodDuration" in values:
+        if "aggrMethods" in values or "aggrPeriodDuration" in values:
             raise bad_data("aggrMethods and aggrPeriodDuration go with options=aggregatedValues")
         return (), 0
-    if not has_methods:
+    if "lastN" in values:
+        raise bad_data("lastN selects raw readings; leave it out with options=aggregatedValues")
+    return _methods(values), _period(values.get("aggrPeriodDuration", "PT0S"), start, end)
+
+
+def _methods(values: Mapping[str, str]) -> tuple[str, ...]:
+    if "aggrMethods" not in values:
         raise bad_data(f"options=aggregatedValues needs aggrMethods ({', '.join(METHODS)})")
     methods = tuple(dict.fromkeys(m.strip() for m in values["aggrMethods"].split(",")))
     for method in methods:
         if method not in METHODS:
             known = "not supported" if method in OTHER_METHODS else "unknown"
             raise bad_data(f"aggrMethods: {shown(method)} is {known}; use {', '.join(METHODS)}")
-    period = parse_duration(values.get("aggrPeriodDuration", "PT0S"))
+    return methods
+
+
+def _period(raw: str, start: datetime | None, end: datetime | None) -> int:
+    """Seconds per bucket; PT0S is the whole ``between`` range."""
+    period = parse_duration(raw)
     if period == 0:
         if start is None or end is None:
             raise bad_data(
                 "aggrPeriodDuration PT0S (the default: the whole range) needs "
                 "timerel=between with timeAt and endTimeAt"
             )
-        period = max(1, int((end - start).total_seconds()))
-    elif start and end and (end - start).total_seconds() / period > MAX_BUCKETS:
+        return max(1, int((end - start).total_seconds()))
+    if start and end and (end - start).total_seconds() / period > MAX_BUCKETS:
         raise bad_data(f"more than {MAX_BUCKETS} periods; take a longer aggrPeriodDuration")
-    return methods, period
+    return period
 
 
 def parse_duration(raw: str) -> int:
