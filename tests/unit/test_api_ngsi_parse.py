@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import MultiDict
 
@@ -16,7 +16,7 @@ from services.api.ngsi.names import load_names
 from services.api.ngsi.params import entity_params
 from services.api.ngsi.problems import NgsiError
 from services.api.ngsi.q import MAX_GROUPS, Condition, parse_q
-from services.api.ngsi.temporal_params import parse_duration, temporal_params
+from services.api.ngsi.temporal_params import TEMPORAL_PARAMS, parse_duration, temporal_params
 
 NAMES = load_names()
 
@@ -322,3 +322,76 @@ def test_too_many_periods_are_refused():
             ),
             NAMES,
         )
+
+
+PARAMETERS = sorted(TEMPORAL_PARAMS - {"timeproperty"})
+PIECES = st.sampled_from(
+    [
+        "no2",
+        ">",
+        "==",
+        "..",
+        ",",
+        ";",
+        "|",
+        "(",
+        ")",
+        "1",
+        "-2.5",
+        "e9",
+        "near",
+        "within",
+        "maxDistance==",
+        "Point",
+        "[",
+        "]",
+        "urn:ngsi-ld:",
+        "T:lyon:",
+        ".*",
+        "%",
+        "P",
+        "T",
+        "1H",
+        "Z",
+        "2026-01-01T00:00:00",
+        "true",
+        "concise",
+        "aggregatedValues",
+        "\\x00",
+        "é",
+        " ",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(PARAMETERS),
+        st.lists(PIECES, max_size=12).map("".join) | st.text(max_size=30),
+        max_size=6,
+    )
+)
+def test_any_parameters_are_answered_or_refused_never_a_crash(values):
+    for parse in (entity_params, temporal_params):
+        query = MultiDict(
+            {
+                k: v
+                for k, v in values.items()
+                if parse is temporal_params or not k[0].islower() or k in ENTITY_KEYS
+            }
+        )
+        try:
+            parse(query, NAMES)
+        except NgsiError as refused:
+            assert 400 <= refused.status < 500 and refused.detail
+
+
+ENTITY_KEYS = set(PARAMETERS) - {
+    "timerel",
+    "timeAt",
+    "endTimeAt",
+    "lastN",
+    "aggrMethods",
+    "aggrPeriodDuration",
+}
