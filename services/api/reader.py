@@ -59,7 +59,7 @@ class FederationReader:
     def __init__(self, config: FederationConfig, max_workers: int = 16):
         self.config = config
         peers = tuple(Node(p.code, p.address, p.cities) for p in config.peers)
-        self.nodes = (Node(config.identity, config.listen), *peers)
+        self.nodes = (Node(config.identity, own_address(config.listen)), *peers)
         self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="api-fanout")
         self._channels: dict[str, grpc.Channel] = {}
         self._clients: dict[tuple[str, str], FederationClient] = {}
@@ -116,6 +116,14 @@ class FederationReader:
                 client = FederationClient(channel, on_behalf_of=behalf)
                 self._clients[(node.code, behalf)] = client
             return client
+
+
+def own_address(listen: str) -> str:
+    """Where to dial this node's own federation server: its listen address, with a
+    wildcard host (``0.0.0.0:7443``, to reach partners) dialled on the loopback."""
+    host, _, port = listen.rpartition(":")
+    wildcard = {"0.0.0.0": "127.0.0.1", "[::]": "[::1]", "": "127.0.0.1"}
+    return f"{wildcard.get(host, host)}:{port}"
 
 
 def _concerned(node: Node, cities: Any) -> bool:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from services.api.merge import NodeAnswer, NodeStatus, merge, peers_header
 from services.api.ngsi.names import load_names
 from services.api.ngsi.represent import concise, expand_concise, key_values, normalized
+from services.api.reader import own_address
 from services.federation.protos import pb
 from testkit.api_reader import energy_cell, entity
 
@@ -105,3 +106,9 @@ def test_merge_reports_every_node_and_counts_only_answers():
     assert [e.city for e in merged.items] == ["lyon", "lyon", "paris"]
     assert merged.total == 3 and merged.answered and not merged.complete
     assert peers_header(merged.nodes) == "brest=timed-out, lyon=answered, paris=answered"
+
+
+def test_the_node_dials_its_own_server_on_the_loopback_when_it_listens_everywhere():
+    assert own_address("0.0.0.0:7443") == "127.0.0.1:7443"
+    assert own_address("[::]:7443") == "[::1]:7443"
+    assert own_address("10.0.0.5:7443") == "10.0.0.5:7443"
