@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.api.merge import NodeAnswer, NodeStatus, merge, peers_header
+from services.api.ngsi.cache import Cached, TtlCache
 from services.api.ngsi.names import load_names
 from services.api.ngsi.represent import concise, expand_concise, key_values, normalized
 from services.api.reader import own_address
@@ -112,3 +113,23 @@ def test_the_node_dials_its_own_server_on_the_loopback_when_it_listens_everywher
     assert own_address("0.0.0.0:7443") == "127.0.0.1:7443"
     assert own_address("[::]:7443") == "[::1]:7443"
     assert own_address("10.0.0.5:7443") == "10.0.0.5:7443"
+
+
+def test_the_answer_cache_is_bounded_in_age_entries_and_bytes():
+    now = {"t": 0.0}
+    cache = TtlCache(5.0, max_entries=3, max_bytes=100, clock=lambda: now["t"])
+
+    def answer(size: int) -> Cached:
+        return Cached(200, b"x" * size, ())
+
+    cache.put("a", answer(10))
+    assert cache.get("a") is not None
+    now["t"] = 5.0
+    assert cache.get("a") is None and cache.bytes == 0
+    for key in "bcde":
+        cache.put(key, answer(10))
+    assert cache.get("b") is None and cache.get("e") is not None
+    cache.put("big", answer(90))
+    assert cache.bytes <= 100 and cache.get("big") is not None and cache.get("c") is None
+    cache.put("huge", answer(101))
+    assert cache.get("huge") is None

@@ -6,7 +6,8 @@ audience the nodes served (``on_behalf_of``: every key of the public shares the 
 answer, a partner's keys share theirs), the route, the raw query string and the media
 type. It is invalidated by age only (``ttl_s``); only complete answers are stored, so a
 peer that comes back is seen at the next request. Least recently used entries go first
-beyond ``max_entries``.
+beyond ``max_entries`` or ``max_bytes`` (a client asking for thousands of distinct large
+pages cannot grow the process without bound).
 """
 
 from __future__ import annotations
@@ -26,10 +27,20 @@ class Cached:
 
 class TtlCache:
     def __init__(
-        self, ttl_s: float, max_entries: int = 2048, clock: Callable[[], float] = time.monotonic
+        self,
+        ttl_s: float,
+        max_entries: int = 2048,
+        max_bytes: int = 64 * 1024 * 1024,
+        clock: Callable[[], float] = time.monotonic,
     ):
-        self.ttl_s, self.max_entries, self.clock = ttl_s, max_entries, clock
+        self.ttl_s, self.max_entries, self.max_bytes, self.clock = (
+            ttl_s,
+            max_entries,
+            max_bytes,
+            clock,
+        )
         self._entries: OrderedDict[Hashable, tuple[float, object]] = OrderedDict()
+        self.bytes = 0
 
     def get(self, key: Hashable) -> object | None:
         found = self._entries.get(key)
@@ -37,15 +48,26 @@ class TtlCache:
             return None
         stored, value = found
         if self.clock() - stored >= self.ttl_s:
-            del self._entries[key]
+            self._drop(key)
             return None
         self._entries.move_to_end(key)
         return value
 
     def put(self, key: Hashable, value: object) -> None:
-        if self.ttl_s <= 0:
+        if self.ttl_s <= 0 or _size(value) > self.max_bytes:
             return
+        if key in self._entries:
+            self._drop(key)
         self._entries[key] = (self.clock(), value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        self.bytes += _size(value)
+        while len(self._entries) > self.max_entries or self.bytes > self.max_bytes:
+            self._drop(next(iter(self._entries)))
+
+    def _drop(self, key: Hashable) -> None:
+        _, value = self._entries.pop(key)
+        self.bytes -= _size(value)
+
+
+def _size(value: object) -> int:
+    """Bytes a stored answer holds (its body); other values count as nothing."""
+    return len(value.body) if isinstance(value, Cached) else 0
