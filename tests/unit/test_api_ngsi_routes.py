@@ -111,7 +111,9 @@ def test_q_geo_and_attrs(app):
     _, _, close = get(app, near)
     assert [e["id"].rsplit(":", 1)[1] for e in close] == ["FR20004"]
     _, _, only = get(app, AQ + "&attrs=pm10")
-    assert [sorted(k for k in e if k in ("no2", "pm10")) for e in only] == [["pm10"], ["pm10"]]
+    assert [sorted(e) for e in only] == [["id", "pm10", "type"]] * 2
+    _, _, places = get(app, AQ + "&attrs=location,no2&limit=1")
+    assert sorted(places[0]) == ["id", "location", "no2", "type"]
 
 
 def test_key_values_and_concise(app):

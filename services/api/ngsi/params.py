@@ -19,6 +19,7 @@ from services.api.ngsi.geo import GeoQuery, parse_geo
 from services.api.ngsi.names import Names
 from services.api.ngsi.problems import NgsiError, bad_data, shown
 from services.api.ngsi.q import Dnf, parse_q
+from services.api.ngsi.represent import DESCRIPTIVE
 
 MAX_PARAM_LENGTH = 4096
 MAX_LIST = 50  # cities, types and metrics per federation query
@@ -173,8 +174,13 @@ def selection(values: Mapping[str, str], names: Names) -> Selection:
         pattern_type, city = narrowed
         unmatched = unmatched or bool(types and pattern_type not in types)
         types, cities = (pattern_type,), (city,)
-    nothing = unmatched or (bool(attrs) and not metrics) or q == ()
+    nothing = unmatched or unmatched_attrs(attrs, metrics) or q == ()
     return Selection(types, cities, ids, pattern, attrs, metrics, q, geo, nothing)
+
+
+def unmatched_attrs(attrs: tuple[str, ...], metrics: tuple[str, ...]) -> bool:
+    """``attrs`` names only attributes no entity carries (no metric, no descriptive one)."""
+    return bool(attrs) and not metrics and not set(attrs) & set(DESCRIPTIVE)
 
 
 def _types(values: Mapping[str, str]) -> tuple[str, ...]:

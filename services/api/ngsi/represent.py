@@ -20,6 +20,18 @@ from services.api.ngsi.names import Names
 from services.runtime.units import unit_code
 
 NGSI_NULL = "urn:ngsi-ld:null"
+# Attributes every entity may carry besides its measurements (see header()).
+DESCRIPTIVE = (
+    "location",
+    "dataProvider",
+    "license",
+    "zone",
+    "carrier",
+    "sector",
+    "granularity",
+    "suppressed",
+    "suppressionReason",
+)
 
 
 def timestamp(value: Any) -> str:
@@ -132,8 +144,17 @@ def _expand(value: Any) -> dict[str, Any]:
     return {"type": "Property", "value": value}
 
 
-def represent(entity: Any, names: Names, fmt: str) -> dict[str, Any]:
-    body = normalized(entity, names)
+def project(body: dict[str, Any], attrs: tuple[str, ...]) -> dict[str, Any]:
+    """Only the attributes ``attrs`` names (NGSI-LD ``attrs``), with id and type; a
+    suppressed cell keeps its flag so an absent value is never mistaken for no data."""
+    if not attrs:
+        return body
+    keep = {"id", "type", "@context", "suppressed", "suppressionReason", *attrs}
+    return {k: v for k, v in body.items() if k in keep}
+
+
+def represent(entity: Any, names: Names, fmt: str, attrs: tuple[str, ...] = ()) -> dict[str, Any]:
+    body = project(normalized(entity, names), attrs)
     if fmt == "keyValues":
         return key_values(body)
     if fmt == "concise":

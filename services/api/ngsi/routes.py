@@ -32,6 +32,7 @@ from services.api.ngsi.params import (
     entity_params,
     representation,
     single,
+    unmatched_attrs,
 )
 from services.api.ngsi.problems import NgsiError, bad_data, not_found, shown
 from services.api.ngsi.query import entity_query, temporal_query
@@ -157,7 +158,8 @@ class NgsiRoutes:
             merged = await self._read(
                 request, "entities", entity_query(params.selection, params.page)
             )
-        body = [represent(e, self.names, params.format) for e in merged.items]
+        attrs = params.selection.attrs
+        body = [represent(e, self.names, params.format, attrs) for e in merged.items]
         return answer(request, request[MEDIA], body, merged, params.page.count)
 
     async def entity(self, request: web.Request) -> web.Response:
@@ -169,7 +171,12 @@ class NgsiRoutes:
             merged = await self._read(request, "entities", entity_query(selection, Page(1)))
         if not merged.items:
             raise not_found(f"no entity {id_in_path(request)[:200]} (or not shared with you)")
-        return answer(request, request[MEDIA], represent(merged.items[0], self.names, fmt), merged)
+        return answer(
+            request,
+            request[MEDIA],
+            represent(merged.items[0], self.names, fmt, selection.attrs),
+            merged,
+        )
 
     def _one(self, request: web.Request, values: dict[str, str]) -> Selection:
         """The selection of one entity by id; an id that is a URI but not one of ours
@@ -193,7 +200,7 @@ class NgsiRoutes:
             ids=(entity_id,),
             attrs=attrs,
             metrics=metrics,
-            nothing=wrong_type or (bool(attrs) and not metrics),
+            nothing=wrong_type or unmatched_attrs(attrs, metrics),
         )
 
     async def temporal_entities(self, request: web.Request) -> web.Response:
