@@ -6,13 +6,19 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from services.api.merge import NodeAnswer, NodeStatus, merge, peers_header
 from services.api.ngsi.cache import Cached, TtlCache
 from services.api.ngsi.names import load_names
-from services.api.ngsi.represent import concise, expand_concise, key_values, normalized
+from services.api.ngsi.represent import (
+    concise,
+    expand_concise,
+    key_values,
+    normalized,
+    timestamp,
+)
 from services.api.reader import own_address
 from services.federation.protos import pb
 from testkit.api_reader import energy_cell, entity
@@ -133,3 +139,12 @@ def test_the_answer_cache_is_bounded_in_age_entries_and_bytes():
     assert cache.bytes <= 100 and cache.get("big") is not None and cache.get("c") is None
     cache.put("huge", answer(101))
     assert cache.get("huge") is None
+
+
+@given(st.integers(-62_135_596_800, 253_402_300_799), st.integers(0, 999_999_999))
+@example(-62_135_596_800, 5000)
+@example(253_402_300_799, 0)
+def test_timestamps_are_written_as_protobuf_writes_them(seconds, nanos):
+    value = pb.EntityAttribute().observed_at
+    value.seconds, value.nanos = seconds, nanos
+    assert timestamp(value) == value.ToJsonString()

@@ -68,10 +68,11 @@ def temporal_values(series: Any) -> dict[str, Any]:
 
 def aggregated(series: Any, methods: tuple[str, ...]) -> dict[str, Any]:
     body: dict[str, Any] = {"type": "Property"}
+    spans = [(bucket, timestamp(bucket.start), timestamp(bucket.end)) for bucket in series.buckets]
     for method in methods:
         body[method] = [
-            [getattr(bucket, method), timestamp(bucket.start), timestamp(bucket.end)]
-            for bucket in series.buckets
+            [getattr(bucket, method), start, end]
+            for bucket, start, end in spans
             if bucket.HasField(method) and math.isfinite(getattr(bucket, method))
         ]
     return body
