@@ -100,6 +100,10 @@ def test_paging_across_nodes_gives_every_entity_once(app):
     pages = get_many(app, [f"{AQ}&limit=2&offset={o}" for o in (0, 2, 4)])
     _, _, whole = get(app, AQ + "&limit=100")
     assert [e["id"] for _, _, page in pages for e in page] == [e["id"] for e in whole]
+    links = [headers["Link"] for _, headers, _ in pages]
+    assert 'offset=2>; rel="next"' in links[0] and 'rel="prev"' not in links[0]
+    assert 'offset=4>; rel="next"' in links[1] and 'offset=0>; rel="prev"' in links[1]
+    assert 'rel="next"' not in links[2] and 'offset=2>; rel="prev"' in links[2]
 
 
 def test_q_geo_and_attrs(app):
@@ -132,7 +136,7 @@ def test_key_values_and_concise(app):
 def test_json_ld_and_not_acceptable(app):
     status, headers, body = get(app, AQ + "&limit=1", {"Accept": "application/ld+json"})
     assert status == 200 and headers["Content-Type"].startswith("application/ld+json")
-    assert "Link" not in headers
+    assert "json-ld#context" not in headers["Link"] and 'rel="next"' in headers["Link"]
     assert body[0]["@context"].endswith("/ngsi-ld/v1/jsonldContexts/citeplus.jsonld")
     status, _, problem = get(app, AQ, {"Accept": "text/html"})
     assert status == 406 and problem["type"].endswith("/NotAcceptable")

@@ -160,7 +160,7 @@ class NgsiRoutes:
             )
         attrs = params.selection.attrs
         body = [represent(e, self.names, params.format, attrs) for e in merged.items]
-        return answer(request, request[MEDIA], body, merged, params.page.count)
+        return answer(request, request[MEDIA], body, merged, params.page)
 
     async def entity(self, request: web.Request) -> web.Response:
         values = single(request.query, ONE_ENTITY_PARAMS)
@@ -213,7 +213,7 @@ class NgsiRoutes:
             temporal_entity(e, self.names, params.format, params.mode, params.methods)
             for e in merged.items
         ]
-        return answer(request, request[MEDIA], body, merged, params.page.count)
+        return answer(request, request[MEDIA], body, merged, params.page)
 
     async def temporal_entity(self, request: web.Request) -> web.Response:
         params = temporal_params(request.query, self.names, ONE_TEMPORAL_PARAMS)
