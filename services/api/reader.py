@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from threading import Lock
+from threading import BoundedSemaphore, Lock
 from typing import Any, Protocol
 
 import grpc
@@ -56,11 +56,17 @@ class Node:
 class FederationReader:
     """:class:`EntityReader` over gRPC: one channel per node, reused by every request."""
 
-    def __init__(self, config: FederationConfig, max_workers: int = 16):
+    def __init__(self, config: FederationConfig, max_workers: int = 32):
         self.config = config
         peers = tuple(Node(p.code, p.address, p.cities) for p in config.peers)
         self.nodes = (Node(config.identity, own_address(config.listen)), *peers)
         self.pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="api-fanout")
+        # A node serves each certified caller at most `queries_per_caller` queries at once
+        # and refuses the next (RESOURCE_EXHAUSTED); every API request reaches it as this
+        # node's identity, so the reader queues at that bound instead of being refused.
+        self._slots = {
+            node.code: BoundedSemaphore(config.limits.queries_per_caller) for node in self.nodes
+        }
         self._channels: dict[str, grpc.Channel] = {}
         self._clients: dict[tuple[str, str], FederationClient] = {}
         self._lock = Lock()
@@ -83,8 +89,9 @@ class FederationReader:
         """Every concerned node asked at once; the merge cut at the caller's page."""
         nodes = [n for n in self.nodes if _concerned(n, selection.cities)]
         timeout = self.config.peer_timeout_s
+        deadline = time.monotonic() + timeout
         futures = [
-            self.pool.submit(self._ask, node, query, audience, method, timeout) for node in nodes
+            self.pool.submit(self._ask, node, query, audience, method, deadline) for node in nodes
         ]
         done, _ = wait(futures, timeout=timeout + 2.0)
         answers = [
@@ -93,16 +100,29 @@ class FederationReader:
         ]
         return merge(answers, selection.offset, selection.limit)
 
-    def _ask(self, node: Node, query: Any, audience: Audience, method: str, timeout: float):
-        started = time.monotonic()
+    def _ask(
+        self,
+        node: Node,
+        query: Any,
+        audience: Audience,
+        method: str,
+        deadline: float,
+    ) -> NodeAnswer:
+        """One node's answer by the request's deadline for it (a call that waited in the
+        pool or for a slot has that much less time)."""
+        slot = self._slots[node.code]
+        left = deadline - time.monotonic()
+        if left <= 0 or not slot.acquire(timeout=left):
+            return NodeAnswer(NodeStatus(node.code, "timed-out", "DEADLINE_EXCEEDED", "queued"))
         try:
-            items, total = _read_window(
-                self._client(node, audience.on_behalf_of), method, query, started, timeout
-            )
+            client = self._client(node, audience.on_behalf_of)
+            items, total = _read_window(client, method, query, deadline)
         except grpc.RpcError as error:
             code = error.code()
             outcome = TROUBLE.get(code, "refused")
             return NodeAnswer(NodeStatus(node.code, outcome, code.name, error.details() or ""))
+        finally:
+            slot.release()
         return NodeAnswer(NodeStatus(node.code, ANSWERED), items, total)
 
     def _client(self, node: Node, behalf: str) -> FederationClient:
@@ -131,7 +151,7 @@ def _concerned(node: Node, cities: Any) -> bool:
 
 
 def _read_window(
-    client: FederationClient, method: str, query: Any, started: float, timeout: float
+    client: FederationClient, method: str, query: Any, deadline: float
 ) -> tuple[list[Any], int]:
     """The node's first ``offset + limit`` entities, in calls of at most NODE_LIMIT."""
     selection = query.entities if method == "QueryTemporal" else query
@@ -144,7 +164,7 @@ def _read_window(
         part = call.entities if method == "QueryTemporal" else call
         most = NODE_TEMPORAL_LIMIT if method == "QueryTemporal" else NODE_LIMIT
         part.offset, part.limit = len(items), max(1, min(most, wanted - len(items)))
-        left = timeout - (time.monotonic() - started)
+        left = deadline - time.monotonic()
         if left <= 0:
             raise _Expired()
         got = 0

@@ -6,6 +6,7 @@ audience on behalf of), and that a peer down or silent never holds the answer.""
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from services.policy.federation import (
     Peer,
     certificate_paths,
 )
+from services.policy.limits import FederationLimits
 from testkit.api_reader import MemoryServicer, sample_federation, serve_memory_node
 from testkit.ports import free_port
 
@@ -112,3 +114,54 @@ def test_temporal_through_the_federation(federation):
     merged = reader.temporal(query, Audience())
     assert [e.entity.entity for e in merged.items] == ["FR20004"]
     assert list(merged.items[0].series[0].values) == [33.0, 34.0, 35.0]
+
+
+class Crowded(MemoryServicer):
+    """Holds each call until three are open at once (or half a second passed)."""
+
+    def __init__(self, node):
+        super().__init__(node)
+        self.open, self.most = 0, 0
+        self.changed = threading.Condition()
+
+    def QueryEntities(self, request, context):
+        with self.changed:
+            self.open += 1
+            self.most = max(self.most, self.open)
+            self.changed.notify_all()
+            self.changed.wait_for(lambda: self.open >= 3, timeout=0.5)
+        try:
+            yield from super().QueryEntities(request, context)
+        finally:
+            with self.changed:
+                self.open -= 1
+
+
+def test_a_node_is_never_asked_more_at_once_than_its_quota_per_caller(tmp_path):
+    ensure_dev_certificates(tmp_path, ["lyon"])
+    servicer = Crowded(sample_federation()["lyon"])
+    server, address = serve_memory_node(servicer, certificate_paths(tmp_path, "lyon"))
+    config = FederationConfig(
+        identity="lyon",
+        listen=address,
+        certs_dir=tmp_path,
+        peers=(),
+        energy_aggregates=DEFAULT_AGGREGATES,
+        peer_timeout_s=30.0,
+        enabled=True,
+        source="test",
+        limits=FederationLimits(queries_per_caller=2),
+    )
+    reader = FederationReader(config)
+    try:
+        with ThreadPoolExecutor(max_workers=6) as callers:
+            answers = list(
+                callers.map(
+                    lambda _: reader.entities(pb.EntityQuery(limit=1), Audience()), range(6)
+                )
+            )
+    finally:
+        reader.close()
+        server.stop(0)
+    assert all(a.complete for a in answers)
+    assert servicer.most == 2
