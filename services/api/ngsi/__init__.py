@@ -1,0 +1,1 @@
+"""PLACEHOLDER package, replaced by the NGSI-LD part at merge."""
