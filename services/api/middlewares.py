@@ -35,7 +35,8 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
-AUDIENCE = "audience"
+AUDIENCE = "audience"  # the interface with the NGSI-LD routes: request["audience"]
+KEY_RATE = web.RequestKey("key_rate", Rate)
 EXPOSED = (
     "Link",
     "NGSILD-Results-Count",
@@ -208,32 +209,47 @@ def presented_key(request: web.Request) -> str | None:
     return bearer or header
 
 
-def key_check(keys: KeyStore, usage: Usage) -> Middleware:
+def key_check(keys: KeyStore, quotas: Quotas, usage: Usage, settings: ShellSettings) -> Middleware:
+    """Sets the request's audience from its key; a refused key is charged to the anonymous
+    quota of its address, so that guessing keys is no way around that limit."""
+
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             token = presented_key(request)
         except KeyRefused as refused:
-            usage.refused(None, "bad_key")
-            return _key_problem(refused.status, refused.detail)
+            return _refuse_key(request, refused, quotas, usage, settings)
         if token is None:
             request[AUDIENCE] = ANONYMOUS
             return await handler(request)
         key = keys.authenticate(token)
         if key is None:
-            usage.refused(None, "bad_key")
-            return _key_problem(
+            refused = KeyRefused(
                 401,
                 "this key is not valid on this node (mistyped, revoked or issued by another "
                 "node); ask the node's operators for a key, or call without one for open data",
             )
+            return _refuse_key(request, refused, quotas, usage, settings)
         request[AUDIENCE] = Audience(key.key_id, key.application, key.partner)
-        request["key_rate"] = (
-            Rate(key.rate, key.burst or max(1, round(key.rate * 2))) if key.rate else None
-        )
+        if key.rate:
+            request[KEY_RATE] = Rate(key.rate, key.burst or max(1, round(key.rate * 2)))
         return await handler(request)
 
     return check
+
+
+def _refuse_key(
+    request: web.Request,
+    refused: KeyRefused,
+    quotas: Quotas,
+    usage: Usage,
+    settings: ShellSettings,
+) -> web.Response:
+    wait = quotas.for_address(client_address(request, settings.trusted_proxies))
+    if wait > 0:
+        return _quota_problem(None, quotas.anonymous, wait, usage)
+    usage.refused(None, "bad_key")
+    return _key_problem(refused.status, refused.detail)
 
 
 def _key_problem(status: int, detail: str) -> web.Response:
@@ -280,24 +296,28 @@ def quota_check(quotas: Quotas, usage: Usage, settings: ShellSettings) -> Middle
             wait = quotas.for_address(client_address(request, settings.trusted_proxies))
             limit = quotas.anonymous
         else:
-            rate = request.get("key_rate")
+            rate = request.get(KEY_RATE)
             wait = quotas.for_key(audience.key_id, rate)
             limit = rate or quotas.key_default
         if wait > 0:
-            usage.refused(audience.key_id, "quota")
-            seconds = retry_after(wait)
-            advice = "" if audience.key_id else "; a key raises the limit"
-            return problem(
-                429,
-                "TooManyRequests",
-                "Too many requests",
-                f"over {limit.per_second:g} requests/s (burst {limit.burst}); retry after "
-                f"{seconds} s{advice}",
-                {hdrs.RETRY_AFTER: str(seconds)},
-            )
+            return _quota_problem(audience.key_id, limit, wait, usage)
         return await handler(request)
 
     return check
+
+
+def _quota_problem(key_id: str | None, limit: Rate, wait: float, usage: Usage) -> web.Response:
+    usage.refused(key_id, "quota")
+    seconds = retry_after(wait)
+    advice = "" if key_id else "; a key raises the limit"
+    return problem(
+        429,
+        "TooManyRequests",
+        "Too many requests",
+        f"over {limit.per_second:g} requests/s (burst {limit.burst}); retry after "
+        f"{seconds} s{advice}",
+        {hdrs.RETRY_AFTER: str(seconds)},
+    )
 
 
 # -- 7. caching ------------------------------------------------------------------------
@@ -364,7 +384,7 @@ def shell_middlewares(
         usage_counter(usage),
         errors,
         bounds(settings),
-        key_check(keys, usage),
+        key_check(keys, quotas, usage, settings),
         quota_check(quotas, usage, settings),
         caching(settings),
     ]
