@@ -263,16 +263,21 @@ def _key_problem(status: int, detail: str) -> web.Response:
 
 
 def client_address(request: web.Request, trusted_proxies: frozenset[str]) -> str:
-    """Who an anonymous caller is: the TCP peer, or (from a trusted proxy only) the last
-    X-Forwarded-For address the proxies did not add; IPv6 by /64, what one subscriber
-    holds, so that a client cannot pick a fresh address per request."""
-    address = request.remote or "unknown"
+    """The anonymous bucket a request falls in (see :func:`client_key`)."""
+    forwarded = [
+        part.strip()
+        for line in request.headers.getall("X-Forwarded-For", [])
+        for part in line.split(",")
+    ]
+    return client_key(request.remote, forwarded, trusted_proxies)
+
+
+def client_key(peer: str | None, forwarded: list[str], trusted_proxies: frozenset[str]) -> str:
+    """Who an anonymous caller is: the TCP ``peer``, or (from a trusted proxy only) the
+    last ``forwarded`` address the proxies did not add; IPv6 by /64, what one
+    subscriber holds, so that a client cannot pick a fresh address per request."""
+    address = peer or "unknown"
     if address in trusted_proxies:
-        forwarded = [
-            part.strip()
-            for line in request.headers.getall("X-Forwarded-For", [])
-            for part in line.split(",")
-        ]
         for candidate in reversed(forwarded):
             if candidate and candidate not in trusted_proxies:
                 address = candidate

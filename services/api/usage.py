@@ -18,6 +18,7 @@ def status_class(status: int) -> str:
 
 class Usage:
     def __init__(self, registry: CollectorRegistry):
+        self.registry = registry
         self.requests = Counter(
             "citeplus_api_requests",
             "Requests answered by the common API, by key and status class",
