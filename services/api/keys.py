@@ -19,14 +19,17 @@ with ``citeplus api keys`` is honoured within that bound, without a restart.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import hmac
 import json
+import os
 import re
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -163,19 +166,26 @@ class KeyStore:
             )
         if burst is not None and burst < 1:
             raise ConfigError(f"a burst is at least 1 request; got {burst}")
-        keys = dict(self._fresh())
-        key_id = "k" + secrets.token_hex(8)
-        while key_id in keys:
+        with self._writing():
+            keys = dict(self._fresh())
             key_id = "k" + secrets.token_hex(8)
-        secret = secrets.token_urlsafe(SECRET_BYTES)
-        key = ApiKey(key_id, application, partner, secret_digest(secret), _now_iso(), rate, burst)
-        keys[key_id] = key
-        self._save(keys)
+            while key_id in keys:
+                key_id = "k" + secrets.token_hex(8)
+            secret = secrets.token_urlsafe(SECRET_BYTES)
+            key = ApiKey(
+                key_id, application, partner, secret_digest(secret), _now_iso(), rate, burst
+            )
+            keys[key_id] = key
+            self._save(keys)
         return key, f"{key_id}.{secret}"
 
     def revoke(self, key_id: str) -> ApiKey:
         """Mark ``key_id`` revoked (kept, so that `list` shows it and its id is never
         reissued); raises ConfigError for an unknown id."""
+        with self._writing():
+            return self._revoke(key_id)
+
+    def _revoke(self, key_id: str) -> ApiKey:
         keys = dict(self._fresh())
         key = keys.get(key_id)
         if key is None:
@@ -187,6 +197,18 @@ class KeyStore:
             keys[key_id] = key = replace(key, revoked_at=_now_iso())
             self._save(keys)
         return key
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """One writer at a time (two operators' commands at once would otherwise each
+        rewrite the file from what they read, and one key would be lost)."""
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(self.path.with_name(f".{self.path.name}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def _fresh(self) -> dict[str, ApiKey]:
         self._checked_at = None

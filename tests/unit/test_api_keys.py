@@ -116,3 +116,14 @@ def test_a_key_binds_only_to_a_partner_the_city_files_name(tmp_path: Path) -> No
         check_partner("atlantis", known)
     with pytest.raises(CiteplusError, match="without --partner"):
         check_partner("public", [*known, "public"])
+
+
+def test_operators_creating_keys_at_once_lose_none(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def create(n: int) -> str:
+        return KeyStore(keys_path(tmp_path)).create(f"app-{n}")[0].key_id
+
+    with ThreadPoolExecutor(8) as pool:
+        created = set(pool.map(create, range(40)))
+    assert set(KeyStore(keys_path(tmp_path)).keys()) == created
