@@ -25,6 +25,7 @@ from aiohttp import hdrs, web
 from aiohttp.web_exceptions import HTTPException
 
 from services.api.audience import ANONYMOUS, Audience
+from services.api.compressed import LARGEST, CompressedBodies
 from services.api.keys import KeyStore
 from services.api.problem import problem
 from services.api.quotas import Quotas, Rate, retry_after
@@ -341,7 +342,9 @@ def _matches(if_none_match: str, tag: str) -> bool:
     return False
 
 
-def caching(settings: ShellSettings) -> Middleware:
+def caching(settings: ShellSettings, bodies: CompressedBodies | None = None) -> Middleware:
+    compressed = bodies or CompressedBodies()
+
     @web.middleware
     async def cache(request: web.Request, handler: Handler) -> web.StreamResponse:
         response = await handler(request)
@@ -365,7 +368,10 @@ def caching(settings: ShellSettings) -> Middleware:
             headers = {h: response.headers[h] for h in (hdrs.CACHE_CONTROL, hdrs.VARY)}
             return web.Response(status=304, headers={**headers, hdrs.ETAG: etag})
         response.headers[hdrs.ETAG] = etag
-        if gzip:
+        if gzip and len(body) <= LARGEST:
+            response.body = compressed.get(tag, body)
+            response.headers[hdrs.CONTENT_ENCODING] = "gzip"
+        elif gzip:
             response.enable_compression(web.ContentCoding.gzip)
         return response
 

@@ -74,3 +74,21 @@ def test_forwarded_addresses_are_believed_from_trusted_proxies_only() -> None:
     assert client_key("10.0.0.1", chain, proxies) == "203.0.113.5"
     assert client_key("192.0.2.7", chain, proxies) == "192.0.2.7"
     assert client_key("10.0.0.1", [], proxies) == "10.0.0.1"
+
+
+def test_compressed_bodies_are_reused_and_bounded() -> None:
+    import gzip
+
+    from services.api.compressed import CompressedBodies
+    from services.api.middlewares import body_tag
+
+    bodies = CompressedBodies(max_bytes=3000)
+    import random
+
+    texts = [random.Random(n).randbytes(1000) for n in range(5)]  # ~1 KB compressed each
+    first = bodies.get(body_tag(texts[0]), texts[0])
+    assert gzip.decompress(first) == texts[0]
+    assert bodies.get(body_tag(texts[0]), texts[0]) is first  # compressed once
+    for text in texts[1:]:
+        bodies.get(body_tag(text), text)
+    assert 0 < len(bodies) < 5 and bodies._size <= 3000
