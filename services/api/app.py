@@ -111,5 +111,5 @@ def build_app(
     app = web.Application(middlewares=middlewares)
     app[PARTS] = parts
     add_documents(app)
-    add_ngsi_routes(app, reader)
+    add_ngsi_routes(app, reader, cache_ttl_s=config.api.cache_ttl_s)
     return app

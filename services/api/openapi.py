@@ -50,6 +50,11 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "limit": _query(
         "limit", "Entities per page", {"type": "integer", "minimum": 0, "maximum": 1000}
     ),
+    "temporalLimit": _query(
+        "limit",
+        "Temporal entities per page (each carries its series)",
+        {"type": "integer", "minimum": 0, "maximum": 100},
+    ),
     "offset": _query("offset", "Entities skipped (paging)", {"type": "integer", "minimum": 0}),
     "count": _query("count", "Give the total in NGSILD-Results-Count", {"type": "boolean"}),
     "options": _query(
@@ -63,7 +68,12 @@ PARAMETERS: dict[str, dict[str, Any]] = {
     "timeAt": _query("timeAt", "Instant of the temporal relation (ISO 8601, UTC)", TEXT),
     "endTimeAt": _query("endTimeAt", "End instant, with timerel=between (ISO 8601)", TEXT),
     "lastN": _query(
-        "lastN", "Only the last N instances of each attribute", {"type": "integer", "minimum": 1}
+        "lastN",
+        "Only the last N instances of each attribute",
+        {"type": "integer", "minimum": 1, "maximum": 10000},
+    ),
+    "timeproperty": _query(
+        "timeproperty", "The time property of timerel (default observedAt)", TEXT
     ),
     "aggrMethods": _query("aggrMethods", "Aggregation: sum, avg, min, max (comma-separated)", TEXT),
     "aggrPeriodDuration": _query(
@@ -75,7 +85,18 @@ PARAMETERS: dict[str, dict[str, Any]] = {
 }
 QUERY = ("type", "id", "idPattern", "attrs", "q", "georel", "geometry", "coordinates")
 PAGING = ("geoproperty", "limit", "offset", "count", "options", "format")
-TEMPORAL = ("timerel", "timeAt", "endTimeAt", "lastN", "aggrMethods", "aggrPeriodDuration")
+TEMPORAL_PAGING = ("geoproperty", "temporalLimit", "offset", "count", "options", "format")
+TEMPORAL = (
+    "timerel",
+    "timeAt",
+    "endTimeAt",
+    "timeproperty",
+    "lastN",
+    "aggrMethods",
+    "aggrPeriodDuration",
+)
+# The JSON-LD @context the answers name (served by the NGSI-LD routes).
+CONTEXT_PATH = f"{PREFIX}/jsonldContexts/citeplus.jsonld"
 
 
 @dataclass(frozen=True)
@@ -89,6 +110,7 @@ class Operation:
     parameters: tuple[str, ...] = ()
     tag: str = "NGSI-LD"
     found: bool = False  # a path naming one resource: 404 when it does not exist
+    media: tuple[str, ...] = JSON_TYPES
 
 
 OPERATIONS: tuple[Operation, ...] = (
@@ -105,7 +127,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "retrieveEntity",
         "One entity by its id",
         "Entity",
-        ("entityId", "attrs", "options", "format"),
+        ("entityId", "type", "attrs", "options", "format"),
         found=True,
     ),
     Operation(f"{PREFIX}/types", "retrieveEntityTypes", "The entity types", "Types", ("details",)),
@@ -116,6 +138,13 @@ OPERATIONS: tuple[Operation, ...] = (
         "Description",
         ("entityType",),
         found=True,
+    ),
+    Operation(
+        CONTEXT_PATH,
+        "getContext",
+        "The JSON-LD @context the answers name (Smart Data Models terms, Cité+ types)",
+        "Context",
+        media=("application/ld+json", "application/json"),
     ),
     Operation(
         f"{PREFIX}/attributes", "retrieveAttrTypes", "The attribute names", "Types", ("details",)
@@ -133,7 +162,7 @@ OPERATIONS: tuple[Operation, ...] = (
         "queryTemporalEntities",
         "Temporal values of entities (temporal or aggregated representation)",
         "EntityList",
-        QUERY + TEMPORAL + PAGING,
+        QUERY + TEMPORAL + TEMPORAL_PAGING,
     ),
     Operation(
         f"{PREFIX}/temporal/entities/{{entityId}}",
@@ -178,6 +207,7 @@ SCHEMAS: dict[str, Any] = {
     },
     "Description": {"type": "object", "required": ["id", "type"], "additionalProperties": True},
     "OpenApi": {"type": "object", "required": ["openapi", "paths"]},
+    "Context": {"type": "object", "required": ["@context"]},
 }
 HEADERS: dict[str, Any] = {
     "Link": {
@@ -224,6 +254,11 @@ RESPONSES: dict[str, Any] = {
     "TooManyResults": _problem("The query would answer too much; narrow it or page"),
     "NotFound": _problem("No such resource (ResourceNotFound)"),
     "NotAcceptable": _problem("The Accept header asks for a type this API does not give"),
+    "NotSupported": _problem("A parameter this API does not support (OperationNotSupported)"),
+    "NodesUnavailable": _problem(
+        "No node of the federation could answer; Citeplus-Peers names each one's outcome",
+        ("Citeplus-Peers",),
+    ),
     "UriTooLong": _problem("The request target is longer than the node accepts"),
     "TooManyRequests": _problem("Over the caller's quota", ("Retry-After",)),
     "HeadersTooLarge": _problem("The request headers are larger than the node accepts"),
@@ -251,12 +286,12 @@ SECURITY_SCHEMES = {
 }
 
 
-def _ok(schema: str, headers: tuple[str, ...]) -> dict[str, Any]:
+def _ok(schema: str, headers: tuple[str, ...], media: tuple[str, ...]) -> dict[str, Any]:
     ref = {"schema": {"$ref": f"#/components/schemas/{schema}"}}
     return {
         "description": "The answer",
         "headers": {name: {"$ref": f"#/components/headers/{name}"} for name in headers},
-        "content": {media: ref for media in JSON_TYPES},
+        "content": {kind: ref for kind in media},
     }
 
 
@@ -272,14 +307,20 @@ def ngsi_operation(op: Operation) -> dict[str, Any]:
     codes = {"304": "NotModified", "400": "BadRequest", "406": "NotAcceptable"}
     if op.found:
         codes["404"] = "NotFound"
-    if "limit" in op.parameters:
+    if op.parameters:
+        codes["422"] = "NotSupported"
+        codes["503"] = "NodesUnavailable"
+    if "limit" in op.parameters or "temporalLimit" in op.parameters:
         codes["403"] = "TooManyResults"
     return {
         "operationId": op.operation_id,
         "summary": op.summary,
         "tags": [op.tag],
         "parameters": [{"$ref": f"#/components/parameters/{name}"} for name in op.parameters],
-        "responses": {"200": _ok(op.schema, headers), **_refs({**codes, **SHELL_REFUSALS})},
+        "responses": {
+            "200": _ok(op.schema, headers, op.media),
+            **_refs({**codes, **SHELL_REFUSALS}),
+        },
     }
 
 

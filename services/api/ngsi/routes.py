@@ -11,6 +11,9 @@ from aiohttp import web
 from services.api.reader import EntityReader
 
 
-def add_ngsi_routes(app: web.Application, reader: EntityReader) -> None:
-    """Placeholder: the real function adds the /ngsi-ld/v1 routes reading through ``reader``."""
+def add_ngsi_routes(
+    app: web.Application, reader: EntityReader, *, cache_ttl_s: float = 5.0
+) -> None:
+    """Placeholder: the real function adds the /ngsi-ld/v1 routes reading through ``reader``,
+    its answers cached at most ``cache_ttl_s``."""
     return None
