@@ -100,6 +100,17 @@ def add_documents(app: web.Application) -> None:
     app.router.add_get("/", root)
 
 
+def parser_limits(node: NodeConfig) -> dict[str, int]:
+    """aiohttp's own ceilings (web.AppRunner keywords), well above the 414/431 bounds of
+    the node's ``api:`` section, so that an oversized request meets the middleware's
+    clear answer rather than the HTTP parser's bare 400."""
+    section = node.api
+    return {
+        "max_line_size": max(65536, 4 * section.max_url_bytes),
+        "max_field_size": max(65536, 4 * section.max_header_bytes),
+    }
+
+
 def build_app(
     config: NodeConfig,
     reader: EntityReader,

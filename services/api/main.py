@@ -18,7 +18,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from services.api.app import build_app, default_parts
+from services.api.app import build_app, default_parts, parser_limits
 from services.api.keys_cli import API
 from services.api.reader import FederationReader
 from services.policy.federation import FederationConfig, load_federation
@@ -65,10 +65,7 @@ async def serve_until(
         app,
         access_log=None,
         shutdown_timeout=SHUTDOWN_GRACE_S,
-        # The parser's own ceilings sit well above the 414/431 bounds, so that an
-        # oversized request meets the middleware's clear answer, not aiohttp's bare 400.
-        max_line_size=max(65536, 4 * section.max_url_bytes),
-        max_field_size=max(65536, 4 * section.max_header_bytes),
+        **parser_limits(node),
     )
     await runner.setup()
     try:

@@ -28,17 +28,21 @@ def _path(name: str, description: str) -> dict[str, Any]:
         "in": "path",
         "required": True,
         "description": description,
-        "schema": {"type": "string", "minLength": 1, "maxLength": 1024},
+        "schema": {"type": "string", "minLength": 1, "maxLength": 512},
     }
 
 
-TEXT = {"type": "string", "minLength": 1, "maxLength": 2048}
+# Bounded so that a request built from the document stays within the HTTP parser's
+# ceiling (64 KiB) even percent-encoded: anything longer than api.max_url_bytes is a
+# documented 414 ProblemDetails, never the parser's bare 400.
+TEXT = {"type": "string", "minLength": 1, "maxLength": 256}
+QUERY_TEXT = {"type": "string", "minLength": 1, "maxLength": 1024}
 PARAMETERS: dict[str, dict[str, Any]] = {
     "type": _query("type", "Entity types, comma-separated (e.g. AirQualityObserved)", TEXT),
     "id": _query("id", "Entity ids (urn:ngsi-ld:<Type>:<city>:<key>), comma-separated", TEXT),
     "idPattern": _query("idPattern", "A regular expression the entity ids match", TEXT),
     "attrs": _query("attrs", "Only these attributes, comma-separated", TEXT),
-    "q": _query("q", "A query on attribute values (NGSI-LD query language)", TEXT),
+    "q": _query("q", "A query on attribute values (NGSI-LD query language)", QUERY_TEXT),
     "georel": _query(
         "georel",
         "Geo relation: near;maxDistance==<m>, near;minDistance==<m>, within, intersects",
@@ -220,8 +224,8 @@ HEADERS: dict[str, Any] = {
         "schema": {"type": "integer"},
     },
     "Citeplus-Peers": {
-        "description": "Each node asked and how it answered: <node>=ok|timeout|unavailable|"
-        "refused, comma-separated; a partial answer names the nodes missing",
+        "description": "Each node asked and its outcome (<node>=<outcome>, comma-separated, "
+        "e.g. lyon=answered, paris=timeout): a partial answer names the nodes missing",
         "schema": {"type": "string"},
     },
     "ETag": {"description": "Strong validator of the body", "schema": {"type": "string"}},

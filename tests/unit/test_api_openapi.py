@@ -80,3 +80,18 @@ def test_the_document_served_is_the_document(tmp_path: Path) -> None:
 
     status, served = drive(app, scenario)
     assert status == 200 and served == openapi_document()
+
+
+def test_requests_built_from_the_document_fit_the_parser(tmp_path: Path) -> None:
+    """Every query parameter's longest value, in 4-byte characters percent-encoded, still
+    fits the HTTP parser's ceiling: the longest request is a 414, never a bare 400."""
+    from services.api.app import parser_limits
+    from services.api.openapi import PARAMETERS
+
+    ceiling = parser_limits(shell_node(tmp_path))["max_line_size"]
+    for op in OPERATIONS:
+        longest = sum(
+            len(PARAMETERS[name]["name"]) + 2 + 12 * PARAMETERS[name]["schema"].get("maxLength", 20)
+            for name in op.parameters
+        )
+        assert len(op.path) + longest < ceiling, op.operation_id
