@@ -26,6 +26,7 @@ from services.runtime.codec import Contracts
 from services.runtime.commands import Command, cities_option, option
 from services.runtime.config import NodeConfig
 from services.runtime.errors import CiteplusError
+from services.runtime.http_log import server_logger
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.service_main import Running, ServiceStart, StartUp, run_service
 
@@ -65,6 +66,7 @@ async def serve_until(
         app,
         access_log=None,
         shutdown_timeout=SHUTDOWN_GRACE_S,
+        logger=server_logger(),  # a malformed request: one INFO line, no traceback
         **parser_limits(node),
     )
     await runner.setup()

@@ -85,6 +85,10 @@ def test_it_serves_its_documents_and_counts_usage(service) -> None:
     assert headers["Access-Control-Allow-Origin"] == "*" and headers["ETag"]
     status, _, page = get(f"http://127.0.0.1:{port}/docs")
     assert status == 200 and b"/docs/docs.js" in page
+    status, _, refused = get(f"http://127.0.0.1:{port}/docs?q={'x' * 8000}")
+    assert status == 414 and b"narrow the query" in refused
+    status, _, _ = get(f"http://127.0.0.1:{port}/docs?q={'x' * 100_000}")
+    assert status == 400  # beyond the parser's ceiling: logged in one line (next test)
     status, _, exposition = get(f"http://127.0.0.1:{metrics}/metrics")
     assert status == 200
     assert b'citeplus_api_requests_total{key="anonymous",status="2xx"}' in exposition
@@ -96,7 +100,8 @@ def test_sigterm_stops_it_cleanly(service) -> None:
     assert process.wait(BOUND_S) == 0
     log = process.stdout.read() if process.stdout else ""
     assert '"api listening"' in log and '"service stopped"' in log
-    assert "Traceback" not in log
+    assert "Traceback" not in log and '"level": "error"' not in log
+    assert "LineTooLong" in log  # the oversized request, one INFO line
 
 
 def test_without_a_certificate_it_refuses_to_start_and_says_why(tmp_path: Path) -> None:
