@@ -25,7 +25,7 @@ from aiohttp import hdrs, web
 from aiohttp.web_exceptions import HTTPException
 
 from services.api.audience import ANONYMOUS, Audience
-from services.api.compressed import LARGEST, CompressedBodies
+from services.api.compressed import CompressedBodies
 from services.api.keys import KeyStore
 from services.api.problem import problem
 from services.api.quotas import Quotas, Rate, retry_after
@@ -368,11 +368,9 @@ def caching(settings: ShellSettings, bodies: CompressedBodies | None = None) -> 
             headers = {h: response.headers[h] for h in (hdrs.CACHE_CONTROL, hdrs.VARY)}
             return web.Response(status=304, headers={**headers, hdrs.ETAG: etag})
         response.headers[hdrs.ETAG] = etag
-        if gzip and len(body) <= LARGEST:
-            response.body = compressed.get(tag, body)
+        if gzip:
+            response.body = await compressed.get(tag, body)
             response.headers[hdrs.CONTENT_ENCODING] = "gzip"
-        elif gzip:
-            response.enable_compression(web.ContentCoding.gzip)
         return response
 
     return cache

@@ -77,6 +77,7 @@ def test_forwarded_addresses_are_believed_from_trusted_proxies_only() -> None:
 
 
 def test_compressed_bodies_are_reused_and_bounded() -> None:
+    import asyncio
     import gzip
 
     from services.api.compressed import CompressedBodies
@@ -86,9 +87,15 @@ def test_compressed_bodies_are_reused_and_bounded() -> None:
     import random
 
     texts = [random.Random(n).randbytes(1000) for n in range(5)]  # ~1 KB compressed each
-    first = bodies.get(body_tag(texts[0]), texts[0])
-    assert gzip.decompress(first) == texts[0]
-    assert bodies.get(body_tag(texts[0]), texts[0]) is first  # compressed once
-    for text in texts[1:]:
-        bodies.get(body_tag(text), text)
+
+    async def scenario() -> None:
+        first = await bodies.get(body_tag(texts[0]), texts[0])
+        assert gzip.decompress(first) == texts[0]
+        assert await bodies.get(body_tag(texts[0]), texts[0]) is first  # compressed once
+        for text in texts[1:]:
+            await bodies.get(body_tag(text), text)
+        large = random.Random(9).randbytes(200_000)  # compressed on a worker thread
+        assert gzip.decompress(await bodies.get(body_tag(large), large)) == large
+
+    asyncio.run(scenario())
     assert 0 < len(bodies) < 5 and bodies._size <= 3000
