@@ -190,3 +190,18 @@ def test_the_documentation_page_is_served_with_its_own_assets_only(node) -> None
     assert script.headers["Content-Type"].startswith("text/javascript")
     assert style.headers["Content-Type"].startswith("text/css")
     assert missing == 404
+
+
+def test_citeplus_status_counts_the_requests_answered(node) -> None:
+    from prometheus_client import generate_latest
+
+    from services.node.status import parse_metrics
+
+    app, parts = shell_app(node, Clock())
+
+    async def scenario(client: TestClient) -> None:
+        for path in (PROBE, PROBE, "/nowhere"):
+            await client.get(path)
+
+    drive(app, scenario)
+    assert parse_metrics(generate_latest(parts.usage.registry).decode()).records_in == 3
