@@ -49,6 +49,8 @@ def shell_settings(node: NodeConfig) -> ShellSettings:
         max_url_bytes=section.max_url_bytes,
         max_header_bytes=section.max_header_bytes,
         trusted_proxies=proxies,
+        # The identity peers know this node by (services.policy.federation's rule).
+        node_identity=node.federation.identity or node.node.id,
     )
 
 

@@ -35,7 +35,12 @@ def known_partners(node: NodeConfig, cities_dir: Path) -> list[str]:
     return sorted(partners)
 
 
-def check_partner(partner: str, known: list[str]) -> None:
+def check_partner(partner: str, known: list[str], node_identity: str = "") -> None:
+    if partner == node_identity:
+        raise CiteplusError(
+            f"{partner!r} is this node's own identity: a key bound to it would read what only "
+            "the node may see (personal entity-level data); bind the key to a partner"
+        )
     if partner == PUBLIC_AUDIENCE:
         raise CiteplusError(
             f"{PUBLIC_AUDIENCE!r} is the audience of every caller without a partner; "
@@ -53,7 +58,8 @@ def check_partner(partner: str, known: list[str]) -> None:
 def create_command(args: argparse.Namespace) -> int:
     node = load_node_config()
     if args.partner is not None:
-        check_partner(args.partner, known_partners(node, args.cities))
+        identity = load_federation(node).identity
+        check_partner(args.partner, known_partners(node, args.cities), identity)
     rate = parse_rate(args.rate) if args.rate is not None else None
     store = _store(node)
     key, token = store.create(args.application, args.partner, rate, args.burst)

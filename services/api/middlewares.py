@@ -69,6 +69,7 @@ class ShellSettings:
     max_url_bytes: int = 4096
     max_header_bytes: int = 16384
     trusted_proxies: frozenset[str] = frozenset()
+    node_identity: str = ""  # no key may act as the node itself (see key_check)
 
 
 # -- 1. CORS ---------------------------------------------------------------------------
@@ -229,6 +230,15 @@ def key_check(keys: KeyStore, quotas: Quotas, usage: Usage, settings: ShellSetti
                 401,
                 "this key is not valid on this node (mistyped, revoked or issued by another "
                 "node); ask the node's operators for a key, or call without one for open data",
+            )
+            return _refuse_key(request, refused, quotas, usage, settings)
+        if key.partner is not None and key.partner == settings.node_identity:
+            # On behalf of the node itself, the federation would serve what only the
+            # node may see (its cities' personal entity-level data): never through a key.
+            refused = KeyRefused(
+                401,
+                "this key is bound to this node's own identity, which no key may act as; "
+                "ask the node's operators for a key bound to a partner, or to none",
             )
             return _refuse_key(request, refused, quotas, usage, settings)
         request[AUDIENCE] = Audience(key.key_id, key.application, key.partner)

@@ -164,3 +164,19 @@ def test_an_unexpected_failure_leaks_no_trace(tmp_path: Path) -> None:
     assert "InternalError" in body and "incident" in body
     for leak in ("Traceback", "RuntimeError", "/srv/citeplus", "secret internal"):
         assert leak not in body
+
+
+def test_no_key_acts_as_the_node_itself(tmp_path: Path) -> None:
+    """A key bound to the node's own identity would ask the federation on behalf of the
+    node, which may see its own cities' personal entity-level data: never served."""
+    node = shell_node(tmp_path)
+    identity = node.federation.identity or node.node.id
+    token = issue(tmp_path, application="insider", partner=identity)
+    app, _ = shell_app(node, Clock())
+
+    async def scenario(client: TestClient) -> tuple[int, str]:
+        response = await client.get(PROBE, headers={"Authorization": f"Bearer {token}"})
+        return response.status, await response.text()
+
+    status, body = drive(app, scenario)
+    assert status == 401 and "this node" in body

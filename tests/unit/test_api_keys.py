@@ -114,6 +114,8 @@ def test_a_key_binds_only_to_a_partner_the_city_files_name(tmp_path: Path) -> No
     check_partner("enedis", known)
     with pytest.raises(CiteplusError, match="no city file names partner 'atlantis'"):
         check_partner("atlantis", known)
+    with pytest.raises(CiteplusError, match="own identity"):
+        check_partner("lyon", known, node_identity="lyon")
     with pytest.raises(CiteplusError, match="without --partner"):
         check_partner("public", [*known, "public"])
 
