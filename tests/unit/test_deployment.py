@@ -703,8 +703,14 @@ def test_dashboard_covers_what_operators_watch() -> None:
 
 
 def test_dashboard_metrics_are_exported_by_the_services() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from services.api.usage import Usage
+
     exported: set[str] = set()
-    for family in ServiceMetrics("probe").registry.collect():
+    families = [*ServiceMetrics("probe").registry.collect()]
+    families += [*Usage(CollectorRegistry()).registry.collect()]  # the common API's usage
+    for family in families:
         suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
         exported |= {family.name + s for s in suffixes.get(family.type, ("",))}
     used = set()
@@ -713,6 +719,7 @@ def test_dashboard_metrics_are_exported_by_the_services() -> None:
             assert metric in exported, f"{title}: {metric} is not exported"
             used.add(metric)
     assert "citeplus_consumer_lag" in used and "citeplus_dead_letters_total" in used
+    assert "citeplus_api_requests_total" in used
 
 
 @pytest.fixture(scope="module")
