@@ -94,7 +94,7 @@ def add_documents(app: web.Application) -> None:
         return web.Response(text=found[0], content_type=found[1])
 
     async def root(request: web.Request) -> web.Response:
-        raise web.HTTPFound("/docs")
+        return web.Response(status=302, headers={"Location": "/docs"})
 
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/docs", docs)

@@ -333,6 +333,20 @@ def shell_paths() -> dict[str, Any]:
     refusals = _refs({"304": "NotModified", **SHELL_REFUSALS})
     text = {"schema": {"type": "string"}}
     return {
+        "/": {
+            "get": {
+                "operationId": "getRoot",
+                "summary": "Leads to the documentation page",
+                "tags": ["Documentation"],
+                "responses": {
+                    "302": {
+                        "description": "To /docs",
+                        "headers": {"Location": {"schema": {"type": "string"}}},
+                    },
+                    **refusals,
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "operationId": "getOpenApi",
