@@ -328,75 +328,57 @@ def ngsi_operation(op: Operation) -> dict[str, Any]:
     }
 
 
+def _documentation(
+    operation_id: str, summary: str, answers: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
+    """A GET of the service's own documents, with the shell's refusals."""
+    refusals = _refs({"304": "NotModified", **SHELL_REFUSALS})
+    return {
+        "get": {
+            "operationId": operation_id,
+            "summary": summary,
+            "tags": ["Documentation"],
+            **extra,
+            "responses": {**answers, **refusals},
+        }
+    }
+
+
 def shell_paths() -> dict[str, Any]:
     """The service's own documents: this one, the documentation page and its assets."""
-    refusals = _refs({"304": "NotModified", **SHELL_REFUSALS})
     text = {"schema": {"type": "string"}}
+    document = {"schema": {"$ref": "#/components/schemas/OpenApi"}}
+    asset = {
+        "name": "asset",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 64},
+    }
+    moved = {"description": "To /docs", "headers": {"Location": {"schema": {"type": "string"}}}}
     return {
-        "/": {
-            "get": {
-                "operationId": "getRoot",
-                "summary": "Leads to the documentation page",
-                "tags": ["Documentation"],
-                "responses": {
-                    "302": {
-                        "description": "To /docs",
-                        "headers": {"Location": {"schema": {"type": "string"}}},
-                    },
-                    **refusals,
+        "/": _documentation("getRoot", "Leads to the documentation page", {"302": moved}),
+        "/openapi.json": _documentation(
+            "getOpenApi",
+            "This document",
+            {"200": {"description": "OpenAPI 3.1", "content": {"application/json": document}}},
+        ),
+        "/docs": _documentation(
+            "getDocs",
+            "The documentation page (this document, rendered in the browser)",
+            {"200": {"description": "HTML", "content": {"text/html": text}}},
+        ),
+        "/docs/{asset}": _documentation(
+            "getDocsAsset",
+            "A script or style sheet of the documentation page",
+            {
+                "200": {
+                    "description": "The file",
+                    "content": {"text/javascript": text, "text/css": text},
                 },
-            }
-        },
-        "/openapi.json": {
-            "get": {
-                "operationId": "getOpenApi",
-                "summary": "This document",
-                "tags": ["Documentation"],
-                "responses": {
-                    "200": {
-                        "description": "OpenAPI 3.1",
-                        "content": {
-                            "application/json": {"schema": {"$ref": "#/components/schemas/OpenApi"}}
-                        },
-                    },
-                    **refusals,
-                },
-            }
-        },
-        "/docs": {
-            "get": {
-                "operationId": "getDocs",
-                "summary": "The documentation page (this document, rendered in the browser)",
-                "tags": ["Documentation"],
-                "responses": {
-                    "200": {"description": "HTML", "content": {"text/html": text}},
-                    **refusals,
-                },
-            }
-        },
-        "/docs/{asset}": {
-            "get": {
-                "operationId": "getDocsAsset",
-                "summary": "A script or style sheet of the documentation page",
-                "tags": ["Documentation"],
-                "parameters": [
-                    {
-                        "name": "asset",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 64},
-                    }
-                ],
-                "responses": {
-                    "200": {
-                        "description": "The file",
-                        "content": {"text/javascript": text, "text/css": text},
-                    },
-                    **_refs({"404": "NotFound"}),
-                    **refusals,
-                },
-            }
-        },
+                **_refs({"404": "NotFound"}),
+            },
+            parameters=[asset],
+        ),
     }
 
 
