@@ -47,7 +47,7 @@ u.find_spec('services.federation.protos') and m('services.federation.protos').co
 # --- runtime: the virtual environment and the sources, nothing else -------------
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="citeplus" \
-      org.opencontainers.image.description="Cité+ pipeline services (ingest, anonymise, normalise, energy-analytics, publish)" \
+      org.opencontainers.image.description="Cité+ services (ingest, anonymise, normalise, energy-analytics, publish, api)" \
       org.opencontainers.image.licenses="EUPL-1.2"
 # A fixed, unprivileged identity: operators give it the secret files it reads
 # (chown 10001, mode 0600; see docs/runbook.md).
@@ -63,6 +63,8 @@ ENV PATH=/app/.venv/bin:$PATH \
     CITEPLUS_NODE_STATE_DIR=/var/lib/citeplus \
     CITEPLUS_METRICS_HOST=0.0.0.0
 WORKDIR /app
+# ingest (city systems push), the common API (NGSI-LD), the federation API (publish).
+EXPOSE 8000 8010 7443
 USER citeplus:citeplus
 ENTRYPOINT ["citeplus"]
 CMD ["--help"]

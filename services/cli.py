@@ -31,6 +31,7 @@ SERVICE_MODULES = (
     "services.normalise.main",
     "services.energy.main",
     "services.node.publish_process",  # publish, with the federation API beside it
+    "services.api.main",  # the common API, reading through the federation API
 )
 
 # Modules that only add commands (tools, the node's operator commands, infra).

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
-from services.ingest.limits import HttpLimits, excerpt
+from services.ingest.limits import HttpLimits
+from services.runtime.http_log import server_logger
 
 log = logging.getLogger(__name__)
 
@@ -201,22 +200,6 @@ class GuardedSite(web.TCPSite):
         self._bound_port = self._server.sockets[0].getsockname()[1]
 
 
-class _ClientErrorsInOneLine(logging.LoggerAdapter):
-    """aiohttp's server logger, except that a client's fault (malformed HTTP, a
-    connection gone) is one INFO line, not an ERROR with a traceback: any client
-    could otherwise fill the logs at will. Anything else keeps its traceback."""
-
-    def exception(self, msg: object, *args: object, exc_info: Any = True, **kwargs: Any) -> None:
-        exc = exc_info if isinstance(exc_info, BaseException) else sys.exc_info()[1]
-        if isinstance(exc, (HttpProcessingError, ConnectionError)):
-            text = str(getattr(exc, "message", "") or exc).strip()
-            first = text.splitlines()[0] if text else ""
-            where = str(msg) % args if args else str(msg)
-            self.logger.info("%s: %s: %s", where, type(exc).__name__, excerpt(first))
-            return
-        self.logger.exception(msg, *args, exc_info=exc_info, **kwargs)
-
-
 def server_options(limits: HttpLimits) -> dict[str, Any]:
     """AppRunner options: bodies reach the handler compressed (body.py inflates
     them within bounds); idle kept-alive connections do not stay for an hour; the
@@ -226,5 +209,5 @@ def server_options(limits: HttpLimits) -> dict[str, Any]:
         "auto_decompress": False,
         "keepalive_timeout": limits.keepalive_timeout_s,
         "lingering_time": 2.0,
-        "logger": _ClientErrorsInOneLine(logging.getLogger("aiohttp.server"), {}),
+        "logger": server_logger(),
     }

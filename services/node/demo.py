@@ -5,10 +5,12 @@ systems would, then the first answers an energy team wants, and an HTML report."
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 from services.node.main import available_services, bring_up
@@ -96,6 +98,20 @@ def wait_released(node: NodeConfig, timeout_s: float) -> int:
     return max(last, 0)
 
 
+def api_answer(node: NodeConfig) -> str:
+    """Whether the common API answers, and how to call it: the demo's last word."""
+    base = f"http://{node.api.host}:{node.api.port}"
+    try:
+        with urllib.request.urlopen(f"{base}/openapi.json", timeout=10) as response:
+            paths = len(json.load(response)["paths"])
+    except (OSError, ValueError, KeyError) as exc:
+        return f"Common API: not answering at {base} ({exc}); see `citeplus logs api`"
+    return (
+        f"Common API (NGSI-LD, {paths} paths): {base}/docs\n"
+        f"  curl -s '{base}/ngsi-ld/v1/entities?type=AirQualityObserved&limit=2'"
+    )
+
+
 def query(node: NodeConfig, sql: str) -> list[dict]:
     return run_query(node, sql).to_pylist()
 
@@ -140,6 +156,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(file=sys.stderr)
     wait_released(node, args.idle_close + 60)
     report_path = summarise(node, services, samples, Path(args.report) if args.report else None)
+    if "api" in services:
+        print(f"\n{api_answer(node)}")
     print(f"\nDone in {time.monotonic() - started:.0f} s. Report: {report_path}")
     print("The node keeps running: citeplus status --watch | citeplus sql | citeplus down")
     return 0
@@ -150,6 +168,8 @@ def summarise(
 ) -> Path:
     print("Records per stage")
     for name in services:
+        if name == "api":
+            continue  # it consumes no records: it answers HTTP (api_answer)
         sample = samples.get(name)
         if sample is None:
             print(f"  {name:18} (no metrics)")
@@ -200,11 +220,12 @@ DEMO = Command(
     "demo",
     "start a node, push simulated data for five cities, print answers, write a report",
     cmd_demo,
-    description="What `make run` does: start the node (broker, registry, the five services), "
-    "generate realistic data for the cities with `citeplus simulate` and push it through the "
-    "HTTP ingest API, wait until every stage has drained, then print records per stage, dead "
-    "letters, suppressed aggregate cells and the first energy answers, and write an HTML "
-    "report that opens offline. The node keeps running afterwards.",
+    description="What `make run` does: start the node (broker, registry, the five services, "
+    "the common API), generate realistic data for the cities with `citeplus simulate` and "
+    "push it through the HTTP ingest API, wait until every stage has drained, then print "
+    "records per stage, dead letters, suppressed aggregate cells and the first energy "
+    "answers, write an HTML report that opens offline, and say where the common API "
+    "answers. The node keeps running afterwards.",
     options=(
         option("--meters", type=int, default=1000, help="meters per city (default 1000)"),
         option("--days", type=int, default=2, help="days of data (default 2)"),

@@ -14,6 +14,7 @@ from services.infra.registry_server import start_registry, stop_registry
 from services.node import control
 from services.node.status import render_status, sample_service
 from services.node.supervisor import PIPELINE, Supervisor, read_state, tail
+from services.policy.federation import load_federation
 from services.policy.topics import declared_topics
 from services.privacy.keys import ensure_dev_keyrings
 from services.runtime.cities import load_cities
@@ -40,11 +41,29 @@ def bring_up(node: NodeConfig, storage: str, services: list[str], wait_s: float)
     cities = load_cities(CITIES_DIR)
     ensure_dev_tokens(node.state_dir, cities)
     ensure_dev_keyrings(node.state_dir, cities)
+    ensure_node_certificate(node)
     bootstrap = start_broker()
     start_registry(storage=storage, bootstrap=bootstrap)
     prepare_node(node, declared_topics(node))
     control.start_supervisor(node, services)
     return wait_healthy(node, services, wait_s)
+
+
+def ensure_node_certificate(node: NodeConfig) -> None:
+    """Development certificates for this node when it has none (what `citeplus certs`
+    makes): publish's federation server and the api, which reads through it, need one.
+    Existing certificates (a federation's real ones) are left as they are."""
+    config = load_federation(node)
+    if not config.enabled or not config.certificates.missing():
+        return
+    from services.federation.certs import ensure_dev_certificates
+
+    ensure_dev_certificates(config.certs_dir, [config.identity])
+    print(
+        f"development federation certificate for {config.identity} in {config.certs_dir} "
+        "(production nodes install the federation's own)",
+        file=sys.stderr,
+    )
 
 
 def wait_healthy(node: NodeConfig, services: list[str], wait_s: float) -> dict[str, bool]:
@@ -70,6 +89,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(
         f"Ingest API: http://{node.ingest.host}:{node.ingest.port}/v1/cities/{{city}}/sources/{{source}}/records"
     )
+    if "api" in services:
+        api = f"http://{node.api.host}:{node.api.port}"
+        print(f"Common API: {api}/ngsi-ld/v1/entities  (documentation: {api}/docs)")
     print("Watch it: citeplus status --watch   Stop it: citeplus down")
     return 0 if all(healthy.values()) else 1
 

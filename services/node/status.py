@@ -38,8 +38,8 @@ def parse_metrics(text: str) -> Sample:
     for family in text_string_to_metric_families(text):
         for metric in family.samples:
             name, value = metric.name, metric.value
-            if name == "citeplus_records_in_total":
-                sample.records_in += value
+            if name in ("citeplus_records_in_total", "citeplus_api_requests_total"):
+                sample.records_in += value  # the api's "in" is the requests it answered
             elif name == "citeplus_records_out_total" and not metric.labels.get(
                 "topic", ""
             ).startswith("dlq"):

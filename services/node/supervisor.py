@@ -21,8 +21,9 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-# Start order: the edge last, so that nothing is pushed before its readers run.
-PIPELINE = ("publish", "energy-analytics", "normalise", "anonymise", "ingest")
+# Start order: the edge last, so that nothing is pushed before its readers run; the
+# common API right after publish, whose federation server it reads through.
+PIPELINE = ("publish", "api", "energy-analytics", "normalise", "anonymise", "ingest")
 MAX_BACKOFF_S = 60.0
 HEALTHY_AFTER_S = 60.0
 

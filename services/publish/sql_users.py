@@ -28,11 +28,11 @@ import json
 import os
 import re
 import secrets
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
 from services.runtime.errors import ConfigError
+from services.runtime.private_files import refuse_wide_mode, write_private
 
 USERS_FILE = "users.json"
 CREDENTIALS_FILE = "credentials"
@@ -78,27 +78,6 @@ def secret_matches(secret: str, stored: str) -> bool:
 
 # Checked when the user is unknown, so that a wrong name costs as long as a wrong secret.
 _DECOY = hash_secret("decoy")
-
-
-def refuse_wide_mode(path: Path) -> None:
-    """Refuse a file others may read or write (group or other bits set)."""
-    mode = stat.S_IMODE(path.stat().st_mode)
-    if mode & 0o077:
-        raise ConfigError(
-            f"mode {mode:03o} lets other accounts read it; it must be 600. Run "
-            f"`chmod 600 {path}` (and rotate the secrets it held if others could read them)",
-            source=str(path),
-        )
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write ``text`` so that no other account can read it, at any instant."""
-    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        out.write(text)
-    os.replace(partial, path)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ SERVICE_PORT_OFFSETS: dict[str, int] = {
     "normalise": 3,
     "energy-analytics": 4,
     "publish": 5,
+    "api": 6,
 }
 
 
@@ -95,6 +96,26 @@ class FederationSection:
 
 
 @dataclass(frozen=True)
+class ApiSection:
+    """The common HTTP API (services/api): where it listens and the quotas its callers
+    meet. Rates are requests per second, refilled continuously; a burst is how many may
+    come at once after a quiet spell. Anonymous callers share one bucket per client
+    address; a key has its own (its ``--rate`` when it was created with one)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8010
+    anonymous_rate: float = 5.0  # requests/s per client address without a key
+    anonymous_burst: int = 20
+    key_rate: float = 50.0  # requests/s per key (unless the key carries its own)
+    key_burst: int = 100
+    cache_ttl_s: float = 10.0  # Cache-Control max-age of answers, and the api's own caches
+    keys_reload_s: float = 1.0  # a created or revoked key is seen within this
+    trusted_proxies: str = ""  # comma-separated addresses whose X-Forwarded-For is believed
+    max_url_bytes: int = 4096  # longer request targets: 414
+    max_header_bytes: int = 16384  # larger request headers in total: 431
+
+
+@dataclass(frozen=True)
 class WarehouseSection:
     """A ClickHouse server to use instead of the embedded chDB warehouse (empty: chDB).
 
@@ -117,6 +138,7 @@ class NodeConfig:
     ingest: IngestSection = IngestSection()
     federation: FederationSection = FederationSection()
     warehouse: WarehouseSection = WarehouseSection()
+    api: ApiSection = ApiSection()
     source: str = "<defaults>"
 
     @property
@@ -366,6 +388,7 @@ def _validate(config: NodeConfig) -> None:
     if config.federation.peer_timeout_s <= 0:
         raise ConfigError("must be positive", source=config.source, key="federation.peer_timeout_s")
     _validate_ingest(config)
+    _validate_api(config)
     if ":" not in config.kafka.bootstrap:
         raise ConfigError(
             f"expected host:port[,host:port], got {config.kafka.bootstrap!r}",
@@ -382,3 +405,23 @@ def _validate_ingest(config: NodeConfig) -> None:
     for key in ("body_min_rate", "max_connections", "max_requests_per_source", "body_memory_mb"):
         if getattr(section, key) < 1:
             raise ConfigError("must be at least 1", source=config.source, key=f"ingest.{key}")
+
+
+def _validate_api(config: NodeConfig) -> None:
+    section = config.api
+    if not 0 < section.port < 65536:
+        raise ConfigError("must be a TCP port (1-65535)", source=config.source, key="api.port")
+    for key in ("anonymous_rate", "key_rate", "keys_reload_s"):
+        if getattr(section, key) <= 0:
+            raise ConfigError("must be positive", source=config.source, key=f"api.{key}")
+    if section.cache_ttl_s < 0:
+        raise ConfigError("must be 0 or more", source=config.source, key="api.cache_ttl_s")
+    for key in ("anonymous_burst", "key_burst"):
+        if getattr(section, key) < 1:
+            raise ConfigError("must be at least 1", source=config.source, key=f"api.{key}")
+    if section.max_url_bytes < 256 or section.max_header_bytes < 1024:
+        raise ConfigError(
+            "too small for ordinary requests (max_url_bytes >= 256, max_header_bytes >= 1024)",
+            source=config.source,
+            key="api",
+        )

@@ -10,9 +10,11 @@ from services.node.main import PIPELINE, available_services
 
 def test_every_pipeline_service_has_a_service_command() -> None:
     assert sorted(service_names()) == sorted(PIPELINE)
-    # Start order of a node: what comes last in the flow starts first.
+    # Start order of a node: what comes last in the flow starts first; the common API
+    # right after publish, whose federation server it reads through.
     assert available_services() == [
         "publish",
+        "api",
         "energy-analytics",
         "normalise",
         "anonymise",

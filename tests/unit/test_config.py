@@ -137,3 +137,21 @@ def test_a_bad_local_port_is_refused_once_with_its_variable(tmp_path: Path) -> N
         local.kafka_bootstrap,
         local.registry_url,
     )
+
+
+def test_the_api_section_defaults_overrides_and_mistakes(tmp_path: Path) -> None:
+    config = load_node_config(env={})
+    assert (config.api.host, config.api.port) == ("127.0.0.1", 8010)
+    assert config.metrics_port("api") == config.metrics.base_port + 6
+    path = write(tmp_path, "api:\n  port: 8011\n  key_rate: 5\n")
+    config = load_node_config(path, env={"CITEPLUS_API_ANONYMOUS_RATE": "0.5"})
+    assert (config.api.port, config.api.key_rate, config.api.anonymous_rate) == (8011, 5.0, 0.5)
+    for text, key in (
+        ("api:\n  anonymous_rate: 0\n", "api.anonymous_rate"),
+        ("api:\n  key_burst: 0\n", "api.key_burst"),
+        ("api:\n  port: 70000\n", "api.port"),
+        ("api:\n  max_url_bytes: 10\n", "api"),
+    ):
+        with pytest.raises(ConfigError) as error:
+            load_node_config(write(tmp_path, text), env={})
+        assert error.value.key == key, text

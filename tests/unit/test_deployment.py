@@ -43,7 +43,7 @@ DATASOURCES_FILE = COMPOSE_DIR / "grafana" / "provisioning" / "datasources" / "c
 DASHBOARDS_DIR = COMPOSE_DIR / "grafana" / "dashboards"
 RUNBOOK = REPO_ROOT / "docs" / "runbook.md"
 
-STAGES = ("ingest", "anonymise", "normalise", "energy-analytics", "publish")
+STAGES = ("ingest", "anonymise", "normalise", "energy-analytics", "publish", "api")
 # The package that registers `citeplus service <name>` (services/cli.py SERVICE_MODULES).
 STAGE_MODULES = {
     "ingest": "services.ingest.main",
@@ -51,6 +51,7 @@ STAGE_MODULES = {
     "normalise": "services.normalise.main",
     "energy-analytics": "services.energy.main",
     "publish": "services.node.publish_process",
+    "api": "services.api.main",
 }
 PINNED_TAG = re.compile(r"^[\w.\-/]+:v?\d+(\.\d+){1,3}(-[\w.\-]+)?(@sha256:[0-9a-f]{64})?$")
 SUBSTITUTION = re.compile(r"\$\{(?P<name>\w+)(?::(?P<op>[-?])(?P<arg>[^}]*))?\}")
@@ -251,6 +252,8 @@ def test_start_up_order_uses_conditions_and_has_no_cycle(services: dict) -> None
             assert brokers <= before and "registry" in before, name
         if name.startswith("publish") or name == "grafana":
             assert {"warehouse-migrate", "clickhouse"} <= before, name
+        if name == "api":  # it reads through publish's federation API
+            assert services[name]["depends_on"]["publish-1"]["condition"] == "service_healthy"
     assert brokers <= upstream("topics-init")
     assert "topics-init" in upstream("registry")  # the registry's journal needs the brokers
 
@@ -366,6 +369,10 @@ def test_ports_agree_with_the_node_configuration(services: dict) -> None:
         if stage == "ingest":
             assert node.ingest.host == "0.0.0.0"
             assert any(str(p).endswith(f":{port}") for p in service["ports"]), name
+        elif stage == "api":
+            assert node.api.host == "0.0.0.0", "the api unreachable from outside its container"
+            assert f"{node.api.port}:{node.api.port}" in [str(p) for p in service["ports"]]
+            assert node.metrics.host == "0.0.0.0", f"{name}: /metrics unreachable from Prometheus"
         else:
             assert node.metrics.host == "0.0.0.0", f"{name}: /metrics unreachable from Prometheus"
     publish = services["publish-1"]
@@ -519,7 +526,7 @@ def test_secrets_match_what_the_services_read(services: dict) -> None:
         targets = {s["target"] for s in services[name]["secrets"]}
         assert targets == {f"{keys_dir}/{code}.json" for code in cities}, name
     for name, stage in stage_containers(services).items():
-        if stage == "publish":
+        if stage in ("publish", "api"):  # the api dials with the node's certificate
             env = environment(services[name])
             node_id = env["CITEPLUS_NODE_ID"]
             certs = env["CITEPLUS_FEDERATION_CERTS_DIR"]
@@ -626,6 +633,26 @@ def test_dockerfile_is_multi_stage_pinned_non_root_and_frozen() -> None:
             assert not SECRET_NAMES.search(line), f"secret-like setting in the image: {line}"
 
 
+def test_dockerfile_exposes_the_http_ports_of_the_node(services: dict) -> None:
+    exposed = {
+        int(port.split("/")[0])
+        for line in dockerfile_lines()
+        if line.startswith("EXPOSE ")
+        for port in line.split()[1:]
+    }
+    node = load_node_config(env={})
+    assert {node.ingest.port, node.api.port} <= exposed
+    assert int(node.federation.listen.rpartition(":")[2]) in exposed
+
+
+def test_api_keys_outlive_the_container(services: dict) -> None:
+    """The keys file is in the api's state directory: a volume there, not the tmpfs."""
+    api = services["api"]
+    state = environment(api)["CITEPLUS_NODE_STATE_DIR"]
+    assert any(str(v).split(":")[1] == state for v in api["volumes"] if ":" in str(v))
+    assert not any(str(t).split(":")[0] == state for t in api.get("tmpfs") or [])
+
+
 def test_dockerignore_keeps_state_and_secrets_out_of_the_build_context() -> None:
     entries = {
         line.strip()
@@ -676,8 +703,14 @@ def test_dashboard_covers_what_operators_watch() -> None:
 
 
 def test_dashboard_metrics_are_exported_by_the_services() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from services.api.usage import Usage
+
     exported: set[str] = set()
-    for family in ServiceMetrics("probe").registry.collect():
+    families = [*ServiceMetrics("probe").registry.collect()]
+    families += [*Usage(CollectorRegistry()).registry.collect()]  # the common API's usage
+    for family in families:
         suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum")}
         exported |= {family.name + s for s in suffixes.get(family.type, ("",))}
     used = set()
@@ -686,6 +719,7 @@ def test_dashboard_metrics_are_exported_by_the_services() -> None:
             assert metric in exported, f"{title}: {metric} is not exported"
             used.add(metric)
     assert "citeplus_consumer_lag" in used and "citeplus_dead_letters_total" in used
+    assert "citeplus_api_requests_total" in used
 
 
 @pytest.fixture(scope="module")

@@ -63,13 +63,13 @@ def add_ngsi_routes(
     routes = NgsiRoutes(reader, names or load_names(), cache_ttl_s, catalogue_ttl_s)
     for path, handler in (
         ("/entities", routes.entities),
-        ("/entities/{entity_id:.+}", routes.entity),
+        ("/entities/{entityId:.+}", routes.entity),
         ("/types", routes.types),
-        ("/types/{type}", routes.one_type),
+        ("/types/{entityType}", routes.one_type),
         ("/attributes", routes.attributes),
-        ("/attributes/{attr}", routes.one_attribute),
+        ("/attributes/{attrId}", routes.one_attribute),
         ("/temporal/entities", routes.temporal_entities),
-        ("/temporal/entities/{entity_id:.+}", routes.temporal_entity),
+        ("/temporal/entities/{entityId:.+}", routes.temporal_entity),
     ):
         app.router.add_get(BASE + path, routes.wrap(handler))
     app.router.add_get(CONTEXT_PATH, routes.context)
@@ -248,7 +248,7 @@ class NgsiRoutes:
 
     async def one_type(self, request: web.Request) -> web.Response:
         single(request.query, frozenset())
-        name = request.match_info["type"]
+        name = request.match_info["entityType"]
         types, _ = await self._scan(request)
         if name not in types:
             raise not_found(f"no entity of type {shown(name)} is shared with you")
@@ -266,7 +266,7 @@ class NgsiRoutes:
 
     async def one_attribute(self, request: web.Request) -> web.Response:
         single(request.query, frozenset())
-        name = request.match_info["attr"]
+        name = request.match_info["attrId"]
         types, merged = await self._scan(request)
         by_type = catalogue.attributes_of(types).get(name)
         if by_type is None:
