@@ -6,19 +6,26 @@ statistical secrecy) follow the node's ``energy_aggregates`` sharing
 shared on one topic per partner, internal not at all. The provisional upserts
 (``energy.aggregates.v1``) are never read here: every version of them could be
 subtracted from another, so ``public.energy.aggregates.v1`` is no longer written.
-Internal datasets never leave. Exactly once, like every stage."""
+Internal datasets never leave, and neither does a personal source on the public
+topic, even when its city marked it open (services/policy/access.py: entity-level
+data of a personal source goes only to the partners a city names). Exactly once,
+like every stage."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from services.policy.sharing import SharingPolicy
+from services.policy.access import PUBLIC_AUDIENCE, may_read_entities, source_is_personal
+from services.policy.sharing import SharingPolicy, sharing_policies
+from services.runtime.cities import CityConfig
 from services.runtime.processor import BaseStage, Emit, InputMeta
 from services.runtime.topics import TopicName, TopicRegistry, partner_topic
 
 INTERNAL = SharingPolicy()
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,8 +66,12 @@ class Republisher(BaseStage):
         policies: dict[tuple[str, str], SharingPolicy],
         topics: PublicTopics,
         aggregates: SharingPolicy = INTERNAL,
+        *,
+        personal: frozenset[tuple[str, str]] = frozenset(),
     ):
+        """``personal``: the (city, source) pairs whose records are personal data."""
         self.policies = policies
+        self.personal = personal
         self.topics = topics
         self.aggregates = aggregates
         self.input_topics = [topics.observations_in]
@@ -74,11 +85,15 @@ class Republisher(BaseStage):
             ):
                 yield Emit(topic, meta.key, record)
             return
-        policy = self.policies.get((record["city"], record["source"]), INTERNAL)
+        source = (record["city"], record["source"])
+        policy = self.policies.get(source, INTERNAL)
         readings = len(record["values"])
-        for topic in self._destinations(
-            policy, self.topics.public_observations, self.topics.shared_observations
+        public = self.topics.public_observations
+        if policy.level == "open" and not may_read_entities(
+            policy, PUBLIC_AUDIENCE, home="", personal=source in self.personal
         ):
+            return
+        for topic in self._destinations(policy, public, self.topics.shared_observations):
             yield Emit(topic, meta.key, record, readings=readings)
 
     @staticmethod
@@ -89,3 +104,23 @@ class Republisher(BaseStage):
         if policy.level == "shared":
             return [partner_topic(shared, partner) for partner in policy.partners]
         return []
+
+
+def personal_sources(cities: dict[str, CityConfig]) -> frozenset[tuple[str, str]]:
+    """(city, source) of every personal source; one marked open is named in the log,
+    since its records will not reach the public topic (docs/federation.md)."""
+    found = frozenset(
+        (city.code, source.id)
+        for city in cities.values()
+        for source in city.sources
+        if source_is_personal(source)
+    )
+    policies = sharing_policies(cities)
+    for key in sorted(found):
+        if policies[key].level == "open":
+            log.warning(
+                "personal source marked open: its readings stay off the public topic; "
+                "share it with named partners (level: shared) or open its aggregates",
+                extra={"city": key[0], "source": key[1]},
+            )
+    return found

@@ -18,7 +18,7 @@ from services.policy.federation import load_federation
 from services.policy.sharing import sharing_policies
 from services.publish import versions
 from services.publish.partner_views import refresh_partner_views
-from services.publish.republish import PublicTopics, Republisher
+from services.publish.republish import PublicTopics, Republisher, personal_sources
 from services.publish.rows import (
     aggregates_table,
     dead_letters_table,
@@ -205,6 +205,7 @@ class PublishService:
                 sharing_policies(cities),
                 PublicTopics.resolve(resolve_topics()),
                 federation.energy_aggregates,
+                personal=personal_sources(cities),
             ),
             node,
             contracts,

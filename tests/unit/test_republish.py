@@ -65,3 +65,21 @@ def test_only_released_aggregates_leave_never_the_provisional_upserts() -> None:
 def test_internal_energy_aggregates_are_not_even_read() -> None:
     stage = Republisher(POLICIES, TOPICS, SharingPolicy())
     assert stage.input_topics == [TOPICS.observations_in]
+
+
+def test_a_personal_source_marked_open_never_reaches_the_public_topic() -> None:
+    """The attacker is anyone reading public.observations.v1: a city that marks a
+    personal source (meters of homes) open must not hand them its pseudonymised load
+    curves; partners it names on a shared dataset still get theirs."""
+    policies = {
+        ("lyon", "meters"): OPEN,  # a mistake in a city file
+        ("lyon", "shared-meters"): SharingPolicy("shared", ("paris",), None),
+    }
+    personal = frozenset({("lyon", "meters"), ("lyon", "shared-meters")})
+    stage = Republisher(policies, TOPICS, personal=personal)
+    for source, expected in (
+        ("meters", []),
+        ("shared-meters", ["public.shared.paris.observations.v1"]),
+    ):
+        record = {"city": "lyon", "source": source, "values": [1.0]}
+        assert destinations(stage, TOPICS.observations_in, record) == expected
