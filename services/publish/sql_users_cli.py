@@ -61,12 +61,13 @@ def list_command(args: argparse.Namespace) -> int:
 
 SQL_USERS = Command(
     "sql-users",
-    "who may query the warehouse through /v1/sql: add, remove, list users",
-    description="Users of the warehouse SQL endpoint (citeplus sql, POST /v1/sql with HTTP "
-    "Basic authentication). Kept in <state>/sql/users.json: salted scrypt hashes, mode "
-    f"600. The node creates '{OPERATOR}' on its first start, with its secret in "
-    "<state>/sql/credentials for the local citeplus sql. Others send CITEPLUS_SQL_USER "
-    "and CITEPLUS_SQL_SECRET.",
+    "who may query the warehouse (ClickHouse HTTP interface): add, remove, list users",
+    description="Users of the warehouse's SQL door, publish's ClickHouse HTTP interface "
+    "(sql.port, default 8123): citeplus sql, clickhouse-connect, JDBC, Grafana, DBeaver log "
+    "in with a user name and its secret as password. Kept in <state>/sql/users.json: "
+    f"salted scrypt hashes, mode 600. The node creates '{OPERATOR}' on its first start, "
+    "with its secret in <state>/sql/credentials for the local citeplus sql. Others send "
+    "CITEPLUS_SQL_USER and CITEPLUS_SQL_SECRET.",
     actions=(
         Command(
             "add",
