@@ -87,7 +87,8 @@ def ensure_read_only(sql: str) -> str:
         raise CiteplusError("one statement at a time, please")
     if not _READ_ONLY.match(code):
         raise CiteplusError(
-            "only read queries (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) run through citeplus sql"
+            "only read queries (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) run on the node's "
+            "warehouse: the pipeline alone writes it"
         )
     # Looked for in the raw text too: a quoting the skeleton does not know (ClickHouse's
     # $$heredoc$$ strings) must not hide it; a literal "outfile" in a string is refused

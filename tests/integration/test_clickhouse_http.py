@@ -353,3 +353,62 @@ def _summary(headers: httpx.Headers) -> dict[str, str]:
     import json
 
     return json.loads(headers["X-ClickHouse-Summary"])
+
+
+def _jdbc_answers(output: str) -> dict[str, dict[str, object]]:
+    """The JDBC program's output: slug -> columns and rows, or its error code."""
+    answers: dict[str, dict[str, object]] = {}
+    current: dict[str, object] | None = None
+    for line in output.splitlines():
+        if line.startswith("#"):
+            slug, _, columns = line[1:].partition("\t")
+            current = answers[slug] = {"columns": columns.split(","), "rows": []}
+        elif line.startswith("!"):
+            slug, _state, code, message = line[1:].split("\t", 3)
+            answers[slug] = {"error": int(code), "message": message}
+            current = None
+        elif current is not None:
+            current["rows"].append(line.split("\t"))  # type: ignore[union-attr]
+    return answers
+
+
+def _same_cell(jdbc: str, ours: object) -> bool:
+    if ours is None:
+        return jdbc == "NULL"
+    if isinstance(ours, (int, float)) and not isinstance(ours, bool):
+        return abs(float(jdbc) - float(ours)) < 1e-9 * max(1.0, abs(float(ours)))
+    text = str(ours)
+    return jdbc == text or jdbc.replace("T", " ").startswith(text.split("+")[0][:16])
+
+
+def test_the_jdbc_driver_answers_the_analyst_questions(door: Door, tmp_path: Path) -> None:
+    """ClickHouse JDBC 0.10.0 (what DBeaver and Superset load), with compress=false: the
+    driver's default ClickHouse-native LZ4 framing is refused with that advice."""
+    from testkit.jdbc import program_is_current, run_questions
+
+    assert program_is_current(), "recompile tests/fixtures/jdbc/Questions.java (see its header)"
+    questions = {q.slug: q.sql for q in QUESTIONS}
+    questions["insert"] = "INSERT INTO notes VALUES (9, 'jdbc')"
+    url = f"jdbc:clickhouse://127.0.0.1:{door.port}/default?compress=false"
+    output = run_questions(url, door.analyst.user, door.analyst.secret, questions, tmp_path)
+    print(output)  # shown when the test fails
+    answers = _jdbc_answers(output)
+    for q in QUESTIONS:
+        expected = run_query(door.node, q.sql)
+        got = answers[q.slug]
+        assert got.get("columns") == expected.column_names, (q.slug, got)
+        rows = expected.to_pylist()
+        assert len(got["rows"]) == len(rows), q.slug  # type: ignore[arg-type]
+        for jdbc_row, row in zip(got["rows"], rows, strict=True):  # type: ignore[call-overload]
+            for cell, name in zip(jdbc_row, expected.column_names, strict=True):
+                assert _same_cell(cell, row[name]), (q.slug, name, cell, row[name])
+    assert answers["insert"]["error"] == 164
+    compressed = url.replace("?compress=false", "")
+    advice = _jdbc_answers(
+        run_questions(
+            compressed, door.analyst.user, door.analyst.secret, {"one": "SELECT 1"}, tmp_path
+        )
+    )
+    assert advice["one"]["error"] == 271 and "compress=false" in str(advice["one"]["message"])
+    wrong = run_questions(url, door.analyst.user, "wrong", {"one": "SELECT 1"}, tmp_path)
+    assert _jdbc_answers(wrong)["one"]["error"] == 516

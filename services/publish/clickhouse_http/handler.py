@@ -124,7 +124,8 @@ class SqlDoor:
         body = protocol.decoded_body(
             request.body, request.headers.get("Content-Encoding"), self.max_query_bytes
         )
-        query = protocol.parse(params, protocol.query_text(params.get("query"), body), self.limits)
+        text = protocol.query_text(params.get("query"), body)
+        query = protocol.parse(params, text, self.limits, request.headers)
         started = time.perf_counter()
         try:
             result = self._run(user, query)

@@ -161,10 +161,16 @@ def output_format(sql: str, default: str) -> str:
 
 
 def parse(
-    params: Mapping[str, str], sql: str, limits: QueryLimits, *, method: str = "POST"
+    params: Mapping[str, str],
+    sql: str,
+    limits: QueryLimits,
+    headers: Mapping[str, str] | None = None,
 ) -> HttpQuery:
     """The request's query and settings, with the user's ``limits`` lowered where the
-    client asks less; raising one, or leaving read-only mode, is refused (452, 164)."""
+    client asks less; raising one, or leaving read-only mode, is refused (452, 164).
+    The JDBC driver names the format and the database in headers
+    (X-ClickHouse-Format, X-ClickHouse-Database) rather than parameters."""
+    headers = headers or {}
     settings: dict[str, str] = {}
     ignored: list[str] = []
     asked: dict[str, int] = {}
@@ -184,8 +190,10 @@ def parse(
             ignored.append(name)
     return HttpQuery(
         sql=sql,
-        database=params.get("database") or "default",
-        default_format=params.get("default_format") or DEFAULT_FORMAT,
+        database=params.get("database") or headers.get("X-ClickHouse-Database") or "default",
+        default_format=params.get("default_format")
+        or headers.get("X-ClickHouse-Format")
+        or DEFAULT_FORMAT,
         query_id=params.get("query_id") or str(uuid.uuid4()),
         settings=settings,
         ignored=tuple(sorted(ignored)),

@@ -19,13 +19,20 @@ class BodyTooLarge(Exception):
     pass
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hangs up (a pool closing an idle connection) is no error."""
+        log.debug("SQL connection closed by the client", exc_info=True)
+
+
 class ClickHouseHttpServer:
     """Serves ``door`` on host:port until ``stop``."""
 
     def __init__(self, door: SqlDoor, host: str, port: int, *, max_body_bytes: int):
         handler = _handler(door, max_body_bytes)
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
+        self.httpd = _Server((host, port), handler)
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, daemon=True, name="clickhouse-http"
         )
