@@ -211,6 +211,16 @@ def test_limits_are_lowered_on_request_and_never_raised(door: Door) -> None:
     assert ceiling.headers["X-ClickHouse-Exception-Code"] == "396"
     timed = door.post("SELECT count() FROM numbers(100000000000)", {"max_execution_time": "1"})
     assert timed.headers["X-ClickHouse-Exception-Code"] == "159"
+    # clickhouse-connect sees every setting read-only (the door runs readonly=1) and
+    # sends one only when told to; the door then applies it as a lower limit
+    clickhouse_connect.common.set_setting("invalid_setting_action", "send")
+    try:
+        with pytest.raises(DatabaseError, match="396"):
+            door.client().query("SELECT number FROM numbers(10)", settings={"max_result_rows": 5})
+        with pytest.raises(DatabaseError, match="452"):
+            door.client().query("SELECT 1", settings={"max_execution_time": 3600})
+    finally:
+        clickhouse_connect.common.set_setting("invalid_setting_action", "error")
     # a query's own SETTINGS clause does not lift them either: read-only mode refuses it
     lifted = door.post("SELECT number FROM numbers(20000) SETTINGS max_result_rows=100000")
     assert lifted.headers["X-ClickHouse-Exception-Code"] == "164"
