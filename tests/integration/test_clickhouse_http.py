@@ -422,3 +422,31 @@ def test_the_jdbc_driver_answers_the_analyst_questions(door: Door, tmp_path: Pat
     assert advice["one"]["error"] == 271 and "compress=false" in str(advice["one"]["message"])
     wrong = run_questions(url, door.analyst.user, "wrong", {"one": "SELECT 1"}, tmp_path)
     assert _jdbc_answers(wrong)["one"]["error"] == 516
+
+
+def test_settings_sent_as_parameters_neither_read_nor_write_node_files(
+    door: Door, tmp_path: Path
+) -> None:
+    """chDB is clickhouse-local: format settings naming files take any path. A client's
+    parameters must not turn the door into a file reader or writer on the node."""
+    secret = tmp_path / "node-secret.txt"
+    secret.write_text("the-node-secret-line\n")
+    template = tmp_path / "row.template"
+    template.write_text("${0:Escaped}\n")
+    written = tmp_path / "schema.capnp"
+    attempts = [
+        ({"format_template_row": str(secret), "default_format": "Template"}, "SELECT 1"),
+        ({"format_template_resultset": str(secret), "default_format": "Template"}, "SELECT 1"),
+        ({"format_template_row": str(template), "default_format": "Template"}, "SELECT 1"),
+        ({"format_schema": f"{secret}:Row", "default_format": "Protobuf"}, "SELECT 1 AS a"),
+        ({"output_format_schema": str(written), "default_format": "CapnProto"}, "SELECT 1 AS a"),
+        ({"default_format": "TabSeparated', readonly=0, x='"}, "SELECT 1"),
+        ({"output_format_csv_crlf_end_of_line": "1', readonly=0, x='"}, "SELECT 1"),
+        ({"database": "default`; DROP TABLE notes; --"}, "SELECT 1"),
+    ]
+    for params, sql in attempts:
+        answer = door.post(sql, params)
+        assert "the-node-secret-line" not in answer.text, params
+        assert answer.status_code != 200 or "X-CitePlus-Ignored-Settings" in answer.headers, params
+    assert not written.exists()
+    assert door.post("SELECT count() FROM notes").text == "2\n"

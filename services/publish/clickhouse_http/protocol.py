@@ -55,14 +55,16 @@ TRANSPORT = frozenset(
     }
 )
 # Settings that shape the output or the plan, never what is read or its cost
-# ceiling: passed to ClickHouse as the client asked.
+# ceiling: passed to ClickHouse as the client asked. chDB is clickhouse-local, where
+# settings naming files take any path (format_template_row, format_schema,
+# output_format_schema...: measured, a template setting printed a node file): any
+# setting about a file, a path, a schema or a template is never passed.
 _SAFE = re.compile(
-    r"^(output_format_\w+|format_\w+|date_time_output_format|date_time_input_format|"
-    r"join_use_nulls|join_algorithm|max_threads|max_block_size|session_timezone|"
-    r"use_client_time_zone|totals_mode|aggregate_functions_null_for_empty|"
-    r"allow_experimental_\w+|enable_\w+_analyzer|allow_suspicious_\w+|"
-    r"optimize_\w+|prefer_\w+|input_format_\w+)$"
+    r"^(output_format_\w+|date_time_output_format|join_use_nulls|join_algorithm|"
+    r"session_timezone|use_client_time_zone|totals_mode|aggregate_functions_null_for_empty|"
+    r"enable_\w*analyzer|optimize_\w+|prefer_\w+)$"
 )
+_FILE_LIKE = re.compile(r"schema|template|path|file|dir|url|regexp", re.IGNORECASE)
 # The limits a client may lower, never raise: setting -> QueryLimits field.
 _LIMITS = {
     "max_execution_time": "max_seconds",
@@ -184,7 +186,7 @@ def parse(
             _check_readonly(value)
         elif name in _LIMITS:
             asked[name] = _whole(name, value)
-        elif _SAFE.match(name) and _SETTING_NAME.match(name):
+        elif _SAFE.match(name) and _SETTING_NAME.match(name) and not _FILE_LIKE.search(name):
             settings[name] = value
         else:
             ignored.append(name)
