@@ -107,6 +107,7 @@ class SqlSection:
     max_result_rows: int = 1_000_000
     max_result_mb: int = 256
     max_query_kb: int = 1024  # a query's text (URL + body, uncompressed)
+    max_threads: int = 0  # threads per analyst query; 0: one per core
 
 
 @dataclass(frozen=True)
@@ -408,5 +409,9 @@ def _validate_sql(config: NodeConfig) -> None:
     for key in ("readers", "max_execution_time_s", "max_result_rows", "max_result_mb"):
         if getattr(section, key) < 1:
             raise ConfigError("must be at least 1", source=config.source, key=f"sql.{key}")
+    if section.max_threads < 0:
+        raise ConfigError(
+            "must be 0 (one per core) or more", source=config.source, key="sql.max_threads"
+        )
     if section.max_query_kb < 1:
         raise ConfigError("must be at least 1", source=config.source, key="sql.max_query_kb")

@@ -28,13 +28,15 @@ class QueryLimits:
     max_rows: int = 1_000_000
     max_bytes: int = 256 * 1024 * 1024
     max_seconds: int = 60
+    max_threads: int = 0  # threads per query; 0: the engine's default (one per core)
 
     def settings(self) -> str:
         """A SETTINGS clause; ``readonly=1`` last, since later settings in one clause
         win and, once read-only, a query may change no setting (ClickHouse refuses a
         query's own ``SETTINGS readonly=0`` then: measured with chDB)."""
+        threads = f"max_threads={self.max_threads}, " if self.max_threads else ""
         return (
-            f"SETTINGS max_execution_time={self.max_seconds}, "
+            f"SETTINGS {threads}max_execution_time={self.max_seconds}, "
             f"max_result_rows={self.max_rows}, max_result_bytes={self.max_bytes}, "
             "result_overflow_mode='throw', readonly=1"
         )

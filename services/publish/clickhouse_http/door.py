@@ -25,6 +25,7 @@ def node_limits(node: NodeConfig) -> QueryLimits:
         max_rows=section.max_result_rows,
         max_bytes=section.max_result_mb * 1024 * 1024,
         max_seconds=section.max_execution_time_s,
+        max_threads=section.max_threads,
     )
 
 

@@ -211,7 +211,6 @@ def summary(result: ReadResult) -> str:
         "written_rows": 0,
         "written_bytes": 0,
         "total_rows_to_read": result.rows_read,
-        "result_rows": 0,
         "result_bytes": len(result.data),
         "elapsed_ns": int(result.elapsed_s * 1e9),
     }
