@@ -281,6 +281,10 @@ def test_gzip_both_ways_and_a_gzip_bomb_is_refused(door: Door) -> None:
         door.url, content=bomb, headers={"Content-Encoding": "gzip"}, auth=_basic(door)
     )
     assert refused.status_code == 400 and "longer than" in refused.text
+    chunked = httpx.post(door.url, content=iter([b"SELECT ", b"42"]), auth=_basic(door))
+    assert chunked.text == "42\n"  # a streamed (chunked) query, as the JDBC driver may send
+    huge = httpx.post(door.url, content=b"SELECT 1 " + b" " * 2_000_000, auth=_basic(door))
+    assert huge.status_code == 413 and "max_query_kb" in huge.text
     native = door.post("SELECT 1", {"compress": "1"})
     assert native.headers["X-ClickHouse-Exception-Code"] == "271"
     assert "compress=false" in native.text
