@@ -454,3 +454,29 @@ def test_settings_sent_as_parameters_neither_read_nor_write_node_files(
         assert answer.status_code != 200 or "X-CitePlus-Ignored-Settings" in answer.headers, params
     assert not written.exists()
     assert door.post("SELECT count() FROM notes").text == "2\n"
+
+
+def test_the_citeplus_sql_command_through_the_door(door: Door) -> None:
+    """The operator's command, as typed: its formats, its exit codes, ClickHouse's words."""
+    import os
+    import subprocess
+    import sys
+
+    env = {
+        **os.environ,
+        "CITEPLUS_NODE_STATE_DIR": str(door.state),
+        "CITEPLUS_SQL_PORT": str(door.port),
+    }
+    env.pop("CITEPLUS_SQL_USER", None)
+    env.pop("CITEPLUS_SQL_SECRET", None)
+
+    def citeplus_sql(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "services.cli", "sql", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+    done = citeplus_sql("--format", "csv", "SELECT id, text FROM notes WHERE id = 1")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == '"id","text"\n1,"bonjour"\n'
+    refused = citeplus_sql("SELECT * FROM no_such_table")
+    assert refused.returncode != 0 and "Code: 60" in refused.stderr
+    assert "Traceback" not in refused.stderr
