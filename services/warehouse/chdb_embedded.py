@@ -132,9 +132,17 @@ class ChdbReaders:
         with self._reader(wait_s) as reader:
             return reader.run(sql, fmt, database, dict(params or {}))
 
-    def close(self) -> None:
-        for reader in self._all:
-            reader.session.close()
+    def close(self, wait_s: float = 10.0) -> None:
+        """Close each session once its query is done: closing one under a running query
+        would pull the engine from under it. One still busy after ``wait_s`` is left to
+        the process's exit."""
+        deadline = time.monotonic() + wait_s
+        for _ in self._all:
+            try:
+                reader = self._free.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return
+            reader.session.close()  # type: ignore[attr-defined]
 
 
 class _Reader:
