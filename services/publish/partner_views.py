@@ -28,6 +28,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from services.policy.access import PUBLIC_AUDIENCE, may_read_entities, source_is_personal
 from services.policy.sharing import SharingPolicy, sharing_policies
 from services.runtime.cities import CityConfig, SourceConfig
 from services.warehouse.port import Warehouse
@@ -35,9 +36,9 @@ from services.warehouse.port import Warehouse
 log = logging.getLogger(__name__)
 
 PREFIX = "partner_"
-# services/policy (the common API issue) reserves this audience for anonymous
-# callers: a city file may never name it as a partner, nor may an analyst read as it.
-PUBLIC_AUDIENCE = "public"
+# A partner's analyst reads as its partner, never as the node itself: no partner
+# code (lowercase letters, digits, '-') is empty.
+_NOT_THE_NODE = ""
 VIEWS = (
     "observations",
     "observations_hourly",
@@ -64,20 +65,23 @@ _DIMENSIONS = "city, domain, metric, unit, zone, sector, step_seconds"
 
 
 def entity_access(policy: SharingPolicy, personal: bool, partner: str) -> bool:
-    """May ``partner`` read this dataset's rows (entity by entity)?
+    """May ``partner``'s analyst read this dataset's rows (entity by entity)?
 
-    The one rule, as the policy module states it: open or shared-with-the-partner
-    data; of a personal source only when the city names the partner for it in a
-    shared dataset (an open personal source is never read entity by entity).
-    Kept in this one function so that services/policy's access rule replaces it.
+    services/policy/access.py's one rule (``may_read_entities``): open or
+    shared-with-the-partner data; of a personal source only when the city names the
+    partner for it in a shared dataset. No analyst reads as the public audience
+    (services/policy reserves it for the common API's anonymous callers).
     """
-    if partner == PUBLIC_AUDIENCE or not policy.allows(partner):
+    if partner == PUBLIC_AUDIENCE:
         return False
-    return not personal or (policy.level == "shared" and partner in policy.partners)
+    return may_read_entities(policy, partner, _NOT_THE_NODE, personal=personal)
 
 
 def is_personal(source: SourceConfig) -> bool:
-    return bool((source.privacy or {}).get("personal"))
+    """The policy module's reading of the source's privacy section (deny by default:
+    a source that does not say it is not personal, in the energy or water domain or
+    with no privacy section, counts as personal)."""
+    return source_is_personal(source)
 
 
 @dataclass(frozen=True)
