@@ -28,11 +28,15 @@ Refusals never depend on what exists outside the partner's database: a name of
 another database is refused before ClickHouse looks it up, and ClickHouse's
 "maybe you meant" hints are cut from errors.
 
-A door uses it as: ``access = SqlAccess(warehouse, UserStore(state_dir), limits)``
-once, then per query (user already authenticated) ``query = access.authorize(user,
-sql, database)`` and ``access.run(query)`` (or ``warehouse.query_arrow(query.sql(),
-database=query.database)``); ``SqlRefused.code`` is the ClickHouse error code to
-answer with.
+The SQL door (services/publish/clickhouse_http) uses it as: ``access =
+SqlAccess(readers, UserStore(state_dir), limits)`` once (its checks then run on the
+door's reader sessions, never on the sink's), then per query (user already
+authenticated) ``query = access.authorize(user, sql, database)
+.with_client_settings(url_settings)`` and runs ``query.sql()`` in
+``query.database`` with ``query.output_format`` (the FORMAT the analyst wrote,
+cut from the statement) or the client's default format; ``SqlRefused.code`` is the
+ClickHouse error code to answer with. ``run()`` gives the rows as Arrow, for
+callers in this process.
 """
 
 from __future__ import annotations
