@@ -97,6 +97,12 @@ def run_query(node: NodeConfig, sql: str) -> pa.Table:
         )
     if response.status_code != 200:
         raise CiteplusError(f"query refused: {response.text.strip()}")
+    written = response.headers.get("X-ClickHouse-Format", "ArrowStream")
+    if written != "ArrowStream":  # the analyst's FORMAT clause won, as in ClickHouse
+        raise CiteplusError(
+            f"the query asks for FORMAT {written}: citeplus sql writes its own formats; "
+            "drop the FORMAT clause and use --format (table, csv, json, parquet)"
+        )
     return valid_utf8(from_ipc(response.content))
 
 

@@ -362,6 +362,8 @@ def test_citeplus_sql_renders_invalid_utf8_and_says_when_refused(
     assert b"\xef\xbf\xbdA" in render(table, "json")
     with pytest.raises(CiteplusError, match="Code: 62"):
         run_query(door.node, "SELECT FROM WHERE")
+    with pytest.raises(CiteplusError, match="--format"):  # a FORMAT the door honours
+        run_query(door.node, "SELECT id FROM notes FORMAT CSV")
     monkeypatch.setenv("CITEPLUS_SQL_USER", "analyst")
     monkeypatch.setenv("CITEPLUS_SQL_SECRET", "not-the-secret")
     with pytest.raises(CiteplusError, match="sql-users"):
