@@ -16,6 +16,10 @@ In each ``partner_<code>``:
   those rows (the stored rollups have no source column to filter on), in the
   stored rollups' shape (aggregate states: query them with sumMerge(total),
   countMerge(readings)... as the README does).
+- ``observations_latest`` / ``readings_by_entity``: the federation API's entity
+  tables (latest value per entity and metric; readings ordered by entity), filtered
+  by the same datasets as ``observations`` and, like it, without positions
+  (lat/lon): nothing a partner could not compute from its ``observations``.
 - ``energy_aggregates``: released windows only (``energy_aggregates_released
   FINAL``), when the federation file shares them with the partner; never the
   provisional ``energy_aggregates``.
@@ -43,6 +47,8 @@ VIEWS = (
     "observations",
     "observations_hourly",
     "observations_daily",
+    "observations_latest",
+    "readings_by_entity",
     "energy_aggregates",
     "datasets",
 )
@@ -50,6 +56,8 @@ OBSERVATION_COLUMNS = (
     "city, domain, metric, unit, entity, entity_type, zone, sector, carrier, ts, local_day, "
     "value, quality, step_seconds, version, replaced, source, dataset, landed_at"
 )
+LATEST_COLUMNS = "city, source, entity, metric, entity_type, zone, unit, value, quality, last_ts"
+BY_ENTITY_COLUMNS = "city, source, entity, metric, unit, ts, value, version"
 AGGREGATE_COLUMNS = (
     "city, zone, carrier, sector, granularity, window_start, window_end, energy_kwh, "
     "meter_count, peak_kw, suppressed, suppression_reason, partial, derived, closed_by, "
@@ -167,6 +175,10 @@ def view_statements(scope: PartnerScope) -> list[str]:
         f"CREATE OR REPLACE VIEW {db}.observations_daily AS SELECT {_DIMENSIONS}, "
         f"local_day AS day, {_ROLLUP} FROM default.observations WHERE {rows} "
         f"GROUP BY {_DIMENSIONS}, day",
+        f"CREATE OR REPLACE VIEW {db}.observations_latest AS SELECT {LATEST_COLUMNS} "
+        f"FROM default.observations_latest FINAL WHERE {rows}",
+        f"CREATE OR REPLACE VIEW {db}.readings_by_entity AS SELECT {BY_ENTITY_COLUMNS} "
+        f"FROM default.readings_by_entity FINAL WHERE {rows}",
         f"CREATE OR REPLACE VIEW {db}.energy_aggregates AS SELECT {AGGREGATE_COLUMNS} "
         f"FROM default.energy_aggregates_released FINAL WHERE {released}",
         f"CREATE OR REPLACE VIEW {db}.datasets AS {_datasets_select(scope)}",

@@ -529,7 +529,7 @@ def test_a_partners_clickhouse_connect_reads_its_views_and_nothing_else(door: Do
         ("SELECT * FROM default.notes", 497),
         ("SELECT * FROM file('/etc/hostname', 'LineAsString')", 497),
         ("SELECT * FROM notes", 60),
-        ("SELECT * FROM observations_latest", 60),
+        ("SELECT * FROM dead_letters", 60),
     ):
         with pytest.raises(DatabaseError, match=f"code: {code}") as refused:
             client.query(sql)

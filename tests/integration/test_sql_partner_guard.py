@@ -511,17 +511,24 @@ def test_a_format_clause_and_default_format_for_both_kinds_of_users(door: Door) 
         assert refused(many) and "max rows" in many.text.lower()
 
 
-def test_tables_of_entity_level_data_are_out_of_a_partners_reach(door: Door) -> None:
+def test_the_entity_tables_reach_a_partner_filtered_like_observations(door: Door) -> None:
     """The federation API's entity tables (latest values, readings by entity) hold
-    every source's entities: a partner's analyst names them in vain."""
+    every source's entities: a partner reads them only through its own views, which
+    keep the rows of its datasets and no position."""
     for table in ("observations_latest", "readings_by_entity"):
-        exists = door.post(f"EXISTS TABLE {table}", door.internal)
-        assert rows(exists) == [{"result": 1}], table
+        everything = door.post(f"SELECT count() AS n FROM {table}", door.internal)
+        assert rows(everything)[0]["n"] > 0, table  # the node's own tables are filled
+        seen = door.post(f"SELECT DISTINCT source FROM {table} ORDER BY source")
+        assert not leaks(seen), table
+        assert [r["source"] for r in rows(seen)] == [
+            "air-open",
+            "linky-grenoble",
+            "velo-grenoble",
+        ], table
         for sql in (
-            f"SELECT * FROM {table}",
             f"SELECT * FROM default.{table}",
-            f"SELECT * FROM observations WHERE entity IN (SELECT entity FROM {table})",
-            f"DESCRIBE {table}",
+            f"SELECT entity FROM observations WHERE entity IN (SELECT entity FROM default.{table})",
+            f"SELECT lat FROM {table}",
         ):
             answer = door.post(sql)
             assert refused(answer) and not leaks(answer), (sql, answer.text[:200])
