@@ -76,6 +76,7 @@ class LocalNode:
             "CITEPLUS_KAFKA_CONTROLLER_PORT": str(b + 1),
             "CITEPLUS_REGISTRY_PORT": str(b + 2),
             "CITEPLUS_INGEST_PORT": str(b + 3),
+            "CITEPLUS_SQL_PORT": str(b + 6),
             "CITEPLUS_METRICS_BASE_PORT": str(b + 10),
             **self.secrets,
         }
@@ -83,6 +84,11 @@ class LocalNode:
     @property
     def ingest_url(self) -> str:
         return f"http://127.0.0.1:{self.base_port + 3}"
+
+    @property
+    def sql_url(self) -> str:
+        """publish's ClickHouse HTTP interface."""
+        return f"http://127.0.0.1:{self.base_port + 6}/"
 
     @property
     def publish_url(self) -> str:
@@ -136,7 +142,11 @@ class LocalNode:
         credentials = local_credentials(self.state)  # the operator's, made at first start
         headers = {"Authorization": basic_authorization(credentials)} if credentials else {}
         response = httpx.post(
-            f"{self.publish_url}/v1/sql", content=query.encode(), headers=headers, timeout=120
+            self.sql_url,
+            params={"default_format": "ArrowStream"},
+            content=query.encode(),
+            headers=headers,
+            timeout=120,
         )
         response.raise_for_status()
         return from_ipc(response.content)

@@ -130,7 +130,8 @@ ACTIONS = (
         "lock",
         "regenerate deploy/*/artifacts.lock from the poms (maintainers; needs Maven)",
         cmd_lock,
-        description="Resolve deploy/kafka/pom.xml and deploy/registry/pom.xml with Maven and "
+        description="Resolve deploy/kafka/pom.xml, deploy/registry/pom.xml and "
+        "deploy/jdbc/pom.xml (the JDBC driver of the SQL door's tests) with Maven and "
         "write the exact files they need, with their SHA-256 and size, to artifacts.lock beside "
         "each pom. Run it after changing a version in a pom, review the diff and commit it: "
         "`infra fetch` downloads exactly these files and refuses any whose checksum differs.",

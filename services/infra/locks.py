@@ -6,7 +6,15 @@ from pathlib import Path
 
 from services.infra import kafka_broker, registry_server
 from services.infra.artifacts import format_lock
-from services.infra.maven import resolve_artifacts
+from services.infra.maven import pom_property, resolve_artifacts
+from services.runtime.paths import REPO_ROOT
+
+# Not a server: the JDBC driver the SQL door's tests run, as analysts' tools do.
+JDBC_DEPLOY = REPO_ROOT / "deploy" / "jdbc"
+
+
+def _jdbc_version() -> str:
+    return pom_property(JDBC_DEPLOY / "pom.xml", "clickhouse.jdbc.version")
 
 
 def write_locks() -> list[Path]:
@@ -21,6 +29,13 @@ def write_locks() -> list[Path]:
             registry_server.REGISTRY_DEPLOY,
             registry_server.LOCK,
             f"Apicurio Registry {registry_server.registry_version()}",
+        ),
+    )
+    servers += (
+        (
+            JDBC_DEPLOY,
+            JDBC_DEPLOY / "artifacts.lock",
+            f"ClickHouse JDBC driver {_jdbc_version()} (the SQL door's JDBC test)",
         ),
     )
     written = []

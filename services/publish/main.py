@@ -52,27 +52,40 @@ def serve(args: argparse.Namespace, beside: Beside | None = None) -> int:
         )
         return Running(
             run=lambda stop: 0 if service.run(stop) else 1,
-            post_routes=service.post_routes,
             announce="publish running",
-            details={"warehouse": service.warehouse.description},
+            details={
+                "warehouse": service.warehouse.description,
+                "sql": service.sql.url if service.sql else None,
+            },
             endpoint_key="endpoint",
         )
 
     return run_service(start, build)
 
 
+def sql_url(node: NodeConfig) -> str:
+    """Where the node's SQL door (ClickHouse's HTTP interface of publish) answers."""
+    host = node.sql.host if node.sql.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+    return f"http://{host}:{node.sql.port}/"
+
+
 def run_query(node: NodeConfig, sql: str) -> pa.Table:
     """Ask the node's warehouse: a ClickHouse server directly; with chDB, the publish
-    service that owns it (with the credentials of ``local_credentials``), or the
-    chDB directory itself when publish is not running."""
+    service that owns it through its ClickHouse HTTP interface (with the credentials
+    of ``local_credentials``), or the chDB directory itself when publish is not running."""
     statement = ensure_read_only(sql)
     if warehouse_url(node):
         return valid_utf8(_query_directly(node, statement))
-    endpoint = f"http://{node.metrics.host}:{node.metrics_port('publish')}/v1/sql"
     credentials = local_credentials(node.state_dir)
     headers = {"Authorization": basic_authorization(credentials)} if credentials else {}
     try:
-        response = httpx.post(endpoint, content=statement.encode(), headers=headers, timeout=300)
+        response = httpx.post(
+            sql_url(node),
+            params={"default_format": "ArrowStream"},
+            content=statement.encode(),
+            headers=headers,
+            timeout=300,
+        )
     except httpx.ConnectError:
         # publish is not running: whoever may open the directory is the operator.
         return valid_utf8(_query_directly(node, statement))
@@ -84,6 +97,12 @@ def run_query(node: NodeConfig, sql: str) -> pa.Table:
         )
     if response.status_code != 200:
         raise CiteplusError(f"query refused: {response.text.strip()}")
+    written = response.headers.get("X-ClickHouse-Format", "ArrowStream")
+    if written != "ArrowStream":  # the analyst's FORMAT clause won, as in ClickHouse
+        raise CiteplusError(
+            f"the query asks for FORMAT {written}: citeplus sql writes its own formats; "
+            "drop the FORMAT clause and use --format (table, csv, json, parquet)"
+        )
     return valid_utf8(from_ipc(response.content))
 
 
@@ -147,10 +166,11 @@ SQL = Command(
     description="Run a read query on the node's warehouse (chDB or the ClickHouse server of "
     "CLICKHOUSE_URL). Tables: observations (one row per reading), energy_aggregates "
     "(use FINAL), dead_letters, observations_hourly and observations_daily (rollups: "
-    "sumMerge(total), countMerge(readings), uniqMerge(entities)). The publish service "
+    "sumMerge(total), countMerge(readings), uniqMerge(entities)). With chDB the query goes "
+    "to the publish service's ClickHouse HTTP interface (sql.port, default 8123), which "
     "asks for a user (citeplus sql-users): CITEPLUS_SQL_USER and CITEPLUS_SQL_SECRET, else "
-    "the operator's <state>/sql/credentials. Queries run read-only, at most 60 s and "
-    "1,000,000 rows.",
+    "the operator's <state>/sql/credentials. Queries run read-only, within the sql: "
+    "section's limits (default 60 s and 1,000,000 rows).",
     options=(
         option("query", nargs="?", help="the query; omit it for an interactive prompt"),
         option("--format", choices=FORMATS, default="table", help="output format (default: table)"),

@@ -16,6 +16,10 @@ In each ``partner_<code>``:
   those rows (the stored rollups have no source column to filter on), in the
   stored rollups' shape (aggregate states: query them with sumMerge(total),
   countMerge(readings)... as the README does).
+- ``observations_latest`` / ``readings_by_entity``: the federation API's entity
+  tables (latest value per entity and metric; readings ordered by entity), filtered
+  by the same datasets as ``observations`` and, like it, without positions
+  (lat/lon): nothing a partner could not compute from its ``observations``.
 - ``energy_aggregates``: released windows only (``energy_aggregates_released
   FINAL``), when the federation file shares them with the partner; never the
   provisional ``energy_aggregates``.
@@ -28,6 +32,7 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from services.policy.access import PUBLIC_AUDIENCE, may_read_entities, source_is_personal
 from services.policy.sharing import SharingPolicy, sharing_policies
 from services.runtime.cities import CityConfig, SourceConfig
 from services.warehouse.port import Warehouse
@@ -35,13 +40,15 @@ from services.warehouse.port import Warehouse
 log = logging.getLogger(__name__)
 
 PREFIX = "partner_"
-# services/policy (the common API issue) reserves this audience for anonymous
-# callers: a city file may never name it as a partner, nor may an analyst read as it.
-PUBLIC_AUDIENCE = "public"
+# A partner's analyst reads as its partner, never as the node itself: no partner
+# code (lowercase letters, digits, '-') is empty.
+_NOT_THE_NODE = ""
 VIEWS = (
     "observations",
     "observations_hourly",
     "observations_daily",
+    "observations_latest",
+    "readings_by_entity",
     "energy_aggregates",
     "datasets",
 )
@@ -49,6 +56,8 @@ OBSERVATION_COLUMNS = (
     "city, domain, metric, unit, entity, entity_type, zone, sector, carrier, ts, local_day, "
     "value, quality, step_seconds, version, replaced, source, dataset, landed_at"
 )
+LATEST_COLUMNS = "city, source, entity, metric, entity_type, zone, unit, value, quality, last_ts"
+BY_ENTITY_COLUMNS = "city, source, entity, metric, unit, ts, value, version"
 AGGREGATE_COLUMNS = (
     "city, zone, carrier, sector, granularity, window_start, window_end, energy_kwh, "
     "meter_count, peak_kw, suppressed, suppression_reason, partial, derived, closed_by, "
@@ -64,20 +73,23 @@ _DIMENSIONS = "city, domain, metric, unit, zone, sector, step_seconds"
 
 
 def entity_access(policy: SharingPolicy, personal: bool, partner: str) -> bool:
-    """May ``partner`` read this dataset's rows (entity by entity)?
+    """May ``partner``'s analyst read this dataset's rows (entity by entity)?
 
-    The one rule, as the policy module states it: open or shared-with-the-partner
-    data; of a personal source only when the city names the partner for it in a
-    shared dataset (an open personal source is never read entity by entity).
-    Kept in this one function so that services/policy's access rule replaces it.
+    services/policy/access.py's one rule (``may_read_entities``): open or
+    shared-with-the-partner data; of a personal source only when the city names the
+    partner for it in a shared dataset. No analyst reads as the public audience
+    (services/policy reserves it for the common API's anonymous callers).
     """
-    if partner == PUBLIC_AUDIENCE or not policy.allows(partner):
+    if partner == PUBLIC_AUDIENCE:
         return False
-    return not personal or (policy.level == "shared" and partner in policy.partners)
+    return may_read_entities(policy, partner, _NOT_THE_NODE, personal=personal)
 
 
 def is_personal(source: SourceConfig) -> bool:
-    return bool((source.privacy or {}).get("personal"))
+    """The policy module's reading of the source's privacy section (deny by default:
+    a source that does not say it is not personal, in the energy or water domain or
+    with no privacy section, counts as personal)."""
+    return source_is_personal(source)
 
 
 @dataclass(frozen=True)
@@ -163,6 +175,10 @@ def view_statements(scope: PartnerScope) -> list[str]:
         f"CREATE OR REPLACE VIEW {db}.observations_daily AS SELECT {_DIMENSIONS}, "
         f"local_day AS day, {_ROLLUP} FROM default.observations WHERE {rows} "
         f"GROUP BY {_DIMENSIONS}, day",
+        f"CREATE OR REPLACE VIEW {db}.observations_latest AS SELECT {LATEST_COLUMNS} "
+        f"FROM default.observations_latest FINAL WHERE {rows}",
+        f"CREATE OR REPLACE VIEW {db}.readings_by_entity AS SELECT {BY_ENTITY_COLUMNS} "
+        f"FROM default.readings_by_entity FINAL WHERE {rows}",
         f"CREATE OR REPLACE VIEW {db}.energy_aggregates AS SELECT {AGGREGATE_COLUMNS} "
         f"FROM default.energy_aggregates_released FINAL WHERE {released}",
         f"CREATE OR REPLACE VIEW {db}.datasets AS {_datasets_select(scope)}",

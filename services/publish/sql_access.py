@@ -28,11 +28,15 @@ Refusals never depend on what exists outside the partner's database: a name of
 another database is refused before ClickHouse looks it up, and ClickHouse's
 "maybe you meant" hints are cut from errors.
 
-A door uses it as: ``access = SqlAccess(warehouse, UserStore(state_dir), limits)``
-once, then per query (user already authenticated) ``query = access.authorize(user,
-sql, database)`` and ``access.run(query)`` (or ``warehouse.query_arrow(query.sql(),
-database=query.database)``); ``SqlRefused.code`` is the ClickHouse error code to
-answer with.
+The SQL door (services/publish/clickhouse_http) uses it as: ``access =
+SqlAccess(readers, UserStore(state_dir), limits)`` once (its checks then run on the
+door's reader sessions, never on the sink's), then per query (user already
+authenticated) ``query = access.authorize(user, sql, database)
+.with_client_settings(url_settings)`` and runs ``query.sql()`` in
+``query.database`` with ``query.output_format`` (the FORMAT the analyst wrote,
+cut from the statement) or the client's default format; ``SqlRefused.code`` is the
+ClickHouse error code to answer with. ``run()`` gives the rows as Arrow, for
+callers in this process.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Protocol
 
 import pyarrow as pa
 
@@ -61,12 +65,12 @@ from services.publish.sql_guard import (
 )
 from services.publish.sql_users import UserStore
 from services.runtime.errors import CiteplusError
-from services.warehouse.port import Warehouse
+from services.warehouse.chdb_embedded import Busy
 from services.warehouse.query import QueryLimits, ensure_read_only, skeleton
 
 log = logging.getLogger(__name__)
 
-_FORMAT = re.compile(r" FORMAT [A-Za-z0-9_]+$")
+_FORMAT = re.compile(r" FORMAT ([A-Za-z0-9_]+)$")
 _CODE = re.compile(r"Code: (\d+)\.")
 _HINT = re.compile(r"\s*Maybe you meant [^?]*\?\.?", re.IGNORECASE)
 _DESCRIBE = re.compile(r"^DESC(?:RIBE)?(?: TABLE)? ([A-Za-z_][A-Za-z0-9_]*)$")
@@ -74,20 +78,32 @@ _DESCRIBE = re.compile(r"^DESC(?:RIBE)?(?: TABLE)? ([A-Za-z_][A-Za-z0-9_]*)$")
 
 @dataclass(frozen=True)
 class AuthorizedQuery:
-    """What to run: ``statement`` (as ClickHouse re-wrote it) in ``database`` (None:
-    the warehouse's own) with ``settings`` (limits, read-only last)."""
+    """What to run: ``statement`` (as ClickHouse re-wrote it, without its FORMAT
+    clause) in ``database`` (None: the warehouse's own) with ``settings`` (limits,
+    read-only last); ``output_format`` is the FORMAT the analyst wrote, which the
+    door hands to the engine as the output format (the SETTINGS clause can then
+    always go last); ``ignored``: client settings not applied, named back."""
 
     user: str
     partner: str | None
     statement: str
     database: str | None
     settings: Mapping[str, str | int] = field(default_factory=dict)
+    output_format: str | None = None
+    ignored: tuple[str, ...] = ()
 
     def with_client_settings(self, sent: Mapping[str, str]) -> AuthorizedQuery:
         """This query with the settings a client sent where they may apply (before
-        the node's limits, which stay last); SqlRefused for one that may not."""
-        accepted = client_settings(dict(sent), dict(self.settings), partner=bool(self.partner))
-        return replace(self, settings={**accepted, **self.settings})
+        the node's limits, which stay last, lowered where the client asked less);
+        SqlRefused for one that may not."""
+        vetted = client_settings(dict(sent), dict(self.settings), partner=bool(self.partner))
+        limits: dict[str, str | int] = dict(self.settings)
+        readonly = limits.pop("readonly", 1)
+        limits.update(vetted.lowered)
+        limits["readonly"] = readonly
+        return replace(
+            self, settings={**vetted.applied, **limits}, ignored=self.ignored + vetted.ignored
+        )
 
     def sql(self) -> str:
         """The statement with its settings as a SETTINGS clause (``readonly`` last:
@@ -96,8 +112,15 @@ class AuthorizedQuery:
         return f"{self.statement}\nSETTINGS {clause}" if clause else self.statement
 
 
+_NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+
+
 def _setting(value: str | int) -> str:
-    return str(value) if isinstance(value, int) else "'" + value.replace("'", "\\'") + "'"
+    """A setting's value as ClickHouse reads it: a number as is, else a string literal
+    (backslashes escaped too: a value ending in a backslash must not end the string)."""
+    if isinstance(value, int) or _NUMBER.match(value):
+        return str(value)
+    return literal(value)
 
 
 def limit_settings(limits: QueryLimits) -> dict[str, str | int]:
@@ -106,15 +129,23 @@ def limit_settings(limits: QueryLimits) -> dict[str, str | int]:
         "max_result_rows": limits.max_rows,
         "max_result_bytes": limits.max_bytes,
         "max_memory_usage": limits.max_memory,
+        **({"max_threads": limits.max_threads} if limits.max_threads else {}),
         "result_overflow_mode": "throw",
         "readonly": 1,
     }
 
 
+class Engine(Protocol):
+    """Where the checks run their own queries: the warehouse, or (the SQL door) its
+    reader sessions, so that checking never waits on the sink's lock."""
+
+    def query_arrow(self, sql: str, *, database: str | None = None) -> pa.Table: ...
+
+
 class SqlAccess:
     """The check of one warehouse; ``users`` says which users read for a partner."""
 
-    def __init__(self, warehouse: Warehouse, users: UserStore, limits: QueryLimits | None = None):
+    def __init__(self, warehouse: Engine, users: UserStore, limits: QueryLimits | None = None):
         self.warehouse = warehouse
         self.users = users
         self.settings = limit_settings(limits or QueryLimits())
@@ -148,15 +179,16 @@ class SqlAccess:
         tree = self.syntax_tree(canonical, required=False)
         if tree is not None:
             refuse_everyone(tree)
+        bare, fmt = split_format(canonical, tree)
         try:
             # ClickHouse's parser says SELECT (even "(SELECT ...) EXCEPT ..."); for
             # the kinds it cannot write as JSON (SHOW CREATE...), the keyword check.
             is_select = tree is not None and tree.get("type") == "SelectWithUnionQuery"
-            statement = bounded(canonical if is_select else ensure_read_only(canonical), tree)
+            statement = bounded(bare if is_select else ensure_read_only(bare), tree)
         except CiteplusError as exc:
             raise SqlRefused(READONLY, f"{exc} (this user reads the warehouse only)") from None
         target = None if database in (None, "", "default") else database
-        return AuthorizedQuery(user, None, statement, target, dict(self.settings))
+        return AuthorizedQuery(user, None, statement, target, dict(self.settings), fmt)
 
     def _partner(self, user: str, partner: str, sql: str, database: str | None) -> AuthorizedQuery:
         own = database_of(partner)
@@ -165,20 +197,22 @@ class SqlAccess:
                 ACCESS_DENIED, f"{user} reads the database {own} only (its views: {views_list()})"
             )
         canonical = self.canonical(sql)
-        described = _DESCRIBE.match(canonical)
+        described_bare, described_fmt = split_format(canonical, None)
+        described = _DESCRIBE.match(described_bare)
         if described:
             if described.group(1) not in VIEWS:
                 raise not_a_view(described.group(1), own)
-            return AuthorizedQuery(user, partner, canonical, own, dict(self.settings))
+            settings = dict(self.settings)
+            return AuthorizedQuery(user, partner, described_bare, own, settings, described_fmt)
         tree = self.syntax_tree(canonical, required=True)
         assert tree is not None
         refuse_everyone(tree)
         check_partner_tree(tree, own)
+        bare, fmt = split_format(canonical, tree)
         if tree.get("type") != "ShowTablesQuery":
-            # FORMAT would apply to EXPLAIN's own output: resolve the query without it.
-            bare = _FORMAT.sub("", canonical) if "format_ast" in tree else canonical
-            self._check_resolved(bare, own)
-        return AuthorizedQuery(user, partner, bounded(canonical, tree), own, dict(self.settings))
+            self._check_resolved(bare, own)  # FORMAT gone: it would shape EXPLAIN's output
+        statement = bounded(bare, tree)
+        return AuthorizedQuery(user, partner, statement, own, dict(self.settings), fmt)
 
     def canonical(self, sql: str) -> str:
         """``sql`` as ClickHouse re-writes it: one statement, no comments."""
@@ -209,6 +243,8 @@ class SqlAccess:
     def _check_resolved(self, canonical: str, database: str) -> None:
         try:
             plan = self.warehouse.query_arrow(f"EXPLAIN QUERY TREE {canonical}", database=database)
+        except Busy:
+            raise
         except Exception as exc:
             raise clickhouse_refusal(exc) from None
         check_resolved_tree("\n".join(map(str, plan.column(0).to_pylist())), database)
@@ -216,6 +252,8 @@ class SqlAccess:
     def _scalar(self, sql: str) -> str:
         try:
             table = self.warehouse.query_arrow(sql)
+        except Busy:
+            raise
         except Exception as exc:
             raise clickhouse_refusal(exc) from None
         return str(table.column(0)[0].as_py())
@@ -231,9 +269,28 @@ def bounded(canonical: str, tree: dict[str, Any] | None) -> str:
     selects = tree.get("list_of_selects", {}).get("children", [])
     if len(selects) == 1 and selects[0].get("type") == "SelectQuery":
         return canonical
-    found = _FORMAT.search(canonical) if "format_ast" in tree else None
-    body = canonical[: found.start()] if found else canonical
-    return f"SELECT * FROM ({body})" + (found.group(0) if found else "")
+    return f"SELECT * FROM ({canonical})"
+
+
+def split_format(canonical: str, tree: dict[str, Any] | None) -> tuple[str, str | None]:
+    """``canonical`` without its FORMAT clause, and the format it named (None: none).
+
+    The door hands the format to the engine as the output format (a ClickHouse
+    server does the same with FORMAT and default_format), so the node's SETTINGS
+    clause always ends the statement. ClickHouse writes FORMAT after the query and
+    before a statement-level SETTINGS; the syntax tree says whether there is one
+    (``format_ast``), so a string or alias spelled "FORMAT x" is never cut."""
+    if tree is None:
+        found = _FORMAT.search(canonical)
+        return (canonical[: found.start()], found.group(1)) if found else (canonical, None)
+    name = (tree.get("format_ast") or {}).get("name")
+    if not isinstance(name, str):
+        return canonical, None
+    clauses = list(re.finditer(rf" FORMAT {re.escape(name)}(?= SETTINGS |$)", canonical))
+    if not clauses:
+        raise SqlRefused(SYNTAX_ERROR, f"write FORMAT {name} at the end of the query")
+    last = clauses[-1]
+    return canonical[: last.start()] + canonical[last.end() :], name
 
 
 def literal(text: str) -> str:

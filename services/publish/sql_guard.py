@@ -8,8 +8,10 @@ tested on the trees ClickHouse really produces.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from services.publish.partner_views import VIEWS
@@ -215,8 +217,8 @@ def check_resolved_tree(text: str, database: str) -> None:
         _check_function(name.strip())
 
 
-# Settings a partner's client may send (formats of the answer, its time zone, HTTP
-# progress): none widens what it reads or what a query may cost.
+# Settings a partner's client may send (formats of the answer, its time zone): none
+# widens what it reads or what a query may cost.
 PARTNER_SETTING_PREFIXES = ("output_format_", "date_time_output_format", "session_timezone")
 PARTNER_SETTINGS = frozenset(
     {
@@ -231,29 +233,98 @@ PARTNER_SETTINGS = frozenset(
         "extremes",
     }
 )
+# ... and an internal analyst's too: settings of the plan, never of what is read.
+INTERNAL_SETTINGS = re.compile(
+    r"^(join_algorithm|use_client_time_zone|totals_mode|aggregate_functions_null_for_empty|"
+    r"enable_\w*analyzer|optimize_\w+|prefer_\w+)$"
+)
+# chDB is clickhouse-local: a setting naming a file takes any path of the node
+# (format_template_row printed a node file, output_format_schema wrote one:
+# measured). Such a setting never reaches the engine, for any user.
+FILE_LIKE = re.compile(r"schema|template|path|file|dir|url|regexp", re.IGNORECASE)
+# The node's limits: a client may ask less, never more (0 is "no limit" to ClickHouse).
+LIMITS = ("max_execution_time", "max_result_rows", "max_result_bytes", "max_memory_usage")
+SETTING_CONSTRAINT_VIOLATION = 452
+BAD_ARGUMENTS = 36
 _SETTING = re.compile(r"^[a-z_][a-z0-9_]{0,127}$")
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """What became of the settings a client sent."""
+
+    applied: dict[str, str]  # passed to ClickHouse before the node's limits
+    lowered: dict[str, int]  # limits the client asked lower
+    ignored: tuple[str, ...]  # neither applied nor harmful: named back to the client
 
 
 def client_settings(
     sent: dict[str, str], fixed: dict[str, str | int], *, partner: bool
-) -> dict[str, str]:
-    """The settings a client sent (URL parameters of an HTTP door) that may apply.
+) -> ClientSettings:
+    """Vet the settings a client sent (URL parameters of an HTTP door).
 
-    The node's limits and ``readonly`` are fixed: a different value is refused (the
-    same value is harmless). A partner's client may send only answer-shaping
-    settings (PARTNER_SETTINGS); anything else is refused, never dropped silently.
+    Limits may be lowered, never raised or lifted (452); ``readonly`` stays 1
+    (1 or 2 asked: already stricter; anything else 164); a setting naming a file,
+    path, schema or template is refused (497). A partner's client may set only
+    answer-shaping settings (anything else: 164); an internal analyst's may also
+    shape the plan, and other settings are not applied and named back (``ignored``),
+    as tools send settings of their own.
     """
-    accepted = {}
+    applied: dict[str, str] = {}
+    lowered: dict[str, int] = {}
+    ignored: list[str] = []
     for name, value in sent.items():
         if not _SETTING.match(name):
             raise SqlRefused(115, f"unknown setting {name[:80]!r}")
-        if name in fixed or name == "readonly":
-            if str(fixed.get(name)) != str(value):
-                raise SqlRefused(
-                    READONLY, f"setting {name} is fixed by the node ({fixed.get(name)})"
-                )
-            continue
-        if partner and not (name in PARTNER_SETTINGS or name.startswith(PARTNER_SETTING_PREFIXES)):
+        if FILE_LIKE.search(name):
+            raise SqlRefused(
+                ACCESS_DENIED,
+                f"setting {name} names a file, path, schema or template of the node: "
+                "not available through the SQL door",
+            )
+        if name in LIMITS or name == "max_threads":
+            lowered[name] = _lower(name, value, _ceiling(name, fixed))
+        elif name in fixed or name == "readonly":
+            _same_as_fixed(name, value, fixed)
+        elif name in PARTNER_SETTINGS or name.startswith(PARTNER_SETTING_PREFIXES):
+            applied[name] = value
+        elif partner:
             raise SqlRefused(READONLY, f"setting {name} is not available to a partner's analyst")
-        accepted[name] = value
-    return accepted
+        elif INTERNAL_SETTINGS.match(name):
+            applied[name] = value
+        else:
+            ignored.append(name)
+    return ClientSettings(applied, lowered, tuple(sorted(ignored)))
+
+
+def _ceiling(name: str, fixed: dict[str, str | int]) -> int:
+    if name == "max_threads":  # not fixed by the node: one per core
+        return int(fixed.get(name) or os.cpu_count() or 1)
+    return int(fixed[name])
+
+
+def _lower(name: str, value: str, ceiling: int) -> int:
+    try:
+        asked = int(float(value))
+    except ValueError:
+        raise SqlRefused(BAD_ARGUMENTS, f"{name}={value[:40]!r} is not a number") from None
+    if asked <= 0 or asked > ceiling:  # 0 means "no limit" to ClickHouse
+        raise SqlRefused(
+            SETTING_CONSTRAINT_VIOLATION,
+            f"Setting {name} shouldn't be greater than {ceiling} for this user (asked "
+            f"{value[:40]}); ask for less or omit it",
+        )
+    return asked
+
+
+def _same_as_fixed(name: str, value: str, fixed: dict[str, str | int]) -> None:
+    if name == "readonly":
+        if value.strip() not in ("1", "2"):
+            raise SqlRefused(
+                READONLY,
+                f"readonly={value[:40]} asked, but this door only reads: send readonly=1 "
+                "or omit it",
+            )
+        return
+    if str(fixed.get(name)) != value.strip().strip("'"):
+        raise SqlRefused(READONLY, f"setting {name} is fixed by the node ({fixed.get(name)})")

@@ -2,7 +2,7 @@
 state directory.
 
 Kept free of HTTP and ClickHouse so that every door to the warehouse checks the
-same users: ``/v1/sql`` of publish today, ClickHouse's own HTTP interface later.
+same users: publish's ClickHouse HTTP interface (services/publish/clickhouse_http).
 The file (``<state>/sql/users.json``) holds scrypt hashes only, never a secret,
 and must be readable by the node's account alone (0600): a wider mode is refused
 rather than fixed, since someone may already have read it.

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from services.policy.access import PUBLIC_AUDIENCE
 from services.policy.federation import load_federation
-from services.publish.partner_views import PUBLIC_AUDIENCE, database_of, known_partners
+from services.publish.partner_views import database_of, known_partners
 from services.publish.sql_users import OPERATOR, UserStore, ensure_operator
 from services.runtime.cities import load_cities
 from services.runtime.commands import Command, cities_option, option
@@ -89,11 +90,12 @@ def list_command(args: argparse.Namespace) -> int:
 SQL_USERS = Command(
     "sql-users",
     "who may query the warehouse (internal or a partner's analysts): add, remove, list",
-    description="Users of the warehouse SQL endpoint (citeplus sql, POST /v1/sql with HTTP "
-    "Basic authentication). Kept in <state>/sql/users.json: salted scrypt hashes, mode "
-    f"600. The node creates '{OPERATOR}' on its first start, with its secret in "
-    "<state>/sql/credentials for the local citeplus sql. Others send CITEPLUS_SQL_USER "
-    "and CITEPLUS_SQL_SECRET.",
+    description="Users of the warehouse's SQL door, publish's ClickHouse HTTP interface "
+    "(sql.port, default 8123): citeplus sql, clickhouse-connect, JDBC, Grafana, DBeaver log "
+    "in with a user name and its secret as password. Kept in <state>/sql/users.json: "
+    f"salted scrypt hashes, mode 600. The node creates '{OPERATOR}' on its first start, "
+    "with its secret in <state>/sql/credentials for the local citeplus sql. Others send "
+    "CITEPLUS_SQL_USER and CITEPLUS_SQL_SECRET.",
     actions=(
         Command(
             "add",

@@ -116,6 +116,23 @@ class ApiSection:
 
 
 @dataclass(frozen=True)
+class SqlSection:
+    """ClickHouse's HTTP interface, served by publish for the embedded warehouse
+    (services/publish/clickhouse_http): the one SQL door of analysts and `citeplus sql`."""
+
+    enabled: bool = True  # off: no SQL door at all (citeplus sql then needs publish stopped)
+    host: str = "127.0.0.1"  # 0.0.0.0 to let analysts of other machines in (behind TLS)
+    port: int = 8123  # ClickHouse's own HTTP port, what clients default to
+    readers: int = 4  # analyst queries that run at once (each on its own chDB session)
+    max_execution_time_s: int = 60  # a query's ceiling; a client may ask less, never more
+    max_result_rows: int = 1_000_000
+    max_result_mb: int = 256
+    max_memory_mb: int = 2048  # memory one query may hold (publish's process holds the sink too)
+    max_query_kb: int = 1024  # a query's text (URL + body, uncompressed)
+    max_threads: int = 0  # threads per analyst query; 0: one per core
+
+
+@dataclass(frozen=True)
 class WarehouseSection:
     """A ClickHouse server to use instead of the embedded chDB warehouse (empty: chDB).
 
@@ -139,6 +156,7 @@ class NodeConfig:
     federation: FederationSection = FederationSection()
     warehouse: WarehouseSection = WarehouseSection()
     api: ApiSection = ApiSection()
+    sql: SqlSection = SqlSection()
     source: str = "<defaults>"
 
     @property
@@ -389,6 +407,7 @@ def _validate(config: NodeConfig) -> None:
         raise ConfigError("must be positive", source=config.source, key="federation.peer_timeout_s")
     _validate_ingest(config)
     _validate_api(config)
+    _validate_sql(config)
     if ":" not in config.kafka.bootstrap:
         raise ConfigError(
             f"expected host:port[,host:port], got {config.kafka.bootstrap!r}",
@@ -425,3 +444,19 @@ def _validate_api(config: NodeConfig) -> None:
             source=config.source,
             key="api",
         )
+
+
+def _validate_sql(config: NodeConfig) -> None:
+    section = config.sql
+    if not 0 < section.port < 65536:
+        raise ConfigError("expected a TCP port", source=config.source, key="sql.port")
+    limits = ("max_execution_time_s", "max_result_rows", "max_result_mb", "max_memory_mb")
+    for key in ("readers", *limits):
+        if getattr(section, key) < 1:
+            raise ConfigError("must be at least 1", source=config.source, key=f"sql.{key}")
+    if section.max_threads < 0:
+        raise ConfigError(
+            "must be 0 (one per core) or more", source=config.source, key="sql.max_threads"
+        )
+    if section.max_query_kb < 1:
+        raise ConfigError("must be at least 1", source=config.source, key="sql.max_query_kb")

@@ -31,13 +31,15 @@ class QueryLimits:
     # Memory one query may hold while it runs: the warehouse lives in publish's
     # process, beside the sink; a query building a huge array must fail, not it.
     max_memory: int = 2 * 1024 * 1024 * 1024
+    max_threads: int = 0  # threads per query; 0: the engine's default (one per core)
 
     def settings(self) -> str:
         """A SETTINGS clause; ``readonly=1`` last, since later settings in one clause
         win and, once read-only, a query may change no setting (ClickHouse refuses a
         query's own ``SETTINGS readonly=0`` then: measured with chDB)."""
+        threads = f"max_threads={self.max_threads}, " if self.max_threads else ""
         return (
-            f"SETTINGS max_execution_time={self.max_seconds}, "
+            f"SETTINGS {threads}max_execution_time={self.max_seconds}, "
             f"max_result_rows={self.max_rows}, max_result_bytes={self.max_bytes}, "
             f"max_memory_usage={self.max_memory}, "
             "result_overflow_mode='throw', readonly=1"
@@ -96,7 +98,8 @@ def ensure_read_only(sql: str) -> str:
         raise CiteplusError("one statement at a time, please")
     if not _READ_ONLY.match(code):
         raise CiteplusError(
-            "only read queries (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) run through citeplus sql"
+            "only read queries (SELECT, WITH, SHOW, DESCRIBE, EXPLAIN) run on the node's "
+            "warehouse: the pipeline alone writes it"
         )
     # Looked for in the raw text too: a quoting the skeleton does not know (ClickHouse's
     # $$heredoc$$ strings) must not hide it; a literal "outfile" in a string is refused

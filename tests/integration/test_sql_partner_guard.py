@@ -2,7 +2,8 @@
 
 A real chDB warehouse (migrated like the node's), rows of every kind of dataset
 inserted as the sink lands them, the per-partner views publish builds, and the
-SQL door of publish on loopback (HTTP Basic, the users file). The analyst of
+SQL door of publish (ClickHouse's HTTP interface) on loopback (HTTP Basic, the
+users file); answers asked as Arrow streams, refusals in ClickHouse's words. The analyst of
 partner ``grenoble`` tries everything it can write; whatever it gets back — rows
 or an error — never holds a row of a dataset the city files keep from it (each
 hidden dataset's rows carry a marker the test looks for in the raw answer bytes).
@@ -11,16 +12,16 @@ hidden dataset's rows carry a marker the test looks for in the raw answer bytes)
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import httpx
 import pytest
 
 from services.policy.sharing import SharingPolicy
+from services.publish.clickhouse_http.door import open_sql_door
 from services.publish.partner_views import refresh_partner_views
 from services.publish.questions import QUESTIONS, question
-from services.publish.service import sql_endpoint
 from services.publish.sql_access import SqlAccess
 from services.publish.sql_guard import SqlRefused
 from services.publish.sql_users import (
@@ -32,10 +33,11 @@ from services.publish.sql_users import (
     sql_dir,
 )
 from services.runtime.cities import CityConfig, SourceConfig
-from services.runtime.metrics import MetricsServer, ServiceMetrics
+from services.runtime.config import load_node_config
 from services.warehouse.chdb_embedded import ChdbWarehouse
 from services.warehouse.migrations import migrate
 from services.warehouse.query import QueryLimits, from_ipc
+from testkit.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +65,7 @@ def source(source_id: str) -> SourceConfig:
         entity="id",
         token="t",
         sharing=sharing,
-        privacy={"personal": True} if personal else None,
+        privacy={"personal": personal},  # declared: undeclared counts as personal
     )
 
 
@@ -81,9 +83,12 @@ class Door:
     annecy: Credentials
     internal: Credentials
 
-    def post(self, sql: str, who: Credentials | None = None) -> httpx.Response:
+    def post(
+        self, sql: str, who: Credentials | None = None, params: dict | None = None
+    ) -> httpx.Response:
         headers = {"Authorization": basic_authorization(who or self.grenoble)}
-        return httpx.post(self.url, content=sql.encode(), headers=headers, timeout=60)
+        asked = {"default_format": "ArrowStream", **(params or {})}
+        return httpx.post(self.url, params=asked, content=sql.encode(), headers=headers, timeout=60)
 
 
 def land(warehouse: ChdbWarehouse) -> None:
@@ -132,23 +137,39 @@ def door(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Door]:
         "internal": Credentials("staff", store.add("staff")),
     }
     limits = QueryLimits(max_rows=1000, max_seconds=20, max_memory=256 * 1024 * 1024)
-    server = MetricsServer(
-        ServiceMetrics("publish"),
-        "127.0.0.1",
-        0,
-        post_routes={"/v1/sql": sql_endpoint(warehouse, store, limits)},
-    ).start()
+    base = load_node_config()
+    node = replace(
+        base,
+        node=replace(base.node, state_dir=str(state), id="guard-node"),
+        sql=replace(
+            base.sql,
+            port=free_port(),
+            readers=2,
+            max_result_rows=1000,
+            max_execution_time_s=20,
+            max_memory_mb=256,
+        ),
+    )
+    service = open_sql_door(node, warehouse)
+    assert service is not None
+    service.start()
     try:
-        yield Door(
-            f"http://127.0.0.1:{server.port}/v1/sql",
-            state,
-            warehouse,
-            SqlAccess(warehouse, store, limits),
-            **users,
-        )
+        access = SqlAccess(warehouse, store, limits)
+        yield Door(service.url + "/", state, warehouse, access, **users)
     finally:
-        server.stop()
+        service.stop()
         warehouse.close()
+
+
+def refused(answer: httpx.Response) -> bool:
+    """Refused as a ClickHouse server refuses: a 4xx (400, or 403/404 for access and
+    unknown names), its code in X-ClickHouse-Exception-Code, "Code: N." text."""
+    code = answer.headers.get("X-ClickHouse-Exception-Code", "")
+    return (
+        answer.status_code in (400, 403, 404)
+        and answer.text.startswith(f"Code: {code}. DB::Exception: ")
+        and code.isdigit()
+    )
 
 
 def rows(answer: httpx.Response) -> list[dict]:
@@ -191,7 +212,7 @@ def test_the_readme_questions_run_unchanged_on_a_partners_views(door: Door) -> N
         answer = door.post(asked.sql)
         assert not leaks(answer), asked.slug
         if asked.slug == "dead-letters-by-reason":
-            assert answer.status_code == 400 and "dead_letters" in answer.text
+            assert refused(answer) and "dead_letters" in answer.text
         else:
             assert answer.status_code == 200, (asked.slug, answer.text)
     top = rows(door.post(question("top-consuming-zones").sql.replace("'P1D'", "'day'")))
@@ -208,7 +229,7 @@ def test_only_released_aggregates_reach_a_partner(door: Door) -> None:
         "SELECT * FROM default.energy_aggregates_released",
     ]:
         answer = door.post(sql)
-        assert answer.status_code == 400 and not leaks(answer), sql
+        assert refused(answer) and not leaks(answer), sql
 
 
 ATTACKS = [
@@ -299,8 +320,7 @@ ATTACKS = [
 @pytest.mark.parametrize("sql", ATTACKS)
 def test_whatever_a_partner_writes_it_gets_no_hidden_row(door: Door, sql: str) -> None:
     answer = door.post(sql)
-    assert answer.status_code == 400, (sql, answer.status_code, answer.text[:300])
-    assert answer.text.startswith("Code: "), answer.text[:300]
+    assert refused(answer), (sql, answer.status_code, answer.text[:300])
     assert not leaks(answer), sql
 
 
@@ -320,7 +340,7 @@ def test_refusals_say_the_same_whether_the_name_exists_or_not(door: Door) -> Non
             "SELECT count() FROM observations AS o JOIN {} AS x ON 1",
         ):
             a, b = door.post(template.format(real)), door.post(template.format(missing))
-            assert a.status_code == b.status_code == 400
+            assert refused(a) and refused(b) and a.status_code == b.status_code
             assert _named(a.text, real) == _named(b.text, missing), (a.text, b.text)
 
 
@@ -346,7 +366,7 @@ def test_counting_a_hidden_dataset_through_visible_views_learns_nothing(door: Do
 def test_errors_name_no_table_the_partner_did_not_write(door: Door) -> None:
     for sql in ["SELECT * FROM dead_letters", "SELECT * FROM schema_migration"]:
         answer = door.post(sql)
-        assert answer.status_code == 400
+        assert refused(answer)
         assert "default" not in answer.text and "Maybe you meant" not in answer.text
 
 
@@ -362,7 +382,7 @@ def test_limits_hold_for_every_analyst_whatever_the_shape_of_the_query(door: Doo
     ]:
         for who in (door.grenoble, door.internal):
             too_many = door.post(sql, who)
-            assert too_many.status_code == 400, (sql, who.user)
+            assert refused(too_many), (sql, who.user)
             assert "max rows" in too_many.text.lower(), (sql, too_many.text[:200])
 
 
@@ -370,7 +390,7 @@ def test_a_query_holding_too_much_memory_fails_alone(door: Door) -> None:
     """publish's process holds the sink too: a partner's query that would fill its
     memory is stopped by the limit, and the next query runs."""
     big = door.post("SELECT length(groupArray(toString(number))) AS n FROM numbers(100000000)")
-    assert big.status_code == 400 and "memory limit" in big.text.lower(), big.text[:300]
+    assert refused(big) and "memory limit" in big.text.lower(), big.text[:300]
     assert rows(door.post("SELECT count() AS n FROM observations")) == [{"n": 6}]
 
 
@@ -394,10 +414,10 @@ def test_no_analyst_reads_the_nodes_files_or_hides_a_second_statement(door: Door
     file(), and a quote inside a '#' comment hid a DROP from the read-only check."""
     secret_file = sql_dir(door.state) / CREDENTIALS_FILE
     answer = door.post(f"SELECT file('{secret_file}') AS s", door.internal)
-    assert answer.status_code == 400
+    assert refused(answer)
     assert secret_file.read_text().split(":")[1].strip() not in answer.text
     dropped = door.post("SELECT 1 # it's\n; DROP TABLE dead_letters; --'", door.internal)
-    assert dropped.status_code == 400
+    assert refused(dropped)
     assert rows(door.post("EXISTS TABLE dead_letters", door.internal)) == [{"result": 1}]
     assert not Path("/tmp/partner-guard-leak.csv").exists()
 
@@ -416,7 +436,7 @@ def test_views_are_rebuilt_idempotently_and_dropped_with_their_partner(door: Doo
     )
     assert names.column("name").to_pylist() == ["partner_grenoble"]
     gone = door.post("SELECT count() AS n FROM observations", door.annecy)
-    assert gone.status_code == 400 and not leaks(gone)
+    assert refused(gone) and not leaks(gone)
     # aggregates no longer shared: the view is empty, not an error
     assert rows(door.post("SELECT count() AS n FROM energy_aggregates")) == [{"n": 0}]
     refresh_partner_views(door.warehouse, CITIES, AGGREGATES)  # as the module found it
@@ -432,17 +452,83 @@ def test_partner_queries_never_move_the_sinks_session_to_another_database(door: 
 
 
 def test_settings_a_client_sends_never_widen_the_limits(door: Door) -> None:
-    """What an HTTP door does with the settings a client sends as URL parameters."""
+    """What the door does with the settings a client sends as URL parameters: the
+    node's limits may be lowered (452 when raised or lifted), read-only stays, a
+    partner's client may only shape the answer, no setting names a file."""
     access = door.access
     partner = access.authorize(door.grenoble.user, "SELECT number FROM numbers(5000)")
-    for sent in ({"max_result_rows": "0"}, {"readonly": "0"}, {"max_threads": "64"}):
-        with pytest.raises(SqlRefused) as refused:
+    for sent, code in (
+        ({"max_result_rows": "0"}, 452),
+        ({"max_result_rows": "100000"}, 452),
+        ({"readonly": "0"}, 164),
+        ({"max_threads": "64"}, 452),
+        ({"join_algorithm": "hash"}, 164),
+        ({"format_template_row": "/etc/hostname"}, 497),
+    ):
+        with pytest.raises(SqlRefused) as refusal:
             partner.with_client_settings(sent)
-        assert refused.value.code == 164
+        assert refusal.value.code == code, sent
+        answer = door.post("SELECT number FROM numbers(5000)", params=sent)
+        assert refused(answer) and answer.headers["X-ClickHouse-Exception-Code"] == str(code)
     shaped = partner.with_client_settings({"output_format_json_quote_64bit_integers": "0"})
     with pytest.raises(SqlRefused, match="max rows"):
         access.run(shaped)
+    fewer = door.post("SELECT number FROM numbers(50)", params={"max_result_rows": "10"})
+    assert refused(fewer) and "max rows" in fewer.text.lower()
     internal = access.authorize(door.internal.user, "SELECT getSetting('max_threads') AS t")
-    assert access.run(internal.with_client_settings({"max_threads": "3"})).to_pylist() == [{"t": 3}]
+    assert access.run(internal.with_client_settings({"max_threads": "1"})).to_pylist() == [{"t": 1}]
     with pytest.raises(SqlRefused):
         internal.with_client_settings({"max_execution_time": "0"})
+
+
+def test_a_setting_value_is_data_whatever_quotes_and_backslashes_it_holds(door: Door) -> None:
+    """Failed before: a value ending in a backslash ended the quoted string early, so
+    the rest of the value was read as more settings of the SETTINGS clause."""
+    value = "x\\', readonly=0, output_format_csv_delimiter='\\"
+    sql = "SELECT getSetting('output_format_sql_insert_table_name') AS v"
+    for who in (door.grenoble, door.internal):
+        answer = door.post(sql, who, {"output_format_sql_insert_table_name": value})
+        assert rows(answer) == [{"v": value}], answer.text[:300]
+
+
+def test_a_format_clause_and_default_format_for_both_kinds_of_users(door: Door) -> None:
+    """The door cuts the FORMAT the analyst wrote from the checked statement and has
+    the engine write it, so the node's SETTINGS always end the statement."""
+    for who, n in ((door.grenoble, 6), (door.internal, 12)):
+        sql = "SELECT count() AS n FROM observations"
+        clause = door.post(f"{sql} FORMAT JSONEachRow", who)
+        assert clause.text == f'{{"n":{n}}}\n' and clause.headers["X-ClickHouse-Format"] == (
+            "JSONEachRow"
+        )
+        setting = door.post(sql, who, {"default_format": "CSVWithNames"})
+        assert setting.text == f'"n"\n{n}\n'
+        union = door.post(f"{sql} UNION ALL {sql} FORMAT CSV", who)
+        assert union.text == f"{n}\n{n}\n", union.text
+        literal = door.post("SELECT 'a FORMAT JSON' AS s", who, {"default_format": "CSV"})
+        assert literal.text == '"a FORMAT JSON"\n'
+        # a FORMAT does not hide the limits, nor is the limit bypassed by one
+        many = door.post("SELECT number FROM numbers(5000) FORMAT CSV", who)
+        assert refused(many) and "max rows" in many.text.lower()
+
+
+def test_the_entity_tables_reach_a_partner_filtered_like_observations(door: Door) -> None:
+    """The federation API's entity tables (latest values, readings by entity) hold
+    every source's entities: a partner reads them only through its own views, which
+    keep the rows of its datasets and no position."""
+    for table in ("observations_latest", "readings_by_entity"):
+        everything = door.post(f"SELECT count() AS n FROM {table}", door.internal)
+        assert rows(everything)[0]["n"] > 0, table  # the node's own tables are filled
+        seen = door.post(f"SELECT DISTINCT source FROM {table} ORDER BY source")
+        assert not leaks(seen), table
+        assert [r["source"] for r in rows(seen)] == [
+            "air-open",
+            "linky-grenoble",
+            "velo-grenoble",
+        ], table
+        for sql in (
+            f"SELECT * FROM default.{table}",
+            f"SELECT entity FROM observations WHERE entity IN (SELECT entity FROM default.{table})",
+            f"SELECT lat FROM {table}",
+        ):
+            answer = door.post(sql)
+            assert refused(answer) and not leaks(answer), (sql, answer.text[:200])

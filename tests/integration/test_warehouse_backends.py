@@ -14,7 +14,8 @@ from services.publish.questions import QUESTIONS, question
 from services.publish.rows import Landed, aggregates_table, observations_table, released_table
 from services.runtime.paths import REPO_ROOT
 from services.warehouse.migrations import migrate
-from testkit.records import T0, energy_aggregate, observation, released_aggregate
+from testkit.records import T0, energy_aggregate, released_aggregate
+from testkit.warehouse_rows import lyon_day
 
 HOUR = 3_600_000_000
 
@@ -38,37 +39,6 @@ def warehouse(request, tmp_path: Path):
         wh = ClickHouseServerWarehouse(url.rstrip("/") + f"/{database}")
     yield wh
     wh.close()
-
-
-def lyon_day() -> list[Landed]:
-    """Two zones of Lyon, hourly energy over one day; NO2 with one exceedance."""
-    batch = []
-    for meter, zone, base in (
-        ("a", "693810101", 1.0),
-        ("b", "693810101", 2.0),
-        ("c", "693810102", 4.0),
-    ):
-        values = [base * (3.0 if h == 18 else 1.0) for h in range(24)]
-        record = {
-            **observation(points=24, entity=meter),
-            "metric": "active_energy_import",
-            "zone": zone,
-            "step_seconds": 3600,
-            "values": values,
-            "sector": "residential",
-        }
-        batch.append(Landed(record, "observations.v1", 0, len(batch)))
-    no2 = {
-        **observation(points=3, entity="station-1"),
-        "domain": "environment",
-        "metric": "no2",
-        "unit": "µg/m3",
-        "zone": "693810101",
-        "step_seconds": 3600,
-        "values": [80.0, 240.0, 120.0],
-    }
-    batch.append(Landed(no2, "observations.v1", 0, len(batch)))
-    return batch
 
 
 def test_migrations_are_idempotent(warehouse) -> None:
@@ -104,8 +74,9 @@ def test_derived_windows_land_flagged_and_older_records_read_false(warehouse) ->
     flag = warehouse.query_arrow("SELECT derived FROM energy_aggregates_released").to_pylist()
     assert flag == [{"derived": True}]
     # and the federation API says so (no peak)
-    from services.federation import queries
     from services.federation.generated.citeplus.federation.v1 import federation_pb2 as pb
+
+    from services.federation import queries
 
     question = queries.Question(
         kind=pb.AGGREGATE_KIND_ENERGY_AGGREGATES,

@@ -14,6 +14,7 @@ from services.policy.sharing import SharingPolicy
 from services.publish.partner_views import (
     database_of,
     entity_access,
+    is_personal,
     partner_scope,
     view_statements,
 )
@@ -36,10 +37,20 @@ def test_entity_level_rows_of_a_personal_source_only_for_a_named_partner() -> No
     assert not entity_access(OPEN, False, "public")
 
 
+def test_a_source_that_does_not_say_it_is_not_personal_counts_as_personal() -> None:
+    """The policy module's reading (services/policy/access.py), not a second one: an
+    energy source without a privacy section is a household's meter."""
+    undeclared = SourceConfig("lyon", "m", "csv", "m", "energy", "id", "t", sharing=None)
+    declared = SourceConfig(
+        "lyon", "m", "csv", "m", "energy", "id", "t", privacy={"personal": False}
+    )
+    assert is_personal(undeclared) and not is_personal(declared)
+
+
 def source(source_id: str, sharing: dict | None, personal: bool = False) -> SourceConfig:
     return SourceConfig(
         "lyon", source_id, "csv", source_id, "energy", "id", "t",
-        privacy={"personal": True} if personal else None, sharing=sharing,
+        privacy={"personal": personal}, sharing=sharing,
     )  # fmt: skip
 
 
