@@ -77,6 +77,8 @@ class LocalNode:
             "CITEPLUS_REGISTRY_PORT": str(b + 2),
             "CITEPLUS_INGEST_PORT": str(b + 3),
             "CITEPLUS_SQL_PORT": str(b + 6),
+            "CITEPLUS_API_PORT": str(b + 7),
+            "CITEPLUS_FEDERATION_LISTEN": f"127.0.0.1:{b + 8}",
             "CITEPLUS_METRICS_BASE_PORT": str(b + 10),
             **self.secrets,
         }
@@ -89,6 +91,11 @@ class LocalNode:
     def sql_url(self) -> str:
         """publish's ClickHouse HTTP interface."""
         return f"http://127.0.0.1:{self.base_port + 6}/"
+
+    @property
+    def api_url(self) -> str:
+        """The common API (NGSI-LD) of this node."""
+        return f"http://127.0.0.1:{self.base_port + 7}"
 
     @property
     def publish_url(self) -> str:

@@ -74,9 +74,8 @@ def test_derived_windows_land_flagged_and_older_records_read_false(warehouse) ->
     flag = warehouse.query_arrow("SELECT derived FROM energy_aggregates_released").to_pylist()
     assert flag == [{"derived": True}]
     # and the federation API says so (no peak)
-    from services.federation.generated.citeplus.federation.v1 import federation_pb2 as pb
-
     from services.federation import queries
+    from services.federation.generated.citeplus.federation.v1 import federation_pb2 as pb
 
     question = queries.Question(
         kind=pb.AGGREGATE_KIND_ENERGY_AGGREGATES,
