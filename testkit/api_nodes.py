@@ -243,13 +243,13 @@ def start_world(
     cities: tuple[str, ...],
     *,
     infrastructure: tuple[str, str],
-    dead_peers: dict[str, str] | None = None,
+    extra_peers: dict[str, list[dict[str, str]]] | None = None,
     days: int = 2,
     entities: int = 3,
     peer_timeout_s: float = 3.0,
 ) -> World:
-    """One node per city, each peering with every other (and ``dead_peers``: a code
-    and an address that never answers, given to the first city only)."""
+    """One node per city, each peering with every other, plus ``extra_peers[city]``
+    (``{code, address}`` entries: a peer that never answers, one that is down)."""
     from testkit.federation_nodes import make_authority
 
     bootstrap, registry = infrastructure
@@ -277,9 +277,8 @@ def start_world(
             for other in cities
             if other != code
         ]
-    first = nodes[cities[0]]
-    for code, address in (dead_peers or {}).items():
-        first.federation.peers.append({"code": code, "address": address})
+    for code, extra in (extra_peers or {}).items():
+        nodes[code].federation.peers += extra
     world = World(nodes, certs)
     try:
         seeding = [node.prepare() for node in nodes.values()]
