@@ -137,6 +137,8 @@ class ApiNode:
                 "CITEPLUS_API_PORT": str(self.api_port),
                 "CITEPLUS_API_ANONYMOUS_RATE": str(self.rate_per_s),
                 "CITEPLUS_API_KEY_RATE": str(self.rate_per_s),
+                "CITEPLUS_API_ANONYMOUS_BURST": str(self.rate_per_s),
+                "CITEPLUS_API_KEY_BURST": str(self.rate_per_s),
                 "CITEPLUS_METRICS_BASE_PORT": str(self.metrics_base),
             }
         )
@@ -214,7 +216,23 @@ class ApiNode:
         done = self.citeplus(*args)
         if done.returncode != 0:
             raise RuntimeError(f"citeplus {' '.join(args)} failed:\n{done.stderr[-3000:]}")
-        return secret_in(done.stdout)
+        secret = secret_in(done.stdout)
+        self.wait_key_known(secret)
+        return secret
+
+    def wait_key_known(self, secret: str, timeout_s: float = 30.0) -> None:
+        """Until the running api has read the new key (it reloads its key file)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            answer = httpx.get(
+                f"{self.url}/ngsi-ld/v1/types",
+                headers={"Authorization": f"Bearer {secret}"},
+                timeout=10,
+            )
+            if answer.status_code != 401:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"the api of {self.code} still refuses a key created {timeout_s} s ago")
 
 
 def secret_in(output: str) -> str:
