@@ -15,9 +15,9 @@ from testkit.api_world import SOURCES
 BASE = "/ngsi-ld/v1"
 ENERGY_TYPE = "CitePlusEnergyAggregate"
 TYPE_OF = {source.id: source.entity_type for source in SOURCES}
-# The response header that says how each node of the federation fared (19's contract:
-# one entry per node, its code and its outcome).
-PEERS_HEADER = "NGSILD-Federation-Status"
+# The response header that says how each node of the federation fared (one entry
+# per node asked: ``lyon=answered, paris=timed-out``).
+PEERS_HEADER = "Citeplus-Peers"
 
 
 def ngsi_id(entity_type: str, city: str, key: str) -> str:

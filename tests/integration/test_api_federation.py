@@ -96,7 +96,7 @@ def test_a_hung_peer_gives_a_partial_answer_with_its_status(world) -> None:
     assert response.status_code == 200, response.text
     assert sorted(ids(response.json())) == sorted(expected_rows([lyon, paris], "air"))
     outcomes = peer_outcomes(response)
-    assert outcomes["nice"] in ("timed_out", "unreachable"), outcomes
+    assert outcomes["nice"] in ("timed-out", "unreachable"), outcomes
     assert outcomes["lyon"] == outcomes["paris"] == "answered"
 
 
