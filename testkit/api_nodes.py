@@ -207,6 +207,7 @@ class ApiNode:
     def create_key(self, application: str, partner: str | None = None) -> str:
         """A key issued by this node (``citeplus api keys create``): its secret."""
         args = ["api", "keys", "create", "--application", application]
+        args += ["--cities", str(self.root / "cities")]  # the partner must be a city's
         if partner:
             args += ["--partner", partner]
         done = self.citeplus(*args)
