@@ -20,6 +20,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -204,8 +205,9 @@ class ApiNode:
                 self.process.kill()
                 self.process.wait(10)
 
-    def create_key(self, application: str, partner: str | None = None) -> str:
-        """A key issued by this node (``citeplus api keys create``): its secret."""
+    def create_key(self, application: str, partner: str | None = None, wait: bool = True) -> str:
+        """A key issued by this node (``citeplus api keys create``): its secret; with
+        ``wait``, once the running api has read it."""
         args = ["api", "keys", "create", "--application", application]
         args += ["--cities", str(self.root / "cities")]  # the partner must be a city's
         if partner:
@@ -214,8 +216,14 @@ class ApiNode:
         if done.returncode != 0:
             raise RuntimeError(f"citeplus {' '.join(args)} failed:\n{done.stderr[-3000:]}")
         secret = secret_in(done.stdout)
-        self.wait_key_known(secret)
+        if wait:
+            self.wait_key_known(secret)
         return secret
+
+    def issue_keys(self, wanted: dict[str, tuple[str, str | None]]) -> dict[str, str]:
+        """Keys ``{name: (application, partner)}`` issued one after the other (the key
+        file is rewritten by each), before the api starts: ``{name: secret}``."""
+        return {name: self.create_key(*spec, wait=False) for name, spec in wanted.items()}
 
     def wait_key_known(self, secret: str, timeout_s: float = 30.0) -> None:
         """Until the running api has read the new key (it reloads its key file)."""
@@ -246,6 +254,7 @@ class World:
 
     nodes: dict[str, ApiNode]
     certs: Path
+    keys: dict[str, dict[str, str]] = field(default_factory=dict)  # city -> name -> secret
 
     def stop(self) -> None:
         for node in self.nodes.values():
@@ -262,9 +271,11 @@ def start_world(
     days: int = 2,
     entities: int = 3,
     peer_timeout_s: float = 3.0,
+    keys: dict[str, dict[str, tuple[str, str | None]]] | None = None,
 ) -> World:
     """One node per city, each peering with every other, plus ``extra_peers[city]``
-    (``{code, address}`` entries: a peer that never answers, one that is down)."""
+    (``{code, address}`` entries: a peer that never answers, one that is down), and
+    ``keys[city]`` issued by that city's node while the warehouses are seeded."""
     from testkit.federation_nodes import make_authority
 
     bootstrap, registry = infrastructure
@@ -297,6 +308,12 @@ def start_world(
     world = World(nodes, certs)
     try:
         seeding = [node.prepare() for node in nodes.values()]
+        with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+            issued = {
+                code: pool.submit(nodes[code].issue_keys, wanted)
+                for code, wanted in (keys or {}).items()
+            }
+            world.keys = {code: future.result() for code, future in issued.items()}
         if [p.wait(600) for p in seeding] != [0] * len(seeding):
             raise RuntimeError("seeding a warehouse failed (see the output above)")
         for node in nodes.values():

@@ -101,6 +101,13 @@ def world(infrastructure, tmp_path_factory):
         infrastructure=infrastructure,
         extra_peers=extra,
         peer_timeout_s=2.0,
+        keys={  # issued by lyon: a key is valid on the node that issued it only
+            "lyon": {
+                "A": ("meter-dashboard", PARTNER_A),
+                "B": ("parking-app", PARTNER_B),
+                "plain": ("citizen-map", None),
+            }
+        },
     )
     try:
         yield started
@@ -111,12 +118,7 @@ def world(infrastructure, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def keys(world) -> dict[str, str]:
-    lyon = world.nodes["lyon"]
-    return {
-        "A": lyon.create_key("meter-dashboard", PARTNER_A),
-        "B": lyon.create_key("parking-app", PARTNER_B),
-        "plain": lyon.create_key("citizen-map"),
-    }
+    return world.keys["lyon"]
 
 
 # -- a real NGSI-LD client ------------------------------------------------------------------
@@ -273,14 +275,15 @@ def test_a_partner_key_sees_its_share_and_never_the_other_partners(world, keys) 
 def test_an_internal_dataset_never_appears(world, keys) -> None:
     water_ids = sorted(expected_rows(world.nodes.values(), "water"))
     water_type = TYPE_OF["water"]
-    for key in (None, keys["A"], keys["B"], keys["plain"]):
-        for node in world.nodes.values():
-            types = call(node, f"{BASE}/types", key=key).json()
-            assert water_type not in str(types)
-            assert entities(node, key, type=water_type) == []
-            assert entities(node, key, attrs="water_volume", type=",".join(TYPE_OF.values())) == []
-            for entity_id in (water_ids[0], water_ids[-1]):
-                assert call(node, f"{BASE}/entities/{entity_id}", key=key).status_code == 404
+    callers = [(node, None) for node in world.nodes.values()]
+    callers += [(world.nodes["lyon"], keys[name]) for name in ("A", "B", "plain")]
+    for node, key in callers:
+        types = call(node, f"{BASE}/types", key=key).json()
+        assert water_type not in str(types)
+        assert entities(node, key, type=water_type) == []
+        assert entities(node, key, attrs="water_volume", type=",".join(TYPE_OF.values())) == []
+        for entity_id in (water_ids[0], water_ids[-1]):
+            assert call(node, f"{BASE}/entities/{entity_id}", key=key).status_code == 404
 
 
 # -- the attacker's view: anonymous and public keys ----------------------------------------
@@ -290,28 +293,26 @@ def test_anonymous_never_gets_entity_level_data_of_a_personal_source(world, keys
     nodes = list(world.nodes.values())
     personal = {source: sorted(expected_rows(nodes, source)) for source in PERSONAL}
     assert all(len(found) == 12 for found in personal.values())
-    between = {"timerel": "between", "timeAt": START, "endTimeAt": END}
-    for key in (None, keys["plain"]):
-        for node in nodes:
-            for source, found in personal.items():
-                entity_type = TYPE_OF[source]
-                assert entities(node, key, type=entity_type) == [], (source, key)
-                assert entities(node, key, type=entity_type, idPattern=".*") == []
-                assert entities(node, key, type=entity_type, q="active_energy_import>=0") == []
-                for entity_id in (found[0], found[-1]):
-                    assert call(node, f"{BASE}/entities/{entity_id}", key=key).status_code == 404
-                    temporal = call(node, f"{BASE}/temporal/entities/{entity_id}", between, key=key)
-                    assert temporal.status_code == 404, temporal.text
-                listed = call(
-                    node, f"{BASE}/temporal/entities", {"type": entity_type, **between}, key=key
-                )
-                assert listed.status_code == 200 and listed.json() == [], listed.text
-            # What may be opened of a load curve is an aggregate: those are served.
-            cells = entities(node, key, type=ENERGY_TYPE)
-            assert {c["id"].split(":")[3] for c in cells} == {"lyon", "paris"}
-            text = str(cells)
-            for source in PERSONAL:
-                assert f"-{source}-" not in text  # no pseudonym of a meter in an aggregate
+    for node, key in [(nodes[0], None), (nodes[1], None), (world.nodes["lyon"], keys["plain"])]:
+        for source, found in personal.items():
+            entity_type = TYPE_OF[source]
+            assert entities(node, key, type=entity_type) == [], (source, key)
+            assert entities(node, key, type=entity_type, idPattern=".*") == []
+            assert entities(node, key, type=entity_type, q="active_energy_import>=0") == []
+            for entity_id in (found[0], found[-1]):
+                assert call(node, f"{BASE}/entities/{entity_id}", key=key).status_code == 404
+                temporal = call(node, f"{BASE}/temporal/entities/{entity_id}", BETWEEN, key=key)
+                assert temporal.status_code == 404, temporal.text
+            listed = call(
+                node, f"{BASE}/temporal/entities", {"type": entity_type, **BETWEEN}, key=key
+            )
+            assert listed.status_code == 200 and listed.json() == [], listed.text
+        # What may be opened of a load curve is an aggregate: those are served.
+        cells = entities(node, key, type=ENERGY_TYPE)
+        assert {c["id"].split(":")[3] for c in cells} == {"lyon", "paris"}
+        text = str(cells)
+        for source in PERSONAL:
+            assert f"-{source}-" not in text  # no pseudonym of a meter in an aggregate
     # The same queries with the partner the city named do return the meters: the
     # refusals above are the policy's, not an empty warehouse.
     assert len(entities(world.nodes["lyon"], keys["A"], type=TYPE_OF["meters"])) == 12
