@@ -117,10 +117,15 @@ def summarise(latencies: list[float], statuses: dict[int, int], seconds: float) 
     )
 
 
+FAILURES: dict[int, str] = {}  # status -> the first answer of that status (why it failed)
+
+
 async def fetch(session: aiohttp.ClientSession, url: str, statuses: dict[int, int]) -> None:
     async with session.get(url) as response:
-        await response.read()
+        body = await response.read()
         statuses[response.status] = statuses.get(response.status, 0) + 1
+        if response.status != 200 and response.status not in FAILURES:
+            FAILURES[response.status] = body[:300].decode("utf-8", "replace")
 
 
 async def closed_loop(url: str, concurrency: int, seconds: float) -> Figures:
@@ -189,6 +194,9 @@ def report(question: Question, node: ApiNode, args: argparse.Namespace) -> None:
         f"  open loop {args.rate:g} req/s: p50 {opened.p50_ms:.1f} ms, p99 {opened.p99_ms:.1f} ms,"
         f" {opened.errors} not 200 {opened.statuses}"
     )
+    for status, body in sorted(FAILURES.items()):
+        print(f"  first {status}: {body}")
+    FAILURES.clear()
     if question.name.startswith("entities of one type"):
         print(f"  goal >= {GOAL_RPS:,.0f} req/s: {closed.rps / GOAL_RPS:.2f} x the goal")
     if question.local:
