@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import tempfile
 import time
@@ -231,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=100.0, help="open-loop requests/s")
     args = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="citeplus-bench-api-"))
+    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     try:
         local = world(root / "local", ("lyon",), args)
         try:
@@ -248,6 +250,7 @@ def main(argv: list[str] | None = None) -> int:
             pair.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    print(f"\nload average after: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     return 0
 
 
