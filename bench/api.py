@@ -109,7 +109,15 @@ def questions(days: int) -> list[Question]:
     ]
     # A condition every reading meets, different at every request: the same answer,
     # never from the cache. (The temporal question's window is the month either way.)
-    misses = [uncached(question, "&q=no2>-{n}") for question in listed[:3]]
+    # The one-entity route takes no q (NGSI-LD): its miss asks the entities route by id.
+    by_id = listed[1].path.replace(
+        f"/temporal/entities/{station}?", f"/temporal/entities?id={station}&"
+    )
+    misses = [
+        uncached(listed[0], "&q=no2>-{n}"),
+        uncached(Question(listed[1].name, by_id, True), "&q=no2>-{n}"),
+        uncached(listed[2], "&q=no2>-{n}"),
+    ]
     return [*listed, *misses]
 
 
