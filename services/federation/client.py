@@ -28,6 +28,11 @@ def open_channel(
     options: list[tuple[str, Any]] = [
         ("grpc.max_receive_message_length", MAX_MESSAGE),
         ("grpc.keepalive_time_ms", 30_000),
+        # A peer back from a restart is dialled again within seconds, not after gRPC's
+        # default back-off (up to 120 s): a federated answer stays partial no longer.
+        ("grpc.initial_reconnect_backoff_ms", 500),
+        ("grpc.min_reconnect_backoff_ms", 500),
+        ("grpc.max_reconnect_backoff_ms", 5_000),
     ]
     if expected_identity:
         options.append(("grpc.ssl_target_name_override", expected_identity))

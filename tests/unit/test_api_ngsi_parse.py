@@ -395,3 +395,12 @@ ENTITY_KEYS = set(PARAMETERS) - {
     "aggrMethods",
     "aggrPeriodDuration",
 }
+
+
+def test_the_count_is_asked_as_ngsi_ld_1_3_clients_ask_it() -> None:
+    """ngsildclient's temporal queries send ``options=count`` (NGSI-LD 1.3's spelling of
+    ``count=true``): it gets the count, not a 400."""
+    old = entity_params(MultiDict([("type", "AirQualityObserved"), ("options", "count")]), NAMES)
+    new = entity_params(MultiDict([("type", "AirQualityObserved"), ("count", "true")]), NAMES)
+    assert old.page.count and new.page.count
+    assert old.format == new.format == "normalized"

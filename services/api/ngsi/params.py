@@ -135,7 +135,9 @@ def entity_params(query: MultiMapping[str], names: Names) -> EntityParams:
 
 def representation(values: Mapping[str, str], temporal: bool = False) -> tuple[frozenset, str]:
     """``options`` and ``format``: one representation at most (normalized by default)."""
-    allowed = {"keyValues", "simplified", "concise", "normalized"}
+    # "count": how NGSI-LD 1.3 asked for the count (count=true since 1.4); clients of that
+    # time (ngsildclient's temporal queries) still send it.
+    allowed = {"keyValues", "simplified", "concise", "normalized", "count"}
     if temporal:
         allowed |= {"temporalValues", "aggregatedValues"}
     options = frozenset(_list(values, "options"))
@@ -253,7 +255,7 @@ def _list(values: Mapping[str, str], name: str) -> list[str]:
 
 
 def page(values: Mapping[str, str], max_limit: int = MAX_LIMIT) -> Page:
-    count = _boolean(values, "count")
+    count = _boolean(values, "count") or "count" in _list(values, "options")
     limit = _integer(values, "limit", DEFAULT_LIMIT, 0, max_limit)
     offset = _integer(values, "offset", 0, 0, MAX_WINDOW)
     if limit == 0 and not count:
