@@ -85,3 +85,17 @@ def test_two_ids_that_decode_to_the_same_path_are_not_served_from_one_cache_entr
     assert first[0] == 200 and second[0] == 200
     assert first[2]["id"] == "urn:ngsi-ld:OffStreetParking:lyon:a%2Fb"
     assert second[2]["id"] == "urn:ngsi-ld:OffStreetParking:lyon:a%252Fb"
+
+
+def test_a_time_at_the_edge_of_the_calendar_is_a_400_that_says_why() -> None:
+    """A zone offset pushing timeAt past year 1 or 9999 overflowed on its way to the
+    federation's Timestamp: a 500 for a client's mistake."""
+    temporal = "/ngsi-ld/v1/temporal/entities?type=AirQualityObserved&timerel="
+    requests = [
+        (temporal + "before&timeAt=0001-01-01T00:00:00%2B01:00", {}),
+        (temporal + "after&timeAt=9999-12-31T23:59:59-05:00", {}),
+        (temporal + "between&timeAt=2026-01-01T00:00:00Z&endTimeAt=9999-12-31T23:00:00-02:00", {}),
+    ]
+    for status, _, body in run(routes_app(sample_federation()), requests):
+        assert status == 400, body
+        assert "timeAt" in body["detail"] or "endTimeAt" in body["detail"]
