@@ -25,6 +25,11 @@ from services.policy.federation import FederationConfig
 
 NODE_LIMIT = 1000  # a node serves at most this many entities per call (EntityQuery.limit)
 NODE_TEMPORAL_LIMIT = 100  # and this many temporal entities
+# Readings held per node for one temporal page. To merge a page at ``offset`` each node
+# sends its first offset + limit entities with their series: unbounded, a page at
+# offset 9,900 held a hundred federation answers of up to a million readings each.
+# The bound is one federation answer's own (entities.MAX_POINTS_PER_CALL).
+MAX_TEMPORAL_POINTS = 1_000_000
 # gRPC statuses that are the node's trouble; any other status is its refusal.
 TROUBLE = {
     grpc.StatusCode.DEADLINE_EXCEEDED: "timed-out",
@@ -157,7 +162,7 @@ def _read_window(
     selection = query.entities if method == "QueryTemporal" else query
     wanted = selection.offset + selection.limit
     items: list[Any] = []
-    total = 0
+    total = held = 0
     while True:
         call = type(query)()
         call.CopyFrom(query)
@@ -172,6 +177,10 @@ def _read_window(
             items.extend(page.entities)
             got += len(page.entities)
             total = max(total, page.total)
+            if method == "QueryTemporal":
+                held += sum(len(s.times) + len(s.buckets) for e in page.entities for s in e.series)
+                if held > MAX_TEMPORAL_POINTS:
+                    raise _TooManyReadings()
         if got < part.limit or len(items) >= wanted:
             return items[:wanted], total
 
@@ -184,3 +193,17 @@ class _Expired(grpc.RpcError):
 
     def details(self) -> str:
         return "the node's deadline passed while reading further pages"
+
+
+class _TooManyReadings(grpc.RpcError):
+    """The node's entities up to the page hold more readings than one request may."""
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.INVALID_ARGUMENT
+
+    def details(self) -> str:
+        return (
+            f"this page needs more than {MAX_TEMPORAL_POINTS:,} readings from one node (the "
+            "entities before offset are read too); lower offset or lastN, narrow the "
+            "entities (type, q, georel), shorten the range or aggregate with a period"
+        )
