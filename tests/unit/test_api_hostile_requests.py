@@ -99,3 +99,11 @@ def test_a_time_at_the_edge_of_the_calendar_is_a_400_that_says_why() -> None:
     for status, _, body in run(routes_app(sample_federation()), requests):
         assert status == 400, body
         assert "timeAt" in body["detail"] or "endTimeAt" in body["detail"]
+
+
+def test_service_names_and_addresses_are_hosts_too() -> None:
+    hosts = ["citeplus_api:8010", "10.0.0.7:8010", "[::1]:8010"]
+    answers = run(routes_app(sample_federation()), [(AQ, {"Host": h}) for h in hosts])
+    for host, (status, link, _) in zip(hosts, answers, strict=True):
+        assert status == 200
+        assert link.startswith(f"<http://{host}{CONTEXT_PATH}>"), link

@@ -31,12 +31,10 @@ CITEPLUS_TERMS = (
     "sector",
     "granularity",
 )
-# A Host header as RFC 9110 allows it: a DNS name, an IPv4 or a bracketed IPv6 address,
-# an optional port. Anything else is not echoed into the answer (see context_url).
-_HOST = re.compile(
-    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}"
-    r"[A-Za-z0-9])?)*\.?|\[[0-9A-Fa-f:.]+\])(?::([0-9]{1,5}))?$"
-)
+# A Host header as RFC 9110 allows it: a name (RFC 3986 unreserved characters: compose
+# service names carry "_"), an IPv4 or a bracketed IPv6 address, an optional port.
+# Anything else is not echoed into the answer (see context_url).
+_HOST = re.compile(r"^(?:[A-Za-z0-9._~-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::([0-9]{1,5}))?$")
 JSON = "application/json"
 LD_JSON = "application/ld+json"
 
