@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 import grpc
 
-from services.api.audience import Audience
+from services.api.audience import PUBLIC_AUDIENCE, Audience
 from services.api.merge import ANSWERED, Merged, NodeAnswer, NodeStatus, merge
 from services.federation.client import FederationClient, open_channel
 from services.policy.federation import FederationConfig
@@ -72,6 +72,11 @@ class FederationReader:
         self._slots = {
             node.code: BoundedSemaphore(config.limits.queries_per_caller) for node in self.nodes
         }
+        # Anonymous and partner-less callers (the public) take at most half of those, so
+        # slow public queries (anyone may send them) cannot hold every slot and leave
+        # partners' requests queued until their deadline.
+        public_share = max(1, config.limits.queries_per_caller // 2)
+        self._public_slots = {node.code: BoundedSemaphore(public_share) for node in self.nodes}
         self._channels: dict[str, grpc.Channel] = {}
         self._clients: dict[tuple[str, str], FederationClient] = {}
         self._lock = Lock()
@@ -115,11 +120,17 @@ class FederationReader:
     ) -> NodeAnswer:
         """One node's answer by the request's deadline for it (a call that waited in the
         pool or for a slot has that much less time)."""
-        slot = self._slots[node.code]
-        left = deadline - time.monotonic()
-        if left <= 0 or not slot.acquire(timeout=left):
-            return NodeAnswer(NodeStatus(node.code, "timed-out", "DEADLINE_EXCEEDED", "queued"))
+        public = audience.on_behalf_of == PUBLIC_AUDIENCE
+        slots = [self._public_slots[node.code]] if public else []
+        slots.append(self._slots[node.code])
+        taken = []
         try:
+            for slot in slots:
+                left = deadline - time.monotonic()
+                if left <= 0 or not slot.acquire(timeout=left):
+                    queued = NodeStatus(node.code, "timed-out", "DEADLINE_EXCEEDED", "queued")
+                    return NodeAnswer(queued)
+                taken.append(slot)
             client = self._client(node, audience.on_behalf_of)
             items, total = _read_window(client, method, query, deadline)
         except grpc.RpcError as error:
@@ -127,7 +138,8 @@ class FederationReader:
             outcome = TROUBLE.get(code, "refused")
             return NodeAnswer(NodeStatus(node.code, outcome, code.name, error.details() or ""))
         finally:
-            slot.release()
+            for slot in reversed(taken):
+                slot.release()
         return NodeAnswer(NodeStatus(node.code, ANSWERED), items, total)
 
     def _client(self, node: Node, behalf: str) -> FederationClient:
