@@ -18,13 +18,18 @@ from typing import Any, Protocol
 
 import grpc
 
-from services.api.audience import Audience
+from services.api.audience import PUBLIC_AUDIENCE, Audience
 from services.api.merge import ANSWERED, Merged, NodeAnswer, NodeStatus, merge
 from services.federation.client import FederationClient, open_channel
 from services.policy.federation import FederationConfig
 
 NODE_LIMIT = 1000  # a node serves at most this many entities per call (EntityQuery.limit)
 NODE_TEMPORAL_LIMIT = 100  # and this many temporal entities
+# Readings held per node for one temporal page. To merge a page at ``offset`` each node
+# sends its first offset + limit entities with their series: unbounded, a page at
+# offset 9,900 held a hundred federation answers of up to a million readings each.
+# The bound is one federation answer's own (entities.MAX_POINTS_PER_CALL).
+MAX_TEMPORAL_POINTS = 1_000_000
 # gRPC statuses that are the node's trouble; any other status is its refusal.
 TROUBLE = {
     grpc.StatusCode.DEADLINE_EXCEEDED: "timed-out",
@@ -67,6 +72,11 @@ class FederationReader:
         self._slots = {
             node.code: BoundedSemaphore(config.limits.queries_per_caller) for node in self.nodes
         }
+        # Anonymous and partner-less callers (the public) take at most half of those, so
+        # slow public queries (anyone may send them) cannot hold every slot and leave
+        # partners' requests queued until their deadline.
+        public_share = max(1, config.limits.queries_per_caller // 2)
+        self._public_slots = {node.code: BoundedSemaphore(public_share) for node in self.nodes}
         self._channels: dict[str, grpc.Channel] = {}
         self._clients: dict[tuple[str, str], FederationClient] = {}
         self._lock = Lock()
@@ -110,11 +120,17 @@ class FederationReader:
     ) -> NodeAnswer:
         """One node's answer by the request's deadline for it (a call that waited in the
         pool or for a slot has that much less time)."""
-        slot = self._slots[node.code]
-        left = deadline - time.monotonic()
-        if left <= 0 or not slot.acquire(timeout=left):
-            return NodeAnswer(NodeStatus(node.code, "timed-out", "DEADLINE_EXCEEDED", "queued"))
+        public = audience.on_behalf_of == PUBLIC_AUDIENCE
+        slots = [self._public_slots[node.code]] if public else []
+        slots.append(self._slots[node.code])
+        taken = []
         try:
+            for slot in slots:
+                left = deadline - time.monotonic()
+                if left <= 0 or not slot.acquire(timeout=left):
+                    queued = NodeStatus(node.code, "timed-out", "DEADLINE_EXCEEDED", "queued")
+                    return NodeAnswer(queued)
+                taken.append(slot)
             client = self._client(node, audience.on_behalf_of)
             items, total = _read_window(client, method, query, deadline)
         except grpc.RpcError as error:
@@ -122,7 +138,8 @@ class FederationReader:
             outcome = TROUBLE.get(code, "refused")
             return NodeAnswer(NodeStatus(node.code, outcome, code.name, error.details() or ""))
         finally:
-            slot.release()
+            for slot in reversed(taken):
+                slot.release()
         return NodeAnswer(NodeStatus(node.code, ANSWERED), items, total)
 
     def _client(self, node: Node, behalf: str) -> FederationClient:
@@ -157,7 +174,7 @@ def _read_window(
     selection = query.entities if method == "QueryTemporal" else query
     wanted = selection.offset + selection.limit
     items: list[Any] = []
-    total = 0
+    total = held = 0
     while True:
         call = type(query)()
         call.CopyFrom(query)
@@ -172,6 +189,10 @@ def _read_window(
             items.extend(page.entities)
             got += len(page.entities)
             total = max(total, page.total)
+            if method == "QueryTemporal":
+                held += sum(len(s.times) + len(s.buckets) for e in page.entities for s in e.series)
+                if held > MAX_TEMPORAL_POINTS:
+                    raise _TooManyReadings()
         if got < part.limit or len(items) >= wanted:
             return items[:wanted], total
 
@@ -184,3 +205,17 @@ class _Expired(grpc.RpcError):
 
     def details(self) -> str:
         return "the node's deadline passed while reading further pages"
+
+
+class _TooManyReadings(grpc.RpcError):
+    """The node's entities up to the page hold more readings than one request may."""
+
+    def code(self) -> grpc.StatusCode:
+        return grpc.StatusCode.INVALID_ARGUMENT
+
+    def details(self) -> str:
+        return (
+            f"this page needs more than {MAX_TEMPORAL_POINTS:,} readings from one node (the "
+            "entities before offset are read too); lower offset or lastN, narrow the "
+            "entities (type, q, georel), shorten the range or aggregate with a period"
+        )

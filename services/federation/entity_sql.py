@@ -242,7 +242,8 @@ def _aggregate_readings(
     return (
         f"SELECT city, '{AGGREGATES_SOURCE}' AS source, {_ENERGY_KEY} AS entity, m.1 AS metric, "
         "m.2 AS unit, toInt64(toUnixTimestamp64Milli(window_start)) AS t_ms, "
-        "CAST(m.3, 'Nullable(Float64)') AS v, suppressed AS sup "
+        # a withheld window gives no value whatever its row holds (as _attribute does)
+        "if(suppressed, NULL, CAST(m.3, 'Nullable(Float64)')) AS v, suppressed AS sup "
         f"FROM {RELEASED_TABLE} FINAL ARRAY JOIN [{rows}] AS m WHERE {' AND '.join(where)}"
     )
 

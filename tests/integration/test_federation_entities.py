@@ -428,3 +428,44 @@ def test_latest_values_and_readings_by_entity_follow_corrections(world) -> None:
         "SELECT value FROM readings_by_entity FINAL WHERE city = 'bron' ORDER BY ts"
     )
     assert history.column("value").to_pylist() == [10.0, 2.0, 30.0]
+
+
+def test_a_withheld_window_says_nothing_even_if_it_landed_with_its_values(world) -> None:
+    """Attack: the release writer empties a withheld window's values, and the entity
+    view drops them even when a row still carries them; the temporal readings took
+    the row's values as they were (raw, and summed per period). A withheld row that
+    kept its values (an older writer, a hand-made backfill) must give nothing either
+    way. Gas windows, removed at the end, so that the other tests' answers stay."""
+    from services.publish.rows import Landed, released_table
+    from testkit.entity_world import released
+
+    leaky = [
+        {**cell, "carrier": "gas", "energy_kwh": 7.0, "meter_count": 3, "peak_kw": 2.0}
+        for cell in released(hours=3)
+        if cell["zone"] == "z4"
+    ]
+    rows = [Landed(r, "leak", 0, 50_000 + i) for i, r in enumerate(leaky)]
+    world.warehouse.insert_arrow("energy_aggregates_released", released_table(rows))
+    cell = one("lyon", "z4~gas~*~PT1H")
+    raw = pb.TemporalQuery(entities=cell, last_n=3)
+    per_day = pb.TemporalQuery(entities=cell, methods=[pb.AGGREGATE_METHOD_SUM])
+    per_day.start.FromMicroseconds(T0)
+    per_day.end.FromMicroseconds(T0 + 3 * HOUR_US)
+    per_day.period.FromSeconds(86_400)
+    try:
+        with world.client("lyon", on_behalf_of=PUBLIC_AUDIENCE) as public:
+            [found] = entities(public, query=cell)
+            [raw_page] = list(public.temporal(raw))
+            [day_page] = list(public.temporal(per_day))
+    finally:
+        world.warehouse.command(
+            "ALTER TABLE energy_aggregates_released DELETE WHERE carrier = 'gas' "
+            "SETTINGS mutations_sync = 2"
+        )
+    assert all(a.suppressed and not a.HasField("value") for a in found.attributes)
+    series = raw_page.entities[0].series
+    assert series and all(
+        all(math.isnan(v) for v in s.values) and all(s.suppressed) for s in series
+    )
+    buckets = [b for s in day_page.entities[0].series for b in s.buckets]
+    assert buckets and all(not b.HasField("sum") and b.readings == 0 for b in buckets)

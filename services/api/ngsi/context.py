@@ -9,6 +9,8 @@ answers carry it in the body (``@context``), any other ``Accept`` is a 406.
 
 from __future__ import annotations
 
+import re
+
 from aiohttp import web
 
 from services.api.ngsi.problems import NgsiError
@@ -29,6 +31,10 @@ CITEPLUS_TERMS = (
     "sector",
     "granularity",
 )
+# A Host header as RFC 9110 allows it: a name (RFC 3986 unreserved characters: compose
+# service names carry "_"), an IPv4 or a bracketed IPv6 address, an optional port.
+# Anything else is not echoed into the answer (see context_url).
+_HOST = re.compile(r"^(?:[A-Za-z0-9._~-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::([0-9]{1,5}))?$")
 JSON = "application/json"
 LD_JSON = "application/ld+json"
 
@@ -40,6 +46,14 @@ def context_document() -> dict:
 
 
 def context_url(request: web.Request) -> str:
+    """The context's URL on the host the client asked: absolute, as NGSI-LD clients
+    expect, when the Host header is a host; else only its path (a relative reference).
+    A Host is the client's to choose: echoed as it came, quotes or commas in it would
+    add parameters or links to a cacheable answer, and a port yarl cannot parse made
+    the request fail with a 500."""
+    host = _HOST.match(request.host or "")
+    if host is None or int(host.group(1) or 0) > 65535:
+        return CONTEXT_PATH
     return str(request.url.with_path(CONTEXT_PATH).with_query(None))
 
 

@@ -109,8 +109,9 @@ class NgsiRoutes:
             try:
                 media = negotiate(request.headers.get("Accept"))
                 behalf = audience_of(request).on_behalf_of
-                # the host too: the Link header and @context name this API's own URL
-                key = (request.host, request.path, request.query_string, media, behalf)
+                # the host too: the Link header and @context name this API's own URL;
+                # the path as sent: two ids may decode to one path (see id_in_path)
+                key = (request.host, request.raw_path, media, behalf)
                 cached = self.pages.get(key)
                 if isinstance(cached, Cached):
                     return web.Response(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from multidict import MultiMapping
 
@@ -130,6 +130,10 @@ def parse_time(raw: str, name: str) -> datetime:
         raise bad_data(f"{name} is an ISO 8601 date-time such as 2026-01-31T12:00:00Z")
     if value.tzinfo is None:
         raise bad_data(f"{name} needs a zone (Z or +01:00): {shown(raw)} is ambiguous")
+    try:  # its offset can move it out of the calendar (0001-01-01T00:00+01:00)
+        value.astimezone(UTC)
+    except OverflowError:
+        raise bad_data(f"{name} {shown(raw)} falls outside years 1 to 9999 in UTC") from None
     return value
 
 
