@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo
 
 from services.anonymise import columns
 from services.anonymise.policy import Band, Bucket, Grid, Prefix
+from services.runtime.geojson import coordinate_pairs, valid_position
 from services.runtime.timeparse import parse_time_column
 
 Column = dict[str, Any]
@@ -48,23 +49,6 @@ def cell_of(lat: float, lon: float, metres: float) -> tuple[str, float, float]:
     return f"{metres:g}m:{row}:{col}", round(lat_c, 6), round(lon_c, 6)
 
 
-def _valid(lat: float, lon: float) -> bool:
-    return -90.0 <= lat <= 90.0 and -180.0 <= lon <= 180.0
-
-
-def _pairs(coordinates: Any) -> list[tuple[float, float]]:
-    """Every (lon, lat) position in a GeoJSON coordinates array, however nested."""
-    if (
-        isinstance(coordinates, list)
-        and len(coordinates) >= 2
-        and all(isinstance(c, int | float) and not isinstance(c, bool) for c in coordinates[:2])
-    ):
-        return [(float(coordinates[0]), float(coordinates[1]))]
-    if isinstance(coordinates, list):
-        return [pair for item in coordinates for pair in _pairs(item)]
-    return []
-
-
 def read_position(text: str) -> tuple[str, float, float] | None:
     """(form, lat, lon) of a position written as GeoJSON or as ``"lat,lon"``; None if neither.
 
@@ -78,12 +62,12 @@ def read_position(text: str) -> tuple[str, float, float] | None:
             return None
         if isinstance(geometry, dict) and isinstance(geometry.get("geometry"), dict):
             geometry = geometry["geometry"]
-        pairs = _pairs(geometry.get("coordinates")) if isinstance(geometry, dict) else []
+        pairs = coordinate_pairs(geometry.get("coordinates")) if isinstance(geometry, dict) else []
         if not pairs:
             return None
         lon = sum(p[0] for p in pairs) / len(pairs)
         lat = sum(p[1] for p in pairs) / len(pairs)
-        return ("geojson", lat, lon) if _valid(lat, lon) else None
+        return ("geojson", lat, lon) if valid_position(lat, lon) else None
     parts = text.split(",")
     if len(parts) != 2:
         return None
@@ -91,7 +75,7 @@ def read_position(text: str) -> tuple[str, float, float] | None:
         lat, lon = float(parts[0]), float(parts[1])
     except ValueError:
         return None
-    return ("latlon", lat, lon) if _valid(lat, lon) else None
+    return ("latlon", lat, lon) if valid_position(lat, lon) else None
 
 
 def _centre_text(form: str, lat: float, lon: float) -> str:
@@ -181,7 +165,7 @@ def _grid_pair(lat_column: Column, lon_column: Column, grid: Grid) -> Result:
             gone.append(i)
             removed += 2
             continue
-        if not _valid(flat, flon):
+        if not valid_position(flat, flon):
             gone.append(i)
             removed += 2
             continue

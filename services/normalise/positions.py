@@ -31,7 +31,6 @@ repeat one location), a pair of numeric columns is checked with numpy.
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from services.runtime.errors import ConfigError
+from services.runtime.geojson import coordinate_pairs, valid_position
 
 UNREADABLE = "position-unreadable"
 OUT_OF_RANGE = "position-out-of-range"
@@ -119,7 +119,7 @@ def read_text(text: str) -> tuple[float, float] | bool | None:
             geometry = geometry["geometry"]
         if isinstance(geometry, dict) and {"lat", "lon"} <= set(geometry):
             geometry = _named(geometry)  # an Opendatasoft geo_point_2d: {"lon", "lat"}
-        pairs = _pairs(geometry.get("coordinates")) if isinstance(geometry, dict) else []
+        pairs = coordinate_pairs(geometry.get("coordinates")) if isinstance(geometry, dict) else []
         if not pairs:
             return None
         lon = sum(p[0] for p in pairs) / len(pairs)  # GeoJSON: [longitude, latitude]
@@ -132,7 +132,7 @@ def read_text(text: str) -> tuple[float, float] | bool | None:
             lat, lon = float(parts[0]), float(parts[1])
         except ValueError:
             return None
-    return (lat, lon) if in_range(lat, lon) else False
+    return (lat, lon) if valid_position(lat, lon) else False
 
 
 def _named(point: dict[str, Any]) -> dict[str, Any]:
@@ -140,25 +140,8 @@ def _named(point: dict[str, Any]) -> dict[str, Any]:
     return {"coordinates": [point["lon"], point["lat"]]}
 
 
-def in_range(lat: float, lon: float) -> bool:
-    return math.isfinite(lat) and math.isfinite(lon) and -90 <= lat <= 90 and -180 <= lon <= 180
-
-
 def _point(lat: float, lon: float) -> GeoPoint:
     return {"lat": round(float(lat), DECIMALS), "lon": round(float(lon), DECIMALS)}
-
-
-def _pairs(coordinates: Any) -> list[tuple[float, float]]:
-    """Every (lon, lat) position of a GeoJSON coordinates array, however nested."""
-    if (
-        isinstance(coordinates, list)
-        and len(coordinates) >= 2
-        and all(isinstance(c, int | float) and not isinstance(c, bool) for c in coordinates[:2])
-    ):
-        return [(float(coordinates[0]), float(coordinates[1]))]
-    if isinstance(coordinates, list):
-        return [pair for item in coordinates for pair in _pairs(item)]
-    return []
 
 
 def _present(column: Column) -> list[Any]:
@@ -192,7 +175,7 @@ def _from_pair(lat_column: Column, lon_column: Column) -> tuple[GeoPoint | None,
         lats, lons = plain
         # the usual case, at C speed: every row present and in range, the last one wins
         same = len(lats) == len(lons) and len(lats) > 0
-        if same and in_range(lats[-1], lons[-1]) and _all_in_range(lats, lons):
+        if same and valid_position(lats[-1], lons[-1]) and _all_in_range(lats, lons):
             return _point(lats[-1], lons[-1]), Counter()
     return _from_arrays(lat_column, lon_column)
 
@@ -201,7 +184,7 @@ def _all_in_range(lats: list[float], lons: list[float]) -> bool:
     """Every row in range, from the columns' extremes. (min and max may step over a
     NaN in the middle of a list; ingest refuses NaN, and the last row, the one
     published, is checked on its own.)"""
-    return in_range(min(lats), min(lons)) and in_range(max(lats), max(lons))
+    return valid_position(min(lats), min(lons)) and valid_position(max(lats), max(lons))
 
 
 def _plain_numbers(column: Column) -> list[float] | None:
