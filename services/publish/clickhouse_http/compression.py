@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from services.publish.clickhouse_http.handler import Response
+    from services.publish.clickhouse_http.exchange import Response
 
 _SMALL = 256  # below this, compressing costs more than it saves
 

@@ -10,7 +10,6 @@ import json
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from services.publish.clickhouse_http import protocol
@@ -22,6 +21,7 @@ from services.publish.clickhouse_http.errors import (
     ClickHouseError,
     from_engine,
 )
+from services.publish.clickhouse_http.exchange import Request, Response
 from services.publish.sql_access import AuthorizedQuery, SqlAccess, clickhouse_refusal
 from services.publish.sql_guard import SqlRefused
 from services.warehouse.chdb_embedded import Busy, ReadResult
@@ -40,22 +40,6 @@ class Readers(Protocol):
         params: Mapping[str, str] | None = None,
         wait_s: float = 30.0,
     ) -> ReadResult: ...
-
-
-@dataclass(frozen=True)
-class Request:
-    method: str
-    path: str
-    params: Mapping[str, str]
-    headers: Mapping[str, str]
-    body: bytes = b""
-
-
-@dataclass
-class Response:
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
 
 
 _TEXT = "text/plain; charset=UTF-8"

@@ -10,7 +10,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, urlsplit
 
 from services.publish.clickhouse_http.errors import BAD_ARGUMENTS, ClickHouseError
-from services.publish.clickhouse_http.handler import Request, Response, SqlDoor
+from services.publish.clickhouse_http.exchange import Request, Response
+from services.publish.clickhouse_http.handler import SqlDoor
 
 log = logging.getLogger(__name__)
 
