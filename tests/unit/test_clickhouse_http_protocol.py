@@ -142,3 +142,38 @@ def test_answers_are_compressed_only_when_the_client_enables_it() -> None:
     assert compression.chosen_encoding({}, accepts) is None
     assert compression.chosen_encoding({"enable_http_compression": "1"}, accepts) == "gzip"
     assert compression.chosen_encoding({"enable_http_compression": "1"}, {}) is None
+
+
+def test_an_lz4_bomb_is_refused_before_it_is_inflated() -> None:
+    """Failed before: an LZ4 body was inflated whole, then measured (a 0.9 MB body
+    under the 1 MB limit held 200 MB of publish's memory, the sink's process)."""
+    import tracemalloc
+
+    import lz4.frame
+
+    sql = b"SELECT 1"
+    assert protocol.decoded_body(lz4.frame.compress(sql), "lz4", 100) == sql
+    bomb = lz4.frame.compress(b"S" * (64 * 1024 * 1024))
+    tracemalloc.start()
+    try:
+        with pytest.raises(errors.ClickHouseError, match="longer than 1000 bytes"):
+            protocol.decoded_body(bomb, "lz4", 1000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024, f"{peak / 1e6:.0f} MB held to refuse a bomb"
+    with pytest.raises(errors.ClickHouseError) as refused:
+        protocol.decoded_body(lz4.frame.compress(sql)[:-4], "lz4", 1000)
+    assert refused.value.code == errors.CANNOT_DECOMPRESS
+
+
+def test_a_query_id_that_would_forge_response_headers_is_refused() -> None:
+    """Failed before: the query_id of the URL was echoed raw in X-ClickHouse-Query-Id,
+    so a CR LF in it added headers of the caller's choice to the answer, even to a
+    stranger's request (and a non-Latin-1 one broke the answer)."""
+    assert protocol.query_id({"query_id": "grafana-42:a_b.c"}) == "grafana-42:a_b.c"
+    assert len(protocol.query_id({})) == 36  # a fresh UUID, as ClickHouse gives
+    for forged in ("x\r\nSet-Cookie: a=1", "x\nX: y", "é€", "x" * 1000):
+        with pytest.raises(errors.ClickHouseError) as refused:
+            protocol.query_id({"query_id": forged})
+        assert refused.value.code == errors.BAD_ARGUMENTS and "query_id" in str(refused.value)

@@ -111,7 +111,10 @@ class SqlDoor:
             )
         if request.method == "GET" and "query" not in request.params:
             return Response(200, b"Ok.\n", {"Content-Type": _TEXT})
-        query_id = request.params.get("query_id", "")
+        try:
+            query_id = protocol.query_id(request.params) if request.params.get("query_id") else ""
+        except ClickHouseError as error:  # never echoed: it would forge headers
+            return self.error_response(error, "")
         try:
             return self._query(request)
         except ClickHouseError as error:

@@ -15,6 +15,12 @@ from services.publish.clickhouse_http.handler import Request, Response, SqlDoor
 log = logging.getLogger(__name__)
 
 
+# A connection silent this long (between requests, or in the middle of one) is
+# closed, as ClickHouse's keep_alive_timeout does: else a client sending half a
+# request held a thread and a socket of publish (the sink's process) for ever.
+IDLE_TIMEOUT_S = 30.0
+
+
 class BodyTooLarge(Exception):
     pass
 
@@ -30,8 +36,17 @@ class _Server(ThreadingHTTPServer):
 class ClickHouseHttpServer:
     """Serves ``door`` on host:port until ``stop``."""
 
-    def __init__(self, door: SqlDoor, host: str, port: int, *, max_body_bytes: int):
-        handler = _handler(door, max_body_bytes)
+    def __init__(
+        self,
+        door: SqlDoor,
+        host: str,
+        port: int,
+        *,
+        max_body_bytes: int,
+        idle_timeout_s: float = IDLE_TIMEOUT_S,
+    ):
+        self.door = door
+        handler = _handler(door, max_body_bytes, idle_timeout_s)
         self.httpd = _Server((host, port), handler)
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, daemon=True, name="clickhouse-http"
@@ -85,9 +100,12 @@ def _read_chunked(handler: BaseHTTPRequestHandler, limit: int) -> bytes:
         handler.rfile.readline(8)
 
 
-def _handler(door: SqlDoor, max_body_bytes: int) -> type[BaseHTTPRequestHandler]:
+def _handler(
+    door: SqlDoor, max_body_bytes: int, idle_timeout_s: float
+) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = idle_timeout_s  # each read of the socket; see IDLE_TIMEOUT_S
         # Headers and body leave in two writes: with Nagle's algorithm on, the body
         # waited for the client's delayed ACK (~40 ms per query, measured).
         disable_nagle_algorithm = True
