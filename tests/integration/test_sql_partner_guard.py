@@ -314,6 +314,14 @@ ATTACKS = [
     "SELECT FILE('/etc/hostname')",
     # the provisional aggregates
     "SELECT * FROM default.energy_aggregates FINAL",
+    # the node's machine: install paths and memory layout (introspection functions
+    # are on in chDB), its host name and kernel (failed before: 200 with the values)
+    "SELECT addressToLineWithInlines(toUInt64(1))",
+    "SELECT addressToLine(toUInt64(1))",
+    "SELECT addressToSymbol(toUInt64(1))",
+    "SELECT hostName()",
+    "SELECT FQDN()",
+    "SELECT getOSKernelVersion()",
 ]
 
 
