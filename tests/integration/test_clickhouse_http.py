@@ -596,6 +596,36 @@ def test_a_stranger_cannot_forge_headers_nor_hold_a_connection_open(door: Door) 
         server.stop()
 
 
+def test_connections_beyond_the_doors_cap_are_refused_not_threaded(door: Door) -> None:
+    """Failed before: every connection a stranger opened got a thread and a socket of
+    publish (the sink's process), without bound. Beyond the cap, a connection gets
+    ClickHouse's 503 at once; once connections close, the door answers again."""
+    server = ClickHouseHttpServer(
+        door.service.server.door, "127.0.0.1", 0, max_body_bytes=1024, max_connections=2
+    ).start()
+    try:
+        held = [socket.create_connection(("127.0.0.1", server.port), timeout=60) for _ in "ab"]
+        for conn in held:  # each is served: its thread and slot are taken
+            conn.sendall(b"GET /ping HTTP/1.1\r\nHost: door\r\n\r\n")
+            assert conn.recv(65536).startswith(b"HTTP/1.1 200")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=60) as extra:
+            refused = _read_all(extra)
+        assert refused.startswith(b"HTTP/1.1 503"), refused[:200]
+        assert b"X-ClickHouse-Exception-Code: 202" in refused and b"Code: 202." in refused
+        for conn in held:
+            conn.close()
+        for _ in range(600):  # the slots come back as the threads end (bounded poll)
+            with socket.create_connection(("127.0.0.1", server.port), timeout=60) as again:
+                again.sendall(b"GET /ping HTTP/1.1\r\nHost: door\r\nConnection: close\r\n\r\n")
+                if _read_all(again).startswith(b"HTTP/1.1 200"):
+                    break
+            threading.Event().wait(0.05)
+        else:
+            raise AssertionError("the door never answered again after connections closed")
+    finally:
+        server.stop()
+
+
 def _read_all(conn: socket.socket) -> bytes:
     data = b""
     while chunk := conn.recv(65536):
