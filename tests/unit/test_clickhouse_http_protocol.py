@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -177,3 +178,30 @@ def test_a_query_id_that_would_forge_response_headers_is_refused() -> None:
         with pytest.raises(errors.ClickHouseError) as refused:
             protocol.query_id({"query_id": forged})
         assert refused.value.code == errors.BAD_ARGUMENTS and "query_id" in str(refused.value)
+
+
+def test_a_flood_of_wrong_passwords_does_not_lock_out_a_known_analyst(tmp_path: Path) -> None:
+    """Failed before: every login, even one whose secret the door had already
+    verified, queued behind the slow checks of a stranger's guesses and got code
+    202 while the guesses lasted. A verified secret is now recognised without a
+    slot; a new guess still waits for one."""
+    from services.publish.clickhouse_http.auth import Gate
+    from services.publish.sql_users import UserStore, ensure_operator
+
+    ensure_operator(tmp_path)
+    users = UserStore(tmp_path)
+    secret = users.add("analyst")
+    gate = Gate(users, at_once=1, wait_s=0.2)
+    assert gate.user(Credentials("analyst", secret)) == "analyst"  # verified once
+    gate._checking.acquire()  # a stranger's guess being checked, slot taken
+    try:
+        assert gate.user(Credentials("analyst", secret)) == "analyst"
+        for guess in (Credentials("analyst", "guess"), Credentials("nobody", "guess")):
+            with pytest.raises(errors.ClickHouseError) as waited:
+                gate.user(guess)
+            assert waited.value.code == errors.TOO_MANY_SIMULTANEOUS_QUERIES
+    finally:
+        gate._checking.release()
+    with pytest.raises(errors.ClickHouseError) as wrong:
+        gate.user(Credentials("analyst", "guess"))
+    assert wrong.value.code == errors.AUTHENTICATION_FAILED
