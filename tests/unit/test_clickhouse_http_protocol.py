@@ -168,6 +168,18 @@ def test_an_lz4_bomb_is_refused_before_it_is_inflated() -> None:
     assert refused.value.code == errors.CANNOT_DECOMPRESS
 
 
+def test_a_body_after_the_end_of_its_compressed_stream_is_refused_not_dropped() -> None:
+    """Failed before: a second gzip member or LZ4 frame was silently dropped, so the
+    query run was not the query sent."""
+    import lz4.frame
+
+    for pack, encoding in ((gzip.compress, "gzip"), (lz4.frame.compress, "lz4")):
+        body = pack(b"SELECT 1") + pack(b" UNION ALL SELECT 2")
+        with pytest.raises(errors.ClickHouseError, match="after the end") as refused:
+            protocol.decoded_body(body, encoding, 1000)
+        assert refused.value.code == errors.CANNOT_DECOMPRESS
+
+
 def test_a_query_id_that_would_forge_response_headers_is_refused() -> None:
     """Failed before: the query_id of the URL was echoed raw in X-ClickHouse-Query-Id,
     so a CR LF in it added headers of the caller's choice to the answer, even to a

@@ -116,6 +116,8 @@ def _inflate(inflater: Any, body: bytes, limit: int) -> bytes:
     data = inflater.decompress(body, limit + 1)
     if len(data) <= limit and not inflater.eof:
         raise zlib.error("truncated stream")
+    if len(data) <= limit and inflater.unused_data:  # a second member or frame
+        raise zlib.error("data after the end of the compressed stream; send one stream")
     return data
 
 
