@@ -43,6 +43,15 @@ PARTNER_FUNCTIONS = FILE_FUNCTIONS | frozenset(
         "pg_table_is_visible",
         "sleep",
         "sleepeachrow",
+        # the node's machine: introspection (on in chDB) prints install paths and
+        # memory addresses; its host name and kernel are the operator's business
+        "addresstoline",
+        "addresstolinewithinlines",
+        "addresstosymbol",
+        "hostname",
+        "fqdn",
+        "fullhostname",
+        "getoskernelversion",
     }
 )
 PARTNER_TABLE_FUNCTIONS = frozenset(

@@ -7,6 +7,7 @@ against one door on a real chDB warehouse with the pipeline's schema and rows.
 from __future__ import annotations
 
 import gzip
+import socket
 import stat
 import threading
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 
 from services.policy.sharing import SharingPolicy
 from services.publish.clickhouse_http.door import SqlService, open_sql_door
+from services.publish.clickhouse_http.server import ClickHouseHttpServer
 from services.publish.main import run_query
 from services.publish.partner_views import refresh_partner_views
 from services.publish.questions import QUESTIONS
@@ -564,3 +566,68 @@ def test_a_partners_jdbc_driver_reads_its_views_and_nothing_else(
 
 def _as(who: Credentials) -> dict[str, str]:
     return {"X-ClickHouse-User": who.user, "X-ClickHouse-Key": who.secret}
+
+
+def test_a_stranger_cannot_forge_headers_nor_hold_a_connection_open(door: Door) -> None:
+    """Failed before: a CR LF in query_id added a Set-Cookie header of the stranger's
+    choice to the door's answer (before any login), and a client that sent half a
+    request held its connection (and a thread of publish) for ever."""
+    with socket.create_connection(("127.0.0.1", door.port), timeout=60) as conn:
+        conn.sendall(
+            b"GET /?query=SELECT%201&query_id=x%0d%0aSet-Cookie:%20evil=1 HTTP/1.1\r\n"
+            b"Host: door\r\nConnection: close\r\n\r\n"
+        )
+        answer = _read_all(conn)
+    head = answer.split(b"\r\n\r\n")[0]
+    assert b"\r\nSet-Cookie" not in head, head
+    assert head.startswith(b"HTTP/1.1 400") and b"X-ClickHouse-Exception-Code: 36" in head
+    server = ClickHouseHttpServer(
+        door.service.server.door,
+        "127.0.0.1",
+        0,
+        max_body_bytes=1024,
+        idle_timeout_s=0.5,
+    ).start()
+    try:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=60) as slow:
+            slow.sendall(b"POST / HTTP/1.1\r\nHost: door\r\n")  # and nothing more
+            assert _read_all(slow) == b""  # closed by the door, not by the 60 s bound
+    finally:
+        server.stop()
+
+
+def test_connections_beyond_the_doors_cap_are_refused_not_threaded(door: Door) -> None:
+    """Failed before: every connection a stranger opened got a thread and a socket of
+    publish (the sink's process), without bound. Beyond the cap, a connection gets
+    ClickHouse's 503 at once; once connections close, the door answers again."""
+    server = ClickHouseHttpServer(
+        door.service.server.door, "127.0.0.1", 0, max_body_bytes=1024, max_connections=2
+    ).start()
+    try:
+        held = [socket.create_connection(("127.0.0.1", server.port), timeout=60) for _ in "ab"]
+        for conn in held:  # each is served: its thread and slot are taken
+            conn.sendall(b"GET /ping HTTP/1.1\r\nHost: door\r\n\r\n")
+            assert conn.recv(65536).startswith(b"HTTP/1.1 200")
+        with socket.create_connection(("127.0.0.1", server.port), timeout=60) as extra:
+            refused = _read_all(extra)
+        assert refused.startswith(b"HTTP/1.1 503"), refused[:200]
+        assert b"X-ClickHouse-Exception-Code: 202" in refused and b"Code: 202." in refused
+        for conn in held:
+            conn.close()
+        for _ in range(600):  # the slots come back as the threads end (bounded poll)
+            with socket.create_connection(("127.0.0.1", server.port), timeout=60) as again:
+                again.sendall(b"GET /ping HTTP/1.1\r\nHost: door\r\nConnection: close\r\n\r\n")
+                if _read_all(again).startswith(b"HTTP/1.1 200"):
+                    break
+            threading.Event().wait(0.05)
+        else:
+            raise AssertionError("the door never answered again after connections closed")
+    finally:
+        server.stop()
+
+
+def _read_all(conn: socket.socket) -> bytes:
+    data = b""
+    while chunk := conn.recv(65536):
+        data += chunk
+    return data

@@ -11,6 +11,7 @@ hidden dataset's rows carry a marker the test looks for in the raw answer bytes)
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -314,6 +315,14 @@ ATTACKS = [
     "SELECT FILE('/etc/hostname')",
     # the provisional aggregates
     "SELECT * FROM default.energy_aggregates FINAL",
+    # the node's machine: install paths and memory layout (introspection functions
+    # are on in chDB), its host name and kernel (failed before: 200 with the values)
+    "SELECT addressToLineWithInlines(toUInt64(1))",
+    "SELECT addressToLine(toUInt64(1))",
+    "SELECT addressToSymbol(toUInt64(1))",
+    "SELECT hostName()",
+    "SELECT FQDN()",
+    "SELECT getOSKernelVersion()",
 ]
 
 
@@ -532,3 +541,32 @@ def test_the_entity_tables_reach_a_partner_filtered_like_observations(door: Door
         ):
             answer = door.post(sql)
             assert refused(answer) and not leaks(answer), (sql, answer.text[:200])
+
+
+def test_one_analyst_cannot_hold_every_reader(door: Door) -> None:
+    """Failed before: one user's queries took every reader (2 here), so every other
+    analyst, partner or internal, waited for them or got 202. A user now runs at most
+    readers - 1 queries at once: its next one is refused at once (202), and another
+    analyst still gets a reader."""
+    hog = "SELECT sum(sleepEachRow(1)) AS s FROM numbers(6)"  # 6 s of wall time
+    slow: list[httpx.Response] = []
+    thread = threading.Thread(
+        target=lambda: slow.append(door.post(hog, door.internal, {"max_block_size": "1"}))
+    )
+    thread.start()
+    try:
+        for _ in range(1200):  # until the hog runs (bounded poll)
+            running = door.warehouse.query_arrow(
+                "SELECT count() AS n FROM system.processes WHERE query LIKE '%sleepEachRow(1)%' "
+                "AND query NOT LIKE '%system.processes%'"
+            )
+            if running.column("n")[0].as_py() > 0 or slow:
+                break
+            threading.Event().wait(0.05)
+        second = door.post("SELECT 1 AS one", door.internal)
+        assert second.status_code == 503 and second.headers["Retry-After"] == "1"
+        assert second.text.startswith("Code: 202. DB::Exception: ") and "at once" in second.text
+        assert rows(door.post("SELECT count() AS n FROM observations")) == [{"n": 6}]
+    finally:
+        thread.join()
+    assert rows(slow[0]) == [{"s": 0}]

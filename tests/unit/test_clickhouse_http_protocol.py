@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +143,77 @@ def test_answers_are_compressed_only_when_the_client_enables_it() -> None:
     assert compression.chosen_encoding({}, accepts) is None
     assert compression.chosen_encoding({"enable_http_compression": "1"}, accepts) == "gzip"
     assert compression.chosen_encoding({"enable_http_compression": "1"}, {}) is None
+
+
+def test_an_lz4_bomb_is_refused_before_it_is_inflated() -> None:
+    """Failed before: an LZ4 body was inflated whole, then measured (a 0.9 MB body
+    under the 1 MB limit held 200 MB of publish's memory, the sink's process)."""
+    import tracemalloc
+
+    import lz4.frame
+
+    sql = b"SELECT 1"
+    assert protocol.decoded_body(lz4.frame.compress(sql), "lz4", 100) == sql
+    bomb = lz4.frame.compress(b"S" * (64 * 1024 * 1024))
+    tracemalloc.start()
+    try:
+        with pytest.raises(errors.ClickHouseError, match="longer than 1000 bytes"):
+            protocol.decoded_body(bomb, "lz4", 1000)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 1024 * 1024, f"{peak / 1e6:.0f} MB held to refuse a bomb"
+    with pytest.raises(errors.ClickHouseError) as refused:
+        protocol.decoded_body(lz4.frame.compress(sql)[:-4], "lz4", 1000)
+    assert refused.value.code == errors.CANNOT_DECOMPRESS
+
+
+def test_a_body_after_the_end_of_its_compressed_stream_is_refused_not_dropped() -> None:
+    """Failed before: a second gzip member or LZ4 frame was silently dropped, so the
+    query run was not the query sent."""
+    import lz4.frame
+
+    for pack, encoding in ((gzip.compress, "gzip"), (lz4.frame.compress, "lz4")):
+        body = pack(b"SELECT 1") + pack(b" UNION ALL SELECT 2")
+        with pytest.raises(errors.ClickHouseError, match="after the end") as refused:
+            protocol.decoded_body(body, encoding, 1000)
+        assert refused.value.code == errors.CANNOT_DECOMPRESS
+
+
+def test_a_query_id_that_would_forge_response_headers_is_refused() -> None:
+    """Failed before: the query_id of the URL was echoed raw in X-ClickHouse-Query-Id,
+    so a CR LF in it added headers of the caller's choice to the answer, even to a
+    stranger's request (and a non-Latin-1 one broke the answer)."""
+    assert protocol.query_id({"query_id": "grafana-42:a_b.c"}) == "grafana-42:a_b.c"
+    assert len(protocol.query_id({})) == 36  # a fresh UUID, as ClickHouse gives
+    for forged in ("x\r\nSet-Cookie: a=1", "x\nX: y", "é€", "x" * 1000):
+        with pytest.raises(errors.ClickHouseError) as refused:
+            protocol.query_id({"query_id": forged})
+        assert refused.value.code == errors.BAD_ARGUMENTS and "query_id" in str(refused.value)
+
+
+def test_a_flood_of_wrong_passwords_does_not_lock_out_a_known_analyst(tmp_path: Path) -> None:
+    """Failed before: every login, even one whose secret the door had already
+    verified, queued behind the slow checks of a stranger's guesses and got code
+    202 while the guesses lasted. A verified secret is now recognised without a
+    slot; a new guess still waits for one."""
+    from services.publish.clickhouse_http.auth import Gate
+    from services.publish.sql_users import UserStore, ensure_operator
+
+    ensure_operator(tmp_path)
+    users = UserStore(tmp_path)
+    secret = users.add("analyst")
+    gate = Gate(users, at_once=1, wait_s=0.2)
+    assert gate.user(Credentials("analyst", secret)) == "analyst"  # verified once
+    gate._checking.acquire()  # a stranger's guess being checked, slot taken
+    try:
+        assert gate.user(Credentials("analyst", secret)) == "analyst"
+        for guess in (Credentials("analyst", "guess"), Credentials("nobody", "guess")):
+            with pytest.raises(errors.ClickHouseError) as waited:
+                gate.user(guess)
+            assert waited.value.code == errors.TOO_MANY_SIMULTANEOUS_QUERIES
+    finally:
+        gate._checking.release()
+    with pytest.raises(errors.ClickHouseError) as wrong:
+        gate.user(Credentials("analyst", "guess"))
+    assert wrong.value.code == errors.AUTHENTICATION_FAILED

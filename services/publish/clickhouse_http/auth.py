@@ -38,6 +38,8 @@ class Gate:
                 "a user and password are required (X-ClickHouse-User/X-ClickHouse-Key or "
                 "Basic); the node's operator creates users with `citeplus sql-users add NAME`",
             )
+        if self._recognised(credentials):  # no slot: guesses must not queue it
+            return credentials.user
         if not self._checking.acquire(timeout=self._wait_s):
             raise ClickHouseError(
                 TOO_MANY_SIMULTANEOUS_QUERIES, "too many logins at once; retry in a moment"
@@ -58,3 +60,9 @@ class Gate:
                 "is no user with such name",
             )
         return credentials.user
+
+    def _recognised(self, credentials: Credentials) -> bool:
+        try:
+            return self.users.recognised(credentials.user, credentials.secret)
+        except ConfigError:
+            return False  # the slow path says why

@@ -48,6 +48,7 @@ class SqlService:
             display_name=node.node.id,
             timezone=timezone or "UTC",
             max_query_bytes=node.sql.max_query_kb * 1024,
+            per_user=max(1, node.sql.readers - 1),  # one reader stays for the others
         )
         try:
             self.server = ClickHouseHttpServer(

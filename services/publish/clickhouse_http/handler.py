@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Protocol
 
 from services.publish.clickhouse_http import protocol
@@ -74,8 +76,12 @@ class SqlDoor:
         display_name: str,
         timezone: str = "UTC",
         max_query_bytes: int = 1024 * 1024,
+        per_user: int | None = None,
     ):
         self.readers = readers
+        self.per_user = per_user  # queries one user runs at once (None: no bound)
+        self._running: dict[str, int] = {}
+        self._running_lock = threading.Lock()
         self.gate = gate
         self.access = access
         self.limits = limits
@@ -95,15 +101,43 @@ class SqlDoor:
             )
         if request.method == "GET" and "query" not in request.params:
             return Response(200, b"Ok.\n", {"Content-Type": _TEXT})
-        query_id = request.params.get("query_id", "")
+        try:
+            query_id = protocol.query_id(request.params) if request.params.get("query_id") else ""
+        except ClickHouseError as error:  # never echoed: it would forge headers
+            return self.error_response(error, "")
         try:
             return self._query(request)
         except ClickHouseError as error:
             return self.error_response(error, query_id)
 
     def _query(self, request: Request) -> Response:
+        user = self.gate.user(protocol.credentials(request.headers, request.params))
+        with self._slot(user):
+            return self._query_as(user, request)
+
+    @contextmanager
+    def _slot(self, user: str) -> Iterator[None]:
+        """One of the user's ``per_user`` places, or 202 at once: the readers are
+        shared by every analyst, and one user's queries must leave one free."""
+        with self._running_lock:
+            running = self._running.get(user, 0)
+            if self.per_user is not None and running >= self.per_user:
+                raise ClickHouseError(
+                    TOO_MANY_SIMULTANEOUS_QUERIES,
+                    f"{user} already runs {running} queries at once, the most one user may "
+                    "(the node's readers are shared by every analyst); wait for one to end",
+                )
+            self._running[user] = running + 1
+        try:
+            yield
+        finally:
+            with self._running_lock:
+                self._running[user] -= 1
+                if not self._running[user]:
+                    del self._running[user]
+
+    def _query_as(self, user: str, request: Request) -> Response:
         params = request.params
-        user = self.gate.user(protocol.credentials(request.headers, params))
         _refuse_native_compression(params)
         body = protocol.decoded_body(
             request.body, request.headers.get("Content-Encoding"), self.max_query_bytes

@@ -5,10 +5,12 @@ them. Pure functions, no I/O: the handler decides, the server moves bytes."""
 from __future__ import annotations
 
 import gzip
+import re
 import uuid
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from services.publish.clickhouse_http.errors import (
     BAD_ARGUMENTS,
@@ -94,7 +96,7 @@ def decoded_body(body: bytes, encoding: str | None, limit: int) -> bytes:
         elif kind == "lz4":
             import lz4.frame
 
-            data = lz4.frame.decompress(body)
+            data = _inflate(lz4.frame.LZ4FrameDecompressor(), body, limit)
         else:
             raise ClickHouseError(
                 CANNOT_DECOMPRESS,
@@ -108,11 +110,34 @@ def decoded_body(body: bytes, encoding: str | None, limit: int) -> bytes:
     return data
 
 
-def _inflate(inflater: zlib._Decompress, body: bytes, limit: int) -> bytes:
+def _inflate(inflater: Any, body: bytes, limit: int) -> bytes:
+    """At most ``limit`` + 1 bytes inflated (zlib or LZ4 frame): a bomb is refused
+    having cost that much memory, never its inflated size."""
     data = inflater.decompress(body, limit + 1)
     if len(data) <= limit and not inflater.eof:
         raise zlib.error("truncated stream")
+    if len(data) <= limit and inflater.unused_data:  # a second member or frame
+        raise zlib.error("data after the end of the compressed stream; send one stream")
     return data
+
+
+_QUERY_ID = re.compile(r"^[\x21-\x7e]{1,256}$")
+
+
+def query_id(params: Mapping[str, str]) -> str:
+    """The client's query_id (echoed in X-ClickHouse-Query-Id), or a fresh UUID. Only
+    printable ASCII without spaces, at most 256 characters: a CR LF in it would add
+    headers of the client's choice to the answer."""
+    asked = params.get("query_id")
+    if not asked:
+        return str(uuid.uuid4())
+    if not _QUERY_ID.match(asked):
+        raise ClickHouseError(
+            BAD_ARGUMENTS,
+            "query_id must be 1 to 256 printable ASCII characters without spaces "
+            "(letters, digits, punctuation); omit it to get a generated one",
+        )
+    return asked
 
 
 def query_text(url_query: str | None, body: bytes) -> str:
@@ -155,7 +180,7 @@ def parse(
         default_format=params.get("default_format")
         or headers.get("X-ClickHouse-Format")
         or DEFAULT_FORMAT,
-        query_id=params.get("query_id") or str(uuid.uuid4()),
+        query_id=query_id(params),
         settings=settings,
         params=query_params,
     )
