@@ -30,8 +30,9 @@ def open_channel(
         ("grpc.keepalive_time_ms", 30_000),
         # A peer back from a restart is dialled again within seconds, not after gRPC's
         # default back-off (up to 120 s): a federated answer stays partial no longer.
+        # (The minimum is left alone: gRPC also takes it as the connect timeout, and a
+        # peer that hangs in its handshake must time out, not look unreachable.)
         ("grpc.initial_reconnect_backoff_ms", 500),
-        ("grpc.min_reconnect_backoff_ms", 500),
         ("grpc.max_reconnect_backoff_ms", 5_000),
     ]
     if expected_identity:
