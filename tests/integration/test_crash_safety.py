@@ -71,7 +71,9 @@ def run(tmp: Path, faults: bool, services: list[str]) -> Fingerprint:
 
 def test_killing_every_service_and_the_broker_loses_and_duplicates_nothing(tmp_path: Path) -> None:
     services = available_services()
-    assert services == ["publish", "energy-analytics", "normalise", "anonymise", "ingest"], services
+    assert services == ["publish", "api", "energy-analytics", "normalise", "anonymise", "ingest"], (
+        services
+    )
     clean = run(tmp_path / "clean", faults=False, services=services)
     faulty = run(tmp_path / "faulty", faults=True, services=services)
     assert clean["observations"][0]["readings"] > 10_000
