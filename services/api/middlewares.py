@@ -288,9 +288,9 @@ def client_key(peer: str | None, forwarded: list[str], trusted_proxies: frozense
     last ``forwarded`` address the proxies did not add; IPv6 by /64, what one
     subscriber holds, so that a client cannot pick a fresh address per request."""
     address = peer or "unknown"
-    if address in trusted_proxies:
+    if is_trusted(address, trusted_proxies):
         for candidate in reversed(forwarded):
-            if candidate and candidate not in trusted_proxies:
+            if candidate and not is_trusted(candidate, trusted_proxies):
                 address = candidate
                 break
     try:
@@ -302,6 +302,20 @@ def client_key(peer: str | None, forwarded: list[str], trusted_proxies: frozense
             return str(parsed.ipv4_mapped)
         return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
     return str(parsed)
+
+
+def is_trusted(address: str, trusted_proxies: frozenset[str]) -> bool:
+    """Is ``address`` one of the proxies, listed as addresses or ranges (10.0.0.0/24)?"""
+    if address in trusted_proxies:
+        return True
+    try:
+        parsed = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(
+        "/" in entry and parsed in ipaddress.ip_network(entry, strict=False)
+        for entry in trusted_proxies
+    )
 
 
 def quota_check(quotas: Quotas, usage: Usage, settings: ShellSettings) -> Middleware:

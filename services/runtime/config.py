@@ -7,6 +7,7 @@ instead of failing later somewhere deep in a Kafka callback.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import types
 import typing
@@ -110,7 +111,7 @@ class ApiSection:
     key_burst: int = 100
     cache_ttl_s: float = 10.0  # Cache-Control max-age of answers, and the api's own caches
     keys_reload_s: float = 1.0  # a created or revoked key is seen within this
-    trusted_proxies: str = ""  # comma-separated addresses whose X-Forwarded-For is believed
+    trusted_proxies: str = ""  # addresses or ranges (a,b/24) whose X-Forwarded-For counts
     max_url_bytes: int = 4096  # longer request targets: 414
     max_header_bytes: int = 16384  # larger request headers in total: 431
 
@@ -444,6 +445,15 @@ def _validate_api(config: NodeConfig) -> None:
             source=config.source,
             key="api",
         )
+    for entry in (p.strip() for p in section.trusted_proxies.split(",") if p.strip()):
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{entry!r} is not an IP address or range (e.g. 10.0.0.1, 10.0.0.0/24)",
+                source=config.source,
+                key="api.trusted_proxies",
+            ) from None
 
 
 def _validate_sql(config: NodeConfig) -> None:

@@ -3,10 +3,14 @@ Retry-After in whole seconds, and who an anonymous caller is."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from services.api.middlewares import client_key
 from services.api.quotas import Quotas, Rate, TokenBucket, retry_after
+from services.runtime.config import load_node_config
+from services.runtime.errors import ConfigError
 from testkit.api_shell import Clock
 
 
@@ -99,3 +103,24 @@ def test_compressed_bodies_are_reused_and_bounded() -> None:
 
     asyncio.run(scenario())
     assert 0 < len(bodies) < 5 and bodies._size <= 3000
+
+
+def test_trusted_proxies_may_be_given_as_ranges() -> None:
+    """A load balancer pool is a range (10.0.0.0/24, fd00::/64): listed so, its
+    forwarded addresses are believed; before, a range matched nothing, silently, and every
+    client behind the pool shared the pool's one anonymous bucket."""
+    proxies = frozenset({"10.0.0.0/24", "fd00::/64"})
+    chain = ["198.51.100.9", "203.0.113.5", "10.0.0.2"]
+    assert client_key("10.0.0.1", chain, proxies) == "203.0.113.5"
+    assert client_key("fd00::7", ["203.0.113.5"], proxies) == "203.0.113.5"
+    assert client_key("10.0.1.1", chain, proxies) == "10.0.1.1"  # outside the range
+
+
+def test_a_trusted_proxy_that_is_not_an_address_or_range_is_refused_at_start(
+    tmp_path: Path,
+) -> None:
+    node_file = tmp_path / "node.yaml"
+    node_file.write_text("api: {trusted_proxies: '10.0.0.1, proxy.internal'}\n")
+    with pytest.raises(ConfigError) as refused:
+        load_node_config(node_file)
+    assert "api.trusted_proxies" in str(refused.value) and "proxy.internal" in str(refused.value)
