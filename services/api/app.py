@@ -19,6 +19,7 @@ from services.api.keys import KeyStore, keys_path
 from services.api.middlewares import ShellSettings, shell_middlewares
 from services.api.ngsi.routes import add_ngsi_routes
 from services.api.openapi import openapi_document
+from services.api.portal import add_portal
 from services.api.quotas import Clock, Quotas, Rate
 from services.api.reader import EntityReader
 from services.api.usage import Usage
@@ -74,7 +75,7 @@ def _asset(name: str) -> str:
 
 
 def add_documents(app: web.Application) -> None:
-    """/openapi.json, the documentation page at /docs (and / leading there), its assets."""
+    """/openapi.json, the documentation page at /docs, its assets (/ is the portal's)."""
     document = json.dumps(openapi_document(), ensure_ascii=False).encode("utf-8")
     page = _asset("docs.html")
     assets = {name: (_asset(name), kind) for name, kind in ASSETS.items()}
@@ -93,13 +94,9 @@ def add_documents(app: web.Application) -> None:
             raise web.HTTPNotFound()
         return web.Response(text=found[0], content_type=found[1])
 
-    async def root(request: web.Request) -> web.Response:
-        return web.Response(status=302, headers={"Location": "/docs"})
-
     app.router.add_get("/openapi.json", openapi)
     app.router.add_get("/docs", docs)
     app.router.add_get("/docs/{asset}", asset)
-    app.router.add_get("/", root)
 
 
 def parser_limits(node: NodeConfig) -> dict[str, int]:
@@ -118,11 +115,13 @@ def build_app(
     reader: EntityReader,
     parts: Parts | None = None,
 ) -> web.Application:
-    """The application (not started): middlewares, documents, then the NGSI-LD routes."""
+    """The application (not started): middlewares, documents, the portal, then the
+    NGSI-LD routes."""
     parts = parts or default_parts(config)
     middlewares = shell_middlewares(shell_settings(config), parts.keys, parts.quotas, parts.usage)
     app = web.Application(middlewares=middlewares)
     app[PARTS] = parts
     add_documents(app)
+    add_portal(app, config)
     add_ngsi_routes(app, reader, cache_ttl_s=config.api.cache_ttl_s)
     return app

@@ -211,6 +211,17 @@ SCHEMAS: dict[str, Any] = {
     },
     "Description": {"type": "object", "required": ["id", "type"], "additionalProperties": True},
     "OpenApi": {"type": "object", "required": ["openapi", "paths"]},
+    "PortalNode": {
+        "type": "object",
+        "required": ["baseUrl", "node", "quotas", "keys", "links"],
+        "properties": {
+            "baseUrl": {"type": "string", "description": "This API as the caller reached it"},
+            "node": {"type": "string"},
+            "quotas": {"type": "object", "required": ["anonymous", "key"]},
+            "keys": {"type": "object", "required": ["issuedBy", "command"]},
+            "links": {"type": "object"},
+        },
+    },
     "Context": {"type": "object", "required": ["@context"]},
 }
 HEADERS: dict[str, Any] = {
@@ -354,9 +365,9 @@ def shell_paths() -> dict[str, Any]:
         "required": True,
         "schema": {"type": "string", "minLength": 1, "maxLength": 64},
     }
-    moved = {"description": "To /docs", "headers": {"Location": {"schema": {"type": "string"}}}}
+    moved = {"description": "To /portal", "headers": {"Location": {"schema": {"type": "string"}}}}
     return {
-        "/": _documentation("getRoot", "Leads to the documentation page", {"302": moved}),
+        "/": _documentation("getRoot", "Leads to the developer portal", {"302": moved}),
         "/openapi.json": _documentation(
             "getOpenApi",
             "This document",
@@ -370,6 +381,37 @@ def shell_paths() -> dict[str, Any]:
         "/docs/{asset}": _documentation(
             "getDocsAsset",
             "A script or style sheet of the documentation page",
+            {
+                "200": {
+                    "description": "The file",
+                    "content": {"text/javascript": text, "text/css": text},
+                },
+                **_refs({"404": "NotFound"}),
+            },
+            parameters=[asset],
+        ),
+        **portal_paths(text, asset),
+    }
+
+
+def portal_paths(text: dict[str, Any], asset: dict[str, Any]) -> dict[str, Any]:
+    """The developer portal (services/api/portal.py): its page, files and node facts."""
+    node = {"schema": {"$ref": "#/components/schemas/PortalNode"}}
+    return {
+        "/portal": _documentation(
+            "getPortal",
+            "The developer portal: the catalogue per city and theme, examples, how to get a key",
+            {"200": {"description": "HTML", "content": {"text/html": text}}},
+        ),
+        "/portal/node.json": _documentation(
+            "getPortalNode",
+            "What the portal shows of this node: its base URL as the caller reached it, "
+            "its quotas, who issues keys",
+            {"200": {"description": "The node", "content": {"application/json": node}}},
+        ),
+        "/portal/assets/{asset}": _documentation(
+            "getPortalAsset",
+            "A script or style sheet of the developer portal",
             {
                 "200": {
                     "description": "The file",

@@ -184,7 +184,7 @@ def test_the_documentation_page_is_served_with_its_own_assets_only(node) -> None
         return root, page, await page.text(), script, style, missing.status
 
     root, page, html, script, style, missing = drive(app, scenario)
-    assert root.status == 302 and root.headers["Location"] == "/docs"
+    assert root.status == 302 and root.headers["Location"] == "/portal"  # the developer portal
     assert page.status == 200 and "default-src 'self'" in page.headers["Content-Security-Policy"]
     assert 'src="/docs/docs.js"' in html and "http" not in html.replace("http-equiv", "")
     assert script.headers["Content-Type"].startswith("text/javascript")
