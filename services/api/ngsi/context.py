@@ -51,10 +51,15 @@ def context_url(request: web.Request) -> str:
     A Host is the client's to choose: echoed as it came, quotes or commas in it would
     add parameters or links to a cacheable answer, and a port yarl cannot parse made
     the request fail with a 500."""
-    host = _HOST.match(request.host or "")
-    if host is None or int(host.group(1) or 0) > 65535:
+    if not valid_host(request.host or ""):
         return CONTEXT_PATH
     return str(request.url.with_path(CONTEXT_PATH).with_query(None))
+
+
+def valid_host(host: str) -> bool:
+    """A Host header that names a host (and a port that exists): safe to echo."""
+    found = _HOST.match(host)
+    return found is not None and int(found.group(1) or 0) <= 65535
 
 
 def link_header(request: web.Request) -> str:
