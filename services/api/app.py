@@ -15,6 +15,7 @@ from importlib import resources
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from services.api.catalog.routes import add_catalog_route
 from services.api.keys import KeyStore, keys_path
 from services.api.middlewares import ShellSettings, shell_middlewares
 from services.api.ngsi.routes import add_ngsi_routes
@@ -115,13 +116,15 @@ def build_app(
     reader: EntityReader,
     parts: Parts | None = None,
 ) -> web.Application:
-    """The application (not started): middlewares, documents, the portal, then the
-    NGSI-LD routes."""
+    """The application (not started): middlewares, documents, the portal, the catalogue,
+    then the NGSI-LD routes."""
     parts = parts or default_parts(config)
     middlewares = shell_middlewares(shell_settings(config), parts.keys, parts.quotas, parts.usage)
     app = web.Application(middlewares=middlewares)
     app[PARTS] = parts
     add_documents(app)
     add_portal(app, config)
+    fallback = f"http://{config.api.host}:{config.api.port}"
+    add_catalog_route(app, reader, fallback, ttl_s=config.api.cache_ttl_s)
     add_ngsi_routes(app, reader, cache_ttl_s=config.api.cache_ttl_s)
     return app

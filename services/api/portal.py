@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from services.api.middlewares import is_trusted
-from services.api.ngsi.context import usable_host
+from services.api.ngsi.context import valid_host
 from services.runtime.config import NodeConfig
 
 PORTAL = "/portal"
@@ -56,9 +56,9 @@ def base_url(seen: Seen, trusted_proxies: frozenset[str], fallback: str) -> str:
     if seen.remote and is_trusted(seen.remote, trusted_proxies):
         proto = _first(seen.forwarded_proto).lower() or seen.scheme
         host = _first(seen.forwarded_host) or seen.host
-        if proto in ("http", "https") and usable_host(host):
+        if proto in ("http", "https") and valid_host(host or ""):
             return f"{proto}://{host}"
-    if seen.scheme in ("http", "https") and usable_host(seen.host):
+    if seen.scheme in ("http", "https") and valid_host(seen.host or ""):
         return f"{seen.scheme}://{seen.host}"
     return fallback
 

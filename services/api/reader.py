@@ -52,6 +52,16 @@ class EntityReader(Protocol):
 
 
 @dataclass(frozen=True)
+class NodeCatalog:
+    """One node's GetCatalog answer for an audience (``catalog`` None: it did not
+    answer; ``status`` says how it fared), and the address it is dialled at."""
+
+    status: NodeStatus
+    address: str
+    catalog: Any = None
+
+
+@dataclass(frozen=True)
 class Node:
     code: str
     address: str
@@ -94,6 +104,29 @@ class FederationReader:
 
     def temporal(self, query: Any, audience: Audience) -> Merged:
         return self._fan_out(query, query.entities, audience, "QueryTemporal")
+
+    def catalogs(self, audience: Audience) -> list[NodeCatalog]:
+        """Every node's GetCatalog on behalf of ``audience``, asked at once: each node
+        lists only what it shares with that audience (never read from local files)."""
+        timeout = self.config.peer_timeout_s
+        futures = [
+            self.pool.submit(self._catalog_of, node, audience, timeout) for node in self.nodes
+        ]
+        done, _ = wait(futures, timeout=timeout + 2.0)
+        return [
+            f.result() if f in done else NodeCatalog(NodeStatus(n.code, "timed-out"), n.address)
+            for n, f in zip(self.nodes, futures, strict=True)
+        ]
+
+    def _catalog_of(self, node: Node, audience: Audience, timeout: float) -> NodeCatalog:
+        try:
+            catalog = self._client(node, audience.on_behalf_of).catalog(timeout=timeout)
+        except grpc.RpcError as error:
+            code = error.code()
+            outcome = TROUBLE.get(code, "refused")
+            status = NodeStatus(node.code, outcome, code.name, error.details() or "")
+            return NodeCatalog(status, node.address)
+        return NodeCatalog(NodeStatus(node.code, ANSWERED), node.address, catalog)
 
     def _fan_out(self, query: Any, selection: Any, audience: Audience, method: str) -> Merged:
         """Every concerned node asked at once; the merge cut at the caller's page."""

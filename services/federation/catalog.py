@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,8 @@ import grpc
 from services.federation.calls import Caller, FederationError, invalid
 from services.policy.access import source_is_personal
 from services.policy.sharing import SharingPolicy, sharing_policies
-from services.runtime.cities import CityConfig
+from services.runtime.cities import CityConfig, SourceConfig
+from services.runtime.city_catalogue import CityMetadata
 from services.runtime.paths import DEPLOY_DIR
 from services.runtime.topics import TopicName, partner_topic
 from services.runtime.yaml_config import parse_strict
@@ -75,6 +76,11 @@ class DatasetInfo:
     # Carries personal data (privacy: {personal: true}): entity level only for named
     # partners (services/policy/access.py). Energy aggregates are not: secrecy applied.
     personal: bool = False
+    # Catalogue facts of its city file (DCAT-AP): the city's name, contact, codes,
+    # and the EU frequency code of its updates.
+    city_name: str = ""
+    publisher: CityMetadata = field(default_factory=CityMetadata)
+    frequency: str = "CONT"
 
     @property
     def is_aggregates(self) -> bool:
@@ -98,6 +104,7 @@ class Holdings:
     first_ms: int
     last_ms: int
     count: int
+    entity_types: tuple[str, ...] = ()
 
 
 class Datasets:
@@ -120,6 +127,9 @@ class Datasets:
                     policy=policies[(city.code, source.id)],
                     record_type="citeplus.v1.Observation",
                     personal=source_is_personal(source),
+                    city_name=city.name,
+                    publisher=city.metadata,
+                    frequency=source.frequency or derived_frequency(source),
                 )
                 found[info.id] = info
             info = DatasetInfo(
@@ -130,6 +140,10 @@ class Datasets:
                 domain="energy",
                 policy=aggregates,
                 record_type="citeplus.v2.EnergyAggregateRelease",
+                city_name=city.name,
+                publisher=city.metadata,
+                # Released once a day, when the day closed (docs/energy-analytics.md).
+                frequency="DAILY",
             )
             found[info.id] = info
         self.all = found
@@ -203,10 +217,12 @@ class HoldingsCache:
         observations = self.warehouse.query_arrow(
             "SELECT city, source, arraySort(groupUniqArray(metric)) AS metrics, "
             "toUnixTimestamp64Milli(min(ts)) AS first, toUnixTimestamp64Milli(max(ts)) AS last, "
-            "count() AS n FROM observations GROUP BY city, source"
+            "count() AS n, arraySort(groupUniqArray(entity_type)) AS types "
+            "FROM observations GROUP BY city, source"
         )
         for row in observations.to_pylist():
-            facts[(row["city"], row["source"])] = _holdings(row, tuple(row["metrics"]))
+            types = tuple(t for t in row["types"] if t)
+            facts[(row["city"], row["source"])] = _holdings(row, tuple(row["metrics"]), types)
         aggregates = self.warehouse.query_arrow(
             "SELECT city, toUnixTimestamp64Milli(min(window_start)) AS first, "
             "toUnixTimestamp64Milli(max(window_end)) AS last, count() AS n "
@@ -217,8 +233,19 @@ class HoldingsCache:
         return facts
 
 
-def _holdings(row: dict[str, Any], metrics: tuple[str, ...]) -> Holdings:
-    return Holdings(metrics, int(row["first"]), int(row["last"]), int(row["n"]))
+def _holdings(
+    row: dict[str, Any], metrics: tuple[str, ...], types: tuple[str, ...] = ()
+) -> Holdings:
+    return Holdings(metrics, int(row["first"]), int(row["last"]), int(row["n"]), types)
+
+
+def derived_frequency(source: SourceConfig) -> str:
+    """A source's EU frequency code when its city file declares none: readings are
+    published as they come (CONT), unless privacy reduces them to one a day."""
+    coarsen = (source.privacy or {}).get("coarsen")
+    if isinstance(coarsen, dict) and coarsen.get("to") == "P1D":
+        return "DAILY"
+    return "CONT"
 
 
 def vocabulary_metrics(path: Path = VOCABULARY_FILE) -> frozenset[str]:

@@ -37,7 +37,7 @@ from services.federation.catalog import (
     vocabulary_metrics,
 )
 from services.federation.certs import server_credentials
-from services.federation.entity_query import validate_entities, validate_temporal
+from services.federation.entity_query import ENERGY_TYPE, validate_entities, validate_temporal
 from services.federation.fanout import Fanout
 from services.federation.health_watch import HealthWatch, warehouse_answers
 from services.federation.protos import pb, rpc
@@ -118,10 +118,20 @@ class FederationServicer(rpc.FederationServicer):
                 schema_subject=f"{topic}-value",
                 topic=topic,
                 record_type=info.record_type,
+                publisher=pb.Publisher(
+                    name=info.city_name,
+                    contact_email=info.publisher.contact or "",
+                    insee=info.publisher.insee or "",
+                    siren=info.publisher.siren or "",
+                ),
+                frequency=info.frequency,
             )
+            if info.is_aggregates:
+                entry.entity_types.append(ENERGY_TYPE)
             held = holdings.get((info.city, info.source))
             if held:
                 entry.metrics.extend(held.metrics)
+                entry.entity_types.extend(held.entity_types)
                 set_timestamp_ms(entry.coverage.first, held.first_ms)
                 set_timestamp_ms(entry.coverage.last, held.last_ms)
                 entry.coverage.count = held.count

@@ -30,6 +30,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from services.runtime.city_catalogue import (
+    CityMetadata,
+    check_contact,
+    check_frequency,
+    check_insee,
+    check_siren,
+)
 from services.runtime.errors import ConfigError
 from services.runtime.yaml_config import ConfigReader, describe, parse_strict
 
@@ -57,7 +64,17 @@ PASSTHROUGH_SECTIONS = ("privacy", "mapping", "sharing")
 # City-level sections owned by one service, kept raw like PASSTHROUGH_SECTIONS:
 # ``secrecy`` (energy-analytics: min_meters, dominance_share).
 CITY_PASSTHROUGH_SECTIONS = ("secrecy",)
-_CITY_KEYS = ("code", "name", "timezone", "sources", *CITY_PASSTHROUGH_SECTIONS)
+# ``contact``, ``insee``, ``siren``: catalogue facts (services/runtime/city_catalogue.py).
+_CITY_KEYS = (
+    "code",
+    "name",
+    "timezone",
+    "sources",
+    "contact",
+    "insee",
+    "siren",
+    *CITY_PASSTHROUGH_SECTIONS,
+)
 _SOURCE_KEYS = (
     "id",
     "format",
@@ -70,6 +87,7 @@ _SOURCE_KEYS = (
     "numeric",
     "registry",
     "rate_limit",
+    "frequency",
     *PASSTHROUGH_SECTIONS,
 )
 _CSV_KEYS = ("separator", "decimal", "header", "encoding", "columns")
@@ -134,6 +152,8 @@ class SourceConfig:
     privacy: dict[str, Any] | None = field(default=None, hash=False)
     mapping: dict[str, Any] | None = field(default=None, hash=False)
     sharing: dict[str, Any] | None = field(default=None, hash=False)
+    # How often it is updated, for catalogues: an EU frequency code (None: derived).
+    frequency: str | None = None
 
 
 class RegistryEntry(NamedTuple):
@@ -209,6 +229,7 @@ class CityConfig:
     sources: tuple[SourceConfig, ...]
     path: str | None = None
     secrecy: dict[str, Any] | None = field(default=None, hash=False)
+    metadata: CityMetadata = field(default_factory=CityMetadata)
 
     def source(self, source_id: str) -> SourceConfig:
         for source in self.sources:
@@ -355,7 +376,35 @@ class _Reader(ConfigReader):
         secrecy = data.get("secrecy")
         if secrecy is not None and not isinstance(secrecy, dict):
             raise self.fail("secrecy", f"expected a mapping, got {describe(secrecy)}")
-        return CityConfig(code, name, timezone, tuple(sources), path=self.where, secrecy=secrecy)
+        return CityConfig(
+            code,
+            name,
+            timezone,
+            tuple(sources),
+            path=self.where,
+            secrecy=secrecy,
+            metadata=self.metadata(data),
+        )
+
+    def metadata(self, data: dict[str, Any]) -> CityMetadata:
+        """``contact``, ``insee`` and ``siren``, each checked when given."""
+        checks = {"contact": check_contact, "insee": check_insee, "siren": check_siren}
+        found: dict[str, str] = {}
+        for name, check in checks.items():
+            if name in data:
+                problem = check(data[name])
+                if problem:
+                    raise self.fail(name, problem)
+                found[name] = data[name]
+        return CityMetadata(**found)
+
+    def frequency(self, data: dict[str, Any], key: str) -> str | None:
+        if "frequency" not in data:
+            return None
+        problem = check_frequency(data["frequency"])
+        if problem:
+            raise self.fail(key, problem)
+        return str(data["frequency"])
 
     def source(self, raw: Any, key: str, city: str) -> SourceConfig:
         data = self.mapping(raw, key, _SOURCE_KEYS)
@@ -396,6 +445,7 @@ class _Reader(ConfigReader):
             numeric=numeric,
             registry=registry,
             rate_limit=rate_limit,
+            frequency=self.frequency(data, f"{key}.frequency"),
             **sections,
         )
 

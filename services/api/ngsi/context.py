@@ -51,15 +51,14 @@ def context_url(request: web.Request) -> str:
     A Host is the client's to choose: echoed as it came, quotes or commas in it would
     add parameters or links to a cacheable answer, and a port yarl cannot parse made
     the request fail with a 500."""
-    if not usable_host(request.host):
+    if not valid_host(request.host or ""):
         return CONTEXT_PATH
     return str(request.url.with_path(CONTEXT_PATH).with_query(None))
 
 
-def usable_host(host: str | None) -> bool:
-    """Whether a Host header (or a proxy's forwarded host) is a host with an optional
-    port that may be written into an answer: a name, an IPv4 or a bracketed IPv6."""
-    found = _HOST.match(host or "")
+def valid_host(host: str) -> bool:
+    """A Host header that names a host (and a port that exists): safe to echo."""
+    found = _HOST.match(host)
     return found is not None and int(found.group(1) or 0) <= 65535
 
 

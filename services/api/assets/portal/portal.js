@@ -14,7 +14,7 @@ const PREFIXES = {
   dcat: "http://www.w3.org/ns/dcat#",
   foaf: "http://xmlns.com/foaf/0.1/",
   vcard: "http://www.w3.org/2006/vcard/ns#",
-  citeplus: "https://citeplus.eu/ns#",
+  citeplus: "https://citeplus.eu/ns/",
 };
 const THEMES = {
   AGRI: "Agriculture", ECON: "Economy", EDUC: "Education", ENER: "Energy",
