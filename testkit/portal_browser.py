@@ -9,6 +9,7 @@ page did not catch (a script that failed to load, a policy violation).
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 import subprocess
@@ -40,6 +41,22 @@ class Rendered:
         """An attribute of the first ``<tag ...>`` of the DOM (None when absent)."""
         found = re.search(rf"<{tag}\b[^>]*\b{name}=\"([^\"]*)\"", self.dom)
         return found.group(1) if found else None
+
+    def example(self, kind: str) -> str:
+        """The text of an example block (``curl``, ``python``...) as a reader copies it."""
+        found = re.search(
+            rf'<pre[^>]*data-example="{kind}"[^>]*>\s*<code>(.*?)</code>', self.dom, re.DOTALL
+        )
+        assert found, f"no {kind} example in the page"
+        return html.unescape(found.group(1))
+
+    def loaded(self) -> list[str]:
+        """Every address the page loads by itself (scripts, styles, images, frames)."""
+        tags = r"<(?:script|link|img|iframe|source|video|audio|embed|object)\b[^>]*"
+        found = []
+        for tag in re.findall(tags, self.dom):
+            found += re.findall(r"\b(?:src|href|data)=\"([^\"]*)\"", tag)
+        return found
 
 
 def chromium() -> str:

@@ -24,10 +24,12 @@ One world for the module: its start is most of its time.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -59,6 +61,7 @@ from testkit.api_checks import (
 from testkit.api_nodes import silent_peer, start_world
 from testkit.api_world import ODD_KEY, PARTNER_A, PARTNER_B, T0_US, position
 from testkit.ngsild_venv import run_probe
+from testkit.portal_browser import render
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
@@ -404,3 +407,38 @@ def docs_page(node) -> str:
         if response.status_code == 200 and "text/html" in response.headers["content-type"]:
             return f"{node.url}{path}"
     raise AssertionError("no documentation page at /docs or /")
+
+
+# -- the developer portal -----------------------------------------------------------------
+
+
+def test_the_portal_lists_every_dataset_and_its_example_works(world, tmp_path: Path) -> None:
+    lyon = world.nodes["lyon"]
+    catalog = call(lyon, "/catalog", headers={"Accept": "application/ld+json"})
+    assert catalog.status_code == 200, catalog.text
+    listed = sorted(d["dct:identifier"] for d in catalog.json()["dcat:dataset"])
+    assert "lyon/air" in listed and "paris/traffic" in listed
+    page = render(f"{lyon.url}/#dataset=lyon%2Fair", tmp_path / "profile")  # / leads there
+    dom = page.dom
+    assert page.attribute("data-state") == "ready", dom[-3000:]
+    # Every dataset of the catalogue is on the page, with its licence linked.
+    assert page.attribute("data-datasets") == str(len(listed))
+    assert sorted(re.findall(r'<article class="dataset" data-id="([^"]+)"', dom)) == listed
+    assert 'href="https://www.etalab.gouv.fr/licence-ouverte-open-licence/"' in dom
+    # Nothing loaded from elsewhere, nothing the browser complained about.
+    assert page.loaded() and all(u.startswith("/") for u in page.loaded()), page.loaded()
+    assert page.attribute("data-errors") is None and page.console == [], page.console
+    # The examples, copied from the page, answer with this dataset's entities.
+    expected = sorted(expected_rows([lyon], "air"))
+    curl = page.example("curl")
+    assert curl.startswith(f"curl -sS '{lyon.url}/ngsi-ld/v1/entities?"), curl
+    answered = subprocess.run(["bash", "-c", curl], capture_output=True, timeout=60, check=True)
+    got = [e["id"] for e in json.loads(answered.stdout)]
+    assert len(got) == min(5, len(expected)) and set(got) <= set(expected), got  # limit=5
+    script = page.example("python")
+    printed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert printed.stdout.split() == got
+    # The chart drew the hourly averages of an entity of the dataset.
+    assert int(page.attribute("data-points", "svg") or 0) >= 1, dom[-3000:]

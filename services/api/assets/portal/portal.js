@@ -156,7 +156,9 @@ function licenceLabel(uri) {
 
 function spatialLabel(uri) {
   const match = /\/geo\/([a-zA-Z]+)\/([0-9A-Za-z]+)$/.exec(String(uri));
-  return match ? `${match[1]} ${match[2]} (INSEE)` : lastSegment(uri);
+  if (!match) return lastSegment(uri);
+  const kind = match[1] === "intercommunalite" ? "EPCI" : match[1];
+  return `${kind} ${match[2]} (INSEE)`;
 }
 
 function ngsiTypes(dataset, distributions) {
@@ -184,7 +186,7 @@ function datasetOf(node, index) {
   const licences = new Set(raw(node, "dct:license").map(literal));
   distributions.forEach((d) => raw(d, "dct:license").map(literal).forEach((l) => licences.add(l)));
   const period = refs(node, "dct:temporal", index)[0] || {};
-  const city = identifier.includes("/") ? identifier.split("/")[0] : "";
+  const city = text(node, "citeplus:city") || (identifier.includes("/") ? identifier.split("/")[0] : "");
   return {
     id: identifier,
     title: text(node, "dct:title") || identifier,
@@ -311,7 +313,8 @@ function renderList() {
 
 function exampleQuery(dataset, type) {
   const params = new URLSearchParams({ type, limit: "5" });
-  if (dataset.city) params.set("idPattern", `urn:ngsi-ld:${type}:${dataset.city}:.*`);
+  // A city code as the federation spells them (DATASET_ID); anything else narrows nothing.
+  if (/^[a-z][a-z0-9-]{0,62}$/.test(dataset.city)) params.set("idPattern", `urn:ngsi-ld:${type}:${dataset.city}:.*`);
   return params;
 }
 
