@@ -426,7 +426,8 @@ def test_the_portal_lists_every_dataset_and_its_example_works(world, tmp_path: P
     assert sorted(re.findall(r'<article class="dataset" data-id="([^"]+)"', dom)) == listed
     assert 'href="https://www.etalab.gouv.fr/licence-ouverte-open-licence/"' in dom
     # Nothing loaded from elsewhere, nothing the browser complained about.
-    assert page.loaded() and all(u.startswith("/") for u in page.loaded()), page.loaded()
+    loaded = page.loaded()
+    assert loaded and all(u.startswith(("/", "data:")) for u in loaded), loaded
     assert page.attribute("data-errors") is None and page.console == [], page.console
     # The examples, copied from the page, answer with this dataset's entities.
     expected = sorted(expected_rows([lyon], "air"))
@@ -442,3 +443,14 @@ def test_the_portal_lists_every_dataset_and_its_example_works(world, tmp_path: P
     assert printed.stdout.split() == got
     # The chart drew the hourly averages of an entity of the dataset.
     assert int(page.attribute("data-points", "svg") or 0) >= 1, dom[-3000:]
+
+
+def test_the_portal_says_whose_datasets_are_missing(world, tmp_path: Path) -> None:
+    paris = world.nodes["paris"]  # its peers nice (hung) and bordeaux (down) never answer
+    page = render(f"{paris.url}/portal", tmp_path / "profile")
+    assert page.attribute("data-state") == "ready", page.dom[-3000:]
+    note = re.search(r'<span id="missing-nodes">([^<]*)</span>', page.dom)
+    assert note, page.dom[:3000]
+    assert "bordeaux (unreachable)" in note.group(1) and "nice (" in note.group(1)
+    assert "lyon" not in note.group(1) and "paris" not in note.group(1)
+    assert 'data-id="lyon/air"' in page.dom and 'data-id="paris/air"' in page.dom

@@ -8,7 +8,8 @@
 const NGSI = "/ngsi-ld/v1";
 const REFRESH_S = 30; // the chart is redrawn from the API this often
 const CHART_HOURS = 48; // hourly averages over the last two days the entity has data for
-const LANGS = ["en", "fr"];
+// Texts in the reader's language when the catalogue has it (French or English).
+const LANGS = String(navigator.language || "").toLowerCase().startsWith("fr") ? ["fr", "en"] : ["en", "fr"];
 const PREFIXES = {
   dct: "http://purl.org/dc/terms/",
   dcat: "http://www.w3.org/ns/dcat#",
@@ -66,10 +67,11 @@ function noteError(message) {
 
 // -- the API -----------------------------------------------------------------------------
 
-async function getJson(url, accept) {
+async function getJson(url, accept, seen) {
   const headers = { Accept: accept || "application/json" };
   if (state.key) headers.Authorization = "Bearer " + state.key;
   const response = await fetch(url, { headers });
+  if (seen) seen.peers = response.headers.get("Citeplus-Peers") || "";
   const text = await response.text();
   let body = null;
   try { body = JSON.parse(text); } catch (e) { body = null; }
@@ -525,10 +527,23 @@ function showNode(node) {
   byId("key-command").textContent = node.keys.command;
 }
 
+function showMissingNodes(peers) {
+  // "lyon=answered, nice=timed-out": the datasets of a node that did not answer are missing.
+  const missing = peers.split(",").map((p) => p.trim().split("="))
+    .filter(([node, outcome]) => node && outcome && outcome !== "answered");
+  const note = byId("missing-nodes");
+  note.hidden = !missing.length;
+  note.textContent = missing.length
+    ? "Not in this list for now, their node did not answer: " +
+      missing.map(([node, outcome]) => `${node} (${outcome})`).join(", ") + "."
+    : "";
+}
+
 async function loadCatalog() {
   const status = byId("status");
+  const seen = { peers: "" };
   try {
-    const doc = await getJson("/catalog", "application/ld+json");
+    const doc = await getJson("/catalog", "application/ld+json", seen);
     state.datasets = parseCatalog(doc);
   } catch (e) {
     state.datasets = [];
@@ -539,6 +554,7 @@ async function loadCatalog() {
   }
   fillFilters();
   renderList();
+  showMissingNodes(seen.peers);
   fromHash();
   document.body.dataset.state = "ready";
 }
