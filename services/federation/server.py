@@ -125,6 +125,9 @@ class FederationServicer(rpc.FederationServicer):
                     siren=info.publisher.siren or "",
                 ),
                 frequency=info.frequency,
+                entities_withheld=not call.caller.may_read_entities(
+                    info.policy, self.datasets.home, personal=info.personal
+                ),
             )
             if info.is_aggregates:
                 entry.entity_types.append(ENERGY_TYPE)
