@@ -108,6 +108,16 @@ SOURCES = (
     ),
 )
 OPEN_SOURCES = ("air", "traffic")
+# What the cities' files say for catalogues (services/runtime/city_catalogue.py).
+CATALOGUE_FACTS = {
+    "lyon": {
+        "contact": "opendata@lyon.citeplus.example",
+        "insee": "200046977",
+        "siren": "200046977",
+    },
+    "paris": {"contact": "opendata@paris.citeplus.example", "insee": "75056", "siren": "217500016"},
+    "nice": {"insee": "06088"},
+}
 
 
 def sharing_of(city: str, source: str) -> dict | None:
@@ -145,7 +155,13 @@ def write_city(directory: Path, code: str) -> Path:
         if sharing:
             entry["sharing"] = sharing
         sources.append(entry)
-    document = {"code": code, "name": code.title(), "timezone": "Europe/Paris", "sources": sources}
+    document = {
+        "code": code,
+        "name": code.title(),
+        "timezone": "Europe/Paris",
+        **CATALOGUE_FACTS.get(code, {}),
+        "sources": sources,
+    }
     path = directory / f"{code}.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), "utf-8")
     return path

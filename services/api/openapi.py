@@ -424,9 +424,49 @@ def portal_paths(text: dict[str, Any], asset: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def catalog_path() -> dict[str, Any]:
+    """``/catalog``: the DCAT-AP 3.0 catalogue (docs/api.md, Catalogue)."""
+    fmt = {
+        "name": "format",
+        "in": "query",
+        "required": False,
+        "description": "The catalogue's form, winning over Accept: jsonld (default) or ttl",
+        "schema": {"type": "string", "enum": ["jsonld", "json-ld", "json", "ttl", "turtle"]},
+    }
+    jsonld = {
+        "type": "object",
+        "required": ["@context", "@id", "@type", "dcat:dataset"],
+        "description": "A dcat:Catalog in compact JSON-LD (keys: docs/api.md, Catalogue)",
+    }
+    ok = {
+        "description": "The catalogue of the datasets the caller's audience may see",
+        "headers": {
+            name: {"$ref": f"#/components/headers/{name}"} for name in ("ETag", "Citeplus-Peers")
+        },
+        "content": {
+            "application/ld+json": {"schema": jsonld},
+            "text/turtle": {"schema": {"type": "string"}},
+        },
+    }
+    codes = {"304": "NotModified", "400": "BadRequest", "406": "NotAcceptable"}
+    return {
+        "get": {
+            "operationId": "getCatalog",
+            "summary": "The DCAT-AP 3.0 catalogue national portals harvest (JSON-LD or Turtle)",
+            "tags": ["Catalogue"],
+            "parameters": [fmt],
+            "responses": {
+                "200": ok,
+                **_refs({**codes, "503": "NodesUnavailable", **SHELL_REFUSALS}),
+            },
+        }
+    }
+
+
 def openapi_document(server_url: str | None = None) -> dict[str, Any]:
     """The whole document; ``server_url`` (as the caller reached this node) if known."""
     paths = shell_paths()
+    paths["/catalog"] = catalog_path()
     for op in OPERATIONS:
         paths[op.path] = {"get": ngsi_operation(op)}
     document: dict[str, Any] = {
@@ -445,6 +485,7 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
         "tags": [
             {"name": "NGSI-LD", "description": "Entities, types, attributes, temporal values"},
             {"name": "Documentation", "description": "This document and its page"},
+            {"name": "Catalogue", "description": "DCAT-AP 3.0 catalogue of the datasets"},
         ],
         "paths": paths,
         "components": {

@@ -96,6 +96,12 @@ class DatasetInfo:
         return shared(partner or self.policy.partners[0])
 
 
+def listing_audience(caller: Caller) -> Caller:
+    """Whom a catalogue listing is for: the identity a node asks on behalf of (an API
+    key's partner, ``public``), else the certified caller itself."""
+    return Caller(caller.on_behalf_of) if caller.on_behalf_of else caller
+
+
 @dataclass(frozen=True)
 class Holdings:
     """What the warehouse holds of one dataset."""

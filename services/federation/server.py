@@ -34,6 +34,7 @@ from services.federation.catalog import (
     Datasets,
     FederationTopics,
     HoldingsCache,
+    listing_audience,
     vocabulary_metrics,
 )
 from services.federation.certs import server_credentials
@@ -105,7 +106,9 @@ class FederationServicer(rpc.FederationServicer):
         for info in sorted(self.datasets.visible(call.caller), key=lambda d: d.id):
             if domains and info.domain not in domains:
                 continue
-            topic = info.topic_for(call.caller, self.topics)
+            # The topic of whom the listing is for: asked on behalf of a partner, that
+            # partner's own topic (never another partner's, which would name it).
+            topic = info.topic_for(listing_audience(call.caller), self.topics)
             entry = pb.Dataset(
                 id=info.id,
                 kind=KINDS[info.is_aggregates],
@@ -125,6 +128,9 @@ class FederationServicer(rpc.FederationServicer):
                     siren=info.publisher.siren or "",
                 ),
                 frequency=info.frequency,
+                entities_withheld=not call.caller.may_read_entities(
+                    info.policy, self.datasets.home, personal=info.personal
+                ),
             )
             if info.is_aggregates:
                 entry.entity_types.append(ENERGY_TYPE)

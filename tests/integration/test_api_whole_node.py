@@ -18,7 +18,10 @@ with keolis (naming each other too: a peer relaying a partner only narrows); bot
 open air quality and traffic; water is internal; each city's ``linky-open`` source
 is personal but marked open. Paris also names two peers that never answer: "nice"
 accepts connections and says nothing, "bordeaux" is a port where nothing listens.
-One world for the module: its start is most of its time.
+The DCAT-AP catalogue (``GET /catalog``) is read by the public and by each partner's
+key in JSON-LD and Turtle: valid against the official shapes, nothing internal, no
+partner learning another's share or topic. One world for the module: its start is
+most of its time.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from rdflib.compare import isomorphic
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import (
@@ -59,13 +63,21 @@ from testkit.api_checks import (
     peer_outcomes,
 )
 from testkit.api_nodes import silent_peer, start_world
-from testkit.api_world import ODD_KEY, PARTNER_A, PARTNER_B, T0_US, position
+from testkit.api_world import ODD_KEY, OPEN_SOURCES, PARTNER_A, PARTNER_B, T0_US, position
+from testkit.catalog_checks import (
+    graph_from_jsonld,
+    graph_from_turtle,
+    partner_only_keys,
+    shacl_report,
+    specification_problems,
+)
 from testkit.ngsild_venv import run_probe
 from testkit.portal_browser import render
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 
 PERSONAL = ("meters", "linky-open", "water")
+CITIES = ("lyon", "paris")
 START = "2025-01-12T23:00:00Z"  # T0_US: the seeded readings' first day and the next
 END = "2025-01-14T23:00:00Z"
 BETWEEN = {"timerel": "between", "timeAt": START, "endTimeAt": END}
@@ -454,3 +466,111 @@ def test_the_portal_says_whose_datasets_are_missing(world, tmp_path: Path) -> No
     assert "bordeaux (unreachable)" in note.group(1) and "nice (" in note.group(1)
     assert "lyon" not in note.group(1) and "paris" not in note.group(1)
     assert 'data-id="lyon/air"' in page.dom and 'data-id="paris/air"' in page.dom
+
+
+# -- the DCAT-AP catalogue ------------------------------------------------------------------
+# GET /catalog as a national portal's harvester reads it, in both forms, for the public
+# (anonymous, a key without partner) and each partner's key: valid against the official
+# DCAT-AP 3.0.0 shapes (tests/fixtures/dcat-ap), mandatory properties and licences, the
+# same graph in JSON-LD and Turtle; nothing internal, nothing of another partner.
+
+
+def fetch_catalog(world, keys, who: str, accept: str = "application/ld+json") -> httpx.Response:
+    headers = {"Accept": accept}
+    if who != "anonymous":
+        headers["Authorization"] = f"Bearer {keys[who]}"
+    answer = httpx.get(f"{world.nodes['lyon'].url}/catalog", headers=headers, timeout=60)
+    assert answer.status_code == 200, answer.text
+    assert answer.headers["Citeplus-Peers"] == "lyon=answered, paris=answered"
+    return answer
+
+
+@pytest.fixture(scope="module")
+def documents(world, keys) -> dict[str, tuple[httpx.Response, httpx.Response]]:
+    """Each audience's catalogue in both forms."""
+    return {
+        who: (fetch_catalog(world, keys, who), fetch_catalog(world, keys, who, "text/turtle"))
+        for who in ("anonymous", "plain", "A", "B")
+    }
+
+
+def catalog_ids(answer: httpx.Response) -> set[str]:
+    return {d["dct:identifier"] for d in answer.json()["dcat:dataset"]}
+
+
+def test_every_form_for_every_audience_is_valid_dcat_ap(documents) -> None:
+    for who, (jsonld, turtle) in documents.items():
+        from_json, from_turtle = (
+            graph_from_jsonld(jsonld.content),
+            graph_from_turtle(turtle.content),
+        )
+        report = shacl_report(from_json)
+        assert not report, f"{who}:\n" + "\n".join(report)
+        assert specification_problems(from_json) == [], who
+        assert isomorphic(from_json, from_turtle), who
+        assert turtle.headers["Content-Type"].startswith("text/turtle")
+
+
+def test_the_public_sees_open_datasets_of_every_city_and_nothing_else(documents) -> None:
+    expected = {
+        f"{city}/{source}"
+        for city in CITIES
+        for source in (*OPEN_SOURCES, "linky-open", "energy-aggregates")
+    }
+    for who in ("anonymous", "plain"):
+        jsonld, turtle = documents[who]
+        assert catalog_ids(jsonld) == expected, who
+        assert partner_only_keys(jsonld.json()) == [], who
+        assert "shared." not in turtle.text and "parking" not in turtle.text
+
+
+def test_a_shared_dataset_appears_for_its_partner_only(documents) -> None:
+    meters = {f"{city}/meters" for city in CITIES}
+    parking = {f"{city}/parking" for city in CITIES}
+    a, b = catalog_ids(documents["A"][0]), catalog_ids(documents["B"][0])
+    assert meters <= a and not parking & a
+    assert parking <= b and not meters & b
+    listed = {d["dct:identifier"]: d for d in documents["A"][0].json()["dcat:dataset"]}
+    federation = listed["paris/meters"]["dcat:distribution"][-1]
+    assert federation["@id"].endswith("#federation")
+    assert federation["citeplus:federationDataset"] == "paris/meters"
+    # The partner's own topic: another partner's (lyon's, the node asking) would tell
+    # it whom else the city shares with. Failed before: it was shared.lyon's.
+    assert f".shared.{PARTNER_A}.observations." in federation["citeplus:topic"]
+    for who, other in (("A", PARTNER_B), ("B", PARTNER_A)):
+        text = documents[who][0].text
+        assert other not in text and ".shared.lyon." not in text, who
+
+
+def test_the_internal_source_never_appears_in_the_catalogue(documents) -> None:
+    for who, (jsonld, turtle) in documents.items():
+        for body in (jsonld.text, turtle.text):
+            assert "/water" not in body and "water-consumption" not in body, who
+
+
+def test_a_personal_source_open_by_mistake_offers_no_way_to_its_entities(documents) -> None:
+    for who in ("anonymous", "A"):
+        listed = {d["dct:identifier"]: d for d in documents[who][0].json()["dcat:dataset"]}
+        assert listed["lyon/linky-open"]["dcat:distribution"] == [], who
+
+
+def test_city_facts_and_coverage_come_through_the_federation(documents) -> None:
+    listed = {d["dct:identifier"]: d for d in documents["anonymous"][0].json()["dcat:dataset"]}
+    paris = listed["paris/air"]
+    assert paris["dct:publisher"]["@id"].endswith("/entreprise/217500016")
+    assert paris["dct:spatial"]["@id"] == "http://id.insee.fr/geo/commune/75056"
+    assert paris["dcat:contactPoint"]["vcard:hasEmail"]["@id"] == (
+        "mailto:opendata@paris.citeplus.example"
+    )
+    assert paris["dct:temporal"]["dcat:startDate"]["@value"] == "2025-01-12T23:00:00Z"
+    assert paris["citeplus:entityType"] == ["AirQualityObserved"]
+    assert listed["lyon/energy-aggregates"]["dct:accrualPeriodicity"]["@id"].endswith("/DAILY")
+
+
+def test_an_access_url_followed_answers_with_the_datasets_entities(world, documents) -> None:
+    listed = {d["dct:identifier"]: d for d in documents["anonymous"][0].json()["dcat:dataset"]}
+    url = listed["paris/air"]["dcat:distribution"][0]["dcat:accessURL"]["@id"]
+    answer = httpx.get(url, timeout=60)
+    assert answer.status_code == 200, answer.text
+    found = answer.json()
+    assert found and all(e["id"].startswith("urn:ngsi-ld:AirQualityObserved:paris:") for e in found)

@@ -191,7 +191,7 @@ def _territory(insee: str) -> dict[str, str]:
 
 def _keywords(d: Any) -> list[dict[str, str]]:
     fr, en = vocab.DOMAIN_LABELS.get(d.domain, (d.domain, d.domain))
-    words = [(fr, "fr"), (en, "en"), (d.name, "en")]
+    words = [(fr, "fr"), (en, "en"), (d.publisher.name or d.city, "fr"), (d.name, "en")]
     words += [(metric, "en") for metric in list(d.metrics)[:20]]
     seen: dict[tuple[str, str], None] = {}
     for word, language in words:

@@ -29,6 +29,10 @@ def distributions(
     d: Any, address: str, base: str, uri: str, *, partner: bool
 ) -> list[dict[str, Any]]:
     licence = _licence(d.licence)
+    if d.entities_withheld:
+        # A personal source listed to someone its city does not name as a partner:
+        # its entities are not served to them, so no way to them is offered.
+        return []
     found = [
         _ngsi(d, base, uri, entity_type, licence) for entity_type in (list(d.entity_types) or [""])
     ]

@@ -87,13 +87,13 @@ def add_catalog_route(app: web.Application, reader: Any, fallback: str, ttl_s: f
         if not isinstance(forms, Forms):
             answers = await asyncio.to_thread(reader.catalogs, audience)
             if not any(a.catalog is not None for a in answers):
+                peers = peers_header(a.status for a in answers)
                 return problem(
                     503,
                     "InternalError",
                     "No node answered",
-                    f"no node listed its catalogue ({peers_header(a.status for a in answers)}); "
-                    "try again shortly",
-                    headers={"Retry-After": "5"},
+                    f"no node listed its catalogue ({peers}); try again shortly",
+                    headers={"Retry-After": "5", "Citeplus-Peers": peers},
                 )
             forms = await asyncio.to_thread(catalog_forms, answers, key[1], partner)
             if forms.complete:
