@@ -108,6 +108,7 @@ def api_answer(node: NodeConfig) -> str:
         return f"Common API: not answering at {base} ({exc}); see `citeplus logs api`"
     return (
         f"Common API (NGSI-LD, {paths} paths): {base}/docs\n"
+        f"  developer portal (datasets, examples, live values): {base}/portal\n"
         f"  curl -s '{base}/ngsi-ld/v1/entities?type=AirQualityObserved&limit=2'"
     )
 

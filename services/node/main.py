@@ -91,7 +91,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     )
     if "api" in services:
         api = f"http://{node.api.host}:{node.api.port}"
-        print(f"Common API: {api}/ngsi-ld/v1/entities  (documentation: {api}/docs)")
+        print(f"Common API: {api}/ngsi-ld/v1/entities  (portal: {api}/  documentation: {api}/docs)")
     print("Watch it: citeplus status --watch   Stop it: citeplus down")
     return 0 if all(healthy.values()) else 1
 
