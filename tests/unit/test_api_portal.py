@@ -5,12 +5,14 @@ strict policy, ``/`` leading to it, ``/portal/node.json``; and a guard on its sc
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from aiohttp.test_utils import TestClient
 
-from services.api.portal import PORTAL_POLICY, Seen, base_url, own_url
+from services.api.portal import PORTAL_POLICY, Seen, base_url, node_info, own_url
 from services.runtime.paths import REPO_ROOT
 from testkit.api_shell import Clock, drive, shell_app, shell_node
 
@@ -97,6 +99,14 @@ def test_the_root_leads_to_the_portal_served_under_a_strict_policy(tmp_path: Pat
     assert info["quotas"]["key"]["perSecond"] == 70.0
     assert "citeplus api keys create" in info["keys"]["command"]
     assert info["links"]["openapi"] == "/openapi.json" and info["links"]["docs"] == "/docs"
+
+
+def test_the_subscriptions_quota_is_shown_where_the_node_has_one(tmp_path: Path) -> None:
+    node = shell_node(tmp_path)
+    assert "subscriptionsPerKey" not in node_info(node, FALLBACK)["quotas"]
+    # A node whose api section has subscriptions (api.subscriptions.per_key).
+    api = SimpleNamespace(**vars(node.api), subscriptions=SimpleNamespace(per_key=7))
+    assert node_info(replace(node, api=api), FALLBACK)["quotas"]["subscriptionsPerKey"] == 7
 
 
 def test_the_portal_script_never_writes_html() -> None:

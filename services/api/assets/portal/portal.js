@@ -524,6 +524,9 @@ function showNode(node) {
   byId("quota-anonymous").textContent = `${q.anonymous.perSecond} requests/s (bursts of ${q.anonymous.burst})`;
   byId("quota-key").textContent = `${q.key.perSecond} requests/s (bursts of ${q.key.burst})`;
   byId("key-issuer").textContent = node.keys.issuedBy;
+  if (Number.isInteger(q.subscriptionsPerKey)) {
+    byId("subscriptions-quota").textContent = ` (${q.subscriptionsPerKey} per key unless the key says otherwise)`;
+  }
   byId("key-command").textContent = node.keys.command;
 }
 
