@@ -114,7 +114,9 @@ def portal_app(state: Path) -> web.Application:
 def test_markup_from_city_files_and_entities_shows_as_text(tmp_path: Path) -> None:
     async def run():
         async with TestServer(portal_app(tmp_path)) as server:
-            url = str(server.make_url("/portal")) + "#dataset=" + quote("lyon/air", safe="")
+            # Redrawn every 5 s: Chromium's virtual time (20 s) sees it drawn again.
+            page = server.make_url("/portal").with_query(refresh=5)
+            url = f"{page}#dataset={quote('lyon/air', safe='')}"
             return await asyncio.to_thread(render, url, tmp_path / "profile")
 
     page = asyncio.run(run())
@@ -133,6 +135,7 @@ def test_markup_from_city_files_and_entities_shows_as_text(tmp_path: Path) -> No
     assert "Traffic&lt;img" not in dom and "Traffic%3Cimg" not in dom
     # The chart of the hostile entity drew its points; its id shows as text.
     assert int(page.attribute("data-points", "svg") or 0) >= 1, dom[-4000:]
+    assert int(page.attribute("data-draws", "div") or 0) >= 2, dom[-4000:]
     assert quote(MARKUP, safe="") in dom or "%3Cimg" in dom
     assert page.attribute("data-errors") is None, dom[-2000:]
     assert page.console == []  # not a warning, not a policy violation

@@ -6,7 +6,9 @@
 "use strict";
 
 const NGSI = "/ngsi-ld/v1";
-const REFRESH_S = 30; // the chart is redrawn from the API this often
+// The chart is redrawn from the API this often (?refresh=N on the page's URL: 5 to 3600 s).
+const REFRESH_S = Math.min(3600, Math.max(5,
+  Number(new URLSearchParams(location.search).get("refresh")) || 30));
 const CHART_HOURS = 48; // hourly averages over the last two days the entity has data for
 // Texts in the reader's language when the catalogue has it (French or English).
 const LANGS = String(navigator.language || "").toLowerCase().startsWith("fr") ? ["fr", "en"] : ["en", "fr"];
@@ -468,7 +470,9 @@ async function drawChart(dataset, type) {
     caption = `${series.attr}: latest value of each entity`;
   }
   chartMessage(`${caption} (${series.unit || "no unit"}), refreshed ${new Date().toLocaleTimeString()} every ${REFRESH_S} s`);
-  byId("chart-area").replaceChildren(svgChart(points));
+  const area = byId("chart-area");
+  area.replaceChildren(svgChart(points));
+  area.dataset.draws = String(Number(area.dataset.draws || 0) + 1);
 }
 
 function svg(tag, attrs, text) {
