@@ -127,6 +127,6 @@ def build_app(
     app[PARTS] = parts
     add_documents(app)
     fallback = f"http://{config.api.host}:{config.api.port}"
-    add_catalog_route(app, reader, fallback, ttl_s=config.api.cache_ttl_s)
+    add_catalog_route(app, reader, fallback)
     add_ngsi_routes(app, reader, cache_ttl_s=config.api.cache_ttl_s)
     return app
