@@ -125,6 +125,6 @@ def build_app(
     add_documents(app)
     add_portal(app, config)
     fallback = f"http://{config.api.host}:{config.api.port}"
-    add_catalog_route(app, reader, fallback, ttl_s=config.api.cache_ttl_s)
+    add_catalog_route(app, reader, fallback)
     add_ngsi_routes(app, reader, cache_ttl_s=config.api.cache_ttl_s)
     return app

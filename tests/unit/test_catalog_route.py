@@ -96,3 +96,25 @@ def test_no_node_answering_is_a_503_saying_to_retry(tmp_path: Path) -> None:
 
     status, retry, body = drive(app_for(tmp_path, ListingReader(down=("lyon", "paris"))), scenario)
     assert status == 503 and retry == "5" and "try again" in body["detail"]
+
+
+def test_each_host_gets_its_own_urls_from_one_build(tmp_path: Path) -> None:
+    reader = ListingReader()
+
+    async def scenario(client: TestClient):
+        bodies = []
+        for host in ("a.example:8010", "b.example", 'evil"><x'):
+            for fmt in ("jsonld", "ttl"):
+                answer = await client.get(f"/catalog?format={fmt}", headers={"Host": host})
+                bodies.append((host, fmt, answer.status, (await answer.read()).decode()))
+        return bodies
+
+    bodies = drive(app_for(tmp_path, reader), scenario)
+    assert reader.asked == ["public"]  # one build: a Host never costs another
+    for host, fmt, status, body in bodies:
+        assert status == 200 and "citeplus-api.invalid" not in body, (host, fmt)
+        if host.endswith(".example") or ":" in host:
+            assert f"http://{host}/catalog/datasets/lyon/air" in body, (host, fmt)
+        else:  # not a host: the node's own address, never the header echoed
+            assert "evil" not in body and "http://127.0.0.1:8010/catalog" in body
+    graph_from_turtle(bodies[1][3])  # still parses after the substitution

@@ -2,14 +2,20 @@
 
 Read through every node's GetCatalog on behalf of the audience (a key's partner or
 ``public``), never from city files: each node lists only what it shares with that
-audience. Cached per audience and base URL for the API's cache time; a node that
-did not answer is named in ``Citeplus-Peers`` and the others' datasets stand.
+audience. Built once per audience and kept :data:`CATALOG_TTL_S` (datasets appear when
+a city opens one, not every second), with a stand-in for the API's URL that each
+answer replaces by the URL the client reached: a client varying its Host header gets
+its own URLs in the answer, never a fresh build (rdflib's Turtle of a federation of
+60 datasets takes about a second of CPU, bench/catalog.py). Turtle is made on the
+first request that wants it. A node that did not answer is named in
+``Citeplus-Peers``, the others' datasets stand, and that answer is not kept.
 """
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from aiohttp import web
@@ -25,6 +31,10 @@ from services.api.problem import problem
 from services.api.reader import NodeCatalog
 
 CATALOG_PATH = "/catalog"
+CATALOG_TTL_S = 60.0
+# The API's URL while a catalogue is built; each answer puts the client's in its place.
+# Reserved (.invalid, RFC 2606): it can be nothing a node lists.
+STAND_IN = "http://citeplus-api.invalid"
 
 
 @runtime_checkable
@@ -33,18 +43,27 @@ class CatalogReader(Protocol):
         """Every node's GetCatalog for ``audience``."""
 
 
-@dataclass(frozen=True)
+@dataclass
 class Forms:
-    """One audience's catalogue in both forms, and how the nodes fared."""
+    """One audience's catalogue (URLs under :data:`STAND_IN`) and how the nodes fared;
+    its Turtle once asked for."""
 
+    document: dict[str, Any]
     jsonld: bytes
-    turtle: bytes
     peers: str
     complete: bool
+    _turtle: bytes | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def turtle(self) -> bytes:
+        with self._lock:
+            if self._turtle is None:
+                self._turtle = turtle_bytes(self.document)
+            return self._turtle
 
 
-def catalog_forms(answers: list[NodeCatalog], base_url: str, partner: bool) -> Forms:
-    """Both forms of the catalogue built from the nodes' answers (pure)."""
+def catalog_forms(answers: list[NodeCatalog], partner: bool) -> Forms:
+    """The catalogue built from the nodes' answers (pure), under :data:`STAND_IN`."""
     listed = [
         Listed(a.status.node, a.address, dataset)
         for a in answers
@@ -52,10 +71,10 @@ def catalog_forms(answers: list[NodeCatalog], base_url: str, partner: bool) -> F
         for dataset in a.catalog.datasets
     ]
     answered = [a.status.node for a in answers if a.status.outcome == ANSWERED]
-    document = build_catalog(listed, answered, base_url, partner=partner)
+    document = build_catalog(listed, answered, STAND_IN, partner=partner)
     return Forms(
+        document,
         jsonld_bytes(document),
-        turtle_bytes(document),
         peers_header(a.status for a in answers),
         len(answered) == len(answers),
     )
@@ -68,11 +87,27 @@ def base_url(request: web.Request, fallback: str) -> str:
     return str(request.url.with_path("").with_query(None)).rstrip("/")
 
 
-def add_catalog_route(app: web.Application, reader: Any, fallback: str, ttl_s: float) -> None:
+def with_base(body: bytes, base: str) -> bytes:
+    """The stand-in URL replaced by ``base`` (a checked host: nothing to escape)."""
+    return body.replace(STAND_IN.encode(), base.encode())
+
+
+def _no_node(answers: list[NodeCatalog]) -> web.Response:
+    peers = peers_header(a.status for a in answers)
+    return problem(
+        503,
+        "InternalError",
+        "No node answered",
+        f"no node listed its catalogue ({peers}); try again shortly",
+        headers={"Retry-After": "5", "Citeplus-Peers": peers},
+    )
+
+
+def add_catalog_route(app: web.Application, reader: Any, fallback: str) -> None:
     """``GET /catalog`` when the reader can list catalogues (the federation reader)."""
     if not isinstance(reader, CatalogReader):
         return
-    cache = TtlCache(ttl_s, max_entries=256)
+    cache = TtlCache(CATALOG_TTL_S, max_entries=64)
 
     async def catalog(request: web.Request) -> web.Response:
         try:
@@ -81,25 +116,20 @@ def add_catalog_route(app: web.Application, reader: Any, fallback: str, ttl_s: f
             kind = "NotAcceptable" if refused.status == 406 else "BadRequestData"
             return problem(refused.status, kind, "Not acceptable", refused.detail)
         audience: Audience = request.get("audience", ANONYMOUS)
-        partner = audience.on_behalf_of != PUBLIC_AUDIENCE
-        key = (audience.on_behalf_of, base_url(request, fallback))
-        forms = cache.get(key)
+        forms = cache.get(audience.on_behalf_of)
         if not isinstance(forms, Forms):
             answers = await asyncio.to_thread(reader.catalogs, audience)
             if not any(a.catalog is not None for a in answers):
-                peers = peers_header(a.status for a in answers)
-                return problem(
-                    503,
-                    "InternalError",
-                    "No node answered",
-                    f"no node listed its catalogue ({peers}); try again shortly",
-                    headers={"Retry-After": "5", "Citeplus-Peers": peers},
-                )
-            forms = await asyncio.to_thread(catalog_forms, answers, key[1], partner)
+                return _no_node(answers)
+            partner = audience.on_behalf_of != PUBLIC_AUDIENCE
+            forms = await asyncio.to_thread(catalog_forms, answers, partner)
             if forms.complete:
-                cache.put(key, forms)
-        body = forms.jsonld if media == LD_JSON else forms.turtle
-        response = web.Response(body=body, headers={"Citeplus-Peers": forms.peers})
+                cache.put(audience.on_behalf_of, forms)
+        body = forms.jsonld if media == LD_JSON else await asyncio.to_thread(forms.turtle)
+        response = web.Response(
+            body=with_base(body, base_url(request, fallback)),
+            headers={"Citeplus-Peers": forms.peers},
+        )
         response.content_type = media
         response.charset = "utf-8"
         return response

@@ -15,7 +15,7 @@ from services.api.catalog.vocab import CONTEXT
 
 
 def jsonld_bytes(document: dict[str, Any]) -> bytes:
-    return json.dumps(document, ensure_ascii=False, indent=1).encode("utf-8")
+    return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
 def graph_of(document: dict[str, Any]) -> Graph:
