@@ -129,7 +129,8 @@ SERVICE = Command(
     ),
     description="The common API of every city of the federation: NGSI-LD entities, types, "
     "attributes and temporal values over HTTP/JSON at api.host:api.port (8010), its OpenAPI "
-    "document at /openapi.json and a documentation page at /docs. It reads through the "
+    "document at /openapi.json, a documentation page at /docs and the DCAT-AP catalogue "
+    "national portals harvest at /catalog. It reads through the "
     "federation API with the node's certificate, so `citeplus certs` must have run.",
 )
 

@@ -134,6 +134,13 @@ def test_catalogue_differs_by_caller_and_internal_is_never_listed(nodes) -> None
     )
     assert air.coverage.first.seconds == T0_S
     assert air.schema_subject == f"{lyon.topic_prefix}public.observations.v1-value"
+    # What catalogues (the API's DCAT-AP /catalog) are built from: the city, how often,
+    # which entity types (this seed's readings carry none: none listed, never "").
+    assert air.publisher.name == "Lyon" and air.frequency == "CONT"
+    assert list(air.entity_types) == []
+    aggregates = next(d for d in seen_by_nice.datasets if d.id == "lyon/energy-aggregates")
+    assert list(aggregates.entity_types) == ["CitePlusEnergyAggregate"]
+    assert aggregates.frequency == "DAILY" and not aggregates.entities_withheld
     with lyon.client("nice") as client:
         energy_only = client.catalog(domains=["energy"])
     assert [d.id for d in energy_only.datasets] == ["lyon/energy-aggregates"]

@@ -4,6 +4,7 @@ no node answering as a 503 that says to retry."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from aiohttp.test_utils import TestClient
@@ -118,3 +119,14 @@ def test_each_host_gets_its_own_urls_from_one_build(tmp_path: Path) -> None:
         else:  # not a host: the node's own address, never the header echoed
             assert "evil" not in body and "http://127.0.0.1:8010/catalog" in body
     graph_from_turtle(bodies[1][3])  # still parses after the substitution
+
+
+def test_requests_arriving_together_share_one_build(tmp_path: Path) -> None:
+    reader = ListingReader()
+
+    async def scenario(client: TestClient):
+        answers = await asyncio.gather(*(client.get("/catalog?format=ttl") for _ in range(8)))
+        return [a.status for a in answers]
+
+    assert drive(app_for(tmp_path, reader), scenario) == [200] * 8
+    assert reader.asked == ["public"]

@@ -108,6 +108,23 @@ def add_catalog_route(app: web.Application, reader: Any, fallback: str) -> None:
     if not isinstance(reader, CatalogReader):
         return
     cache = TtlCache(CATALOG_TTL_S, max_entries=64)
+    # One build at a time per audience (audiences are the keys' partners and the public:
+    # few): requests arriving while it is built wait for it instead of building again.
+    building: dict[str, asyncio.Lock] = {}
+
+    async def forms_for(audience: Audience) -> Forms | web.Response:
+        behalf = audience.on_behalf_of
+        async with building.setdefault(behalf, asyncio.Lock()):
+            forms = cache.get(behalf)
+            if isinstance(forms, Forms):
+                return forms
+            answers = await asyncio.to_thread(reader.catalogs, audience)
+            if not any(a.catalog is not None for a in answers):
+                return _no_node(answers)
+            forms = await asyncio.to_thread(catalog_forms, answers, behalf != PUBLIC_AUDIENCE)
+            if forms.complete:
+                cache.put(behalf, forms)
+            return forms
 
     async def catalog(request: web.Request) -> web.Response:
         try:
@@ -115,16 +132,9 @@ def add_catalog_route(app: web.Application, reader: Any, fallback: str) -> None:
         except NotAcceptable as refused:
             kind = "NotAcceptable" if refused.status == 406 else "BadRequestData"
             return problem(refused.status, kind, "Not acceptable", refused.detail)
-        audience: Audience = request.get("audience", ANONYMOUS)
-        forms = cache.get(audience.on_behalf_of)
-        if not isinstance(forms, Forms):
-            answers = await asyncio.to_thread(reader.catalogs, audience)
-            if not any(a.catalog is not None for a in answers):
-                return _no_node(answers)
-            partner = audience.on_behalf_of != PUBLIC_AUDIENCE
-            forms = await asyncio.to_thread(catalog_forms, answers, partner)
-            if forms.complete:
-                cache.put(audience.on_behalf_of, forms)
+        forms = await forms_for(request.get("audience", ANONYMOUS))
+        if isinstance(forms, web.Response):
+            return forms
         body = forms.jsonld if media == LD_JSON else await asyncio.to_thread(forms.turtle)
         response = web.Response(
             body=with_base(body, base_url(request, fallback)),
