@@ -101,7 +101,9 @@ class SubscriptionStore:
         self._subs: dict[str, Subscription] = {}
         self._states: dict[str, DeliveryState] = {}
         self._lock = threading.Lock()
-        self._write_lock = threading.Lock()
+        # Held across a check and its writes (delete, save_state): a state saved while the
+        # subscription is being deleted lands before the tombstones or not at all.
+        self._write_lock = threading.RLock()
         self._listeners: list[ChangeListener] = []
         self._producer: Any = None
         self.unreadable = 0  # records read back that were not documents of ours
@@ -112,6 +114,8 @@ class SubscriptionStore:
         read = 0
         for topic in (self.topics.definitions, self.topics.states):
             read += self._read_to_end(topic, timeout_s)
+        for orphan in set(self._states) - set(self._subs):
+            del self._states[orphan]  # the state of a deleted subscription: nothing to resume
         self._producer = make_producer(self.node, **{"linger.ms": 0})
         log.info(
             "subscriptions restored",
@@ -214,21 +218,24 @@ class SubscriptionStore:
     # -- writes -----------------------------------------------------------------------
     def put(self, sub: Subscription) -> None:
         """Create or replace; returns once Kafka confirmed it (StoreUnavailable else)."""
-        self._write(self.topics.definitions, DEFINITIONS_STORE, sub.id, subscription_to_json(sub))
-        with self._lock:
-            self._subs[sub.id] = sub
+        with self._write_lock:
+            document = subscription_to_json(sub)
+            self._write(self.topics.definitions, DEFINITIONS_STORE, sub.id, document)
+            with self._lock:
+                self._subs[sub.id] = sub
         self._tell(Change(PUT, sub.id, sub))
 
     def delete(self, sub_id: str) -> bool:
         """Remove a subscription and its state (tombstones on both topics); False when
         there was none."""
-        if self.get(sub_id) is None:
-            return False
-        self._write(self.topics.definitions, DEFINITIONS_STORE, sub_id, None)
-        self._write(self.topics.states, STATES_STORE, sub_id, None)
-        with self._lock:
-            self._subs.pop(sub_id, None)
-            self._states.pop(sub_id, None)
+        with self._write_lock:
+            if self.get(sub_id) is None:
+                return False
+            self._write(self.topics.definitions, DEFINITIONS_STORE, sub_id, None)
+            self._write(self.topics.states, STATES_STORE, sub_id, None)
+            with self._lock:
+                self._subs.pop(sub_id, None)
+                self._states.pop(sub_id, None)
         self._tell(Change(DELETE, sub_id))
         return True
 
@@ -236,11 +243,12 @@ class SubscriptionStore:
         """The engine's progress for ``sub_id``, confirmed by Kafka before it returns (a
         position saved is a position a restarted api resumes from). A state for a
         subscription deleted meanwhile is not written."""
-        if self.get(sub_id) is None:
-            return
-        self._write(self.topics.states, STATES_STORE, sub_id, state_to_json(state))
-        with self._lock:
-            self._states[sub_id] = state
+        with self._write_lock:
+            if self.get(sub_id) is None:
+                return
+            self._write(self.topics.states, STATES_STORE, sub_id, state_to_json(state))
+            with self._lock:
+                self._states[sub_id] = state
         self._tell(Change(STATE, sub_id, self.get(sub_id)))
 
     def _write(self, topic: str, store: str, key: str, document: str | None) -> None:
