@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import Gauge
 
 from services.api.app import build_app, default_parts, parser_limits
 from services.api.keys import KeyStore
@@ -69,6 +70,12 @@ def subscription_service(up: StartUp, keys: KeyStore, prefix: str = "") -> Subsc
         up.contracts.codec(where.definitions),
         up.contracts.codec(where.states),
     )
+    held = Gauge(
+        "citeplus_api_subscriptions",
+        "NGSI-LD subscriptions kept by this node's api (api.subscriptions.v1)",
+        registry=up.metrics.registry,
+    )
+    held.set_function(lambda: len(store))
     return SubscriptionService(up.node.api.subscriptions, store, keys)
 
 
