@@ -140,6 +140,8 @@ def test_what_is_not_supported_or_not_json_is_said_so(api: ServedApi) -> None:
         timeout=60,
     )
     assert broken.status_code == 400 and "not JSON" in broken.json()["detail"]
+    huge = post(api, mine, body(description="x" * 100_000))
+    assert huge.status_code == 400 and "64 KiB" in huge.json()["detail"]
 
 
 def test_a_keys_quota_holds_and_says_how_to_raise_it(api: ServedApi) -> None:
