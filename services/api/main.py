@@ -26,6 +26,7 @@ from services.api.reader import FederationReader
 from services.api.subscriptions.service import SubscriptionService
 from services.api.subscriptions.store import StoreTopics, SubscriptionStore
 from services.policy.federation import FederationConfig, load_federation
+from services.runtime.codec import Contracts
 from services.runtime.commands import Command, cities_option, option
 from services.runtime.config import NodeConfig
 from services.runtime.errors import CiteplusError
@@ -157,12 +158,13 @@ def _build(up: StartUp, prefix: str = "") -> Running:
 
 def serve(args: argparse.Namespace) -> int:
     prefix = args.topic_prefix
-    start = ServiceStart(
-        "api",
-        Path(args.cities),
-        provisioned(lambda _node: store_specs(prefix)),
-        metrics_port=args.metrics_port,
-    )
+    provision = provisioned(lambda _node: store_specs(prefix))
+
+    def contracts(node: NodeConfig, cities: dict) -> Contracts:
+        federation_for_api(node)  # a missing certificate is said before Kafka is asked
+        return provision(node, cities)
+
+    start = ServiceStart("api", Path(args.cities), contracts, metrics_port=args.metrics_port)
     return run_service(start, lambda up: _build(up, prefix))
 
 
