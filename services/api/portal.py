@@ -77,14 +77,6 @@ def own_url(node: NodeConfig) -> str:
     return f"http://{host}:{node.api.port}"
 
 
-def subscriptions_per_key(node: NodeConfig) -> int | None:
-    """How many subscriptions a key may hold (``api.subscriptions.per_key``), or None on
-    a node whose API serves no subscriptions (that section is absent from its config)."""
-    section = getattr(node.api, "subscriptions", None)
-    per_key = getattr(section, "per_key", None)
-    return per_key if isinstance(per_key, int) else None
-
-
 def node_info(node: NodeConfig, base: str) -> dict[str, Any]:
     """The node facts the page shows beside the catalogue (``/portal/node.json``)."""
     api = node.api
@@ -95,10 +87,8 @@ def node_info(node: NodeConfig, base: str) -> dict[str, Any]:
             "per": "client address",
         },
         "key": {"perSecond": api.key_rate, "burst": api.key_burst, "per": "key"},
+        "subscriptionsPerKey": api.subscriptions.per_key,
     }
-    per_key = subscriptions_per_key(node)
-    if per_key is not None:
-        quotas["subscriptionsPerKey"] = per_key
     return {
         "baseUrl": base,
         "node": node.federation.identity or node.node.id,

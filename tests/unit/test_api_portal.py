@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -101,12 +100,12 @@ def test_the_root_leads_to_the_portal_served_under_a_strict_policy(tmp_path: Pat
     assert info["links"]["openapi"] == "/openapi.json" and info["links"]["docs"] == "/docs"
 
 
-def test_the_subscriptions_quota_is_shown_where_the_node_has_one(tmp_path: Path) -> None:
+def test_the_subscriptions_quota_is_the_node_files(tmp_path: Path) -> None:
     node = shell_node(tmp_path)
-    assert "subscriptionsPerKey" not in node_info(node, FALLBACK)["quotas"]
-    # A node whose api section has subscriptions (api.subscriptions.per_key).
-    api = SimpleNamespace(**vars(node.api), subscriptions=SimpleNamespace(per_key=7))
-    assert node_info(replace(node, api=api), FALLBACK)["quotas"]["subscriptionsPerKey"] == 7
+    assert node_info(node, FALLBACK)["quotas"]["subscriptionsPerKey"] == 20  # the default
+    subscriptions = replace(node.api.subscriptions, per_key=7)
+    node = replace(node, api=replace(node.api, subscriptions=subscriptions))
+    assert node_info(node, FALLBACK)["quotas"]["subscriptionsPerKey"] == 7
 
 
 def test_the_portal_script_never_writes_html() -> None:
