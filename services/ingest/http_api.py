@@ -143,6 +143,8 @@ async def _ingest(request: web.Request, source: SourceConfig, payload: bytes) ->
             return _keyed(await idempotency.push_keyed(request.app[CORE], source, key, payload))
         result = await request.app[CORE].ingest(source, payload)
     except idempotency.KeyRefused as exc:
+        if exc.status == 503:
+            return _error(exc.status, str(exc), retry_after=2)
         return _error(exc.status, str(exc))
     except BrokerUnavailable as exc:
         return _error(503, excerpt(exc, 500), retry=True)

@@ -58,6 +58,35 @@ class ProcessingSection:
     # energy-analytics: a city x carrier that received nothing for this long has its
     # days older than the lateness closed and released by the wall clock (0: never).
     idle_close_s: float = 600.0
+    # The consumer group protocol of the stages: "classic" (the client-side assignor
+    # runs, pinned to "range" where co-partitioning matters) or "consumer" (KIP-848:
+    # the broker assigns, and ignores client-side assignors). energy-analytics needs
+    # co-partitioning and refuses "consumer" (services.runtime.copartition).
+    group_protocol: str = "classic"
+
+
+# Services that may run as several workers (each its own process in the stage's
+# consumer group). publish and the api stay one process: the embedded warehouse
+# (chDB) may be opened by one process only.
+SCALABLE = ("ingest", "anonymise", "normalise", "energy-analytics")
+# A worker's metrics port: the service's port plus this step per worker index.
+WORKER_PORT_STEP = 10
+
+
+@dataclass(frozen=True)
+class ReplicasSection:
+    """How many workers of each stage the node's supervisor runs."""
+
+    ingest: int = 1
+    anonymise: int = 1
+    normalise: int = 1
+    energy_analytics: int = 1
+    publish: int = 1
+    api: int = 1
+
+    def of(self, service: str) -> int:
+        """The workers of ``service`` (1 for a service not listed)."""
+        return int(getattr(self, service.replace("-", "_"), 1))
 
 
 @dataclass(frozen=True)
@@ -158,6 +187,7 @@ class NodeConfig:
     warehouse: WarehouseSection = WarehouseSection()
     api: ApiSection = ApiSection()
     sql: SqlSection = SqlSection()
+    replicas: ReplicasSection = ReplicasSection()
     source: str = "<defaults>"
 
     @property
@@ -165,8 +195,10 @@ class NodeConfig:
         path = Path(self.node.state_dir)
         return path if path.is_absolute() else REPO_ROOT / path
 
-    def metrics_port(self, service: str) -> int:
-        return self.metrics.base_port + SERVICE_PORT_OFFSETS.get(service, 0)
+    def metrics_port(self, service: str, worker: int = 0) -> int:
+        """The /metrics port of ``service``'s worker ``worker`` (0: the first)."""
+        offset = SERVICE_PORT_OFFSETS.get(service, 0) + WORKER_PORT_STEP * worker
+        return self.metrics.base_port + offset
 
 
 T = TypeVar("T")
@@ -407,6 +439,7 @@ def _validate(config: NodeConfig) -> None:
     if config.federation.peer_timeout_s <= 0:
         raise ConfigError("must be positive", source=config.source, key="federation.peer_timeout_s")
     _validate_ingest(config)
+    _validate_replicas(config)
     _validate_api(config)
     _validate_sql(config)
     if ":" not in config.kafka.bootstrap:
@@ -425,6 +458,32 @@ def _validate_ingest(config: NodeConfig) -> None:
     for key in ("body_min_rate", "max_connections", "max_requests_per_source", "body_memory_mb"):
         if getattr(section, key) < 1:
             raise ConfigError("must be at least 1", source=config.source, key=f"ingest.{key}")
+
+
+def _validate_replicas(config: NodeConfig) -> None:
+    for name in ("publish", "api"):
+        if config.replicas.of(name) != 1:
+            raise ConfigError(
+                "must be 1: publish holds the embedded warehouse (chDB), which one process "
+                "only may open, and the api reads through publish's federation server; "
+                "several publish workers need a ClickHouse server (docs/runbook.md)",
+                source=config.source,
+                key=f"replicas.{name}",
+            )
+    for name in SCALABLE:
+        count = config.replicas.of(name)
+        if not 1 <= count <= 16:
+            raise ConfigError(
+                "must be between 1 and 16 (workers beyond the topics' partition count stay idle)",
+                source=config.source,
+                key=f"replicas.{name.replace('-', '_')}",
+            )
+    if config.processing.group_protocol not in ("classic", "consumer"):
+        raise ConfigError(
+            f"expected classic or consumer, got {config.processing.group_protocol!r}",
+            source=config.source,
+            key="processing.group_protocol",
+        )
 
 
 def _validate_api(config: NodeConfig) -> None:
