@@ -14,6 +14,7 @@ from services.infra.registry_server import start_registry, stop_registry
 from services.node import control
 from services.node.status import render_status, sample_service
 from services.node.supervisor import PIPELINE, Supervisor, read_state, tail
+from services.node.workers_status import describe_workers, render_workers
 from services.policy.federation import load_federation
 from services.policy.topics import declared_topics
 from services.privacy.keys import ensure_dev_keyrings
@@ -128,12 +129,16 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     node = load_node_config()
-    services = available_services()
+    stages = available_services()
+    # Every worker the supervisor runs (anonymise, anonymise#1 ...), else the services.
+    running = [s["name"] for s in read_state(control.state_file(node)).get("services", [])]
+    services = running or stages
     before = {name: sample_service(node, name) for name in services}
     while True:
         time.sleep(args.interval)
         now = {name: sample_service(node, name) for name in services}
         table = render_status(services, read_state(control.state_file(node)), now, before)
+        table += "\n" + render_workers(describe_workers(node, stages))
         if args.watch:
             sys.stdout.write("\033[2J\033[H")
             stamp = dt.datetime.now().strftime("%H:%M:%S")

@@ -11,7 +11,9 @@ from types import SimpleNamespace
 import pytest
 
 from services.ingest.rate_limit import SourceLimits, share_of
+from services.node.status import endpoint
 from services.node.supervisor import Supervisor, split_label, worker_args, worker_labels
+from services.node.workers_status import GroupWorkers, render_workers
 from services.runtime.cities import RateLimit
 from services.runtime.config import NodeConfig, ProcessingSection, load_node_config
 from services.runtime.copartition import CoPartitionError, check_co_partitioned, group_settings
@@ -143,3 +145,22 @@ def test_rate_limits_are_divided_among_ingest_workers() -> None:
     clock.now = 10.0
     admitted = sum(w.wait_for("lyon", "linky") == 0 for w in workers for _ in range(100))
     assert admitted <= 5 + 1  # the whole burst (rounded up per worker), never 2 x 5
+
+
+def test_status_names_each_worker_and_the_partitions_it_holds() -> None:
+    group = GroupWorkers("anonymise", "stable", "range")
+    group.members = {
+        "citeplus.dev-node.anonymise.0": {"raw.v1": [0, 1, 2, 5]},
+        "citeplus.dev-node.anonymise.1": {},
+    }
+    shown = render_workers([group, GroupWorkers("normalise", error="coordinator not available")])
+    assert shown.splitlines() == [
+        "workers: anonymise 2 in its group (stable, range)",
+        "  citeplus.dev-node.anonymise.0: raw.v1 0-2,5",
+        "  citeplus.dev-node.anonymise.1: no partitions",
+        "workers: normalise: group not described (coordinator not available)",
+    ]
+    node = NodeConfig()
+    assert endpoint(node, "anonymise#1") == f"http://127.0.0.1:{node.metrics_port('anonymise', 1)}"
+    assert endpoint(node, "ingest") == f"http://127.0.0.1:{node.ingest.port}"
+    assert endpoint(node, "ingest#1") is None  # shares the first worker's port
