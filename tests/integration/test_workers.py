@@ -26,13 +26,16 @@ from typing import Any
 
 import httpx
 import pytest
+from confluent_kafka.admin import AdminClient, NewPartitions
 
+from services.energy.stage import EnergyStage
 from services.ingest.core import IngestTopics
 from services.ingest.service import build_core
 from services.node.workers_status import describe_workers, render_workers
 from services.normalise.stage import NormaliseStage, NormaliseTopics
 from services.runtime.cities import load_cities
 from services.runtime.config import ProcessingSection
+from services.runtime.copartition import CoPartitionError
 from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.paths import REPO_ROOT
 from services.runtime.processor import StageRunner
@@ -337,3 +340,32 @@ def test_two_ingest_workers_on_one_port_land_a_retried_batch_once(
     codec = contracts.codec(topics.raw)
     landed = sorted(codec.decode(v)["entity_id"] for v in read_to_end(node, topics.raw))
     assert landed == sorted(["m1", "m2", *(f"s{i}" for i in range(20))])
+
+
+def test_energy_stops_naming_the_topics_when_partitions_were_added_to_one_input(
+    node, isolated_topics
+) -> None:
+    """An operator adds partitions to the regrouped topic only: a city's state would
+    split over workers, so the worker stops at its assignment with an error that
+    names the topics and says what to do (on the previous code it ran on)."""
+    topics, prefix, contracts = make_topics(isolated_topics)
+    admin = AdminClient({"bootstrap.servers": node.kafka.bootstrap})
+    grown = topics.partitions + 2
+    admin.create_partitions([NewPartitions(topics.regrouped, grown)])[topics.regrouped].result(30)
+    wait_until(
+        lambda: (
+            len(admin.list_topics(topics.regrouped, timeout=10).topics[topics.regrouped].partitions)
+            == grown
+        ),
+        30,
+        "the partitions were not added",
+    )
+    stage = EnergyStage(topics, node=node, contracts=contracts, name=f"{prefix}energy-analytics")
+    runner = StageRunner(
+        stage, node, contracts, instance="w1", dead_letter_topic=topics.dead_letters
+    )
+    with pytest.raises(CoPartitionError) as stopped:
+        runner.run(idle_exit_s=20)
+    message = str(stopped.value)
+    assert f"{topics.regrouped}: {grown}" in message and f"{topics.observations}: 6" in message
+    assert "same number of partitions" in message
