@@ -1,0 +1,169 @@
+"""A private 3-broker Kafka cluster for fault tests and benches, on free ports.
+
+Usage (one cluster per test module; it is stopped at the end even on failure)::
+
+    from testkit.cluster import LocalCluster
+
+    @pytest.fixture(scope="module")
+    def cluster(tmp_path_factory, node):
+        with LocalCluster.running(tmp_path_factory.mktemp("cluster")) as running:
+            yield running
+
+    own = cluster.node_config(node)      # the node, pointed at the cluster (RF 3)
+    cluster.kill(2)                      # SIGKILL broker 2 (a crash)
+    cluster.restart(2)                   # start it again; returns once it is back in the cluster
+    cluster.roll_restart()               # stop and start each broker in turn, cleanly
+    cluster.wait_in_sync(["my.topic"])   # every partition's ISR back to 3 replicas
+    cluster.stop()                       # all brokers (and the registry, if it started one)
+
+Brokers are numbered 1..3 (their KRaft node ids). The cluster keeps everything
+under its own state directory and never touches ``CITEPLUS_STATE``'s broker,
+registry or ports; ``with_registry=True`` also starts a schema registry of its
+own (memory storage) whose URL ``node_config`` then uses, else the caller's
+registry is kept (schemas do not live in Kafka with memory storage).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from confluent_kafka.admin import AdminClient
+
+from services.infra import kafka_cluster
+from services.infra.process import port_in_use
+from services.runtime.config import NodeConfig
+from testkit.ports import free_port
+
+
+def free_port_range(count: int) -> int:
+    """The first of ``count`` consecutive free loopback ports."""
+    for _ in range(100):
+        first = free_port()
+        if first + count < 65535 and not any(port_in_use(first + i) for i in range(1, count)):
+            return first
+    raise RuntimeError(f"no {count} consecutive free ports found")
+
+
+@dataclass
+class LocalCluster:
+    """Three KRaft brokers (and optionally a registry) under ``state_dir``."""
+
+    state_dir: Path
+    with_registry: bool = False
+    port: int = field(default_factory=lambda: free_port_range(2 * kafka_cluster.SIZE))
+    registry_port: int | None = None
+    bootstrap: str = ""
+    registry_url: str | None = None
+
+    @classmethod
+    @contextmanager
+    def running(cls, state_dir: Path, *, with_registry: bool = False) -> Iterator[LocalCluster]:
+        """A started cluster, stopped when the block ends (even on failure)."""
+        cluster = cls(state_dir, with_registry=with_registry)
+        try:
+            cluster.start()
+            yield cluster
+        finally:
+            cluster.stop()
+
+    @contextmanager
+    def _env(self) -> Iterator[None]:
+        """The cluster's own state directory and ports while an infra call runs."""
+        names = ("CITEPLUS_STATE", "CITEPLUS_KAFKA_PORT", "CITEPLUS_KAFKA_CONTROLLER_PORT")
+        saved = {name: os.environ.get(name) for name in names}
+        os.environ["CITEPLUS_STATE"] = str(self.state_dir)
+        os.environ["CITEPLUS_KAFKA_PORT"] = str(self.port)
+        os.environ["CITEPLUS_KAFKA_CONTROLLER_PORT"] = str(self.port + kafka_cluster.SIZE)
+        try:
+            yield
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+    def start(self) -> str:
+        """Start the three brokers (and the registry); returns the bootstrap list."""
+        with self._env():
+            self.bootstrap = kafka_cluster.start_cluster(self.port)
+            if self.with_registry:
+                from services.infra.registry_server import start_registry
+
+                self.registry_port = free_port()
+                self.registry_url = start_registry(port=self.registry_port)
+        return self.bootstrap
+
+    def node_config(self, node: NodeConfig) -> NodeConfig:
+        """``node`` pointed at this cluster: its bootstrap list, 3 brokers, RF 3."""
+        kafka = replace(
+            node.kafka, bootstrap=self.bootstrap, brokers=kafka_cluster.SIZE, replication_factor=0
+        )
+        registry = replace(node.registry, url=self.registry_url or node.registry.url)
+        return replace(node, kafka=kafka, registry=registry)
+
+    def address(self, index: int) -> str:
+        """Client address of broker ``index`` (1..3)."""
+        return f"127.0.0.1:{self.port + index - 1}"
+
+    def kill(self, index: int) -> int | None:
+        """SIGKILL broker ``index``: a crash, no controlled shutdown. Returns its pid."""
+        with self._env():
+            return kafka_cluster.kill_member(index)
+
+    def restart(self, index: int) -> None:
+        """Start broker ``index`` again; returns once the cluster lists it as live."""
+        with self._env():
+            kafka_cluster.start_member(index)
+        kafka_cluster.wait_for_brokers(self.bootstrap, kafka_cluster.SIZE)
+
+    def roll_restart(self, topics: list[str] | None = None) -> None:
+        """Stop and restart each broker in turn (SIGTERM: a controlled shutdown), waiting
+        for ``topics`` to be fully in sync again before the next, as an operator would."""
+        for index in range(1, kafka_cluster.SIZE + 1):
+            with self._env():
+                kafka_cluster.stop_member(index)
+            self.restart(index)
+            if topics:
+                self.wait_in_sync(topics)
+
+    def live_brokers(self) -> set[int]:
+        """Node ids the cluster's metadata lists as live."""
+        return kafka_cluster.live_brokers(self.bootstrap)
+
+    def under_replicated(self, topics: list[str]) -> dict[str, list[int]]:
+        """Partitions of ``topics`` whose ISR is smaller than their replicas."""
+        admin = AdminClient({"bootstrap.servers": self.bootstrap, "log_level": 0})
+        metadata = admin.list_topics(timeout=10).topics
+        found: dict[str, list[int]] = {}
+        for name in topics:
+            for pid, part in metadata[name].partitions.items():
+                if len(part.isrs) < len(part.replicas):
+                    found.setdefault(name, []).append(pid)
+        return found
+
+    def wait_in_sync(self, topics: list[str], timeout_s: float = 120.0) -> None:
+        """Return once every partition of ``topics`` has all its replicas in sync."""
+        deadline = time.monotonic() + timeout_s
+        while self.under_replicated(topics):
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"partitions still under-replicated after {timeout_s:.0f} s: "
+                    f"{self.under_replicated(topics)}"
+                )
+            time.sleep(0.5)
+
+    def stop(self) -> None:
+        """Stop the registry (if started here) and every broker; safe to call twice."""
+        with self._env():
+            if self.registry_url:
+                from services.infra.registry_server import stop_registry
+
+                stop_registry()
+                self.registry_url = None
+            kafka_cluster.stop_cluster()
