@@ -323,7 +323,6 @@ def _with_local_aliases(env: dict[str, str]) -> dict[str, str]:
     aliases = {  # read only when the node's own key is not set
         "CITEPLUS_NODE_STATE_DIR": lambda: local.state_dir,
         "CITEPLUS_KAFKA_BOOTSTRAP": lambda: local.kafka_bootstrap,
-        "CITEPLUS_KAFKA_BROKERS": lambda: str(local.kafka_brokers or "") or None,
         "CITEPLUS_REGISTRY_URL": lambda: local.registry_url,
         "CITEPLUS_WAREHOUSE_URL": lambda: env.get("CLICKHOUSE_URL") or None,
     }
