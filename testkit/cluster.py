@@ -16,6 +16,11 @@ Usage (one cluster per test module; it is stopped at the end even on failure)::
     cluster.wait_in_sync(["my.topic"])   # every partition's ISR back to 3 replicas
     cluster.stop()                       # all brokers (and the registry, if it started one)
 
+A whole node on a cluster: ``LocalNode(state, brokers=3)`` (testkit/local_node.py)
+starts its own with ``citeplus up``; ``node.cluster()`` returns the LocalCluster to
+kill and restart its brokers. ``cluster.env()`` gives the variables that point a
+``citeplus`` process at a cluster started here.
+
 Brokers are numbered 1..3 (their KRaft node ids). The cluster keeps everything
 under its own state directory and never touches ``CITEPLUS_STATE``'s broker,
 registry or ports; ``with_registry=True`` also starts a schema registry of its
@@ -35,18 +40,16 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from services.infra import kafka_cluster
-from services.infra.process import port_in_use
 from services.runtime.config import NodeConfig
-from testkit.ports import free_port
 
 
 def free_port_range(count: int) -> int:
-    """The first of ``count`` consecutive free loopback ports."""
-    for _ in range(100):
-        first = free_port()
-        if first + count < 65535 and not any(port_in_use(first + i) for i in range(1, count)):
-            return first
-    raise RuntimeError(f"no {count} consecutive free ports found")
+    """The first of ``count`` consecutive free loopback ports, below the kernel's
+    ephemeral range: a killed broker's port must still be free when it restarts,
+    and a port of that range can meanwhile be handed to an outgoing connection."""
+    from testkit.local_node import free_port_block
+
+    return free_port_block(count)
 
 
 @dataclass
@@ -95,9 +98,26 @@ class LocalCluster:
             if self.with_registry:
                 from services.infra.registry_server import start_registry
 
-                self.registry_port = free_port()
+                self.registry_port = free_port_range(1)
                 self.registry_url = start_registry(port=self.registry_port)
         return self.bootstrap
+
+    @classmethod
+    def of_node(cls, state_dir: Path, port: int) -> LocalCluster:
+        """The cluster a node started itself (``citeplus up`` with ``kafka.brokers: 3``)
+        under ``state_dir`` from client port ``port``, to kill and restart its brokers."""
+        ports = [(port + i, port + kafka_cluster.SIZE + i) for i in range(kafka_cluster.SIZE)]
+        return cls(state_dir, port=port, bootstrap=kafka_cluster.bootstrap_of(ports))
+
+    def env(self) -> dict[str, str]:
+        """Variables that point a ``citeplus`` process (a service, a bench) at this cluster."""
+        variables = {
+            "CITEPLUS_KAFKA_BOOTSTRAP": self.bootstrap,
+            "CITEPLUS_KAFKA_BROKERS": str(kafka_cluster.SIZE),
+        }
+        if self.registry_url:
+            variables["CITEPLUS_REGISTRY_URL"] = self.registry_url
+        return variables
 
     def node_config(self, node: NodeConfig) -> NodeConfig:
         """``node`` pointed at this cluster: its bootstrap list, 3 brokers, RF 3."""
