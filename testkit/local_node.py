@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pyarrow as pa
@@ -26,6 +27,9 @@ import pyarrow as pa
 from services.node.supervisor import read_state
 from services.publish.sql_users import basic_authorization, local_credentials
 from services.warehouse.query import from_ipc
+
+if TYPE_CHECKING:
+    from testkit.cluster import LocalCluster
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -63,8 +67,9 @@ def free_port_block(size: int) -> int:
 @dataclass
 class LocalNode:
     state: Path
-    base_port: int = field(default_factory=lambda: free_port_block(20))
+    base_port: int = field(default_factory=lambda: free_port_block(26))
     secrets: dict[str, str] = field(default_factory=dict)
+    brokers: int = 1  # 3: `citeplus up` starts a local 3-broker cluster (testkit/cluster.py)
 
     @property
     def env(self) -> dict[str, str]:
@@ -80,8 +85,28 @@ class LocalNode:
             "CITEPLUS_API_PORT": str(b + 7),
             "CITEPLUS_FEDERATION_LISTEN": f"127.0.0.1:{b + 8}",
             "CITEPLUS_METRICS_BASE_PORT": str(b + 10),
+            **self._cluster_env(),
             **self.secrets,
         }
+
+    def _cluster_env(self) -> dict[str, str]:
+        """With 3 brokers: clients on base+20..22, controllers on base+23..25."""
+        if self.brokers == 1:
+            return {}
+        b = self.base_port
+        return {
+            "CITEPLUS_KAFKA_BROKERS": str(self.brokers),
+            "CITEPLUS_KAFKA_PORT": str(b + 20),
+            "CITEPLUS_KAFKA_CONTROLLER_PORT": str(b + 23),
+        }
+
+    def cluster(self) -> LocalCluster:
+        """This node's 3-broker cluster, to kill, restart or roll-restart its brokers."""
+        from testkit.cluster import LocalCluster
+
+        if self.brokers == 1:
+            raise ValueError("this node runs one broker; use LocalNode(..., brokers=3)")
+        return LocalCluster.of_node(self.state, self.base_port + 20)
 
     @property
     def ingest_url(self) -> str:

@@ -10,8 +10,10 @@ import threading
 import time
 
 from services.infra.kafka_broker import start_broker, stop_broker
+from services.infra.kafka_cluster import start_cluster, stop_cluster
 from services.infra.registry_server import start_registry, stop_registry
 from services.node import control
+from services.node.kafka_health import kafka_health, render_kafka_health
 from services.node.status import render_status, sample_service
 from services.node.supervisor import PIPELINE, Supervisor, read_state, tail
 from services.node.workers_status import describe_workers, render_workers
@@ -58,7 +60,7 @@ def bring_up(
     ensure_dev_tokens(node.state_dir, cities)
     ensure_dev_keyrings(node.state_dir, cities)
     ensure_node_certificate(node)
-    bootstrap = start_broker()
+    bootstrap = start_cluster() if node.kafka.brokers > 1 else start_broker()
     start_registry(storage=storage, bootstrap=bootstrap)
     prepare_node(node, declared_topics(node))
     control.start_supervisor(node, services, workers)
@@ -123,6 +125,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     if not args.keep_infra:
         stop_registry()
         stop_broker()
+        stop_cluster()
         print("broker and registry stopped")
     return 0
 
@@ -139,6 +142,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         now = {name: sample_service(node, name) for name in services}
         table = render_status(services, read_state(control.state_file(node)), now, before)
         table += "\n" + render_workers(describe_workers(node, stages))
+        table += "\n" + render_kafka_health(kafka_health(node))
         if args.watch:
             sys.stdout.write("\033[2J\033[H")
             stamp = dt.datetime.now().strftime("%H:%M:%S")

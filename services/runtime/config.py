@@ -12,7 +12,7 @@ import os
 import types
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,8 +41,24 @@ class NodeSection:
 
 @dataclass(frozen=True)
 class KafkaSection:
+    """Where Kafka is and how topics are replicated. ``brokers`` is the size of the
+    local cluster (``citeplus infra up --brokers 3``): a local bootstrap of one
+    address then stands for that port and the next ``brokers - 1``.
+    ``replication_factor`` 0 means "as many as brokers, at most 3"."""
+
     bootstrap: str = "127.0.0.1:9092"
-    replication_factor: int = 1
+    replication_factor: int = 0
+    brokers: int = 1
+
+    @property
+    def replicas(self) -> int:
+        """The replication factor topics are created with and checked against."""
+        return self.replication_factor or min(self.brokers, 3)
+
+    @property
+    def min_insync(self) -> int:
+        """In-sync replicas a write needs: 2 of 3 (one broker may be down), else 1."""
+        return self.replicas - 1 if self.replicas >= 3 else 1
 
 
 @dataclass(frozen=True)
@@ -315,7 +331,19 @@ def load_node_config(path: Path | None = None, env: dict[str, str] | None = None
         built[name] = _section(cls, document.get(name), name, source, env)
     config = NodeConfig(**built, source=source)
     _validate(config)
-    return config
+    return _with_cluster_bootstrap(config)
+
+
+def _with_cluster_bootstrap(config: NodeConfig) -> NodeConfig:
+    """With ``kafka.brokers: N`` and one local address as bootstrap, the N local
+    brokers' addresses (port, port+1...): the same node file drives one broker or
+    a local cluster. A bootstrap that lists several addresses is kept as written."""
+    kafka = config.kafka
+    host, _, port = kafka.bootstrap.rpartition(":")
+    if kafka.brokers == 1 or "," in kafka.bootstrap or host != LOCAL_HOST:
+        return config
+    listed = ",".join(f"{host}:{int(port) + i}" for i in range(kafka.brokers))
+    return replace(config, kafka=replace(kafka, bootstrap=listed))
 
 
 def _with_local_aliases(env: dict[str, str]) -> dict[str, str]:
@@ -346,6 +374,7 @@ LOCAL_VARIABLES = (
     "CITEPLUS_CACHE",
     "CITEPLUS_KAFKA_PORT",
     "CITEPLUS_KAFKA_CONTROLLER_PORT",
+    "CITEPLUS_KAFKA_BROKERS",
     "CITEPLUS_REGISTRY_PORT",
 )
 
@@ -375,6 +404,18 @@ class LocalInfra:
     @property
     def kafka_controller_port(self) -> int | None:
         return _port(self.variables, "CITEPLUS_KAFKA_CONTROLLER_PORT", 19093)
+
+    @property
+    def kafka_brokers(self) -> int | None:
+        """Brokers of the local cluster (1 or 3), from ``CITEPLUS_KAFKA_BROKERS``."""
+        raw = self.variables.get("CITEPLUS_KAFKA_BROKERS", "").strip()
+        if not raw:
+            return None
+        if raw not in ("1", "3"):
+            raise InfrastructureError(
+                f"CITEPLUS_KAFKA_BROKERS={raw!r}: a local Kafka runs 1 broker or a cluster of 3."
+            )
+        return int(raw)
 
     @property
     def registry_port(self) -> int | None:
@@ -413,10 +454,7 @@ def _port(env: Mapping[str, str], name: str, example: int) -> int | None:
 
 
 def _validate(config: NodeConfig) -> None:
-    if config.kafka.replication_factor < 1:
-        raise ConfigError(
-            "must be at least 1", source=config.source, key="kafka.replication_factor"
-        )
+    _validate_kafka(config)
     if config.processing.batch_size < 1:
         raise ConfigError("must be at least 1", source=config.source, key="processing.batch_size")
     if config.processing.batch_timeout_s <= 0:
@@ -448,6 +486,18 @@ def _validate(config: NodeConfig) -> None:
             source=config.source,
             key="kafka.bootstrap",
         )
+
+
+def _validate_kafka(config: NodeConfig) -> None:
+    kafka = config.kafka
+    if kafka.replication_factor < 0:
+        raise ConfigError(
+            "must be 0 (as many as brokers, at most 3) or more",
+            source=config.source,
+            key="kafka.replication_factor",
+        )
+    if kafka.brokers < 1:
+        raise ConfigError("must be at least 1", source=config.source, key="kafka.brokers")
 
 
 def _validate_ingest(config: NodeConfig) -> None:
