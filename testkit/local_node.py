@@ -67,9 +67,19 @@ def free_port_block(size: int) -> int:
 @dataclass
 class LocalNode:
     state: Path
-    base_port: int = field(default_factory=lambda: free_port_block(26))
+    base_port: int = 0  # 0: a free block (26 ports, more with workers)
     secrets: dict[str, str] = field(default_factory=dict)
     brokers: int = 1  # 3: `citeplus up` starts a local 3-broker cluster (testkit/cluster.py)
+    workers: int = 1  # 2: `citeplus up --workers 2` (two of each scalable stage)
+
+    def __post_init__(self) -> None:
+        if not self.base_port:
+            # Worker i's metrics port is its service's + 10 i: past the cluster's ports.
+            self.base_port = free_port_block(26 if self.workers == 1 else 34 + 10 * self.workers)
+
+    @property
+    def metrics_base(self) -> int:
+        return self.base_port + (10 if self.workers == 1 else 26)
 
     @property
     def env(self) -> dict[str, str]:
@@ -84,7 +94,7 @@ class LocalNode:
             "CITEPLUS_SQL_PORT": str(b + 6),
             "CITEPLUS_API_PORT": str(b + 7),
             "CITEPLUS_FEDERATION_LISTEN": f"127.0.0.1:{b + 8}",
-            "CITEPLUS_METRICS_BASE_PORT": str(b + 10),
+            "CITEPLUS_METRICS_BASE_PORT": str(self.metrics_base),
             **self._cluster_env(),
             **self.secrets,
         }
@@ -124,7 +134,7 @@ class LocalNode:
 
     @property
     def publish_url(self) -> str:
-        return f"http://127.0.0.1:{self.base_port + 10 + 5}"
+        return f"http://127.0.0.1:{self.metrics_base + 5}"
 
     def citeplus(
         self, *args: str, timeout: float = 600, check: bool = True
@@ -148,7 +158,10 @@ class LocalNode:
     def up(self) -> None:
         """Start the node; if starting fails or is interrupted, stop what had started."""
         try:
-            result = self.citeplus("up", "--storage", "memory", "--wait", "180", check=False)
+            workers = ["--workers", str(self.workers)] if self.workers > 1 else []
+            result = self.citeplus(
+                "up", "--storage", "memory", "--wait", "180", *workers, check=False
+            )
             if result.returncode != 0:
                 raise RuntimeError(f"citeplus up failed:\n{result.stdout}\n{result.stderr[-3000:]}")
         except BaseException:

@@ -18,6 +18,14 @@ from services.runtime.config import NodeConfig
 
 # Services without a consumer group: ingest (an HTTP edge) and the api.
 UNGROUPED = ("ingest", "api")
+# Services whose groups are not citeplus.<service>: publish has two, the warehouse
+# sink's and the republisher's (what goes to the public and partner topics).
+GROUPS = {
+    "publish": {
+        "publish sink": "citeplus.publish.sink",
+        "publish-public": "citeplus.publish-public",
+    }
+}
 
 
 @dataclass
@@ -35,13 +43,18 @@ def describe_workers(
     node: NodeConfig, stages: list[str], timeout_s: float = 5.0
 ) -> list[GroupWorkers]:
     """Ask the group coordinators about each stage's group (one request for all)."""
-    wanted = [s for s in stages if s not in UNGROUPED]
-    if not wanted:
+    groups = {
+        group: label
+        for stage in stages
+        if stage not in UNGROUPED
+        for label, group in GROUPS.get(stage, {stage: f"citeplus.{stage}"}).items()
+    }
+    if not groups:
         return []
+    wanted = list(groups.values())
     admin = AdminClient(
         {"bootstrap.servers": node.kafka.bootstrap, "log_level": 0, "socket.timeout.ms": 3000}
     )
-    groups = {f"citeplus.{stage}": stage for stage in wanted}
     futures = admin.describe_consumer_groups(list(groups), request_timeout=timeout_s)
     found = []
     for group, future in futures.items():
