@@ -141,7 +141,7 @@ class StageRunner:
         # One id per worker, the same across its restarts: the transactional id fences
         # the worker's own zombie when it restarts, the client id names it in the group.
         worker_id = f"citeplus.{node.node.id}.{stage.name}.{instance}"
-        self.co_partitioned = bool(getattr(stage, "co_partitioned", False))
+        self.co_partitioned = stage.co_partitioned
         self.consumer = consumer or make_consumer(
             node,
             group_id=f"citeplus.{stage.name}",

@@ -142,6 +142,7 @@ class Stage(Protocol):
     name: str
     input_topics: Sequence[str]
     sensitive: bool
+    co_partitioned: bool
     stores: Sequence[StageStore]
 
     def process(self, record: dict[str, Any], meta: InputMeta) -> Iterable[Emit]: ...

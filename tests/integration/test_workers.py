@@ -39,18 +39,26 @@ from services.runtime.copartition import CoPartitionError
 from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.paths import REPO_ROOT
 from services.runtime.processor import StageRunner
+from testkit.energy_runs import figures, latest, make_topics, produce, run_stage, stream
 from testkit.ingest import serve_ingest
+from testkit.kafka import read_all, read_to_end
 from testkit.normalise import LINKY, T0, city_file, linky
 from testkit.ports import free_port
-from tests.integration.test_energy_analytics import (
-    figures,
-    latest,
-    make_topics,
-    produce,
-    run_stage,
-    stream,
-)
-from tests.integration.test_ingest_idempotency import CITY, URL, batch, read_to_end
+
+CITY = """
+code: keyville
+name: Keyville
+timezone: Europe/Paris
+sources:
+  - {id: meters, format: ndjson, dataset: load-curves, domain: energy, entity: meter,
+     token: "env:KV_METERS", numeric: [wh]}
+"""
+URL = "/v1/cities/keyville/sources/meters/records"
+
+
+def batch(meters: list[str], wh: int = 100) -> bytes:
+    return "\n".join(json.dumps({"meter": m, "t": 1736755200, "wh": wh}) for m in meters).encode()
+
 
 pytestmark = pytest.mark.integration
 
@@ -196,8 +204,6 @@ def test_energy_state_follows_its_partitions_when_a_worker_joins_and_one_dies(
 
 
 def read_all_aggregates(node, topic: str) -> bool:
-    from testkit.kafka import read_all
-
     return bool(read_all(node, topic, timeout_s=1, settle_s=0.2))
 
 
@@ -279,8 +285,8 @@ def test_two_normalise_workers_publish_every_reading_once_across_a_hand_over(
 
     codec = contracts.codec(topics.output)
     seen: dict[tuple[str, int], float] = {}
-    for value in read_to_end(node, topics.output):
-        observation = codec.decode(value)
+    for message in read_to_end(node, topics.output):
+        observation = codec.decode(message.value())
         for k, reading in enumerate(observation["values"]):
             key = (observation["entity_pseudonym"], observation["start"] + k * 600_000_000)
             assert key not in seen, f"published twice: {key}"
@@ -338,7 +344,7 @@ def test_two_ingest_workers_on_one_port_land_a_retried_batch_once(
         assert attempts[0].content == attempts[1].content
     assert served[1] >= 1  # worker 2 answered retries of batches it never landed
     codec = contracts.codec(topics.raw)
-    landed = sorted(codec.decode(v)["entity_id"] for v in read_to_end(node, topics.raw))
+    landed = sorted(codec.decode(m.value())["entity_id"] for m in read_to_end(node, topics.raw))
     assert landed == sorted(["m1", "m2", *(f"s{i}" for i in range(20))])
 
 
