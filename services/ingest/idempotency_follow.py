@@ -54,6 +54,7 @@ class KeyFollower:
         apply: Callable[[dict[str, Any], int], None],
     ):
         self.topic = topic
+        self.catch_up_s = CATCH_UP_S  # how long a first attempt waits for the others
         self.decode = decode
         self.apply = apply
         self._start = dict(start)
@@ -87,9 +88,10 @@ class KeyFollower:
             record, partition = self._records.popleft()
             self.apply(record, partition)
 
-    async def caught_up(self, timeout_s: float = CATCH_UP_S) -> bool:
+    async def caught_up(self, timeout_s: float | None = None) -> bool:
         """Wait until everything written to the topic before this call is read (and
-        applied); False when that took longer than ``timeout_s``."""
+        applied); False when that took longer than ``timeout_s`` (``catch_up_s``)."""
+        timeout_s = self.catch_up_s if timeout_s is None else timeout_s
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         with self._lock:

@@ -375,3 +375,40 @@ def test_energy_stops_naming_the_topics_when_partitions_were_added_to_one_input(
     message = str(stopped.value)
     assert f"{topics.regrouped}: {grown}" in message and f"{topics.observations}: 6" in message
     assert "same number of partitions" in message
+
+
+def test_a_keyed_batch_waits_for_another_workers_open_transaction_and_never_lands_twice(
+    node, isolated_topics, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another worker has handed a batch with the key to Kafka and not committed yet
+    (its transaction is open): the retry on this worker is answered 503 with
+    Retry-After instead of landing a copy; once that transaction is aborted (the
+    other worker died), the retry lands, once."""
+    monkeypatch.setenv("KV_METERS", "tok-kv")
+    (tmp_path / "keyville.yaml").write_text(CITY)
+    cities = load_cities(tmp_path)
+    specs, contracts = isolated_topics(
+        "raw.v1", "dlq.v1", "raw.dlq.v1", "ingest.state.v1", partitions=2
+    )
+    topics = IngestTopics(raw=specs["raw.v1"].name, dead_letters=specs["dlq.v1"].name)
+    core = build_core(node, contracts, cities, topics=topics, instance="w1", follow_keys=True)
+    assert core.keys is not None and core.keys.follower is not None
+    core.keys.follower.catch_up_s = 3
+    other = make_producer(node, transactional_id=f"other-worker-{uuid.uuid4().hex[:6]}")
+    other.init_transactions(30)
+    other.begin_transaction()
+    state = specs["ingest.state.v1"].name
+    other.produce(state, key=b"ingest-idempotency|elsewhere", value=b"\x00")  # not yet committed
+    assert other.flush(30) == 0
+    headers = {"Authorization": "Bearer tok-kv", "Idempotency-Key": "k-open"}
+    with serve_ingest(core, cities, port=free_port(), reuse_port=True, workers=2) as running:
+        waiting = httpx.post(running.url + URL, content=batch(["m1"]), headers=headers, timeout=60)
+        other.abort_transaction(30)
+        landed = httpx.post(running.url + URL, content=batch(["m1"]), headers=headers, timeout=60)
+        again = httpx.post(running.url + URL, content=batch(["m1"]), headers=headers, timeout=60)
+    assert waiting.status_code == 503 and int(waiting.headers["Retry-After"]) >= 1
+    assert "retry in a few seconds with the same key" in waiting.json()["error"]
+    assert landed.status_code == 200 and again.headers["Idempotent-Replayed"] == "true"
+    codec = contracts.codec(topics.raw)
+    raw = read_all(node, topics.raw, expected=1, settle_s=1.0)
+    assert [codec.decode(m.value())["entity_id"] for m in raw] == ["m1"]
