@@ -9,6 +9,12 @@ registry, measured from the HTTP ingest API to rows in ClickHouse.
 (3) resident memory of every process;
 and the throughput as a ratio to the Kafka ceiling measured in the same run.
 The node is a private one (own state, ports and broker): nothing else is disturbed.
+
+With ``--brokers 3`` and/or ``--workers N``: the load-curve readings/s of a one-broker,
+one-worker node and of the node asked for, in the same run (on two cores expect the
+ratio, not a gain), then on the latter a broker SIGKILLed while a load is pushed: the
+time until every reading pushed is in ClickHouse (lag back to zero) counted from the
+kill, and the time until every partition is in sync again after its restart.
 """
 
 from __future__ import annotations
@@ -124,6 +130,96 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def paris_source(node: LocalNode) -> tuple[str, str]:
+    """The URL and token of Paris's load-curve source on ``node``."""
+    from services.runtime.cities import load_cities
+    from services.runtime.dev_secrets import dev_env_file, read_env_file
+    from services.runtime.paths import CITIES_DIR
+
+    reference = load_cities(CITIES_DIR)["paris"].source("enedis-courbes-charge").token
+    token = read_env_file(dev_env_file(node.state))[reference.removeprefix("env:")]
+    return f"{node.ingest_url}/v1/cities/paris/sources/enedis-courbes-charge/records", token
+
+
+def curves_rate(node: LocalNode, meters: int, first_meter: int = 0) -> float:
+    """Load-curve readings/s from the push to ClickHouse on ``node``."""
+    url, token = paris_source(node)
+    payloads = [
+        paris_csv(range(m, m + 20), T0, 144) for m in range(first_meter, first_meter + meters, 20)
+    ]
+    return throughput(node, url, token, payloads, meters * 144, workers=4)
+
+
+def broker_kill_recovery(node: LocalNode, meters: int) -> tuple[float, float]:
+    """Push load curves, SIGKILL broker 2 two seconds in; (seconds from the kill until
+    every reading pushed is in ClickHouse, seconds from its restart until in sync)."""
+    import threading
+
+    url, token = paris_source(node)
+    cluster = node.cluster()
+    payloads = [paris_csv(range(m, m + 20), T0, 144) for m in range(900_000, 900_000 + meters, 20)]
+    before = landed(node)
+
+    def send() -> None:
+        with httpx.Client(timeout=120) as client, ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda body: push(client, url, token, body), payloads))
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    time.sleep(2)
+    cluster.kill(2)
+    killed = time.perf_counter()
+    sender.join()
+    while landed(node) < before + meters * 144:
+        time.sleep(0.25)
+        if time.perf_counter() - killed > 900:
+            raise SystemExit("readings did not all land within 15 minutes of the kill")
+    drained = time.perf_counter() - killed
+    restarted = time.perf_counter()
+    cluster.restart(2)
+    from confluent_kafka.admin import AdminClient
+
+    topics = AdminClient({"bootstrap.servers": cluster.bootstrap}).list_topics(timeout=10).topics
+    cluster.wait_in_sync([t for t in topics if not t.startswith("__")], timeout_s=300)
+    return drained, time.perf_counter() - restarted
+
+
+def scaled(args: argparse.Namespace) -> int:
+    """One broker and one worker, then the node asked for, in the same run."""
+    rates: dict[str, float] = {}
+    shapes = [
+        ("1 broker, 1 worker", 1, 1),
+        (f"{args.brokers} brokers, {args.workers} workers", args.brokers, args.workers),
+    ]
+    recovery: tuple[float, float] | None = None
+    for label, brokers, workers in shapes:
+        node = LocalNode(
+            Path(tempfile.mkdtemp(prefix="citeplus-bench-pipeline-")),
+            brokers=brokers,
+            workers=workers,
+        )
+        print(f"\n== {label}: starting a private node in {node.state} ...", flush=True)
+        node.up()
+        try:
+            rates[label] = curves_rate(node, args.meters)
+            print(f"    {rates[label]:,.0f} readings/s ingest -> ClickHouse", flush=True)
+            if brokers > 1:
+                recovery = broker_kill_recovery(node, args.meters)
+        finally:
+            node.down()
+    (base, base_rate), (other, other_rate) = rates.items()
+    print(
+        f"\nload curves: {base}: {base_rate:,.0f} readings/s; {other}: {other_rate:,.0f} "
+        f"readings/s (ratio {other_rate / base_rate:.2f})"
+    )
+    if recovery is not None:
+        print(
+            f"broker 2 SIGKILLed under load: every reading in ClickHouse {recovery[0]:.1f} s "
+            f"after the kill; every partition in sync {recovery[1]:.1f} s after its restart"
+        )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--meters", type=int, default=2000, help="meters for the load-curve run")
@@ -134,19 +230,21 @@ def main(argv: list[str] | None = None) -> int:
         "--rate", type=int, default=5000, help="offered load for latency (readings/s)"
     )
     parser.add_argument("--seconds", type=int, default=20, help="duration of the latency run")
+    parser.add_argument(
+        "--brokers", type=int, choices=(1, 3), default=1, help="brokers of the node (1 or 3)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="workers of each scalable stage (default 1)"
+    )
     args = parser.parse_args(argv)
+    if args.brokers > 1 or args.workers > 1:
+        return scaled(args)
 
     node = LocalNode(Path(tempfile.mkdtemp(prefix="citeplus-bench-pipeline-")))
     print(f"starting a private node in {node.state} ...", flush=True)
     node.up()
     try:
-        from services.runtime.cities import load_cities
-        from services.runtime.dev_secrets import dev_env_file, read_env_file
-        from services.runtime.paths import CITIES_DIR
-
-        reference = load_cities(CITIES_DIR)["paris"].source("enedis-courbes-charge").token
-        token = read_env_file(dev_env_file(node.state))[reference.removeprefix("env:")]
-        url = f"{node.ingest_url}/v1/cities/paris/sources/enedis-courbes-charge/records"
+        url, token = paris_source(node)
 
         print(
             "\n(1a) load curves: a day of 10-minute readings per meter, 20 meters per payload",

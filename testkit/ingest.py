@@ -21,6 +21,7 @@ class RunningIngest:
     url: str
     core: IngestCore
     app: web.Application
+    own_url: str = ""  # with a shared port: this worker alone (a second, private site)
 
 
 @contextlib.contextmanager
@@ -30,17 +31,29 @@ def serve_ingest(
     *,
     max_body: int | None = None,
     bounds: HttpLimits | None = None,
+    port: int = 0,
+    reuse_port: bool = False,
+    workers: int = 1,
 ) -> Iterator[RunningIngest]:
     """Serve the app on 127.0.0.1 with an OS-chosen port, in a thread of its own,
-    as `citeplus service ingest` does (guarded connections, bodies inflated in bounds)."""
+    as `citeplus service ingest` does (guarded connections, bodies inflated in bounds).
+
+    ``port`` with ``reuse_port``: one of several workers sharing that port, as the
+    supervisor starts them; the worker is then also served on a private port
+    (``own_url``) so that a test can choose which worker a request reaches."""
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     holder: dict[str, object] = {}
 
-    app = make_app(core, cities, bounds=bounds, max_body=max_body)
+    app = make_app(core, cities, bounds=bounds, max_body=max_body, workers=workers)
 
     async def start() -> None:
-        holder["runner"], holder["port"] = await start_app(app, "127.0.0.1", 0)
+        runner, holder["port"] = await start_app(app, "127.0.0.1", port, reuse_port=reuse_port)
+        holder["runner"] = runner
+        if reuse_port:
+            own = web.TCPSite(runner, "127.0.0.1", 0)
+            await own.start()
+            holder["own"] = own._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         ready.set()
 
     def run() -> None:
@@ -53,7 +66,8 @@ def serve_ingest(
     if not ready.wait(30):
         raise RuntimeError("ingest app did not start")
     try:
-        yield RunningIngest(f"http://127.0.0.1:{holder['port']}", core, app)
+        own = f"http://127.0.0.1:{holder['own']}" if "own" in holder else ""
+        yield RunningIngest(f"http://127.0.0.1:{holder['port']}", core, app, own)
     finally:
         runner = holder["runner"]
         asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(30)  # type: ignore[attr-defined]

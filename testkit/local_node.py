@@ -19,6 +19,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pyarrow as pa
@@ -26,6 +27,9 @@ import pyarrow as pa
 from services.node.supervisor import read_state
 from services.publish.sql_users import basic_authorization, local_credentials
 from services.warehouse.query import from_ipc
+
+if TYPE_CHECKING:
+    from testkit.cluster import LocalCluster
 
 
 def _ephemeral_range() -> tuple[int, int]:
@@ -63,8 +67,19 @@ def free_port_block(size: int) -> int:
 @dataclass
 class LocalNode:
     state: Path
-    base_port: int = field(default_factory=lambda: free_port_block(20))
+    base_port: int = 0  # 0: a free block (26 ports, more with workers)
     secrets: dict[str, str] = field(default_factory=dict)
+    brokers: int = 1  # 3: `citeplus up` starts a local 3-broker cluster (testkit/cluster.py)
+    workers: int = 1  # 2: `citeplus up --workers 2` (two of each scalable stage)
+
+    def __post_init__(self) -> None:
+        if not self.base_port:
+            # Worker i's metrics port is its service's + 10 i: past the cluster's ports.
+            self.base_port = free_port_block(26 if self.workers == 1 else 34 + 10 * self.workers)
+
+    @property
+    def metrics_base(self) -> int:
+        return self.base_port + (10 if self.workers == 1 else 26)
 
     @property
     def env(self) -> dict[str, str]:
@@ -79,9 +94,29 @@ class LocalNode:
             "CITEPLUS_SQL_PORT": str(b + 6),
             "CITEPLUS_API_PORT": str(b + 7),
             "CITEPLUS_FEDERATION_LISTEN": f"127.0.0.1:{b + 8}",
-            "CITEPLUS_METRICS_BASE_PORT": str(b + 10),
+            "CITEPLUS_METRICS_BASE_PORT": str(self.metrics_base),
+            **self._cluster_env(),
             **self.secrets,
         }
+
+    def _cluster_env(self) -> dict[str, str]:
+        """With 3 brokers: clients on base+20..22, controllers on base+23..25."""
+        if self.brokers == 1:
+            return {}
+        b = self.base_port
+        return {
+            "CITEPLUS_KAFKA_BROKERS": str(self.brokers),
+            "CITEPLUS_KAFKA_PORT": str(b + 20),
+            "CITEPLUS_KAFKA_CONTROLLER_PORT": str(b + 23),
+        }
+
+    def cluster(self) -> LocalCluster:
+        """This node's 3-broker cluster, to kill, restart or roll-restart its brokers."""
+        from testkit.cluster import LocalCluster
+
+        if self.brokers == 1:
+            raise ValueError("this node runs one broker; use LocalNode(..., brokers=3)")
+        return LocalCluster.of_node(self.state, self.base_port + 20)
 
     @property
     def ingest_url(self) -> str:
@@ -99,7 +134,7 @@ class LocalNode:
 
     @property
     def publish_url(self) -> str:
-        return f"http://127.0.0.1:{self.base_port + 10 + 5}"
+        return f"http://127.0.0.1:{self.metrics_base + 5}"
 
     def citeplus(
         self, *args: str, timeout: float = 600, check: bool = True
@@ -123,7 +158,10 @@ class LocalNode:
     def up(self) -> None:
         """Start the node; if starting fails or is interrupted, stop what had started."""
         try:
-            result = self.citeplus("up", "--storage", "memory", "--wait", "180", check=False)
+            workers = ["--workers", str(self.workers)] if self.workers > 1 else []
+            result = self.citeplus(
+                "up", "--storage", "memory", "--wait", "180", *workers, check=False
+            )
             if result.returncode != 0:
                 raise RuntimeError(f"citeplus up failed:\n{result.stdout}\n{result.stderr[-3000:]}")
         except BaseException:

@@ -292,6 +292,9 @@ class EnergyStage(BaseStage):
     """
 
     name = NAME
+    # A city's regrouped partition, its state partition and the observations partition
+    # of the same number go to one worker (services.runtime.copartition).
+    co_partitioned = True
 
     def __init__(
         self,

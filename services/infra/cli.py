@@ -12,6 +12,7 @@ import json
 import sys
 from typing import Any
 
+from services.infra import kafka_cluster
 from services.infra.kafka_broker import broker_status, ensure_kafka_jars, start_broker, stop_broker
 from services.infra.locks import write_locks
 from services.infra.registry_server import (
@@ -22,7 +23,8 @@ from services.infra.registry_server import (
     stop_registry,
 )
 from services.runtime.commands import Command, option
-from services.runtime.errors import InfrastructureError
+from services.runtime.config import load_local_infra, load_node_config
+from services.runtime.errors import ConfigError, InfrastructureError
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -34,13 +36,31 @@ def _fail(exc: InfrastructureError) -> int:
     return EXIT_FAILED
 
 
+def brokers_wanted(flag: int | None) -> int:
+    """--brokers, else CITEPLUS_KAFKA_BROKERS, else the node file's kafka.brokers, else 1."""
+    if flag is not None:
+        return flag
+    local = load_local_infra().kafka_brokers
+    if local is not None:
+        return local
+    try:
+        return load_node_config().kafka.brokers
+    except ConfigError:
+        return 1  # the node file's own error is for the services to report
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     try:
-        bootstrap = start_broker()
+        brokers = brokers_wanted(args.brokers)
+        if brokers not in (1, kafka_cluster.SIZE):
+            raise InfrastructureError(
+                f"a local Kafka runs 1 broker or a cluster of {kafka_cluster.SIZE}, not {brokers}."
+            )
+        bootstrap = kafka_cluster.start_cluster() if brokers > 1 else start_broker()
         url = start_registry(storage=args.storage, bootstrap=bootstrap)
     except InfrastructureError as exc:
         return _fail(exc)
-    print(f"kafka     {bootstrap}")
+    print(f"kafka     {bootstrap}" + (f"  ({brokers} brokers)" if brokers > 1 else ""))
     print(f"registry  {url}  ({args.storage} storage)")
     return EXIT_OK
 
@@ -70,6 +90,7 @@ def cmd_down(args: argparse.Namespace) -> int:
     try:
         stop_registry()
         stop_broker()
+        kafka_cluster.stop_cluster()
     except InfrastructureError as exc:
         return _fail(exc)
     return EXIT_OK
@@ -78,15 +99,21 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     try:
         kafka, registry = broker_status(), registry_status()
+        cluster = kafka_cluster.cluster_status() if kafka_cluster.cluster_exists() else []
     except InfrastructureError as exc:
         return _fail(exc)
     if args.json:
-        print(json.dumps({"kafka": kafka, "registry": registry}, indent=2))
+        print(
+            json.dumps({"kafka": kafka, "kafka_cluster": cluster, "registry": registry}, indent=2)
+        )
     else:
-        print(_describe(kafka, kafka["bootstrap"]))
+        if kafka["running"] or not cluster:
+            print(_describe(kafka, kafka["bootstrap"]))
+        for member in cluster:
+            print(_describe(member, member["bootstrap"]))
         print(_describe(registry, registry["url"], registry["storage"]))
-    up = kafka["answering"] and registry["answering"]
-    return EXIT_OK if up else EXIT_NOT_RUNNING
+    kafka_up = kafka["answering"] or (bool(cluster) and all(m["answering"] for m in cluster))
+    return EXIT_OK if kafka_up and registry["answering"] else EXIT_NOT_RUNNING
 
 
 def _describe(status: dict[str, Any], address: str | None, storage: str | None = None) -> str:
@@ -106,8 +133,19 @@ ACTIONS = (
         cmd_up,
         description="Start the Kafka broker and the schema registry, fetching them on first "
         "use. Ports: CITEPLUS_KAFKA_PORT (9092), CITEPLUS_REGISTRY_PORT (8081). "
-        "State (data, logs, pids): CITEPLUS_STATE (<repo>/var).",
+        "State (data, logs, pids): CITEPLUS_STATE (<repo>/var). With --brokers 3 (or "
+        "CITEPLUS_KAFKA_BROKERS=3, or kafka.brokers: 3 in the node file), a local cluster of "
+        "three KRaft brokers on consecutive ports (9092-9094, controllers 9095-9097): topics "
+        "get 3 replicas and a write needs 2 in sync, so one broker may be down.",
         options=(
+            option(
+                "--brokers",
+                type=int,
+                choices=(1, 3),
+                default=None,
+                help="1 (default) or 3 brokers (a replicated cluster, state in "
+                "<state>/kafka-cluster); default: CITEPLUS_KAFKA_BROKERS or kafka.brokers",
+            ),
             option(
                 "--storage",
                 choices=STORAGES,
@@ -136,7 +174,7 @@ ACTIONS = (
         "each pom. Run it after changing a version in a pom, review the diff and commit it: "
         "`infra fetch` downloads exactly these files and refuses any whose checksum differs.",
     ),
-    Command("down", "stop the schema registry, then Kafka", cmd_down),
+    Command("down", "stop the schema registry, then Kafka (one broker or the cluster)", cmd_down),
     Command(
         "status",
         "show what runs (exit 0 when both answer, 3 otherwise)",

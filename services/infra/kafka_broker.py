@@ -133,14 +133,38 @@ def resolve_ports(port: int | None = None) -> tuple[int, int]:
     return port, controller
 
 
-def render_server_properties(template: str, port: int, controller_port: int, data_dir: Path) -> str:
-    """The broker's server.properties: the template with ports and data directory filled in."""
+def render_server_properties(
+    template: str,
+    port: int,
+    controller_port: int,
+    data_dir: Path,
+    *,
+    node_id: int = 1,
+    voters: str | None = None,
+    replication: int = 1,
+) -> str:
+    """A broker's server.properties: the template with ports, data directory, its
+    node id, the quorum's voters (this node alone by default) and the replication of
+    topics filled in. ``min.insync.replicas`` follows the replication: 2 of 3 (one
+    broker may be down), 1 of 1."""
     try:
         return string.Template(template).substitute(
-            port=port, controller_port=controller_port, data_dir=data_dir
+            port=port,
+            controller_port=controller_port,
+            data_dir=data_dir,
+            node_id=node_id,
+            voters=voters or f"{node_id}@{HOST}:{controller_port}",
+            replication=replication,
+            min_insync=min_insync_for(replication),
         )
     except (KeyError, ValueError) as exc:
         raise InfrastructureError(f"{TEMPLATE} has an unknown placeholder: {exc}") from exc
+
+
+def min_insync_for(replication: int) -> int:
+    """In-sync replicas a write needs: replication - 1 from 3 up (2 of 3: one broker
+    may be down, and every acknowledged write is on two), else 1."""
+    return replication - 1 if replication >= 3 else 1
 
 
 def new_cluster_id() -> str:
@@ -156,16 +180,17 @@ def new_cluster_id() -> str:
 
 
 def broker_answers(bootstrap: str, timeout: float = 3.0) -> bool:
-    """True when a broker at ``bootstrap`` returns metadata naming at least one broker."""
-    host, _, port = bootstrap.rpartition(":")
-    if not port.isdigit() or not _connects(host, int(port)):
+    """True when a broker of ``bootstrap`` (host:port, or a comma-separated list)
+    returns metadata naming at least one broker."""
+    reachable = [a for a in bootstrap.split(",") if _address_connects(a.strip())]
+    if not reachable:
         return False
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
 
     admin = AdminClient(
         {
-            "bootstrap.servers": bootstrap,
+            "bootstrap.servers": ",".join(reachable),
             "socket.timeout.ms": int(timeout * 1000),
             "log_level": 0,  # connection errors while it boots are expected, not news
         }
@@ -174,6 +199,11 @@ def broker_answers(bootstrap: str, timeout: float = 3.0) -> bool:
         return bool(admin.list_topics(timeout=timeout).brokers)
     except KafkaException:
         return False
+
+
+def _address_connects(address: str) -> bool:
+    host, _, port = address.rpartition(":")
+    return port.isdigit() and _connects(host, int(port))
 
 
 def _connects(host: str, port: int) -> bool:
@@ -203,11 +233,14 @@ BROKER = ManagedServer(
 )
 
 
-def _java_command(java: str, libs: Path, main: str, *args: str) -> list[str]:
+def java_command(
+    java: str, libs: Path, main: str, *args: str, logs_dir: Path | None = None
+) -> list[str]:
+    """``java ... main args`` on the broker's classpath, logging under ``logs_dir``."""
     return [
         java,
         f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
-        f"-Dkafka.logs.dir={broker_dir()}",
+        f"-Dkafka.logs.dir={logs_dir or broker_dir()}",
         "-cp",
         f"{libs}/*",  # expanded by the JVM itself
         main,
@@ -217,15 +250,21 @@ def _java_command(java: str, libs: Path, main: str, *args: str) -> list[str]:
 
 def _format_storage(java: str, libs: Path) -> None:
     """Format the data directory once; its meta.properties marks it done."""
-    if (_data_dir() / "meta.properties").exists():
+    format_storage(java, libs, broker_dir(), _properties_file(), _data_dir())
+
+
+def format_storage(java: str, libs: Path, home: Path, properties: Path, data_dir: Path) -> None:
+    """Format ``data_dir`` once (its meta.properties marks it done), with the cluster id
+    kept in ``home``/cluster.id: every broker of one cluster shares it."""
+    if (data_dir / "meta.properties").exists():
         return
-    id_file = broker_dir() / "cluster.id"
+    id_file = home / "cluster.id"
     cluster_id = id_file.read_text().strip() if id_file.exists() else ""
     if not cluster_id:
         cluster_id = new_cluster_id()
         id_file.write_text(cluster_id + "\n")
-    log.info("formatting Kafka storage in %s (cluster id %s)", _data_dir(), cluster_id)
-    cmd = _java_command(
+    log.info("formatting Kafka storage in %s (cluster id %s)", data_dir, cluster_id)
+    cmd = java_command(
         java,
         libs,
         "kafka.tools.StorageTool",
@@ -233,13 +272,14 @@ def _format_storage(java: str, libs: Path) -> None:
         "-t",
         cluster_id,
         "-c",
-        str(_properties_file()),
+        str(properties),
+        logs_dir=properties.parent,
     )
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise InfrastructureError(
-            f"formatting Kafka storage in {_data_dir()} failed (exit {done.returncode}); "
-            f"delete {broker_dir()} to start from scratch.\n{(done.stdout + done.stderr).strip()}"
+            f"formatting Kafka storage in {data_dir} failed (exit {done.returncode}); "
+            f"delete {home} to start from scratch.\n{(done.stdout + done.stderr).strip()}"
         )
 
 
@@ -284,7 +324,7 @@ def _launch(java: str, libs: Path, port: int, controller_port: int) -> str:
         render_server_properties(TEMPLATE.read_text(), port, controller_port, _data_dir())
     )
     _format_storage(java, libs)
-    cmd = _java_command(java, libs, "kafka.Kafka", str(_properties_file()))
+    cmd = java_command(java, libs, "kafka.Kafka", str(_properties_file()))
     cmd[1:1] = JVM_OPTIONS
     return BROKER.launch(
         cmd,

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -152,12 +154,22 @@ class ManagedServer:
         only its log, whose tail the error carries. ``record`` is what the run
         file keeps besides pid and address; ``starting`` says what starts where.
         """
+        proc = self.spawn(cmd, address, record, starting)
+        return self.await_ready(proc, address)
+
+    def spawn(
+        self, cmd: Sequence[str], address: str, record: Mapping[str, Any], starting: str
+    ) -> subprocess.Popen[bytes]:
+        """Run ``cmd`` in the background, pid and run files written, without waiting.
+
+        Servers that only answer together (the brokers of a KRaft quorum: one alone
+        elects no controller) are all spawned first, then awaited one by one.
+        """
         directory = self.directory()
         directory.mkdir(parents=True, exist_ok=True)
         log_file = self.log_file
         rotate_log(log_file)
         self.log.info("starting %s (log: %s)...", starting, log_file)
-        started = time.monotonic()
         with log_file.open("ab") as out:
             proc = subprocess.Popen(
                 cmd,
@@ -169,6 +181,12 @@ class ManagedServer:
             )
         write_pid(self.pid_file, proc.pid)
         self.run_file.write_text(json.dumps({"pid": proc.pid, self.address_key: address, **record}))
+        return proc
+
+    def await_ready(self, proc: subprocess.Popen[bytes], address: str) -> str:
+        """``address`` once the spawned server answers there; stopped, forgotten and
+        reported with its log's tail if it dies or stays deaf."""
+        started = time.monotonic()
         if wait_until(
             lambda: self.answers(address),
             self.start_timeout_s,
@@ -192,8 +210,21 @@ class ManagedServer:
         self._forget()
         raise InfrastructureError(
             f"the {self.name} {why} {self.preposition} {address}. "
-            f"Last lines of {log_file}:\n{tail(log_file)}"
+            f"Last lines of {self.log_file}:\n{tail(self.log_file)}"
         )
+
+    def kill(self) -> int | None:
+        """SIGKILL the running server at once (fault tests: a crash, not a shutdown).
+
+        Its pid and run files stay, as a crash leaves them; the next start finds
+        them stale and cleans up. Returns the pid killed, or None."""
+        with self.lock():
+            pid = self.running_pid(clean_stale=False)
+            if pid is None:
+                return None
+            os.kill(pid, signal.SIGKILL)
+            wait_until(lambda: not is_alive(pid), 10.0, interval=0.05)
+            return pid
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL after the grace period; a no-op when it is not running."""

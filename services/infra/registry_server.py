@@ -168,6 +168,12 @@ def registry_properties(storage: str, port: int, bootstrap: str | None) -> dict[
         # Replay polls the (tiny) snapshots topic until a poll comes back empty;
         # the 5 s default makes every start 10 s slower for nothing.
         props["apicurio.kafkasql.consumer.poll.timeout"] = "1000"
+        # On a cluster (a bootstrap list), the journal is replicated like every topic:
+        # three copies, so a broker down loses no schema and blocks no registration.
+        brokers = len(bootstrap.split(","))
+        if brokers >= 3:
+            props["apicurio.kafkasql.topic.replication.factor"] = "3"
+            props["apicurio.kafkasql.snapshots.topic.replication.factor"] = "3"
     elif storage != "memory":
         raise InfrastructureError(
             f"unknown registry storage {storage!r}; use one of: {', '.join(STORAGES)}."

@@ -186,16 +186,33 @@ async def guard_middleware(
 class GuardedSite(web.TCPSite):
     """A TCP site whose connections are watched by the app's ConnectionGuard."""
 
-    def __init__(self, runner: web.BaseRunner, host: str, port: int, guard: ConnectionGuard):
+    def __init__(
+        self,
+        runner: web.BaseRunner,
+        host: str,
+        port: int,
+        guard: ConnectionGuard,
+        *,
+        reuse_port: bool = False,
+    ):
         super().__init__(runner, host, port)
         self.guard = guard
+        # Several ingest workers of one node listen on the same port (SO_REUSEPORT):
+        # the kernel spreads new connections over them, and a dead worker's share
+        # goes to the others at once. Off by default: a second node started on the
+        # same port by mistake must fail with "address in use", not share it.
+        self.reuse_port = reuse_port
 
     async def start(self) -> None:
         await web.BaseSite.start(self)
         server = self._runner.server
         assert server is not None
         self._server = await asyncio.get_running_loop().create_server(
-            self.guard.wrap(server), self._host, self._port, reuse_address=True
+            self.guard.wrap(server),
+            self._host,
+            self._port,
+            reuse_address=True,
+            reuse_port=self.reuse_port or None,
         )
         self._bound_port = self._server.sockets[0].getsockname()[1]
 

@@ -53,6 +53,10 @@ BOUNDS = web.AppKey("bounds", HttpLimits)
 BUDGET = web.AppKey("body_memory", MemoryBudget)
 BODY_STATS = web.AppKey("body_stats", BodyStats)
 
+# Retry-After of a 503 when Kafka did not take a batch (brokers down, or fewer
+# replicas in sync than min.insync.replicas): about a leader election's time.
+BROKER_RETRY_AFTER_S = 5
+
 
 def _error(status: int, message: str, **extra: object) -> web.Response:
     headers = {"Retry-After": str(extra["retry_after"])} if "retry_after" in extra else None
@@ -143,9 +147,13 @@ async def _ingest(request: web.Request, source: SourceConfig, payload: bytes) ->
             return _keyed(await idempotency.push_keyed(request.app[CORE], source, key, payload))
         result = await request.app[CORE].ingest(source, payload)
     except idempotency.KeyRefused as exc:
+        if exc.status == 503:
+            return _error(exc.status, str(exc), retry_after=2)
         return _error(exc.status, str(exc))
     except BrokerUnavailable as exc:
-        return _error(503, excerpt(exc, 500), retry=True)
+        # Nothing of the batch is visible: the same batch may be sent again, after a
+        # pause long enough for a broker to come back or a leader to be elected.
+        return _error(503, excerpt(exc, 500), retry=True, retry_after=BROKER_RETRY_AFTER_S)
     except OversizedBatch as exc:
         return _error(
             413,

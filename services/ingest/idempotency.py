@@ -48,6 +48,7 @@ from services.runtime.topics import TopicName, companion
 
 if TYPE_CHECKING:
     from services.ingest.core import IngestCore
+    from services.ingest.idempotency_follow import KeyFollower
     from services.runtime.cities import SourceConfig
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,8 @@ class IdempotencyStore:
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._bytes = 0
         self._inflight: dict[str, asyncio.Future[None]] = {}
+        # Set when several ingest workers share the keys (idempotency_follow).
+        self.follower: KeyFollower | None = None
         registry = (metrics or ServiceMetrics("ingest")).registry
         self.evicted = Counter(
             "citeplus_idempotency_evicted",
@@ -242,14 +245,10 @@ class IdempotencyStore:
                 f"idempotency keys are unavailable on this node: its state topic {self.topic} "
                 "is missing (run `citeplus topics apply`); retry, or send without the key",
             )
-        while True:
-            known = self.lookup(scope, fingerprint)
-            if known is not None:
-                return known
-            pending = self._inflight.get(scope)
-            if pending is None:
-                break
-            await asyncio.shield(pending)
+        await self._settle_first(scope, fingerprint)
+        known = self.lookup(scope, fingerprint)
+        if known is not None:
+            return known
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._inflight[scope] = done
         # Shielded: a client that disconnects cancels its handler, but a batch already
@@ -257,6 +256,30 @@ class IdempotencyStore:
         return await asyncio.shield(
             asyncio.ensure_future(self._land(scope, fingerprint, land, done))
         )
+
+    async def _settle_first(self, scope: str, fingerprint: str) -> None:
+        """Return once no earlier attempt of the key is in flight here, and (with
+        other workers) once every answer they committed before now has been read."""
+        followed = self.follower is None
+        while True:
+            if self.follower is not None:
+                self.follower.drain()
+            if self.lookup(scope, fingerprint) is not None:
+                return
+            pending = self._inflight.get(scope)
+            if pending is not None:
+                await asyncio.shield(pending)
+                continue
+            if followed:
+                return
+            assert self.follower is not None
+            if not await self.follower.caught_up():
+                raise KeyRefused(
+                    503,
+                    "another ingest worker of this node may still be committing a batch "
+                    f"with this {HEADER}; retry in a few seconds with the same key",
+                )
+            followed = True
 
     async def _land(
         self,

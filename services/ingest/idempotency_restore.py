@@ -13,6 +13,7 @@ import uuid
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from services.ingest.idempotency import DEFAULT_MAX_BYTES, DEFAULT_RETENTION_S, IdempotencyStore
+from services.ingest.idempotency_follow import KeyFollower
 from services.runtime.codec import TopicCodec
 from services.runtime.config import NodeConfig
 from services.runtime.kafka import consumer_settings
@@ -29,9 +30,11 @@ def open_store(
     retention_s: float = DEFAULT_RETENTION_S,
     max_bytes: int = DEFAULT_MAX_BYTES,
     metrics: ServiceMetrics | None = None,
+    follow: bool = False,
 ) -> IdempotencyStore:
     """A store restored from every committed, unexpired record of ``topic``; one that
-    refuses keyed requests (503) when the topic does not exist."""
+    refuses keyed requests (503) when the topic does not exist. ``follow``: keep
+    reading the topic afterwards (several ingest workers share the keys)."""
     partitions = _partitions(node, topic)
     store = IdempotencyStore(
         topic,
@@ -43,8 +46,11 @@ def open_store(
     if not partitions:
         log.warning("idempotency state topic missing: keyed pushes refused", extra={"topic": topic})
         return store
-    read = _restore(node, store, partitions, codec)
+    ends: dict[int, int] = {}
+    read = _restore(node, store, partitions, codec, ends=ends)
     log.info("idempotency keys restored", extra={"records": read, "keys": len(store)})
+    if follow:
+        store.follower = KeyFollower(node, topic, ends, codec.decode, store.apply).start()
     return store
 
 
@@ -54,10 +60,12 @@ def _restore(
     partitions: list[int],
     codec: TopicCodec,
     timeout_s: float = 60.0,
+    ends: dict[int, int] | None = None,
 ) -> int:
     """Apply every committed record up to the end of each partition (the EOF event
-    comes at the last stable offset). Short polls: a start waits for the end of the
-    topic, not for a batch of 1,000 records to fill."""
+    comes at the last stable offset, noted in ``ends``). Short polls: a start waits for
+    the end of the topic, not for a batch of 1,000 records to fill."""
+    ends = {} if ends is None else ends
     consumer = Consumer(
         consumer_settings(
             node, group_id=f"citeplus.restore.{uuid.uuid4().hex}", **{"enable.partition.eof": True}
@@ -76,6 +84,7 @@ def _restore(
                     read += 1
                 elif error.code() == KafkaError._PARTITION_EOF:
                     remaining.discard(message.partition())
+                    ends[message.partition()] = message.offset()
         if remaining:
             raise TimeoutError(f"restoring {store.topic} partitions {sorted(remaining)} timed out")
     finally:

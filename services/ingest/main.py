@@ -44,6 +44,20 @@ SERVICE_OPTIONS = (
         help="instance id, unique per ingest process (part of its transactional id)",
     ),
     option(
+        "--reuse-port",
+        action="store_true",
+        help="share the port with the node's other ingest workers (SO_REUSEPORT: the kernel "
+        "spreads connections over them); set by the supervisor when replicas.ingest > 1",
+    ),
+    option(
+        "--workers",
+        type=int,
+        default=1,
+        help="how many ingest workers share the port: each admits 1/N of every source's "
+        "rate_limit, and follows the others' idempotency keys on ingest.state.v1 "
+        "(default: %(default)s)",
+    ),
+    option(
         "--key-retention-hours",
         type=float,
         default=DEFAULT_RETENTION_S / 3600,
@@ -80,6 +94,8 @@ def serve(args: argparse.Namespace) -> int:
     Ingest serves /metrics on its own HTTP port and its asyncio loop answers the
     stop signals itself (requests in progress finish first)."""
     retention_s = _key_retention_s(args.key_retention_hours)
+    if not 1 <= args.workers <= 16:
+        raise CiteplusError(f"--workers {args.workers}: between 1 and 16")
     start = ServiceStart(
         "ingest", Path(args.cities), provisioned(declared_topics), node_metrics_port=False
     )
@@ -92,18 +108,23 @@ def serve(args: argparse.Namespace) -> int:
             instance=args.instance,
             key_retention_s=retention_s,
             key_memory_bytes=args.key_memory_mb * 1024 * 1024,
+            follow_keys=args.workers > 1 or args.reuse_port,
         )
         bounds = HttpLimits.of(up.node.ingest, max_body=args.max_body_mb * 1024 * 1024)
-        app = make_app(core, up.cities, bounds=bounds)
+        app = make_app(core, up.cities, bounds=bounds, workers=args.workers)
         host, port = args.host or up.node.ingest.host, args.port or up.node.ingest.port
-        return Running(run=lambda stop: _listen(app, host, port), announce="ingest starting")
+        return Running(
+            run=lambda stop: _listen(app, host, port, args.reuse_port),
+            announce="ingest starting",
+            details={"instance": args.instance, "workers": args.workers},
+        )
 
     return run_service(start, build)
 
 
-def _listen(app: web.Application, host: str, port: int) -> int:
+def _listen(app: web.Application, host: str, port: int, reuse_port: bool = False) -> int:
     print(f"ingest listening on http://{host}:{port}", file=sys.stderr, flush=True)
-    serve_forever(app, host, port)
+    serve_forever(app, host, port, reuse_port=reuse_port)
     return 0
 
 

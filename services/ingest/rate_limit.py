@@ -7,6 +7,7 @@ edge answers 429 with ``Retry-After`` when a batch is refused, before reading it
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -38,12 +39,32 @@ class TokenBucket:
             return (1.0 - self.tokens) / self.limit.per_second
 
 
-class SourceLimits:
-    """The buckets of every limited source, keyed by (city, source)."""
+def share_of(limit: RateLimit, workers: int) -> RateLimit:
+    """One worker's part of a source's limit when ``workers`` ingest workers share the
+    port: the rate and the burst divided (a burst of at least 1), so that all of them
+    together never admit more than the city file says. Divided rather than shared
+    through Kafka: admission is decided before the body is read, in microseconds, and
+    a round trip to a broker per batch would cost more than the batch. The price: a
+    source whose connections all land on one worker gets 1/``workers`` of its rate
+    (the kernel spreads connections, not requests; clients with several connections
+    get close to the whole)."""
+    if workers <= 1:
+        return limit
+    return RateLimit(limit.per_second / workers, max(1, math.ceil(limit.burst / workers)))
 
-    def __init__(self, cities: Iterable[CityConfig], clock: Callable[[], float] = time.monotonic):
+
+class SourceLimits:
+    """The buckets of every limited source, keyed by (city, source); ``workers``: how
+    many ingest workers share the sources' limits (:func:`share_of`)."""
+
+    def __init__(
+        self,
+        cities: Iterable[CityConfig],
+        clock: Callable[[], float] = time.monotonic,
+        workers: int = 1,
+    ):
         self.buckets = {
-            (city.code, source.id): TokenBucket(source.rate_limit, clock)
+            (city.code, source.id): TokenBucket(share_of(source.rate_limit, workers), clock)
             for city in cities
             for source in city.sources
             if source.rate_limit is not None

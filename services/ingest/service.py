@@ -18,6 +18,7 @@ from services.ingest.http_api import BOUNDS, build_app
 from services.ingest.idempotency_restore import open_store
 from services.ingest.limits import HttpLimits
 from services.ingest.pseudonyms import LetterPseudonyms
+from services.ingest.rate_limit import SourceLimits
 from services.runtime.cities import CityConfig, load_registry
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
@@ -56,8 +57,10 @@ def build_core(
     timeout_s: float = 10.0,
     key_retention_s: float = idempotency.DEFAULT_RETENTION_S,
     key_memory_bytes: int = idempotency.DEFAULT_MAX_BYTES,
+    follow_keys: bool = False,
 ) -> IngestCore:
-    """The core with its producer started and its idempotency keys restored."""
+    """The core with its producer started and its idempotency keys restored;
+    ``follow_keys``: keep following the keys other ingest workers commit."""
     sink = GroupCommitProducer(
         node, f"citeplus.{node.node.id}.ingest.{instance}", timeout_s=timeout_s
     ).start()
@@ -85,6 +88,7 @@ def build_core(
             retention_s=key_retention_s,
             max_bytes=key_memory_bytes,
             metrics=metrics,
+            follow=follow_keys,
         )
     return core
 
@@ -95,8 +99,10 @@ def make_app(
     *,
     bounds: HttpLimits | None = None,
     max_body: int | None = None,
+    workers: int = 1,
 ) -> web.Application:
-    """The ingest app; ``max_body`` (if given) overrides ``bounds.max_body``."""
+    """The ingest app; ``max_body`` (if given) overrides ``bounds.max_body``; ``workers``:
+    how many ingest workers divide the sources' rate limits."""
     bounds = bounds or HttpLimits()
     if max_body is not None:
         bounds = replace(bounds, max_body=max_body)
@@ -106,29 +112,35 @@ def make_app(
             "sources without a token cannot push",
             extra={"sources": tokens.unconfigured},
         )
-    app = build_app(core, cities, tokens, bounds=bounds)
+    limits = SourceLimits(cities.values(), workers=workers)
+    app = build_app(core, cities, tokens, bounds=bounds, limits=limits)
 
     async def close_sink(_: web.Application) -> None:
         core.sink.close()
+        if core.keys is not None and core.keys.follower is not None:
+            core.keys.follower.close()
 
     app.on_cleanup.append(close_sink)
     return app
 
 
-async def start_app(app: web.Application, host: str, port: int) -> tuple[web.AppRunner, int]:
-    """Serve ``app`` on a GuardedSite (header deadline, connection cap); (runner, port)."""
+async def start_app(
+    app: web.Application, host: str, port: int, *, reuse_port: bool = False
+) -> tuple[web.AppRunner, int]:
+    """Serve ``app`` on a GuardedSite (header deadline, connection cap); (runner, port).
+    ``reuse_port``: share the port with the node's other ingest workers."""
     runner = web.AppRunner(app, **server_options(app[BOUNDS]))
     await runner.setup()
-    site = GuardedSite(runner, host, port, app[GUARD])
+    site = GuardedSite(runner, host, port, app[GUARD], reuse_port=reuse_port)
     await site.start()
     return runner, site.port
 
 
-def serve_forever(app: web.Application, host: str, port: int) -> None:
+def serve_forever(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> None:
     """Run until SIGTERM/SIGINT, then let requests in progress finish (their batches commit)."""
 
     async def main() -> None:
-        runner, _ = await start_app(app, host, port)
+        runner, _ = await start_app(app, host, port, reuse_port=reuse_port)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -48,8 +48,9 @@ def supervisor_pid(node: NodeConfig) -> int | None:
     return pid
 
 
-def start_supervisor(node: NodeConfig, services: list[str]) -> int:
-    """Start `citeplus node supervise` detached; a running one is left alone."""
+def start_supervisor(node: NodeConfig, services: list[str], workers: int | None = None) -> int:
+    """Start `citeplus node supervise` detached; a running one is left alone.
+    ``workers``: that many workers of each scalable stage (else node.yaml's replicas)."""
     running = supervisor_pid(node)
     if running:
         return running
@@ -65,6 +66,7 @@ def start_supervisor(node: NodeConfig, services: list[str]) -> int:
                 "supervise",
                 "--services",
                 ",".join(services),
+                *(["--workers", str(workers)] if workers is not None else []),
             ],
             stdout=handle,
             stderr=subprocess.STDOUT,

@@ -10,16 +10,19 @@ import threading
 import time
 
 from services.infra.kafka_broker import start_broker, stop_broker
+from services.infra.kafka_cluster import start_cluster, stop_cluster
 from services.infra.registry_server import start_registry, stop_registry
 from services.node import control
+from services.node.kafka_health import kafka_health, render_kafka_health
 from services.node.status import render_status, sample_service
 from services.node.supervisor import PIPELINE, Supervisor, read_state, tail
+from services.node.workers_status import describe_workers, render_workers
 from services.policy.federation import load_federation
 from services.policy.topics import declared_topics
 from services.privacy.keys import ensure_dev_keyrings
 from services.runtime.cities import load_cities
 from services.runtime.commands import Command, OneOf, cities_option, option
-from services.runtime.config import NodeConfig, load_node_config
+from services.runtime.config import SCALABLE, NodeConfig, load_node_config
 from services.runtime.dev_secrets import ensure_dev_tokens
 from services.runtime.errors import CiteplusError
 from services.runtime.logs import configure_logging
@@ -36,16 +39,31 @@ def available_services() -> list[str]:
     return [name for name in PIPELINE if name in names]
 
 
-def bring_up(node: NodeConfig, storage: str, services: list[str], wait_s: float) -> dict[str, bool]:
+def workers_of(node: NodeConfig, services: list[str], workers: int | None) -> dict[str, int]:
+    """Workers per service: node.yaml's ``replicas``, or ``workers`` for each of the
+    scalable stages (``--workers N``); publish and the api stay one."""
+    return {
+        name: (workers if workers is not None and name in SCALABLE else node.replicas.of(name))
+        for name in services
+    }
+
+
+def bring_up(
+    node: NodeConfig,
+    storage: str,
+    services: list[str],
+    wait_s: float,
+    workers: int | None = None,
+) -> dict[str, bool]:
     """Infrastructure, secrets, topics and schemas, then the supervised services."""
     cities = load_cities(CITIES_DIR)
     ensure_dev_tokens(node.state_dir, cities)
     ensure_dev_keyrings(node.state_dir, cities)
     ensure_node_certificate(node)
-    bootstrap = start_broker()
+    bootstrap = start_cluster() if node.kafka.brokers > 1 else start_broker()
     start_registry(storage=storage, bootstrap=bootstrap)
     prepare_node(node, declared_topics(node))
-    control.start_supervisor(node, services)
+    control.start_supervisor(node, services, workers)
     return wait_healthy(node, services, wait_s)
 
 
@@ -81,11 +99,15 @@ def wait_healthy(node: NodeConfig, services: list[str], wait_s: float) -> dict[s
 def cmd_up(args: argparse.Namespace) -> int:
     node = load_node_config()
     services = available_services() if not args.services else args.services.split(",")
-    healthy = bring_up(node, args.storage, services, args.wait)
+    if args.workers is not None and not 1 <= args.workers <= 16:
+        raise CiteplusError(f"--workers {args.workers}: between 1 and 16")
+    healthy = bring_up(node, args.storage, services, args.wait, args.workers)
     print(f"Cité+ node {node.node.id}: Kafka {node.kafka.bootstrap}, registry {node.registry.url}")
+    counts = workers_of(node, services, args.workers)
     for name in services:
         verdict = "healthy" if healthy[name] else f"NOT HEALTHY (see: citeplus logs {name})"
-        print(f"  {name:18} {verdict}")
+        several = f" ({counts[name]} workers)" if counts[name] > 1 else ""
+        print(f"  {name:18} {verdict}{several}")
     print(
         f"Ingest API: http://{node.ingest.host}:{node.ingest.port}/v1/cities/{{city}}/sources/{{source}}/records"
     )
@@ -103,18 +125,24 @@ def cmd_down(args: argparse.Namespace) -> int:
     if not args.keep_infra:
         stop_registry()
         stop_broker()
+        stop_cluster()
         print("broker and registry stopped")
     return 0
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     node = load_node_config()
-    services = available_services()
+    stages = available_services()
+    # Every worker the supervisor runs (anonymise, anonymise#1 ...), else the services.
+    running = [s["name"] for s in read_state(control.state_file(node)).get("services", [])]
+    services = running or stages
     before = {name: sample_service(node, name) for name in services}
     while True:
         time.sleep(args.interval)
         now = {name: sample_service(node, name) for name in services}
         table = render_status(services, read_state(control.state_file(node)), now, before)
+        table += "\n" + render_workers(describe_workers(node, stages))
+        table += "\n" + render_kafka_health(kafka_health(node))
         if args.watch:
             sys.stdout.write("\033[2J\033[H")
             stamp = dt.datetime.now().strftime("%H:%M:%S")
@@ -189,11 +217,14 @@ def cmd_replay_dead_letters(args: argparse.Namespace) -> int:
 def cmd_supervise(args: argparse.Namespace) -> int:
     configure_logging("supervisor")
     node = load_node_config()
+    services = args.services.split(",")
     supervisor = Supervisor(
-        args.services.split(","),
+        services,
         log_dir=control.log_dir(node),
         state_file=control.state_file(node),
         hold_dir=control.hold_dir(node),
+        workers=workers_of(node, services, args.workers),
+        metrics_port=node.metrics_port,
     )
     stop = threading.Event()
     install_stop_signals(stop)
@@ -217,6 +248,14 @@ UP = Command(
             help="where the registry keeps schemas (default: kafkasql, survives restarts)",
         ),
         option("--services", help="comma-separated subset (default: all)"),
+        option(
+            "--workers",
+            type=int,
+            help="workers of each of ingest, anonymise, normalise and energy-analytics "
+            "(default: node.yaml's replicas section): each is its own supervised process in "
+            "the stage's consumer group; ingest's share the HTTP port. publish and the api "
+            "stay one process (the embedded warehouse may be opened by one process only)",
+        ),
         option("--wait", type=float, default=120, help="seconds to wait for health (default 120)"),
     ),
 )
@@ -299,7 +338,10 @@ COMMANDS = (
                 "supervise",
                 "run the supervisor in the foreground",
                 cmd_supervise,
-                options=(option("--services", default=",".join(PIPELINE)),),
+                options=(
+                    option("--services", default=",".join(PIPELINE)),
+                    option("--workers", type=int, help="workers per scalable stage"),
+                ),
             ),
         ),
     ),

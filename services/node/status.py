@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.node.supervisor import split_label
 from services.runtime.config import NodeConfig
 
 
@@ -27,10 +28,14 @@ class Sample:
     dropped_attributes: dict[str, float] = field(default_factory=dict)  # city/source -> count
 
 
-def endpoint(node: NodeConfig, service: str) -> str:
-    if service == "ingest":
-        return f"http://127.0.0.1:{node.ingest.port}"
-    return f"http://{node.metrics.host}:{node.metrics_port(service)}"
+def endpoint(node: NodeConfig, service: str) -> str | None:
+    """Where ``service`` (a worker label: ``anonymise#1`` is anonymise's second worker)
+    serves /metrics; None for ingest's extra workers, which share the first's port
+    (what answers there is whichever worker the kernel picks)."""
+    name, index = split_label(service)
+    if name == "ingest":
+        return f"http://127.0.0.1:{node.ingest.port}" if index == 0 else None
+    return f"http://{node.metrics.host}:{node.metrics_port(name, index)}"
 
 
 def parse_metrics(text: str) -> Sample:
@@ -62,6 +67,8 @@ def parse_metrics(text: str) -> Sample:
 
 def sample_service(node: NodeConfig, service: str, timeout: float = 2.0) -> Sample | None:
     base = endpoint(node, service)
+    if base is None:
+        return None
     try:
         metrics = httpx.get(f"{base}/metrics", timeout=timeout)
         health = httpx.get(f"{base}/healthz", timeout=timeout)

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,43 @@ log = logging.getLogger(__name__)
 PIPELINE = ("publish", "api", "energy-analytics", "normalise", "anonymise", "ingest")
 MAX_BACKOFF_S = 60.0
 HEALTHY_AFTER_S = 60.0
+WORKER_SEPARATOR = "#"
+
+
+def worker_label(service: str, index: int) -> str:
+    """The name a worker goes by in the state file, its log file and `citeplus status`:
+    the service's own name for the first worker (one worker: nothing changes), then
+    ``anonymise#1``, ``anonymise#2`` ..."""
+    return service if index == 0 else f"{service}{WORKER_SEPARATOR}{index}"
+
+
+def split_label(label: str) -> tuple[str, int]:
+    """(service, worker index) of a label made by :func:`worker_label`."""
+    service, _, index = label.partition(WORKER_SEPARATOR)
+    return service, int(index or 0)
+
+
+def worker_labels(services: list[str], workers: dict[str, int] | None = None) -> list[str]:
+    """Every worker of ``services`` in start order, ``workers[service]`` of each (1 if absent)."""
+    counts = workers or {}
+    return [worker_label(name, index) for name in services for index in range(counts.get(name, 1))]
+
+
+def worker_args(label: str, workers: dict[str, int], metrics_port: int | None) -> list[str]:
+    """What makes a worker distinct from its siblings: its index in ``--instance`` (its
+    transactional id and client.id: unique per worker, the same across its restarts,
+    so a restarted worker fences its own zombie), its own metrics port; ingest workers
+    share the HTTP port (SO_REUSEPORT) and divide the sources' rate limits."""
+    service, index = split_label(label)
+    count = workers.get(service, 1)
+    if count <= 1 and index == 0:
+        return []
+    args = ["--instance", str(index)]
+    if service == "ingest":
+        return [*args, "--reuse-port", "--workers", str(count)]
+    if metrics_port is not None and index > 0:
+        args += ["--metrics-port", str(metrics_port)]
+    return args
 
 
 @dataclass
@@ -61,8 +99,16 @@ class Supervisor:
         env: dict[str, str] | None = None,
         extra_args: dict[str, list[str]] | None = None,
         hold_dir: Path | None = None,
+        workers: dict[str, int] | None = None,
+        metrics_port: Callable[[str, int], int] | None = None,
     ):
+        """``services`` are service names; ``workers`` how many processes each runs
+        (1 when absent), supervised one by one under their :func:`worker_label`;
+        ``metrics_port(service, index)`` gives a worker's own /metrics port."""
         self.hold_dir = hold_dir
+        self.workers = dict(workers or {})
+        self.metrics_port = metrics_port
+        services = worker_labels(services, self.workers)
         self.services = services
         self.log_dir = log_dir
         self.state_file = state_file
@@ -75,14 +121,21 @@ class Supervisor:
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
 
     def command(self, name: str) -> list[str]:
+        service, index = split_label(name)
+        port = self.metrics_port(service, index) if self.metrics_port else None
         return [
             sys.executable,
             "-m",
             "services.cli",
             "service",
-            name,
-            *self.extra_args.get(name, []),
+            service,
+            *self.extra_args.get(service, []),
+            *worker_args(name, self.workers, port),
         ]
+
+    def held(self, name: str) -> bool:
+        """An operator holds the service stopped (every worker of it)."""
+        return self.hold_dir is not None and (self.hold_dir / split_label(name)[0]).exists()
 
     def log_file(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
@@ -121,7 +174,7 @@ class Supervisor:
             )
             self._backoff[name] = min(MAX_BACKOFF_S, self._backoff[name] * 2)
             return
-        if self.hold_dir is not None and (self.hold_dir / name).exists():
+        if self.held(name):
             return  # an operator holds it stopped (citeplus replay)
         if state.next_start_at is None or now >= state.next_start_at:
             if state.started_at is not None:
@@ -133,6 +186,7 @@ class Supervisor:
             "supervisor_pid": os.getpid(),
             "updated_at": time.time(),
             "services": [asdict(self.state[name]) for name in self.services],
+            "workers": {name: count for name, count in self.workers.items() if count > 1},
         }
         temporary = self.state_file.with_suffix(".tmp")
         temporary.write_text(json.dumps(payload, indent=1))
@@ -150,7 +204,7 @@ class Supervisor:
         while not stop.wait(0.5):
             now = time.time()
             for name in self.services:
-                if self.hold_dir is not None and (self.hold_dir / name).exists():
+                if self.held(name):
                     self.stop_service(name)
                 self._check(name, now)
             self.write_state()

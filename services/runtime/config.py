@@ -12,7 +12,7 @@ import os
 import types
 import typing
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -41,8 +41,24 @@ class NodeSection:
 
 @dataclass(frozen=True)
 class KafkaSection:
+    """Where Kafka is and how topics are replicated. ``brokers`` is the size of the
+    local cluster (``citeplus infra up --brokers 3``): a local bootstrap of one
+    address then stands for that port and the next ``brokers - 1``.
+    ``replication_factor`` 0 means "as many as brokers, at most 3"."""
+
     bootstrap: str = "127.0.0.1:9092"
-    replication_factor: int = 1
+    replication_factor: int = 0
+    brokers: int = 1
+
+    @property
+    def replicas(self) -> int:
+        """The replication factor topics are created with and checked against."""
+        return self.replication_factor or min(self.brokers, 3)
+
+    @property
+    def min_insync(self) -> int:
+        """In-sync replicas a write needs: 2 of 3 (one broker may be down), else 1."""
+        return self.replicas - 1 if self.replicas >= 3 else 1
 
 
 @dataclass(frozen=True)
@@ -58,6 +74,35 @@ class ProcessingSection:
     # energy-analytics: a city x carrier that received nothing for this long has its
     # days older than the lateness closed and released by the wall clock (0: never).
     idle_close_s: float = 600.0
+    # The consumer group protocol of the stages: "classic" (the client-side assignor
+    # runs, pinned to "range" where co-partitioning matters) or "consumer" (KIP-848:
+    # the broker assigns, and ignores client-side assignors). energy-analytics needs
+    # co-partitioning and refuses "consumer" (services.runtime.copartition).
+    group_protocol: str = "classic"
+
+
+# Services that may run as several workers (each its own process in the stage's
+# consumer group). publish and the api stay one process: the embedded warehouse
+# (chDB) may be opened by one process only.
+SCALABLE = ("ingest", "anonymise", "normalise", "energy-analytics")
+# A worker's metrics port: the service's port plus this step per worker index.
+WORKER_PORT_STEP = 10
+
+
+@dataclass(frozen=True)
+class ReplicasSection:
+    """How many workers of each stage the node's supervisor runs."""
+
+    ingest: int = 1
+    anonymise: int = 1
+    normalise: int = 1
+    energy_analytics: int = 1
+    publish: int = 1
+    api: int = 1
+
+    def of(self, service: str) -> int:
+        """The workers of ``service`` (1 for a service not listed)."""
+        return int(getattr(self, service.replace("-", "_"), 1))
 
 
 @dataclass(frozen=True)
@@ -177,6 +222,7 @@ class NodeConfig:
     warehouse: WarehouseSection = WarehouseSection()
     api: ApiSection = ApiSection()
     sql: SqlSection = SqlSection()
+    replicas: ReplicasSection = ReplicasSection()
     source: str = "<defaults>"
 
     @property
@@ -184,8 +230,10 @@ class NodeConfig:
         path = Path(self.node.state_dir)
         return path if path.is_absolute() else REPO_ROOT / path
 
-    def metrics_port(self, service: str) -> int:
-        return self.metrics.base_port + SERVICE_PORT_OFFSETS.get(service, 0)
+    def metrics_port(self, service: str, worker: int = 0) -> int:
+        """The /metrics port of ``service``'s worker ``worker`` (0: the first)."""
+        offset = SERVICE_PORT_OFFSETS.get(service, 0) + WORKER_PORT_STEP * worker
+        return self.metrics.base_port + offset
 
 
 T = TypeVar("T")
@@ -306,7 +354,19 @@ def load_node_config(path: Path | None = None, env: dict[str, str] | None = None
         built[name] = _section(cls, document.get(name), name, source, env)
     config = NodeConfig(**built, source=source)
     _validate(config)
-    return config
+    return _with_cluster_bootstrap(config)
+
+
+def _with_cluster_bootstrap(config: NodeConfig) -> NodeConfig:
+    """With ``kafka.brokers: N`` and one local address as bootstrap, the N local
+    brokers' addresses (port, port+1...): the same node file drives one broker or
+    a local cluster. A bootstrap that lists several addresses is kept as written."""
+    kafka = config.kafka
+    host, _, port = kafka.bootstrap.rpartition(":")
+    if kafka.brokers == 1 or "," in kafka.bootstrap or host != LOCAL_HOST:
+        return config
+    listed = ",".join(f"{host}:{int(port) + i}" for i in range(kafka.brokers))
+    return replace(config, kafka=replace(kafka, bootstrap=listed))
 
 
 def _with_local_aliases(env: dict[str, str]) -> dict[str, str]:
@@ -337,6 +397,7 @@ LOCAL_VARIABLES = (
     "CITEPLUS_CACHE",
     "CITEPLUS_KAFKA_PORT",
     "CITEPLUS_KAFKA_CONTROLLER_PORT",
+    "CITEPLUS_KAFKA_BROKERS",
     "CITEPLUS_REGISTRY_PORT",
 )
 
@@ -366,6 +427,18 @@ class LocalInfra:
     @property
     def kafka_controller_port(self) -> int | None:
         return _port(self.variables, "CITEPLUS_KAFKA_CONTROLLER_PORT", 19093)
+
+    @property
+    def kafka_brokers(self) -> int | None:
+        """Brokers of the local cluster (1 or 3), from ``CITEPLUS_KAFKA_BROKERS``."""
+        raw = self.variables.get("CITEPLUS_KAFKA_BROKERS", "").strip()
+        if not raw:
+            return None
+        if raw not in ("1", "3"):
+            raise InfrastructureError(
+                f"CITEPLUS_KAFKA_BROKERS={raw!r}: a local Kafka runs 1 broker or a cluster of 3."
+            )
+        return int(raw)
 
     @property
     def registry_port(self) -> int | None:
@@ -404,10 +477,7 @@ def _port(env: Mapping[str, str], name: str, example: int) -> int | None:
 
 
 def _validate(config: NodeConfig) -> None:
-    if config.kafka.replication_factor < 1:
-        raise ConfigError(
-            "must be at least 1", source=config.source, key="kafka.replication_factor"
-        )
+    _validate_kafka(config)
     if config.processing.batch_size < 1:
         raise ConfigError("must be at least 1", source=config.source, key="processing.batch_size")
     if config.processing.batch_timeout_s <= 0:
@@ -430,6 +500,7 @@ def _validate(config: NodeConfig) -> None:
     if config.federation.peer_timeout_s <= 0:
         raise ConfigError("must be positive", source=config.source, key="federation.peer_timeout_s")
     _validate_ingest(config)
+    _validate_replicas(config)
     _validate_api(config)
     _validate_subscriptions(config)
     _validate_sql(config)
@@ -439,6 +510,18 @@ def _validate(config: NodeConfig) -> None:
             source=config.source,
             key="kafka.bootstrap",
         )
+
+
+def _validate_kafka(config: NodeConfig) -> None:
+    kafka = config.kafka
+    if kafka.replication_factor < 0:
+        raise ConfigError(
+            "must be 0 (as many as brokers, at most 3) or more",
+            source=config.source,
+            key="kafka.replication_factor",
+        )
+    if kafka.brokers < 1:
+        raise ConfigError("must be at least 1", source=config.source, key="kafka.brokers")
 
 
 def _validate_ingest(config: NodeConfig) -> None:
@@ -464,6 +547,32 @@ def _validate_subscriptions(config: NodeConfig) -> None:
     if section.retry_max_s < section.retry_min_s:
         raise ConfigError(
             "must be at least retry_min_s", source=config.source, key=where + "retry_max_s"
+        )
+
+
+def _validate_replicas(config: NodeConfig) -> None:
+    for name in ("publish", "api"):
+        if config.replicas.of(name) != 1:
+            raise ConfigError(
+                "must be 1: publish holds the embedded warehouse (chDB), which one process "
+                "only may open, and the api reads through publish's federation server; "
+                "several publish workers need a ClickHouse server (docs/runbook.md)",
+                source=config.source,
+                key=f"replicas.{name}",
+            )
+    for name in SCALABLE:
+        count = config.replicas.of(name)
+        if not 1 <= count <= 16:
+            raise ConfigError(
+                "must be between 1 and 16 (workers beyond the topics' partition count stay idle)",
+                source=config.source,
+                key=f"replicas.{name.replace('-', '_')}",
+            )
+    if config.processing.group_protocol not in ("classic", "consumer"):
+        raise ConfigError(
+            f"expected classic or consumer, got {config.processing.group_protocol!r}",
+            source=config.source,
+            key="processing.group_protocol",
         )
 
 

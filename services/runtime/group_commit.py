@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 
 OutgoingMessage = tuple[str, str | bytes | None, bytes]
 
+# How long (in commit timeouts) a commit whose outcome is unknown is asked again
+# before the batch is answered 503 anyway (see GroupCommitProducer._finish).
+COMMIT_RETRY_FACTOR = 3
+
 
 @dataclass
 class _Job:
@@ -122,7 +126,7 @@ class GroupCommitProducer:
             for job in jobs:
                 for topic, key, value in job.messages:
                     produce_bytes(producer, topic, key, value)
-            producer.commit_transaction(self.timeout_s)
+            self._finish(producer)
         except (KafkaException, BrokerUnavailable) as exc:
             self.failures += 1
             self._abandon(exc)
@@ -144,6 +148,37 @@ class GroupCommitProducer:
             "committed",
             extra={"batches": len(jobs), "seconds": round(time.monotonic() - started, 4)},
         )
+
+    def _finish(self, producer: Producer) -> None:
+        """Commit the transaction, retrying while its outcome is unknown.
+
+        A commit that times out goes on in the background (librdkafka's retriable
+        error): the coordinator may already have decided to commit. Aborting then
+        fails and a fresh producer would complete that commit, so a batch answered
+        503 would land anyway and the client's retry land twice. Calling commit
+        again until it succeeds, or fails in a way that requires an abort, keeps the
+        promise that a 503 means nothing of the batch is visible. The first call may
+        take longer than a message's delivery timeout, so that undeliverable
+        messages (brokers down, too few replicas in sync) fail as such (abortable),
+        not as a commit timeout."""
+        deadline = time.monotonic() + self.timeout_s * COMMIT_RETRY_FACTOR
+        wait = self.timeout_s + 5.0
+        while True:
+            try:
+                producer.commit_transaction(wait)
+                return
+            except KafkaException as exc:
+                error = exc.args[0] if exc.args else None
+                unknown = (
+                    isinstance(error, KafkaError)
+                    and error.retriable()
+                    and not error.txn_requires_abort()
+                    and not error.fatal()
+                )
+                if not unknown or time.monotonic() >= deadline:
+                    raise
+                log.warning("commit not confirmed yet; asking again", extra={"error": str(exc)})
+                wait = self.timeout_s
 
     def _abandon(self, exc: Exception) -> None:
         """Abort the open transaction; if even that fails, drop the producer so the

@@ -64,6 +64,14 @@ def consumer_settings(node: NodeConfig, *, group_id: str, **overrides: Any) -> d
         "max.partition.fetch.bytes": 8_388_608,
     }
     settings.update(overrides)
+    if settings.get("group.protocol") == "consumer":
+        # KIP-848: the broker runs the session and the assignment; the client must not.
+        for name in (
+            "session.timeout.ms",
+            "heartbeat.interval.ms",
+            "partition.assignment.strategy",
+        ):
+            settings.pop(name, None)
     return settings
 
 

@@ -29,6 +29,7 @@ from confluent_kafka import (
 from services.runtime import dlq
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
+from services.runtime.copartition import CoPartitionError, check_co_partitioned, group_settings
 from services.runtime.errors import CiteplusError, RejectedInput, SchemaError, WireFormatError
 from services.runtime.kafka import MAX_MESSAGE_BYTES, make_consumer, make_producer, produce_bytes
 from services.runtime.metrics import ServiceMetrics
@@ -137,9 +138,17 @@ class StageRunner:
         self.metrics = metrics or ServiceMetrics(stage.name)
         self.batch_size = node.processing.batch_size
         self.batch_timeout = node.processing.batch_timeout_s
-        self.consumer = consumer or make_consumer(node, group_id=f"citeplus.{stage.name}")
+        # One id per worker, the same across its restarts: the transactional id fences
+        # the worker's own zombie when it restarts, the client id names it in the group.
+        worker_id = f"citeplus.{node.node.id}.{stage.name}.{instance}"
+        self.co_partitioned = stage.co_partitioned
+        self.consumer = consumer or make_consumer(
+            node,
+            group_id=f"citeplus.{stage.name}",
+            **group_settings(node, co_partitioned=self.co_partitioned, client_id=worker_id),
+        )
         self.producer = producer or make_producer(
-            node, transactional_id=f"citeplus.{node.node.id}.{stage.name}.{instance}"
+            node, transactional_id=worker_id, **{"client.id": worker_id}
         )
         self.summary = RunSummary()
         self._ticked = 0.0
@@ -497,8 +506,28 @@ class StageRunner:
         numbers = sorted({tp.partition for tp in partitions})
         self._assigned_at = time.monotonic()
         log.info("partitions assigned", extra={"stage": self.stage.name, "partitions": numbers})
+        if self.co_partitioned:
+            self._check_co_partitioned(consumer, partitions)
         self._restore(numbers)
         self.stage.on_assign(numbers)
+
+    def _check_co_partitioned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Stop (the error leaves ``consume``) on an assignment that splits partition
+        numbers of the inputs, or topics whose partition counts differ."""
+        topics = [*self.stage.input_topics, *(store.topic for store in changelogs(self.stage))]
+        metadata = consumer.list_topics(timeout=30).topics
+        counts = {
+            topic: len(metadata[topic].partitions) if topic in metadata else None
+            for topic in topics
+        }
+        try:
+            check_co_partitioned(
+                [(tp.topic, tp.partition) for tp in partitions], counts, self.stage.input_topics
+            )
+        except CoPartitionError:
+            self.metrics.ready = False
+            log.error("co-partitioning does not hold", extra={"stage": self.stage.name})
+            raise
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.stage.on_revoke(sorted({tp.partition for tp in partitions}))

@@ -54,7 +54,7 @@ def delete_scratch_topics(
 def provision_topics(node: NodeConfig, specs: list[TopicSpec]) -> ProvisionReport:
     """Create or verify ``specs`` (the node's: :func:`services.policy.topics.declared_topics`);
     a mismatch raises with every detail."""
-    report = provision(admin_client(node), specs, node.kafka.replication_factor)
+    report = provision(admin_client(node), specs, node.kafka.replicas)
     if not report.ok:
         details = "\n  ".join(report.mismatches)
         raise InfrastructureError(

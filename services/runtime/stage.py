@@ -142,6 +142,7 @@ class Stage(Protocol):
     name: str
     input_topics: Sequence[str]
     sensitive: bool
+    co_partitioned: bool
     stores: Sequence[StageStore]
 
     def process(self, record: dict[str, Any], meta: InputMeta) -> Iterable[Emit]: ...
@@ -179,6 +180,10 @@ class BaseStage:
     name: str = "stage"
     input_topics: Sequence[str] = ()
     stores: Sequence[StageStore] = ()
+    # A stage that needs partition n of every input (and of its changelogs) on one
+    # worker sets this: the runner pins the range assignor and checks each assignment
+    # (services/runtime/copartition.py).
+    co_partitioned: bool = False
 
     # A stage whose input holds personal data in clear (anonymise, reading raw.v1)
     # sets this: each reject then goes whole, with its full error, to the restricted

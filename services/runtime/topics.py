@@ -281,10 +281,19 @@ def companion(name: str, declared: str, other: str, *, fallback: str) -> str:
     return name + fallback
 
 
+def durability_configs(replication_factor: int) -> dict[str, str]:
+    """The topic settings that make an acknowledged write survive a broker's loss:
+    ``min.insync.replicas`` 2 of 3 replicas (1 of 1 or 2), unclean leader election off
+    (a replica that missed writes never becomes leader and silently drops them)."""
+    min_insync = replication_factor - 1 if replication_factor >= 3 else 1
+    return {"min.insync.replicas": str(min_insync), "unclean.leader.election.enable": "false"}
+
+
 def provision(
     admin: AdminClient, specs: list[TopicSpec], replication_factor: int, timeout: float = 30.0
 ) -> ProvisionReport:
-    """Create missing topics and verify existing ones against their declaration."""
+    """Create missing topics and verify existing ones against their declaration and the
+    node's replication (replicas, ``min.insync.replicas``, unclean election off)."""
     report = ProvisionReport()
     try:
         existing = admin.list_topics(timeout=timeout).topics
@@ -299,7 +308,7 @@ def provision(
                     spec.name,
                     num_partitions=spec.partitions,
                     replication_factor=replication_factor,
-                    config=spec.configs(),
+                    config=spec.configs() | durability_configs(replication_factor),
                 )
                 for spec in missing
             ],
@@ -345,19 +354,35 @@ def _verify(
     described = admin.describe_configs(resources, request_timeout=timeout)
     configs_by_name = {res.name: future.result() for res, future in described.items()}
     for spec in specs:
-        problems = []
-        metadata = existing[spec.name]
-        if len(metadata.partitions) != spec.partitions:
-            problems.append(f"partitions {len(metadata.partitions)} (declared {spec.partitions})")
-        replicas = {len(p.replicas) for p in metadata.partitions.values()}
-        if replicas and replicas != {replication_factor}:
-            problems.append(f"replication {sorted(replicas)} (node wants {replication_factor})")
-        actual = configs_by_name[spec.name]
-        for key, wanted in spec.configs().items():
-            have = actual[key].value if key in actual else None
-            if have != wanted:
-                problems.append(f"{key}={have} (declared {wanted})")
+        problems = _problems(
+            spec, existing[spec.name], configs_by_name[spec.name], replication_factor
+        )
         if problems:
             report.mismatches.append(f"{spec.name}: " + "; ".join(problems))
         else:
             report.verified.append(spec.name)
+
+
+def _problems(spec: TopicSpec, metadata: Any, actual: Any, replication_factor: int) -> list[str]:
+    """What differs between an existing topic and its declaration, each with the fix."""
+    problems = []
+    if len(metadata.partitions) != spec.partitions:
+        problems.append(f"partitions {len(metadata.partitions)} (declared {spec.partitions})")
+    replicas = {len(p.replicas) for p in metadata.partitions.values()}
+    if replicas and replicas != {replication_factor}:
+        problems.append(
+            f"replication {sorted(replicas)} (node wants {replication_factor}: "
+            "kafka-reassign-partitions.sh adds replicas)"
+        )
+    for key, wanted in spec.configs().items():
+        have = actual[key].value if key in actual else None
+        if have != wanted:
+            problems.append(f"{key}={have} (declared {wanted})")
+    for key, wanted in durability_configs(replication_factor).items():
+        have = actual[key].value if key in actual else None
+        if have != wanted:
+            problems.append(
+                f"{key}={have} (node wants {wanted} with {replication_factor} replicas: "
+                f"kafka-configs.sh --alter --add-config {key}={wanted})"
+            )
+    return problems

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from services.runtime.config import load_node_config
-from services.runtime.errors import ConfigError
+from services.runtime.config import load_local_infra, load_node_config
+from services.runtime.errors import ConfigError, InfrastructureError
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -155,3 +155,37 @@ def test_the_api_section_defaults_overrides_and_mistakes(tmp_path: Path) -> None
         with pytest.raises(ConfigError) as error:
             load_node_config(write(tmp_path, text), env={})
         assert error.value.key == key, text
+
+
+def test_one_node_file_drives_one_broker_or_three(tmp_path: Path) -> None:
+    path = write(tmp_path, "kafka:\n  bootstrap: 127.0.0.1:9092\n")
+    one = load_node_config(path, env={})
+    assert (one.kafka.bootstrap, one.kafka.replicas, one.kafka.min_insync) == (
+        "127.0.0.1:9092",
+        1,
+        1,
+    )
+    three = load_node_config(path, env={"CITEPLUS_KAFKA_BROKERS": "3"})
+    assert three.kafka.bootstrap == "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094"
+    assert (three.kafka.replicas, three.kafka.min_insync) == (3, 2)
+    placed = load_node_config(
+        path, env={"CITEPLUS_KAFKA_BROKERS": "3", "CITEPLUS_KAFKA_PORT": "19092"}
+    )
+    assert placed.kafka.bootstrap.split(",")[2] == "127.0.0.1:19094"
+    # A list, or brokers on other machines, is kept as written.
+    remote = write(tmp_path, "kafka:\n  bootstrap: k1:9092,k2:9092\n  brokers: 3\n")
+    assert load_node_config(remote, env={}).kafka.bootstrap == "k1:9092,k2:9092"
+    pinned = write(tmp_path, "kafka:\n  brokers: 3\n  replication_factor: 2\n")
+    assert load_node_config(pinned, env={}).kafka.replicas == 2
+
+
+def test_bad_broker_counts_say_what_is_possible(tmp_path: Path) -> None:
+    path = write(tmp_path, "kafka:\n  brokers: 0\n")
+    with pytest.raises(ConfigError, match=r"kafka\.brokers"):
+        load_node_config(path, env={})
+    negative = write(tmp_path, "kafka:\n  replication_factor: -1\n")
+    with pytest.raises(ConfigError, match="as many as brokers"):
+        load_node_config(negative, env={})
+    # `citeplus infra` runs one broker or three on this machine, nothing else.
+    with pytest.raises(InfrastructureError, match="1 broker or a cluster of 3"):
+        assert load_local_infra({"CITEPLUS_KAFKA_BROKERS": "2"}).kafka_brokers

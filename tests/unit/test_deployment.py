@@ -324,6 +324,50 @@ def test_three_kraft_brokers_with_replication_three(services: dict) -> None:
     assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16
 
 
+# What the local 3-broker cluster (services/infra/kafka_cluster.py, the one the
+# cluster tests kill brokers of) and the compose brokers must agree on.
+CLUSTER_KEYS = (
+    "process.roles",
+    "default.replication.factor",
+    "min.insync.replicas",
+    "offsets.topic.replication.factor",
+    "transaction.state.log.replication.factor",
+    "transaction.state.log.min.isr",
+    "share.coordinator.state.topic.replication.factor",
+    "share.coordinator.state.topic.min.isr",
+    "unclean.leader.election.enable",
+    "auto.create.topics.enable",
+    "broker.session.timeout.ms",
+    "broker.heartbeat.interval.ms",
+)
+
+
+def test_compose_brokers_run_the_settings_of_the_tested_local_cluster(services: dict) -> None:
+    from services.infra import kafka_broker, kafka_cluster
+
+    ports = kafka_cluster.cluster_ports(9092)
+    rendered = kafka_broker.render_server_properties(
+        kafka_broker.TEMPLATE.read_text(),
+        *ports[0],
+        Path("/data"),
+        node_id=1,
+        voters=kafka_cluster.quorum_voters(ports),
+        replication=kafka_cluster.SIZE,
+    )
+    local = dict(
+        line.split("=", 1) for line in rendered.splitlines() if line and not line.startswith("#")
+    )
+    assert local["min.insync.replicas"] == "2" and local["default.replication.factor"] == "3"
+    assert local["controller.quorum.voters"].count("@") == 3
+    brokers = [s for s in services.values() if str(s["image"]).startswith("apache/kafka:")]
+    assert len(brokers) == kafka_cluster.SIZE
+    for service in brokers:
+        env = environment(service)
+        for key in CLUSTER_KEYS:
+            variable = "KAFKA_" + key.upper().replace(".", "_")
+            assert env.get(variable) == local[key], f"{variable}: compose vs local cluster"
+
+
 def test_services_reach_the_cluster_with_replication_three(services: dict) -> None:
     brokers = {n for n, s in services.items() if str(s["image"]).startswith("apache/kafka:")}
     registry_port = environment(services["registry"])["QUARKUS_HTTP_PORT"]

@@ -220,3 +220,56 @@ def test_class_file_java_major(tmp_path: Path) -> None:
         )
         archive.writestr("a/B.class", b"\xca\xfe\xba\xbe\x00\x00\x00\x41")  # 65 -> Java 21
     assert class_file_java_major(jar) == 21
+
+
+def test_cluster_ports_and_rendering(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.infra import kafka_cluster
+
+    monkeypatch.delenv("CITEPLUS_KAFKA_PORT", raising=False)
+    monkeypatch.delenv("CITEPLUS_KAFKA_CONTROLLER_PORT", raising=False)
+    ports = kafka_cluster.cluster_ports()
+    assert ports == [(9092, 9095), (9093, 9096), (9094, 9097)]
+    assert kafka_cluster.bootstrap_of(ports) == "127.0.0.1:9092,127.0.0.1:9093,127.0.0.1:9094"
+    voters = kafka_cluster.quorum_voters(ports)
+    assert voters == "1@127.0.0.1:9095,2@127.0.0.1:9096,3@127.0.0.1:9097"
+    text = kafka_broker.render_server_properties(
+        kafka_broker.TEMPLATE.read_text(),
+        9093,
+        9096,
+        Path("/d"),
+        node_id=2,
+        voters=voters,
+        replication=3,
+    )
+    props = dict(
+        line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#")
+    )
+    assert props["node.id"] == "2" and props["controller.quorum.voters"] == voters
+    assert props["listeners"] == "PLAINTEXT://127.0.0.1:9093,CONTROLLER://127.0.0.1:9096"
+    assert props["transaction.state.log.min.isr"] == props["min.insync.replicas"] == "2"
+    assert props["unclean.leader.election.enable"] == "false"
+    monkeypatch.setenv("CITEPLUS_KAFKA_CONTROLLER_PORT", "9093")
+    with pytest.raises(InfrastructureError, match="overlap"):
+        kafka_cluster.cluster_ports(9092)
+    with pytest.raises(InfrastructureError, match="brokers 1 to 3"):
+        kafka_cluster.member(4)
+
+
+def test_kafka_health_lines() -> None:
+    from services.node.kafka_health import KafkaHealth, render_kafka_health
+
+    clean = KafkaHealth(live=[1, 2, 3], controller=2)
+    assert clean.clean
+    assert render_kafka_health(clean).splitlines() == [
+        "kafka: brokers up 1, 2 (controller), 3",
+        "kafka: every partition in sync",
+    ]
+    hurt = KafkaHealth(
+        live=[1, 2], down=[3], controller=1, under_replicated={"raw.v1": [2, 0]}, offline={}
+    )
+    assert not hurt.clean
+    assert render_kafka_health(hurt).splitlines() == [
+        "kafka: brokers up 1 (controller), 2; DOWN 3",
+        "kafka: 2 partitions under-replicated: raw.v1 0,2",
+    ]
+    assert render_kafka_health(KafkaHealth(error="no answer")) == "kafka: no answer"
