@@ -186,9 +186,10 @@ def main() -> None:
         started = time.monotonic()
         with LocalCluster.running(Path(tmp) / "cluster") as cluster:
             cluster_start_s = time.monotonic() - started
-            ingest = Ingest(cluster.node_config(single), cities_dir)
-            three = ingest.throughput(args.batches, args.in_flight)
-            down = broker_down(cluster, ingest, args.down_s)
+            on_cluster = cluster.node_config(single)
+            three = Ingest(on_cluster, cities_dir).throughput(args.batches, args.in_flight)
+            # A fresh app: the one above closed its producer when it stopped serving.
+            down = broker_down(cluster, Ingest(on_cluster, cities_dir), args.down_s)
     print(
         f"ingest, {args.batches} batches of 1,000 readings, {args.in_flight} in flight "
         f"(acknowledged after commit, acks=all):"
