@@ -20,6 +20,7 @@ from typing import TypeVar
 
 import httpx
 import pytest
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -34,7 +35,7 @@ from services.node.kafka_health import kafka_health, render_kafka_health
 from services.runtime.cities import load_cities
 from services.runtime.config import NodeConfig
 from services.runtime.provisioning import connect_contracts, provision_topics
-from services.runtime.topics import TopicSpec, load_topics, provision
+from services.runtime.topics import ProvisionReport, TopicSpec, load_topics, provision
 from testkit.cluster import LocalCluster
 from testkit.ingest import serve_ingest
 from testkit.kafka import read_all
@@ -107,7 +108,11 @@ def test_topics_and_internal_topics_are_replicated_three_times(
 ) -> None:
     admin = AdminClient({"bootstrap.servers": own.kafka.bootstrap})
     raw = specs["raw.v1"].name
-    partitions = admin.list_topics(raw, timeout=10).topics[raw].partitions.values()
+    described = eventually(
+        lambda: admin.list_topics(raw, timeout=10).topics[raw].partitions,
+        lambda found: len(found) == 3,  # a new topic's metadata reaches every broker soon
+    )
+    partitions = described.values()
     assert {len(p.replicas) for p in partitions} == {3}
     topic = ConfigResource(ConfigResource.Type.TOPIC, raw)
     configs = admin.describe_configs([topic])[topic].result()
@@ -132,7 +137,15 @@ def test_topics_and_internal_topics_are_replicated_three_times(
     admin.create_topics(
         [NewTopic(loose, 3, 3, config={"min.insync.replicas": "1"})], operation_timeout=30
     )[loose].result()
-    report = provision(admin, [replace(specs["raw.v1"], name=loose)], 3)
+
+    def verify_loose() -> ProvisionReport | None:
+        try:
+            return provision(admin, [replace(specs["raw.v1"], name=loose)], 3)
+        except KafkaException:  # the new topic not known to every broker yet
+            return None
+
+    report = eventually(verify_loose, lambda found: found is not None)
+    assert report is not None
     [problem] = report.mismatches
     assert "min.insync.replicas=1 (node wants 2 with 3 replicas" in problem
 
@@ -148,7 +161,7 @@ def test_brokers_killed_under_ingest(
     topics = IngestTopics(raw=specs["raw.v1"].name, dead_letters=specs["dlq.v1"].name)
     topics = replace(topics, raw_dead_letters=specs["raw.dlq.v1"].name)
     names = [s.name for s in specs.values()]
-    core = build_core(own, contracts, cities, topics=topics, timeout_s=10)
+    core = build_core(own, contracts, cities, topics=topics)  # the node's commit bound
     acknowledged: list[int] = []
 
     with serve_ingest(core, cities) as running:
@@ -161,7 +174,8 @@ def test_brokers_killed_under_ingest(
             return answer
 
         assert push(0).status_code == 200
-        assert kafka_health(own).clean
+        # The transaction log is created by ingest's first transaction: in sync soon after.
+        assert eventually(lambda: kafka_health(own), lambda h: h.clean).clean
 
         # One broker crashes: 2 replicas of 3 remain in sync, writes go on.
         cluster.kill(3)
