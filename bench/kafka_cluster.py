@@ -26,8 +26,10 @@ import tempfile
 import threading
 import time
 import uuid
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 from confluent_kafka.admin import AdminClient
@@ -125,7 +127,7 @@ def leader_of_partition_zero(bootstrap: str, topic: str) -> int:
     return admin.list_topics(topic, timeout=10).topics[topic].partitions[0].leader
 
 
-def broker_down(cluster: LocalCluster, ingest: Ingest, seconds: float) -> dict[str, float]:
+def broker_down(cluster: LocalCluster, ingest: Ingest, seconds: float) -> dict[str, Any]:
     """Push batches back to back while a broker is killed; see the module's docstring."""
     victim = leader_of_partition_zero(cluster.bootstrap, ingest.specs["raw.v1"].name)
     answers: list[tuple[float, float, int]] = []  # (sent at, took, status)
@@ -138,7 +140,7 @@ def broker_down(cluster: LocalCluster, ingest: Ingest, seconds: float) -> dict[s
             with httpx.Client(timeout=120) as client:
                 while not stop.is_set():
                     sent = time.monotonic()
-                    answer = client.post(url, content=batch(10_000 + index), headers=_headers())
+                    answer = client.post(url, content=batch(index % 1000), headers=_headers())
                     answers.append((sent, time.monotonic() - sent, answer.status_code))
                     index += 1
 
@@ -154,7 +156,9 @@ def broker_down(cluster: LocalCluster, ingest: Ingest, seconds: float) -> dict[s
     restarted = time.monotonic()
     cluster.restart(victim)
     cluster.wait_in_sync([s.name for s in ingest.specs.values()])
+    statuses = Counter(status for _, _, status in answers)
     return {
+        "statuses": dict(statuses),
         "victim": victim,
         "batches": len(answers),
         "refused": sum(1 for _, _, status in answers if status != 200),
@@ -182,9 +186,10 @@ def main() -> None:
         started = time.monotonic()
         with LocalCluster.running(Path(tmp) / "cluster") as cluster:
             cluster_start_s = time.monotonic() - started
-            ingest = Ingest(cluster.node_config(single), cities_dir)
-            three = ingest.throughput(args.batches, args.in_flight)
-            down = broker_down(cluster, ingest, args.down_s)
+            on_cluster = cluster.node_config(single)
+            three = Ingest(on_cluster, cities_dir).throughput(args.batches, args.in_flight)
+            # A fresh app: the one above closed its producer when it stopped serving.
+            down = broker_down(cluster, Ingest(on_cluster, cities_dir), args.down_s)
     print(
         f"ingest, {args.batches} batches of 1,000 readings, {args.in_flight} in flight "
         f"(acknowledged after commit, acks=all):"
@@ -200,7 +205,7 @@ def main() -> None:
     print(
         f"  {down['batches']} batches, {down['refused']} refused; longest acknowledgement "
         f"{down['longest_s']:.1f} s; first batch sent after the kill acknowledged "
-        f"{down['first_ack_after_kill_s']:.1f} s after it"
+        f"{down['first_ack_after_kill_s']:.1f} s after it (answers: {down['statuses']})"
     )
     print(
         f"  restarted: every partition in sync again after {down['in_sync_after_restart_s']:.1f} s"

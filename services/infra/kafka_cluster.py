@@ -25,7 +25,6 @@ from services.infra.java import find_java
 from services.infra.kafka_broker import (
     HOST,
     MIN_JAVA,
-    START_TIMEOUT_S,
     STOP_GRACE_S,
     TEMPLATE,
     broker_answers,
@@ -43,6 +42,9 @@ from services.runtime.errors import InfrastructureError
 log = logging.getLogger(__name__)
 
 SIZE = 3  # brokers of the local cluster (a three-voter quorum survives one loss)
+# Three JVMs on a small machine, and a broker restarted after a crash first recovers
+# its logs: a minute (the single broker's bound) is not always enough.
+START_TIMEOUT_S = 180.0
 DEFAULT_PORT = 9092
 # Three JVMs share two cores with the node: a small heap each (the single broker has 1 GB).
 JVM_OPTIONS = (

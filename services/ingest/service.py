@@ -54,15 +54,20 @@ def build_core(
     *,
     topics: IngestTopics | None = None,
     instance: str = "0",
-    timeout_s: float = 10.0,
+    timeout_s: float | None = None,
     key_retention_s: float = idempotency.DEFAULT_RETENTION_S,
     key_memory_bytes: int = idempotency.DEFAULT_MAX_BYTES,
     follow_keys: bool = False,
 ) -> IngestCore:
-    """The core with its producer started and its idempotency keys restored;
-    ``follow_keys``: keep following the keys other ingest workers commit."""
+    """The core with its producer started and its idempotency keys restored.
+
+    ``timeout_s``: how long a batch's commit may take before its answer is 503
+    (default: the node's ``ingest.commit_timeout_s``); ``follow_keys``: keep following
+    the keys other ingest workers commit."""
     sink = GroupCommitProducer(
-        node, f"citeplus.{node.node.id}.ingest.{instance}", timeout_s=timeout_s
+        node,
+        f"citeplus.{node.node.id}.ingest.{instance}",
+        timeout_s=node.ingest.commit_timeout_s if timeout_s is None else timeout_s,
     ).start()
     metrics = ServiceMetrics("ingest")
     core = IngestCore(

@@ -1,5 +1,11 @@
 """What `citeplus status` shows: per service, health, throughput, lag, dead
-letters and restarts, from the supervisor's state and each /metrics endpoint."""
+letters and restarts, from the supervisor's state and each /metrics endpoint.
+
+Kafka's own lines (brokers, under-replicated partitions) come from
+services/node/kafka_health.py, printed under this table. Several workers of a
+stage belong here, one row each with the partitions it holds (the supervisor's
+state and the worker's /metrics), so that the table stays the one place that
+says what runs where."""
 
 from __future__ import annotations
 

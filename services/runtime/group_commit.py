@@ -30,6 +30,7 @@ OutgoingMessage = tuple[str, str | bytes | None, bytes]
 # How long (in commit timeouts) a commit whose outcome is unknown is asked again
 # before the batch is answered 503 anyway (see GroupCommitProducer._finish).
 COMMIT_RETRY_FACTOR = 3
+ABORT_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -187,7 +188,10 @@ class GroupCommitProducer:
         if self._producer is None:
             return
         try:
-            self._producer.abort_transaction(self.timeout_s)
+            # Bounded apart from the commit's: when the coordinator cannot be reached the
+            # abort cannot succeed, and dropping the producer is safe (its successor
+            # fences and aborts this transaction), so the 503 need not wait for it.
+            self._producer.abort_transaction(min(self.timeout_s, ABORT_TIMEOUT_S))
         except KafkaException as abort_error:
             log.warning("abort failed; recreating producer", extra={"error": str(abort_error)})
             self._producer = None

@@ -20,7 +20,14 @@ from typing import TypeVar
 
 import httpx
 import pytest
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+)
 
 from services.ingest.core import IngestTopics
 from services.ingest.service import build_core
@@ -28,7 +35,7 @@ from services.node.kafka_health import kafka_health, render_kafka_health
 from services.runtime.cities import load_cities
 from services.runtime.config import NodeConfig
 from services.runtime.provisioning import connect_contracts, provision_topics
-from services.runtime.topics import TopicSpec, load_topics, provision
+from services.runtime.topics import ProvisionReport, TopicSpec, load_topics, provision
 from testkit.cluster import LocalCluster
 from testkit.ingest import serve_ingest
 from testkit.kafka import read_all
@@ -89,12 +96,23 @@ def eventually(probe: Callable[[], T], ok: Callable[[T], bool], bound_s: float =
         time.sleep(0.5)
 
 
+def set_min_insync(node: NodeConfig, topic: str, value: str) -> None:
+    entry = ConfigEntry("min.insync.replicas", value, incremental_operation=AlterConfigOpType.SET)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[entry])
+    admin = AdminClient({"bootstrap.servers": node.kafka.bootstrap})
+    admin.incremental_alter_configs([resource])[resource].result()
+
+
 def test_topics_and_internal_topics_are_replicated_three_times(
     own: NodeConfig, specs: dict[str, TopicSpec]
 ) -> None:
     admin = AdminClient({"bootstrap.servers": own.kafka.bootstrap})
     raw = specs["raw.v1"].name
-    partitions = admin.list_topics(raw, timeout=10).topics[raw].partitions.values()
+    described = eventually(
+        lambda: admin.list_topics(raw, timeout=10).topics[raw].partitions,
+        lambda found: len(found) == 3,  # a new topic's metadata reaches every broker soon
+    )
+    partitions = described.values()
     assert {len(p.replicas) for p in partitions} == {3}
     topic = ConfigResource(ConfigResource.Type.TOPIC, raw)
     configs = admin.describe_configs([topic])[topic].result()
@@ -119,7 +137,15 @@ def test_topics_and_internal_topics_are_replicated_three_times(
     admin.create_topics(
         [NewTopic(loose, 3, 3, config={"min.insync.replicas": "1"})], operation_timeout=30
     )[loose].result()
-    report = provision(admin, [replace(specs["raw.v1"], name=loose)], 3)
+
+    def verify_loose() -> ProvisionReport | None:
+        try:
+            return provision(admin, [replace(specs["raw.v1"], name=loose)], 3)
+        except KafkaException:  # the new topic not known to every broker yet
+            return None
+
+    report = eventually(verify_loose, lambda found: found is not None)
+    assert report is not None
     [problem] = report.mismatches
     assert "min.insync.replicas=1 (node wants 2 with 3 replicas" in problem
 
@@ -135,7 +161,7 @@ def test_brokers_killed_under_ingest(
     topics = IngestTopics(raw=specs["raw.v1"].name, dead_letters=specs["dlq.v1"].name)
     topics = replace(topics, raw_dead_letters=specs["raw.dlq.v1"].name)
     names = [s.name for s in specs.values()]
-    core = build_core(own, contracts, cities, topics=topics, timeout_s=10)
+    core = build_core(own, contracts, cities, topics=topics)  # the node's commit bound
     acknowledged: list[int] = []
 
     with serve_ingest(core, cities) as running:
@@ -148,21 +174,31 @@ def test_brokers_killed_under_ingest(
             return answer
 
         assert push(0).status_code == 200
-        assert kafka_health(own).clean
+        # The transaction log is created by ingest's first transaction: in sync soon after.
+        assert eventually(lambda: kafka_health(own), lambda h: h.clean).clean
 
         # One broker crashes: 2 replicas of 3 remain in sync, writes go on.
         cluster.kill(3)
-        for first in range(100, 500, 100):
+        for first in (100, 200, 300):
             answer = push(first)
             assert answer.status_code == 200, answer.text
         health = eventually(lambda: kafka_health(own), lambda h: h.down == [3])
         assert health.under_replicated and not health.offline
         assert "DOWN 3" in render_kafka_health(health)
 
+        # Fewer replicas in sync than the topic demands (the controller still works):
+        # the brokers refuse with NOT_ENOUGH_REPLICAS, ingest answers 503, keeps nothing.
+        set_min_insync(own, topics.raw, "3")
+        answer = push(500)
+        assert answer.status_code == 503, answer.text
+        assert int(answer.headers["Retry-After"]) >= 1
+        set_min_insync(own, topics.raw, "2")
+        assert push(500).status_code == 200
+
         # A second one: fewer in sync than min.insync.replicas, nothing is acknowledged.
         cluster.kill(2)
         refused = []
-        for first in (1000, 1100):
+        for first in (1000,):
             answer = push(first)
             assert answer.status_code == 503, answer.text
             assert int(answer.headers["Retry-After"]) >= 1
@@ -177,7 +213,9 @@ def test_brokers_killed_under_ingest(
         assert push(2000).status_code == 200
 
     cluster.wait_in_sync(names)
-    assert kafka_health(own).clean, render_kafka_health(kafka_health(own))
+    # The internal topics (offsets, transactions) catch up too: status clean again.
+    health = eventually(lambda: kafka_health(own), lambda h: h.clean, bound_s=120)
+    assert health.clean, render_kafka_health(health)
     wanted = [key for first in acknowledged for key in keys_of(first)]
     landed = Counter(m.key() for m in read_all(own, topics.raw, expected=len(wanted)))
     assert sorted(landed) == sorted(wanted)  # nothing acknowledged lost, nothing refused kept
