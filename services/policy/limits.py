@@ -12,6 +12,9 @@ class FederationLimits:
 
     subscriptions_per_caller: int = 4
     subscriptions_total: int = 16
+    # The node's own identity (its common API, which feeds every NGSI-LD subscription
+    # of one audience from one stream per topic): its own bound, not a partner's.
+    subscriptions_own: int = 8
     queries_per_caller: int = 4
     queries_total: int = 32
     stream_max_life_s: float = 3600.0
