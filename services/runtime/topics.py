@@ -99,6 +99,8 @@ class TopicName:
     NORMALISE_STATE = "normalise.state.v1"
     INGEST_STATE = "ingest.state.v1"
     DEAD_LETTERS = "dlq.v1"
+    API_SUBSCRIPTIONS = "api.subscriptions.v1"
+    API_SUBSCRIPTION_STATE = "api.subscription-state.v1"
 
     @classmethod
     def all(cls) -> list[str]:
