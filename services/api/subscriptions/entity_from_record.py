@@ -59,7 +59,9 @@ def observation_entity(record: Mapping[str, Any], licence: str = "") -> Any | No
         entity.position.lat, entity.position.lon = position["lat"], position["lon"]
     quality = record.get("quality") or ()
     attribute = entity.attributes.add(
-        metric=record["metric"], unit=record.get("unit") or "", quality=quality[-1] if quality else 0
+        metric=record["metric"],
+        unit=record.get("unit") or "",
+        quality=quality[-1] if quality else 0,
     )
     value = float(values[-1])
     if math.isfinite(value):
