@@ -84,9 +84,19 @@ class Decoder:
         schema = self._schemas.get(schema_id)
         if schema is None:
             answer = self.client.schema(self.dataset, schema_id)
-            schema = fastavro.parse_schema(json.loads(answer.avro_schema))
+            schema = fastavro.parse_schema(_plain(json.loads(answer.avro_schema)))
             self._schemas[schema_id] = schema
         return fastavro.schemaless_reader(io.BytesIO(value), schema)  # type: ignore[return-value]
+
+
+def _plain(schema: Any) -> Any:
+    """The schema without logical types: times stay integers (micros), as the
+    representation reads them, instead of datetimes made and taken apart again."""
+    if isinstance(schema, dict):
+        return {k: _plain(v) for k, v in schema.items() if k != "logicalType"}
+    if isinstance(schema, list):
+        return [_plain(v) for v in schema]
+    return schema
 
 
 def items_of(batch: Any, decoder: Decoder, licences: Mapping[str, str]) -> list[Item]:
@@ -223,7 +233,7 @@ class Feed:
             return 0
         failures += 1
         reason = f"{code.name}: {(error.details() or '')[:300]}"
-        log.warning("a subscription feed stopped", extra={"feed": list(self.key), "why": reason})
+        log.warning("a subscription feed stopped: %s", reason, extra={"feed": list(self.key)})
         if self.on_error:
             self.on_error(reason)
         self._sleep(failures)
