@@ -171,6 +171,7 @@ class ApiNode:
             [
                 *(sys.executable, "-m", "services.cli", "service", "api"),
                 *("--cities", str(self.root / "cities")),
+                *("--topic-prefix", self.federation.topic_prefix),
             ],
             cwd=REPO_ROOT,
             env=self.env(),

@@ -21,6 +21,8 @@ from services.api.ngsi.routes import add_ngsi_routes
 from services.api.openapi import openapi_document
 from services.api.quotas import Clock, Quotas, Rate
 from services.api.reader import EntityReader
+from services.api.subscriptions.routes import add_subscription_routes
+from services.api.subscriptions.service import SubscriptionService, attach
 from services.api.usage import Usage
 from services.runtime.config import NodeConfig
 
@@ -117,12 +119,17 @@ def build_app(
     config: NodeConfig,
     reader: EntityReader,
     parts: Parts | None = None,
+    subscriptions: SubscriptionService | None = None,
 ) -> web.Application:
-    """The application (not started): middlewares, documents, then the NGSI-LD routes."""
+    """The application (not started): middlewares, documents, the subscriptions, then
+    the NGSI-LD routes. ``subscriptions`` (with its store) is started and stopped with
+    the application; without one, the subscription routes answer 503."""
     parts = parts or default_parts(config)
     middlewares = shell_middlewares(shell_settings(config), parts.keys, parts.quotas, parts.usage)
     app = web.Application(middlewares=middlewares)
     app[PARTS] = parts
     add_documents(app)
+    attach(app, subscriptions or SubscriptionService(config.api.subscriptions, None, parts.keys))
+    add_subscription_routes(app)  # before the NGSI-LD routes' catch-all
     add_ngsi_routes(app, reader, cache_ttl_s=config.api.cache_ttl_s)
     return app

@@ -72,6 +72,7 @@ class ApiKey:
     rate: float | None = None  # requests/s; None: the node's api.key_rate
     burst: int | None = None  # None: the node's api.key_burst
     revoked_at: str | None = None
+    max_subscriptions: int | None = None  # None: the node's api.subscriptions.per_key
 
     @property
     def active(self) -> bool:
@@ -156,6 +157,7 @@ class KeyStore:
         partner: str | None = None,
         rate: float | None = None,
         burst: int | None = None,
+        max_subscriptions: int | None = None,
     ) -> tuple[ApiKey, str]:
         """Issue a key; returns its record and the token ``<key_id>.<secret>``, which is
         never stored and cannot be shown again."""
@@ -166,6 +168,8 @@ class KeyStore:
             )
         if burst is not None and burst < 1:
             raise ConfigError(f"a burst is at least 1 request; got {burst}")
+        if max_subscriptions is not None and max_subscriptions < 0:
+            raise ConfigError(f"--max-subscriptions is 0 or more; got {max_subscriptions}")
         with self._writing():
             keys = dict(self._fresh())
             key_id = "k" + secrets.token_hex(8)
@@ -173,7 +177,14 @@ class KeyStore:
                 key_id = "k" + secrets.token_hex(8)
             secret = secrets.token_urlsafe(SECRET_BYTES)
             key = ApiKey(
-                key_id, application, partner, secret_digest(secret), _now_iso(), rate, burst
+                key_id,
+                application,
+                partner,
+                secret_digest(secret),
+                _now_iso(),
+                rate,
+                burst,
+                max_subscriptions=max_subscriptions,
             )
             keys[key_id] = key
             self._save(keys)

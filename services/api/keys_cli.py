@@ -62,7 +62,9 @@ def create_command(args: argparse.Namespace) -> int:
         check_partner(args.partner, known_partners(node, args.cities), identity)
     rate = parse_rate(args.rate) if args.rate is not None else None
     store = _store(node)
-    key, token = store.create(args.application, args.partner, rate, args.burst)
+    key, token = store.create(
+        args.application, args.partner, rate, args.burst, args.max_subscriptions
+    )
     scope = f"partner {key.partner}" if key.partner else "open data only"
     limit = f"{key.rate:g}/s" if key.rate else f"{node.api.key_rate:g}/s (node default)"
     print(
@@ -127,6 +129,13 @@ KEYS = Command(
                 option("--rate", default=None, help="requests per second, like 20/s"),
                 option(
                     "--burst", type=int, default=None, help="requests at once (default 2 x rate)"
+                ),
+                option(
+                    "--max-subscriptions",
+                    type=int,
+                    default=None,
+                    help="NGSI-LD subscriptions the key may hold (default: the node's "
+                    "api.subscriptions.per_key, 20)",
                 ),
                 cities_option(),
             ),

@@ -19,24 +19,57 @@ from pathlib import Path
 from aiohttp import web
 
 from services.api.app import build_app, default_parts, parser_limits
+from services.api.keys import KeyStore
 from services.api.keys_cli import API
 from services.api.reader import FederationReader
+from services.api.subscriptions.service import SubscriptionService
+from services.api.subscriptions.store import StoreTopics, SubscriptionStore
 from services.policy.federation import FederationConfig, load_federation
-from services.runtime.codec import Contracts
 from services.runtime.commands import Command, cities_option, option
 from services.runtime.config import NodeConfig
 from services.runtime.errors import CiteplusError
 from services.runtime.http_log import server_logger
 from services.runtime.metrics import ServiceMetrics
-from services.runtime.service_main import Running, ServiceStart, StartUp, run_service
+from services.runtime.service_main import (
+    Running,
+    ServiceStart,
+    StartUp,
+    provisioned,
+    run_service,
+)
+from services.runtime.topics import TopicName, TopicSpec, resolve_topics
 
 log = logging.getLogger(__name__)
 SHUTDOWN_GRACE_S = 5.0
 
 
-def no_topics(node: NodeConfig, cities: dict) -> Contracts:
-    """The api reads no topic: nothing to provision or register."""
-    return Contracts({})
+def subscription_topics(prefix: str = "") -> StoreTopics:
+    """The two topics of the subscription store under ``prefix`` (empty on a node)."""
+    topics = resolve_topics(prefix)
+    return StoreTopics(
+        topics.name(TopicName.API_SUBSCRIPTIONS), topics.name(TopicName.API_SUBSCRIPTION_STATE)
+    )
+
+
+def store_specs(prefix: str = "") -> list[TopicSpec]:
+    """What the api provisions: the subscription store's topics, nothing it reads data from
+    (data comes through the federation API)."""
+    return resolve_topics(prefix).specs(
+        TopicName.API_SUBSCRIPTIONS, TopicName.API_SUBSCRIPTION_STATE
+    )
+
+
+def subscription_service(up: StartUp, keys: KeyStore, prefix: str = "") -> SubscriptionService:
+    """The subscriptions of this node: their store on Kafka (read back when the app
+    starts), the node's rules from ``api.subscriptions``."""
+    where = subscription_topics(prefix)
+    store = SubscriptionStore(
+        up.node,
+        where,
+        up.contracts.codec(where.definitions),
+        up.contracts.codec(where.states),
+    )
+    return SubscriptionService(up.node.api.subscriptions, store, keys)
 
 
 def federation_for_api(node: NodeConfig) -> FederationConfig:
@@ -88,12 +121,13 @@ async def serve_until(
         await runner.cleanup()
 
 
-def _build(up: StartUp) -> Running:
+def _build(up: StartUp, prefix: str = "") -> Running:
     federation = federation_for_api(up.node)
     parts = default_parts(up.node, up.metrics.registry)
     parts.keys.keys()  # an unsafe keys file stops the start, naming the file and the fix
+    subscriptions = subscription_service(up, parts.keys, prefix)
     reader = FederationReader(federation)
-    app = build_app(up.node, reader, parts)
+    app = build_app(up.node, reader, parts, subscriptions)
     section = up.node.api
 
     def run(stop: threading.Event) -> int:
@@ -115,8 +149,14 @@ def _build(up: StartUp) -> Running:
 
 
 def serve(args: argparse.Namespace) -> int:
-    start = ServiceStart("api", Path(args.cities), no_topics, metrics_port=args.metrics_port)
-    return run_service(start, _build)
+    prefix = args.topic_prefix
+    start = ServiceStart(
+        "api",
+        Path(args.cities),
+        provisioned(lambda _node: store_specs(prefix)),
+        metrics_port=args.metrics_port,
+    )
+    return run_service(start, lambda up: _build(up, prefix))
 
 
 SERVICE = Command(
@@ -126,11 +166,19 @@ SERVICE = Command(
     options=(
         cities_option(),
         option("--metrics-port", type=int, default=None, help="port of /metrics and /healthz"),
+        option(
+            "--topic-prefix",
+            default="",
+            help="keep subscriptions on prefixed copies of their topics (tests, side-by-side runs)",
+        ),
     ),
     description="The common API of every city of the federation: NGSI-LD entities, types, "
     "attributes and temporal values over HTTP/JSON at api.host:api.port (8010), its OpenAPI "
     "document at /openapi.json and a documentation page at /docs. It reads through the "
-    "federation API with the node's certificate, so `citeplus certs` must have run.",
+    "federation API with the node's certificate, so `citeplus certs` must have run. "
+    "NGSI-LD subscriptions (/ngsi-ld/v1/subscriptions) are kept on the node's Kafka "
+    "(api.subscriptions.v1, api.subscription-state.v1), read back at start; their rules "
+    "are the node file's api.subscriptions section.",
 )
 
 COMMANDS: tuple[Command, ...] = (API,)

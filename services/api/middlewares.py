@@ -40,6 +40,7 @@ AUDIENCE = "audience"  # the interface with the NGSI-LD routes: request["audienc
 KEY_RATE = web.RequestKey("key_rate", Rate)
 EXPOSED = (
     "Link",
+    "Location",
     "NGSILD-Results-Count",
     "NGSILD-Warning",
     "Citeplus-Peers",
@@ -47,6 +48,8 @@ EXPOSED = (
     "Retry-After",
     "Content-Encoding",
 )
+# Writes are subscriptions only (POST, PATCH, DELETE /ngsi-ld/v1/subscriptions).
+ALLOWED_METHODS = "GET, HEAD, OPTIONS, POST, PATCH, DELETE"
 ALLOWED_HEADERS = (
     "Authorization",
     "X-API-Key",
@@ -81,7 +84,7 @@ async def cors(request: web.Request, handler: Handler) -> web.StreamResponse:
     preflight = hdrs.ACCESS_CONTROL_REQUEST_METHOD in request.headers
     if request.method == hdrs.METH_OPTIONS and preflight:
         response: web.StreamResponse = web.Response(status=204)
-        response.headers[hdrs.ACCESS_CONTROL_ALLOW_METHODS] = "GET, HEAD, OPTIONS"
+        response.headers[hdrs.ACCESS_CONTROL_ALLOW_METHODS] = ALLOWED_METHODS
         response.headers[hdrs.ACCESS_CONTROL_ALLOW_HEADERS] = ", ".join(ALLOWED_HEADERS)
         response.headers[hdrs.ACCESS_CONTROL_MAX_AGE] = "86400"
     else:
@@ -147,8 +150,9 @@ def _http_problem(request: web.Request, exc: HTTPException) -> web.Response:
             405,
             "OperationNotSupported",
             "Method not allowed",
-            f"{request.method} is not supported on {request.path}; this API is read-only "
-            f"(allowed: {exc.headers.get(hdrs.ALLOW, 'GET')})",
+            f"{request.method} is not supported on {request.path} (allowed: "
+            f"{exc.headers.get(hdrs.ALLOW, 'GET')}); only subscriptions are written, the "
+            "rest of this API is read-only",
             headers,
         )
     kind = "InternalError" if exc.status >= 500 else "BadRequestData"

@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from services.api import openapi_subscriptions
+
 NGSI_LD = "ETSI GS CIM 009 V1.8.1"
 PREFIX = "/ngsi-ld/v1"
 JSON_TYPES = ("application/json", "application/ld+json")
@@ -387,29 +389,33 @@ def openapi_document(server_url: str | None = None) -> dict[str, Any]:
     paths = shell_paths()
     for op in OPERATIONS:
         paths[op.path] = {"get": ngsi_operation(op)}
+    paths.update(openapi_subscriptions.subscription_paths(SHELL_REFUSALS))
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": "Cité+ common API",
             "version": "1.0.0",
             "summary": "Every city's open data through one NGSI-LD API",
-            "description": f"NGSI-LD consumption ({NGSI_LD}), read only, federated: any node "
-            "answers for every city of the federation. Without a key: open data, at a lower "
-            "rate per client address. With a key (`citeplus api keys create` on a node): the "
-            "key's quota and, for a key bound to a partner, what the cities share with that "
-            "partner. Errors are NGSI-LD ProblemDetails whose detail says what to do.",
+            "description": f"NGSI-LD consumption ({NGSI_LD}), federated: any node "
+            "answers for every city of the federation; read only but for subscriptions, "
+            "which push new data to an http(s) endpoint of a key's owner. Without a key: "
+            "open data, at a lower rate per client address. With a key (`citeplus api keys "
+            "create` on a node): the key's quota and, for a key bound to a partner, what "
+            "the cities share with that partner. Errors are NGSI-LD ProblemDetails whose "
+            "detail says what to do.",
             "license": {"name": "EUPL-1.2", "identifier": "EUPL-1.2"},
         },
         "tags": [
             {"name": "NGSI-LD", "description": "Entities, types, attributes, temporal values"},
+            {"name": "Subscriptions", "description": "Notifications of new data over HTTP"},
             {"name": "Documentation", "description": "This document and its page"},
         ],
         "paths": paths,
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {**SCHEMAS, **openapi_subscriptions.SCHEMAS},
             "parameters": PARAMETERS,
             "headers": HEADERS,
-            "responses": RESPONSES,
+            "responses": {**RESPONSES, **openapi_subscriptions.responses()},
             "securitySchemes": SECURITY_SCHEMES,
         },
         "security": [{}, {"bearerKey": []}, {"apiKeyHeader": []}],

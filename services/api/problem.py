@@ -15,7 +15,16 @@ from aiohttp import web
 ERRORS = "https://uri.etsi.org/ngsi-ld/errors/"
 # Refusals NGSI-LD has no type for (a bad key, a quota, an oversized request).
 CITEPLUS_ERRORS = "urn:citeplus:errors:"
-CITEPLUS_KINDS = frozenset({"InvalidKey", "TooManyRequests", "UriTooLong", "HeadersTooLarge"})
+CITEPLUS_KINDS = frozenset(
+    {
+        "InvalidKey",
+        "KeyRequired",
+        "TooManyRequests",
+        "TooManySubscriptions",
+        "UriTooLong",
+        "HeadersTooLarge",
+    }
+)
 PROBLEM_JSON = "application/json"
 
 

@@ -97,6 +97,24 @@ class FederationSection:
 
 
 @dataclass(frozen=True)
+class SubscriptionsSection:
+    """NGSI-LD subscriptions of the common API (``api.subscriptions``): where their
+    notifications may go, how many a key may hold, and how the delivery engine sends.
+
+    ``allow_targets`` lists addresses or ranges notifications may reach although they
+    are not public (loopback, private, link-local...: refused by default, as a
+    subscription would otherwise make the node call into its own network)."""
+
+    allow_targets: str = ""  # comma-separated addresses or ranges, like 127.0.0.1,10.1.0.0/16
+    per_key: int = 20  # subscriptions a key may hold (a key's --max-subscriptions overrides)
+    min_time_interval_s: float = 1.0  # the shortest period of a periodic subscription
+    retry_min_s: float = 1.0  # first wait after a failed notification, doubled each time
+    retry_max_s: float = 300.0  # the longest wait between two attempts
+    max_batch: int = 100  # entities in one notification at most
+    request_timeout_s: float = 10.0  # a receiver slower than this is a failed attempt
+
+
+@dataclass(frozen=True)
 class ApiSection:
     """The common HTTP API (services/api): where it listens and the quotas its callers
     meet. Rates are requests per second, refilled continuously; a burst is how many may
@@ -114,6 +132,7 @@ class ApiSection:
     trusted_proxies: str = ""  # addresses or ranges (a,b/24) whose X-Forwarded-For counts
     max_url_bytes: int = 4096  # longer request targets: 414
     max_header_bytes: int = 16384  # larger request headers in total: 431
+    subscriptions: SubscriptionsSection = SubscriptionsSection()
 
 
 @dataclass(frozen=True)
@@ -247,8 +266,12 @@ def _section(cls: type[T], raw: Any, name: str, source: str, env: dict[str, str]
     values: dict[str, Any] = {}
     hints = typing.get_type_hints(cls)
     for f in fields(cls):  # type: ignore[arg-type]
-        variable = f"{ENV_PREFIX}_{name}_{f.name}".upper()
-        if variable in env:
+        variable = f"{ENV_PREFIX}_{name}_{f.name}".upper().replace(".", "_")
+        if is_dataclass(hints[f.name]):  # a section inside the section (api.subscriptions)
+            values[f.name] = _section(
+                hints[f.name], raw.get(f.name), f"{name}.{f.name}", source, env
+            )
+        elif variable in env:
             values[f.name] = _coerce(env[variable], hints[f.name], variable, "environment")
         elif f.name in raw:
             values[f.name] = _coerce(raw[f.name], hints[f.name], f"{name}.{f.name}", source)
@@ -408,6 +431,7 @@ def _validate(config: NodeConfig) -> None:
         raise ConfigError("must be positive", source=config.source, key="federation.peer_timeout_s")
     _validate_ingest(config)
     _validate_api(config)
+    _validate_subscriptions(config)
     _validate_sql(config)
     if ":" not in config.kafka.bootstrap:
         raise ConfigError(
@@ -425,6 +449,22 @@ def _validate_ingest(config: NodeConfig) -> None:
     for key in ("body_min_rate", "max_connections", "max_requests_per_source", "body_memory_mb"):
         if getattr(section, key) < 1:
             raise ConfigError("must be at least 1", source=config.source, key=f"ingest.{key}")
+
+
+def _validate_subscriptions(config: NodeConfig) -> None:
+    section = config.api.subscriptions
+    where = "api.subscriptions."
+    for key in ("min_time_interval_s", "retry_min_s", "request_timeout_s"):
+        if getattr(section, key) <= 0:
+            raise ConfigError("must be positive", source=config.source, key=where + key)
+    if section.per_key < 0:
+        raise ConfigError("must be 0 or more", source=config.source, key=where + "per_key")
+    if section.max_batch < 1:
+        raise ConfigError("must be at least 1", source=config.source, key=where + "max_batch")
+    if section.retry_max_s < section.retry_min_s:
+        raise ConfigError(
+            "must be at least retry_min_s", source=config.source, key=where + "retry_max_s"
+        )
 
 
 def _validate_api(config: NodeConfig) -> None:

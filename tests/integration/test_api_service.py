@@ -12,6 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from email.message import Message
 from pathlib import Path
 
@@ -62,7 +63,10 @@ def service(tmp_path_factory: pytest.TempPathFactory):
     ensure_dev_certificates(state / "federation" / "certs", ["testnode"])
     port, metrics = free_port(), free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "services.cli", "service", "api", "--metrics-port", str(metrics)],
+        [
+            *(sys.executable, "-m", "services.cli", "service", "api"),
+            *("--metrics-port", str(metrics), "--topic-prefix", f"test.{uuid.uuid4().hex[:8]}."),
+        ],
         cwd=REPO_ROOT,
         env=environment(state, port, metrics),
         stdout=subprocess.PIPE,
@@ -107,7 +111,10 @@ def test_sigterm_stops_it_cleanly(service) -> None:
 def test_without_a_certificate_it_refuses_to_start_and_says_why(tmp_path: Path) -> None:
     port, metrics = free_port(), free_port()
     done = subprocess.run(
-        [sys.executable, "-m", "services.cli", "service", "api", "--metrics-port", str(metrics)],
+        [
+            *(sys.executable, "-m", "services.cli", "service", "api"),
+            *("--metrics-port", str(metrics), "--topic-prefix", f"test.{uuid.uuid4().hex[:8]}."),
+        ],
         cwd=REPO_ROOT,
         env=environment(tmp_path, port, metrics),
         capture_output=True,

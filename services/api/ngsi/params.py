@@ -170,7 +170,7 @@ def selection(values: Mapping[str, str], names: Names) -> Selection:
         values.get("coordinates"),
         values.get("geoproperty"),
     )
-    pattern, narrowed = _pattern(values.get("idPattern"))
+    pattern, narrowed = id_pattern(values.get("idPattern"))
     cities: tuple[str, ...] = ()
     if narrowed:
         pattern_type, city = narrowed
@@ -211,7 +211,7 @@ def _ids(values: Mapping[str, str]) -> tuple[tuple[EntityId, ...], bool]:
     return tuple(dict.fromkeys(parsed)), bool(raw) and not parsed
 
 
-def _pattern(raw: str | None) -> tuple[str, tuple[str, str] | None]:
+def id_pattern(raw: str | None) -> tuple[str, tuple[str, str] | None]:
     """idPattern matches whole ids; nodes match the entity key. A pattern that begins
     with ``.*``, or with the literal ``urn:ngsi-ld:<Type>:<city>:`` (which then also
     selects that type and city), is carried over to the key part of the id."""

@@ -17,6 +17,7 @@ KINDS: dict[str, tuple[int, str]] = {
     "InvalidRequest": (400, "Invalid request"),
     "BadRequestData": (400, "Bad request data"),
     "ResourceNotFound": (404, "Resource not found"),
+    "AlreadyExists": (409, "Already exists"),
     "NotAcceptable": (406, "Not acceptable"),
     "OperationNotSupported": (422, "Operation not supported"),
     "TooManyResults": (403, "Too many results"),
