@@ -26,8 +26,9 @@ from services.api.subscriptions.delivery import DeliverySettings
 from services.api.subscriptions.engine import DeliveryEngine
 from services.api.subscriptions.model import EntitySelector, Subscription
 from services.api.subscriptions.notification import Backoff
-from services.api.subscriptions.notifier import Notifier, address_check
+from services.api.subscriptions.notifier import Notifier, pinned_check
 from services.api.subscriptions.store import StoreTopics, SubscriptionStore
+from services.api.subscriptions.targets import TargetPolicy
 from services.federation.protos import pb
 from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.provisioning import connect_contracts, provision_topics
@@ -122,7 +123,7 @@ def engine_of(world, store: SubscriptionStore) -> DeliveryEngine:
         return clients[audience]
 
     settings = DeliverySettings(max_entities=50, backoff=Backoff(0.2, 1.0), save_every_s=1.0)
-    notifier = Notifier(address_check(("127.0.0.1",)), timeout_s=5.0)
+    notifier = Notifier(pinned_check(TargetPolicy.parse("127.0.0.1")), timeout_s=5.0)
     engine = DeliveryEngine(
         store, ("lyon",), client_for, None, notifier, load_names(), "http://x/ctx", settings
     )

@@ -1,7 +1,8 @@
 """Sending one notification over HTTP: POST, TLS verified, no redirect, bounded.
 
 A receiver is someone else's server: its address is checked again right before each
-attempt (the name may now resolve elsewhere than when the subscription was made),
+attempt (the name may now resolve elsewhere than when the subscription was made) and
+the connection goes to the address checked,
 certificates are verified, a redirect is a failure (a 3xx could point the node at
 its own network), the answer is not read beyond its status, and each attempt has a
 timeout. Any non-2xx is a failure with a reason the owner sees in the
@@ -13,19 +14,25 @@ from __future__ import annotations
 import ipaddress
 import json
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-TargetCheck = Callable[[str], None]  # raises TargetRefused when the uri may not be called
+from services.api.subscriptions.targets import (
+    Address,
+    TargetPolicy,
+    TargetRefused,
+    check_addresses,
+    parse_target,
+)
 
-
-class TargetRefused(Exception):
-    """The notification target is not allowed (any more): a private, loopback or
-    link-local address the operator did not allow."""
+# The checked form of a target: the URL to dial (its host replaced by the address
+# checked), the Host header and the TLS name to present; TargetRefused when refused.
+Pinned = tuple[str, dict[str, str], dict[str, Any]]
+TargetCheck = Callable[[str], Pinned]
 
 
 @dataclass(frozen=True)
@@ -35,29 +42,32 @@ class Outcome:
     reason: str = ""
 
 
-def address_check(allowed: Sequence[str] = ()) -> TargetCheck:
-    """Refuse a target whose host resolves to a non-public address, unless it lies in
-    one of ``allowed`` (addresses or ranges, ``api.subscriptions.allow_targets``)."""
-    networks = tuple(ipaddress.ip_network(a, strict=False) for a in allowed)
+def _resolve(host: str, port: int) -> list[Address]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise TargetRefused(f"host {host!r} cannot be resolved ({exc}); check its name") from None
+    return [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
 
-    def check(uri: str) -> None:
+
+def pinned_check(policy: TargetPolicy) -> TargetCheck:
+    """Check a target as the routes did at creation (services/api/subscriptions/
+    targets.py), again before every attempt, and dial the address that was checked:
+    the name cannot resolve elsewhere between the check and the connection (DNS
+    rebinding). TLS still verifies the certificate against the host name (SNI)."""
+
+    def check(uri: str) -> Pinned:
+        target = parse_target(uri)
+        addresses = [target.literal] if target.literal else _resolve(target.host, target.port)
+        check_addresses(target, addresses, policy)
+        if target.literal is not None:
+            return uri, {}, {}
+        address = addresses[0]
+        shown = f"[{address}]" if address.version == 6 else str(address)
         parts = urlsplit(uri)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise TargetRefused(f"not an http(s) URL: {uri[:200]}")
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-        try:
-            found = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
-        except OSError as exc:
-            raise TargetRefused(f"{parts.hostname} does not resolve ({exc.strerror})") from exc
-        for *_, sockaddr in found:
-            address = ipaddress.ip_address(sockaddr[0])
-            if any(address in n for n in networks):
-                continue
-            if not address.is_global:
-                raise TargetRefused(
-                    f"{parts.hostname} resolves to {address}, a non-public address; "
-                    "the operator may allow it in api.subscriptions.allow_targets"
-                )
+        netloc = shown + (f":{parts.port}" if parts.port else "")
+        extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
+        return urlunsplit(parts._replace(netloc=netloc)), {"Host": parts.netloc}, extensions
 
     return check
 
@@ -80,12 +90,14 @@ class Notifier:
 
     def send(self, uri: str, body: dict[str, Any], headers: dict[str, str]) -> Outcome:
         try:
-            self.check(uri)
+            url, host, extensions = self.check(uri)
         except TargetRefused as exc:
             return Outcome(False, None, f"target refused: {exc}")
         data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
         try:
-            answer = self.client.post(uri, content=data, headers=headers)
+            answer = self.client.post(
+                url, content=data, headers={**headers, **host}, extensions=extensions
+            )
         except httpx.TimeoutException:
             return Outcome(False, None, "the receiver did not answer in time")
         except httpx.HTTPError as exc:
