@@ -1,46 +1,53 @@
 """Delivering NGSI-LD notifications from the published topics, losing nothing.
 
 A real federation node (``citeplus federation serve``, lyon) serves Subscribe from its
-public topics on the test broker; the delivery engine runs here against a real
-subscription store on Kafka and posts to a real HTTP receiver on loopback. Records
-are published, the receiver answers 503 for a while, the engine is stopped dead
-and a new one (with a store read back from Kafka) takes over: every published record
-of the subscribed data arrives (counted against the topic read with a Kafka
-consumer), a record received twice only ever under the same notification id. What
-each audience receives follows the node's policy: a public subscription never gets
-a personal source's entities, a partner's never another partner's dataset.
+public topics on the test broker; the real api service (``citeplus service api``, a
+process of its own reading through that node with lyon's certificate) keeps its
+subscriptions on Kafka and posts to a real HTTP receiver on loopback. Subscriptions
+are made over HTTP with keys of three audiences; records are published, the receiver
+answers 503 then stops listening, the api is SIGKILLed mid-stream, both come back:
+every published record of the subscribed data arrives (counted against the topic
+read with a Kafka consumer), a record received twice only ever under the same
+notification id. What each audience receives follows the node's policy: a public
+key never gets a personal source's entities, a partner's never another partner's
+dataset. (Records are written to the public topics as publish writes them: the
+stages before publish have their own tests, and a whole node would not fit the
+test budget.)
 """
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections import defaultdict
 from dataclasses import replace
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 
-from services.api.ngsi.names import load_names
-from services.api.subscriptions.delivery import DeliverySettings
-from services.api.subscriptions.engine import DeliveryEngine
-from services.api.subscriptions.model import EntitySelector, Subscription
-from services.api.subscriptions.notification import Backoff
-from services.api.subscriptions.notifier import Notifier, pinned_check
-from services.api.subscriptions.store import StoreTopics, SubscriptionStore
-from services.api.subscriptions.targets import TargetPolicy
+from services.api.keys import KeyStore, keys_path
 from services.federation.protos import pb
 from services.runtime.kafka import RecordProducer, make_producer
+from services.runtime.paths import REPO_ROOT
 from services.runtime.provisioning import connect_contracts, provision_topics
 from services.runtime.topics import load_topics
 from testkit.federation_nodes import T0, Node, make_authority, observation
 from testkit.kafka import read_all
+from testkit.ports import free_port
 from testkit.receiver import Receiver
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-BOUND_S = 90.0  # generous: two cores shared by many
+BOUND_S = 120.0  # generous: two cores shared by many
+SUBSCRIPTIONS = "/ngsi-ld/v1/subscriptions"
 AIR = "AirQualityObserved"
+METER = "ElectricityMeter"
+TYPES = {"air": AIR, "meters": METER, "traffic": "TrafficFlowObserved"}
 
 
 def until(condition, what: str, bound: float = BOUND_S):
@@ -82,12 +89,8 @@ def world(node, tmp_path_factory):
             "public.energy.aggregates.v2",
         )
     ]
-    store_specs = [
-        replace(declared[n], name=prefix + n)
-        for n in ("api.subscriptions.v1", "api.subscription-state.v1")
-    ]
-    provision_topics(node, data + store_specs)
-    contracts = connect_contracts(node, data + store_specs)
+    provision_topics(node, data)
+    contracts = connect_contracts(node, data)
     lyon.start().wait_ready()
     receiver = Receiver().start()
     try:
@@ -96,7 +99,7 @@ def world(node, tmp_path_factory):
             "contracts": contracts,
             "public": data[0].name,
             "shared": data[1].name,
-            "store": StoreTopics(store_specs[0].name, store_specs[1].name),
+            "prefix": prefix,
             "receiver": receiver,
         }
     finally:
@@ -104,41 +107,66 @@ def world(node, tmp_path_factory):
         lyon.stop()
 
 
-def open_store(node, world) -> SubscriptionStore:
-    where, contracts = world["store"], world["contracts"]
-    store = SubscriptionStore(
-        node, where, contracts.codec(where.definitions), contracts.codec(where.states)
+def api_env(world, state: Path, port: int) -> dict[str, str]:
+    lyon: Node = world["lyon"]
+    return {
+        **os.environ,
+        "CITEPLUS_NODE_STATE_DIR": str(state),
+        "CITEPLUS_NODE_ID": "lyon",
+        "CITEPLUS_API_PORT": str(port),
+        "CITEPLUS_API_SUBSCRIPTIONS_ALLOW_TARGETS": "127.0.0.1",
+        "CITEPLUS_KAFKA_BOOTSTRAP": lyon.bootstrap,
+        "CITEPLUS_REGISTRY_URL": lyon.registry,
+        "CITEPLUS_FEDERATION_IDENTITY": "lyon",
+        "CITEPLUS_FEDERATION_LISTEN": lyon.address,
+        "CITEPLUS_FEDERATION_CERTS_DIR": str(lyon.certs_dir),
+        "CITEPLUS_FEDERATION_PEERS_FILE": str(lyon.root / "federation.yaml"),
+    }
+
+
+def start_api(world, state: Path, port: int) -> subprocess.Popen:
+    log = (state / "api.log").open("ab")
+    return subprocess.Popen(
+        [
+            *(sys.executable, "-m", "services.cli", "service", "api"),
+            *("--metrics-port", "0", "--topic-prefix", world["prefix"]),
+        ],
+        cwd=REPO_ROOT,
+        env=api_env(world, state, port),
+        stdout=log,
+        stderr=log,
     )
-    store.start()
-    return store
 
 
-def engine_of(world, store: SubscriptionStore) -> DeliveryEngine:
-    lyon = world["lyon"]
-    clients = {}
+def answering(process: subprocess.Popen, url: str, token: str) -> None:
+    def up() -> bool:
+        assert process.poll() is None, "the api exited"
+        try:
+            headers = {"Authorization": f"Bearer {token}"}
+            return httpx.get(url, headers=headers, timeout=5).status_code == 200
+        except httpx.HTTPError:
+            return False
 
-    def client_for(code: str, audience: str):
-        if audience not in clients:
-            clients[audience] = lyon.client("lyon", on_behalf_of=audience)
-        return clients[audience]
+    until(up, f"{url} answering")
 
-    settings = DeliverySettings(max_entities=50, backoff=Backoff(0.2, 1.0), save_every_s=1.0)
-    notifier = Notifier(pinned_check(TargetPolicy.parse("127.0.0.1")), timeout_s=5.0)
-    engine = DeliveryEngine(
-        store, ("lyon",), client_for, None, notifier, load_names(), "http://x/ctx", settings
+
+def subscribe(url: str, token: str, name: str, receiver: Receiver, **extra) -> str:
+    document = {
+        "type": "Subscription",
+        "entities": [{"type": AIR}, {"type": METER}],
+        "notification": {"endpoint": {"uri": receiver.url(name), **extra}},
+    }
+    answer = httpx.post(
+        url, json=document, headers={"Authorization": f"Bearer {token}"}, timeout=60
     )
-    return engine.start()
+    assert answer.status_code == 201, answer.text
+    return answer.headers["Location"].rsplit("/", 1)[1]
 
 
-def subscription(name: str, receiver: Receiver, audience: str = "public", **fields):
-    return Subscription(
-        id=f"urn:ngsi-ld:Subscription:{name}-{time.time_ns()}",
-        owner=f"key-{name}",
-        audience=audience,
-        endpoint_uri=receiver.url(name),
-        created_at="2020-01-01T00:00:00.000Z",
-        **fields,
-    )
+def status(url: str, token: str, sub_id: str) -> dict:
+    answer = httpx.get(f"{url}/{sub_id}", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.json().get("notification", {})
 
 
 def publish(node, world, source: str, first: int, count: int) -> None:
@@ -146,7 +174,7 @@ def publish(node, world, source: str, first: int, count: int) -> None:
     topic = world["shared"] if source == "meters" else world["public"]
     for i in range(first, first + count):
         record = observation("lyon", source, f"z{i % 4 + 1}", i, T0 + i * 600_000_000, 3)
-        record["entity_type"] = AIR if source == "air" else None
+        record["entity_type"] = TYPES[source]
         writer.produce(topic, record["entity_pseudonym"], record)
     assert writer.flush() == 0
 
@@ -167,64 +195,80 @@ def published_air_ids(node, world) -> set[str]:
     }
 
 
-def test_nothing_is_lost_through_a_receiver_outage_and_a_dead_engine(node, world) -> None:
+def test_nothing_is_lost_through_a_receiver_outage_and_a_killed_api(
+    node, world, tmp_path: Path
+) -> None:
     receiver: Receiver = world["receiver"]
-    store = open_store(node, world)
-    air = subscription("air", receiver, entities=(EntitySelector(AIR),))
-    public = subscription("public", receiver)
-    paris = subscription("paris", receiver, audience="paris")
-    nice = subscription("nice", receiver, audience="nice", accept="application/ld+json")
-    for sub in (air, public, paris, nice):
-        store.put(sub)
-    engine = engine_of(world, store)
-    # Four subscriptions of three audiences: one stream per topic and audience, not one
-    # per subscription (the node serves the api a handful of streams only).
-    until(lambda: engine.feed_count() >= 7, "the feeds to open")
-    # public and nice: the open observations and energy topics; paris: its shared topic too.
-    assert engine.feed_count() == 2 + 2 + 3
-
-    publish(node, world, "air", 0, 60)
-    publish(node, world, "traffic", 0, 10)
-    publish(node, world, "meters", 0, 20)
-    until(lambda: len(ids_of(receiver.entities("air"))) >= 60, "the first air records")
-
-    receiver.down = True  # answers 503: delivery retries with back-off
-    publish(node, world, "air", 60, 60)
-    until(lambda: store.state(air.id).last_failure_reason, "the failure in the status")
-    assert "503" in store.state(air.id).last_failure_reason
-    engine.close()  # dead: whatever it had in hand is not sent
-    store.close()
-    publish(node, world, "air", 120, 30)
-    receiver.down = False
-
-    store = open_store(node, world)  # a restarted api reads everything back from Kafka
-    engine = engine_of(world, store)
+    keys = KeyStore(keys_path(tmp_path))
+    tokens = {
+        "public": keys.create("notify-public")[1],
+        "paris": keys.create("notify-paris", partner="paris")[1],
+        "nice": keys.create("notify-nice", partner="nice")[1],
+    }
+    port = free_port()
+    url = f"http://127.0.0.1:{port}{SUBSCRIPTIONS}"
+    api = start_api(world, tmp_path, port)
     try:
+        answering(api, url, tokens["public"])
+        subs = {
+            "public": subscribe(url, tokens["public"], "public", receiver),
+            "paris": subscribe(url, tokens["paris"], "paris", receiver),
+            "nice": subscribe(url, tokens["nice"], "nice", receiver, accept="application/ld+json"),
+        }
+        publish(node, world, "air", 0, 60)
+        publish(node, world, "traffic", 0, 10)
+        publish(node, world, "meters", 0, 20)
+        until(lambda: len(ids_of(receiver.entities("public"))) >= 60, "the first air records")
+
+        receiver.down = True  # answers 503: delivery retries with back-off
+        publish(node, world, "air", 60, 60)
+        until(
+            lambda: (
+                "503"
+                in (status(url, tokens["public"], subs["public"]).get("lastFailureReason") or "")
+            ),
+            "the failure in the subscription's status",
+        )
+        receiver.stop()  # then the receiver is gone altogether
+        api.send_signal(signal.SIGKILL)  # mid-stream: no orderly shutdown
+        api.wait(BOUND_S)
+        publish(node, world, "air", 120, 30)
+        receiver.down = False
+        receiver.start()
+        api = start_api(world, tmp_path, port)
+
         expected = published_air_ids(node, world)
         assert len(expected) == 150
-        until(lambda: set(ids_of(receiver.entities("air"))) >= expected, "every air record")
-        until(lambda: set(ids_of(receiver.entities("public"))) >= expected, "the public ones")
-        until(lambda: len(ids_of(receiver.entities("paris"))) >= 180, "paris's records")
-        until(lambda: len(ids_of(receiver.entities("nice"))) >= 160, "nice's records")
+        for audience in ("public", "paris", "nice"):
+            until(
+                lambda a=audience: set(ids_of(receiver.entities(a))) >= expected,
+                f"every air record at {audience}",
+            )
+        until(lambda: len(ids_of(receiver.entities("paris"))) >= 170, "paris's meters")
+        answering(api, url, tokens["public"])
+        final = status(url, tokens["public"], subs["public"])
     finally:
-        engine.close()
-        store.close()
+        if api.poll() is None:
+            api.kill()
+            api.wait(BOUND_S)
 
-    got = ids_of(receiver.entities("air"))
-    assert set(got) == expected, "only the subscribed entity type, every record of it"
-    twice = {entity: ids for entity, ids in got.items() if len(ids) > 1}
-    assert twice == {}, f"a duplicate under another notification id: {list(twice.items())[:3]}"
-    state = store.state(air.id)
-    assert state.status == "ok" and state.times_sent > 2 and state.last_success
+    for audience in ("public", "paris", "nice"):
+        got = ids_of(receiver.entities(audience))
+        again = len(receiver.entities(audience)) - len(got)
+        print(f"{audience}: {len(got)} entities, {again} received again under the same id")
+        twice = {entity: ids for entity, ids in got.items() if len(ids) > 1}
+        assert twice == {}, f"{audience}: a duplicate under another id: {list(twice.items())[:3]}"
+    assert set(ids_of(receiver.entities("public"))) == expected, "air only, every record"
+    assert final["status"] == "ok" and final["timesSent"] > 2 and final["lastSuccess"]
 
-    meters = {i for i in ids_of(receiver.entities("paris")) if "-meters-" in i}
+    meters = {i for i in ids_of(receiver.entities("paris")) if f":{METER}:" in i}
     assert len(meters) == 20, "paris, the named partner, gets the shared meters"
     for audience in ("public", "nice"):
         seen = set(ids_of(receiver.entities(audience)))
-        assert not {i for i in seen if "-meters-" in i}, f"{audience} got a household's meter"
+        assert not {i for i in seen if f":{METER}:" in i}, f"{audience} got a household's meter"
     ld = receiver.at("nice")[0]
     assert ld.headers["Content-Type"] == "application/ld+json" and "@context" in ld.body
-    plain = receiver.at("air")[0]
+    plain = receiver.at("public")[0]
     assert "Link" in plain.headers and "@context" not in plain.body
 
 
