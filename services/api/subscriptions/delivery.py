@@ -195,7 +195,7 @@ class Delivery:
         self.detached = True
         self.queue.clear()
         self.seen = {k: dict(v) for k, v in self.acked.items()}
-        if self.pending is not None:
+        if self.pending is not None and self.pending.queued:  # in hand: not read again
             for feed, end in self.pending.end.items():
                 self.seen[feed] = advance(self.seen.get(feed, {}), end)
 
@@ -223,7 +223,9 @@ class Delivery:
                 batch, wait_s = self._next_batch()
                 if batch is None:
                     save = self._idle_save()
-                    reattach = self.detached and self.pending is None
+                    reattach = (
+                        self.detached and self.pending is None and self.sub.delivering(utc_now())
+                    )
                     if reattach:
                         self.detached = False
                     if save is None and not reattach:
@@ -253,8 +255,9 @@ class Delivery:
     def _next_batch(self) -> tuple[_Pending | None, float]:
         """The batch to send now, or None and how long to wait (under the lock)."""
         now = time.monotonic()
-        if not self.sub.delivering(utc_now()):
-            self.queue.clear()
+        if not self.sub.delivering(utc_now()):  # paused or expired: off the feeds, the
+            if not self.detached:  # position kept for when it is active again
+                self._detach()
             return None, 0.5
         if now < self.retry_at:
             return None, self.retry_at - now
