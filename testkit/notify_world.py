@@ -85,11 +85,20 @@ class NotifyWorld:
             stderr=log,
         )
 
+    def writer(self, node: NodeConfig) -> RecordProducer:
+        return RecordProducer(make_producer(node, **{"linger.ms": 5}), self.contracts)
+
     def publish(
-        self, node: NodeConfig, source: str, first: int, count: int, on_produce: Any = None
+        self,
+        node: NodeConfig,
+        source: str,
+        first: int,
+        count: int,
+        on_produce: Any = None,
+        writer: RecordProducer | None = None,
     ) -> None:
         """``count`` records of ``source`` (entities ``first``..), as publish writes them."""
-        writer = RecordProducer(make_producer(node, **{"linger.ms": 5}), self.contracts)
+        writer = writer or self.writer(node)
         topic = self.shared if source == "meters" else self.public
         for i in range(first, first + count):
             record = observation("lyon", source, f"z{i % 4 + 1}", i, T0 + i * 600_000_000, 3)

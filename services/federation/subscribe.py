@@ -40,7 +40,7 @@ from services.runtime.registry import SchemaRegistry
 
 DEFAULT_BATCH = 500
 MAX_BATCH = 5000
-FLUSH_AFTER_S = 0.25  # a partial batch leaves after this long
+FLUSH_AFTER_S = 0.05  # a partial batch leaves after this long (notifications wait on it)
 HEARTBEAT_S = 2.0  # an empty batch moves a subscriber's position past other datasets' records
 METADATA_TIMEOUT_S = 10.0
 

@@ -322,6 +322,7 @@ class Delivery:
             if outcome.ok:
                 self.failures, self.pending = 0, None
                 self._acknowledge()
+                self._chain()
                 self.state = replace(state, last_success=now, status=STATUS_OK)
             else:
                 self.failures += 1
@@ -337,6 +338,16 @@ class Delivery:
             self.last_saved = time.monotonic()
             saved = self._state_locked()
         self._save(saved)
+
+    def _chain(self) -> None:
+        """Under load, the next batch is taken at once and its id and end go out in the
+        same write as the position just reached: one Kafka write per notification."""
+        if not self.queue or self.sub.throttling_s > 0:
+            return
+        count = min(len(self.queue), self.settings.max_entities)
+        taken = [self.queue.popleft() for _ in range(count)]
+        self.pending = _Pending(new_id(), batch_end(taken), taken, ready=True)
+        self.pending_since = time.monotonic()
 
     def _acknowledge(self) -> None:
         """Positions once a batch was taken: what the feeds offered, but no further
