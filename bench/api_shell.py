@@ -44,7 +44,7 @@ def start_service(state: Path, port: int, metrics: int, anonymous_rate: float) -
     }
     command = [sys.executable, "-m", "services.cli", "service", "api"]
     process = subprocess.Popen(
-        [*command, "--metrics-port", str(metrics)],
+        [*command, "--metrics-port", str(metrics), "--topic-prefix", f"bench.{os.getpid()}."],
         cwd=REPO_ROOT,
         env=env,
         stdout=subprocess.DEVNULL,

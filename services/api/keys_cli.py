@@ -67,6 +67,8 @@ def create_command(args: argparse.Namespace) -> int:
     )
     scope = f"partner {key.partner}" if key.partner else "open data only"
     limit = f"{key.rate:g}/s" if key.rate else f"{node.api.key_rate:g}/s (node default)"
+    if key.max_subscriptions is not None:
+        limit += f", at most {key.max_subscriptions} subscriptions"
     print(
         f"created API key {key.key_id} for {key.application!r} ({scope}, {limit}) in "
         f"{store.path}\nthe key (shown once; send it as `Authorization: Bearer <key>` or "

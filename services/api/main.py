@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import Gauge
 
 from services.api.app import build_app, default_parts, parser_limits
 from services.api.keys import KeyStore
@@ -26,6 +27,7 @@ from services.api.subscriptions.service import SubscriptionService
 from services.api.subscriptions.store import StoreTopics, SubscriptionStore
 from services.api.subscriptions.worker import install_delivery
 from services.policy.federation import FederationConfig, load_federation
+from services.runtime.codec import Contracts
 from services.runtime.commands import Command, cities_option, option
 from services.runtime.config import NodeConfig
 from services.runtime.errors import CiteplusError
@@ -70,6 +72,12 @@ def subscription_service(up: StartUp, keys: KeyStore, prefix: str = "") -> Subsc
         up.contracts.codec(where.definitions),
         up.contracts.codec(where.states),
     )
+    held = Gauge(
+        "citeplus_api_subscriptions",
+        "NGSI-LD subscriptions kept by this node's api (api.subscriptions.v1)",
+        registry=up.metrics.registry,
+    )
+    held.set_function(lambda: len(store))
     return SubscriptionService(up.node.api.subscriptions, store, keys)
 
 
@@ -152,12 +160,13 @@ def _build(up: StartUp, prefix: str = "") -> Running:
 
 def serve(args: argparse.Namespace) -> int:
     prefix = args.topic_prefix
-    start = ServiceStart(
-        "api",
-        Path(args.cities),
-        provisioned(lambda _node: store_specs(prefix)),
-        metrics_port=args.metrics_port,
-    )
+    provision = provisioned(lambda _node: store_specs(prefix))
+
+    def contracts(node: NodeConfig, cities: dict) -> Contracts:
+        federation_for_api(node)  # a missing certificate is said before Kafka is asked
+        return provision(node, cities)
+
+    start = ServiceStart("api", Path(args.cities), contracts, metrics_port=args.metrics_port)
     return run_service(start, lambda up: _build(up, prefix))
 
 

@@ -170,19 +170,18 @@ def subscription_paths(shell_refusals: dict[str, str]) -> dict[str, Any]:
         "updateSubscription", "Change members (merged)", done, {**changes, "404": "NotFound"}
     )
     patch["requestBody"] = _body("Subscription", (*BODY_TYPES, "application/merge-patch+json"))
+    retrieve = _operation(
+        "retrieveSubscription",
+        "One subscription of the key (404 for another key's)",
+        {"200": {"description": "The subscription", **_ok("Subscription")}},
+        {**one, "406": "NotAcceptable"},
+    )
+    remove = _operation("deleteSubscription", "Unsubscribe", done, one)
+    for operation in (retrieve, patch, remove):
+        operation["parameters"] = [ID]  # per operation: the documentation page reads them there
     return {
         PATH: {"post": post, "get": listing},
-        PATH + "/{subscriptionId}": {
-            "parameters": [ID],
-            "get": _operation(
-                "retrieveSubscription",
-                "One subscription of the key (404 for another key's)",
-                {"200": {"description": "The subscription", **_ok("Subscription")}},
-                {**one, "406": "NotAcceptable"},
-            ),
-            "patch": patch,
-            "delete": _operation("deleteSubscription", "Unsubscribe", done, one),
-        },
+        PATH + "/{subscriptionId}": {"get": retrieve, "patch": patch, "delete": remove},
     }
 
 

@@ -4,6 +4,7 @@ the per-key quota, and where notifications may not go (the attacker's URLs)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import httpx
@@ -139,6 +140,8 @@ def test_what_is_not_supported_or_not_json_is_said_so(api: ServedApi) -> None:
         timeout=60,
     )
     assert broken.status_code == 400 and "not JSON" in broken.json()["detail"]
+    huge = post(api, mine, body(description="x" * 100_000))
+    assert huge.status_code == 400 and "64 KiB" in huge.json()["detail"]
 
 
 def test_a_keys_quota_holds_and_says_how_to_raise_it(api: ServedApi) -> None:
@@ -152,6 +155,19 @@ def test_a_keys_quota_holds_and_says_how_to_raise_it(api: ServedApi) -> None:
     assert post(api, default, body()).status_code == 403
     assert httpx.delete(api.url + location, headers=small, timeout=60).status_code == 204
     created(api, small)  # room again
+
+
+def test_a_burst_of_posts_cannot_overrun_the_quota(api: ServedApi) -> None:
+    """Ten POSTs at once for a key that may hold two: two are created, eight refused."""
+    headers = key(api, max_subscriptions=2)
+
+    async def burst() -> list[int]:
+        async with httpx.AsyncClient(timeout=60) as client:
+            calls = [client.post(api.url + PATH, json=body(), headers=headers) for _ in range(10)]
+            return sorted(r.status_code for r in await asyncio.gather(*calls))
+
+    assert asyncio.run(burst()) == [201] * 2 + [403] * 8
+    assert len(httpx.get(api.url + PATH, headers=headers, timeout=60).json()) == 2
 
 
 def test_a_client_chosen_id_is_taken_once(api: ServedApi) -> None:

@@ -22,7 +22,7 @@ BOUND_S = 120.0  # generous: a loaded machine starts Python slowly
 PATH = "/ngsi-ld/v1/subscriptions"
 
 
-def start(state: Path, port: int, prefix: str) -> subprocess.Popen:
+def start(state: Path, port: int, prefix: str, metrics: int) -> subprocess.Popen:
     env = {
         **os.environ,
         "CITEPLUS_NODE_STATE_DIR": str(state),
@@ -33,7 +33,7 @@ def start(state: Path, port: int, prefix: str) -> subprocess.Popen:
     return subprocess.Popen(
         [
             *(sys.executable, "-m", "services.cli", "service", "api"),
-            *("--metrics-port", "0", "--topic-prefix", prefix),
+            *("--metrics-port", str(metrics), "--topic-prefix", prefix),
         ],
         cwd=REPO_ROOT,
         env=env,
@@ -59,14 +59,14 @@ def test_a_created_subscription_survives_sigkill(tmp_path: Path) -> None:
     ensure_dev_certificates(tmp_path / "federation" / "certs", ["testnode"])
     _, token = KeyStore(keys_path(tmp_path)).create("restart-test")
     headers = {"Authorization": f"Bearer {token}"}
-    prefix, port = f"test.{uuid.uuid4().hex[:8]}.", free_port()
+    prefix, port, metrics = f"test.{uuid.uuid4().hex[:8]}.", free_port(), free_port()
     url = f"http://127.0.0.1:{port}{PATH}"
     document = {
         "type": "Subscription",
         "entities": [{"type": "WeatherObserved"}],
         "notification": {"endpoint": {"uri": "http://127.0.0.1:9/n"}},
     }
-    process = start(tmp_path, port, prefix)
+    process = start(tmp_path, port, prefix, metrics)
     try:
         until_answering(process, url, headers)
         created = httpx.post(url, json=document, headers=headers, timeout=60)
@@ -74,7 +74,7 @@ def test_a_created_subscription_survives_sigkill(tmp_path: Path) -> None:
         location = created.headers["Location"]
         process.send_signal(signal.SIGKILL)  # right after the 201: no orderly shutdown
         process.wait(BOUND_S)
-        process = start(tmp_path, port, prefix)
+        process = start(tmp_path, port, prefix, metrics)
         until_answering(process, url, headers)
         back = httpx.get(f"http://127.0.0.1:{port}{location}", headers=headers, timeout=60)
         assert back.status_code == 200, back.text
@@ -82,6 +82,8 @@ def test_a_created_subscription_survives_sigkill(tmp_path: Path) -> None:
         assert [s["id"] for s in httpx.get(url, headers=headers, timeout=60).json()] == [
             location.rsplit("/", 1)[1]
         ]
+        exposition = httpx.get(f"http://127.0.0.1:{metrics}/metrics", timeout=60).text
+        assert "citeplus_api_subscriptions 1.0" in exposition
     finally:
         if process.poll() is None:
             process.kill()

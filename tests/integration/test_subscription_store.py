@@ -123,6 +123,22 @@ def test_a_state_for_a_deleted_subscription_is_not_written(store: SubscriptionSt
     assert store.state("urn:ngsi-ld:Subscription:never") == DeliveryState()
 
 
+def test_states_saved_together_read_back(
+    node: NodeConfig, topics: tuple[StoreTopics, Contracts], store: SubscriptionStore
+) -> None:
+    subs = [sub(f"batch-{n}") for n in range(5)]
+    for s in subs:
+        store.put(s)
+    states = {s.id: DeliveryState(times_sent=n + 1) for n, s in enumerate(subs)}
+    store.save_states({**states, "urn:ngsi-ld:Subscription:never": DeliveryState(times_sent=9)})
+    again = open_store(node, topics)
+    try:
+        assert {s.id: again.state(s.id) for s in subs} == states
+        assert again.state("urn:ngsi-ld:Subscription:never") == DeliveryState()
+    finally:
+        again.close()
+
+
 def test_a_record_that_is_not_ours_is_counted_and_the_rest_read(
     node: NodeConfig, topics: tuple[StoreTopics, Contracts], store: SubscriptionStore
 ) -> None:

@@ -59,3 +59,19 @@ def test_mistakes_are_refused_with_what_to_do(
     assert main(["api", "keys", "revoke", "k0000000000000000"]) == 2
     assert "citeplus api keys list" in capsys.readouterr().err
     assert not keys_path(state).exists()
+
+
+def test_a_key_may_hold_its_own_number_of_subscriptions(
+    state: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    cities = tmp_path / "cities"
+    cities.mkdir()
+    write_city(cities, city_yaml())
+    base = ["api", "keys", "create", "--application", "alerts", "--cities", str(cities)]
+    assert main([*base, "--max-subscriptions", "100"]) == 0
+    out, err = capsys.readouterr()
+    assert "at most 100 subscriptions" in err
+    key = KeyStore(keys_path(state)).keys()[out.strip().split(".")[0]]
+    assert key.max_subscriptions == 100
+    assert main([*base, "--max-subscriptions", "-1"]) == 2
+    assert "--max-subscriptions is 0 or more" in capsys.readouterr().err

@@ -16,6 +16,7 @@ from services.api.subscriptions.targets import (
     TargetPolicy,
     TargetRefused,
     check_target,
+    checked_connector,
     embedded_ipv4,
     parse_target,
     why_forbidden,
@@ -148,3 +149,27 @@ def test_a_name_is_refused_when_any_of_its_addresses_is_inside() -> None:
     public._inner = Answers(["169.254.169.254"])  # type: ignore[assignment]
     with pytest.raises(TargetRefused, match="link-local"):
         asyncio.run(public.resolve("ok.example", 80))
+
+
+def test_the_notifiers_connector_refuses_a_name_that_resolves_inside() -> None:
+    """A real server on loopback, reached by name: refused unless 127.0.0.1 is allowed."""
+    from aiohttp import ClientSession, web
+    from aiohttp.test_utils import TestServer
+
+    async def received(request: web.Request) -> web.Response:
+        return web.Response(status=204)
+
+    async def scenario(policy: TargetPolicy) -> int:
+        app = web.Application()
+        app.router.add_post("/notify", received)
+        async with (
+            TestServer(app, host="127.0.0.1") as server,
+            ClientSession(connector=checked_connector(policy)) as session,
+        ):
+            url = f"http://localhost:{server.port}/notify"
+            async with session.post(url, json={}, allow_redirects=False) as response:
+                return response.status
+
+    with pytest.raises(TargetRefused, match="loopback"):
+        asyncio.run(scenario(NONE))
+    assert asyncio.run(scenario(TargetPolicy.parse("127.0.0.1"))) == 204

@@ -1,5 +1,6 @@
 // The documentation page: renders /openapi.json (no framework, no CDN) and lets a
 // reader try each GET operation from the browser, with an optional API key.
+// Operation-level parameters only: path-level ones are not read.
 "use strict";
 
 function el(tag, attrs, ...children) {
@@ -60,6 +61,9 @@ function operationSection(doc, path, method, op) {
   const output = el("pre", { class: "answer" });
   const button = el("button", { type: "button" }, "Try it");
   button.addEventListener("click", () => tryIt(path, inputs, output));
+  // Writes (subscriptions) take a JSON body: docs/api.md shows them with curl.
+  const action = method === "get" ? button : el("p", { class: "hint" },
+    `${method.toUpperCase()} takes a JSON body and a key: see the curl examples of docs/api.md`);
   const codes = Object.keys(op.responses || {}).join(", ");
   const section = el("section", { class: "operation", id: op.operationId },
     el("h3", {}, el("span", { class: "method" }, method.toUpperCase()), el("span", { class: "path" }, path)),
@@ -68,7 +72,7 @@ function operationSection(doc, path, method, op) {
     section.append(el("table", {}, el("thead", {}, el("tr", {}, ...["name", "in", "type", "meaning", "value"]
       .map((h) => el("th", {}, h)))), el("tbody", {}, ...rows)));
   }
-  section.append(button, output);
+  section.append(action, output);
   return section;
 }
 

@@ -136,8 +136,9 @@ class NgsiRoutes:
 
     async def elsewhere(self, request: web.Request) -> web.Response:
         raise not_found(
-            f"no NGSI-LD endpoint {shown(request.path, 80)} here; this read-only API offers "
-            f"{BASE}/entities, /types, /attributes and /temporal/entities (see /openapi.json)"
+            f"no NGSI-LD endpoint {shown(request.path, 80)} here; this API offers "
+            f"{BASE}/entities, /types, /attributes, /temporal/entities and /subscriptions "
+            "(see /openapi.json)"
         )
 
     async def context(self, request: web.Request) -> web.Response:

@@ -130,6 +130,9 @@ def parse_time(text: str) -> dt.datetime:
 
 # -- JSON for Kafka -----------------------------------------------------------------------
 
+_SUBSCRIPTION_FIELDS = frozenset(f.name for f in fields(Subscription))
+_STATE_FIELDS = frozenset(f.name for f in fields(DeliveryState))
+
 
 def subscription_to_json(sub: Subscription) -> str:
     document = asdict(sub)
@@ -141,8 +144,7 @@ def subscription_from_json(text: str) -> Subscription:
     """The definition a document holds; unknown members (a newer writer's) are ignored,
     missing ones take their defaults. ValueError when it is not a subscription."""
     document = _object(text, "subscription")
-    known = {f.name for f in fields(Subscription)}
-    values = {k: v for k, v in document.items() if k in known}
+    values = {k: v for k, v in document.items() if k in _SUBSCRIPTION_FIELDS}
     try:
         values["entities"] = tuple(EntitySelector(**e) for e in values.get("entities") or ())
         values["watched_attributes"] = tuple(values.get("watched_attributes") or ())
@@ -162,9 +164,8 @@ def state_to_json(state: DeliveryState) -> str:
 
 def state_from_json(text: str) -> DeliveryState:
     document = _object(text, "delivery state")
-    known = {f.name for f in fields(DeliveryState)}
     try:
-        return DeliveryState(**{k: v for k, v in document.items() if k in known})
+        return DeliveryState(**{k: v for k, v in document.items() if k in _STATE_FIELDS})
     except TypeError as exc:
         raise ValueError(f"not a delivery state document: {exc}") from exc
 

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from services.api.keys import KeyStore
 from services.api.ngsi.names import Names, load_names
-from services.api.subscriptions.model import utc_now
+from services.api.subscriptions.model import Subscription, utc_now
 from services.api.subscriptions.store import SubscriptionStore
 from services.api.subscriptions.targets import TargetPolicy
 from services.runtime.config import SubscriptionsSection
@@ -67,6 +67,17 @@ class SubscriptionService:
         key = (self.keys.keys().get(key_id) if self.keys is not None else None) or None
         own = getattr(key, "max_subscriptions", None)
         return self.settings.per_key if own is None else own
+
+    def deliverable(self, sub: Subscription) -> bool:
+        """Whether the engine may send for ``sub`` now: active, not expired, and its
+        owner's key still valid (a revoked key's subscriptions stop with it, within
+        ``api.keys_reload_s``; the engine asks before every send)."""
+        if not sub.delivering(self.clock()):
+            return False
+        if self.keys is None:
+            return True
+        key = self.keys.keys().get(sub.owner)
+        return key is not None and key.active
 
     async def startup(self, _app: web.Application) -> None:
         if self.store is None:

@@ -101,7 +101,9 @@ class SubscriptionStore:
         self._subs: dict[str, Subscription] = {}
         self._states: dict[str, DeliveryState] = {}
         self._lock = threading.Lock()
-        self._write_lock = threading.Lock()
+        # Held across a check and its writes (delete, save_state): a state saved while the
+        # subscription is being deleted lands before the tombstones or not at all.
+        self._write_lock = threading.RLock()
         self._listeners: list[ChangeListener] = []
         self._producer: Any = None
         self.unreadable = 0  # records read back that were not documents of ours
@@ -112,6 +114,8 @@ class SubscriptionStore:
         read = 0
         for topic in (self.topics.definitions, self.topics.states):
             read += self._read_to_end(topic, timeout_s)
+        for orphan in set(self._states) - set(self._subs):
+            del self._states[orphan]  # the state of a deleted subscription: nothing to resume
         self._producer = make_producer(self.node, **{"linger.ms": 0})
         log.info(
             "subscriptions restored",
@@ -214,21 +218,24 @@ class SubscriptionStore:
     # -- writes -----------------------------------------------------------------------
     def put(self, sub: Subscription) -> None:
         """Create or replace; returns once Kafka confirmed it (StoreUnavailable else)."""
-        self._write(self.topics.definitions, DEFINITIONS_STORE, sub.id, subscription_to_json(sub))
-        with self._lock:
-            self._subs[sub.id] = sub
+        with self._write_lock:
+            document = subscription_to_json(sub)
+            self._write(self.topics.definitions, DEFINITIONS_STORE, sub.id, document)
+            with self._lock:
+                self._subs[sub.id] = sub
         self._tell(Change(PUT, sub.id, sub))
 
     def delete(self, sub_id: str) -> bool:
         """Remove a subscription and its state (tombstones on both topics); False when
         there was none."""
-        if self.get(sub_id) is None:
-            return False
-        self._write(self.topics.definitions, DEFINITIONS_STORE, sub_id, None)
-        self._write(self.topics.states, STATES_STORE, sub_id, None)
-        with self._lock:
-            self._subs.pop(sub_id, None)
-            self._states.pop(sub_id, None)
+        with self._write_lock:
+            if self.get(sub_id) is None:
+                return False
+            self._write(self.topics.definitions, DEFINITIONS_STORE, sub_id, None)
+            self._write(self.topics.states, STATES_STORE, sub_id, None)
+            with self._lock:
+                self._subs.pop(sub_id, None)
+                self._states.pop(sub_id, None)
         self._tell(Change(DELETE, sub_id))
         return True
 
@@ -236,44 +243,64 @@ class SubscriptionStore:
         """The engine's progress for ``sub_id``, confirmed by Kafka before it returns (a
         position saved is a position a restarted api resumes from). A state for a
         subscription deleted meanwhile is not written."""
-        if self.get(sub_id) is None:
-            return
-        self._write(self.topics.states, STATES_STORE, sub_id, state_to_json(state))
-        with self._lock:
-            self._states[sub_id] = state
+        with self._write_lock:
+            if self.get(sub_id) is None:
+                return
+            self._write(self.topics.states, STATES_STORE, sub_id, state_to_json(state))
+            with self._lock:
+                self._states[sub_id] = state
         self._tell(Change(STATE, sub_id, self.get(sub_id)))
 
+    def save_states(self, states: dict[str, DeliveryState]) -> None:
+        """Several states confirmed together (one wait for Kafka, not one per
+        subscription): what the engine saves after a round of notifications. States of
+        subscriptions deleted meanwhile are left out."""
+        with self._write_lock:
+            kept = {i: st for i, st in states.items() if self.get(i) is not None}
+            writes = [
+                (self.topics.states, STATES_STORE, i, state_to_json(st)) for i, st in kept.items()
+            ]
+            self._write_many(writes)
+            with self._lock:
+                self._states.update(kept)
+        for sub_id in kept:
+            self._tell(Change(STATE, sub_id, self.get(sub_id)))
+
     def _write(self, topic: str, store: str, key: str, document: str | None) -> None:
+        self._write_many([(topic, store, key, document)])
+
+    def _write_many(self, writes: list[tuple[str, str, str, str | None]]) -> None:
+        """Produce every record (None: a tombstone), then wait until Kafka confirmed all
+        of them; StoreUnavailable when one is refused or not confirmed in time."""
         if self._producer is None:
             raise StoreUnavailable("the subscription store is not started")
-        value: bytes | None = None
-        if document is not None:
-            record = {
-                "store": store,
-                "key": key,
-                "value": document,
-                "updated_at": int(time.time() * 1e6),
-            }
-            value = self._codecs[topic].encode(record)
         outcome: list[KafkaError | None] = []
+        now = int(time.time() * 1e6)
         with self._write_lock:
-            try:
-                produce_bytes(
-                    self._producer,
-                    topic,
-                    key,
-                    value,  # type: ignore[arg-type]  # None: the tombstone compaction removes
-                    on_delivery=lambda err, _msg: outcome.append(err),
-                )
-            except KafkaException as exc:
-                raise StoreUnavailable(f"Kafka refused the write to {topic}: {exc}") from exc
+            for topic, store, key, document in writes:
+                value = None
+                if document is not None:
+                    record = {"store": store, "key": key, "value": document, "updated_at": now}
+                    value = self._codecs[topic].encode(record)
+                try:
+                    produce_bytes(
+                        self._producer,
+                        topic,
+                        key,
+                        value,  # type: ignore[arg-type]  # None: the tombstone compaction removes
+                        on_delivery=lambda err, _msg: outcome.append(err),
+                    )
+                except KafkaException as exc:
+                    raise StoreUnavailable(f"Kafka refused the write to {topic}: {exc}") from exc
             self._producer.flush(self.write_timeout_s)
-        if not outcome:
+        if len(outcome) < len(writes):
             raise StoreUnavailable(
-                f"Kafka did not confirm the write to {topic} within {self.write_timeout_s:g} s"
+                f"Kafka did not confirm {len(writes) - len(outcome)} of {len(writes)} writes "
+                f"within {self.write_timeout_s:g} s"
             )
-        if outcome[0] is not None:
-            raise StoreUnavailable(f"Kafka refused the write to {topic}: {outcome[0].str()}")
+        refused = [err for err in outcome if err is not None]
+        if refused:
+            raise StoreUnavailable(f"Kafka refused a write: {refused[0].str()}")
 
     # -- who is told ------------------------------------------------------------------
     def on_change(self, listener: ChangeListener) -> None:
