@@ -33,6 +33,7 @@ from services.api.subscriptions.model import (
 )
 from services.api.subscriptions.notification import new_id, payload
 from services.api.subscriptions.notifier import Notifier
+from services.api.subscriptions.saver import GroupSaver
 from services.api.subscriptions.store import DELETE, PUT, Change, SubscriptionStore
 from services.federation.client import FederationClient
 
@@ -71,6 +72,7 @@ class DeliveryEngine:
         self.names = names
         self.context_url = context_url
         self.settings = settings or DeliverySettings()
+        self.saver = GroupSaver(store)
         self.deliveries: dict[str, Delivery] = {}
         self.periodic: dict[str, _Periodic] = {}
         self.audiences: dict[str, _Audience] = {}
@@ -96,6 +98,7 @@ class DeliveryEngine:
             worker.stop()
         for feed in feeds:
             feed.stop()
+        self.saver.close()
 
     # -- following the store ----------------------------------------------------------
     def _changed(self, change: Change) -> None:
@@ -123,7 +126,7 @@ class DeliveryEngine:
             sub,
             matcher,
             self.store.state(sub.id),
-            self.store.save_state,
+            self.saver.save,
             self.notifier,
             self.context_url,
             self.settings,
