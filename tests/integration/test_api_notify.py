@@ -25,7 +25,14 @@ import grpc
 import pytest
 
 from services.api.keys import KeyStore, keys_path
+from services.api.ngsi.names import load_names
+from services.api.subscriptions.engine import DeliveryEngine, _Periodic
+from services.api.subscriptions.matching import Matcher
+from services.api.subscriptions.model import EntitySelector, Subscription
+from services.api.subscriptions.notifier import Notifier, pinned_check
+from services.api.subscriptions.targets import TargetPolicy
 from services.federation.protos import pb
+from testkit.api_reader import entity as entity_message
 from testkit.kafka import read_all
 from testkit.notify_world import (
     AIR,
@@ -41,6 +48,7 @@ from testkit.notify_world import (
 )
 from testkit.ports import free_port
 from testkit.receiver import Receiver
+from testkit.subscriptions import new_store, store_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -175,3 +183,58 @@ def test_a_relayed_stream_never_carries_a_personal_source_to_the_public(world) -
         request = pb.SubscribeRequest(topic=world.shared, stop_at_end=True)
         setattr(request, "from", pb.START_POINT_EARLIEST)
         assert all(b.position.topic == world.shared for b in client.subscribe(request, timeout=30))
+
+
+class _Answer:
+    """What the api's reader answers (the federation query itself is tested elsewhere)."""
+
+    def __init__(self, entities):
+        self.items = tuple(entities)
+
+
+class _Reader:
+    def __init__(self, entities):
+        self.entities_now = entities
+        self.asked = []
+
+    def entities(self, query, audience):
+        self.asked.append((query, audience))
+        return _Answer(self.entities_now)
+
+
+def test_a_periodic_subscription_notifies_what_the_entity_query_answers(node, world) -> None:
+    """timeInterval: one notification of the matching entities now, read through the
+    api's entity query on behalf of the subscription's audience; its status saved."""
+    _, receiver = world
+    store = new_store(node, store_topics(node))
+    store.start()
+    reader = _Reader(
+        [
+            entity_message("lyon", "s1", AIR, values={"no2": 50.0}),
+            entity_message("lyon", "s2", AIR, values={"no2": 10.0}),
+        ]
+    )
+    sub = Subscription(
+        id="urn:ngsi-ld:Subscription:periodic",
+        owner="k",
+        audience="paris",
+        endpoint_uri=receiver.url("periodic"),
+        created_at="2026-01-01T00:00:00.000Z",
+        entities=(EntitySelector(AIR),),
+        q="no2>20",
+        time_interval_s=60.0,
+    )
+    store.put(sub)
+    notifier = Notifier(pinned_check(TargetPolicy.parse("127.0.0.1")))
+    engine = DeliveryEngine(store, (), None, reader, notifier, load_names(), "http://x/c")
+    try:
+        _Periodic(engine, sub, Matcher.of(sub, load_names())).once()
+    finally:
+        engine.close()
+        notifier.close()
+        store.close()
+    (got,) = receiver.at("periodic")
+    assert [e["id"] for e in got.body["data"]] == [f"urn:ngsi-ld:{AIR}:lyon:s1"]
+    query, audience = reader.asked[0]
+    assert list(query.entity_types) == [AIR] and audience.on_behalf_of == "paris"
+    assert store.state(sub.id).times_sent == 1 and store.state(sub.id).status == "ok"

@@ -238,6 +238,8 @@ class _Periodic:
         partner = None if self.sub.audience == PUBLIC_AUDIENCE else self.sub.audience
         merged = self.engine.reader.entities(query, Audience(self.sub.owner, None, partner))
         bodies = [b for b in (self.matcher.body(e) for e in merged.items) if b is not None]
+        if not bodies:  # nothing matches now: no empty notification
+            return
         body, headers = payload(
             new_id(),
             self.sub.id,
