@@ -135,7 +135,9 @@ class DeliveryEngine:
         with self._lock:
             self.deliveries[sub.id] = delivery
         delivery.start()
-        self.attach(delivery)
+        # Reaching the nodes' catalogues may take a peer's timeout: never in the way of
+        # the api's start or of the request that created the subscription.
+        threading.Thread(target=self.attach, args=(delivery,), daemon=True).start()
 
     def remove(self, sub_id: str) -> None:
         with self._lock:
