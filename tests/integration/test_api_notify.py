@@ -18,10 +18,12 @@ test budget.)
 from __future__ import annotations
 
 import signal
+import time
 from collections import defaultdict
 from pathlib import Path
 
 import grpc
+import httpx
 import pytest
 
 from services.api.keys import KeyStore, keys_path
@@ -138,6 +140,24 @@ def test_nothing_is_lost_through_a_receiver_outage_and_a_killed_api(
         until(lambda: len(ids_of(receiver.entities("paris"))) >= 170, "paris's meters")
         answering(api, url, tokens["public"])
         final = status(url, tokens["public"], subs["public"])
+
+        # A revoked key's subscription stops with it: records published after the api
+        # refuses the key reach nice (same open data) and never the public one.
+        keys.revoke(tokens["public"].split(".", 1)[0])
+        until(
+            lambda: (
+                httpx.get(
+                    url, headers={"Authorization": f"Bearer {tokens['public']}"}, timeout=10
+                ).status_code
+                == 401
+            ),
+            "the revoked key refused",
+        )
+        world.publish(node, "air", 500, 10)
+        late = {f"urn:ngsi-ld:{AIR}:lyon:lyon-air-z{i % 4 + 1}-{i}" for i in range(500, 510)}
+        until(lambda: set(ids_of(receiver.entities("nice"))) >= late, "the late records at nice")
+        time.sleep(1.0)  # not a bound: one more turn of the public feed, which shares the topic
+        assert not set(ids_of(receiver.entities("public"))) & late, "a revoked key was served"
     finally:
         if api.poll() is None:
             api.kill()

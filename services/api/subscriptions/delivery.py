@@ -128,6 +128,7 @@ class Delivery:
         context_url: str,
         settings: DeliverySettings,
         reattach: Callable[[Delivery], None],
+        deliverable: Callable[[Subscription], bool] | None = None,
     ):
         self.key = sub.id
         self.sub = sub
@@ -138,6 +139,8 @@ class Delivery:
         self.context_url = context_url
         self.settings = settings
         self.reattach = reattach
+        # Active, not expired, and its owner's key still valid (the service's rule).
+        self.deliverable = deliverable or (lambda sub: sub.delivering(utc_now()))
         self.acked: Positions = from_state(state.positions)
         self.seen: Positions = {k: dict(v) for k, v in self.acked.items()}
         self.pending = pending_from_state(state.positions)
@@ -223,9 +226,7 @@ class Delivery:
                 batch, wait_s = self._next_batch()
                 if batch is None:
                     save = self._idle_save()
-                    reattach = (
-                        self.detached and self.pending is None and self.sub.delivering(utc_now())
-                    )
+                    reattach = self.detached and self.pending is None and self.deliverable(self.sub)
                     if reattach:
                         self.detached = False
                     if save is None and not reattach:
@@ -255,7 +256,7 @@ class Delivery:
     def _next_batch(self) -> tuple[_Pending | None, float]:
         """The batch to send now, or None and how long to wait (under the lock)."""
         now = time.monotonic()
-        if not self.sub.delivering(utc_now()):  # paused or expired: off the feeds, the
+        if not self.deliverable(self.sub):  # paused or expired: off the feeds, the
             if not self.detached:  # position kept for when it is active again
                 self._detach()
             return None, 0.5

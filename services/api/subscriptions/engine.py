@@ -63,6 +63,7 @@ class DeliveryEngine:
         names: Names,
         context_url: str,
         settings: DeliverySettings | None = None,
+        deliverable: Callable[[Subscription], bool] | None = None,
     ):
         self.store = store
         self.nodes = nodes
@@ -72,6 +73,7 @@ class DeliveryEngine:
         self.names = names
         self.context_url = context_url
         self.settings = settings or DeliverySettings()
+        self.deliverable = deliverable or (lambda sub: sub.delivering(utc_now()))
         self.saver = GroupSaver(store)
         self.deliveries: dict[str, Delivery] = {}
         self.periodic: dict[str, _Periodic] = {}
@@ -131,6 +133,7 @@ class DeliveryEngine:
             self.context_url,
             self.settings,
             self.attach,
+            self.deliverable,
         )
         with self._lock:
             self.deliveries[sub.id] = delivery
@@ -228,7 +231,7 @@ class _Periodic:
     def _run(self) -> None:
         interval = float(self.sub.time_interval_s or 60.0)
         while not self._stopped.wait(interval):
-            if self.sub.delivering(utc_now()):
+            if self.engine.deliverable(self.sub):
                 try:
                     self.once()
                 except Exception:

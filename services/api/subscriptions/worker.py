@@ -50,6 +50,7 @@ def install_delivery(
             started.names,
             context_url(node),
             delivery_settings(settings),
+            started.deliverable,  # a revoked key's subscriptions stop with it
         )
         await asyncio.get_running_loop().run_in_executor(None, engine.start)
         running["engine"], running["notifier"] = engine, notifier
