@@ -108,6 +108,10 @@ def test_nothing_is_lost_through_a_receiver_outage_and_a_killed_api(
             )
             for name in ("public", "paris", "nice")
         }
+        # A second public subscription, made later: two positions on one shared feed.
+        world.publish(node, "air", 1000, 5)
+        until(lambda: len(ids_of(receiver.entities("public"))) >= 5, "the first records")
+        subs["public2"] = subscribe(url, tokens["public"], receiver.url("public2"), (AIR,))
         world.publish(node, "air", 0, 60)
         world.publish(node, "traffic", 0, 10)
         world.publish(node, "meters", 0, 20)
@@ -131,10 +135,12 @@ def test_nothing_is_lost_through_a_receiver_outage_and_a_killed_api(
         api = world.start_api(tmp_path, port)
 
         expected = published_air_ids(node, world)
-        assert len(expected) == 150
-        for audience in ("public", "paris", "nice"):
+        assert len(expected) == 155
+        early = {f"urn:ngsi-ld:{AIR}:lyon:lyon-air-z{i % 4 + 1}-{i}" for i in range(1000, 1005)}
+        for audience in ("public", "paris", "nice", "public2"):
+            wanted = expected - early if audience == "public2" else expected
             until(
-                lambda a=audience: set(ids_of(receiver.entities(a))) >= expected,
+                lambda a=audience, w=wanted: set(ids_of(receiver.entities(a))) >= w,
                 f"every air record at {audience}",
             )
         until(lambda: len(ids_of(receiver.entities("paris"))) >= 170, "paris's meters")
@@ -163,7 +169,7 @@ def test_nothing_is_lost_through_a_receiver_outage_and_a_killed_api(
             api.kill()
             api.wait(BOUND_S)
 
-    for audience in ("public", "paris", "nice"):
+    for audience in ("public", "paris", "nice", "public2"):
         got = ids_of(receiver.entities(audience))
         again = len(receiver.entities(audience)) - len(got)
         print(f"{audience}: {len(got)} entities, {again} received again under the same id")

@@ -134,6 +134,7 @@ class Feed:
         self._subscribers: dict[str, Subscriber] = {}
         self._lock = threading.Condition()
         self._call: Any = None
+        self._start: Offsets | None = None  # the resume offsets of the open stream
         self._rewind = False
         self._from_earliest = False
         self._stopped = False
@@ -159,7 +160,14 @@ class Feed:
         with self._lock:
             self._subscribers[subscriber.key] = subscriber
             cursor = subscriber.cursor(self.key)
-            if self.position is not None and cursor is not None and _behind(cursor, self.position):
+            # Where the open stream stands: its last position, else where it started
+            # (None: from a time or the end, which no offset can be compared with).
+            reference = self.position if self.position is not None else self._start
+            if (
+                cursor is not None
+                and self._call is not None
+                and (reference is None or _behind(cursor, reference))
+            ):
                 self._rewind = True
                 self._cancel()
             self._lock.notify_all()
@@ -184,6 +192,7 @@ class Feed:
         cursors = [s.cursor(self.key) for s in subscribers]
         start = lowest(c for c in cursors if c) if any(cursors) else self.position
         request = pb.SubscribeRequest(topic=self.key[1], max_batch=BATCH)
+        self._start = None
         if self._from_earliest:
             setattr(request, "from", pb.START_POINT_EARLIEST)
         elif self.position is None and not all(cursors):
@@ -192,6 +201,7 @@ class Feed:
             first = min(parse_time(s.since()) for s in subscribers)
             request.from_time.FromDatetime(first)
         elif start is not None:
+            self._start = dict(start)
             request.resume.topic = self.key[1]
             request.resume.partitions.extend(
                 pb.PartitionOffset(partition=p, next_offset=o) for p, o in sorted(start.items())
