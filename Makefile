@@ -42,7 +42,7 @@ stop: ## stop the node started by `make run`
 
 test: setup ## run every test against a real Kafka broker and schema registry
 	@$(TEST_ENV) $(CITEPLUS) infra up --storage memory
-	@status=0; $(TEST_ENV) $(RUN) pytest -q -p no:cacheprovider $(PYTEST_ARGS) || status=$$?; \
+	@status=0; $(TEST_ENV) $(RUN) pytest -q -p no:cacheprovider --durations=30 $(PYTEST_ARGS) || status=$$?; \
 	  $(TEST_ENV) $(CITEPLUS) topics clean-scratch; \
 	  $(TEST_ENV) $(CITEPLUS) infra down; \
 	  $(MAKE) --no-print-directory test-pythons || status=$$?; exit $$status

@@ -77,11 +77,14 @@ def read_to_end(
     )
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        ends = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+        marks = {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
             for p in partitions
         }
-        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
+        # An empty partition is at its end already: its position stays unset (nothing is
+        # ever fetched there), so waiting for it would last until the bound.
+        ends = {p: high for p, (low, high) in marks.items() if high > low}
+        consumer.assign([TopicPartition(topic, p, marks[p][0]) for p in ends])
         messages: list[Message] = []
         deadline = time.monotonic() + timeout_s
         while not _at_end(consumer, topic, ends):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 
-from services.node.demo import wait_drained
 from services.node.status import sample_service
 from services.node.supervisor import read_state
 from services.runtime.config import NodeConfig, load_node_config
@@ -34,39 +33,53 @@ def fingerprint(node: LocalNode) -> Fingerprint:
     return {name: node.sql(sql).to_pylist() for name, sql in FINGERPRINTS.items()}
 
 
-def all_up(node: LocalNode, config: NodeConfig, services: list[str]) -> bool:
-    """Every service running and healthy, none waiting for a restart."""
+Counters = tuple[tuple[str, int, float, float, float], ...]
+
+
+def pipeline_counters(node: LocalNode, config: NodeConfig, services: list[str]) -> Counters | None:
+    """Every service's (pid, records in, records out, dead letters), or None while one of
+    them is down, waiting for a restart, unhealthy or has input left to read (lag above 0)."""
     state = {
         s["name"]: s for s in read_state(node.state / "node" / "status.json").get("services", [])
     }
+    counters = []
     for name in services:
-        if not state.get(name, {}).get("pid"):
-            return False
-        sample = sample_service(config, name, timeout=2.0)
-        if sample is None or not sample.healthy:
-            return False
-    return True
+        pid = state.get(name, {}).get("pid")
+        sample = sample_service(config, name, timeout=2.0) if pid else None
+        if sample is None or not sample.healthy or sample.lag > 0:
+            return None
+        counters.append((name, pid, sample.records_in, sample.records_out, sample.dead_letters))
+    return tuple(counters)
 
 
-def settle(node: LocalNode, services: list[str], timeout_s: float = 300) -> Fingerprint:
-    """Wait until every service is up, the stages drained and ClickHouse stopped changing
-    (three equal fingerprints in a row)."""
+def settle(
+    node: LocalNode, services: list[str], timeout_s: float = 300, quiet_s: float = 5.0
+) -> Fingerprint:
+    """Wait until the pipeline has settled, and return what ClickHouse then holds.
+
+    Settled means: every service running and healthy with nothing left to read and
+    not one counter moving for two quiet spells of ``quiet_s`` in a row, and ClickHouse
+    giving the same fingerprint at the end of each spell. The services are polled every
+    second and any movement (a record read or written, a restart, a lag) starts the
+    wait again, so a stage that is still working, restarting or catching up is never
+    taken for settled; the second fingerprint catches a write that no counter shows."""
     config = load_node_config(env=node.env)
     deadline = time.monotonic() + timeout_s
-    previous, equal = None, 0
+    last: Counters | None = None
+    quiet_since = time.monotonic()
+    taken: Fingerprint | None = None
     while time.monotonic() < deadline:
-        if not all_up(node, config, services):
-            previous, equal = None, 0
-            time.sleep(2)
-            continue
-        wait_drained(config, services, timeout_s=max(10.0, deadline - time.monotonic()), quiet_s=6)
-        current = fingerprint(node)
-        equal = equal + 1 if current == previous else 0
-        if equal >= 2 and current["observations"][0]["readings"] > 0:
-            return current
-        previous = current
-        time.sleep(3)
-    raise AssertionError(f"the pipeline did not settle in {timeout_s} s: {previous}")
+        counters = pipeline_counters(node, config, services)
+        now = time.monotonic()
+        if counters is None or counters != last:
+            last, quiet_since, taken = counters, now, None
+        elif now - quiet_since >= quiet_s:
+            current = fingerprint(node)
+            if current == taken and current["observations"][0]["readings"] > 0:
+                return current
+            taken, quiet_since = current, time.monotonic()
+        time.sleep(1.0)
+    raise AssertionError(f"the pipeline did not settle in {timeout_s} s: {taken or last}")
 
 
 def differences(expected: Fingerprint, got: Fingerprint) -> str:

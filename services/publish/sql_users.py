@@ -22,6 +22,7 @@ demo work on the machine that runs the node, as the one who runs it.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -76,8 +77,12 @@ def secret_matches(secret: str, stored: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
-# Checked when the user is unknown, so that a wrong name costs as long as a wrong secret.
-_DECOY = hash_secret("decoy")
+@functools.cache
+def _decoy() -> str:
+    """Checked when the user is unknown, so that a wrong name costs as long as a wrong
+    secret. Hashed once per process when the first store is made, not at import: every
+    ``citeplus`` command imports this module and most never check a password."""
+    return hash_secret("decoy")
 
 
 @dataclass(frozen=True)
@@ -98,6 +103,7 @@ class UserStore:
         # so that each query does not pay scrypt again (a wrong secret always does).
         self._key = secrets.token_bytes(32)
         self._verified: dict[str, bytes] = {}
+        self._decoy = _decoy()  # paid here, before any login can be timed
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -147,7 +153,7 @@ class UserStore:
         """True when ``user`` exists and ``secret`` is its secret."""
         stored = self.users().get(user)
         if stored is None:
-            secret_matches(secret, _DECOY)
+            secret_matches(secret, self._decoy)
             return False
         digest = hmac.new(self._key, f"{stored}\n{secret}".encode(), hashlib.sha256).digest()
         known = self._verified.get(user)

@@ -63,7 +63,8 @@ def run_simulate(args: argparse.Namespace) -> int:
     )
     simulation = Simulation(config, load_cities(args.city_files))
     if args.url:
-        return _push(simulation, args.url, _progress(args, simulation, args.url))
+        progress = _progress(args, simulation, args.url)
+        return _push(simulation, args.url, progress, attempts=args.attempts)
     if args.out:
         return _write(simulation, args.out, _progress(args, simulation, str(args.out)))
     return _count(simulation, _progress(args, simulation, "nowhere (dry run)"))
@@ -73,10 +74,10 @@ def _progress(args: argparse.Namespace, simulation: Simulation, target: str) -> 
     return None if args.quiet else Progress(simulation.payload_count(), f"simulate → {target}")
 
 
-def _push(simulation: Simulation, url: str, progress: Progress | None) -> int:
+def _push(simulation: Simulation, url: str, progress: Progress | None, *, attempts: int = 6) -> int:
     from services.simulate.push import Pusher
 
-    pusher = Pusher(url, simulation.sources())
+    pusher = Pusher(url, simulation.sources(), attempts=attempts)
     for (city, source), reason in pusher.unusable.items():
         print(f"warning: {city}/{source} will not be sent: {reason}", file=sys.stderr)
     try:
@@ -262,6 +263,15 @@ SIMULATE = Command(
             help="directory of city files (default deploy/cities)",
         ),
         option("--quiet", action="store_true", help="no progress line on stderr"),
+        option(
+            "--attempts",
+            type=_positive,
+            default=6,
+            metavar="N",
+            help="with --url: times one payload is sent while the node is unreachable or "
+            "busy, waiting 0.5 s, then twice as long each time, at most 30 s (default 6: "
+            "about 15 s; raise it when the node restarts its services under you)",
+        ),
         OneOf(
             (
                 option(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from collections import Counter, defaultdict
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -672,3 +673,20 @@ def test_cli_dry_run_prints_a_summary(capsys: pytest.CaptureFixture[str]) -> Non
 def test_cli_refuses_an_unknown_city() -> None:
     with pytest.raises(SystemExit):
         main(["simulate", "--cities", "paris,marseille", "--dry-run"])
+
+
+def test_attempts_option_sets_how_long_a_push_waits_for_the_node(
+    tokens: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--attempts` reaches the pusher: a node restarting its ingest under a test
+    (crash-safety) gets more than the default ~15 s, and 0 is refused."""
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: every attempt is refused
+    argv = ["simulate", "--cities", "bordeaux", "--meters", "1", "--days", "1", "--quiet"]
+    argv += ["--no-air", "--no-traffic", "--no-stations", "--url", f"http://127.0.0.1:{port}"]
+    assert main([*argv, "--attempts", "2"]) == 2
+    assert "still after 2 attempts" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([*argv, "--attempts", "0"])
