@@ -289,9 +289,10 @@ class FederationServicer(rpc.FederationServicer):
 
     def _subscribed(self, request: Any, caller: Caller) -> tuple[list[DatasetInfo], str]:
         """The datasets a Subscribe call streams and their topic: the one it names, or
-        every dataset of the topic it names that the caller may read. Relayed (the
-        common API on behalf of a key's audience), a dataset is streamed only when its
-        entities may be read on that behalf: never a personal source to the public."""
+        every dataset of the topic it names that the caller may read. Records are
+        entity-level data: a dataset is streamed only when the caller (and whoever it
+        relays for) may read its entities, never a personal source to the public nor to
+        a partner its city did not name."""
         if request.dataset and request.topic:
             raise invalid("topic", "give dataset or topic, not both")
         if request.topic:
@@ -309,13 +310,11 @@ class FederationServicer(rpc.FederationServicer):
                 )
             return chosen, request.topic
         info = self.datasets.require(request.dataset, caller)
-        if caller.on_behalf_of and not caller.may_read_entities(
-            info.policy, self.identity, personal=info.personal
-        ):
+        if not caller.may_read_entities(info.policy, self.identity, personal=info.personal):
             raise FederationError(
                 grpc.StatusCode.PERMISSION_DENIED,
-                f"the records of {info.id} are entity-level data of a personal source: "
-                f"not relayed for {caller.on_behalf_of} (its aggregates are: QueryAggregates)",
+                f"the records of {info.id} are entity-level data of a personal source, "
+                f"not for {caller} (its aggregates are: QueryAggregates)",
             )
         return [info], info.topic_for(caller, self.topics)
 

@@ -205,6 +205,13 @@ def test_a_relayed_stream_never_carries_a_personal_source_to_the_public(world) -
             with pytest.raises(grpc.RpcError) as caught:
                 list(client.subscribe(request, timeout=30))
             assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    # A partner node asking directly (nobody relayed) is held to the same entity rule.
+    with lyon.client("paris") as client:
+        request = pb.SubscribeRequest(dataset="lyon/water", stop_at_end=True)
+        setattr(request, "from", pb.START_POINT_EARLIEST)
+        with pytest.raises(grpc.RpcError) as caught:
+            list(client.subscribe(request, timeout=30))
+        assert caught.value.code() == grpc.StatusCode.PERMISSION_DENIED
     with lyon.client("lyon", on_behalf_of="paris") as client:
         request = pb.SubscribeRequest(topic=world.shared, stop_at_end=True)
         setattr(request, "from", pb.START_POINT_EARLIEST)
