@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+from api_notify import main as notify_main  # bench/api_notify.py (run as a script)
 
 from services.runtime.config import load_node_config
 from testkit.api_nodes import ApiNode, World, start_world
@@ -256,7 +257,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="duration of each run")
     parser.add_argument("--concurrency", type=int, default=16, help="closed-loop clients")
     parser.add_argument("--rate", type=float, default=100.0, help="open-loop requests/s")
+    parser.add_argument(
+        "--only",
+        choices=("queries", "notifications"),
+        help="run one half: the entity queries, or the notifications (bench/api_notify.py)",
+    )
     args = parser.parse_args(argv)
+    if args.only != "queries":
+        print("notifications (subscriptions, bench/api_notify.py):")
+        notify_main([])
+        if args.only == "notifications":
+            return 0
     root = Path(tempfile.mkdtemp(prefix="citeplus-bench-api-"))
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     try:

@@ -25,6 +25,7 @@ from services.api.keys_cli import API
 from services.api.reader import FederationReader
 from services.api.subscriptions.service import SubscriptionService
 from services.api.subscriptions.store import StoreTopics, SubscriptionStore
+from services.api.subscriptions.worker import install_delivery
 from services.policy.federation import FederationConfig, load_federation
 from services.runtime.codec import Contracts
 from services.runtime.commands import Command, cities_option, option
@@ -135,6 +136,7 @@ def _build(up: StartUp, prefix: str = "") -> Running:
     parts.keys.keys()  # an unsafe keys file stops the start, naming the file and the fix
     subscriptions = subscription_service(up, parts.keys, prefix)
     reader = FederationReader(federation)
+    install_delivery(subscriptions, reader, up.node)  # notifications, from the feeds
     app = build_app(up.node, reader, parts, subscriptions)
     section = up.node.api
 

@@ -175,6 +175,12 @@ class FederationReader:
                 slot.release()
         return NodeAnswer(NodeStatus(node.code, ANSWERED), items, total)
 
+    def client_for(self, code: str, behalf: str) -> FederationClient:
+        """The client of node ``code`` on behalf of ``behalf`` (the channel shared with
+        every request): what subscription feeds stream through."""
+        node = next(n for n in self.nodes if n.code == code)
+        return self._client(node, behalf)
+
     def _client(self, node: Node, behalf: str) -> FederationClient:
         with self._lock:
             client = self._clients.get((node.code, behalf))

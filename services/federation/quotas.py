@@ -28,17 +28,22 @@ class CallerQuotas:
     """Counts open calls of one kind per certified caller, under a per-caller and a
     total bound; a slot is held for the life of the call (a context manager)."""
 
-    def __init__(self, kind: str, per_caller: int, total: int):
+    def __init__(self, kind: str, per_caller: int, total: int, own: tuple[str, int] | None = None):
         self.kind = kind
         self.per_caller = per_caller
+        # (identity, bound): the node itself (its common API) may hold its own count.
+        self.own = own
         self.total = total
         self._held: dict[str, int] = {}
         self._lock = threading.Lock()
 
     @classmethod
-    def of(cls, kind: str, limits: FederationLimits) -> CallerQuotas:
+    def of(cls, kind: str, limits: FederationLimits, home: str | None = None) -> CallerQuotas:
         per_caller, total = KINDS[kind]
-        return cls(kind, getattr(limits, per_caller), getattr(limits, total))
+        own = None
+        if kind == "subscriptions" and home:
+            own = (home, limits.subscriptions_own)
+        return cls(kind, getattr(limits, per_caller), getattr(limits, total), own)
 
     def held(self, caller: str) -> int:
         with self._lock:
@@ -59,12 +64,15 @@ class CallerQuotas:
 
     def _acquire(self, caller: str) -> None:
         per_caller_key, total_key = KINDS[self.kind]
+        bound = self.per_caller
+        if self.own is not None and caller == self.own[0]:
+            bound, per_caller_key = self.own[1], "subscriptions_own"
         with self._lock:
             mine = self._held.get(caller, 0)
-            if mine >= self.per_caller:
+            if mine >= bound:
                 raise FederationError(
                     grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"{caller} already holds {mine} of its {self.per_caller} concurrent "
+                    f"{caller} already holds {mine} of its {bound} concurrent "
                     f"{self.kind} on this node (limits.{per_caller_key}); close one, or "
                     "retry when one ends",
                 )

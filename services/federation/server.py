@@ -24,6 +24,7 @@ from prometheus_client import CollectorRegistry
 
 from services.federation import entities, queries
 from services.federation.calls import (
+    Caller,
     CallMetrics,
     CallRecord,
     FederationError,
@@ -31,6 +32,7 @@ from services.federation.calls import (
     invalid,
 )
 from services.federation.catalog import (
+    DatasetInfo,
     Datasets,
     FederationTopics,
     HoldingsCache,
@@ -85,7 +87,7 @@ class FederationServicer(rpc.FederationServicer):
         self.schemas = SchemaRegistry(node.registry.url)
         self.fanout = Fanout(config)
         self.call_metrics = CallMetrics(registry)
-        self.subscriptions = CallerQuotas.of("subscriptions", config.limits)
+        self.subscriptions = CallerQuotas.of("subscriptions", config.limits, config.identity)
         self.queries = CallerQuotas.of("queries", config.limits)
 
     def close(self) -> None:
@@ -250,12 +252,11 @@ class FederationServicer(rpc.FederationServicer):
     def Subscribe(
         self, request: Any, context: grpc.ServicerContext, call: CallRecord
     ) -> Iterator[Any]:
-        info = self.datasets.require(request.dataset, call.caller)
-        call.datasets = [info.id]
-        topic = info.topic_for(call.caller, self.topics)
+        chosen, topic = self._subscribed(request, call.caller)
+        call.datasets = [info.id for info in chosen]
         if topic not in self.contracts:
             raise FederationError(
-                grpc.StatusCode.UNAVAILABLE, f"the topic of {info.id} ({topic}) is not set up"
+                grpc.StatusCode.UNAVAILABLE, f"the topic {topic} is not set up on this node"
             )
         sent = {"records": 0}
 
@@ -269,7 +270,7 @@ class FederationServicer(rpc.FederationServicer):
                 yield from subscribe(
                     self.node,
                     self.contracts,
-                    info,
+                    chosen,
                     topic,
                     request,
                     context.is_active,
@@ -285,6 +286,38 @@ class FederationServicer(rpc.FederationServicer):
                     "limits.stream_max_life_s); subscribe again with the last position "
                     "received to continue without gaps",
                 ) from None
+
+    def _subscribed(self, request: Any, caller: Caller) -> tuple[list[DatasetInfo], str]:
+        """The datasets a Subscribe call streams and their topic: the one it names, or
+        every dataset of the topic it names that the caller may read. Relayed (the
+        common API on behalf of a key's audience), a dataset is streamed only when its
+        entities may be read on that behalf: never a personal source to the public."""
+        if request.dataset and request.topic:
+            raise invalid("topic", "give dataset or topic, not both")
+        if request.topic:
+            chosen = [
+                d
+                for d in sorted(self.datasets.all.values(), key=lambda d: d.id)
+                if caller.may_read_entities(d.policy, self.identity, personal=d.personal)
+                and d.topic_for(caller, self.topics) == request.topic
+            ]
+            if not chosen:
+                raise FederationError(
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    f"no dataset available to {caller} is carried by topic "
+                    f"{request.topic[:120]!r} on this node (GetCatalog lists datasets and topics)",
+                )
+            return chosen, request.topic
+        info = self.datasets.require(request.dataset, caller)
+        if caller.on_behalf_of and not caller.may_read_entities(
+            info.policy, self.identity, personal=info.personal
+        ):
+            raise FederationError(
+                grpc.StatusCode.PERMISSION_DENIED,
+                f"the records of {info.id} are entity-level data of a personal source: "
+                f"not relayed for {caller.on_behalf_of} (its aggregates are: QueryAggregates)",
+            )
+        return [info], info.topic_for(caller, self.topics)
 
     # -- federated queries ---------------------------------------------------------------
     @handled("FederatedQuery")

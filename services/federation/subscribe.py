@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,7 +40,7 @@ from services.runtime.registry import SchemaRegistry
 
 DEFAULT_BATCH = 500
 MAX_BATCH = 5000
-FLUSH_AFTER_S = 0.25  # a partial batch leaves after this long
+FLUSH_AFTER_S = 0.05  # a partial batch leaves after this long (notifications wait on it)
 HEARTBEAT_S = 2.0  # an empty batch moves a subscriber's position past other datasets' records
 METADATA_TIMEOUT_S = 10.0
 
@@ -51,15 +51,20 @@ class StreamExpired(Exception):
 
 
 class DatasetFilter:
-    """Tells whether a published record belongs to a dataset from its city (and
-    source) alone: the rest of the record is skipped, not decoded (avro_peek)."""
+    """Tells whether a published record belongs to one of the wanted datasets from
+    its city (and source) alone: the rest of the record is skipped, not decoded
+    (avro_peek). All datasets of one filter share a topic, hence a kind."""
 
     def __init__(
-        self, dataset: DatasetInfo, contracts: Contracts, topic: str, registry: SchemaRegistry
+        self,
+        datasets: Sequence[DatasetInfo],
+        contracts: Contracts,
+        topic: str,
+        registry: SchemaRegistry,
     ):
-        self.city = dataset.city
-        self.source = None if dataset.is_aggregates else dataset.source
-        self.wanted = ("city",) if self.source is None else ("city", "source")
+        aggregates = all(d.is_aggregates for d in datasets)
+        self.wanted = ("city",) if aggregates else ("city", "source")
+        self.keys = {(d.city,) if aggregates else (d.city, d.source) for d in datasets}
         self.codec = contracts.codec(topic)
         self.registry = registry
         self._peeks: dict[int, Callable[[bytes, int], dict[str, str]]] = {}
@@ -78,10 +83,7 @@ class DatasetFilter:
     def matches(self, value: bytes) -> tuple[bool, int]:
         schema_id = wire.read_header(value)
         fields = self._peek(schema_id)(value, wire.HEADER_SIZE)
-        ok = fields["city"] == self.city and (
-            self.source is None or fields["source"] == self.source
-        )
-        return ok, schema_id
+        return tuple(fields[name] for name in self.wanted) in self.keys, schema_id
 
 
 def _watermarks(
@@ -266,7 +268,7 @@ class _Cursor:
 def subscribe(
     node: NodeConfig,
     contracts: Contracts,
-    dataset: DatasetInfo,
+    datasets: Sequence[DatasetInfo],
     topic: str,
     request: Any,
     is_active: Callable[[], bool],
@@ -274,7 +276,8 @@ def subscribe(
     on_records: Callable[[int], None] | None = None,
     until: float | None = None,
 ) -> Iterator[Any]:
-    """The stream of RecordBatch for one call.
+    """The stream of RecordBatch for one call: the records of ``datasets`` (one, or
+    every dataset of ``topic`` the caller may read), all carried by ``topic``.
 
     ``until`` (a ``time.monotonic()`` instant) bounds the stream's life: past it, a
     last batch carries the position reached (even with no record) and
@@ -288,7 +291,7 @@ def subscribe(
     )
     try:
         offsets = start_offsets(consumer, topic, request)
-        wanted = DatasetFilter(dataset, contracts, topic, registry)
+        wanted = DatasetFilter(datasets, contracts, topic, registry)
         consumer.assign([TopicPartition(topic, p, o) for p, o in offsets.items()])
         # The end to reach for stop_at_end: what was published before the call.
         ends = {p: high for p, (_, high) in _watermarks(consumer, topic, list(offsets)).items()}

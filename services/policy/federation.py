@@ -176,6 +176,10 @@ def _limits(raw: object, source: str) -> FederationLimits:
     for kind in ("subscriptions", "queries"):
         if getattr(limits, f"{kind}_per_caller") > getattr(limits, f"{kind}_total"):
             raise ConfigError(f"{kind}_per_caller above {kind}_total", source=source, key="limits")
+    if limits.subscriptions_own > limits.subscriptions_total:
+        raise ConfigError(
+            "subscriptions_own above subscriptions_total", source=source, key="limits"
+        )
     return limits
 
 

@@ -11,7 +11,10 @@ class FederationLimits:
     """``limits:`` of the federation file (deploy/federation.yaml)."""
 
     subscriptions_per_caller: int = 4
-    subscriptions_total: int = 16
+    subscriptions_total: int = 32
+    # The node's own identity (its common API, which feeds every NGSI-LD subscription
+    # of one audience from one stream per topic): its own bound, not a partner's.
+    subscriptions_own: int = 16
     queries_per_caller: int = 4
     queries_total: int = 32
     stream_max_life_s: float = 3600.0

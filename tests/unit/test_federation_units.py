@@ -502,7 +502,8 @@ def test_limits_of_the_federation_file_are_validated(tmp_path: Path) -> None:
         "limits: {subscriptions_per_caller: 0}": "limits.subscriptions_per_caller: must be above 0",
         "limits: {queries_per_caller: 2.5}": "limits.queries_per_caller: expected a whole number",
         "limits: {per_partner: 3}": "unknown keys ['per_partner']",
-        "limits: {subscriptions_per_caller: 20}": "subscriptions_per_caller above",
+        "limits: {subscriptions_per_caller: 40}": "subscriptions_per_caller above",
+        "limits: {subscriptions_own: 40}": "subscriptions_own above",
     }
     for text, expected in cases.items():
         with pytest.raises(ConfigError, match=re.escape(expected)):
