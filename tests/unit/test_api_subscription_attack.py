@@ -3,13 +3,18 @@ node (hang delivery for everyone, reach what its audience may not read)."""
 
 from __future__ import annotations
 
+import re
+import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
 from services.api.ngsi.params import id_pattern
 from services.api.ngsi.problems import NgsiError
+from services.api.subscriptions.notifier import Notifier, pinned_check
+from services.api.subscriptions.targets import TargetPolicy
 
 # The id of a station with a long key; the pattern backtracks exponentially in a
 # backtracking engine (Python's re) on any id that does not end with "!".
@@ -46,3 +51,48 @@ def test_an_id_pattern_cannot_hang_the_delivery_engine() -> None:
 def test_patterns_the_nodes_cannot_run_are_refused(pattern: str) -> None:
     with pytest.raises(NgsiError):
         id_pattern(pattern)
+
+
+HUGE = 256 << 20  # what a hostile receiver announces and tries to send
+
+
+def _huge_answer(server: socket.socket, written: list[int]) -> None:
+    """Take one request, answer 200 with a HUGE body, count the bytes the node took."""
+    conn, _ = server.accept()
+    with conn:
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += conn.recv(65536)
+        head, _, rest = data.partition(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+        while len(rest) < length:
+            rest += conn.recv(65536)
+        conn.sendall(f"HTTP/1.1 200 OK\r\nContent-Length: {HUGE}\r\n\r\n".encode())
+        chunk = b"x" * (1 << 20)
+        total = 0
+        try:
+            while total < HUGE:
+                conn.sendall(chunk)
+                total += len(chunk)
+        except OSError:  # the node hung up: what we want
+            pass
+        written.append(total)
+
+
+def test_a_receiver_answering_a_huge_body_is_not_read() -> None:
+    """The notifier only needs the status: reading a receiver's body would let it fill
+    the node's memory (or trickle for ever). Failed before: all 256 MiB were read."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    written: list[int] = []
+    thread = threading.Thread(target=_huge_answer, args=(server, written), daemon=True)
+    thread.start()
+    notifier = Notifier(pinned_check(TargetPolicy.parse("127.0.0.1")))
+    try:
+        outcome = notifier.send(f"http://127.0.0.1:{port}/n", {"id": "n1"}, {})
+    finally:
+        notifier.close()
+    thread.join()
+    server.close()
+    assert outcome.ok
+    assert written and written[0] < HUGE

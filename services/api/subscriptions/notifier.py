@@ -33,6 +33,7 @@ from services.api.subscriptions.targets import (
 # checked), the Host header and the TLS name to present; TargetRefused when refused.
 Pinned = tuple[str, dict[str, str], dict[str, Any]]
 TargetCheck = Callable[[str], Pinned]
+MAX_ANSWER = 64 * 1024  # bytes of a receiver's answer read at most (it is not used)
 
 
 @dataclass(frozen=True)
@@ -94,15 +95,27 @@ class Notifier:
         except TargetRefused as exc:
             return Outcome(False, None, f"target refused: {exc}")
         data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        request = self.client.build_request(
+            "POST", url, content=data, headers={**headers, **host}, extensions=extensions
+        )
         try:
-            answer = self.client.post(
-                url, content=data, headers={**headers, **host}, extensions=extensions
-            )
+            # stream=True: the status line and headers, then at most MAX_ANSWER bytes
+            # (a short answer read to its end keeps the connection for the next
+            # notification); closing an unread rest drops the connection, so a
+            # receiver answering a huge (or endless) body costs the node nothing.
+            answer = self.client.send(request, stream=True)
+            try:
+                read = 0
+                for chunk in answer.iter_raw():
+                    read += len(chunk)
+                    if read > MAX_ANSWER:
+                        break
+            finally:
+                answer.close()
         except httpx.TimeoutException:
             return Outcome(False, None, "the receiver did not answer in time")
         except httpx.HTTPError as exc:
             return Outcome(False, None, f"cannot reach the receiver: {type(exc).__name__}")
-        answer.close()
         if 200 <= answer.status_code < 300:
             return Outcome(True, answer.status_code)
         if 300 <= answer.status_code < 400:
