@@ -3,6 +3,7 @@ node (hang delivery for everyone, reach what its audience may not read)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 import socket
 import subprocess
@@ -14,7 +15,7 @@ import pytest
 from services.api.ngsi.params import id_pattern
 from services.api.ngsi.problems import NgsiError
 from services.api.subscriptions.notifier import Notifier, pinned_check
-from services.api.subscriptions.targets import TargetPolicy
+from services.api.subscriptions.targets import TargetPolicy, TargetRefused, check_target
 
 # The id of a station with a long key; the pattern backtracks exponentially in a
 # backtracking engine (Python's re) on any id that does not end with "!".
@@ -96,3 +97,14 @@ def test_a_receiver_answering_a_huge_body_is_not_read() -> None:
     server.close()
     assert outcome.ok
     assert written and written[0] < HUGE
+
+
+def test_a_refused_host_name_does_not_tell_what_it_resolves_to() -> None:
+    """A key holder may try any host name as a receiver: naming the address it resolved
+    to would make the node an oracle of its private DNS (db.internal -> 10.1.2.3).
+    The kind of address says what to do. Failed before: '127.0.0.1 is loopback'."""
+    with pytest.raises(TargetRefused) as refused:
+        asyncio.run(check_target("http://localhost:8/", TargetPolicy()))
+    message = str(refused.value)
+    assert "loopback" in message and "localhost" in message
+    assert "127.0.0.1" not in message and "::1" not in message

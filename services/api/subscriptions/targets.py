@@ -186,6 +186,11 @@ def check_addresses(target: Target, addresses: list[Address], policy: TargetPoli
     for address in addresses:
         reason = why_forbidden(address, policy)
         if reason:
+            if target.literal is None:
+                # A name: say what kind of address it has, never which one (else any
+                # key holder could read the node's private DNS through the refusals).
+                reason = f"it resolves to an address that is {reason.split(' is ', 1)[1]}"
+                reason = reason.split(" (inside ", 1)[0]
             raise TargetRefused(
                 f"notifications may not go to {target.host!r}: {reason}; use a public "
                 f"address ({HOW_TO_ALLOW})"
