@@ -108,3 +108,41 @@ def test_a_refused_host_name_does_not_tell_what_it_resolves_to() -> None:
     message = str(refused.value)
     assert "loopback" in message and "localhost" in message
     assert "127.0.0.1" not in message and "::1" not in message
+
+
+def _trickle(server: socket.socket, stop: threading.Event) -> None:
+    """Take one request, then answer one byte of a status line at a time, each well
+    within the per-read timeout, until the node hangs up."""
+    conn, _ = server.accept()
+    with conn:
+        conn.recv(65536)
+        try:
+            while not stop.wait(0.2):
+                conn.sendall(b"H")
+        except OSError:
+            pass
+
+
+def test_a_receiver_trickling_its_answer_cannot_hold_the_notifier() -> None:
+    """Each read of httpx has its own timeout: a receiver sending a byte just before
+    each ran out held the attempt (and one of the notifier's shared connections) for
+    ever, so enough such receivers starved every other subscriber. An attempt now
+    has a total time. Failed before: send never returned (bounded here at 60 s; the
+    attempt's time is 1 s)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+    stop = threading.Event()
+    threading.Thread(target=_trickle, args=(server, stop), daemon=True).start()
+    notifier = Notifier(pinned_check(TargetPolicy.parse("127.0.0.1")), timeout_s=1.0)
+    outcomes: list[object] = []
+    sender = threading.Thread(
+        target=lambda: outcomes.append(notifier.send(f"http://127.0.0.1:{port}/n", {}, {})),
+        daemon=True,
+    )
+    sender.start()
+    sender.join(60)
+    stop.set()
+    server.close()
+    assert outcomes, "the attempt was still held by the receiver"
+    notifier.close()
+    assert not outcomes[0].ok and "in time" in outcomes[0].reason

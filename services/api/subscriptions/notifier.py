@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from services.api.subscriptions.deadline import attempt, deadline_transport
 from services.api.subscriptions.targets import (
     Address,
     TargetPolicy,
@@ -78,11 +79,11 @@ class Notifier:
 
     def __init__(self, check: TargetCheck, timeout_s: float = 10.0, max_connections: int = 200):
         self.check = check
+        self.timeout_s = timeout_s
         self.client = httpx.Client(
-            verify=True,
+            transport=deadline_transport(httpx.Limits(max_connections=max_connections)),
             follow_redirects=False,
             timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(max_connections=max_connections),
             trust_env=False,
         )
 
@@ -103,15 +104,16 @@ class Notifier:
             # (a short answer read to its end keeps the connection for the next
             # notification); closing an unread rest drops the connection, so a
             # receiver answering a huge (or endless) body costs the node nothing.
-            answer = self.client.send(request, stream=True)
-            try:
-                read = 0
-                for chunk in answer.iter_raw():
-                    read += len(chunk)
-                    if read > MAX_ANSWER:
-                        break
-            finally:
-                answer.close()
+            with attempt(self.timeout_s):  # the whole attempt, however the receiver trickles
+                answer = self.client.send(request, stream=True)
+                try:
+                    read = 0
+                    for chunk in answer.iter_raw():
+                        read += len(chunk)
+                        if read > MAX_ANSWER:
+                            break
+                finally:
+                    answer.close()
         except httpx.TimeoutException:
             return Outcome(False, None, "the receiver did not answer in time")
         except httpx.HTTPError as exc:
