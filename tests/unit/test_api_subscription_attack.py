@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 
 import pytest
 
@@ -146,3 +147,19 @@ def test_a_receiver_trickling_its_answer_cannot_hold_the_notifier() -> None:
     assert outcomes, "the attempt was still held by the receiver"
     notifier.close()
     assert not outcomes[0].ok and "in time" in outcomes[0].reason
+
+
+def test_a_patch_turning_on_change_into_periodic_gets_a_periodic_delivery() -> None:
+    """The engine kept a running on-change delivery whenever the audience was the
+    same, so a PATCH adding timeInterval left it on change and the periodic
+    notifications never came. Failed before (the delivery was kept)."""
+    from services.api.subscriptions.engine import keeps_delivery
+    from services.api.subscriptions.model import Subscription
+
+    on_change = Subscription(
+        "urn:ngsi-ld:Subscription:p", "k1", "public", "http://127.0.0.1:9/n", "2026-01-01"
+    )
+    periodic = replace(on_change, time_interval_s=60.0)
+    assert keeps_delivery(on_change, replace(on_change, throttling_s=5.0))
+    assert not keeps_delivery(on_change, periodic)
+    assert not keeps_delivery(on_change, replace(on_change, audience="partner-a"))
