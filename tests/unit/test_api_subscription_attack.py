@@ -4,6 +4,7 @@ node (hang delivery for everyone, reach what its audience may not read)."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 import socket
 import subprocess
@@ -16,7 +17,13 @@ import pytest
 from services.api.ngsi.params import id_pattern
 from services.api.ngsi.problems import NgsiError
 from services.api.subscriptions.notifier import Notifier, pinned_check
-from services.api.subscriptions.targets import TargetPolicy, TargetRefused, check_target
+from services.api.subscriptions.targets import (
+    TargetPolicy,
+    TargetRefused,
+    check_addresses,
+    check_target,
+    parse_target,
+)
 
 # The id of a station with a long key; the pattern backtracks exponentially in a
 # backtracking engine (Python's re) on any id that does not end with "!".
@@ -163,3 +170,20 @@ def test_a_patch_turning_on_change_into_periodic_gets_a_periodic_delivery() -> N
     assert keeps_delivery(on_change, replace(on_change, throttling_s=5.0))
     assert not keeps_delivery(on_change, periodic)
     assert not keeps_delivery(on_change, replace(on_change, audience="partner-a"))
+
+
+@pytest.mark.parametrize("port", [22, 25, 110, 143, 389, 587, 636, 993])
+def test_a_public_host_cannot_be_sent_to_on_the_ports_of_other_services(port: int) -> None:
+    """A notification is an HTTP POST with a body the subscriber partly shapes: sent to
+    port 25 of any public host it makes the node a relay talking to mail servers (and
+    the failure reasons a scanner of those services). Web ports and unprivileged ones
+    stay open. Failed before: every port was accepted."""
+    address = ipaddress.ip_address("93.184.215.14")
+    target = parse_target(f"http://93.184.215.14:{port}/n")
+    with pytest.raises(TargetRefused, match="port"):
+        check_addresses(target, [address], TargetPolicy())
+    for fine in (80, 443, 8080, 8443):
+        check_addresses(parse_target(f"http://93.184.215.14:{fine}/n"), [address], TargetPolicy())
+    # An address the operator allowed stays allowed on any port (tests, a lab).
+    allowed = TargetPolicy.parse("93.184.215.14")
+    check_addresses(target, [address], allowed)
