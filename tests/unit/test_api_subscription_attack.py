@@ -10,13 +10,14 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import replace
 
 import pytest
 
 from services.api.ngsi.params import id_pattern
 from services.api.ngsi.problems import NgsiError
-from services.api.subscriptions.notifier import Notifier, pinned_check
+from services.api.subscriptions.notifier import Notifier, Outcome, pinned_check
 from services.api.subscriptions.targets import (
     TargetPolicy,
     TargetRefused,
@@ -187,3 +188,67 @@ def test_a_public_host_cannot_be_sent_to_on_the_ports_of_other_services(port: in
     # An address the operator allowed stays allowed on any port (tests, a lab).
     allowed = TargetPolicy.parse("93.184.215.14")
     check_addresses(target, [address], allowed)
+
+
+class _HeldReceiver:
+    """A notifier whose one attempt is in flight until released."""
+
+    def __init__(self) -> None:
+        self.in_flight = threading.Event()
+        self.release = threading.Event()
+
+    def send(self, uri: str, body: dict, headers: dict) -> Outcome:
+        self.in_flight.set()
+        self.release.wait(60)
+        return Outcome(True, 204)
+
+
+def test_a_deleted_subscriptions_last_attempt_saves_no_state() -> None:
+    """A subscription deleted while an attempt is in flight (up to request_timeout_s)
+    saved its state when the attempt returned: were the id (a client-chosen one) created
+    again meanwhile, by this key or another, the new subscription would carry the old
+    one's positions and failure reasons. Failed before: the state was saved after stop."""
+    from services.api.ngsi.names import load_names
+    from services.api.subscriptions.delivery import Delivery, DeliverySettings
+    from services.api.subscriptions.entity_from_record import record_entity
+    from services.api.subscriptions.feeds import Item
+    from services.api.subscriptions.matching import Matcher
+    from services.api.subscriptions.model import DeliveryState, Subscription
+
+    sub = Subscription(
+        "urn:ngsi-ld:Subscription:chosen", "k1", "public", "http://127.0.0.1:9/n", "2026-01-01"
+    )
+    record = {
+        "city": "lyon", "domain": "environment", "metric": "no2", "unit": "µg/m3",
+        "entity_pseudonym": "s1", "entity_type": "AirQualityObserved", "zone": "69381",
+        "position": {"lat": 45.76, "lon": 4.83}, "start": 1_780_000_000_000_000,
+        "step_seconds": 600, "times": [], "values": [1.0, 42.0], "quality": [],
+        "source": "air", "dataset": "air-quality-observed", "lineage_id": "x",
+    }  # fmt: skip
+    saved: list[DeliveryState] = []
+    receiver = _HeldReceiver()
+    delivery = Delivery(
+        sub,
+        Matcher.of(sub, load_names()),
+        DeliveryState(),
+        lambda _id, state: saved.append(state),
+        receiver,  # type: ignore[arg-type]
+        "http://127.0.0.1:8010/context.jsonld",
+        DeliverySettings(linger_s=0.0),
+        lambda _d: None,
+        lambda _s: True,
+    ).start()
+    feed = ("lyon", "public.observations.v1")
+    item = Item(0, 7, record_entity(record, {}), 0)
+    assert delivery.offer(feed, [item], {0: 8})
+    assert receiver.in_flight.wait(60)
+    before = len(saved)  # the batch's id and end, saved before the attempt
+    stopping = threading.Thread(target=delivery.stop, daemon=True)
+    stopping.start()
+    while not delivery._stopped:  # the engine's remove() on DELETE
+        time.sleep(0.01)
+    receiver.release.set()
+    delivery._thread.join(60)
+    stopping.join(60)
+    assert not delivery._thread.is_alive()
+    assert len(saved) == before

@@ -260,6 +260,8 @@ class _Periodic:
             self.engine.context_url,
         )
         outcome = self.engine.notifier.send(self.sub.endpoint_uri, body, headers)
+        if self._stopped.is_set():  # deleted meanwhile: its id may name a new one
+            return
         now = iso(utc_now())
         state: DeliveryState = self.engine.store.state(self.sub.id)
         state = replace(state, times_sent=state.times_sent + 1, last_notification=now)
