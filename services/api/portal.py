@@ -142,7 +142,12 @@ def add_portal(app: web.Application, node: NodeConfig) -> None:
             request.headers.get("X-Forwarded-Proto"),
             request.headers.get("X-Forwarded-Host"),
         )
-        return web.json_response(node_info(node, base_url(seen, trusted, fallback)))
+        response = web.json_response(node_info(node, base_url(seen, trusted, fallback)))
+        # The base URL follows the request's Host and forwarded headers, which a shared
+        # cache does not key on: never stored, or one hostile header would be every
+        # visitor's examples (the caching middleware keeps a Cache-Control set here).
+        response.headers["Cache-Control"] = "no-store"
+        return response
 
     async def root(request: web.Request) -> web.Response:
         return web.Response(status=302, headers={"Location": PORTAL})

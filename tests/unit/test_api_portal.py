@@ -114,3 +114,24 @@ def test_the_portal_script_never_writes_html() -> None:
     script = SCRIPT.read_text(encoding="utf-8")
     for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
         assert sink not in script, sink
+
+
+def test_a_shared_cache_cannot_keep_a_forwarded_hosts_base_url_for_others(tmp_path: Path) -> None:
+    """node.json's baseUrl follows X-Forwarded-Host from a trusted proxy, which a cache
+    in front of the node does not key on: stored once, a hostile forwarded host would
+    be every visitor's examples (the curl that sends their key). Failed before: the
+    answer was ``public, max-age`` with no Vary on the forwarded headers."""
+    node = shell_node(tmp_path, trusted_proxies="127.0.0.1")
+    app, _ = shell_app(node, Clock())
+
+    async def scenario(client: TestClient):
+        forwarded = {"X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "https"}
+        info = await client.get("/portal/node.json", headers=forwarded)
+        return (await info.json())["baseUrl"], dict(info.headers)
+
+    base, headers = drive(app, scenario)
+    assert base == "https://evil.example"  # what the trusted proxy said
+    control = headers.get("Cache-Control", "")
+    varies = {v.strip().lower() for v in headers.get("Vary", "").split(",")}
+    kept_apart = {"x-forwarded-host", "x-forwarded-proto"} <= varies
+    assert "no-store" in control or "private" in control or kept_apart

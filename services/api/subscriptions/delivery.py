@@ -363,7 +363,12 @@ class Delivery:
 
     def _save(self, state: DeliveryState) -> None:
         """Kafka confirms it before this returns (store.save_state); a broker down is
-        logged and the next save carries the state on."""
+        logged and the next save carries the state on. Nothing once stopped (the
+        subscription was deleted or replaced while an attempt was in flight): its id
+        may already name a new subscription, which must not inherit this state; the
+        batch's id and end were saved before the attempt, so a restart sends it again."""
+        if self._stopped:
+            return
         try:
             self.save(self.sub.id, state)
         except Exception as exc:

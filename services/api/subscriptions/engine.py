@@ -52,6 +52,12 @@ class _Audience:
     reached: set[str] = field(default_factory=set)
 
 
+def keeps_delivery(running: Subscription, changed: Subscription) -> bool:
+    """Whether a running on-change delivery can take ``changed`` as it is (same
+    audience, still on change); else it is stopped and the right kind started."""
+    return running.audience == changed.audience and not changed.time_interval_s
+
+
 class DeliveryEngine:
     def __init__(
         self,
@@ -114,7 +120,7 @@ class DeliveryEngine:
         matcher = Matcher.of(sub, self.names)
         with self._lock:
             current = self.deliveries.get(sub.id)
-            if current is not None and current.sub.audience == sub.audience:
+            if current is not None and keeps_delivery(current.sub, sub):
                 current.update(sub, matcher)
                 return
         self.remove(sub.id)
@@ -254,6 +260,8 @@ class _Periodic:
             self.engine.context_url,
         )
         outcome = self.engine.notifier.send(self.sub.endpoint_uri, body, headers)
+        if self._stopped.is_set():  # deleted meanwhile: its id may name a new one
+            return
         now = iso(utc_now())
         state: DeliveryState = self.engine.store.state(self.sub.id)
         state = replace(state, times_sent=state.times_sent + 1, last_notification=now)

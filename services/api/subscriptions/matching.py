@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import itertools
 import math
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from services.api.ids import build_id
 from services.api.ngsi.geo import GeoQuery, parse_geo
 from services.api.ngsi.names import Names
+from services.api.ngsi.params import compile_pattern
 from services.api.ngsi.q import Condition, Dnf, parse_q
 from services.api.ngsi.represent import key_values, normalized, project
 from services.api.subscriptions.model import Subscription
@@ -90,7 +90,7 @@ class Matcher:
     names: Names
     q: Dnf | None
     geo: GeoQuery | None
-    patterns: tuple[tuple[str, re.Pattern[str] | None, str | None], ...]
+    patterns: tuple[tuple[str, Any, str | None], ...]  # RE2 patterns
 
     @classmethod
     def of(cls, sub: Subscription, names: Names) -> Matcher:
@@ -101,7 +101,8 @@ class Matcher:
             g = sub.geo_q
             geo = parse_geo(g.georel, g.geometry, g.coordinates, g.geoproperty)
         patterns = tuple(
-            (s.type, re.compile(s.id_pattern) if s.id_pattern else None, s.id) for s in sub.entities
+            (s.type, compile_pattern(s.id_pattern) if s.id_pattern else None, s.id)
+            for s in sub.entities
         )
         return cls(sub, names, q, geo, patterns)
 

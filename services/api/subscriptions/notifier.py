@@ -21,6 +21,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from services.api.subscriptions.deadline import attempt, deadline_transport
 from services.api.subscriptions.targets import (
     Address,
     TargetPolicy,
@@ -33,6 +34,7 @@ from services.api.subscriptions.targets import (
 # checked), the Host header and the TLS name to present; TargetRefused when refused.
 Pinned = tuple[str, dict[str, str], dict[str, Any]]
 TargetCheck = Callable[[str], Pinned]
+MAX_ANSWER = 64 * 1024  # bytes of a receiver's answer read at most (it is not used)
 
 
 @dataclass(frozen=True)
@@ -77,11 +79,11 @@ class Notifier:
 
     def __init__(self, check: TargetCheck, timeout_s: float = 10.0, max_connections: int = 200):
         self.check = check
+        self.timeout_s = timeout_s
         self.client = httpx.Client(
-            verify=True,
+            transport=deadline_transport(httpx.Limits(max_connections=max_connections)),
             follow_redirects=False,
             timeout=httpx.Timeout(timeout_s),
-            limits=httpx.Limits(max_connections=max_connections),
             trust_env=False,
         )
 
@@ -94,15 +96,28 @@ class Notifier:
         except TargetRefused as exc:
             return Outcome(False, None, f"target refused: {exc}")
         data = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        request = self.client.build_request(
+            "POST", url, content=data, headers={**headers, **host}, extensions=extensions
+        )
         try:
-            answer = self.client.post(
-                url, content=data, headers={**headers, **host}, extensions=extensions
-            )
+            # stream=True: the status line and headers, then at most MAX_ANSWER bytes
+            # (a short answer read to its end keeps the connection for the next
+            # notification); closing an unread rest drops the connection, so a
+            # receiver answering a huge (or endless) body costs the node nothing.
+            with attempt(self.timeout_s):  # the whole attempt, however the receiver trickles
+                answer = self.client.send(request, stream=True)
+                try:
+                    read = 0
+                    for chunk in answer.iter_raw():
+                        read += len(chunk)
+                        if read > MAX_ANSWER:
+                            break
+                finally:
+                    answer.close()
         except httpx.TimeoutException:
             return Outcome(False, None, "the receiver did not answer in time")
         except httpx.HTTPError as exc:
             return Outcome(False, None, f"cannot reach the receiver: {type(exc).__name__}")
-        answer.close()
         if 200 <= answer.status_code < 300:
             return Outcome(True, answer.status_code)
         if 300 <= answer.status_code < 400:

@@ -178,6 +178,12 @@ def why_forbidden(address: Address, policy: TargetPolicy) -> str | None:
     return None
 
 
+def web_port(port: int) -> bool:
+    """80, 443 or an unprivileged port: where a web receiver listens. Below 1024 lie
+    mail, directory and shell services an HTTP POST of the node should never reach."""
+    return port in (80, 443) or port >= 1024
+
+
 def check_addresses(target: Target, addresses: list[Address], policy: TargetPolicy) -> None:
     """Every resolved address must be allowed (one bad one is enough to refuse: a
     client connects to any of them)."""
@@ -186,10 +192,20 @@ def check_addresses(target: Target, addresses: list[Address], policy: TargetPoli
     for address in addresses:
         reason = why_forbidden(address, policy)
         if reason:
+            if target.literal is None:
+                # A name: say what kind of address it has, never which one (else any
+                # key holder could read the node's private DNS through the refusals).
+                reason = f"it resolves to an address that is {reason.split(' is ', 1)[1]}"
+                reason = reason.split(" (inside ", 1)[0]
             raise TargetRefused(
                 f"notifications may not go to {target.host!r}: {reason}; use a public "
                 f"address ({HOW_TO_ALLOW})"
             )
+    if not web_port(target.port) and not all(policy.allows(a) for a in addresses):
+        raise TargetRefused(
+            f"port {target.port} is the port of other services than the web (mail, "
+            "directories, shells): notifications go to port 80, 443 or 1024-65535"
+        )
 
 
 async def resolve(host: str, port: int) -> list[Address]:
