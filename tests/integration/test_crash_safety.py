@@ -1,16 +1,24 @@
-"""The promise context brokers break: run the whole pipeline on a fixed data set
-without faults, then again while SIGKILLing every service at random moments and
-the broker once; the ClickHouse observations and aggregates must be exactly the
-same. Each run is a node of its own (state directory, ports, broker), driven
-through `citeplus` like an operator would; loopback only, bounded in time."""
+"""The promise context brokers break: run the whole pipeline on a fixed five-city data
+set without faults, then again while SIGKILLing every service at random moments and
+the broker once, and again on a 3-broker cluster with two workers per stage (publish
+one) while a broker is SIGKILLed and restarted, one worker of each stage is SIGKILLed,
+a worker is added and the brokers are restarted one by one: the ClickHouse
+observations and aggregates must be exactly those of the fault-free run, and no
+acknowledged ingest batch may be lost (the pushes succeed, retrying 503s, and every
+reading is there). Each run is a node of its own (state directory, ports, broker or
+cluster), driven through `citeplus` like an operator would; loopback only, bounded in
+time. The fault-free run is made once for the module, beside the first faulty one."""
 
 from __future__ import annotations
 
+import os
 import random
+import signal
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -20,39 +28,100 @@ from testkit.fixture_secrets import fixture_secret
 from testkit.local_node import LocalNode, free_port_block
 from testkit.node_checks import Fingerprint, differences, settle
 
-# Two whole nodes side by side, one of them restarted under faults: ~4 min here on a
-# quiet machine when they ran one after the other, so the bound is 10 min.
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+# Three whole nodes: the fault-free one beside the one restarted under faults (~3 min
+# on a quiet machine), then the cluster one (~3 min): bounds of 10 and 20 minutes.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
 
 CITIES = ("lyon", "paris", "nice", "bordeaux", "angers")
-# Fixed keys so that both runs give the same pseudonyms (random dev keys otherwise).
+# Fixed keys so that every run gives the same pseudonyms (random dev keys otherwise).
 SECRETS = {f"CITEPLUS_PSEUDONYM_SECRET_{c.upper()}": fixture_secret(f"crash-{c}") for c in CITIES}
-SIMULATE = [
-    "simulate",
-    "--cities",
-    "lyon,paris,bordeaux",
-    "--meters",
-    "30",
-    "--days",
-    "1",
-    "--seed",
-    "7",
-    # ingest and the broker are killed while it pushes: up to ~2 min for them to come back
-    # (the default ~15 s was not always enough on a loaded machine).
-    "--attempts",
-    "10",
-]
+SIMULATE = ["simulate", "--cities", ",".join(CITIES), "--meters", "20", "--days", "1"]
+SIMULATE += ["--seed", "7"]
+# ingest and the broker are killed while it pushes: up to ~2 min for them to come back
+# (the default ~15 s was not always enough on a loaded machine).
+SIMULATE += ["--attempts", "10"]
+# One worker of each stage killed in the cluster run (the second of some, the first of others).
+VICTIMS = ("anonymise#1", "normalise", "energy-analytics#1", "ingest#1")
+SERVICES = ["publish", "api", "energy-analytics", "normalise", "anonymise", "ingest"]
+
+
+def push(node: LocalNode) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "services.cli", *SIMULATE, "--url", node.ingest_url, "--quiet"],
+        env=node.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+
+
+def watched(node: LocalNode, services: list[str]) -> list[str]:
+    """Every worker whose lag and health settle() must see (ingest's extra workers
+    share the first's port and have no lag)."""
+    labels = list(node.service_pids())
+    return [label for label in labels if not label.startswith("ingest#")] or services
+
+
+def extra_worker(node: LocalNode, stage: str, index: int) -> subprocess.Popen:
+    """A worker added by hand beside the supervised ones (it joins the group)."""
+    port = node.metrics_base + 2 + 10 * index  # anonymise's port for worker ``index``
+    log = (node.state / "logs" / f"{stage}-added.log").open("ab")
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "services.cli",
+            "service",
+            stage,
+            "--instance",
+            str(index),
+            "--metrics-port",
+            str(port),
+        ],
+        env=node.env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def chaos_run(tmp: Path, services: list[str]) -> Fingerprint:
+    node = LocalNode(tmp, secrets=SECRETS, brokers=3, workers=2)
+    node.up()
+    added: subprocess.Popen | None = None
+    try:
+        cluster = node.cluster()
+        pushing = push(node)
+        time.sleep(3)
+        cluster.kill(2)
+        time.sleep(4)
+        cluster.restart(2)
+        for victim in VICTIMS:
+            assert node.kill_service(victim), f"{victim} was not running"
+            time.sleep(2)
+        added = extra_worker(node, "anonymise", 2)
+        cluster.roll_restart()
+        assert pushing.wait(timeout=600) == 0, pushing.stderr.read().decode()[-2000:]
+        pushed = time.monotonic()  # after the roll restart: every fault is behind
+        result = settle(node, watched(node, services), timeout_s=600)
+        print(
+            f"\nlag back to zero and the warehouse still {time.monotonic() - pushed:.0f} s "
+            "after the last push (the faults were all over by then)"
+        )
+        restarts = node.restarts()
+        assert all(restarts.get(victim, 0) >= 1 for victim in VICTIMS), restarts
+        assert added.poll() is None, "the added worker died"
+        return result
+    finally:
+        if added is not None and added.poll() is None:
+            os.killpg(added.pid, signal.SIGTERM)
+            added.wait(60)
+        node.down()
 
 
 def run(node: LocalNode, faults: bool, services: list[str]) -> Fingerprint:
     node.up()
     try:
-        push = subprocess.Popen(
-            [sys.executable, "-m", "services.cli", *SIMULATE, "--url", node.ingest_url, "--quiet"],
-            env=node.env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
+        pushing = push(node)
         if faults:
             chaos = random.Random(2026)
             victims = [*services, "broker"]
@@ -63,7 +132,7 @@ def run(node: LocalNode, faults: bool, services: list[str]) -> Fingerprint:
                     node.restart_broker_after_kill()
                 else:
                     assert node.kill_service(victim), f"{victim} was not running"
-        assert push.wait(timeout=300) == 0, push.stderr.read().decode()[-2000:]
+        assert pushing.wait(timeout=300) == 0, pushing.stderr.read().decode()[-2000:]
         result = settle(node, services)
         if faults:
             restarts = node.restarts()
@@ -73,20 +142,35 @@ def run(node: LocalNode, faults: bool, services: list[str]) -> Fingerprint:
         node.down()
 
 
-def test_killing_every_service_and_the_broker_loses_and_duplicates_nothing(tmp_path: Path) -> None:
-    services = available_services()
-    assert services == ["publish", "api", "energy-analytics", "normalise", "anonymise", "ingest"], (
-        services
-    )
-    clean_node = LocalNode(tmp_path / "clean", secrets=SECRETS)
-    faulty_node = LocalNode(tmp_path / "faulty", secrets=SECRETS)
-    while abs(faulty_node.base_port - clean_node.base_port) < 20:  # two blocks, no shared port
-        faulty_node.base_port = free_port_block(20)
-    # The two runs are independent nodes (state, ports, broker): the clean one runs beside
-    # the faulty one, so their start-ups and settling waits overlap instead of adding up.
+@pytest.fixture(scope="module")
+def clean(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[LocalNode, Future[Fingerprint]]]:
+    """The fault-free run (one broker, one worker per stage), started at once in the
+    background: the faulty runs compare with it, the first one running beside it."""
+    node = LocalNode(tmp_path_factory.mktemp("clean"), secrets=SECRETS)
     with ThreadPoolExecutor(max_workers=1) as beside:
-        clean_run = beside.submit(run, clean_node, False, services)
-        faulty = run(faulty_node, faults=True, services=services)
-        clean = clean_run.result()
-    assert clean["observations"][0]["readings"] > 10_000
-    assert faulty == clean, differences(clean, faulty)
+        yield node, beside.submit(run, node, False, SERVICES)
+
+
+def test_killing_every_service_and_the_broker_loses_and_duplicates_nothing(
+    tmp_path: Path, clean: tuple[LocalNode, Future[Fingerprint]]
+) -> None:
+    assert available_services() == SERVICES, available_services()
+    clean_node, clean_run = clean
+    faulty_node = LocalNode(tmp_path / "faulty", secrets=SECRETS)
+    # Two blocks, no shared port with the clean node running beside it.
+    while abs(faulty_node.base_port - clean_node.base_port) < 34:
+        faulty_node.base_port = free_port_block(34)
+    faulty = run(faulty_node, faults=True, services=SERVICES)
+    reference = clean_run.result()
+    assert reference["observations"][0]["readings"] > 10_000
+    assert faulty == reference, differences(reference, faulty)
+
+
+def test_cluster_and_workers_under_faults_give_the_fault_free_warehouse(
+    tmp_path: Path, clean: tuple[LocalNode, Future[Fingerprint]]
+) -> None:
+    reference = clean[1].result()  # done before the cluster starts: the two never share the cores
+    faulty = chaos_run(tmp_path / "chaos", SERVICES)
+    assert faulty == reference, differences(reference, faulty)
