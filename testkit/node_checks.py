@@ -36,18 +36,25 @@ def fingerprint(node: LocalNode) -> Fingerprint:
 Counters = tuple[tuple[str, int, float, float, float], ...]
 
 
-def pipeline_counters(node: LocalNode, config: NodeConfig, services: list[str]) -> Counters | None:
-    """Every service's (pid, records in, records out, dead letters), or None while one of
-    them is down, waiting for a restart, unhealthy or has input left to read (lag above 0)."""
+def pipeline_counters(node: LocalNode, config: NodeConfig, services: list[str]) -> Counters | str:
+    """Every service's (pid, records in, records out, dead letters), or why not: one of
+    them is down, waiting for a restart, unanswering, unhealthy or has input left to
+    read (lag above 0) -- the reason a wait that times out reports."""
     state = {
         s["name"]: s for s in read_state(node.state / "node" / "status.json").get("services", [])
     }
     counters = []
     for name in services:
         pid = state.get(name, {}).get("pid")
-        sample = sample_service(config, name, timeout=2.0) if pid else None
-        if sample is None or not sample.healthy or sample.lag > 0:
-            return None
+        if not pid:
+            return f"{name} is not running"
+        sample = sample_service(config, name, timeout=2.0)
+        if sample is None:
+            return f"{name} (pid {pid}) does not answer on its metrics port"
+        if not sample.healthy:
+            return f"{name} (pid {pid}) is unhealthy"
+        if sample.lag > 0:
+            return f"{name} (pid {pid}) has {sample.lag:.0f} records left to read"
         counters.append((name, pid, sample.records_in, sample.records_out, sample.dead_letters))
     return tuple(counters)
 
@@ -65,13 +72,13 @@ def settle(
     taken for settled; the second fingerprint catches a write that no counter shows."""
     config = load_node_config(env=node.env)
     deadline = time.monotonic() + timeout_s
-    last: Counters | None = None
+    last: Counters | str = "not polled yet"
     quiet_since = time.monotonic()
     taken: Fingerprint | None = None
     while time.monotonic() < deadline:
         counters = pipeline_counters(node, config, services)
         now = time.monotonic()
-        if counters is None or counters != last:
+        if isinstance(counters, str) or counters != last:
             last, quiet_since, taken = counters, now, None
         elif now - quiet_since >= quiet_s:
             current = fingerprint(node)
@@ -79,7 +86,10 @@ def settle(
                 return current
             taken, quiet_since = current, time.monotonic()
         time.sleep(1.0)
-    raise AssertionError(f"the pipeline did not settle in {timeout_s} s: {taken or last}")
+    raise AssertionError(
+        f"the pipeline did not settle in {timeout_s} s: "
+        + (f"the warehouse still changed: {taken}" if taken else str(last))
+    )
 
 
 def differences(expected: Fingerprint, got: Fingerprint) -> str:
