@@ -530,7 +530,16 @@ class StageRunner:
             raise
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._forget_lag(partitions)
         self.stage.on_revoke(sorted({tp.partition for tp in partitions}))
+
+    def _forget_lag(self, partitions: list[TopicPartition]) -> None:
+        """Drop the lag series of partitions this worker no longer reads: left behind,
+        a partition handed over with input left to read kept showing that lag here
+        forever (the worker that took it reports its own), so the node never looked
+        caught up after a rebalance."""
+        for tp in partitions:
+            self.metrics.consumer_lag.remove(self.stage.name, tp.topic, str(tp.partition))
 
     def _restore(self, partitions: list[int]) -> None:
         """Replay the committed changelogs of the stage's stores for ``partitions``: the
