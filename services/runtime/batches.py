@@ -35,6 +35,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
+from itertools import pairwise
 from typing import Any
 
 __all__ = [
@@ -348,32 +349,38 @@ def _exactly(batch: dict[str, Any], name: str, count: int) -> list[Any]:
 
 
 def _split_columns(batch: dict[str, Any], members: list[dict[str, Any]]) -> None:
-    rows = [m[ROW_COUNT] for m in members]
     starts = [0]
-    for n in rows:
-        starts.append(starts[-1] + n)
+    for m in members:
+        starts.append(starts[-1] + m[ROW_COUNT])
     for m in members:
         m[COLUMNS] = []
     for column in batch.get(COLUMNS) or []:
-        array = _KIND_ARRAY.get(column["kind"])
-        missing = sorted(column.get("missing") or [])
-        values = column.get(array) or [] if array else []
-        if array is not None and len(values) != starts[-1]:
-            raise ValueError(
-                f"column {column['name']!r} has {len(values)} values for {starts[-1]} rows"
-            )
-        cursor = 0
-        for i, m in enumerate(members):
-            lo, hi = starts[i], starts[i + 1]
-            own_missing = []
-            while cursor < len(missing) and missing[cursor] < hi:
-                own_missing.append(missing[cursor] - lo)
-                cursor += 1
-            own = {"name": column["name"], "kind": column["kind"]}
-            for kind_array in _KIND_ARRAY.values():
-                own[kind_array] = values[lo:hi] if kind_array == array else []
-            own["missing"] = own_missing
+        for m, own in zip(members, _slice_column(column, starts), strict=True):
             m[COLUMNS].append(own)
+
+
+def _slice_column(column: dict[str, Any], starts: list[int]) -> list[dict[str, Any]]:
+    """One batch column cut back into its members' columns (``starts``: row offsets)."""
+    array = _KIND_ARRAY.get(column["kind"])
+    values = (column.get(array) or []) if array else []
+    if array is not None and len(values) != starts[-1]:
+        raise ValueError(
+            f"column {column['name']!r} has {len(values)} values for {starts[-1]} rows"
+        )
+    missing = sorted(column.get("missing") or [])
+    cursor = 0
+    out = []
+    for lo, hi in pairwise(starts):
+        own_missing = []
+        while cursor < len(missing) and missing[cursor] < hi:
+            own_missing.append(missing[cursor] - lo)
+            cursor += 1
+        own = {"name": column["name"], "kind": column["kind"]}
+        for kind_array in _KIND_ARRAY.values():
+            own[kind_array] = values[lo:hi] if kind_array == array else []
+        own["missing"] = own_missing
+        out.append(own)
+    return out
 
 
 class Batching:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +52,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 LAG_REFRESH_S = 5.0
+COMMIT_ATTEMPT_S = 10.0  # one try of a transaction commit (retried up to the transaction timeout)
 TICK_S = 1.0  # how often an idle stage is asked for time-driven output (on_tick)
 # A group join can take seconds on a loaded broker ("coordinator load in progress"):
 # an idle exit counts from the first assignment, and waits at least this long for it.
@@ -463,18 +464,12 @@ class StageRunner:
 
     # -- transactions ------------------------------------------------------------
     def _commit(self) -> None:
-        for _ in range(10):
-            try:
-                self.producer.commit_transaction(60)
-                self.metrics.transactions.labels(self.stage.name, "committed").inc()
-                return
-            except KafkaException as exc:
-                if not exc.args[0].retriable():
-                    raise
-                time.sleep(0.2)
-        raise KafkaException(
-            KafkaError(KafkaError._TIMED_OUT, "commit kept failing", retriable=False)
+        commit_within(
+            self.producer.commit_transaction,
+            self.node.processing.transaction_timeout_ms / 1000,
+            self.stage.name,
         )
+        self.metrics.transactions.labels(self.stage.name, "committed").inc()
 
     def _abort(self, exc: KafkaException) -> None:
         """Abort the open transaction and rewind, so the batch is processed again."""
@@ -601,6 +596,38 @@ class StageRunner:
                 )
         except KafkaException as exc:
             log.debug("lag refresh failed", extra={"error": str(exc)})
+
+
+def commit_within(commit: Callable[[float], None], budget_s: float, stage: str) -> None:
+    """Commit the open transaction, retrying what the client says is retriable, for at
+    most ``budget_s`` (the transaction timeout): past it the coordinator has aborted
+    the transaction anyway, and a producer still failing then is wedged (seen after a
+    broker roll restart: both workers of a stage retried for ten minutes while holding
+    their partitions, and the node never caught up). The error is then fatal: the
+    process exits, the supervisor restarts it and its new producer fences the old
+    transaction; the batch is read again from the committed offsets (they commit in
+    the same transaction), so nothing is lost or doubled."""
+    deadline = time.monotonic() + budget_s
+    while True:
+        try:
+            commit(min(COMMIT_ATTEMPT_S, max(0.1, deadline - time.monotonic())))
+            return
+        except KafkaException as exc:
+            if not exc.args[0].retriable():
+                raise
+            if time.monotonic() >= deadline:
+                raise KafkaException(
+                    KafkaError(
+                        KafkaError._TIMED_OUT,
+                        f"the transaction did not commit within the transaction timeout "
+                        f"({budget_s:g} s): {exc}; the process restarts with a new producer",
+                        fatal=True,
+                    )
+                ) from exc
+            log.warning(
+                "transaction commit failed; retrying", extra={"stage": stage, "error": str(exc)}
+            )
+            time.sleep(0.2)
 
 
 def _check_sizes(encoded: list[tuple[Emit, bytes]]) -> None:

@@ -1,9 +1,20 @@
 """When a runner told to stop after some idle seconds may stop: never before its group
-join has assigned partitions (the CI flake where a slow join looked like no input)."""
+join has assigned partitions (the CI flake where a slow join looked like no input);
+and how long it keeps retrying a transaction commit."""
 
 from __future__ import annotations
 
-from services.runtime.processor import FIRST_ASSIGNMENT_WAIT_S, idle_exit_due
+import time
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+
+from services.runtime.processor import (
+    COMMIT_ATTEMPT_S,
+    FIRST_ASSIGNMENT_WAIT_S,
+    commit_within,
+    idle_exit_due,
+)
 
 
 def test_no_exit_while_the_group_join_is_slow() -> None:
@@ -18,3 +29,39 @@ def test_idle_counts_from_the_assignment_then_from_the_last_input() -> None:
     assert idle_exit_due(now=13.0, idle_since=0.0, started=0.0, assigned_at=10.0, idle_s=3)
     assert not idle_exit_due(now=16.0, idle_since=14.0, started=0.0, assigned_at=10.0, idle_s=3)
     assert idle_exit_due(now=17.0, idle_since=14.0, started=0.0, assigned_at=10.0, idle_s=3)
+
+
+def test_a_commit_that_keeps_timing_out_becomes_fatal_within_the_transaction_timeout() -> None:
+    """A wedged producer used to be retried ten times a minute each, holding its
+    partitions; past the transaction timeout the error is fatal (the process restarts)."""
+    tries: list[float] = []
+
+    def never(wait: float) -> None:
+        tries.append(wait)
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "timed out", retriable=True))
+
+    started = time.monotonic()
+    with pytest.raises(KafkaException) as raised:
+        commit_within(never, budget_s=0.5, stage="test")
+    assert raised.value.args[0].fatal() and "transaction timeout" in str(raised.value)
+    assert len(tries) >= 2 and all(wait <= COMMIT_ATTEMPT_S for wait in tries)
+    assert time.monotonic() - started < 30  # bounded, not ten minutes
+
+
+def test_a_commit_that_succeeds_on_retry_and_a_non_retriable_error_pass_through() -> None:
+    calls: list[float] = []
+
+    def once_then_ok(wait: float) -> None:
+        calls.append(wait)
+        if len(calls) == 1:
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "slow", retriable=True))
+
+    commit_within(once_then_ok, budget_s=60, stage="test")
+    assert len(calls) == 2
+
+    def fenced(wait: float) -> None:
+        raise KafkaException(KafkaError(KafkaError._FENCED, "fenced", fatal=True))
+
+    with pytest.raises(KafkaException) as raised:
+        commit_within(fenced, budget_s=60, stage="test")
+    assert raised.value.args[0].code() == KafkaError._FENCED
