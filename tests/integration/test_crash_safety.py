@@ -168,11 +168,6 @@ def test_killing_every_service_and_the_broker_loses_and_duplicates_nothing(
     assert faulty == reference, differences(reference, faulty)
 
 
-@pytest.mark.skipif(
-    os.environ.get("CITEPLUS_CHAOS") != "1",
-    reason="the cluster chaos run is opt-in (`make test-chaos`): in the whole suite on two "
-    "cores it did not settle within 600 s (it passes alone in ~6 min)",
-)
 def test_cluster_and_workers_under_faults_give_the_fault_free_warehouse(
     tmp_path: Path, clean: tuple[LocalNode, Future[Fingerprint]]
 ) -> None:
