@@ -20,7 +20,7 @@ from services.runtime.batches import Batching, batching, spec_for_batch
 from services.runtime.errors import SchemaError
 from services.runtime.registry import SchemaRegistry
 from services.runtime.schemas import RecordSchema, load_schemas
-from services.runtime.topics import TopicSpec
+from services.runtime.topics import TopicSpec, member_sibling
 
 
 def without_logical_types(schema: Any) -> Any:
@@ -86,6 +86,7 @@ class Contracts:
 
     def __init__(self, codecs: dict[str, TopicCodec]):
         self._codecs = codecs
+        self._siblings: dict[str, str | None] = {}
 
     @classmethod
     def register(cls, registry: SchemaRegistry, specs: Iterable[TopicSpec]) -> Contracts:
@@ -122,15 +123,18 @@ class Contracts:
 
     def member_topic(self, topic: str) -> str | None:
         """The v1 sibling of batch topic ``topic`` (``raw.v2`` -> ``raw.v1``, prefixed
-        copies alike): the declared topic of the batch's member records, where a
-        member's dead letter is replayed. None when there is none."""
+        copies alike) when it is declared with the batch's member contract: where a
+        member's dead letter is replayed. None otherwise."""
+        if topic not in self._siblings:
+            self._siblings[topic] = self._member_topic(topic)
+        return self._siblings[topic]
+
+    def _member_topic(self, topic: str) -> str | None:
         found = self.batching(topic)
-        if found is None or not topic.endswith(".v2"):
+        sibling = member_sibling(topic) if found is not None else None
+        if found is None or sibling is None or sibling not in self:
             return None
-        sibling = topic[: -len(".v2")] + ".v1"
-        if sibling in self and self.codec(sibling).schema.name == found.spec.member:
-            return sibling
-        return None
+        return sibling if self.codec(sibling).schema.name == found.spec.member else None
 
     def __contains__(self, topic: str) -> bool:
         return topic in self._codecs
