@@ -73,11 +73,11 @@ class AnonymiseTopics:
         """The stage's topics under the registry's prefix (the v2 wiring)."""
         return cls(
             topics.name(TopicName.RAW),
-            topics.name(TopicName.ANONYMISED_BATCHES),
+            topics.name(TopicName.ANONYMISED_V2),
             topics.name(TopicName.AUDIT),
             topics.name(TopicName.ANONYMISE_STATE),
             topics.name(TopicName.DEAD_LETTERS),
-            raw_batches=topics.name(TopicName.RAW_BATCHES),
+            raw_batches=topics.name(TopicName.RAW_V2),
         )
 
     @property

@@ -30,7 +30,7 @@ def topic_specs(prefix: str = ""):
     from services.energy.stage import ENERGY_TOPIC_NAMES, EnergyTopics
 
     registry = resolve_topics(prefix)
-    names = (*ENERGY_TOPIC_NAMES, TopicName.OBSERVATION_BATCHES)
+    names = (*ENERGY_TOPIC_NAMES, TopicName.OBSERVATIONS_V2)
     return EnergyTopics.resolve(registry), registry.specs(*names)
 
 

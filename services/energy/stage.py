@@ -170,7 +170,7 @@ class EnergyTopics:
         partition count."""
         names = (OBSERVATIONS, BATCHES, REGROUPED, STATE) = (
             TopicName.OBSERVATIONS,
-            TopicName.OBSERVATION_BATCHES,
+            TopicName.OBSERVATIONS_V2,
             TopicName.ENERGY_REGROUPED,
             TopicName.ENERGY_STATE,
         )

@@ -53,10 +53,10 @@ class NormaliseTopics:
         """The stage's topics under the registry's prefix (the v2 wiring)."""
         return cls(
             topics.name(TopicName.ANONYMISED),
-            topics.name(TopicName.OBSERVATION_BATCHES),
+            topics.name(TopicName.OBSERVATIONS_V2),
             topics.name(TopicName.NORMALISE_STATE),
             topics.name(TopicName.DEAD_LETTERS),
-            input_batches=topics.name(TopicName.ANONYMISED_BATCHES),
+            input_batches=topics.name(TopicName.ANONYMISED_V2),
         )
 
     @property

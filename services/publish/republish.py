@@ -58,7 +58,7 @@ class PublicTopics:
                     TopicName.SHARED_AGGREGATES,
                 )
             ),
-            observation_batches=topics.name(TopicName.OBSERVATION_BATCHES),
+            observation_batches=topics.name(TopicName.OBSERVATIONS_V2),
         )
 
 

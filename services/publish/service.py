@@ -51,7 +51,7 @@ def default_routes(timezones: Mapping[str, str] | None = None) -> list[SinkRoute
             versions.supersede,
         ),
         SinkRoute(  # members of observations.v2 land exactly as observations.v1 records
-            TopicName.OBSERVATION_BATCHES,
+            TopicName.OBSERVATIONS_V2,
             "observations",
             partial(observations_table, timezones=timezones),
             versions.supersede,

@@ -81,12 +81,12 @@ class TopicName:
     """
 
     RAW = "raw.v1"
-    RAW_BATCHES = "raw.v2"  # RawBatch: many entities per message (raw zone, like raw.v1)
+    RAW_V2 = "raw.v2"  # RawBatch: many entities per message (raw zone, like raw.v1)
     RAW_DEAD_LETTERS = "raw.dlq.v1"
     ANONYMISED = "anonymised.v1"
-    ANONYMISED_BATCHES = "anonymised.v2"
+    ANONYMISED_V2 = "anonymised.v2"
     OBSERVATIONS = "observations.v1"
-    OBSERVATION_BATCHES = "observations.v2"
+    OBSERVATIONS_V2 = "observations.v2"
     ENERGY_AGGREGATES = "energy.aggregates.v1"
     ENERGY_RELEASED = "energy.aggregates.released.v2"
     ENERGY_REGROUPED = "energy.regrouped.v1"
@@ -287,9 +287,9 @@ def companion(name: str, declared: str, other: str, *, fallback: str) -> str:
 # Each v2 batch topic and the v1 topic of its member records: a member's dead letter
 # is replayed there, and stages read both while a node migrates.
 BATCH_SIBLINGS: tuple[tuple[str, str], ...] = (
-    (TopicName.RAW_BATCHES, TopicName.RAW),
-    (TopicName.ANONYMISED_BATCHES, TopicName.ANONYMISED),
-    (TopicName.OBSERVATION_BATCHES, TopicName.OBSERVATIONS),
+    (TopicName.RAW_V2, TopicName.RAW),
+    (TopicName.ANONYMISED_V2, TopicName.ANONYMISED),
+    (TopicName.OBSERVATIONS_V2, TopicName.OBSERVATIONS),
 )
 
 
