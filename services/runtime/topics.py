@@ -81,6 +81,7 @@ class TopicName:
     """
 
     RAW = "raw.v1"
+    RAW_V2 = "raw.v2"
     RAW_DEAD_LETTERS = "raw.dlq.v1"
     ANONYMISED = "anonymised.v1"
     OBSERVATIONS = "observations.v1"
