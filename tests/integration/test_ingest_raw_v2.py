@@ -2,7 +2,8 @@
 readings from many sensors lands as a handful of RawBatch messages whose members
 are exactly the RawRecords raw.v1 gets for the same request, on the partitions
 librdkafka gives their raw.v1 keys; a retried request lands once; a request too
-large for one message is split, and one entity too large for any is refused whole."""
+large for one message is split, and one entity too large for any is refused whole;
+dead letters of a fixed source replay onto raw.v2."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import pytest
 
 from services.ingest.core import IngestTopics
 from services.ingest.service import build_core
+from services.node.replay import replay_dead_letters
 from services.runtime.batches import batching, entity_partition
 from services.runtime.cities import load_cities
 from services.runtime.kafka import MAX_MESSAGE_BYTES
@@ -152,3 +154,25 @@ def test_an_oversized_request_is_split_and_one_oversized_entity_refused(airville
     for records in members.values():
         ids = [r["entity_id"] for r in records]
         assert ids == sorted(ids)
+
+
+def test_dead_letters_of_a_fixed_source_replay_onto_raw_v2_once(airville, node, tmp_path):
+    start, specs, contracts = airville
+    body = "\n".join(
+        json.dumps({"capteur": f"c{n}", "t": "2026-11-20T10:00:00Z", "no2": n}) for n in range(4)
+    ).encode()  # the city file names the entity field `sensor`: every line refused
+    with start("raw.v2") as running:
+        answer = post(running.url, body).json()
+    assert (answer["accepted"], answer["rejected"]) == (0, 4)
+    fixed_dir = tmp_path / "fixed"
+    fixed_dir.mkdir()
+    (fixed_dir / "airville.yaml").write_text(CITY.replace("entity: sensor", "entity: capteur"))
+    names = IngestTopics(raw=specs["raw.v2"].name, dead_letters=specs["dlq.v1"].name)
+    replay = dict(city="airville", source="air", topics=names)
+    first = replay_dead_letters(node, contracts, load_cities(fixed_dir), **replay)
+    again = replay_dead_letters(node, contracts, load_cities(fixed_dir), **replay)
+    assert (first.letters, first.accepted, first.rejected, again.letters) == (4, 4, 0, 0)
+    members = v2_members(node, contracts, specs["raw.v2"].name)  # partitions checked there
+    assert sorted(m["entity_id"] for ms in members.values() for m in ms) == [
+        f"c{n}" for n in range(4)
+    ]
