@@ -505,6 +505,7 @@ class StageRunner:
         if not emits:
             return 0
         tally = _BatchTally()
+        self._outbox.clear()
         self.producer.begin_transaction()
         try:
             self._produce(emits, tally)
@@ -676,6 +677,7 @@ class StageRunner:
         self.summary.aborted += 1
         log.warning("batch aborted; it will be processed again", extra={"error": str(exc)})
         self.producer.abort_transaction(60)
+        self._outbox.clear()  # members of the aborted batch are produced again with it
         self.stage.on_abort()
         self.rewind()
 
