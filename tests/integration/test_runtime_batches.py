@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import pytest
+from confluent_kafka import KafkaError, KafkaException
 
 from services.runtime.batches import batching, entity_partition
 from services.runtime.errors import RejectedInput
@@ -181,3 +182,49 @@ def test_the_fast_path_gives_the_outputs_and_a_failing_one_falls_back(node, topi
     good = sum(n for e, n in readings.items() if e != "bad")
     # The failed fast path's counts were undone before its members went one by one.
     assert stage.counts.total("readings") == good
+
+
+class TicksAfterAbort(ToObservations):
+    """Emits one observation from on_tick, once, after a batch aborted."""
+
+    tick_due = False
+
+    def on_abort(self) -> None:
+        super().on_abort()
+        self.tick_due = True
+
+    def on_tick(self) -> Iterable[Emit]:
+        if not self.tick_due:
+            return []
+        self.tick_due = False
+        record = member("tick", rows=1)
+        return [Emit(self.target, member_key("AnonymisedRecord", record), to_observation(record))]
+
+
+class FailsBeforeCommitOnce(StageRunner):
+    """A broker failure while the batch's members wait to be imploded (after every
+    record was processed), once; the stage's tick comes right after the abort."""
+
+    failed = False
+
+    def _produce_batch_end(self, tally) -> None:
+        if not self.failed:
+            self.failed = True
+            self._ticked = 0.0  # the next loop ticks before reading again
+            raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "injected", retriable=True))
+        super()._produce_batch_end(tally)
+
+
+def test_members_of_an_aborted_batch_never_leave_with_a_later_transaction(node, topics) -> None:
+    specs, contracts, readings = topics
+    stage = TicksAfterAbort(
+        [specs["anonymised.v1"].name, specs["anonymised.v2"].name], specs["observations.v2"].name
+    )
+    runner = FailsBeforeCommitOnce(
+        stage, node, contracts, instance=stage.name, dead_letter_topic=specs["dlq.v1"].name
+    )
+    summary = runner.run(idle_exit_s=3)
+    assert summary.aborted == 1 and runner.failed
+    got = outputs(node, contracts, specs["observations.v2"].name)
+    expected = {e: 1 for e in readings if e != "bad"} | {"tick": 1}
+    assert Counter(m["entity_pseudonym"] for _, m in got) == Counter(expected)
