@@ -5,6 +5,11 @@ Written once here so that a service is only its transform and its settings
 and the consumer offsets commit together or not at all, so a process killed at
 any instant and restarted neither loses nor duplicates a record for a
 ``read_committed`` reader.
+
+A message of a v2 batch topic (many entities per message, services/runtime/batches.py)
+goes through the stage's columnar ``process_batch`` when it has one, else member by
+member through ``process``, each with its own savepoint and dead letter; outputs to a
+batch topic are imploded when the transaction ends (services/runtime/outbox.py).
 """
 
 from __future__ import annotations
