@@ -126,7 +126,7 @@ class Outbox:
         self, group: list[Emit], topic: str, partition: int, found: Batching, encode: Encode
     ) -> list[Produced]:
         """One message for ``group``, or its halves (recursively) when too large."""
-        (batch,) = found.implode([e.value for e in group])
+        batch = found.batch_of([e.value for e in group])
         value = encode(batch)
         if len(value) > self.limit and len(group) > 1:
             half = len(group) // 2
