@@ -398,6 +398,16 @@ class Batching:
         """See :func:`explode`."""
         return explode(self.layout, batch)
 
+    def batch_of(self, records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        """The one batch of ``records`` that share their :meth:`group_key` (the caller
+        grouped them: not checked again)."""
+        return _one_batch(self.layout, list(records))
+
+    def group_key(self, record: dict[str, Any]) -> tuple:
+        """What members of one batch share (records with equal keys implode to one
+        batch): the runner forms its batches with it, keeping each entity's order."""
+        return _group_key(self.layout, record)
+
 
 @cache
 def batching(name: str) -> Batching:

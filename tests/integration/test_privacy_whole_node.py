@@ -5,7 +5,7 @@ in clear anywhere outside the restricted raw zone: not on any topic a partner, t
 public or the warehouse reads (committed or aborted records alike: a raw Kafka
 reader sees both), not in any warehouse table, not in any log line.
 
-The raw zone (``raw.v1``, ``raw.dlq.v1``) holds the originals on purpose: it is
+The raw zone (``raw.v1``, ``raw.v2``, ``raw.dlq.v1``) holds the originals on purpose: it is
 read by anonymise and by the operators allowed to replay. Loopback only, bounded.
 """
 
@@ -28,7 +28,7 @@ from testkit.node_checks import settle
 pytestmark = pytest.mark.integration
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "samples"
-RAW_ZONE = {"raw.v1", "raw.dlq.v1"}
+RAW_ZONE = {"raw.v1", "raw.v2", "raw.dlq.v1"}
 
 # What an attacker looks for: each one planted somewhere below.
 EMAIL = "martine.lefebvre@exemple.fr"
@@ -209,9 +209,9 @@ def test_planted_personal_data_is_nowhere_in_clear_outside_the_raw_zone(tmp_path
 
         # 1. Every topic outside the raw zone, as a raw Kafka reader sees it.
         topics = all_topic_bytes(f"127.0.0.1:{node.base_port}")
-        assert "dlq.v1" in topics and "anonymised.v1" in topics, sorted(topics)
+        assert "dlq.v1" in topics and "anonymised.v2" in topics, sorted(topics)
         assert len(topics["dlq.v1"]) > 0, "the bad lines left no dead letter"
-        assert len(topics["anonymised.v1"]) > 0, "nothing was anonymised"
+        assert len(topics["anonymised.v2"]) > 0, "nothing was anonymised (v2: the default)"
         for name, blob in topics.items():
             found += leaks(f"topic {name}", blob)
 
