@@ -41,8 +41,9 @@ def _as_string(value: Cell) -> str:
     return json.dumps(value)
 
 
-def to_column(name: str, values: Sequence[Cell]) -> dict[str, Any]:
-    """One Column record (avro/Column.avsc); absent values are listed in ``missing``."""
+def typed_values(values: Sequence[Cell]) -> tuple[str, list[Any], list[int]]:
+    """(kind, values as that kind with a placeholder where absent, absent positions):
+    what a Column record (avro/Column.avsc) holds, before it is one."""
     kind = column_kind(values)
     placeholder = _PLACEHOLDER[kind]
     missing = [i for i, v in enumerate(values) if v is None]
@@ -54,6 +55,12 @@ def to_column(name: str, values: Sequence[Cell]) -> dict[str, Any]:
         typed = [placeholder if v is None else v for v in values]
     else:
         typed = list(values)
+    return kind, typed, missing
+
+
+def to_column(name: str, values: Sequence[Cell]) -> dict[str, Any]:
+    """One Column record (avro/Column.avsc); absent values are listed in ``missing``."""
+    kind, typed, missing = typed_values(values)
     column: dict[str, Any] = {"name": name, "kind": kind, "missing": missing}
     for array_kind, field in _ARRAY_OF.items():
         column[field] = typed if array_kind == kind else []
