@@ -14,7 +14,8 @@ gives that key on raw.v1 -- and every member of one message shares it; the
 message carries that partition explicitly (its own key, ``city|source|partition``,
 only documents it).
 
-Pure: records in, encoded messages out; the caller commits them with the rest of
+Pure: records (or batches, services/ingest/raw_batches.py builds them from the
+parsed rows) in, encoded messages out; the caller commits them with the rest of
 the request in one transaction.
 """
 
