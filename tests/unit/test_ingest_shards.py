@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from services.ingest.batch import EntityRows
 from services.ingest.core import IngestCore, IngestTopics
 from services.ingest.raw_batches import raw_batches
-from services.ingest.records import raw_key, raw_record
+from services.ingest.records import _typed_many, _typed_one, raw_key, raw_record
 from services.ingest.shards import imploded, raw_batch_messages, raw_messages
 from services.runtime.batches import batching, entity_partition
 from services.runtime.cities import SourceConfig
@@ -212,3 +212,10 @@ def test_batches_built_from_rows_are_the_implosion_of_the_raw_records(
     ]
     built = raw_batches(parsed, SOURCE, **common, reference=reference, partitions=partitions)
     assert built == imploded(keyed, partitions)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.one_of(cells, st.integers(), st.floats()))
+def test_one_value_is_typed_as_a_column_of_one(value) -> None:
+    """The single-reading shortcut gives what the general typing gives."""
+    assert _typed_one(value) == _typed_many([value])
