@@ -1,7 +1,8 @@
 """Ingest throughput: readings/s accepted through the HTTP API (NDJSON batches of
 1,000 readings, several requests in flight) and through the file path, on the
 local broker, each compared with a bare confluent-kafka producer sending the
-very same RawRecord messages (the ceiling for this message shape). Then the peak
+very same raw messages (RawBatch on raw.v2, ingest's default: the ceiling for
+this message shape). Then the peak
 memory (RSS) of a fresh ingest process while eight gzip bombs (1 MB each, 1 GiB
 once inflated) arrive at once: ingest must refuse them (413) without inflating
 them, and stay under 300 MB.
@@ -12,6 +13,8 @@ The cost of idempotency keys is measured in the same run: pushes with and withou
 an `Idempotency-Key` header (a fresh key per batch) alternate in pairs, and the
 medians and their ratio are printed.
 Run with `make bench`, or directly against a running broker and registry.
+Single readings (one per sensor per request) on raw.v1 against raw.v2:
+bench/ingest_single.py.
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ from services.ingest.service import build_core
 from services.policy.topics import declared_topics
 from services.runtime.cities import SourceConfig, load_cities
 from services.runtime.config import load_node_config
-from services.runtime.kafka import make_producer, produce_bytes
+from services.runtime.group_commit import produce_outgoing
+from services.runtime.kafka import make_producer
 from services.runtime.provisioning import connect_contracts, prepare_node
 
 CITY = """
@@ -257,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     readings = 1000 * len(batches)
     print(
         f"Ingest bench: {readings:,} readings in {len(batches)} NDJSON batches of 1,000 "
-        f"(100 meters x 10 readings -> 100 RawRecords per batch), broker {node.kafka.bootstrap}",
+        f"(100 meters x 10 readings -> 100 RawRecords per batch, on {IngestTopics().raw} a few "
+        f"messages), broker {node.kafka.bootstrap}",
         flush=True,
     )
 
@@ -300,11 +305,11 @@ def main(argv: list[str] | None = None) -> int:
     messages = [m for batch in prepared for m in batch]
     producer = make_producer(replace(node))
     started = time.perf_counter()
-    for topic, key, value in messages:
-        produce_bytes(producer, topic, key, value)
+    for message in messages:
+        produce_outgoing(producer, message)
     producer.flush(120)
     bare_s = time.perf_counter() - started
-    size = sum(len(v) for _, _, v in messages) / len(messages)
+    size = sum(len(m[2]) for m in messages) / len(messages)
 
     print(f"{'path':32} {'seconds':>8} {'readings/s':>12} {'ratio to bare':>14}")
     rows = [
@@ -331,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         f"({100 * key_us / prepare_us:.1f}%)"
     )
     print(
-        f"\n{len(messages):,} RawRecord messages of {size:,.0f} B on average "
+        f"\n{len(messages):,} raw messages of {size:,.0f} B on average "
         f"({readings / len(messages):.0f} readings each); topic {IngestTopics().raw}"
     )
     bomb_memory(args.port, work / "cities", token)

@@ -12,13 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from services.ingest.batch import Rejection
+from services.ingest.batch import EntityRows, Rejection
 from services.ingest.formats import parse_payload
 from services.ingest.letter_cap import MAX_LETTERS_PER_BATCH, summary_letter
 from services.ingest.limits import excerpt
 from services.ingest.pseudonyms import LetterPseudonyms
+from services.ingest.raw_batches import raw_batches
 from services.ingest.records import declared_fields, raw_key, raw_record, rejection_letters
-from services.ingest.shards import raw_messages
+from services.ingest.shards import batch_messages, is_batch_topic, raw_record_messages
 from services.runtime import dlq
 from services.runtime.cities import SourceConfig
 from services.runtime.codec import Contracts
@@ -132,21 +133,7 @@ class IngestCore:
         parsed = parse_payload(payload, source)
         lineage_id = uuid.uuid4().hex
         received = time.time_ns() // 1000
-        reference = self._attributes.get(f"{source.city}/{source.id}", {})
-        keyed = [
-            (
-                raw_key(source, entity.entity_id),
-                raw_record(
-                    entity,
-                    source,
-                    lineage_id=lineage_id,
-                    received_at_us=received,
-                    attributes=reference.get(entity.entity_id),
-                ),
-            )
-            for entity in parsed.entities
-        ]
-        messages = raw_messages(keyed, self._raw)
+        messages = self._raw_messages(source, parsed.entities, lineage_id, received)
         raw_count = len(messages)
         letter_messages, letters = self._dead_letters(source, parsed.rejected, lineage_id, received)
         messages.extend(letter_messages)
@@ -164,6 +151,37 @@ class IngestCore:
             letters,
             raw_count,
         )
+
+    def _raw_messages(
+        self, source: SourceConfig, entities: list[EntityRows], lineage_id: str, received: int
+    ) -> list[OutgoingMessage]:
+        """The accepted entities as raw messages: RawBatch messages, a few per request
+        (raw.v2), or one RawRecord message per entity (raw.v1)."""
+        reference = self._attributes.get(f"{source.city}/{source.id}", {})
+        if is_batch_topic(self._raw):
+            batches = raw_batches(
+                entities,
+                source,
+                lineage_id=lineage_id,
+                received_at_us=received,
+                reference=reference,
+                partitions=self._raw.spec.partitions,
+            )
+            return batch_messages(batches, self._raw)
+        keyed = [
+            (
+                raw_key(source, entity.entity_id),
+                raw_record(
+                    entity,
+                    source,
+                    lineage_id=lineage_id,
+                    received_at_us=received,
+                    attributes=reference.get(entity.entity_id),
+                ),
+            )
+            for entity in entities
+        ]
+        return raw_record_messages(keyed, self._raw)
 
     def _dead_letters(
         self, source: SourceConfig, rejected: list[Rejection], lineage_id: str, received: int

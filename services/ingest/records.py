@@ -41,8 +41,32 @@ def _as_string(value: Cell) -> str:
     return json.dumps(value)
 
 
-def to_column(name: str, values: Sequence[Cell]) -> dict[str, Any]:
-    """One Column record (avro/Column.avsc); absent values are listed in ``missing``."""
+def typed_values(values: Sequence[Cell]) -> tuple[str, list[Any], list[int]]:
+    """(kind, values as that kind with a placeholder where absent, absent positions):
+    what a Column record (avro/Column.avsc) holds, before it is one."""
+    if len(values) == 1:  # single readings: most columns of most requests
+        return _typed_one(values[0])
+    return _typed_many(values)
+
+
+_ONE_KIND = {str: "string", bool: "boolean", float: "double"}
+_LONG = range(-(2**63), 2**63)
+
+
+def _typed_one(value: Cell) -> tuple[str, list[Any], list[int]]:
+    """:func:`_typed_many` of one value, without its sets and passes (a unit test
+    holds the two equal for every kind of cell)."""
+    if value is None:
+        return "string", [""], [0]
+    kind = _ONE_KIND.get(type(value))
+    if kind is not None:
+        return kind, [value], []
+    if type(value) is int and value in _LONG:
+        return "long", [value], []
+    return _typed_many([value])
+
+
+def _typed_many(values: Sequence[Cell]) -> tuple[str, list[Any], list[int]]:
     kind = column_kind(values)
     placeholder = _PLACEHOLDER[kind]
     missing = [i for i, v in enumerate(values) if v is None]
@@ -54,6 +78,12 @@ def to_column(name: str, values: Sequence[Cell]) -> dict[str, Any]:
         typed = [placeholder if v is None else v for v in values]
     else:
         typed = list(values)
+    return kind, typed, missing
+
+
+def to_column(name: str, values: Sequence[Cell]) -> dict[str, Any]:
+    """One Column record (avro/Column.avsc); absent values are listed in ``missing``."""
+    kind, typed, missing = typed_values(values)
     column: dict[str, Any] = {"name": name, "kind": kind, "missing": missing}
     for array_kind, field in _ARRAY_OF.items():
         column[field] = typed if array_kind == kind else []

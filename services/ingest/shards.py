@@ -14,7 +14,8 @@ gives that key on raw.v1 -- and every member of one message shares it; the
 message carries that partition explicitly (its own key, ``city|source|partition``,
 only documents it).
 
-Pure: records in, encoded messages out; the caller commits them with the rest of
+Pure: records (or batches, services/ingest/raw_batches.py builds them from the
+parsed rows) in, encoded messages out; the caller commits them with the rest of
 the request in one transaction.
 """
 
@@ -35,6 +36,11 @@ MEMBER = "RawRecord"
 _SPLIT_MARGIN = 0.8
 
 
+def is_batch_topic(codec: TopicCodec) -> bool:
+    """Whether ``codec``'s topic carries the batch form (raw.v2) or records (raw.v1)."""
+    return spec_for_batch(codec.spec.value) is not None
+
+
 def raw_messages(
     keyed: Sequence[tuple[str, dict[str, Any]]],
     codec: TopicCodec,
@@ -45,7 +51,7 @@ def raw_messages(
     on ``codec``'s topic: RawBatch messages when its contract is the batch form,
     one RawRecord message per entity otherwise (a caller configured with raw.v1
     keeps getting raw.v1)."""
-    if spec_for_batch(codec.spec.value) is not None:
+    if is_batch_topic(codec):
         return raw_batch_messages(keyed, codec, limit=limit)
     return raw_record_messages(keyed, codec, limit=limit)
 
@@ -83,22 +89,43 @@ def by_partition(
     return groups
 
 
+def imploded(
+    keyed: Sequence[tuple[str, dict[str, Any]]], partitions: int
+) -> list[tuple[int, dict[str, Any]]]:
+    """(partition, RawBatch) of ``keyed``, by definition: the RawRecords of each
+    partition imploded (services/runtime/batches.py)."""
+    return [
+        (partition, batch)
+        for partition, records in by_partition(keyed, partitions).items()
+        for batch in batching(MEMBER).implode(records)
+    ]
+
+
 def raw_batch_messages(
     keyed: Sequence[tuple[str, dict[str, Any]]],
     codec: TopicCodec,
     *,
     limit: int = MAX_MESSAGE_BYTES,
 ) -> list[OutgoingMessage]:
-    """The raw.v2 messages carrying ``keyed`` ((raw.v1 key, RawRecord) pairs of one
-    request): one per (partition, shared fields, column signature), each split
-    further into parts of at most ``limit`` bytes. One entity whose rows alone
+    """The raw.v2 messages carrying ``keyed`` (see :func:`batch_messages`)."""
+    return batch_messages(imploded(keyed, codec.spec.partitions), codec, limit=limit)
+
+
+def batch_messages(
+    batches: Sequence[tuple[int, dict[str, Any]]],
+    codec: TopicCodec,
+    *,
+    limit: int = MAX_MESSAGE_BYTES,
+) -> list[OutgoingMessage]:
+    """(partition, RawBatch) pairs as raw.v2 messages to those partitions, each batch
+    split further into parts of at most ``limit`` bytes. One entity whose rows alone
     exceed ``limit`` refuses the whole request (OversizedBatch), as on raw.v1."""
     messages: list[OutgoingMessage] = []
-    for partition, records in by_partition(keyed, codec.spec.partitions).items():
-        for batch in batching(MEMBER).implode(records):
-            for encoded in _fitted(batch, codec, limit):
-                key = batch_key(batch["city"], batch["source"], partition)
-                messages.append((codec.topic, key, encoded, partition))
+    for partition, batch in batches:
+        key = batch_key(batch["city"], batch["source"], partition)
+        messages.extend(
+            (codec.topic, key, encoded, partition) for encoded in _fitted(batch, codec, limit)
+        )
     return messages
 
 

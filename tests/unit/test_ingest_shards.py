@@ -11,8 +11,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.ingest.batch import EntityRows
 from services.ingest.core import IngestCore, IngestTopics
-from services.ingest.shards import raw_batch_messages, raw_messages
+from services.ingest.raw_batches import raw_batches
+from services.ingest.records import _typed_many, _typed_one, raw_key, raw_record
+from services.ingest.shards import imploded, raw_batch_messages, raw_messages
 from services.runtime.batches import batching, entity_partition
 from services.runtime.cities import SourceConfig
 from services.runtime.codec import Contracts
@@ -161,3 +164,58 @@ def test_any_request_lands_on_v2_as_it_would_on_v1(
     new = raw_batch_messages(keyed, contracts.codec("raw.v2"), limit=limit)
     assert all(len(value) <= limit for _, _, value, _ in new)
     assert members_by_partition(contracts, new) == v1_by_partition(contracts, old.messages)
+
+
+cells = st.one_of(
+    st.none(),
+    st.integers(-(2**40), 2**40),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.text(max_size=3),
+)
+
+
+@st.composite
+def entities(draw) -> list[EntityRows]:
+    """Entities of one request: ids that repeat across types, rows of mixed kinds and
+    holes, some with event times, some without columns' values at all."""
+    out = []
+    for _ in range(draw(st.integers(1, 12))):
+        rows = draw(st.integers(1, 4))
+        names = draw(st.lists(st.sampled_from("abc"), min_size=0, max_size=3, unique=True))
+        columns = {n: draw(st.lists(cells, min_size=rows, max_size=rows)) for n in names}
+        times = draw(st.lists(st.integers(0, 2**50), min_size=rows, max_size=rows))
+        out.append(
+            EntityRows(
+                draw(st.sampled_from(["e1", "e2", "e3", "e4", "e5"])),
+                draw(st.sampled_from([None, "Meter", "Sensor"])),
+                columns if names else {"a": [None] * rows},
+                draw(st.sampled_from([times, []])),
+            )
+        )
+    return out
+
+
+@settings(max_examples=60, deadline=None)
+@given(parsed=entities(), partitions=st.integers(1, 5), zones=st.booleans())
+def test_batches_built_from_rows_are_the_implosion_of_the_raw_records(
+    parsed: list[EntityRows], partitions: int, zones: bool
+) -> None:
+    reference = {"e1": {"zone": "z1"}, "e2": {"zone": "z2", "sector": "res"}} if zones else {}
+    common = {"lineage_id": "l", "received_at_us": 7}
+    keyed = [
+        (
+            raw_key(SOURCE, e.entity_id),
+            raw_record(e, SOURCE, **common, attributes=reference.get(e.entity_id)),
+        )
+        for e in parsed
+    ]
+    built = raw_batches(parsed, SOURCE, **common, reference=reference, partitions=partitions)
+    assert built == imploded(keyed, partitions)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.one_of(cells, st.integers(), st.floats()))
+def test_one_value_is_typed_as_a_column_of_one(value) -> None:
+    """The single-reading shortcut gives what the general typing gives."""
+    assert _typed_one(value) == _typed_many([value])
