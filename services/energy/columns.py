@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from itertools import pairwise, repeat
+from itertools import chain, pairwise, repeat
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -36,8 +36,16 @@ US = 1_000_000
 # Beyond this many local days, a series is split by windows.pieces_by_day (a walk of
 # the days in Python would cost more than it saves).
 MAX_DAYS = 400
+# Up to this many readings, numpy's fixed cost per call outweighs the loop it saves:
+# the per-reading function runs (it is the same arithmetic).
+SMALL = 8
 _I64_SAFE = 1 << 62
+_ROW = 1 << 40  # (row, breakpoint) as one integer; a breakpoint lies within its day
 NEAR_ZERO = 1e-9  # windows._swept drops a power level back to zero within this
+
+
+# A meter's pieces of a day as three lists (offsets, lengths, values): a MeterDay.
+Columns = tuple[Sequence[int], Sequence[int], Sequence[float]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,9 +83,20 @@ class Pieces:
             zip(self.offsets.tolist(), self.lengths.tolist(), self.values.tolist(), strict=True)
         )
 
+    def lists(self) -> tuple[list[int], list[int], list[float]]:
+        """(offsets, lengths, values) as lists, as a MeterDay keeps them."""
+        return self.offsets.tolist(), self.lengths.tolist(), self.values.tolist()
+
     def end(self) -> int:
         """The latest instant any piece reaches (offset + length), from the day's start."""
         return int((self.offsets + self.lengths).max())
+
+
+def pieces_end(pieces: Pieces | Sequence[Piece]) -> int:
+    """The latest instant any of the pieces reaches, from the day's start."""
+    if isinstance(pieces, Pieces):
+        return pieces.end()
+    return max(a + length for a, length, _ in pieces)
 
 
 EMPTY = Pieces.columns([], [], [])
@@ -86,11 +105,12 @@ EMPTY = Pieces.columns([], [], [])
 # -- a series into local days ----------------------------------------------------------
 
 
-def split_days(record: Mapping[str, Any], timezone: str) -> dict[int, Pieces]:
-    """:func:`windows.pieces_by_day` on columns: the series' pieces per local day."""
+def split_days(record: Mapping[str, Any], timezone: str) -> dict[int, Pieces | list[Piece]]:
+    """:func:`windows.pieces_by_day` on columns: the series' pieces per local day
+    (a short series: windows' own lists, cheaper than arrays for a few readings)."""
+    if len(record["values"]) <= SMALL:
+        return windows.pieces_by_day(record, timezone)
     values = np.asarray(record["values"], dtype=np.float64)
-    if not len(values):
-        return {}
     step = record["step_seconds"]
     if step and step > 0:
         split = _split_regular(record["start"], step * US, values, timezone)
@@ -181,8 +201,11 @@ def merge_columns(old: Pieces, new: Pieces) -> tuple[Pieces, Pieces, Pieces]:
     cleaned = _in_order(new)
     if not len(old):
         return cleaned, EMPTY, cleaned
-    old_end = old.offsets + np.maximum(old.lengths, 1)  # an instant holds its µs
-    if len(old) > 1 and not (old.offsets[1:] >= old_end[:-1]).all():
+    last_end = int(old.offsets[-1]) + max(int(old.lengths[-1]), 1)  # an instant holds its µs
+    if len(cleaned) and int(cleaned.offsets[0]) >= last_end and _sorted_apart(old):
+        return _concat(old, cleaned), EMPTY, cleaned  # the meter's next readings
+    old_end = old.offsets + np.maximum(old.lengths, 1)
+    if not _sorted_apart(old):
         merged, removed, added = windows.merge_pieces(old.tolist(), cleaned.tolist())
         return Pieces.of(merged), Pieces.of(removed), Pieces.of(added)
     lo = np.searchsorted(old_end, cleaned.offsets, "right")
@@ -198,6 +221,54 @@ def merge_columns(old: Pieces, new: Pieces) -> tuple[Pieces, Pieces, Pieces]:
     merged = _concat(old.take(kept), cleaned)
     order = np.argsort(merged.offsets, kind="stable")
     return merged.take(order), old.take(removed), cleaned.take(added)
+
+
+def merge_day(old: Columns, new: Pieces | list[Piece]) -> tuple[Columns, Columns, Columns]:
+    """(merged, removed, added) of a meter's stored day ``old`` and ``new`` pieces, as
+    windows.merge_pieces gives them, in lists (what a MeterDay keeps).
+
+    A few new pieces after everything stored (a meter's next readings: the usual case
+    of single readings) are appended; other few pieces go through windows (a loop
+    over few pieces); many pieces through :func:`merge_columns`. Stored days are in
+    time order without overlaps (every merge leaves them so), which the append needs.
+    """
+    offsets, lengths, values = old
+    if isinstance(new, Pieces):
+        merged, removed, added = merge_columns(Pieces.columns(*old), new)
+        return merged.lists(), removed.lists(), added.lists()
+    fresh = windows._in_order(new)
+    if not offsets:
+        return to_columns(fresh), NONE, to_columns(fresh)
+    if fresh and fresh[0][0] >= offsets[-1] + max(lengths[-1], 1):
+        a, length, value = to_columns(fresh)
+        return (offsets + a, lengths + length, values + value), NONE, (a, length, value)
+    merged, removed, added = windows.merge_pieces(list(zip(*old, strict=True)), fresh)
+    return to_columns(merged), to_columns(removed), to_columns(added)
+
+
+def to_columns(pieces: Sequence[Piece]) -> Columns:
+    """Pieces as the lists (offsets, lengths, values) a MeterDay keeps."""
+    if not pieces:
+        return NONE
+    offsets, lengths, values = zip(*pieces, strict=True)
+    return list(offsets), list(lengths), list(values)
+
+
+NONE: Columns = ([], [], [])
+
+
+def changed_span(removed: Columns, added: Columns) -> tuple[int, int]:
+    """First and last µs (from the day's start) a merge changed: both kinds are in
+    time order without overlaps, so their first and last pieces bound them."""
+    first = min(o[0] for o, _, _ in (removed, added) if o)
+    last = max(o[-1] + max(length[-1], 1) - 1 for o, length, _ in (removed, added) if o)
+    return first, last
+
+
+def _sorted_apart(pieces: Pieces) -> bool:
+    """Whether the pieces are in time order without overlaps (what a merge keeps)."""
+    ends = pieces.offsets[:-1] + np.maximum(pieces.lengths[:-1], 1)
+    return bool((pieces.offsets[1:] >= ends).all())
 
 
 def _in_order(pieces: Pieces) -> Pieces:
@@ -274,18 +345,25 @@ def spread_rows(
 
 class MeterChange(NamedTuple):
     """One meter's day going from ``old`` to ``new`` pieces (``removed`` of the old
-    ones left, ``added`` new ones came): what windows.apply_meter_change takes."""
+    ones left, ``added`` new ones came): what windows.apply_meter_change takes, each
+    as lists (offsets, lengths, values), the form a MeterDay keeps."""
 
-    old: Pieces
-    new: Pieces
-    removed: Pieces
-    added: Pieces
+    old: Columns
+    new: Columns
+    removed: Columns
+    added: Columns
 
 
-def _stack(parts: Sequence[Pieces]) -> tuple[Pieces, np.ndarray]:
-    """Every row's pieces concatenated, and each piece's row."""
-    owners = np.repeat(np.arange(len(parts)), [len(p) for p in parts])
-    return (_concat(*parts) if parts else EMPTY), owners
+def _stack(parts: Sequence[Columns]) -> tuple[Pieces, np.ndarray]:
+    """Every row's pieces concatenated (one pass over the lists), and each piece's row."""
+    sizes = [len(offsets) for offsets, _, _ in parts]
+    total = sum(sizes)
+    owners = np.repeat(np.arange(len(parts)), sizes)
+    stacked = (
+        np.fromiter(chain.from_iterable(part[k] for part in parts), kind, total)
+        for k, kind in enumerate((np.int64, np.int64, np.float64))
+    )
+    return Pieces(*stacked), owners
 
 
 def apply_meter_changes(cell: Mapping[str, Any], changes: Sequence[MeterChange]) -> dict[str, Any]:
@@ -369,20 +447,17 @@ def _derived(cell, old, new, rows: int) -> tuple[list[int], list[int]]:
 # -- the power sweep --------------------------------------------------------------------
 
 
-def power_rows(removed: Sequence[Pieces], added: Sequence[Pieces]):
+def power_rows(removed: Sequence[Columns], added: Sequence[Columns]):
     """windows._power_changes of each change: (row, breakpoint, change of kW), one
     entry per (row, breakpoint), each summed in the order windows adds it."""
-    parts, rows = [], []
-    for i, (gone, came) in enumerate(zip(removed, added, strict=True)):
-        for sign, pieces in ((-1.0, gone), (1.0, came)):
-            if len(pieces):
-                parts.append((sign, pieces))
-                rows.append(np.full(len(pieces), i))
-    if not parts:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
-    sign = np.concatenate([np.full(len(p), s) for s, p in parts])
-    pieces = _concat(*(p for _, p in parts))
-    row = np.concatenate(rows)
+    gone, gone_rows = _stack(removed)
+    came, came_rows = _stack(added)
+    # row after row; within a row its removed pieces, then its added ones, in order
+    rank = np.concatenate([gone_rows * 2, came_rows * 2 + 1])
+    order = np.argsort(rank, kind="stable")
+    pieces = _concat(gone, came).take(order)
+    sign = np.concatenate([np.full(len(gone), -1.0), np.full(len(came), 1.0)])[order]
+    row = rank[order] // 2
     timed = pieces.lengths != 0
     sign, pieces, row = sign[timed], pieces.take(timed), row[timed]
     kw = sign * pieces.values * HOUR_US / pieces.lengths
@@ -390,13 +465,13 @@ def power_rows(removed: Sequence[Pieces], added: Sequence[Pieces]):
     at = np.stack([pieces.offsets, pieces.offsets + pieces.lengths], 1).ravel()
     change = np.stack([kw, -kw], 1).ravel()
     row = np.repeat(row, 2)
-    keys, inverse = np.unique(np.stack([row, at], 1), axis=0, return_inverse=True)
+    keys, inverse = np.unique(row * _ROW + at, return_inverse=True)  # at < 2^40 µs: 12 days
     sums = np.bincount(inverse.ravel(), weights=change, minlength=len(keys))
-    return keys[:, 0], keys[:, 1], sums
+    return keys // _ROW, keys % _ROW, sums
 
 
 def swept(
-    sweep: Mapping[str, float], removed: Sequence[Pieces], added: Sequence[Pieces]
+    sweep: Mapping[str, float], removed: Sequence[Columns], added: Sequence[Columns]
 ) -> dict[str, float]:
     """The power sweep after each change in turn (windows._swept of
     windows._power_changes, change after change)."""

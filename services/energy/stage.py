@@ -84,6 +84,17 @@ from services.energy.aggregate import (
     release,
     windows_of_quarters,
 )
+from services.energy.cell_changes import PendingCellChanges
+from services.energy.columns import (
+    NONE,
+    MeterChange,
+    Pieces,
+    apply_meter_changes,
+    changed_span,
+    merge_day,
+    pieces_end,
+    split_days,
+)
 from services.energy.day_index import Closing, DayIndex, GroupDayKey
 from services.energy.readings import known_parts
 from services.energy.secrecy import SecrecyPolicy
@@ -312,6 +323,7 @@ class EnergyStage(BaseStage):
         source_skew_us: int = SOURCE_SKEW_US,
         idle_close_us: int | None = None,
         timezones: Mapping[str, str] | None = None,
+        columnar: bool = True,
     ):
         self.name = name
         self.topics = topics
@@ -326,14 +338,26 @@ class EnergyStage(BaseStage):
         self.idle_close_us = idle_close_us
         self.source_skew_us = source_skew_us
         self.clock = clock
+        # Columnar (numpy) arithmetic, cell days updated once per batch; False: the
+        # per-reading arithmetic of windows.py, each change applied as it comes (the
+        # reference the columnar path is tested against, and the bench's "before").
+        self.columnar = columnar
         # From the resolved topics: the regrouped topic's partition count.
         self.partitions = partitions if partitions is not None else topics.partitions
         self.store = ChangelogStore(STORE, topics.state)
         self.state = BatchState(self.store)
         self.index = DayIndex(self.store)
+        self.cells = PendingCellChanges()
         self.readings = Tally(_readings_counter(metrics), label=name)
         self.counts = Tally()
-        self.stores = (self.store, self.state, self.index, self.readings, self.counts)
+        self.stores = (
+            self.store,
+            self.state,
+            self.index,
+            self.cells,
+            self.readings,
+            self.counts,
+        )
 
     # -- committed counts ----------------------------------------------------------
     @property
@@ -409,7 +433,8 @@ class EnergyStage(BaseStage):
         marks = Watermarks.read(self.state.get(wm_key), first)
         sources, earliest = dict(marks.partitions), min(marks.earliest, first)
         watermark = self._watermark(sources, earliest) if sources else None
-        by_day = pieces_by_day(record, self.timezone(meter.city))  # plausible: _regroup
+        split = split_days if self.columnar else pieces_by_day
+        by_day = split(record, self.timezone(meter.city))  # plausible: _regroup
         self.index.heard[(meter.city, meter.carrier)] = self.clock() // 1000
         open_days = self._open_days(by_day, marks.closed, watermark, meter.city)
         newest = self._apply_days(meter, open_days, meta.partition, sources.get(source, 0))
@@ -427,8 +452,8 @@ class EnergyStage(BaseStage):
             yield letter
 
     def _open_days(
-        self, by_day: dict[int, list[Piece]], closed: int, watermark: int | None, city: str
-    ) -> dict[int, list[Piece]]:
+        self, by_day: dict[int, Any], closed: int, watermark: int | None, city: str
+    ) -> dict[int, Any]:
         """The days of ``by_day`` that still take readings; RejectedInput when none does."""
         timezone = self.timezone(city)
         open_days = {
@@ -445,14 +470,19 @@ class EnergyStage(BaseStage):
         return open_days
 
     def _apply_days(
-        self, meter: Meter, open_days: dict[int, list[Piece]], partition: int, newest: int
+        self, meter: Meter, open_days: dict[int, Any], partition: int, newest: int
     ) -> int:
-        """Apply the pieces of every open day; returns the latest reading end seen."""
+        """Apply the pieces of every open day (a list of pieces, or Pieces when
+        columnar); returns the latest reading end seen."""
         readings = 0
         for day, pieces in sorted(open_days.items()):
-            self._apply(meter, day, pieces, partition)
+            if self.columnar:
+                self._apply_columns(meter, day, pieces, partition)
+            else:
+                self._apply(meter, day, pieces, partition)
+            end = day + pieces_end(pieces)
             readings += len(pieces)
-            newest = max(newest, max(day + a + length for a, length, _ in pieces))
+            newest = max(newest, end)
         self.readings.add(READINGS, readings)
         return newest
 
@@ -493,15 +523,51 @@ class EnergyStage(BaseStage):
         cell_day = self.state.get(cd_key) or empty_cell_day(day_quarters(day, self.timezone(city)))
         self.state.set(cd_key, apply_meter_change(cell_day, old, merged, removed, added), partition)
         self.state.set(md_key, MeterDay.of(merged).stored(), partition)
-        gd_key = group_day_key(city, carrier, day)
-        group_day = GroupDay.read(self.state.get(gd_key)) or GroupDay()
-        self.state.set(gd_key, group_day.changed(cell).stored(), partition)
         changed = (*removed, *added)
         low = min(a for a, _, _ in changed)
         high = max(a + max(length, 1) - 1 for a, length, _ in changed)
-        quarters = range(low // QUARTER_US, high // QUARTER_US + 1)
+        self._day_changed(meter, day, md_key, (low, high), partition)
+
+    def _apply_columns(
+        self, meter: Meter, day: int, pieces: Pieces | list[Piece], partition: int
+    ) -> None:
+        """:meth:`_apply` on columns: the meter's day is merged now, its cell's day
+        when the batch ends (every change of the batch to that cell day at once)."""
+        city, carrier = meter.city, meter.carrier
+        md_key = meter_day_key(city, carrier, day, meter.zone, meter.sector, meter.meter)
+        stored = self.state.get(md_key)
+        old = NONE
+        if stored:
+            kept = MeterDay.read(stored)
+            old = (kept.offsets, kept.lengths, kept.values)
+        merged, removed, added = merge_day(old, pieces)
+        if not removed[0] and not added[0]:
+            return
+        cd_key = cell_day_key(city, carrier, day, cell_name(meter.zone, meter.sector))
+        quarters = day_quarters(day, self.timezone(city))
+        self.cells.add(cd_key, partition, quarters, MeterChange(old, merged, removed, added))
+        self.state.set(md_key, MeterDay(*merged).stored(), partition)
+        self._day_changed(meter, day, md_key, changed_span(removed, added), partition)
+
+    def _day_changed(
+        self, meter: Meter, day: int, md_key: str, span: tuple[int, int], partition: int
+    ) -> None:
+        """A meter's day changed between ``span`` (µs from the day's start, both
+        included): the group's day gets a version more, the quarters are due."""
+        city, carrier = meter.city, meter.carrier
+        gd_key = group_day_key(city, carrier, day)
+        group_day = GroupDay.read(self.state.get(gd_key)) or GroupDay()
+        cell = cell_name(meter.zone, meter.sector)
+        self.state.set(gd_key, group_day.changed(cell).stored(), partition)
+        quarters = range(span[0] // QUARTER_US, span[1] // QUARTER_US + 1)
         self.index.batch.dirty[(city, carrier, day)].update(quarters)
         self.index.days[(city, carrier)][day].add(md_key)
+
+    def _apply_cell_changes(self) -> None:
+        """The batch's meter changes, applied to their cell days (see cell_changes)."""
+        for key, pending in self.cells.drain().items():
+            cell = self.state.get(key) or empty_cell_day(pending.quarters)
+            self.state.set(key, apply_meter_changes(cell, pending.changes), pending.partition)
 
     def _close_days(
         self, city: str, carrier: str, watermark: int, partition: int, by: str = "watermark"
@@ -601,6 +667,7 @@ class EnergyStage(BaseStage):
         """Publish the changed windows of every day touched by the batch, then the
         batch's state changes; all of it commits with the batch's offsets."""
         now = self.clock() // 1000
+        self._apply_cell_changes()
         emits: list[Emit] = []
         for day_key, quarters in sorted(self.index.batch.dirty.items()):
             emits += self._publish_day(day_key, quarters, now)

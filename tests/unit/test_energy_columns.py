@@ -55,8 +55,8 @@ def series(draw: Any, day: int | None = None) -> dict[str, Any]:
     return {"start": min(times), "step_seconds": 0, "times": times, "values": vals}
 
 
-def as_lists(split: dict[int, Pieces]) -> dict[int, list[tuple]]:
-    return {day: pieces.tolist() for day, pieces in split.items()}
+def as_lists(split: dict[int, Pieces | list]) -> dict[int, list[tuple]]:
+    return {day: p.tolist() if isinstance(p, Pieces) else p for day, p in split.items()}
 
 
 @settings(max_examples=60, deadline=None)
@@ -101,6 +101,9 @@ def test_merging_a_meters_day_gives_the_same_merged_removed_and_added(case) -> N
     expected = windows.merge_pieces(old, new)
     got = columns.merge_columns(Pieces.of(old), Pieces.of(new))
     assert tuple(p.tolist() for p in got) == expected
+    for arriving in (new, Pieces.of(new)):  # a few pieces as lists, many as columns
+        got = columns.merge_day(columns.to_columns(old), arriving)
+        assert got == tuple(columns.to_columns(p) for p in expected)
 
 
 @st.composite
@@ -138,7 +141,7 @@ def test_a_batch_of_meter_changes_leaves_the_cell_as_one_change_after_the_other(
     for old, new, removed, added in changes:
         expected = windows.apply_meter_change(expected, old, new, removed, added)
     got = columns.apply_meter_changes(
-        cell, [MeterChange(*(Pieces.of(p) for p in change)) for change in changes]
+        cell, [MeterChange(*(columns.to_columns(p) for p in change)) for change in changes]
     )
     assert got == expected
 
@@ -154,7 +157,7 @@ def test_a_level_back_to_zero_midway_restarts_from_zero_as_per_reading() -> None
     for old, new, removed, added in steps:
         expected = windows.apply_meter_change(expected, old, new, removed, added)
     got = columns.apply_meter_changes(
-        cell, [MeterChange(*(Pieces.of(p) for p in step)) for step in steps]
+        cell, [MeterChange(*(columns.to_columns(p) for p in step)) for step in steps]
     )
     assert got == expected
     kw = [kwh * windows.HOUR_US / (900 * US) for kwh in (0.1, 0.2, 0.3)]
