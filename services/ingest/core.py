@@ -18,12 +18,11 @@ from services.ingest.letter_cap import MAX_LETTERS_PER_BATCH, summary_letter
 from services.ingest.limits import excerpt
 from services.ingest.pseudonyms import LetterPseudonyms
 from services.ingest.records import declared_fields, raw_key, raw_record, rejection_letters
+from services.ingest.shards import raw_messages
 from services.runtime import dlq
 from services.runtime.cities import SourceConfig
 from services.runtime.codec import Contracts
-from services.runtime.errors import OversizedBatch
 from services.runtime.group_commit import GroupCommitProducer, OutgoingMessage
-from services.runtime.kafka import MAX_MESSAGE_BYTES
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.topics import TopicName
 
@@ -37,11 +36,14 @@ MAX_ERRORS_IN_ANSWER = 100
 
 @dataclass(frozen=True)
 class IngestTopics:
-    """``raw_dead_letters`` (restricted, like ``raw``) gets rejects whole;
-    ``dead_letters`` (shared, landed in the warehouse) their redacted letters.
-    Left empty, it is the raw dead-letter topic beside ``dead_letters``."""
+    """``raw`` gets the accepted RawRecords: many entities per message when its
+    contract is RawBatch (``raw.v2``, the default), one per message when it is
+    RawRecord (``raw.v1``). ``raw_dead_letters`` (restricted, like ``raw``) gets
+    rejects whole; ``dead_letters`` (shared, landed in the warehouse) their
+    redacted letters. Left empty, it is the raw dead-letter topic beside
+    ``dead_letters``."""
 
-    raw: str = TopicName.RAW
+    raw: str = TopicName.RAW_V2
     dead_letters: str = dlq.DLQ_TOPIC
     raw_dead_letters: str = ""
 
@@ -65,6 +67,7 @@ class IngestResult:
     messages: list[OutgoingMessage] = field(default_factory=list, repr=False)
     declared: frozenset[str] = frozenset()
     letters: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    raw_messages: int = 0  # messages on the raw topic: one per entity on v1, a few on v2
 
     @property
     def status(self) -> int:
@@ -130,32 +133,21 @@ class IngestCore:
         lineage_id = uuid.uuid4().hex
         received = time.time_ns() // 1000
         reference = self._attributes.get(f"{source.city}/{source.id}", {})
-        messages: list[OutgoingMessage] = []
-        readings = 0
-        for entity in parsed.entities:
-            record = raw_record(
-                entity,
-                source,
-                lineage_id=lineage_id,
-                received_at_us=received,
-                attributes=reference.get(entity.entity_id),
+        keyed = [
+            (
+                raw_key(source, entity.entity_id),
+                raw_record(
+                    entity,
+                    source,
+                    lineage_id=lineage_id,
+                    received_at_us=received,
+                    attributes=reference.get(entity.entity_id),
+                ),
             )
-            readings += entity.row_count
-            encoded = self._raw.encode(record)
-            if len(encoded) > MAX_MESSAGE_BYTES:
-                raise OversizedBatch(
-                    # No entity id in the text (the CLI prints it, logs may keep it);
-                    # the sender reads its own entity in the 413 answer's `entity`.
-                    f"an entity has {entity.row_count:,} rows in this batch, "
-                    f"{len(encoded):,} bytes once encoded: more than the {MAX_MESSAGE_BYTES:,} "
-                    "one message may carry; send fewer rows per entity in a batch (e.g. a day "
-                    "of readings per meter). Nothing of this batch was kept.",
-                    entity=entity.entity_id,
-                    rows=entity.row_count,
-                    size=len(encoded),
-                    limit=MAX_MESSAGE_BYTES,
-                )
-            messages.append((self.topics.raw, raw_key(source, entity.entity_id), encoded))
+            for entity in parsed.entities
+        ]
+        messages = raw_messages(keyed, self._raw)
+        raw_count = len(messages)
         letter_messages, letters = self._dead_letters(source, parsed.rejected, lineage_id, received)
         messages.extend(letter_messages)
         return IngestResult(
@@ -165,11 +157,12 @@ class IngestCore:
             parsed.accepted_rows,
             parsed.rejected,
             len(parsed.entities),
-            readings,
+            sum(entity.row_count for entity in parsed.entities),
             parsed.skipped,
             messages,
             declared_fields(source),
             letters,
+            raw_count,
         )
 
     def _dead_letters(
@@ -207,7 +200,7 @@ class IngestCore:
     def record_outcome(self, result: IngestResult) -> None:
         labels = ("ingest",)
         self.metrics.records_in.labels(*labels).inc(result.accepted + len(result.rejected))
-        self.metrics.records_out.labels("ingest", self.topics.raw).inc(result.entities)
+        self.metrics.records_out.labels("ingest", self.topics.raw).inc(result.raw_messages)
         self.metrics.readings_out.labels(*labels).inc(result.readings)
         for rejection in result.rejected:
             self.metrics.dead_letters.labels("ingest", rejection.reason).inc()

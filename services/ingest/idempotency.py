@@ -98,9 +98,11 @@ class _Entry:
 
 
 def state_topic_beside(raw_topic: str) -> str:
-    """The state topic that goes with a raw topic (``test.x.raw.v1`` ->
-    ``test.x.ingest.state.v1``), so prefixed copies of the topics stay together."""
-    return companion(raw_topic, TopicName.RAW, STATE_TOPIC, fallback=".ingest.state")
+    """The state topic that goes with a raw topic (``test.x.raw.v1`` or
+    ``test.x.raw.v2`` -> ``test.x.ingest.state.v1``), so prefixed copies of the
+    topics stay together."""
+    declared = TopicName.RAW_V2 if raw_topic.endswith(TopicName.RAW_V2) else TopicName.RAW
+    return companion(raw_topic, declared, STATE_TOPIC, fallback=".ingest.state")
 
 
 def check_key(key: str) -> str:

@@ -166,7 +166,7 @@ def ingest_files(args: argparse.Namespace) -> int:
 
 SERVICE = Command(
     "ingest",
-    "the HTTP edge: city systems push batches, RawRecords go to raw.v1",
+    "the HTTP edge: city systems push batches, RawRecords go to raw.v2 (many per message)",
     serve,
     options=SERVICE_OPTIONS,
 )

@@ -207,7 +207,7 @@ def cmd_replay_dead_letters(args: argparse.Namespace) -> int:
     print(
         f"{done.letters} dead letters of {args.city}/{args.source} replayed: "
         f"{done.accepted:,} rows accepted, {done.rejected:,} rejected again "
-        f"(new letters), {done.requeued} records back on raw.v1"
+        f"(new letters), {done.requeued} records back on the raw topic"
     )
     for problem in done.skipped:
         print(f"  skipped {problem}")
@@ -277,8 +277,8 @@ REPLAY = Command(
             "service",
             help="anonymise, normalise, energy-analytics or publish; or dead-letters: re-send "
             "the restricted raw dead letters (raw.dlq.v1) of --city/--source once its city "
-            "file is fixed (ingest's are parsed again, anonymise's go back on raw.v1; each "
-            "once)",
+            "file is fixed (ingest's are parsed again, anonymise's go back on the raw topic "
+            "they came from; each once)",
         ),
         option("--city", help="dead-letters: city code"),
         option("--source", help="dead-letters: source id"),

@@ -7,9 +7,14 @@ are reset, then released.
 
 `citeplus replay dead-letters --city C --source S` reads the restricted
 ``raw.dlq.v1`` (ingest's and anonymise's rejects, whole) and sends each letter of
-that source through again: ingest's are parsed anew with today's city file,
-anonymise's go back on ``raw.v1``. A marker per letter, committed with what it
-replayed, makes each letter replay once.
+that source through again: ingest's are parsed anew with today's city file (and
+land on the raw topic ingest writes, ``raw.v2`` by default), anonymise's go back
+where their bytes belong: a RawRecord (a v1 record, or one member of a ``raw.v2``
+batch) on ``raw.v1``, a whole RawBatch on ``raw.v2`` at its partition. A marker per
+letter, committed with what it replayed, makes each letter replay once.
+
+Replaying a stage (moving its groups back) covers every topic the group has read,
+``raw.v1`` and ``raw.v2`` alike.
 """
 
 from __future__ import annotations
@@ -29,12 +34,15 @@ from services.ingest.core import IngestCore, IngestTopics
 from services.ingest.pseudonyms import LetterPseudonyms
 from services.ingest.service import reference_attributes
 from services.node import control
-from services.runtime import dlq
+from services.runtime import dlq, wire
+from services.runtime.batches import spec_for_batch
 from services.runtime.cities import CityConfig, SourceConfig
 from services.runtime.codec import Contracts, TopicCodec
 from services.runtime.config import NodeConfig
-from services.runtime.errors import CiteplusError
+from services.runtime.errors import CiteplusError, WireFormatError
+from services.runtime.group_commit import OutgoingMessage, produce_outgoing
 from services.runtime.kafka import make_consumer, make_producer, produce_bytes
+from services.runtime.topics import TopicName, companion
 
 
 def stage_groups(admin: AdminClient, service: str) -> list[str]:
@@ -186,7 +194,8 @@ def replay_dead_letters(
     ingest's letters are parsed again from their original bytes with the city
     file as it is now (what was rejected for a wrong decimal mark, encoding or
     column name now passes, or is rejected again with a new letter); anonymise's
-    are RawRecords put back on ``raw.v1`` as they were. Each replayed letter gets
+    are put back on the raw topic they came from, as they were (see
+    :func:`requeue_target`). Each replayed letter gets
     a ``replayed`` marker (stage ``replay``, same letter id) on the raw and the
     shared dead-letter topics, produced in the same transaction as what it
     replays: a letter is replayed exactly once, however often the command runs.
@@ -210,6 +219,7 @@ def replay_dead_letters(
         topics,
         contracts.codec(topics.raw_dead_letters),
         contracts.codec(topics.dead_letters),
+        _batch_schema_id(contracts, topics.raw),
     )
     summary = DeadLetterReplay()
     for letter_id, parts in _letters_to_replay(letters, city, source, letter_ids):
@@ -265,7 +275,7 @@ def _letters_to_replay(
 class _Sent:
     """What one replayed letter sent again, as the summary counts it."""
 
-    outgoing: list[tuple[str, Any, bytes]]
+    outgoing: list[OutgoingMessage]
     note: str
     accepted: int = 0
     rejected: int = 0
@@ -284,14 +294,15 @@ class _LetterReplayer:
     topics: IngestTopics
     raw_codec: TopicCodec
     shared_codec: TopicCodec
+    batch_schema_id: int | None  # of the raw topic's RawBatch contract, when it has one
 
     def replay(self, letter_id: str, first: dict[str, Any], original: bytes | None) -> _Sent:
         """What the letter becomes, and its ``replayed`` markers on the raw and the
         shared dead-letter topics, committed together."""
         self.producer.begin_transaction()
         sent = self._resend(first, original)
-        for topic, key, value in sent.outgoing:
-            produce_bytes(self.producer, topic, key, value)
+        for message in sent.outgoing:
+            produce_outgoing(self.producer, message)
         marker = dlq.replayed_marker(
             first, f"replayed by citeplus replay dead-letters: {sent.note}"
         )
@@ -322,8 +333,41 @@ class _LetterReplayer:
                 accepted=result.accepted,
                 rejected=len(result.rejected),
             )
-        return _Sent(
-            [(self.topics.raw, first["original_key"], original or b"")],
-            f"the record is back on {self.topics.raw}",
-            requeued=1,
-        )
+        value = original or b""
+        message = requeue_target(first, value, self.topics.raw, self.batch_schema_id)
+        return _Sent([message], f"the record is back on {message[0]}", requeued=1)
+
+
+def _batch_schema_id(contracts: Contracts, raw_topic: str) -> int | None:
+    """The schema id of ``raw_topic``'s values when they are RawBatch (raw.v2)."""
+    codec = contracts.codec(raw_topic)
+    return codec.schema_id if spec_for_batch(codec.spec.value) is not None else None
+
+
+def requeue_target(
+    letter: dict[str, Any], original: bytes, raw_topic: str, batch_schema_id: int | None
+) -> OutgoingMessage:
+    """Where a later stage's raw letter goes back, decided by what its bytes are:
+    a whole RawBatch (its wire header names the raw.v2 contract) goes back on
+    ``raw_topic`` at the partition it was read from, which keeps its entities where
+    their raw.v1 keys put them; a RawRecord -- read from raw.v1, or one member of a
+    batch, dead-lettered on its own -- goes on raw.v1, keyed by its entity."""
+    key = letter["original_key"]
+    if batch_schema_id is not None and _schema_id(original) == batch_schema_id:
+        partition = letter.get("source_partition")
+        if partition is None:  # the key says it too: city|source|partition
+            partition = _partition_in_key(key)
+        return (raw_topic, key, original, partition)
+    return (companion(raw_topic, TopicName.RAW_V2, TopicName.RAW, fallback=""), key, original)
+
+
+def _schema_id(value: bytes) -> int | None:
+    try:
+        return wire.read_header(value)
+    except WireFormatError:
+        return None
+
+
+def _partition_in_key(key: bytes | None) -> int:
+    tail = (key or b"").rsplit(b"|", 1)[-1]
+    return int(tail) if tail.isdigit() else 0

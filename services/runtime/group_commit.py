@@ -25,7 +25,9 @@ from services.runtime.kafka import make_producer, produce_bytes
 
 log = logging.getLogger(__name__)
 
-OutgoingMessage = tuple[str, str | bytes | None, bytes]
+# (topic, key, value) goes where the producer's partitioner puts the key; a fourth
+# item, the partition, places a message carrying many keys (a v2 batch) explicitly.
+OutgoingMessage = tuple[str, str | bytes | None, bytes] | tuple[str, str | bytes | None, bytes, int]
 
 # How long (in commit timeouts) a commit whose outcome is unknown is asked again
 # before the batch is answered 503 anyway (see GroupCommitProducer._finish).
@@ -125,8 +127,8 @@ class GroupCommitProducer:
             producer = self._ensure_producer()
             producer.begin_transaction()
             for job in jobs:
-                for topic, key, value in job.messages:
-                    produce_bytes(producer, topic, key, value)
+                for message in job.messages:
+                    produce_outgoing(producer, message)
             self._finish(producer)
         except (KafkaException, BrokerUnavailable) as exc:
             self.failures += 1
@@ -195,6 +197,15 @@ class GroupCommitProducer:
         except KafkaException as abort_error:
             log.warning("abort failed; recreating producer", extra={"error": str(abort_error)})
             self._producer = None
+
+
+def produce_outgoing(producer: Producer, message: OutgoingMessage) -> None:
+    """Produce one outgoing message, to its own partition when it names one."""
+    topic, key, value, *partition = message
+    if partition:
+        produce_bytes(producer, topic, key, value, partition=partition[0])
+    else:
+        produce_bytes(producer, topic, key, value)
 
 
 def _describe(exc: Exception) -> str:

@@ -5,7 +5,7 @@ in clear anywhere outside the restricted raw zone: not on any topic a partner, t
 public or the warehouse reads (committed or aborted records alike: a raw Kafka
 reader sees both), not in any warehouse table, not in any log line.
 
-The raw zone (``raw.v1``, ``raw.dlq.v1``) holds the originals on purpose: it is
+The raw zone (``raw.v1``, ``raw.v2``, ``raw.dlq.v1``) holds the originals on purpose: it is
 read by anonymise and by the operators allowed to replay. Loopback only, bounded.
 """
 
@@ -28,7 +28,7 @@ from testkit.node_checks import settle
 pytestmark = pytest.mark.integration
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "samples"
-RAW_ZONE = {"raw.v1", "raw.dlq.v1"}
+RAW_ZONE = {"raw.v1", "raw.v2", "raw.dlq.v1"}
 
 # What an attacker looks for: each one planted somewhere below.
 EMAIL = "martine.lefebvre@exemple.fr"

@@ -68,3 +68,5 @@ def test_keys_are_scoped_per_source_and_topics_follow_their_prefix():
     assert scope_of("paris", "a", "k") != scope_of("paris", "b", "k")
     assert state_topic_beside("test.x.raw.v1") == "test.x.ingest.state.v1"
     assert state_topic_beside("raw.v1") == "ingest.state.v1"
+    assert state_topic_beside("test.x.raw.v2") == "test.x.ingest.state.v1"
+    assert state_topic_beside("raw.v2") == "ingest.state.v1"

@@ -1,0 +1,178 @@
+"""Ingest on raw.v2 against the real broker and registry: a request of single
+readings from many sensors lands as a handful of RawBatch messages whose members
+are exactly the RawRecords raw.v1 gets for the same request, on the partitions
+librdkafka gives their raw.v1 keys; a retried request lands once; a request too
+large for one message is split, and one entity too large for any is refused whole;
+dead letters of a fixed source replay onto raw.v2."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.ingest.core import IngestTopics
+from services.ingest.service import build_core
+from services.node.replay import replay_dead_letters
+from services.runtime.batches import batching, entity_partition
+from services.runtime.cities import load_cities
+from services.runtime.kafka import MAX_MESSAGE_BYTES
+from testkit.ingest import serve_ingest
+from testkit.kafka import read_to_end
+
+pytestmark = pytest.mark.integration
+
+CITY = """
+code: airville
+name: Airville
+timezone: Europe/Paris
+sources:
+  - {id: air, format: ndjson, dataset: air-quality, domain: environment, entity: sensor,
+     token: "env:AV_AIR", numeric: [no2]}
+"""
+URL = "/v1/cities/airville/sources/air/records"
+HEADERS = {"Authorization": "Bearer tok-air"}
+NAMES = ("raw.v1", "raw.v2", "dlq.v1", "raw.dlq.v1", "ingest.state.v1")
+
+
+@pytest.fixture()
+def airville(node, isolated_topics, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """(start(raw name) -> a served ingest writing that raw topic, specs, contracts)."""
+    monkeypatch.setenv("AV_AIR", "tok-air")
+    (tmp_path / "airville.yaml").write_text(CITY)
+    cities = load_cities(tmp_path)
+    specs, contracts = isolated_topics(*NAMES)
+
+    def start(raw: str):
+        topics = IngestTopics(raw=specs[raw].name, dead_letters=specs["dlq.v1"].name)
+        instance = f"{specs[raw].name}-{uuid.uuid4().hex[:6]}"
+        core = build_core(node, contracts, cities, topics=topics, instance=instance)
+        return serve_ingest(core, cities)
+
+    return start, specs, contracts
+
+
+def readings(sensors: int, *, note: str = "", bad_line: bool = False) -> bytes:
+    """One reading per sensor (what air-quality, traffic or parking systems push)."""
+    rows = [
+        json.dumps({"sensor": f"s{n:05d}", "t": "2026-11-20T10:00:00Z", "no2": n, "note": note})
+        for n in range(sensors)
+    ]
+    if bad_line:
+        rows.insert(sensors // 2, '{"sensor": "s-broken", "no2": ')
+    return "\n".join(rows).encode()
+
+
+def post(url: str, body: bytes, key: str | None = None) -> httpx.Response:
+    headers = dict(HEADERS, **({"Idempotency-Key": key} if key else {}))
+    return httpx.post(url + URL, content=body, headers=headers, timeout=120)
+
+
+def v2_members(node, contracts, topic: str) -> dict[int, list[dict]]:
+    """Every committed raw.v2 message exploded, per partition in log order; each
+    message's key names its partition and each member's raw.v1 key gives it too."""
+    codec, partitions = contracts.codec(topic), contracts.codec(topic).spec.partitions
+    out: dict[int, list[dict]] = {}
+    for message in read_to_end(node, topic):
+        assert len(message.value()) <= MAX_MESSAGE_BYTES
+        members = batching("RawBatch").explode(codec.decode(message.value()))
+        assert message.key() == f"airville|air|{message.partition()}".encode()
+        for member in members:
+            key = f"airville|air|{member['entity_id']}"
+            assert entity_partition(key, partitions) == message.partition()
+        out.setdefault(message.partition(), []).extend(members)
+    return out
+
+
+def without_batch_identity(by_partition: dict[int, list[dict]]) -> dict[int, list[dict]]:
+    """Lineage id and arrival time differ per request: everything else must not."""
+    return {
+        p: [{**r, "lineage_id": "", "received_at": 0} for r in records]
+        for p, records in by_partition.items()
+    }
+
+
+def test_single_readings_of_many_sensors_land_as_a_few_messages_equal_to_v1(airville, node):
+    start, specs, contracts = airville
+    body = readings(1000, bad_line=True)
+    with start("raw.v1") as v1, start("raw.v2") as v2:
+        old, new = post(v1.url, body), post(v2.url, body)
+    assert old.status_code == new.status_code == 200
+    for answer in (old.json(), new.json()):
+        assert (answer["accepted"], answer["rejected"], answer["entities"]) == (1000, 1, 1000)
+        assert answer["errors"][0]["reason"] == "bad-json"
+
+    raw_v1, raw_v2 = specs["raw.v1"], specs["raw.v2"]
+    on_v2 = v2_members(node, contracts, raw_v2.name)
+    assert sum(len(m) for m in on_v2.values()) == 1000
+    assert len(read_to_end(node, raw_v2.name)) <= raw_v2.partitions  # not 1,000 messages
+    v1_codec, on_v1 = contracts.codec(raw_v1.name), {}
+    for message in read_to_end(node, raw_v1.name):  # placed by librdkafka's partitioner
+        on_v1.setdefault(message.partition(), []).append(v1_codec.decode(message.value()))
+    assert without_batch_identity(on_v2) == without_batch_identity(on_v1)
+    # Each request's bad line is a dead letter on the restricted raw zone, whole.
+    letters = read_to_end(node, specs["raw.dlq.v1"].name)
+    assert len(letters) == 2 and all(b"s-broken" in m.value() for m in letters)
+
+
+def test_a_retried_request_lands_once_on_raw_v2(airville, node):
+    start, specs, contracts = airville
+    key, body = str(uuid.uuid4()), readings(200)
+    with start("raw.v2") as running:
+        answers = [post(running.url, body, key) for _ in range(3)]
+    assert [a.status_code for a in answers] == [200] * 3
+    assert all(a.content == answers[0].content for a in answers)
+    assert [a.headers.get("Idempotent-Replayed") for a in answers] == [None, "true", "true"]
+    members = [m for ms in v2_members(node, contracts, specs["raw.v2"].name).values() for m in ms]
+    assert sorted(m["entity_id"] for m in members) == [f"s{n:05d}" for n in range(200)]
+    assert len(read_to_end(node, specs["ingest.state.v1"].name)) == 1
+
+
+def test_an_oversized_request_is_split_and_one_oversized_entity_refused(airville, node):
+    start, specs, contracts = airville
+    note = "x" * 1200  # ~3.7 MB once encoded: more than a message per partition
+    body = readings(3000, note=note)
+    row = {"sensor": "s-huge", "t": "2026-11-20T10:00:00Z", "no2": 1, "note": note}
+    huge = "\n".join(json.dumps(row) for _ in range(1000)).encode()  # one sensor: 1.2 MB
+    with start("raw.v2") as running:
+        split, refused = post(running.url, body), post(running.url, huge)
+    assert split.status_code == 200 and split.json()["accepted"] == 3000
+    assert refused.status_code == 413 and refused.json()["entity"] == "s-huge"
+    raw_v2 = specs["raw.v2"]
+    messages = read_to_end(node, raw_v2.name)
+    assert raw_v2.partitions < len(messages) and all(
+        len(m.value()) <= MAX_MESSAGE_BYTES for m in messages
+    )
+    members = v2_members(node, contracts, raw_v2.name)
+    # Every sensor once, each partition's members in the request's order.
+    assert sorted(m["entity_id"] for ms in members.values() for m in ms) == [
+        f"s{n:05d}" for n in range(3000)
+    ]
+    for records in members.values():
+        ids = [r["entity_id"] for r in records]
+        assert ids == sorted(ids)
+
+
+def test_dead_letters_of_a_fixed_source_replay_onto_raw_v2_once(airville, node, tmp_path):
+    start, specs, contracts = airville
+    body = "\n".join(
+        json.dumps({"capteur": f"c{n}", "t": "2026-11-20T10:00:00Z", "no2": n}) for n in range(4)
+    ).encode()  # the city file names the entity field `sensor`: every line refused
+    with start("raw.v2") as running:
+        answer = post(running.url, body).json()
+    assert (answer["accepted"], answer["rejected"]) == (0, 4)
+    fixed_dir = tmp_path / "fixed"
+    fixed_dir.mkdir()
+    (fixed_dir / "airville.yaml").write_text(CITY.replace("entity: sensor", "entity: capteur"))
+    names = IngestTopics(raw=specs["raw.v2"].name, dead_letters=specs["dlq.v1"].name)
+    replay = dict(city="airville", source="air", topics=names)
+    first = replay_dead_letters(node, contracts, load_cities(fixed_dir), **replay)
+    again = replay_dead_letters(node, contracts, load_cities(fixed_dir), **replay)
+    assert (first.letters, first.accepted, first.rejected, again.letters) == (4, 4, 0, 0)
+    members = v2_members(node, contracts, specs["raw.v2"].name)  # partitions checked there
+    assert sorted(m["entity_id"] for ms in members.values() for m in ms) == [
+        f"c{n}" for n in range(4)
+    ]
