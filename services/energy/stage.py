@@ -73,6 +73,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import numpy as np
 from prometheus_client import Counter
 
 from services.energy import secrecy
@@ -84,6 +85,7 @@ from services.energy.aggregate import (
     release,
     windows_of_quarters,
 )
+from services.energy.batch_screen import energy_members
 from services.energy.cell_changes import PendingCellChanges
 from services.energy.columns import (
     NONE,
@@ -121,6 +123,7 @@ from services.energy.windows import (
     reading_span,
 )
 from services.runtime import dlq, localday
+from services.runtime.batches import batching
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
 from services.runtime.errors import ConfigError, RejectedInput
@@ -268,13 +271,21 @@ def _series_to_aggregate(record: dict[str, Any]) -> bool:
             "2000-01-01 .. 2200-01-01: a broken clock or time field, not energy to "
             "aggregate; fix the source (normalise's plausible_time catches it first)",
         )
-    if any(not math.isfinite(v) or v < 0 for v in values):
+    if not _finite_and_positive(values):
         raise RejectedInput(
             "energy-value",
             "interval energy must be a finite number >= 0 "
             "(production is its own carrier, not a negative consumption)",
         )
     return True
+
+
+def _finite_and_positive(values: list[float]) -> bool:
+    """Every value finite and >= 0 (on an array past a few values: no loop per reading)."""
+    if len(values) <= 8:
+        return all(math.isfinite(v) and v >= 0 for v in values)
+    array = np.asarray(values, dtype=np.float64)
+    return bool(np.isfinite(array).all() and (array >= 0).all())
 
 
 def _cell_of(record: dict[str, Any]) -> tuple[str, str, str]:
@@ -410,6 +421,33 @@ class EnergyStage(BaseStage):
             return
         if not _series_to_aggregate(record):
             return
+        yield from self._regrouped(record, meta)
+
+    def process_batch(self, batch: dict[str, Any], meta: InputMeta) -> list[Emit] | None:
+        """An ObservationBatch (observations.v2): its energy members regrouped exactly
+        as the per-record path would, chosen and checked on the batch's columns
+        (:mod:`services.energy.batch_screen`); None when one of them would be
+        rejected (the per-record path then decides, member by member)."""
+        if meta.topic != self.topics.observation_batches:
+            return None
+        chosen = energy_members(
+            batch,
+            METRIC_CARRIERS,
+            plausible=PLAUSIBLE_US,
+            carriers=CARRIERS,
+            default_carrier=DEFAULT_CARRIER,
+            forbidden=secrecy.TOTAL,
+        )
+        if not chosen:
+            return chosen  # None: a member to reject; []: no energy in this batch
+        members = batching("ObservationBatch").explode(batch)
+        emits: list[Emit] = []
+        for index in chosen:
+            emits.extend(self._regrouped(members[index], meta))
+        return emits
+
+    def _regrouped(self, record: dict[str, Any], meta: InputMeta) -> Iterator[Emit]:
+        """The regrouped records of a checked energy series (its known parts)."""
         carrier, zone, sector = _cell_of(record)
         parts, unknown = known_parts(record)  # an unknown interval is not a measured 0
         self.counts.add(UNKNOWN_INTERVALS, unknown)
