@@ -116,6 +116,7 @@ from services.energy.windows import (
     QUARTER_US,
     Piece,
     apply_meter_change,
+    day_end,
     day_quarters,
     empty_cell_day,
     merge_pieces,
@@ -555,7 +556,7 @@ class EnergyStage(BaseStage):
         return self.timezones.get(city, localday.DEFAULT_TIMEZONE)
 
     def _open(self, day: int, watermark: int, timezone: str) -> bool:
-        return localday.day_end(day, timezone) + self.lateness_us > watermark
+        return day_end(day, timezone) + self.lateness_us > watermark
 
     def _apply(self, meter: Meter, day: int, pieces: list[Piece], partition: int) -> None:
         """Replace the meter's readings of the day by the merge with ``pieces`` (a
