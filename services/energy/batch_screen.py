@@ -46,11 +46,15 @@ def energy_members(
         return []
     units = _chosen(batch, "unit", {"kWh"})
     counts = np.asarray(batch["values_counts"], dtype=np.int64)
-    if not units[energy].all() or not _names_ok(batch, energy, forbidden):
+    if not units[energy].all():
         return None
-    if not _carriers_ok(batch, energy, metric_carriers, carriers, default_carrier):
+    keep = energy & (counts > 0)  # an empty series is skipped before anything else
+    if not keep.any():
+        return []
+    if not _names_ok(batch, keep, forbidden):
         return None
-    keep = energy & (counts > 0)
+    if not _carriers_ok(batch, keep, metric_carriers, carriers, default_carrier):
+        return None
     if not _shapes_ok(batch, keep, counts) or not _times_ok(batch, keep, counts, plausible):
         return None
     values = np.asarray(batch["values"], dtype=np.float64)[np.repeat(keep, counts)]

@@ -55,7 +55,8 @@ def observation(draw: Any, base: int) -> dict[str, Any]:
     )
     if step == 0:
         record["times"] = [start + k * 420 * US for k in range(count)][::-1]
-    kind = draw(st.sampled_from(["plain"] * 8 + ["air", "negative", "unit", "unknown"]))
+    kinds = ["air", "negative", "unit", "unknown", "empty", "carrier", "zone", "future"]
+    kind = draw(st.sampled_from(["plain"] * 10 + kinds))
     if kind == "air":
         record.update(domain="environment", metric="no2", unit="ug/m3")
     elif kind == "negative":
@@ -64,6 +65,15 @@ def observation(draw: Any, base: int) -> dict[str, Any]:
         record["unit"] = "Wh"
     elif kind == "unknown" and step:
         record["quality"] = [32 if k % 3 == 1 else 0 for k in range(count)]
+    elif kind == "empty":  # skipped, whatever else it says
+        record.update(values=[], times=[], carrier="water")
+    elif kind == "carrier":
+        record["carrier"] = "water"
+    elif kind == "zone":
+        record["zone"] = "Z|1"
+    elif kind == "future":  # far beyond the Kafka timestamp: rejected when aggregated
+        record["start"] = base + 10 * DAY
+        record["times"] = [record["start"]] * len(record["times"])
     return record
 
 
