@@ -1,8 +1,17 @@
 """energy-analytics throughput: readings/s aggregated on the local broker.
 
-Produces meters x days of 10-minute load curves (one Observation series of 144
-readings per meter and UTC day, Confluent wire format) to a fresh observations
-topic, then measures, on the same messages:
+Two inputs, each on fresh topics, each measured per reading (``columnar=False``: the
+stage's arithmetic of windows.py, reading by reading, "before") and on columns (the
+default, "after"), against a bare consume + decode + encode + produce of the same
+messages (what any stage pays, with no transaction and no work):
+
+- load curves: meters x days of 10-minute load curves (one Observation of 144
+  readings per meter and UTC day) on observations.v1;
+- single readings (``--single``): one reading per meter every 10 minutes, a
+  thousand meters to an ObservationBatch on observations.v2 (per entity partition),
+  as ingest, anonymise and normalise now send them.
+
+For load curves it also measures, on the same messages:
 
 - ceiling: a bare confluent-kafka consumer decoding them with fastavro (the
   foundation's ceiling: nothing is faster in Python on this broker);
@@ -17,7 +26,8 @@ topic, then measures, on the same messages:
   its own virtual environment (var/bench-venvs/quix, created on first run with
   pip: quixstreams pins another confluent-kafka than ours), bench/energy_quix_peer.py.
 
-Each time runs from the first message consumed to the last reading aggregated.
+Each time runs from the first message consumed to the last reading aggregated. On a
+machine shared with other work, compare the ratios of one run, not absolute figures.
 Run with `make bench`, or directly against a running broker and registry.
 """
 
@@ -40,6 +50,8 @@ from confluent_kafka import Consumer
 
 from services.energy.main import topic_specs
 from services.energy.stage import EnergyStage
+from services.runtime import wire
+from services.runtime.batches import batching, entity_partition
 from services.runtime.config import NodeConfig, load_node_config
 from services.runtime.kafka import RecordProducer, consumer_settings, make_producer
 from services.runtime.paths import AVRO_DIR, REPO_ROOT
@@ -103,6 +115,82 @@ def produce(node: NodeConfig, contracts, topic: str, records: list[dict]) -> Non
     assert writer.flush(120) == 0
 
 
+def single_readings(meters: int, rounds: int) -> list[dict[str, Any]]:
+    """One reading per meter every 10 minutes (the day's first ``rounds`` rounds)."""
+    out = []
+    for k in range(rounds):
+        for record in observations(meters, 1):
+            out.append(
+                {**record, "start": T0 + k * 600_000_000, "values": [record["values"][k % 144]]}
+            )
+    return out
+
+
+def produce_batches(
+    node: NodeConfig, contracts, topic: str, records: list[dict], partitions: int, size: int
+) -> int:
+    """``records`` as ObservationBatch messages of up to ``size`` members, each on the
+    partition of its members' entities; returns how many messages."""
+    writer = RecordProducer(make_producer(node), contracts)
+    lanes: dict[int, list[dict]] = {}
+    messages = 0
+    for record in records:
+        p = entity_partition(f"lyon|{record['entity_pseudonym']}", partitions)
+        lane = lanes.setdefault(p, [])
+        lane.append(record)
+        if len(lane) == size:
+            messages += _send_batch(writer, topic, p, lanes.pop(p))
+    for p, lane in lanes.items():
+        messages += _send_batch(writer, topic, p, lane)
+    assert writer.flush(120) == 0
+    return messages
+
+
+def _send_batch(writer: RecordProducer, topic: str, partition: int, members: list[dict]) -> int:
+    for batch in batching("Observation").implode(members):
+        writer.produce(topic, None, batch, partition=partition)
+        writer.producer.poll(0)
+    return 1
+
+
+def bare_consume_produce(
+    node: NodeConfig, contracts, topic: str, target: str, messages: int
+) -> tuple[int, float]:
+    """Consume, decode, encode each message again (same schema), produce it to
+    ``target``: no transaction, no work; the floor of any stage's cost."""
+    codec = contracts.codec(topic)
+    parsed, header = codec._reader, wire.HEADER.pack(0, codec.schema_id)
+    consumer = Consumer(consumer_settings(node, group_id=f"bench-{uuid.uuid4().hex}"))
+    producer = make_producer(node)
+    consumer.subscribe([topic])
+    seen = readings = 0
+    first = None
+    while seen < messages:
+        for message in consumer.consume(500, 1.0):
+            if message.error():
+                continue
+            first = first or time.perf_counter()
+            buffer = io.BytesIO(message.value())
+            buffer.seek(5)
+            record = fastavro.schemaless_reader(buffer, parsed)
+            out = io.BytesIO()
+            out.write(header)
+            fastavro.schemaless_writer(out, parsed, record)
+            while True:
+                try:
+                    producer.produce(target, out.getvalue(), key=message.key())
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+            readings += len(record["values"])
+            seen += 1
+        producer.poll(0)
+    producer.flush(60)
+    seconds = time.perf_counter() - first
+    consumer.close()
+    return readings, seconds
+
+
 def bare_consume(node: NodeConfig, contracts, topic: str, messages: int) -> tuple[int, float]:
     parsed = contracts.codec(topic)._reader
     consumer = Consumer(consumer_settings(node, group_id=f"bench-{uuid.uuid4().hex}"))
@@ -138,8 +226,16 @@ def ours(
     total: int,
     partitions: int,
     kind: type[EnergyStage] = EnergyStage,
+    columnar: bool = True,
 ) -> dict[str, Any]:
-    stage = kind(topics, node=node, contracts=contracts, name=name, partitions=partitions)
+    stage = kind(
+        topics,
+        node=node,
+        contracts=contracts,
+        name=name,
+        partitions=partitions,
+        columnar=columnar,
+    )
     runner = StageRunner(
         stage, node, contracts, instance=name, dead_letter_topic=topics.dead_letters
     )
@@ -213,49 +309,120 @@ def peer(node: NodeConfig, topic: str, total: int) -> dict[str, Any]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def fresh(node: NodeConfig) -> tuple[str, Any, Any, Any]:
+    """A fresh copy of the stage's topics: (prefix, topics, specs, contracts)."""
+    prefix = f"bench.{uuid.uuid4().hex[:6]}."
+    topics, specs = topic_specs(prefix)
+    provision_topics(node, specs)
+    return prefix, topics, specs, connect_contracts(node, specs)
+
+
+def line(label: str, seconds: float, readings: int, note: str = "") -> float:
+    rate = readings / seconds
+    print(f"  {label:44} {seconds:8.2f} s {rate:>12,.0f} readings/s  {note}", flush=True)
+    return rate
+
+
+def before_after(node: NodeConfig, args: argparse.Namespace) -> int:
+    """Per reading (before) and on columns (after), against bare consume + produce."""
+    single = args.single
+    if single:
+        data = single_readings(args.meters, args.rounds)
+    else:
+        data = observations(args.meters, args.days)
+    total = sum(len(r["values"]) for r in data)
+    rates: dict[str, float] = {}
+    copies = [fresh(node) for _ in range(4)]  # ceiling in and out, before, after
+    for _, topics, specs, contracts in copies[:1] + copies[2:]:
+        if single:
+            target = topics.observation_batches
+            messages = produce_batches(
+                node, contracts, target, data, specs[0].partitions, args.batch
+            )
+        else:
+            target = topics.observations
+            produce(node, contracts, target, data)
+            messages = len(data)
+    shape = f"{args.batch}-member ObservationBatch" if single else "144-reading Observation"
+    print(
+        f"energy-analytics, {'single readings' if single else 'load curves'}: "
+        f"{total:,} readings in {messages:,} messages ({shape}), "
+        f"{copies[0][2][0].partitions} partitions, batches of up to {node.processing.batch_size}",
+        flush=True,
+    )
+    _, topics, _, contracts = copies[0]
+    out_topic = copies[1][1].observation_batches if single else copies[1][1].observations
+    source = topics.observation_batches if single else topics.observations
+    readings, seconds = bare_consume_produce(node, contracts, source, out_topic, messages)
+    rates["bare"] = line("bare consume + decode + encode + produce", seconds, readings)
+    for label, copy, columnar in (
+        ("per reading (before)", 2, False),
+        ("columnar (after)", 3, True),
+    ):
+        prefix, topics, specs, contracts = copies[copy]
+        got = ours(
+            node,
+            contracts,
+            topics,
+            f"{prefix}energy-analytics",
+            total,
+            specs[0].partitions,
+            columnar=columnar,
+        )
+        rates[label] = line(
+            f"energy-analytics, {label}",
+            got["seconds"],
+            got["readings"],
+            f"({got['batches']} transactions)",
+        )
+    after, before = rates["columnar (after)"], rates["per reading (before)"]
+    print(
+        f"ratio after / before: {after / before:.2f}; to bare consume + produce: "
+        f"before {before / rates['bare']:.3f}, after {after / rates['bare']:.3f}",
+        flush=True,
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--meters", type=int, default=1000)
     parser.add_argument("--days", type=int, default=4)
+    parser.add_argument("--single", action="store_true", help="single readings on v2 batches")
+    parser.add_argument("--rounds", type=int, default=30, help="--single: readings per meter")
+    parser.add_argument("--batch", type=int, default=1000, help="--single: members a message")
     parser.add_argument("--no-peer", action="store_true", help="skip the quixstreams peer")
+    parser.add_argument(
+        "--before-after-only", action="store_true", help="skip the release rule and peer runs"
+    )
     args = parser.parse_args(argv)
 
     base = load_node_config()
     node = replace(base, processing=replace(base.processing, batch_size=2000, batch_timeout_s=0.2))
-    prefix = f"bench.{uuid.uuid4().hex[:6]}."
-    topics, specs = topic_specs(prefix)
-    provision_topics(node, specs)
-    contracts = connect_contracts(node, specs)
+    before_after(node, args)
+    if args.single or args.before_after_only:
+        return 0
+    release_and_peer(node, args)
+    return 0
+
+
+def release_and_peer(node: NodeConfig, args: argparse.Namespace) -> None:
+    """The release rule's cost and the quixstreams peer, on load curves."""
+    prefix, topics, specs, contracts = fresh(node)
     data = observations(args.meters, args.days)
     total = sum(len(r["values"]) for r in data)
     produce(node, contracts, topics.observations, data)
-    print(
-        f"energy-analytics: {args.meters:,} meters x {args.days} days = {len(data):,} messages "
-        f"of 144 readings ({total:,} readings), broker {node.kafka.bootstrap}, "
-        f"{specs[0].partitions} partitions, batches of up to {node.processing.batch_size}",
-        flush=True,
-    )
-    rows: list[tuple[str, float, str]] = []
-
     readings, seconds = bare_consume(node, contracts, topics.observations, len(data))
     assert readings == total
-    ceiling = readings / seconds
-    rows.append(("ceiling (bare consume + decode)", seconds, ""))
-    print(f"  {rows[-1][0]:40} {seconds:8.2f} s {ceiling:>12,.0f} readings/s", flush=True)
-
+    ceiling = line("ceiling (bare consume + decode)", seconds, readings)
     result = ours(node, contracts, topics, f"{prefix}energy-analytics", total, specs[0].partitions)
-    rate = result["readings"] / result["seconds"]
-    print(
-        f"  {'energy-analytics (ours, exactly once)':40} {result['seconds']:8.2f} s "
-        f"{rate:>12,.0f} readings/s  ({result['aggregates']:,} aggregate upserts, "
-        f"{result['batches']} transactions)",
-        flush=True,
+    rate = line(
+        "energy-analytics (ours, exactly once)",
+        result["seconds"],
+        result["readings"],
+        f"({result['aggregates']:,} aggregate upserts, {result['batches']} transactions)",
     )
-    # The release rule's cost: the same data on a copy of the topics, without it.
-    other_prefix = f"bench.{uuid.uuid4().hex[:6]}."
-    other_topics, other_specs = topic_specs(other_prefix)
-    provision_topics(node, other_specs)
-    other_contracts = connect_contracts(node, other_specs)
+    other_prefix, other_topics, other_specs, other_contracts = fresh(node)
     produce(node, other_contracts, other_topics.observations, data)
     without = ours(
         node,
@@ -266,12 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         other_specs[0].partitions,
         WithoutRelease,
     )
-    bare = without["readings"] / without["seconds"]
-    print(
-        f"  {'same, without the release rule':40} {without['seconds']:8.2f} s "
-        f"{bare:>12,.0f} readings/s",
-        flush=True,
-    )
+    bare = line("same, without the release rule", without["seconds"], without["readings"])
     print(
         f"\nrelease rule: {result['days_released']} city-days released once each; "
         f"ratio with / without: {rate / bare:.3f}"
@@ -279,14 +441,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ratio ours / ceiling: {rate / ceiling:.3f}")
     if not args.no_peer:
         got = peer(node, topics.observations, total)
-        peer_rate = got["readings"] / got["seconds"]
-        print(
-            f"  {'quixstreams 3.28.1 peer (exactly once)':40} {got['seconds']:8.2f} s "
-            f"{peer_rate:>12,.0f} readings/s"
-        )
+        peer_rate = line("quixstreams 3.28.1 peer (exactly once)", got["seconds"], got["readings"])
         print(f"ratio peer / ceiling: {peer_rate / ceiling:.3f}")
         print(f"ratio ours / peer: {rate / peer_rate:.1f}x")
-    return 0
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import datetime as dt
 from typing import Any
 
 from services.energy.stage import EnergyStage, EnergyTopics
+from services.runtime.batches import batching
 from services.runtime.config import NodeConfig
 from services.runtime.errors import RejectedInput
 from services.runtime.processor import InputMeta
@@ -69,29 +70,37 @@ class FakeContracts:
 class EnergyHarness:
     """Feeds records to the stage as one batch per call, like the StageRunner."""
 
-    def __init__(self, *, now_us: int, **kwargs: Any):
+    def __init__(self, *, now_us: int, topics: EnergyTopics = TOPICS, **kwargs: Any):
         self.now_us = now_us  # the records' Kafka timestamp (readings after it are refused)
         kwargs.setdefault("lateness_us", 48 * HOUR_US)
         kwargs.setdefault("partitions", 1)
         kwargs.setdefault("clock", lambda: 0)
-        self.stage = EnergyStage(TOPICS, node=NodeConfig(), contracts=FakeContracts(), **kwargs)
+        self.topics = topics
+        self.stage = EnergyStage(topics, node=NodeConfig(), contracts=FakeContracts(), **kwargs)
         self.offset = 0
         self.latest: dict[str, dict[str, Any]] = {}
         self.released: dict[str, dict[str, Any]] = {}
         self.dead: list[str] = []
+        self.fast_paths = 0  # batch messages the stage's fast path took whole
 
     def batch(self, *records: dict[str, Any]) -> list[dict[str, Any]]:
+        """One transaction of v1 observations (one record per message)."""
+        return self.messages(*records)
+
+    def messages(self, *messages: dict[str, Any] | list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """One transaction of messages: a dict is a v1 observation, a list the members
+        of one ObservationBatch (observations.v2), handled as the StageRunner does:
+        the stage's fast path, else member by member with a savepoint each."""
         regrouped = []
-        for record in records:
-            try:
-                regrouped += list(self.stage.process(record, self._meta(TOPICS.observations)))
-            except RejectedInput as exc:
-                self.stage.on_record_failed()
-                self.dead.append(exc.reason)
+        for message in messages:
+            if isinstance(message, list):
+                regrouped += self._batch_message(message)
+            else:
+                regrouped += self._record(message, self._meta(self.topics.observations))
         emitted = []
         for emit in regrouped:
             try:
-                meta = self._meta(TOPICS.regrouped, emit.key.encode())
+                meta = self._meta(self.topics.regrouped, emit.key.encode())
                 emitted += list(self.stage.process(emit.value, meta))
             except RejectedInput as exc:
                 self.stage.on_record_failed()
@@ -99,6 +108,31 @@ class EnergyHarness:
         emitted += list(self.stage.end_batch())
         self.stage.on_commit()
         return self._collect(emitted)
+
+    def _record(self, record: dict[str, Any], meta: InputMeta) -> list[Any]:
+        try:
+            return list(self.stage.process(record, meta))
+        except RejectedInput as exc:
+            self.stage.on_record_failed()
+            self.dead.append(exc.reason)
+            return []
+
+    def _batch_message(self, members: list[dict[str, Any]]) -> list[Any]:
+        (batch,) = batching("Observation").implode(members)
+        meta = self._meta(self.topics.observation_batches or "observations.v2")
+        for store in self.stage.stores:
+            store.begin_record()
+        try:
+            fast = self.stage.process_batch(batch, meta)
+        except Exception:
+            fast = None
+        if fast is not None:
+            self.fast_paths += 1
+            return fast
+        self.stage.on_record_failed()
+        return [
+            out for m in batching("Observation").explode(batch) for out in self._record(m, meta)
+        ]
 
     def tick(self) -> list[dict[str, Any]]:
         emitted = list(self.stage.on_tick())

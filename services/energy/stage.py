@@ -73,6 +73,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import numpy as np
 from prometheus_client import Counter
 
 from services.energy import secrecy
@@ -83,6 +84,18 @@ from services.energy.aggregate import (
     publish,
     release,
     windows_of_quarters,
+)
+from services.energy.batch_screen import energy_members
+from services.energy.cell_changes import PendingCellChanges
+from services.energy.columns import (
+    NONE,
+    MeterChange,
+    Pieces,
+    apply_meter_changes,
+    changed_span,
+    merge_day,
+    pieces_end,
+    split_days,
 )
 from services.energy.day_index import Closing, DayIndex, GroupDayKey
 from services.energy.readings import known_parts
@@ -103,6 +116,7 @@ from services.energy.windows import (
     QUARTER_US,
     Piece,
     apply_meter_change,
+    day_end,
     day_quarters,
     empty_cell_day,
     merge_pieces,
@@ -110,6 +124,7 @@ from services.energy.windows import (
     reading_span,
 )
 from services.runtime import dlq, localday
+from services.runtime.batches import batching
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
 from services.runtime.errors import ConfigError, RejectedInput
@@ -257,13 +272,21 @@ def _series_to_aggregate(record: dict[str, Any]) -> bool:
             "2000-01-01 .. 2200-01-01: a broken clock or time field, not energy to "
             "aggregate; fix the source (normalise's plausible_time catches it first)",
         )
-    if any(not math.isfinite(v) or v < 0 for v in values):
+    if not _finite_and_positive(values):
         raise RejectedInput(
             "energy-value",
             "interval energy must be a finite number >= 0 "
             "(production is its own carrier, not a negative consumption)",
         )
     return True
+
+
+def _finite_and_positive(values: list[float]) -> bool:
+    """Every value finite and >= 0 (on an array past a few values: no loop per reading)."""
+    if len(values) <= 8:
+        return all(math.isfinite(v) and v >= 0 for v in values)
+    array = np.asarray(values, dtype=np.float64)
+    return bool(np.isfinite(array).all() and (array >= 0).all())
 
 
 def _cell_of(record: dict[str, Any]) -> tuple[str, str, str]:
@@ -323,6 +346,7 @@ class EnergyStage(BaseStage):
         source_skew_us: int = SOURCE_SKEW_US,
         idle_close_us: int | None = None,
         timezones: Mapping[str, str] | None = None,
+        columnar: bool = True,
     ):
         self.name = name
         self.topics = topics
@@ -337,14 +361,26 @@ class EnergyStage(BaseStage):
         self.idle_close_us = idle_close_us
         self.source_skew_us = source_skew_us
         self.clock = clock
+        # Columnar (numpy) arithmetic, cell days updated once per batch; False: the
+        # per-reading arithmetic of windows.py, each change applied as it comes (the
+        # reference the columnar path is tested against, and the bench's "before").
+        self.columnar = columnar
         # From the resolved topics: the regrouped topic's partition count.
         self.partitions = partitions if partitions is not None else topics.partitions
         self.store = ChangelogStore(STORE, topics.state)
         self.state = BatchState(self.store)
         self.index = DayIndex(self.store)
+        self.cells = PendingCellChanges()
         self.readings = Tally(_readings_counter(metrics), label=name)
         self.counts = Tally()
-        self.stores = (self.store, self.state, self.index, self.readings, self.counts)
+        self.stores = (
+            self.store,
+            self.state,
+            self.index,
+            self.cells,
+            self.readings,
+            self.counts,
+        )
 
     # -- committed counts ----------------------------------------------------------
     @property
@@ -386,6 +422,33 @@ class EnergyStage(BaseStage):
             return
         if not _series_to_aggregate(record):
             return
+        yield from self._regrouped(record, meta)
+
+    def process_batch(self, batch: dict[str, Any], meta: InputMeta) -> list[Emit] | None:
+        """An ObservationBatch (observations.v2): its energy members regrouped exactly
+        as the per-record path would, chosen and checked on the batch's columns
+        (:mod:`services.energy.batch_screen`); None when one of them would be
+        rejected (the per-record path then decides, member by member)."""
+        if meta.topic != self.topics.observation_batches:
+            return None
+        chosen = energy_members(
+            batch,
+            METRIC_CARRIERS,
+            plausible=PLAUSIBLE_US,
+            carriers=CARRIERS,
+            default_carrier=DEFAULT_CARRIER,
+            forbidden=secrecy.TOTAL,
+        )
+        if not chosen:
+            return chosen  # None: a member to reject; []: no energy in this batch
+        members = batching("ObservationBatch").explode(batch)
+        emits: list[Emit] = []
+        for index in chosen:
+            emits.extend(self._regrouped(members[index], meta))
+        return emits
+
+    def _regrouped(self, record: dict[str, Any], meta: InputMeta) -> Iterator[Emit]:
+        """The regrouped records of a checked energy series (its known parts)."""
         carrier, zone, sector = _cell_of(record)
         parts, unknown = known_parts(record)  # an unknown interval is not a measured 0
         self.counts.add(UNKNOWN_INTERVALS, unknown)
@@ -420,7 +483,8 @@ class EnergyStage(BaseStage):
         marks = Watermarks.read(self.state.get(wm_key), first)
         sources, earliest = dict(marks.partitions), min(marks.earliest, first)
         watermark = self._watermark(sources, earliest) if sources else None
-        by_day = pieces_by_day(record, self.timezone(meter.city))  # plausible: _regroup
+        split = split_days if self.columnar else pieces_by_day
+        by_day = split(record, self.timezone(meter.city))  # plausible: _regroup
         self.index.heard[(meter.city, meter.carrier)] = self.clock() // 1000
         open_days = self._open_days(by_day, marks.closed, watermark, meter.city)
         newest = self._apply_days(meter, open_days, meta.partition, sources.get(source, 0))
@@ -438,8 +502,8 @@ class EnergyStage(BaseStage):
             yield letter
 
     def _open_days(
-        self, by_day: dict[int, list[Piece]], closed: int, watermark: int | None, city: str
-    ) -> dict[int, list[Piece]]:
+        self, by_day: dict[int, Any], closed: int, watermark: int | None, city: str
+    ) -> dict[int, Any]:
         """The days of ``by_day`` that still take readings; RejectedInput when none does."""
         timezone = self.timezone(city)
         open_days = {
@@ -456,14 +520,19 @@ class EnergyStage(BaseStage):
         return open_days
 
     def _apply_days(
-        self, meter: Meter, open_days: dict[int, list[Piece]], partition: int, newest: int
+        self, meter: Meter, open_days: dict[int, Any], partition: int, newest: int
     ) -> int:
-        """Apply the pieces of every open day; returns the latest reading end seen."""
+        """Apply the pieces of every open day (a list of pieces, or Pieces when
+        columnar); returns the latest reading end seen."""
         readings = 0
         for day, pieces in sorted(open_days.items()):
-            self._apply(meter, day, pieces, partition)
+            if self.columnar:
+                self._apply_columns(meter, day, pieces, partition)
+            else:
+                self._apply(meter, day, pieces, partition)
+            end = day + pieces_end(pieces)
             readings += len(pieces)
-            newest = max(newest, max(day + a + length for a, length, _ in pieces))
+            newest = max(newest, end)
         self.readings.add(READINGS, readings)
         return newest
 
@@ -487,7 +556,7 @@ class EnergyStage(BaseStage):
         return self.timezones.get(city, localday.DEFAULT_TIMEZONE)
 
     def _open(self, day: int, watermark: int, timezone: str) -> bool:
-        return localday.day_end(day, timezone) + self.lateness_us > watermark
+        return day_end(day, timezone) + self.lateness_us > watermark
 
     def _apply(self, meter: Meter, day: int, pieces: list[Piece], partition: int) -> None:
         """Replace the meter's readings of the day by the merge with ``pieces`` (a
@@ -504,15 +573,51 @@ class EnergyStage(BaseStage):
         cell_day = self.state.get(cd_key) or empty_cell_day(day_quarters(day, self.timezone(city)))
         self.state.set(cd_key, apply_meter_change(cell_day, old, merged, removed, added), partition)
         self.state.set(md_key, MeterDay.of(merged).stored(), partition)
-        gd_key = group_day_key(city, carrier, day)
-        group_day = GroupDay.read(self.state.get(gd_key)) or GroupDay()
-        self.state.set(gd_key, group_day.changed(cell).stored(), partition)
         changed = (*removed, *added)
         low = min(a for a, _, _ in changed)
         high = max(a + max(length, 1) - 1 for a, length, _ in changed)
-        quarters = range(low // QUARTER_US, high // QUARTER_US + 1)
+        self._day_changed(meter, day, md_key, (low, high), partition)
+
+    def _apply_columns(
+        self, meter: Meter, day: int, pieces: Pieces | list[Piece], partition: int
+    ) -> None:
+        """:meth:`_apply` on columns: the meter's day is merged now, its cell's day
+        when the batch ends (every change of the batch to that cell day at once)."""
+        city, carrier = meter.city, meter.carrier
+        md_key = meter_day_key(city, carrier, day, meter.zone, meter.sector, meter.meter)
+        stored = self.state.get(md_key)
+        old = NONE
+        if stored:
+            kept = MeterDay.read(stored)
+            old = (kept.offsets, kept.lengths, kept.values)
+        merged, removed, added = merge_day(old, pieces)
+        if not removed[0] and not added[0]:
+            return
+        cd_key = cell_day_key(city, carrier, day, cell_name(meter.zone, meter.sector))
+        quarters = day_quarters(day, self.timezone(city))
+        self.cells.add(cd_key, partition, quarters, MeterChange(old, merged, removed, added))
+        self.state.set(md_key, MeterDay(*merged).stored(), partition)
+        self._day_changed(meter, day, md_key, changed_span(removed, added), partition)
+
+    def _day_changed(
+        self, meter: Meter, day: int, md_key: str, span: tuple[int, int], partition: int
+    ) -> None:
+        """A meter's day changed between ``span`` (µs from the day's start, both
+        included): the group's day gets a version more, the quarters are due."""
+        city, carrier = meter.city, meter.carrier
+        gd_key = group_day_key(city, carrier, day)
+        group_day = GroupDay.read(self.state.get(gd_key)) or GroupDay()
+        cell = cell_name(meter.zone, meter.sector)
+        self.state.set(gd_key, group_day.changed(cell).stored(), partition)
+        quarters = range(span[0] // QUARTER_US, span[1] // QUARTER_US + 1)
         self.index.batch.dirty[(city, carrier, day)].update(quarters)
         self.index.days[(city, carrier)][day].add(md_key)
+
+    def _apply_cell_changes(self) -> None:
+        """The batch's meter changes, applied to their cell days (see cell_changes)."""
+        for key, pending in self.cells.drain().items():
+            cell = self.state.get(key) or empty_cell_day(pending.quarters)
+            self.state.set(key, apply_meter_changes(cell, pending.changes), pending.partition)
 
     def _close_days(
         self, city: str, carrier: str, watermark: int, partition: int, by: str = "watermark"
@@ -612,6 +717,7 @@ class EnergyStage(BaseStage):
         """Publish the changed windows of every day touched by the batch, then the
         batch's state changes; all of it commits with the batch's offsets."""
         now = self.clock() // 1000
+        self._apply_cell_changes()
         emits: list[Emit] = []
         for day_key, quarters in sorted(self.index.batch.dirty.items()):
             emits += self._publish_day(day_key, quarters, now)

@@ -30,6 +30,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
+from functools import lru_cache
 from itertools import pairwise
 from typing import Any, NamedTuple
 
@@ -51,9 +52,15 @@ WINDOW_US = {"PT15M": QUARTER_US, "PT1H": HOUR_US, "P1D": DAY_US}
 Piece = tuple[int, int, float]
 
 
+@lru_cache(maxsize=4096)
+def day_end(day: int, timezone: str) -> int:
+    """End of the local day starting at ``day`` (asked for every record: cached)."""
+    return localday.day_end(day, timezone)
+
+
 def day_quarters(day: int, timezone: str) -> int:
     """How many quarters the local day starting at ``day`` has (92, 96 or 100 in Paris)."""
-    return -(-(localday.day_end(day, timezone) - day) // QUARTER_US)
+    return -(-(day_end(day, timezone) - day) // QUARTER_US)
 
 
 def pieces_by_day(record: Mapping[str, Any], timezone: str) -> dict[int, list[Piece]]:

@@ -1,0 +1,226 @@
+"""energy-analytics on columns and on observations.v2 batches gives what the
+per-reading stage gives on v1 records, whatever the split into messages.
+
+(1) ``process_batch`` of an ObservationBatch returns exactly the per-member path's
+outputs, and says None only when a member would be rejected;
+(2) the same readings, cut into messages at random (v1 one record per message, v2
+batches of any size, several transactions), through the columnar stage, give exactly
+what the per-reading stage gives on the same transactions of v1 records (state,
+upserts, releases, dead letters); and the same state, dead letters and released
+aggregates as the per-reading stage given everything in one transaction.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.energy.stage import EnergyStage, EnergyTopics
+from services.runtime.batches import batching
+from services.runtime.config import NodeConfig
+from services.runtime.errors import RejectedInput
+from services.runtime.processor import InputMeta
+from testkit.energy import EnergyHarness, FakeContracts, energy_observation
+
+US = 1_000_000
+DAY = 86_400 * US
+STARTS = (
+    1_763_766_000_000_000,  # 2025-11-22 00:00 in Paris
+    1_761_429_600_000_000,  # 2025-10-26 00:00 in Paris: 25 hours
+)
+TOPICS = EnergyTopics(observation_batches="observations.v2")
+took_fast_path: list[int] = []  # batch messages taken whole, per example (see the last test)
+
+
+@st.composite
+def observation(draw: Any, base: int) -> dict[str, Any]:
+    """One member: a meter's load curve, single reading or irregular readings; now and
+    then a correction, another domain, or a record energy must reject."""
+    meter = draw(st.integers(0, 5))
+    step = draw(st.sampled_from([600, 900, 3600, 0]))
+    count = draw(st.sampled_from([1, 1, 2, 12, 40]))
+    start = base + draw(st.integers(0, 40)) * 900 * US
+    values = draw(st.lists(st.floats(0, 3, allow_nan=False), min_size=count, max_size=count))
+    record = energy_observation(
+        f"m{meter}",
+        f"Z{meter % 2}",
+        start,
+        values,
+        step_seconds=step,
+        sector="residential" if meter % 3 else "tertiary",
+    )
+    if step == 0:
+        record["times"] = [start + k * 420 * US for k in range(count)][::-1]
+    kinds = ["air", "negative", "unit", "unknown", "empty", "carrier", "zone", "future"]
+    kind = draw(st.sampled_from(["plain"] * 10 + kinds))
+    if kind == "air":
+        record.update(domain="environment", metric="no2", unit="ug/m3")
+    elif kind == "negative":
+        record["values"] = [-1.0, *values[1:]]
+    elif kind == "unit":
+        record["unit"] = "Wh"
+    elif kind == "unknown" and step:
+        record["quality"] = [32 if k % 3 == 1 else 0 for k in range(count)]
+    elif kind == "empty":  # skipped, whatever else it says
+        record.update(values=[], times=[], carrier="water")
+    elif kind == "carrier":
+        record["carrier"] = "water"
+    elif kind == "zone":
+        record["zone"] = "Z|1"
+    elif kind == "future":  # far beyond the Kafka timestamp: rejected when aggregated
+        record["start"] = base + 10 * DAY
+        record["times"] = [record["start"]] * len(record["times"])
+    return record
+
+
+@st.composite
+def readings(draw: Any) -> list[dict[str, Any]]:
+    base = draw(st.sampled_from(STARTS))
+    return draw(st.lists(observation(base), min_size=1, max_size=25))
+
+
+def _stage() -> EnergyStage:
+    return EnergyStage(
+        TOPICS, node=NodeConfig(), contracts=FakeContracts(), partitions=1, clock=lambda: 0
+    )
+
+
+def _outputs(emits: list[Any]) -> list[tuple]:
+    return [(e.topic, e.key, e.value, e.readings, e.partition) for e in emits]
+
+
+@settings(max_examples=60, deadline=None)
+@given(readings())
+def test_the_fast_path_gives_the_per_member_outputs_and_gives_up_only_on_a_reject(records):
+    (batch,) = batching("Observation").implode(records)
+    meta = InputMeta("observations.v2", 3, 7, None, 0)
+    fast = _stage().process_batch(batch, meta)
+    stage, expected, rejected = _stage(), [], False
+    for member in batching("Observation").explode(batch):
+        try:
+            expected += list(stage.process(member, meta))
+        except RejectedInput:
+            stage.on_record_failed()
+            rejected = True
+    if fast is None:
+        assert rejected
+    else:
+        assert not rejected
+        assert _outputs(fast) == _outputs(expected)
+
+
+def _messages(records: list[dict], cuts: list[int], kinds: list[bool]) -> list[list]:
+    """The records cut into transactions of messages (v1 records or v2 batches)."""
+    transactions, message_cuts = [], sorted(set(cuts))
+    bounds = [0, *message_cuts, len(records)]
+    pieces = [records[a:b] for a, b in itertools.pairwise(bounds)]
+    current: list = []
+    for i, piece in enumerate(p for p in pieces if p):
+        if kinds[i % len(kinds)]:
+            current.append(piece)  # one ObservationBatch
+        else:
+            current.extend(piece)  # v1 records, one per message
+        if i % 2:
+            transactions.append(current)
+            current = []
+    return [*transactions, current]
+
+
+def _run(harness: EnergyHarness, transactions: list[list]) -> tuple:
+    for messages in transactions:
+        harness.messages(*messages)
+    state = dict(harness.stage.store._committed)
+    return state, harness.latest, harness.released, Counter(harness.dead)
+
+
+def _as_v1(transactions: list[list]) -> list[list]:
+    """The same transactions with every batch's members as v1 records."""
+    return [
+        [r for m in messages for r in (m if isinstance(m, list) else [m])]
+        for messages in transactions
+    ]
+
+
+def _released(harness: EnergyHarness) -> dict[str, dict]:
+    """Every window of every day, as released when the days close (by the wall clock,
+    a month later): what leaves the node."""
+    harness.stage.idle_close_us = 1
+    harness.stage.clock = lambda: (STARTS[0] + 30 * DAY) * 1000
+    harness.tick()
+    return harness.released
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    readings(),
+    st.lists(st.integers(0, 25), max_size=8),
+    st.lists(st.booleans(), min_size=1, max_size=4),
+)
+def test_any_split_into_messages_gives_the_per_reading_state_and_aggregates(
+    records, cuts, kinds
+) -> None:
+    now = STARTS[0] + 3 * DAY
+    transactions = _messages(records, cuts, kinds)
+    columnar = EnergyHarness(now_us=now, topics=TOPICS)
+    got = _run(columnar, transactions)
+    took_fast_path.append(columnar.fast_paths)
+    # the same transactions, per reading and one record per message: everything equal
+    same = _run(EnergyHarness(now_us=now, columnar=False, topics=TOPICS), _as_v1(transactions))
+    assert got[0] == same[0]  # every changelog value, exactly
+    assert got[1:] == same[1:]
+    # all at once, per reading: the same state, dead letters and released aggregates
+    # (provisional upserts differ in when they were sent, not in what is released)
+    reference = EnergyHarness(now_us=now, columnar=False, topics=TOPICS)
+    at_once = _run(reference, [list(records)])
+    assert got[0] == at_once[0]
+    assert got[3] == at_once[3]
+    assert _released(columnar) == _released(reference)
+
+
+def test_the_split_property_ran_through_the_fast_path() -> None:
+    """The property above saw whole batches go through ``process_batch`` (not only
+    the per-member fallback), so it tested the fast path."""
+    assert sum(took_fast_path) > 0
+
+
+def _one_quarter(meter: str, kwh: float) -> dict[str, Any]:
+    return energy_observation(meter, "Z1", STARTS[0], [kwh], step_seconds=900)
+
+
+def test_a_batchs_changes_reach_the_cell_in_arrival_order() -> None:
+    """Three meters in one quarter of one cell, one batch: the cell's energy is summed
+    in arrival order, as the per-reading stage sums it ((0.1 + 0.2) + 0.3, which is
+    not 0.1 + (0.2 + 0.3) in floating point)."""
+    now = STARTS[0] + 3 * DAY
+    records = [_one_quarter(m, kwh) for m, kwh in (("a", 0.1), ("b", 0.2), ("c", 0.3))]
+    got = _run(EnergyHarness(now_us=now, topics=TOPICS), [[records]])
+    same = _run(EnergyHarness(now_us=now, columnar=False, topics=TOPICS), [records])
+    assert got == same
+    cell = got[0][f"cd|lyon|electricity|{STARTS[0]}|Z1|residential"]
+    assert cell["e"][0] == (0.1 + 0.2) + 0.3 != 0.1 + (0.2 + 0.3)
+
+
+def test_a_record_sent_to_the_dead_letters_takes_its_cell_changes_back() -> None:
+    """The runner rolls a record back when its outputs cannot be produced: its meter
+    change waiting for the batch's end goes with it."""
+    now = STARTS[0] + 3 * DAY
+    kept, dropped = _one_quarter("a", 0.1), _one_quarter("b", 0.2)
+    with_rollback = EnergyHarness(now_us=now, topics=TOPICS)
+    stage = with_rollback.stage
+    regrouped = [e for r in (kept, dropped) for e in stage.process(r, _meta("observations.v1"))]
+    list(stage.process(regrouped[0].value, _meta("energy.regrouped.v1", regrouped[0].key)))
+    list(stage.process(regrouped[1].value, _meta("energy.regrouped.v1", regrouped[1].key)))
+    stage.on_record_failed()  # the second regrouped record's outputs failed
+    list(stage.end_batch())
+    stage.on_commit()
+    alone = EnergyHarness(now_us=now, topics=TOPICS)
+    alone.batch(kept)
+    assert stage.store._committed == alone.stage.store._committed
+
+
+def _meta(topic: str, key: str | None = None) -> InputMeta:
+    return InputMeta(topic, 0, 1, key.encode() if key else b"lyon|m", 0)
