@@ -60,6 +60,11 @@ class SinkSummary:
     rows_by_table: dict[str, int] = field(default_factory=dict)
 
 
+# Messages fetched at once while a batch gathers: its rows are counted that often, so
+# a batch passes publish.flush_rows by at most this many messages' rows.
+FETCH_CHUNK = 100
+
+
 @dataclass
 class _Pending:
     """A batch being gathered: its decoded records by (topic, partition, offset) and
@@ -92,7 +97,7 @@ class WarehouseSink:
         routes: Sequence[SinkRoute],
         *,
         group_id: str = "citeplus.publish.sink",
-        max_messages: int = 5000,
+        max_messages: int = 20_000,
         flush_s: float | None = None,
         flush_rows: int | None = None,
         metrics: ServiceMetrics | None = None,
@@ -106,7 +111,9 @@ class WarehouseSink:
         self.flush_rows = node.publish.flush_rows if flush_rows is None else flush_rows
         flush = node.publish.flush_ms / 1000 if flush_s is None else flush_s
         # Gathering looks at the rows every slice: a batch can pass flush_rows early.
-        self.linger = Linger(flush, node.processing.batch_timeout_s, slice_s=min(0.05, flush or 1))
+        self.linger = Linger(
+            flush, node.processing.batch_timeout_s, slice_s=min(0.05, flush or 1), chunk=FETCH_CHUNK
+        )
         self.metrics = metrics or ServiceMetrics("publish")
         self.consumer: Consumer = make_consumer(node, group_id=group_id)
         self.summary = SinkSummary()

@@ -51,9 +51,9 @@ class Batch(Generic[T]):
 class Linger:
     """Collects one batch per :meth:`collect` call (see the module docstring).
 
-    ``slice_s`` caps one fetch once the batch has started, so that a caller's
-    ``enough`` (the ClickHouse sink's rows) is looked at that often; None: one fetch
-    waits out the whole remaining linger."""
+    ``slice_s`` and ``chunk`` cap one fetch (its wait, its messages) once the batch has
+    started, so that a caller's ``enough`` (the ClickHouse sink's rows) is looked at
+    that often; None: one fetch waits out the remaining linger for the whole limit."""
 
     def __init__(
         self,
@@ -61,13 +61,15 @@ class Linger:
         idle_s: float,
         *,
         slice_s: float | None = None,
+        chunk: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
-        if linger_s < 0 or idle_s <= 0 or (slice_s is not None and slice_s <= 0):
-            raise ValueError("linger must be >= 0, idle and slice > 0")
+        if linger_s < 0 or idle_s <= 0 or (slice_s or 1) <= 0 or (chunk or 1) < 1:
+            raise ValueError("linger must be >= 0, idle, slice and chunk > 0")
         self.linger_s = linger_s
         self.idle_s = idle_s
         self.slice_s = slice_s
+        self.chunk = chunk
         self.clock = clock
         self.counts = LingerCounts()
 
@@ -85,13 +87,19 @@ class Linger:
         while True:
             if len(messages) >= limit or (enough is not None and enough()):
                 return self._closed(messages, FULL)
+            room = (
+                limit - len(messages)
+                if self.chunk is None
+                else min(self.chunk, limit - len(messages))
+            )
             remaining = deadline - self.clock()
             if remaining <= 0:
                 # What is already queued costs no wait: take it before closing.
-                messages += self._fetch(fetch, limit - len(messages), 0.0)
-                return self._closed(messages, FULL if len(messages) >= limit else LINGERED)
+                messages += self._fetch(fetch, room, 0.0)
+                full = len(messages) >= limit or (enough is not None and enough())
+                return self._closed(messages, FULL if full else LINGERED)
             wait = remaining if self.slice_s is None else min(remaining, self.slice_s)
-            messages += self._fetch(fetch, limit - len(messages), wait)
+            messages += self._fetch(fetch, room, wait)
 
     def _fetch(self, fetch: Fetch[T], at_most: int, timeout_s: float) -> list[T]:
         self.counts.fetches += 1

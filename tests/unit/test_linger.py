@@ -91,6 +91,21 @@ def test_enough_closes_the_batch_before_its_limit() -> None:
     assert batch.closed_by == FULL and batch.messages == [0.0, 0.01, 0.02]
 
 
+def test_chunks_let_enough_be_looked_at_before_the_whole_queue_is_taken() -> None:
+    queue = FakeQueue([0.0] * 50)
+    held: list[float] = []
+
+    def fetch(at_most: int, timeout_s: float) -> list[float]:
+        got = queue.consume(at_most, timeout_s)
+        held.extend(got)
+        return got
+
+    cycles = Linger(1.0, 0.5, slice_s=0.05, chunk=10, clock=queue.clock)
+    batch = cycles.collect(fetch, 500, enough=lambda: len(held) >= 15)
+    assert len(batch.messages) == 21 and batch.closed_by == FULL  # 1, then 10, then 10
+    assert all(at_most <= 10 for at_most, _ in queue.calls)
+
+
 @settings(max_examples=150, deadline=None)
 @given(
     arrivals=st.lists(st.integers(0, 2000), max_size=60),
