@@ -70,16 +70,17 @@ class _Pending:
     """A batch being gathered: its decoded records by (topic, partition, offset) and
     how many rows they will make."""
 
-    records: dict[tuple[str, int, int], dict[str, Any] | None] = field(default_factory=dict)
+    records: dict[tuple[str, int, int], list[dict[str, Any]]] = field(default_factory=dict)
     rows: int = 0
 
 
-def _rows_of(record: dict[str, Any] | None) -> int:
-    """Rows a record lands as: a series one per value, anything else one."""
-    if record is None:
-        return 0
-    values = record.get("values")
-    return len(values) if isinstance(values, list) else 1
+def _rows_of(records: list[dict[str, Any]]) -> int:
+    """Rows records land as: a series one per value, anything else one."""
+    rows = 0
+    for record in records:
+        values = record.get("values")
+        rows += len(values) if isinstance(values, list) else 1
+    return rows
 
 
 class WarehouseSink:
@@ -224,11 +225,12 @@ class WarehouseSink:
         an undecodable one already reported is not reported again)."""
         return message.offset() > self._landed.get((message.topic(), message.partition()), -1)
 
-    def _decoded(self, message: Message, pending: _Pending) -> dict[str, Any] | None:
-        """The message's record (None when undecodable: reported, never landed), kept
-        for its batch's insert; decoded as it arrives so the batch knows its rows."""
+    def _decoded(self, message: Message, pending: _Pending) -> list[dict[str, Any]]:
+        """The records the message lands as (none when undecodable: reported, never
+        landed), kept for its batch's insert; decoded as it arrives so the batch knows
+        its rows."""
         try:
-            record = self.contracts.codec(message.topic()).decode(message.value())
+            records = [self.contracts.codec(message.topic()).decode(message.value())]
         except CiteplusError as exc:
             self.summary.undecodable += 1
             self.metrics.dead_letters.labels("publish", "undecodable").inc()
@@ -238,9 +240,9 @@ class WarehouseSink:
             )
             if self._on_undecodable:
                 self._on_undecodable(message, exc)
-            record = None
-        pending.records[(message.topic(), message.partition(), message.offset())] = record
-        return record
+            records = []
+        pending.records[(message.topic(), message.partition(), message.offset())] = records
+        return records
 
     def _commit_offsets(self, offsets: list[TopicPartition]) -> None:
         """Only now, with the batch in the warehouse, may Kafka forget it."""
@@ -264,9 +266,7 @@ class WarehouseSink:
                 key = (topic, partition, message.offset())
                 if key not in pending.records:  # fresh again after a mid-batch reassignment
                     self._decoded(message, pending)
-                record = pending.records[key]
-                if record is not None:
-                    landed.append(Landed(record, topic, partition, message.offset()))
+                landed += [Landed(r, topic, partition, key[2]) for r in pending.records[key]]
         route = self.routes[topic]
         if landed:
             table = route.rows(landed)
