@@ -4,8 +4,13 @@ Offsets are committed to Kafka only after ClickHouse has the batch. A crash
 between the two must not duplicate rows, so every row carries its Kafka
 coordinates: on (re)assignment the sink asks the warehouse for the highest
 offset it already holds per partition and resumes after it, and each insert
-carries a deduplication token (topic, partition, offset range) so that an
+carries a deduplication token (topic, each partition's offset range) so that an
 insert retried as is counts once.
+
+Inserts are batched by size or time (services/runtime/linger.py): a batch holds
+every partition's messages of up to ``publish.flush_ms`` and lands as one insert
+per table; its offsets are committed after that insert, as before, so batching
+changes when rows land, never whether they land once.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ from services.runtime.codec import Contracts, TopicCodec
 from services.runtime.config import NodeConfig
 from services.runtime.errors import CiteplusError
 from services.runtime.kafka import make_consumer
+from services.runtime.linger import Linger
 from services.runtime.metrics import ServiceMetrics
 from services.warehouse.port import Warehouse
 
@@ -50,10 +56,40 @@ class SinkSummary:
     batches: int = 0
     skipped_already_landed: int = 0
     undecodable: int = 0
+    inserts: int = 0  # one per table per batch: what creates parts in ClickHouse
     rows_by_table: dict[str, int] = field(default_factory=dict)
 
 
+# Messages fetched at once while a batch gathers: its rows are counted that often, so
+# a batch passes publish.flush_rows by at most this many messages' rows.
+FETCH_CHUNK = 100
+
+
+@dataclass
+class _Pending:
+    """A batch being gathered: its decoded records by (topic, partition, offset) and
+    how many rows they will make."""
+
+    records: dict[tuple[str, int, int], list[dict[str, Any]]] = field(default_factory=dict)
+    rows: int = 0
+
+
+def _rows_of(records: list[dict[str, Any]]) -> int:
+    """Rows records land as: a series one per value, anything else one."""
+    rows = 0
+    for record in records:
+        values = record.get("values")
+        rows += len(values) if isinstance(values, list) else 1
+    return rows
+
+
 class WarehouseSink:
+    """Lands topics in warehouse tables; offsets committed only after the insert.
+
+    Inserts are batched by size or time (``publish.flush_rows`` / ``flush_ms``, or
+    the arguments): ClickHouse makes parts per insert, and short stage cycles upstream
+    must not become a part per cycle."""
+
     def __init__(
         self,
         node: NodeConfig,
@@ -62,8 +98,9 @@ class WarehouseSink:
         routes: Sequence[SinkRoute],
         *,
         group_id: str = "citeplus.publish.sink",
-        max_messages: int = 5000,
-        max_wait_s: float = 1.0,
+        max_messages: int = 20_000,
+        flush_s: float | None = None,
+        flush_rows: int | None = None,
         metrics: ServiceMetrics | None = None,
         on_undecodable: Callable[[Message, Exception], None] | None = None,
     ):
@@ -72,7 +109,12 @@ class WarehouseSink:
         self.warehouse = warehouse
         self.routes = {route.topic: route for route in routes}
         self.max_messages = max_messages
-        self.max_wait_s = max_wait_s
+        self.flush_rows = node.publish.flush_rows if flush_rows is None else flush_rows
+        flush = node.publish.flush_ms / 1000 if flush_s is None else flush_s
+        # Gathering looks at the rows every slice: a batch can pass flush_rows early.
+        self.linger = Linger(
+            flush, node.processing.batch_timeout_s, slice_s=min(0.05, flush or 1), chunk=FETCH_CHUNK
+        )
         self.metrics = metrics or ServiceMetrics("publish")
         self.consumer: Consumer = make_consumer(node, group_id=group_id)
         self.summary = SinkSummary()
@@ -142,67 +184,107 @@ class WarehouseSink:
         return self.summary
 
     def run_once(self) -> int:
-        """One batch: gather up to the size/time bounds, land it, then commit."""
-        deadline = time.monotonic() + self.max_wait_s
-        messages: list[Message] = []
-        while len(messages) < self.max_messages and time.monotonic() < deadline:
-            batch = self.consumer.consume(self.max_messages - len(messages), 0.2)
-            messages += [m for m in batch if not self._is_error(m)]
-            if not batch and messages:
-                break
+        """One batch: gather up to the size/time bounds, land it, then commit.
+
+        The batch closes at ``flush_rows`` rows, ``max_messages`` messages or
+        ``flush_s`` after its first message (services/runtime/linger.py): one insert per
+        table per batch, whatever the number of partitions and short stage cycles
+        behind it, so the parts ClickHouse must merge grow with time, not with cycles."""
+        pending = _Pending()
+
+        def fetch(at_most: int, timeout_s: float) -> list[Message]:
+            got = [m for m in self.consumer.consume(at_most, timeout_s) if not self._is_error(m)]
+            pending.rows += sum(_rows_of(self._decoded(m, pending)) for m in got if self._fresh(m))
+            return got
+
+        messages = self.linger.collect(
+            fetch, self.max_messages, lambda: pending.rows >= self.flush_rows
+        ).messages
         if not messages:
             return 0
-        by_partition: dict[tuple[str, int], list[Message]] = {}
+        by_topic: dict[str, dict[int, list[Message]]] = {}
         for message in messages:
-            by_partition.setdefault((message.topic(), message.partition()), []).append(message)
-        commits = []
-        for (topic, partition), group in by_partition.items():
-            self._land(topic, partition, group)
-            commits.append(TopicPartition(topic, partition, group[-1].offset() + 1))
-        self._commit_offsets(commits)
+            partitions = by_topic.setdefault(message.topic(), {})
+            partitions.setdefault(message.partition(), []).append(message)
+        for topic, groups in by_topic.items():
+            self._land(topic, groups, pending)
+        self._commit_offsets(
+            [
+                TopicPartition(topic, partition, group[-1].offset() + 1)
+                for topic, groups in by_topic.items()
+                for partition, group in groups.items()
+            ]
+        )
         self.summary.messages += len(messages)
         self.summary.batches += 1
         self.metrics.records_in.labels("publish").inc(len(messages))
         return len(messages)
 
+    def _fresh(self, message: Message) -> bool:
+        """Whether the warehouse does not hold this message yet (never decoded twice:
+        an undecodable one already reported is not reported again)."""
+        return message.offset() > self._landed.get((message.topic(), message.partition()), -1)
+
+    def _decoded(self, message: Message, pending: _Pending) -> list[dict[str, Any]]:
+        """The records the message lands as (none when undecodable: reported, never
+        landed), kept for its batch's insert; decoded as it arrives so the batch knows
+        its rows."""
+        codec = self.contracts.codec(message.topic())
+        try:
+            records = members(codec, codec.decode(message.value()))
+        except (CiteplusError, ValueError) as exc:
+            self.summary.undecodable += 1
+            self.metrics.dead_letters.labels("publish", "undecodable").inc()
+            log.warning(
+                "undecodable record not landed",
+                extra={"topic": message.topic(), "offset": message.offset(), "error": str(exc)},
+            )
+            if self._on_undecodable:
+                self._on_undecodable(message, exc)
+            records = []
+        pending.records[(message.topic(), message.partition(), message.offset())] = records
+        return records
+
     def _commit_offsets(self, offsets: list[TopicPartition]) -> None:
         """Only now, with the batch in the warehouse, may Kafka forget it."""
         self.consumer.commit(offsets=offsets, asynchronous=False)
 
-    def _land(self, topic: str, partition: int, group: list[Message]) -> None:
-        already = self._landed.get((topic, partition), -1)
-        fresh = [m for m in group if m.offset() > already]
-        self.summary.skipped_already_landed += len(group) - len(fresh)
-        if not fresh:
-            return
-        codec = self.contracts.codec(topic)
+    def _land(self, topic: str, groups: dict[int, list[Message]], pending: _Pending) -> None:
+        """One insert of every partition's fresh records of ``topic`` (those past what
+        the warehouse already holds), then the route's follow-up."""
         landed: list[Landed] = []
-        for message in fresh:
-            try:
-                records = members(codec, codec.decode(message.value()))
-                landed += [Landed(r, topic, partition, message.offset()) for r in records]
-            except (CiteplusError, ValueError) as exc:
-                self.summary.undecodable += 1
-                self.metrics.dead_letters.labels("publish", "undecodable").inc()
-                log.warning(
-                    "undecodable record not landed",
-                    extra={"topic": topic, "offset": message.offset(), "error": str(exc)},
-                )
-                if self._on_undecodable:
-                    self._on_undecodable(message, exc)
+        ranges: list[str] = []
+        for partition, group in sorted(groups.items()):
+            already = self._landed.get((topic, partition), -1)
+            # Once each, in order: a partition sought back mid-batch is read twice.
+            unique = sorted({m.offset(): m for m in group}.values(), key=lambda m: m.offset())
+            fresh = [m for m in unique if m.offset() > already]
+            self.summary.skipped_already_landed += len(unique) - len(fresh)
+            if not fresh:
+                continue
+            ranges.append(f"{partition}:{fresh[0].offset()}-{fresh[-1].offset()}")
+            for message in fresh:
+                key = (topic, partition, message.offset())
+                if key not in pending.records:  # fresh again after a mid-batch reassignment
+                    self._decoded(message, pending)
+                landed += [Landed(r, topic, partition, key[2]) for r in pending.records[key]]
         route = self.routes[topic]
         if landed:
             table = route.rows(landed)
-            token = f"{topic}:{partition}:{fresh[0].offset()}-{fresh[-1].offset()}"
+            # The same batch retried as is (an insert whose answer was lost) counts once.
+            token = f"{topic}:{','.join(ranges)}"
             self.warehouse.insert_arrow(route.table, table, dedup_token=token)
             if route.after_insert is not None:
                 route.after_insert(self.warehouse, landed)
             self.summary.rows += table.num_rows
+            self.summary.inserts += 1
             self.summary.rows_by_table[route.table] = (
                 self.summary.rows_by_table.get(route.table, 0) + table.num_rows
             )
             self.metrics.readings_out.labels("publish").inc(table.num_rows)
-        self._landed[(topic, partition)] = fresh[-1].offset()
+        for partition, group in groups.items():
+            previous = self._landed.get((topic, partition), -1)
+            self._landed[(topic, partition)] = max(previous, group[-1].offset())
 
     def _is_error(self, message: Message) -> bool:
         error = message.error()

@@ -68,8 +68,13 @@ class RegistrySection:
 
 @dataclass(frozen=True)
 class ProcessingSection:
+    """How stages cycle: a batch (one transaction) closes when it holds ``batch_size``
+    messages or ``linger_ms`` after its first message arrived (services/runtime/linger.py);
+    an idle stage waits up to ``batch_timeout_s`` for a first message (a blocking wait)."""
+
     batch_size: int = 500
     batch_timeout_s: float = 0.5
+    linger_ms: int = 20
     transaction_timeout_ms: int = 60000
     # energy-analytics: a city x carrier that received nothing for this long has its
     # days older than the lateness closed and released by the wall clock (0: never).
@@ -202,6 +207,19 @@ class SqlSection:
 
 
 @dataclass(frozen=True)
+class PublishSection:
+    """How publish's ClickHouse sink batches its inserts. Every insert makes new parts
+    (one per table partition, and as many in each rollup a materialised view feeds),
+    which ClickHouse then merges: an insert per short cycle would flood it. The sink
+    inserts when it holds ``flush_rows`` rows or ``flush_ms`` after the first message
+    of the batch, whichever comes first (latency at low load vs parts per minute:
+    docs/runbook.md, "Commit cycles")."""
+
+    flush_rows: int = 100_000
+    flush_ms: int = 200
+
+
+@dataclass(frozen=True)
 class WarehouseSection:
     """A ClickHouse server to use instead of the embedded chDB warehouse (empty: chDB).
 
@@ -223,6 +241,7 @@ class NodeConfig:
     metrics: MetricsSection = MetricsSection()
     ingest: IngestSection = IngestSection()
     federation: FederationSection = FederationSection()
+    publish: PublishSection = PublishSection()
     warehouse: WarehouseSection = WarehouseSection()
     api: ApiSection = ApiSection()
     sql: SqlSection = SqlSection()
@@ -482,12 +501,7 @@ def _port(env: Mapping[str, str], name: str, example: int) -> int | None:
 
 def _validate(config: NodeConfig) -> None:
     _validate_kafka(config)
-    if config.processing.batch_size < 1:
-        raise ConfigError("must be at least 1", source=config.source, key="processing.batch_size")
-    if config.processing.batch_timeout_s <= 0:
-        raise ConfigError(
-            "must be positive", source=config.source, key="processing.batch_timeout_s"
-        )
+    _validate_cycles(config)
     if not config.registry.url.startswith(("http://", "https://")):
         raise ConfigError(
             f"expected an http(s) URL, got {config.registry.url!r}",
@@ -514,6 +528,33 @@ def _validate(config: NodeConfig) -> None:
             source=config.source,
             key="kafka.bootstrap",
         )
+
+
+# Longest linger / flush wait accepted: beyond it a record's latency is the wait, and a
+# batch held that long is more likely to meet a rebalance or a transaction timeout.
+MAX_WAIT_MS = 60_000
+
+
+def _validate_cycles(config: NodeConfig) -> None:
+    """Batch sizes and waits of the stages and of publish's sink (services/runtime/linger.py)."""
+    processing, publish = config.processing, config.publish
+    if processing.batch_size < 1:
+        raise ConfigError("must be at least 1", source=config.source, key="processing.batch_size")
+    if processing.batch_timeout_s <= 0:
+        raise ConfigError(
+            "must be positive", source=config.source, key="processing.batch_timeout_s"
+        )
+    waits = (("processing.linger_ms", processing.linger_ms), ("publish.flush_ms", publish.flush_ms))
+    for key, value in waits:
+        if not 0 <= value <= MAX_WAIT_MS:
+            raise ConfigError(
+                f"must be between 0 and {MAX_WAIT_MS} milliseconds (got {value}): how long a "
+                "batch waits for more after its first message; 0 takes what is queued",
+                source=config.source,
+                key=key,
+            )
+    if publish.flush_rows < 1:
+        raise ConfigError("must be at least 1", source=config.source, key="publish.flush_rows")
 
 
 def _validate_kafka(config: NodeConfig) -> None:

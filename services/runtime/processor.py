@@ -38,6 +38,7 @@ from services.runtime.config import NodeConfig
 from services.runtime.copartition import CoPartitionError, check_co_partitioned, group_settings
 from services.runtime.errors import CiteplusError, RejectedInput, SchemaError, WireFormatError
 from services.runtime.kafka import MAX_MESSAGE_BYTES, make_consumer, make_producer, produce_bytes
+from services.runtime.linger import Linger
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.outbox import Outbox, member_key
 from services.runtime.stage import BaseStage, Emit, InputMeta, Stage, StageStore, Tally, changelogs
@@ -191,6 +192,8 @@ class StageRunner:
         self.metrics = metrics or ServiceMetrics(stage.name)
         self.batch_size = node.processing.batch_size
         self.batch_timeout = node.processing.batch_timeout_s
+        # A batch closes when full or linger_ms after its first message (short cycles).
+        self.linger = Linger(node.processing.linger_ms / 1000, self.batch_timeout)
         # One id per worker, the same across its restarts: the transactional id fences
         # the worker's own zombie when it restarts, the client id names it in the group.
         worker_id = f"citeplus.{node.node.id}.{stage.name}.{instance}"
@@ -276,7 +279,7 @@ class StageRunner:
     # -- one batch -----------------------------------------------------------
     def run_once(self) -> int:
         """Consume one batch and commit it in one transaction; returns messages consumed."""
-        messages = self.consumer.consume(self.batch_size, self.batch_timeout)
+        messages = self.linger.collect(self.consumer.consume, self.batch_size).messages
         self._refresh_lag()
         good = [m for m in messages if not self._is_error(m)]
         if not good:

@@ -70,6 +70,23 @@ def test_invalid_values_are_refused(tmp_path: Path) -> None:
         load_node_config(path, env={})
 
 
+def test_commit_cycle_knobs_load_and_are_checked(tmp_path: Path) -> None:
+    config = load_node_config(env={})
+    assert (config.processing.linger_ms, config.publish.flush_ms) == (20, 200)
+    path = write(tmp_path, "processing:\n  linger_ms: 5\npublish:\n  flush_rows: 10\n")
+    loaded = load_node_config(path, env={"CITEPLUS_PUBLISH_FLUSH_MS": "1000"})
+    assert (loaded.processing.linger_ms, loaded.publish.flush_rows) == (5, 10)
+    assert loaded.publish.flush_ms == 1000
+    for text, key in (
+        ("processing:\n  linger_ms: -1\n", r"processing\.linger_ms: must be between 0 and"),
+        ("publish:\n  flush_ms: 600000\n", r"publish\.flush_ms: must be between 0 and"),
+        ("publish:\n  flush_rows: 0\n", r"publish\.flush_rows: must be at least 1"),
+        ("processing:\n  linger_ms: soon\n", r"processing\.linger_ms: expected int"),
+    ):
+        with pytest.raises(ConfigError, match=key):
+            load_node_config(write(tmp_path, text), env={})
+
+
 def test_local_infrastructure_variables_place_the_node(tmp_path: Path) -> None:
     path = write(tmp_path, "{}\n")
     env = {

@@ -1,0 +1,110 @@
+"""Short commit cycles: a batch closes when it is full or ``linger`` after its first message.
+
+A stage that waits a fixed time to fill its batch adds that whole time to every
+record's latency at low load, once per stage (five stages of 0.5 s: seconds end to
+end). Instead a batch starts when its first message arrives and closes when it holds
+``limit`` messages or when ``linger`` has passed since then, whichever comes first:
+at low load a record waits one linger per stage, at high load batches fill at once.
+
+Waiting never spins: every wait is a blocking fetch (librdkafka's ``consume`` sleeps
+on its queue until messages or its timeout), the first one for as long as ``idle``
+(an idle stage wakes that often to look at its stop flag and its ticks).
+
+The fetch and the clock are passed in, so the decision is tested with a fake clock
+and the runner and the ClickHouse sink share it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+# fetch(at_most, timeout_s): up to ``at_most`` messages, returning as soon as it has
+# them all or when ``timeout_s`` has passed (confluent-kafka's Consumer.consume).
+Fetch = Callable[[int, float], Sequence[T]]
+
+FULL = "full"  # closed because it held its limit (or its caller said it is enough)
+LINGERED = "linger"  # closed because the linger since its first message ran out
+
+
+@dataclass
+class LingerCounts:
+    """How batches closed and how often the fetch was called (for metrics and tests)."""
+
+    batches: dict[str, int] = field(default_factory=dict)
+    fetches: int = 0
+    idle: int = 0  # idle waits that ended with no message
+
+
+@dataclass
+class Batch(Generic[T]):
+    """Messages of one cycle and why the cycle closed (``""``: no message came)."""
+
+    messages: list[T]
+    closed_by: str = ""
+
+
+class Linger:
+    """Collects one batch per :meth:`collect` call (see the module docstring).
+
+    ``slice_s`` and ``chunk`` cap one fetch (its wait, its messages) once the batch has
+    started, so that a caller's ``enough`` (the ClickHouse sink's rows) is looked at
+    that often; None: one fetch waits out the remaining linger for the whole limit."""
+
+    def __init__(
+        self,
+        linger_s: float,
+        idle_s: float,
+        *,
+        slice_s: float | None = None,
+        chunk: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        if linger_s < 0 or idle_s <= 0 or (slice_s or 1) <= 0 or (chunk or 1) < 1:
+            raise ValueError("linger must be >= 0, idle, slice and chunk > 0")
+        self.linger_s = linger_s
+        self.idle_s = idle_s
+        self.slice_s = slice_s
+        self.chunk = chunk
+        self.clock = clock
+        self.counts = LingerCounts()
+
+    def collect(
+        self, fetch: Fetch[T], limit: int, enough: Callable[[], bool] | None = None
+    ) -> Batch[T]:
+        """One batch: wait up to ``idle_s`` for a first message, then until ``limit``
+        messages, ``enough()`` or the linger since that first message."""
+        first = self._fetch(fetch, 1, self.idle_s)
+        if not first:
+            self.counts.idle += 1
+            return Batch([])
+        deadline = self.clock() + self.linger_s
+        messages = list(first)
+        while True:
+            if len(messages) >= limit or (enough is not None and enough()):
+                return self._closed(messages, FULL)
+            room = (
+                limit - len(messages)
+                if self.chunk is None
+                else min(self.chunk, limit - len(messages))
+            )
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                # What is already queued costs no wait: take it before closing.
+                messages += self._fetch(fetch, room, 0.0)
+                full = len(messages) >= limit or (enough is not None and enough())
+                return self._closed(messages, FULL if full else LINGERED)
+            wait = remaining if self.slice_s is None else min(remaining, self.slice_s)
+            messages += self._fetch(fetch, room, wait)
+
+    def _fetch(self, fetch: Fetch[T], at_most: int, timeout_s: float) -> list[T]:
+        self.counts.fetches += 1
+        return list(fetch(at_most, timeout_s))
+
+    def _closed(self, messages: list[T], why: str) -> Batch[T]:
+        self.counts.batches[why] = self.counts.batches.get(why, 0) + 1
+        return Batch(messages, why)

@@ -1,0 +1,135 @@
+"""Short commit cycles (services/runtime/linger.py) on a fake clock and a fake queue that
+behaves like confluent-kafka's ``Consumer.consume``: it returns as soon as it holds the
+messages asked for, else when its timeout has passed, and waiting moves the clock."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.runtime.linger import FULL, LINGERED, Linger
+
+
+class FakeQueue:
+    """Messages that arrive at given times; ``consume`` waits like librdkafka's."""
+
+    def __init__(self, arrivals: list[float]):
+        self.now = 0.0
+        self.pending = sorted(arrivals)
+        self.calls: list[tuple[int, float]] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    def consume(self, at_most: int, timeout_s: float) -> list[float]:
+        self.calls.append((at_most, timeout_s))
+        until = self.now + timeout_s
+        if len(self.pending) >= at_most and self.pending[at_most - 1] <= until:
+            self.now = max(self.now, self.pending[at_most - 1])  # full: back at once
+        else:
+            self.now = until  # a blocking wait to the timeout, never a spin
+        taken = [t for t in self.pending if t <= self.now][:at_most]
+        self.pending = self.pending[len(taken) :]
+        return taken
+
+
+def linger(queue: FakeQueue, linger_s: float = 0.02, idle_s: float = 0.5) -> Linger:
+    return Linger(linger_s, idle_s, clock=queue.clock)
+
+
+def test_a_lone_message_waits_one_linger_not_the_batch_timeout() -> None:
+    queue = FakeQueue([0.1])
+    batch = linger(queue).collect(queue.consume, 500)
+    assert batch.messages == [0.1] and batch.closed_by == LINGERED
+    assert round(queue.now, 6) == 0.12  # its arrival plus the linger, not 0.5 s
+
+
+def test_a_full_batch_closes_at_once() -> None:
+    queue = FakeQueue([0.0] * 700)
+    cycles = linger(queue)
+    first = cycles.collect(queue.consume, 500)
+    assert len(first.messages) == 500 and first.closed_by == FULL and queue.now == 0.0
+    second = cycles.collect(queue.consume, 500)
+    assert len(second.messages) == 200 and second.closed_by == LINGERED
+    assert cycles.counts.batches == {FULL: 1, LINGERED: 1}
+
+
+def test_messages_after_the_linger_go_to_the_next_batch() -> None:
+    queue = FakeQueue([0.0, 0.005, 0.01, 0.03, 0.035])
+    cycles = linger(queue)
+    assert cycles.collect(queue.consume, 500).messages == [0.0, 0.005, 0.01]
+    assert cycles.collect(queue.consume, 500).messages == [0.03, 0.035]
+    assert round(queue.now, 6) == 0.05
+
+
+def test_no_linger_takes_only_what_is_queued() -> None:
+    queue = FakeQueue([0.0, 0.0, 0.001])
+    batch = linger(queue, linger_s=0.0).collect(queue.consume, 500)
+    assert batch.messages == [0.0, 0.0] and queue.now == 0.0
+
+
+def test_an_idle_stage_blocks_instead_of_spinning() -> None:
+    queue = FakeQueue([])
+    cycles = linger(queue, idle_s=0.5)
+    for _ in range(20):
+        assert cycles.collect(queue.consume, 500).messages == []
+    # Ten seconds of nothing cost twenty blocking waits, one per idle timeout.
+    assert queue.now == 10.0 and len(queue.calls) == 20 and cycles.counts.idle == 20
+
+
+def test_enough_closes_the_batch_before_its_limit() -> None:
+    queue = FakeQueue([0.0, 0.01, 0.02, 0.03, 0.04])
+    held: list[float] = []
+
+    def fetch(at_most: int, timeout_s: float) -> list[float]:
+        got = queue.consume(at_most, timeout_s)
+        held.extend(got)
+        return got
+
+    cycles = Linger(1.0, 0.5, slice_s=0.005, clock=queue.clock)
+    batch = cycles.collect(fetch, 500, enough=lambda: len(held) >= 3)
+    assert batch.closed_by == FULL and batch.messages == [0.0, 0.01, 0.02]
+
+
+def test_chunks_let_enough_be_looked_at_before_the_whole_queue_is_taken() -> None:
+    queue = FakeQueue([0.0] * 50)
+    held: list[float] = []
+
+    def fetch(at_most: int, timeout_s: float) -> list[float]:
+        got = queue.consume(at_most, timeout_s)
+        held.extend(got)
+        return got
+
+    cycles = Linger(1.0, 0.5, slice_s=0.05, chunk=10, clock=queue.clock)
+    batch = cycles.collect(fetch, 500, enough=lambda: len(held) >= 15)
+    assert len(batch.messages) == 21 and batch.closed_by == FULL  # 1, then 10, then 10
+    assert all(at_most <= 10 for at_most, _ in queue.calls)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    arrivals=st.lists(st.integers(0, 2000), max_size=60),
+    limit=st.integers(1, 20),
+    linger_ms=st.integers(0, 100),
+)
+def test_batches_close_on_size_or_linger_and_keep_every_message_in_order(
+    arrivals: list[int], limit: int, linger_ms: int
+) -> None:
+    times = sorted(a / 1000 for a in arrivals)
+    queue = FakeQueue(times)
+    cycles = linger(queue, linger_s=linger_ms / 1000, idle_s=0.5)
+    seen: list[float] = []
+    for _ in range(len(times) + 10):
+        began = queue.now
+        batch = cycles.collect(queue.consume, limit)
+        if not batch.messages:
+            continue
+        seen += batch.messages
+        assert len(batch.messages) <= limit
+        # Never held longer than the linger after its first message was picked up...
+        picked_up = max(began, batch.messages[0])
+        assert queue.now <= picked_up + linger_ms / 1000 + 1e-9
+        # ...and closed early only when full.
+        if queue.now < picked_up + linger_ms / 1000 - 1e-9:
+            assert batch.closed_by == FULL and len(batch.messages) == limit
+    assert seen == times
