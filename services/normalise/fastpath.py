@@ -109,6 +109,22 @@ class BatchNormaliser:
 
     # -- what is covered --------------------------------------------------------------
     def _shape(self, batch: dict[str, Any]) -> _Batch | None:
+        mapping = self._mapping(batch)
+        if mapping is None:
+            return None
+        n = _single_rows(batch)
+        if n is None:
+            return None
+        columns = {c["name"]: c for c in batch.get("columns") or []}
+        measures = [m for m in mapping.measures if m.column in columns]
+        if not measures or any(m.kind == "cumulative" for m in measures):
+            return None
+        pseudonyms = np.asarray(batch["entity_pseudonym"], dtype=object)
+        return _Batch(batch, mapping, columns, measures, pseudonyms, n)
+
+    def _mapping(self, batch: dict[str, Any]) -> SourceMapping | None:
+        """The batch's source mapping when the fast path covers the source: mapped,
+        not Smart Data Models, not coarsened, no position to read."""
         mapping = self.normaliser.mappings.get((batch["city"], batch["source"]))
         if mapping is None or mapping.smart_data_models:
             return None
@@ -116,18 +132,7 @@ class BatchNormaliser:
             return None
         if mapping.position is not None and not mapping.personal:
             return None
-        rows = np.asarray(batch.get("row_count") or [], dtype=np.int64)
-        n = len(rows)
-        if n == 0 or not (rows == 1).all():
-            return None
-        pseudonyms = np.asarray(batch["entity_pseudonym"], dtype=object)
-        if len(set(batch["entity_pseudonym"])) != n:
-            return None
-        columns = {c["name"]: c for c in batch.get("columns") or []}
-        measures = [m for m in mapping.measures if m.column in columns]
-        if not measures or any(m.kind == "cumulative" for m in measures):
-            return None
-        return _Batch(batch, mapping, columns, measures, pseudonyms, n)
+        return mapping
 
     # -- the fields every observation of a member shares -----------------------------
     def _entity_words(self, shape: _Batch) -> dict[str, Words] | None:
@@ -247,6 +252,15 @@ class BatchNormaliser:
                     return None
                 out[key] = _remembered(state, t, values[i], norm, horizon)
         return out
+
+
+def _single_rows(batch: dict[str, Any]) -> int | None:
+    """How many members, when each has one row and no entity comes twice."""
+    rows = np.asarray(batch.get("row_count") or [], dtype=np.int64)
+    n = len(rows)
+    if n == 0 or not (rows == 1).all():
+        return None
+    return n if len(set(batch["entity_pseudonym"])) == n else None
 
 
 def _remembered(

@@ -1,4 +1,4 @@
-"""Column-wise helpers of normalise's batch fast path: numpy and pyarrow over the
+"""Column-wise helpers of normalise's batch fast path: numpy over the
 rows of many entities at once, each giving exactly what the per-record code gives
 (``transform.py``), so that the fast path can be proven equal to it.
 
@@ -18,7 +18,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import pyarrow as pa
 
 _ARRAYS = {"string": "strings", "double": "doubles", "long": "longs", "boolean": "booleans"}
 # Beyond this a double has no fraction left to round at 12 decimals: Python decides.
@@ -57,20 +56,24 @@ def row_values(column: dict[str, Any]) -> list[Any]:
 def distinct(column: dict[str, Any]) -> tuple[np.ndarray, list[Any]]:
     """(codes, values): row ``i`` holds ``values[codes[i]]`` (None where missing).
 
-    Text is dictionary-encoded by pyarrow, numbers by numpy: the rows of a batch of
-    single readings mostly share their time stamp, unit and zone."""
+    The rows of a batch of single readings mostly share their time stamp, unit and
+    zone. Text is looked up in a dict of its distinct values (``map`` of a dict's
+    own method: no Python code per row), numbers by numpy; doubles by their bits,
+    so that -0.0 and 0.0 stay two values as they are two texts."""
     kind = column["kind"]
     raw = column[_ARRAYS[kind]]
-    if kind == "string":
-        encoded = pa.array(raw, type=pa.string()).dictionary_encode()
-        codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
-        values: list[Any] = encoded.dictionary.to_pylist()
-    else:
-        found, inverse = np.unique(np.asarray(raw), return_inverse=True)
-        codes = inverse.astype(np.int64).reshape(-1)
+    if kind in ("string", "boolean"):
+        values: list[Any] = list(dict.fromkeys(raw))
+        lookup = {value: i for i, value in enumerate(values)}
+        codes = np.fromiter(map(lookup.__getitem__, raw), dtype=np.int64, count=len(raw))
+    elif kind == "long":
+        found, codes = np.unique(np.asarray(raw, dtype=np.int64), return_inverse=True)
         values = found.tolist()
-        if kind == "boolean":
-            values = [bool(v) for v in values]
+    else:
+        doubles = np.asarray(raw, dtype=np.float64)
+        _, first, codes = np.unique(doubles.view(np.int64), return_index=True, return_inverse=True)
+        values = doubles[first].tolist()
+    codes = np.asarray(codes, dtype=np.int64).reshape(-1)
     missing = column.get("missing") or []
     if missing:
         codes[np.asarray(missing, dtype=np.int64)] = len(values)
