@@ -9,10 +9,11 @@ does not handle exactly answers None, and the stage leaves the batch to the
 per-record path, which decides as it always did:
 
 * a source without a mapping, a Smart Data Models source, a coarsened record, a
-  declared position, a cumulative register (state-dependent differences);
+  cumulative register (state-dependent differences);
 * a member of more than one row, an entity twice in the batch;
 * a missing or unreadable value, time or step, a time flagged (the repeated or
-  missing hour, a degraded clock) or outside the source's plausible bounds;
+  missing hour, a degraded clock) or outside the source's plausible bounds, a
+  position set aside (unreadable or out of range);
 * an unknown or incompatible unit, an unknown sector, an implausible value;
 * a time already published for the entity (a duplicate, a correction, a late
   repeat: versions.py decides).
@@ -35,10 +36,11 @@ from services.normalise import memory, versions
 from services.normalise.mapping import MeasureSpec, SourceMapping, StepSpec, parse_duration
 from services.normalise.observation_rows import ObservationRows, Words
 from services.normalise.plausibility import UNKNOWN_STEP_S, Limit
+from services.normalise.positions import position_of
 from services.normalise.quality import OUT_OF_RANGE
 from services.normalise.transform import COARSENED, Normaliser, StateGetter, state_key
 from services.normalise.units import Conversion
-from services.normalise.vectors import distinct, exact_round, numeric
+from services.normalise.vectors import distinct, exact_round, numeric, row_values
 from services.runtime.errors import RejectedInput
 from services.runtime.timeparse import TimeSpec, parse_time_column
 
@@ -100,12 +102,14 @@ class BatchNormaliser:
             measured = [self._measure(shape, spec) for spec in shape.measures]
         except RejectedInput:
             return None
-        if words is None or any(m is None for m in measured):
+        positions = _positions(shape)
+        if positions is None or any(m is None for m in measured):
             return None
         states = self._states(shape, measured, get_state)  # type: ignore[arg-type]
         if states is None:
             return None
-        return BatchOutcome(_rows(shape, words, measured), states)  # type: ignore[arg-type]
+        rows = _rows(shape, words, measured, positions)  # type: ignore[arg-type]
+        return BatchOutcome(rows, states)
 
     # -- what is covered --------------------------------------------------------------
     def _shape(self, batch: dict[str, Any]) -> _Batch | None:
@@ -124,13 +128,11 @@ class BatchNormaliser:
 
     def _mapping(self, batch: dict[str, Any]) -> SourceMapping | None:
         """The batch's source mapping when the fast path covers the source: mapped,
-        not Smart Data Models, not coarsened, no position to read."""
+        not Smart Data Models, not coarsened."""
         mapping = self.normaliser.mappings.get((batch["city"], batch["source"]))
         if mapping is None or mapping.smart_data_models:
             return None
         if (batch.get("attributes") or {}).get(COARSENED):
-            return None
-        if mapping.position is not None and not mapping.personal:
             return None
         return mapping
 
@@ -254,6 +256,26 @@ class BatchNormaliser:
         return out
 
 
+def _positions(shape: _Batch) -> list[dict[str, float] | None] | None:
+    """Each member's position, by the per-record ``position_of`` on its own row (an
+    entity's position is its own: no two members share one); None: a position set
+    aside (counted by the per-record path) or none declared for a personal source."""
+    mapping = shape.mapping
+    spec = mapping.position
+    if spec is None or mapping.personal:
+        return [None] * shape.n
+    present = [shape.columns[name] for name in spec.columns if name in shape.columns]
+    values = [row_values(column) for column in present]
+    out = []
+    for i in range(shape.n):
+        found = {c["name"]: _one_row(c, v[i]) for c, v in zip(present, values, strict=True)}
+        position, dropped = position_of(spec, found)
+        if dropped:
+            return None
+        out.append(position)
+    return out
+
+
 def _single_rows(batch: dict[str, Any]) -> int | None:
     """How many members, when each has one row and no entity comes twice."""
     rows = np.asarray(batch.get("row_count") or [], dtype=np.int64)
@@ -358,7 +380,12 @@ def _range(metric: Any, values: np.ndarray, interval: bool) -> np.ndarray:
     return quality
 
 
-def _rows(shape: _Batch, words: dict[str, Words], measured: list[_Measured]) -> ObservationRows:
+def _rows(
+    shape: _Batch,
+    words: dict[str, Words],
+    measured: list[_Measured],
+    positions: list[dict[str, float] | None],
+) -> ObservationRows:
     """The observations member by member, measure by measure (the per-record order)."""
     batch, n, k = shape.batch, shape.n, len(measured)
 
@@ -374,12 +401,20 @@ def _rows(shape: _Batch, words: dict[str, Words], measured: list[_Measured]) -> 
     return ObservationRows(
         shared={name: batch[name] for name in ("city", "source", "dataset", "lineage_id")},
         pseudonyms=shape.pseudonyms[member],
+        positions=_objects(positions)[member],
         words={**spread, **per_measure},
         start=interleave([m.times for m in measured]),
         step_seconds=interleave([m.steps for m in measured]),
         values=interleave([m.values for m in measured]),
         quality=interleave([m.quality for m in measured]),
     )
+
+
+def _objects(items: list[Any]) -> np.ndarray:
+    """A one-dimensional object array of ``items`` (dicts stay whole)."""
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out
 
 
 def _measure_words(measured: list[_Measured], name: str, n: int, k: int) -> Words:

@@ -48,6 +48,7 @@ class ObservationRows:
 
     shared: dict[str, Any]  # city, source, dataset, lineage_id
     pseudonyms: np.ndarray  # object array of str
+    positions: np.ndarray  # object array of GeoPoint dicts or None (the entity's)
     words: dict[str, Words]  # every field of WORD_FIELDS
     start: np.ndarray  # int64 µs
     step_seconds: np.ndarray  # int64 (0: the observation carries its time)
@@ -65,7 +66,7 @@ class ObservationRows:
         flagged = quality != 0
         out: dict[str, Any] = dict(self.shared)
         out["entity_pseudonym"] = self.pseudonyms[rows].tolist()
-        out["position"] = [None] * len(rows)
+        out["position"] = self.positions[rows].tolist()
         out["start"] = self.start[rows].tolist()
         out["step_seconds"] = steps.tolist()
         out["times"] = self.start[rows][timed].tolist()

@@ -73,6 +73,21 @@ METERS = {
     },
 }
 
+BIKES = {
+    "id": "bikes",
+    "format": "json",
+    "domain": "mobility",
+    "entity": "number",
+    "mapping": {
+        "entity_type": "BikeHireDockingStation",
+        "time": {"field": "last_update", "format": "iso8601"},
+        "measures": {
+            "available_bikes": {"metric": "bike_hire_available_bikes", "unit": "count"},
+            "stands": {"metric": "bike_hire_free_slots", "unit": "count"},
+        },
+        "position": {"lat": "lat", "lon": "lng"},
+    },
+}
 STAMPS = [
     "2025-01-13 08:00:00",
     "2025-01-13 08:10:00",
@@ -92,7 +107,7 @@ HISTORY_TIMES = [0, 1_736_700_000, 1_736_751_600, 1_736_800_000]
 
 def _cities() -> Normaliser:
     tmp = Path(tempfile.mkdtemp(prefix="citeplus-fastpath-"))
-    return normaliser(city_file(tmp, "testville", [CURVES, WEATHER, METERS]))
+    return normaliser(city_file(tmp, "testville", [CURVES, WEATHER, METERS, BIKES]))
 
 
 NORMALISER = _cities()
@@ -138,7 +153,24 @@ def meters_member(draw: st.DrawFn, entity: str, bad: bool) -> dict[str, Any]:
     }
 
 
-MEMBERS = {"curves": curves_member, "weather": weather_member, "meters": meters_member}
+@st.composite
+def bikes_member(draw: st.DrawFn, entity: str, bad: bool) -> dict[str, Any]:
+    lat = draw(st.floats(45.7, 45.8) | PICK([95.0, None] if bad else [45.75]))
+    return {
+        "last_update": (draw(PICK(ISO if bad else ISO[:3])), "string"),
+        "available_bikes": (draw(st.integers(0, 40)), "long"),
+        "stands": (draw(st.integers(0, 40) | PICK([-3])), "long"),
+        "lat": (lat, "double"),
+        "lng": (draw(st.floats(4.8, 4.9)), "double"),
+    }
+
+
+MEMBERS = {
+    "curves": curves_member,
+    "weather": weather_member,
+    "meters": meters_member,
+    "bikes": bikes_member,
+}
 
 
 def member_record(source: str, entity: str, fields: dict[str, Any], attributes: dict) -> dict:
@@ -200,6 +232,11 @@ def history(source: str, entities: list[str], seconds: list[int]) -> dict[str, A
                 "power": (5, "long"),
             },
             "meters": {"debut": (t, "long"), "wh": (10.0, "double")},
+            "bikes": {
+                "last_update": (local.isoformat(), "string"),
+                "available_bikes": (3, "long"),
+                "stands": (4, "long"),
+            },
         }[source]
         outcome = NORMALISER.normalise(member_record(source, entity, fields, {}), state.get)
         state.update(outcome.states)
