@@ -8,7 +8,9 @@ per push (ingest shards each push by entity: one AnonymisedBatch message per
 partition). ``--rounds`` pushes per meter, each ten minutes after the previous,
 so that after the first round every meter has a state (the steady state).
 
-Three paths read the same messages, in the same run, on the local broker:
+Three paths read the same messages, in the same run, on the local broker, each
+timed from its first message (bare) or its partitions' assignment (the stage, its
+changelog restore included), so that the consumer group join is left out:
 
 - bare: a plain consumer and idempotent producer (no transaction) that decode each
   AnonymisedBatch and encode one ObservationBatch of its members with fastavro;
@@ -42,7 +44,7 @@ import fastavro
 import numpy as np
 from confluent_kafka import Consumer
 
-from bench.normalise import START, bench_cities, paris_record, staged
+from bench.normalise import START, bench_cities, paris_record
 from services.normalise.fastpath import BatchNormaliser
 from services.normalise.stage import NormaliseStage, NormaliseTopics
 from services.runtime import wire
@@ -50,6 +52,7 @@ from services.runtime.batches import batching, entity_partition
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig, load_node_config
 from services.runtime.kafka import consumer_settings, make_producer
+from services.runtime.processor import StageRunner
 from services.runtime.provisioning import connect_contracts, provision_topics
 from services.runtime.topics import TopicSpec, load_topics
 
@@ -100,9 +103,12 @@ def produce(node: NodeConfig, contracts: Contracts, topic: str, batches: list) -
     assert producer.flush(120) == 0
 
 
-def bare(node: NodeConfig, contracts: Contracts, source: str, target: str, expected: int) -> int:
+def bare(
+    node: NodeConfig, contracts: Contracts, source: str, target: str, expected: int
+) -> tuple[int, float]:
     """Consume, decode each AnonymisedBatch, encode one ObservationBatch of its
-    members (their value, time and pseudonym), produce: no transactions."""
+    members (their value, time and pseudonym), produce: no transactions. Readings
+    and seconds from the first message (the group join left out)."""
     reader = contracts.codec(source)._reader
     out_codec = contracts.codec(target)
     writer, header = out_codec._reader, wire.HEADER.pack(0, out_codec.schema_id)
@@ -110,10 +116,12 @@ def bare(node: NodeConfig, contracts: Contracts, source: str, target: str, expec
     producer = make_producer(node)
     consumer.subscribe([source])
     seen = readings = 0
+    first: float | None = None
     while seen < expected:
         for message in consumer.consume(1000, 1.0):
             if message.error():
                 continue
+            first = first or time.perf_counter()
             buffer = io.BytesIO(message.value())
             buffer.seek(5)
             batch = fastavro.schemaless_reader(buffer, reader)
@@ -125,8 +133,26 @@ def bare(node: NodeConfig, contracts: Contracts, source: str, target: str, expec
             seen += 1
             readings += len(batch["entity_pseudonym"])
     producer.flush(60)
+    seconds = time.perf_counter() - (first or time.perf_counter())
     consumer.close()
-    return readings
+    return readings, seconds
+
+
+def staged(
+    node: NodeConfig, contracts: Contracts, stage: NormaliseStage, dlq: str, expected: int
+) -> tuple[int, float, int]:
+    """Run the stage until it consumed ``expected`` messages: readings out, seconds
+    from its partitions' assignment (join left out, changelog restore in), dead letters."""
+    runner = StageRunner(stage, node, contracts, dead_letter_topic=dlq)
+    runner.start()
+    try:
+        while runner.summary.records_in < expected:
+            runner.run_once()
+        seconds = time.monotonic() - (runner._assigned_at or time.monotonic())
+        readings = int(runner.metrics.readings_out.labels(stage.name)._value.get())
+    finally:
+        runner.close()
+    return readings, seconds, runner.summary.dead_letters
 
 
 def observation_batch(batch: dict[str, Any]) -> dict[str, Any]:
@@ -189,9 +215,8 @@ def broker_run(args: argparse.Namespace) -> int:
         flush=True,
     )
     rates = {}
-    started = time.perf_counter()
-    done = bare(node, contracts, specs["in"].name, specs["bare-out"].name, len(batches))
-    rates["bare"] = _row("bare", done, time.perf_counter() - started)
+    done, seconds = bare(node, contracts, specs["in"].name, specs["bare-out"].name, len(batches))
+    rates["bare"] = _row("bare", done, seconds)
     cities = bench_cities(Path(tempfile.mkdtemp(prefix="citeplus-bench-")))
     for path, kind in (("records", RecordsOnly), ("columnar", NormaliseStage)):
         topics = NormaliseTopics(
@@ -203,9 +228,8 @@ def broker_run(args: argparse.Namespace) -> int:
         )
         stage = kind(node, contracts, cities, topics=topics)
         stage.name = f"bench-normalise-{path}-{uuid.uuid4().hex[:6]}"
-        started = time.perf_counter()
-        done, dead = staged(node, contracts, stage, specs["dlq"].name, len(batches))
-        rates[path] = _row(path, done, time.perf_counter() - started)
+        done, seconds, dead = staged(node, contracts, stage, specs["dlq"].name, len(batches))
+        rates[path] = _row(path, done, seconds)
         assert dead == 0, f"{dead} dead letters"
         if path == "columnar":
             print(f"    (fast path took {stage.columnar.total('columnar'):,} readings)")
