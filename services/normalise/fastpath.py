@@ -15,8 +15,9 @@ per-record path, which decides as it always did:
   missing hour, a degraded clock) or outside the source's plausible bounds, a
   position set aside (unreadable or out of range);
 * an unknown or incompatible unit, an unknown sector, an implausible value;
-* a time already published for the entity (a duplicate, a correction, a late
-  repeat: versions.py decides).
+* a time already published for the entity with another value (a correction, a
+  late repeat) or a gap filled; a duplicate (same time, same value: a feed polled
+  again before the sensor updated) is dropped and counted as the per-record path does.
 
 Functions of one value (a time stamp, a unit, a zone) are the per-record code
 itself, called once per distinct value of the batch (:mod:`vectors`); arithmetic
@@ -27,6 +28,7 @@ metric: the state is per key, written to the changelog per key.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -51,11 +53,13 @@ _PLACEHOLDER = {"string": "", "double": 0.0, "long": 0, "boolean": False}
 
 @dataclass
 class BatchOutcome:
-    """What a covered batch gives: its observations and the new state of every
-    entity and metric it touched (in the per-record path's order)."""
+    """What a covered batch gives: its observations, the new state of every entity
+    and metric it touched (in the per-record path's order) and the readings dropped
+    (duplicates: a time the entity published with the same value)."""
 
     rows: ObservationRows
     states: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dropped: Counter[str] = field(default_factory=Counter)  # reason -> readings
 
     @property
     def readings(self) -> int:
@@ -105,11 +109,14 @@ class BatchNormaliser:
         positions = _positions(shape)
         if positions is None or any(m is None for m in measured):
             return None
-        states = self._states(shape, measured, get_state)  # type: ignore[arg-type]
-        if states is None:
+        found = self._states(shape, measured, get_state)  # type: ignore[arg-type]
+        if found is None:
             return None
+        states, repeats = found
         rows = _rows(shape, words, measured, positions)  # type: ignore[arg-type]
-        return BatchOutcome(rows, states)
+        if repeats:
+            rows = rows.without(np.asarray(repeats, dtype=np.int64))
+        return BatchOutcome(rows, states, Counter({"duplicate": len(repeats)} if repeats else {}))
 
     # -- what is covered --------------------------------------------------------------
     def _shape(self, batch: dict[str, Any]) -> _Batch | None:
@@ -237,23 +244,38 @@ class BatchNormaliser:
     # -- state --------------------------------------------------------------------------
     def _states(
         self, shape: _Batch, measured: list[_Measured], get_state: StateGetter
-    ) -> dict[str, dict[str, Any]] | None:
-        """The new state of every (member, measure), in the per-record order; None:
-        a time the entity already published (a duplicate or a correction)."""
+    ) -> tuple[dict[str, dict[str, Any]], list[int]] | None:
+        """The new state of every (member, measure), in the per-record order, and the
+        rows (member * measures + measure) that repeat what the entity published (a
+        duplicate: dropped and counted, its state unchanged); None: a time already
+        published with another value, or a gap filled (versions.py decides)."""
         city = shape.batch["city"]
         norm = self.normaliser
         horizon = shape.mapping.lateness_us
         columns = [(m.spec.metric.name, m.times.tolist(), m.values.tolist()) for m in measured]
         out: dict[str, dict[str, Any]] = {}
+        repeats: list[int] = []
+        row = 0
         for i, pseudonym in enumerate(shape.pseudonyms.tolist()):
             for metric, times, values in columns:
                 key = state_key(city, pseudonym, metric)
                 state = get_state(key)
                 t = times[i]
                 if state and "hwm" in state and t <= state["hwm"]:
-                    return None
-                out[key] = _remembered(state, t, values[i], norm, horizon)
-        return out
+                    if not _repeats(state, t, values[i], horizon):
+                        return None
+                    repeats.append(row)
+                else:
+                    out[key] = _remembered(state, t, values[i], norm, horizon)
+                row += 1
+        return out, repeats
+
+
+def _repeats(state: dict[str, Any], t: int, value: float, horizon: int) -> bool:
+    """Whether a reading at or before the entity's latest one is a duplicate (its
+    time published with this value), as versions.sort_out judges it."""
+    verdict = versions.sort_out(state, [t], [value], horizon_us=horizon)
+    return verdict.duplicates == 1 and not verdict.corrections and not verdict.too_late
 
 
 def _positions(shape: _Batch) -> list[dict[str, float] | None] | None:

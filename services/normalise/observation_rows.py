@@ -12,7 +12,7 @@ the per-record path gives one (instant metrics).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -57,6 +57,21 @@ class ObservationRows:
 
     def __len__(self) -> int:
         return len(self.values)
+
+    def without(self, rows: np.ndarray) -> ObservationRows:
+        """These observations but ``rows`` (positions), in order."""
+        keep = np.ones(len(self), dtype=bool)
+        keep[rows] = False
+        return replace(
+            self,
+            pseudonyms=self.pseudonyms[keep],
+            positions=self.positions[keep],
+            words={name: Words(w.codes[keep], w.values) for name, w in self.words.items()},
+            start=self.start[keep],
+            step_seconds=self.step_seconds[keep],
+            values=self.values[keep],
+            quality=self.quality[keep],
+        )
 
     def batch(self, rows: np.ndarray) -> dict[str, Any]:
         """The ObservationBatch of ``rows`` (positions, in order)."""

@@ -182,6 +182,8 @@ class NormaliseStage(BaseStage):
         partition = meta.partition
         emits = [self.store.put(key, state, partition) for key, state in outcome.states.items()]
         self.columnar.add("columnar", outcome.readings)
+        for reason, count in outcome.dropped.items():
+            self.drops.add(reason, count)
         partitions = self.contracts.codec(output).spec.partitions
         return emits + observation_batches(outcome.rows, output, partitions)
 

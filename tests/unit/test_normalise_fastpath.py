@@ -3,15 +3,17 @@
 For random AnonymisedBatches of single readings (shared or distinct time stamps,
 units, zones and sectors; missing, unreadable, implausible and out-of-range
 values; the missing and the repeated hour; times already published, or not, for
-each entity), either the fast path declines (None: the per-record path decides)
-or its observations, exploded, and its states are the per-record path's, and the
-per-record path dropped nothing and wrote no dead letter for that batch.
+each entity; the same batch again), either the fast path declines (None: the
+per-record path decides) or its observations, exploded, and its states are the
+per-record path's, and the per-record path wrote no dead letter for that batch and
+dropped what the fast path dropped (duplicates).
 """
 
 from __future__ import annotations
 
 import math
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -207,6 +209,8 @@ def cases(draw: st.DrawFn) -> tuple[dict[str, Any], dict[str, Any]]:
     times = HISTORY_TIMES if bad else HISTORY_TIMES[:2]
     state = history(source, entities, [draw(PICK(times)) for _ in entities])
     (batch,) = batching("AnonymisedRecord").implode(members)
+    if draw(st.integers(0, 3)) == 0:  # the batch again (a replay, a feed polled again)
+        state = per_record(batch, state)["state"]
     return batch, state
 
 
@@ -247,7 +251,7 @@ def per_record(batch: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
     """Every member through the per-record path as the stage runs it: states read
     as the previous members left them, a rejected member leaving none."""
     state = dict(state)
-    observations, unusual = [], []
+    observations, unusual, dropped = [], [], Counter()
     for record in batching("AnonymisedRecord").explode(batch):
         try:
             outcome = NORMALISER.normalise(record, state.get)
@@ -256,9 +260,10 @@ def per_record(batch: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
             continue
         state.update(outcome.states)
         observations.extend(outcome.observations)
-        unusual += [*outcome.dropped.items(), *outcome.letters, *outcome.rejected]
+        dropped.update(outcome.dropped)
+        unusual += [*outcome.letters, *outcome.rejected]
         unusual += [*outcome.position_drops.items(), *outcome.dropped_attributes]
-    return {"observations": observations, "state": state, "unusual": unusual}
+    return {"observations": observations, "state": state, "unusual": unusual, "dropped": dropped}
 
 
 def through_batch(observations: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -279,6 +284,7 @@ def test_the_fast_path_is_the_per_record_path(case: tuple[dict, dict]) -> None:
     if got is None:
         return
     assert expected["unusual"] == []
+    assert got.dropped == expected["dropped"]
     exploded = batching("Observation").explode(got.rows.batch(np.arange(len(got.rows))))
     assert exploded == through_batch(expected["observations"])
     assert {**before, **got.states} == expected["state"]
@@ -375,3 +381,12 @@ def test_distinct_keeps_every_value_apart() -> None:
     assert [math.copysign(1, values[c]) for c in codes] == [1, -1, 1, 1]
     codes, values = distinct(column("b", [True, False, True], "boolean"))
     assert [values[c] for c in codes] == [True, False, True]
+
+
+def test_a_batch_received_again_is_dropped_as_duplicates_on_the_fast_path() -> None:
+    batch = clean_batch()
+    first = BatchNormaliser(NORMALISER).normalise_batch(batch, {}.get)
+    assert first is not None
+    again = BatchNormaliser(NORMALISER).normalise_batch(batch, first.states.get)
+    assert again is not None
+    assert (again.readings, again.states, again.dropped) == (0, {}, {"duplicate": 100})
