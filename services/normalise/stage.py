@@ -38,10 +38,10 @@ from services.runtime.topics import TopicName, TopicRegistry, resolve_topics
 log = logging.getLogger(__name__)
 
 STORE = "series"
-# Observations per ObservationBatch the fast path writes: ~70 bytes each, well under
+# Observations per ObservationBatch the fast path writes: ~70-150 bytes each, under
 # the message limit (a larger one would make the runner refuse the fast path's
 # outputs and the per-record path split them).
-ROWS_PER_MESSAGE = 4000
+ROWS_PER_MESSAGE = 2000
 
 
 @dataclass(frozen=True)
