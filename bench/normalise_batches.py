@@ -1,0 +1,305 @@
+"""Single readings through normalise: readings/s of the per-record path and of the
+columnar fast path on the same anonymised.v2 batches, and their ratio to a bare
+consume + produce, in one run.
+
+The input is what the pipeline bench's single-reading run gives normalise: Paris
+load-curve sources pushed one 10-minute reading per meter, ``--per-batch`` meters
+per push (ingest shards each push by entity: one AnonymisedBatch message per
+partition). ``--rounds`` pushes per meter, each ten minutes after the previous,
+so that after the first round every meter has a state (the steady state).
+
+Three paths read the same messages, in the same run, on the local broker, each
+timed from its first message (bare) or its partitions' assignment (the stage, its
+changelog restore included), so that the consumer group join is left out:
+
+- bare: a plain consumer and idempotent producer (no transaction) that decode each
+  AnonymisedBatch and encode one ObservationBatch of its members with fastavro;
+  what any stage costs at least for this message flow;
+- records: ``NormaliseStage`` under the shared ``StageRunner`` with its fast path
+  off: every member exploded and normalised alone, the outputs imploded again;
+- columnar: the same stage with its fast path (services/normalise/fastpath.py).
+
+``--transform`` measures the transforms alone, in process (no broker, no state
+changelog): explode + per-record normalise + implode vs the fast path.
+
+Run with the broker and registry up (``make bench`` starts them), or with
+CITEPLUS_KAFKA_BOOTSTRAP / CITEPLUS_REGISTRY_URL pointing at running ones. On a
+loaded machine read the ratios, not the absolute figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import fastavro
+import numpy as np
+from confluent_kafka import Consumer
+
+from bench.normalise import START, bench_cities, paris_record
+from services.normalise.fastpath import BatchNormaliser
+from services.normalise.stage import NormaliseStage, NormaliseTopics
+from services.runtime import wire
+from services.runtime.batches import batching, entity_partition
+from services.runtime.codec import Contracts
+from services.runtime.config import NodeConfig, load_node_config
+from services.runtime.kafka import consumer_settings, make_producer
+from services.runtime.processor import StageRunner
+from services.runtime.provisioning import connect_contracts, provision_topics
+from services.runtime.topics import TopicSpec, load_topics
+
+
+def single(meter: int, round_: int) -> dict[str, Any]:
+    """Meter ``meter``'s reading of round ``round_`` (10 minutes apart), one row."""
+    record = paris_record(meter, 0)
+    record["row_count"] = 1
+    record["lineage_id"] = f"push-{round_}-{meter // 1000}"
+    stamp = (START + timedelta(minutes=10 * round_)).strftime("%Y-%m-%d %H:%M:%S")
+    for column in record["columns"]:
+        array = "doubles" if column["kind"] == "double" else "strings"
+        column[array] = column[array][round_ % len(column[array]) :][:1]
+        if column["name"] == "horodate":
+            column["strings"] = [stamp]
+    return record
+
+
+def pushes(meters: int, rounds: int, per_batch: int, partitions: int) -> list[tuple[int, dict]]:
+    """(partition, AnonymisedBatch) per push and partition, in push order."""
+    carrier = batching("AnonymisedRecord")
+    out = []
+    for round_ in range(rounds):
+        for first in range(0, meters, per_batch):
+            by_partition: dict[int, list[dict[str, Any]]] = {}
+            for meter in range(first, min(first + per_batch, meters)):
+                member = single(meter, round_)
+                key = f"{member['city']}|{member['entity_pseudonym']}"
+                by_partition.setdefault(entity_partition(key, partitions), []).append(member)
+            for partition, members in by_partition.items():
+                out += [(partition, batch) for batch in carrier.implode(members)]
+    return out
+
+
+class RecordsOnly(NormaliseStage):
+    """The stage with its fast path off: every member through ``process``."""
+
+    def process_batch(self, batch: dict[str, Any], meta: Any) -> None:
+        return None
+
+
+def produce(node: NodeConfig, contracts: Contracts, topic: str, batches: list) -> None:
+    producer = make_producer(node)
+    codec = contracts.codec(topic)
+    for partition, batch in batches:
+        producer.produce(topic, codec.encode(batch), partition=partition)
+        producer.poll(0)
+    assert producer.flush(120) == 0
+
+
+def bare(
+    node: NodeConfig, contracts: Contracts, source: str, target: str, expected: int
+) -> tuple[int, float]:
+    """Consume, decode each AnonymisedBatch, encode one ObservationBatch of its
+    members (their value, time and pseudonym), produce: no transactions. Readings
+    and seconds from the first message (the group join left out)."""
+    reader = contracts.codec(source)._reader
+    out_codec = contracts.codec(target)
+    writer, header = out_codec._reader, wire.HEADER.pack(0, out_codec.schema_id)
+    consumer = Consumer(consumer_settings(node, group_id=f"bench-bare-{uuid.uuid4().hex}"))
+    producer = make_producer(node)
+    consumer.subscribe([source])
+    seen = readings = 0
+    first: float | None = None
+    while seen < expected:
+        for message in consumer.consume(1000, 1.0):
+            if message.error():
+                continue
+            first = first or time.perf_counter()
+            buffer = io.BytesIO(message.value())
+            buffer.seek(5)
+            batch = fastavro.schemaless_reader(buffer, reader)
+            out = io.BytesIO()
+            out.write(header)
+            fastavro.schemaless_writer(out, writer, observation_batch(batch))
+            producer.produce(target, out.getvalue(), partition=message.partition())
+            producer.poll(0)
+            seen += 1
+            readings += len(batch["entity_pseudonym"])
+    producer.flush(60)
+    seconds = time.perf_counter() - (first or time.perf_counter())
+    consumer.close()
+    return readings, seconds
+
+
+def staged(
+    node: NodeConfig, contracts: Contracts, stage: NormaliseStage, dlq: str, expected: int
+) -> tuple[int, float, int]:
+    """Run the stage until it consumed ``expected`` messages: readings out, seconds
+    from its partitions' assignment (join left out, changelog restore in), dead letters."""
+    runner = StageRunner(stage, node, contracts, dead_letter_topic=dlq)
+    runner.start()
+    try:
+        while runner.summary.records_in < expected:
+            runner.run_once()
+        seconds = time.monotonic() - (runner._assigned_at or time.monotonic())
+        readings = int(runner.metrics.readings_out.labels(stage.name)._value.get())
+    finally:
+        runner.close()
+    return readings, seconds, runner.summary.dead_letters
+
+
+def observation_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    """The least an ObservationBatch of these members holds (no mapping applied)."""
+    n = len(batch["entity_pseudonym"])
+    values = batch["columns"][-1]["doubles"]
+    return {
+        "city": batch["city"],
+        "source": batch["source"],
+        "dataset": batch["dataset"],
+        "lineage_id": batch["lineage_id"],
+        "entity_pseudonym": batch["entity_pseudonym"],
+        "position": [None] * n,
+        "start": [1_736_722_800_000_000] * n,
+        "step_seconds": [600] * n,
+        "times": [],
+        "times_counts": [0] * n,
+        "values": values,
+        "values_counts": [1] * n,
+        "quality": [],
+        "quality_counts": [0] * n,
+        "versions": [],
+        "versions_counts": [0] * n,
+        "replaced": [],
+        "replaced_counts": [0] * n,
+        "dictionary": ["energy", "active_energy_import", "kWh", "ElectricityMeter"],
+        **{name: [i] * n for i, name in enumerate(("domain", "metric", "unit", "entity_type"))},
+        **{name: [-1] * n for name in ("zone", "key_epoch", "sector", "carrier")},
+    }
+
+
+def broker_run(args: argparse.Namespace) -> int:
+    base = load_node_config()
+    node = replace(
+        base, processing=replace(base.processing, batch_size=args.batch, batch_timeout_s=0.2)
+    )
+    declared = load_topics()
+    prefix = f"bench.{uuid.uuid4().hex[:6]}."
+    roles = {
+        "in": "anonymised.v2",
+        "v1": "anonymised.v1",
+        "dlq": "dlq.v1",
+        **{f"{path}-out": "observations.v2" for path in ("bare", "records", "columnar")},
+        **{f"{path}-state": "normalise.state.v1" for path in ("records", "columnar")},
+    }
+    specs: dict[str, TopicSpec] = {
+        role: replace(declared[name], name=prefix + role, partitions=args.partitions)
+        for role, name in roles.items()
+    }
+    provision_topics(node, list(specs.values()))
+    contracts = connect_contracts(node, list(specs.values()))
+    batches = pushes(args.meters, args.rounds, args.per_batch, args.partitions)
+    readings = args.meters * args.rounds
+    produce(node, contracts, specs["in"].name, batches)
+    print(
+        f"normalise single readings: {readings:,} readings ({args.meters:,} meters x "
+        f"{args.rounds} rounds) in {len(batches):,} AnonymisedBatch messages "
+        f"(~{readings / len(batches):,.0f} readings each), {args.partitions} partitions, "
+        f"{args.batch} messages per transaction, broker {node.kafka.bootstrap}",
+        flush=True,
+    )
+    rates = {}
+    done, seconds = bare(node, contracts, specs["in"].name, specs["bare-out"].name, len(batches))
+    rates["bare"] = _row("bare", done, seconds)
+    cities = bench_cities(Path(tempfile.mkdtemp(prefix="citeplus-bench-")))
+    for path, kind in (("records", RecordsOnly), ("columnar", NormaliseStage)):
+        topics = NormaliseTopics(
+            input=specs["v1"].name,
+            output=specs[f"{path}-out"].name,
+            state=specs[f"{path}-state"].name,
+            dead_letters=specs["dlq"].name,
+            input_batches=specs["in"].name,
+        )
+        stage = kind(node, contracts, cities, topics=topics)
+        stage.name = f"bench-normalise-{path}-{uuid.uuid4().hex[:6]}"
+        done, seconds, dead = staged(node, contracts, stage, specs["dlq"].name, len(batches))
+        rates[path] = _row(path, done, seconds)
+        assert dead == 0, f"{dead} dead letters"
+        if path == "columnar":
+            print(f"    (fast path took {stage.columnar.total('columnar'):,} readings)")
+    _ratios(rates)
+    return 0
+
+
+def _row(path: str, readings: int, seconds: float) -> float:
+    rate = readings / seconds
+    print(f"  {path:9} {readings:>10,} readings {seconds:>8.2f} s {rate:>12,.0f} readings/s")
+    return rate
+
+
+def _ratios(rates: dict[str, float]) -> None:
+    print("ratios (readings/s):")
+    print(f"  records / bare     {rates['records'] / rates['bare']:.2f}")
+    print(f"  columnar / bare    {rates['columnar'] / rates['bare']:.2f}")
+    print(f"  columnar / records {rates['columnar'] / rates['records']:.2f}")
+
+
+def transform_run(args: argparse.Namespace) -> int:
+    """Both transforms in process on the same batches, state in a dict."""
+    from services.normalise.stage import compile_mappings
+    from services.normalise.transform import Normaliser
+    from services.normalise.vocabulary import load_vocabulary
+
+    cities = bench_cities(Path(tempfile.mkdtemp(prefix="citeplus-bench-")))
+    vocabulary = load_vocabulary()
+    batches = [b for _, b in pushes(args.meters, args.rounds, args.per_batch, args.partitions)]
+    readings = args.meters * args.rounds
+    print(
+        f"normalise transforms in process: {readings:,} single readings in "
+        f"{len(batches):,} batches (no broker, no changelog)"
+    )
+    anonymised, observation = batching("AnonymisedRecord"), batching("Observation")
+    rates = {}
+    for path in ("records", "columnar"):
+        norm = Normaliser(vocabulary, compile_mappings(cities, vocabulary))
+        fast = BatchNormaliser(norm)
+        state: dict[str, Any] = {}
+        started = time.perf_counter()
+        for batch in batches:
+            if path == "columnar":
+                outcome = fast.normalise_batch(batch, state.get)
+                assert outcome is not None, "the fast path declined a bench batch"
+                state.update(outcome.states)
+                outcome.rows.batch(np.arange(len(outcome.rows)))
+                continue
+            found = []
+            for member in anonymised.explode(batch):
+                result = norm.normalise(member, state.get)
+                state.update(result.states)
+                found += result.observations
+            observation.implode(found)
+        rates[path] = _row(path, readings, time.perf_counter() - started)
+    print(f"ratio columnar / records {rates['columnar'] / rates['records']:.2f}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--meters", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=3, help="readings per meter")
+    parser.add_argument("--per-batch", type=int, default=1000, help="meters per push")
+    parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument("--batch", type=int, default=100, help="messages per transaction")
+    parser.add_argument("--transform", action="store_true", help="in process, no broker")
+    args = parser.parse_args(argv)
+    return transform_run(args) if args.transform else broker_run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
