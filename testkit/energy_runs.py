@@ -16,6 +16,7 @@ from testkit.kafka import read_all
 T0 = 1_763_766_000_000_000  # 2025-11-22T00:00 in Paris (2025-11-21T23:00:00Z): a local day
 ENERGY_TOPICS = (
     "observations.v1",
+    "observations.v2",
     "energy.regrouped.v1",
     "energy.aggregates.v1",
     "energy.aggregates.released.v2",

@@ -55,24 +55,35 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class AnonymiseTopics:
-    """The names of the stage's topics, as resolved by its builder (deploy/topics.yaml)."""
+    """The names of the stage's topics, as resolved by its builder (deploy/topics.yaml).
+
+    ``raw_batches``: a second input of RawBatch messages (raw.v2), read beside ``raw``
+    while a node migrates. Resolved, the stage reads raw.v1 and raw.v2 and writes
+    anonymised.v2; a caller naming v1 topics alone keeps v1."""
 
     raw: str = TopicName.RAW
     anonymised: str = TopicName.ANONYMISED
     audit: str = TopicName.AUDIT
     state: str = TopicName.ANONYMISE_STATE  # open days of daily-coarsened sources
     dead_letters: str = dlq.DLQ_TOPIC  # the runner's: for a record's late days only
+    raw_batches: str | None = None
 
     @classmethod
     def resolve(cls, topics: TopicRegistry) -> AnonymiseTopics:
-        """The stage's topics under the registry's prefix."""
+        """The stage's topics under the registry's prefix (the v2 wiring)."""
         return cls(
             topics.name(TopicName.RAW),
-            topics.name(TopicName.ANONYMISED),
+            topics.name(TopicName.ANONYMISED_BATCHES),
             topics.name(TopicName.AUDIT),
             topics.name(TopicName.ANONYMISE_STATE),
             topics.name(TopicName.DEAD_LETTERS),
+            raw_batches=topics.name(TopicName.RAW_BATCHES),
         )
+
+    @property
+    def inputs(self) -> list[str]:
+        """What the stage reads: raw.v1, and raw.v2 when wired."""
+        return [self.raw] + ([self.raw_batches] if self.raw_batches else [])
 
 
 class AnonymiseStage(BaseStage):
@@ -95,7 +106,7 @@ class AnonymiseStage(BaseStage):
         self.contracts = contracts
         self.keys = keys
         self.topics = topics or AnonymiseTopics()
-        self.input_topics = [self.topics.raw]
+        self.input_topics = self.topics.inputs
         self.metrics = metrics
         self.ledger = AuditLedger(metrics.registry if metrics is not None else None)
         self._raw_codec = contracts.codec(self.topics.raw) if contracts is not None else None

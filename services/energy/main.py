@@ -16,7 +16,7 @@ from services.runtime.errors import CiteplusError
 from services.runtime.kafka import make_consumer
 from services.runtime.provisioning import connect_contracts
 from services.runtime.service_main import run_stage, stage_options
-from services.runtime.topics import resolve_topics
+from services.runtime.topics import TopicName, resolve_topics
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,8 @@ def topic_specs(prefix: str = ""):
     from services.energy.stage import ENERGY_TOPIC_NAMES, EnergyTopics
 
     registry = resolve_topics(prefix)
-    return EnergyTopics.resolve(registry), registry.specs(*ENERGY_TOPIC_NAMES)
+    names = (*ENERGY_TOPIC_NAMES, TopicName.OBSERVATION_BATCHES)
+    return EnergyTopics.resolve(registry), registry.specs(*names)
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -160,26 +160,37 @@ class EnergyTopics:
     state: str = TopicName.ENERGY_STATE
     dead_letters: str = dlq.DLQ_TOPIC
     partitions: int = field(default_factory=_declared_partitions)
+    # observations.v2 (ObservationBatch), read beside ``observations`` when wired
+    observation_batches: str | None = None
 
     @classmethod
     def resolve(cls, topics: TopicRegistry) -> EnergyTopics:
-        """The stage's topics under the registry's prefix; refuses a topics file whose
-        regrouped, state and observations topics differ in partition count."""
-        names = (OBSERVATIONS, REGROUPED, STATE) = (
+        """The stage's topics under the registry's prefix (observations.v1 and v2 in);
+        refuses a topics file whose regrouped, state and observations topics differ in
+        partition count."""
+        names = (OBSERVATIONS, BATCHES, REGROUPED, STATE) = (
             TopicName.OBSERVATIONS,
+            TopicName.OBSERVATION_BATCHES,
             TopicName.ENERGY_REGROUPED,
             TopicName.ENERGY_STATE,
         )
         if len({topics[n].partitions for n in names}) != 1:
             raise ConfigError(
-                f"{OBSERVATIONS}, {REGROUPED} and {STATE} must have the same "
+                f"{OBSERVATIONS}, {BATCHES}, {REGROUPED} and {STATE} must have the same "
                 "number of partitions (state follows the regrouped partition)",
                 source=str(TOPICS_FILE),
             )
         return cls(
             *(topics.name(n) for n in ENERGY_TOPIC_NAMES),
             partitions=topics[REGROUPED].partitions,
+            observation_batches=topics.name(BATCHES),
         )
+
+    @property
+    def inputs(self) -> list[str]:
+        """What the stage reads: observations (v1, and v2 when wired), regrouped."""
+        batches = [self.observation_batches] if self.observation_batches else []
+        return [self.observations, *batches, self.regrouped]
 
     def prefixed(self, prefix: str) -> EnergyTopics:
         """The declared topics under ``prefix`` (tests, side-by-side runs)."""
@@ -315,7 +326,7 @@ class EnergyStage(BaseStage):
     ):
         self.name = name
         self.topics = topics
-        self.input_topics = [topics.observations, topics.regrouped]
+        self.input_topics = topics.inputs
         self.node = node
         self.contracts = contracts
         # city -> its IANA time zone (city file); a day is the city's local day

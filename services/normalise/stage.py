@@ -36,22 +36,33 @@ STORE = "series"
 
 @dataclass(frozen=True)
 class NormaliseTopics:
-    """The names of the stage's topics, as resolved by its builder (deploy/topics.yaml)."""
+    """The names of the stage's topics, as resolved by its builder (deploy/topics.yaml).
+
+    ``input_batches``: a second input of AnonymisedBatch messages (anonymised.v2), read
+    beside ``input`` while a node migrates. Resolved, the stage reads anonymised.v1 and
+    v2 and writes observations.v2; a caller naming v1 topics alone keeps v1."""
 
     input: str = TopicName.ANONYMISED
     output: str = TopicName.OBSERVATIONS
     state: str = TopicName.NORMALISE_STATE
     dead_letters: str = dlq.DLQ_TOPIC  # the runner's: letters for one attribute go there
+    input_batches: str | None = None
 
     @classmethod
     def resolve(cls, topics: TopicRegistry) -> NormaliseTopics:
-        """The stage's topics under the registry's prefix."""
+        """The stage's topics under the registry's prefix (the v2 wiring)."""
         return cls(
             topics.name(TopicName.ANONYMISED),
-            topics.name(TopicName.OBSERVATIONS),
+            topics.name(TopicName.OBSERVATION_BATCHES),
             topics.name(TopicName.NORMALISE_STATE),
             topics.name(TopicName.DEAD_LETTERS),
+            input_batches=topics.name(TopicName.ANONYMISED_BATCHES),
         )
+
+    @property
+    def inputs(self) -> list[str]:
+        """What the stage reads: anonymised.v1, and anonymised.v2 when wired."""
+        return [self.input] + ([self.input_batches] if self.input_batches else [])
 
 
 def compile_mappings(
@@ -81,7 +92,7 @@ class NormaliseStage(BaseStage):
         self.node = node
         self.contracts = contracts
         self.topics = topics or NormaliseTopics()
-        self.input_topics = [self.topics.input]
+        self.input_topics = self.topics.inputs
         self.vocabulary = vocabulary or load_vocabulary()
         mappings = compile_mappings(cities, self.vocabulary)
         unmapped = sorted(

@@ -39,10 +39,13 @@ class PublicTopics:
     shared_observations: str = TopicName.SHARED_OBSERVATIONS
     public_aggregates: str = TopicName.PUBLIC_AGGREGATES
     shared_aggregates: str = TopicName.SHARED_AGGREGATES
+    # observations.v2, read beside observations_in when wired; the public topics stay
+    # v1, one entity per message (partners' contract)
+    observation_batches: str | None = None
 
     @classmethod
     def resolve(cls, topics: TopicRegistry) -> PublicTopics:
-        """The stage's topics under the registry's prefix."""
+        """The stage's topics under the registry's prefix (observations v1 and v2 in)."""
         return cls(
             *(
                 topics.name(n)
@@ -54,7 +57,8 @@ class PublicTopics:
                     TopicName.PUBLIC_AGGREGATES,
                     TopicName.SHARED_AGGREGATES,
                 )
-            )
+            ),
+            observation_batches=topics.name(TopicName.OBSERVATION_BATCHES),
         )
 
 
@@ -75,6 +79,8 @@ class Republisher(BaseStage):
         self.topics = topics
         self.aggregates = aggregates
         self.input_topics = [topics.observations_in]
+        if topics.observation_batches:
+            self.input_topics.append(topics.observation_batches)
         if aggregates.level != "internal":  # nothing to read when nothing may leave
             self.input_topics.append(topics.aggregates_in)
 

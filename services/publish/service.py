@@ -50,6 +50,12 @@ def default_routes(timezones: Mapping[str, str] | None = None) -> list[SinkRoute
             partial(observations_table, timezones=timezones),
             versions.supersede,
         ),
+        SinkRoute(  # members of observations.v2 land exactly as observations.v1 records
+            TopicName.OBSERVATION_BATCHES,
+            "observations",
+            partial(observations_table, timezones=timezones),
+            versions.supersede,
+        ),
         SinkRoute(TopicName.ENERGY_AGGREGATES, "energy_aggregates", aggregates_table),
         SinkRoute(TopicName.ENERGY_RELEASED, "energy_aggregates_released", released_table),
         SinkRoute(dlq.DLQ_TOPIC, "dead_letters", dead_letters_table),

@@ -15,12 +15,13 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pyarrow as pa
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from services.publish.rows import Landed
-from services.runtime.codec import Contracts
+from services.runtime.codec import Contracts, TopicCodec
 from services.runtime.config import NodeConfig
 from services.runtime.errors import CiteplusError
 from services.runtime.kafka import make_consumer
@@ -178,10 +179,9 @@ class WarehouseSink:
         landed: list[Landed] = []
         for message in fresh:
             try:
-                landed.append(
-                    Landed(codec.decode(message.value()), topic, partition, message.offset())
-                )
-            except CiteplusError as exc:
+                records = members(codec, codec.decode(message.value()))
+                landed += [Landed(r, topic, partition, message.offset()) for r in records]
+            except (CiteplusError, ValueError) as exc:
                 self.summary.undecodable += 1
                 self.metrics.dead_letters.labels("publish", "undecodable").inc()
                 log.warning(
@@ -212,3 +212,13 @@ class WarehouseSink:
             self.metrics.errors.labels("publish", "consume").inc()
             log.warning("consume error", extra={"error": str(error)})
         return True
+
+
+def members(codec: TopicCodec, value: dict[str, Any]) -> list[dict[str, Any]]:
+    """The records a message lands as: itself, or the members of a v2 batch, each a row
+    (or rows) exactly as its v1 record would be. They share the message's offset and
+    land in one insert, so the insert's token (topic, partition, offset range) and the
+    resume point (the highest landed offset) hold for a batch as for a record; a batch
+    whose counts do not add up is undecodable (ValueError)."""
+    found = codec.batching
+    return [value] if found is None else found.explode(value)

@@ -391,6 +391,11 @@ class Batching:
         """See :func:`explode`."""
         return explode(self.layout, batch)
 
+    def group_key(self, record: dict[str, Any]) -> tuple:
+        """What members of one batch share (records with equal keys implode to one
+        batch): the runner forms its batches with it, keeping each entity's order."""
+        return _group_key(self.layout, record)
+
 
 @cache
 def batching(name: str) -> Batching:

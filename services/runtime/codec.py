@@ -16,10 +16,11 @@ from typing import Any
 import fastavro
 
 from services.runtime import wire
+from services.runtime.batches import Batching, batching, spec_for_batch
 from services.runtime.errors import SchemaError
 from services.runtime.registry import SchemaRegistry
 from services.runtime.schemas import RecordSchema, load_schemas
-from services.runtime.topics import TopicSpec
+from services.runtime.topics import TopicSpec, member_sibling
 
 
 def without_logical_types(schema: Any) -> Any:
@@ -48,10 +49,18 @@ class TopicCodec:
         self._registry = registry
         self._reader = parse_plain(schema.expanded)
         self._writers: dict[int, Any] = {schema_id: self._reader}
+        spec_of_batch = spec_for_batch(schema.name)
+        self._batching = batching(spec_of_batch.member) if spec_of_batch is not None else None
 
     @property
     def topic(self) -> str:
         return self.spec.name
+
+    @property
+    def batching(self) -> Batching | None:
+        """How this topic's values carry v1 records many to a message (a v2 batch
+        topic such as observations.v2), or None for a topic of single records."""
+        return self._batching
 
     def encode(self, record: dict[str, Any]) -> bytes:
         try:
@@ -77,6 +86,7 @@ class Contracts:
 
     def __init__(self, codecs: dict[str, TopicCodec]):
         self._codecs = codecs
+        self._siblings: dict[str, str | None] = {}
 
     @classmethod
     def register(cls, registry: SchemaRegistry, specs: Iterable[TopicSpec]) -> Contracts:
@@ -106,6 +116,25 @@ class Contracts:
                 f"topic {topic!r} is not declared in deploy/topics.yaml "
                 f"(declared: {', '.join(sorted(self._codecs))})"
             ) from None
+
+    def batching(self, topic: str) -> Batching | None:
+        """See :attr:`TopicCodec.batching`."""
+        return self.codec(topic).batching
+
+    def member_topic(self, topic: str) -> str | None:
+        """The v1 sibling of batch topic ``topic`` (``raw.v2`` -> ``raw.v1``, prefixed
+        copies alike) when it is declared with the batch's member contract: where a
+        member's dead letter is replayed. None otherwise."""
+        if topic not in self._siblings:
+            self._siblings[topic] = self._member_topic(topic)
+        return self._siblings[topic]
+
+    def _member_topic(self, topic: str) -> str | None:
+        found = self.batching(topic)
+        sibling = member_sibling(topic) if found is not None else None
+        if found is None or sibling is None or sibling not in self:
+            return None
+        return sibling if self.codec(sibling).schema.name == found.spec.member else None
 
     def __contains__(self, topic: str) -> bool:
         return topic in self._codecs

@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -27,12 +27,14 @@ from confluent_kafka import (
 )
 
 from services.runtime import dlq
+from services.runtime.batches import Batching
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
 from services.runtime.copartition import CoPartitionError, check_co_partitioned, group_settings
 from services.runtime.errors import CiteplusError, RejectedInput, SchemaError, WireFormatError
 from services.runtime.kafka import MAX_MESSAGE_BYTES, make_consumer, make_producer, produce_bytes
 from services.runtime.metrics import ServiceMetrics
+from services.runtime.outbox import Outbox, member_key
 from services.runtime.stage import BaseStage, Emit, InputMeta, Stage, StageStore, Tally, changelogs
 from services.runtime.state import restore
 
@@ -100,6 +102,51 @@ class _BatchTally:
     reasons: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Origin:
+    """What a dead letter says it came from: the original bytes and key, the topic,
+    partition and offset a replay or an operator finds it at, and the position text."""
+
+    value: bytes | None
+    key: bytes | None
+    topic: str
+    partition: int | None
+    offset: int | None
+    position: str
+
+    @classmethod
+    def of(cls, message: Message, meta: InputMeta) -> _Origin:
+        return cls(
+            message.value(),
+            meta.key,
+            meta.topic,
+            meta.partition,
+            meta.offset,
+            f"partition {meta.partition} offset {meta.offset}",
+        )
+
+
+@dataclass(frozen=True)
+class _MemberPlace:
+    """One member of a batch message: its v1 key, index, the batch's size and the
+    v1 sibling topic of the batch's topic (None when none is declared)."""
+
+    meta: InputMeta
+    key: bytes
+    index: int
+    count: int
+    sibling: str | None
+
+
+class _Output(NamedTuple):
+    """An emit and its bytes; for a batch topic, the bytes only checked it (a member)
+    or are the batch itself (``Emit.batched``)."""
+
+    emit: Emit
+    value: bytes
+    to_batch_topic: bool = False
+
+
 @dataclass
 class RunSummary:
     batches: int = 0
@@ -151,6 +198,7 @@ class StageRunner:
             node, transactional_id=worker_id, **{"client.id": worker_id}
         )
         self.summary = RunSummary()
+        self._outbox = Outbox()
         self._ticked = 0.0
         self._assigned_at: float | None = None
         self._lag_refreshed = 0.0
@@ -229,9 +277,11 @@ class StageRunner:
             return 0
         started = time.perf_counter()
         self.producer.begin_transaction()
+        self._outbox.clear()
         try:
             tally = self._process_batch(good)
             self._produce_batch_end(tally)
+            self._flush_outbox(tally)
             self.producer.send_offsets_to_transaction(
                 self._next_offsets(good), self.consumer.consumer_group_metadata(), 30
             )
@@ -261,7 +311,9 @@ class StageRunner:
         self.summary.dead_letters += tally.dead
 
     def _process_batch(self, messages: list[Message]) -> _BatchTally:
-        """Every record of the batch: its outputs produced, or its dead letter."""
+        """Every record of the batch: its outputs produced, or its dead letter. A
+        message of a v2 batch topic goes through the stage's fast path, or member by
+        member (see :meth:`_process_batch_message`)."""
         tally = _BatchTally()
         for message in messages:
             meta = InputMeta(
@@ -271,31 +323,163 @@ class StageRunner:
                 message.key(),
                 message.timestamp()[1],
             )
-            record: dict[str, Any] | None = None
+            origin = _Origin.of(message, meta)
             try:
                 record = self.contracts.codec(meta.topic).decode(message.value())
-                encoded = [
-                    (emit, self.contracts.codec(emit.topic).encode(emit.value))
-                    for emit in self.stage.process(record, meta)
-                ]
-                _check_sizes(encoded)
             except Exception as exc:
-                self._reject(tally, message, meta, record, exc)
+                self._reject(tally, origin, meta, None, exc)
                 continue
-            for emit, value in encoded:
-                self._send(emit, value, tally)
-                tally.readings += emit.readings
-                tally.produced += 1
-                if emit.topic == self.dead_letter_topic:  # a letter for part of a record
-                    reason = emit.value.get("reason") or "rejected"
-                    tally.reasons[reason] = tally.reasons.get(reason, 0) + 1
-                    tally.dead += 1
+            found = self.contracts.batching(meta.topic)
+            if found is None:
+                self._process_record(tally, record, meta, origin)
+            else:
+                self._process_batch_message(tally, record, meta, found, origin)
         return tally
+
+    def _process_record(
+        self, tally: _BatchTally, record: dict[str, Any], meta: InputMeta, origin: _Origin
+    ) -> None:
+        """One v1 record (or one member of a batch): its outputs, or its dead letter."""
+        try:
+            outputs = self._encode_outputs(self.stage.process(record, meta))
+            _check_sizes(outputs)
+        except Exception as exc:
+            self._reject(tally, origin, meta, record, exc)
+            return
+        self._accept(outputs, tally)
+
+    def _process_batch_message(
+        self,
+        tally: _BatchTally,
+        batch: dict[str, Any],
+        meta: InputMeta,
+        found: Batching,
+        origin: _Origin,
+    ) -> None:
+        """The stage's fast path for the whole batch; when it has none or it raises,
+        its state writes are undone and every member goes through :meth:`process`
+        with its own savepoint, exactly as a v1 message would."""
+        for store in self.stage.stores:
+            store.begin_record()
+        outputs = self._fast_path(batch, meta)
+        if outputs is not None:
+            self._accept(outputs, tally)
+            return
+        self.stage.on_record_failed()
+        try:
+            members = found.explode(batch)
+        except Exception as exc:  # counts that do not add up: the message as a whole
+            self._reject(tally, origin, meta, None, exc)
+            return
+        sibling = self.contracts.member_topic(meta.topic)
+        for index, member in enumerate(members):
+            key = member_key(found.spec.member, member).encode()
+            member_meta = replace(meta, key=key)
+            where = _MemberPlace(meta, key, index, len(members), sibling)
+            self._process_record(tally, member, member_meta, self._member_origin(member, where))
+
+    def _fast_path(self, batch: dict[str, Any], meta: InputMeta) -> list[_Output] | None:
+        """The outputs of ``process_batch``, encoded; None when it has none or failed
+        (the per-record path then decides, member by member)."""
+        try:
+            emits = self.stage.process_batch(batch, meta)
+            if emits is None:
+                return None
+            outputs = self._encode_outputs(emits)
+            _check_sizes(outputs)
+            return outputs
+        except Exception as exc:
+            log.warning(
+                "batch fast path failed; processing its members one by one",
+                extra={
+                    "stage": self.stage.name,
+                    "topic": meta.topic,
+                    "partition": meta.partition,
+                    "offset": meta.offset,
+                    "error": type(exc).__name__,
+                },
+            )
+            return None
+
+    def _member_origin(self, member: dict[str, Any], where: _MemberPlace) -> _Origin:
+        """Where a member's dead letter points: its v1 form on the v1 sibling topic
+        (what ``citeplus replay dead-letters`` re-injects), the batch message's place
+        in the position text."""
+        meta = where.meta
+        value: bytes | None = None
+        if where.sibling is not None:
+            try:
+                value = self.contracts.codec(where.sibling).encode(member)
+            except SchemaError:
+                value = None
+        return _Origin(
+            value=value,
+            key=where.key,
+            topic=where.sibling or meta.topic,
+            partition=None if where.sibling else meta.partition,
+            offset=None if where.sibling else meta.offset,
+            position=f"{meta.topic} partition {meta.partition} offset {meta.offset}, "
+            f"member {where.index + 1} of {where.count}",
+        )
+
+    def _encode_outputs(self, emits: Iterable[Emit]) -> list[_Output]:
+        """Each emit with its bytes; a member for a batch topic is encoded alone (as its
+        v1 record) only to check it, so that a member that cannot be produced is
+        rejected with its own record instead of failing the transaction's batch."""
+        outputs = []
+        for emit in emits:
+            codec = self.contracts.codec(emit.topic)
+            found = codec.batching
+            if found is None or emit.batched:
+                outputs.append(_Output(emit, codec.encode(emit.value), found is not None))
+                continue
+            sibling = self.contracts.member_topic(emit.topic)
+            if sibling is not None:
+                value = self.contracts.codec(sibling).encode(emit.value)
+            else:
+                value = codec.encode(found.implode([emit.value])[0])
+            outputs.append(_Output(emit, value, True))
+        return outputs
+
+    def _accept(self, outputs: list[_Output], tally: _BatchTally, *, counted: bool = True) -> None:
+        """Produce single-record outputs now; batch-topic outputs wait in the outbox.
+        ``counted``: a record's outputs (not a batch's end nor a tick's), counted as
+        produced records and readings."""
+        for output in outputs:
+            emit = output.emit
+            if output.to_batch_topic:
+                if emit.batched:
+                    self._outbox.add_batch(emit, output.value)
+                else:
+                    partitions = self.contracts.codec(emit.topic).spec.partitions
+                    self._outbox.add_member(emit, partitions)
+                continue
+            self._send(emit, output.value, tally)
+            if not counted:
+                continue
+            tally.readings += emit.readings
+            tally.produced += 1
+            if emit.topic == self.dead_letter_topic:  # a letter for part of a record
+                reason = emit.value.get("reason") or "rejected"
+                tally.reasons[reason] = tally.reasons.get(reason, 0) + 1
+                tally.dead += 1
+
+    def _flush_outbox(self, tally: _BatchTally) -> None:
+        """The batch messages of the transaction's batch-topic outputs, produced."""
+        if not self._outbox:
+            return
+        for produced in self._outbox.drain(
+            lambda topic: self.contracts.codec(topic).batching,  # type: ignore[arg-type,return-value]
+            lambda topic: self.contracts.codec(topic).encode,
+        ):
+            self._send(produced.emit, produced.value, tally)
+            tally.readings += produced.emit.readings
+            tally.produced += 1
 
     def _reject(
         self,
         tally: _BatchTally,
-        message: Message,
+        origin: _Origin,
         meta: InputMeta,
         record: dict[str, Any] | None,
         error: Exception,
@@ -311,7 +495,7 @@ class StageRunner:
             else:
                 log.exception("transform failed", extra={"stage": self.stage.name})
         self.stage.on_record_failed()
-        self._dead_letter(tally, message, meta, record, reason, error)
+        self._dead_letter(tally, origin, meta, record, reason, error)
         tally.dead += 1
 
     def tick(self) -> int:
@@ -324,6 +508,7 @@ class StageRunner:
         self.producer.begin_transaction()
         try:
             self._produce(emits, tally)
+            self._flush_outbox(tally)
             self._commit()
         except KafkaException as exc:
             self._abort(exc)
@@ -331,15 +516,17 @@ class StageRunner:
         self.stage.on_commit()
         for topic, count in tally.by_topic.items():
             self.metrics.records_out.labels(self.stage.name, topic).inc(count)
-        self.summary.records_out += len(emits)
-        return len(emits)
+        sent = sum(tally.by_topic.values())
+        self.summary.records_out += sent
+        return sent
 
     def _produce_batch_end(self, tally: _BatchTally) -> None:
         self._produce(self.stage.end_batch(), tally)
 
     def _produce(self, emits: Iterable[Emit], tally: _BatchTally) -> None:
-        for emit in emits:
-            self._send(emit, self.contracts.codec(emit.topic).encode(emit.value), tally)
+        """Outputs that are no record's (a batch's end, a tick): produced, or for batch
+        topics kept in the outbox with the others."""
+        self._accept(self._encode_outputs(emits), tally, counted=False)
 
     def _send(self, emit: Emit, value: bytes, tally: _BatchTally) -> None:
         """Produce one encoded output in the open transaction, counted by topic."""
@@ -352,7 +539,7 @@ class StageRunner:
     def _dead_letter(
         self,
         tally: _BatchTally,
-        message: Message,
+        origin: _Origin,
         meta: InputMeta,
         record: dict[str, Any] | None,
         reason: str,
@@ -360,29 +547,30 @@ class StageRunner:
     ) -> None:
         text = str(error) if reason != "stage-error" else f"{type(error).__name__}: {error}"
         if self.raw_zone:
-            self._raw_zone_letters(tally, message, meta, record, reason, error, text)
+            self._raw_zone_letters(tally, origin, meta, record, reason, error, text)
             return
-        key = self.stage.redact_key(meta.key, record)
+        key = self.stage.redact_key(origin.key, record)
         city = record.get("city") if isinstance(record, dict) else None
         source = record.get("source") if isinstance(record, dict) else None
         letter = dlq.dead_letter(
             stage=self.stage.name,
             reason=reason,
             message=text,
-            original_value=self.stage.redact(message.value(), record),
+            original_value=self.stage.redact(origin.value, record),
             original_key=key,
-            source_topic=meta.topic,
-            source_partition=meta.partition,
-            source_offset=meta.offset,
+            source_topic=origin.topic,
+            source_partition=origin.partition,
+            source_offset=origin.offset,
             city=city if isinstance(city, str) else None,
             source=source if isinstance(source, str) else None,
         )
+        letter["position"] = origin.position
         self._send_letter(tally, meta, reason, letter, detail=text)
 
     def _raw_zone_letters(
         self,
         tally: _BatchTally,
-        message: Message,
+        origin: _Origin,
         meta: InputMeta,
         record: dict[str, Any] | None,
         reason: str,
@@ -405,15 +593,15 @@ class StageRunner:
                 reason=reason,
                 message=summary,
                 detail=text,
-                original=message.value(),
-                original_key=meta.key,
-                redacted_key=self.stage.redact_key(meta.key, record),
+                original=origin.value,
+                original_key=origin.key,
+                redacted_key=self.stage.redact_key(origin.key, record),
                 city=city if isinstance(city, str) else None,
                 source=source if isinstance(source, str) else None,
-                position=f"partition {meta.partition} offset {meta.offset}",
-                source_topic=meta.topic,
-                source_partition=meta.partition,
-                source_offset=meta.offset,
+                position=origin.position,
+                source_topic=origin.topic,
+                source_partition=origin.partition,
+                source_offset=origin.offset,
             ),
             raw_topic=self.raw_dead_letter_topic,
         )
@@ -594,10 +782,10 @@ class StageRunner:
             log.debug("lag refresh failed", extra={"error": str(exc)})
 
 
-def _check_sizes(encoded: list[tuple[Emit, bytes]]) -> None:
+def _check_sizes(outputs: Sequence[tuple[Emit, bytes] | _Output]) -> None:
     """Refuse, as bad input, a record whose output could not fit in a message: sent,
     it would abort the batch's transaction again at every retry and stop the stage."""
-    for emit, value in encoded:
+    for emit, value, *_ in outputs:
         if len(value) > MAX_MESSAGE_BYTES:
             raise RejectedInput(
                 "too-large",

@@ -29,6 +29,10 @@ class Emit:
     value: dict[str, Any]
     readings: int = 1
     partition: int | None = None  # None: by key (state changelogs pin their partition)
+    # True: ``value`` is already a v2 batch (RawBatch, AnonymisedBatch, ObservationBatch)
+    # produced as it is, to ``partition``. False on a batch topic: ``value`` is one
+    # v1-shaped member that the runner implodes with the transaction's other members.
+    batched: bool = False
 
 
 @dataclass(frozen=True)
@@ -147,6 +151,8 @@ class Stage(Protocol):
 
     def process(self, record: dict[str, Any], meta: InputMeta) -> Iterable[Emit]: ...
 
+    def process_batch(self, batch: dict[str, Any], meta: InputMeta) -> list[Emit] | None: ...
+
     def redact(self, original: bytes | None, record: dict[str, Any] | None) -> bytes | None: ...
 
     def redact_key(self, key: bytes | None, record: dict[str, Any] | None) -> bytes | None: ...
@@ -197,6 +203,17 @@ class BaseStage:
         for store in self.stores:
             store.begin_record()
         return self.transform(record, meta)
+
+    def process_batch(self, batch: dict[str, Any], meta: InputMeta) -> list[Emit] | None:
+        """The outputs of a whole v2 batch message at once (a columnar fast path), or
+        None when the stage has none.
+
+        The runner has opened every store's savepoint before the call. None, or an
+        exception, makes the runner undo the batch's state writes and send each member
+        of the exploded batch through :meth:`process` with its own savepoint (a bad
+        member becomes its own dead letter), so a fast path must give exactly what the
+        per-record path gives, or raise and let it decide."""
+        return None
 
     def transform(self, record: dict[str, Any], meta: InputMeta) -> Iterable[Emit]:
         raise NotImplementedError(f"{type(self).__name__} must define transform or process")

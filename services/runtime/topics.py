@@ -81,9 +81,12 @@ class TopicName:
     """
 
     RAW = "raw.v1"
+    RAW_BATCHES = "raw.v2"  # RawBatch: many entities per message (raw zone, like raw.v1)
     RAW_DEAD_LETTERS = "raw.dlq.v1"
     ANONYMISED = "anonymised.v1"
+    ANONYMISED_BATCHES = "anonymised.v2"
     OBSERVATIONS = "observations.v1"
+    OBSERVATION_BATCHES = "observations.v2"
     ENERGY_AGGREGATES = "energy.aggregates.v1"
     ENERGY_RELEASED = "energy.aggregates.released.v2"
     ENERGY_REGROUPED = "energy.regrouped.v1"
@@ -279,6 +282,24 @@ def companion(name: str, declared: str, other: str, *, fallback: str) -> str:
     if name.endswith(declared):
         return name[: -len(declared)] + other
     return name + fallback
+
+
+# Each v2 batch topic and the v1 topic of its member records: a member's dead letter
+# is replayed there, and stages read both while a node migrates.
+BATCH_SIBLINGS: tuple[tuple[str, str], ...] = (
+    (TopicName.RAW_BATCHES, TopicName.RAW),
+    (TopicName.ANONYMISED_BATCHES, TopicName.ANONYMISED),
+    (TopicName.OBSERVATION_BATCHES, TopicName.OBSERVATIONS),
+)
+
+
+def member_sibling(name: str) -> str | None:
+    """The v1 topic beside batch topic ``name`` (a prefixed copy alike:
+    ``test.x.raw.v2`` -> ``test.x.raw.v1``), or None when ``name`` is no batch topic."""
+    for batches, members in BATCH_SIBLINGS:
+        if name == batches or name.endswith("." + batches):
+            return name[: -len(batches)] + members
+    return None
 
 
 def durability_configs(replication_factor: int) -> dict[str, str]:

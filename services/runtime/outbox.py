@@ -1,0 +1,157 @@
+"""A transaction's outputs to v2 batch topics, imploded into batch messages at its end.
+
+A stage's per-record path emits one v1-shaped member per entity (an Observation for
+observations.v2); producing each as its own message would keep paying the per-message
+cost the batch contracts remove. The runner collects them here, in the order they were
+emitted, and when the transaction ends turns them into as few batch messages as it can:
+
+* one partition per message: a member goes to ``entity_partition(key, partitions)``,
+  so every member of one message shares it, one entity's data stays on one partition
+  (the partition its v1 record would have had) and in order;
+* members that share the batch's shared fields implode together, but a member never
+  joins a batch that comes before one already holding its entity's earlier member:
+  each entity's order survives the grouping;
+* a batch whose encoding would pass ``MAX_MESSAGE_BYTES`` is cut in halves, in order;
+* an already-built batch (``Emit.batched``) keeps its place among the members.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.runtime.batches import Batching, entity_partition
+from services.runtime.kafka import MAX_MESSAGE_BYTES
+from services.runtime.stage import Emit
+
+__all__ = ["Outbox", "Produced", "member_key", "member_partition"]
+
+Encode = Callable[[dict[str, Any]], bytes]
+
+
+def member_key(member: str, record: dict[str, Any]) -> str:
+    """The v1 key of a member record (what its v1 topic is keyed by): raw records by
+    ``city|source|entity_id``, later records by ``city|entity_pseudonym``."""
+    if member == "RawRecord":
+        return f"{record['city']}|{record['source']}|{record['entity_id']}"
+    return f"{record['city']}|{record['entity_pseudonym']}"
+
+
+def member_partition(emit: Emit, partitions: int) -> int:
+    """The partition of a member emit: its own when it pins one, else its key's."""
+    if emit.partition is not None:
+        return emit.partition
+    return entity_partition(emit.key if emit.key is not None else b"", partitions)
+
+
+@dataclass(frozen=True)
+class Produced:
+    """One batch message ready to produce: the emit (value a batch) and its bytes."""
+
+    emit: Emit
+    value: bytes
+
+
+@dataclass
+class _Lane:
+    """What goes to one partition of one batch topic, in emit order: member emits and
+    ready batches (with their bytes)."""
+
+    items: list[Emit | Produced] = field(default_factory=list)
+
+
+class Outbox:
+    """Collects a transaction's emits to batch topics; :meth:`drain` gives the messages."""
+
+    def __init__(self, limit: int = MAX_MESSAGE_BYTES):
+        self.limit = limit
+        self._lanes: dict[tuple[str, int], _Lane] = {}
+
+    def add_member(self, emit: Emit, partitions: int) -> None:
+        """A v1-shaped member for a batch topic (already checked to encode)."""
+        lane = (emit.topic, member_partition(emit, partitions))
+        self._lanes.setdefault(lane, _Lane()).items.append(emit)
+
+    def add_batch(self, emit: Emit, value: bytes) -> None:
+        """A ready batch (``Emit.batched``) and its bytes, kept in order with members."""
+        if emit.partition is None:
+            raise ValueError(f"a batched emit to {emit.topic} must name its partition")
+        lane = (emit.topic, emit.partition)
+        self._lanes.setdefault(lane, _Lane()).items.append(Produced(emit, value))
+
+    def __bool__(self) -> bool:
+        return any(lane.items for lane in self._lanes.values())
+
+    def clear(self) -> None:
+        self._lanes.clear()
+
+    def drain(
+        self, batching_of: Callable[[str], Batching], encoder_of: Callable[[str], Encode]
+    ) -> list[Produced]:
+        """Every batch message, lane by lane, in emit order within a lane; empties the
+        outbox."""
+        out: list[Produced] = []
+        for (topic, partition), lane in self._lanes.items():
+            run: list[Emit] = []
+            for item in lane.items:
+                if isinstance(item, Produced):
+                    out += self._imploded(run, topic, partition, batching_of, encoder_of)
+                    run = []
+                    out.append(item)
+                else:
+                    run.append(item)
+            out += self._imploded(run, topic, partition, batching_of, encoder_of)
+        self.clear()
+        return out
+
+    def _imploded(
+        self,
+        run: list[Emit],
+        topic: str,
+        partition: int,
+        batching_of: Callable[[str], Batching],
+        encoder_of: Callable[[str], Encode],
+    ) -> list[Produced]:
+        if not run:
+            return []
+        found = batching_of(topic)
+        encode = encoder_of(topic)
+        out: list[Produced] = []
+        for group in ordered_groups(run, found):
+            out += self._fitting(group, topic, partition, found, encode)
+        return out
+
+    def _fitting(
+        self, group: list[Emit], topic: str, partition: int, found: Batching, encode: Encode
+    ) -> list[Produced]:
+        """One message for ``group``, or its halves (recursively) when too large."""
+        (batch,) = found.implode([e.value for e in group])
+        value = encode(batch)
+        if len(value) > self.limit and len(group) > 1:
+            half = len(group) // 2
+            return self._fitting(group[:half], topic, partition, found, encode) + self._fitting(
+                group[half:], topic, partition, found, encode
+            )
+        readings = sum(e.readings for e in group)
+        emit = Emit(topic, None, batch, readings=readings, partition=partition, batched=True)
+        return [Produced(emit, value)]
+
+
+def ordered_groups(run: list[Emit], found: Batching) -> list[list[Emit]]:
+    """``run`` in groups of equal :meth:`Batching.group_key`, as few as keeps every
+    entity's order: a member joins the newest group of its key unless its entity
+    already has a member in a later group (then it opens a new group)."""
+    groups: list[list[Emit]] = []
+    newest: dict[tuple, int] = {}  # group key -> index of its newest group
+    last_of_entity: dict[Any, int] = {}  # emit key -> index of its entity's last group
+    for emit in run:
+        key = found.group_key(emit.value)
+        index = newest.get(key)
+        if index is None or last_of_entity.get(emit.key, -1) > index:
+            index = len(groups)
+            groups.append([])
+            newest[key] = index
+        groups[index].append(emit)
+        last_of_entity[emit.key] = index
+    return groups
