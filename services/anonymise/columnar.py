@@ -130,21 +130,29 @@ def batch_shape(batch: dict[str, Any]) -> Shape | None:
     members = len(batch.get("entity_id") or [])
     rows = np.asarray(batch.get("row_count") or [], dtype=np.int64)
     events = np.asarray(batch.get("event_times_counts") or [], dtype=np.int64)
-    types = np.asarray(batch.get("entity_type") or [], dtype=np.int64)
-    words = batch.get("dictionary") or []
-    if not members or not len(rows) == len(events) == len(types) == members:
-        return None
-    if (rows < 0).any() or not ((events == 0) | (events == rows)).all():
-        return None
-    if int(events.sum()) != len(batch.get("event_times") or []):
-        return None
-    if ((types < -1) | (types >= len(words))).any():
+    if not members or not _counts_agree(batch, members, rows, events):
         return None
     total = int(rows.sum())
     clean = [_clean_column(column, total) for column in batch.get("columns") or []]
     if any(column is None for column in clean):
         return None
     return Shape(members, rows, events, clean)  # type: ignore[arg-type]
+
+
+def _counts_agree(
+    batch: dict[str, Any], members: int, rows: np.ndarray, events: np.ndarray
+) -> bool:
+    """One count per member everywhere, no negative row count, every member's event
+    times none or one per row, entity types within the dictionary."""
+    types = np.asarray(batch.get("entity_type") or [], dtype=np.int64)
+    words = batch.get("dictionary") or []
+    if not len(rows) == len(events) == len(types) == members:
+        return False
+    if (rows < 0).any() or not ((events == 0) | (events == rows)).all():
+        return False
+    if int(events.sum()) != len(batch.get("event_times") or []):
+        return False
+    return not ((types < -1) | (types >= len(words))).any()
 
 
 def _clean_column(column: Column, total: int) -> Column | None:
