@@ -95,11 +95,13 @@ def anonymise_batch(
     epoch = batch_epoch(batch, shape, policy)
     if epoch is None:
         return None
-    pseudonymise = pseudonymiser_of(epoch)
+    keyed = pseudonymiser_of(epoch)
     audit = RecordAudit(rows=shape.total)
     ids = batch["entity_id"]
-    distinct = {entity: pseudonymise(entity) for entity in dict.fromkeys(ids)}
+    entities = list(dict.fromkeys(ids))
+    distinct = dict(zip(entities, keyed.many(entities), strict=True))
     pseudonyms = [distinct[entity] for entity in ids]
+    pseudonymise: Any = Remembered(keyed, dict(distinct))  # identifier columns hit it
     audit.add(PSEUDONYMISED, shape.members)
     out_columns = apply_columns(shape.columns, policy, pseudonymise, audit)
     once = RecordAudit()
@@ -121,6 +123,22 @@ def anonymise_batch(
     }
     where = _partitions_of(batch["city"], distinct, pseudonyms, partitions)
     return BatchResult(epoch, split_by_partition(whole, shape, where), audit, shape.members)
+
+
+class Remembered:
+    """A pseudonymiser that remembers the batch's pseudonyms: an identifier column
+    usually repeats the entity id (a meter's delivery point), hashed once for both."""
+
+    __slots__ = ("_keyed", "_known", "epoch")
+
+    def __init__(self, keyed: Pseudonymiser, known: dict[str, str]):
+        self._keyed, self._known, self.epoch = keyed, known, keyed.epoch
+
+    def __call__(self, value: str) -> str:
+        found = self._known.get(value)
+        if found is None:
+            found = self._known[value] = self._keyed(value)
+        return found
 
 
 # -- the batch's shape -------------------------------------------------------------------

@@ -431,10 +431,11 @@ def batch_partitions(topic: str, contracts: Contracts | None) -> int | None:
     """How many partitions ``topic`` has when it is a batch topic (anonymised.v2, where
     the fast path's batches go), else None: a stage wired on anonymised.v1 keeps
     emitting one record per entity, the per-record path."""
+    if contracts is not None and topic in contracts:
+        codec = contracts.codec(topic)
+        return codec.spec.partitions if codec.batching is not None else None
     if member_sibling(topic) is None:
         return None
-    if contracts is not None and topic in contracts:
-        return contracts.codec(topic).spec.partitions
     return _declared_partitions(TopicName.ANONYMISED_BATCHES)
 
 

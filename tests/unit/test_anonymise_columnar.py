@@ -337,3 +337,10 @@ def test_a_stage_wired_on_v1_has_no_fast_path(policies: dict[str, Policy], stage
     batch["source"] = "stations"
     assert stage.process_batch(batch, BATCH_META) is None
     assert new_stage(stage_parts).process_batch(batch, BATCH_META) is not None
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.text(max_size=30), max_size=40))
+def test_many_pseudonyms_at_once_are_the_pseudonyms_one_by_one(values: list[str]) -> None:
+    keyed = pseudonymiser("2025-03", key=b"another key of 32 bytes, exactly")
+    assert keyed.many(values) == [keyed(v) for v in values]
