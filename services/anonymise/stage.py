@@ -1,7 +1,13 @@
-"""The anonymise stage: ``raw.v1`` -> ``anonymised.v1`` (+ ``audit.v1``), exactly once.
+"""The anonymise stage: ``raw.v1`` and ``raw.v2`` -> ``anonymised.v2`` (+ ``audit.v1``),
+exactly once (a stage wired on v1 topic names keeps ``anonymised.v1``).
 
 The runtime's StageRunner does the consuming, transactions and dead letters;
 this is the transform plus what privacy adds around it:
+
+- a RawBatch (raw.v2, many entities) goes through the columnar fast path
+  (columnar.py) when it gives exactly what its members would give one by one;
+  otherwise, and for daily-coarsened sources, the runner sends each member through
+  the per-record path below;
 
 - each record goes through its source's policy with the city's key of each
   row's epoch (the city's local month of the reading's own time, see epochs.py): a record
