@@ -320,8 +320,10 @@ def split_by_partition(
     found = np.unique(where)
     if len(found) == 1:
         return [(int(found[0]), whole)]
+    prepared = Prepared.of(whole, shape)
     return [
-        (int(p), take_members(whole, shape, np.flatnonzero(where == p))) for p in found.tolist()
+        (int(p), take_members(whole, shape, np.flatnonzero(where == p), prepared))
+        for p in found.tolist()
     ]
 
 
@@ -334,42 +336,62 @@ def _ranges(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     return np.repeat(starts - begin, lengths) + np.arange(total, dtype=np.int64)
 
 
-def _take(values: Sequence[Any], positions: np.ndarray) -> list[Any]:
-    if not len(positions):
-        return []
+def _objects(values: Sequence[Any]) -> np.ndarray:
+    """``values`` as a numpy array of the very Python objects (exact, any kind)."""
     array = np.empty(len(values), dtype=object)
     array[:] = values
-    return array[positions].tolist()
+    return array
 
 
-def take_members(batch: dict[str, Any], shape: Shape, chosen: np.ndarray) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Prepared:
+    """A batch's arrays, built once however many partitions take from them."""
+
+    pseudonyms: np.ndarray
+    types: np.ndarray
+    event_times: np.ndarray
+    values: list[np.ndarray]  # per column
+    missing: list[np.ndarray]  # per column
+    row_starts: np.ndarray
+    event_starts: np.ndarray
+
+    @classmethod
+    def of(cls, batch: dict[str, Any], shape: Shape) -> Prepared:
+        return cls(
+            _objects(batch["entity_pseudonym"]),
+            np.asarray(batch["entity_type"], dtype=np.int64),
+            np.asarray(batch["event_times"], dtype=np.int64),
+            [_objects(columns.typed(c)) for c in batch["columns"]],
+            [np.asarray(c["missing"], dtype=np.int64) for c in batch["columns"]],
+            np.cumsum(shape.rows) - shape.rows,
+            np.cumsum(shape.events) - shape.events,
+        )
+
+
+def take_members(
+    batch: dict[str, Any], shape: Shape, chosen: np.ndarray, prepared: Prepared | None = None
+) -> dict[str, Any]:
     """The batch restricted to the members at ``chosen`` (increasing), column-wise."""
-    row_starts = np.cumsum(shape.rows) - shape.rows
-    event_starts = np.cumsum(shape.events) - shape.events
-    rows = _ranges(row_starts[chosen], shape.rows[chosen])
-    events = _ranges(event_starts[chosen], shape.events[chosen])
+    ready = prepared or Prepared.of(batch, shape)
+    rows = _ranges(ready.row_starts[chosen], shape.rows[chosen])
+    events = _ranges(ready.event_starts[chosen], shape.events[chosen])
     kept = np.zeros(shape.total, dtype=bool)
     kept[rows] = True
     renumbered = np.cumsum(kept) - 1
+    out_columns = []
+    for column, values, missing in zip(batch["columns"], ready.values, ready.missing, strict=True):
+        still = missing[kept[missing]] if len(missing) else missing
+        out_columns.append(
+            columns.make(
+                column["name"], column["kind"], values[rows].tolist(), renumbered[still].tolist()
+            )
+        )
     return {
         **batch,
-        "entity_pseudonym": _take(batch["entity_pseudonym"], chosen),
-        "entity_type": np.asarray(batch["entity_type"], dtype=np.int64)[chosen].tolist(),
+        "entity_pseudonym": ready.pseudonyms[chosen].tolist(),
+        "entity_type": ready.types[chosen].tolist(),
         "row_count": shape.rows[chosen].tolist(),
-        "event_times": np.asarray(batch["event_times"], dtype=np.int64)[events].tolist(),
+        "event_times": ready.event_times[events].tolist(),
         "event_times_counts": shape.events[chosen].tolist(),
-        "columns": [_take_column(c, rows, kept, renumbered) for c in batch["columns"]],
+        "columns": out_columns,
     }
-
-
-def _take_column(
-    column: Column, rows: np.ndarray, kept: np.ndarray, renumbered: np.ndarray
-) -> Column:
-    missing = np.asarray(column["missing"], dtype=np.int64)
-    still = missing[kept[missing]] if len(missing) else missing
-    return columns.make(
-        column["name"],
-        column["kind"],
-        _take(columns.typed(column), rows),
-        renumbered[still].tolist(),
-    )
