@@ -36,8 +36,8 @@ class _Tally:
     incidents: dict[str, int] = field(default_factory=dict)
     lineage_ids: list[str] = field(default_factory=list)
 
-    def add(self, audit: RecordAudit, lineage_id: str) -> None:
-        self.records += 1
+    def add(self, audit: RecordAudit, lineage_id: str, records: int = 1) -> None:
+        self.records += records
         self.rows += audit.rows
         for name, count in audit.decisions.items():
             self.decisions[name] = self.decisions.get(name, 0) + count
@@ -55,6 +55,7 @@ class AuditLedger:
 
     def __init__(self, registry: CollectorRegistry | None):
         self._batch: dict[AuditKey, _Tally] = {}
+        self._record: list[tuple[AuditKey, RecordAudit, str, int]] = []  # since the savepoint
         self._committing: dict[AuditKey, _Tally] = {}
         self.decisions = self.incidents = self.records = None
         if registry is not None:
@@ -79,13 +80,26 @@ class AuditLedger:
             )
 
     # -- during a batch ----------------------------------------------------------------
-    def add(self, key: AuditKey, audit: RecordAudit, lineage_id: str) -> None:
-        """Count an anonymised record in the open batch."""
-        self._batch.setdefault(key, _Tally()).add(audit, lineage_id)
+    def add(self, key: AuditKey, audit: RecordAudit, lineage_id: str, records: int = 1) -> None:
+        """Count an anonymised record (or ``records`` members of a batch message, their
+        audits summed in ``audit``) in the open batch, after the last savepoint."""
+        self._record.append((key, audit, lineage_id, records))
+
+    def begin_record(self) -> None:
+        """A savepoint: what was counted so far stays, whatever the next record becomes."""
+        for key, audit, lineage_id, records in self._record:
+            self._batch.setdefault(key, _Tally()).add(audit, lineage_id, records)
+        self._record = []
+
+    def rollback_record(self) -> None:
+        """The record (or batch message) since the savepoint went elsewhere: a dead
+        letter, or the per-record path after its fast path failed. Not counted."""
+        self._record = []
 
     # -- end of batch ----------------------------------------------------------------------
     def summaries(self, at_us: int) -> list[dict]:
         """AuditRecords of the batch (avro/AuditRecord.avsc); kept until commit or abort."""
+        self.begin_record()
         self._committing, self._batch = self._batch, {}
         return [
             {
@@ -117,4 +131,5 @@ class AuditLedger:
     def abort(self) -> None:
         """The batch aborted: it will be processed again from its first record."""
         self._batch = {}
+        self._record = []
         self._committing = {}

@@ -1,7 +1,13 @@
-"""The anonymise stage: ``raw.v1`` -> ``anonymised.v1`` (+ ``audit.v1``), exactly once.
+"""The anonymise stage: ``raw.v1`` and ``raw.v2`` -> ``anonymised.v2`` (+ ``audit.v1``),
+exactly once (a stage wired on v1 topic names keeps ``anonymised.v1``).
 
 The runtime's StageRunner does the consuming, transactions and dead letters;
 this is the transform plus what privacy adds around it:
+
+- a RawBatch (raw.v2, many entities) goes through the columnar fast path
+  (columnar.py) when it gives exactly what its members would give one by one;
+  otherwise, and for daily-coarsened sources, the runner sends each member through
+  the per-record path below;
 
 - each record goes through its source's policy with the city's key of each
   row's epoch (the city's local month of the reading's own time, see epochs.py): a record
@@ -25,11 +31,13 @@ import time
 import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from services.anonymise import daily
 from services.anonymise.audit import AuditLedger
+from services.anonymise.columnar import anonymise_batch
 from services.anonymise.day_state import DayStore, Part, row_times
 from services.anonymise.policy import Policy, PolicySet, load_policies
 from services.anonymise.transform import (
@@ -48,7 +56,7 @@ from services.runtime.config import NodeConfig
 from services.runtime.errors import CiteplusError, RejectedInput
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.stage import BaseStage, Emit, InputMeta, StageStore
-from services.runtime.topics import TopicName, TopicRegistry, resolve_topics
+from services.runtime.topics import TopicName, TopicRegistry, member_sibling, resolve_topics
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +127,43 @@ class AnonymiseStage(BaseStage):
             clock_us=lambda: int(self._clock() * 1_000_000),
         )
         self.stores = (_OpenDays(self.days, restore=bool(self.daily_sources)), _Audit(self.ledger))
+        self._batch_partitions = batch_partitions(self.topics.anonymised, contracts)
+
+    # -- the fast path: a whole RawBatch at once ------------------------------------------
+    def process_batch(self, batch: dict[str, Any], meta: InputMeta) -> list[Emit] | None:
+        """The batch's AnonymisedBatches, one per output partition (columnar.py), when
+        the output topic is a batch topic and the fast path gives exactly what the
+        members would give one by one; None leaves the batch to them (a daily source,
+        two epochs, a member the per-record path would reject...). An exception (a
+        missing key) does too: the runner undoes the batch's counts (the ledger's
+        savepoint) and the members' own dead letters say why."""
+        partitions = self._batch_partitions
+        policy = self.policies.get(batch["city"], batch["source"])
+        if partitions is None or policy is None:
+            return None
+        city = batch["city"]
+        result = anonymise_batch(
+            batch, policy, lambda epoch: self.keys.pseudonymiser(city, epoch), partitions
+        )
+        if result is None:
+            return None
+        self.ledger.add(
+            (city, batch["source"], policy.version, result.epoch),
+            result.audit,
+            batch["lineage_id"],
+            records=result.members,
+        )
+        return [
+            Emit(
+                self.topics.anonymised,
+                None,
+                value,
+                readings=sum(value["row_count"]),
+                partition=partition,
+                batched=True,
+            )
+            for partition, value in result.batches
+        ]
 
     # -- the transform -----------------------------------------------------------------
     def transform(self, record: dict[str, Any], meta: InputMeta) -> Iterable[Emit]:
@@ -354,6 +399,12 @@ class _Audit(StageStore):
     def __init__(self, ledger: AuditLedger):
         self.ledger = ledger
 
+    def begin_record(self) -> None:
+        self.ledger.begin_record()
+
+    def rollback_record(self) -> None:
+        self.ledger.rollback_record()
+
     def commit(self) -> None:
         self.ledger.commit()
 
@@ -380,6 +431,23 @@ def build_stage(
     )
     topics = topics or AnonymiseTopics.resolve(resolve_topics())
     return AnonymiseStage(policies, keys, contracts, topics=topics, metrics=metrics, node=node)
+
+
+def batch_partitions(topic: str, contracts: Contracts | None) -> int | None:
+    """How many partitions ``topic`` has when it is a batch topic (anonymised.v2, where
+    the fast path's batches go), else None: a stage wired on anonymised.v1 keeps
+    emitting one record per entity, the per-record path."""
+    if contracts is not None and topic in contracts:
+        codec = contracts.codec(topic)
+        return codec.spec.partitions if codec.batching is not None else None
+    if member_sibling(topic) is None:
+        return None
+    return _declared_partitions(TopicName.ANONYMISED_BATCHES)
+
+
+@cache
+def _declared_partitions(declared: str) -> int:
+    return TopicRegistry.load()[declared].partitions
 
 
 def _daily(policy: Policy) -> bool:

@@ -238,31 +238,55 @@ def _apply_attribute(
     return None if column["missing"] else column["strings"][0]
 
 
-def apply_policy(record: dict[str, Any], policy: Policy, pseudonymise: Pseudonymiser) -> Applied:
-    """Every field and attribute of ``record`` through ``policy`` (no coarsening)."""
-    _check_shape(record, policy)
-    audit = RecordAudit(rows=record["row_count"])
-    entity_pseudonym = pseudonymise(record["entity_id"])
-    audit.add(PSEUDONYMISED, 1)
-    by_name = {column["name"]: column for column in record["columns"]}
+def apply_columns(
+    record_columns: list[Column], policy: Policy, pseudonymise: Pseudonymiser, audit: RecordAudit
+) -> list[Column]:
+    """Every column through ``policy``, counted in ``audit``. Row by row independent (a
+    value's fate depends on the value and its column's rule only), so the columns of
+    many records concatenated give the records' outputs concatenated (columnar.py)."""
+    by_name = {column["name"]: column for column in record_columns}
     net = _net(policy)
     out: list[Column] = []
-    for column in record["columns"]:
+    for column in record_columns:
         name = column["name"]
         if name in policy.partners:  # a grid's longitude: generalised with its latitude
             if policy.partners[name] not in by_name:
                 audit.add(REMOVED_UNGENERALISABLE, columns.present(column))
             continue
         out.extend(_apply_column(column, policy.rule(name), by_name, pseudonymise, audit, net))
-    attributes: dict[str, str] = {}
-    for name, value in record.get("attributes", {}).items():
+    return out
+
+
+def apply_attributes(
+    attributes: dict[str, str], policy: Policy, pseudonymise: Pseudonymiser, audit: RecordAudit
+) -> dict[str, str]:
+    """The record's attributes through ``policy`` (the ``attributes`` section)."""
+    net = _net(policy)
+    kept_attributes: dict[str, str] = {}
+    for name, value in attributes.items():
         rule = policy.attributes.get(name)
         kept = _apply_attribute(name, value, rule, pseudonymise, audit, net)
         if kept is not None:
-            attributes[name] = kept
-    entity_type = record.get("entity_type")
-    if entity_type and _scan_text(entity_type, "", audit, net):
-        entity_type = None
+            kept_attributes[name] = kept
+    return kept_attributes
+
+
+def kept_entity_type(entity_type: str | None, policy: Policy, audit: RecordAudit) -> str | None:
+    """The entity type, or None when the safety net removes it."""
+    if entity_type and _scan_text(entity_type, "", audit, _net(policy)):
+        return None
+    return entity_type
+
+
+def apply_policy(record: dict[str, Any], policy: Policy, pseudonymise: Pseudonymiser) -> Applied:
+    """Every field and attribute of ``record`` through ``policy`` (no coarsening)."""
+    _check_shape(record, policy)
+    audit = RecordAudit(rows=record["row_count"])
+    entity_pseudonym = pseudonymise(record["entity_id"])
+    audit.add(PSEUDONYMISED, 1)
+    out = apply_columns(record["columns"], policy, pseudonymise, audit)
+    attributes = apply_attributes(record.get("attributes", {}), policy, pseudonymise, audit)
+    entity_type = kept_entity_type(record.get("entity_type"), policy, audit)
     return Applied(entity_pseudonym, entity_type, out, attributes, audit)
 
 

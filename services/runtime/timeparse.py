@@ -228,9 +228,11 @@ def parse_time_column(
     """UTC epoch microseconds (None when unparseable) and quality flags, one per value.
 
     The answer depends on the column only (order included), so recent columns are
-    remembered: the meters of one export share their timestamps.
+    remembered: the meters of one export share their timestamps. The key holds each
+    value's type: ``False == 0 == 0.0`` in a tuple, but a boolean is no time while
+    0 is 1970 in seconds (a boolean column once read made a numeric one unreadable).
     """
-    key = (spec.format, spec.timezone, tuple(values))
+    key = (spec.format, spec.timezone, tuple(values), tuple(map(type, values)))
     found = _COLUMNS.get(key)
     if found is None:
         if len(_COLUMNS) >= _COLUMN_CACHE:

@@ -17,6 +17,7 @@ from services.anonymise.policy import PolicySet, load_policies
 from services.anonymise.stage import AnonymiseStage, AnonymiseTopics
 from services.ingest.records import to_column
 from services.privacy.keys import KeyStore
+from services.runtime.batches import batching
 from services.runtime.cities import load_cities
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
@@ -138,10 +139,12 @@ class Harness:
         assert writer.flush() == 0
 
     def run(
-        self, runner_class: type[StageRunner] = StageRunner
+        self,
+        runner_class: type[StageRunner] = StageRunner,
+        stage_class: type[AnonymiseStage] = AnonymiseStage,
     ) -> tuple[StageRunner, AnonymiseStage]:
         metrics = ServiceMetrics("anonymise")
-        stage = AnonymiseStage(
+        stage = stage_class(
             self.policies, self.keys, self.contracts, topics=self.topics, metrics=metrics
         )
         stage.name = f"anonymise-it-{uuid.uuid4().hex[:8]}"
@@ -333,3 +336,108 @@ def test_a_day_resent_across_a_month_boundary_keeps_one_pseudonym_per_meter(
         e: sum(a["rows"] for a in audits if a["key_epoch"] == e) for e in ("2025-01", "2025-02")
     }
     assert rows == {"2025-01": 10 * 144 + 12, "2025-02": 12}
+
+
+# -- raw.v2: many entities per message, the columnar fast path --------------------------------
+class CountingStage(AnonymiseStage):
+    """The stage, counting the batch messages its fast path took (not the members)."""
+
+    fast = 0
+
+    def process_batch(self, batch: dict[str, Any], meta: Any) -> Any:
+        emits = super().process_batch(batch, meta)
+        type(self).fast += emits is not None
+        return emits
+
+
+def single_readings(first: int, count: int, *, source: str = "compteurs") -> dict[str, Any]:
+    """One RawBatch of ``count`` meters, one reading each; member ``first + 57`` hides an
+    e-mail in its status, ``first + 3`` a phone number in an undeclared column, and
+    the entity type of ``first + 11`` is a licence plate."""
+    members = []
+    for k in range(first, first + count):
+        columns = {
+            "pdl": [f"0451234567{k:04d}"],
+            "kwh": [0.1 * k],
+            "statut": [f"rappeler {EMAIL}" if k == first + 57 else "ok"],
+            "position": ["44.8378,-0.5792"],
+            "contact": [PHONE if k == first + 3 else "-"],  # not in the policy
+        }
+        members.append(
+            {
+                "city": "plantville",
+                "source": source,
+                "dataset": "courbes",
+                "format": "ndjson",
+                "entity_id": f"0451234567{k:04d}",
+                "entity_type": PLATE if k == first + 11 else "Compteur",
+                "lineage_id": f"single-{first}",
+                "received_at": T0,
+                "row_count": 1,
+                "event_times": [T0 + k * 1_000_000],
+                "columns": [to_column(name, values) for name, values in columns.items()],
+                "attributes": {"zone": "330630104", "proprietaire": f"M. Dupont {PHONE}"},
+            }
+        )
+    [batch] = batching("RawRecord").implode(members)
+    return batch
+
+
+@pytest.fixture()
+def batch_harness(node, isolated_topics, tmp_path: Path) -> Harness:
+    names = ("raw.v1", "raw.v2", "anonymised.v2", "audit.v1", "dlq.v1", "raw.dlq.v1")
+    specs, contracts = isolated_topics(*names, partitions=2)
+    return Harness(
+        node=replace(node, processing=replace(node.processing, batch_size=8)),
+        contracts=contracts,
+        topics=AnonymiseTopics(
+            raw=specs["raw.v1"].name,
+            anonymised=specs["anonymised.v2"].name,
+            audit=specs["audit.v1"].name,
+            raw_batches=specs["raw.v2"].name,
+        ),
+        dlq=specs["dlq.v1"].name,
+        policies=load_policies(load_cities(write_city(tmp_path))),
+        keys=KeyStore(tmp_path / "keys", environ={"CITEPLUS_PSEUDONYM_SECRET_PLANTVILLE": SECRET}),
+    )
+
+
+def test_a_personal_value_hidden_in_one_member_of_a_batch_never_leaves(
+    batch_harness: Harness,
+) -> None:
+    """The attacker hides personal data in one member among many single readings (a
+    status, an undeclared column, an entity type, an attribute): the fast path takes
+    the batches and none of it reaches anonymised.v2, the audit or the dead letters; a
+    batch of an unknown source falls back to its members, one dead letter each."""
+    harness = batch_harness
+    writer = RecordProducer(make_producer(harness.node), harness.contracts)
+    batches = [single_readings(0, 100), single_readings(100, 100)]
+    batches.append(single_readings(200, 60, source="inconnue"))
+    for batch in batches:
+        writer.produce(harness.topics.raw_batches, f"plantville|{batch['source']}", batch)
+    assert writer.flush() == 0
+    CountingStage.fast = 0
+    runner, _ = harness.run(stage_class=CountingStage)
+    assert CountingStage.fast == 2
+    assert runner.summary.dead_letter_reasons == {"no-policy": 60}
+
+    outputs = read_all(runner.node, harness.topics.anonymised, expected=4)
+    letters = read_all(runner.node, harness.dlq, expected=60, isolation="read_uncommitted")
+    audits = read_all(runner.node, harness.topics.audit, isolation="read_uncommitted")
+    every_copy = read_all(runner.node, harness.topics.anonymised, isolation="read_uncommitted")
+    assert scan(every_copy) == [] and scan(letters) == [] and scan(audits) == []
+    raw = read_all(runner.node, harness.topics.raw_batches, expected=3)
+    assert len(raw) == 3 and all(scan([message]) for message in raw)  # the scan finds plants
+    members = [
+        m for value in harness.decode(outputs) for m in batching("AnonymisedRecord").explode(value)
+    ]
+    assert len(members) == 200 and len({m["entity_pseudonym"] for m in members}) == 200
+    for m in members:
+        assert [c["name"] for c in m["columns"]] == ["pdl", "kwh", "statut", "position"]
+        assert m["attributes"] == {"zone": "330630104"}
+    removed = [m for m in members if m["columns"][2]["missing"]]
+    assert len(removed) == 2  # the e-mail of member 57 of each batch, nothing else
+    assert sorted(m["entity_type"] is None for m in members) == [False] * 198 + [True] * 2
+    decoded_audits = harness.decode(audits)
+    assert sum(a["records"] for a in decoded_audits) == 200
+    assert sum(a["incidents"].get("plate", 0) for a in decoded_audits) == 2

@@ -177,3 +177,12 @@ def test_results_are_fresh_lists():
     first[0] = None
     again, _ = parse_time_column(values, LOCAL)
     assert again[0] == us(2025, 1, 13, 7, 10)
+
+
+def test_a_boolean_column_read_first_does_not_change_how_zeros_read():
+    # False == 0 == 0.0 in a tuple: the remembered columns are told apart by type.
+    spec = TimeSpec("t", "epoch_s")
+    assert parse_time_column([False, None], spec)[0] == [None, None]
+    assert parse_time_column([0.0, None], spec)[0] == [0, None]
+    assert parse_time_column([0, None], spec)[0] == [0, None]
+    assert parse_time_column([False, None], spec)[0] == [None, None]
