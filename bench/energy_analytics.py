@@ -6,6 +6,10 @@ topic, then measures, on the same messages:
 
 - ceiling: a bare confluent-kafka consumer decoding them with fastavro (the
   foundation's ceiling: nothing is faster in Python on this broker);
+- bare consume + produce: the same consumer re-encoding each message and producing
+  it to another topic (idempotent producer, no transaction): what any stage that
+  reads these messages and writes as many costs at least, the yardstick the other
+  stage benches use (normalise.py, anonymise.py);
 - ours: the energy-analytics stage (StageRunner, transactions, read_committed):
   regroup by city, 15 min / 1 h / 1 day windows per zone and sector and city
   totals, statistical secrecy, upserts, changelog state;
@@ -40,8 +44,14 @@ from confluent_kafka import Consumer
 
 from services.energy.main import topic_specs
 from services.energy.stage import EnergyStage
+from services.runtime import wire
 from services.runtime.config import NodeConfig, load_node_config
-from services.runtime.kafka import RecordProducer, consumer_settings, make_producer
+from services.runtime.kafka import (
+    RecordProducer,
+    consumer_settings,
+    make_producer,
+    produce_bytes,
+)
 from services.runtime.paths import AVRO_DIR, REPO_ROOT
 from services.runtime.processor import StageRunner
 from services.runtime.provisioning import connect_contracts, provision_topics
@@ -101,6 +111,38 @@ def produce(node: NodeConfig, contracts, topic: str, records: list[dict]) -> Non
         if i % 1000 == 0:
             writer.producer.poll(0)
     assert writer.flush(120) == 0
+
+
+def bare_relay(
+    node: NodeConfig, contracts, topic: str, target: str, messages: int
+) -> tuple[int, float]:
+    """Consume, decode, encode again and produce each message: no transaction."""
+    parsed = contracts.codec(topic)._reader
+    header = wire.HEADER.pack(0, contracts.codec(target).schema_id)
+    consumer = Consumer(consumer_settings(node, group_id=f"bench-{uuid.uuid4().hex}"))
+    producer = make_producer(node)
+    consumer.subscribe([topic])
+    seen = readings = 0
+    first = None
+    while seen < messages:
+        for message in consumer.consume(500, 1.0):
+            if message.error():
+                continue
+            first = first or time.perf_counter()
+            buffer = io.BytesIO(message.value())
+            buffer.seek(5)
+            record = fastavro.schemaless_reader(buffer, parsed)
+            out = io.BytesIO()
+            out.write(header)
+            fastavro.schemaless_writer(out, parsed, record)
+            produce_bytes(producer, target, message.key(), out.getvalue())
+            readings += len(record["values"])
+            seen += 1
+        producer.poll(0)
+    producer.flush(60)
+    seconds = time.perf_counter() - first
+    consumer.close()
+    return readings, seconds
 
 
 def bare_consume(node: NodeConfig, contracts, topic: str, messages: int) -> tuple[int, float]:
@@ -224,8 +266,9 @@ def main(argv: list[str] | None = None) -> int:
     node = replace(base, processing=replace(base.processing, batch_size=2000, batch_timeout_s=0.2))
     prefix = f"bench.{uuid.uuid4().hex[:6]}."
     topics, specs = topic_specs(prefix)
-    provision_topics(node, specs)
-    contracts = connect_contracts(node, specs)
+    relay = replace(specs[0], name=f"{prefix}bare-relay")
+    provision_topics(node, [*specs, relay])
+    contracts = connect_contracts(node, [*specs, relay])
     data = observations(args.meters, args.days)
     total = sum(len(r["values"]) for r in data)
     produce(node, contracts, topics.observations, data)
@@ -242,6 +285,15 @@ def main(argv: list[str] | None = None) -> int:
     ceiling = readings / seconds
     rows.append(("ceiling (bare consume + decode)", seconds, ""))
     print(f"  {rows[-1][0]:40} {seconds:8.2f} s {ceiling:>12,.0f} readings/s", flush=True)
+
+    readings, seconds = bare_relay(node, contracts, topics.observations, relay.name, len(data))
+    assert readings == total
+    relayed = readings / seconds
+    print(
+        f"  {'bare consume + produce (no transaction)':40} {seconds:8.2f} s "
+        f"{relayed:>12,.0f} readings/s",
+        flush=True,
+    )
 
     result = ours(node, contracts, topics, f"{prefix}energy-analytics", total, specs[0].partitions)
     rate = result["readings"] / result["seconds"]
@@ -277,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
         f"ratio with / without: {rate / bare:.3f}"
     )
     print(f"ratio ours / ceiling: {rate / ceiling:.3f}")
+    print(f"ratio ours / bare consume + produce: {rate / relayed:.3f}")
     if not args.no_peer:
         got = peer(node, topics.observations, total)
         peer_rate = got["readings"] / got["seconds"]
