@@ -194,7 +194,9 @@ class Row:
         """measured / reference for rates, reference / measured for latencies:
         >= 1.00 is at least as good as the reference."""
         value = self.measured / reference if self.rate else reference / self.measured
-        return "-" if value != value or value in (0.0, float("inf")) else f"{value:.3f}"
+        if value != value or value in (0.0, float("inf")):
+            return "-"
+        return f"{value:.3f}" if value >= 0.01 else f"{value:.2g}"
 
     def cells(self) -> list[str]:
         return [

@@ -86,7 +86,7 @@ def throughput(
         list(pool.map(lambda body: push(client, url, token, body), payloads))
     pushed_s = time.perf_counter() - started
     while landed(node) < before + readings:
-        time.sleep(0.5)  # each count is a query publish answers: do not load it much
+        time.sleep(1.0)  # each count is a query publish answers: do not load it much
         if time.perf_counter() - started > 900:
             raise SystemExit("readings did not all land within 15 minutes")
     total_s = time.perf_counter() - started

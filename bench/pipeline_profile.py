@@ -95,6 +95,47 @@ def _short(file: str) -> str:
     return file
 
 
+# Where a working sample is charged: the innermost frame matching a rule decides.
+CATEGORIES = (
+    ("avro decode", ("decode (services/runtime/wire.py)",)),
+    ("avro encode", ("encode (services/runtime/wire.py)",)),
+    ("kafka produce", ("produce_bytes (", "GroupCommitProducer")),
+    ("state changelog", ("ChangelogStore", "JSONEncoder")),
+    ("chDB insert", ("insert_arrow (",)),
+    (
+        "stage transform",
+        (
+            "services/ingest/",
+            "services/anonymise/",
+            "services/normalise/",
+            "services/energy/",
+            "services/publish/",
+            "services/privacy/",
+        ),
+    ),
+    ("runtime loop", ("services/runtime/",)),
+)
+
+
+# Threads beside the pipeline, charged whatever their innermost frame.
+THREADS = (
+    ("SQL door (the bench's own polling)", "clickhouse_http/"),
+    ("gRPC server threads", "grpc/_server.py"),
+)
+
+
+def category(frames: list[str]) -> str:
+    """The category of one working sample (``frames`` outermost first)."""
+    for name, mark in THREADS:
+        if any(mark in frame for frame in frames):
+            return name
+    for frame in reversed(frames):
+        for name, marks in CATEGORIES:
+            if any(mark in frame for mark in marks):
+                return name
+    return "other"
+
+
 @dataclass
 class Profile:
     """Where one service spent its samples."""
@@ -104,6 +145,7 @@ class Profile:
     idle: int
     self_time: Counter[str]
     inclusive: Counter[str]
+    categories: Counter[str]
 
     @property
     def busy(self) -> int:
@@ -114,6 +156,7 @@ def read(path: Path, service: str) -> Profile:
     """A py-spy ``raw`` file (``stack count`` per line) as a :class:`Profile`."""
     self_time: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
+    categories: Counter[str] = Counter()
     samples = idle = 0
     for line in path.read_text(errors="replace").splitlines():
         stack, _, count_text = line.rpartition(" ")
@@ -126,9 +169,10 @@ def read(path: Path, service: str) -> Profile:
             continue
         frames = _frames(stack)
         self_time[frames[-1]] += count
+        categories[category(frames)] += count
         for frame in set(frames):
             inclusive[frame] += count
-    return Profile(service, samples, idle, self_time, inclusive)
+    return Profile(service, samples, idle, self_time, inclusive, categories)
 
 
 def summary(profile: Profile, top: int = 12) -> list[str]:
@@ -137,6 +181,10 @@ def summary(profile: Profile, top: int = 12) -> list[str]:
     busy = max(1, profile.busy)
     share = profile.busy / max(1, profile.samples)
     lines = [f"{profile.service}: {profile.samples:,} samples, busy {share:.0%}"]
+    lines.append(
+        "  by kind: "
+        + ", ".join(f"{name} {n / busy:.0%}" for name, n in profile.categories.most_common())
+    )
     lines.append("  self (innermost frame):")
     for frame, count in profile.self_time.most_common(top):
         lines.append(f"    {count / busy:6.1%}  {frame}")
