@@ -268,6 +268,7 @@ def main(argv: list[str] | None = None) -> int:
         "raw_daily": ("raw.v1", "raw.daily"),
         "anonymised": ("anonymised.v1", "anonymised"),
         "state": ("anonymise.state.v1", "state"),
+        "state_plain": ("anonymise.state.v1", "state.plain"),  # the first stage's own
         "audit": ("audit.v1", "audit"),
         "dlq": ("dlq.v1", "dlq"),
         "raw_dlq": ("raw.dlq.v1", "dlq.raw"),  # its rejects, whole (restricted)
@@ -288,7 +289,9 @@ def main(argv: list[str] | None = None) -> int:
         policies,
         keys,
         contracts,
-        topics=AnonymiseTopics(topic["raw"], topic["anonymised"], topic["audit"]),
+        topics=AnonymiseTopics(
+            topic["raw"], topic["anonymised"], topic["audit"], topic["state_plain"], topic["dlq"]
+        ),
         metrics=ServiceMetrics("anonymise"),
     )
     daily_topics = AnonymiseTopics(

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench.pipeline_ceiling import bare_latency, ceiling, quantile
+from bench.pipeline_ceiling import bare_latency, ceiling, codec_costs, quantile
 from bench.pipeline_load import (
     T0,
     Latency,
@@ -158,6 +158,11 @@ def ceiling_phase(node: LocalNode, sizes: Sizes, figures: Figures) -> None:
     config = load_node_config(env=node.env)
     print("\n(4) Kafka ceiling on the node's broker: bare produce then consume", flush=True)
     figures.ceiling = ceiling(config, sizes.ceiling_readings)
+    for shape, (encode_us, decode_us) in codec_costs().items():
+        print(
+            f"    {shape:11} fastavro in process: {encode_us:.2f} us to encode, "
+            f"{decode_us:.2f} us to decode, per reading"
+        )
     for rate in RATES:
         seconds = min(sizes.seconds, 10)
         figures.bare_latency[rate] = bare_latency(config, rate, seconds)
