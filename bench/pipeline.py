@@ -21,8 +21,9 @@ goal / measured); a ratio to the ceiling says what share of bare Kafka the node
 keeps (for latency: bare latency / measured).
 
 Durations on this 2-core machine, node start included: ``--quick`` about 5 min,
-the full run about 12 min (longer when the node queues at 5,000/s: each latency
-run waits at most 6x its duration for its readings to land). ``--profile DIR``
+the full run about 12 min; on a loaded machine up to 7 and 16 min (measured: 394 s
+and 956 s at a load average of 10 to 20). Each latency run waits at most 6x its
+duration for its readings to land, which bounds a run where the node queues. ``--profile DIR``
 also records every service with py-spy during the two throughput loads and prints
 where each spends its time (about 1 min more).
 The node is a private one (own state, ports and broker): nothing else is disturbed.
@@ -289,7 +290,9 @@ def main(argv: list[str] | None = None) -> int:
         epilog=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true", help="smaller loads: about 5 minutes")
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller loads: about 5 minutes (full run: about 12)"
+    )
     parser.add_argument("--meters", type=int, help="meters for the load-curve run (2,000)")
     parser.add_argument("--singles", type=int, help="readings for the single-reading run (100,000)")
     parser.add_argument("--seconds", type=int, help="duration of each latency run (30)")
