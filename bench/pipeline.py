@@ -65,6 +65,8 @@ GOALS = {  # issue 17's goals
 
 @dataclass
 class Sizes:
+    """How much each part of a run offers (``--quick`` or the full run)."""
+
     meters: int
     singles: int
     seconds: int
@@ -77,6 +79,8 @@ FULL = Sizes(meters=2000, singles=100_000, seconds=30, ceiling_readings=300_000)
 
 @dataclass
 class Figures:
+    """What one run measured, for the table."""
+
     curves: float = 0.0
     singles: float = 0.0
     latencies: dict[int, Latency] = field(default_factory=dict)
