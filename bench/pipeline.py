@@ -1,314 +1,324 @@
-"""The whole node on this machine: the five services, the broker and the
-registry, measured from the HTTP ingest API to rows in ClickHouse.
+"""The whole node on this machine, measured from outside: the five services, the
+broker and the registry, from the HTTP ingest API to rows in ClickHouse; issue 17's
+table in one run.
 
-(1) sustained readings/s with meter load curves sent as a city would (a day of
-    10-minute readings per meter per payload) and with single readings (one
-    reading per meter per payload);
-(2) end-to-end latency p50/p99 at a fixed offered load (default 5,000 readings/s),
-    from the HTTP push to the row in ClickHouse (observations.landed_at);
-(3) resident memory of every process;
-and the throughput as a ratio to the Kafka ceiling measured in the same run.
+(1) readings/s of meter load curves sent as a city would (a day of 10-minute
+    readings per meter, 20 meters per payload) and of single readings (one reading
+    per meter, 1,000 meters per payload), each from the first push until every
+    reading is in ClickHouse;
+(2) latency p50/p99 of single readings offered open loop at 200/s and at 5,000/s
+    (10 requests a second): a request's last reading's `landed_at` (set by
+    ClickHouse at insert) minus the time the request was scheduled to leave;
+(3) resident and peak resident memory of every process of the node;
+(4) the Kafka ceiling in the same run, on the node's broker (after (1), the node
+    drained, before (2) can leave a queue): bare confluent-kafka
+    producing then consuming the same readings in the messages the pipeline
+    carries (144-reading series; one reading per message; 1,000 per batch message),
+    and the bare produce -> consume latency at the same offered rates;
+then one table: each figure, its goal in issue 17 and its ratio to the goal, and
+its ratio to the Kafka ceiling. A ratio >= 1.00 to a goal meets it (for latency:
+goal / measured); a ratio to the ceiling says what share of bare Kafka the node
+keeps (for latency: bare latency / measured).
+
+Durations on this 2-core machine, node start included: ``--quick`` about 5 min,
+the full run about 12 min; on a loaded machine up to 7 and 16 min (measured: 394 s
+and 956 s at a load average of 10 to 20). Each latency run waits at most 6x its
+duration for its readings to land, which bounds a run where the node queues. ``--profile DIR``
+also records every service with py-spy during the two throughput loads and prints
+where each spends its time (about 1 min more).
 The node is a private one (own state, ports and broker): nothing else is disturbed.
-
-With ``--brokers 3`` and/or ``--workers N``: the load-curve readings/s of a one-broker,
-one-worker node and of the node asked for, in the same run (on two cores expect the
-ratio, not a gain), then on the latter a broker SIGKILLed while a load is pushed: the
-time until every reading pushed is in ClickHouse (lag back to zero) counted from the
-kill, and the time until every partition is in sync again after its restart.
+With ``--brokers 3`` and/or ``--workers N`` it runs bench/pipeline_scaled.py instead.
 """
 
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
+from bench.pipeline_ceiling import bare_latency, ceiling, codec_costs, quantile
+from bench.pipeline_load import (
+    T0,
+    Latency,
+    latency,
+    memory_mb,
+    node_pids,
+    paris_csv,
+    paris_source,
+    throughput,
+)
 from testkit.local_node import LocalNode
 
-T0 = 1_736_722_800  # 2025-01-13T00:00:00+01:00, epoch seconds
+RATES = (200, 5000)  # single readings/s offered for latency
+GOALS = {  # issue 17's goals
+    "curves": 60_000,
+    "singles": 20_000,
+    "p50@200": 0.250,
+    "p99@200": 0.500,
+    "p99@5000": 1.0,
+}
 
 
-def paris_csv(meters: range, start: int, intervals: int, step: int = 600) -> bytes:
-    """Paris's transport (Enedis-style export): `;`, decimal comma, naive local times,
-    kWh per interval. Its source declares consent, so 10-minute curves are kept."""
-    import datetime as dt
-    from zoneinfo import ZoneInfo
+@dataclass
+class Sizes:
+    """How much each part of a run offers (``--quick`` or the full run)."""
 
-    paris = ZoneInfo("Europe/Paris")
-    lines = ["prm;iris;secteur;horodate;pas;energie_kwh"]
-    for meter in meters:
-        prm = f"{19_000_000_000_000 + meter:014d}"
-        zone = f"75101{meter % 60:04d}"
-        sector = "residentiel" if meter % 4 else "professionnel"
-        for k in range(intervals):
-            local = dt.datetime.fromtimestamp(start + k * step, paris).strftime("%Y-%m-%d %H:%M:%S")
-            kwh = f"{0.04 + ((meter * 7 + k * 13) % 300) / 1000:.3f}".replace(".", ",")
-            lines.append(f"{prm};{zone};{sector};{local};PT10M;{kwh}")
-    return ("\n".join(lines) + "\n").encode()
+    meters: int
+    singles: int
+    seconds: int
+    ceiling_readings: int
 
 
-def push(client: httpx.Client, url: str, token: str, body: bytes) -> dict:
-    for attempt in range(20):
-        response = client.post(url, content=body, headers={"Authorization": f"Bearer {token}"})
-        if response.status_code == 200:
-            return response.json()
-        time.sleep(0.2 * (attempt + 1))
-    response.raise_for_status()
-    return {}
+QUICK = Sizes(meters=400, singles=20_000, seconds=10, ceiling_readings=100_000)
+FULL = Sizes(meters=2000, singles=100_000, seconds=30, ceiling_readings=300_000)
 
 
-def landed(node: LocalNode) -> int:
-    return (
-        node.sql(
-            "SELECT count() AS n FROM observations "
-            "WHERE city = 'paris' AND metric = 'active_energy_import'"
-        )
-        .column("n")[0]
-        .as_py()
+@dataclass
+class Figures:
+    """What one run measured, for the table."""
+
+    curves: float = 0.0
+    singles: float = 0.0
+    latencies: dict[int, Latency] = field(default_factory=dict)
+    memory: dict[str, tuple[float, float]] = field(default_factory=dict)
+    ceiling: dict[str, float] = field(default_factory=dict)
+    bare_latency: dict[int, list[float]] = field(default_factory=dict)
+
+
+def load_phase(node: LocalNode, sizes: Sizes, figures: Figures, profile: Path | None) -> None:
+    """(1): the two throughput loads, each until every reading is in ClickHouse."""
+    source = paris_source(node)
+    print("\n(1a) load curves: a day of 10-minute readings per meter, 20 meters per payload")
+    payloads = [paris_csv(range(m, m + 20), T0, 144) for m in range(0, sizes.meters, 20)]
+    figures.curves = profiled(
+        node,
+        profile,
+        "curves",
+        lambda: throughput(node, source, payloads, sizes.meters * 144, workers=4),
     )
+    print(f"    {figures.curves:,.0f} readings/s ({sizes.meters * 144:,} readings)", flush=True)
 
-
-def throughput(
-    node: LocalNode, url: str, token: str, payloads: list[bytes], readings: int, workers: int
-) -> float:
-    before = landed(node)
-    started = time.perf_counter()
-    with httpx.Client(timeout=120) as client, ThreadPoolExecutor(workers) as pool:
-        list(pool.map(lambda body: push(client, url, token, body), payloads))
-    pushed_s = time.perf_counter() - started
-    while landed(node) < before + readings:
-        time.sleep(0.25)
-        if time.perf_counter() - started > 900:
-            raise SystemExit("readings did not all land within 15 minutes")
-    total_s = time.perf_counter() - started
-    print(f"    pushed in {pushed_s:.1f} s, all in ClickHouse after {total_s:.1f} s", flush=True)
-    return readings / total_s
-
-
-def latency(node: LocalNode, url: str, token: str, rate: int, seconds: int) -> list[float]:
-    """Offer `rate` readings/s in 10 batches per second; latency per batch to ClickHouse."""
-    per_batch = max(1, rate // 10)
-    sent: dict[str, float] = {}
-    meter_base = 500_000
-    with httpx.Client(timeout=60) as client:
-        next_at = time.perf_counter()
-        for i in range(seconds * 10):
-            body = paris_csv(
-                range(meter_base + i * per_batch, meter_base + (i + 1) * per_batch),
-                T0 + 86400 * 30,
-                1,
-            )
-            answer = push(client, url, token, body)
-            sent[answer["lineage_id"]] = time.time()
-            next_at += 0.1
-            time.sleep(max(0.0, next_at - time.perf_counter()))
-    deadline = time.time() + 120
-    done: dict[str, float] = {}
-    while time.time() < deadline and len(done) < len(sent):
-        rows = node.sql(
-            "SELECT lineage_id, toUnixTimestamp64Milli(max(landed_at)) AS at FROM observations "
-            "WHERE city = 'paris' AND metric = 'active_energy_import' GROUP BY lineage_id"
-        ).to_pylist()
-        done = {r["lineage_id"]: r["at"] / 1000 for r in rows if r["lineage_id"] in sent}
-        time.sleep(1.0)
-    return sorted(done[k] - sent[k] for k in done)
-
-
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return float("nan")
-
-
-def paris_source(node: LocalNode) -> tuple[str, str]:
-    """The URL and token of Paris's load-curve source on ``node``."""
-    from services.runtime.cities import load_cities
-    from services.runtime.dev_secrets import dev_env_file, read_env_file
-    from services.runtime.paths import CITIES_DIR
-
-    reference = load_cities(CITIES_DIR)["paris"].source("enedis-courbes-charge").token
-    token = read_env_file(dev_env_file(node.state))[reference.removeprefix("env:")]
-    return f"{node.ingest_url}/v1/cities/paris/sources/enedis-courbes-charge/records", token
-
-
-def curves_rate(node: LocalNode, meters: int, first_meter: int = 0) -> float:
-    """Load-curve readings/s from the push to ClickHouse on ``node``."""
-    url, token = paris_source(node)
+    print("\n(1b) single readings: one reading per meter, 1,000 meters per payload")
     payloads = [
-        paris_csv(range(m, m + 20), T0, 144) for m in range(first_meter, first_meter + meters, 20)
+        paris_csv(range(100_000 + m, 100_000 + m + 1000), T0 + 86400 * 10, 1)
+        for m in range(0, sizes.singles, 1000)
     ]
-    return throughput(node, url, token, payloads, meters * 144, workers=4)
-
-
-def broker_kill_recovery(node: LocalNode, meters: int) -> tuple[float, float]:
-    """Push load curves, SIGKILL broker 2 two seconds in; (seconds from the kill until
-    every reading pushed is in ClickHouse, seconds from its restart until in sync)."""
-    import threading
-
-    url, token = paris_source(node)
-    cluster = node.cluster()
-    payloads = [paris_csv(range(m, m + 20), T0, 144) for m in range(900_000, 900_000 + meters, 20)]
-    before = landed(node)
-
-    def send() -> None:
-        with httpx.Client(timeout=120) as client, ThreadPoolExecutor(4) as pool:
-            list(pool.map(lambda body: push(client, url, token, body), payloads))
-
-    sender = threading.Thread(target=send)
-    sender.start()
-    time.sleep(2)
-    cluster.kill(2)
-    killed = time.perf_counter()
-    sender.join()
-    while landed(node) < before + meters * 144:
-        time.sleep(0.25)
-        if time.perf_counter() - killed > 900:
-            raise SystemExit("readings did not all land within 15 minutes of the kill")
-    drained = time.perf_counter() - killed
-    restarted = time.perf_counter()
-    cluster.restart(2)
-    from confluent_kafka.admin import AdminClient
-
-    topics = AdminClient({"bootstrap.servers": cluster.bootstrap}).list_topics(timeout=10).topics
-    cluster.wait_in_sync([t for t in topics if not t.startswith("__")], timeout_s=300)
-    return drained, time.perf_counter() - restarted
-
-
-def scaled(args: argparse.Namespace) -> int:
-    """One broker and one worker, then the node asked for, in the same run."""
-    rates: dict[str, float] = {}
-    shapes = [
-        ("1 broker, 1 worker", 1, 1),
-        (f"{args.brokers} brokers, {args.workers} workers", args.brokers, args.workers),
-    ]
-    recovery: tuple[float, float] | None = None
-    for label, brokers, workers in shapes:
-        node = LocalNode(
-            Path(tempfile.mkdtemp(prefix="citeplus-bench-pipeline-")),
-            brokers=brokers,
-            workers=workers,
-        )
-        print(f"\n== {label}: starting a private node in {node.state} ...", flush=True)
-        node.up()
-        try:
-            rates[label] = curves_rate(node, args.meters)
-            print(f"    {rates[label]:,.0f} readings/s ingest -> ClickHouse", flush=True)
-            if brokers > 1:
-                recovery = broker_kill_recovery(node, args.meters)
-        finally:
-            node.down()
-    (base, base_rate), (other, other_rate) = rates.items()
-    print(
-        f"\nload curves: {base}: {base_rate:,.0f} readings/s; {other}: {other_rate:,.0f} "
-        f"readings/s (ratio {other_rate / base_rate:.2f})"
+    figures.singles = profiled(
+        node,
+        profile,
+        "singles",
+        lambda: throughput(node, source, payloads, sizes.singles, workers=4),
     )
-    if recovery is not None:
+    print(f"    {figures.singles:,.0f} readings/s ({sizes.singles:,} readings)", flush=True)
+
+
+def latency_phase(node: LocalNode, sizes: Sizes, figures: Figures) -> None:
+    """(2): latency at each offered rate, the lower first (the higher leaves a queue)."""
+    source = paris_source(node)
+    for rate in RATES:
         print(
-            f"broker 2 SIGKILLed under load: every reading in ClickHouse {recovery[0]:.1f} s "
-            f"after the kill; every partition in sync {recovery[1]:.1f} s after its restart"
+            f"\n(2) latency: {rate:,} single readings/s offered for {sizes.seconds} s", flush=True
         )
-    return 0
+        result = latency(node, source, rate, sizes.seconds, meter_base=1_000_000 + rate * 1000)
+        figures.latencies[rate] = result
+        print(
+            f"    {len(result.seconds) + result.lost} requests of {result.per_request}: "
+            f"p50 {ms(result.p50)}, p99 {ms(result.p99)}"
+            + (f" ({result.lost} not landed after {result.bound_s:.0f} s)" if result.lost else ""),
+            flush=True,
+        )
+
+
+def profiled(
+    node: LocalNode, directory: Path | None, phase: str, action: Callable[[], float]
+) -> float:
+    """Run ``action``; with a directory, py-spy records every service meanwhile."""
+    if directory is None:
+        return action()
+    from bench.pipeline_profile import read, record, summary
+
+    recordings = record(node_pids(node), directory, phase)
+    time.sleep(1.0)  # py-spy attaches
+    try:
+        return action()
+    finally:
+        for recording in recordings:
+            recording.stop()
+        profiles = [read(r.output, r.service) for r in recordings if r.output.exists()]
+        total = max(1, sum(p.busy for p in profiles))
+        print(f"\n  {phase}: CPU samples per service (py-spy, running threads only):")
+        print("    " + ", ".join(f"{p.service} {p.busy / total:.0%}" for p in profiles))
+        for found in profiles:
+            print("\n".join(summary(found)))
+
+
+def ceiling_phase(node: LocalNode, sizes: Sizes, figures: Figures) -> None:
+    """(4): bare Kafka on the node's broker, same readings, same offered rates."""
+    from services.runtime.config import load_node_config
+
+    config = load_node_config(env=node.env)
+    print("\n(4) Kafka ceiling on the node's broker: bare produce then consume", flush=True)
+    figures.ceiling = ceiling(config, sizes.ceiling_readings)
+    for shape, (encode_us, decode_us) in codec_costs().items():
+        print(
+            f"    {shape:11} fastavro in process: {encode_us:.2f} us to encode, "
+            f"{decode_us:.2f} us to decode, per reading"
+        )
+    for rate in RATES:
+        seconds = min(sizes.seconds, 10)
+        figures.bare_latency[rate] = bare_latency(config, rate, seconds)
+        ranked = figures.bare_latency[rate]
+        print(
+            f"    bare latency at {rate:,}/s: p50 {ms(quantile(ranked, 0.5))}, "
+            f"p99 {ms(quantile(ranked, 0.99))} ({len(ranked):,} messages)",
+            flush=True,
+        )
+
+
+def ms(seconds: float) -> str:
+    return "not landed" if seconds == float("inf") else f"{seconds * 1000:,.0f} ms"
+
+
+@dataclass
+class Row:
+    """One line of the table; ``rate`` figures are better high, latencies low."""
+
+    name: str
+    measured: float
+    goal: float
+    bare: float
+    rate: bool
+
+    def shown(self, value: float) -> str:
+        if value != value:
+            return "-"
+        if value == float("inf"):
+            return "not landed"
+        return f"{value:,.0f}" if self.rate else f"{value:.3f}"
+
+    def ratio(self, reference: float) -> str:
+        """measured / reference for rates, reference / measured for latencies:
+        >= 1.00 is at least as good as the reference."""
+        value = self.measured / reference if self.rate else reference / self.measured
+        if value != value or value in (0.0, float("inf")):
+            return "-"
+        return f"{value:.3f}" if value >= 0.01 else f"{value:.2g}"
+
+    def cells(self) -> list[str]:
+        return [
+            self.shown(self.measured),
+            self.shown(self.goal),
+            self.ratio(self.goal),
+            self.shown(self.bare),
+            self.ratio(self.bare),
+        ]
+
+
+def rows(figures: Figures) -> list[Row]:
+    """Issue 17's figures, each with its goal and its Kafka ceiling of the same run."""
+    c = figures.ceiling
+    found = [
+        Row("load curves, readings/s", figures.curves, GOALS["curves"], c["curves"], True),
+        Row(
+            "single readings, readings/s, v1 ceiling",
+            figures.singles,
+            GOALS["singles"],
+            c["singles v1"],
+            True,
+        ),
+        Row(
+            "single readings, readings/s, v2 ceiling",
+            figures.singles,
+            GOALS["singles"],
+            c["singles v2"],
+            True,
+        ),
+    ]
+    for rate, got in figures.latencies.items():
+        bare = figures.bare_latency.get(rate, [])
+        for q, name in ((0.5, "p50"), (0.99, "p99")):
+            goal = GOALS.get(f"{name}@{rate}", float("nan"))
+            found.append(
+                Row(
+                    f"latency {name} at {rate:,}/s offered, s",
+                    got.quantile(q),
+                    goal,
+                    quantile(bare, q),
+                    False,
+                )
+            )
+    return found
+
+
+def table(figures: Figures) -> list[str]:
+    """The table as printed lines, then the memory of every process."""
+    head = ["measured", "goal", "vs goal", "ceiling", "vs ceiling"]
+    lines = [f"{'figure':42} " + " ".join(f"{h:>10}" for h in head)]
+    for row in rows(figures):
+        lines.append(f"{row.name:42} " + " ".join(f"{cell:>10}" for cell in row.cells()))
+    lines.append("peak resident memory per process, MB (no goal in the issue; now in brackets):")
+    lines.extend(
+        f"  {name:18} {peak:8,.0f} ({rss:,.0f})" for name, (rss, peak) in figures.memory.items()
+    )
+    return lines
+
+
+def run(sizes: Sizes, profile: Path | None) -> Figures:
+    node = LocalNode(Path(tempfile.mkdtemp(prefix="citeplus-bench-pipeline-")))
+    print(f"starting a private node in {node.state} ...", flush=True)
+    started = time.perf_counter()
+    node.up()
+    figures = Figures()
+    try:
+        load_phase(node, sizes, figures, profile)
+        # bare Kafka while the node is drained, before the latency runs leave a queue
+        ceiling_phase(node, sizes, figures)
+        latency_phase(node, sizes, figures)
+        print("\n(3) memory", flush=True)
+        figures.memory = {name: memory_mb(pid) for name, pid in node_pids(node).items()}
+        for name, (rss, peak) in figures.memory.items():
+            print(f"    {name:18} {rss:8.0f} MB now, {peak:8.0f} MB peak")
+    finally:
+        node.down()
+    print(f"\n(whole run {time.perf_counter() - started:.0f} s, node start and stop included)")
+    return figures
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--meters", type=int, default=2000, help="meters for the load-curve run")
-    parser.add_argument(
-        "--singles", type=int, default=100_000, help="readings for the single-reading run"
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--rate", type=int, default=5000, help="offered load for latency (readings/s)"
+        "--quick", action="store_true", help="smaller loads: about 5 minutes (full run: about 12)"
     )
-    parser.add_argument("--seconds", type=int, default=20, help="duration of the latency run")
-    parser.add_argument(
-        "--brokers", type=int, choices=(1, 3), default=1, help="brokers of the node (1 or 3)"
-    )
-    parser.add_argument(
-        "--workers", type=int, default=1, help="workers of each scalable stage (default 1)"
-    )
+    parser.add_argument("--meters", type=int, help="meters for the load-curve run (2,000)")
+    parser.add_argument("--singles", type=int, help="readings for the single-reading run (100,000)")
+    parser.add_argument("--seconds", type=int, help="duration of each latency run (30)")
+    parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy every service into DIR")
+    parser.add_argument("--brokers", type=int, choices=(1, 3), default=1, help="brokers (1 or 3)")
+    parser.add_argument("--workers", type=int, default=1, help="workers of each scalable stage")
     args = parser.parse_args(argv)
+    base = QUICK if args.quick else FULL
+    sizes = Sizes(
+        meters=args.meters or base.meters,
+        singles=args.singles or base.singles,
+        seconds=args.seconds or base.seconds,
+        ceiling_readings=base.ceiling_readings,
+    )
     if args.brokers > 1 or args.workers > 1:
+        from bench.pipeline_scaled import scaled
+
+        args.meters = sizes.meters
         return scaled(args)
-
-    node = LocalNode(Path(tempfile.mkdtemp(prefix="citeplus-bench-pipeline-")))
-    print(f"starting a private node in {node.state} ...", flush=True)
-    node.up()
-    try:
-        url, token = paris_source(node)
-
-        print(
-            "\n(1a) load curves: a day of 10-minute readings per meter, 20 meters per payload",
-            flush=True,
-        )
-        payloads = [paris_csv(range(m, m + 20), T0, 144) for m in range(0, args.meters, 20)]
-        curves = throughput(node, url, token, payloads, args.meters * 144, workers=4)
-        print(f"    {curves:,.0f} readings/s ingest -> ClickHouse ({args.meters * 144:,} readings)")
-
-        print("\n(1b) single readings: one reading per meter, 1,000 meters per payload", flush=True)
-        payloads = [
-            paris_csv(range(100_000 + m, 100_000 + m + 1000), T0 + 86400 * 10, 1)
-            for m in range(0, args.singles, 1000)
-        ]
-        singles = throughput(node, url, token, payloads, args.singles, workers=4)
-        print(f"    {singles:,.0f} readings/s ingest -> ClickHouse ({args.singles:,} readings)")
-
-        print(f"\n(2) latency at {args.rate:,} readings/s offered for {args.seconds} s", flush=True)
-        lat = latency(node, url, token, args.rate, args.seconds)
-        if lat:
-            p50 = statistics.median(lat)
-            p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
-            print(f"    {len(lat)} batches: p50 {p50 * 1000:,.0f} ms, p99 {p99 * 1000:,.0f} ms")
-
-        print("\n(3) resident memory", flush=True)
-        pids = {**node.service_pids(), "kafka broker": node.broker_pid()}
-        registry_pid = node.state / "registry" / "registry.pid"
-        if registry_pid.exists():
-            pids["schema registry"] = int(registry_pid.read_text().strip())
-        for name, pid in pids.items():
-            if pid:
-                print(f"    {name:18} {rss_mb(pid):8.0f} MB")
-
-        print(
-            "\n(4) Kafka ceiling in the same run (bare confluent-kafka, 144-point series)",
-            flush=True,
-        )
-        from dataclasses import replace
-
-        from bench.kafka_ceiling import consume_bare, produce_bare, records
-        from services.runtime.config import load_node_config
-        from services.runtime.provisioning import connect_contracts, provision_topics
-        from services.runtime.topics import load_topics
-
-        config = load_node_config(env=node.env)
-        spec = replace(load_topics()["observations.v1"], name="bench.ceiling.observations")
-        provision_topics(config, [spec])
-        contracts = connect_contracts(config, [spec])
-        data = records(144, 3000)
-        started = time.perf_counter()
-        produce_bare(config, contracts, spec.name, data)
-        consume_bare(config, contracts, spec.name, len(data))
-        ceiling = len(data) * 144 / (time.perf_counter() - started)
-        print(f"    produce + consume: {ceiling:,.0f} readings/s")
-        print(
-            f"\nratio pipeline/ceiling: load curves {curves / ceiling:.3f}, "
-            f"single readings {singles / ceiling:.4f}"
-        )
-        print(
-            "goal: 57,000 readings/s (every French meter at 10 minutes): "
-            f"load curves at {curves / 57_000:.2f}x the goal"
-        )
-    finally:
-        node.down()
+    figures = run(sizes, args.profile)
+    print("\nissue 17's table (ratios >= 1.00 meet the goal; vs ceiling: share of bare Kafka)")
+    print("\n".join(table(figures)))
     return 0
 
 

@@ -1,0 +1,73 @@
+"""The arithmetic behind bench/pipeline.py's table and profiles: a request that never
+landed counts as slower than every landed one (a queue must not read as a good
+p99), ratios point the same way for rates and latencies, and a profile's shares
+are of working samples, waits apart."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from bench.pipeline import Row
+from bench.pipeline_load import Latency
+from bench.pipeline_profile import read, summary
+
+
+def test_requests_not_landed_count_as_the_slowest() -> None:
+    landed = [0.1 * k for k in range(1, 99)]  # 98 requests landed, 2 did not
+    result = Latency(offered=200, per_request=20, seconds=landed, lost=2, bound_s=60.0)
+
+    assert math.isinf(result.p99)
+    assert result.quantile(0.5) == landed[50]
+    assert Latency(200, 20, landed, 0, 60.0).p99 == landed[-1]
+
+
+def test_a_run_where_nothing_landed_has_no_finite_quantile() -> None:
+    result = Latency(offered=5000, per_request=500, seconds=[], lost=10, bound_s=60.0)
+
+    assert math.isinf(result.p50) and math.isinf(result.p99)
+
+
+def test_ratios_at_or_above_one_are_as_good_as_the_reference() -> None:
+    rate = Row("load curves", measured=30_000, goal=60_000, bare=120_000, rate=True)
+    late = Row("p99", measured=2.0, goal=0.5, bare=0.1, rate=False)
+    met = Row("p99", measured=0.25, goal=0.5, bare=0.1, rate=False)
+
+    assert rate.cells() == ["30,000", "60,000", "0.500", "120,000", "0.250"]
+    assert late.ratio(late.goal) == "0.250" and late.ratio(late.bare) == "0.050"
+    assert met.ratio(met.goal) == "2.000"
+    assert Row("p50", 1.0, float("nan"), 0.1, rate=False).cells()[1:3] == ["-", "-"]
+    assert Row("p99", float("inf"), 1.0, 0.1, rate=False).cells()[:3] == [
+        "not landed",
+        "1.000",
+        "-",
+    ]
+
+
+ROOT = (
+    'process 7:"python -m services.cli service normalise";main (services/cli.py:239);'
+    "StageRunner.run_once (/r/services/runtime/processor.py:233);"
+)
+STACKS = (
+    f"{ROOT}decode (/r/services/runtime/wire.py:40) 30\n"
+    f"{ROOT}NormaliseStage.transform (/r/services/normalise/stage.py:80);"
+    "_emit (/r/services/normalise/transform.py:9) 50\n"
+    f"{ROOT}consume (cimpl:0) 20\n"
+)
+
+
+def test_a_profile_counts_self_and_inclusive_shares_of_working_samples(tmp_path: Path) -> None:
+    path = tmp_path / "curves-normalise.txt"
+    path.write_text(STACKS)
+
+    profile = read(path, "normalise")
+
+    assert (profile.samples, profile.idle, profile.busy) == (100, 20, 80)
+    assert profile.self_time["decode (services/runtime/wire.py)"] == 30
+    assert profile.inclusive["NormaliseStage.transform (services/normalise/stage.py)"] == 50
+    lines = summary(profile)
+    assert lines[0] == "normalise: 100 samples, busy 80%"
+    assert lines[1] == "  by kind: stage transform 62%, avro decode 38%"
+    assert "62.5%  _emit (services/normalise/transform.py)" in [line.strip() for line in lines]
+    # the main loop, on every working stack, says nothing about where to act
+    assert not any("StageRunner.run_once" in line for line in lines)
