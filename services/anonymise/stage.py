@@ -442,7 +442,7 @@ def batch_partitions(topic: str, contracts: Contracts | None) -> int | None:
         return codec.spec.partitions if codec.batching is not None else None
     if member_sibling(topic) is None:
         return None
-    return _declared_partitions(TopicName.ANONYMISED_BATCHES)
+    return _declared_partitions(TopicName.ANONYMISED_V2)
 
 
 @cache
