@@ -59,6 +59,24 @@ def with_removed(column: dict[str, Any], positions: Sequence[int]) -> dict[str, 
     return make(column["name"], kind, values, set(column["missing"]).union(positions))
 
 
+def blanked(column: dict[str, Any]) -> dict[str, Any]:
+    """The column with the placeholder at every missing position. What sits there is
+    meaningless to every reader, so no rule and no safety net looks at it: whatever a
+    raw record carried there would otherwise go on untouched."""
+    missing = column["missing"]
+    if not missing:
+        return column
+    kind = column["kind"]
+    values = typed(column)
+    placeholder = PLACEHOLDER[kind]
+    if all(values[i] == placeholder and type(values[i]) is type(placeholder) for i in missing):
+        return column
+    values = list(values)
+    for i in missing:
+        values[i] = placeholder
+    return {**column, ARRAY_OF[kind]: values}
+
+
 def cells(column: dict[str, Any]) -> list[Cell]:
     """The values with ``None`` at missing positions."""
     values: list[Cell] = list(typed(column))

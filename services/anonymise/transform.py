@@ -243,7 +243,9 @@ def apply_columns(
 ) -> list[Column]:
     """Every column through ``policy``, counted in ``audit``. Row by row independent (a
     value's fate depends on the value and its column's rule only), so the columns of
-    many records concatenated give the records' outputs concatenated (columnar.py)."""
+    many records concatenated give the records' outputs concatenated (columnar.py).
+    Missing positions are blanked first: nothing hidden there goes on."""
+    record_columns = [columns.blanked(column) for column in record_columns]
     by_name = {column["name"]: column for column in record_columns}
     net = _net(policy)
     out: list[Column] = []

@@ -421,3 +421,25 @@ def test_apply_policy_counts_the_entity_once(tmp_path: Path) -> None:
     policy = policy_of(tmp_path, {"version": "1", "fields": {"kwh": "measure"}})
     applied = apply_policy(raw({"kwh": [1.0, 2.0]}), policy, pseudonymiser())
     assert applied.audit.decisions == {"pseudonymised": 1, "kept": 2}
+
+
+def test_a_value_hidden_at_a_missing_position_never_leaves(tmp_path: Path) -> None:
+    """A missing position's placeholder is meaningless to every reader, so nothing
+    looks at it: the safety net scanned present values only and the columns went on
+    as they were, placeholder included. A raw record built with personal data there
+    carried it to anonymised in clear (failed before placeholders were blanked)."""
+    policy = policy_of(
+        tmp_path,
+        {"version": "1", "fields": {"status": "measure", "kwh": "measure", "n": "measure"}},
+    )
+    record = raw({"status": ["ok", "ok"], "kwh": [1.0, 2.0], "n": [1, 2]})
+    hidden = {"status": "jean.dupont@example.fr", "kwh": 33612345678.0, "n": 33612345678}
+    for column in record["columns"]:
+        array = columns.ARRAY_OF[column["kind"]]
+        column[array][1] = hidden[column["name"]]
+        column["missing"] = [1]
+    out, _ = anonymise(record, policy, pseudonymiser())
+    text = json.dumps(out)
+    assert "jean.dupont" not in text and "33612345678" not in text, text
+    for column in out["columns"]:
+        assert columns.typed(column)[1] == columns.PLACEHOLDER[column["kind"]], column
