@@ -243,7 +243,7 @@ class Node:
         )
         return self
 
-    def wait_ready(self, timeout_s: float = 60.0) -> Node:
+    def wait_ready(self, timeout_s: float = 180.0) -> Node:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             assert self.process is not None
