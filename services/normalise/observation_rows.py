@@ -17,17 +17,12 @@ from typing import Any
 
 import numpy as np
 
-# Observation fields written as dictionary indexes (BatchSpec "ObservationBatch").
-WORD_FIELDS = (
-    "domain",
-    "metric",
-    "unit",
-    "entity_type",
-    "zone",
-    "key_epoch",
-    "sector",
-    "carrier",
-)
+from services.runtime.batches import spec_for_member
+
+# Observation fields written as dictionary indexes: the runtime's ObservationBatch spec.
+_OBSERVATION_BATCH = spec_for_member("Observation")
+assert _OBSERVATION_BATCH is not None
+WORD_FIELDS = _OBSERVATION_BATCH.dictionary
 
 
 @dataclass(frozen=True)
