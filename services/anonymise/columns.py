@@ -59,22 +59,27 @@ def with_removed(column: dict[str, Any], positions: Sequence[int]) -> dict[str, 
     return make(column["name"], kind, values, set(column["missing"]).union(positions))
 
 
-def blanked(column: dict[str, Any]) -> dict[str, Any]:
-    """The column with the placeholder at every missing position. What sits there is
-    meaningless to every reader, so no rule and no safety net looks at it: whatever a
-    raw record carried there would otherwise go on untouched."""
-    missing = column["missing"]
-    if not missing:
-        return column
+def cleaned(column: dict[str, Any]) -> dict[str, Any]:
+    """The column as a reader sees it, and nothing else: its own array (the one its
+    kind names) with the placeholder at every missing position, the other arrays
+    empty. No rule and no safety net looks at a missing position or at another
+    kind's array, so whatever a raw record carried there would otherwise go on
+    untouched (to anonymised, and to the redacted dead letter)."""
     kind = column["kind"]
+    own = ARRAY_OF[kind]
+    missing = column["missing"]
     values = typed(column)
     placeholder = PLACEHOLDER[kind]
-    if all(values[i] == placeholder and type(values[i]) is type(placeholder) for i in missing):
+    foreign = any(column.get(array) for array in ARRAY_OF.values() if array != own)
+    hidden = any(
+        values[i] != placeholder or type(values[i]) is not type(placeholder) for i in missing
+    )
+    if not foreign and not hidden:
         return column
     values = list(values)
     for i in missing:
         values[i] = placeholder
-    return {**column, ARRAY_OF[kind]: values}
+    return make(column["name"], kind, values, missing)
 
 
 def cells(column: dict[str, Any]) -> list[Cell]:

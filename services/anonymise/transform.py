@@ -244,8 +244,9 @@ def apply_columns(
     """Every column through ``policy``, counted in ``audit``. Row by row independent (a
     value's fate depends on the value and its column's rule only), so the columns of
     many records concatenated give the records' outputs concatenated (columnar.py).
-    Missing positions are blanked first: nothing hidden there goes on."""
-    record_columns = [columns.blanked(column) for column in record_columns]
+    Columns are cleaned first: nothing hidden at a missing position or in another
+    kind's array goes on."""
+    record_columns = [columns.cleaned(column) for column in record_columns]
     by_name = {column["name"]: column for column in record_columns}
     net = _net(policy)
     out: list[Column] = []

@@ -194,7 +194,9 @@ class WarehouseSink:
 
         def fetch(at_most: int, timeout_s: float) -> list[Message]:
             got = [m for m in self.consumer.consume(at_most, timeout_s) if not self._is_error(m)]
-            pending.rows += sum(_rows_of(self._decoded(m, pending)) for m in got if self._fresh(m))
+            # A message read again (a partition sought back mid-batch) is decoded once.
+            new = [m for m in got if self._fresh(m) and _place(m) not in pending.records]
+            pending.rows += sum(_rows_of(self._decoded(m, pending)) for m in new)
             return got
 
         messages = self.linger.collect(
@@ -210,7 +212,7 @@ class WarehouseSink:
             self._land(topic, groups, pending)
         self._commit_offsets(
             [
-                TopicPartition(topic, partition, group[-1].offset() + 1)
+                TopicPartition(topic, partition, _highest(group) + 1)
                 for topic, groups in by_topic.items()
                 for partition, group in groups.items()
             ]
@@ -284,7 +286,7 @@ class WarehouseSink:
             self.metrics.readings_out.labels("publish").inc(table.num_rows)
         for partition, group in groups.items():
             previous = self._landed.get((topic, partition), -1)
-            self._landed[(topic, partition)] = max(previous, group[-1].offset())
+            self._landed[(topic, partition)] = max(previous, _highest(group))
 
     def _is_error(self, message: Message) -> bool:
         error = message.error()
@@ -294,6 +296,16 @@ class WarehouseSink:
             self.metrics.errors.labels("publish", "consume").inc()
             log.warning("consume error", extra={"error": str(error)})
         return True
+
+
+def _place(message: Message) -> tuple[str, int, int]:
+    return (message.topic(), message.partition(), message.offset())
+
+
+def _highest(group: list[Message]) -> int:
+    """The highest offset of a partition's messages: after a seek-back mid-batch the
+    last to arrive is not the furthest (committing it would land the rest twice)."""
+    return max(m.offset() for m in group)
 
 
 def members(codec: TopicCodec, value: dict[str, Any]) -> list[dict[str, Any]]:

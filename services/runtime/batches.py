@@ -307,9 +307,36 @@ def _concat_columns(members: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def check(lay: _Layout, batch: dict[str, Any]) -> int:
+    """The number of members, once the batch's arrays agree with one another; else
+    ValueError saying what does not. Cheap (no member is built): a hostile or broken
+    batch is refused whole before any fast path can take it for empty or short."""
+    count = _member_count(lay, batch)
+    for name in (*lay.scalars, *lay.dictionary):
+        _exactly(batch, name, count)
+    words = len(batch.get(DICTIONARY) or [])
+    for name in lay.dictionary:
+        indexes = batch.get(name) or []
+        if indexes and (min(indexes) < -1 or max(indexes) >= words):
+            raise ValueError(f"batch field {name!r} points past the dictionary of {words} words")
+    for name in lay.arrays:
+        counts = _exactly(batch, name + COUNTS, count)
+        items = len(batch.get(name) or [])
+        if counts and min(counts) < 0:
+            raise ValueError(f"batch field {name + COUNTS!r} holds a negative count")
+        if sum(counts) != items:
+            said = sum(counts)
+            raise ValueError(f"batch field {name!r}: counts say {said} items, it has {items}")
+    if lay.has_columns:
+        rows = batch.get(ROW_COUNT) or []
+        if rows and min(rows) < 0:
+            raise ValueError("batch field 'row_count' holds a negative count")
+    return count
+
+
 def explode(lay: _Layout, batch: dict[str, Any]) -> list[dict[str, Any]]:
     """The v1 records a batch carries, in order (the inverse of :func:`implode`)."""
-    count = _member_count(lay, batch)
+    count = check(lay, batch)
     members: list[dict[str, Any]] = [
         {name: copy.copy(batch.get(name)) for name in lay.shared} for _ in range(count)
     ]
@@ -393,6 +420,10 @@ class Batching:
     def implode(self, records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """See :func:`implode`."""
         return implode(self.layout, records)
+
+    def check(self, batch: dict[str, Any]) -> int:
+        """See :func:`check`."""
+        return check(self.layout, batch)
 
     def explode(self, batch: dict[str, Any]) -> list[dict[str, Any]]:
         """See :func:`explode`."""

@@ -208,6 +208,7 @@ class StageRunner:
         )
         self.summary = RunSummary()
         self._outbox = Outbox()
+        self._moves = 0  # assignments and revocations seen: a cycle spanning one is stale
         self._ticked = 0.0
         self._assigned_at: float | None = None
         self._lag_refreshed = 0.0
@@ -279,7 +280,16 @@ class StageRunner:
     # -- one batch -----------------------------------------------------------
     def run_once(self) -> int:
         """Consume one batch and commit it in one transaction; returns messages consumed."""
+        moves = self._moves
         messages = self.linger.collect(self.consumer.consume, self.batch_size).messages
+        if self._moves != moves and messages:
+            # The group moved while the cycle gathered (a cycle is several fetches):
+            # what came before belongs to the old assignment and is fetched again from
+            # the committed offsets, so keeping it would process it twice (here, or on
+            # the worker that took its partition). Drop the cycle and start again there.
+            log.info("group rebalanced during a cycle; reading again from the commits")
+            self.rewind()
+            return 0
         self._refresh_lag()
         good = [m for m in messages if not self._is_error(m)]
         if not good:
@@ -368,6 +378,11 @@ class StageRunner:
         """The stage's fast path for the whole batch; when it has none or it raises,
         its state writes are undone and every member goes through :meth:`process`
         with its own savepoint, exactly as a v1 message would."""
+        try:
+            found.check(batch)
+        except ValueError as exc:  # arrays that do not agree: the message as a whole
+            self._reject(tally, origin, meta, None, malformed_batch(exc))
+            return
         for store in self.stage.stores:
             store.begin_record()
         outputs = self._fast_path(batch, meta)
@@ -698,6 +713,7 @@ class StageRunner:
     def _assigned(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         numbers = sorted({tp.partition for tp in partitions})
         self._assigned_at = time.monotonic()
+        self._moves += 1
         log.info("partitions assigned", extra={"stage": self.stage.name, "partitions": numbers})
         if self.co_partitioned:
             self._check_co_partitioned(consumer, partitions)
@@ -723,6 +739,7 @@ class StageRunner:
             raise
 
     def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._moves += 1
         self._forget_lag(partitions)
         self.stage.on_revoke(sorted({tp.partition for tp in partitions}))
 
@@ -794,6 +811,15 @@ class StageRunner:
                 )
         except KafkaException as exc:
             log.debug("lag refresh failed", extra={"error": str(exc)})
+
+
+def malformed_batch(error: ValueError) -> RejectedInput:
+    """The dead-letter reason of a batch whose arrays do not agree (names and counts
+    only in the text: no value of the batch)."""
+    return RejectedInput(
+        "malformed-batch",
+        f"a v2 batch whose arrays do not agree ({error}); it was written wrongly upstream",
+    )
 
 
 def commit_within(commit: Callable[[float], None], budget_s: float, stage: str) -> None:

@@ -443,3 +443,20 @@ def test_a_value_hidden_at_a_missing_position_never_leaves(tmp_path: Path) -> No
     assert "jean.dupont" not in text and "33612345678" not in text, text
     for column in out["columns"]:
         assert columns.typed(column)[1] == columns.PLACEHOLDER[column["kind"]], column
+
+
+def test_a_value_hidden_in_a_column_array_of_another_kind_never_leaves(tmp_path: Path) -> None:
+    """A column holds its values in the array its kind names; the other arrays are
+    empty. A raw record built with personal data in a `double` column's `strings` went
+    on with them, to anonymised and to the redacted dead letter on dlq.v1 (found by
+    review; failed before columns were rebuilt from their own array)."""
+    policy = policy_of(tmp_path, {"version": "1", "fields": {"kwh": "measure"}})
+    record = raw({"kwh": [1.5, 2.5]})
+    record["columns"][0]["strings"] = ["jean.dupont@example.fr", "06 12 34 56 78"]
+    record["columns"][0]["longs"] = [33612345678, 2]
+    out, _ = anonymise(record, policy, pseudonymiser())
+    letter = redacted_raw(record, policy, pseudonymiser())
+    for text in (json.dumps(out), json.dumps(letter)):
+        assert "jean.dupont" not in text and "06 12 34" not in text, text
+        assert "33612345678" not in text, text
+    assert values_of(out, "kwh") == [1.5, 2.5]

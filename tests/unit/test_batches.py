@@ -189,3 +189,23 @@ def test_an_entity_lands_on_the_partition_librdkafka_gives_its_key() -> None:
     # librdkafka's consistent_random: CRC-32 of the key modulo the partition count.
     assert entity_partition("lyon|abc", 6) == entity_partition(b"lyon|abc", 6)
     assert {entity_partition(f"lyon|{i}", 6) for i in range(100)} == set(range(6))
+
+
+def test_a_hostile_batch_is_refused_whole_before_any_fast_path() -> None:
+    """A dictionary index past the dictionary raised IndexError in explode (publish
+    stopped on it at every restart: found by review), a negative count slid through;
+    ``check`` refuses both with a ValueError saying which field."""
+    carrier = batching("Observation")
+    obs = {"city": "lyon", "source": "s", "dataset": "d", "lineage_id": "L", "values": [1.0]}
+    fields = ("domain", "metric", "unit", "entity_pseudonym", "entity_type", "zone")
+    fields += ("position", "start", "step_seconds", "key_epoch", "sector", "carrier")
+    (batch,) = carrier.implode([{**obs, **dict.fromkeys(fields)}])
+    assert carrier.check(batch) == 1
+    for field, value in (("domain", [5]), ("values_counts", [-1]), ("metric", [-2])):
+        hostile = {**batch, field: value}
+        try:
+            carrier.check(hostile)
+        except ValueError as exc:
+            assert field.removesuffix("_counts") in str(exc) or field in str(exc)
+        else:
+            raise AssertionError(f"{field}={value} was accepted")

@@ -5,13 +5,17 @@ and how long it keeps retrying a transaction commit."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import pytest
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import KafkaError, KafkaException, TopicPartition
 
+from services.runtime.config import load_node_config
 from services.runtime.processor import (
     COMMIT_ATTEMPT_S,
     FIRST_ASSIGNMENT_WAIT_S,
+    BaseStage,
+    StageRunner,
     commit_within,
     idle_exit_due,
 )
@@ -65,3 +69,75 @@ def test_a_commit_that_succeeds_on_retry_and_a_non_retriable_error_pass_through(
     with pytest.raises(KafkaException) as raised:
         commit_within(fenced, budget_s=60, stage="test")
     assert raised.value.args[0].code() == KafkaError._FENCED
+
+
+class _Message:
+    def __init__(self, offset: int):
+        self._offset = offset
+
+    def offset(self) -> int:
+        return self._offset
+
+    def partition(self) -> int:
+        return 0
+
+    def topic(self) -> str:
+        return "in"
+
+    def error(self) -> None:
+        return None
+
+
+class _RebalancingConsumer:
+    """A consumer whose second fetch of a cycle serves an eager rebalance (what
+    librdkafka does inside ``consume``): the fetch position goes back to the commit."""
+
+    def __init__(self) -> None:
+        self.runner: StageRunner | None = None
+        self.at, self.committed_offset, self.calls, self.seeks = 100, 100, 0, []
+
+    def consume(self, at_most: int, timeout: float) -> list[_Message]:
+        self.calls += 1
+        if self.calls == 2 and self.runner is not None:
+            self.runner._revoked(self, [TopicPartition("in", 0)])
+            self.at = self.committed_offset
+        out = [_Message(o) for o in range(self.at, min(self.at + at_most, 150))]
+        self.at += len(out)
+        return out
+
+    def position(self, partitions: list[TopicPartition]) -> list[TopicPartition]:
+        return []
+
+    def assignment(self) -> list[TopicPartition]:
+        return [TopicPartition("in", 0)]
+
+    def committed(self, partitions: list[TopicPartition], timeout: float) -> list[TopicPartition]:
+        return [TopicPartition("in", 0, self.committed_offset)]
+
+    def seek(self, tp: TopicPartition) -> None:
+        self.seeks.append(tp.offset)
+        self.at = tp.offset
+
+
+class _NoTransactions:
+    def begin_transaction(self) -> None:
+        raise AssertionError("a cycle that spanned a rebalance was processed")
+
+
+def test_a_cycle_spanning_a_rebalance_is_dropped_and_read_again_from_the_commit() -> None:
+    """A cycle is several fetches now; a rebalance served by the second one sent the
+    fetch back to the committed offset, so the first fetch's messages came again in the
+    same cycle and were processed twice (found by review: the cycle held offset 100 twice)."""
+    consumer = _RebalancingConsumer()
+    node = load_node_config(env={})
+    node = replace(node, processing=replace(node.processing, linger_ms=50, batch_size=40))
+    runner = StageRunner(
+        BaseStage(),
+        node,
+        None,
+        consumer=consumer,
+        producer=_NoTransactions(),  # type: ignore[arg-type]
+    )
+    consumer.runner = runner
+    assert runner.run_once() == 0
+    assert consumer.seeks == [100] and consumer.at == 100
