@@ -314,24 +314,30 @@ def check(lay: _Layout, batch: dict[str, Any]) -> int:
     count = _member_count(lay, batch)
     for name in (*lay.scalars, *lay.dictionary):
         _exactly(batch, name, count)
+    _check_dictionary(lay, batch)
+    for name in lay.arrays:
+        _check_counts(batch, name, count)
+    if lay.has_columns and min(batch.get(ROW_COUNT) or [0]) < 0:
+        raise ValueError("batch field 'row_count' holds a negative count")
+    return count
+
+
+def _check_dictionary(lay: _Layout, batch: dict[str, Any]) -> None:
     words = len(batch.get(DICTIONARY) or [])
     for name in lay.dictionary:
         indexes = batch.get(name) or []
         if indexes and (min(indexes) < -1 or max(indexes) >= words):
             raise ValueError(f"batch field {name!r} points past the dictionary of {words} words")
-    for name in lay.arrays:
-        counts = _exactly(batch, name + COUNTS, count)
-        items = len(batch.get(name) or [])
-        if counts and min(counts) < 0:
-            raise ValueError(f"batch field {name + COUNTS!r} holds a negative count")
-        if sum(counts) != items:
-            said = sum(counts)
-            raise ValueError(f"batch field {name!r}: counts say {said} items, it has {items}")
-    if lay.has_columns:
-        rows = batch.get(ROW_COUNT) or []
-        if rows and min(rows) < 0:
-            raise ValueError("batch field 'row_count' holds a negative count")
-    return count
+
+
+def _check_counts(batch: dict[str, Any], name: str, count: int) -> None:
+    counts = _exactly(batch, name + COUNTS, count)
+    items = len(batch.get(name) or [])
+    if counts and min(counts) < 0:
+        raise ValueError(f"batch field {name + COUNTS!r} holds a negative count")
+    if sum(counts) != items:
+        said = sum(counts)
+        raise ValueError(f"batch field {name!r}: counts say {said} items, it has {items}")
 
 
 def explode(lay: _Layout, batch: dict[str, Any]) -> list[dict[str, Any]]:
