@@ -39,6 +39,7 @@ from services.energy.windows import (
     QUARTERS_PER_HOUR,
     WINDOW_US,
     hours_of,
+    in_order,
     quarter_peaks,
 )
 
@@ -87,9 +88,9 @@ def _series(
     for q in range(len(e)):
         out[("PT15M", q)] = (_figures(n[q], e[q], x[q]), at[("PT15M", q)])
     for h in range(hours_of(len(e))):
-        energy = sum(e[h * 4 : h * 4 + 4])
+        energy = in_order(e[h * 4 : h * 4 + 4])
         out[("PT1H", h)] = (_figures(state["hn"][h], energy, state["hx"][h]), at[("PT1H", h)])
-    out[("P1D", 0)] = (_figures(state["dn"], sum(e), state["dx"]), at[("P1D", 0)])
+    out[("P1D", 0)] = (_figures(state["dn"], in_order(e), state["dx"]), at[("P1D", 0)])
     return out
 
 

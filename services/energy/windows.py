@@ -208,8 +208,20 @@ def hours_of(quarters: int) -> int:
     return -(-quarters // QUARTERS_PER_HOUR)
 
 
+def in_order(values: Iterable[float]) -> float:
+    """The float sum added left to right, as on every Python before 3.12. From 3.12
+    ``sum()`` compensates rounding, so the same readings gave last-bit different
+    energies there than on 3.11 and than the columnar path (numpy ``cumsum`` and
+    ``bincount`` add in order): a day's aggregates then depended on how its readings
+    were split into messages. Every energy sum that both paths compute uses this."""
+    total = 0.0
+    for value in values:
+        total += value
+    return total
+
+
 def hour_sums(quarters: Sequence[float]) -> list[float]:
-    return [sum(quarters[h * 4 : h * 4 + 4]) for h in range(hours_of(len(quarters)))]
+    return [in_order(quarters[h * 4 : h * 4 + 4]) for h in range(hours_of(len(quarters)))]
 
 
 def hour_any(present: Sequence[bool]) -> list[bool]:
@@ -337,7 +349,7 @@ def _hour_counts(
         was, now = any(old_p[quarters]), any(new_p[quarters])
         if was != now:
             hn[h] += 1 if now else -1
-        total = sum(new_q[quarters])
+        total = in_order(new_q[quarters])
         if now and total > hx[h]:
             hx[h] = total
     return hn, hx
@@ -349,7 +361,7 @@ def _day_counts(cell: Mapping[str, Any], meter: _MeterDay, had_old: bool) -> tup
     old_any, new_any = had_old and any(meter.old_p), any(meter.new_p)
     if old_any != new_any:
         dn += 1 if new_any else -1
-    day_total = sum(meter.new_q)
+    day_total = in_order(meter.new_q)
     if new_any and day_total > dx:
         dx = day_total
     return dn, dx
