@@ -280,13 +280,13 @@ class StageRunner:
     # -- one batch -----------------------------------------------------------
     def run_once(self) -> int:
         """Consume one batch and commit it in one transaction; returns messages consumed."""
-        moves = self._moves
-        messages = self.linger.collect(self.consumer.consume, self.batch_size).messages
-        if self._moves != moves and messages:
-            # The group moved while the cycle gathered (a cycle is several fetches):
-            # what came before belongs to the old assignment and is fetched again from
-            # the committed offsets, so keeping it would process it twice (here, or on
-            # the worker that took its partition). Drop the cycle and start again there.
+        fetch = _CycleFetch(self)
+        messages = self.linger.collect(fetch, self.batch_size).messages
+        if fetch.stale:
+            # The group moved after this cycle had gathered messages (a cycle is several
+            # fetches): those belong to the old assignment and are fetched again from the
+            # committed offsets, so keeping them would process them twice (here, or on
+            # the worker that took their partition). Drop the cycle, start again there.
             log.info("group rebalanced during a cycle; reading again from the commits")
             self.rewind()
             return 0
@@ -811,6 +811,25 @@ class StageRunner:
                 )
         except KafkaException as exc:
             log.debug("lag refresh failed", extra={"error": str(exc)})
+
+
+class _CycleFetch:
+    """The fetch of one cycle, noting a rebalance served by a fetch after messages were
+    already gathered (one served by the cycle's first fetch comes before what that
+    fetch returns: the cycle is sound, as it was with one fetch per cycle)."""
+
+    def __init__(self, runner: StageRunner):
+        self.runner = runner
+        self.gathered = 0
+        self.stale = False
+
+    def __call__(self, at_most: int, timeout_s: float) -> list[Message]:
+        before = self.runner._moves
+        got = self.runner.consumer.consume(at_most, timeout_s)
+        if self.runner._moves != before and self.gathered:
+            self.stale = True
+        self.gathered += len(got)
+        return got
 
 
 def malformed_batch(error: ValueError) -> RejectedInput:
