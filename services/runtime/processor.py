@@ -33,6 +33,7 @@ from confluent_kafka import (
 
 from services.runtime import dlq
 from services.runtime.batches import Batching
+from services.runtime.bounded import bounded
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
 from services.runtime.copartition import CoPartitionError, check_co_partitioned, group_settings
@@ -61,6 +62,7 @@ log = logging.getLogger(__name__)
 
 LAG_REFRESH_S = 5.0
 COMMIT_ATTEMPT_S = 10.0  # one try of a transaction commit (retried up to the transaction timeout)
+SEND_OFFSETS_S = 30.0  # the input offsets into a transaction (bounded from outside: see bounded.py)
 TICK_S = 1.0  # how often an idle stage is asked for time-driven output (on_tick)
 # A group join can take seconds on a loaded broker ("coordinator load in progress"):
 # an idle exit counts from the first assignment, and waits at least this long for it.
@@ -301,9 +303,7 @@ class StageRunner:
             tally = self._process_batch(good)
             self._produce_batch_end(tally)
             self._flush_outbox(tally)
-            self.producer.send_offsets_to_transaction(
-                self._next_offsets(good), self.consumer.consumer_group_metadata(), 30
-            )
+            self._send_offsets(self._next_offsets(good))
             self._commit()
         except KafkaException as exc:
             self._abort(exc)
@@ -675,6 +675,16 @@ class StageRunner:
         log.warning("dead letter", extra=extra)
 
     # -- transactions ------------------------------------------------------------
+    def _send_offsets(self, offsets: list[TopicPartition]) -> None:
+        """The batch's input offsets into its transaction, bounded from outside: the
+        client's own timeout is not kept when the group coordinator moves."""
+        group = self.consumer.consumer_group_metadata()
+        bounded(
+            lambda: self.producer.send_offsets_to_transaction(offsets, group, SEND_OFFSETS_S),
+            SEND_OFFSETS_S,
+            "send_offsets_to_transaction",
+        )
+
     def _commit(self) -> None:
         commit_within(
             self.producer.commit_transaction,
