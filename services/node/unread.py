@@ -46,13 +46,12 @@ def unread_input(node: NodeConfig, groups: list[str], timeout_s: float = 15.0) -
     committed on counts from the topic's start), so input that arrived on a fresh
     partition after the group's last commit is not missed."""
     admin = AdminClient({"bootstrap.servers": node.kafka.bootstrap, "log_level": 0})
-    requests = [ConsumerGroupTopicPartitions(group) for group in groups]
     positions: dict[str, dict[tuple[str, int], int]] = {}
-    answers = admin.list_consumer_group_offsets(requests, request_timeout=timeout_s)
-    for group, future in answers.items():
-        listing = future.result()
+    for group in groups:  # the client lists one group's offsets per request
+        request = [ConsumerGroupTopicPartitions(group)]
+        listing = admin.list_consumer_group_offsets(request, request_timeout=timeout_s)[group]
         positions[group] = {
-            (tp.topic, tp.partition): tp.offset for tp in listing.topic_partitions or []
+            (tp.topic, tp.partition): tp.offset for tp in listing.result().topic_partitions or []
         }
     topics = {topic for held in positions.values() for topic, _ in held}
     if not topics:

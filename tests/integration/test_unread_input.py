@@ -57,7 +57,9 @@ def test_a_group_that_read_everything_has_nothing_unread_despite_commit_markers(
     # As a stage commits: one past the last record read, before the commit marker.
     _commit(node, group, {(topic, 0): 3, (topic, 1): 2})
 
-    assert unread_input(node, [group]) == []
+    other = f"test.unread.{uuid.uuid4().hex[:8]}"  # several groups asked at once
+    _commit(node, other, {(topic, 0): 1, (topic, 1): 2})
+    assert [(u.group, u.partition) for u in unread_input(node, [group, other])] == [(other, 0)]
 
 
 def test_records_after_the_committed_offset_and_on_a_never_committed_partition_are_unread(
