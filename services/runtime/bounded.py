@@ -22,7 +22,7 @@ from confluent_kafka import KafkaError, KafkaException
 T = TypeVar("T")
 
 # Beyond the call's own timeout: a call that has not returned by then never will.
-GRACE_S = 10.0
+GRACE_S = 5.0
 
 
 def bounded(call: Callable[[], T], timeout_s: float, what: str) -> T:

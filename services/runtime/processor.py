@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 
 LAG_REFRESH_S = 5.0
 COMMIT_ATTEMPT_S = 10.0  # one try of a transaction commit (retried up to the transaction timeout)
-SEND_OFFSETS_S = 30.0  # the input offsets into a transaction (bounded from outside: see bounded.py)
+SEND_OFFSETS_S = 15.0  # the input offsets into a transaction (bounded from outside: see bounded.py)
 TICK_S = 1.0  # how often an idle stage is asked for time-driven output (on_tick)
 # A group join can take seconds on a loaded broker ("coordinator load in progress"):
 # an idle exit counts from the first assignment, and waits at least this long for it.

@@ -171,12 +171,6 @@ def test_killing_every_service_and_the_broker_loses_and_duplicates_nothing(
     assert faulty == reference, differences(reference, faulty)
 
 
-@pytest.mark.skipif(
-    os.environ.get("CITEPLUS_CHAOS") != "1",
-    reason="the cluster chaos run is opt-in (`make test-chaos`): it passed in two whole "
-    "suites, then hung in a third (publish's republisher left its group after 5 minutes "
-    "without a poll during the roll restart): not yet reliable enough for every CI run",
-)
 def test_cluster_and_workers_under_faults_give_the_fault_free_warehouse(
     tmp_path: Path, clean: tuple[LocalNode, Future[Fingerprint]]
 ) -> None:
