@@ -16,6 +16,7 @@ from services.ingest.idempotency import DEFAULT_MAX_BYTES, DEFAULT_RETENTION_S, 
 from services.ingest.idempotency_follow import KeyFollower
 from services.runtime.codec import TopicCodec
 from services.runtime.config import NodeConfig
+from services.runtime.errors import CiteplusError
 from services.runtime.kafka import consumer_settings
 from services.runtime.metrics import ServiceMetrics
 
@@ -92,15 +93,51 @@ def _restore(
     return read
 
 
-def _partitions(node: NodeConfig, topic: str) -> list[int]:
+# How long a starting ingest waits for the brokers to say whether its state topic
+# exists: a restarted broker answers nothing, or "no leader", for a few seconds.
+METADATA_WAIT_S = 60.0
+
+
+def _partitions(node: NodeConfig, topic: str, wait_s: float = METADATA_WAIT_S) -> list[int]:
+    """The partitions of ``topic``, or [] when the brokers say it does not exist.
+
+    Only that answer means "missing": a broker that cannot be reached, or a topic
+    without a leader yet, is waited for, then an error -- the worker exits and the
+    supervisor restarts it. Taking those for "missing" once latched a started ingest
+    into refusing every keyed push (503) until someone restarted it: it had come up
+    beside a broker that was restarting."""
+    deadline = time.monotonic() + wait_s
     consumer = Consumer(consumer_settings(node, group_id=f"citeplus.probe.{uuid.uuid4().hex}"))
     try:
-        metadata = consumer.list_topics(topic, timeout=10)
-    except KafkaException:
-        return []
+        while True:
+            why = _metadata_answer(consumer, topic)
+            if isinstance(why, list):
+                return why
+            if time.monotonic() >= deadline:
+                raise CiteplusError(
+                    f"the brokers at {node.kafka.bootstrap} did not say within {wait_s:g} s "
+                    f"whether {topic} exists ({why}): is Kafka up? ingest cannot start "
+                    "without knowing where its idempotency keys are"
+                )
+            time.sleep(0.5)
     finally:
         consumer.close()
+
+
+def _metadata_answer(consumer: Consumer, topic: str) -> list[int] | str:
+    """The topic's partitions ([] when it does not exist), or why it is not known yet."""
+    try:
+        metadata = consumer.list_topics(topic, timeout=5)
+    except KafkaException as exc:
+        return str(exc)
     found = metadata.topics.get(topic)
-    if found is None or found.error is not None:
+    if found is None or (
+        found.error is not None and found.error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
+    ):
         return []
+    if found.error is not None:
+        return str(found.error)
+    leaderless = sorted(p for p, meta in found.partitions.items() if meta.leader < 0)
+    if leaderless or not found.partitions:
+        return f"partitions {leaderless} have no leader yet"
     return sorted(found.partitions)

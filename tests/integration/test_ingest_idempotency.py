@@ -10,6 +10,7 @@ import json
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -185,3 +186,26 @@ def test_simulate_and_file_ingest_retry_with_their_own_keys(keyville, tmp_path: 
     assert (first.accepted, first.earlier) == (2, 0)
     assert (again.accepted, again.earlier) == (2, 1)
     assert landed() == ["f1", "f2", "s1"]
+
+
+def test_a_starting_ingest_tells_a_missing_state_topic_from_a_broker_it_cannot_reach(
+    node, isolated_topics
+) -> None:
+    """An ingest that came up beside a restarting broker took "no answer" for "no state
+    topic" and refused every keyed push (503) until restarted (found by the crash run:
+    the pushes gave up after ten tries). Only the brokers' own "unknown topic" means
+    missing; no answer is waited for, then an error the supervisor restarts on."""
+    from services.ingest.idempotency_restore import _partitions
+    from services.runtime.errors import CiteplusError
+    from testkit.local_node import free_port_block
+
+    specs, _ = isolated_topics("ingest.state.v1", partitions=3)
+    assert _partitions(node, specs["ingest.state.v1"].name) == [0, 1, 2]
+    assert _partitions(node, f"test.{uuid.uuid4().hex[:8]}.ingest.state.v1") == []
+
+    closed = f"127.0.0.1:{free_port_block(1)}"  # nothing listens there: no broker answers
+    unreachable = replace(node, kafka=replace(node.kafka, bootstrap=closed))
+    started = time.monotonic()
+    with pytest.raises(CiteplusError, match="is Kafka up"):
+        _partitions(unreachable, "ingest.state.v1", wait_s=2)
+    assert time.monotonic() - started >= 2  # waited for an answer before giving up
