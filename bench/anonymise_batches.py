@@ -27,7 +27,6 @@ Run with the local broker up (`citeplus infra up`), e.g.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import tempfile
 import time
@@ -36,21 +35,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import fastavro
-from confluent_kafka import Consumer
-
+from bench import bare
 from bench.anonymise import CITY, raw_record
 from services.anonymise.columnar import anonymise_batch
 from services.anonymise.policy import PolicySet, load_policies
 from services.anonymise.stage import AnonymiseStage, AnonymiseTopics
 from services.anonymise.transform import anonymise_by_epoch
 from services.privacy.keys import KeyStore, new_secret
-from services.runtime import wire
 from services.runtime.batches import batching, entity_partition
 from services.runtime.cities import load_cities
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig, load_node_config
-from services.runtime.kafka import consumer_settings, make_producer, produce_bytes
+from services.runtime.kafka import make_producer, produce_bytes
 from services.runtime.metrics import ServiceMetrics
 from services.runtime.processor import StageRunner
 from services.runtime.provisioning import connect_contracts, provision_topics
@@ -101,28 +97,10 @@ def bare_copy(
     """Consume ``source``, decode and encode every message, produce it to ``target``:
     seconds from the first message consumed (a group's join is no part of a throughput)."""
     codec = contracts.codec(source)
-    parsed, header = codec._reader, wire.HEADER.pack(0, codec.schema_id)
-    consumer = Consumer(consumer_settings(node, group_id=f"bench-{uuid.uuid4().hex}"))
-    producer = make_producer(node)
-    consumer.subscribe([source])
-    seen, started = 0, None
-    while seen < expected:
-        for message in consumer.consume(500, 1.0):
-            if message.error():
-                continue
-            started = started or time.perf_counter()
-            reader = io.BytesIO(message.value())
-            reader.seek(5)
-            record = fastavro.schemaless_reader(reader, parsed, None)
-            buffer = io.BytesIO()
-            buffer.write(header)
-            fastavro.schemaless_writer(buffer, parsed, record)
-            produce_bytes(producer, target, message.key(), buffer.getvalue())
-            seen += 1
-        producer.poll(0)
-    producer.flush(120)
-    consumer.close()
-    return time.perf_counter() - (started or 0.0)
+    run = bare.copy(
+        node, source, target, expected, decode=bare.decoder(codec), encode=bare.encoder(codec)
+    )
+    return run.seconds
 
 
 def through_stage(

@@ -34,7 +34,6 @@ Run with `make bench`, or directly against a running broker and registry.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import subprocess
@@ -45,15 +44,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import fastavro
-from confluent_kafka import Consumer
-
+from bench import bare
 from services.energy.main import topic_specs
 from services.energy.stage import EnergyStage
-from services.runtime import wire
 from services.runtime.batches import batching, entity_partition
 from services.runtime.config import NodeConfig, load_node_config
-from services.runtime.kafka import RecordProducer, consumer_settings, make_producer
+from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.paths import AVRO_DIR, REPO_ROOT
 from services.runtime.processor import StageRunner
 from services.runtime.provisioning import connect_contracts, provision_topics
@@ -159,56 +155,27 @@ def bare_consume_produce(
     """Consume, decode, encode each message again (same schema), produce it to
     ``target``: no transaction, no work; the floor of any stage's cost."""
     codec = contracts.codec(topic)
-    parsed, header = codec._reader, wire.HEADER.pack(0, codec.schema_id)
-    consumer = Consumer(consumer_settings(node, group_id=f"bench-{uuid.uuid4().hex}"))
-    producer = make_producer(node)
-    consumer.subscribe([topic])
-    seen = readings = 0
-    first = None
-    while seen < messages:
-        for message in consumer.consume(500, 1.0):
-            if message.error():
-                continue
-            first = first or time.perf_counter()
-            buffer = io.BytesIO(message.value())
-            buffer.seek(5)
-            record = fastavro.schemaless_reader(buffer, parsed)
-            out = io.BytesIO()
-            out.write(header)
-            fastavro.schemaless_writer(out, parsed, record)
-            while True:
-                try:
-                    producer.produce(target, out.getvalue(), key=message.key())
-                    break
-                except BufferError:
-                    producer.poll(0.01)
-            readings += len(record["values"])
-            seen += 1
-        producer.poll(0)
-    producer.flush(60)
-    seconds = time.perf_counter() - first
-    consumer.close()
-    return readings, seconds
+    run = bare.copy(
+        node,
+        topic,
+        target,
+        messages,
+        decode=bare.decoder(codec),
+        encode=bare.encoder(codec),
+        readings=_readings,
+    )
+    return run.readings, run.seconds
 
 
 def bare_consume(node: NodeConfig, contracts, topic: str, messages: int) -> tuple[int, float]:
-    parsed = contracts.codec(topic)._reader
-    consumer = Consumer(consumer_settings(node, group_id=f"bench-{uuid.uuid4().hex}"))
-    consumer.subscribe([topic])
-    seen = readings = 0
-    first = None
-    while seen < messages:
-        for message in consumer.consume(500, 1.0):
-            if message.error():
-                continue
-            first = first or time.perf_counter()
-            buffer = io.BytesIO(message.value())
-            buffer.seek(5)
-            readings += len(fastavro.schemaless_reader(buffer, parsed)["values"])
-            seen += 1
-    seconds = time.perf_counter() - first
-    consumer.close()
-    return readings, seconds
+    """Consume and decode each message: the foundation's ceiling."""
+    decode = bare.decoder(contracts.codec(topic))
+    run = bare.consume(node, topic, messages, decode, _readings)
+    return run.readings, run.seconds
+
+
+def _readings(record: dict[str, Any]) -> int:
+    return len(record["values"])
 
 
 class WithoutRelease(EnergyStage):

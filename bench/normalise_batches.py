@@ -30,7 +30,6 @@ loaded machine read the ratios, not the absolute figures.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 import tempfile
 import time
@@ -40,18 +39,16 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import fastavro
 import numpy as np
-from confluent_kafka import Consumer
 
+from bench import bare as bare_loop
 from bench.normalise import START, bench_cities, paris_record
 from services.normalise.fastpath import BatchNormaliser
 from services.normalise.stage import NormaliseStage, NormaliseTopics
-from services.runtime import wire
 from services.runtime.batches import batching, entity_partition
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig, load_node_config
-from services.runtime.kafka import consumer_settings, make_producer
+from services.runtime.kafka import make_producer
 from services.runtime.processor import StageRunner
 from services.runtime.provisioning import connect_contracts, provision_topics
 from services.runtime.topics import TopicSpec, load_topics
@@ -109,33 +106,18 @@ def bare(
     """Consume, decode each AnonymisedBatch, encode one ObservationBatch of its
     members (their value, time and pseudonym), produce: no transactions. Readings
     and seconds from the first message (the group join left out)."""
-    reader = contracts.codec(source)._reader
-    out_codec = contracts.codec(target)
-    writer, header = out_codec._reader, wire.HEADER.pack(0, out_codec.schema_id)
-    consumer = Consumer(consumer_settings(node, group_id=f"bench-bare-{uuid.uuid4().hex}"))
-    producer = make_producer(node)
-    consumer.subscribe([source])
-    seen = readings = 0
-    first: float | None = None
-    while seen < expected:
-        for message in consumer.consume(1000, 1.0):
-            if message.error():
-                continue
-            first = first or time.perf_counter()
-            buffer = io.BytesIO(message.value())
-            buffer.seek(5)
-            batch = fastavro.schemaless_reader(buffer, reader)
-            out = io.BytesIO()
-            out.write(header)
-            fastavro.schemaless_writer(out, writer, observation_batch(batch))
-            producer.produce(target, out.getvalue(), partition=message.partition())
-            producer.poll(0)
-            seen += 1
-            readings += len(batch["entity_pseudonym"])
-    producer.flush(60)
-    seconds = time.perf_counter() - (first or time.perf_counter())
-    consumer.close()
-    return readings, seconds
+    write = bare_loop.encoder(contracts.codec(target))
+    run = bare_loop.copy(
+        node,
+        source,
+        target,
+        expected,
+        decode=bare_loop.decoder(contracts.codec(source)),
+        encode=lambda batch: write(observation_batch(batch)),
+        readings=lambda batch: len(batch["entity_pseudonym"]),
+        same_partition=True,
+    )
+    return run.readings, run.seconds
 
 
 def staged(

@@ -22,14 +22,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import fastavro
-from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
+from bench import bare
 from bench.kafka_ceiling import series
-from services.runtime import wire
 from services.runtime.batches import batching
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
-from services.runtime.kafka import consumer_settings, make_producer
+from services.runtime.kafka import make_producer
 from services.runtime.provisioning import connect_contracts, provision_topics
 from services.runtime.schemas import load_schemas
 from services.runtime.topics import load_topics
@@ -95,50 +95,33 @@ def _produce(node: NodeConfig, contracts: Contracts, shape: Shape) -> float:
     """Encode and produce every value; seconds from the first produce to the flush
     (the client connected and the topic's metadata known before: a running stage
     does not pay for them per message either)."""
-    codec = contracts.codec(shape.topic)
-    parsed, header = codec._reader, wire.HEADER.pack(0, codec.schema_id)
+    encode = bare.encoder(contracts.codec(shape.topic))
     producer = make_producer(node)
     _produce_one(producer, shape.warmup, b"warm-up", b"")  # connected, producer id granted
     producer.flush(30)
     started = time.perf_counter()
     for i, (value, key) in enumerate(zip(shape.values, shape.keys, strict=True)):
-        buffer = io.BytesIO()
-        buffer.write(header)
-        fastavro.schemaless_writer(buffer, parsed, value)
-        _produce_one(producer, shape.topic, key.encode(), buffer.getvalue())
+        _produce_one(producer, shape.topic, key.encode(), encode(value))
         if i % 1000 == 0:
             producer.poll(0)
     producer.flush(120)
     return time.perf_counter() - started
 
 
-def _assigned(node: NodeConfig, topic: str) -> Consumer:
-    """A consumer reading every partition of ``topic`` from its start, assigned (no
-    group join: a join costs seconds, which is not what is measured here)."""
-    consumer = Consumer(consumer_settings(node, group_id=f"bench-{uuid.uuid4().hex}"))
-    partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-    return consumer
-
-
 def _consume(node: NodeConfig, contracts: Contracts, shape: Shape) -> tuple[int, float]:
-    """Consume and decode every value: (readings, seconds from the first message)."""
-    parsed = contracts.codec(shape.topic)._reader
-    consumer = _assigned(node, shape.topic)
-    seen = readings = 0
-    first = 0.0
-    while seen < len(shape.values):
-        for message in consumer.consume(500, 0.05):  # a batch waits to fill: short
-            if message.error():
-                continue
-            first = first or time.perf_counter()
-            buffer = io.BytesIO(message.value())
-            buffer.seek(5)
-            readings += len(fastavro.schemaless_reader(buffer, parsed)["values"])
-            seen += 1
-    seconds = time.perf_counter() - first
-    consumer.close()
-    return readings, seconds
+    """Consume and decode every value: (readings, seconds from the first message).
+    Assigned, not joined; a fetch waits only briefly to fill (a batch of the last
+    messages would otherwise wait its whole wait)."""
+    run = bare.consume(
+        node,
+        shape.topic,
+        len(shape.values),
+        bare.decoder(contracts.codec(shape.topic)),
+        lambda value: len(value["values"]),
+        assign=True,
+        wait_s=0.05,
+    )
+    return run.readings, run.seconds
 
 
 def ceiling(node: NodeConfig, readings: int) -> dict[str, float]:
@@ -167,7 +150,7 @@ def bare_latency(node: NodeConfig, rate: int, seconds: int) -> list[float]:
     any pipeline's latency on this broker."""
     spec = replace(load_topics()["observations.v1"], name=f"bench.{uuid.uuid4().hex[:6]}.lat")
     provision_topics(node, [spec])
-    consumer = _assigned(node, spec.name)
+    consumer = bare.assigned(node, spec.name)
     per_burst, bursts = max(1, rate // 10), seconds * 10
     scheduled: dict[bytes, float] = {}
     sender = threading.Thread(

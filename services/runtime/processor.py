@@ -7,9 +7,11 @@ any instant and restarted neither loses nor duplicates a record for a
 ``read_committed`` reader.
 
 A message of a v2 batch topic (many entities per message, services/runtime/batches.py)
-goes through the stage's columnar ``process_batch`` when it has one, else member by
-member through ``process``, each with its own savepoint and dead letter; outputs to a
-batch topic are imploded when the transaction ends (services/runtime/outbox.py).
+goes through its own path (services/runtime/batch_messages.py): the stage's columnar
+``process_batch`` when it has one, else member by member through this runner's record
+path, each with its own savepoint and dead letter; outputs to a batch topic are
+imploded when the transaction ends (services/runtime/outbox.py). The runner itself
+orchestrates: the cycle, its transaction, its commit.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
 from confluent_kafka import (
     OFFSET_BEGINNING,
@@ -32,16 +34,20 @@ from confluent_kafka import (
 )
 
 from services.runtime import dlq
-from services.runtime.batches import Batching
+from services.runtime.batch_messages import BatchMessages, RecordSteps
 from services.runtime.bounded import bounded
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
 from services.runtime.copartition import CoPartitionError, check_co_partitioned, group_settings
 from services.runtime.errors import CiteplusError, RejectedInput, SchemaError, WireFormatError
-from services.runtime.kafka import MAX_MESSAGE_BYTES, make_consumer, make_producer, produce_bytes
+from services.runtime.kafka import make_consumer, make_producer, produce_bytes
 from services.runtime.linger import Linger
 from services.runtime.metrics import ServiceMetrics
-from services.runtime.outbox import Outbox, member_key
+from services.runtime.outbox import Outbox
+from services.runtime.record_outcome import BatchTally as _BatchTally
+from services.runtime.record_outcome import Origin as _Origin
+from services.runtime.record_outcome import Output as _Output
+from services.runtime.record_outcome import check_sizes as _check_sizes
 from services.runtime.stage import BaseStage, Emit, InputMeta, Stage, StageStore, Tally, changelogs
 from services.runtime.state import restore
 
@@ -101,62 +107,6 @@ def idle_exit_due(
 
 
 @dataclass
-class _BatchTally:
-    """What one batch did; applied to metrics and summary only once it commits."""
-
-    produced: int = 0
-    dead: int = 0
-    readings: int = 0
-    by_topic: dict[str, int] = field(default_factory=dict)
-    reasons: dict[str, int] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class _Origin:
-    """What a dead letter says it came from: the original bytes and key, the topic,
-    partition and offset a replay or an operator finds it at, and the position text."""
-
-    value: bytes | None
-    key: bytes | None
-    topic: str
-    partition: int | None
-    offset: int | None
-    position: str
-
-    @classmethod
-    def of(cls, message: Message, meta: InputMeta) -> _Origin:
-        return cls(
-            message.value(),
-            meta.key,
-            meta.topic,
-            meta.partition,
-            meta.offset,
-            f"partition {meta.partition} offset {meta.offset}",
-        )
-
-
-@dataclass(frozen=True)
-class _MemberPlace:
-    """One member of a batch message: its v1 key, index, the batch's size and the
-    v1 sibling topic of the batch's topic (None when none is declared)."""
-
-    meta: InputMeta
-    key: bytes
-    index: int
-    count: int
-    sibling: str | None
-
-
-class _Output(NamedTuple):
-    """An emit and its bytes; for a batch topic, the bytes only checked it (a member)
-    or are the batch itself (``Emit.batched``)."""
-
-    emit: Emit
-    value: bytes
-    to_batch_topic: bool = False
-
-
-@dataclass
 class RunSummary:
     batches: int = 0
     records_in: int = 0
@@ -210,6 +160,16 @@ class StageRunner:
         )
         self.summary = RunSummary()
         self._outbox = Outbox()
+        self._batch_messages = BatchMessages(
+            stage,
+            contracts,
+            RecordSteps(
+                encode=self._encode_outputs,
+                accept=self._accept,
+                reject=self._reject,
+                process_record=self._process_record,
+            ),
+        )
         self._moves = 0  # assignments and revocations seen: a cycle spanning one is stale
         self._ticked = 0.0
         self._assigned_at: float | None = None
@@ -332,7 +292,7 @@ class StageRunner:
     def _process_batch(self, messages: list[Message]) -> _BatchTally:
         """Every record of the batch: its outputs produced, or its dead letter. A
         message of a v2 batch topic goes through the stage's fast path, or member by
-        member (see :meth:`_process_batch_message`)."""
+        member (services/runtime/batch_messages.py)."""
         tally = _BatchTally()
         for message in messages:
             meta = InputMeta(
@@ -352,7 +312,7 @@ class StageRunner:
             if found is None:
                 self._process_record(tally, record, meta, origin)
             else:
-                self._process_batch_message(tally, record, meta, found, origin)
+                self._batch_messages.process(tally, record, meta, found, origin)
         return tally
 
     def _process_record(
@@ -366,85 +326,6 @@ class StageRunner:
             self._reject(tally, origin, meta, record, exc)
             return
         self._accept(outputs, tally)
-
-    def _process_batch_message(
-        self,
-        tally: _BatchTally,
-        batch: dict[str, Any],
-        meta: InputMeta,
-        found: Batching,
-        origin: _Origin,
-    ) -> None:
-        """The stage's fast path for the whole batch; when it has none or it raises,
-        its state writes are undone and every member goes through :meth:`process`
-        with its own savepoint, exactly as a v1 message would."""
-        try:
-            found.check(batch)
-        except ValueError as exc:  # arrays that do not agree: the message as a whole
-            self._reject(tally, origin, meta, None, malformed_batch(exc))
-            return
-        for store in self.stage.stores:
-            store.begin_record()
-        outputs = self._fast_path(batch, meta)
-        if outputs is not None:
-            self._accept(outputs, tally)
-            return
-        self.stage.on_record_failed()
-        try:
-            members = found.explode(batch)
-        except Exception as exc:  # counts that do not add up: the message as a whole
-            self._reject(tally, origin, meta, None, exc)
-            return
-        sibling = self.contracts.member_topic(meta.topic)
-        for index, member in enumerate(members):
-            key = member_key(found.spec.member, member).encode()
-            member_meta = replace(meta, key=key)
-            where = _MemberPlace(meta, key, index, len(members), sibling)
-            self._process_record(tally, member, member_meta, self._member_origin(member, where))
-
-    def _fast_path(self, batch: dict[str, Any], meta: InputMeta) -> list[_Output] | None:
-        """The outputs of ``process_batch``, encoded; None when it has none or failed
-        (the per-record path then decides, member by member)."""
-        try:
-            emits = self.stage.process_batch(batch, meta)
-            if emits is None:
-                return None
-            outputs = self._encode_outputs(emits)
-            _check_sizes(outputs)
-            return outputs
-        except Exception as exc:
-            log.warning(
-                "batch fast path failed; processing its members one by one",
-                extra={
-                    "stage": self.stage.name,
-                    "topic": meta.topic,
-                    "partition": meta.partition,
-                    "offset": meta.offset,
-                    "error": type(exc).__name__,
-                },
-            )
-            return None
-
-    def _member_origin(self, member: dict[str, Any], where: _MemberPlace) -> _Origin:
-        """Where a member's dead letter points: its v1 form on the v1 sibling topic
-        (what ``citeplus replay dead-letters`` re-injects), the batch message's place
-        in the position text."""
-        meta = where.meta
-        value: bytes | None = None
-        if where.sibling is not None:
-            try:
-                value = self.contracts.codec(where.sibling).encode(member)
-            except SchemaError:
-                value = None
-        return _Origin(
-            value=value,
-            key=where.key,
-            topic=where.sibling or meta.topic,
-            partition=None if where.sibling else meta.partition,
-            offset=None if where.sibling else meta.offset,
-            position=f"{meta.topic} partition {meta.partition} offset {meta.offset}, "
-            f"member {where.index + 1} of {where.count}",
-        )
 
     def _encode_outputs(self, emits: Iterable[Emit]) -> list[_Output]:
         """Each emit with its bytes; a member for a batch topic is encoded alone (as its
@@ -842,15 +723,6 @@ class _CycleFetch:
         return got
 
 
-def malformed_batch(error: ValueError) -> RejectedInput:
-    """The dead-letter reason of a batch whose arrays do not agree (names and counts
-    only in the text: no value of the batch)."""
-    return RejectedInput(
-        "malformed-batch",
-        f"a v2 batch whose arrays do not agree ({error}); it was written wrongly upstream",
-    )
-
-
 def commit_within(commit: Callable[[float], None], budget_s: float, stage: str) -> None:
     """Commit the open transaction, retrying what the client says is retriable, for at
     most ``budget_s`` (the transaction timeout): past it the coordinator has aborted
@@ -881,16 +753,3 @@ def commit_within(commit: Callable[[float], None], budget_s: float, stage: str) 
                 "transaction commit failed; retrying", extra={"stage": stage, "error": str(exc)}
             )
             time.sleep(0.2)
-
-
-def _check_sizes(outputs: Sequence[tuple[Emit, bytes] | _Output]) -> None:
-    """Refuse, as bad input, a record whose output could not fit in a message: sent,
-    it would abort the batch's transaction again at every retry and stop the stage."""
-    for emit, value, *_ in outputs:
-        if len(value) > MAX_MESSAGE_BYTES:
-            raise RejectedInput(
-                "too-large",
-                f"its output for {emit.topic} would be {len(value):,} bytes, more than the "
-                f"{MAX_MESSAGE_BYTES:,} a message may carry; the source must send fewer rows "
-                "per entity in one batch",
-            )

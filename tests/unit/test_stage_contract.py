@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry, Counter
 
-from services.runtime import processor
+from services.runtime import batch_messages, processor
 from services.runtime.errors import CiteplusError, RejectedInput, SchemaError, WireFormatError
 from services.runtime.processor import REASONS, reason_of
 from services.runtime.stage import BaseStage, Emit, InputMeta, Stage, StageStore, Tally
@@ -41,6 +41,7 @@ def test_the_table_ends_with_the_catch_all_and_no_row_hides_a_later_one() -> Non
 
 def test_the_runner_probes_no_optional_member() -> None:
     assert "getattr(" not in inspect.getsource(processor.StageRunner)
+    assert "getattr(" not in inspect.getsource(batch_messages)
     members = {"end_batch", "on_tick", "redact_key", "sensitive", "stores", "on_record_failed"}
     declared = set(Stage.__annotations__) | {n for n in dir(Stage) if not n.startswith("_")}
     assert members <= declared
