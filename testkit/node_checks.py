@@ -42,15 +42,14 @@ def pipeline_counters(node: LocalNode, config: NodeConfig, services: list[str]) 
     """Every service's (pid, records in, records out, dead letters), or why not: one of
     them is down, waiting for a restart, unanswering, unhealthy or has input left to
     read (lag above 0) -- the reason a wait that times out reports."""
-    state = {
-        s["name"]: s for s in read_state(node.state / "node" / "status.json").get("services", [])
-    }
+    supervisor = read_state(node.state / "node" / "status.json")
+    state = {s["name"]: s for s in supervisor.get("services", [])}
     counters = []
     for name in services:
         pid = state.get(name, {}).get("pid")
         if not pid:
             return f"{name} is not running"
-        sample = sample_service(config, name, timeout=2.0)
+        sample = sample_service(config, name, timeout=2.0, workers=supervisor.get("workers"))
         if sample is None:
             return f"{name} (pid {pid}) does not answer on its metrics port"
         if not sample.healthy:

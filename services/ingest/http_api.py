@@ -37,6 +37,7 @@ from services.ingest.body import (
 from services.ingest.connections import GUARD, ConnectionGuard, guard_middleware
 from services.ingest.core import IngestCore
 from services.ingest.formats.sniff import media_type_problem
+from services.ingest.health import health_body
 from services.ingest.limits import HttpLimits, excerpt
 from services.ingest.openapi import openapi_document
 from services.ingest.rate_limit import SourceLimits
@@ -203,10 +204,7 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 async def health(request: web.Request) -> web.Response:
-    sink = request.app[CORE].sink
-    return web.json_response(
-        {"service": "ingest", "status": "ok", "commits": sink.commits, "failures": sink.failures}
-    )
+    return web.json_response(health_body(request.app[CORE]))
 
 
 async def metrics(request: web.Request) -> web.Response:

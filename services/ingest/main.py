@@ -8,7 +8,9 @@ from pathlib import Path
 
 from aiohttp import web
 
+from services.ingest.core import IngestTopics
 from services.ingest.files import ingest_paths, list_files
+from services.ingest.health import worker_health
 from services.ingest.idempotency import (
     DEFAULT_MAX_BYTES,
     DEFAULT_RETENTION_S,
@@ -22,9 +24,17 @@ from services.runtime.cities import load_cities
 from services.runtime.commands import Command, cities_option, option
 from services.runtime.config import load_node_config
 from services.runtime.errors import CiteplusError, ConfigError
+from services.runtime.metrics import ServiceMetrics
 from services.runtime.provisioning import prepare_node
-from services.runtime.service_main import Running, ServiceStart, StartUp, provisioned, run_service
-from services.runtime.topics import load_topics
+from services.runtime.service_main import (
+    Running,
+    ServiceStart,
+    StartUp,
+    TopicsOf,
+    provisioned,
+    run_service,
+)
+from services.runtime.topics import TopicName, load_topics, resolve_topics
 
 SERVICE_OPTIONS = (
     option("--host", help="address to listen on (default: node.yaml ingest.host)"),
@@ -58,6 +68,16 @@ SERVICE_OPTIONS = (
         "(default: %(default)s)",
     ),
     option(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="this worker's own /metrics and /healthz, besides the HTTP port's (which "
+        "answer for whichever worker the kernel picks); set by the supervisor when "
+        "replicas.ingest > 1 (default with --workers > 1: node.yaml's port of ingest's "
+        "worker --instance)",
+    ),
+    option("--topic-prefix", default="", help=argparse.SUPPRESS),
+    option(
         "--key-retention-hours",
         type=float,
         default=DEFAULT_RETENTION_S / 3600,
@@ -88,16 +108,53 @@ def _key_retention_s(hours: float) -> float:
     return retention_s
 
 
+def _own_metrics_port(args: argparse.Namespace) -> int | None:
+    """The port of this worker's own /metrics and /healthz: ``--metrics-port``, else
+    with several workers node.yaml's port of the worker ``--instance`` names, else none
+    (one worker: the HTTP port's /metrics is its own)."""
+    if args.metrics_port is not None or args.workers <= 1:
+        return args.metrics_port
+    if not args.instance.isdigit():
+        raise ConfigError(
+            f"--workers {args.workers} --instance {args.instance}: a worker's own metrics "
+            "port is node.yaml's for its index; give --metrics-port, or a number as --instance"
+        )
+    return load_node_config().metrics_port("ingest", int(args.instance))
+
+
+def _topics(prefix: str) -> tuple[IngestTopics | None, TopicsOf]:
+    """Ingest's topics and what to provision: the node's declared ones, or prefixed
+    copies of ingest's own (tests run the real process beside others that way)."""
+    if not prefix:
+        return None, declared_topics
+    registry = resolve_topics(prefix)
+    topics = IngestTopics(
+        raw=registry.name(TopicName.RAW_V2), dead_letters=registry.name(TopicName.DEAD_LETTERS)
+    )
+    specs = registry.specs(
+        TopicName.RAW_V2, TopicName.DEAD_LETTERS, TopicName.RAW_DEAD_LETTERS, STATE_TOPIC
+    )
+    return topics, lambda _node: specs
+
+
 def serve(args: argparse.Namespace) -> int:
     """Run the HTTP edge until SIGTERM/SIGINT; queued batches commit before exit.
 
     Ingest serves /metrics on its own HTTP port and its asyncio loop answers the
-    stop signals itself (requests in progress finish first)."""
+    stop signals itself (requests in progress finish first). Workers sharing that
+    port (SO_REUSEPORT) each serve the same registry on a port of their own too: the
+    shared one answers for whichever worker the kernel picks, so only the own port
+    tells one worker's counters from another's."""
     retention_s = _key_retention_s(args.key_retention_hours)
     if not 1 <= args.workers <= 16:
         raise CiteplusError(f"--workers {args.workers}: between 1 and 16")
+    topics, provision = _topics(args.topic_prefix)
     start = ServiceStart(
-        "ingest", Path(args.cities), provisioned(declared_topics), node_metrics_port=False
+        "ingest",
+        Path(args.cities),
+        provisioned(provision),
+        metrics_port=_own_metrics_port(args),
+        node_metrics_port=False,
     )
 
     def build(up: StartUp) -> Running:
@@ -105,26 +162,35 @@ def serve(args: argparse.Namespace) -> int:
             up.node,
             up.contracts,
             up.cities,
+            topics=topics,
             instance=args.instance,
             key_retention_s=retention_s,
             key_memory_bytes=args.key_memory_mb * 1024 * 1024,
             follow_keys=args.workers > 1 or args.reuse_port,
+            metrics=up.metrics,
         )
         bounds = HttpLimits.of(up.node.ingest, max_body=args.max_body_mb * 1024 * 1024)
         app = make_app(core, up.cities, bounds=bounds, workers=args.workers)
         host, port = args.host or up.node.ingest.host, args.port or up.node.ingest.port
         return Running(
-            run=lambda stop: _listen(app, host, port, args.reuse_port),
+            run=lambda stop: _listen(app, host, port, args.reuse_port, up.metrics),
             announce="ingest starting",
             details={"instance": args.instance, "workers": args.workers},
+            health=lambda: worker_health(core),
         )
 
     return run_service(start, build)
 
 
-def _listen(app: web.Application, host: str, port: int, reuse_port: bool = False) -> int:
+def _listen(
+    app: web.Application, host: str, port: int, reuse_port: bool, metrics: ServiceMetrics
+) -> int:
     print(f"ingest listening on http://{host}:{port}", file=sys.stderr, flush=True)
-    serve_forever(app, host, port, reuse_port=reuse_port)
+
+    def listening() -> None:
+        metrics.ready = True
+
+    serve_forever(app, host, port, reuse_port=reuse_port, on_listening=listening)
     return 0
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -58,18 +59,20 @@ def build_core(
     key_retention_s: float = idempotency.DEFAULT_RETENTION_S,
     key_memory_bytes: int = idempotency.DEFAULT_MAX_BYTES,
     follow_keys: bool = False,
+    metrics: ServiceMetrics | None = None,
 ) -> IngestCore:
     """The core with its producer started and its idempotency keys restored.
 
     ``timeout_s``: how long a batch's commit may take before its answer is 503
     (default: the node's ``ingest.commit_timeout_s``); ``follow_keys``: keep following
-    the keys other ingest workers commit."""
+    the keys other ingest workers commit; ``metrics``: the registry to count into (the
+    process's, which its own metrics port serves; a new one if not given)."""
     sink = GroupCommitProducer(
         node,
         f"citeplus.{node.node.id}.ingest.{instance}",
         timeout_s=node.ingest.commit_timeout_s if timeout_s is None else timeout_s,
     ).start()
-    metrics = ServiceMetrics("ingest")
+    metrics = metrics or ServiceMetrics("ingest")
     core = IngestCore(
         contracts,
         sink,
@@ -141,11 +144,22 @@ async def start_app(
     return runner, site.port
 
 
-def serve_forever(app: web.Application, host: str, port: int, *, reuse_port: bool = False) -> None:
-    """Run until SIGTERM/SIGINT, then let requests in progress finish (their batches commit)."""
+def serve_forever(
+    app: web.Application,
+    host: str,
+    port: int,
+    *,
+    reuse_port: bool = False,
+    on_listening: Callable[[], None] | None = None,
+) -> None:
+    """Run until SIGTERM/SIGINT, then let requests in progress finish (their batches commit).
+    ``on_listening`` is called once the port takes connections (the worker's own
+    /healthz says "starting" until then)."""
 
     async def main() -> None:
         runner, _ = await start_app(app, host, port, reuse_port=reuse_port)
+        if on_listening is not None:
+            on_listening()
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -13,7 +13,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from services.node.main import available_services, bring_up
+from services.node.main import available_services, bring_up, workers_of
 from services.node.report import ReportData, render_report
 from services.node.status import Sample, sample_service
 from services.publish.main import run_query
@@ -63,11 +63,12 @@ def wait_drained(
 ) -> dict[str, Sample | None]:
     """Until every stage has consumed what exists and nothing moved for ``quiet_s``."""
     deadline = time.monotonic() + timeout_s
+    workers = workers_of(node, services, None)  # several ingest workers: each its own port
     last: dict[str, tuple[float, float]] = {}
     still_since = time.monotonic()
     samples: dict[str, Sample | None] = {}
     while time.monotonic() < deadline:
-        samples = {name: sample_service(node, name) for name in services}
+        samples = {name: sample_service(node, name, workers=workers) for name in services}
         current = {
             name: (s.records_in, s.records_out) for name, s in samples.items() if s is not None
         }

@@ -64,7 +64,7 @@ def bring_up(
     start_registry(storage=storage, bootstrap=bootstrap)
     prepare_node(node, declared_topics(node))
     control.start_supervisor(node, services, workers)
-    return wait_healthy(node, services, wait_s)
+    return wait_healthy(node, services, wait_s, workers_of(node, services, workers))
 
 
 def ensure_node_certificate(node: NodeConfig) -> None:
@@ -84,13 +84,17 @@ def ensure_node_certificate(node: NodeConfig) -> None:
     )
 
 
-def wait_healthy(node: NodeConfig, services: list[str], wait_s: float) -> dict[str, bool]:
+def wait_healthy(
+    node: NodeConfig, services: list[str], wait_s: float, workers: dict[str, int] | None = None
+) -> dict[str, bool]:
+    """Until each service's first worker says healthy, or ``wait_s`` passed; ``workers``
+    per service tells where several ingest workers are read (each on its own port)."""
     deadline = time.monotonic() + wait_s
     healthy: dict[str, bool] = dict.fromkeys(services, False)
     while time.monotonic() < deadline and not all(healthy.values()):
         for name in services:
             if not healthy[name]:
-                sample = sample_service(node, name, timeout=1.0)
+                sample = sample_service(node, name, timeout=1.0, workers=workers)
                 healthy[name] = bool(sample and sample.healthy)
         time.sleep(0.5)
     return healthy
@@ -133,13 +137,16 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     node = load_node_config()
     stages = available_services()
-    # Every worker the supervisor runs (anonymise, anonymise#1 ...), else the services.
-    running = [s["name"] for s in read_state(control.state_file(node)).get("services", [])]
+    # Every worker the supervisor runs (anonymise, anonymise#1 ...), else the services;
+    # how many each runs tells where ingest's are read (each on its own port when several).
+    state = read_state(control.state_file(node))
+    running = [s["name"] for s in state.get("services", [])]
     services = running or stages
-    before = {name: sample_service(node, name) for name in services}
+    counts = state.get("workers", {})
+    before = {name: sample_service(node, name, workers=counts) for name in services}
     while True:
         time.sleep(args.interval)
-        now = {name: sample_service(node, name) for name in services}
+        now = {name: sample_service(node, name, workers=counts) for name in services}
         table = render_status(services, read_state(control.state_file(node)), now, before)
         table += "\n" + render_workers(describe_workers(node, stages))
         table += "\n" + render_kafka_health(kafka_health(node))

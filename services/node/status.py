@@ -10,6 +10,7 @@ says what runs where."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import httpx
@@ -34,12 +35,19 @@ class Sample:
     dropped_attributes: dict[str, float] = field(default_factory=dict)  # city/source -> count
 
 
-def endpoint(node: NodeConfig, service: str) -> str | None:
+def endpoint(
+    node: NodeConfig, service: str, workers: Mapping[str, int] | None = None
+) -> str | None:
     """Where ``service`` (a worker label: ``anonymise#1`` is anonymise's second worker)
-    serves /metrics; None for ingest's extra workers, which share the first's port
-    (what answers there is whichever worker the kernel picks)."""
+    serves /metrics; ``workers``: how many workers each service runs (the supervisor
+    state's ``workers``; 1 when absent).
+
+    One ingest worker is read on the HTTP port, as before; several share that port,
+    where whichever worker the kernel picks answers, so each is read on its own
+    metrics port. None for an ingest worker beyond the count (nothing serves it)."""
     name, index = split_label(service)
-    if name == "ingest":
+    count = (workers or {}).get(name, 1)
+    if name == "ingest" and count <= 1:
         return f"http://127.0.0.1:{node.ingest.port}" if index == 0 else None
     return f"http://{node.metrics.host}:{node.metrics_port(name, index)}"
 
@@ -71,8 +79,15 @@ def parse_metrics(text: str) -> Sample:
     return sample
 
 
-def sample_service(node: NodeConfig, service: str, timeout: float = 2.0) -> Sample | None:
-    base = endpoint(node, service)
+def sample_service(
+    node: NodeConfig,
+    service: str,
+    timeout: float = 2.0,
+    workers: Mapping[str, int] | None = None,
+) -> Sample | None:
+    """The counters and health of ``service`` (a worker label) now; None when it does
+    not answer. ``workers`` as for :func:`endpoint`."""
+    base = endpoint(node, service, workers)
     if base is None:
         return None
     try:

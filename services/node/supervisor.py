@@ -53,15 +53,19 @@ def worker_args(label: str, workers: dict[str, int], metrics_port: int | None) -
     """What makes a worker distinct from its siblings: its index in ``--instance`` (its
     transactional id and client.id: unique per worker, the same across its restarts,
     so a restarted worker fences its own zombie), its own metrics port; ingest workers
-    share the HTTP port (SO_REUSEPORT) and divide the sources' rate limits."""
+    share the HTTP port (SO_REUSEPORT) and divide the sources' rate limits.
+
+    Every ingest worker, the first included, gets its own metrics port: the shared
+    HTTP port's /metrics answers for whichever worker the kernel picks. A stage's
+    first worker already has its own (node.yaml's port of the stage)."""
     service, index = split_label(label)
     count = workers.get(service, 1)
     if count <= 1 and index == 0:
         return []
     args = ["--instance", str(index)]
     if service == "ingest":
-        return [*args, "--reuse-port", "--workers", str(count)]
-    if metrics_port is not None and index > 0:
+        args += ["--reuse-port", "--workers", str(count)]
+    if metrics_port is not None and (index > 0 or service == "ingest"):
         args += ["--metrics-port", str(metrics_port)]
     return args
 

@@ -91,10 +91,16 @@ MAX_POST_BYTES = 1024 * 1024  # a query, not data: larger bodies are refused unr
 
 # (body, request headers) -> (status, content type, body, extra response headers)
 PostHandler = Callable[[bytes, Mapping[str, str]], tuple[int, str, bytes, dict[str, str]]]
+# () -> (healthy, JSON body of /healthz)
+HealthCheck = Callable[[], tuple[bool, dict[str, object]]]
 
 
 class MetricsServer:
-    """Serves `/metrics` (Prometheus text) and `/healthz` (JSON, 200 or 503)."""
+    """Serves `/metrics` (Prometheus text) and `/healthz` (JSON, 200 or 503).
+
+    ``health`` replaces :meth:`ServiceMetrics.health` for a process that is no loop:
+    an HTTP server has no iteration to mark progress with, and an idle one is not a
+    stalled one."""
 
     def __init__(
         self,
@@ -102,9 +108,10 @@ class MetricsServer:
         host: str,
         port: int,
         post_routes: dict[str, PostHandler] | None = None,
+        health: HealthCheck | None = None,
     ):
         self.metrics = metrics
-        handler = self._handler(metrics, post_routes or {})
+        handler = self._handler(metrics, post_routes or {}, health or metrics.health)
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True, name="metrics")
@@ -123,7 +130,7 @@ class MetricsServer:
 
     @staticmethod
     def _handler(
-        metrics: ServiceMetrics, post_routes: dict[str, PostHandler]
+        metrics: ServiceMetrics, post_routes: dict[str, PostHandler], health: HealthCheck
     ) -> type[BaseHTTPRequestHandler]:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
@@ -145,7 +152,7 @@ class MetricsServer:
                 if self.path.startswith("/metrics"):
                     self._send(200, CONTENT_TYPE_LATEST, metrics.exposition())
                 elif self.path.startswith("/healthz"):
-                    healthy, body = metrics.health()
+                    healthy, body = health()
                     self._send(
                         200 if healthy else 503, "application/json", json.dumps(body).encode()
                     )

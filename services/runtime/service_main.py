@@ -24,7 +24,7 @@ from services.runtime.codec import Contracts
 from services.runtime.commands import Option, cities_option, option
 from services.runtime.config import NodeConfig, load_node_config
 from services.runtime.logs import configure_logging
-from services.runtime.metrics import MetricsServer, ServiceMetrics
+from services.runtime.metrics import HealthCheck, MetricsServer, ServiceMetrics
 from services.runtime.processor import Stage, StageRunner
 from services.runtime.provisioning import prepare_node
 from services.runtime.topics import TopicSpec
@@ -78,7 +78,9 @@ class StartUp:
 @dataclass(frozen=True)
 class Running:
     """A built service: ``run`` serves until ``stop`` is set and gives the exit code;
-    ``close`` releases what building it opened, whatever happened."""
+    ``close`` releases what building it opened, whatever happened; ``health`` answers
+    the metrics port's /healthz when the service's progress is no loop's (default:
+    :meth:`ServiceMetrics.health`)."""
 
     run: Callable[[threading.Event], int]
     close: Callable[[], None] = lambda: None
@@ -86,6 +88,7 @@ class Running:
     announce: str = "service starting"
     details: Mapping[str, Any] = field(default_factory=dict)
     endpoint_key: str = "metrics"
+    health: HealthCheck | None = None
 
 
 def stage_options(instance_help: str | None = None) -> tuple[Option, ...]:
@@ -123,7 +126,7 @@ def run_service(start: ServiceStart, build: Callable[[StartUp], Running]) -> int
     metrics = ServiceMetrics(start.name)
     running = build(StartUp(node, cities, contracts, metrics))
     try:
-        server = _metrics_server(start, node, metrics, running.post_routes)
+        server = _metrics_server(start, node, metrics, running)
         stop = threading.Event()
         install_stop_signals(stop)
         endpoint = {}
@@ -143,14 +146,16 @@ def _metrics_server(
     start: ServiceStart,
     node: NodeConfig,
     metrics: ServiceMetrics,
-    post_routes: dict[str, Any] | None,
+    running: Running,
 ) -> MetricsServer | None:
     port = start.metrics_port
     if port is None and start.node_metrics_port:
         port = node.metrics_port(start.name)
     if port is None:
         return None
-    return MetricsServer(metrics, node.metrics.host, port, post_routes=post_routes).start()
+    return MetricsServer(
+        metrics, node.metrics.host, port, post_routes=running.post_routes, health=running.health
+    ).start()
 
 
 def run_stage(

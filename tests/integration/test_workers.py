@@ -7,7 +7,8 @@
   meters whose readings are register differences (state per meter): every reading
   published exactly once, with the right value across the hand-over;
 - ingest: two workers on one port (SO_REUSEPORT); a keyed batch retried on the
-  other worker lands once and gets the first answer.
+  other worker lands once and gets the first answer; two worker processes started
+  as the supervisor starts them are each read at their own metrics port.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import threading
 import time
 import uuid
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,8 @@ from confluent_kafka.admin import AdminClient, NewPartitions
 from services.energy.stage import EnergyStage
 from services.ingest.core import IngestTopics
 from services.ingest.service import build_core
+from services.node.status import parse_metrics, sample_service
+from services.node.supervisor import Supervisor, worker_labels
 from services.node.workers_status import describe_workers, render_workers
 from services.normalise.stage import NormaliseStage, NormaliseTopics
 from services.runtime.batches import batching
@@ -43,6 +47,7 @@ from services.runtime.processor import StageRunner
 from testkit.energy_runs import figures, latest, make_topics, produce, run_stage, stream
 from testkit.ingest import serve_ingest
 from testkit.kafka import read_all, read_to_end
+from testkit.local_node import free_port_block
 from testkit.normalise import LINKY, T0, city_file, linky
 from testkit.ports import free_port
 
@@ -418,3 +423,121 @@ def test_a_keyed_batch_waits_for_another_workers_open_transaction_and_never_land
     codec = contracts.codec(topics.raw)
     raw = read_all(node, topics.raw, expected=1, settle_s=1.0)
     assert [codec.decode(m.value())["entity_id"] for m in raw] == ["m1"]
+
+
+def test_two_ingest_worker_processes_are_each_read_at_their_own_metrics_port(
+    node, tmp_path: Path
+) -> None:
+    """`citeplus status` reads each of two ingest workers sharing the HTTP port at its
+    own metrics port: there, each push shows on the one worker that took it, the two
+    figures add up to what was pushed and hold still between reads; the shared port's
+    /metrics gives one worker's figures, whichever the kernel picked, not the node's."""
+    cities = tmp_path / "cities"
+    cities.mkdir()
+    (cities / "keyville.yaml").write_text(CITY)
+    counts = {"ingest": 2}
+    # The node's ports on free ones: ingest's own metrics ports are base + 1 and base + 11.
+    ports = replace(
+        node,
+        metrics=replace(node.metrics, base_port=free_port_block(12)),
+        ingest=replace(node.ingest, host="127.0.0.1", port=free_port()),
+    )
+    prefix = f"test.{uuid.uuid4().hex[:8]}."
+    LOGS.mkdir(parents=True, exist_ok=True)
+    supervisor = Supervisor(
+        ["ingest"],
+        log_dir=LOGS,
+        state_file=tmp_path / "status.json",
+        workers=counts,
+        metrics_port=ports.metrics_port,
+        extra_args={
+            "ingest": [
+                *("--cities", str(cities), "--topic-prefix", prefix),
+                *("--host", "127.0.0.1", "--port", str(ports.ingest.port)),
+            ]
+        },
+    )
+    labels = worker_labels(["ingest"], counts)
+    env = {
+        **os.environ,
+        "CITEPLUS_KAFKA_BOOTSTRAP": node.kafka.bootstrap,
+        "CITEPLUS_REGISTRY_URL": node.registry.url,
+        "KV_METERS": "tok-kv",
+    }
+    shared = f"http://127.0.0.1:{ports.ingest.port}"
+
+    def own(label: str):
+        sample = sample_service(ports, label, timeout=10, workers=counts)
+        assert sample is not None, f"{label} does not answer on its own metrics port"
+        return sample
+
+    def own_records_in() -> list[float]:
+        return [own(label).records_in for label in labels]
+
+    def healthy(label: str) -> bool:
+        sample = sample_service(ports, label, workers=counts)
+        return sample is not None and bool(sample.healthy)
+
+    processes: list[subprocess.Popen] = []
+    taken = [0, 0]  # batches each worker landed
+    pushed = 0
+    try:
+        for label in labels:  # one after the other, as the supervisor staggers them
+            with (LOGS / f"{prefix}{label}.log").open("ab") as output:
+                processes.append(
+                    subprocess.Popen(
+                        supervisor.command(label),
+                        env=env,
+                        stdout=output,
+                        stderr=output,
+                        cwd=REPO_ROOT,
+                    )
+                )
+            wait_until(partial(healthy, label), 120, f"{label} not healthy on its own port")
+        # Pushed one after the other on the shared port, until each worker has landed
+        # a few (the kernel spreads the connections); each shows on exactly one worker.
+        for push in range(100):
+            if min(taken) >= 3:
+                break
+            rows = 1 + push % 4
+            before = own_records_in()
+            answer = httpx.post(
+                shared + URL,
+                content=batch([f"m{push}-{k}" for k in range(rows)]),
+                headers={"Authorization": "Bearer tok-kv"},
+                timeout=60,
+            )
+            assert answer.status_code == 200 and answer.json()["accepted"] == rows
+            pushed += rows
+            grown = [after - was for after, was in zip(own_records_in(), before, strict=True)]
+            assert sorted(grown) == [0, rows], f"push {push} of {rows} rows showed as {grown}"
+            taken[grown.index(rows)] += 1
+        figures = own_records_in()
+        again = [own_records_in() for _ in range(5)]
+        shared_reads = [
+            parse_metrics(httpx.get(f"{shared}/metrics", timeout=10).text).records_in
+            for _ in range(10)
+        ]
+        own_ports = [ports.metrics_port("ingest", index) for index in (0, 1)]
+        own_health = [httpx.get(f"http://127.0.0.1:{p}/healthz", timeout=10) for p in own_ports]
+        shared_health = httpx.get(f"{shared}/healthz", timeout=10)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+    assert min(taken) >= 3, f"the kernel gave one worker all of 100 pushes: {taken}"
+    assert sum(figures) == pushed and all(figure > 0 for figure in figures)
+    assert all(read == figures for read in again)  # each port: the same worker every time
+    assert set(shared_reads) <= set(figures)  # one worker's figure, never the node's
+    assert sum(figures) not in shared_reads
+    for answer in own_health:  # what the shared port's /healthz says
+        assert answer.status_code == 200
+        assert answer.json().keys() == shared_health.json().keys()
+        assert answer.json()["status"] == shared_health.json()["status"] == "ok"
+    assert [process.returncode for process in processes] == [0, 0]

@@ -87,6 +87,18 @@ def test_each_worker_has_its_index_and_port_and_ingest_workers_share_the_port(
         "--workers",
         "3",
     ]
+    # Several ingest workers share the HTTP port: each, the first too, has its own metrics.
+    assert worker_args("ingest", workers, 9401) == [
+        "--instance",
+        "0",
+        "--reuse-port",
+        "--workers",
+        "3",
+        "--metrics-port",
+        "9401",
+    ]
+    assert worker_args("ingest#2", workers, 9421)[-2:] == ["--metrics-port", "9421"]
+    assert worker_args("ingest", {"ingest": 1}, 9401) == []  # one: its HTTP port, as before
     node = NodeConfig()
     supervisor = Supervisor(
         ["anonymise"],
@@ -160,7 +172,16 @@ def test_status_names_each_worker_and_the_partitions_it_holds() -> None:
         "  citeplus.dev-node.anonymise.1: no partitions",
         "workers: normalise: group not described (coordinator not available)",
     ]
+
+
+def test_status_reads_one_ingest_on_its_http_port_and_several_each_on_its_own() -> None:
     node = NodeConfig()
     assert endpoint(node, "anonymise#1") == f"http://127.0.0.1:{node.metrics_port('anonymise', 1)}"
+    assert endpoint(node, "anonymise", {"anonymise": 2}) == "http://127.0.0.1:9402"
     assert endpoint(node, "ingest") == f"http://127.0.0.1:{node.ingest.port}"
-    assert endpoint(node, "ingest#1") is None  # shares the first worker's port
+    assert endpoint(node, "ingest", {"anonymise": 2}) == f"http://127.0.0.1:{node.ingest.port}"
+    assert endpoint(node, "ingest#1") is None  # no second worker runs
+    several = {"ingest": 2}  # the supervisor state's "workers"
+    assert endpoint(node, "ingest", several) == "http://127.0.0.1:9401"
+    assert endpoint(node, "ingest#1", several) == "http://127.0.0.1:9411"
+    assert node.metrics_port("ingest", 1) == 9411 != node.ingest.port
