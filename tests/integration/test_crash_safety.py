@@ -56,10 +56,9 @@ def push(node: LocalNode) -> subprocess.Popen:
 
 def watched(node: LocalNode, services: list[str]) -> list[str]:
     """Every worker whose lag, health and counters settle() must see. Not ingest's:
-    its workers share one port, /metrics included, so each poll reads whichever worker
-    the kernel picks and the counters never hold still (a run waited out its ten
-    minutes that way, settled); ingest has no lag, and the pushes that all succeeded
-    say it answered."""
+    it has no lag, the pushes that all succeeded say it answered, and its counters
+    are its own business (they once kept the run from ever looking still, when every
+    poll of the port its workers share read another worker)."""
     labels = list(node.service_pids())
     return [label for label in labels if label.split("#")[0] != "ingest"] or services
 
