@@ -38,9 +38,13 @@ IDLE = (
 
 
 def py_spy() -> list[str]:
-    """The py-spy command: on the PATH, else through uvx."""
+    """The py-spy command: on the PATH, else run as a uv tool (the uv the Makefile
+    installs is ``~/.local/bin/uv``, without ``uvx`` beside it)."""
     found = shutil.which("py-spy")
-    return [found] if found else ["uvx", "py-spy"]
+    if found:
+        return [found]
+    uv = shutil.which("uv") or str(Path.home() / ".local" / "bin" / "uv")
+    return [uv, "tool", "run", "py-spy"]
 
 
 @dataclass
