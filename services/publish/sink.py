@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pyarrow as pa
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from services.publish.rows import Landed
 from services.runtime.codec import Contracts, TopicCodec
@@ -119,6 +119,7 @@ class WarehouseSink:
         self.consumer: Consumer = make_consumer(node, group_id=group_id)
         self.summary = SinkSummary()
         self._landed: dict[tuple[str, int], int] = {}
+        self._ahead_of_commits: list[TopicPartition] = []
         self._on_undecodable = on_undecodable
 
     # -- assignment: resume after what the warehouse already holds -----------------------
@@ -144,14 +145,16 @@ class WarehouseSink:
         landed = self.landed_offsets(topics)
         self._landed.update(landed)
         committed = {(tp.topic, tp.partition): tp.offset for tp in consumer.committed(partitions)}
-        starts = []
+        starts, ahead = [], []
         for tp in partitions:
             start = committed.get((tp.topic, tp.partition), -1001)
             resume = landed.get((tp.topic, tp.partition))
             if resume is not None and (start < 0 or start <= resume):
                 start = resume + 1  # the crash came after the insert, before the commit
+                ahead.append(TopicPartition(tp.topic, tp.partition, start))
             starts.append(TopicPartition(tp.topic, tp.partition, start))
         consumer.assign(starts)
+        self._ahead_of_commits = ahead
         log.info(
             "sink assigned",
             extra={"partitions": [f"{t.topic}[{t.partition}]@{t.offset}" for t in starts]},
@@ -190,6 +193,7 @@ class WarehouseSink:
         ``flush_s`` after its first message (services/runtime/linger.py): one insert per
         table per batch, whatever the number of partitions and short stage cycles
         behind it, so the parts ClickHouse must merge grow with time, not with cycles."""
+        self._commit_what_is_landed()
         pending = _Pending()
 
         def fetch(at_most: int, timeout_s: float) -> list[Message]:
@@ -246,6 +250,19 @@ class WarehouseSink:
             records = []
         pending.records[(message.topic(), message.partition(), message.offset())] = records
         return records
+
+    def _commit_what_is_landed(self) -> None:
+        """Commit the offsets of what the warehouse already held at assignment (after a
+        crash between insert and commit, or a replay that moved the group back): the
+        group's committed offsets then say where the sink reads, for the brokers' lag
+        and `citeplus status`, even when nothing new arrives to commit."""
+        ahead, self._ahead_of_commits = self._ahead_of_commits, []
+        if not ahead:
+            return
+        try:
+            self._commit_offsets(ahead)
+        except KafkaException as exc:  # the next batch's commit covers them
+            log.warning("commit of already landed offsets failed", extra={"error": str(exc)})
 
     def _commit_offsets(self, offsets: list[TopicPartition]) -> None:
         """Only now, with the batch in the warehouse, may Kafka forget it."""

@@ -8,10 +8,11 @@ import uuid
 from pathlib import Path
 
 import pytest
+from confluent_kafka import TopicPartition
 
 from services.publish.rows import aggregates_table, dead_letters_table, observations_table
 from services.publish.sink import SinkRoute, WarehouseSink
-from services.runtime.kafka import RecordProducer, make_producer
+from services.runtime.kafka import RecordProducer, make_consumer, make_producer
 from services.warehouse.chdb_embedded import ChdbWarehouse
 from services.warehouse.migrations import migrate
 from testkit.records import T0, dead_letter, energy_aggregate, observation
@@ -101,3 +102,45 @@ def test_sink_lands_rows_and_survives_a_crash_between_insert_and_commit(
         "WHERE metric = 'electricity.active_energy'",
     )
     assert hourly == 30 * 144  # the rollup saw every reading exactly once
+
+
+def test_after_a_crash_between_insert_and_commit_the_group_commits_what_the_warehouse_holds(
+    node, isolated_topics, warehouse
+) -> None:
+    """The restarted sink resumed after the warehouse's rows, but left the group's
+    committed offsets behind them until something new arrived: the brokers (and any
+    lag tool, and a settled-pipeline check) saw input the sink would never read again."""
+    from services.node.unread import unread_input
+
+    specs, contracts = isolated_topics(
+        "observations.v1", "energy.aggregates.v1", "dlq.v1", partitions=1
+    )
+    topic = specs["observations.v1"].name
+    writer = RecordProducer(make_producer(node), contracts)
+    for i in range(5):
+        writer.produce(topic, f"m{i}", observation(points=4, entity=f"m{i}"))
+    assert writer.flush() == 0
+    group = f"sink-{uuid.uuid4().hex[:6]}"
+    crashing = CrashAfterInsert(node, contracts, warehouse, routes(specs), group_id=group)
+    crashing.start()
+    with pytest.raises(RuntimeError, match="killed"):
+        for _ in range(50):
+            crashing.run_once()
+    crashing.close()
+    assert count(warehouse, "SELECT count() FROM observations") == 5 * 4  # all landed
+    assert committed(node, group, topic) < 0  # the crash came before the commit
+
+    WarehouseSink(node, contracts, warehouse, routes(specs), group_id=group).run(idle_exit_s=3)
+
+    assert committed(node, group, topic) == 5  # after the last record the warehouse holds
+    assert unread_input(node, [group]) == []
+    assert count(warehouse, "SELECT count() FROM observations") == 5 * 4  # nothing twice
+
+
+def committed(node, group: str, topic: str) -> int:
+    consumer = make_consumer(node, group_id=group)
+    try:
+        [tp] = consumer.committed([TopicPartition(topic, 0)], timeout=15)
+        return tp.offset
+    finally:
+        consumer.close()
