@@ -91,6 +91,7 @@ def settle(
     last: Counters | str = "not polled yet"
     quiet_since = time.monotonic()
     taken: Fingerprint | None = None
+    unread_seen = ""
     while time.monotonic() < deadline:
         counters = pipeline_counters(node, config, services)
         now = time.monotonic()
@@ -102,12 +103,14 @@ def settle(
                 unread = unread_input(config, groups)
                 if not unread:
                     return current
-                last, current = "; ".join(map(str, unread[:3])), None
+                unread_seen = "; ".join(map(str, unread[:3]))
+                last, current = f"input unread: {unread_seen}", None
             taken, quiet_since = current, time.monotonic()
         time.sleep(1.0)
     raise AssertionError(
         f"the pipeline did not settle in {timeout_s} s: "
-        + (f"the warehouse still changed: {taken}" if taken else str(last))
+        + (f"the warehouse still changed: {str(taken)[:2000]}" if taken else str(last))
+        + (f" (and earlier: {unread_seen})" if unread_seen else "")
     )
 
 
