@@ -41,14 +41,16 @@ stop: ## stop the node started by `make run`
 	@$(CITEPLUS) down
 
 # The unit suite on the other Python versions runs beside the whole suite (which spends
-# much of its time waiting on brokers and nodes); its output is printed at the end.
+# much of its time waiting on brokers and nodes), in a session of its own that stops
+# with the suite (Ctrl-C included); its output is printed at the end.
 test: setup ## run every test against a real Kafka broker and schema registry
 	@$(TEST_ENV) $(CITEPLUS) infra up --storage memory
-	@mkdir -p var; $(MAKE) --no-print-directory test-pythons > var/test-pythons.log 2>&1 & pythons=$$!; \
+	@mkdir -p var; setsid $(MAKE) --no-print-directory test-pythons > var/test-pythons.log 2>&1 & \
+	  pythons=$$!; trap 'kill -TERM -- -'$$pythons' 2>/dev/null' INT TERM; \
 	  status=0; $(TEST_ENV) $(RUN) pytest -q -p no:cacheprovider --durations=30 $(PYTEST_ARGS) || status=$$?; \
 	  $(TEST_ENV) $(CITEPLUS) topics clean-scratch; \
 	  $(TEST_ENV) $(CITEPLUS) infra down; \
-	  wait $$pythons || status=1; cat var/test-pythons.log; exit $$status
+	  wait $$pythons || { [ $$status -ne 0 ] || status=1; }; cat var/test-pythons.log; exit $$status
 
 # The whole suite runs on $(PYTHON); the unit suite also on every other supported
 # interpreter present here, each in its own environment (.venv-3.x), side by side.

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import time
 
+from confluent_kafka import KafkaException
+
 from services.node.status import sample_service
 from services.node.supervisor import read_state
 from services.node.unread import unread_input
@@ -100,10 +102,14 @@ def settle(
         elif now - quiet_since >= quiet_s:
             current = fingerprint(node)
             if current == taken and current["observations"][0]["readings"] > 0:
-                unread = unread_input(config, groups)
-                if not unread:
-                    return current
-                unread_seen = "; ".join(map(str, unread[:3]))
+                try:
+                    unread = unread_input(config, groups)
+                except (KafkaException, TimeoutError) as exc:  # the brokers cannot say yet
+                    unread_seen = f"the brokers could not say what is unread: {exc}"
+                else:
+                    if not unread:
+                        return current
+                    unread_seen = "; ".join(map(str, unread[:3]))
                 last, current = f"input unread: {unread_seen}", None
             taken, quiet_since = current, time.monotonic()
         time.sleep(1.0)

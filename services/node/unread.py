@@ -42,26 +42,35 @@ class Unread:
 def unread_input(node: NodeConfig, groups: list[str], timeout_s: float = 15.0) -> list[Unread]:
     """The partitions on which one of ``groups`` has committed records left to read.
 
-    Every partition of a topic a group has committed on is looked at (one it never
-    committed on counts from the topic's start), so input that arrived on a fresh
-    partition after the group's last commit is not missed."""
+    Every partition of every topic a group has committed on, or that one of its
+    members holds now, is looked at (one it never committed on counts from the
+    topic's start): input on a topic a killed worker never committed on, and that
+    its restarted successor does not hold yet, is not missed while the group still
+    lists the dead member. A group with neither commits nor members says nothing."""
     admin = AdminClient({"bootstrap.servers": node.kafka.bootstrap, "log_level": 0})
     positions: dict[str, dict[tuple[str, int], int]] = {}
+    topics_of: dict[str, set[str]] = {}
+    described = admin.describe_consumer_groups(groups, request_timeout=timeout_s)
     for group in groups:  # the client lists one group's offsets per request
         request = [ConsumerGroupTopicPartitions(group)]
         listing = admin.list_consumer_group_offsets(request, request_timeout=timeout_s)[group]
         positions[group] = {
             (tp.topic, tp.partition): tp.offset for tp in listing.result().topic_partitions or []
         }
-    topics = {topic for held in positions.values() for topic, _ in held}
-    if not topics:
+        held = {
+            tp.topic
+            for member in described[group].result().members
+            for tp in member.assignment.topic_partitions
+        }
+        topics_of[group] = {topic for topic, _ in positions[group]} | held
+    if not any(topics_of.values()):
         return []
     metadata = admin.list_topics(timeout=timeout_s).topics
     peek = Consumer(consumer_settings(node, group_id="citeplus.unread-check", **{"log_level": 0}))
     try:
         found: list[Unread] = []
         for group, held in positions.items():
-            for topic in sorted({t for t, _ in held}):
+            for topic in sorted(topics_of[group] & set(metadata)):  # deleted topics: nothing
                 for partition in sorted(metadata[topic].partitions):
                     committed = held.get((topic, partition), -1)
                     record = _first_record(peek, topic, partition, committed, timeout_s)

@@ -160,8 +160,14 @@ class WarehouseSink:
             extra={"partitions": [f"{t.topic}[{t.partition}]@{t.offset}" for t in starts]},
         )
 
+    def _revoked(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Forget the offsets still to commit: the partitions may go to another sink."""
+        self._ahead_of_commits = []
+
     def start(self) -> None:
-        self.consumer.subscribe(list(self.routes), on_assign=self._assigned)
+        self.consumer.subscribe(
+            list(self.routes), on_assign=self._assigned, on_revoke=self._revoked
+        )
         self.metrics.ready = True
 
     def close(self) -> None:
@@ -193,7 +199,6 @@ class WarehouseSink:
         ``flush_s`` after its first message (services/runtime/linger.py): one insert per
         table per batch, whatever the number of partitions and short stage cycles
         behind it, so the parts ClickHouse must merge grow with time, not with cycles."""
-        self._commit_what_is_landed()
         pending = _Pending()
 
         def fetch(at_most: int, timeout_s: float) -> list[Message]:
@@ -207,6 +212,7 @@ class WarehouseSink:
             fetch, self.max_messages, lambda: pending.rows >= self.flush_rows
         ).messages
         if not messages:
+            self._commit_what_is_landed([])
             return 0
         by_topic: dict[str, dict[int, list[Message]]] = {}
         for message in messages:
@@ -214,7 +220,7 @@ class WarehouseSink:
             partitions.setdefault(message.partition(), []).append(message)
         for topic, groups in by_topic.items():
             self._land(topic, groups, pending)
-        self._commit_offsets(
+        self._commit_what_is_landed(
             [
                 TopicPartition(topic, partition, _highest(group) + 1)
                 for topic, groups in by_topic.items()
@@ -251,12 +257,25 @@ class WarehouseSink:
         pending.records[(message.topic(), message.partition(), message.offset())] = records
         return records
 
-    def _commit_what_is_landed(self) -> None:
-        """Commit the offsets of what the warehouse already held at assignment (after a
-        crash between insert and commit, or a replay that moved the group back): the
-        group's committed offsets then say where the sink reads, for the brokers' lag
-        and `citeplus status`, even when nothing new arrives to commit."""
-        ahead, self._ahead_of_commits = self._ahead_of_commits, []
+    def _commit_what_is_landed(self, batch: list[TopicPartition]) -> None:
+        """Commit a batch's offsets, with those of what the warehouse already held at
+        assignment on the partitions the batch did not touch (after a crash between
+        insert and commit, or a replay that moved the group back): the group's
+        committed offsets then say where the sink reads, for the brokers' lag and
+        `citeplus status`, even when nothing new arrives. One commit per cycle, made
+        after the cycle's fetch has served any new assignment, so an older offset
+        never follows a newer one; only partitions still assigned."""
+        held = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+        touched = {(tp.topic, tp.partition) for tp in batch}
+        ahead = [
+            tp
+            for tp in self._ahead_of_commits
+            if (tp.topic, tp.partition) in held and (tp.topic, tp.partition) not in touched
+        ]
+        self._ahead_of_commits = []
+        if batch:
+            self._commit_offsets(batch + ahead)
+            return
         if not ahead:
             return
         try:

@@ -104,8 +104,9 @@ def test_sink_lands_rows_and_survives_a_crash_between_insert_and_commit(
     assert hourly == 30 * 144  # the rollup saw every reading exactly once
 
 
+@pytest.mark.parametrize("more", [False, True], ids=["nothing-new", "new-input"])
 def test_after_a_crash_between_insert_and_commit_the_group_commits_what_the_warehouse_holds(
-    node, isolated_topics, warehouse
+    node, isolated_topics, warehouse, more: bool
 ) -> None:
     """The restarted sink resumed after the warehouse's rows, but left the group's
     committed offsets behind them until something new arrived: the brokers (and any
@@ -129,12 +130,19 @@ def test_after_a_crash_between_insert_and_commit_the_group_commits_what_the_ware
     crashing.close()
     assert count(warehouse, "SELECT count() FROM observations") == 5 * 4  # all landed
     assert committed(node, group, topic) < 0  # the crash came before the commit
+    if more:  # records that arrive while the sink is down: the restart lands them too
+        for i in range(5, 8):
+            writer.produce(topic, f"m{i}", observation(points=4, entity=f"m{i}"))
+        assert writer.flush() == 0
+    total = 8 if more else 5
 
     WarehouseSink(node, contracts, warehouse, routes(specs), group_id=group).run(idle_exit_s=3)
 
-    assert committed(node, group, topic) == 5  # after the last record the warehouse holds
+    # After the last record the warehouse holds: the already landed offsets are never
+    # committed after (and over) the newer ones of the restart's first batch.
+    assert committed(node, group, topic) == total
     assert unread_input(node, [group]) == []
-    assert count(warehouse, "SELECT count() FROM observations") == 5 * 4  # nothing twice
+    assert count(warehouse, "SELECT count() FROM observations") == total * 4  # nothing twice
 
 
 def committed(node, group: str, topic: str) -> int:

@@ -5,6 +5,7 @@ markers sit after the committed offsets."""
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -81,5 +82,23 @@ def test_records_after_the_committed_offset_and_on_a_never_committed_partition_a
     assert "has not read" in str(unread[0])
 
 
-def test_a_group_that_never_committed_has_nothing_to_say(node) -> None:
+def test_a_topic_a_member_holds_but_never_committed_on_is_looked_at(node) -> None:
+    """A worker killed before its first commit on one of its inputs, while its group
+    still lists it: that input is unread even though the group has no offset there."""
+    topic, group = _topic(node, 1), f"test.unread.{uuid.uuid4().hex[:8]}"
+    _write(node, topic, 0, 2)
+    member = make_consumer(node, group_id=group)
+    try:
+        member.subscribe([topic])
+        deadline = time.monotonic() + 60
+        while not member.assignment() and time.monotonic() < deadline:
+            member.poll(0.2)
+        assert member.assignment(), "the member never got its partition"
+        unread = unread_input(node, [group])
+    finally:
+        member.close()
+    assert [(u.topic, u.partition, u.first_unread) for u in unread] == [(topic, 0, 0)]
+
+
+def test_a_group_with_neither_commits_nor_members_has_nothing_to_say(node) -> None:
     assert unread_input(node, [f"test.unread.{uuid.uuid4().hex[:8]}"]) == []
