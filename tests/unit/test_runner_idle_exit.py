@@ -4,6 +4,7 @@ and how long it keeps retrying a transaction commit."""
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import replace
 
@@ -141,3 +142,67 @@ def test_a_cycle_spanning_a_rebalance_is_dropped_and_read_again_from_the_commit(
     consumer.runner = runner
     assert runner.run_once() == 0
     assert consumer.seeks == [100] and consumer.at == 100
+
+
+class _OneMessageConsumer(_RebalancingConsumer):
+    """Serves one message once, then nothing; no rebalance."""
+
+    def consume(self, at_most: int, timeout: float) -> list[_Message]:
+        self.calls += 1
+        return [_Message(100)] if self.calls == 1 else []
+
+    def consumer_group_metadata(self) -> object:
+        return object()
+
+
+class _WedgedProducer:
+    """A transactional producer whose send_offsets_to_transaction never returns, as
+    librdkafka's does when the group coordinator moves (it does not keep its timeout)."""
+
+    def __init__(self) -> None:
+        self.released = threading.Event()
+        self.calls: list[str] = []
+
+    def begin_transaction(self) -> None:
+        self.calls.append("begin")
+
+    def send_offsets_to_transaction(self, offsets: object, group: object, timeout: float) -> None:
+        self.calls.append("send_offsets")
+        self.released.wait(10)
+
+    def commit_transaction(self, timeout: float) -> None:
+        self.calls.append("commit")
+
+    def abort_transaction(self, timeout: float) -> None:
+        self.calls.append("abort")
+
+
+def test_a_wedged_send_offsets_stops_the_worker_before_any_commit_or_abort(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The worker gives the call up and leaves with a fatal error (the supervisor
+    restarts it and its new producer fences the open transaction); neither a commit nor
+    an abort is attempted on the wedged producer, where either would block too."""
+    from services.runtime import bounded, processor
+
+    monkeypatch.setattr(processor, "SEND_OFFSETS_S", 0.2)
+    monkeypatch.setattr(bounded, "GRACE_S", 0.2)
+    node = load_node_config(env={})
+    node = replace(node, processing=replace(node.processing, linger_ms=0, batch_size=10))
+    producer = _WedgedProducer()
+    runner = StageRunner(
+        BaseStage(),
+        node,
+        None,
+        consumer=_OneMessageConsumer(),
+        producer=producer,  # type: ignore[arg-type]
+    )
+    monkeypatch.setattr(runner, "_process_batch", lambda good: processor._BatchTally())
+    try:
+        with pytest.raises(KafkaException) as raised:
+            runner.run_once()
+    finally:
+        producer.released.set()
+    error = raised.value.args[0]
+    assert error.fatal() and "send_offsets_to_transaction did not return" in error.str()
+    assert producer.calls == ["begin", "send_offsets"]
