@@ -265,14 +265,15 @@ class WarehouseSink:
         `citeplus status`, even when nothing new arrives. One commit per cycle, made
         after the cycle's fetch has served any new assignment, so an older offset
         never follows a newer one; only partitions still assigned."""
-        held = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
-        touched = {(tp.topic, tp.partition) for tp in batch}
-        ahead = [
-            tp
-            for tp in self._ahead_of_commits
-            if (tp.topic, tp.partition) in held and (tp.topic, tp.partition) not in touched
-        ]
-        self._ahead_of_commits = []
+        ahead, self._ahead_of_commits = self._ahead_of_commits, []
+        if ahead:
+            held = {(tp.topic, tp.partition) for tp in self.consumer.assignment()}
+            touched = {(tp.topic, tp.partition) for tp in batch}
+            ahead = [
+                tp
+                for tp in ahead
+                if (tp.topic, tp.partition) in held and (tp.topic, tp.partition) not in touched
+            ]
         if batch:
             self._commit_offsets(batch + ahead)
             return

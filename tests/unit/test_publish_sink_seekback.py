@@ -97,6 +97,7 @@ def test_a_partition_sought_back_mid_batch_lands_once_and_commits_its_highest() 
     s.max_messages = 10_000
     s.flush_rows = 10**9
     s._landed = {("t", 0): 99}
+    s._ahead_of_commits = []
     s._on_undecodable = None
     s.metrics = ServiceMetrics("publish-demo")
     s.linger = Linger(0.02, 1.0, slice_s=0.002, chunk=100, clock=tick)
