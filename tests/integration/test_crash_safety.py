@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
+import httpx
 import pytest
 
 from services.node.main import available_services
@@ -64,26 +65,34 @@ def watched(node: LocalNode, services: list[str]) -> list[str]:
 
 
 def extra_worker(node: LocalNode, stage: str, index: int) -> subprocess.Popen:
-    """A worker added by hand beside the supervised ones (it joins the group)."""
+    """A worker added by hand beside the supervised ones (it joins the group), run as
+    an operator runs one on another machine: restarted when it exits (a worker exits
+    on a fatal error, e.g. a producer wedged by the roll restart, and must come back
+    with a new producer). The loop and its worker share one process group."""
     port = node.metrics_base + 2 + 10 * index  # anonymise's port for worker ``index``
     log = (node.state / "logs" / f"{stage}-added.log").open("ab")
+    worker = [sys.executable, "-m", "services.cli", "service", stage]
+    worker += ["--instance", str(index), "--metrics-port", str(port)]
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "services.cli",
-            "service",
-            stage,
-            "--instance",
-            str(index),
-            "--metrics-port",
-            str(port),
-        ],
+        ["bash", "-c", 'while true; do "$@"; sleep 1; done', "added-worker", *worker],
         env=node.env,
         stdout=log,
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def answers_healthy(port: int, timeout_s: float = 60) -> bool:
+    """Whether the worker at ``port`` says it is healthy within ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    return False
 
 
 def chaos_run(tmp: Path, services: list[str]) -> Fingerprint:
@@ -111,7 +120,8 @@ def chaos_run(tmp: Path, services: list[str]) -> Fingerprint:
         )
         restarts = node.restarts()
         assert all(restarts.get(victim, 0) >= 1 for victim in VICTIMS), restarts
-        assert added.poll() is None, "the added worker died"
+        assert added.poll() is None, "the added worker's restart loop died"
+        assert answers_healthy(node.metrics_base + 2 + 10 * 2), "the added worker is not up"
         return result
     finally:
         if added is not None and added.poll() is None:
