@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.pipeline_ceiling import bare_latency, ceiling, codec_costs, quantile
+from bench.pipeline_hops import TOPICS as HOP_TOPICS
+from bench.pipeline_hops import Hops, hops
 from bench.pipeline_load import (
     T0,
     Latency,
@@ -131,6 +133,19 @@ def latency_phase(node: LocalNode, sizes: Sizes, figures: Figures) -> None:
             + (f" ({result.lost} not landed after {result.bound_s:.0f} s)" if result.lost else ""),
             flush=True,
         )
+        print(f"    {where_it_goes(node, result).line()}", flush=True)
+
+
+def where_it_goes(node: LocalNode, result: Latency) -> Hops:
+    """The run's requests hop by hop (bench/pipeline_hops.py), from the node's topics."""
+    from services.runtime.config import load_node_config
+    from services.runtime.provisioning import connect_contracts
+    from services.runtime.topics import load_topics
+
+    config = load_node_config(env=node.env)
+    declared = load_topics()
+    contracts = connect_contracts(config, [declared[topic] for topic in HOP_TOPICS])
+    return hops(config, contracts, result.sent, result.landed)
 
 
 def profiled(

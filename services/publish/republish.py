@@ -91,16 +91,32 @@ class Republisher(BaseStage):
             ):
                 yield Emit(topic, meta.key, record)
             return
-        source = (record["city"], record["source"])
-        policy = self.policies.get(source, INTERNAL)
         readings = len(record["values"])
-        public = self.topics.public_observations
-        if policy.level == "open" and not may_read_entities(
-            policy, PUBLIC_AUDIENCE, home="", personal=source in self.personal
-        ):
-            return
-        for topic in self._destinations(policy, public, self.topics.shared_observations):
+        for topic in self._observation_destinations(record["city"], record["source"]):
             yield Emit(topic, meta.key, record, readings=readings)
+
+    def process_batch(self, batch: dict[str, Any], meta: InputMeta) -> list[Emit] | None:
+        """An observations.v2 batch whose source goes nowhere (internal, or personal on
+        the public topic): nothing to send, decided once for the batch, so none of its
+        members is exploded. A batch that does leave goes member by member (None): the
+        partners' topics stay v1, one entity per message."""
+        if meta.topic != self.topics.observation_batches:
+            return None
+        if self._observation_destinations(batch["city"], batch["source"]):
+            return None
+        return []
+
+    def _observation_destinations(self, city: str, source: str) -> list[str]:
+        """The topics a source's observations go to (a city and source are a batch's
+        own fields: every member of a batch shares them)."""
+        policy = self.policies.get((city, source), INTERNAL)
+        if policy.level == "open" and not may_read_entities(
+            policy, PUBLIC_AUDIENCE, home="", personal=(city, source) in self.personal
+        ):
+            return []
+        return self._destinations(
+            policy, self.topics.public_observations, self.topics.shared_observations
+        )
 
     @staticmethod
     def _destinations(policy: SharingPolicy, public: str, shared: str) -> list[str]:

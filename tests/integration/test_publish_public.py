@@ -15,6 +15,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from services.policy.sharing import SharingPolicy
 from services.publish.republish import PublicTopics, Republisher
+from services.runtime.batches import batching
 from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.processor import StageRunner
 from services.runtime.provisioning import connect_contracts, provision_topics
@@ -23,6 +24,7 @@ from testkit.kafka import read_all
 from testkit.records import energy_aggregate, observation, released_aggregate
 
 pytestmark = pytest.mark.integration
+OBSERVATION = batching("Observation")
 
 POLICIES = {
     ("lyon", "open-air"): SharingPolicy("open", (), "ODbL-1.0"),
@@ -34,6 +36,7 @@ POLICIES = {
 def test_partner_reads_open_and_shared_never_internal(node, isolated_topics) -> None:
     specs, _ = isolated_topics(
         "observations.v1",
+        "observations.v2",
         "energy.aggregates.v1",
         "energy.aggregates.released.v2",
         "public.observations.v1",
@@ -60,12 +63,20 @@ def test_partner_reads_open_and_shared_never_internal(node, isolated_topics) -> 
         shared_observations=f"{prefix}public.shared.{{partner}}.observations.v1",
         public_aggregates=specs["public.energy.aggregates.v2"].name,
         shared_aggregates=f"{prefix}public.shared.{{partner}}.energy.aggregates.v2",
+        observation_batches=specs["observations.v2"].name,
     )
     writer = RecordProducer(make_producer(node), contracts)
     for source in ("open-air", "meters-shared", "meters-internal", "undeclared"):
         for i in range(3):
             record = {**observation(points=24, entity=f"{source}-{i}"), "source": source}
             writer.produce(topics.observations_in, f"lyon|{source}-{i}", record)
+        # The same source's entities many to a message (observations.v2): an internal
+        # batch is decided at once, an open or shared one leaves member by member.
+        members = [
+            {**observation(points=24, entity=f"{source}-v2-{i}"), "source": source}
+            for i in range(3)
+        ]
+        writer.produce(topics.observation_batches, f"lyon|{source}", OBSERVATION.batch_of(members))
     writer.produce(topics.aggregates_in, "lyon|69381", released_aggregate())
     # A provisional upsert (internal) must not leave, even with an open sharing.
     writer.produce(specs["energy.aggregates.v1"].name, "lyon|69381", energy_aggregate())
@@ -85,12 +96,15 @@ def test_partner_reads_open_and_shared_never_internal(node, isolated_topics) -> 
             for m in read_all(node, topic, expected=expected)
         ]
 
-    open_records = partner_read(topics.public_observations, 3)
-    shared_records = partner_read(shared.name, 3)
+    open_records = partner_read(topics.public_observations, 6)
+    shared_records = partner_read(shared.name, 6)
     aggregates = partner_read(shared_aggregates.name, 1)
     assert read_all(node, topics.public_aggregates, expected=0, settle_s=1.0) == []
     assert {r["source"] for r in open_records} == {"open-air"}
     assert {r["source"] for r in shared_records} == {"meters-shared"}
+    assert sorted(r["entity_pseudonym"] for r in shared_records) == sorted(
+        f"meters-shared{v}-{i}" for v in ("", "-v2") for i in range(3)
+    )
     assert aggregates[0]["energy_kwh"] == 1234.5 and "largest_share" not in aggregates[0]
     assert read_all(node, specs["public.energy.aggregates.v1"].name, expected=0, settle_s=0.5) == []
     everything = open_records + shared_records
@@ -119,7 +133,9 @@ def test_partner_reads_open_and_shared_never_internal(node, isolated_topics) -> 
         check=True,
     ).stdout
     lines = [line for line in out.decode().splitlines() if line]
-    assert sorted(line.split("\t")[0] for line in lines) == [f"lyon|open-air-{i}" for i in range(3)]
+    assert sorted(line.split("\t")[0] for line in lines) == sorted(
+        f"lyon|open-air{v}-{i}" for v in ("", "-v2") for i in range(3)
+    )
     raw = subprocess.run(
         [
             kcat,

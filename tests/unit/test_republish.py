@@ -83,3 +83,31 @@ def test_a_personal_source_marked_open_never_reaches_the_public_topic() -> None:
     ):
         record = {"city": "lyon", "source": source, "values": [1.0]}
         assert destinations(stage, TOPICS.observations_in, record) == expected
+
+
+@pytest.mark.parametrize("source", ["air", "meters", "water", "undeclared", "personal-open"])
+def test_a_batch_goes_nowhere_at_once_exactly_when_none_of_its_members_would_leave(
+    source: str,
+) -> None:
+    """The batch fast path decides for the whole observations.v2 message: it may say
+    "nothing to send" only when the per-member path sends nothing for any member
+    (otherwise a shared or open reading would be lost); a batch that leaves goes
+    member by member (None), the partners' topics staying one entity per message."""
+    topics = PublicTopics(observation_batches="observations.v2")
+    policies = {**POLICIES, ("lyon", "personal-open"): OPEN}
+    stage = Republisher(policies, topics, personal=frozenset({("lyon", "personal-open")}))
+    batch = {"city": "lyon", "source": source}
+    members = [{**batch, "values": [float(i)]} for i in range(3)]
+    meta = InputMeta("observations.v2", 0, 0, None, 0)
+    sent = [t for m in members for t in destinations(stage, topics.observation_batches, m)]
+    at_once = stage.process_batch(batch, meta)
+    assert (at_once == []) == (sent == [])
+    assert at_once in ([], None)
+
+
+def test_only_the_observation_batches_take_the_batch_fast_path() -> None:
+    topics = PublicTopics(observation_batches="observations.v2")
+    stage = Republisher(POLICIES, topics)
+    batch = {"city": "lyon", "source": "water"}
+    assert stage.process_batch(batch, InputMeta("observations.v2", 0, 0, None, 0)) == []
+    assert stage.process_batch(batch, InputMeta("other.v2", 0, 0, None, 0)) is None
