@@ -21,6 +21,9 @@ changelog restore included), so that the consumer group join is left out:
 
 ``--transform`` measures the transforms alone, in process (no broker, no state
 changelog): explode + per-record normalise + implode vs the fast path.
+``--stage`` measures the columnar stage in process, no broker: ``process_batch``
+(state store and changelog values included) and the Avro encoding of every emit,
+as the runner encodes them; what the broker run adds is Kafka's part.
 
 Run with the broker and registry up (``make bench`` starts them), or with
 CITEPLUS_KAFKA_BOOTSTRAP / CITEPLUS_REGISTRY_URL pointing at running ones. On a
@@ -46,11 +49,13 @@ from bench.normalise import START, bench_cities, paris_record
 from services.normalise.fastpath import BatchNormaliser
 from services.normalise.stage import NormaliseStage, NormaliseTopics
 from services.runtime.batches import batching, entity_partition
-from services.runtime.codec import Contracts
+from services.runtime.codec import Contracts, TopicCodec
 from services.runtime.config import NodeConfig, load_node_config
 from services.runtime.kafka import make_producer
 from services.runtime.processor import StageRunner
 from services.runtime.provisioning import connect_contracts, provision_topics
+from services.runtime.schemas import load_schemas
+from services.runtime.stage import InputMeta
 from services.runtime.topics import TopicSpec, load_topics
 
 
@@ -271,6 +276,55 @@ def transform_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def offline_contracts(specs: list[TopicSpec]) -> Contracts:
+    """Codecs for ``specs`` without a registry (ids 1, 2...): enough to encode."""
+    schemas = load_schemas()
+    return Contracts(
+        {
+            spec.name: TopicCodec(spec, schemas[spec.value], k, None)  # type: ignore[arg-type]
+            for k, spec in enumerate(specs, start=1)
+        }
+    )
+
+
+def stage_run(args: argparse.Namespace) -> int:
+    """The columnar stage in process: process_batch, its emits encoded, committed."""
+    declared = load_topics()
+    specs = {
+        name: replace(declared[name], partitions=args.partitions)
+        for name in ("anonymised.v1", "anonymised.v2", "observations.v2", "normalise.state.v1")
+    }
+    contracts = offline_contracts(list(specs.values()))
+    cities = bench_cities(Path(tempfile.mkdtemp(prefix="citeplus-bench-")))
+    topics = NormaliseTopics(
+        input="anonymised.v1",
+        output="observations.v2",
+        state="normalise.state.v1",
+        input_batches="anonymised.v2",
+    )
+    batches = pushes(args.meters, args.rounds, args.per_batch, args.partitions)
+    readings = args.meters * args.rounds
+    print(
+        f"normalise stage in process: {readings:,} single readings in {len(batches):,} "
+        "batches (state changelog values and Avro encoding included, no broker)"
+    )
+    for attempt in range(2):
+        stage = NormaliseStage(load_node_config(), contracts, cities, topics=topics)
+        started = time.perf_counter()
+        out = 0
+        for offset, (partition, batch) in enumerate(batches):
+            meta = InputMeta("anonymised.v2", partition, offset, None, 0)
+            stage.store.begin_record()
+            emits = stage.process_batch(batch, meta)
+            assert emits is not None, "the fast path declined a bench batch"
+            out += sum(len(contracts.codec(e.topic).encode(e.value)) for e in emits)
+            stage.store.commit()
+        seconds = time.perf_counter() - started
+        _row(f"stage #{attempt + 1}", readings, seconds)
+    print(f"  ({out:,} bytes encoded in the last pass)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--meters", type=int, default=20_000)
@@ -279,7 +333,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--batch", type=int, default=100, help="messages per transaction")
     parser.add_argument("--transform", action="store_true", help="in process, no broker")
+    parser.add_argument(
+        "--stage", action="store_true", help="the columnar stage in process, no broker"
+    )
     args = parser.parse_args(argv)
+    if args.stage:
+        return stage_run(args)
     return transform_run(args) if args.transform else broker_run(args)
 
 

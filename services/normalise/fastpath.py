@@ -312,10 +312,17 @@ def _remembered(
 ) -> dict[str, Any]:
     """The state once one new reading (after everything published) is published:
     memory.remember then versions.remember, as the per-record path calls them."""
-    if state is None and norm.max_runs >= 1 and norm.window_us >= 0 and horizon >= 0:
-        return {"runs": [[t, 0, 1]], "hwm": t, "vals": [[t, 0, [value]]]}
-    new = memory.remember(state, [t], window_us=norm.window_us, max_runs=norm.max_runs)
-    return versions.remember(new, [t], [value], horizon_us=horizon)
+    window, max_runs = norm.window_us, norm.max_runs
+    if state is None:
+        if max_runs >= 1 and window >= 0 and horizon >= 0:
+            return {"runs": [[t, 0, 1]], "hwm": t, "vals": [[t, 0, [value]]]}
+        new = None
+    else:  # the next reading of a stream: each module's own shortcut, else its rule
+        new = memory.remember_next(state, t, window_us=window, max_runs=max_runs)
+    if new is None:
+        new = memory.remember(state, [t], window_us=window, max_runs=max_runs)
+    found = versions.remember_next(new, t, value, horizon_us=horizon)
+    return found if found is not None else versions.remember(new, [t], [value], horizon_us=horizon)
 
 
 def _one_row(column: dict[str, Any], value: Any) -> dict[str, Any]:

@@ -112,6 +112,29 @@ def remember(
     return new
 
 
+def remember_next(
+    state: dict[str, Any], t: int, *, window_us: int = WINDOW_US, max_runs: int = MAX_RUNS
+) -> dict[str, Any] | None:
+    """``remember(state, [t])`` for the usual reading of a stream, one new time after
+    everything published, without the general merge: a state of single readings is
+    rewritten with every reading, so its per-reading price matters. None when the
+    state is not the usual one (no time published yet, a coarsened tail): the caller
+    uses :func:`remember`, which decides every case."""
+    hwm = state.get("hwm")
+    runs = state.get("runs")
+    if hwm is None or not runs or "tail" in state or t <= hwm:
+        return None
+    copies = [list(run) for run in runs]  # as remember: the stored runs stay as they are
+    _add_points(copies, _last_run(copies, hwm), hwm, [t])
+    kept, floor = _retain(copies, state.get("floor"), t - window_us, max_runs)
+    new = dict(state)
+    new["runs"] = kept
+    new["hwm"] = t
+    if floor is not None:
+        new["floor"] = floor
+    return new
+
+
 def _tail(tail: list | None, times: list[int], lineage: str) -> list:
     """The latest bucket and the batches that gave it (the last 16), once ``times``
     (not empty) of a coarsened record are published."""

@@ -130,6 +130,34 @@ def remember(
     return new
 
 
+def remember_next(
+    state: dict[str, Any], t: int, value: float, *, horizon_us: int
+) -> dict[str, Any] | None:
+    """``remember(state, [t], [value])`` for the usual reading of a stream: one time
+    after every kept value, none corrected. Appends to the last segment without
+    rebuilding the others (a day of single readings rewrites the state with each
+    reading, so its per-reading price matters). None when the state is not the usual
+    one: the caller uses :func:`remember`, which decides every case."""
+    hwm = state.get("hwm")
+    segments = state.get("vals")
+    if hwm is None or not segments or "vver" in state:
+        return None
+    begin, step, kept = segments[-1]
+    if not kept or t <= begin + step * (len(kept) - 1):
+        return None
+    if len(kept) == 1:
+        step = t - begin
+    out = [list(segment) for segment in segments[:-1]]
+    if step and t == begin + step * len(kept):
+        out.append([begin, step, [*kept, value]])
+    else:
+        out += [[begin, step, list(kept)], [t, 0, [value]]]
+    limit = hwm - horizon_us
+    if out[0][0] < limit:
+        out = _within(out, limit)
+    return {**state, "vals": out}
+
+
 def _with_values(
     state: dict[str, Any], times: list[int], values: list[float], corrected: dict[int, int] | None
 ) -> list[list]:

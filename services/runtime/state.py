@@ -26,6 +26,9 @@ from services.runtime.stage import Emit, StageStore
 
 _DELETED = object()
 _ABSENT = object()
+# json.dumps(value, separators=(",", ":")) builds this encoder at every call: one per
+# process gives the same text (one value per key and batch: its build showed up).
+_JSON = json.JSONEncoder(separators=(",", ":"))
 
 
 class ChangelogStore(StageStore):
@@ -78,7 +81,7 @@ class ChangelogStore(StageStore):
         self._remember(key)
         self._pending[key] = value
         self._pending_partition[key] = partition
-        return self._emit(key, json.dumps(value, separators=(",", ":")), partition)
+        return self._emit(key, _JSON.encode(value), partition)
 
     def delete(self, key: str, partition: int) -> Emit:
         self._remember(key)
