@@ -93,11 +93,12 @@ class BatchMessages:
             self.steps.reject(tally, origin, meta, None, exc)
             return
         sibling = self.contracts.member_topic(meta.topic)
+        originals = Originals(self.contracts, meta.topic, origin.value, found)
         for index, member in enumerate(members):
             key = member_key(found.spec.member, member).encode()
             member_meta = replace(meta, key=key)
             where = MemberPlace(meta, key, index, len(members), sibling)
-            self.steps.process_record(tally, member, member_meta, self.member_origin(member, where))
+            self.steps.process_record(tally, member, member_meta, member_origin(originals, where))
 
     def fast_path(self, batch: dict[str, Any], meta: InputMeta) -> list[Output] | None:
         """The outputs of ``process_batch``, encoded; None when it has none or failed
@@ -122,26 +123,47 @@ class BatchMessages:
             )
             return None
 
-    def member_origin(self, member: dict[str, Any], where: MemberPlace) -> Origin:
-        """Where a member's dead letter points: its v1 form on the v1 sibling topic
-        (what ``citeplus replay dead-letters`` re-injects), the batch message's place
-        in the position text."""
-        meta = where.meta
-        value: bytes | None = None
-        if where.sibling is not None:
-            try:
-                value = self.contracts.codec(where.sibling).encode(member)
-            except SchemaError:
-                value = None
-        return Origin(
-            value=value,
-            key=where.key,
-            topic=where.sibling or meta.topic,
-            partition=None if where.sibling else meta.partition,
-            offset=None if where.sibling else meta.offset,
-            position=f"{meta.topic} partition {meta.partition} offset {meta.offset}, "
-            f"member {where.index + 1} of {where.count}",
-        )
+
+class Originals:
+    """The v1 bytes of a batch message's members, made only when a member's dead letter
+    asks for them, from the message's own bytes (never from the decoded members, which
+    the stage may have changed while processing them), decoded once per message."""
+
+    def __init__(self, contracts: Contracts, topic: str, message: bytes | None, found: Batching):
+        self._contracts = contracts
+        self._topic = topic
+        self._message = message
+        self._found = found
+        self._members: list[dict[str, Any]] | None = None
+
+    def v1(self, sibling: str | None, index: int) -> bytes | None:
+        """Member ``index`` in its v1 form on ``sibling`` (None: no sibling, or a
+        member that its v1 contract cannot carry)."""
+        if sibling is None or self._message is None:
+            return None
+        if self._members is None:
+            batch = self._contracts.codec(self._topic).decode(self._message)
+            self._members = self._found.explode(batch)
+        try:
+            return self._contracts.codec(sibling).encode(self._members[index])
+        except SchemaError:
+            return None
+
+
+def member_origin(originals: Originals, where: MemberPlace) -> Origin:
+    """Where a member's dead letter points: its v1 form on the v1 sibling topic
+    (what ``citeplus replay dead-letters`` re-injects), the batch message's place
+    in the position text."""
+    meta = where.meta
+    return Origin(
+        original=lambda: originals.v1(where.sibling, where.index),
+        key=where.key,
+        topic=where.sibling or meta.topic,
+        partition=None if where.sibling else meta.partition,
+        offset=None if where.sibling else meta.offset,
+        position=f"{meta.topic} partition {meta.partition} offset {meta.offset}, "
+        f"member {where.index + 1} of {where.count}",
+    )
 
 
 def malformed_batch(error: ValueError) -> RejectedInput:

@@ -9,7 +9,7 @@ them without importing each other.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -34,14 +34,23 @@ class BatchTally:
 @dataclass(frozen=True)
 class Origin:
     """What a dead letter says it came from: the original bytes and key, the topic,
-    partition and offset a replay or an operator finds it at, and the position text."""
+    partition and offset a replay or an operator finds it at, and the position text.
 
-    value: bytes | None
+    ``original``: the bytes, or how to make them (a batch member's v1 form is encoded
+    only when a dead letter needs it: encoding every member ahead, in case, cost a
+    stage's record path more than its own work)."""
+
+    original: bytes | Callable[[], bytes | None] | None
     key: bytes | None
     topic: str
     partition: int | None
     offset: int | None
     position: str
+
+    @property
+    def value(self) -> bytes | None:
+        """The original bytes (made now when they are made on demand)."""
+        return self.original() if callable(self.original) else self.original
 
     @classmethod
     def of(cls, message: Message, meta: InputMeta) -> Origin:
