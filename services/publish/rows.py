@@ -73,7 +73,7 @@ def _positions(batch: Sequence[Landed], index: np.ndarray) -> tuple[pa.Array, pa
     return _spread(lat, index, pa.float64()), _spread(lon, index, pa.float64())
 
 
-def _local_day_column(
+def local_day_column(
     cities: Sequence[str], index: np.ndarray, times_us: np.ndarray, timezones: Mapping[str, str]
 ) -> pa.Array:
     names = sorted(set(cities))
@@ -156,7 +156,7 @@ def observations_table(
             "sector": column("sector"),
             "carrier": column("carrier"),
             "ts": pa.array(times // 1000, pa.int64()).cast(TS),
-            "local_day": _local_day_column(
+            "local_day": local_day_column(
                 [x.record["city"] for x in batch], index, times, timezones or {}
             ),
             "value": pa.array(readings.values),

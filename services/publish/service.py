@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry
 from services.policy.federation import load_federation
 from services.policy.sharing import sharing_policies
 from services.publish import versions
+from services.publish.batch_rows import observation_batches_table
 from services.publish.clickhouse_http.door import open_sql_door
 from services.publish.partner_views import refresh_partner_views
 from services.publish.republish import PublicTopics, Republisher, personal_sources
@@ -53,8 +54,9 @@ def default_routes(timezones: Mapping[str, str] | None = None) -> list[SinkRoute
         SinkRoute(  # members of observations.v2 land exactly as observations.v1 records
             TopicName.OBSERVATIONS_V2,
             "observations",
-            partial(observations_table, timezones=timezones),
-            versions.supersede,
+            partial(observation_batches_table, timezones=timezones),
+            versions.supersede_in_batches,
+            whole_batches=True,
         ),
         SinkRoute(TopicName.ENERGY_AGGREGATES, "energy_aggregates", aggregates_table),
         SinkRoute(TopicName.ENERGY_RELEASED, "energy_aggregates_released", released_table),

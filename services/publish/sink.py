@@ -47,6 +47,9 @@ class SinkRoute:
     # Run after each insert (a batch's follow-up, idempotent) and once at assignment
     # (to finish what a crash between an insert and its follow-up left undone).
     after_insert: Callable[[Warehouse, Sequence[Landed] | None], object] | None = None
+    # A v2 batch message lands as one record, the batch itself, for ``rows`` that read
+    # its columns (services/publish/batch_rows.py), instead of one record per member.
+    whole_batches: bool = False
 
 
 @dataclass
@@ -246,8 +249,9 @@ class WarehouseSink:
         landed), kept for its batch's insert; decoded as it arrives so the batch knows
         its rows."""
         codec = self.contracts.codec(message.topic())
+        route = self.routes[message.topic()]
         try:
-            records = members(codec, codec.decode(message.value()))
+            records = members(codec, codec.decode(message.value()), whole=route.whole_batches)
         except (CiteplusError, ValueError) as exc:
             self.summary.undecodable += 1
             self.metrics.dead_letters.labels("publish", "undecodable").inc()
@@ -349,11 +353,19 @@ def _highest(group: list[Message]) -> int:
     return max(m.offset() for m in group)
 
 
-def members(codec: TopicCodec, value: dict[str, Any]) -> list[dict[str, Any]]:
+def members(
+    codec: TopicCodec, value: dict[str, Any], *, whole: bool = False
+) -> list[dict[str, Any]]:
     """The records a message lands as: itself, or the members of a v2 batch, each a row
     (or rows) exactly as its v1 record would be. They share the message's offset and
     land in one insert, so the insert's token (topic, partition, offset range) and the
     resume point (the highest landed offset) hold for a batch as for a record; a batch
-    whose counts do not add up is undecodable (ValueError)."""
+    whose counts do not add up is undecodable (ValueError). ``whole``: a batch stays
+    one record (its route reads the columns), checked as its members would be."""
     found = codec.batching
-    return [value] if found is None else found.explode(value)
+    if found is None:
+        return [value]
+    if whole:
+        found.check(value)
+        return [value]
+    return found.explode(value)

@@ -23,9 +23,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from services.publish.rows import Landed
+from services.runtime.batches import batching
 from services.warehouse.port import Warehouse
 
 TABLE = "observations"
+OBSERVATION = batching("Observation")  # observations.v2 batches and their members
 _KEY = "city, metric, entity, ts"
 
 
@@ -67,6 +69,21 @@ def supersede_sql(keys: Sequence[str] | None = None, *, cluster: bool = False) -
         f"(SELECT {_KEY}, max(version) FROM {table} WHERE version > 0{scope} GROUP BY {_KEY})"
         f"{scope}"
     )
+
+
+def supersede_in_batches(warehouse: Warehouse, batch: Sequence[Landed] | None = None) -> int:
+    """:func:`supersede` for landed observations.v2 batch messages (whole, not
+    exploded): only a batch that holds a correction is taken apart into its members,
+    and corrections are rare."""
+    if batch is None:
+        return supersede(warehouse, None)
+    corrected = [
+        Landed(member, landed.topic, landed.partition, landed.offset)
+        for landed in batch
+        if any(landed.record.get("versions") or [])
+        for member in OBSERVATION.explode(landed.record)
+    ]
+    return supersede(warehouse, corrected)
 
 
 def _clustered(warehouse: Warehouse) -> bool:

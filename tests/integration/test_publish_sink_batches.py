@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from services.publish.batch_rows import observation_batches_table
 from services.publish.rows import observations_table
 from services.publish.sink import SinkRoute, WarehouseSink
 from services.runtime.batches import batching, entity_partition
@@ -76,9 +77,11 @@ def rows(warehouse, topic: str) -> list[tuple]:
     return list(zip(*(table.column(i).to_pylist() for i in range(table.num_columns)), strict=True))
 
 
+@pytest.mark.parametrize("whole", [False, True], ids=["exploded", "columns"])
 def test_batch_members_land_like_v1_records_and_a_crash_duplicates_none(
-    node, isolated_topics, tmp_path: Path
+    node, isolated_topics, tmp_path: Path, whole: bool
 ) -> None:
+    """``columns``: the route publish runs (a batch message landed from its columns)."""
     specs, contracts = isolated_topics("observations.v1", "observations.v2", partitions=PARTITIONS)
     readings = records()
     produce(node, contracts, specs, readings)
@@ -86,8 +89,13 @@ def test_batch_members_land_like_v1_records_and_a_crash_duplicates_none(
     try:
         migrate(warehouse)
         routes = [
-            SinkRoute(specs[name].name, "observations", observations_table)
-            for name in ("observations.v1", "observations.v2")
+            SinkRoute(specs["observations.v1"].name, "observations", observations_table),
+            SinkRoute(
+                specs["observations.v2"].name,
+                "observations",
+                observation_batches_table if whole else observations_table,
+                whole_batches=whole,
+            ),
         ]
         group = f"sink-{uuid.uuid4().hex[:6]}"
         crashing = CrashAfterInsert(node, contracts, warehouse, routes, group_id=group)
