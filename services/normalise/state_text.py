@@ -61,18 +61,27 @@ def encode(state: Any, memo: Any = None) -> tuple[str, Memo | None]:
     previous = memo if type(memo) is tuple else ()
     texts, kept = [], []
     for segment in segments:
-        if type(segment) is not list or len(segment) != 3 or type(segment[2]) is not list:
-            texts.append(_JSON.encode(segment))
-            continue
-        begin, step, values = segment
-        joined, scalars = _values_text(begin, step, values, previous)
-        head = f"[{begin},{step}," if type(begin) is int and type(step) is int else None
-        head = head or _JSON.encode([begin, step])[:-1] + ","
-        texts.append(f"{head}[{joined}]]")
-        if scalars:
-            kept.append(SegmentText(begin, step, values, len(values), joined))
+        text, remembered = _segment_text(segment, previous)
+        texts.append(text)
+        if remembered is not None:
+            kept.append(remembered)
     text = f'{around[0]}"{_VALS}":[{",".join(texts)}]{around[1]}'
     return text, tuple(kept) or None
+
+
+def _segment_text(segment: Any, previous: Memo) -> tuple[str, SegmentText | None]:
+    """One segment's text, and what to remember of it (None: json encoded it whole,
+    or a value is neither a float nor an int)."""
+    if type(segment) is not list or len(segment) != 3 or type(segment[2]) is not list:
+        return _JSON.encode(segment), None
+    begin, step, values = segment
+    joined, scalars = _values_text(begin, step, values, previous)
+    if type(begin) is int and type(step) is int:
+        head = f"[{begin},{step},"
+    else:
+        head = _JSON.encode([begin, step])[:-1] + ","
+    remembered = SegmentText(begin, step, values, len(values), joined) if scalars else None
+    return f"{head}[{joined}]]", remembered
 
 
 def _values_text(begin: Any, step: Any, values: list[Any], previous: Memo) -> tuple[str, bool]:
