@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from prometheus_client import Counter
 
+from services.normalise import state_text
 from services.normalise.dropped_attributes import DroppedAttributes
 from services.normalise.fastpath import BatchNormaliser
 from services.normalise.mapping import SourceMapping, compile_city
@@ -153,7 +154,7 @@ class NormaliseStage(BaseStage):
                 record["city"], record["source"], outcome.dropped_attributes
             )
         partition = meta.partition
-        emits = [self.store.put(key, state, partition) for key, state in outcome.states.items()]
+        emits = [self._put_state(key, state, partition) for key, state in outcome.states.items()]
         output = self.topics.output
         for observation in outcome.observations:
             key = f"{observation['city']}|{observation['entity_pseudonym']}"
@@ -180,12 +181,19 @@ class NormaliseStage(BaseStage):
         if outcome is None:
             return None
         partition = meta.partition
-        emits = [self.store.put(key, state, partition) for key, state in outcome.states.items()]
+        emits = [self._put_state(key, state, partition) for key, state in outcome.states.items()]
         self.columnar.add("columnar", outcome.readings)
         for reason, count in outcome.dropped.items():
             self.drops.add(reason, count)
         partitions = self.contracts.codec(output).spec.partitions
         return emits + observation_batches(outcome.rows, output, partitions)
+
+    def _put_state(self, key: str, state: dict[str, Any], partition: int) -> Emit:
+        """Stage an entity-metric state, its changelog text built from the text of the
+        state it replaces (state_text.py: a sensor's window of values is rewritten with
+        every reading; its text is json's, made of the previous one)."""
+        text, memo = state_text.encode(state, self.store.memo(key))
+        return self.store.put(key, state, partition, text=text, memo=memo)
 
     def _attribute_letter(
         self, record: dict[str, Any], meta: InputMeta, reject: AttributeReject

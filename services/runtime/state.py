@@ -33,7 +33,14 @@ _JSON = json.JSONEncoder(separators=(",", ":"))
 
 class ChangelogStore(StageStore):
     """A JSON-valued key-value store with transactional writes (a stage declares it in
-    its ``stores``: the runtime restores, commits and rolls it back)."""
+    its ``stores``: the runtime restores, commits and rolls it back).
+
+    A stage may keep a *memo* beside a value (:meth:`put`, :meth:`memo`): an opaque
+    object of its own, such as the encoded text of the value's parts, that lets it
+    encode the next value cheaply. The store commits, aborts, rolls back and forgets a
+    memo with its value, so a memo always belongs to the value :meth:`get` returns
+    and never outlives a write that did not commit; a restore leaves none.
+    """
 
     @property
     def changelog(self) -> ChangelogStore:  # type: ignore[override]
@@ -46,7 +53,9 @@ class ChangelogStore(StageStore):
         self._partition_of: dict[str, int] = {}
         self._pending: dict[str, Any] = {}
         self._pending_partition: dict[str, int] = {}
-        self._record_journal: list[tuple[str, Any, int | None]] = []
+        self._memos: dict[str, Any] = {}
+        self._pending_memos: dict[str, Any] = {}
+        self._record_journal: list[tuple[str, Any, int | None, Any]] = []
 
     # -- one input record -----------------------------------------------------------
     def begin_record(self) -> None:
@@ -55,18 +64,24 @@ class ChangelogStore(StageStore):
 
     def rollback_record(self) -> None:
         """Undo the writes made since :meth:`begin_record`."""
-        for key, previous, partition in reversed(self._record_journal):
+        for key, previous, partition, memo in reversed(self._record_journal):
             if previous is _ABSENT:
                 self._pending.pop(key, None)
                 self._pending_partition.pop(key, None)
             else:
                 self._pending[key] = previous
                 self._pending_partition[key] = partition  # type: ignore[assignment]
+            _set_memo(self._pending_memos, key, memo)
         self._record_journal.clear()
 
     def _remember(self, key: str) -> None:
         self._record_journal.append(
-            (key, self._pending.get(key, _ABSENT), self._pending_partition.get(key))
+            (
+                key,
+                self._pending.get(key, _ABSENT),
+                self._pending_partition.get(key),
+                self._pending_memos.get(key),
+            )
         )
 
     # -- reads and writes during a batch ------------------------------------------
@@ -76,17 +91,32 @@ class ChangelogStore(StageStore):
             return default if value is _DELETED else value
         return self._committed.get(key, default)
 
-    def put(self, key: str, value: Any, partition: int) -> Emit:
-        """Stage a new value; yield the returned Emit with the batch's outputs."""
+    def memo(self, key: str) -> Any:
+        """The memo :meth:`put` kept beside the value :meth:`get` returns (None: none)."""
+        if key in self._pending:
+            return self._pending_memos.get(key)
+        return self._memos.get(key)
+
+    def put(
+        self, key: str, value: Any, partition: int, text: str | None = None, memo: Any = None
+    ) -> Emit:
+        """Stage a new value; yield the returned Emit with the batch's outputs.
+
+        ``text``: the value's changelog text when the stage encoded it itself (it must
+        be what ``json.JSONEncoder(separators=(",", ":")).encode(value)`` gives: the
+        restore reads it with ``json.loads``, and a compacted topic keeps older
+        texts); ``memo``: kept beside the value (see the class)."""
         self._remember(key)
         self._pending[key] = value
         self._pending_partition[key] = partition
-        return self._emit(key, _JSON.encode(value), partition)
+        _set_memo(self._pending_memos, key, memo)
+        return self._emit(key, _JSON.encode(value) if text is None else text, partition)
 
     def delete(self, key: str, partition: int) -> Emit:
         self._remember(key)
         self._pending[key] = _DELETED
         self._pending_partition[key] = partition
+        self._pending_memos.pop(key, None)
         return self._emit(key, None, partition)
 
     def _emit(self, key: str, value: str | None, partition: int) -> Emit:
@@ -107,11 +137,13 @@ class ChangelogStore(StageStore):
             else:
                 self._committed[key] = value
                 self._partition_of[key] = self._pending_partition[key]
+            _set_memo(self._memos, key, self._pending_memos.get(key))
         self.abort()
 
     def abort(self) -> None:
         self._pending.clear()
         self._pending_partition.clear()
+        self._pending_memos.clear()
         self._record_journal.clear()
 
     # -- assignment -----------------------------------------------------------------
@@ -121,12 +153,14 @@ class ChangelogStore(StageStore):
         for key in [k for k, p in self._partition_of.items() if p in gone]:
             self._committed.pop(key, None)
             self._partition_of.pop(key, None)
+            self._memos.pop(key, None)
 
     def apply(self, record: dict[str, Any], partition: int) -> None:
         """Apply one changelog record while restoring."""
         if record["store"] != self.name:
             return
         key = record["key"]
+        self._memos.pop(key, None)
         if record["value"] is None:
             self._committed.pop(key, None)
             self._partition_of.pop(key, None)
@@ -143,6 +177,14 @@ class ChangelogStore(StageStore):
 
     def __len__(self) -> int:
         return len(self._committed)
+
+
+def _set_memo(memos: dict[str, Any], key: str, memo: Any) -> None:
+    """Keep ``memo`` for ``key``, or none (a key without a memo holds no entry)."""
+    if memo is None:
+        memos.pop(key, None)
+    else:
+        memos[key] = memo
 
 
 class BatchState(StageStore):

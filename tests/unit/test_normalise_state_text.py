@@ -1,0 +1,208 @@
+"""An entity-metric state's changelog text, built from the previous state's text
+(state_text.py), is exactly json's, whatever the history (regular, gapped, late,
+corrected, coarsened; values forgotten past the horizon, runs past the window),
+whatever the values (NaN, infinities, -0.0, large integers), and through the
+store's savepoints, aborts, commits, forgets and restores: a write that did not
+commit leaves no memo that a later state's text is made of."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.normalise import memory, state_text, versions
+from services.normalise.fastpath import _remembered
+from services.runtime.state import ChangelogStore
+
+STEP = 600_000_000
+T0 = 1_736_751_600_000_000
+JSON = json.JSONEncoder(separators=(",", ":"))
+
+odd_values = st.sampled_from(
+    [float("nan"), float("inf"), float("-inf"), -0.0, 0.0, 10**30, -(10**20), 1e16, 5e-324]
+)
+values = (
+    st.floats(allow_nan=True, allow_infinity=True)
+    | st.integers(-(10**25), 10**25)
+    | odd_values
+    | st.just(0.1)
+)
+gaps = st.sampled_from([STEP] * 6 + [2 * STEP, 7 * STEP, 1, 3 * STEP + 5, 50 * STEP])
+
+
+@st.composite
+def histories(draw: st.DrawFn) -> tuple[Any, list[tuple[str, int, Any]]]:
+    """Retention rules and steps: the next reading (mostly), a correction, a
+    coarsened bucket, late data filling a gap."""
+    rules = SimpleNamespace(
+        window_us=draw(st.sampled_from([0, 3 * STEP, 20 * STEP, memory.WINDOW_US])),
+        max_runs=draw(st.sampled_from([1, 2, 3, memory.MAX_RUNS])),
+        horizon_us=draw(st.sampled_from([0, 2 * STEP, 10 * STEP, 288 * STEP])),
+    )
+    t = T0
+    steps = []
+    for _ in range(draw(st.integers(1, 60))):
+        kind = draw(st.sampled_from(["next"] * 8 + ["correct", "coarse", "late"]))
+        if kind == "next":
+            t += draw(gaps)
+            steps.append(("next", t, draw(values)))
+        else:
+            steps.append((kind, t - draw(st.sampled_from([0, STEP, 3 * STEP])), draw(values)))
+    return rules, steps
+
+
+def following(state: dict[str, Any] | None, kind: str, t: int, value: Any, rules: Any) -> Any:
+    """The state after one step, as normalise computes it (None: nothing to do)."""
+    if kind == "next":
+        if state is not None and "hwm" in state and t <= state["hwm"]:
+            return None
+        norm = SimpleNamespace(window_us=rules.window_us, max_runs=rules.max_runs)
+        return _remembered(state, t, value, norm, rules.horizon_us)  # type: ignore[arg-type]
+    if state is None or "hwm" not in state:
+        return None
+    if kind == "correct":
+        return versions.remember(state, [t], [value], horizon_us=rules.horizon_us, corrected={t: 1})
+    if kind == "coarse":
+        return memory.remember(state, [state["hwm"]], lineage="batch-2")
+    late = memory.remember(state, [t - 1], window_us=rules.window_us, max_runs=rules.max_runs)
+    return versions.remember(late, [t - 1], [value], horizon_us=rules.horizon_us)
+
+
+@settings(max_examples=300, deadline=None)
+@given(histories())
+def test_each_state_text_is_json_text(case: Any) -> None:
+    rules, steps = case
+    state, memo = None, None
+    for kind, t, value in steps:
+        new = following(state, kind, t, value, rules)
+        if new is None:
+            continue
+        text, memo = state_text.encode(new, memo)
+        assert text == JSON.encode(new)
+        state = new
+
+
+@settings(max_examples=200, deadline=None)
+@given(histories(), st.lists(st.sampled_from(["commit", "rollback", "abort", "keep"]), min_size=1))
+def test_texts_through_the_store_savepoints_and_transactions_are_json_text(
+    case: Any, outcomes: list[str]
+) -> None:
+    """Steps through a ChangelogStore as the stage writes them (the memo of the
+    value get returns), each record kept, rolled back, or its batch aborted or
+    committed: every text written is json's, and after a rollback or an abort the
+    memo is the one of the value the store went back to."""
+    rules, steps = case
+    store = ChangelogStore("normalise", "normalise.state.v1")
+    key = "paris|e1|active_energy_import"
+    committed: tuple[Any, Any] = (None, None)  # (state, memo) as the test expects them
+    for k, (kind, t, value) in enumerate(steps):
+        before = (store.get(key), store.memo(key))
+        store.begin_record()
+        new = following(before[0], kind, t, value, rules)
+        if new is None:
+            continue
+        text, memo = state_text.encode(new, store.memo(key))
+        emit = store.put(key, new, 0, text=text, memo=memo)
+        assert emit.value["value"] == JSON.encode(new)
+        outcome = outcomes[k % len(outcomes)]
+        expected = (new, memo)
+        if outcome == "rollback":
+            store.rollback_record()
+            expected = before
+        elif outcome == "abort":
+            store.abort()
+            expected = committed
+        elif outcome == "commit":
+            store.commit()
+            committed = expected
+        assert store.get(key) is expected[0] and store.memo(key) is expected[1]
+
+
+def steady(n: int, horizon: int = 10 * STEP) -> tuple[dict[str, Any], Any]:
+    """A sensor's state after ``n`` readings, and the memo kept beside it."""
+    state, memo = None, None
+    norm = SimpleNamespace(window_us=memory.WINDOW_US, max_runs=memory.MAX_RUNS)
+    for k in range(n):
+        state = _remembered(state, T0 + k * STEP, 1.0 + k / 8, norm, horizon)  # type: ignore[arg-type]
+        _, memo = state_text.encode(state, memo)
+    return state, memo  # type: ignore[return-value]
+
+
+def test_the_next_reading_reuses_the_previous_text() -> None:
+    """The kept values' text is the memo's (a wrong text planted in it shows up),
+    cut by the value the horizon dropped, the new value appended."""
+    state, memo = steady(30)
+    (segment,) = memo
+    planted = ",".join(f"{k}" for k in range(segment.count))  # not the values' text
+    fake = (
+        state_text.SegmentText(segment.begin, segment.step, segment.values, segment.count, planted),
+    )
+    norm = SimpleNamespace(window_us=memory.WINDOW_US, max_runs=memory.MAX_RUNS)
+    new = _remembered(state, T0 + 30 * STEP, 2.5, norm, 10 * STEP)  # type: ignore[arg-type]
+    text, _ = state_text.encode(new, fake)
+    assert f'"vals":[[{T0 + 20 * STEP},{STEP},[1,2,3,4,5,6,7,8,9,10,2.5]]]' in text
+    assert state_text.encode(new, memo)[0] == JSON.encode(new)
+
+
+def test_a_rolled_back_or_aborted_write_leaves_no_memo_for_the_next_text() -> None:
+    store = ChangelogStore("normalise", "normalise.state.v1")
+    state, memo = steady(30)
+    store.put("k", state, 3, text=JSON.encode(state), memo=memo)
+    store.commit()
+    norm = SimpleNamespace(window_us=memory.WINDOW_US, max_runs=memory.MAX_RUNS)
+    for undo in (store.rollback_record, store.abort):
+        store.begin_record()
+        written = _remembered(state, T0 + 30 * STEP, 7.0, norm, 10 * STEP)  # type: ignore[arg-type]
+        text, wrote = state_text.encode(written, store.memo("k"))
+        store.put("k", written, 3, text=text, memo=wrote)
+        assert store.memo("k") is wrote
+        undo()
+        assert store.get("k") is state and store.memo("k") is memo
+        again = _remembered(state, T0 + 30 * STEP, 8.0, norm, 10 * STEP)  # type: ignore[arg-type]
+        assert state_text.encode(again, store.memo("k"))[0] == JSON.encode(again)
+
+
+def test_a_memo_goes_with_its_key_deleted_forgotten_or_restored() -> None:
+    store = ChangelogStore("normalise", "normalise.state.v1")
+    state, memo = steady(5)
+    for key, partition in (("a", 0), ("b", 1), ("c", 1)):
+        store.put(key, state, partition, text=JSON.encode(state), memo=memo)
+    store.commit()
+    store.delete("a", 0)
+    assert store.memo("a") is None
+    store.commit()
+    store.forget([1])
+    assert store.memo("b") is None and store.get("b") is None
+    store.put("b", state, 0, text=JSON.encode(state), memo=memo)
+    store.commit()
+    store.apply({"store": "normalise", "key": "b", "value": JSON.encode(state)}, 0)
+    assert store.memo("b") is None and store.get("b") == state  # restored: no memo
+    text, _ = state_text.encode(store.get("b"), store.memo("b"))
+    assert text == JSON.encode(state)
+
+
+def test_a_put_without_text_writes_json_text() -> None:
+    store = ChangelogStore("s", "s.state.v1")
+    emit = store.put("k", {"x": [1.5, float("nan")]}, 0)
+    assert emit.value["value"] == '{"x":[1.5,NaN]}' and store.memo("k") is None
+
+
+def test_any_other_shape_is_json_text() -> None:
+    nan = float("nan")
+    for state in (
+        {"vals": [[1, 2, [nan, -0.0, float("inf"), 10**40]]]},
+        {"vals": [[1.0, 2, [1.5]], (3, 4, [5]), [1, 2, "x"], [1, 2, [True, "a,b", None]]]},
+        {"runs": [], "vals": None},
+        {"vals": [], "tail": [1, ['"vals":0']], "x": {"vals": 0.5}},
+        {1: 2, "vals": []},
+        [1, 2],
+        {"vals": [[True, False, [1]]]},
+    ):
+        text, memo = state_text.encode(state, None)
+        assert text == JSON.encode(state)
+        assert state_text.encode(state, memo)[0] == JSON.encode(state)
+        assert state_text.encode(state, "not a memo")[0] == JSON.encode(state)
