@@ -137,6 +137,7 @@ def test_a_bad_json_item_never_costs_its_neighbours(fmt: str, bad: object, at: i
 @given(bad=st.text(max_size=60), at=st.integers(0, len(GOOD)))
 @example(bad='"m9,5', at=1)  # a stray quote ran to the end of the payload
 @example(bad="m9,NaN", at=1)
+@example(bad=',"', at=0)  # a stray quote on the first line after the header
 def test_a_bad_csv_line_never_costs_its_neighbours(bad: str, at: int) -> None:
     src = sources("csv")
     lines = [f"{g['id']},{g['v']}" for g in GOOD]

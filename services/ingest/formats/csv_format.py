@@ -118,7 +118,11 @@ def _parse_by_line(
         original = _text(lines, start, start + 1, encoding, header.lines)
         batch = _Batch(header, options, source, out, rows)
         refused = _read_record(record, f"line {start + 1}", original, batch)
-        if refused in _SHAPE_REASONS and end - start > 1:
+        # A refused record that ran to the end of the payload had a quote that never
+        # closed, whatever it was refused for (e.g. `,"`: two cells, the entity empty):
+        # the lines it swallowed are records of their own.
+        swallowed = refused is not None and end >= len(lines)
+        if (refused in _SHAPE_REASONS or swallowed) and end - start > 1:
             records.restart_after(start)
     for entity, entity_rows in rows.items():
         transposed = zip(*entity_rows, strict=True)
