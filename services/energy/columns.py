@@ -405,18 +405,27 @@ def _running_max(top: np.ndarray, values: np.ndarray, present: np.ndarray) -> np
 
 def _hour_counts(cell, old_p, new_q, new_p) -> tuple[list[int], list[float]]:
     """(hn, hx): meters reporting per hour, and the largest meter's hourly energy."""
-    rows, quarters = new_q.shape
-    hours = hours_of(quarters)
-    pad = hours * QUARTERS_PER_HOUR - quarters
-    by_hour = np.pad(new_q, ((0, 0), (0, pad))).reshape(rows, hours, QUARTERS_PER_HOUR)
+    hours = hours_of(new_q.shape[1])
+    by_hour = _by_hour(new_q, hours)
     total = by_hour[:, :, 0] + by_hour[:, :, 1]  # sum(new_q[hour]), left to right
     for k in range(2, QUARTERS_PER_HOUR):
         total = total + by_hour[:, :, k]
-    was = np.pad(old_p, ((0, 0), (0, pad))).reshape(rows, hours, QUARTERS_PER_HOUR).any(2)
-    now = np.pad(new_p, ((0, 0), (0, pad))).reshape(rows, hours, QUARTERS_PER_HOUR).any(2)
+    was = _by_hour(old_p, hours).any(2)
+    now = _by_hour(new_p, hours).any(2)
     hn = np.asarray(cell["hn"]) + now.sum(0) - was.sum(0)
     hx = _running_max(np.asarray(cell["hx"], np.float64), total, now)
     return hn.tolist(), hx.tolist()
+
+
+def _by_hour(per_quarter: np.ndarray, hours: int) -> np.ndarray:
+    """(rows, hours, 4): a last partial hour padded with zeros. Whole hours (every
+    day of a whole-hour zone) are a mere reshape: np.pad, even of nothing, cost more
+    than the rest of a cell's hour counts."""
+    rows, quarters = per_quarter.shape
+    pad = hours * QUARTERS_PER_HOUR - quarters
+    if pad:
+        per_quarter = np.pad(per_quarter, ((0, 0), (0, pad)))
+    return per_quarter.reshape(rows, hours, QUARTERS_PER_HOUR)
 
 
 def _day_counts(cell, old_p, new_q, new_p) -> tuple[int, float]:

@@ -83,9 +83,11 @@ class _Inputs:
         by_quarter = (self.quarters != before.quarters).any(0)
         quarters = len(by_quarter)
         pad = hours_of(quarters) * QUARTERS_PER_HOUR - quarters
-        in_hour = np.pad(by_quarter, (0, pad)).reshape(-1, QUARTERS_PER_HOUR).any(1)
+        if pad:
+            by_quarter = np.pad(by_quarter, (0, pad))
+        in_hour = by_quarter.reshape(-1, QUARTERS_PER_HOUR).any(1)
         by_hour = in_hour | (self.hours != before.hours).any(0)
-        return np.flatnonzero(by_quarter).tolist(), np.flatnonzero(by_hour).tolist()
+        return np.flatnonzero(by_quarter[:quarters]).tolist(), np.flatnonzero(by_hour).tolist()
 
 
 def _flags(counts: list[int] | None, size: int) -> np.ndarray:
