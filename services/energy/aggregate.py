@@ -65,7 +65,9 @@ class DayTable:
         return {cell for cells in self.windows.values() for cell in cells}
 
 
-def _window_peaks(peaks: list[float]) -> dict[Window, float]:
+def window_peaks(peaks: list[float]) -> dict[Window, float]:
+    """Every window's peak from its quarters' peaks (an hour's and the day's: the
+    highest of their quarters')."""
     out: dict[Window, float] = {("PT15M", q): peaks[q] for q in range(len(peaks))}
     for h in range(hours_of(len(peaks))):
         out[("PT1H", h)] = max(peaks[h * 4 : h * 4 + 4])
@@ -73,28 +75,43 @@ def _window_peaks(peaks: list[float]) -> dict[Window, float]:
     return out
 
 
-def _series(
-    state: Mapping[str, Any], peaks: list[float]
-) -> dict[Window, tuple[Figures, float | None]]:
-    e, n, x = state["e"], state["n"], state["x"]
-    at: dict[Window, float | None] = dict(_window_peaks(peaks))
-    for q, meters in enumerate(state.get("dq") or ()):
-        if meters:  # derived from longer readings: no measured peak
-            at[("PT15M", q)] = None
-    for h, meters in enumerate(state.get("dh") or ()):
-        if meters:
-            at[("PT1H", h)] = None
-    out: dict[Window, tuple[Figures, float | None]] = {}
-    for q in range(len(e)):
-        out[("PT15M", q)] = (_figures(n[q], e[q], x[q]), at[("PT15M", q)])
-    for h in range(hours_of(len(e))):
-        energy = in_order(e[h * 4 : h * 4 + 4])
-        out[("PT1H", h)] = (_figures(state["hn"][h], energy, state["hx"][h]), at[("PT1H", h)])
-    out[("P1D", 0)] = (_figures(state["dn"], in_order(e), state["dx"]), at[("P1D", 0)])
+Entry = tuple[Figures, float | None]  # a window's figures and peak (None: derived)
+
+
+def quarter_entry(state: Mapping[str, Any], peaks: list[float], q: int) -> Entry:
+    """A cell's quarter ``q``: one function for the whole table and for a table
+    recomputed where it changed (services.energy.day_tables), so both agree."""
+    dq = state.get("dq") or ()
+    peak = None if q < len(dq) and dq[q] else peaks[q]  # derived: no measured peak
+    return figures_of(state["n"][q], state["e"][q], state["x"][q]), peak
+
+
+def hour_entry(state: Mapping[str, Any], peaks: list[float], h: int) -> Entry:
+    """A cell's hour ``h`` (see :func:`quarter_entry`)."""
+    dh = state.get("dh") or ()
+    peak = None if h < len(dh) and dh[h] else max(peaks[h * 4 : h * 4 + 4])
+    energy = in_order(state["e"][h * 4 : h * 4 + 4])
+    return figures_of(state["hn"][h], energy, state["hx"][h]), peak
+
+
+def day_entry(state: Mapping[str, Any], peaks: list[float]) -> Entry:
+    """A cell's day (see :func:`quarter_entry`)."""
+    return figures_of(state["dn"], in_order(state["e"]), state["dx"]), max(peaks)
+
+
+def cell_series(state: Mapping[str, Any], peaks: list[float]) -> dict[Window, Entry]:
+    """Every window of one cell's day, from its state and its quarters' peaks."""
+    quarters = len(state["e"])
+    out: dict[Window, Entry] = {}
+    for q in range(quarters):
+        out[("PT15M", q)] = quarter_entry(state, peaks, q)
+    for h in range(hours_of(quarters)):
+        out[("PT1H", h)] = hour_entry(state, peaks, h)
+    out[("P1D", 0)] = day_entry(state, peaks)
     return out
 
 
-def _figures(meters: int, energy: float, largest: float) -> Figures:
+def figures_of(meters: int, energy: float, largest: float) -> Figures:
     """Figures rounded to the published precision (1 Wh / 1e-6 kWh): sums made in
     another order (a restart, other batches) then give the same figures and the
     same secrecy decisions, not ones a rounding error apart."""
@@ -104,24 +121,35 @@ def _figures(meters: int, energy: float, largest: float) -> Figures:
 def day_table(day: int, states: Mapping[Cell, Mapping[str, Any]]) -> DayTable:
     """Every window of the day where at least one meter of the group reported."""
     quarters = len(next(iter(states.values()))["e"]) if states else QUARTERS
-    per_cell: dict[Cell, dict[Window, tuple[Figures, float | None]]] = {}
+    per_cell: dict[Cell, dict[Window, Entry]] = {}
     for cell, state in states.items():
-        per_cell[cell] = _series(state, quarter_peaks([state["p"]], quarters))
+        per_cell[cell] = cell_series(state, quarter_peaks([state["p"]], quarters))
     derived_parts: dict[tuple[Window, Cell], frozenset[Cell]] = {}
-    for total, parts in _totals(states).items():
+    for total, parts in totals_of(states).items():
         series, derived = _total_series(parts, states, per_cell, quarters)
         per_cell[total] = series
         derived_parts.update(((window, total), cells) for window, cells in derived.items())
+    return assemble(day, quarters, per_cell, derived_parts)
+
+
+def assemble(
+    day: int,
+    quarters: int,
+    per_cell: Mapping[Cell, Mapping[Window, Entry]],
+    derived_parts: dict[tuple[Window, Cell], frozenset[Cell]],
+) -> DayTable:
+    """The table of the windows where the city has data, from every cell's and
+    total's series (cells first, then totals, as :func:`day_table` orders them)."""
     table = DayTable(day, quarters=quarters, derived_parts=derived_parts)
     everything = per_cell.get((TOTAL, TOTAL), {})
     for window, (figures, _) in everything.items():
         if figures.meters > 0:
             table.windows[window] = {cell: series[window] for cell, series in per_cell.items()}
-    table.partial = _partial(table.windows, everything, quarters)
+    table.partial = partial_windows(table.windows, everything, quarters)
     return table
 
 
-def _totals(states: Mapping[Cell, Any]) -> dict[Cell, list[Cell]]:
+def totals_of(states: Mapping[Cell, Any]) -> dict[Cell, list[Cell]]:
     """Each total and its cells: every sector's city total (in sector order), then
     the city's over all cells."""
     sectors = sorted({sector for _, sector in states})
@@ -133,32 +161,43 @@ def _totals(states: Mapping[Cell, Any]) -> dict[Cell, list[Cell]]:
 def _total_series(
     parts: list[Cell],
     states: Mapping[Cell, Mapping[str, Any]],
-    per_cell: Mapping[Cell, Mapping[Window, tuple[Figures, float | None]]],
+    per_cell: Mapping[Cell, Mapping[Window, Entry]],
     quarters: int,
-) -> tuple[dict[Window, tuple[Figures, float | None]], dict[Window, frozenset[Cell]]]:
+) -> tuple[dict[Window, Entry], dict[Window, frozenset[Cell]]]:
     """A total's figures and peak in every window, and per window its cells whose
     energy is derived there. Its peak is that of its meters' summed power, not a sum
     of its cells' peaks."""
     peaks = quarter_peaks((states[c]["p"] for c in parts), quarters)
-    series: dict[Window, tuple[Figures, float | None]] = {}
+    series: dict[Window, Entry] = {}
     derived_parts: dict[Window, frozenset[Cell]] = {}
-    for window, peak in _window_peaks(peaks).items():
-        meters = energy = largest = 0
-        derived = []
-        for c in parts:
-            f, cell_peak = per_cell[c][window]
-            meters += f.meters
-            energy += f.energy
-            largest = max(largest, f.largest)
-            if cell_peak is None:
-                derived.append(c)
-        series[window] = (_figures(meters, energy, largest), peak)
+    for window, peak in window_peaks(peaks).items():
+        series[window], derived = total_entry(parts, per_cell, window, peak)
         if derived:
-            derived_parts[window] = frozenset(derived)
+            derived_parts[window] = derived
     return series, derived_parts
 
 
-def _partial(
+def total_entry(
+    parts: list[Cell],
+    per_cell: Mapping[Cell, Mapping[Window, Entry]],
+    window: Window,
+    peak: float,
+) -> tuple[Entry, frozenset[Cell] | None]:
+    """One window of a total: its figures from its cells', the given peak, and its
+    cells whose energy is derived there (None: none is)."""
+    meters = energy = largest = 0
+    derived = []
+    for c in parts:
+        f, cell_peak = per_cell[c][window]
+        meters += f.meters
+        energy += f.energy
+        largest = max(largest, f.largest)
+        if cell_peak is None:
+            derived.append(c)
+    return (figures_of(meters, energy, largest), peak), frozenset(derived) if derived else None
+
+
+def partial_windows(
     windows: Mapping[Window, Any], city: Mapping[Window, tuple[Figures, float]], quarters: int
 ) -> set[Window]:
     """Hours and the day holding a quarter where no meter of the city reported."""

@@ -79,7 +79,6 @@ from prometheus_client import Counter
 from services.energy import secrecy
 from services.energy.aggregate import (
     DayTable,
-    day_table,
     plan_table,
     publish,
     release,
@@ -98,6 +97,7 @@ from services.energy.columns import (
     split_days,
 )
 from services.energy.day_index import Closing, DayIndex, GroupDayKey
+from services.energy.day_tables import DayTables
 from services.energy.readings import known_parts
 from services.energy.secrecy import SecrecyPolicy
 from services.energy.state_records import (
@@ -371,6 +371,7 @@ class EnergyStage(BaseStage):
         self.state = BatchState(self.store)
         self.index = DayIndex(self.store)
         self.cells = PendingCellChanges()
+        self.tables = DayTables()
         self.readings = Tally(_readings_counter(metrics), label=name)
         self.counts = Tally()
         self.stores = (
@@ -378,6 +379,7 @@ class EnergyStage(BaseStage):
             self.state,
             self.index,
             self.cells,
+            self.tables,
             self.readings,
             self.counts,
         )
@@ -673,7 +675,7 @@ class EnergyStage(BaseStage):
         for name in group_day.cells:
             zone, sector = name.split("|")
             states[(zone, sector)] = self.state.get(cell_day_key(city, carrier, day, name))
-        return day_table(day, states)
+        return self.tables.table((city, carrier, day), day, states)
 
     def _drop_closed_days(self) -> None:
         for day_key, closing in sorted(self.index.batch.closing.items(), key=_first):
@@ -686,6 +688,7 @@ class EnergyStage(BaseStage):
             for md_key in closing.meter_keys:
                 self.state.delete(md_key, closing.partition)
             self.index.drop(day_key)
+            self.tables.drop(day_key)
             log.info("energy day closed", extra={"city": city, "carrier": carrier, "day": day})
 
     def _late_letter(self, record: dict[str, Any], meta: InputMeta, late: int, days: int) -> Emit:

@@ -140,10 +140,10 @@ def test_a_batch_of_meter_changes_leaves_the_cell_as_one_change_after_the_other(
     expected = cell
     for old, new, removed, added in changes:
         expected = windows.apply_meter_change(expected, old, new, removed, added)
-    got = columns.apply_meter_changes(
-        cell, [MeterChange(*(columns.to_columns(p) for p in change)) for change in changes]
-    )
-    assert got == expected
+    batch = [MeterChange(*(columns.to_columns(p) for p in change)) for change in changes]
+    assert columns.apply_meter_changes(cell, batch) == expected
+    # old pieces near each change only, however few the old days hold
+    assert columns.apply_meter_changes(cell, batch, near_from=0) == expected
 
 
 def test_a_level_back_to_zero_midway_restarts_from_zero_as_per_reading() -> None:
