@@ -69,8 +69,7 @@ class RegistrySection:
 @dataclass(frozen=True)
 class ProcessingSection:
     """How stages cycle: a batch (one transaction) closes when it holds ``batch_size``
-    messages or ``linger_ms`` after the previous batch closed, and no sooner than its
-    first message (services/runtime/linger.py, spaced);
+    messages or ``linger_ms`` after its first message arrived (services/runtime/linger.py);
     an idle stage waits up to ``batch_timeout_s`` for a first message (a blocking wait)."""
 
     batch_size: int = 500
@@ -212,9 +211,8 @@ class PublishSection:
     """How publish's ClickHouse sink batches its inserts. Every insert makes new parts
     (one per table partition, and as many in each rollup a materialised view feeds),
     which ClickHouse then merges: an insert per short cycle would flood it. The sink
-    inserts when it holds ``flush_rows`` rows or ``flush_ms`` after its previous insert
-    (and no sooner than the batch's first message), whichever comes first: at most one
-    insert per ``flush_ms``, none waiting after a quiet spell (latency vs parts per minute:
+    inserts when it holds ``flush_rows`` rows or ``flush_ms`` after the first message
+    of the batch, whichever comes first (latency at low load vs parts per minute:
     docs/runbook.md, "Commit cycles")."""
 
     flush_rows: int = 100_000
@@ -551,7 +549,7 @@ def _validate_cycles(config: NodeConfig) -> None:
         if not 0 <= value <= MAX_WAIT_MS:
             raise ConfigError(
                 f"must be between 0 and {MAX_WAIT_MS} milliseconds (got {value}): how long a "
-                "batch waits for more after the previous one closed; 0 takes what is queued",
+                "batch waits for more after its first message; 0 takes what is queued",
                 source=config.source,
                 key=key,
             )

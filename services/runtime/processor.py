@@ -144,8 +144,8 @@ class StageRunner:
         self.metrics = metrics or ServiceMetrics(stage.name)
         self.batch_size = node.processing.batch_size
         self.batch_timeout = node.processing.batch_timeout_s
-        # A batch closes when full or linger_ms after the previous one closed (spaced).
-        self.linger = Linger(node.processing.linger_ms / 1000, self.batch_timeout, spaced=True)
+        # A batch closes when full or linger_ms after its first message (short cycles).
+        self.linger = Linger(node.processing.linger_ms / 1000, self.batch_timeout)
         # One id per worker, the same across its restarts: the transactional id fences
         # the worker's own zombie when it restarts, the client id names it in the group.
         worker_id = f"citeplus.{node.node.id}.{stage.name}.{instance}"
