@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from services.normalise import memory, versions
 from services.normalise.fastpath import _remembered
-
-STEP = 600_000_000
+from testkit.normalise_histories import STEP, unusual
+from testkit.normalise_histories import histories as random_histories
 
 
 def general(state: dict[str, Any] | None, t: int, value: float, rules: Any) -> dict[str, Any]:
@@ -33,23 +33,8 @@ gaps = st.sampled_from([STEP, STEP, STEP, 2 * STEP, 7 * STEP, 1, 3 * STEP + 5, 5
 values = st.floats(allow_nan=False, allow_infinity=False) | st.integers(-5, 5) | st.just(0.1)
 
 
-@st.composite
-def histories(draw: st.DrawFn) -> tuple[Any, list[tuple[str, int, Any]]]:
-    rules = SimpleNamespace(
-        window_us=draw(st.sampled_from([0, 3 * STEP, 20 * STEP, memory.WINDOW_US])),
-        max_runs=draw(st.sampled_from([1, 2, 3, memory.MAX_RUNS])),
-        horizon_us=draw(st.sampled_from([0, 2 * STEP, 10 * STEP, 288 * STEP])),
-    )
-    t = 1_736_751_600_000_000
-    steps = []
-    for _ in range(draw(st.integers(1, 40))):
-        kind = draw(st.sampled_from(["next"] * 6 + ["correct", "coarse", "late"]))
-        if kind == "next":
-            t += draw(gaps)
-            steps.append(("next", t, draw(values)))
-        else:
-            steps.append((kind, t - draw(st.sampled_from([0, STEP, 3 * STEP])), draw(values)))
-    return rules, steps
+def histories() -> st.SearchStrategy[tuple[Any, list[tuple[str, int, Any]]]]:
+    return random_histories(values, gaps, longest=40, nexts=6)
 
 
 @settings(max_examples=300, deadline=None)
@@ -67,16 +52,6 @@ def test_the_next_reading_shortcuts_give_the_general_state(case: Any) -> None:
             state = got
         elif state is not None and "hwm" in state:  # states the shortcuts must decline
             state = unusual(state, kind, t, value, rules)
-
-
-def unusual(state: dict[str, Any], kind: str, t: int, value: Any, rules: Any) -> dict[str, Any]:
-    """The state after a correction, a coarsened bucket or late data (general rules)."""
-    if kind == "correct":
-        return versions.remember(state, [t], [value], horizon_us=rules.horizon_us, corrected={t: 1})
-    if kind == "coarse":
-        return memory.remember(state, [state["hwm"]], lineage="batch-2")
-    late = memory.remember(state, [t - 1], window_us=rules.window_us, max_runs=rules.max_runs)
-    return versions.remember(late, [t - 1], [value], horizon_us=rules.horizon_us)
 
 
 def test_the_shortcuts_decline_what_is_not_the_next_reading() -> None:

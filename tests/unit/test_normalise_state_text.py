@@ -14,12 +14,12 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.normalise import memory, state_text, versions
+from services.normalise import memory, state_text
 from services.normalise.fastpath import _remembered
 from services.runtime.state import ChangelogStore
+from testkit.normalise_histories import STEP, T0, unusual
+from testkit.normalise_histories import histories as random_histories
 
-STEP = 600_000_000
-T0 = 1_736_751_600_000_000
 JSON = json.JSONEncoder(separators=(",", ":"))
 
 odd_values = st.sampled_from(
@@ -34,25 +34,8 @@ values = (
 gaps = st.sampled_from([STEP] * 6 + [2 * STEP, 7 * STEP, 1, 3 * STEP + 5, 50 * STEP])
 
 
-@st.composite
-def histories(draw: st.DrawFn) -> tuple[Any, list[tuple[str, int, Any]]]:
-    """Retention rules and steps: the next reading (mostly), a correction, a
-    coarsened bucket, late data filling a gap."""
-    rules = SimpleNamespace(
-        window_us=draw(st.sampled_from([0, 3 * STEP, 20 * STEP, memory.WINDOW_US])),
-        max_runs=draw(st.sampled_from([1, 2, 3, memory.MAX_RUNS])),
-        horizon_us=draw(st.sampled_from([0, 2 * STEP, 10 * STEP, 288 * STEP])),
-    )
-    t = T0
-    steps = []
-    for _ in range(draw(st.integers(1, 60))):
-        kind = draw(st.sampled_from(["next"] * 8 + ["correct", "coarse", "late"]))
-        if kind == "next":
-            t += draw(gaps)
-            steps.append(("next", t, draw(values)))
-        else:
-            steps.append((kind, t - draw(st.sampled_from([0, STEP, 3 * STEP])), draw(values)))
-    return rules, steps
+def histories() -> st.SearchStrategy[tuple[Any, list[tuple[str, int, Any]]]]:
+    return random_histories(values, gaps, longest=60, nexts=8)
 
 
 def following(state: dict[str, Any] | None, kind: str, t: int, value: Any, rules: Any) -> Any:
@@ -64,12 +47,7 @@ def following(state: dict[str, Any] | None, kind: str, t: int, value: Any, rules
         return _remembered(state, t, value, norm, rules.horizon_us)  # type: ignore[arg-type]
     if state is None or "hwm" not in state:
         return None
-    if kind == "correct":
-        return versions.remember(state, [t], [value], horizon_us=rules.horizon_us, corrected={t: 1})
-    if kind == "coarse":
-        return memory.remember(state, [state["hwm"]], lineage="batch-2")
-    late = memory.remember(state, [t - 1], window_us=rules.window_us, max_runs=rules.max_runs)
-    return versions.remember(late, [t - 1], [value], horizon_us=rules.horizon_us)
+    return unusual(state, kind, t, value, rules)
 
 
 @settings(max_examples=300, deadline=None)
