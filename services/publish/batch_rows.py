@@ -32,6 +32,20 @@ def observation_batches_table(
     return pa.concat_tables(tables) if len(tables) != 1 else tables[0]
 
 
+def check_observation_batch(record: dict[str, Any]) -> None:
+    """Refuse (ValueError) a batch whose members cannot become rows: a member's times,
+    quality or versions neither empty nor one per value, or its replaced values not
+    one per version. The sink calls it as it decodes, so such a message is reported
+    as undecodable and never lands, instead of failing the insert at every restart
+    (the v1 rows stretched a one-item array over every value, or failed the insert)."""
+    counts = np.asarray(record["values_counts"], dtype=np.int64)
+    for name in ("times", "quality", "versions"):
+        _given(record, name, counts)
+    versions = np.asarray(record["versions_counts"], dtype=np.int64)
+    if not np.array_equal(np.asarray(record["replaced_counts"], dtype=np.int64), versions):
+        raise ValueError("an observation's 'replaced' values are not one per version")
+
+
 def _one(landed: Landed, timezones: Mapping[str, str]) -> pa.Table:
     record = landed.record
     counts = np.asarray(record["values_counts"], dtype=np.int64)
@@ -77,7 +91,7 @@ def _one(landed: Landed, timezones: Mapping[str, str]) -> pa.Table:
             "quality": pa.array(_per_reading(record, "quality", counts, index, 0, np.uint16)),
             "step_seconds": spread(record["step_seconds"], pa.uint32()),
             "version": pa.array(_per_reading(record, "versions", counts, index, 0, np.uint32)),
-            "replaced": pa.array(
+            "replaced": pa.array(  # where the member has versions (one per version)
                 _per_reading(record, "replaced", counts, index, np.nan, np.float64),
                 from_pandas=True,  # NaN -> null
             ),

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from services.policy.federation import load_federation
 from services.policy.sharing import sharing_policies
 from services.publish import versions
-from services.publish.batch_rows import observation_batches_table
+from services.publish.batch_rows import check_observation_batch, observation_batches_table
 from services.publish.clickhouse_http.door import open_sql_door
 from services.publish.partner_views import refresh_partner_views
 from services.publish.republish import PublicTopics, Republisher, personal_sources
@@ -57,6 +57,7 @@ def default_routes(timezones: Mapping[str, str] | None = None) -> list[SinkRoute
             partial(observation_batches_table, timezones=timezones),
             versions.supersede_in_batches,
             whole_batches=True,
+            check=check_observation_batch,
         ),
         SinkRoute(TopicName.ENERGY_AGGREGATES, "energy_aggregates", aggregates_table),
         SinkRoute(TopicName.ENERGY_RELEASED, "energy_aggregates_released", released_table),

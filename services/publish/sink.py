@@ -50,6 +50,9 @@ class SinkRoute:
     # A v2 batch message lands as one record, the batch itself, for ``rows`` that read
     # its columns (services/publish/batch_rows.py), instead of one record per member.
     whole_batches: bool = False
+    # Refuses (ValueError) a decoded record that cannot become rows: reported as
+    # undecodable as it arrives, rather than failing the insert at every restart.
+    check: Callable[[dict[str, Any]], None] | None = None
 
 
 @dataclass
@@ -248,6 +251,8 @@ class WarehouseSink:
         route = self.routes[message.topic()]
         try:
             records = members(codec, codec.decode(message.value()), whole=route.whole_batches)
+            for record in records if route.check is not None else ():
+                route.check(record)
         except (CiteplusError, ValueError) as exc:
             self.summary.undecodable += 1
             self.metrics.dead_letters.labels("publish", "undecodable").inc()
@@ -312,8 +317,8 @@ class WarehouseSink:
                     self._decoded(message, pending)
                 landed += [Landed(r, topic, partition, key[2]) for r in pending.records[key]]
         route = self.routes[topic]
-        if landed:
-            table = route.rows(landed)
+        table = route.rows(landed) if landed else None
+        if table is not None and table.num_rows:  # (a batch message may hold no member)
             # The same batch retried as is (an insert whose answer was lost) counts once.
             token = f"{topic}:{','.join(ranges)}"
             self.warehouse.insert_arrow(route.table, table, dedup_token=token)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 from services.runtime.errors import InfrastructureError
+from services.warehouse.port import DEDUPLICATE_VIEWS
 
 
 class ClickHouseServerWarehouse:
@@ -34,7 +35,11 @@ class ClickHouseServerWarehouse:
         return self._client.query_arrow(sql)
 
     def insert_arrow(self, table: str, data: pa.Table, *, dedup_token: str | None = None) -> None:
-        settings = {"insert_deduplication_token": dedup_token} if dedup_token else None
+        settings = (
+            {"insert_deduplication_token": dedup_token, DEDUPLICATE_VIEWS: 1}
+            if dedup_token
+            else None
+        )
         self._client.insert_arrow(table, data, settings=settings)
 
     def close(self) -> None:

@@ -15,6 +15,12 @@ import pyarrow as pa
 
 from services.runtime.config import NodeConfig, load_node_config
 
+# An insert with a deduplication token also asks the materialised views' tables to
+# drop a retried insert's blocks (with their own window, deploy/clickhouse/
+# 019_view_deduplication.sql): else the rollups count an insert retried as is twice.
+# On by default in recent ClickHouse; both adapters send it for servers where it is off.
+DEDUPLICATE_VIEWS = "deduplicate_blocks_in_dependent_materialized_views"
+
 
 class Warehouse(Protocol):
     """Narrow on purpose: DDL, queries to Arrow, Arrow inserts with a dedup token."""

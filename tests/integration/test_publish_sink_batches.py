@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from services.publish.batch_rows import observation_batches_table
+from services.publish.batch_rows import check_observation_batch, observation_batches_table
 from services.publish.rows import observations_table
 from services.publish.sink import SinkRoute, WarehouseSink
 from services.runtime.batches import batching, entity_partition
@@ -111,3 +111,47 @@ def test_batch_members_land_like_v1_records_and_a_crash_duplicates_none(
         warehouse.close()
     assert len(v1) == sum(len(r["values"]) for r in readings)
     assert v2 == v1
+
+
+def test_a_batch_that_cannot_become_rows_is_undecodable_and_costs_no_neighbour(
+    node, isolated_topics, tmp_path: Path
+) -> None:
+    """The route publish runs: a batch message whose member carries one quality code
+    for several values is reported (undecodable, its dead letter) as it is decoded; the
+    batches around it land, and the sink never fails its insert on it."""
+    specs, contracts = isolated_topics("observations.v2", partitions=1)
+    topic = specs["observations.v2"].name
+    codec = contracts.codec(topic)
+    good = [observation(points=4, entity=f"g{i}") for i in range(3)]
+    bad = {**observation(points=4, entity="bad"), "quality": [5]}
+    producer = make_producer(node)
+    for members in ([good[0]], [good[1], bad], [good[2]]):
+        produce_bytes(producer, topic, None, codec.encode(OBSERVATIONS.batch_of(members)))
+    assert producer.flush(30) == 0
+    letters: list[str] = []
+    warehouse = ChdbWarehouse(tmp_path / "warehouse")
+    try:
+        migrate(warehouse)
+        route = SinkRoute(
+            topic,
+            "observations",
+            observation_batches_table,
+            whole_batches=True,
+            check=check_observation_batch,
+        )
+        sink = WarehouseSink(
+            node,
+            contracts,
+            warehouse,
+            [route],
+            group_id=f"sink-{uuid.uuid4().hex[:6]}",
+            on_undecodable=lambda message, error: letters.append(str(error)),
+        )
+        sink.run(idle_exit_s=3)
+        landed = warehouse.query_arrow(
+            "SELECT entity, count() AS n FROM observations GROUP BY entity ORDER BY entity"
+        ).to_pylist()
+    finally:
+        warehouse.close()
+    assert landed == [{"entity": "g0", "n": 4}, {"entity": "g2", "n": 4}]
+    assert sink.summary.undecodable == 1 and len(letters) == 1 and "'quality'" in letters[0]

@@ -5,10 +5,11 @@ positions, missing words), for any split of the same members into messages."""
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.publish.batch_rows import observation_batches_table
+from services.publish.batch_rows import check_observation_batch, observation_batches_table
 from services.publish.rows import Landed, observations_table
 from services.runtime.batches import batching
 
@@ -79,6 +80,8 @@ def test_a_batch_lands_as_the_rows_of_its_members(city: str, data, cuts: list[in
         for landed in batches
         for m in OBSERVATION.explode(landed.record)
     ]
+    for landed in batches:
+        check_observation_batch(landed.record)  # a well-formed batch passes
     ours = observation_batches_table(batches, ZONES)
     theirs = observations_table(exploded, ZONES)
     assert ours.schema == theirs.schema
@@ -121,3 +124,27 @@ def test_a_correction_in_a_batch_supersedes_the_first_value_in_the_warehouse(tmp
         {"entity": "b", "value": 2.0, "version": 0},
         {"entity": "c", "value": 3.0, "version": 0},
     ]
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        ({"quality": [5]}, "'quality'"),  # one code for three values
+        ({"times": [T0, T0 + 1]}, "'times'"),
+        ({"versions": [1, 1, 1], "replaced": []}, "'replaced'"),
+        ({"versions": [], "replaced": [0.5, 0.5, 0.5]}, "'replaced'"),  # no version
+    ],
+)
+def test_a_batch_that_cannot_become_rows_is_refused_as_it_is_decoded(change, says) -> None:
+    """The sink calls the check as it decodes (an undecodable message, its dead letter):
+    such a batch must never reach the insert, which would fail at every restart."""
+    good = {
+        "city": "lyon", "domain": "air", "metric": "no2", "unit": "ug/m3",
+        "entity_pseudonym": "e", "entity_type": None, "zone": None, "position": None,
+        "start": T0, "step_seconds": 600, "times": [], "values": [1.0, 2.0, 3.0],
+        "quality": [], "source": "s", "dataset": "d", "lineage_id": "L", "key_epoch": None,
+        "sector": None, "carrier": None, "versions": [], "replaced": [],
+    }  # fmt: skip
+    check_observation_batch(OBSERVATION.batch_of([good]))
+    with pytest.raises(ValueError, match=says):
+        check_observation_batch(OBSERVATION.batch_of([good, {**good, **change}]))
