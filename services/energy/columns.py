@@ -448,13 +448,12 @@ def _near(
     changes: Sequence[MeterChange], new: Pieces, new_rows: np.ndarray
 ) -> tuple[Pieces, np.ndarray, np.ndarray] | None:
     """Per change, its old pieces that overlap the whole hours its merge changed,
-    and those hours' [start, end) in µs; None when a new day is not in time order
-    without overlaps (then its old day may not be either)."""
-    if len(new) > 1:
-        ends = new.offsets[:-1] + np.maximum(new.lengths[:-1], 1)
-        apart = (new_rows[1:] != new_rows[:-1]) | (new.offsets[1:] >= ends)
-        if not apart.all():
-            return None
+    and those hours' [start, end) in µs; None when an old or a new day is not in
+    time order without overlaps: the bisection below needs the old day in order (a
+    merge sorts its result, so a new day in order says nothing of the old one)."""
+    old, old_rows = _stack([c.old for c in changes])
+    if not _rows_sorted_apart(old, old_rows) or not _rows_sorted_apart(new, new_rows):
+        return None
     parts: list[Columns] = []
     bounds = np.zeros((len(changes), 2), np.int64)
     for row, (old, _, removed, added) in enumerate(changes):
@@ -475,6 +474,14 @@ def _near(
         parts.append((offsets[i:j], lengths[i:j], values[i:j]))
     pieces, owners = _stack(parts)
     return pieces, owners, bounds
+
+
+def _rows_sorted_apart(pieces: Pieces, rows: np.ndarray) -> bool:
+    """Whether each row's pieces are in time order, none overlapping the next."""
+    if len(pieces) < 2:
+        return True
+    ends = pieces.offsets[:-1] + np.maximum(pieces.lengths[:-1], 1)
+    return bool(((rows[1:] != rows[:-1]) | (pieces.offsets[1:] >= ends)).all())
 
 
 def _inside(bounds: np.ndarray, window_us: int, count: int) -> np.ndarray:

@@ -164,3 +164,32 @@ def test_a_level_back_to_zero_midway_restarts_from_zero_as_per_reading() -> None
     residue = kw[0] + kw[1] - kw[0] - kw[1]
     assert residue != 0.0 and residue + kw[2] != kw[2]  # the case this test is about
     assert got["p"]["0"] == kw[2]
+
+
+def test_an_old_day_out_of_order_is_added_up_whole_not_by_bisection() -> None:
+    """The shortcut finds a change's old readings by bisection, which needs the old
+    day in time order: a merge sorts its result, so a stored day out of order (the
+    legacy format, a broken invariant) can give a new day in order. Then the old day
+    is added up whole, as one change after the other gives it (before: the replaced
+    reading was never subtracted, the cell counted a meter too many)."""
+    from services.energy.columns import MeterChange, Pieces, merge_day, to_columns
+
+    minute, quarter = 60 * 10**6, 15 * 60 * 10**6
+    day = 1_763_766_000_000_000
+    quarters = windows.day_quarters(day, "Europe/Paris")
+    old = [(k * minute, minute, 0.5) for k in range(50)]
+    old += [(q * quarter, quarter, v) for q, v in ((26, 3.0), (50, 4.0), (27, 5.0), (44, 6.0))]
+    merged, removed, added = merge_day(to_columns(old), [(26 * quarter, quarter, 100.0)])
+    assert columns._sorted_apart(Pieces.columns(*merged))  # the new day is in order
+    cell = windows.apply_meter_change(
+        windows.empty_cell_day(quarters), [], sorted(old), [], sorted(old)
+    )
+    expected = windows.apply_meter_change(
+        cell,
+        old,
+        list(zip(*merged, strict=True)),
+        list(zip(*removed, strict=True)),
+        list(zip(*added, strict=True)),
+    )
+    change = MeterChange(to_columns(old), merged, removed, added)
+    assert columns.apply_meter_changes(cell, [change], near_from=0) == expected

@@ -147,6 +147,24 @@ def test_a_bad_csv_line_never_costs_its_neighbours(bad: str, at: int) -> None:
     carried(result, src)
 
 
+@pytest.mark.parametrize(
+    "last",
+    [
+        ',"12 rue de la Paix\nm9,Paris",7',  # no entity
+        'm2,"12 rue de la Paix\nm9,Paris",NaN',  # a value refused
+        'm2,"{""type"": ""Point"",\nm3,""coordinates"": [2.35, 48.85]}",oops',
+    ],
+)
+def test_a_quoted_cell_over_two_lines_at_the_end_never_becomes_rows(last: str) -> None:
+    """A record whose quotes close, refused, happens to be the payload's last: its
+    continuation line is part of a cell, never a row of its own (read again, `m9,Paris"`
+    would pass for meter m9 with the wrong data)."""
+    src = parser_source("csv", "id", numeric=("v",), csv=CsvOptions(separator=","))
+    result = parse_payload(f"id,addr,v\nm1,a,1\n{last}\n".encode(), src)
+    assert sorted(e.entity_id for e in result.entities) == ["m1"]
+    assert len(result.rejected) == 1
+
+
 def tic_group(label: str, data: str) -> bytes:
     covered = f"{label}\t{data}\t"
     return f"\n{covered}{chr((sum(covered.encode('latin-1')) & 0x3F) + 0x20)}\r".encode("latin-1")

@@ -118,17 +118,40 @@ def _parse_by_line(
         original = _text(lines, start, start + 1, encoding, header.lines)
         batch = _Batch(header, options, source, out, rows)
         refused = _read_record(record, f"line {start + 1}", original, batch)
-        # A refused record that ran to the end of the payload had a quote that never
-        # closed, whatever it was refused for (e.g. `,"`: two cells, the entity empty):
-        # the lines it swallowed are records of their own.
-        swallowed = refused is not None and end >= len(lines)
-        if (refused in _SHAPE_REASONS or swallowed) and end - start > 1:
+        # A refused record whose quote never closed swallowed the rest of the payload,
+        # whatever it was refused for (e.g. `,"`: two cells, the entity empty): those
+        # lines are records of their own. One whose quotes closed (a quoted address
+        # over two lines, at the end by chance) keeps its lines: read again, its
+        # continuation lines could pass for rows with the wrong data.
+        multi_line = end - start > 1
+        if multi_line and (
+            refused in _SHAPE_REASONS
+            or (
+                refused is not None
+                and end >= len(lines)
+                and _never_closed(lines, start, end, options)
+            )
+        ):
             records.restart_after(start)
     for entity, entity_rows in rows.items():
         transposed = zip(*entity_rows, strict=True)
         columns = dict(zip(header.names, map(list, transposed), strict=True)) if header else {}
         out.add_columns(entity, None, columns, len(entity_rows))
     return out.result()
+
+
+def _never_closed(lines: list[str], start: int, end: int, options: CsvOptions) -> bool:
+    """Whether the record of ``lines[start:end]`` (which reaches the end of the
+    payload) is a quote that never closed: read again with one more line after it,
+    it swallows that line too; a record whose quotes closed leaves it alone."""
+    probe = csv.reader(
+        iter([*lines[start:end], "\n", "end\n"]), delimiter=options.separator, quotechar='"'
+    )
+    try:
+        next(probe)
+    except (csv.Error, StopIteration):
+        return False
+    return probe.line_num > end - start + 1
 
 
 def _read_header(
