@@ -21,16 +21,13 @@ on this machine (Kafka's create time and ClickHouse's `now64` read the same cloc
 from __future__ import annotations
 
 import statistics
-import time
 from dataclasses import dataclass
 from itertools import pairwise
-
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from bench import bare
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
-from services.runtime.kafka import consumer_settings
+from testkit.kafka import read_to_end
 
 TOPICS = ("raw.v2", "anonymised.v2", "observations.v2")
 HOPS = ("ingest", "anonymise", "normalise", "publish")
@@ -59,34 +56,14 @@ def created_times(
     """{lineage id: create time (epoch s) of the last committed message on ``topic``
     that carries it (a request is through a hop when all its parts are)}, reading the
     whole topic once, from its beginning."""
-    consumer = Consumer(consumer_settings(node, group_id=f"bench.hops.{time.time_ns()}"))
-    try:
-        metadata = consumer.list_topics(topic, timeout=10).topics[topic]
-        partitions = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
-        ends = {p.partition: consumer.get_watermark_offsets(p, timeout=10)[1] for p in partitions}
-        consumer.assign(partitions)
-        decode = bare.decoder(contracts.codec(topic))
-        found: dict[str, float] = {}
-        done = {p for p, end in ends.items() if end == 0}
-        deadline = time.time() + 120
-        while len(done) < len(ends) and time.time() < deadline:
-            for message in consumer.consume(500, 0.5):
-                if message.error():
-                    continue
-                if message.offset() + 1 >= ends[message.partition()]:
-                    done.add(message.partition())
-                lineage = decode(message.value())["lineage_id"]
-                if lineage in lineages:  # a request split over partitions: its last part
-                    at = message.timestamp()[1] / 1000
-                    found[lineage] = max(at, found.get(lineage, at))
-            # read_committed stops before commit markers: a partition whose position
-            # reached its end is done even when its last offset is a marker.
-            for position in consumer.position(partitions):
-                if position.offset >= ends[position.partition]:
-                    done.add(position.partition)
-        return found
-    finally:
-        consumer.close()
+    decode = bare.decoder(contracts.codec(topic))
+    found: dict[str, float] = {}
+    for message in read_to_end(node, topic, timeout_s=120):
+        lineage = decode(message.value())["lineage_id"]
+        if lineage in lineages:  # a request split over partitions: its last part
+            at = message.timestamp()[1] / 1000
+            found[lineage] = max(at, found.get(lineage, at))
+    return found
 
 
 def hops(

@@ -251,8 +251,9 @@ class WarehouseSink:
         route = self.routes[message.topic()]
         try:
             records = members(codec, codec.decode(message.value()), whole=route.whole_batches)
-            for record in records if route.check is not None else ():
-                route.check(record)
+            if route.check is not None:
+                for record in records:
+                    route.check(record)
         except (CiteplusError, ValueError) as exc:
             self.summary.undecodable += 1
             self.metrics.dead_letters.labels("publish", "undecodable").inc()
