@@ -119,7 +119,11 @@ class WarehouseSink:
         flush = node.publish.flush_ms / 1000 if flush_s is None else flush_s
         # Gathering looks at the rows every slice: a batch can pass flush_rows early.
         self.linger = Linger(
-            flush, node.processing.batch_timeout_s, slice_s=min(0.05, flush or 1), chunk=FETCH_CHUNK
+            flush,
+            node.processing.batch_timeout_s,
+            slice_s=min(0.05, flush or 1),
+            chunk=FETCH_CHUNK,
+            spaced=True,  # at most one insert per flush_ms; none waits after a quiet spell
         )
         self.metrics = metrics or ServiceMetrics("publish")
         self.consumer: Consumer = make_consumer(node, group_id=group_id)
@@ -201,8 +205,8 @@ class WarehouseSink:
     def run_once(self) -> int:
         """One batch: gather up to the size/time bounds, land it, then commit.
 
-        The batch closes at ``flush_rows`` rows, ``max_messages`` messages or
-        ``flush_s`` after its first message (services/runtime/linger.py): one insert per
+        The batch closes at ``flush_rows`` rows, ``max_messages`` messages or ``flush_s``
+        after the previous insert (services/runtime/linger.py, spaced): one insert per
         table per batch, whatever the number of partitions and short stage cycles
         behind it, so the parts ClickHouse must merge grow with time, not with cycles."""
         pending = _Pending()

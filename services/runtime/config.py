@@ -211,8 +211,9 @@ class PublishSection:
     """How publish's ClickHouse sink batches its inserts. Every insert makes new parts
     (one per table partition, and as many in each rollup a materialised view feeds),
     which ClickHouse then merges: an insert per short cycle would flood it. The sink
-    inserts when it holds ``flush_rows`` rows or ``flush_ms`` after the first message
-    of the batch, whichever comes first (latency at low load vs parts per minute:
+    inserts when it holds ``flush_rows`` rows or ``flush_ms`` after its previous insert
+    (and no sooner than the batch's first message), whichever comes first: at most one
+    insert per ``flush_ms``, none waiting after a quiet spell (latency vs parts per minute:
     docs/runbook.md, "Commit cycles")."""
 
     flush_rows: int = 100_000

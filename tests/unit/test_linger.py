@@ -4,6 +4,8 @@ messages asked for, else when its timeout has passed, and waiting moves the cloc
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -132,4 +134,80 @@ def test_batches_close_on_size_or_linger_and_keep_every_message_in_order(
         # ...and closed early only when full.
         if queue.now < picked_up + linger_ms / 1000 - 1e-9:
             assert batch.closed_by == FULL and len(batch.messages) == limit
+    assert seen == times
+
+
+def spaced(queue: FakeQueue, linger_s: float = 0.02, **kwargs) -> Linger:
+    return Linger(linger_s, 0.5, clock=queue.clock, spaced=True, **kwargs)
+
+
+def test_spaced_a_message_after_a_quiet_spell_goes_at_once() -> None:
+    queue = FakeQueue([0.0, 0.1, 0.11, 1.0])
+    cycles = spaced(queue)
+    # The first batch after the start gathers a whole linger (a backlog's partitions).
+    assert cycles.collect(queue.consume, 500).messages == [0.0]
+    assert round(queue.now, 6) == 0.02
+    first = cycles.collect(queue.consume, 500)
+    assert first.messages == [0.1] and round(queue.now, 6) == 0.1  # not 0.12
+    # The next one arrived 10 ms after that close: it waits what is left of the linger.
+    assert cycles.collect(queue.consume, 500).messages == [0.11]
+    assert round(queue.now, 6) == 0.12
+    assert cycles.collect(queue.consume, 500).messages == []  # an idle wait, 0.5 s
+    assert cycles.collect(queue.consume, 500).messages == [1.0]
+    assert round(queue.now, 6) == 1.0
+
+
+def test_spaced_a_trickle_makes_at_most_one_batch_per_linger() -> None:
+    """One message every 5 ms for a second: at most one batch per 20 ms linger (the
+    bound on transactions or ClickHouse parts holds), none held past it."""
+    times = [i * 0.005 for i in range(200)]
+    queue = FakeQueue(times)
+    cycles = spaced(queue)
+    closes: list[float] = []
+    seen: list[float] = []
+    while len(seen) < len(times):
+        batch = cycles.collect(queue.consume, 500)
+        seen += batch.messages
+        closes.append(queue.now)
+    assert seen == times
+    gaps = [b - a for a, b in pairwise(closes)]
+    assert min(gaps) >= 0.02 - 1e-9
+    assert len(closes) <= 1.0 / 0.02 + 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    arrivals=st.lists(st.integers(0, 2000), max_size=60),
+    limit=st.integers(1, 20),
+    linger_ms=st.integers(0, 100),
+    work_ms=st.integers(0, 60),
+)
+def test_spaced_batches_close_on_size_or_linger_since_the_last_close(
+    arrivals: list[int], limit: int, linger_ms: int, work_ms: int
+) -> None:
+    """Between batches the caller works ``work_ms`` (a stage's transaction); a batch
+    closes no later than the linger after the previous close (or its first message
+    when that came later), and before it only when full; every message once, in order."""
+    times = sorted(a / 1000 for a in arrivals)
+    queue = FakeQueue(times)
+    cycles = spaced(queue, linger_s=linger_ms / 1000)
+    seen: list[float] = []
+    last_close = float("-inf")
+    for _ in range(len(times) + 10):
+        began = queue.now
+        batch = cycles.collect(queue.consume, limit)
+        if not batch.messages:
+            continue
+        seen += batch.messages
+        assert len(batch.messages) <= limit
+        picked_up = max(began, batch.messages[0])
+        if last_close == float("-inf"):  # the first batch after the start: a whole linger
+            due = picked_up + linger_ms / 1000
+        else:
+            due = max(picked_up, last_close + linger_ms / 1000)
+        assert queue.now <= due + 1e-9
+        if queue.now < due - 1e-9:
+            assert batch.closed_by == FULL and len(batch.messages) == limit
+        last_close = queue.now
+        queue.now += work_ms / 1000
     assert seen == times
