@@ -4,13 +4,18 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
+from services.energy.regrouped import observation_batches
 from services.energy.stage import EnergyStage, EnergyTopics
 from services.runtime.batches import batching
 from services.runtime.config import NodeConfig
 from services.runtime.errors import RejectedInput
+from services.runtime.outbox import member_key
 from services.runtime.processor import InputMeta
+from services.runtime.stage import Emit
 
 TOPICS = EnergyTopics()
 HOUR_US = 3600 * 1_000_000
@@ -57,6 +62,22 @@ def iso(t_us: int) -> str:
 # --- the stage, fed record by record, without a broker ----------------------------------
 
 
+def regrouped_members(emit: Emit, meta: InputMeta) -> Iterator[tuple[dict[str, Any], InputMeta]]:
+    """What the runner hands the stage for one regrouped message (``meta``: where it
+    is read, keyed by the message): each member of the ObservationBatch, with its own
+    key and the message's (``batch_key``), as services/runtime/batch_messages.py does."""
+    members = observation_batches().explode(emit.value) if emit.batched else [emit.value]
+    for member in members:
+        own = member_key("Observation", member).encode() if emit.batched else meta.key
+        yield member, replace(meta, key=own, batch_key=meta.key if emit.batched else None)
+
+
+def deliver(stage: EnergyStage, emit: Emit, meta: InputMeta) -> list[Emit]:
+    """Every member of a regrouped message through ``stage.process`` (see
+    :func:`regrouped_members`), their outputs in order."""
+    return [out for m, where in regrouped_members(emit, meta) for out in stage.process(m, where)]
+
+
 class FakeCodec:
     def encode(self, record: dict[str, Any]) -> bytes:
         return b"\x00\x00\x00\x00\x01"
@@ -99,12 +120,13 @@ class EnergyHarness:
                 regrouped += self._record(message, self._meta(self.topics.observations))
         emitted = []
         for emit in regrouped:
-            try:
-                meta = self._meta(self.topics.regrouped, emit.key.encode())
-                emitted += list(self.stage.process(emit.value, meta))
-            except RejectedInput as exc:
-                self.stage.on_record_failed()
-                self.dead.append(exc.reason)
+            message = self._meta(self.topics.regrouped, emit.key.encode())
+            for member, meta in regrouped_members(emit, message):
+                try:
+                    emitted += list(self.stage.process(member, meta))
+                except RejectedInput as exc:
+                    self.stage.on_record_failed()
+                    self.dead.append(exc.reason)
         emitted += list(self.stage.end_batch())
         self.stage.on_commit()
         return self._collect(emitted)

@@ -18,6 +18,7 @@ ENERGY_TOPICS = (
     "observations.v1",
     "observations.v2",
     "energy.regrouped.v1",
+    "energy.regrouped.v2",
     "energy.aggregates.v1",
     "energy.aggregates.released.v2",
     "energy.state.v1",

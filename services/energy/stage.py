@@ -99,6 +99,7 @@ from services.energy.columns import (
 from services.energy.day_index import Closing, DayIndex, GroupDayKey
 from services.energy.day_tables import DayTables
 from services.energy.readings import known_parts
+from services.energy.regrouped import RegroupedPart, observation_batches, regrouped_messages
 from services.energy.secrecy import SecrecyPolicy
 from services.energy.state_records import (
     GroupDay,
@@ -124,7 +125,6 @@ from services.energy.windows import (
     reading_span,
 )
 from services.runtime import dlq, localday
-from services.runtime.batches import batching
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
 from services.runtime.errors import ConfigError, RejectedInput
@@ -177,42 +177,54 @@ class EnergyTopics:
     partitions: int = field(default_factory=_declared_partitions)
     # observations.v2 (ObservationBatch), read beside ``observations`` when wired
     observation_batches: str | None = None
+    # energy.regrouped.v1 (one meter per message, no longer written): read so that
+    # what an upgrade left in flight there is aggregated
+    regrouped_v1: str = TopicName.ENERGY_REGROUPED_V1
 
     @classmethod
     def resolve(cls, topics: TopicRegistry) -> EnergyTopics:
         """The stage's topics under the registry's prefix (observations.v1 and v2 in);
         refuses a topics file whose regrouped, state and observations topics differ in
         partition count."""
-        names = (OBSERVATIONS, BATCHES, REGROUPED, STATE) = (
+        names = (
             TopicName.OBSERVATIONS,
             TopicName.OBSERVATIONS_V2,
+            TopicName.ENERGY_REGROUPED_V1,
             TopicName.ENERGY_REGROUPED,
             TopicName.ENERGY_STATE,
         )
         if len({topics[n].partitions for n in names}) != 1:
             raise ConfigError(
-                f"{OBSERVATIONS}, {BATCHES}, {REGROUPED} and {STATE} must have the same "
-                "number of partitions (state follows the regrouped partition)",
+                f"{', '.join(names[:-1])} and {names[-1]} must have the same number of "
+                "partitions (state follows the regrouped partition)",
                 source=str(TOPICS_FILE),
             )
         return cls(
-            *(topics.name(n) for n in ENERGY_TOPIC_NAMES),
-            partitions=topics[REGROUPED].partitions,
-            observation_batches=topics.name(BATCHES),
+            *(topics.name(n) for n in ENERGY_TOPIC_NAMES[:6]),
+            partitions=topics[TopicName.ENERGY_REGROUPED].partitions,
+            observation_batches=topics.name(TopicName.OBSERVATIONS_V2),
+            regrouped_v1=topics.name(TopicName.ENERGY_REGROUPED_V1),
         )
 
     @property
     def inputs(self) -> list[str]:
-        """What the stage reads: observations (v1, and v2 when wired), regrouped."""
+        """What the stage reads: observations (v1, and v2 when wired), regrouped (v1
+        for what an upgrade left in flight, v2)."""
         batches = [self.observation_batches] if self.observation_batches else []
-        return [self.observations, *batches, self.regrouped]
+        return [self.observations, *batches, self.regrouped_v1, self.regrouped]
+
+    @property
+    def regrouped_topics(self) -> tuple[str, str]:
+        """Where readings come back regrouped (v2, and v1 from before the upgrade)."""
+        return (self.regrouped, self.regrouped_v1)
 
     def prefixed(self, prefix: str) -> EnergyTopics:
         """The declared topics under ``prefix`` (tests, side-by-side runs)."""
         return EnergyTopics.resolve(resolve_topics(prefix))
 
 
-# What EnergyTopics' fields name, in their order (provisioned by the service).
+# What EnergyTopics' first fields name, in their order, then the legacy regrouped
+# topic it still reads (all provisioned by the service).
 ENERGY_TOPIC_NAMES = (
     TopicName.OBSERVATIONS,
     TopicName.ENERGY_REGROUPED,
@@ -220,6 +232,7 @@ ENERGY_TOPIC_NAMES = (
     TopicName.ENERGY_RELEASED,
     TopicName.ENERGY_STATE,
     TopicName.DEAD_LETTERS,
+    TopicName.ENERGY_REGROUPED_V1,
 )
 
 
@@ -410,7 +423,7 @@ class EnergyStage(BaseStage):
         return None
 
     def transform(self, record: dict[str, Any], meta: InputMeta) -> Iterator[Emit]:
-        if meta.topic == self.topics.regrouped:
+        if meta.topic in self.topics.regrouped_topics:
             return self._aggregate(record, meta)
         return self._regroup(record, meta)
 
@@ -424,13 +437,14 @@ class EnergyStage(BaseStage):
             return
         if not _series_to_aggregate(record):
             return
-        yield from self._regrouped(record, meta)
+        yield from regrouped_messages(self._regrouped(record, meta), self.topics.regrouped)
 
     def process_batch(self, batch: dict[str, Any], meta: InputMeta) -> list[Emit] | None:
         """An ObservationBatch (observations.v2): its energy members regrouped exactly
         as the per-record path would, chosen and checked on the batch's columns
-        (:mod:`services.energy.batch_screen`); None when one of them would be
-        rejected (the per-record path then decides, member by member)."""
+        (:mod:`services.energy.batch_screen`), many meters to a regrouped message;
+        None when one of them would be rejected (the per-record path then decides,
+        member by member)."""
         if meta.topic != self.topics.observation_batches:
             return None
         chosen = energy_members(
@@ -443,24 +457,20 @@ class EnergyStage(BaseStage):
         )
         if not chosen:
             return chosen  # None: a member to reject; []: no energy in this batch
-        members = batching("ObservationBatch").explode(batch)
-        emits: list[Emit] = []
-        for index in chosen:
-            emits.extend(self._regrouped(members[index], meta))
-        return emits
+        members = observation_batches().explode(batch)
+        parts = (part for index in chosen for part in self._regrouped(members[index], meta))
+        return regrouped_messages(parts, self.topics.regrouped)
 
-    def _regrouped(self, record: dict[str, Any], meta: InputMeta) -> Iterator[Emit]:
-        """The regrouped records of a checked energy series (its known parts)."""
+    def _regrouped(self, record: dict[str, Any], meta: InputMeta) -> Iterator[RegroupedPart]:
+        """The regrouped parts of a checked energy series (its known parts)."""
         carrier, zone, sector = _cell_of(record)
         parts, unknown = known_parts(record)  # an unknown interval is not a measured 0
         self.counts.add(UNKNOWN_INTERVALS, unknown)
         for part in parts:
-            yield Emit(
-                self.topics.regrouped,
+            yield RegroupedPart(
                 f"{record['city']}|{carrier}|{meta.partition}",
+                group_partition(record["city"], carrier, self.partitions),
                 {**part, "carrier": carrier, "zone": zone, "sector": sector},
-                readings=len(part["values"]),
-                partition=group_partition(record["city"], carrier, self.partitions),
             )
 
     def _aggregate(self, record: dict[str, Any], meta: InputMeta) -> Iterator[Emit]:
@@ -480,7 +490,9 @@ class EnergyStage(BaseStage):
                 "readings start more than a day after the record was written: "
                 "a wrong clock would close every open window",
             )
-        source = (meta.key or b"").decode().rsplit("|", 1)[-1]
+        # The regrouped message's key (a v2 member's own key names its meter).
+        key = meta.batch_key if meta.batch_key is not None else meta.key
+        source = (key or b"").decode().rsplit("|", 1)[-1]
         wm_key = watermarks_key(meter.city, meter.carrier)
         marks = Watermarks.read(self.state.get(wm_key), first)
         sources, earliest = dict(marks.partitions), min(marks.earliest, first)

@@ -96,7 +96,7 @@ class BatchMessages:
         originals = Originals(self.contracts, meta.topic, origin.value, found)
         for index, member in enumerate(members):
             key = member_key(found.spec.member, member).encode()
-            member_meta = replace(meta, key=key)
+            member_meta = replace(meta, key=key, batch_key=meta.key)
             where = MemberPlace(meta, key, index, len(members), sibling)
             self.steps.process_record(tally, member, member_meta, member_origin(originals, where))
 

@@ -44,6 +44,9 @@ class InputMeta:
     offset: int
     key: bytes | None
     timestamp_ms: int
+    # A member of a batch message: the key of that message (``key`` is the member's
+    # own, its entity's); None for a record that came alone.
+    batch_key: bytes | None = None
 
 
 class StageStore:

@@ -89,7 +89,8 @@ class TopicName:
     OBSERVATIONS_V2 = "observations.v2"
     ENERGY_AGGREGATES = "energy.aggregates.v1"
     ENERGY_RELEASED = "energy.aggregates.released.v2"
-    ENERGY_REGROUPED = "energy.regrouped.v1"
+    ENERGY_REGROUPED_V1 = "energy.regrouped.v1"  # one meter per message: read, not written
+    ENERGY_REGROUPED = "energy.regrouped.v2"  # ObservationBatch: many meters per message
     ENERGY_STATE = "energy.state.v1"
     PUBLIC_OBSERVATIONS = "public.observations.v1"
     SHARED_OBSERVATIONS = "public.shared.{partner}.observations.v1"

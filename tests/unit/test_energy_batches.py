@@ -19,12 +19,14 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from services.energy.regrouped import READINGS_PER_MESSAGE
 from services.energy.stage import EnergyStage, EnergyTopics
+from services.energy.state_records import Watermarks, watermarks_key
 from services.runtime.batches import batching
 from services.runtime.config import NodeConfig
 from services.runtime.errors import RejectedInput
 from services.runtime.processor import InputMeta
-from testkit.energy import EnergyHarness, FakeContracts, energy_observation
+from testkit.energy import EnergyHarness, FakeContracts, deliver, energy_observation
 
 US = 1_000_000
 DAY = 86_400 * US
@@ -90,7 +92,13 @@ def _stage() -> EnergyStage:
 
 
 def _outputs(emits: list[Any]) -> list[tuple]:
-    return [(e.topic, e.key, e.value, e.readings, e.partition) for e in emits]
+    """What the aggregating step receives: every regrouped member, in order, with its
+    message's topic, key and partition (how members share messages may differ)."""
+    return [
+        (e.topic, e.key, member, e.partition)
+        for e in emits
+        for member in (batching("Observation").explode(e.value) if e.batched else [e.value])
+    ]
 
 
 @settings(max_examples=60, deadline=None)
@@ -212,8 +220,8 @@ def test_a_record_sent_to_the_dead_letters_takes_its_cell_changes_back() -> None
     with_rollback = EnergyHarness(now_us=now, topics=TOPICS)
     stage = with_rollback.stage
     regrouped = [e for r in (kept, dropped) for e in stage.process(r, _meta("observations.v1"))]
-    list(stage.process(regrouped[0].value, _meta("energy.regrouped.v1", regrouped[0].key)))
-    list(stage.process(regrouped[1].value, _meta("energy.regrouped.v1", regrouped[1].key)))
+    deliver(stage, regrouped[0], _meta(TOPICS.regrouped, regrouped[0].key))
+    deliver(stage, regrouped[1], _meta(TOPICS.regrouped, regrouped[1].key))
     stage.on_record_failed()  # the second regrouped record's outputs failed
     list(stage.end_batch())
     stage.on_commit()
@@ -224,3 +232,68 @@ def test_a_record_sent_to_the_dead_letters_takes_its_cell_changes_back() -> None
 
 def _meta(topic: str, key: str | None = None) -> InputMeta:
     return InputMeta(topic, 0, 1, key.encode() if key else b"lyon|m", 0)
+
+
+def _single_readings(meters: int, start: int = STARTS[0]) -> dict[str, Any]:
+    """One ObservationBatch of ``meters`` single readings (one per meter)."""
+    records = [energy_observation(f"m{i}", f"Z{i % 3}", start, [0.25]) for i in range(meters)]
+    (batch,) = batching("Observation").implode(records)
+    return batch
+
+
+def test_a_batch_of_single_readings_is_regrouped_into_one_message_per_group() -> None:
+    """energy.regrouped.v2: the meters of one observations batch bound for one city,
+    carrier and source partition share one message, keyed by them, in their order
+    (v1 wrote one message per meter)."""
+    emits = _stage().process_batch(
+        _single_readings(300), InputMeta("observations.v2", 4, 7, None, 0)
+    )
+    assert emits is not None
+    [message] = emits
+    assert message.topic == TOPICS.regrouped and message.batched
+    assert message.key == "lyon|electricity|4" and message.readings == 300
+    members = batching("Observation").explode(message.value)
+    assert [m["entity_pseudonym"] for m in members] == [f"m{i}" for i in range(300)]
+
+
+def test_a_regrouped_message_is_cut_below_its_readings_bound_in_order() -> None:
+    """A message holds at most READINGS_PER_MESSAGE readings: a batch of long load
+    curves becomes several messages of one key, every meter once, in order."""
+    curves = [
+        energy_observation(f"m{i}", "Z0", STARTS[0], [0.1] * 144) for i in range(3 * 16_000 // 144)
+    ]
+    (batch,) = batching("Observation").implode(curves)
+    emits = _stage().process_batch(batch, InputMeta("observations.v2", 0, 1, None, 0))
+    assert emits is not None and len(emits) == 3
+    assert all(e.readings <= READINGS_PER_MESSAGE and e.key == "lyon|electricity|0" for e in emits)
+    members = [m for e in emits for m in batching("Observation").explode(e.value)]
+    assert [m["entity_pseudonym"] for m in members] == [c["entity_pseudonym"] for c in curves]
+
+
+def test_the_aggregate_reads_the_source_partition_from_the_message_key() -> None:
+    """A regrouped member arrives with its own key (its meter); the watermark must
+    follow the observations partition named by its message's key, not the meter."""
+    stage = _stage()
+    [message] = stage.process_batch(
+        _single_readings(5), InputMeta("observations.v2", 2, 7, None, 0)
+    )
+    deliver(stage, message, InputMeta(TOPICS.regrouped, 0, 1, message.key.encode(), 0))
+    list(stage.end_batch())
+    stage.on_commit()
+    stored = stage.store.get(watermarks_key("lyon", "electricity"))
+    assert set(Watermarks.read(stored, 0).partitions) == {"2"}
+
+
+def test_a_regrouped_v1_record_left_by_an_upgrade_is_still_aggregated() -> None:
+    """energy.regrouped.v1 (one meter per message, keyed city|carrier|partition) is
+    read beside v2: what an older release left in flight there counts."""
+    stage = _stage()
+    record = energy_observation("m1", "Z0", STARTS[0], [0.5, 0.25])
+    meta = InputMeta(TOPICS.regrouped_v1, 0, 1, b"lyon|electricity|5", 0)
+    list(stage.process({**record, "carrier": "electricity"}, meta))
+    list(stage.end_batch())
+    stage.on_commit()
+    assert stage.readings_aggregated == 2
+    stored = stage.store.get(watermarks_key("lyon", "electricity"))
+    assert set(Watermarks.read(stored, 0).partitions) == {"5"}
+    assert TOPICS.regrouped_v1 in TOPICS.inputs and TOPICS.regrouped in TOPICS.inputs

@@ -25,7 +25,7 @@ from services.energy.windows import (
 from services.runtime.config import NodeConfig
 from services.runtime.paths import REPO_ROOT
 from services.runtime.processor import InputMeta
-from testkit.energy import energy_observation
+from testkit.energy import deliver, energy_observation
 
 T0 = 1_763_766_000_000_000  # 2025-11-22T00:00 Europe/Paris (23:00Z the day before): a local day
 TOPICS = EnergyTopics()
@@ -48,7 +48,7 @@ class Stage:
             regrouped += list(self.stage.process(record, self._meta(TOPICS.observations)))
         emitted = []
         for emit in regrouped:
-            emitted += list(self.stage.process(emit.value, self._meta(TOPICS.regrouped)))
+            emitted += deliver(self.stage, emit, self._meta(TOPICS.regrouped))
         emitted += list(self.stage.end_batch())
         self.stage.on_commit()
         for emit in emitted:

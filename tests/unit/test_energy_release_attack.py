@@ -50,7 +50,7 @@ from services.publish.republish import PublicTopics, Republisher
 from services.runtime.config import NodeConfig
 from services.runtime.errors import RejectedInput
 from services.runtime.processor import Emit, InputMeta
-from testkit.energy import energy_observation
+from testkit.energy import deliver, energy_observation
 
 T0 = 1_763_766_000_000_000  # the day under attack: 2025-11-22 in Paris, from 2025-11-21T23:00Z
 TOPICS = EnergyTopics()
@@ -195,7 +195,7 @@ class World:
                 offset += 1
                 meta = InputMeta(TOPICS.regrouped, 0, offset, emit.key.encode(), 0)
                 try:
-                    emits += list(stage.process(emit.value, meta))
+                    emits += deliver(stage, emit, meta)
                 except RejectedInput as exc:  # nothing here is older than the lateness
                     raise AssertionError(f"rejected: {exc}") from exc
                 for reading in sent.day1:

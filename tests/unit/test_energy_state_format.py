@@ -16,7 +16,7 @@ from services.energy.stage import EnergyStage, EnergyTopics
 from services.energy.state_records import FORMAT, GroupDay, MeterDay, Watermarks
 from services.runtime.config import NodeConfig
 from services.runtime.processor import Emit, InputMeta
-from testkit.energy import FakeContracts, energy_observation
+from testkit.energy import FakeContracts, deliver, energy_observation
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "energy" / "state_format1.json"
 T0 = 1_763_766_000_000_000  # 2025-11-22T00:00 Europe/Paris, as in the fixture
@@ -45,7 +45,7 @@ def _batch(stage: EnergyStage, records: list[dict[str, Any]], now_us: int) -> li
     out: list[Emit] = []
     for emit in regrouped:
         m = InputMeta(TOPICS.regrouped, 0, next(meta), emit.key.encode(), now_us // 1000)
-        out += list(stage.process(emit.value, m))
+        out += deliver(stage, emit, m)
     out += list(stage.end_batch())
     stage.on_commit()
     return out

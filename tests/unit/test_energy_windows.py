@@ -27,7 +27,7 @@ from services.energy.windows import (
     quarter_peaks,
 )
 from services.runtime.processor import InputMeta
-from testkit.energy import EnergyHarness
+from testkit.energy import EnergyHarness, deliver
 from testkit.energy import iso as _iso
 
 T0 = 1_763_766_000_000_000  # 2025-11-22T00:00 in Paris (2025-11-21T23:00:00Z): a local day
@@ -230,10 +230,10 @@ def test_the_watermark_waits_for_the_slowest_observations_partition() -> None:
     fast = [day_of("a", 0.1, start=T0 + d * DAY_US) for d in range(5)]
     for record in fast:  # as if read from observations partition 0
         [emit] = stage.process(record, InputMeta(TOPICS.observations, 0, 1, b"k", 0))
-        list(stage.process(emit.value, h._meta(TOPICS.regrouped, emit.key.encode())))
+        deliver(stage, emit, h._meta(TOPICS.regrouped, emit.key.encode()))
     [emit] = stage.process(day_of("b", 0.1), InputMeta(TOPICS.observations, 1, 1, b"k", 0))
     assert emit.key == "lyon|electricity|1" and emit.partition in (0, 1)
-    list(stage.process(emit.value, h._meta(TOPICS.regrouped, emit.key.encode())))
+    deliver(stage, emit, h._meta(TOPICS.regrouped, emit.key.encode()))
     list(stage.end_batch())
     stage.on_commit()
     assert h.dead == []

@@ -19,7 +19,7 @@ from services.normalise.main import check
 from services.runtime.config import NodeConfig
 from services.runtime.errors import RejectedInput
 from services.runtime.processor import InputMeta
-from testkit.energy import energy_observation
+from testkit.energy import deliver, energy_observation
 from testkit.normalise import Run, city_file, from_raw, normaliser, record
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "samples" / "linky-tic"
@@ -232,6 +232,6 @@ def test_energy_dead_letters_a_time_outside_the_calendar_and_aggregates_the_rest
     assert caught.value.reason == "time-implausible"
     stage.on_record_failed()
     [regrouped] = stage.process(good, InputMeta(topics.observations, 0, 2, b"k", 0))
-    list(stage.process(regrouped.value, InputMeta(topics.regrouped, 0, 3, b"k|0", 0)))
+    deliver(stage, regrouped, InputMeta(topics.regrouped, 0, 3, b"k|0", 0))
     emitted = list(stage.end_batch())  # the batch goes on with its good record
     assert any(e.topic == topics.aggregates for e in emitted)

@@ -26,6 +26,7 @@ from services.runtime.config import NodeConfig
 from services.runtime.processor import InputMeta
 from services.warehouse.chdb_embedded import ChdbWarehouse
 from services.warehouse.migrations import migrate
+from testkit.energy import deliver
 from testkit.normalise import Run, city_file, normaliser, record
 
 START = datetime(2025, 11, 22, 8, 0)  # local (Paris): 07:00 UTC
@@ -111,7 +112,7 @@ class Energy:
         for emit in regrouped:
             self.offset += 1
             meta = InputMeta(TOPICS.regrouped, 0, self.offset, emit.key.encode(), 0)
-            list(self.stage.process(emit.value, meta))
+            deliver(self.stage, emit, meta)
         for emit in self.stage.end_batch():
             newest = self.latest.get(emit.key, {}).get("version", -1)
             if emit.topic == TOPICS.aggregates and emit.value["version"] >= newest:

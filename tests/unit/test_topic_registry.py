@@ -52,10 +52,10 @@ def test_every_declared_topic_has_a_name_in_the_registry_and_back() -> None:
 def test_a_prefix_is_applied_once_to_every_topic_and_partition_counts_come_along() -> None:
     registry = resolve_topics("test.p.")
     topic = registry[TopicName.ENERGY_REGROUPED]
-    assert topic.name == "test.p.energy.regrouped.v1"
+    assert topic.name == "test.p.energy.regrouped.v2"
     assert topic.declared == TopicName.ENERGY_REGROUPED
     assert topic.partitions == load_topics()[TopicName.ENERGY_REGROUPED].partitions
-    assert topic.subject == "test.p.energy.regrouped.v1-value"
+    assert topic.subject == "test.p.energy.regrouped.v2-value"
     shared = registry[TopicName.SHARED_OBSERVATIONS].for_partner("lyon")
     assert shared.name == "test.p.public.shared.lyon.observations.v1"
     energy = EnergyTopics.resolve(registry)
