@@ -95,6 +95,11 @@ class PhysicalRecords:
     def read(self, start: int) -> Record:
         """The record that starts at line ``start`` (not inside a quoted field)."""
         line = self.lines[start]
+        if '"' not in line and len(line) <= self.limit:
+            # No quote: the csv module would split on the separator (most lines).
+            self._feed.chars += len(line)
+            body = line.rstrip("\r\n")
+            return Record(start, start + 1, body.split(self._separator) if body else [], False)
         fields, open_ = self._alone(line, quoted=False)
         if isinstance(fields, csv.Error) or not open_ or start + 1 == len(self.lines):
             return Record(start, start + 1, fields, False)
