@@ -6,21 +6,22 @@ the source's ``numeric`` fields; an empty cell is ``None`` (no value). A line
 that cannot be read is rejected alone, so one broken line never costs a batch.
 
 Nothing is dropped silently: every physical data line ends in an accepted row or
-in the original of a dead letter. A refused record over several lines is either
-of two things, told apart by its quoting (the csv module reads leniently: a quote
-that closes a field and is followed by anything but a separator or a line break is
-taken as text, and a quote may run to the end of the payload):
+in the original of a dead letter. A refused record over several lines is one of:
 
-- broken quoting (strict CSV refuses it: a stray quote, closed "wrongly" or never,
-  or unreadable CSV): its line breaks are not a cell's, so it gives back the lines
-  it swallowed, read again as records of their own; its dead letter holds its
-  first line. ``,"`` then ``m1,1`` ... ``m3,"3"`` costs the first line alone.
-- clean quoting (a quoted cell over several lines, ``m9,"12 rue\nParis",x``): the
-  later lines are the cell's continuation, which read alone could pass for rows
-  with the wrong data (meter ``Paris"``), so the record is rejected whole: its dead
-  letter holds the header and every line it spans, ready to replay. A stray quote
-  that happens to close cleanly further down (``,"`` ... ``m2,"``) looks the same
-  and is kept whole too: nothing is lost, and the dead letter shows why.
+- a record whose shape is wrong (unreadable CSV, or not the header's number of
+  fields) or whose quote never closed (it ran to the payload's end): a stray quote
+  swallowed the lines after it, so it costs its first line alone (its dead letter)
+  and the lines it swallowed are read again as records of their own;
+- any other (a quoted cell over several lines, ``m9,"12 rue\nParis",x``, refused
+  for a value or its entity): its later lines may be a cell's continuation, which
+  read alone could pass for rows with the wrong data (meter ``Paris"``), so it is
+  rejected whole: its dead letter holds the header and every line it spans, ready
+  to replay. A stray quote that happens to be closed by a later one, with the
+  header's number of fields in between, looks the same and is kept whole too.
+
+Which record starts on a line is found in time linear in the payload whatever its
+quotes (services/ingest/formats/csv_records.py): reading the payload again from each
+line given back cost the square of its size (8,000 lines of ``x","``: 3 s).
 """
 
 from __future__ import annotations
@@ -81,10 +82,9 @@ def _parse_by_line(
 
     A rejected line's original is the header line(s) then the line: a payload the
     parser reads alone, so a raw dead letter can be replayed once the source is fixed.
-    A refused record over several lines is one of two things (see the module's
-    docstring): broken quoting (a stray quote, unreadable CSV) gives its lines back,
-    to be read again as records of their own, and costs only its first line; clean
-    quoting (a quoted cell over several lines) keeps its lines, all in its dead letter.
+    A refused record over several lines either gives back the lines a stray quote
+    swallowed (wrong shape, or a quote never closed), costing its first line alone,
+    or keeps them all in its dead letter (see the module's docstring).
     """
     out = BatchBuilder()
     lines = io.StringIO(text, newline="").readlines()
@@ -93,7 +93,7 @@ def _parse_by_line(
     rows: dict[str, list[list[Cell]]] = {}
     at = 0
     while at < len(lines):
-        start, end, record, broken = records.read(at)
+        start, end, record, unclosed = records.read(at)
         at = end
         if not isinstance(record, csv.Error) and not record:
             continue  # blank line
@@ -104,8 +104,12 @@ def _parse_by_line(
             header = found
             if options.header:
                 continue
-        given_back = isinstance(record, csv.Error) or broken
-        whole = end - start > 1 and not given_back
+        multi_line = end - start > 1
+        # Wrong shape or never closed: a stray quote, whose lines are records of their own.
+        given_back = multi_line and (
+            isinstance(record, csv.Error) or len(record) != len(header.names) or unclosed
+        )
+        whole = multi_line and not given_back
         original = _text(lines, start, end if whole else start + 1, encoding, header.lines)
         batch = _Batch(header, options, source, out, rows)
         refused = _read_record(record, f"line {start + 1}", original, batch)

@@ -6,8 +6,8 @@ stray quotes (``x","`` on every line: each record runs to the end) costs the
 square of its size. Here each line is read alone, once from the start of a record
 and once inside a quoted field (the only state a record carries from one line to
 the next), and what a record starting anywhere would be (where it ends, how many
-fields, whether a field outgrows the csv module's limit, whether its quotes are
-broken) comes from sums over the lines after it. A long record's cells are read
+fields, whether a field outgrows the csv module's limit, whether its quote is still
+open at the payload's end) comes from sums over the lines after it. A long record's cells are read
 only when asked for, and each field a line starts is read once, so any payload
 costs a few readings of each line whatever the input.
 """
@@ -29,15 +29,14 @@ _CLOSE = '"\n'
 class Record(NamedTuple):
     """A record starting at line ``start`` (0-based) and ending before ``end``.
 
-    ``broken``: the record would not read as strict CSV (a quote that closed a
-    field followed by something else than a separator or a line break, or one that
-    never closed), so its lines may be anything but one record.
+    ``unclosed``: it runs to the payload's end inside a quoted field that never
+    closed (a stray quote swallowed every line after it).
     """
 
     start: int
     end: int
     fields: Sequence[str] | csv.Error
-    broken: bool
+    unclosed: bool
 
 
 class _Feed:
@@ -68,7 +67,6 @@ class _Segment:
     suffix_fields: list[int]  # fields added from this line to the end, one slot more
     carried: list[int]  # length a field continued into this line gains up to its end
     error_after: list[csv.Error | None]
-    broken_after: list[bool]
     globals_: dict[int, str] = field(default_factory=dict)
     rests: dict[int, str] = field(default_factory=dict)
     negated: list[int] = field(default_factory=list)
@@ -83,7 +81,6 @@ class PhysicalRecords:
         self.limit = csv.field_size_limit()
         self._feed = _Feed()
         self._loose = csv.reader(self._feed, delimiter=separator, quotechar='"')
-        self._strict = csv.reader(self._feed, delimiter=separator, quotechar='"', strict=True)
         self._separator = separator
         self._segment: _Segment | None = None
 
@@ -108,11 +105,11 @@ class PhysicalRecords:
         error = seg.error_after[at]
         if error is None and len(fields[-1]) + seg.carried[at] > self.limit:
             error = _too_large(self.limit)
+        unclosed = not seg.closes[-1]  # (a segment stops at a close or at the end)
         if error is not None:
-            return Record(start, seg.last + 1, error, True)
-        broken = seg.broken_after[at] or self._broken(line, quoted=False)
+            return Record(start, seg.last + 1, error, unclosed)
         lazy = _LongRecord(self, seg, start, fields, len(fields) + seg.suffix_fields[at])
-        return Record(start, seg.last + 1, lazy, broken)
+        return Record(start, seg.last + 1, lazy, unclosed)
 
     # --- reading one line ------------------------------------------------------------
 
@@ -133,24 +130,6 @@ class PhysicalRecords:
         queue.clear()
         return fields, open_
 
-    def _broken(self, line: str, quoted: bool) -> bool:
-        """Whether ``line`` has a quote strict CSV refuses (read alone as above)."""
-        if '"' not in line:
-            return False
-        queue = self._feed.queue
-        if quoted:
-            queue.append('"')
-        queue.append(line)
-        queue.append(_CLOSE)
-        self._feed.chars += len(line)
-        try:
-            next(self._strict)
-        except csv.Error:
-            return True
-        finally:
-            queue.clear()
-        return False
-
     # --- the lines after a record's first one ---------------------------------------
 
     def _segment_from(self, first: int) -> _Segment:
@@ -167,7 +146,6 @@ class PhysicalRecords:
         leads: list[int] = []
         trails: list[int] = []
         errors: list[csv.Error | None] = []
-        broken: list[bool] = []
         j = first
         while True:
             line = lines[j]
@@ -178,13 +156,12 @@ class PhysicalRecords:
                 fields, open_ = self._alone(line, quoted=True)
             if isinstance(fields, csv.Error):
                 counts.append(1), leads.append(0), trails.append(0)
-                errors.append(fields), broken.append(False), closes.append(True)
+                errors.append(fields), closes.append(True)
                 break
             counts.append(len(fields))
             leads.append(len(fields[0]))
             trails.append(len(fields[-1]))
             errors.append(None)
-            broken.append(self._broken(line, quoted=True))
             closes.append(not open_)
             if not open_ or j + 1 == len(lines):
                 break
@@ -193,8 +170,6 @@ class PhysicalRecords:
         suffix = [0] * (size + 1)
         carried = [0] * (size + 1)
         error_after: list[csv.Error | None] = [None] * (size + 1)
-        broken_after = [False] * (size + 1)
-        broken_after[size] = not closes[-1]  # a quote still open at the payload's end
         for i in range(size - 1, -1, -1):
             suffix[i] = counts[i] - 1 + suffix[i + 1]
             ends_field = counts[i] > 1 or closes[i]
@@ -203,8 +178,7 @@ class PhysicalRecords:
             if counts[i] > 1 and not closes[i] and trails[i] + carried[i + 1] > limit:
                 error = _too_large(limit)
             error_after[i] = error
-            broken_after[i] = broken[i] or broken_after[i + 1]
-        return _Segment(first, j, counts, closes, suffix, carried, error_after, broken_after)
+        return _Segment(first, j, counts, closes, suffix, carried, error_after)
 
     # --- cells of a long record, read when asked for ---------------------------------
 
