@@ -4,6 +4,24 @@ French exports mostly use ``;`` and a decimal comma, often start with a BOM and
 quote fields holding separators, line breaks or GeoJSON. Cells stay text except
 the source's ``numeric`` fields; an empty cell is ``None`` (no value). A line
 that cannot be read is rejected alone, so one broken line never costs a batch.
+
+Nothing is dropped silently: every physical data line ends in an accepted row or
+in the original of a dead letter. A refused record over several lines is one of:
+
+- a record whose shape is wrong (unreadable CSV, or not the header's number of
+  fields) or whose quote never closed (it ran to the payload's end): a stray quote
+  swallowed the lines after it, so it costs its first line alone (its dead letter)
+  and the lines it swallowed are read again as records of their own;
+- any other (a quoted cell over several lines, ``m9,"12 rue\nParis",x``, refused
+  for a value or its entity): its later lines may be a cell's continuation, which
+  read alone could pass for rows with the wrong data (meter ``Paris"``), so it is
+  rejected whole: its dead letter holds the header and every line it spans, ready
+  to replay. A stray quote that happens to be closed by a later one, with the
+  header's number of fields in between, looks the same and is kept whole too.
+
+Which record starts on a line is found in time linear in the payload whatever its
+quotes (services/ingest/formats/csv_records.py): reading the payload again from each
+line given back cost the square of its size (8,000 lines of ``x","``: 3 s).
 """
 
 from __future__ import annotations
@@ -12,19 +30,18 @@ import codecs
 import csv
 import io
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from services.ingest.batch import BatchBuilder, Cell, ParseResult
+from services.ingest.formats.csv_records import PhysicalRecords
 from services.ingest.values import parse_number
 from services.runtime.cities import CsvOptions, SourceConfig
 
 # Wider headers are refused whole: no city export needs more, and every row of a
 # wider file costs as much to read as the header says.
 MAX_COLUMNS = 2_000
-# A record spanning several lines refused for its shape had a stray quote: the
-# lines it swallowed are read again (one refused for its values is not re-read).
-_SHAPE_REASONS = ("bad-csv", "wrong-column-count")
 
 
 def parse(data: bytes, source: SourceConfig) -> ParseResult:
@@ -50,37 +67,6 @@ def parse(data: bytes, source: SourceConfig) -> ParseResult:
     return clean if clean is not None else _parse_by_line(data, text, encoding, options, source)
 
 
-class _PhysicalLines:
-    """CSV records with the physical lines each one spans, able to start again
-    after a given line: a stray quote opens a field that may run to the end of
-    the payload, and the lines it swallowed must be read again, alone."""
-
-    def __init__(self, lines: list[str], options: CsvOptions):
-        self.lines = lines
-        self.options = options
-        self._open(0)
-
-    def _open(self, at: int) -> None:
-        self.offset = at
-        rest = (self.lines[i] for i in range(at, len(self.lines)))  # no copy per restart
-        self.reader = csv.reader(rest, delimiter=self.options.separator, quotechar='"')
-
-    def restart_after(self, line: int) -> None:
-        self._open(line + 1)
-
-    def __iter__(self) -> _PhysicalLines:
-        return self
-
-    def __next__(self) -> tuple[int, int, list[str] | csv.Error]:
-        """(first line, end line, the record or its error); StopIteration at the end."""
-        start = self.offset + self.reader.line_num
-        try:
-            record: list[str] | csv.Error = next(self.reader)
-        except csv.Error as exc:
-            record = exc
-        return start, self.offset + self.reader.line_num, record
-
-
 @dataclass
 class _Header:
     names: tuple[str, ...]
@@ -96,15 +82,19 @@ def _parse_by_line(
 
     A rejected line's original is the header line(s) then the line: a payload the
     parser reads alone, so a raw dead letter can be replayed once the source is fixed.
-    A bad record that spans several physical lines (a stray quote) costs only its
-    first line: reading starts again on the next one.
+    A refused record over several lines either gives back the lines a stray quote
+    swallowed (wrong shape, or a quote never closed), costing its first line alone,
+    or keeps them all in its dead letter (see the module's docstring).
     """
     out = BatchBuilder()
     lines = io.StringIO(text, newline="").readlines()
-    records = _PhysicalLines(lines, options)
+    records = PhysicalRecords(lines, options.separator)
     header: _Header | None = None
     rows: dict[str, list[list[Cell]]] = {}
-    for start, end, record in records:
+    at = 0
+    while at < len(lines):
+        start, end, record, unclosed = records.read(at)
+        at = end
         if not isinstance(record, csv.Error) and not record:
             continue  # blank line
         if header is None:
@@ -114,25 +104,17 @@ def _parse_by_line(
             header = found
             if options.header:
                 continue
-        # A multi-line record is either kept whole or costs its first line alone.
-        original = _text(lines, start, start + 1, encoding, header.lines)
+        multi_line = end - start > 1
+        # Wrong shape or never closed: a stray quote, whose lines are records of their own.
+        given_back = multi_line and (
+            isinstance(record, csv.Error) or len(record) != len(header.names) or unclosed
+        )
+        whole = multi_line and not given_back
+        original = _text(lines, start, end if whole else start + 1, encoding, header.lines)
         batch = _Batch(header, options, source, out, rows)
         refused = _read_record(record, f"line {start + 1}", original, batch)
-        # A refused record whose quote never closed swallowed the rest of the payload,
-        # whatever it was refused for (e.g. `,"`: two cells, the entity empty): those
-        # lines are records of their own. One whose quotes closed (a quoted address
-        # over two lines, at the end by chance) keeps its lines: read again, its
-        # continuation lines could pass for rows with the wrong data.
-        multi_line = end - start > 1
-        if multi_line and (
-            refused in _SHAPE_REASONS
-            or (
-                refused is not None
-                and end >= len(lines)
-                and _never_closed(lines, start, end, options)
-            )
-        ):
-            records.restart_after(start)
+        if refused is not None and given_back:
+            at = start + 1
     for entity, entity_rows in rows.items():
         transposed = zip(*entity_rows, strict=True)
         columns = dict(zip(header.names, map(list, transposed), strict=True)) if header else {}
@@ -140,22 +122,8 @@ def _parse_by_line(
     return out.result()
 
 
-def _never_closed(lines: list[str], start: int, end: int, options: CsvOptions) -> bool:
-    """Whether the record of ``lines[start:end]`` (which reaches the end of the
-    payload) is a quote that never closed: read again with one more line after it,
-    it swallows that line too; a record whose quotes closed leaves it alone."""
-    probe = csv.reader(
-        iter([*lines[start:end], "\n", "end\n"]), delimiter=options.separator, quotechar='"'
-    )
-    try:
-        next(probe)
-    except (csv.Error, StopIteration):
-        return False
-    return probe.line_num > end - start + 1
-
-
 def _read_header(
-    record: list[str] | csv.Error,
+    record: Sequence[str] | csv.Error,
     start: int,
     end: int,
     options: CsvOptions,
@@ -198,7 +166,7 @@ class _Batch:
 
 
 def _read_record(
-    record: list[str] | csv.Error, position: str, original: bytes, batch: _Batch
+    record: Sequence[str] | csv.Error, position: str, original: bytes, batch: _Batch
 ) -> str | None:
     """Add one data record to the batch's rows (None), or reject it (its reason)."""
     header, options, source, out = batch.header, batch.options, batch.source, batch.out
@@ -230,11 +198,11 @@ def _read_record(
             fields=(source.entity,),
         )
         return "missing-entity"
-    row: list[Cell] = [cell if cell != "" else None for cell in record]
+    numbers: dict[int, Cell] = {}
     for index in header.numeric:
         cell = record[index]
         try:
-            row[index] = parse_number(cell, options.decimal) if cell.strip() else None
+            numbers[index] = parse_number(cell, options.decimal) if cell.strip() else None
         except ValueError as exc:
             out.reject(
                 position,
@@ -246,6 +214,10 @@ def _read_record(
                 entity=entity,
             )
             return "bad-number"
+    # Built once the record is accepted: a long refused one is never read whole.
+    row: list[Cell] = [cell if cell != "" else None for cell in record]
+    for index, number in numbers.items():
+        row[index] = number
     batch.rows.setdefault(entity, []).append(row)
     return None
 
@@ -343,7 +315,7 @@ def _entity_columns(
     return columns
 
 
-def _header_problem(record: list[str]) -> tuple[str, str, str] | None:
+def _header_problem(record: Sequence[str]) -> tuple[str, str, str] | None:
     """(reason, message without the header's text, detail with it), or None.
 
     A header may be a data line (a file sent without one): its cells are never
