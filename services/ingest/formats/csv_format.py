@@ -104,12 +104,8 @@ def _parse_by_line(
             header = found
             if options.header:
                 continue
-        multi_line = end - start > 1
-        # Wrong shape or never closed: a stray quote, whose lines are records of their own.
-        given_back = multi_line and (
-            isinstance(record, csv.Error) or len(record) != len(header.names) or unclosed
-        )
-        whole = multi_line and not given_back
+        given_back = _stray_quote(record, end - start, header, unclosed)
+        whole = end - start > 1 and not given_back
         original = _text(lines, start, end if whole else start + 1, encoding, header.lines)
         batch = _Batch(header, options, source, out, rows)
         refused = _read_record(record, f"line {start + 1}", original, batch)
@@ -120,6 +116,17 @@ def _parse_by_line(
         columns = dict(zip(header.names, map(list, transposed), strict=True)) if header else {}
         out.add_columns(entity, None, columns, len(entity_rows))
     return out.result()
+
+
+def _stray_quote(
+    record: Sequence[str] | csv.Error, spans: int, header: _Header, unclosed: bool
+) -> bool:
+    """Whether a record over several lines (``spans``) is a stray quote's, whose lines
+    are records of their own: its shape is wrong (unreadable, or not the header's
+    number of fields), or its quote never closed."""
+    if spans <= 1:
+        return False
+    return isinstance(record, csv.Error) or len(record) != len(header.names) or unclosed
 
 
 def _read_header(
