@@ -21,6 +21,7 @@ from typing import Any
 from services.runtime import dlq
 from services.runtime.cities import CityConfig, load_cities
 from services.runtime.codec import Contracts
+from services.runtime.collector import tune_garbage_collector
 from services.runtime.commands import Option, cities_option, option
 from services.runtime.config import NodeConfig, load_node_config
 from services.runtime.logs import configure_logging
@@ -125,6 +126,7 @@ def run_service(start: ServiceStart, build: Callable[[StartUp], Running]) -> int
     contracts = start.contracts(node, cities)
     metrics = ServiceMetrics(start.name)
     running = build(StartUp(node, cities, contracts, metrics))
+    tune_garbage_collector()
     try:
         server = _metrics_server(start, node, metrics, running)
         stop = threading.Event()
