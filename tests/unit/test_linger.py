@@ -4,6 +4,7 @@ messages asked for, else when its timeout has passed, and waiting moves the cloc
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import pairwise
 
 from hypothesis import given, settings
@@ -120,21 +121,41 @@ def test_batches_close_on_size_or_linger_and_keep_every_message_in_order(
     times = sorted(a / 1000 for a in arrivals)
     queue = FakeQueue(times)
     cycles = linger(queue, linger_s=linger_ms / 1000, idle_s=0.5)
+    # Never held longer than the linger after its first message was picked up.
+    seen = collect_checking_deadlines(
+        queue, cycles, limit, len(times), lambda picked_up, _: picked_up + linger_ms / 1000
+    )
+    assert seen == times
+
+
+def collect_checking_deadlines(
+    queue: FakeQueue,
+    cycles: Linger,
+    limit: int,
+    count: int,
+    due: Callable[[float, float], float],
+    work_s: float = 0.0,
+) -> list[float]:
+    """Batches until ``count`` messages came (a few idle rounds more), each at most
+    ``limit`` long and closed no later than ``due(picked up, previous close)``, and
+    before it only when full; the caller works ``work_s`` between batches (a stage's
+    transaction). The messages seen, in order."""
     seen: list[float] = []
-    for _ in range(len(times) + 10):
+    last_close = float("-inf")
+    for _ in range(count + 10):
         began = queue.now
         batch = cycles.collect(queue.consume, limit)
         if not batch.messages:
             continue
         seen += batch.messages
         assert len(batch.messages) <= limit
-        # Never held longer than the linger after its first message was picked up...
-        picked_up = max(began, batch.messages[0])
-        assert queue.now <= picked_up + linger_ms / 1000 + 1e-9
-        # ...and closed early only when full.
-        if queue.now < picked_up + linger_ms / 1000 - 1e-9:
+        deadline = due(max(began, batch.messages[0]), last_close)
+        assert queue.now <= deadline + 1e-9
+        if queue.now < deadline - 1e-9:
             assert batch.closed_by == FULL and len(batch.messages) == limit
-    assert seen == times
+        last_close = queue.now
+        queue.now += work_s
+    return seen
 
 
 def spaced(queue: FakeQueue, linger_s: float = 0.02, **kwargs) -> Linger:
@@ -191,23 +212,11 @@ def test_spaced_batches_close_on_size_or_linger_since_the_last_close(
     times = sorted(a / 1000 for a in arrivals)
     queue = FakeQueue(times)
     cycles = spaced(queue, linger_s=linger_ms / 1000)
-    seen: list[float] = []
-    last_close = float("-inf")
-    for _ in range(len(times) + 10):
-        began = queue.now
-        batch = cycles.collect(queue.consume, limit)
-        if not batch.messages:
-            continue
-        seen += batch.messages
-        assert len(batch.messages) <= limit
-        picked_up = max(began, batch.messages[0])
+
+    def due(picked_up: float, last_close: float) -> float:
         if last_close == float("-inf"):  # the first batch after the start: a whole linger
-            due = picked_up + linger_ms / 1000
-        else:
-            due = max(picked_up, last_close + linger_ms / 1000)
-        assert queue.now <= due + 1e-9
-        if queue.now < due - 1e-9:
-            assert batch.closed_by == FULL and len(batch.messages) == limit
-        last_close = queue.now
-        queue.now += work_ms / 1000
+            return picked_up + linger_ms / 1000
+        return max(picked_up, last_close + linger_ms / 1000)
+
+    seen = collect_checking_deadlines(queue, cycles, limit, len(times), due, work_ms / 1000)
     assert seen == times
