@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from services.runtime.batches import Batching
@@ -96,7 +96,7 @@ class BatchMessages:
         originals = Originals(self.contracts, meta.topic, origin.value, found)
         for index, member in enumerate(members):
             key = member_key(found.spec.member, member).encode()
-            member_meta = replace(meta, key=key, batch_key=meta.key)
+            member_meta = member_input(meta, key)
             where = MemberPlace(meta, key, index, len(members), sibling)
             self.steps.process_record(tally, member, member_meta, member_origin(originals, where))
 
@@ -122,6 +122,13 @@ class BatchMessages:
                 },
             )
             return None
+
+
+def member_input(meta: InputMeta, key: bytes) -> InputMeta:
+    """Where a member came from: its message's place, its own key and the message's.
+    Built field by field: ``dataclasses.replace`` was 5% of energy-analytics' time on
+    single readings (a member per reading)."""
+    return InputMeta(meta.topic, meta.partition, meta.offset, key, meta.timestamp_ms, meta.key)
 
 
 class Originals:

@@ -4,9 +4,10 @@ the decoded member, which the stage may have changed before it refused it."""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
-from services.runtime.batch_messages import MemberPlace, Originals, member_origin
+from services.runtime.batch_messages import MemberPlace, Originals, member_input, member_origin
 from services.runtime.batches import batching
 from services.runtime.codec import TopicCodec
 from services.runtime.schemas import load_schemas
@@ -69,3 +70,13 @@ def test_members_are_encoded_only_for_a_letter_and_the_message_decoded_once() ->
     letters = [contracts.codecs["observations.v1"].decode(o.value) for o in origins[2:]]  # type: ignore[arg-type]
     assert [v["entity_pseudonym"] for v in letters] == ["m2", "m3"]
     assert contracts.decodes == 1
+
+
+def test_a_member_input_is_its_message_place_with_its_own_key_and_the_message_key() -> None:
+    """Built field by field for speed: it must equal dataclasses.replace, and a field
+    InputMeta gains must be carried there too (this test then fails until it is)."""
+    meta = InputMeta("observations.v2", 3, 17, b"message-key", 1_700_000_000_000)
+    expected = dataclasses.replace(meta, key=b"lyon|m1", batch_key=b"message-key")
+    assert member_input(meta, b"lyon|m1") == expected
+    names = [f.name for f in dataclasses.fields(InputMeta)]
+    assert names == ["topic", "partition", "offset", "key", "timestamp_ms", "batch_key"]
