@@ -16,7 +16,10 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
+from services.energy.stage import group_partition
 from services.energy.windows import DAY_US, HOUR_US
+from services.runtime.batches import batching
+from services.runtime.kafka import RecordProducer, make_producer, produce_bytes
 from services.runtime.paths import REPO_ROOT
 from testkit.energy_runs import (
     T0,
@@ -235,3 +238,40 @@ def test_a_quiet_city_is_released_by_the_wall_clock_in_a_transaction_of_its_own(
         "too-late"
     ]
     assert len(read_all(node, topics.released, settle_s=1.0)) == len(released)
+
+
+def test_a_batch_regroups_into_one_message_and_v1_left_in_flight_still_counts(
+    node, isolated_topics
+) -> None:
+    """energy.regrouped.v2 on the real broker: the twenty meters of one observations.v2
+    message come back as one regrouped message (keyed by city, carrier and source
+    partition); and readings an older release left on energy.regrouped.v1 (one meter
+    per message) are aggregated with them after the upgrade."""
+    topics, prefix, contracts = make_topics(isolated_topics)
+    group = group_partition("lyon", "electricity", topics.partitions)
+    legacy = RecordProducer(make_producer(node), contracts)
+    for i in range(2):
+        record = {**day_of(f"old-{i}", 0.5, "69381-0001"), "carrier": "electricity"}
+        legacy.produce(topics.regrouped_v1, "lyon|electricity|0", record, partition=group)
+    assert legacy.flush() == 0
+    [batch] = batching("Observation").implode(
+        [day_of(f"new-{i}", 0.2, "69381-000" + str(1 + i % 3)) for i in range(20)]
+    )
+    producer = make_producer(node)
+    value = contracts.codec(topics.observation_batches).encode(batch)
+    produce_bytes(producer, topics.observation_batches, None, value, partition=0)
+    assert producer.flush(30) == 0
+
+    stage = run_stage(node, contracts, topics, f"{prefix}energy-analytics")
+    assert stage.readings_aggregated == 22 * 144
+    [message] = read_all(node, topics.regrouped, expected=1)
+    assert message.key() == b"lyon|electricity|0" and message.partition() == group
+    members = batching("Observation").explode(
+        contracts.codec(topics.regrouped).decode(message.value())
+    )
+    assert sorted(m["entity_pseudonym"] for m in members) == sorted(f"new-{i}" for i in range(20))
+    records = latest(node, contracts, topics.aggregates)
+    total = records[key("*", "P1D", "2025-11-21T23:00:00Z", sector="*")]
+    assert total["energy_kwh"] == pytest.approx(144 * (2 * 0.5 + 20 * 0.2))
+    assert total["meter_count"] == 22
+    assert read_all(node, topics.dead_letters, expected=0, settle_s=0.5) == []
