@@ -32,6 +32,7 @@ from services.runtime.cities import CityConfig
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
 from services.runtime.metrics import ServiceMetrics
+from services.runtime.source_headers import source_headers
 from services.runtime.stage import BaseStage, Emit, InputMeta, StageStore, Tally
 from services.runtime.state import ChangelogStore
 from services.runtime.topics import TopicName, TopicRegistry, resolve_topics
@@ -253,8 +254,10 @@ def _columnar_tally(registry: Any) -> Tally:
 def observation_batches(rows: ObservationRows, topic: str, partitions: int) -> list[Emit]:
     """The observations as ObservationBatch emits: each to its entities' partition
     (``city|entity_pseudonym``, as the per-record path keys them), in order, at most
-    ROWS_PER_MESSAGE per message."""
+    ROWS_PER_MESSAGE per message, its city and source named in its headers (a reader
+    with nothing for that source passes over it undecoded)."""
     city = rows.shared["city"]
+    headers = source_headers(city, rows.shared["source"])
     keys = (f"{city}|{pseudonym}" for pseudonym in rows.pseudonyms.tolist())
     places = np.fromiter((entity_partition(k, partitions) for k in keys), dtype=np.int64)
     emits = []
@@ -264,7 +267,15 @@ def observation_batches(rows: ObservationRows, topic: str, partitions: int) -> l
             part = chosen[start : start + ROWS_PER_MESSAGE]
             batch = rows.batch(part)
             emits.append(
-                Emit(topic, None, batch, readings=len(part), partition=partition, batched=True)
+                Emit(
+                    topic,
+                    None,
+                    batch,
+                    readings=len(part),
+                    partition=partition,
+                    batched=True,
+                    headers=headers,
+                )
             )
     return emits
 

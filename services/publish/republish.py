@@ -22,6 +22,7 @@ from services.policy.access import PUBLIC_AUDIENCE, may_read_entities, source_is
 from services.policy.sharing import SharingPolicy, sharing_policies
 from services.runtime.cities import CityConfig
 from services.runtime.processor import BaseStage, Emit, InputMeta
+from services.runtime.source_headers import Headers, source_of
 from services.runtime.topics import TopicName, TopicRegistry, partner_topic
 
 INTERNAL = SharingPolicy()
@@ -94,6 +95,16 @@ class Republisher(BaseStage):
         readings = len(record["values"])
         for topic in self._observation_destinations(record["city"], record["source"]):
             yield Emit(topic, meta.key, record, readings=readings)
+
+    def passes_over(self, topic: str, headers: Headers | None) -> bool:
+        """An observations.v2 message whose headers name a source that goes nowhere:
+        nothing to send, known without decoding it (the sink decodes it already). A
+        message without them is decoded and decided by its own fields; headers never
+        send anything anywhere (a header naming an open source is only decoded)."""
+        if topic != self.topics.observation_batches:
+            return False
+        named = source_of(headers)
+        return named is not None and not self._observation_destinations(*named)
 
     def process_batch(self, batch: dict[str, Any], meta: InputMeta) -> list[Emit] | None:
         """An observations.v2 batch whose source goes nowhere (internal, or personal on

@@ -90,7 +90,10 @@ def produce_bytes(
 
     A full queue means the broker is slower than we are: serving delivery reports
     with ``poll`` frees room; after a bounded number of tries we give up loudly.
+    ``headers`` may be a tuple of pairs (an Emit's): the client takes only lists.
     """
+    if isinstance(kwargs.get("headers"), tuple):
+        kwargs["headers"] = list(kwargs["headers"])
     for _ in range(_FULL_QUEUE_RETRIES):
         try:
             producer.produce(topic, value=value, key=key, **kwargs)

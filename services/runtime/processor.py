@@ -113,6 +113,7 @@ class RunSummary:
     records_out: int = 0
     dead_letters: int = 0
     aborted: int = 0
+    passed_over: int = 0  # consumed undecoded: nothing for the stage (their headers)
     dead_letter_reasons: dict[str, int] = field(default_factory=dict)
 
 
@@ -288,6 +289,7 @@ class StageRunner:
         self.summary.records_in += consumed
         self.summary.records_out += tally.produced
         self.summary.dead_letters += tally.dead
+        self.summary.passed_over += tally.passed_over
 
     def _process_batch(self, messages: list[Message]) -> _BatchTally:
         """Every record of the batch: its outputs produced, or its dead letter. A
@@ -302,6 +304,9 @@ class StageRunner:
                 message.key(),
                 message.timestamp()[1],
             )
+            if self.stage.passes_over(meta.topic, message.headers()):
+                tally.passed_over += 1
+                continue
             origin = _Origin.of(message, meta)
             try:
                 record = self.contracts.codec(meta.topic).decode(message.value())
@@ -436,10 +441,12 @@ class StageRunner:
 
     def _send(self, emit: Emit, value: bytes, tally: _BatchTally) -> None:
         """Produce one encoded output in the open transaction, counted by topic."""
-        if emit.partition is None:
-            produce_bytes(self.producer, emit.topic, emit.key, value)
-        else:  # state changelogs pin their partition
-            produce_bytes(self.producer, emit.topic, emit.key, value, partition=emit.partition)
+        place: dict[str, Any] = {}  # by key, unless pinned (state changelogs)
+        if emit.partition is not None:
+            place["partition"] = emit.partition
+        if emit.headers:
+            place["headers"] = emit.headers
+        produce_bytes(self.producer, emit.topic, emit.key, value, **place)
         tally.by_topic[emit.topic] = tally.by_topic.get(emit.topic, 0) + 1
 
     def _dead_letter(

@@ -27,6 +27,7 @@ class BatchTally:
     produced: int = 0
     dead: int = 0
     readings: int = 0
+    passed_over: int = 0  # messages the stage had nothing to do with (their headers)
     by_topic: dict[str, int] = field(default_factory=dict)
     reasons: dict[str, int] = field(default_factory=dict)
 

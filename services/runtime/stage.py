@@ -14,6 +14,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from services.runtime.source_headers import Headers
+
 if TYPE_CHECKING:
     from prometheus_client import Counter
 
@@ -33,6 +35,9 @@ class Emit:
     # produced as it is, to ``partition``. False on a batch topic: ``value`` is one
     # v1-shaped member that the runner implodes with the transaction's other members.
     batched: bool = False
+    # Kafka headers of the message (services/runtime/source_headers.py): what a reader
+    # may pass over a message by, undecoded; never what it is sent anywhere by.
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,8 @@ class Stage(Protocol):
 
     def process_batch(self, batch: dict[str, Any], meta: InputMeta) -> list[Emit] | None: ...
 
+    def passes_over(self, topic: str, headers: Headers | None) -> bool: ...
+
     def redact(self, original: bytes | None, record: dict[str, Any] | None) -> bytes | None: ...
 
     def redact_key(self, key: bytes | None, record: dict[str, Any] | None) -> bytes | None: ...
@@ -206,6 +213,13 @@ class BaseStage:
         for store in self.stores:
             store.begin_record()
         return self.transform(record, meta)
+
+    def passes_over(self, topic: str, headers: Headers | None) -> bool:
+        """Whether a message of ``topic`` has nothing for this stage, known from its
+        headers alone: the runner then neither decodes nor processes it (its offset
+        commits with the batch). Only ever True where decoding it would give no output
+        and no state change: a header may make a stage do less, never more."""
+        return False
 
     def process_batch(self, batch: dict[str, Any], meta: InputMeta) -> list[Emit] | None:
         """The outputs of a whole v2 batch message at once (a columnar fast path), or

@@ -19,6 +19,7 @@ from services.runtime.batches import batching
 from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.processor import StageRunner
 from services.runtime.provisioning import connect_contracts, provision_topics
+from services.runtime.source_headers import source_headers
 from services.runtime.topics import load_topics
 from testkit.kafka import read_all
 from testkit.records import energy_aggregate, observation, released_aggregate
@@ -72,11 +73,25 @@ def test_partner_reads_open_and_shared_never_internal(node, isolated_topics) -> 
             writer.produce(topics.observations_in, f"lyon|{source}-{i}", record)
         # The same source's entities many to a message (observations.v2): an internal
         # batch is decided at once, an open or shared one leaves member by member.
-        members = [
-            {**observation(points=24, entity=f"{source}-v2-{i}"), "source": source}
-            for i in range(3)
-        ]
-        writer.produce(topics.observation_batches, f"lyon|{source}", OBSERVATION.batch_of(members))
+        # Once without headers (decoded), once naming its city and source as normalise
+        # does (an internal one is then passed over undecoded).
+        for tag, headers in (("v2", None), ("v2h", source_headers("lyon", source))):
+            members = [
+                {**observation(points=24, entity=f"{source}-{tag}-{i}"), "source": source}
+                for i in range(3)
+            ]
+            batch = OBSERVATION.batch_of(members)
+            writer.produce(topics.observation_batches, f"lyon|{source}", batch, headers=headers)
+    # Headers never send anything: an internal batch whose headers name an open source
+    # is decoded, and stays internal.
+    lying = [
+        {**observation(points=24, entity=f"meters-internal-lying-{i}"), "source": "meters-internal"}
+        for i in range(3)
+    ]
+    headers = source_headers("lyon", "open-air")
+    writer.produce(
+        topics.observation_batches, "lyon|x", OBSERVATION.batch_of(lying), headers=headers
+    )
     writer.produce(topics.aggregates_in, "lyon|69381", released_aggregate())
     # A provisional upsert (internal) must not leave, even with an open sharing.
     writer.produce(specs["energy.aggregates.v1"].name, "lyon|69381", energy_aggregate())
@@ -84,9 +99,11 @@ def test_partner_reads_open_and_shared_never_internal(node, isolated_topics) -> 
 
     # Aggregates shared with marseille only: its topic has them, the open one not.
     stage = Republisher(POLICIES, topics, SharingPolicy("shared", ("marseille",)))
-    StageRunner(stage, node, contracts, instance="t", dead_letter_topic=specs["dlq.v1"].name).run(
-        idle_exit_s=3
+    runner = StageRunner(
+        stage, node, contracts, instance="t", dead_letter_topic=specs["dlq.v1"].name
     )
+    runner.run(idle_exit_s=3)
+    assert runner.summary.passed_over == 2  # meters-internal and undeclared, named
 
     stock = AvroDeserializer(SchemaRegistryClient({"url": node.registry.url}))
 
@@ -96,14 +113,14 @@ def test_partner_reads_open_and_shared_never_internal(node, isolated_topics) -> 
             for m in read_all(node, topic, expected=expected)
         ]
 
-    open_records = partner_read(topics.public_observations, 6)
-    shared_records = partner_read(shared.name, 6)
+    open_records = partner_read(topics.public_observations, 9)
+    shared_records = partner_read(shared.name, 9)
     aggregates = partner_read(shared_aggregates.name, 1)
     assert read_all(node, topics.public_aggregates, expected=0, settle_s=1.0) == []
     assert {r["source"] for r in open_records} == {"open-air"}
     assert {r["source"] for r in shared_records} == {"meters-shared"}
     assert sorted(r["entity_pseudonym"] for r in shared_records) == sorted(
-        f"meters-shared{v}-{i}" for v in ("", "-v2") for i in range(3)
+        f"meters-shared{v}-{i}" for v in ("", "-v2", "-v2h") for i in range(3)
     )
     assert aggregates[0]["energy_kwh"] == 1234.5 and "largest_share" not in aggregates[0]
     assert read_all(node, specs["public.energy.aggregates.v1"].name, expected=0, settle_s=0.5) == []
@@ -134,7 +151,7 @@ def test_partner_reads_open_and_shared_never_internal(node, isolated_topics) -> 
     ).stdout
     lines = [line for line in out.decode().splitlines() if line]
     assert sorted(line.split("\t")[0] for line in lines) == sorted(
-        f"lyon|open-air{v}-{i}" for v in ("", "-v2") for i in range(3)
+        f"lyon|open-air{v}-{i}" for v in ("", "-v2", "-v2h") for i in range(3)
     )
     raw = subprocess.run(
         [

@@ -25,10 +25,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.normalise.fastpath import BatchNormaliser
+from services.normalise.stage import observation_batches
 from services.normalise.transform import Normaliser
 from services.normalise.vectors import distinct, exact_round, numeric
 from services.runtime.batches import batching
 from services.runtime.errors import RejectedInput
+from services.runtime.source_headers import source_of
 from testkit.normalise import city_file, column, normaliser
 
 CURVES = {
@@ -393,3 +395,16 @@ def test_a_batch_received_again_is_dropped_as_duplicates_on_the_fast_path() -> N
     again = BatchNormaliser(NORMALISER).normalise_batch(batch, first.states.get)
     assert again is not None
     assert (again.readings, again.states, again.dropped) == (0, {}, {"duplicate": 100})
+
+
+def test_the_fast_path_messages_name_their_city_and_source_in_their_headers() -> None:
+    """publish's republisher passes over a message of an internal source from its
+    headers, undecoded: every message the fast path writes names them."""
+    batch = clean_batch()
+    got = BatchNormaliser(NORMALISER).normalise_batch(batch, {}.get)
+    assert got is not None
+    emits = observation_batches(got.rows, "observations.v2", 6)
+    assert len(emits) > 1
+    for emit in emits:
+        assert source_of(emit.headers) == (emit.value["city"], emit.value["source"])
+        assert emit.value["source"] == batch["source"]

@@ -8,6 +8,7 @@ import pytest
 from services.policy.sharing import SharingPolicy
 from services.publish.republish import PublicTopics, Republisher
 from services.runtime.processor import InputMeta
+from services.runtime.source_headers import CITY, SOURCE, source_headers
 
 OPEN = SharingPolicy("open", (), "ODbL-1.0")
 TOPICS = PublicTopics()
@@ -111,3 +112,39 @@ def test_only_the_observation_batches_take_the_batch_fast_path() -> None:
     batch = {"city": "lyon", "source": "water"}
     assert stage.process_batch(batch, InputMeta("observations.v2", 0, 0, None, 0)) == []
     assert stage.process_batch(batch, InputMeta("other.v2", 0, 0, None, 0)) is None
+
+
+@pytest.mark.parametrize("source", ["air", "meters", "water", "undeclared", "personal-open"])
+def test_a_message_is_passed_over_undecoded_exactly_when_its_source_goes_nowhere(
+    source: str,
+) -> None:
+    """The attacker reads the partners' topics: passing over a message from its headers
+    must never lose an open or shared reading. The republisher passes over exactly the
+    messages whose named source sends nothing for any member."""
+    topics = PublicTopics(observation_batches="observations.v2")
+    policies = {**POLICIES, ("lyon", "personal-open"): OPEN}
+    stage = Republisher(policies, topics, personal=frozenset({("lyon", "personal-open")}))
+    member = {"city": "lyon", "source": source, "values": [1.0]}
+    sent = destinations(stage, topics.observation_batches, member)
+    headers = source_headers("lyon", source)
+    assert stage.passes_over("observations.v2", headers) == (sent == [])
+
+
+def test_without_readable_headers_a_message_is_decoded() -> None:
+    """No headers, one of the two, either twice, bytes that are not UTF-8, or another
+    topic: the runner decodes the message and decides by its own fields."""
+    topics = PublicTopics(observation_batches="observations.v2")
+    stage = Republisher(POLICIES, topics)
+    internal = source_headers("lyon", "water")
+    assert stage.passes_over("observations.v2", internal)
+    for headers in (
+        None,
+        [],
+        internal[:1],
+        [*internal, (SOURCE, b"air")],
+        [(CITY, b"lyon"), (SOURCE, b"\xff")],
+        [(CITY, b"lyon"), (SOURCE, None)],
+    ):
+        assert not stage.passes_over("observations.v2", headers)
+    assert not stage.passes_over("other.v2", internal)
+    assert not stage.passes_over(TOPICS.observations_in, internal)
