@@ -116,12 +116,26 @@ class Linger:
             )
             remaining = deadline - self.clock()
             if remaining <= 0:
-                # What is already queued costs no wait: take it before closing.
-                messages += self._fetch(fetch, room, 0.0)
+                # What is already queued costs no wait: take it all before closing (in
+                # chunks: a spaced batch whose deadline passed before it began, behind
+                # a backlog, would otherwise close with one chunk).
+                messages += self._drain(fetch, limit - len(messages), enough)
                 full = len(messages) >= limit or (enough is not None and enough())
                 return self._closed(messages, FULL if full else LINGERED)
             wait = remaining if self.slice_s is None else min(remaining, self.slice_s)
             messages += self._fetch(fetch, room, wait)
+
+    def _drain(self, fetch: Fetch[T], room: int, enough: Callable[[], bool] | None) -> list[T]:
+        """What is queued now, up to ``room`` messages or ``enough()``, without waiting."""
+        taken: list[T] = []
+        while room > 0:
+            ask = room if self.chunk is None else min(self.chunk, room)
+            got = self._fetch(fetch, ask, 0.0)
+            taken += got
+            room -= len(got)
+            if len(got) < ask or (enough is not None and enough()):
+                break
+        return taken
 
     def _fetch(self, fetch: Fetch[T], at_most: int, timeout_s: float) -> list[T]:
         self.counts.fetches += 1

@@ -220,3 +220,31 @@ def test_spaced_batches_close_on_size_or_linger_since_the_last_close(
 
     seen = collect_checking_deadlines(queue, cycles, limit, len(times), due, work_ms / 1000)
     assert seen == times
+
+
+class DecodingQueue(FakeQueue):
+    """A backlog the caller decodes as it fetches (the sink): time passes per message."""
+
+    def __init__(self, arrivals: list[float], per_message_s: float):
+        super().__init__(arrivals)
+        self.per_message_s = per_message_s
+
+    def consume(self, at_most: int, timeout_s: float) -> list[float]:
+        taken = super().consume(at_most, timeout_s)
+        self.now += self.per_message_s * len(taken)
+        return taken
+
+
+def test_spaced_behind_a_backlog_with_slow_inserts_each_batch_takes_what_is_queued() -> None:
+    """The sink's settings (flush 200 ms, slices of 50 ms, chunks of 100), a backlog of
+    50,000 messages and inserts of 250 ms: each batch's deadline has passed before it
+    begins, and it must still take what is queued, not one chunk (found in review: 476
+    inserts of 101 messages instead of 23)."""
+    queue = DecodingQueue([0.0] * 50_000, 0.0001)
+    cycles = Linger(0.2, 0.5, clock=queue.clock, slice_s=0.05, chunk=100, spaced=True)
+    sizes = []
+    while queue.pending:
+        sizes.append(len(cycles.collect(queue.consume, 20_000).messages))
+        queue.now += 0.25  # the insert and the commit
+    assert sum(sizes) == 50_000
+    assert min(sizes[:-1]) == 20_000 and len(sizes) == 3
