@@ -22,12 +22,19 @@ from functools import cache
 from typing import Any, NamedTuple
 
 from services.runtime.batches import Batching, batching
+from services.runtime.kafka import MAX_MESSAGE_BYTES
 from services.runtime.stage import Emit
 
-# A message stays far below the broker's message size (services/runtime/kafka.py):
-# an ObservationBatch value costs at most ~20 bytes a reading with its times,
-# quality and versions; a single part past this goes alone, as in v1.
-READINGS_PER_MESSAGE = 16_000
+# A message's encoded size stays under this (the broker takes MAX_MESSAGE_BYTES), from
+# an upper bound of each part's share (:func:`part_bytes`); a single part past it goes
+# alone, as in v1. A record split into many small parts (its unknown intervals) is
+# many members, each with fields of its own: the bound counts them, not only readings.
+MESSAGE_BUDGET = MAX_MESSAGE_BYTES * 3 // 4
+# Upper bounds, bytes: a reading (value and replaced value 8 each, time up to 10,
+# quality and version up to 5 each) and a member's own fields (start, step, position,
+# dictionary codes, array counts), its strings counted apart at 4 bytes a character.
+READING_BYTES = 36
+MEMBER_BYTES = 160
 
 
 class RegroupedPart(NamedTuple):
@@ -39,6 +46,15 @@ class RegroupedPart(NamedTuple):
     record: dict[str, Any]
 
 
+def part_bytes(record: dict[str, Any]) -> int:
+    """An upper bound of what one part adds to an ObservationBatch's encoding."""
+    strings = sum(
+        len(record.get(name) or "")
+        for name in ("entity_pseudonym", "entity_type", "zone", "sector", "key_epoch")
+    )
+    return MEMBER_BYTES + 4 * strings + READING_BYTES * len(record["values"])
+
+
 @cache
 def observation_batches() -> Batching:
     """How Observations travel many to a message (services/runtime/batches.py)."""
@@ -47,25 +63,25 @@ def observation_batches() -> Batching:
 
 def regrouped_messages(parts: Iterable[RegroupedPart], topic: str) -> list[Emit]:
     """Ready ObservationBatch emits for ``parts``: one message per key as long as its
-    members share their batch fields and stay under READINGS_PER_MESSAGE readings;
-    each key's parts keep their order (a meter's readings replace one another in the
-    order they came)."""
+    members share their batch fields and stay under MESSAGE_BUDGET bytes; each key's
+    parts keep their order (a meter's readings replace one another in the order they
+    came)."""
     found = observation_batches()
     runs: dict[tuple[str, int], list[list[dict[str, Any]]]] = {}
     sizes: dict[tuple[str, int], int] = {}
     for part in parts:
         lane = (part.key, part.partition)
         chunks = runs.setdefault(lane, [[]])
-        readings = len(part.record["values"])
+        size = part_bytes(part.record)
         last = chunks[-1]
         if last and (
-            sizes[lane] + readings > READINGS_PER_MESSAGE
+            sizes[lane] + size > MESSAGE_BUDGET
             or found.group_key(last[-1]) != found.group_key(part.record)
         ):
             chunks.append(last := [])
             sizes[lane] = 0
         last.append(part.record)
-        sizes[lane] = sizes.get(lane, 0) + readings
+        sizes[lane] = sizes.get(lane, 0) + size
     return [
         Emit(
             topic,

@@ -490,9 +490,7 @@ class EnergyStage(BaseStage):
                 "readings start more than a day after the record was written: "
                 "a wrong clock would close every open window",
             )
-        # The regrouped message's key (a v2 member's own key names its meter).
-        key = meta.batch_key if meta.batch_key is not None else meta.key
-        source = (key or b"").decode().rsplit("|", 1)[-1]
+        source = self._source_partition(meta)
         wm_key = watermarks_key(meter.city, meter.carrier)
         marks = Watermarks.read(self.state.get(wm_key), first)
         sources, earliest = dict(marks.partitions), min(marks.earliest, first)
@@ -514,6 +512,19 @@ class EnergyStage(BaseStage):
                 self._close_days(meter.city, meter.carrier, advanced, meta.partition)
         if letter is not None:
             yield letter
+
+    def _source_partition(self, meta: InputMeta) -> str:
+        """The observations partition a regrouped reading came from, which its
+        watermark follows: the last part of its message's key (a v2 member's own key
+        names its meter, so a v2 message without a key cannot say it)."""
+        key = meta.key if meta.topic == self.topics.regrouped_v1 else meta.batch_key
+        if key is None:
+            raise RejectedInput(
+                "regrouped-key",
+                "a regrouped message needs its key city|carrier|source partition: only "
+                "energy-analytics writes this topic",
+            )
+        return key.decode().rsplit("|", 1)[-1]
 
     def _open_days(
         self, by_day: dict[int, Any], closed: int, watermark: int | None, city: str

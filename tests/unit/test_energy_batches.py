@@ -19,13 +19,14 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.energy.regrouped import READINGS_PER_MESSAGE
 from services.energy.stage import EnergyStage, EnergyTopics
 from services.energy.state_records import Watermarks, watermarks_key
 from services.runtime.batches import batching
 from services.runtime.config import NodeConfig
 from services.runtime.errors import RejectedInput
 from services.runtime.processor import InputMeta
+from services.runtime.record_outcome import check_sizes
+from testkit.codecs import offline_contracts
 from testkit.energy import EnergyHarness, FakeContracts, deliver, energy_observation
 
 US = 1_000_000
@@ -256,18 +257,38 @@ def test_a_batch_of_single_readings_is_regrouped_into_one_message_per_group() ->
     assert [m["entity_pseudonym"] for m in members] == [f"m{i}" for i in range(300)]
 
 
-def test_a_regrouped_message_is_cut_below_its_readings_bound_in_order() -> None:
-    """A message holds at most READINGS_PER_MESSAGE readings: a batch of long load
-    curves becomes several messages of one key, every meter once, in order."""
-    curves = [
-        energy_observation(f"m{i}", "Z0", STARTS[0], [0.1] * 144) for i in range(3 * 16_000 // 144)
-    ]
+def _fits(emits: list[Any]) -> list[dict[str, Any]]:
+    """Every regrouped message encoded by its real contract, checked as the runner
+    checks a record's outputs (under the broker's message size); their members."""
+    codec = offline_contracts("energy.regrouped.v2").codec("energy.regrouped.v2")
+    check_sizes([(e, codec.encode(e.value)) for e in emits])
+    return [m for e in emits for m in batching("Observation").explode(e.value)]
+
+
+def test_a_batch_of_long_curves_is_cut_into_messages_that_fit_in_order() -> None:
+    """A batch of long load curves becomes several messages of one key, each under the
+    broker's message size, every meter once, in order."""
+    curves = [energy_observation(f"m{i}", "Z0", STARTS[0], [0.1] * 144) for i in range(400)]
     (batch,) = batching("Observation").implode(curves)
     emits = _stage().process_batch(batch, InputMeta("observations.v2", 0, 1, None, 0))
-    assert emits is not None and len(emits) == 3
-    assert all(e.readings <= READINGS_PER_MESSAGE and e.key == "lyon|electricity|0" for e in emits)
-    members = [m for e in emits for m in batching("Observation").explode(e.value)]
+    assert emits is not None and len(emits) > 1
+    assert all(e.key == "lyon|electricity|0" for e in emits)
+    members = _fits(emits)
     assert [m["entity_pseudonym"] for m in members] == [c["entity_pseudonym"] for c in curves]
+
+
+def test_a_record_split_into_many_parts_is_cut_into_messages_that_fit() -> None:
+    """Found in review: every other interval unknown splits a 15,000-reading record into
+    7,500 parts, each a member with fields of its own. Cut by readings alone they made
+    one 570 KB message, refused as too large (none of its readings aggregated); each
+    message now fits, and every known reading is there, in order."""
+    start = STARTS[0]
+    record = energy_observation("p" * 43, "Z0", start, [0.25] * 15_000, step_seconds=60)
+    record["quality"] = [32 if k % 2 else 0 for k in range(15_000)]  # unknown intervals
+    emits = list(_stage().process(record, InputMeta("observations.v1", 0, 1, b"lyon|x", 0)))
+    members = _fits(emits)
+    assert len(emits) > 1 and len(members) == 7_500
+    assert [m["start"] for m in members] == [start + k * 120 * US for k in range(7_500)]
 
 
 def test_the_aggregate_reads_the_source_partition_from_the_message_key() -> None:
@@ -297,3 +318,19 @@ def test_a_regrouped_v1_record_left_by_an_upgrade_is_still_aggregated() -> None:
     stored = stage.store.get(watermarks_key("lyon", "electricity"))
     assert set(Watermarks.read(stored, 0).partitions) == {"5"}
     assert TOPICS.regrouped_v1 in TOPICS.inputs and TOPICS.regrouped in TOPICS.inputs
+
+
+def test_a_regrouped_v2_message_without_its_key_is_refused_not_given_a_made_up_source() -> None:
+    """The watermark follows the source partition named by the message's key; a v2
+    member alone names only its meter, which must never be taken for a partition."""
+    stage = _stage()
+    record = {**energy_observation("m1", "Z0", STARTS[0], [0.5]), "carrier": "electricity"}
+    meta = InputMeta(TOPICS.regrouped, 0, 1, b"lyon|m1", 0)  # no batch_key
+    try:
+        list(stage.process(record, meta))
+    except RejectedInput as refused:
+        assert refused.reason == "regrouped-key"
+    else:
+        raise AssertionError("a v2 member without its message's key was aggregated")
+    stage.on_record_failed()
+    assert stage.readings_aggregated == 0
