@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
-from services.energy.regrouped import observation_batches
+from services.energy.regrouped import observation_batching
 from services.energy.stage import EnergyStage, EnergyTopics
+from services.runtime.batch_messages import member_input
 from services.runtime.batches import batching
 from services.runtime.config import NodeConfig
 from services.runtime.errors import RejectedInput
@@ -66,10 +66,11 @@ def regrouped_members(emit: Emit, meta: InputMeta) -> Iterator[tuple[dict[str, A
     """What the runner hands the stage for one regrouped message (``meta``: where it
     is read, keyed by the message): each member of the ObservationBatch, with its own
     key and the message's (``batch_key``), as services/runtime/batch_messages.py does."""
-    members = observation_batches().explode(emit.value) if emit.batched else [emit.value]
-    for member in members:
-        own = member_key("Observation", member).encode() if emit.batched else meta.key
-        yield member, replace(meta, key=own, batch_key=meta.key if emit.batched else None)
+    if not emit.batched:
+        yield emit.value, meta
+        return
+    for member in observation_batching().explode(emit.value):
+        yield member, member_input(meta, member_key("Observation", member).encode())
 
 
 def deliver(stage: EnergyStage, emit: Emit, meta: InputMeta) -> list[Emit]:

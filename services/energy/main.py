@@ -30,7 +30,7 @@ def topic_specs(prefix: str = ""):
     from services.energy.stage import ENERGY_TOPIC_NAMES, EnergyTopics
 
     registry = resolve_topics(prefix)
-    names = (*ENERGY_TOPIC_NAMES, TopicName.OBSERVATIONS_V2)
+    names = (*ENERGY_TOPIC_NAMES, TopicName.OBSERVATIONS_V2, TopicName.ENERGY_REGROUPED_V1)
     return EnergyTopics.resolve(registry), registry.specs(*names)
 
 

@@ -56,7 +56,7 @@ def part_bytes(record: dict[str, Any]) -> int:
 
 
 @cache
-def observation_batches() -> Batching:
+def observation_batching() -> Batching:
     """How Observations travel many to a message (services/runtime/batches.py)."""
     return batching("ObservationBatch")
 
@@ -66,7 +66,7 @@ def regrouped_messages(parts: Iterable[RegroupedPart], topic: str) -> list[Emit]
     members share their batch fields and stay under MESSAGE_BUDGET bytes; each key's
     parts keep their order (a meter's readings replace one another in the order they
     came)."""
-    found = observation_batches()
+    found = observation_batching()
     runs: dict[tuple[str, int], list[list[dict[str, Any]]]] = {}
     sizes: dict[tuple[str, int], int] = {}
     for part in parts:

@@ -99,7 +99,7 @@ from services.energy.columns import (
 from services.energy.day_index import Closing, DayIndex, GroupDayKey
 from services.energy.day_tables import DayTables
 from services.energy.readings import known_parts
-from services.energy.regrouped import RegroupedPart, observation_batches, regrouped_messages
+from services.energy.regrouped import RegroupedPart, observation_batching, regrouped_messages
 from services.energy.secrecy import SecrecyPolicy
 from services.energy.state_records import (
     GroupDay,
@@ -200,7 +200,7 @@ class EnergyTopics:
                 source=str(TOPICS_FILE),
             )
         return cls(
-            *(topics.name(n) for n in ENERGY_TOPIC_NAMES[:6]),
+            *(topics.name(n) for n in ENERGY_TOPIC_NAMES),
             partitions=topics[TopicName.ENERGY_REGROUPED].partitions,
             observation_batches=topics.name(TopicName.OBSERVATIONS_V2),
             regrouped_v1=topics.name(TopicName.ENERGY_REGROUPED_V1),
@@ -223,8 +223,8 @@ class EnergyTopics:
         return EnergyTopics.resolve(resolve_topics(prefix))
 
 
-# What EnergyTopics' first fields name, in their order, then the legacy regrouped
-# topic it still reads (all provisioned by the service).
+# What EnergyTopics' first fields name, in their order (provisioned by the service,
+# with the observations.v2 and energy.regrouped.v1 it also reads).
 ENERGY_TOPIC_NAMES = (
     TopicName.OBSERVATIONS,
     TopicName.ENERGY_REGROUPED,
@@ -232,7 +232,6 @@ ENERGY_TOPIC_NAMES = (
     TopicName.ENERGY_RELEASED,
     TopicName.ENERGY_STATE,
     TopicName.DEAD_LETTERS,
-    TopicName.ENERGY_REGROUPED_V1,
 )
 
 
@@ -457,7 +456,7 @@ class EnergyStage(BaseStage):
         )
         if not chosen:
             return chosen  # None: a member to reject; []: no energy in this batch
-        members = observation_batches().explode(batch)
+        members = observation_batching().explode(batch)
         parts = (part for index in chosen for part in self._regrouped(members[index], meta))
         return regrouped_messages(parts, self.topics.regrouped)
 
