@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from services.runtime.config import NodeConfig
 from services.runtime.processor import StageRunner
+from services.runtime.state import ChangelogStore, restore
 
 
 def read_all(
@@ -116,3 +118,13 @@ class CommitFailsOnce(StageRunner):
             self.unflushed = self.producer.flush(60)
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "injected", retriable=True))
         super()._commit()
+
+
+def restored_state(
+    node: NodeConfig, contracts: Any, topic: str, store: str, partitions: list[int]
+) -> ChangelogStore:
+    """A stage's state as a new owner of ``partitions`` restores it from ``topic``
+    (per-key records and deltas alike): what a test compares, not the records."""
+    restored = ChangelogStore(store, topic, deltas=True)
+    restore(node, [restored], partitions, contracts.codec(topic).decode)
+    return restored

@@ -151,7 +151,7 @@ class DayStore:
             emits.extend(released)
         self.released += len(emits)
         self._flushed = [k for k in self.state.changes if k.startswith("d|")]
-        emits.extend(self.state.flush())
+        self.state.flush()
         return emits
 
     def _release(self, group: Group, limit: int, policy: Policy) -> list[Emit]:

@@ -379,7 +379,7 @@ class EnergyStage(BaseStage):
         self.columnar = columnar
         # From the resolved topics: the regrouped topic's partition count.
         self.partitions = partitions if partitions is not None else topics.partitions
-        self.store = ChangelogStore(STORE, topics.state)
+        self.store = ChangelogStore(STORE, topics.state, deltas=True)
         self.state = BatchState(self.store)
         self.index = DayIndex(self.store)
         self.cells = PendingCellChanges()
@@ -748,7 +748,7 @@ class EnergyStage(BaseStage):
             emits += self._publish_day(day_key, quarters, now)
         emits.extend(self._release_closed_days(now))
         self._drop_closed_days()
-        emits.extend(self.state.flush())
+        self.state.flush()
         return emits
 
     def _publish_day(self, day_key: GroupDayKey, quarters: set[int], now: int) -> list[Emit]:

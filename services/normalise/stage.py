@@ -120,7 +120,7 @@ class NormaliseStage(BaseStage):
             )
         self.normaliser = Normaliser(self.vocabulary, mappings)
         self.fast = BatchNormaliser(self.normaliser)
-        self.store = ChangelogStore(STORE, self.topics.state)
+        self.store = ChangelogStore(STORE, self.topics.state, deltas=True)
         registry = (metrics or ServiceMetrics(self.name)).registry
         self.dropped = Counter(
             "citeplus_normalise_dropped_readings",
@@ -155,7 +155,9 @@ class NormaliseStage(BaseStage):
                 record["city"], record["source"], outcome.dropped_attributes
             )
         partition = meta.partition
-        emits = [self._put_state(key, state, partition) for key, state in outcome.states.items()]
+        for key, state in outcome.states.items():
+            self._put_state(key, state, partition)
+        emits: list[Emit] = []
         output = self.topics.output
         for observation in outcome.observations:
             key = f"{observation['city']}|{observation['entity_pseudonym']}"
@@ -182,19 +184,20 @@ class NormaliseStage(BaseStage):
         if outcome is None:
             return None
         partition = meta.partition
-        emits = [self._put_state(key, state, partition) for key, state in outcome.states.items()]
+        for key, state in outcome.states.items():
+            self._put_state(key, state, partition)
         self.columnar.add("columnar", outcome.readings)
         for reason, count in outcome.dropped.items():
             self.drops.add(reason, count)
         partitions = self.contracts.codec(output).spec.partitions
-        return emits + observation_batches(outcome.rows, output, partitions)
+        return observation_batches(outcome.rows, output, partitions)
 
-    def _put_state(self, key: str, state: dict[str, Any], partition: int) -> Emit:
+    def _put_state(self, key: str, state: dict[str, Any], partition: int) -> None:
         """Stage an entity-metric state, its changelog text built from the text of the
         state it replaces (state_text.py: a sensor's window of values is rewritten with
         every reading; its text is json's, made of the previous one)."""
         text, memo = state_text.encode(state, self.store.memo(key))
-        return self.store.put(key, state, partition, text=text, memo=memo)
+        self.store.put(key, state, partition, text=text, memo=memo)
 
     def _attribute_letter(
         self, record: dict[str, Any], meta: InputMeta, reject: AttributeReject

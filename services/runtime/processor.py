@@ -340,6 +340,9 @@ class StageRunner:
         for emit in emits:
             codec = self.contracts.codec(emit.topic)
             found = codec.batching
+            if emit.value is None:  # a tombstone
+                outputs.append(_Output(emit, None, False))
+                continue
             if found is None or emit.batched:
                 outputs.append(_Output(emit, codec.encode(emit.value), found is not None))
                 continue
@@ -412,6 +415,7 @@ class StageRunner:
         """Ask the stage for time-driven records (``on_tick``) and commit them in one
         transaction; returns how many were produced."""
         emits = list(self.stage.on_tick())
+        emits += self._changelog_emits()  # the tick's changes, or a changelog cycle due
         if not emits:
             return 0
         tally = _BatchTally()
@@ -432,7 +436,12 @@ class StageRunner:
         return sent
 
     def _produce_batch_end(self, tally: _BatchTally) -> None:
-        self._produce(self.stage.end_batch(), tally)
+        self._produce([*self.stage.end_batch(), *self._changelog_emits()], tally)
+
+    def _changelog_emits(self) -> list[Emit]:
+        """The stores' changelog records of the transaction (after the stage's end of
+        batch or tick, which may still write state)."""
+        return [emit for store in changelogs(self.stage) for emit in store.changelog_emits()]
 
     def _produce(self, emits: Iterable[Emit], tally: _BatchTally) -> None:
         """Outputs that are no record's (a batch's end, a tick): produced, or for batch

@@ -70,7 +70,7 @@ class Output(NamedTuple):
     or are the batch itself (``Emit.batched``)."""
 
     emit: Emit
-    value: bytes
+    value: bytes | None  # None: a tombstone
     to_batch_topic: bool = False
 
 
@@ -78,7 +78,7 @@ def check_sizes(outputs: Sequence[tuple[Emit, bytes] | Output]) -> None:
     """Refuse, as bad input, a record whose output could not fit in a message: sent,
     it would abort the batch's transaction again at every retry and stop the stage."""
     for emit, value, *_ in outputs:
-        if len(value) > MAX_MESSAGE_BYTES:
+        if value is not None and len(value) > MAX_MESSAGE_BYTES:
             raise RejectedInput(
                 "too-large",
                 f"its output for {emit.topic} would be {len(value):,} bytes, more than the "

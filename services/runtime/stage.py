@@ -28,7 +28,7 @@ class Emit:
 
     topic: str
     key: str | bytes | None
-    value: dict[str, Any]
+    value: dict[str, Any] | None  # None: a Kafka tombstone (a state changelog's)
     readings: int = 1
     partition: int | None = None  # None: by key (state changelogs pin their partition)
     # True: ``value`` is already a v2 batch (RawBatch, AnonymisedBatch, ObservationBatch)
@@ -84,6 +84,10 @@ class StageStore:
 
     def forget(self, partitions: list[int]) -> None:
         return None
+
+    def changelog_emits(self) -> list[Emit]:
+        """The store's changelog records of the batch (or tick) about to commit."""
+        return []
 
 
 class Tally(StageStore):

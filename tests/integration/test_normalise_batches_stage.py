@@ -5,20 +5,19 @@ observations.v2 and the state changelog hold what the per-record path gives."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from services.normalise.stage import NormaliseStage, NormaliseTopics
+from services.normalise.stage import STORE, NormaliseStage, NormaliseTopics
 from services.runtime.batches import batching, entity_partition
 from services.runtime.cities import CityConfig, load_cities
 from services.runtime.errors import RejectedInput
 from services.runtime.kafka import RecordProducer, make_producer
 from services.runtime.processor import StageRunner
-from testkit.kafka import read_to_end
+from testkit.kafka import read_to_end, restored_state
 from testkit.normalise import city_file, column, normaliser
 
 pytestmark = pytest.mark.integration
@@ -129,12 +128,8 @@ def test_batches_of_single_readings_give_what_records_give(
         for o in batching("Observation").explode(out.decode(m.value()))
     ]
     assert sorted(got, key=_order) == sorted(expected["observations"], key=_order)
-    state = contracts.codec(topics.state)
-    written = {
-        r["key"]: json.loads(r["value"])
-        for r in (state.decode(m.value()) for m in read_to_end(node, topics.state))
-    }
-    assert written == expected["state"]
+    restored = restored_state(node, contracts, topics.state, STORE, list(range(PARTITIONS)))
+    assert {key: restored.get(key) for key in restored.live_keys()} == expected["state"]
     letters = [
         contracts.codec(topics.dead_letters).decode(m.value())
         for m in read_to_end(node, topics.dead_letters)

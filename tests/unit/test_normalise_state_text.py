@@ -84,7 +84,8 @@ def test_texts_through_the_store_savepoints_and_transactions_are_json_text(
         if new is None:
             continue
         text, memo = state_text.encode(new, store.memo(key))
-        emit = store.put(key, new, 0, text=text, memo=memo)
+        store.put(key, new, 0, text=text, memo=memo)
+        (emit,) = store.changelog_emits()  # per-key records: this key's, with its text
         assert emit.value["value"] == JSON.encode(new)
         outcome = outcomes[k % len(outcomes)]
         expected = (new, memo)
@@ -165,7 +166,8 @@ def test_a_memo_goes_with_its_key_deleted_forgotten_or_restored() -> None:
 
 def test_a_put_without_text_writes_json_text() -> None:
     store = ChangelogStore("s", "s.state.v1")
-    emit = store.put("k", {"x": [1.5, float("nan")]}, 0)
+    store.put("k", {"x": [1.5, float("nan")]}, 0)
+    (emit,) = store.changelog_emits()
     assert emit.value["value"] == '{"x":[1.5,NaN]}' and store.memo("k") is None
 
 

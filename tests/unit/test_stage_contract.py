@@ -65,7 +65,8 @@ class Totals(BaseStage):
         return []
 
     def end_batch(self) -> Iterable[Emit]:
-        return self.state.flush()
+        self.state.flush()
+        return []
 
 
 def _run(stage: Totals, *records: dict[str, Any]) -> None:
