@@ -37,36 +37,28 @@ def observation_batches_table(
     (bench/publish_batches.py)."""
     cut = _Cut([landed.record for landed in batch])
     index_array = pa.array(cut.reading_member)
-    message_array = pa.array(cut.reading_message)
-
-    def spread(values: Any, kind: pa.DataType) -> pa.Array:  # one per member
-        return pa.array(values, kind).take(index_array)
-
-    def shared(values: list[Any], kind: pa.DataType) -> pa.Array:  # one per message
-        return pa.array(values, kind).take(message_array)
-
     coded = _dictionary(cut)
-    records = cut.records
     times = _times(cut)
-    positions = cut.items("position")
-    lat = [None if p is None else float(p["lat"]) for p in positions]
-    lon = [None if p is None else float(p["lon"]) for p in positions]
+    lat, lon = _positions(cut, index_array)
+    shared = _shared(batch, pa.array(cut.reading_message))
     return pa.table(
         {
-            "city": shared([r["city"] or "" for r in records], pa.string()),
+            "city": shared["city"],
             "domain": coded("domain"),
             "metric": coded("metric"),
             "unit": coded("unit"),
-            "entity": _filled(spread(cut.items("entity_pseudonym"), pa.string())),
+            "entity": _filled(
+                pa.array(cut.items("entity_pseudonym"), pa.string()).take(index_array)
+            ),
             "entity_type": coded("entity_type"),
             "zone": coded("zone"),
-            "lat": spread(lat, pa.float64()),
-            "lon": spread(lon, pa.float64()),
+            "lat": lat,
+            "lon": lon,
             "sector": coded("sector"),
             "carrier": coded("carrier"),
             "ts": pa.array(times // 1000, pa.int64()).cast(TS),
             "local_day": local_day_column(
-                [r["city"] for r in records], cut.reading_message, times, timezones or {}
+                [r["city"] for r in cut.records], cut.reading_message, times, timezones or {}
             ),
             "value": pa.array(cut.readings("values", np.float64)),
             "quality": pa.array(_per_reading(cut, "quality", 0, np.uint16)),
@@ -76,14 +68,36 @@ def observation_batches_table(
                 _per_reading(cut, "replaced", np.nan, np.float64),
                 from_pandas=True,  # NaN -> null
             ),
-            "source": shared([r["source"] or "" for r in records], pa.string()),
-            "dataset": shared([r["dataset"] or "" for r in records], pa.string()),
-            "lineage_id": shared([r["lineage_id"] or "" for r in records], pa.string()),
-            "_topic": shared([x.topic for x in batch], pa.string()),
-            "_partition": shared([x.partition for x in batch], pa.uint16()),
-            "_offset": shared([x.offset for x in batch], pa.uint64()),
+            **shared,  # city again, keeping its place: the table's columns in order
         }
     )
+
+
+def _positions(cut: _Cut, index: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """Each member's position (a GeoPoint or null) as nullable lat and lon per reading."""
+    points = cut.items("position")
+    lat = [None if p is None else float(p["lat"]) for p in points]
+    lon = [None if p is None else float(p["lon"]) for p in points]
+    return pa.array(lat, pa.float64()).take(index), pa.array(lon, pa.float64()).take(index)
+
+
+def _shared(batch: Sequence[Landed], message: pa.Array) -> dict[str, pa.Array]:
+    """The columns of what a message's members share, and its Kafka coordinates, per
+    reading (``message``: each reading's message); city first, the rest last."""
+
+    def spread(values: list[Any], kind: pa.DataType) -> pa.Array:
+        return pa.array(values, kind).take(message)
+
+    records = [landed.record for landed in batch]
+    return {
+        "city": spread([r["city"] or "" for r in records], pa.string()),
+        "source": spread([r["source"] or "" for r in records], pa.string()),
+        "dataset": spread([r["dataset"] or "" for r in records], pa.string()),
+        "lineage_id": spread([r["lineage_id"] or "" for r in records], pa.string()),
+        "_topic": spread([x.topic for x in batch], pa.string()),
+        "_partition": spread([x.partition for x in batch], pa.uint16()),
+        "_offset": spread([x.offset for x in batch], pa.uint64()),
+    }
 
 
 def check_observation_batch(record: dict[str, Any]) -> None:
@@ -92,11 +106,13 @@ def check_observation_batch(record: dict[str, Any]) -> None:
     one per version. The sink calls it as it decodes, so such a message is reported
     as undecodable and never lands, instead of failing the insert at every restart
     (the v1 rows stretched a one-item array over every value, or failed the insert)."""
-    counts = np.asarray(record["values_counts"], dtype=np.int64)
+    counts = None
     for name in ("times", "quality", "versions"):
-        _given(record, name, counts)
-    versions = np.asarray(record["versions_counts"], dtype=np.int64)
-    if not np.array_equal(np.asarray(record["replaced_counts"], dtype=np.int64), versions):
+        if any(record[name + "_counts"]):  # most messages: no member has its own
+            if counts is None:
+                counts = np.asarray(record["values_counts"], dtype=np.int64)
+            _given(record, name, counts)
+    if list(record["replaced_counts"]) != list(record["versions_counts"]):
         raise ValueError("an observation's 'replaced' values are not one per version")
 
 
