@@ -67,7 +67,7 @@ test-chaos: setup ## only the chaos run on a local 3-broker cluster with two wor
 test-unit: setup ## run only the tests that need no broker
 	@$(RUN) pytest -q tests/unit
 
-BENCHES := kafka_ceiling kafka_cluster cycles ingest ingest_single anonymise normalise normalise_batches energy_analytics publish federation federation_entities sql_guard api
+BENCHES := kafka_ceiling kafka_cluster cycles ingest ingest_single anonymise normalise normalise_batches energy_analytics publish publish_batches federation federation_entities sql_guard api
 bench: setup ## run the benchmarks (they print their figures); then the whole pipeline
 	@$(TEST_ENV) $(CITEPLUS) infra up --storage memory
 	@status=0; for b in $(BENCHES); do echo "==> bench/$$b.py"; \

@@ -20,7 +20,7 @@ T0 = 1_736_722_800_000_000  # 2025-01-13T00:00+01:00, µs
 
 @st.composite
 def member(draw, city: str) -> dict:
-    n = draw(st.integers(1, 5))
+    n = draw(st.integers(0, 5))  # a member may hold no reading: it makes no row
     start = T0 + draw(st.integers(-3, 3)) * 3_600_000_000
     step = draw(st.sampled_from([600, 900, 3600]))
     times = draw(st.sampled_from(["none", "own"]))
@@ -60,21 +60,32 @@ def member(draw, city: str) -> dict:
     }
 
 
-@settings(max_examples=150, deadline=None)
-@given(
-    city=st.sampled_from(["lyon", "noumea"]),
-    data=st.data(),
-    cuts=st.lists(st.integers(1, 4), min_size=1, max_size=4),
+SHARED = st.fixed_dictionaries(  # what a message's members share (services/runtime/batches.py)
+    {
+        "city": st.sampled_from(["lyon", "noumea"]),
+        "source": st.sampled_from(["s", "t"]),
+        "dataset": st.sampled_from(["d", "e"]),
+        "lineage_id": st.sampled_from(["L", "M", ""]),
+    }
 )
-def test_a_batch_lands_as_the_rows_of_its_members(city: str, data, cuts: list[int]) -> None:
-    members = data.draw(st.lists(member(city), min_size=1, max_size=12))
-    messages, at = [], 0
-    for offset, size in enumerate(cuts * 12):  # any split of the same members
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), cuts=st.lists(st.integers(1, 4), min_size=1, max_size=4))
+def test_a_batch_lands_as_the_rows_of_its_members(data, cuts: list[int]) -> None:
+    """One insert of several messages, each with its own dictionary (its own words in
+    its own order), city and time zone, source, partition and offset."""
+    members = data.draw(st.lists(member("lyon"), min_size=1, max_size=12))
+    batches, at, offset = [], 0, 0
+    for size in cuts * 12:  # any split of the same members
         if at >= len(members):
             break
-        messages.append((offset, members[at : at + size]))
+        shared = data.draw(SHARED)
+        part = [{**m, **shared} for m in members[at : at + size]]
+        partition = data.draw(st.integers(0, 3))
+        offset += data.draw(st.integers(1, 3))
+        batches.append(Landed(OBSERVATION.batch_of(part), "observations.v2", partition, offset))
         at += size
-    batches = [Landed(OBSERVATION.batch_of(part), "observations.v2", 2, o) for o, part in messages]
     exploded = [
         Landed(m, landed.topic, landed.partition, landed.offset)
         for landed in batches
@@ -148,3 +159,41 @@ def test_a_batch_that_cannot_become_rows_is_refused_as_it_is_decoded(change, say
     check_observation_batch(OBSERVATION.batch_of([good]))
     with pytest.raises(ValueError, match=says):
         check_observation_batch(OBSERVATION.batch_of([good, {**good, **change}]))
+
+
+def _reading(entity: str, metric: str) -> dict:
+    return {
+        "city": "lyon", "domain": "air", "metric": metric, "unit": "ug/m3",
+        "entity_pseudonym": entity, "entity_type": None, "zone": None, "position": None,
+        "start": T0, "step_seconds": 600, "times": [], "values": [1.0], "quality": [],
+        "source": "s", "dataset": "d", "lineage_id": "L", "key_epoch": None,
+        "sector": None, "carrier": None, "versions": [], "replaced": [],
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("field", "says"),
+    [("entity_pseudonym", "one item per member"), ("values", "items its counts say")],
+)
+def test_a_message_short_of_an_item_never_shifts_its_neighbours_rows(field, says) -> None:
+    """An insert's messages are laid end to end: one item too few in a message and one
+    too many in the next must be refused (the sink checked each as it was decoded; the
+    rows do not take it on trust), not give the first's member the second's item."""
+    first = OBSERVATION.batch_of([_reading("a", "no2"), _reading("b", "no2")])
+    second = OBSERVATION.batch_of([_reading("c", "o3")])
+    moved = first[field].pop()
+    second[field].append(moved)
+    batch = [Landed(first, "t", 0, 0), Landed(second, "t", 0, 1)]
+    with pytest.raises(ValueError, match=says):
+        observation_batches_table(batch, ZONES)
+
+
+def test_a_code_past_its_own_dictionary_is_refused_not_read_in_the_next() -> None:
+    """Every message's words are in one array: a code past its message's dictionary
+    would otherwise name a word of the message after it."""
+    first = OBSERVATION.batch_of([_reading("a", "no2")])
+    second = OBSERVATION.batch_of([_reading("b", "o3")])
+    first["metric"] = [len(first["dictionary"])]  # "o3"'s place, were it read on
+    batch = [Landed(first, "t", 0, 0), Landed(second, "t", 0, 1)]
+    with pytest.raises(ValueError, match="'metric' points past"):
+        observation_batches_table(batch, ZONES)
