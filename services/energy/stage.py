@@ -125,10 +125,12 @@ from services.energy.windows import (
     reading_span,
 )
 from services.runtime import dlq, localday
+from services.runtime.batch_messages import member_input
 from services.runtime.codec import Contracts
 from services.runtime.config import NodeConfig
 from services.runtime.errors import ConfigError, RejectedInput
 from services.runtime.metrics import ServiceMetrics
+from services.runtime.outbox import member_key
 from services.runtime.paths import TOPICS_FILE
 from services.runtime.stage import BaseStage, Emit, InputMeta, Tally
 from services.runtime.state import BatchState, ChangelogStore
@@ -443,7 +445,10 @@ class EnergyStage(BaseStage):
         as the per-record path would, chosen and checked on the batch's columns
         (:mod:`services.energy.batch_screen`), many meters to a regrouped message;
         None when one of them would be rejected (the per-record path then decides,
-        member by member)."""
+        member by member). A regrouped.v2 message: its members aggregated at once
+        (:meth:`_aggregate_batch`)."""
+        if meta.topic == self.topics.regrouped:
+            return self._aggregate_batch(batch, meta)
         if meta.topic != self.topics.observation_batches:
             return None
         chosen = energy_members(
@@ -459,6 +464,23 @@ class EnergyStage(BaseStage):
         members = observation_batching().explode(batch)
         parts = (part for index in chosen for part in self._regrouped(members[index], meta))
         return regrouped_messages(parts, self.topics.regrouped)
+
+    def _aggregate_batch(self, batch: dict[str, Any], meta: InputMeta) -> list[Emit] | None:
+        """A regrouped message's members aggregated under the one savepoint the runner
+        opened for the message, each with the input place the record path gives it.
+        The record path (a savepoint per member, its outputs encoded and checked one
+        by one) was as much of the stage's time on single readings as the aggregate
+        itself. None when a member is refused: the runner undoes the message's writes
+        and takes its members one by one, each refusal its own letter."""
+        found = observation_batching()
+        emits: list[Emit] = []
+        try:
+            for member in found.explode(batch):
+                key = member_key(found.spec.member, member).encode()
+                emits.extend(self._aggregate(member, member_input(meta, key)))
+        except RejectedInput:
+            return None
+        return emits
 
     def _regrouped(self, record: dict[str, Any], meta: InputMeta) -> Iterator[RegroupedPart]:
         """The regrouped parts of a checked energy series (its known parts)."""

@@ -74,10 +74,14 @@ class ChangelogStore(StageStore):
         deltas: bool = False,
         message_budget: int = DELTA_BUDGET,
         clock: Callable[[], float] = time.monotonic,
+        text_of: Callable[[Any, Any], str] | None = None,
     ):
         self.name = name
         self.topic = topic
         self.deltas = deltas
+        # A committed value's text for a delta's rewrite, from the value and its memo
+        # (a stage whose memo makes the text cheap says how; json's otherwise).
+        self.text_of = text_of or _json_text
         self.message_budget = message_budget
         self.clock = clock
         self._committed: dict[str, Any] = {}
@@ -144,7 +148,8 @@ class ChangelogStore(StageStore):
         """Stage a new value; its changelog record goes with the batch's end.
 
         ``text``: the value's changelog text when the stage encoded it itself (it must
-        be what ``json.JSONEncoder(separators=(",", ":")).encode(value)`` gives: the
+        be what ``json.JSONEncoder(separators=(",", ":")).encode(value)`` gives, as
+        must ``text_of``: the
         restore reads it with ``json.loads``, and a compacted topic keeps older
         texts); ``memo``: kept beside the value (see the class)."""
         if text is not None and len(text) > self.message_budget:
@@ -231,7 +236,7 @@ class ChangelogStore(StageStore):
         if self._partition_of.get(key) != partition:
             return None
         value = self._committed.get(key, _ABSENT)
-        return None if value is _ABSENT else _JSON.encode(value)
+        return None if value is _ABSENT else self.text_of(value, self._memos.get(key))
 
     def _record(self, record_key: str, text: str | None, partition: int) -> Emit:
         record = {
@@ -346,6 +351,11 @@ class ChangelogStore(StageStore):
 
     def __len__(self) -> int:
         return len(self._committed)
+
+
+def _json_text(value: Any, memo: Any) -> str:
+    """A value's changelog text, without a stage's memo."""
+    return _JSON.encode(value)
 
 
 def _set_memo(memos: dict[str, Any], key: str, memo: Any) -> None:

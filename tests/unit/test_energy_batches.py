@@ -37,6 +37,7 @@ STARTS = (
 )
 TOPICS = EnergyTopics(observation_batches="observations.v2")
 took_fast_path: list[int] = []  # batch messages taken whole, per example (see the last test)
+took_fast_regrouped: list[int] = []  # regrouped messages aggregated whole, likewise
 
 
 @st.composite
@@ -177,8 +178,13 @@ def test_any_split_into_messages_gives_the_per_reading_state_and_aggregates(
     columnar = EnergyHarness(now_us=now, topics=TOPICS)
     got = _run(columnar, transactions)
     took_fast_path.append(columnar.fast_paths)
-    # the same transactions, per reading and one record per message: everything equal
-    same = _run(EnergyHarness(now_us=now, columnar=False, topics=TOPICS), _as_v1(transactions))
+    took_fast_regrouped.append(columnar.fast_regrouped)
+    # the same transactions, per reading and one record per message, each regrouped
+    # member aggregated on its own: everything equal
+    member_by_member = EnergyHarness(
+        now_us=now, columnar=False, topics=TOPICS, regrouped_fast=False
+    )
+    same = _run(member_by_member, _as_v1(transactions))
     assert got[0] == same[0]  # every changelog value, exactly
     assert got[1:] == same[1:]
     # all at once, per reading: the same state, dead letters and released aggregates
@@ -194,6 +200,7 @@ def test_the_split_property_ran_through_the_fast_path() -> None:
     """The property above saw whole batches go through ``process_batch`` (not only
     the per-member fallback), so it tested the fast path."""
     assert sum(took_fast_path) > 0
+    assert sum(took_fast_regrouped) > 0
 
 
 def _one_quarter(meter: str, kwh: float) -> dict[str, Any]:

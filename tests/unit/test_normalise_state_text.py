@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from services.normalise import memory, state_text
 from services.normalise.fastpath import _remembered
+from services.normalise.stage import _state_text
 from services.runtime.state import ChangelogStore
 from testkit.normalise_histories import STEP, T0, unusual
 from testkit.normalise_histories import histories as random_histories
@@ -186,3 +187,22 @@ def test_any_other_shape_is_json_text() -> None:
         assert text == JSON.encode(state)
         assert state_text.encode(state, memo)[0] == JSON.encode(state)
         assert state_text.encode(state, "not a memo")[0] == JSON.encode(state)
+
+
+def test_a_state_carried_forward_by_a_delta_is_its_json_text_made_from_its_memo() -> None:
+    """A delta carries a kept state forward (changelog_deltas.py) with the text its
+    memo makes: json's text of the state, and the memo's (a planted text shows)."""
+    state, memo = steady(30)
+    (segment,) = memo
+    planted = ",".join(f"{k}" for k in range(segment.count))
+    fake = (
+        state_text.SegmentText(segment.begin, segment.step, segment.values, segment.count, planted),
+    )
+    for kept, expected in ((memo, '"k":' + JSON.encode(state)), (fake, planted)):
+        store = ChangelogStore("normalise", "normalise.state.v1", deltas=True, text_of=_state_text)
+        store.put("k", state, 0, text=JSON.encode(state), memo=kept)
+        store.changelog_emits()
+        store.commit()
+        store.put("other", {"reg": [1, 2.0]}, 0)  # the next batch carries "k" forward
+        delta, tombstone = store.changelog_emits()  # k carried: the first delta may go
+        assert expected in delta.value["value"] and tombstone.value is None
