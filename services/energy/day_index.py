@@ -18,6 +18,7 @@ loose dicts reset by hand:
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,16 @@ Shape = tuple[dict[str, Any], tuple[str, ...]]  # (withheld pattern, cells)
 
 def _day_sets() -> defaultdict[int, set[str]]:
     return defaultdict(set)
+
+
+def _discard(sets: dict[Any, set[Any]], key: Any, items: set[Any]) -> None:
+    """Take ``items`` out of ``sets[key]`` again, and the key once its set is empty."""
+    remaining = sets.get(key)
+    if remaining is None:
+        return
+    remaining -= items
+    if not remaining:
+        del sets[key]
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,48 @@ class DayIndex(StageStore):
         self.published: defaultdict[GroupDayKey, Fingerprints] = defaultdict(dict)
         self.shapes: dict[GroupDayKey, Shape] = {}
         self.heard: dict[Group, int] = {}
+        self._undo: list[Callable[[], None]] = []
+
+    # -- one record: what it did to the open days and the batch's work, undone when it
+    # is refused (a regrouped message taken whole that a member then refuses is undone
+    # whole: the days it closed and the meters it added must be as before it, or a
+    # closed day's meter readings outlive its release) ----------------------------------
+    def begin_record(self) -> None:
+        self._undo.clear()
+
+    def rollback_record(self) -> None:
+        for step in reversed(self._undo):
+            step()
+        self._undo.clear()
+
+    def touch(self, day: GroupDayKey, quarters: range, md_key: str) -> None:
+        """A meter's day changed: its quarters are due, the day holds its key."""
+        dirty = self.batch.dirty
+        known = dirty.get(day)
+        added = set(quarters) - known if known is not None else set(quarters)
+        if added:
+            dirty[day].update(added)
+            self._undo.append(lambda: _discard(dirty, day, added))
+        keys = self.days[day[:2]][day[2]]
+        if md_key not in keys:
+            keys.add(md_key)
+            self._undo.append(lambda: _discard(self.days[day[:2]], day[2], {md_key}))
+
+    def close(self, day: GroupDayKey, partition: int, by: str) -> None:
+        """The day closes with this batch: out of the open days, into its closings."""
+        days = self.days[day[:2]]
+        keys = days.pop(day[2])
+        before = self.batch.closing.get(day)
+        self.batch.closing[day] = Closing(keys, partition, by)
+
+        def undo() -> None:
+            days[day[2]] = keys
+            if before is None:
+                self.batch.closing.pop(day, None)
+            else:
+                self.batch.closing[day] = before
+
+        self._undo.append(undo)
 
     def commit(self) -> None:
         """The batch's publications become the days' record (a closed day has none)."""
@@ -75,10 +128,12 @@ class DayIndex(StageStore):
             if day not in closing:
                 self.published[day].update(fingerprints)
         self.shapes.update((k, v) for k, v in self.batch.shapes.items() if k not in closing)
+        self._undo.clear()
         self.batch = BatchWork()
 
     def abort(self) -> None:
         """Nothing of the batch happened: days it closed are open again."""
+        self._undo.clear()
         self.batch = BatchWork()
         self.reindex()
 

@@ -96,7 +96,7 @@ from services.energy.columns import (
     pieces_end,
     split_days,
 )
-from services.energy.day_index import Closing, DayIndex, GroupDayKey
+from services.energy.day_index import DayIndex, GroupDayKey
 from services.energy.day_tables import DayTables
 from services.energy.readings import known_parts
 from services.energy.regrouped import RegroupedPart, observation_batching, regrouped_messages
@@ -656,8 +656,7 @@ class EnergyStage(BaseStage):
         cell = cell_name(meter.zone, meter.sector)
         self.state.set(gd_key, group_day.changed(cell).stored(), partition)
         quarters = range(span[0] // QUARTER_US, span[1] // QUARTER_US + 1)
-        self.index.batch.dirty[(city, carrier, day)].update(quarters)
-        self.index.days[(city, carrier)][day].add(md_key)
+        self.index.touch((city, carrier, day), quarters, md_key)
 
     def _apply_cell_changes(self) -> None:
         """The batch's meter changes, applied to their cell days (see cell_changes)."""
@@ -676,7 +675,7 @@ class EnergyStage(BaseStage):
         timezone = self.timezone(city)
         closing = sorted(d for d in days if not self._open(d, watermark, timezone))
         for day in closing:
-            self.index.batch.closing[(city, carrier, day)] = Closing(days.pop(day), partition, by)
+            self.index.close((city, carrier, day), partition, by)
         if not closing:
             return
         wm_key = watermarks_key(city, carrier)

@@ -90,6 +90,9 @@ def compile_mappings(
 
 class NormaliseStage(BaseStage):
     name = "normalise"
+    # Partition n of anonymised.v1, anonymised.v2 and normalise.state.v1 on one worker:
+    # an entity's state is one worker's, and its delta changelog has one writer.
+    co_partitioned = True
 
     def __init__(
         self,

@@ -21,7 +21,9 @@ its own, written before deltas existed, is deleted with a per-key record too).
 
 Time bound: a cycle that holds changes ends at most ``CYCLE_MAX_AGE_S`` after it
 started (what is left is rewritten at once, on a batch or a tick), so a deleted
-value is tombstoned within about two such ages even when input stops.
+value is tombstoned within about two such ages even when input stops. Ages are on
+the wall clock that also stamps each delta (``updated_at``): a new owner's cycle is
+as old as the oldest delta it restored, however often the partition moves.
 """
 
 from __future__ import annotations
@@ -184,12 +186,15 @@ def plan_step(
     return step, rewrites
 
 
-def restored_cycle(deltas: Iterable[tuple[str, list[str]]], now: float) -> Cycle:
+def restored_cycle(deltas: Iterable[tuple[str, tuple[list[str], float]]], now: float) -> Cycle:
     """The cycle of a partition just restored: every delta still on the topic (with
-    the keys it sets) becomes the previous cycle, to carry forward and tombstone."""
+    the keys it sets and when it was written) becomes the previous cycle, to carry
+    forward and tombstone; the cycle counts as started when the oldest was written."""
     previous: list[str] = []
     keys: set[str] = set()
-    for record_key, set_keys in deltas:
+    started = now
+    for record_key, (set_keys, written) in deltas:
         previous.append(record_key)
         keys.update(set_keys)
-    return Cycle(started=now, previous=previous, to_rewrite=list(keys))
+        started = min(started, written)
+    return Cycle(started=started, previous=previous, to_rewrite=list(keys))

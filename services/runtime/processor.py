@@ -48,7 +48,16 @@ from services.runtime.record_outcome import BatchTally as _BatchTally
 from services.runtime.record_outcome import Origin as _Origin
 from services.runtime.record_outcome import Output as _Output
 from services.runtime.record_outcome import check_sizes as _check_sizes
-from services.runtime.stage import BaseStage, Emit, InputMeta, Stage, StageStore, Tally, changelogs
+from services.runtime.stage import (
+    BaseStage,
+    Emit,
+    InputMeta,
+    Stage,
+    StageStore,
+    Tally,
+    changelogs,
+    check_one_writer,
+)
 from services.runtime.state import restore
 
 __all__ = [
@@ -133,6 +142,7 @@ class StageRunner:
         dead_letter_topic: str = dlq.DLQ_TOPIC,
         raw_dead_letter_topic: str | None = None,
     ):
+        check_one_writer(stage)
         self.stage = stage
         self.dead_letter_topic = dead_letter_topic
         # Restricted, like raw.v1: written only by stages whose input is personal.
@@ -424,6 +434,7 @@ class StageRunner:
         try:
             self._produce(emits, tally)
             self._flush_outbox(tally)
+            self._fence_tick()
             self._commit()
         except KafkaException as exc:
             self._abort(exc)
@@ -434,6 +445,19 @@ class StageRunner:
         sent = sum(tally.by_topic.values())
         self.summary.records_out += sent
         return sent
+
+    def _fence_tick(self) -> None:
+        """A tick's transaction carries the group's current positions, as a batch's
+        carries its offsets: the coordinator then refuses it from a worker that has
+        left the group (a batch past max.poll.interval.ms; told only at its next
+        poll), whose tick would otherwise write state after the new owner's. The
+        positions are where the last batch committed, so nothing moves."""
+        assignment = self.consumer.assignment()
+        if not assignment:
+            return
+        positions = [tp for tp in self.consumer.position(assignment) if tp.offset >= 0]
+        if positions:
+            self._send_offsets(positions)
 
     def _produce_batch_end(self, tally: _BatchTally) -> None:
         self._produce([*self.stage.end_batch(), *self._changelog_emits()], tally)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from services.runtime.errors import ConfigError
 from services.runtime.source_headers import Headers
 
 if TYPE_CHECKING:
@@ -284,3 +285,23 @@ class BaseStage:
 def changelogs(stage: Stage) -> list[ChangelogStore]:
     """The changelog-backed stores the runner restores for ``stage``."""
     return [store.changelog for store in stage.stores if store.changelog is not None]
+
+
+def check_one_writer(stage: Stage) -> None:
+    """Refuse (ConfigError) a stage whose delta changelog could have two writers.
+
+    A delta store carries forward and tombstones every delta of its partitions
+    (services/runtime/changelog_deltas.py): sound only when one worker writes a
+    changelog partition. With several inputs, partition n of each could go to a
+    different worker, both writing changelog partition n, unless the stage is
+    co-partitioned (the range assignor pinned, each assignment checked)."""
+    if stage.co_partitioned or len(stage.input_topics) < 2:
+        return
+    for store in changelogs(stage):
+        if store.deltas:
+            raise ConfigError(
+                f"stage {stage.name} keeps {store.name!r} as deltas on {store.topic} and "
+                f"reads {len(stage.input_topics)} topics without being co-partitioned: "
+                "two workers could write one changelog partition. Set co_partitioned, "
+                "or keep the store one record per key (deltas=False)"
+            )

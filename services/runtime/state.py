@@ -73,7 +73,7 @@ class ChangelogStore(StageStore):
         *,
         deltas: bool = False,
         message_budget: int = DELTA_BUDGET,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = time.time,
         text_of: Callable[[Any, Any], str] | None = None,
     ):
         self.name = name
@@ -95,7 +95,7 @@ class ChangelogStore(StageStore):
         self._cycles: dict[int, Cycle] = {}
         self._steps: list[Step] = []
         self._keyed: set[str] = set()  # keys whose own (per-key) record holds a value
-        self._restoring: dict[int, dict[str, list[str]]] = {}
+        self._restoring: dict[int, dict[str, tuple[list[str], float]]] = {}
         self._delta_keys = DeltaKeys()
 
     # -- one input record -----------------------------------------------------------
@@ -178,7 +178,9 @@ class ChangelogStore(StageStore):
         the batch's transaction; also at a tick, when a cycle is due)."""
         if not self.deltas:
             return [
-                self._record(key, None if value is _DELETED else self._text(key, value), p)
+                self._tombstone(key, p)
+                if value is _DELETED
+                else self._record(key, self._text(key, value), p)
                 for key, value in self._pending.items()
                 for p in (self._pending_partition[key],)
             ]
@@ -211,7 +213,7 @@ class ChangelogStore(StageStore):
             if value is _DELETED:
                 deletes.append(key)
                 if key in self._keyed:  # its own record would bring it back
-                    emits.append(self._record(key, None, partition))
+                    emits.append(self._tombstone(key, partition))
             else:
                 puts.append((key, self._text(key, value)))
         step.set_keys += [key for key, _ in puts]
@@ -243,14 +245,16 @@ class ChangelogStore(StageStore):
             "store": self.name,
             "key": record_key,
             "value": text,
-            "updated_at": time.time_ns() // 1000,
+            "updated_at": int(self.clock() * 1_000_000),
         }
         return Emit(
             self.topic, f"{self.name}|{record_key}", record, readings=0, partition=partition
         )
 
     def _tombstone(self, record_key: str, partition: int) -> Emit:
-        """A Kafka tombstone (null value): compaction removes the delta it names."""
+        """A Kafka tombstone (null value): compaction removes the key's records (a
+        delta carried forward, or a deleted key's own records), then, once the topic's
+        delete.retention.ms passed, the tombstone and the key with it."""
         return Emit(self.topic, f"{self.name}|{record_key}", None, readings=0, partition=partition)
 
     # -- transaction outcome ----------------------------------------------------------
@@ -298,7 +302,7 @@ class ChangelogStore(StageStore):
             return
         key = record["key"]
         if is_delta(key):
-            self._apply_delta(key, record["value"], partition)
+            self._apply_delta(record, partition)
             return
         self._memos.pop(key, None)
         if record["value"] is None:
@@ -310,7 +314,8 @@ class ChangelogStore(StageStore):
             self._partition_of[key] = partition
             self._keyed.add(key)
 
-    def _apply_delta(self, record_key: str, text: str | None, partition: int) -> None:
+    def _apply_delta(self, record: dict[str, Any], partition: int) -> None:
+        record_key, text = record["key"], record["value"]
         if text is None:
             return
         puts, deletes = read_delta(text)
@@ -322,7 +327,8 @@ class ChangelogStore(StageStore):
             self._committed.pop(key, None)
             self._partition_of.pop(key, None)
             self._memos.pop(key, None)
-        self._restoring.setdefault(partition, {})[record_key] = list(puts)
+        written = record.get("updated_at") or 0
+        self._restoring.setdefault(partition, {})[record_key] = (list(puts), written / 1e6)
 
     def apply_tombstone(self, record_key: str, partition: int) -> None:
         """A delta that was carried forward (or a key deleted by a null value)."""
@@ -336,7 +342,9 @@ class ChangelogStore(StageStore):
 
     def finish_restore(self, partitions: Iterable[int]) -> None:
         """The restored partitions' deltas still on the topic: carried forward and
-        tombstoned by the next cycle (changelog_deltas.py)."""
+        tombstoned by the next cycle (changelog_deltas.py), which is as old as the
+        oldest of them (owners that change more often than a cycle's age must not
+        keep a cycle from ever ending)."""
         now = self.clock()
         for partition in partitions:
             deltas = self._restoring.pop(partition, {})

@@ -9,7 +9,12 @@ TOPIC = "stage.state.v1"
 
 
 def changelog(emits) -> list[tuple[str, str | None]]:
-    return [(e.value["key"], e.value["value"]) for e in emits]
+    """(key, value text) of each record; a deletion is a Kafka tombstone (no value),
+    keyed ``store|key``."""
+    return [
+        (e.key.split("|", 1)[1], None) if e.value is None else (e.value["key"], e.value["value"])
+        for e in emits
+    ]
 
 
 def test_a_batch_writes_each_key_once_with_its_last_value() -> None:

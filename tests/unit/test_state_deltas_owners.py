@@ -11,11 +11,13 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+import pytest
 from confluent_kafka import TopicPartition
 
 from services.normalise.stage import NormaliseStage, NormaliseTopics
 from services.runtime import changelog_deltas
 from services.runtime.config import load_node_config
+from services.runtime.errors import ConfigError
 from services.runtime.processor import StageRunner
 from services.runtime.stage import BaseStage, Emit
 from services.runtime.state import ChangelogStore
@@ -68,41 +70,27 @@ def batch(store: ChangelogStore, log: Log, puts: dict[str, Any], deletes: tuple[
     store.commit()
 
 
-def test_two_workers_writing_one_partition_restore_to_what_each_committed() -> None:
-    """normalise reads anonymised.v1 and anonymised.v2 and is not co-partitioned: with
-    the broker's assignor (group_protocol consumer) partition 3 of v1 and of v2 may go
-    to two workers, and both restore and write normalise.state.v1 partition 3, each for
-    the entities it reads (with one record per key, that was sound). Worker x changes
-    entity a, worker y changes entity b; x's cycles carry b forward with the value x
-    restored, after y's change, so a new owner restores b as it was before y."""
-    clock, log = Clock(), []
-    first = restored(log, clock)
-    batch(first, log, {"lyon|a|no2": {"v": 1}, "lyon|b|no2": {"v": 1}})
-    x, y = restored(log, clock), restored(log, clock)
-    batch(y, log, {"lyon|b|no2": {"v": 2}})
-    for n in range(2, 8):  # x's input goes on; its cycles end (a cycle age apart)
-        clock.now += changelog_deltas.CYCLE_MAX_AGE_S
-        batch(x, log, {"lyon|a|no2": {"v": n}})
-    committed = {"lyon|a|no2": {"v": 7}, "lyon|b|no2": {"v": 2}}
-    for log_read in (log, compacted(log)):
-        new_owner = restored(log_read, clock)
-        assert {k: new_owner.get(k) for k in committed} == committed
+def test_a_stage_whose_delta_changelog_could_have_two_writers_is_refused() -> None:
+    """Found in review: a stage reading two topics without co-partitioning may get
+    partition n of each on two workers, both writing changelog partition n; each then
+    carries the other's keys forward with stale values and tombstones its deltas (a
+    value one deleted, the other wrote back forever). Such a stage does not start."""
 
+    class TwoInputs(BaseStage):
+        name = "two-inputs"
+        input_topics = ("anonymised.v1", "anonymised.v2")
 
-def test_a_value_deleted_by_one_of_two_writers_leaves_the_topic() -> None:
-    """As above, y deletes entity b: x keeps carrying b's value forward, cycle after
-    cycle, so it never leaves the compacted topic and comes back on restore."""
-    clock, log = Clock(), []
-    first = restored(log, clock)
-    batch(first, log, {"lyon|a|no2": {"v": 1}, "lyon|b|no2": {"secret": "b-value"}})
-    x, y = restored(log, clock), restored(log, clock)
-    batch(y, log, {}, deletes=("lyon|b|no2",))
-    for n in range(2, 8):
-        clock.now += changelog_deltas.CYCLE_MAX_AGE_S
-        batch(x, log, {"lyon|a|no2": {"v": n}})
-        batch(y, log, {})  # y's ticks
-    assert "b-value" not in json.dumps(compacted(log))
-    assert restored(compacted(log), clock).get("lyon|b|no2") is None
+        def __init__(self, deltas: bool):
+            self.stores = (ChangelogStore(NAME, TOPIC, deltas=deltas),)
+
+    node = load_node_config(env={})
+    contracts = offline_contracts(TOPIC)
+    with pytest.raises(ConfigError, match="co-partitioned"):
+        StageRunner(TwoInputs(True), node, contracts, consumer=_Consumer(), producer=_Producer())  # type: ignore[arg-type]
+    StageRunner(TwoInputs(False), node, contracts, consumer=_Consumer(), producer=_Producer())  # type: ignore[arg-type]
+    co_partitioned = TwoInputs(True)
+    co_partitioned.co_partitioned = True
+    StageRunner(co_partitioned, node, contracts, consumer=_Consumer(), producer=_Producer())  # type: ignore[arg-type]
 
 
 def test_a_deleted_value_leaves_the_topic_when_owners_change_more_often_than_a_cycle_age() -> None:
