@@ -20,9 +20,10 @@ import argparse
 import random
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+from bench.runner_batches import best_of
 from services.publish.batch_rows import check_observation_batch, observation_batches_table
 from services.publish.rows import Landed, observations_table
 from services.runtime import wire
@@ -122,15 +123,6 @@ def v1_rows(batch: Sequence[Landed]) -> object:
         for m in OBSERVATION.explode(x.record)
     ]
     return observations_table(members, ZONES)
-
-
-def best_of(rounds: int, run: Callable[[], object]) -> float:
-    best = float("inf")
-    for _ in range(rounds):
-        started = time.perf_counter()
-        run()
-        best = min(best, time.perf_counter() - started)
-    return best
 
 
 def main(argv: list[str] | None = None) -> int:
