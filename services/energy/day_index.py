@@ -18,7 +18,7 @@ loose dicts reset by hand:
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,12 +36,12 @@ def _day_sets() -> defaultdict[int, set[str]]:
     return defaultdict(set)
 
 
-def _discard(sets: dict[Any, set[Any]], key: Any, items: set[Any]) -> None:
+def _discard(sets: dict[Any, set[Any]], key: Any, items: Iterable[Any]) -> None:
     """Take ``items`` out of ``sets[key]`` again, and the key once its set is empty."""
     remaining = sets.get(key)
     if remaining is None:
         return
-    remaining -= items
+    remaining.difference_update(items)
     if not remaining:
         del sets[key]
 
@@ -78,7 +78,7 @@ class DayIndex(StageStore):
         self.published: defaultdict[GroupDayKey, Fingerprints] = defaultdict(dict)
         self.shapes: dict[GroupDayKey, Shape] = {}
         self.heard: dict[Group, int] = {}
-        self._undo: list[Callable[[], None]] = []
+        self._undo: list[tuple[Any, ...]] = []  # (kind, *arguments) of each undo step
 
     # -- one record: what it did to the open days and the batch's work, undone when it
     # is refused (a regrouped message taken whole that a member then refuses is undone
@@ -89,37 +89,40 @@ class DayIndex(StageStore):
 
     def rollback_record(self) -> None:
         for step in reversed(self._undo):
-            step()
+            _UNDO[step[0]](self, *step[1:])
         self._undo.clear()
 
     def touch(self, day: GroupDayKey, quarters: range, md_key: str) -> None:
-        """A meter's day changed: its quarters are due, the day holds its key."""
-        dirty = self.batch.dirty
-        known = dirty.get(day)
-        added = set(quarters) - known if known is not None else set(quarters)
+        """A meter's day changed: its quarters are due, the day holds its key (called
+        once per reading on single readings: undo steps are tuples, not closures)."""
+        known = self.batch.dirty[day]
+        added = [q for q in quarters if q not in known]
         if added:
-            dirty[day].update(added)
-            self._undo.append(lambda: _discard(dirty, day, added))
+            known.update(added)
+            self._undo.append(("dirty", day, added))
         keys = self.days[day[:2]][day[2]]
         if md_key not in keys:
             keys.add(md_key)
-            self._undo.append(lambda: _discard(self.days[day[:2]], day[2], {md_key}))
+            self._undo.append(("meter", day, md_key))
 
     def close(self, day: GroupDayKey, partition: int, by: str) -> None:
         """The day closes with this batch: out of the open days, into its closings."""
-        days = self.days[day[:2]]
-        keys = days.pop(day[2])
-        before = self.batch.closing.get(day)
+        keys = self.days[day[:2]].pop(day[2])
+        self._undo.append(("close", day, keys, self.batch.closing.get(day)))
         self.batch.closing[day] = Closing(keys, partition, by)
 
-        def undo() -> None:
-            days[day[2]] = keys
-            if before is None:
-                self.batch.closing.pop(day, None)
-            else:
-                self.batch.closing[day] = before
+    def _untouch_quarters(self, day: GroupDayKey, added: list[int]) -> None:
+        _discard(self.batch.dirty, day, added)
 
-        self._undo.append(undo)
+    def _untouch_meter(self, day: GroupDayKey, md_key: str) -> None:
+        _discard(self.days[day[:2]], day[2], (md_key,))
+
+    def _unclose(self, day: GroupDayKey, keys: set[str], before: Closing | None) -> None:
+        self.days[day[:2]][day[2]] = keys
+        if before is None:
+            self.batch.closing.pop(day, None)
+        else:
+            self.batch.closing[day] = before
 
     def commit(self) -> None:
         """The batch's publications become the days' record (a closed day has none)."""
@@ -158,3 +161,10 @@ class DayIndex(StageStore):
             if parsed is not None:
                 city, carrier, day = parsed
                 self.days[(city, carrier)][day].add(key)
+
+
+_UNDO: dict[str, Callable[..., None]] = {
+    "dirty": DayIndex._untouch_quarters,
+    "meter": DayIndex._untouch_meter,
+    "close": DayIndex._unclose,
+}
