@@ -149,9 +149,9 @@ class ChangelogStore(StageStore):
 
         ``text``: the value's changelog text when the stage encoded it itself (it must
         be what ``json.JSONEncoder(separators=(",", ":")).encode(value)`` gives, as
-        must ``text_of``: the
-        restore reads it with ``json.loads``, and a compacted topic keeps older
-        texts); ``memo``: kept beside the value (see the class)."""
+        must the store's ``text_of``: the restore reads it with ``json.loads``, and a
+        compacted topic keeps older texts); ``memo``: kept beside the value (see the
+        class). A text longer than a changelog record carries refuses the record."""
         if text is not None and len(text) > self.message_budget:
             raise RejectedInput(
                 "too-large",
