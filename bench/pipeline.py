@@ -5,7 +5,8 @@ table in one run.
 (1) readings/s of meter load curves sent as a city would (a day of 10-minute
     readings per meter, 20 meters per payload) and of single readings (one reading
     per meter, 1,000 meters per payload), each from the first push until every
-    reading is in ClickHouse;
+    reading is in ClickHouse; for the single readings, the offsets each topic used
+    per reading (bench/pipeline_topics.py: where the broker's messages go);
 (2) latency p50/p99 of single readings offered open loop at 200/s and at 5,000/s
     (10 requests a second): a request's last reading's `landed_at` (set by
     ClickHouse at insert) minus the time the request was scheduled to leave;
@@ -20,9 +21,10 @@ its ratio to the Kafka ceiling. A ratio >= 1.00 to a goal meets it (for latency:
 goal / measured); a ratio to the ceiling says what share of bare Kafka the node
 keeps (for latency: bare latency / measured).
 
-Durations on this 2-core machine, node start included: ``--quick`` about 5 min,
-the full run about 12 min; on a loaded machine up to 7 and 16 min (measured: 394 s
-and 956 s at a load average of 10 to 20). Each latency run waits at most 6x its
+Durations on this 2-core machine, node start included: ``--quick`` about 1.5 min,
+the full run about 2.5 min on a quiet machine (84 s and 144 s measured on
+2026-12-07); on a loaded machine up to 7 and 16 min (measured: 394 s and 956 s at a
+load average of 10 to 20, with an earlier, slower node). Each latency run waits at most 6x its
 duration for its readings to land, which bounds a run where the node queues. ``--profile DIR``
 also records every service with py-spy during the two throughput loads and prints
 where each spends its time (about 1 min more).
@@ -53,6 +55,7 @@ from bench.pipeline_load import (
     paris_source,
     throughput,
 )
+from bench.pipeline_topics import per_reading_lines, topic_offsets
 from testkit.local_node import LocalNode
 
 RATES = (200, 5000)  # single readings/s offered for latency
@@ -109,6 +112,7 @@ def load_phase(node: LocalNode, sizes: Sizes, figures: Figures, profile: Path | 
         paris_csv(range(100_000 + m, 100_000 + m + 1000), T0 + 86400 * 10, 1)
         for m in range(0, sizes.singles, 1000)
     ]
+    before = topic_offsets(node)
     figures.singles = profiled(
         node,
         profile,
@@ -116,6 +120,8 @@ def load_phase(node: LocalNode, sizes: Sizes, figures: Figures, profile: Path | 
         lambda: throughput(node, source, payloads, sizes.singles, workers=4),
     )
     print(f"    {figures.singles:,.0f} readings/s ({sizes.singles:,} readings)", flush=True)
+    print("    offsets each topic used (records and transaction markers), per reading:")
+    print("\n".join(per_reading_lines(before, topic_offsets(node), sizes.singles)), flush=True)
 
 
 def latency_phase(node: LocalNode, sizes: Sizes, figures: Figures) -> None:
@@ -310,7 +316,9 @@ def main(argv: list[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument(
-        "--quick", action="store_true", help="smaller loads: about 5 minutes (full run: about 12)"
+        "--quick",
+        action="store_true",
+        help="smaller loads: about 1.5 minutes on a quiet machine (full run: about 2.5)",
     )
     parser.add_argument("--meters", type=int, help="meters for the load-curve run (2,000)")
     parser.add_argument("--singles", type=int, help="readings for the single-reading run (100,000)")
