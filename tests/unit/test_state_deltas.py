@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.runtime import changelog_deltas
+from services.runtime.errors import RejectedInput
 from services.runtime.stage import Emit
 from services.runtime.state import DELTA_BUDGET, ChangelogStore
 
@@ -208,3 +209,26 @@ def test_a_stage_key_may_not_look_like_a_delta() -> None:
     except ValueError:
         return
     raise AssertionError("a key starting with NUL was accepted")
+
+
+def test_a_hostile_entity_whose_state_outgrows_a_record_is_refused_alone() -> None:
+    """A client that makes one entity's state larger than a changelog record carries
+    (a wide window of values) would, written at the batch's end, fail every retry of
+    the batch and stop the stage for every city. Its record is refused when it writes
+    the state (a dead letter), and the batch's other writes stand."""
+    store = ChangelogStore(NAME, TOPIC, deltas=True, message_budget=100, clock=Clock())
+    store.begin_record()
+    store.put("city|kept", {"v": 1}, 0, text='{"v":1}')
+    store.begin_record()
+    huge = {"vals": list(range(100))}
+    try:
+        store.put("city|huge", huge, 0, text=json.dumps(huge, separators=(",", ":")))
+    except RejectedInput as exc:
+        assert exc.reason == "too-large"
+    else:
+        raise AssertionError("a state larger than a changelog record was accepted")
+    store.rollback_record()
+    (delta,) = store.changelog_emits()
+    store.commit()
+    assert json.loads(delta.value["value"]) == {"put": {"city|kept": {"v": 1}}, "del": []}
+    assert store.get("city|huge") is None
