@@ -133,7 +133,11 @@ class EnergyHarness:
         emitted = []
         for emit in regrouped:
             message = self._meta(self.topics.regrouped, emit.key.encode())
-            fast = self._fast(emit, message) if emit.batched and self.regrouped_fast else None
+            fast = (
+                self._whole(emit.value, message) if emit.batched and self.regrouped_fast else None
+            )
+            if fast is not None:
+                self.fast_regrouped += 1
             if fast is not None:
                 emitted += fast
                 continue
@@ -147,16 +151,17 @@ class EnergyHarness:
         self.stage.on_commit()
         return self._collect(emitted)
 
-    def _fast(self, emit: Emit, meta: InputMeta) -> list[Emit] | None:
-        """A regrouped batch message through the stage's fast path, as the runner
-        tries it first (None: its writes undone, the members go one by one)."""
+    def _whole(self, batch: dict[str, Any], meta: InputMeta) -> list[Emit] | None:
+        """A batch message through the stage's fast path under one savepoint, as the
+        runner tries it first (None: its writes undone, the members go one by one)."""
         for store in self.stage.stores:
             store.begin_record()
-        fast = self.stage.process_batch(emit.value, meta)
+        try:
+            fast = self.stage.process_batch(batch, meta)
+        except Exception:
+            fast = None
         if fast is None:
             self.stage.on_record_failed()
-        else:
-            self.fast_regrouped += 1
         return fast
 
     def _record(self, record: dict[str, Any], meta: InputMeta) -> list[Any]:
@@ -170,16 +175,10 @@ class EnergyHarness:
     def _batch_message(self, members: list[dict[str, Any]]) -> list[Any]:
         (batch,) = batching("Observation").implode(members)
         meta = self._meta(self.topics.observation_batches or "observations.v2")
-        for store in self.stage.stores:
-            store.begin_record()
-        try:
-            fast = self.stage.process_batch(batch, meta)
-        except Exception:
-            fast = None
+        fast = self._whole(batch, meta)
         if fast is not None:
             self.fast_paths += 1
             return fast
-        self.stage.on_record_failed()
         return [
             out for m in batching("Observation").explode(batch) for out in self._record(m, meta)
         ]

@@ -40,7 +40,8 @@ DELTA_MARK = "\x00delta\x00"
 REWRITE_SHARE = 4
 CYCLE_MAX_AGE_S = 600.0
 
-_JSON = json.JSONEncoder(separators=(",", ":"))
+# The changelog's JSON text (json.dumps builds this encoder at every call).
+JSON_TEXT = json.JSONEncoder(separators=(",", ":"))
 
 
 def is_delta(record_key: str) -> bool:
@@ -59,19 +60,19 @@ def delta_texts(puts: list[tuple[str, str]], deletes: list[str], budget: int) ->
     def cut() -> None:
         nonlocal size
         if entries or dels:
-            texts.append('{"put":{' + ",".join(entries) + '},"del":' + _JSON.encode(dels) + "}")
+            texts.append('{"put":{' + ",".join(entries) + '},"del":' + JSON_TEXT.encode(dels) + "}")
         entries.clear()
         dels.clear()
         size = 0
 
     for key, text in puts:
-        entry = _JSON.encode(key) + ":" + text
+        entry = JSON_TEXT.encode(key) + ":" + text
         if size and size + len(entry) > budget:
             cut()
         entries.append(entry)
         size += len(entry) + 1
     for key in deletes:
-        entry_size = len(_JSON.encode(key)) + 1
+        entry_size = len(JSON_TEXT.encode(key)) + 1
         if size and size + entry_size > budget:
             cut()
         dels.append(key)

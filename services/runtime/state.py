@@ -21,6 +21,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
 
 from services.runtime.changelog_deltas import (
+    JSON_TEXT,
     Cycle,
     DeltaKeys,
     Step,
@@ -37,9 +38,6 @@ from services.runtime.stage import Emit, StageStore
 
 _DELETED = object()
 _ABSENT = object()
-# json.dumps(value, separators=(",", ":")) builds this encoder at every call: one per
-# process gives the same text (one value per key and batch: its build showed up).
-_JSON = json.JSONEncoder(separators=(",", ":"))
 # A delta's text under three quarters of the broker's limit (the record around it,
 # and a value's non-ASCII characters escaped or not, stay well inside the rest).
 DELTA_BUDGET = MAX_MESSAGE_BYTES * 3 // 4
@@ -230,7 +228,7 @@ class ChangelogStore(StageStore):
 
     def _text(self, key: str, value: Any) -> str:
         text = self._pending_text.get(key)
-        return _JSON.encode(value) if text is None else text
+        return JSON_TEXT.encode(value) if text is None else text
 
     def _rewrite_text(self, key: str, partition: int) -> str | None:
         """The committed value's text (this batch's changes of the partition carry
@@ -363,7 +361,7 @@ class ChangelogStore(StageStore):
 
 def _json_text(value: Any, memo: Any) -> str:
     """A value's changelog text, without a stage's memo."""
-    return _JSON.encode(value)
+    return JSON_TEXT.encode(value)
 
 
 def _set_memo(memos: dict[str, Any], key: str, memo: Any) -> None:
