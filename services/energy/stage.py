@@ -99,6 +99,7 @@ from services.energy.columns import (
 from services.energy.day_index import DayIndex, GroupDayKey
 from services.energy.day_tables import DayTables
 from services.energy.readings import known_parts
+from services.energy.regroup_columns import CellNames, regrouped_from_columns
 from services.energy.regrouped import RegroupedPart, observation_batching, regrouped_messages
 from services.energy.secrecy import SecrecyPolicy
 from services.energy.state_records import (
@@ -158,6 +159,7 @@ METRIC_CARRIERS: dict[str, str | None] = {
     "active_energy_import": None,
     "active_energy_export": "production",
 }
+CELL_NAMES = CellNames(METRIC_CARRIERS, DEFAULT_CARRIER, UNKNOWN)
 
 
 def _declared_partitions() -> int:
@@ -461,9 +463,23 @@ class EnergyStage(BaseStage):
         )
         if not chosen:
             return chosen  # None: a member to reject; []: no energy in this batch
-        members = observation_batching().explode(batch)
+        lane = self._lane_of(batch["city"], meta.partition)
+        cut = regrouped_from_columns(
+            batch, chosen, names=CELL_NAMES, lane_of=lane, topic=self.topics.regrouped
+        )
+        if cut is not None:
+            return cut
+        members = observation_batching().explode(batch)  # unknown intervals: parts
         parts = (part for index in chosen for part in self._regrouped(members[index], meta))
         return regrouped_messages(parts, self.topics.regrouped)
+
+    def _lane_of(self, city: str, source: int) -> Callable[[str], tuple[str, int]]:
+        """A carrier's regrouped message key and partition, for one city and source
+        partition (as :meth:`_regrouped` names them)."""
+        return lambda carrier: (
+            f"{city}|{carrier}|{source}",
+            group_partition(city, carrier, self.partitions),
+        )
 
     def _aggregate_batch(self, batch: dict[str, Any], meta: InputMeta) -> list[Emit] | None:
         """A regrouped message's members aggregated under the one savepoint the runner
@@ -487,11 +503,10 @@ class EnergyStage(BaseStage):
         carrier, zone, sector = _cell_of(record)
         parts, unknown = known_parts(record)  # an unknown interval is not a measured 0
         self.counts.add(UNKNOWN_INTERVALS, unknown)
+        key, partition = self._lane_of(record["city"], meta.partition)(carrier)
         for part in parts:
             yield RegroupedPart(
-                f"{record['city']}|{carrier}|{meta.partition}",
-                group_partition(record["city"], carrier, self.partitions),
-                {**part, "carrier": carrier, "zone": zone, "sector": sector},
+                key, partition, {**part, "carrier": carrier, "zone": zone, "sector": sector}
             )
 
     def _aggregate(self, record: dict[str, Any], meta: InputMeta) -> Iterator[Emit]:
