@@ -126,7 +126,7 @@ def _split_regular(start: int, step_us: int, values: np.ndarray, timezone: str):
     last = start + step_us * len(values)
     if abs(start) >= _I64_SAFE or abs(last) >= _I64_SAFE:
         return None
-    days = _day_starts(start, last - 1, timezone)
+    days = day_starts(start, last - 1, timezone)
     return None if days is None else _regular_days(start, step_us, values, days)
 
 
@@ -134,11 +134,11 @@ def _split_irregular(times: Sequence[int], values: np.ndarray, timezone: str):
     if len(times) != len(values):
         return None  # windows says what is wrong
     at = np.asarray(times, dtype=np.int64)
-    days = _day_starts(int(at.min()), int(at.max()), timezone)
+    days = day_starts(int(at.min()), int(at.max()), timezone)
     return None if days is None else _irregular_days(at, values, days)
 
 
-def _day_starts(first: int, last: int, timezone: str) -> np.ndarray | None:
+def day_starts(first: int, last: int, timezone: str) -> np.ndarray | None:
     """Starts of the local days from the one holding ``first`` to the one holding
     ``last``, and the end of that last one (None: more than MAX_DAYS days)."""
     date, final = localday.local_date(first, timezone), localday.local_date(last, timezone)

@@ -88,6 +88,7 @@ from services.energy.batch_screen import energy_members
 from services.energy.cell_changes import PendingCellChanges
 from services.energy.columns import (
     NONE,
+    SMALL,
     MeterChange,
     Pieces,
     apply_meter_changes,
@@ -98,6 +99,8 @@ from services.energy.columns import (
 )
 from services.energy.day_index import DayIndex, GroupDayKey
 from services.energy.day_tables import DayTables
+from services.energy.group_days import GroupDayChanges
+from services.energy.many_meters import OneDayMembers, one_day_members, watermark_path
 from services.energy.readings import known_parts
 from services.energy.regroup_columns import CellNames, regrouped_from_columns
 from services.energy.regrouped import RegroupedPart, observation_batching, regrouped_messages
@@ -388,6 +391,7 @@ class EnergyStage(BaseStage):
         self.index = DayIndex(self.store)
         self.cells = PendingCellChanges()
         self.tables = DayTables()
+        self._group_days: GroupDayChanges | None = None  # see _aggregate_batch
         self.readings = Tally(_readings_counter(metrics), label=name)
         self.counts = Tally()
         self.stores = (
@@ -488,15 +492,76 @@ class EnergyStage(BaseStage):
         by one) was as much of the stage's time on single readings as the aggregate
         itself. None when a member is refused: the runner undoes the message's writes
         and takes its members one by one, each refusal its own letter."""
-        found = observation_batching()
-        emits: list[Emit] = []
+        self._group_days = GroupDayChanges()
         try:
-            for member in found.explode(batch):
-                key = member_key(found.spec.member, member).encode()
-                emits.extend(self._aggregate(member, member_input(meta, key)))
+            emits = self._aggregate_together(batch, meta)
+            if emits is None:
+                emits = self._aggregate_members(batch, meta)
         except RejectedInput:
             return None
+        finally:
+            changes, self._group_days = self._group_days, None
+        changes.write(self.state)
         return emits
+
+    def _aggregate_members(self, batch: dict[str, Any], meta: InputMeta) -> list[Emit]:
+        """A regrouped message's members aggregated one after the other."""
+        found = observation_batching()
+        emits: list[Emit] = []
+        for member in found.explode(batch):
+            key = member_key(found.spec.member, member).encode()
+            emits.extend(self._aggregate(member, member_input(meta, key)))
+        return emits
+
+    def _aggregate_together(self, batch: dict[str, Any], meta: InputMeta) -> list[Emit] | None:
+        """A message of short series, each inside one open local day, none in the
+        future and no day closing (services/energy/many_meters.py): the watermarks
+        and days computed once for all, each meter's day merged in arrival order; the
+        state members one by one give. None when any of that does not hold."""
+        if not self.columnar:  # cells changed at once, not when the batch ends
+            return None
+        city = batch["city"]
+        timezone = self.timezone(city)
+        members = one_day_members(batch, timezone, SMALL)
+        if members is None:
+            return None
+        latest = meta.timestamp_ms * 1000 + FUTURE_TOLERANCE_US
+        if meta.timestamp_ms > 0 and int(members.starts.max()) > latest:
+            return None  # the record path says which member and why
+        source = self._source_of(meta.key)  # the message's own key
+        wm_key = watermarks_key(city, members.carrier)
+        marks = Watermarks.read(self.state.get(wm_key), int(members.starts[0]))
+        path = watermark_path(marks.partitions, marks.earliest, source, members, self._watermark)
+        if not self._stays_open(city, members, marks.closed, path.seen):
+            return None
+        self.index.heard[(city, members.carrier)] = self.clock() // 1000
+        for meter, zone, sector, day, pieces in zip(
+            members.meters,
+            members.zones,
+            members.sectors,
+            members.days,
+            members.pieces,
+            strict=True,
+        ):
+            meter_of = Meter(city, members.carrier, zone, sector, meter)
+            self._apply_columns(meter_of, day, pieces, meta.partition)
+        self.readings.add(READINGS, members.readings)
+        if path.changed:
+            marks = Watermarks(path.partitions, path.earliest, marks.closed)
+            self.state.set(wm_key, marks.stored(), meta.partition)
+        return []
+
+    def _stays_open(self, city: str, members: OneDayMembers, closed: int, seen: list[int]) -> bool:
+        """Whether every member's day is open and every open day of the group stays
+        open under every watermark the members see or make (then their order decides
+        nothing: no member is late, no day closes)."""
+        if min(members.days) < closed:
+            return False
+        if not seen:
+            return True
+        days = {*members.days, *self.index.days.get((city, members.carrier), {})}
+        timezone, top = self.timezone(city), max(seen)
+        return all(self._open(day, top, timezone) for day in days)
 
     def _regrouped(self, record: dict[str, Any], meta: InputMeta) -> Iterator[RegroupedPart]:
         """The regrouped parts of a checked energy series (its known parts)."""
@@ -554,6 +619,10 @@ class EnergyStage(BaseStage):
         watermark follows: the last part of its message's key (a v2 member's own key
         names its meter, so a v2 message without a key cannot say it)."""
         key = meta.key if meta.topic == self.topics.regrouped_v1 else meta.batch_key
+        return self._source_of(key)
+
+    def _source_of(self, key: bytes | None) -> str:
+        """The source partition a regrouped message's key names."""
         if key is None:
             raise RejectedInput(
                 "regrouped-key",
@@ -667,9 +736,12 @@ class EnergyStage(BaseStage):
         included): the group's day gets a version more, the quarters are due."""
         city, carrier = meter.city, meter.carrier
         gd_key = group_day_key(city, carrier, day)
-        group_day = GroupDay.read(self.state.get(gd_key)) or GroupDay()
         cell = cell_name(meter.zone, meter.sector)
-        self.state.set(gd_key, group_day.changed(cell).stored(), partition)
+        if self._group_days is not None:  # a regrouped message taken whole
+            self._group_days.changed(gd_key, cell, partition)
+        else:
+            group_day = GroupDay.read(self.state.get(gd_key)) or GroupDay()
+            self.state.set(gd_key, group_day.changed(cell).stored(), partition)
         quarters = range(span[0] // QUARTER_US, span[1] // QUARTER_US + 1)
         self.index.touch((city, carrier, day), quarters, md_key)
 
