@@ -5,8 +5,10 @@ table in one run.
 (1) readings/s of meter load curves sent as a city would (a day of 10-minute
     readings per meter, 20 meters per payload) and of single readings (one reading
     per meter, 1,000 meters per payload), each from the first push until every
-    reading is in ClickHouse; for the single readings, the offsets each topic used
-    per reading (bench/pipeline_topics.py: where the broker's messages go);
+    reading is in ClickHouse, and the CPU each process of the node used meanwhile,
+    per 1,000 readings (bench/pipeline_cpu.py: the kernel's account, not samples);
+    for the single readings, the offsets each topic used per reading
+    (bench/pipeline_topics.py: where the broker's messages go);
 (2) latency p50/p99 of single readings offered open loop at 200/s and at 5,000/s
     (10 requests a second): a request's last reading's `landed_at` (set by
     ClickHouse at insert) minus the time the request was scheduled to leave;
@@ -38,11 +40,13 @@ import argparse
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.pipeline_ceiling import bare_latency, ceiling, codec_costs, quantile
+from bench.pipeline_cpu import cpu_lines, cpu_seconds
 from bench.pipeline_hops import TOPICS as HOP_TOPICS
 from bench.pipeline_hops import Hops, hops
 from bench.pipeline_load import (
@@ -94,18 +98,34 @@ class Figures:
     bare_latency: dict[int, list[float]] = field(default_factory=dict)
 
 
+@contextmanager
+def cpu_spent(node: LocalNode, readings: int) -> Iterator[list[str]]:
+    """The lines of what each process of the node used while the block ran (filled
+    when it ends)."""
+    pids = node_pids(node)
+    before, started = cpu_seconds(pids), time.monotonic()
+    report: list[str] = []
+    yield report
+    seconds = time.monotonic() - started
+    report.extend(cpu_lines(before, cpu_seconds(pids), readings, seconds))
+
+
 def load_phase(node: LocalNode, sizes: Sizes, figures: Figures, profile: Path | None) -> None:
     """(1): the two throughput loads, each until every reading is in ClickHouse."""
     source = paris_source(node)
     print("\n(1a) load curves: a day of 10-minute readings per meter, 20 meters per payload")
     payloads = [paris_csv(range(m, m + 20), T0, 144) for m in range(0, sizes.meters, 20)]
-    figures.curves = profiled(
-        node,
-        profile,
-        "curves",
-        lambda: throughput(node, source, payloads, sizes.meters * 144, workers=4),
-    )
-    print(f"    {figures.curves:,.0f} readings/s ({sizes.meters * 144:,} readings)", flush=True)
+    readings = sizes.meters * 144
+    with cpu_spent(node, readings) as report:
+        figures.curves = profiled(
+            node,
+            profile,
+            "curves",
+            lambda: throughput(node, source, payloads, readings, workers=4),
+        )
+    print(f"    {figures.curves:,.0f} readings/s ({readings:,} readings)", flush=True)
+    print("    CPU each process used meanwhile:")
+    print("\n".join(report), flush=True)
 
     print("\n(1b) single readings: one reading per meter, 1,000 meters per payload")
     payloads = [
@@ -113,13 +133,16 @@ def load_phase(node: LocalNode, sizes: Sizes, figures: Figures, profile: Path | 
         for m in range(0, sizes.singles, 1000)
     ]
     before = topic_offsets(node)
-    figures.singles = profiled(
-        node,
-        profile,
-        "singles",
-        lambda: throughput(node, source, payloads, sizes.singles, workers=4),
-    )
+    with cpu_spent(node, sizes.singles) as report:
+        figures.singles = profiled(
+            node,
+            profile,
+            "singles",
+            lambda: throughput(node, source, payloads, sizes.singles, workers=4),
+        )
     print(f"    {figures.singles:,.0f} readings/s ({sizes.singles:,} readings)", flush=True)
+    print("    CPU each process used meanwhile:")
+    print("\n".join(report), flush=True)
     print("    offsets each topic used (records and transaction markers), per reading:")
     print("\n".join(per_reading_lines(before, topic_offsets(node), sizes.singles)), flush=True)
 

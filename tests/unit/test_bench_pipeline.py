@@ -6,6 +6,7 @@ are of working samples, waits apart."""
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 from bench.pipeline import Row
@@ -71,3 +72,15 @@ def test_a_profile_counts_self_and_inclusive_shares_of_working_samples(tmp_path:
     assert "62.5%  _emit (services/normalise/transform.py)" in [line.strip() for line in lines]
     # the main loop, on every working stack, says nothing about where to act
     assert not any("StageRunner.run_once" in line for line in lines)
+
+
+def test_cpu_per_thousand_readings_is_each_process_own_time_most_first() -> None:
+    from bench.pipeline_cpu import cpu_lines, cpu_seconds
+
+    lines = cpu_lines({"a": 1.0, "b": 2.0}, {"a": 4.0, "b": 3.0, "new": 9.0}, 10_000, 2.0)
+    assert lines[0].split()[:2] == ["a", "300.0"]  # 3 s over 10,000 readings
+    assert lines[0].endswith("1.50 cores")
+    assert lines[1].split()[:2] == ["b", "100.0"]
+    assert lines[-1].split()[:3] == ["all", "processes", "400.0"]  # "new" was not there before
+    mine = cpu_seconds({"me": os.getpid(), "gone": 2**22 + 1})
+    assert set(mine) == {"me"} and mine["me"] > 0
