@@ -22,8 +22,9 @@ changelog restore included), so that the consumer group join is left out:
 ``--transform`` measures the transforms alone, in process (no broker, no state
 changelog): explode + per-record normalise + implode vs the fast path.
 ``--stage`` measures the columnar stage in process, no broker: ``process_batch``
-(state store and changelog values included) and the Avro encoding of every emit,
-as the runner encodes them; what the broker run adds is Kafka's part.
+(state store and changelog values included), the state's changelog records (its
+delta records) and the Avro encoding of every emit, as the runner encodes them;
+what the broker run adds is Kafka's part.
 ``--history N`` (with ``--stage``) first feeds, untimed, N earlier readings per
 meter (10 minutes apart), then times ``--rounds`` more: a sensor's steady state,
 whose 48 h lateness window holds ~288 values rewritten to the changelog with each
@@ -342,14 +343,17 @@ def stage_run(args: argparse.Namespace) -> int:
 
 
 def _feed(stage: NormaliseStage, contracts: Contracts, batches: list[tuple[int, dict]]) -> int:
-    """Each batch through ``process_batch``, its emits encoded, committed: bytes encoded."""
+    """Each batch through ``process_batch``, then the state's changelog records (its
+    delta, rewrites and tombstones, as the runner asks for them at a transaction's
+    end), every emit encoded, committed: bytes encoded."""
     out = 0
     for offset, (partition, batch) in enumerate(batches):
         meta = InputMeta("anonymised.v2", partition, offset, None, 0)
         stage.store.begin_record()
         emits = stage.process_batch(batch, meta)
         assert emits is not None, "the fast path declined a bench batch"
-        out += sum(len(contracts.codec(e.topic).encode(e.value)) for e in emits)
+        emits += stage.store.changelog_emits()
+        out += sum(len(contracts.codec(e.topic).encode(e.value)) for e in emits if e.value)
         stage.store.commit()
     return out
 
