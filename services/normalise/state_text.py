@@ -95,7 +95,15 @@ def _first_text(state: dict[Any, Any]) -> str | None:
     if type(values) is not list or len(values) != 1:
         return None
     start, every, count = run
-    if not all(type(n) is int for n in (start, every, count, hwm, begin, step)):
+    if (
+        not type(start)
+        is type(every)
+        is type(count)
+        is type(hwm)
+        is type(begin)
+        is type(step)
+        is int
+    ):
         return None
     value = values[0]
     kind = type(value)
