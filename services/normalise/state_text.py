@@ -83,6 +83,29 @@ def _first_text(state: dict[Any, Any]) -> str | None:
     reading, and two json encodes plus the segment's bookkeeping cost ~6 µs of it.
     No memo goes with it: a one-value segment's text is one number, and the next
     state's text encodes two values instead of one (the memo starts there)."""
+    parts = _first_parts(state)
+    if parts is None:
+        return None
+    start, every, count, hwm, begin, step, value = parts
+    if (
+        not type(start)
+        is type(every)
+        is type(count)
+        is type(hwm)
+        is type(begin)
+        is type(step)
+        is int
+    ):
+        return None
+    text = _number_text(value)
+    if text is None:
+        return None
+    return f'{{"runs":[[{start},{every},{count}]],"hwm":{hwm},"vals":[[{begin},{step},[{text}]]]}}'
+
+
+def _first_parts(state: dict[Any, Any]) -> tuple[Any, ...] | None:
+    """A first state's run (start, step, count), hwm, segment's begin and step, and
+    value; None: keys, containers or lengths of another state."""
     if tuple(state) != _FIRST:
         return None
     runs, hwm, segments = state.values()
@@ -94,26 +117,17 @@ def _first_text(state: dict[Any, Any]) -> str | None:
     begin, step, values = segment
     if type(values) is not list or len(values) != 1:
         return None
-    start, every, count = run
-    if (
-        not type(start)
-        is type(every)
-        is type(count)
-        is type(hwm)
-        is type(begin)
-        is type(step)
-        is int
-    ):
-        return None
-    value = values[0]
+    return (*run, hwm, begin, step, values[0])
+
+
+def _number_text(value: Any) -> str | None:
+    """json's text of an int or a float (None: another type, json decides)."""
     kind = type(value)
     if kind is int or (kind is float and -_INFINITY < value < _INFINITY):
-        text = repr(value)  # what json writes for an int or a finite float
-    elif kind is float:
-        text = _JSON.encode(value)  # NaN, Infinity, -Infinity
-    else:
-        return None
-    return f'{{"runs":[[{start},{every},{count}]],"hwm":{hwm},"vals":[[{begin},{step},[{text}]]]}}'
+        return repr(value)  # what json writes for an int or a finite float
+    if kind is float:
+        return _JSON.encode(value)  # NaN, Infinity, -Infinity
+    return None
 
 
 def _segment_text(segment: Any, previous: Memo) -> tuple[str, SegmentText | None]:
