@@ -206,3 +206,49 @@ def test_a_state_carried_forward_by_a_delta_is_its_json_text_made_from_its_memo(
         store.put("other", {"reg": [1, 2.0]}, 0)  # the next batch carries "k" forward
         delta, tombstone = store.changelog_emits()  # k carried: the first delta may go
         assert expected in delta.value["value"] and tombstone.value is None
+
+
+ints = st.integers(-(10**20), 10**20) | st.sampled_from([0, 1, -1, T0])
+
+
+@settings(max_examples=300, deadline=None)
+@given(ints, ints, ints, values | st.booleans())
+def test_an_entitys_first_state_written_straight_is_json_text(
+    t: int, step: int, count: int, value: Any
+) -> None:
+    """The text of a first state (one reading), written without json, is json's,
+    whatever the time, the value (NaN, infinities, -0.0, large integers, a bool)
+    and the run; no memo goes with it, and the next state's text is json's too."""
+    first = {"runs": [[t, step, count]], "hwm": t, "vals": [[t, step, [value]]]}
+    text, memo = state_text.encode(first, None)
+    assert text == JSON.encode(first) and memo is None
+    following = {"runs": [[t, 1, 2]], "hwm": t + 1, "vals": [[t, 1, [value, 2.5]]]}
+    assert state_text.encode(following, memo)[0] == JSON.encode(following)
+
+
+def test_a_state_close_to_a_first_one_is_json_text() -> None:
+    """Shapes the straight writer must leave to json: other key orders or keys, a
+    tuple, a bool or float where an int goes, two values, a value of another type."""
+    t = T0
+    for state in (
+        {"hwm": t, "runs": [[t, 0, 1]], "vals": [[t, 0, [1.5]]]},
+        {"runs": [[t, 0, 1]], "hwm": t, "vals": [[t, 0, [1.5]]], "floor": 3},
+        {"runs": [[t, 0, 1]], "hwm": t},
+        {"runs": [(t, 0, 1)], "hwm": t, "vals": [[t, 0, [1.5]]]},
+        {"runs": [[t, 0, 1]], "hwm": t, "vals": [(t, 0, [1.5])]},
+        {"runs": [[t, 0, 1]], "hwm": t, "vals": [[t, 0, (1.5,)]]},
+        {"runs": [[t, False, 1]], "hwm": t, "vals": [[t, 0, [1.5]]]},
+        {"runs": [[t, 0, 1]], "hwm": float(t), "vals": [[t, 0, [1.5]]]},
+        {"runs": [[t, 0, 1]], "hwm": t, "vals": [[t, True, [1.5]]]},
+        {"runs": [[t, 0, 1]], "hwm": t, "vals": [[t, 0, [1.5, 2.5]]]},
+        {"runs": [[t, 0, 1]], "hwm": t, "vals": [[t, 0, []]]},
+        {"runs": [[t, 0, 1]], "hwm": t, "vals": [[t, 0, ["1.5"]]]},
+        {"runs": [[t, 0, 1]], "hwm": t, "vals": [[t, 0, [None]]]},
+        {"runs": [[t, 0, 1], [t, 0, 1]], "hwm": t, "vals": [[t, 0, [1.5]]]},
+        {"runs": [[t, 0]], "hwm": t, "vals": [[t, 0, [1.5]]]},
+        {"runs": [[t, 0, 1]], "hwm": t, "vals": [[t, 0, [1.5]], [t, 0, [1.5]]]},
+        {"runs": [[t, 0, 1]], "hwm": t, "vals": [[t, 0, [{"a": 1}]]]},
+    ):
+        text, memo = state_text.encode(state, None)
+        assert text == JSON.encode(state)
+        assert state_text.encode(state, memo)[0] == JSON.encode(state)
