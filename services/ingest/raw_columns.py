@@ -100,10 +100,43 @@ def single_reading_batches(
     entities = readings.entities
     columns = [_Column(name, values) for name, values in readings.columns.items()]
     partition_of = entity_partitions(source, entities, partitions)
+    attributes = [reference.get(entity) or {} for entity in entities] if reference else []
+    shared = {
+        "city": source.city,
+        "source": source.id,
+        "dataset": source.dataset,
+        "format": source.format,
+        "lineage_id": lineage_id,
+        "received_at": received_at_us,
+    }
+    out = []
+    for rows in _grouped(partition_of, attributes, columns):
+        first = rows[0]
+        pick = _picker(rows)
+        count = len(rows)
+        batch = {
+            **shared,
+            "attributes": dict(attributes[first] if attributes else {}),
+            "entity_id": list(pick(entities)),
+            "entity_type": [-1] * count,
+            "row_count": [1] * count,
+            "event_times": [],
+            "event_times_counts": [0] * count,
+            "columns": [column.part(pick, first) for column in columns],
+            "dictionary": [],
+        }
+        out.append((partition_of[first], batch))
+    return out
+
+
+def _grouped(
+    partition_of: list[int], attributes: list[Mapping[str, str]], columns: list[_Column]
+) -> list[list[int]]:
+    """The rows of each batch, in raw_batches' order: entities grouped by partition,
+    attributes and column signature (a kind differs only in a column of several),
+    partitions in first-seen order, groups within one in first-seen order."""
     keys: Sequence[Hashable] = partition_of
-    attributes: list[Mapping[str, str]] = []
-    if reference:
-        attributes = [reference.get(entity) or {} for entity in entities]
+    if attributes:
         shared = [tuple(sorted(a.items())) for a in attributes]
         keys = list(zip(keys, shared, strict=True))
     varying = [column.kinds for column in columns if column.kind is None]
@@ -117,35 +150,10 @@ def single_reading_batches(
         else:
             members.append(row)
     first_seen: dict[int, int] = {}
-    placed = []
     for rows in groups.values():
-        partition = partition_of[rows[0]]
-        first_seen.setdefault(partition, len(first_seen))
-        placed.append((partition, rows))
-    placed.sort(key=lambda item: first_seen[item[0]])  # stable: groups keep their order
-    out = []
-    for partition, rows in placed:
-        first = rows[0]
-        pick = _picker(rows)
-        count = len(rows)
-        batch = {
-            "city": source.city,
-            "source": source.id,
-            "dataset": source.dataset,
-            "format": source.format,
-            "lineage_id": lineage_id,
-            "received_at": received_at_us,
-            "attributes": dict(attributes[first] if attributes else {}),
-            "entity_id": list(pick(entities)),
-            "entity_type": [-1] * count,
-            "row_count": [1] * count,
-            "event_times": [],
-            "event_times_counts": [0] * count,
-            "columns": [column.part(pick, first) for column in columns],
-            "dictionary": [],
-        }
-        out.append((partition, batch))
-    return out
+        first_seen.setdefault(partition_of[rows[0]], len(first_seen))
+    # sorted is stable: groups of one partition keep their order
+    return sorted(groups.values(), key=lambda rows: first_seen[partition_of[rows[0]]])
 
 
 def _picker(rows: list[int]) -> Pick:

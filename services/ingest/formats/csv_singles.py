@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from services.ingest.batch import Cell
-from services.ingest.formats.csv_format import clean_layout, text_encoding
+from services.ingest.formats.csv_format import CleanLayout, clean_layout, text_encoding
 from services.ingest.formats.sniff import format_problem
 from services.ingest.values import parse_number
 from services.runtime.cities import CsvOptions, SourceConfig
@@ -54,14 +54,7 @@ class SingleReadings:
 def single_readings(data: bytes, source: SourceConfig) -> SingleReadings | None:
     """The payload as columns when it is a clean CSV export of distinct entities,
     else None (the general reader then parses it)."""
-    if source.format != "csv" or format_problem(data, "csv") is not None:
-        return None
-    options = source.csv or CsvOptions()
-    try:
-        text = data.decode(text_encoding(options))
-    except UnicodeDecodeError:
-        return None
-    layout = clean_layout(text, options, source)
+    layout = _layout(data, source)
     if layout is None or not layout.body:
         return None
     cells = list(zip(*layout.body, strict=True))
@@ -69,16 +62,30 @@ def single_readings(data: bytes, source: SourceConfig) -> SingleReadings | None:
     if "" in entities or len(set(entities)) != len(entities):
         return None  # an entity to reject, or one on several lines: the general reader
     numeric_names = frozenset(layout.names[i] for i in layout.numeric)
+    decimal = (source.csv or CsvOptions()).decimal
     columns: dict[str, list[Cell]] = {}
     for name, column in zip(layout.names, cells, strict=True):
         if name in numeric_names:
-            numbers = _numbers(column, options.decimal)
+            numbers = _numbers(column, decimal)
             if numbers is None:
                 return None
             columns[name] = numbers
         else:
             columns[name] = [cell or None for cell in column] if "" in column else list(column)
     return SingleReadings(entities, columns)
+
+
+def _layout(data: bytes, source: SourceConfig) -> CleanLayout | None:
+    """The lines of a CSV payload the general reader would read column-wise, or
+    None (not CSV, not in its encoding, or a line it must name)."""
+    if source.format != "csv" or format_problem(data, "csv") is not None:
+        return None
+    options = source.csv or CsvOptions()
+    try:
+        text = data.decode(text_encoding(options))
+    except UnicodeDecodeError:
+        return None
+    return clean_layout(text, options, source)
 
 
 def _numbers(cells: Sequence[str], decimal: str) -> list[Cell] | None:
