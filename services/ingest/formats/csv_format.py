@@ -290,7 +290,7 @@ def clean_layout(text: str, options: CsvOptions, source: SourceConfig) -> CleanL
     except LookupError:
         return None
     width = len(names)
-    if not all(len(record) == width for record in body):
+    if not set(map(len, body)) <= {width}:
         return None
     return CleanLayout(names, body, entity_index, numeric)
 
