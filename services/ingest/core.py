@@ -14,10 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from services.ingest.batch import EntityRows, Rejection
 from services.ingest.formats import parse_payload
+from services.ingest.formats.csv_singles import SingleReadings, single_readings
 from services.ingest.letter_cap import MAX_LETTERS_PER_BATCH, summary_letter
 from services.ingest.limits import excerpt
 from services.ingest.pseudonyms import LetterPseudonyms
 from services.ingest.raw_batches import raw_batches
+from services.ingest.raw_columns import single_reading_batches
 from services.ingest.records import declared_fields, raw_key, raw_record, rejection_letters
 from services.ingest.shards import batch_messages, is_batch_topic, raw_record_messages
 from services.runtime import dlq
@@ -114,7 +116,12 @@ class IngestCore:
         metrics: ServiceMetrics | None = None,
         attributes: dict[str, dict[str, dict[str, str]]] | None = None,
         pseudonyms: LetterPseudonyms | None = None,
+        columnar: bool = True,
     ):
+        """``columnar`` lets a CSV request of single readings take the column by column
+        path (services/ingest/raw_columns.py) when the raw topic carries batches;
+        False keeps every request on the general path, the reference that path is
+        held to (tests, benches)."""
         self.contracts = contracts
         self.sink = sink
         self.topics = topics or IngestTopics()
@@ -122,17 +129,30 @@ class IngestCore:
         self._raw = contracts.codec(self.topics.raw)
         self._dlq = contracts.codec(self.topics.dead_letters)
         self._raw_dlq = contracts.codec(self.topics.raw_dead_letters)
+        self._columnar = columnar and is_batch_topic(self._raw)
         self._pseudonyms = pseudonyms or LetterPseudonyms(None)
         # Reference data joined at the edge (e.g. meter → zone, sector), per "city/source".
         self._attributes = attributes or {}
         # First answers of keyed pushes (services.ingest.idempotency), set by the service.
         self.keys: IdempotencyStore | None = None
 
-    def prepare(self, source: SourceConfig, payload: bytes) -> IngestResult:
-        """Parse and encode one payload (CPU work, no I/O)."""
-        parsed = parse_payload(payload, source)
-        lineage_id = uuid.uuid4().hex
-        received = time.time_ns() // 1000
+    def prepare(
+        self,
+        source: SourceConfig,
+        payload: bytes,
+        *,
+        lineage_id: str | None = None,
+        received_at_us: int | None = None,
+    ) -> IngestResult:
+        """Parse and encode one payload (CPU work, no I/O). ``lineage_id`` and
+        ``received_at_us`` are drawn here unless given (to compare two runs)."""
+        singles = single_readings(payload, source) if self._columnar else None
+        parsed = parse_payload(payload, source) if singles is None else None
+        lineage_id = lineage_id or uuid.uuid4().hex
+        received = time.time_ns() // 1000 if received_at_us is None else received_at_us
+        if singles is not None:
+            return self._single_readings(source, singles, lineage_id, received)
+        assert parsed is not None
         messages = self._raw_messages(source, parsed.entities, lineage_id, received)
         raw_count = len(messages)
         letter_messages, letters = self._dead_letters(source, parsed.rejected, lineage_id, received)
@@ -150,6 +170,36 @@ class IngestCore:
             declared_fields(source),
             letters,
             raw_count,
+        )
+
+    def _single_readings(
+        self, source: SourceConfig, singles: SingleReadings, lineage_id: str, received: int
+    ) -> IngestResult:
+        """The result of a request of single readings, built column by column: every
+        line accepted, so no dead letter."""
+        batches = single_reading_batches(
+            singles,
+            source,
+            lineage_id=lineage_id,
+            received_at_us=received,
+            reference=self._attributes.get(f"{source.city}/{source.id}", {}),
+            partitions=self._raw.spec.partitions,
+        )
+        messages = batch_messages(batches, self._raw)
+        rows = len(singles.entities)
+        return IngestResult(
+            source.city,
+            source.id,
+            lineage_id,
+            rows,
+            [],
+            rows,
+            rows,
+            0,
+            messages,
+            declared_fields(source),
+            [],
+            len(messages),
         )
 
     def _raw_messages(

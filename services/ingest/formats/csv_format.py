@@ -48,9 +48,7 @@ def parse(data: bytes, source: SourceConfig) -> ParseResult:
     """Group the rows of one CSV payload per entity (the ``entity`` column)."""
     options = source.csv or CsvOptions()
     out = BatchBuilder()
-    encoding = options.encoding
-    if codecs.lookup(encoding).name == "utf-8":
-        encoding = "utf-8-sig"  # tolerate the BOM spreadsheet tools write
+    encoding = text_encoding(options)
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
@@ -65,6 +63,13 @@ def parse(data: bytes, source: SourceConfig) -> ParseResult:
 
     clean = _clean_batch(text, options, source)
     return clean if clean is not None else _parse_by_line(data, text, encoding, options, source)
+
+
+def text_encoding(options: CsvOptions) -> str:
+    """The codec a payload is decoded with: the declared one, except that UTF-8
+    tolerates the BOM spreadsheet tools write."""
+    encoding = options.encoding
+    return "utf-8-sig" if codecs.lookup(encoding).name == "utf-8" else encoding
 
 
 @dataclass
@@ -235,7 +240,7 @@ def _clean_batch(text: str, options: CsvOptions, source: SourceConfig) -> ParseR
     line by line reader at about half its cost; anything to reject gives None and
     the line by line reader, which names the line.
     """
-    layout = _clean_layout(text, options, source)
+    layout = clean_layout(text, options, source)
     if layout is None:
         return None
     by_entity = _group_by_entity(layout.body, layout.entity_index)
@@ -251,7 +256,7 @@ def _clean_batch(text: str, options: CsvOptions, source: SourceConfig) -> ParseR
     return out.result()
 
 
-class _CleanLayout(NamedTuple):
+class CleanLayout(NamedTuple):
     """A payload whose every line has the header's width, with the entity and
     numeric columns found."""
 
@@ -261,7 +266,7 @@ class _CleanLayout(NamedTuple):
     numeric: list[int]
 
 
-def _clean_layout(text: str, options: CsvOptions, source: SourceConfig) -> _CleanLayout | None:
+def clean_layout(text: str, options: CsvOptions, source: SourceConfig) -> CleanLayout | None:
     """The lines and columns of a payload the column-wise reader can take, or None
     (a CSV error, a header problem, a missing column, a line of another width)."""
     try:
@@ -285,9 +290,9 @@ def _clean_layout(text: str, options: CsvOptions, source: SourceConfig) -> _Clea
     except LookupError:
         return None
     width = len(names)
-    if not all(len(record) == width for record in body):
+    if not set(map(len, body)) <= {width}:
         return None
-    return _CleanLayout(names, body, entity_index, numeric)
+    return CleanLayout(names, body, entity_index, numeric)
 
 
 def _group_by_entity(body: list[list[str]], entity_index: int) -> dict[str, list[list[str]]] | None:
