@@ -11,6 +11,11 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+import numpy as np
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from services.energy.many_meters import OneDayMembers, watermark_path
 from services.energy.regrouped import observation_batching
 from services.energy.stage import EnergyStage, EnergyTopics
 from services.runtime.batch_messages import member_input
@@ -128,3 +133,35 @@ def test_a_lagging_partitions_first_member_sees_the_watermark_of_the_others() ->
         runner.transaction(("lyon|electricity|0", [member("m3", lagging, [2.0], step=7200)]))
     assert slow.dead == Counter({"too-late": 1})  # the reference: refused
     assert fast.outcome() == slow.outcome()
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from("0123"), st.integers(0, 100), max_size=4),
+    st.integers(0, 100),
+    st.sampled_from("0123"),
+    st.lists(st.tuples(st.integers(0, 100), st.integers(1, 30)), min_size=1, max_size=12),
+)
+@example({"1": 100}, 90, "0", [(70, 15)])  # unheard "0" leaves the window at 70: sees 100
+def test_no_member_alone_sees_a_watermark_above_the_paths(
+    partitions, earliest, source, spans
+) -> None:
+    """The watermark ``_aggregate`` checks a member's days against is computed after
+    the member's start lowered the group's earliest reading and before its end moves
+    its source partition: ``_watermark(marks before it, min(earliest, its start))``.
+    ``_stays_open`` keeps every day open under the path's highest watermark, so no
+    member may see a higher one. (test_energy_many_meters.py's model of the members
+    in turn computes it with the earliest before the member, which the stage does not.)"""
+    stage = Runner(whole=True, partitions=4, source_skew_us=20).stage
+    marks = {k: max(v, earliest) for k, v in partitions.items()}  # every end >= earliest
+    starts = np.array([max(s, 0) for s, _ in spans], dtype=np.int64)
+    ends = np.array([s + n for s, n in spans], dtype=np.int64)
+    members = OneDayMembers("electricity", [], [], [], starts, ends, [], [])
+    path = watermark_path(marks, earliest, source, members, stage._watermark)
+    low, alone = earliest, []
+    for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
+        low = min(low, start)  # as _aggregate: earliest lowered, then the watermark
+        if marks:
+            alone.append(stage._watermark(marks, low))
+        marks = {**marks, source: max(end, marks.get(source, 0))}
+    assert max(alone, default=0) <= max(path.seen)
