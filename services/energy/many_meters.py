@@ -58,7 +58,10 @@ def one_day_members(batch: Mapping[str, Any], timezone: str, most: int) -> OneDa
     if (np.abs(starts) + steps.astype(np.float64) * US * counts >= _SAFE).any():
         return None
     ends = starts + steps * US * counts
-    bounds = day_starts(int(starts.min()), int(ends.max()) - 1, timezone)
+    try:
+        bounds = day_starts(int(starts.min()), int(ends.max()) - 1, timezone)
+    except (ValueError, OverflowError):  # no calendar date (year past 9999): the record path
+        return None
     if bounds is None:
         return None
     first = np.searchsorted(bounds, starts, "right") - 1
@@ -93,10 +96,11 @@ def _pieces(values, starts, steps, counts, days) -> list[list[Piece]]:
 
 @dataclass(frozen=True)
 class WatermarkPath:
-    """What the members do to their group's watermarks, taken in turn: every
-    watermark one of them sees or makes, and the marks once all are taken."""
+    """What the members do to their group's watermarks, taken in turn: the highest
+    watermark one of them is checked against or makes, and the marks once all are
+    taken."""
 
-    seen: list[int]
+    highest: int
     partitions: dict[str, int]
     earliest: int
     changed: bool  # whether the stored marks change
@@ -110,15 +114,20 @@ def watermark_path(
     watermark: Watermark,
 ) -> WatermarkPath:
     """The members move the source partition's latest end and the group's earliest
-    start, each in turn: the watermarks in between are the stage's ``watermark`` of
-    every distinct (latest, earliest) pair, computed once each."""
+    start, each in turn. Member k is checked (``EnergyStage._aggregate``) against
+    the marks the members before it left, with the earliest already lowered by its
+    own start (a partition not heard of counts at the earliest: lowering it can
+    raise the watermark), then makes the marks with its own end. Each distinct
+    (source end, earliest) pair is computed once."""
     prior = partitions.get(source, 0)
     newest = np.maximum(np.maximum.accumulate(members.ends), prior)
     lowest = np.minimum(np.minimum.accumulate(members.starts), earliest)
-    seen = [watermark(partitions, earliest)] if partitions else []
-    moves = np.flatnonzero((np.diff(newest) != 0) | (np.diff(lowest) != 0)) + 1
-    for k in [0, *moves.tolist()]:
-        seen.append(watermark({**partitions, source: int(newest[k])}, int(lowest[k])))
+    checked = np.stack((newest[:-1], lowest[1:]), axis=1)  # members 1.. : before, own start
+    made = np.stack((newest, lowest), axis=1)
+    pairs = np.unique(np.concatenate((checked, made)), axis=0).tolist()
+    seen = [watermark({**partitions, source: end}, low) for end, low in pairs]
+    if partitions:  # member 0 is checked against the stored marks
+        seen.append(watermark(partitions, int(lowest[0])))
     final = {**partitions, source: int(newest[-1])}
     changed = source not in partitions or int(newest[-1]) > prior or int(lowest[-1]) < earliest
-    return WatermarkPath(seen, final, int(lowest[-1]), changed)
+    return WatermarkPath(max(seen), final, int(lowest[-1]), changed)

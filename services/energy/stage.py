@@ -532,7 +532,7 @@ class EnergyStage(BaseStage):
         wm_key = watermarks_key(city, members.carrier)
         marks = Watermarks.read(self.state.get(wm_key), int(members.starts[0]))
         path = watermark_path(marks.partitions, marks.earliest, source, members, self._watermark)
-        if not self._stays_open(city, members, marks.closed, path.seen):
+        if not self._stays_open(city, members, marks.closed, path.highest):
             return None
         self.index.heard[(city, members.carrier)] = self.clock() // 1000
         for meter, zone, sector, day, pieces in zip(
@@ -551,17 +551,15 @@ class EnergyStage(BaseStage):
             self.state.set(wm_key, marks.stored(), meta.partition)
         return []
 
-    def _stays_open(self, city: str, members: OneDayMembers, closed: int, seen: list[int]) -> bool:
+    def _stays_open(self, city: str, members: OneDayMembers, closed: int, highest: int) -> bool:
         """Whether every member's day is open and every open day of the group stays
-        open under every watermark the members see or make (then their order decides
-        nothing: no member is late, no day closes)."""
+        open under the highest watermark the members are checked against or make
+        (then their order decides nothing: no member is late, no day closes)."""
         if min(members.days) < closed:
             return False
-        if not seen:
-            return True
         days = {*members.days, *self.index.days.get((city, members.carrier), {})}
-        timezone, top = self.timezone(city), max(seen)
-        return all(self._open(day, top, timezone) for day in days)
+        timezone = self.timezone(city)
+        return all(self._open(day, highest, timezone) for day in days)
 
     def _regrouped(self, record: dict[str, Any], meta: InputMeta) -> Iterator[RegroupedPart]:
         """The regrouped parts of a checked energy series (its known parts)."""

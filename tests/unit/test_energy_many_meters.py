@@ -137,14 +137,14 @@ def test_the_watermark_path_holds_every_watermark_the_members_see_in_turn(
     ends = np.array([s + n for s, n in spans], dtype=np.int64)
     members = OneDayMembers("electricity", [], [], [], starts, ends, [], [])
     path = watermark_path(partitions, earliest, source, members, stage._watermark)
-    marks, seen, changed = dict(partitions), [], False
+    marks, seen, changed = dict(partitions), [], False  # seen: checked or made
     low = earliest
     for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
-        if marks:
-            seen.append(stage._watermark(marks, low))
         newest, low_now = max(end, marks.get(source, 0)), min(low, start)
+        if marks:  # what _aggregate checks the member against: its own start counted
+            seen.append(stage._watermark(marks, low_now))
         if newest > marks.get(source, 0) or low_now < low or source not in marks:
             marks[source], low, changed = newest, low_now, True
             seen.append(stage._watermark(marks, low))
-    assert set(seen) <= set(path.seen)
+    assert max(seen) <= path.highest
     assert (path.partitions, path.earliest, path.changed) == (marks, low, changed)

@@ -164,4 +164,4 @@ def test_no_member_alone_sees_a_watermark_above_the_paths(
         if marks:
             alone.append(stage._watermark(marks, low))
         marks = {**marks, source: max(end, marks.get(source, 0))}
-    assert max(alone, default=0) <= max(path.seen)
+    assert max(alone, default=0) <= path.highest
