@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 from services.ingest.batch import EntityRows, Rejection
 from services.ingest.formats import parse_payload
-from services.ingest.formats.csv_singles import SingleReadings, single_readings
+from services.ingest.formats.csv_format import read_csv
+from services.ingest.formats.csv_singles import SingleReadings, singles_of
 from services.ingest.letter_cap import MAX_LETTERS_PER_BATCH, summary_letter
 from services.ingest.limits import excerpt
 from services.ingest.pseudonyms import LetterPseudonyms
@@ -146,8 +147,9 @@ class IngestCore:
     ) -> IngestResult:
         """Parse and encode one payload (CPU work, no I/O). ``lineage_id`` and
         ``received_at_us`` are drawn here unless given (to compare two runs)."""
-        singles = single_readings(payload, source) if self._columnar else None
-        parsed = parse_payload(payload, source) if singles is None else None
+        read = read_csv(payload, source) if self._columnar and source.format == "csv" else None
+        singles = singles_of(read, source) if read is not None else None
+        parsed = parse_payload(payload, source, read) if singles is None else None
         lineage_id = lineage_id or uuid.uuid4().hex
         received = time.time_ns() // 1000 if received_at_us is None else received_at_us
         if singles is not None:

@@ -631,7 +631,7 @@ def test_whole_csv_batches_read_column_wise_equal_reading_line_by_line(rows, rag
     writer.writerow(["meter", "wh", "note"])
     writer.writerows(rows)
     text = buffer.getvalue() + ("m1;2\n" if ragged else "")
-    fast = csv_format._clean_batch(text, meters.csv, meters)
+    fast = csv_format._clean_batch(csv_format.clean_layout(text, meters.csv, meters), meters.csv)
     expected = csv_format._parse_by_line(text.encode(), text, "utf-8", meters.csv, meters)
     if fast is None:  # only batches with a line to reject go line by line
         assert expected.rejected

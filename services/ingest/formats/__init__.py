@@ -27,9 +27,13 @@ PARSERS: dict[str, Parser] = {
 }
 
 
-def parse_payload(data: bytes, source: SourceConfig) -> ParseResult:
+def parse_payload(
+    data: bytes, source: SourceConfig, csv_read: csv_format.CsvRead | None = None
+) -> ParseResult:
     """Parse one pushed batch with the parser its source declares; a payload that
-    cannot be in that format at all is one rejection (``not-<format>``)."""
+    cannot be in that format at all is one rejection (``not-<format>``).
+    ``csv_read``: a CSV payload already read whole (csv_format.read_csv), not read
+    again."""
     parser = PARSERS.get(source.format)
     if parser is None:
         raise ConfigError(
@@ -42,4 +46,6 @@ def parse_payload(data: bytes, source: SourceConfig) -> ParseResult:
         reason = "not-tic" if source.format == "linky-tic" else f"not-{source.format}"
         out.reject("payload", reason, problem, data)
         return out.result()
+    if csv_read is not None and source.format == "csv":
+        return csv_format.parse(data, source, csv_read)
     return parser(data, source)

@@ -36,6 +36,7 @@ from typing import NamedTuple
 
 from services.ingest.batch import BatchBuilder, Cell, ParseResult
 from services.ingest.formats.csv_records import PhysicalRecords
+from services.ingest.formats.sniff import format_problem
 from services.ingest.values import parse_number
 from services.runtime.cities import CsvOptions, SourceConfig
 
@@ -44,11 +45,39 @@ from services.runtime.cities import CsvOptions, SourceConfig
 MAX_COLUMNS = 2_000
 
 
-def parse(data: bytes, source: SourceConfig) -> ParseResult:
-    """Group the rows of one CSV payload per entity (the ``entity`` column)."""
+class CsvRead(NamedTuple):
+    """A CSV payload decoded and read whole once (its layout: None when a line needs
+    the line by line reader), so that a reader that declines it hands it on instead
+    of another reading it again."""
+
+    text: str
+    layout: CleanLayout | None
+
+
+def read_csv(data: bytes, source: SourceConfig) -> CsvRead | None:
+    """The payload decoded and read whole; None when it is no CSV at all or not in
+    its declared encoding (:func:`parse` says why)."""
+    if format_problem(data, "csv") is not None:
+        return None
     options = source.csv or CsvOptions()
-    out = BatchBuilder()
+    try:
+        text = data.decode(text_encoding(options))
+    except UnicodeDecodeError:
+        return None
+    return CsvRead(text, clean_layout(text, options, source))
+
+
+def parse(data: bytes, source: SourceConfig, read: CsvRead | None = None) -> ParseResult:
+    """Group the rows of one CSV payload per entity (the ``entity`` column);
+    ``read``: the payload already read by :func:`read_csv`."""
+    options = source.csv or CsvOptions()
     encoding = text_encoding(options)
+    if read is not None:
+        clean = _clean_batch(read.layout, options)
+        if clean is not None:
+            return clean
+        return _parse_by_line(data, read.text, encoding, options, source)
+    out = BatchBuilder()
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:
@@ -61,7 +90,7 @@ def parse(data: bytes, source: SourceConfig) -> ParseResult:
         )
         return out.result()
 
-    clean = _clean_batch(text, options, source)
+    clean = _clean_batch(clean_layout(text, options, source), options)
     return clean if clean is not None else _parse_by_line(data, text, encoding, options, source)
 
 
@@ -234,13 +263,12 @@ def _read_record(
     return None
 
 
-def _clean_batch(text: str, options: CsvOptions, source: SourceConfig) -> ParseResult | None:
+def _clean_batch(layout: CleanLayout | None, options: CsvOptions) -> ParseResult | None:
     """The whole payload column by column when no line needs a word of its own (the
     common case: an export as the portal wrote it), with the same result as the
     line by line reader at about half its cost; anything to reject gives None and
     the line by line reader, which names the line.
     """
-    layout = clean_layout(text, options, source)
     if layout is None:
         return None
     by_entity = _group_by_entity(layout.body, layout.entity_index)

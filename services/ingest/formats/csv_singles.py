@@ -22,8 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from services.ingest.batch import Cell
-from services.ingest.formats.csv_format import CleanLayout, clean_layout, text_encoding
-from services.ingest.formats.sniff import format_problem
+from services.ingest.formats.csv_format import CsvRead, read_csv
 from services.ingest.values import parse_number
 from services.runtime.cities import CsvOptions, SourceConfig
 
@@ -54,7 +53,14 @@ class SingleReadings:
 def single_readings(data: bytes, source: SourceConfig) -> SingleReadings | None:
     """The payload as columns when it is a clean CSV export of distinct entities,
     else None (the general reader then parses it)."""
-    layout = _layout(data, source)
+    read = read_csv(data, source) if source.format == "csv" else None
+    return singles_of(read, source) if read is not None else None
+
+
+def singles_of(read: CsvRead, source: SourceConfig) -> SingleReadings | None:
+    """:func:`single_readings` of a payload already read (csv_format.read_csv): a
+    request it declines goes to the general reader with the same reading."""
+    layout = read.layout
     if layout is None or not layout.body:
         return None
     cells = list(zip(*layout.body, strict=True))
@@ -73,19 +79,6 @@ def single_readings(data: bytes, source: SourceConfig) -> SingleReadings | None:
         else:
             columns[name] = [cell or None for cell in column] if "" in column else list(column)
     return SingleReadings(entities, columns)
-
-
-def _layout(data: bytes, source: SourceConfig) -> CleanLayout | None:
-    """The lines of a CSV payload the general reader would read column-wise, or
-    None (not CSV, not in its encoding, or a line it must name)."""
-    if source.format != "csv" or format_problem(data, "csv") is not None:
-        return None
-    options = source.csv or CsvOptions()
-    try:
-        text = data.decode(text_encoding(options))
-    except UnicodeDecodeError:
-        return None
-    return clean_layout(text, options, source)
 
 
 def _numbers(cells: Sequence[str], decimal: str) -> list[Cell] | None:
