@@ -59,6 +59,18 @@ class _OpenBatch:
         return self.batch
 
 
+def shared_fields(source: SourceConfig, lineage_id: str, received_at_us: int) -> dict[str, Any]:
+    """What every RawBatch of one request holds once (beside its attributes)."""
+    return {
+        "city": source.city,
+        "source": source.id,
+        "dataset": source.dataset,
+        "format": source.format,
+        "lineage_id": lineage_id,
+        "received_at": received_at_us,
+    }
+
+
 def _empty(
     source: SourceConfig,
     lineage_id: str,
@@ -73,12 +85,7 @@ def _empty(
         columns.append(column)
     return _OpenBatch(
         {
-            "city": source.city,
-            "source": source.id,
-            "dataset": source.dataset,
-            "format": source.format,
-            "lineage_id": lineage_id,
-            "received_at": received_at_us,
+            **shared_fields(source, lineage_id, received_at_us),
             "attributes": dict(attributes),
             "entity_id": [],
             "entity_type": [],

@@ -25,6 +25,7 @@ from typing import Any
 
 from services.ingest.batch import Cell
 from services.ingest.formats.csv_singles import SingleReadings
+from services.ingest.raw_batches import shared_fields
 from services.ingest.records import raw_key, typed_values
 from services.runtime.cities import SourceConfig
 
@@ -101,14 +102,7 @@ def single_reading_batches(
     columns = [_Column(name, values) for name, values in readings.columns.items()]
     partition_of = entity_partitions(source, entities, partitions)
     attributes = [reference.get(entity) or {} for entity in entities] if reference else []
-    shared = {
-        "city": source.city,
-        "source": source.id,
-        "dataset": source.dataset,
-        "format": source.format,
-        "lineage_id": lineage_id,
-        "received_at": received_at_us,
-    }
+    shared = shared_fields(source, lineage_id, received_at_us)
     out = []
     for rows in _grouped(partition_of, attributes, columns):
         first = rows[0]
