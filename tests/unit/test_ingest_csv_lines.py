@@ -99,8 +99,12 @@ def old_parse_by_line(text: str, src: SourceConfig) -> ParseResult:
             if options.header:
                 continue
         multi_line = end - start > 1
-        shape = isinstance(record, csv.Error) or len(record) != len(header.names)
         never_closed = end >= len(lines) and _old_never_closed(lines, start, end, options)
+        if multi_line and never_closed and not isinstance(record, csv.Error):
+            # the rule added since: a record whose quote never closed took every line
+            # after it into one cell, so it is unreadable (and its lines are read again)
+            record = csv.Error("a quote opened in this record is never closed")
+        shape = isinstance(record, csv.Error) or len(record) != len(header.names)
         # The former decision (restart after a refused record of a wrong shape, or one
         # that never closed); a record it kept now has all its lines in its letter.
         kept = multi_line and not (shape or never_closed)

@@ -1,6 +1,7 @@
-"""A CSV request the columnar path for single readings declines is read as CSV once:
-the general reader takes the reading it made (csv_format.read_csv), not the payload
-again (a reviewer's reproducer: every load curve paid the CSV reading twice)."""
+"""Two reviewer's reproducers on ingest's CSV reading: a request the columnar path
+for single readings declines is read as CSV once (the general reader takes the reading
+it made, csv_format.read_csv); a quote never closed costs its own line, not the lines
+after it (they were read into its cell, neither accepted nor dead-lettered)."""
 
 from __future__ import annotations
 
@@ -80,3 +81,18 @@ def test_a_request_left_to_the_general_reader_is_read_as_csv_no_more_often(
     with a line to reject) pays the CSV reading twice (1,000 meters x 48 lines:
     0.30 -> 0.37-0.42 s of CPU in prepare)."""
     assert csv_reads(columnar=True, payload=payload) == csv_reads(columnar=False, payload=payload)
+
+
+@pytest.mark.parametrize("columnar", [True, False], ids=["columnar", "general"])
+def test_a_quote_never_closed_costs_its_line_not_the_lines_after_it(columnar: bool) -> None:
+    """A stray quote in a text cell that never closes: the csv module (not strict)
+    read the rest of the payload into that cell, the record had the header's width,
+    and meters m2 and m3 were neither accepted nor dead-lettered (their readings were
+    text in m1's note; a reviewer's reproducer). Now the record is unreadable: m1's
+    line is a dead letter, the lines it swallowed are read again."""
+    payload = b'prm;kwh;note\nm1;1;"x\nm2;2;y\nm3;3;z\n'
+    core = IngestCore(offline_contracts(*TOPICS, partitions=6), None, columnar=columnar)
+    result = core.prepare(csv_source(), payload, **FIXED)
+    assert result.accepted == 2
+    assert [(r.position, r.reason) for r in result.rejected] == [("line 2", "bad-csv")]
+    assert result.rejected[0].original == b'prm;kwh;note\nm1;1;"x\n'

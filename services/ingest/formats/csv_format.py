@@ -131,6 +131,8 @@ def _parse_by_line(
         at = end
         if not isinstance(record, csv.Error) and not record:
             continue  # blank line
+        if unclosed and not isinstance(record, csv.Error):  # it took every line after it
+            record = csv.Error("a quote opened in this record is never closed")
         if header is None:
             found = _read_header(record, start, end, options, source, out, data)
             if found is None:
@@ -301,7 +303,10 @@ def clean_layout(text: str, options: CsvOptions, source: SourceConfig) -> CleanL
         records = [
             r
             for r in csv.reader(
-                io.StringIO(text, newline=""), delimiter=options.separator, quotechar='"'
+                io.StringIO(text, newline=""),
+                delimiter=options.separator,
+                quotechar='"',
+                strict=True,  # a quote never closed (or text after one): line by line
             )
             if r
         ]
