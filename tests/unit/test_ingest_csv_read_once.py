@@ -96,3 +96,16 @@ def test_a_quote_never_closed_costs_its_line_not_the_lines_after_it(columnar: bo
     assert result.accepted == 2
     assert [(r.position, r.reason) for r in result.rejected] == [("line 2", "bad-csv")]
     assert result.rejected[0].original == b'prm;kwh;note\nm1;1;"x\n'
+
+
+@pytest.mark.parametrize("columnar", [True, False], ids=["columnar", "general"])
+def test_a_number_with_text_after_its_closing_quote_is_refused_not_read_as_another(
+    columnar: bool,
+) -> None:
+    """``"1"2`` is no CSV field; the csv module, not strict, joined it to 12 and the
+    reading was accepted as 12 kWh (a reviewer's reproducer). Spaces after a closing
+    quote, as spreadsheets write them, still read."""
+    core = IngestCore(offline_contracts(*TOPICS, partitions=6), None, columnar=columnar)
+    result = core.prepare(csv_source(), b'prm;kwh\nm1;"1"2\nm2;3\nm3;"4" \n', **FIXED)
+    assert [(r.position, r.reason) for r in result.rejected] == [("line 2", "bad-csv")]
+    assert result.accepted == 2

@@ -29,6 +29,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -133,6 +134,8 @@ def _parse_by_line(
             continue  # blank line
         if unclosed and not isinstance(record, csv.Error):  # it took every line after it
             record = csv.Error("a quote opened in this record is never closed")
+        elif end - start == 1:
+            record = strict_line(record, lines[start], options.separator)
         if header is None:
             found = _read_header(record, start, end, options, source, out, data)
             if found is None:
@@ -152,6 +155,27 @@ def _parse_by_line(
         columns = dict(zip(header.names, map(list, transposed), strict=True)) if header else {}
         out.add_columns(entity, None, columns, len(entity_rows))
     return out.result()
+
+
+# Spaces after a closing quote (``"Paris" ;``), which spreadsheet exports write.
+_SPACES_AFTER_QUOTE = re.compile(r'"[ \t]+(?=[^"]|$)')
+
+
+def strict_line(
+    record: Sequence[str] | csv.Error, line: str, separator: str
+) -> Sequence[str] | csv.Error:
+    """A one-line record, or the error that makes it unreadable although the csv
+    module (not strict) read it: text after a closing quote (``"1"2`` was read as
+    12) or a quote left open at the payload's end. Spaces after a closing quote
+    are let through."""
+    if isinstance(record, csv.Error) or '"' not in line:
+        return record
+    text = _SPACES_AFTER_QUOTE.sub('"', line.rstrip("\r\n"))
+    try:
+        next(csv.reader([text], delimiter=separator, quotechar='"', strict=True), None)
+    except csv.Error as exc:
+        return exc
+    return record
 
 
 def _stray_quote(
