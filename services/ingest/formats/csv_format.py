@@ -132,10 +132,7 @@ def _parse_by_line(
         at = end
         if not isinstance(record, csv.Error) and not record:
             continue  # blank line
-        if unclosed and not isinstance(record, csv.Error):  # it took every line after it
-            record = csv.Error("a quote opened in this record is never closed")
-        elif end - start == 1:
-            record = strict_line(record, lines[start], options.separator)
+        record = _readable(record, lines, start, end, unclosed, options.separator)
         if header is None:
             found = _read_header(record, start, end, options, source, out, data)
             if found is None:
@@ -159,6 +156,23 @@ def _parse_by_line(
 
 # Spaces after a closing quote (``"Paris" ;``), which spreadsheet exports write.
 _SPACES_AFTER_QUOTE = re.compile(r'"[ \t]+(?=[^"]|$)')
+
+
+def _readable(
+    record: Sequence[str] | csv.Error,
+    lines: list[str],
+    start: int,
+    end: int,
+    unclosed: bool,
+    separator: str,
+) -> Sequence[str] | csv.Error:
+    """The record, or what makes it unreadable: a quote that never closed took every
+    line after it into one cell; a one-line record is read strictly (strict_line)."""
+    if unclosed and not isinstance(record, csv.Error):
+        return csv.Error("a quote opened in this record is never closed")
+    if end - start == 1:
+        return strict_line(record, lines[start], separator)
+    return record
 
 
 def strict_line(
