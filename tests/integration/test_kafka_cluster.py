@@ -20,7 +20,7 @@ from typing import TypeVar
 
 import httpx
 import pytest
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
     AdminClient,
     AlterConfigOpType,
@@ -96,6 +96,16 @@ def eventually(probe: Callable[[], T], ok: Callable[[T], bool], bound_s: float =
         time.sleep(0.5)
 
 
+def _topic_configs(admin: AdminClient, topic: ConfigResource) -> dict | None:
+    """A topic's configuration, or None while the broker asked does not know it yet."""
+    try:
+        return admin.describe_configs([topic])[topic].result()
+    except KafkaException as exc:
+        if exc.args and exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+            return None
+        raise
+
+
 def set_min_insync(node: NodeConfig, topic: str, value: str) -> None:
     entry = ConfigEntry("min.insync.replicas", value, incremental_operation=AlterConfigOpType.SET)
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=[entry])
@@ -115,7 +125,9 @@ def test_topics_and_internal_topics_are_replicated_three_times(
     partitions = described.values()
     assert {len(p.replicas) for p in partitions} == {3}
     topic = ConfigResource(ConfigResource.Type.TOPIC, raw)
-    configs = admin.describe_configs([topic])[topic].result()
+    # The broker asked may not have the new topic's metadata yet (UNKNOWN_TOPIC_OR_PART).
+    configs = eventually(lambda: _topic_configs(admin, topic), lambda found: found is not None)
+    assert configs is not None, f"{raw}'s configuration was never described"
     assert configs["min.insync.replicas"].value == "2"
     assert configs["unclean.leader.election.enable"].value == "false"
     broker = ConfigResource(ConfigResource.Type.BROKER, "1")
