@@ -12,7 +12,10 @@ emitted, and when the transaction ends turns them into as few batch messages as 
   joins a batch that comes before one already holding its entity's earlier member:
   each entity's order survives the grouping;
 * a batch whose encoding would pass ``MAX_MESSAGE_BYTES`` is cut in halves, in order;
-* an already-built batch (``Emit.batched``) keeps its place among the members.
+* an already-built batch (``Emit.batched``) keeps its place among the members;
+* then the lane's batches of one kind are joined into as few messages as fit
+  (services/runtime/batch_merge.py): a stage's fast path writes per input message,
+  and a re-keying stage would otherwise send each partition a small piece of each.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from services.runtime.batch_merge import Produced, joined
 from services.runtime.batches import Batching, entity_partition
 from services.runtime.kafka import MAX_MESSAGE_BYTES
 from services.runtime.stage import Emit
@@ -43,14 +47,6 @@ def member_partition(emit: Emit, partitions: int) -> int:
     if emit.partition is not None:
         return emit.partition
     return entity_partition(emit.key if emit.key is not None else b"", partitions)
-
-
-@dataclass(frozen=True)
-class Produced:
-    """One batch message ready to produce: the emit (value a batch) and its bytes."""
-
-    emit: Emit
-    value: bytes
 
 
 @dataclass
@@ -93,15 +89,17 @@ class Outbox:
         outbox."""
         out: list[Produced] = []
         for (topic, partition), lane in self._lanes.items():
+            built: list[Produced] = []
             run: list[Emit] = []
             for item in lane.items:
                 if isinstance(item, Produced):
-                    out += self._imploded(run, topic, partition, batching_of, encoder_of)
+                    built += self._imploded(run, topic, partition, batching_of, encoder_of)
                     run = []
-                    out.append(item)
+                    built.append(item)
                 else:
                     run.append(item)
-            out += self._imploded(run, topic, partition, batching_of, encoder_of)
+            built += self._imploded(run, topic, partition, batching_of, encoder_of)
+            out += joined(built, batching_of(topic), encoder_of(topic), self.limit)
         self.clear()
         return out
 
