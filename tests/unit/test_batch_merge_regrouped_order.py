@@ -16,6 +16,7 @@ from services.runtime.codec import parse_plain
 from services.runtime.errors import RejectedInput
 from services.runtime.outbox import Outbox
 from services.runtime.schemas import load_schemas
+from services.runtime.source_headers import source_headers
 from services.runtime.stage import Emit
 from testkit.energy import EnergyHarness, energy_observation, regrouped_members
 
@@ -92,3 +93,29 @@ def test_joining_regrouped_messages_keeps_their_keys_order_for_the_watermark() -
         outbox.add_batch(emit, encode(emit.value))
     produced = outbox.drain(lambda _topic: observation_batching(), lambda _topic: encode)
     assert _aggregated([p.emit for p in produced]) == []
+
+
+def test_joining_observation_batches_keeps_their_partitions_order_for_the_watermark() -> None:
+    """The same on observations.v2, written by normalise's fast path (no message key:
+    the partition is the source energy-analytics' watermark follows). The three
+    messages of one partition, as written, are aggregated without a late reading;
+    joined (the last L1 piece passing the L2 message), the L2 reading is too late."""
+    found = observation_batching()
+    headers = source_headers("lyon", "enedis-courbes-charge")
+    pieces = [
+        [_reading("m1", D, "L1")],
+        [_reading("m2", D + 3600 * US, "L2")],
+        [_reading("m3", D + 3 * DAY, "L1")],
+    ]
+    outbox = Outbox()
+    for members in pieces:
+        (batch,) = found.implode(members)
+        emit = Emit(TOPICS.observation_batches, None, batch, 1, 0, True, headers)
+        outbox.add_batch(emit, encode(batch))
+    produced = outbox.drain(lambda _topic: found, lambda _topic: encode)
+    as_written = EnergyHarness(now_us=NOW, topics=TOPICS)
+    as_written.messages(*pieces)
+    assert as_written.dead == []
+    as_joined = EnergyHarness(now_us=NOW, topics=TOPICS)
+    as_joined.messages(*(found.explode(p.emit.value) for p in produced))
+    assert as_joined.dead == []
