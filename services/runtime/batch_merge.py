@@ -12,11 +12,14 @@ Joining never changes what a reader gets, only how many messages carry it:
 
 * only batches of one topic, partition, message key and headers, and of one
   :meth:`Batching.group_key` (the fields every member shares, the column signature) join;
-* a batch joins the newest run of its kind unless one of its entities has a member in a
-  later message of the lane: each entity's order survives, as in ``ordered_groups``;
+* a batch joins the newest run of its kind unless one of its entities, or the input
+  partition it came from, has a member in a later message of the lane: each entity's
+  order and each input partition's order survive (so a joined lane reads as the same
+  inputs consumed in another interleaving, which is all a consumer could ever see);
+* a batch whose arrays do not agree joins nothing (its reader refuses it alone);
 * ``explode`` of the joined batch is the members of its parts, in order (unit-tested);
-* a joined batch whose bytes would pass the limit is cut in halves, in order, down to the
-  parts as they came.
+* a run is cut where its parts' bytes would pass the limit, and a joined message still
+  over it (a joined dictionary can lengthen indexes) in halves, down to the parts.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 from services.runtime.batches import COLUMNS, COUNTS, DICTIONARY, ROW_COUNT, Batching
 from services.runtime.stage import Emit
 
-__all__ = ["Produced", "concat_batches", "joined"]
+__all__ = ["Piece", "Produced", "concat_batches", "joined"]
 
 Encode = Callable[[dict[str, Any]], bytes]
 _KINDS = ("strings", "doubles", "longs", "booleans")
@@ -40,6 +43,18 @@ class Produced:
 
     emit: Emit
     value: bytes
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A batch message of the transaction and the input partitions its members came
+    from, ``(topic, partition)``; None stands for what no input message gave (a
+    batch's end, a tick). Two pieces of one input partition never swap: what their
+    reader computes from order (energy-analytics' watermark of a source partition)
+    stays what the input's order gave."""
+
+    produced: Produced
+    inputs: frozenset[Any]
 
 
 def concat_batches(found: Batching, batches: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -105,39 +120,68 @@ def _entities(found: Batching, batch: dict[str, Any]) -> set[Any]:
     return set(batch.get(name) or [])
 
 
-def _runs(parts: Sequence[Produced], found: Batching) -> list[list[Produced]]:
-    """``parts`` in runs of one kind, as few as keeps every entity's order."""
+def _kind(found: Batching, piece: Piece) -> object:
+    """What a piece's run shares: message key, headers, shared fields, column
+    signature. A piece whose arrays do not agree gets a kind of its own: joined, it
+    would make its reader refuse its neighbours with it."""
+    emit = piece.produced.emit
+    try:
+        found.check(emit.value)  # type: ignore[arg-type]
+    except ValueError:
+        return object()
+    return (emit.key, emit.headers, found.group_key(emit.value))  # type: ignore[arg-type]
+
+
+def _runs(pieces: Sequence[Piece], found: Batching) -> list[list[Produced]]:
+    """``pieces`` in runs of one kind, as few as keeps the order of every input
+    partition and of every entity: a piece joins the newest run of its kind unless
+    that would take it past a later run holding one of its inputs or entities."""
     runs: list[list[Produced]] = []
-    newest: dict[tuple, int] = {}  # kind -> index of its newest run
-    last_of_entity: dict[Any, int] = {}  # entity -> index of the last run holding it
-    for part in parts:
-        emit = part.emit
-        kind = (emit.key, emit.headers, found.group_key(emit.value))  # type: ignore[arg-type]
-        entities = _entities(found, emit.value)  # type: ignore[arg-type]
+    newest: dict[object, int] = {}  # kind -> index of its newest run
+    last: dict[Any, int] = {}  # input or entity -> index of the last run holding it
+    for piece in pieces:
+        kind = _kind(found, piece)
+        marks = [("input", source) for source in piece.inputs]
+        marks += [("entity", e) for e in _entities(found, piece.produced.emit.value)]  # type: ignore[arg-type]
         index = newest.get(kind)
-        if index is None or any(last_of_entity.get(e, -1) > index for e in entities):
+        if index is None or any(last.get(mark, -1) > index for mark in marks):
             index = len(runs)
             runs.append([])
             newest[kind] = index
-        runs[index].append(part)
-        for entity in entities:
-            last_of_entity[entity] = index
+        runs[index].append(piece.produced)
+        for mark in marks:
+            last[mark] = index
     return runs
 
 
-def joined(
-    parts: Sequence[Produced], found: Batching, encode: Encode, limit: int
-) -> list[Produced]:
+def joined(pieces: Sequence[Piece], found: Batching, encode: Encode, limit: int) -> list[Produced]:
     """The batch messages of one lane (topic and partition), joined where they may be,
-    in an order that keeps each entity's."""
+    in an order that keeps each input partition's and each entity's."""
     out: list[Produced] = []
-    for run in _runs(parts, found):
-        out += _fitting(run, found, encode, limit)
+    for run in _runs(pieces, found):
+        for chunk in _chunks(run, limit):
+            out += _fitting(chunk, found, encode, limit)
     return out
 
 
+def _chunks(run: list[Produced], limit: int) -> list[list[Produced]]:
+    """``run`` cut, in order, where its parts' own bytes would pass ``limit``: joining
+    writes the shared fields once, so a chunk's message is about that size, and each
+    part is encoded again once, not once per halving."""
+    chunks: list[list[Produced]] = []
+    size = limit + 1
+    for part in run:
+        if size + len(part.value) > limit:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(part)
+        size += len(part.value)
+    return chunks
+
+
 def _fitting(run: list[Produced], found: Batching, encode: Encode, limit: int) -> list[Produced]:
-    """One message for ``run``, or its halves (recursively) when too large."""
+    """One message for ``run``, or its halves (recursively) in the rare case that the
+    joined dictionary made it larger than its parts."""
     if len(run) == 1:
         return run
     batch = concat_batches(found, [part.emit.value for part in run])  # type: ignore[misc]

@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.runtime.batch_merge import Produced, joined
+from services.runtime.batch_merge import Piece, Produced, joined
 from services.runtime.batches import Batching, entity_partition
 from services.runtime.kafka import MAX_MESSAGE_BYTES
 from services.runtime.stage import Emit
@@ -54,7 +54,7 @@ class _Lane:
     """What goes to one partition of one batch topic, in emit order: member emits and
     ready batches (with their bytes)."""
 
-    items: list[Emit | Produced] = field(default_factory=list)
+    items: list[tuple[Any, Emit | Produced]] = field(default_factory=list)  # (input, item)
 
 
 class Outbox:
@@ -63,24 +63,32 @@ class Outbox:
     def __init__(self, limit: int = MAX_MESSAGE_BYTES):
         self.limit = limit
         self._lanes: dict[tuple[str, int], _Lane] = {}
+        self._input: Any = None
+
+    def reading(self, source: tuple[str, int] | None) -> None:
+        """The input partition, ``(topic, partition)``, whose message the next emits
+        come from; None for what no input gave (a batch's end, a tick). Joining keeps
+        each input partition's order (services/runtime/batch_merge.py)."""
+        self._input = source
 
     def add_member(self, emit: Emit, partitions: int) -> None:
         """A v1-shaped member for a batch topic (already checked to encode)."""
         lane = (emit.topic, member_partition(emit, partitions))
-        self._lanes.setdefault(lane, _Lane()).items.append(emit)
+        self._lanes.setdefault(lane, _Lane()).items.append((self._input, emit))
 
     def add_batch(self, emit: Emit, value: bytes) -> None:
         """A ready batch (``Emit.batched``) and its bytes, kept in order with members."""
         if emit.partition is None:
             raise ValueError(f"a batched emit to {emit.topic} must name its partition")
         lane = (emit.topic, emit.partition)
-        self._lanes.setdefault(lane, _Lane()).items.append(Produced(emit, value))
+        self._lanes.setdefault(lane, _Lane()).items.append((self._input, Produced(emit, value)))
 
     def __bool__(self) -> bool:
         return any(lane.items for lane in self._lanes.values())
 
     def clear(self) -> None:
         self._lanes.clear()
+        self._input = None
 
     def drain(
         self, batching_of: Callable[[str], Batching], encoder_of: Callable[[str], Encode]
@@ -89,16 +97,20 @@ class Outbox:
         outbox."""
         out: list[Produced] = []
         for (topic, partition), lane in self._lanes.items():
-            built: list[Produced] = []
+            built: list[Piece] = []
             run: list[Emit] = []
-            for item in lane.items:
+            inputs: set[Any] = set()
+            for source, item in lane.items:
                 if isinstance(item, Produced):
-                    built += self._imploded(run, topic, partition, batching_of, encoder_of)
-                    run = []
-                    built.append(item)
+                    members = self._imploded(run, topic, partition, batching_of, encoder_of)
+                    built += pieces_of(members, inputs)
+                    run, inputs = [], set()
+                    built.append(Piece(item, frozenset((source,))))
                 else:
                     run.append(item)
-            built += self._imploded(run, topic, partition, batching_of, encoder_of)
+                    inputs.add(source)
+            members = self._imploded(run, topic, partition, batching_of, encoder_of)
+            built += pieces_of(members, inputs)
             out += joined(built, batching_of(topic), encoder_of(topic), self.limit)
         self.clear()
         return out
@@ -134,6 +146,13 @@ class Outbox:
         readings = sum(e.readings for e in group)
         emit = Emit(topic, None, batch, readings=readings, partition=partition, batched=True)
         return [Produced(emit, value)]
+
+
+def pieces_of(batches: list[Produced], inputs: set[Any]) -> list[Piece]:
+    """The batches imploded from a run of members, each marked with every input the
+    run's members came from (more than its own: joining can only be more careful)."""
+    marked = frozenset(inputs)
+    return [Piece(batch, marked) for batch in batches]
 
 
 def ordered_groups(run: list[Emit], found: Batching) -> list[list[Emit]]:

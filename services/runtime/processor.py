@@ -317,6 +317,7 @@ class StageRunner:
             if self.stage.passes_over(meta.topic, message.headers()):
                 tally.passed_over += 1
                 continue
+            self._outbox.reading((meta.topic, meta.partition))
             origin = _Origin.of(message, meta)
             try:
                 record = self.contracts.codec(meta.topic).decode(message.value())
@@ -328,6 +329,7 @@ class StageRunner:
                 self._process_record(tally, record, meta, origin)
             else:
                 self._batch_messages.process(tally, record, meta, found, origin)
+        self._outbox.reading(None)  # the batch's end: from no input message
         return tally
 
     def _process_record(

@@ -10,7 +10,7 @@ from typing import Any
 
 import fastavro
 
-from services.runtime.batch_merge import Produced, joined
+from services.runtime.batch_merge import Piece, Produced, joined
 from services.runtime.batches import batching
 from services.runtime.codec import parse_plain
 from services.runtime.schemas import load_schemas
@@ -59,15 +59,17 @@ def _reading(n: int) -> dict[str, Any]:
     }
 
 
-def _parts(count: int, members: int) -> tuple[list[Produced], CountingEncoder]:
-    """``count`` ready batches of one kind and lane, ``members`` distinct entities each."""
+def _parts(count: int, members: int) -> tuple[list[Piece], CountingEncoder]:
+    """``count`` ready batches of one kind and lane, ``members`` distinct entities each,
+    from input partitions 0 to 5 in turn (as anonymise reads raw.v2)."""
     encode = CountingEncoder()
     parts = []
     for index in range(count):
         records = [_reading(index * members + k) for k in range(members)]
         (batch,) = OBSERVATIONS.implode(records)
         emit = Emit("observations.v2", None, batch, members, 0, True)
-        parts.append(Produced(emit, encode(batch)))
+        source = frozenset({("raw.v2", index % 6)})
+        parts.append(Piece(Produced(emit, encode(batch)), source))
     encode.bytes = 0
     return parts, encode
 
@@ -79,10 +81,10 @@ def test_parts_over_half_the_limit_are_not_encoded_again_for_nothing() -> None:
     normalise's 2,000 observations a message (~200-300 KB against 512 KB) this is the
     usual case."""
     parts, encode = _parts(16, 60)
-    limit = len(parts[0].value) * 10 // 6
+    limit = len(parts[0].produced.value) * 10 // 6
     out = joined(parts, OBSERVATIONS, encode, limit)
-    assert [p.value for p in out] == [p.value for p in parts]  # nothing could join
-    given = sum(len(p.value) for p in parts)
+    assert [p.value for p in out] == [p.produced.value for p in parts]  # nothing could join
+    given = sum(len(p.produced.value) for p in parts)
     assert encode.bytes <= given, f"encoded {encode.bytes:,} bytes to send {given:,} as they were"
 
 
@@ -90,7 +92,7 @@ def test_many_small_parts_are_encoded_about_once() -> None:
     """1,024 small parts making about 8 full messages: the halving encodes the whole
     run, its halves, its quarters and its eighths (four times what it sends)."""
     parts, encode = _parts(1024, 4)
-    given = sum(len(p.value) for p in parts)
+    given = sum(len(p.produced.value) for p in parts)
     limit = given // 7
     out = joined(parts, OBSERVATIONS, encode, limit)
     sent = sum(len(p.value) for p in out)

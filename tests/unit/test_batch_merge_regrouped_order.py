@@ -89,6 +89,7 @@ def test_joining_regrouped_messages_keeps_their_keys_order_for_the_watermark() -
     assert len({e.key for e in emits}) == 1  # one key: one source partition's order
     assert _aggregated(emits) == []  # as written: nothing late
     outbox = Outbox()  # as the runner keeps the transaction's ready batches
+    outbox.reading((TOPICS.observation_batches, 0))  # all three from one input partition
     for emit in emits:
         outbox.add_batch(emit, encode(emit.value))
     produced = outbox.drain(lambda _topic: observation_batching(), lambda _topic: encode)
@@ -108,6 +109,7 @@ def test_joining_observation_batches_keeps_their_partitions_order_for_the_waterm
         [_reading("m3", D + 3 * DAY, "L1")],
     ]
     outbox = Outbox()
+    outbox.reading(("anonymised.v2", 0))  # normalise reads them from one input partition
     for members in pieces:
         (batch,) = found.implode(members)
         emit = Emit(TOPICS.observation_batches, None, batch, 1, 0, True, headers)
