@@ -34,7 +34,8 @@ from services.runtime.stage import Emit
 __all__ = ["Piece", "Produced", "concat_batches", "joined"]
 
 Encode = Callable[[dict[str, Any]], bytes]
-_KINDS = ("strings", "doubles", "longs", "booleans")
+_ARRAY_OF_KIND = {"string": "strings", "double": "doubles", "long": "longs", "boolean": "booleans"}
+_KINDS = tuple(_ARRAY_OF_KIND.values())
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,25 @@ def _kind(found: Batching, piece: Piece) -> object:
         found.check(emit.value)  # type: ignore[arg-type]
     except ValueError:
         return object()
+    if found.layout.has_columns and not _columns_agree(emit.value):  # type: ignore[arg-type]
+        return object()
     return (emit.key, emit.headers, found.group_key(emit.value))  # type: ignore[arg-type]
+
+
+def _columns_agree(batch: dict[str, Any]) -> bool:
+    """Each column holds one value per row of the batch and misses only rows it has:
+    what :meth:`Batching.check` leaves to ``explode``. Joined, a column too long would
+    make the reader refuse the neighbours with it, and a missing position past the
+    piece's rows would land on a neighbour's row."""
+    rows = sum(batch.get(ROW_COUNT) or [])
+    for column in batch.get(COLUMNS) or []:
+        values = _ARRAY_OF_KIND.get(column.get("kind"))
+        if values is not None and len(column.get(values) or []) != rows:
+            return False
+        missing = column.get("missing") or []
+        if missing and (min(missing) < 0 or max(missing) >= rows):
+            return False
+    return True
 
 
 def _runs(pieces: Sequence[Piece], found: Batching) -> list[list[Produced]]:

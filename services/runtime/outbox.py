@@ -98,38 +98,37 @@ class Outbox:
         out: list[Produced] = []
         for (topic, partition), lane in self._lanes.items():
             built: list[Piece] = []
-            run: list[Emit] = []
-            inputs: set[Any] = set()
+            run: list[tuple[Any, Emit]] = []
             for source, item in lane.items:
                 if isinstance(item, Produced):
-                    members = self._imploded(run, topic, partition, batching_of, encoder_of)
-                    built += pieces_of(members, inputs)
-                    run, inputs = [], set()
+                    built += self._imploded(run, topic, partition, batching_of, encoder_of)
+                    run = []
                     built.append(Piece(item, frozenset((source,))))
                 else:
-                    run.append(item)
-                    inputs.add(source)
-            members = self._imploded(run, topic, partition, batching_of, encoder_of)
-            built += pieces_of(members, inputs)
+                    run.append((source, item))
+            built += self._imploded(run, topic, partition, batching_of, encoder_of)
             out += joined(built, batching_of(topic), encoder_of(topic), self.limit)
         self.clear()
         return out
 
     def _imploded(
         self,
-        run: list[Emit],
+        run: list[tuple[Any, Emit]],
         topic: str,
         partition: int,
         batching_of: Callable[[str], Batching],
         encoder_of: Callable[[str], Encode],
-    ) -> list[Produced]:
+    ) -> list[Piece]:
+        """The batches of a run of members (with the input each came from), each
+        marked with the inputs of its group."""
         if not run:
             return []
         found = batching_of(topic)
         encode = encoder_of(topic)
-        out: list[Produced] = []
-        for group in ordered_groups(run, found):
-            out += self._fitting(group, topic, partition, found, encode)
+        out: list[Piece] = []
+        for group, inputs in ordered_groups(run, found):
+            batches = self._fitting(group, topic, partition, found, encode)
+            out += [Piece(batch, inputs) for batch in batches]
         return out
 
     def _fitting(
@@ -148,27 +147,30 @@ class Outbox:
         return [Produced(emit, value)]
 
 
-def pieces_of(batches: list[Produced], inputs: set[Any]) -> list[Piece]:
-    """The batches imploded from a run of members, each marked with every input the
-    run's members came from (more than its own: joining can only be more careful)."""
-    marked = frozenset(inputs)
-    return [Piece(batch, marked) for batch in batches]
-
-
-def ordered_groups(run: list[Emit], found: Batching) -> list[list[Emit]]:
-    """``run`` in groups of equal :meth:`Batching.group_key`, as few as keeps every
-    entity's order: a member joins the newest group of its key unless its entity
-    already has a member in a later group (then it opens a new group)."""
+def ordered_groups(
+    run: list[tuple[Any, Emit]], found: Batching
+) -> list[tuple[list[Emit], frozenset[Any]]]:
+    """``run`` (members with the input partition each came from) in groups of equal
+    :meth:`Batching.group_key`, each with the inputs of its members, as few as keeps
+    every entity's order and every input partition's: a member joins the newest group
+    of its key unless its entity or its input already has a member in a later group
+    (then it opens a new group). The input's order is what energy-analytics'
+    watermark reads on the partition it comes from."""
     groups: list[list[Emit]] = []
+    inputs: list[set[Any]] = []
     newest: dict[tuple, int] = {}  # group key -> index of its newest group
-    last_of_entity: dict[Any, int] = {}  # emit key -> index of its entity's last group
-    for emit in run:
+    last: dict[tuple, int] = {}  # ("entity", key) or ("input", source) -> its last group
+    for source, emit in run:
         key = found.group_key(emit.value)
+        marks = (("entity", emit.key), ("input", source))
         index = newest.get(key)
-        if index is None or last_of_entity.get(emit.key, -1) > index:
+        if index is None or any(last.get(mark, -1) > index for mark in marks):
             index = len(groups)
             groups.append([])
+            inputs.append(set())
             newest[key] = index
         groups[index].append(emit)
-        last_of_entity[emit.key] = index
-    return groups
+        inputs[index].add(source)
+        for mark in marks:
+            last[mark] = index
+    return [(group, frozenset(own)) for group, own in zip(groups, inputs, strict=True)]

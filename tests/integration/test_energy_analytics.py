@@ -163,8 +163,8 @@ def test_killed_worker_restarts_without_loss_or_double_counting(node, isolated_t
         **os.environ,
         "CITEPLUS_KAFKA_BOOTSTRAP": node.kafka.bootstrap,
         "CITEPLUS_REGISTRY_URL": node.registry.url,
-        # Small transactions: a transaction's regrouped pieces are joined at its end,
-        # so forty records a cycle end the stream before the first poll sees it begun.
+        # Small transactions, so that the stream is still being regrouped when the
+        # first regrouped message is committed (the kill below comes then).
         "CITEPLUS_PROCESSING_BATCH_SIZE": "5",
         "CITEPLUS_PROCESSING_BATCH_TIMEOUT_S": "0.1",
     }
@@ -186,13 +186,17 @@ def test_killed_worker_restarts_without_loss_or_double_counting(node, isolated_t
     with open(log / f"{prefix}energy.log", "ab") as output:
         first = subprocess.Popen(command, env=env, stdout=output, stderr=output, cwd=REPO_ROOT)
         try:
+            # The kill comes in the regroup step, once a transaction has committed
+            # regrouped messages (joined from several input messages at its end) and
+            # before the last observation is read: the restart must neither lose nor
+            # count twice what the killed worker had regrouped, produced or not.
             deadline = time.monotonic() + 60
-            while time.monotonic() < deadline:  # until some aggregates are committed
-                if read_all(node, topics.aggregates, timeout_s=1, settle_s=0.2):
+            while time.monotonic() < deadline:
+                if read_all(node, topics.regrouped, timeout_s=1, settle_s=0.2):
                     break
                 assert first.poll() is None, "the worker died on its own"
             else:
-                pytest.fail("no aggregates within 60 s")
+                pytest.fail("nothing regrouped within 60 s")
             first.send_signal(signal.SIGKILL)
             first.wait(10)
         finally:

@@ -88,11 +88,17 @@ def test_members_that_share_their_batch_fields_share_a_message() -> None:
 
 def test_an_entity_does_not_overtake_itself_across_groups() -> None:
     """a1 (L1), a2 (L2), a3 (L1): a3 may not join a1's batch, which goes first."""
-    run = [member("a", 1, "L1"), member("a", 2, "L2"), member("a", 3, "L1")]
+    run = [(i, member("a", i, lineage)) for i, lineage in enumerate(("L1", "L2", "L1"))]
     groups = ordered_groups(run, OBSERVATIONS)
-    assert [[e.value["values"][0] for e in g] for g in groups] == [[1.0], [2.0], [3.0]]
-    other = [member("a", 1, "L1"), member("b", 2, "L2"), member("c", 3, "L1")]
-    assert [len(g) for g in ordered_groups(other, OBSERVATIONS)] == [2, 1]  # a and c share
+    assert [[e.value["values"][0] for e in g] for g, _ in groups] == [[0.0], [1.0], [2.0]]
+    other = [
+        (i, member(name, i, lineage))
+        for i, (name, lineage) in enumerate((("a", "L1"), ("b", "L2"), ("c", "L1")))
+    ]
+    groups = ordered_groups(other, OBSERVATIONS)  # three inputs: a and c share
+    assert [(len(g), inputs) for g, inputs in groups] == [(2, {0, 2}), (1, {1})]
+    same = [(0, emit) for _, emit in other]  # one input: c may not pass b
+    assert [len(g) for g, _ in ordered_groups(same, OBSERVATIONS)] == [1, 1, 1]
 
 
 def test_a_batch_too_large_for_a_message_is_cut_in_order() -> None:
