@@ -2,9 +2,6 @@
 broker and the registry, from the HTTP ingest API to rows in ClickHouse; issue 17's
 table in one run.
 
-(0) a warm-up: half of each throughput load on meters of its own, its readings/s
-    printed as a fresh node's figures (``--cold`` leaves it out: the basis of the
-    figures before the seventh round of docs/performance.md);
 (1) readings/s of meter load curves sent as a city would (a day of 10-minute
     readings per meter, 20 meters per payload) and of single readings (one reading
     per meter, 1,000 meters per payload), each from the first push until every
@@ -111,30 +108,6 @@ def cpu_spent(node: LocalNode, readings: int) -> Iterator[list[str]]:
     yield report
     seconds = time.monotonic() - started
     report.extend(cpu_lines(before, cpu_seconds(pids), readings, seconds))
-
-
-WARM_METERS = 5_000_000  # the warm-up's meters: none of the measured loads' ids
-
-
-def warm_up(node: LocalNode, sizes: Sizes) -> None:
-    """(0): half of each throughput load, on meters of their own and on the load
-    curves' day (so no reading of the measured loads comes after a day the warm-up
-    closed), before anything is measured. A city's node runs for months: the broker's
-    and the registry's JIT compilers, Python's first imports and ClickHouse's first
-    parts are costs of a fresh node that a long-running one no longer pays. The
-    figures are printed, as a fresh node's."""
-    source = paris_source(node)
-    print("\n(0) warm-up: half of each load on other meters (a fresh node's figures)")
-    meters = max(20, sizes.meters // 2 // 20 * 20)
-    first = WARM_METERS
-    curves = [paris_csv(range(m, m + 20), T0, 144) for m in range(first, first + meters, 20)]
-    rate = throughput(node, source, curves, meters * 144, workers=4)
-    print(f"    load curves {rate:,.0f} readings/s ({meters * 144:,} readings)", flush=True)
-    first += meters
-    singles = max(1000, sizes.singles // 2 // 1000 * 1000)
-    ones = [paris_csv(range(m, m + 1000), T0, 1) for m in range(first, first + singles, 1000)]
-    rate = throughput(node, source, ones, singles, workers=4)
-    print(f"    single readings {rate:,.0f} readings/s ({singles:,} readings)", flush=True)
 
 
 def load_phase(node: LocalNode, sizes: Sizes, figures: Figures, profile: Path | None) -> None:
@@ -338,15 +311,13 @@ def table(figures: Figures) -> list[str]:
     return lines
 
 
-def run(sizes: Sizes, profile: Path | None, warm: bool = True) -> Figures:
+def run(sizes: Sizes, profile: Path | None) -> Figures:
     node = LocalNode(Path(tempfile.mkdtemp(prefix="citeplus-bench-pipeline-")))
     print(f"starting a private node in {node.state} ...", flush=True)
     started = time.perf_counter()
     node.up()
     figures = Figures()
     try:
-        if warm:
-            warm_up(node, sizes)
         load_phase(node, sizes, figures, profile)
         # bare Kafka while the node is drained, before the latency runs leave a queue
         ceiling_phase(node, sizes, figures)
@@ -378,12 +349,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy every service into DIR")
     parser.add_argument("--brokers", type=int, choices=(1, 3), default=1, help="brokers (1 or 3)")
     parser.add_argument("--workers", type=int, default=1, help="workers of each scalable stage")
-    parser.add_argument(
-        "--cold",
-        action="store_true",
-        help="no warm-up: measure a freshly started node (the basis of the figures before "
-        "the seventh round of docs/performance.md)",
-    )
     args = parser.parse_args(argv)
     base = QUICK if args.quick else FULL
     sizes = Sizes(
@@ -397,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
 
         args.meters = sizes.meters
         return scaled(args)
-    figures = run(sizes, args.profile, warm=not args.cold)
+    figures = run(sizes, args.profile)
     print("\nissue 17's table (ratios >= 1.00 meet the goal; vs ceiling: share of bare Kafka)")
     print("\n".join(table(figures)))
     return 0

@@ -5,17 +5,13 @@ the size limit, through real Avro encoding."""
 
 from __future__ import annotations
 
-import io
-
-import fastavro
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.runtime.batch_merge import Piece, Produced, concat_batches, joined
 from services.runtime.batches import Batching, batching
-from services.runtime.codec import parse_plain
-from services.runtime.schemas import load_schemas
 from services.runtime.stage import Emit
+from testkit.avro_batches import batch_decoder, batch_encoder
 from testkit.batch_records import observation, raw
 
 TOPIC = "observations.v2"
@@ -23,17 +19,7 @@ BIG = 10**9
 
 
 def codec(batch_name: str) -> tuple:
-    parsed = parse_plain(load_schemas()[batch_name].expanded)
-
-    def encode(batch: dict) -> bytes:
-        out = io.BytesIO()
-        fastavro.schemaless_writer(out, parsed, batch)
-        return out.getvalue()
-
-    def decode(value: bytes) -> dict:
-        return fastavro.schemaless_reader(io.BytesIO(value), parsed)
-
-    return encode, decode
+    return batch_encoder(batch_name), batch_decoder(batch_name)
 
 
 OBSERVATIONS = batching("Observation")

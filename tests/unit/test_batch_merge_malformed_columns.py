@@ -6,26 +6,16 @@ its rows, passes it."""
 
 from __future__ import annotations
 
-import io
 from typing import Any
 
-import fastavro
-
 from services.runtime.batches import batching
-from services.runtime.codec import parse_plain
 from services.runtime.outbox import Outbox
-from services.runtime.schemas import load_schemas
 from services.runtime.stage import Emit
+from testkit.avro_batches import batch_encoder
 
 TOPIC = "anonymised.v2"
 FOUND = batching("AnonymisedRecord")
-_SCHEMA = parse_plain(load_schemas()["AnonymisedBatch"].expanded)
-
-
-def encode(batch: dict[str, Any]) -> bytes:
-    out = io.BytesIO()
-    fastavro.schemaless_writer(out, _SCHEMA, batch)
-    return out.getvalue()
+encode = batch_encoder("AnonymisedBatch")
 
 
 def _member(pseudonym: str, value: float) -> dict[str, Any]:

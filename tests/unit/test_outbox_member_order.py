@@ -7,18 +7,12 @@ days the earlier one feeds."""
 
 from __future__ import annotations
 
-import io
-from typing import Any
-
-import fastavro
-
 from services.energy.regrouped import observation_batching
 from services.energy.stage import EnergyTopics
 from services.runtime.batches import entity_partition
-from services.runtime.codec import parse_plain
 from services.runtime.outbox import Outbox
-from services.runtime.schemas import load_schemas
 from services.runtime.stage import Emit
+from testkit.avro_batches import batch_encoder
 from testkit.energy import EnergyHarness, energy_observation
 
 US = 1_000_000
@@ -27,13 +21,7 @@ D = 1_763_766_000_000_000  # 2025-11-22 00:00 in Paris
 NOW = D + 4 * DAY
 PARTITIONS = 6  # observations.v2 (deploy/topics.yaml)
 TOPICS = EnergyTopics(observation_batches="observations.v2")
-_SCHEMA = parse_plain(load_schemas()["ObservationBatch"].expanded)
-
-
-def encode(batch: dict[str, Any]) -> bytes:
-    out = io.BytesIO()
-    fastavro.schemaless_writer(out, _SCHEMA, batch)
-    return out.getvalue()
+encode = batch_encoder("ObservationBatch")
 
 
 def _meters_on_one_partition(count: int) -> list[str]:
