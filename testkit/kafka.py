@@ -68,6 +68,12 @@ def read_to_end(
     consumer's position moves past aborted records and transaction markers too, so it
     reaches the end at either isolation level. Not reaching it within ``timeout_s`` (a
     generous bound, not a measure) fails loudly rather than returning part of the log.
+
+    A committed transaction is not yet readable when its writer is told so: the
+    coordinator writes the commit markers into the partitions afterwards. Until then
+    a ``read_committed`` end (the last stable offset) stops before its records, so the
+    end is the log's own, and the read waits for the stable offset to pass it
+    (``_stable_ends``).
     """
     consumer = Consumer(
         {
@@ -83,6 +89,8 @@ def read_to_end(
             p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
             for p in partitions
         }
+        if isolation == "read_committed":
+            marks = _stable_ends(node, consumer, topic, marks)
         # An empty partition is at its end already: its position stays unset (nothing is
         # ever fetched there), so waiting for it would last until the bound.
         ends = {p: high for p, (low, high) in marks.items() if high > low}
@@ -96,6 +104,44 @@ def read_to_end(
         return messages
     finally:
         consumer.close()
+
+
+# How long the commit markers of transactions already committed may take to land; an
+# open transaction (a writer killed mid-transaction, not yet aborted) is still open
+# past it, and the read stops at the last stable offset, before it.
+MARKERS_BOUND_S = 20.0
+
+
+def _stable_ends(
+    node: NodeConfig, committed: Consumer, topic: str, stable: dict[int, tuple[int, int]]
+) -> dict[int, tuple[int, int]]:
+    """(low, end) per partition for a ``read_committed`` read: the log end as a
+    ``read_uncommitted`` reader sees it, once the last stable offset has reached it,
+    else the last stable offset when the bound passes."""
+    plain = Consumer(
+        {
+            "bootstrap.servers": node.kafka.bootstrap,
+            "group.id": f"test-reader-{uuid.uuid4().hex}",
+            "enable.auto.commit": False,
+            "isolation.level": "read_uncommitted",
+        }
+    )
+    try:
+        logs = {
+            p: plain.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in stable
+        }
+    finally:
+        plain.close()
+    deadline = time.monotonic() + MARKERS_BOUND_S
+    behind = {p for p, (_, high) in stable.items() if high < logs[p]}
+    while behind and time.monotonic() < deadline:
+        time.sleep(0.05)
+        for p in list(behind):
+            low, high = committed.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+            stable[p] = (low, min(high, logs[p]))
+            if high >= logs[p]:
+                behind.discard(p)
+    return stable
 
 
 def _at_end(consumer: Consumer, topic: str, ends: dict[int, int]) -> bool:
