@@ -2,6 +2,10 @@
 broker and the registry, from the HTTP ingest API to rows in ClickHouse; issue 17's
 table in one run.
 
+(0) a warm-up: Bordeaux's load curves and single readings, half the size of
+    Paris's measured loads, through the whole node, its figures printed as a fresh
+    node's (bench/pipeline_warm.py says why another city); ``--cold`` leaves it
+    out, the basis of the figures before the eighth round of docs/performance.md;
 (1) readings/s of meter load curves sent as a city would (a day of 10-minute
     readings per meter, 20 meters per payload) and of single readings (one reading
     per meter, 1,000 meters per payload), each from the first push until every
@@ -24,10 +28,11 @@ goal / measured); a ratio to the ceiling says what share of bare Kafka the node
 keeps (for latency: bare latency / measured).
 
 Durations on this 2-core machine, node start included: ``--quick`` about 1.5 min,
-the full run about 2.5 min on a quiet machine (84 s and 144 s measured on
-2026-12-07); on a loaded machine up to 7 and 16 min (measured: 394 s and 956 s at a
-load average of 10 to 20, with an earlier, slower node). Each latency run waits at most 6x its
-duration for its readings to land, which bounds a run where the node queues. ``--profile DIR``
+the full run about 3 min on a quiet machine (84 s and 144 s measured on 2026-12-07
+without the warm-up, 170 s with it); on a loaded machine up to 7 and 16 min
+(measured: 394 s and 956 s at a load average of 10 to 20, with an earlier, slower
+node). Each latency run waits at most 6x its duration for its readings to land, which
+bounds a run where the node queues. ``--profile DIR``
 also records every service with py-spy during the two throughput loads and prints
 where each spends its time (about 1 min more).
 The node is a private one (own state, ports and broker): nothing else is disturbed.
@@ -60,6 +65,7 @@ from bench.pipeline_load import (
     throughput,
 )
 from bench.pipeline_topics import per_reading_lines, topic_offsets
+from bench.pipeline_warm import warm_up
 from testkit.local_node import LocalNode
 
 RATES = (200, 5000)  # single readings/s offered for latency
@@ -311,13 +317,15 @@ def table(figures: Figures) -> list[str]:
     return lines
 
 
-def run(sizes: Sizes, profile: Path | None) -> Figures:
+def run(sizes: Sizes, profile: Path | None, warm: bool = True) -> Figures:
     node = LocalNode(Path(tempfile.mkdtemp(prefix="citeplus-bench-pipeline-")))
     print(f"starting a private node in {node.state} ...", flush=True)
     started = time.perf_counter()
     node.up()
     figures = Figures()
     try:
+        if warm:
+            warm_up(node, max(20, sizes.meters // 40 * 20), max(1000, sizes.singles // 2000 * 1000))
         load_phase(node, sizes, figures, profile)
         # bare Kafka while the node is drained, before the latency runs leave a queue
         ceiling_phase(node, sizes, figures)
@@ -341,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick",
         action="store_true",
-        help="smaller loads: about 1.5 minutes on a quiet machine (full run: about 2.5)",
+        help="smaller loads: about 1.5 minutes on a quiet machine (full run: about 3)",
     )
     parser.add_argument("--meters", type=int, help="meters for the load-curve run (2,000)")
     parser.add_argument("--singles", type=int, help="readings for the single-reading run (100,000)")
@@ -349,6 +357,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", type=Path, metavar="DIR", help="py-spy every service into DIR")
     parser.add_argument("--brokers", type=int, choices=(1, 3), default=1, help="brokers (1 or 3)")
     parser.add_argument("--workers", type=int, default=1, help="workers of each scalable stage")
+    parser.add_argument(
+        "--cold",
+        action="store_true",
+        help="no warm-up: measure a freshly started node (the basis of the figures before "
+        "the eighth round of docs/performance.md)",
+    )
     args = parser.parse_args(argv)
     base = QUICK if args.quick else FULL
     sizes = Sizes(
@@ -362,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
 
         args.meters = sizes.meters
         return scaled(args)
-    figures = run(sizes, args.profile)
+    figures = run(sizes, args.profile, warm=not args.cold)
     print("\nissue 17's table (ratios >= 1.00 meet the goal; vs ceiling: share of bare Kafka)")
     print("\n".join(table(figures)))
     return 0

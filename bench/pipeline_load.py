@@ -26,7 +26,14 @@ from testkit.local_node import LocalNode
 
 T0 = 1_736_722_800  # 2025-01-13T00:00:00+01:00, epoch seconds
 PARIS = ZoneInfo("Europe/Paris")
-METRIC = "city = 'paris' AND metric = 'active_energy_import'"
+
+
+def energy_of(city: str) -> str:
+    """The ClickHouse filter of ``city``'s energy readings (the loads' metric)."""
+    return f"city = '{city}' AND metric = 'active_energy_import'"
+
+
+METRIC = energy_of("paris")
 
 
 def paris_csv(meters: range, start: int, intervals: int, step: int = 600) -> bytes:
@@ -60,46 +67,57 @@ def push(client: httpx.Client, url: str, token: str, body: bytes) -> dict:
 
 def paris_source(node: LocalNode) -> tuple[str, str]:
     """The URL and token of Paris's load-curve source on ``node``."""
+    return source_of(node, "paris", "enedis-courbes-charge")
+
+
+def source_of(node: LocalNode, city: str, source: str) -> tuple[str, str]:
+    """The URL and token of ``city``'s ``source`` on ``node`` (its dev secrets)."""
     from services.runtime.cities import load_cities
     from services.runtime.dev_secrets import dev_env_file, read_env_file
     from services.runtime.paths import CITIES_DIR
 
-    reference = load_cities(CITIES_DIR)["paris"].source("enedis-courbes-charge").token
+    reference = load_cities(CITIES_DIR)[city].source(source).token
     token = read_env_file(dev_env_file(node.state))[reference.removeprefix("env:")]
-    return f"{node.ingest_url}/v1/cities/paris/sources/enedis-courbes-charge/records", token
+    return f"{node.ingest_url}/v1/cities/{city}/sources/{source}/records", token
 
 
-def landed(node: LocalNode) -> int:
-    """Paris energy readings in ClickHouse (rows of the observations table)."""
-    table = node.sql(f"SELECT count() AS n FROM observations WHERE {METRIC}")
+def landed(node: LocalNode, city: str = "paris") -> int:
+    """``city``'s energy readings in ClickHouse (rows of the observations table)."""
+    table = node.sql(f"SELECT count() AS n FROM observations WHERE {energy_of(city)}")
     return int(table.column("n")[0].as_py())
 
 
 def throughput(
-    node: LocalNode, source: tuple[str, str], payloads: list[bytes], readings: int, workers: int
+    node: LocalNode,
+    source: tuple[str, str],
+    payloads: list[bytes],
+    readings: int,
+    workers: int,
+    city: str = "paris",
 ) -> float:
     """Readings/s from the first push until every reading pushed is in ClickHouse."""
     url, token = source
-    before = landed(node)
+    before = landed(node, city)
     started = time.time()
     with httpx.Client(timeout=120) as client, ThreadPoolExecutor(workers) as pool:
         list(pool.map(lambda body: push(client, url, token, body), payloads))
     pushed_s = time.time() - started
-    while landed(node) < before + readings:
+    while landed(node, city) < before + readings:
         time.sleep(1.0)  # each count is a query publish answers: do not load it much
         if time.time() - started > 900:
             raise SystemExit("readings did not all land within 15 minutes")
     # The end is when the last reading landed (ClickHouse's own `landed_at`), not when
     # the once-a-second count saw it: the poll would add up to a second to the run.
-    total_s = last_landed(node) - started
+    total_s = last_landed(node, city) - started
     print(f"    pushed in {pushed_s:.1f} s, all in ClickHouse after {total_s:.2f} s", flush=True)
     return readings / total_s
 
 
-def last_landed(node: LocalNode) -> float:
-    """When the latest Paris energy reading landed, epoch seconds (its `landed_at`)."""
+def last_landed(node: LocalNode, city: str = "paris") -> float:
+    """When ``city``'s latest energy reading landed, epoch seconds (its `landed_at`)."""
     table = node.sql(
-        f"SELECT toUnixTimestamp64Milli(max(landed_at)) AS at FROM observations WHERE {METRIC}"
+        "SELECT toUnixTimestamp64Milli(max(landed_at)) AS at "
+        f"FROM observations WHERE {energy_of(city)}"
     )
     return int(table.column("at")[0].as_py()) / 1000
 

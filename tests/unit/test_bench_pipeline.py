@@ -84,3 +84,16 @@ def test_cpu_per_thousand_readings_is_each_process_own_time_most_first() -> None
     assert lines[-1].split()[:3] == ["all", "processes", "400.0"]  # "new" was not there before
     mine = cpu_seconds({"me": os.getpid(), "gone": 2**22 + 1})
     assert set(mine) == {"me"} and mine["me"] > 0
+
+
+def test_the_warm_up_payloads_are_what_bordeaux_reads_without_a_rejection() -> None:
+    """The warm-up measures nothing, but a payload its city refused would warm up
+    only ingest's error path and leave the later stages cold."""
+    from bench.pipeline_warm import CITY, SOURCE, bordeaux_csv
+    from services.ingest.formats.csv_format import parse
+    from services.runtime.cities import load_cities
+    from services.runtime.paths import CITIES_DIR
+
+    source = load_cities(CITIES_DIR)[CITY].source(SOURCE)
+    read = parse(bordeaux_csv(range(3), 1_736_722_800, 144), source)
+    assert (read.accepted_rows, read.rejected, len(read.entities)) == (3 * 144, [], 3)
