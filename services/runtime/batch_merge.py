@@ -113,12 +113,12 @@ def _concat_columns(batches: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _entities(found: Batching, batch: dict[str, Any]) -> set[Any]:
+def _entities(found: Batching, batch: dict[str, Any]) -> list[Any]:
     """The entity column of a batch (``entity_id`` for raw batches, the pseudonym after):
     what keeps two messages of one entity in order. The shared city and source are
     left out, which can only make two entities look alike (a run opened for nothing)."""
     name = "entity_id" if found.spec.member == "RawRecord" else "entity_pseudonym"
-    return set(batch.get(name) or [])
+    return batch.get(name) or []
 
 
 def _kind(found: Batching, piece: Piece) -> object:
@@ -157,19 +157,26 @@ def _runs(pieces: Sequence[Piece], found: Batching) -> list[list[Produced]]:
     that would take it past a later run holding one of its inputs or entities."""
     runs: list[list[Produced]] = []
     newest: dict[object, int] = {}  # kind -> index of its newest run
-    last: dict[Any, int] = {}  # input or entity -> index of the last run holding it
+    last_input: dict[Any, int] = {}  # input -> index of the last run holding it
+    last_entity: dict[Any, int] = {}  # entity -> index of the last run holding it
     for piece in pieces:
         kind = _kind(found, piece)
-        marks = [("input", source) for source in piece.inputs]
-        marks += [("entity", e) for e in _entities(found, piece.produced.emit.value)]  # type: ignore[arg-type]
+        entities = _entities(found, piece.produced.emit.value)  # type: ignore[arg-type]
         index = newest.get(kind)
-        if index is None or any(last.get(mark, -1) > index for mark in marks):
+        # Only a run after the newest of this kind can hold what must not be passed.
+        if index is None or (
+            index < len(runs) - 1
+            and (
+                any(last_input.get(source, -1) > index for source in piece.inputs)
+                or any(last_entity.get(entity, -1) > index for entity in entities)
+            )
+        ):
             index = len(runs)
             runs.append([])
             newest[kind] = index
         runs[index].append(piece.produced)
-        for mark in marks:
-            last[mark] = index
+        last_input.update(dict.fromkeys(piece.inputs, index))
+        last_entity.update(dict.fromkeys(entities, index))
     return runs
 
 
