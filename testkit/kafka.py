@@ -10,6 +10,7 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from services.runtime.config import NodeConfig
+from services.runtime.log_ends import committed_ends
 from services.runtime.processor import StageRunner
 from services.runtime.state import ChangelogStore, restore
 
@@ -73,7 +74,7 @@ def read_to_end(
     coordinator writes the commit markers into the partitions afterwards. Until then
     a ``read_committed`` end (the last stable offset) stops before its records, so the
     end is the log's own, and the read waits for the stable offset to pass it
-    (``_stable_ends``).
+    (services/runtime/log_ends.py).
     """
     consumer = Consumer(
         {
@@ -90,7 +91,7 @@ def read_to_end(
             for p in partitions
         }
         if isolation == "read_committed":
-            marks = _stable_ends(node, consumer, topic, marks)
+            marks = committed_ends(node, consumer, topic, marks)
         # An empty partition is at its end already: its position stays unset (nothing is
         # ever fetched there), so waiting for it would last until the bound.
         ends = {p: high for p, (low, high) in marks.items() if high > low}
@@ -104,44 +105,6 @@ def read_to_end(
         return messages
     finally:
         consumer.close()
-
-
-# How long the commit markers of transactions already committed may take to land; an
-# open transaction (a writer killed mid-transaction, not yet aborted) is still open
-# past it, and the read stops at the last stable offset, before it.
-MARKERS_BOUND_S = 20.0
-
-
-def _stable_ends(
-    node: NodeConfig, committed: Consumer, topic: str, stable: dict[int, tuple[int, int]]
-) -> dict[int, tuple[int, int]]:
-    """(low, end) per partition for a ``read_committed`` read: the log end as a
-    ``read_uncommitted`` reader sees it, once the last stable offset has reached it,
-    else the last stable offset when the bound passes."""
-    plain = Consumer(
-        {
-            "bootstrap.servers": node.kafka.bootstrap,
-            "group.id": f"test-reader-{uuid.uuid4().hex}",
-            "enable.auto.commit": False,
-            "isolation.level": "read_uncommitted",
-        }
-    )
-    try:
-        logs = {
-            p: plain.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in stable
-        }
-    finally:
-        plain.close()
-    deadline = time.monotonic() + MARKERS_BOUND_S
-    behind = {p for p, (_, high) in stable.items() if high < logs[p]}
-    while behind and time.monotonic() < deadline:
-        time.sleep(0.05)
-        for p in list(behind):
-            low, high = committed.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            stable[p] = (low, min(high, logs[p]))
-            if high >= logs[p]:
-                behind.discard(p)
-    return stable
 
 
 def _at_end(consumer: Consumer, topic: str, ends: dict[int, int]) -> bool:

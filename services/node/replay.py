@@ -42,6 +42,7 @@ from services.runtime.config import NodeConfig
 from services.runtime.errors import CiteplusError, WireFormatError
 from services.runtime.group_commit import OutgoingMessage, produce_outgoing
 from services.runtime.kafka import make_consumer, make_producer, produce_bytes
+from services.runtime.log_ends import committed_ends
 from services.runtime.topics import TopicName, companion
 
 
@@ -157,8 +158,11 @@ def read_raw_letters(
     try:
         metadata = consumer.list_topics(topic, timeout=15).topics[topic]
         partitions = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
+        # The log's end once committed: a replay right after another one must see
+        # that one's markers, or it would replay the same letters again.
         ends = {
-            tp.partition: consumer.get_watermark_offsets(tp, timeout=15)[1] for tp in partitions
+            p: high
+            for p, (_, high) in committed_ends(node, consumer, topic, metadata.partitions).items()
         }
         consumer.assign(partitions)
         pending = {p for p, high in ends.items() if high > 0}

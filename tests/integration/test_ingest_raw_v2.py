@@ -8,6 +8,7 @@ dead letters of a fixed source replay onto raw.v2."""
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from pathlib import Path
 
@@ -16,10 +17,10 @@ import pytest
 
 from services.ingest.core import IngestTopics
 from services.ingest.service import build_core
-from services.node.replay import replay_dead_letters
+from services.node.replay import read_raw_letters, replay_dead_letters
 from services.runtime.batches import batching, entity_partition
 from services.runtime.cities import load_cities
-from services.runtime.kafka import MAX_MESSAGE_BYTES
+from services.runtime.kafka import MAX_MESSAGE_BYTES, make_producer
 from testkit.ingest import serve_ingest
 from testkit.kafka import read_to_end
 
@@ -176,3 +177,29 @@ def test_dead_letters_of_a_fixed_source_replay_onto_raw_v2_once(airville, node, 
     assert sorted(m["entity_id"] for ms in members.values() for m in ms) == [
         f"c{n}" for n in range(4)
     ]
+
+
+def test_a_replay_reads_letters_whose_commit_markers_are_not_written_yet(airville, node):
+    """A replay straight after another must see that one's "replayed" markers, whose
+    commit markers may still be on their way (the coordinator writes them after the
+    writer is told): otherwise it replays the same letters again. A commit still in
+    flight when the read starts stands for that gap: its letters must be read."""
+    start, specs, contracts = airville
+    body = "\n".join(json.dumps({"capteur": f"c{n}", "no2": n}) for n in range(3)).encode()
+    with start("raw.v2") as running:
+        assert post(running.url, body).json()["rejected"] == 3
+    topic = specs["raw.dlq.v1"].name
+    written = read_to_end(node, topic)
+    producer = make_producer(node, transactional_id=f"test-letters-{uuid.uuid4().hex}")
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    for message in written:
+        producer.produce(topic, message.value(), message.key(), partition=message.partition())
+    producer.flush(30)  # in the log, past the last stable offset
+    committing = threading.Timer(1.0, producer.commit_transaction, args=(30,))
+    committing.start()
+    try:
+        letters = read_raw_letters(node, contracts, topic)
+    finally:
+        committing.join()
+    assert sum(len(chunks) for chunks in letters.values()) == 2 * len(written) > 0
