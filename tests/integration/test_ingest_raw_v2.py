@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from services.ingest.core import IngestTopics
 from services.ingest.service import build_core
@@ -203,3 +205,60 @@ def test_a_replay_reads_letters_whose_commit_markers_are_not_written_yet(airvill
     finally:
         committing.join()
     assert sum(len(chunks) for chunks in letters.values()) == 2 * len(written) > 0
+
+
+def refused_letters(node, airville) -> tuple[str, list]:
+    """Three letters of ingest on the raw dead-letter topic: (topic, its messages)."""
+    start, specs, _ = airville
+    body = "\n".join(json.dumps({"capteur": f"c{n}", "no2": n}) for n in range(3)).encode()
+    with start("raw.v2") as running:
+        assert post(running.url, body).json()["rejected"] == 3
+    topic = specs["raw.dlq.v1"].name
+    return topic, read_to_end(node, topic)
+
+
+def test_a_replay_reads_the_letters_left_when_retention_emptied_a_partition(airville, node):
+    """The raw dead letters are kept 7 days: a partition that got none since has lost
+    them all (its low watermark is its end, above 0). Nothing is left to read there,
+    and the other partitions' letters must still be read, not a partition waited for
+    until the read gives up."""
+    _, _, contracts = airville
+    topic, written = refused_letters(node, airville)
+    lost = written[0].partition()
+    emptied = TopicPartition(topic, lost, -1)  # -1: up to the high watermark
+    admin = AdminClient({"bootstrap.servers": node.kafka.bootstrap})
+    assert admin.delete_records([emptied])[emptied].result().low_watermark > 0
+    letters = read_raw_letters(node, contracts, topic, timeout_s=10)
+    kept = [m for m in written if m.partition() != lost]
+    assert sum(len(chunks) for chunks in letters.values()) == len(kept) < len(written)
+
+
+def test_a_replay_reads_past_a_partition_left_with_its_commit_marker_only(airville, node):
+    """Retention may leave a partition whose only record is a transaction marker (the
+    letters before it gone): the read must get past it like past any other end."""
+    _, _, contracts = airville
+    topic, written = refused_letters(node, airville)
+    lost = written[0].partition()
+    last = max(m.offset() for m in written if m.partition() == lost)
+    emptied = TopicPartition(topic, lost, last + 1)  # the commit marker stays
+    admin = AdminClient({"bootstrap.servers": node.kafka.bootstrap})
+    assert admin.delete_records([emptied])[emptied].result().low_watermark == last + 1
+    letters = read_raw_letters(node, contracts, topic, timeout_s=10)
+    kept = [m for m in written if m.partition() != lost]
+    assert sum(len(chunks) for chunks in letters.values()) == len(kept) < len(written)
+
+
+def test_a_replay_reads_past_an_aborted_transaction_at_the_end_of_a_partition(airville, node):
+    """A writer that aborted last leaves aborted records and a marker at the end of
+    the log: the end a replay waits for is past them, and it must get there."""
+    _, _, contracts = airville
+    topic, written = refused_letters(node, airville)
+    producer = make_producer(node, transactional_id=f"test-aborted-{uuid.uuid4().hex}")
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    for partition in range(3):
+        producer.produce(topic, b"not a letter", b"k", partition=partition)
+    producer.flush(30)
+    producer.abort_transaction(30)
+    letters = read_raw_letters(node, contracts, topic, timeout_s=10)
+    assert sum(len(chunks) for chunks in letters.values()) == len(written)
