@@ -160,12 +160,13 @@ def read_raw_letters(
         partitions = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
         # The log's end once committed: a replay right after another one must see
         # that one's markers, or it would replay the same letters again.
-        ends = {
-            p: high
-            for p, (_, high) in committed_ends(node, consumer, topic, metadata.partitions).items()
-        }
+        marks = committed_ends(node, consumer, topic, metadata.partitions)
+        ends = {p: high for p, (_, high) in marks.items()}
         consumer.assign(partitions)
-        pending = {p for p, high in ends.items() if high > 0}
+        # A partition with nothing left (retention deleted every letter: low == high,
+        # above 0) is at its end already: nothing is fetched there, so its position
+        # would never be set and the read would wait for it until it gave up.
+        pending = {p for p, (low, high) in marks.items() if high > low}
         deadline = time.monotonic() + timeout_s
         while pending and time.monotonic() < deadline:
             for message in consumer.consume(500, 0.5):
