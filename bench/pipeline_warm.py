@@ -14,8 +14,10 @@ every stage's state grew with them, and energy's CPU per reading rose by half.
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 from bench.pipeline_load import T0, source_of, throughput
+from bench.pipeline_topics import topic_offsets
 from testkit.local_node import LocalNode
 
 CITY, SOURCE = "bordeaux", "courbes-charge-10min"
@@ -51,3 +53,23 @@ def warm_up(node: LocalNode, meters: int, singles: int) -> None:
     ]
     rate = throughput(node, source, ones, singles, workers=4, city=CITY)
     print(f"    single readings {rate:,.0f} readings/s ({singles:,} readings)", flush=True)
+    waited, quiet = settle(node)
+    state = "quiet" if quiet else "still writing (the bound passed)"
+    print(f"    node {state} after {waited:.1f} s more", flush=True)
+
+
+def settle(node: LocalNode, quiet_s: float = 2.0, bound_s: float = 60.0) -> tuple[float, bool]:
+    """Wait until no topic of the node has moved for ``quiet_s`` (at most ``bound_s``):
+    (seconds waited, whether it was quiet). The readings are in ClickHouse before
+    energy-analytics, which reads the same topic as publish, has aggregated them all;
+    its remaining work would otherwise run into the first measured load."""
+    started = time.monotonic()
+    offsets, since = topic_offsets(node), time.monotonic()
+    while time.monotonic() - started < bound_s:
+        time.sleep(0.5)
+        now = topic_offsets(node)
+        if now != offsets:
+            offsets, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet_s:
+            return time.monotonic() - started, True
+    return time.monotonic() - started, False

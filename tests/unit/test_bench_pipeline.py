@@ -97,3 +97,22 @@ def test_the_warm_up_payloads_are_what_bordeaux_reads_without_a_rejection() -> N
     source = load_cities(CITIES_DIR)[CITY].source(SOURCE)
     read = parse(bordeaux_csv(range(3), 1_736_722_800, 144), source)
     assert (read.accepted_rows, read.rejected, len(read.entities)) == (3 * 144, [], 3)
+
+
+def test_the_warm_up_waits_until_no_topic_moves(monkeypatch) -> None:
+    """energy-analytics may still be aggregating the warm-up when its readings are all
+    in ClickHouse: the measured load must not start on that backlog."""
+    import bench.pipeline_warm as warm
+
+    seen = iter([{"t": 1}, {"t": 2}, {"t": 3}] + [{"t": 3}] * 100)
+    monkeypatch.setattr(warm, "topic_offsets", lambda node: next(seen))
+    monkeypatch.setattr(warm.time, "sleep", lambda s: None)
+    clock = iter(range(10_000))
+    monkeypatch.setattr(warm.time, "monotonic", lambda: float(next(clock)))
+    waited, quiet = warm.settle(None, quiet_s=2.0, bound_s=60.0)  # type: ignore[arg-type]
+    assert quiet and next(seen) == {"t": 3}  # it read past the moves, then stopped
+
+    moving = iter({"t": n} for n in range(10_000))
+    monkeypatch.setattr(warm, "topic_offsets", lambda node: next(moving))
+    waited, quiet = warm.settle(None, quiet_s=2.0, bound_s=60.0)  # type: ignore[arg-type]
+    assert not quiet and waited >= 60.0
