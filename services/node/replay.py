@@ -210,11 +210,14 @@ def replay_dead_letters(
     if config is None:
         raise CiteplusError(f"unknown city {city!r}; known: {', '.join(sorted(cities))}")
     core = _replay_core(node, contracts, cities, topics)
-    letters = read_raw_letters(node, contracts, topics.raw_dead_letters)
+    # The producer starts first: a replay of this source killed inside its transaction
+    # left it open, holding back what a committed reader gets of the letters until
+    # the transaction timeout; starting the producer fences and aborts it.
     producer = make_producer(
         node, transactional_id=f"citeplus.{node.node.id}.replay-dead-letters.{city}.{source}"
     )
     producer.init_transactions(30)
+    letters = read_raw_letters(node, contracts, topics.raw_dead_letters)
     replayer = _LetterReplayer(
         producer,
         core,

@@ -262,3 +262,31 @@ def test_a_replay_reads_past_an_aborted_transaction_at_the_end_of_a_partition(ai
     producer.abort_transaction(30)
     letters = read_raw_letters(node, contracts, topic, timeout_s=10)
     assert sum(len(chunks) for chunks in letters.values()) == len(written)
+
+
+def test_a_replay_after_a_killed_replay_reads_every_letter(airville, node, tmp_path):
+    """A replay killed inside its transaction leaves it open until the transaction
+    timeout, holding back what a committed reader gets of the dead-letter topic. The
+    next replay of the source fences it first (its producer's start aborts it), so it
+    reads every letter, not only those written before the open transaction."""
+    start, specs, contracts = airville
+    topic = specs["raw.dlq.v1"].name
+    killed = make_producer(
+        node, transactional_id=f"citeplus.{node.node.id}.replay-dead-letters.airville.air"
+    )
+    killed.init_transactions(30)
+    killed.begin_transaction()
+    for partition in range(specs["raw.dlq.v1"].partitions):
+        killed.produce(topic, b"half-replayed", partition=partition)
+    killed.flush(30)  # never committed: the replay was killed here
+    body = "\n".join(json.dumps({"capteur": f"c{n}", "no2": n}) for n in range(4)).encode()
+    with start("raw.v2") as running:
+        assert post(running.url, body).json()["rejected"] == 4
+    fixed_dir = tmp_path / "fixed"
+    fixed_dir.mkdir()
+    (fixed_dir / "airville.yaml").write_text(CITY.replace("entity: sensor", "entity: capteur"))
+    names = IngestTopics(raw=specs["raw.v2"].name, dead_letters=specs["dlq.v1"].name)
+    replay = replay_dead_letters(
+        node, contracts, load_cities(fixed_dir), city="airville", source="air", topics=names
+    )
+    assert (replay.letters, replay.accepted, replay.rejected) == (4, 4, 0)
