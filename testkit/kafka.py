@@ -86,12 +86,13 @@ def read_to_end(
     )
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-        marks = {
-            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-            for p in partitions
-        }
         if isolation == "read_committed":
-            marks = committed_ends(node, consumer, topic, marks)
+            marks = committed_ends(node, consumer, topic, partitions)
+        else:
+            marks = {
+                p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                for p in partitions
+            }
         # An empty partition is at its end already: its position stays unset (nothing is
         # ever fetched there), so waiting for it would last until the bound.
         ends = {p: high for p, (low, high) in marks.items() if high > low}

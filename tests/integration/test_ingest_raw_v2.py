@@ -161,19 +161,9 @@ def test_an_oversized_request_is_split_and_one_oversized_entity_refused(airville
 
 def test_dead_letters_of_a_fixed_source_replay_onto_raw_v2_once(airville, node, tmp_path):
     start, specs, contracts = airville
-    body = "\n".join(
-        json.dumps({"capteur": f"c{n}", "t": "2026-11-20T10:00:00Z", "no2": n}) for n in range(4)
-    ).encode()  # the city file names the entity field `sensor`: every line refused
-    with start("raw.v2") as running:
-        answer = post(running.url, body).json()
-    assert (answer["accepted"], answer["rejected"]) == (0, 4)
-    fixed_dir = tmp_path / "fixed"
-    fixed_dir.mkdir()
-    (fixed_dir / "airville.yaml").write_text(CITY.replace("entity: sensor", "entity: capteur"))
-    names = IngestTopics(raw=specs["raw.v2"].name, dead_letters=specs["dlq.v1"].name)
-    replay = dict(city="airville", source="air", topics=names)
-    first = replay_dead_letters(node, contracts, load_cities(fixed_dir), **replay)
-    again = replay_dead_letters(node, contracts, load_cities(fixed_dir), **replay)
+    refuse(start, 4)
+    first = replay_fixed(airville, node, tmp_path)
+    again = replay_fixed(airville, node, tmp_path)
     assert (first.letters, first.accepted, first.rejected, again.letters) == (4, 4, 0, 0)
     members = v2_members(node, contracts, specs["raw.v2"].name)  # partitions checked there
     assert sorted(m["entity_id"] for ms in members.values() for m in ms) == [
@@ -181,17 +171,38 @@ def test_dead_letters_of_a_fixed_source_replay_onto_raw_v2_once(airville, node, 
     ]
 
 
+def refuse(start, count: int) -> None:
+    """Push ``count`` lines that name the entity `capteur` where the city file says
+    `sensor`: ingest refuses every one, each a letter on the raw dead-letter topic."""
+    body = "\n".join(
+        json.dumps({"capteur": f"c{n}", "t": "2026-11-20T10:00:00Z", "no2": n})
+        for n in range(count)
+    ).encode()
+    with start("raw.v2") as running:
+        answer = post(running.url, body).json()
+    assert (answer["accepted"], answer["rejected"]) == (0, count)
+
+
+def replay_fixed(airville, node, tmp_path: Path):
+    """`citeplus replay dead-letters` of the source once its city file names the
+    entity `capteur`."""
+    _, specs, contracts = airville
+    fixed_dir = tmp_path / "fixed"
+    fixed_dir.mkdir(exist_ok=True)
+    (fixed_dir / "airville.yaml").write_text(CITY.replace("entity: sensor", "entity: capteur"))
+    names = IngestTopics(raw=specs["raw.v2"].name, dead_letters=specs["dlq.v1"].name)
+    return replay_dead_letters(
+        node, contracts, load_cities(fixed_dir), city="airville", source="air", topics=names
+    )
+
+
 def test_a_replay_reads_letters_whose_commit_markers_are_not_written_yet(airville, node):
     """A replay straight after another must see that one's "replayed" markers, whose
     commit markers may still be on their way (the coordinator writes them after the
     writer is told): otherwise it replays the same letters again. A commit still in
     flight when the read starts stands for that gap: its letters must be read."""
-    start, specs, contracts = airville
-    body = "\n".join(json.dumps({"capteur": f"c{n}", "no2": n}) for n in range(3)).encode()
-    with start("raw.v2") as running:
-        assert post(running.url, body).json()["rejected"] == 3
-    topic = specs["raw.dlq.v1"].name
-    written = read_to_end(node, topic)
+    _, _, contracts = airville
+    topic, written = refused_letters(node, airville)
     producer = make_producer(node, transactional_id=f"test-letters-{uuid.uuid4().hex}")
     producer.init_transactions(30)
     producer.begin_transaction()
@@ -210,9 +221,7 @@ def test_a_replay_reads_letters_whose_commit_markers_are_not_written_yet(airvill
 def refused_letters(node, airville) -> tuple[str, list]:
     """Three letters of ingest on the raw dead-letter topic: (topic, its messages)."""
     start, specs, _ = airville
-    body = "\n".join(json.dumps({"capteur": f"c{n}", "no2": n}) for n in range(3)).encode()
-    with start("raw.v2") as running:
-        assert post(running.url, body).json()["rejected"] == 3
+    refuse(start, 3)
     topic = specs["raw.dlq.v1"].name
     return topic, read_to_end(node, topic)
 
@@ -269,7 +278,7 @@ def test_a_replay_after_a_killed_replay_reads_every_letter(airville, node, tmp_p
     timeout, holding back what a committed reader gets of the dead-letter topic. The
     next replay of the source fences it first (its producer's start aborts it), so it
     reads every letter, not only those written before the open transaction."""
-    start, specs, contracts = airville
+    start, specs, _ = airville
     topic = specs["raw.dlq.v1"].name
     killed = make_producer(
         node, transactional_id=f"citeplus.{node.node.id}.replay-dead-letters.airville.air"
@@ -279,14 +288,6 @@ def test_a_replay_after_a_killed_replay_reads_every_letter(airville, node, tmp_p
     for partition in range(specs["raw.dlq.v1"].partitions):
         killed.produce(topic, b"half-replayed", partition=partition)
     killed.flush(30)  # never committed: the replay was killed here
-    body = "\n".join(json.dumps({"capteur": f"c{n}", "no2": n}) for n in range(4)).encode()
-    with start("raw.v2") as running:
-        assert post(running.url, body).json()["rejected"] == 4
-    fixed_dir = tmp_path / "fixed"
-    fixed_dir.mkdir()
-    (fixed_dir / "airville.yaml").write_text(CITY.replace("entity: sensor", "entity: capteur"))
-    names = IngestTopics(raw=specs["raw.v2"].name, dead_letters=specs["dlq.v1"].name)
-    replay = replay_dead_letters(
-        node, contracts, load_cities(fixed_dir), city="airville", source="air", topics=names
-    )
+    refuse(start, 4)
+    replay = replay_fixed(airville, node, tmp_path)
     assert (replay.letters, replay.accepted, replay.rejected) == (4, 4, 0)
