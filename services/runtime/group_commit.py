@@ -196,7 +196,23 @@ class GroupCommitProducer:
             self._producer.abort_transaction(min(self.timeout_s, ABORT_TIMEOUT_S))
         except KafkaException as abort_error:
             log.warning("abort failed; recreating producer", extra={"error": str(abort_error)})
-            self._producer = None
+            self._discard_producer()
+
+    def _discard_producer(self) -> None:
+        """Close the producer, not merely forget it.
+
+        A producer whose transaction failed keeps bumping its epoch in the background
+        (librdkafka retries InitProducerId until the coordinator answers). Left alive,
+        it may do so after its successor's ``init_transactions`` once the broker is
+        back, fencing the successor: a client's retry is answered 503 again. Dropping
+        our reference was not enough: the failed call's exception, still referenced
+        from the client's C code, kept the producer alive. Closing stops its threads
+        before a successor starts."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            started = time.monotonic()
+            producer.close()
+            log.info("producer closed", extra={"seconds": round(time.monotonic() - started, 3)})
 
 
 def produce_outgoing(producer: Producer, message: OutgoingMessage) -> None:
