@@ -117,6 +117,7 @@ class GroupCommitProducer:
             try:
                 producer.init_transactions(self.timeout_s)
             except KafkaException as exc:
+                producer.close()  # it would go on asking for an id (see _discard_producer)
                 raise BrokerUnavailable(f"Kafka is unreachable ({exc.args[0]})") from exc
             self._producer = producer
         return self._producer
