@@ -25,6 +25,7 @@ from typing import Any
 import pyarrow as pa
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from services.publish.insert_pacing import InsertPacing
 from services.publish.rows import Landed
 from services.runtime.codec import Contracts, TopicCodec
 from services.runtime.config import NodeConfig
@@ -117,6 +118,11 @@ class WarehouseSink:
         self.max_messages = max_messages
         self.flush_rows = node.publish.flush_rows if flush_rows is None else flush_rows
         flush = node.publish.flush_ms / 1000 if flush_s is None else flush_s
+        self.pacing = InsertPacing(
+            flush,
+            max(flush, node.publish.busy_flush_ms / 1000),
+            node.publish.busy_rows_per_s,
+        )
         # Gathering looks at the rows every slice: a batch can pass flush_rows early.
         self.linger = Linger(
             flush,
@@ -230,6 +236,7 @@ class WarehouseSink:
             partitions.setdefault(message.partition(), []).append(message)
         for topic, groups in by_topic.items():
             self._land(topic, groups, pending)
+        self.linger.linger_s = self.pacing.after_batch(pending.rows)
         self._commit_what_is_landed(
             [
                 TopicPartition(topic, partition, _highest(group) + 1)

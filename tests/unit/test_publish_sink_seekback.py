@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from services.publish.insert_pacing import InsertPacing
 from services.publish.sink import SinkRoute, SinkSummary, WarehouseSink
 from services.runtime.linger import Linger
 from services.runtime.metrics import ServiceMetrics
@@ -80,7 +81,9 @@ class Consumer:
         self.committed = offsets[0].offset
 
 
-def test_a_partition_sought_back_mid_batch_lands_once_and_commits_its_highest() -> None:
+def fake_sink(pacing: tuple[float, float]) -> WarehouseSink:
+    """The sink on fakes, its clock moving a millisecond a reading; ``pacing``: the
+    busy spacing and rows a second."""
     s = WarehouseSink.__new__(WarehouseSink)
     clock = [0.0]
 
@@ -101,6 +104,12 @@ def test_a_partition_sought_back_mid_batch_lands_once_and_commits_its_highest() 
     s._on_undecodable = None
     s.metrics = ServiceMetrics("publish-demo")
     s.linger = Linger(0.02, 1.0, slice_s=0.002, chunk=100, clock=tick)
+    s.pacing = InsertPacing(0.02, *pacing, clock=tick)
+    return s
+
+
+def test_a_partition_sought_back_mid_batch_lands_once_and_commits_its_highest() -> None:
+    s = fake_sink((0.02, 10_000))
     s.consumer = Consumer()
     s.run_once()
     assert s.consumer.committed == 150 and s._landed == {("t", 0): 149}
@@ -108,3 +117,25 @@ def test_a_partition_sought_back_mid_batch_lands_once_and_commits_its_highest() 
     s.consumer.second = True  # the next batch, from the commit
     s.run_once()
     assert sorted(s.warehouse.rows) == list(range(100, 150))
+
+
+class Stream(Consumer):
+    """Offsets from 100 up to ``end``, which the test moves between batches."""
+
+    end = 150
+
+    def consume(self, n, t):
+        out = [Msg(o) for o in range(self.pos, min(self.pos + n, self.end))]
+        self.pos += len(out)
+        return out
+
+
+def test_a_sink_whose_batches_come_fast_spaces_its_next_insert_longer() -> None:
+    s = fake_sink((0.5, 100))  # busy above 100 rows a second
+    s.consumer = Stream()
+    s.run_once()
+    assert s.linger.linger_s == 0.02  # the first batch: no rate yet
+    s.consumer.end = 200
+    s.run_once()  # 50 rows in a few fake milliseconds
+    assert s.linger.linger_s == 0.5 and s.pacing.busy_batches == 1
+    assert sorted(s.warehouse.rows) == list(range(100, 200))

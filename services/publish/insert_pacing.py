@@ -1,0 +1,69 @@
+"""How long the ClickHouse sink spaces its inserts: ``flush_ms`` at low load, longer
+while readings arrive faster than ``busy_rows_per_s``.
+
+Why: an insert's cost is mostly fixed. Measured with chDB (bench/publish_batches.py
+and the eighth round of docs/performance.md), an insert into ``observations`` and its
+four materialised views took about 45 ms of CPU whatever its size, plus about 8 µs a
+row: at 200 ms spacing and 15,000 single readings/s, half of publish's CPU. Spacing
+inserts longer under heavy load makes them larger and fewer, and leaves that CPU to
+the stages; at low load the short spacing keeps a reading's latency low, which is
+where it is measured (200 and 5,000 readings/s stay below the default threshold).
+
+The rate is the last batch's rows over the time since the batch before it closed, not
+the rows alone: a longer spacing gathers more rows at the same rate, and judging by
+rows would keep a sink busy once it had been.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+log = logging.getLogger(__name__)
+
+
+class InsertPacing:
+    """The spacing of the sink's next insert, from the rate its last batch showed."""
+
+    def __init__(
+        self,
+        spacing_s: float,
+        busy_spacing_s: float,
+        busy_rows_per_s: float,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        if busy_spacing_s < spacing_s or busy_rows_per_s <= 0:
+            raise ValueError("the busy spacing must be at least the spacing, the rate positive")
+        self.spacing_s = spacing_s
+        self.busy_spacing_s = busy_spacing_s
+        self.busy_rows_per_s = busy_rows_per_s
+        self.clock = clock
+        self.busy = False
+        self.busy_batches = 0
+        self._last: float | None = None
+
+    def after_batch(self, rows: int) -> float:
+        """The spacing before the next insert, now that a batch of ``rows`` has landed."""
+        now = self.clock()
+        last, self._last = self._last, now
+        if last is None or now <= last:
+            return self._set(False, rows, 0.0)
+        rate = rows / (now - last)
+        return self._set(rate >= self.busy_rows_per_s, rows, rate)
+
+    def _set(self, busy: bool, rows: int, rate: float) -> float:
+        if busy != self.busy:
+            log.info(
+                "sink spacing changed",
+                extra={
+                    "busy": busy,
+                    "spacing_ms": round((self.busy_spacing_s if busy else self.spacing_s) * 1000),
+                    "rows": rows,
+                    "rows_per_s": round(rate),
+                },
+            )
+        self.busy = busy
+        self.busy_batches += busy
+        return self.busy_spacing_s if busy else self.spacing_s
