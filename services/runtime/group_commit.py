@@ -117,7 +117,7 @@ class GroupCommitProducer:
             try:
                 producer.init_transactions(self.timeout_s)
             except KafkaException as exc:
-                producer.close()  # it would go on asking for an id (see _discard_producer)
+                close_given_up(producer)  # it would go on asking for an id (see _discard_producer)
                 raise BrokerUnavailable(f"Kafka is unreachable ({exc.args[0]})") from exc
             self._producer = producer
         return self._producer
@@ -211,9 +211,24 @@ class GroupCommitProducer:
         before a successor starts."""
         producer, self._producer = self._producer, None
         if producer is not None:
-            started = time.monotonic()
-            producer.close()
-            log.info("producer closed", extra={"seconds": round(time.monotonic() - started, 3)})
+            close_given_up(producer)
+
+
+def close_given_up(producer: Producer) -> None:
+    """Close a producer the group commit gives up, whatever error it still holds.
+
+    ``Producer.close()`` serves the client's pending events before it returns, and a
+    fatal error among them (a producer fenced by another instance of its
+    transactional id) is raised from there, after the producer was destroyed. Let
+    through, it ended the commit thread: the failed batch was never answered and no
+    later batch was committed. The producer is gone either way, so the error is only
+    logged."""
+    started = time.monotonic()
+    try:
+        producer.close()
+    except KafkaException as exc:
+        log.warning("given-up producer closed on its error", extra={"error": str(exc)})
+    log.info("producer closed", extra={"seconds": round(time.monotonic() - started, 3)})
 
 
 def produce_outgoing(producer: Producer, message: OutgoingMessage) -> None:
