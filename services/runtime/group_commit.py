@@ -131,19 +131,8 @@ class GroupCommitProducer:
                 for message in job.messages:
                     produce_outgoing(producer, message)
             self._finish(producer)
-        except (KafkaException, BrokerUnavailable) as exc:
-            self.failures += 1
-            self._abandon(exc)
-            error = (
-                exc
-                if isinstance(exc, BrokerUnavailable)
-                else BrokerUnavailable(
-                    f"Kafka did not accept the batch ({_describe(exc)}); nothing of it was kept, "
-                    "retry later"
-                )
-            )
-            for job in jobs:
-                job.future.set_exception(error)
+        except Exception as exc:  # whatever it is, the callers are answered (_failed)
+            self._failed(jobs, exc)
             return
         self.commits += 1
         for job in jobs:
@@ -152,6 +141,26 @@ class GroupCommitProducer:
             "committed",
             extra={"batches": len(jobs), "seconds": round(time.monotonic() - started, 4)},
         )
+
+    def _failed(self, jobs: list[_Job], exc: Exception) -> None:
+        """Abort the batch's transaction and answer its callers 503.
+
+        An error nobody foresaw (not Kafka's) is answered the same way rather than
+        let through: it would end the commit thread, and every request after it would
+        wait for ever. The abort makes the 503 true: nothing of the batch is visible."""
+        self.failures += 1
+        if not isinstance(exc, KafkaException | BrokerUnavailable):
+            log.exception("batch failed unexpectedly; aborted")
+        self._abandon(exc)
+        if isinstance(exc, BrokerUnavailable):
+            error = exc
+        else:
+            error = BrokerUnavailable(
+                f"Kafka did not accept the batch ({_describe(exc)}); nothing of it was kept, "
+                "retry later"
+            )
+        for job in jobs:
+            job.future.set_exception(error)
 
     def _finish(self, producer: Producer) -> None:
         """Commit the transaction, retrying while its outcome is unknown.

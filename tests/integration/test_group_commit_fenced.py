@@ -50,3 +50,20 @@ def test_a_fenced_producer_is_answered_503_and_the_next_batch_lands(node) -> Non
 
     keys = sorted(m.key() for m in read_all(node, topic, expected=2))
     assert keys == [b"after", b"before"]
+
+
+def test_an_unforeseen_error_in_a_batch_is_answered_and_the_next_batch_lands(node) -> None:
+    """Whatever a batch raises, its caller is answered and the commit thread goes on:
+    a thread ended by an error leaves every later request waiting for ever."""
+    topic = f"test.{uuid.uuid4().hex[:8]}.unforeseen.raw.v1"
+    provision_topics(node, [replace(load_topics()["raw.v1"], name=topic, partitions=1)])
+    sink = GroupCommitProducer(node, f"citeplus.test.unforeseen.{uuid.uuid4().hex[:8]}").start()
+    try:
+        broken = [(topic, "broken", 12345)]  # a value that is not bytes: the client refuses it
+        with pytest.raises(BrokerUnavailable):
+            sink.submit(broken).result(30)  # type: ignore[arg-type]
+        assert sink.submit([(topic, "after", b"1")]).result(30) == 1
+    finally:
+        sink.close(10)
+
+    assert [m.key() for m in read_all(node, topic, expected=1)] == [b"after"]
