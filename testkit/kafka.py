@@ -10,7 +10,8 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from services.runtime.config import NodeConfig
-from services.runtime.log_ends import committed_ends
+from services.runtime.errors import CiteplusError
+from services.runtime.log_ends import committed_ends, read_to_ends
 from services.runtime.processor import StageRunner
 from services.runtime.state import ChangelogStore, restore
 
@@ -93,24 +94,12 @@ def read_to_end(
                 p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
                 for p in partitions
             }
-        # An empty partition is at its end already: its position stays unset (nothing is
-        # ever fetched there), so waiting for it would last until the bound.
-        ends = {p: high for p, (low, high) in marks.items() if high > low}
-        consumer.assign([TopicPartition(topic, p, marks[p][0]) for p in ends])
-        messages: list[Message] = []
-        deadline = time.monotonic() + timeout_s
-        while not _at_end(consumer, topic, ends):
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{topic}: end of the log {ends} not reached in {timeout_s}s")
-            messages += [m for m in consumer.consume(500, 0.2) if m.error() is None]
-        return messages
+        try:
+            return read_to_ends(consumer, topic, marks, timeout_s=timeout_s)
+        except CiteplusError as exc:
+            raise AssertionError(str(exc)) from exc
     finally:
         consumer.close()
-
-
-def _at_end(consumer: Consumer, topic: str, ends: dict[int, int]) -> bool:
-    positions = consumer.position([TopicPartition(topic, p) for p in ends])
-    return all(tp.offset >= ends[tp.partition] for tp in positions)
 
 
 class CommitFailsOnce(StageRunner):

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, ConsumerGroupTopicPartitions, Producer, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from services.ingest.core import IngestCore, IngestTopics
@@ -42,7 +42,7 @@ from services.runtime.config import NodeConfig
 from services.runtime.errors import CiteplusError, WireFormatError
 from services.runtime.group_commit import OutgoingMessage, produce_outgoing
 from services.runtime.kafka import make_consumer, make_producer, produce_bytes
-from services.runtime.log_ends import committed_ends
+from services.runtime.log_ends import committed_ends, read_to_ends
 from services.runtime.topics import TopicName, companion
 
 
@@ -156,29 +156,13 @@ def read_raw_letters(
     codec = contracts.codec(topic)
     letters: dict[str, list[dict[str, Any]]] = defaultdict(list)
     try:
-        metadata = consumer.list_topics(topic, timeout=15).topics[topic]
-        partitions = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in metadata.partitions]
+        partitions = consumer.list_topics(topic, timeout=15).topics[topic].partitions
         # The log's end once committed: a replay right after another one must see
         # that one's markers, or it would replay the same letters again.
-        marks = committed_ends(node, consumer, topic, metadata.partitions)
-        ends = {p: high for p, (_, high) in marks.items()}
-        consumer.assign(partitions)
-        # A partition with nothing left (retention deleted every letter: low == high,
-        # above 0) is at its end already: nothing is fetched there, so its position
-        # would never be set and the read would wait for it until it gave up.
-        pending = {p for p, (low, high) in marks.items() if high > low}
-        deadline = time.monotonic() + timeout_s
-        while pending and time.monotonic() < deadline:
-            for message in consumer.consume(500, 0.5):
-                if message.error() is not None:
-                    continue
-                letter = codec.decode(message.value())
-                letters[letter["letter_id"] or f"offset-{message.offset()}"].append(letter)
-            for tp in consumer.position([TopicPartition(topic, p) for p in list(pending)]):
-                if tp.offset >= ends[tp.partition]:
-                    pending.discard(tp.partition)
-        if pending:
-            raise CiteplusError(f"{topic}: partitions {sorted(pending)} not read to their end")
+        marks = committed_ends(node, consumer, topic, partitions)
+        for message in read_to_ends(consumer, topic, marks, timeout_s=timeout_s, poll_s=0.5):
+            letter = codec.decode(message.value())
+            letters[letter["letter_id"] or f"offset-{message.offset()}"].append(letter)
     finally:
         consumer.close()
     return letters

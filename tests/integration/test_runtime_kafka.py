@@ -4,6 +4,7 @@ confluent-kafka's stock deserializer, transactions, dead letters, provisioning."
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 import time
 import uuid
@@ -19,7 +20,8 @@ from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from services.runtime.errors import RejectedInput
-from services.runtime.kafka import RecordProducer, make_producer
+from services.runtime.kafka import RecordProducer, make_consumer, make_producer
+from services.runtime.log_ends import committed_ends
 from services.runtime.processor import BaseStage, Emit, InputMeta, StageRunner
 from services.runtime.provisioning import admin_client, delete_scratch_topics, provision_topics
 from services.runtime.topics import TopicSpec, provision
@@ -102,6 +104,43 @@ def test_read_to_end_waits_for_a_commit_whose_markers_are_not_written_yet(
         assert len(read_to_end(node, topic)) == 90
     finally:
         committing.join()
+
+
+def test_a_wait_for_an_open_transaction_is_logged_then_given_up(
+    node, isolated_topics, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An operator's replay held by a transaction left open waits up to the bound: it
+    says what it waits for once the wait lasts, and says it when it gives up, rather
+    than pause in silence. A committed log, whose end is there at once, says nothing."""
+    specs, _ = isolated_topics("raw.v1", partitions=2)
+    topic = specs["raw.v1"].name
+    producer = make_producer(node, transactional_id=f"test-open-{uuid.uuid4().hex}")
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    producer.produce(topic, value=b"committed", key=b"k", partition=0)
+    producer.commit_transaction(30)
+    reader = make_consumer(node, group_id=f"test-log-ends-{uuid.uuid4().hex}")
+    try:
+        with caplog.at_level(logging.INFO, logger="services.runtime.log_ends"):
+            assert committed_ends(node, reader, topic, [0, 1])[0][1] == 2  # record + marker
+            assert caplog.records == []
+            producer.begin_transaction()
+            producer.produce(topic, value=b"held open", key=b"k", partition=0)
+            producer.flush(30)  # in the log, never committed while the read waits
+            started = time.time()  # the clock of a log record's ``created``
+            ends = committed_ends(node, reader, topic, [0, 1], bound_s=3.0)
+            waited = time.time() - started
+    finally:
+        reader.close()
+        producer.abort_transaction(30)
+    assert ends[0][1] == 2 and waited >= 3.0  # the end before the open transaction
+    waiting, gave_up = caplog.records
+    assert (waiting.levelno, gave_up.levelno) == (logging.INFO, logging.WARNING)
+    assert "waiting" in waiting.getMessage() and "gave up" in gave_up.getMessage()
+    for record in (waiting, gave_up):
+        fields = (record.topic, record.partitions, record.stable, record.log_end)
+        assert fields == (topic, [0], [2], [3])
+    assert 1.0 <= waiting.created - started < 2.0
 
 
 class DoublingStage(BaseStage):
