@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import logging
 import sys
 import threading
 import time
@@ -201,6 +202,11 @@ def cmd_replay_dead_letters(args: argparse.Namespace) -> int:
 
     if not args.city or not args.source:
         raise CiteplusError("replay dead-letters needs --city and --source")
+    # Its read may wait (up to 20 s) for a transaction left open: the wait is logged,
+    # and without a handler the operator would see nothing of it. The project's own
+    # lines only: the registry client's say one per request (44 in a replay).
+    configure_logging("replay", level="WARNING")
+    logging.getLogger("services").setLevel(logging.INFO)
     node = load_node_config()
     _, contracts = prepare_node(node, declared_topics(node))
     done = replay_dead_letters(

@@ -8,6 +8,9 @@ dead letters of a fixed source replay onto raw.v2."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -20,9 +23,11 @@ from confluent_kafka.admin import AdminClient
 from services.ingest.core import IngestTopics
 from services.ingest.service import build_core
 from services.node.replay import read_raw_letters, replay_dead_letters
+from services.policy.topics import declared_topics
 from services.runtime.batches import batching, entity_partition
 from services.runtime.cities import load_cities
 from services.runtime.kafka import MAX_MESSAGE_BYTES, make_producer
+from services.runtime.provisioning import provision_topics
 from testkit.ingest import serve_ingest
 from testkit.kafka import read_to_end
 
@@ -291,3 +296,37 @@ def test_a_replay_after_a_killed_replay_reads_every_letter(airville, node, tmp_p
     refuse(start, 4)
     replay = replay_fixed(airville, node, tmp_path)
     assert (replay.letters, replay.accepted, replay.rejected) == (4, 4, 0)
+
+
+def test_a_replay_held_by_an_open_transaction_tells_the_operator(node, tmp_path):
+    """A transaction left open on the raw dead-letter topic (another writer's, which
+    the replay's own producer does not fence) holds the replay's read up to 20 s:
+    `citeplus replay dead-letters` says on stderr what it waits for, then that it gave
+    up, rather than pause without a line."""
+    declared = next(t for t in declared_topics(node) if t.name == "raw.dlq.v1")
+    provision_topics(node, [declared])  # the command's own topic, as it will find it
+    (tmp_path / "airville.yaml").write_text(CITY)
+    held = make_producer(node, transactional_id=f"test-held-{uuid.uuid4().hex}")
+    held.init_transactions(30)
+    held.begin_transaction()
+    held.produce(declared.name, b"held open", b"k", partition=0)
+    held.flush(30)  # in the log, never committed while the replay reads
+    command = ["replay", "dead-letters", "--city", "airville", "--source", "air"]
+    try:
+        run = subprocess.run(
+            [sys.executable, "-m", "services.cli", *command, "--cities", str(tmp_path)],
+            env={**os.environ, "AV_AIR": "tok-air"},
+            capture_output=True,
+            text=True,
+            timeout=240,
+            check=True,
+        )
+    finally:
+        held.abort_transaction(30)
+    said = [json.loads(line) for line in run.stderr.splitlines() if line.startswith("{")]
+    waits = [s for s in said if s["logger"] == "services.runtime.log_ends"]
+    assert [(s["level"], s["topic"], s["partitions"]) for s in waits] == [
+        ("info", declared.name, [0]),
+        ("warning", declared.name, [0]),
+    ], run.stderr
+    assert waits[0]["stable"][0] < waits[0]["log_end"][0]
