@@ -230,13 +230,16 @@ class WarehouseSink:
         if not messages:
             self._commit_what_is_landed([])
             return 0
+        # Paced from batch close to batch close: the rows a batch holds came while the
+        # previous one was landed, so timing from after the insert would read a slow
+        # insert as a fast stream.
+        self.linger.linger_s = self.pacing.after_batch(pending.rows)
         by_topic: dict[str, dict[int, list[Message]]] = {}
         for message in messages:
             partitions = by_topic.setdefault(message.topic(), {})
             partitions.setdefault(message.partition(), []).append(message)
         for topic, groups in by_topic.items():
             self._land(topic, groups, pending)
-        self.linger.linger_s = self.pacing.after_batch(pending.rows)
         self._commit_what_is_landed(
             [
                 TopicPartition(topic, partition, _highest(group) + 1)

@@ -63,3 +63,11 @@ def test_a_busy_spacing_below_the_spacing_or_a_rate_of_zero_is_refused(
 ) -> None:
     with pytest.raises(ValueError):
         InsertPacing(spacing, busy, rate)
+
+
+def test_one_spacing_when_the_busy_spacing_is_no_longer() -> None:
+    clock = Clock()
+    pace = InsertPacing(0.2, 0.2, 10_000, clock=clock)
+    pace.after_batch(1)
+    clock.now += 0.25
+    assert pace.after_batch(1_000_000) == 0.2 and not pace.busy
