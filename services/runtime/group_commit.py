@@ -80,12 +80,18 @@ class GroupCommitProducer:
         return job.future
 
     def close(self, timeout: float = 30.0) -> None:
-        """Commit what is queued, then stop."""
+        """Commit what is queued, then stop, the producer too: left open it would keep
+        reaching for the broker as long as the process lives. Not while the commit
+        thread still runs (past ``timeout``): closing under it would fail its batch
+        in a way nobody answers."""
         self._closed.set()
         self._jobs.put(None)
         self._thread.join(timeout)
-        if self._producer is not None:
-            self._producer.flush(5)
+        if self._producer is not None and not self._thread.is_alive():
+            producer, self._producer = self._producer, None
+            producer.flush(5)
+            producer.purge()  # what 5 s did not deliver would hold close() until it timed out
+            close_producer(producer)
 
     # -- the commit thread ---------------------------------------------------------
     def _run(self) -> None:
@@ -117,7 +123,7 @@ class GroupCommitProducer:
             try:
                 producer.init_transactions(self.timeout_s)
             except KafkaException as exc:
-                close_given_up(producer)  # it would go on asking for an id (see _discard_producer)
+                close_producer(producer)  # it would go on asking for an id (see _discard_producer)
                 raise BrokerUnavailable(f"Kafka is unreachable ({exc.args[0]})") from exc
             self._producer = producer
         return self._producer
@@ -220,11 +226,11 @@ class GroupCommitProducer:
         before a successor starts."""
         producer, self._producer = self._producer, None
         if producer is not None:
-            close_given_up(producer)
+            close_producer(producer)
 
 
-def close_given_up(producer: Producer) -> None:
-    """Close a producer the group commit gives up, whatever error it still holds.
+def close_producer(producer: Producer) -> None:
+    """Close a producer the group commit is done with, whatever error it still holds.
 
     ``Producer.close()`` serves the client's pending events before it returns, and a
     fatal error among them (a producer fenced by another instance of its
@@ -236,7 +242,7 @@ def close_given_up(producer: Producer) -> None:
     try:
         producer.close()
     except KafkaException as exc:
-        log.warning("given-up producer closed on its error", extra={"error": str(exc)})
+        log.warning("producer closed on its error", extra={"error": str(exc)})
     log.info("producer closed", extra={"seconds": round(time.monotonic() - started, 3)})
 
 

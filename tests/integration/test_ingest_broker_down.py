@@ -135,5 +135,12 @@ def test_broker_down_gives_503_and_loses_nothing_acknowledged(
             f"downtown|meters|m{i}".encode()
             for i in [*range(5), *range(100, 105), *range(200, 200 + later)]
         )
+        # Ingest closed: its producer too. Left open, it would try to reach the broker,
+        # which is stopped now, for as long as the process lives.
+        capfd.readouterr()
+        stop_broker()
+        time.sleep(2)
+        left = producers_of_broker(port).findall(capfd.readouterr().err)
+        assert not left, f"producers still talking to the broker after ingest closed: {left}"
     finally:
         stop_broker()
