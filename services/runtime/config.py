@@ -218,10 +218,10 @@ class PublishSection:
 
     flush_rows: int = 100_000
     flush_ms: int = 200
-    # While the last batch came faster than busy_rows_per_s, the next insert waits
-    # busy_flush_ms instead: fewer, larger inserts when each insert's fixed cost
-    # weighs (services/publish/insert_pacing.py); never shorter than flush_ms (a
-    # busy_flush_ms at or below it: one spacing).
+    # While the last two batches each came at busy_rows_per_s or faster (one alone is
+    # a burst), the next insert waits busy_flush_ms instead: fewer, larger inserts
+    # when each insert's fixed cost weighs (services/publish/insert_pacing.py); never
+    # shorter than flush_ms (a busy_flush_ms at or below it: one spacing).
     busy_flush_ms: int = 600
     busy_rows_per_s: int = 10_000
 

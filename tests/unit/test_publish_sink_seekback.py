@@ -136,6 +136,9 @@ def test_a_sink_whose_batches_come_fast_spaces_its_next_insert_longer() -> None:
     s.run_once()
     assert s.linger.linger_s == 0.02  # the first batch: no rate yet
     s.consumer.end = 200
-    s.run_once()  # 50 rows in a few fake milliseconds
+    s.run_once()  # 50 rows in a few fake milliseconds: fast, but once may be a burst
+    assert s.linger.linger_s == 0.02
+    s.consumer.end = 250
+    s.run_once()  # fast again
     assert s.linger.linger_s == 0.5 and s.pacing.busy_batches == 1
-    assert sorted(s.warehouse.rows) == list(range(100, 200))
+    assert sorted(s.warehouse.rows) == list(range(100, 250))
