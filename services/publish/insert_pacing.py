@@ -2,7 +2,7 @@
 while readings arrive faster than ``busy_rows_per_s``.
 
 Why: an insert's cost is mostly fixed. Measured with chDB (bench/publish_batches.py
-and the eighth round of docs/performance.md), an insert into ``observations`` and its
+and the ninth round of docs/performance.md), an insert into ``observations`` and its
 four materialised views took about 45 ms of CPU whatever its size, plus about 8 µs a
 row: at 200 ms spacing and 15,000 single readings/s, half of publish's CPU. Spacing
 inserts longer under heavy load makes them larger and fewer, and leaves that CPU to

@@ -118,11 +118,7 @@ class WarehouseSink:
         self.max_messages = max_messages
         self.flush_rows = node.publish.flush_rows if flush_rows is None else flush_rows
         flush = node.publish.flush_ms / 1000 if flush_s is None else flush_s
-        self.pacing = InsertPacing(
-            flush,
-            max(flush, node.publish.busy_flush_ms / 1000),
-            node.publish.busy_rows_per_s,
-        )
+        self.pacing = InsertPacing(flush, busy_spacing(flush, node), node.publish.busy_rows_per_s)
         # Gathering looks at the rows every slice: a batch can pass flush_rows early.
         self.linger = Linger(
             flush,
@@ -357,6 +353,12 @@ class WarehouseSink:
             self.metrics.errors.labels("publish", "consume").inc()
             log.warning("consume error", extra={"error": str(error)})
         return True
+
+
+def busy_spacing(flush_s: float, node: NodeConfig) -> float:
+    """The spacing of a busy sink: never shorter than ``flush_s``, and none longer when
+    ``flush_s`` is 0 (one insert per sink cycle: chosen for latency, kept under load)."""
+    return flush_s if flush_s == 0 else max(flush_s, node.publish.busy_flush_ms / 1000)
 
 
 def _place(message: Message) -> tuple[str, int, int]:

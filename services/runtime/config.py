@@ -551,11 +551,7 @@ def _validate_cycles(config: NodeConfig) -> None:
         raise ConfigError(
             "must be positive", source=config.source, key="processing.batch_timeout_s"
         )
-    waits = (
-        ("processing.linger_ms", processing.linger_ms),
-        ("publish.flush_ms", publish.flush_ms),
-        ("publish.busy_flush_ms", publish.busy_flush_ms),
-    )
+    waits = (("processing.linger_ms", processing.linger_ms), ("publish.flush_ms", publish.flush_ms))
     for key, value in waits:
         if not 0 <= value <= MAX_WAIT_MS:
             raise ConfigError(
@@ -566,6 +562,13 @@ def _validate_cycles(config: NodeConfig) -> None:
             )
     if publish.flush_rows < 1:
         raise ConfigError("must be at least 1", source=config.source, key="publish.flush_rows")
+    if not 0 <= publish.busy_flush_ms <= MAX_WAIT_MS:
+        raise ConfigError(
+            f"must be between 0 and {MAX_WAIT_MS} milliseconds (got {publish.busy_flush_ms}): "
+            "the sink's spacing of inserts while busy; at or below flush_ms, one spacing",
+            source=config.source,
+            key="publish.busy_flush_ms",
+        )
     if publish.busy_rows_per_s < 1:
         raise ConfigError("must be at least 1", source=config.source, key="publish.busy_rows_per_s")
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from services.publish.insert_pacing import InsertPacing
+from services.publish.sink import busy_spacing
+from services.runtime.config import load_node_config
 
 
 class Clock:
@@ -106,3 +108,10 @@ def test_bursts_that_never_follow_one_another_never_turn_the_sink_busy() -> None
         clock.now += 0.2
         assert pace.after_batch(rows) == 0.2
     assert pace.busy_batches == 0
+
+
+def test_the_sink_busy_spacing_is_never_shorter_and_none_without_flush_ms() -> None:
+    node = load_node_config(env={})  # busy_flush_ms 600
+    assert busy_spacing(0.2, node) == 0.6
+    assert busy_spacing(1.0, node) == 1.0  # flush_ms raised past it: one spacing
+    assert busy_spacing(0.0, node) == 0.0  # one insert per cycle, kept under load
