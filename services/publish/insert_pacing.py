@@ -30,6 +30,8 @@ import logging
 import time
 from collections.abc import Callable
 
+from services.runtime.config import NodeConfig
+
 log = logging.getLogger(__name__)
 
 
@@ -80,3 +82,9 @@ class InsertPacing:
         self.busy = busy
         self.busy_batches += busy
         return self.busy_spacing_s if busy else self.spacing_s
+
+
+def busy_spacing(flush_s: float, node: NodeConfig) -> float:
+    """The spacing of a busy sink: never shorter than ``flush_s``, and none longer when
+    ``flush_s`` is 0 (one insert per sink cycle: chosen for latency, kept under load)."""
+    return flush_s if flush_s == 0 else max(flush_s, node.publish.busy_flush_ms / 1000)

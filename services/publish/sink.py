@@ -25,7 +25,7 @@ from typing import Any
 import pyarrow as pa
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
-from services.publish.insert_pacing import InsertPacing
+from services.publish.insert_pacing import InsertPacing, busy_spacing
 from services.publish.rows import Landed
 from services.runtime.codec import Contracts, TopicCodec
 from services.runtime.config import NodeConfig
@@ -353,12 +353,6 @@ class WarehouseSink:
             self.metrics.errors.labels("publish", "consume").inc()
             log.warning("consume error", extra={"error": str(error)})
         return True
-
-
-def busy_spacing(flush_s: float, node: NodeConfig) -> float:
-    """The spacing of a busy sink: never shorter than ``flush_s``, and none longer when
-    ``flush_s`` is 0 (one insert per sink cycle: chosen for latency, kept under load)."""
-    return flush_s if flush_s == 0 else max(flush_s, node.publish.busy_flush_ms / 1000)
 
 
 def _place(message: Message) -> tuple[str, int, int]:

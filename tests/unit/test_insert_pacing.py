@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.publish.insert_pacing import InsertPacing
-from services.publish.sink import busy_spacing
+from services.publish.insert_pacing import InsertPacing, busy_spacing
 from services.runtime.config import load_node_config
 
 
